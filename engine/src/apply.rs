@@ -1,0 +1,339 @@
+//! The writer side: applying committed commands in log order.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rusqlite::Connection;
+
+use crate::command::{Command, LogIndex};
+use crate::error::{classify, Fatal};
+use crate::exec::run;
+use crate::meta;
+use crate::read::ReadPool;
+use crate::Outcome;
+
+/// File name of the state database inside the node's state directory.
+pub const STATE_DB_FILE: &str = "state.db";
+
+/// Raft's bookkeeping for a batch, stored opaquely (the engine does not know openraft) in the
+/// same SQLite transaction as the batch's effects.
+#[derive(Debug, Clone, Default)]
+pub struct RaftMeta {
+    /// Serialized id of the last applied log entry.
+    pub applied: Vec<u8>,
+    /// Serialized membership, if an entry of the batch changed it.
+    pub membership: Option<Vec<u8>>,
+}
+
+/// One committed log entry handed to [`StateMachine::apply_batch`]: `command` is `None` for
+/// entries that carry no application data (blank and membership entries).
+#[derive(Debug, Clone, Copy)]
+pub struct ApplyItem<'a> {
+    /// Log position.
+    pub index: LogIndex,
+    /// The application command, if any.
+    pub command: Option<&'a Command>,
+}
+
+fn fatal(context: &str) -> impl FnOnce(rusqlite::Error) -> Fatal + '_ {
+    move |e| Fatal(format!("{context}: {e}"))
+}
+
+/// The deterministic state machine: owns the only writable connection to the state database.
+pub struct StateMachine {
+    db_path: PathBuf,
+    /// `None` only while a snapshot is being installed or after a fatal error.
+    conn: Option<Connection>,
+    applied_index: Option<LogIndex>,
+    /// Latched first fatal error; every later call returns it (redb's "previous I/O error").
+    failed: Option<Fatal>,
+    reads: Arc<ReadPool>,
+}
+
+pub(crate) fn open_writer(path: &Path) -> Result<Connection, Fatal> {
+    let conn = Connection::open(path).map_err(fatal("open state database"))?;
+    // WAL lets read connections run beside the writer. synchronous=NORMAL: a commit is not
+    // fsynced until the next checkpoint, so power loss may drop the last applied batches; the
+    // applied index lives in the same transactions and drops with them, and Raft re-applies
+    // those entries from its fsynced log at start-up. A process crash (kill -9) loses nothing.
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL;
+         PRAGMA synchronous = NORMAL;
+         PRAGMA foreign_keys = ON;
+         PRAGMA recursive_triggers = ON;",
+    )
+    .map_err(fatal("configure state database"))?;
+    conn.set_prepared_statement_cache_capacity(256);
+    meta::create(&conn).map_err(fatal("create metadata table"))?;
+    Ok(conn)
+}
+
+impl StateMachine {
+    /// Opens (or creates) the state database in `dir`.
+    pub fn open(dir: &Path) -> Result<StateMachine, Fatal> {
+        std::fs::create_dir_all(dir).map_err(|e| Fatal(format!("create {}: {e}", dir.display())))?;
+        let db_path = dir.join(STATE_DB_FILE);
+        let conn = open_writer(&db_path)?;
+        let applied_index = meta::get_i64(&conn, meta::KEY_APPLIED_INDEX)
+            .map_err(fatal("read applied index"))?
+            .map(|i| LogIndex(i as u64));
+        let reads = Arc::new(ReadPool::new(db_path.clone()));
+        Ok(StateMachine {
+            db_path,
+            conn: Some(conn),
+            applied_index,
+            failed: None,
+            reads,
+        })
+    }
+
+    /// The pool of read-only connections to the same database.
+    pub fn read_pool(&self) -> Arc<ReadPool> {
+        self.reads.clone()
+    }
+
+    /// Path of the live state database.
+    pub fn db_path(&self) -> &Path {
+        &self.db_path
+    }
+
+    /// Index of the last applied entry, `None` before the first.
+    pub fn applied_index(&self) -> Option<LogIndex> {
+        self.applied_index
+    }
+
+    fn conn(&self) -> Result<&Connection, Fatal> {
+        if let Some(f) = &self.failed {
+            return Err(f.clone());
+        }
+        self.conn
+            .as_ref()
+            .ok_or_else(|| Fatal("state database is not open".into()))
+    }
+
+    fn latch<T>(&mut self, r: Result<T, Fatal>) -> Result<T, Fatal> {
+        if let Err(e) = &r {
+            if self.failed.is_none() {
+                self.failed = Some(e.clone());
+            }
+        }
+        r
+    }
+
+    /// Raft's stored bookkeeping: (last applied log id, membership), as written by
+    /// [`StateMachine::apply_batch`].
+    pub fn raft_meta(&self) -> Result<(Option<Vec<u8>>, Option<Vec<u8>>), Fatal> {
+        let conn = self.conn()?;
+        let applied = meta::get_blob(conn, meta::KEY_RAFT_APPLIED).map_err(fatal("read meta"))?;
+        let membership =
+            meta::get_blob(conn, meta::KEY_RAFT_MEMBERSHIP).map_err(fatal("read meta"))?;
+        Ok((applied, membership))
+    }
+
+    /// Applies committed entries in log order, in one SQLite transaction together with
+    /// `raft_meta` and the new applied index. Returns one outcome per item (`None` for items
+    /// without a command).
+    ///
+    /// An entry at or below the applied index is a bug that would apply an entry twice: it is
+    /// refused as fatal.
+    pub fn apply_batch(
+        &mut self,
+        items: &[ApplyItem<'_>],
+        raft_meta: &RaftMeta,
+    ) -> Result<Vec<Option<Outcome>>, Fatal> {
+        let r = self.apply_batch_inner(items, raft_meta);
+        self.latch(r)
+    }
+
+    fn apply_batch_inner(
+        &mut self,
+        items: &[ApplyItem<'_>],
+        raft_meta: &RaftMeta,
+    ) -> Result<Vec<Option<Outcome>>, Fatal> {
+        let Some(last) = items.last() else {
+            return Ok(Vec::new());
+        };
+        let mut expect_above = self.applied_index;
+        for item in items {
+            if let Some(prev) = expect_above {
+                if item.index <= prev {
+                    return Err(Fatal(format!(
+                        "entry {} is not after applied index {prev}: refusing to apply twice",
+                        item.index
+                    )));
+                }
+            }
+            expect_above = Some(item.index);
+        }
+        let conn = self.conn()?;
+        conn.execute_batch("BEGIN IMMEDIATE").map_err(fatal("begin apply"))?;
+        let result = (|| {
+            let mut outcomes = Vec::with_capacity(items.len());
+            for item in items {
+                outcomes.push(match item.command {
+                    None => None,
+                    Some(cmd) => Some(apply_command(conn, cmd)?),
+                });
+            }
+            meta::put(conn, meta::KEY_APPLIED_INDEX, last.index.0 as i64)
+                .map_err(fatal("write applied index"))?;
+            meta::put(conn, meta::KEY_RAFT_APPLIED, &raft_meta.applied)
+                .map_err(fatal("write raft meta"))?;
+            if let Some(m) = &raft_meta.membership {
+                meta::put(conn, meta::KEY_RAFT_MEMBERSHIP, m).map_err(fatal("write membership"))?;
+            }
+            Ok(outcomes)
+        })();
+        match result {
+            Ok(outcomes) => {
+                conn.execute_batch("COMMIT").map_err(fatal("commit apply"))?;
+                self.applied_index = Some(last.index);
+                Ok(outcomes)
+            }
+            Err(e) => {
+                // Best effort: the node stops anyway; the transaction must not be committed.
+                let _ = conn.execute_batch("ROLLBACK");
+                Err(e)
+            }
+        }
+    }
+
+    /// Replaces the whole state with the snapshot file at `snapshot` (atomic file replace).
+    /// Readers are paused for the duration.
+    pub fn install_snapshot(&mut self, snapshot: &Path) -> Result<(), Fatal> {
+        let r = self.install_snapshot_inner(snapshot);
+        self.latch(r)
+    }
+
+    fn install_snapshot_inner(&mut self, snapshot: &Path) -> Result<(), Fatal> {
+        if let Some(f) = &self.failed {
+            return Err(f.clone());
+        }
+        let reads = self.reads.clone();
+        let _paused = reads.pause();
+        // Closing the last connection checkpoints the WAL into the file and removes it.
+        if let Some(conn) = self.conn.take() {
+            conn.close().map_err(|(_, e)| Fatal(format!("close state database: {e}")))?;
+        }
+        sqlkeeper_snapshots::install_snapshot(snapshot, &self.db_path)
+            .map_err(|e| Fatal(format!("install snapshot: {e}")))?;
+        let conn = open_writer(&self.db_path)?;
+        self.applied_index = meta::get_i64(&conn, meta::KEY_APPLIED_INDEX)
+            .map_err(fatal("read applied index"))?
+            .map(|i| LogIndex(i as u64));
+        self.conn = Some(conn);
+        Ok(())
+    }
+
+    /// Hash of the canonical dump of the state (see [`crate::state_hash`]).
+    pub fn state_hash(&self) -> Result<[u8; 32], Fatal> {
+        crate::hash::state_hash(self.conn()?).map_err(fatal("hash state"))
+    }
+}
+
+/// Runs one command's statements inside a savepoint. A deterministic failure rolls the
+/// savepoint back and becomes part of the outcome; anything else is fatal.
+fn apply_command(conn: &Connection, cmd: &Command) -> Result<Outcome, Fatal> {
+    match cmd {
+        Command::Execute { statements, .. } => {
+            conn.execute_batch("SAVEPOINT entry").map_err(fatal("savepoint"))?;
+            let mut outcome = Outcome::default();
+            for (i, stmt) in statements.iter().enumerate() {
+                match run(conn, stmt) {
+                    Ok(r) => outcome.results.push(r),
+                    Err(e) => {
+                        outcome.error = Some((i, classify(e)?));
+                        break;
+                    }
+                }
+            }
+            if outcome.error.is_some() {
+                conn.execute_batch("ROLLBACK TO entry")
+                    .map_err(fatal("roll back failed entry"))?;
+            }
+            conn.execute_batch("RELEASE entry").map_err(fatal("release savepoint"))?;
+            Ok(outcome)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::command::{Stamp, Statement, Value};
+
+    fn exec(sql: &str) -> Command {
+        Command::Execute {
+            request_id: None,
+            stamp: Stamp::default(),
+            statements: vec![Statement {
+                sql: sql.into(),
+                params: vec![],
+            }],
+        }
+    }
+
+    fn apply1(sm: &mut StateMachine, index: u64, cmd: &Command) -> Outcome {
+        let items = [ApplyItem {
+            index: LogIndex(index),
+            command: Some(cmd),
+        }];
+        sm.apply_batch(&items, &RaftMeta::default())
+            .unwrap()
+            .pop()
+            .unwrap()
+            .unwrap()
+    }
+
+    #[test]
+    fn applies_in_order_and_persists_applied_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sm = StateMachine::open(dir.path()).unwrap();
+        assert_eq!(sm.applied_index(), None);
+        let o = apply1(&mut sm, 0, &exec("CREATE TABLE kv (k INTEGER PRIMARY KEY, v TEXT)"));
+        assert!(o.error.is_none());
+        let o = apply1(&mut sm, 1, &exec("INSERT INTO kv VALUES (1, 'a'), (2, 'b') RETURNING k"));
+        assert_eq!(o.results[0].rows_affected, 2);
+        assert_eq!(o.results[0].rows, vec![vec![Value::Integer(1)], vec![Value::Integer(2)]]);
+        drop(sm);
+        let sm = StateMachine::open(dir.path()).unwrap();
+        assert_eq!(sm.applied_index(), Some(LogIndex(1)));
+    }
+
+    #[test]
+    fn deterministic_failure_is_an_outcome_and_rolls_back_the_whole_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sm = StateMachine::open(dir.path()).unwrap();
+        apply1(&mut sm, 0, &exec("CREATE TABLE kv (k INTEGER PRIMARY KEY, v TEXT)"));
+        let cmd = Command::Execute {
+            request_id: None,
+            stamp: Stamp::default(),
+            statements: vec![
+                Statement { sql: "INSERT INTO kv VALUES (5, 'x')".into(), params: vec![] },
+                Statement { sql: "INSERT INTO kv VALUES (5, 'y')".into(), params: vec![] },
+            ],
+        };
+        let o = apply1(&mut sm, 1, &cmd);
+        let (at, err) = o.error.unwrap();
+        assert_eq!(at, 1);
+        assert_eq!(err.sqlstate, "23505");
+        assert_eq!(sm.applied_index(), Some(LogIndex(1)), "the failed entry's index is recorded");
+        let o = apply1(&mut sm, 2, &exec("SELECT count(*) FROM kv"));
+        assert_eq!(o.results[0].rows, vec![vec![Value::Integer(0)]], "first insert rolled back");
+        let o = apply1(&mut sm, 3, &exec("SELECT * FROM missing"));
+        assert_eq!(o.error.unwrap().1.sqlstate, "42P01");
+    }
+
+    #[test]
+    fn refuses_to_apply_an_entry_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sm = StateMachine::open(dir.path()).unwrap();
+        apply1(&mut sm, 3, &exec("CREATE TABLE t (a)"));
+        let cmd = exec("INSERT INTO t VALUES (1)");
+        let items = [ApplyItem { index: LogIndex(3), command: Some(&cmd) }];
+        assert!(sm.apply_batch(&items, &RaftMeta::default()).is_err());
+        // latched: even a valid entry is refused now
+        let items = [ApplyItem { index: LogIndex(4), command: Some(&cmd) }];
+        assert!(sm.apply_batch(&items, &RaftMeta::default()).is_err());
+    }
+}

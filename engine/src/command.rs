@@ -1,0 +1,89 @@
+//! What goes into the Raft log. Encoding and versioning: `docs/log-format.md`.
+
+use serde::{Deserialize, Serialize};
+
+/// Position of an entry in the Raft log. openraft numbers entries from 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct LogIndex(pub u64);
+
+impl LogIndex {
+    /// The index of the entry after this one.
+    pub fn next(self) -> LogIndex {
+        LogIndex(self.0 + 1)
+    }
+}
+
+impl std::fmt::Display for LogIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// Values fixed by the leader when it proposes a command, so that every replica computes the
+/// same rows: the statement time and a random seed. See `docs/determinism.md`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Stamp {
+    /// Wall-clock time of the leader, microseconds since the Unix epoch (UTC).
+    pub unix_micros: i64,
+    /// Seed for every source of randomness while applying the command.
+    pub seed: u64,
+}
+
+/// Identifies a client request across retries, so a command that is proposed twice (for
+/// example after a leader change with an unknown outcome) is applied once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct RequestId {
+    /// The node that accepted the request from the client.
+    pub origin: u64,
+    /// A number unique on that node (start time and counter).
+    pub serial: u64,
+}
+
+/// A SQL value as SQLite stores it: used for bound parameters and for result rows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Value {
+    /// SQL NULL.
+    Null,
+    /// 64-bit signed integer.
+    Integer(i64),
+    /// 64-bit float.
+    Real(f64),
+    /// UTF-8 text.
+    Text(String),
+    /// Bytes.
+    Blob(Vec<u8>),
+}
+
+/// One translated SQLite statement with its bound parameters (`?1`, `?2`, ...).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Statement {
+    /// SQLite SQL, already translated from Postgres and made deterministic by the leader.
+    pub sql: String,
+    /// Values for `?1..?n`.
+    pub params: Vec<Value>,
+}
+
+/// An entry in the Raft log, as the application sees it. Versioned: see `docs/log-format.md`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Command {
+    /// SQL statements run in one SQLite transaction (all or nothing), with values fixed by
+    /// the leader.
+    Execute {
+        /// Deduplication key; `None` for commands that are safe to apply twice.
+        request_id: Option<RequestId>,
+        /// Time and seed fixed by the leader.
+        stamp: Stamp,
+        /// The statements, in order.
+        statements: Vec<Statement>,
+    },
+}
+
+impl std::fmt::Display for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Command::Execute { statements, .. } => {
+                write!(f, "execute({} statements)", statements.len())
+            }
+        }
+    }
+}

@@ -1,0 +1,178 @@
+//! Errors, and the one place where SQLite errors become Postgres SQLSTATEs.
+
+use rusqlite::ffi::ErrorCode;
+use serde::{Deserialize, Serialize};
+
+/// A five-character Postgres SQLSTATE code, e.g. `23505`.
+pub type SqlState = String;
+
+/// A deterministic statement failure: the same on every replica, returned to the client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{message}")]
+pub struct ExecError {
+    /// Postgres SQLSTATE.
+    pub sqlstate: SqlState,
+    /// Message in Postgres style (lowercase, no trailing period).
+    pub message: String,
+}
+
+impl ExecError {
+    /// Builds an error with a SQLSTATE and message.
+    pub fn new(sqlstate: &str, message: impl Into<String>) -> ExecError {
+        ExecError {
+            sqlstate: sqlstate.to_string(),
+            message: message.into(),
+        }
+    }
+}
+
+/// A failure of the node itself (disk, corruption, out of memory). Once the state machine has
+/// returned one it refuses all further work; the node must stop and recover from its files.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("state machine failed: {0}")]
+pub struct Fatal(pub String);
+
+/// Errors of engine operations that are not statement outcomes.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The node cannot continue.
+    #[error(transparent)]
+    Fatal(#[from] Fatal),
+    /// A statement failed deterministically (reads return this directly).
+    #[error(transparent)]
+    Exec(#[from] ExecError),
+}
+
+/// Whether an SQLite error is a property of the statement and the data (deterministic, the
+/// same on every replica) rather than of this node's disk or memory.
+pub(crate) fn is_deterministic(err: &rusqlite::Error) -> bool {
+    match err {
+        rusqlite::Error::SqliteFailure(e, _) => matches!(
+            e.code,
+            ErrorCode::ConstraintViolation
+                | ErrorCode::TypeMismatch
+                | ErrorCode::TooBig
+                | ErrorCode::ParameterOutOfRange
+                | ErrorCode::Unknown // SQLITE_ERROR: syntax, missing table, ...
+                | ErrorCode::OperationAborted
+                | ErrorCode::ApiMisuse
+        ),
+        rusqlite::Error::InvalidParameterCount(..)
+        | rusqlite::Error::InvalidParameterName(_)
+        | rusqlite::Error::MultipleStatement
+        | rusqlite::Error::ExecuteReturnedResults
+        | rusqlite::Error::SqlInputError { .. } => true,
+        _ => false,
+    }
+}
+
+/// Converts an SQLite error into a deterministic [`ExecError`] or a [`Fatal`].
+pub(crate) fn classify(err: rusqlite::Error) -> Result<ExecError, Fatal> {
+    if is_deterministic(&err) {
+        Ok(sqlstate_of(&err))
+    } else {
+        Err(Fatal(err.to_string()))
+    }
+}
+
+/// Maps an SQLite error to the Postgres SQLSTATE and message a Postgres user expects.
+///
+/// This is the only place where SQLite errors get SQLSTATEs. SQLite reports most SQL errors
+/// as `SQLITE_ERROR` with a message, so the message text decides; the table is in
+/// `docs/compat.md`.
+pub fn sqlstate_of(err: &rusqlite::Error) -> ExecError {
+    let (code, msg) = match err {
+        rusqlite::Error::SqliteFailure(e, msg) => (
+            Some(e.extended_code),
+            msg.clone().unwrap_or_else(|| e.to_string()),
+        ),
+        rusqlite::Error::SqlInputError { msg, .. } => (None, msg.clone()),
+        other => (None, other.to_string()),
+    };
+    let state = match code {
+        Some(rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE)
+        | Some(rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY) => "23505",
+        Some(rusqlite::ffi::SQLITE_CONSTRAINT_NOTNULL) => "23502",
+        Some(rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY) => "23503",
+        Some(rusqlite::ffi::SQLITE_CONSTRAINT_CHECK) => "23514",
+        Some(rusqlite::ffi::SQLITE_CONSTRAINT_DATATYPE) => "22P02",
+        Some(c) if c & 0xff == rusqlite::ffi::SQLITE_CONSTRAINT => "23000",
+        Some(c) if c & 0xff == rusqlite::ffi::SQLITE_INTERRUPT => "57014",
+        Some(c) if c & 0xff == rusqlite::ffi::SQLITE_TOOBIG => "54000",
+        Some(c) if c & 0xff == rusqlite::ffi::SQLITE_MISMATCH => "42804",
+        Some(c) if c & 0xff == rusqlite::ffi::SQLITE_RANGE => "08P01",
+        Some(c) if c & 0xff == rusqlite::ffi::SQLITE_BUSY => "40001",
+        Some(c) if c & 0xff == rusqlite::ffi::SQLITE_READONLY => "25006",
+        _ => state_from_message(&msg),
+    };
+    ExecError {
+        sqlstate: state.to_string(),
+        message: postgres_message(state, &msg),
+    }
+}
+
+fn state_from_message(msg: &str) -> &'static str {
+    let m = msg.to_ascii_lowercase();
+    if m.starts_with("no such table") {
+        "42P01"
+    } else if m.starts_with("no such column") || m.contains("has no column named") {
+        "42703"
+    } else if m.starts_with("no such function") || m.starts_with("wrong number of arguments") {
+        "42883"
+    } else if m.starts_with("no such index") {
+        "42704"
+    } else if m.starts_with("table") && m.contains("already exists") {
+        "42P07"
+    } else if m.starts_with("index") && m.contains("already exists") {
+        "42P07"
+    } else if m.contains("syntax error") || m.starts_with("incomplete input") || m.starts_with("unrecognized token") {
+        "42601"
+    } else if m.contains("ambiguous column name") {
+        "42702"
+    } else if m.contains("datatype mismatch") || m.contains("cannot store") {
+        "22P02"
+    } else if m.contains("integer overflow") {
+        "22003"
+    } else if m.contains("interrupted") {
+        "57014"
+    } else if m.contains("cannot start a transaction within a transaction")
+        || m.contains("cannot commit - no transaction is active")
+        || m.contains("cannot rollback - no transaction is active")
+    {
+        "25000"
+    } else if m.contains("attempt to write a readonly database") {
+        "25006"
+    } else {
+        "XX000"
+    }
+}
+
+/// Rewrites SQLite's wording into the shape of the Postgres message for the same SQLSTATE,
+/// keeping SQLite's detail (the table or column name) in the text.
+fn postgres_message(state: &str, msg: &str) -> String {
+    match state {
+        "42P01" => match msg.strip_prefix("no such table: ") {
+            Some(t) => format!("relation \"{}\" does not exist", t.trim_start_matches("main.")),
+            None => msg.to_string(),
+        },
+        "42703" => match msg.strip_prefix("no such column: ") {
+            Some(c) => format!("column \"{c}\" does not exist"),
+            None => msg.to_string(),
+        },
+        "42P07" => {
+            // "table kv already exists" -> relation "kv" already exists
+            let mut words = msg.split_whitespace();
+            match (words.next(), words.next()) {
+                (Some(_), Some(name)) => {
+                    format!("relation \"{}\" already exists", name.trim_matches('"'))
+                }
+                _ => msg.to_string(),
+            }
+        }
+        "23505" => format!("duplicate key value violates unique constraint ({msg})"),
+        "23502" => format!("null value violates not-null constraint ({msg})"),
+        "23503" => format!("insert or update violates foreign key constraint ({msg})"),
+        "23514" => format!("new row violates check constraint ({msg})"),
+        _ => msg.to_string(),
+    }
+}

@@ -1,0 +1,90 @@
+//! Running one statement on a connection and collecting what it returns. Shared by the apply
+//! path (writer) and the read path.
+
+use rusqlite::types::ValueRef;
+use rusqlite::Connection;
+use serde::{Deserialize, Serialize};
+
+use crate::command::{Statement, Value};
+
+/// A result column: its name and the type SQLite recorded in the table declaration (if the
+/// column comes straight from a table).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Column {
+    /// Column name as SQLite reports it.
+    pub name: String,
+    /// Declared type, e.g. `BIGINT` or `VARCHAR(20)`; `None` for expressions.
+    pub decl_type: Option<String>,
+}
+
+/// What one statement returned.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct StatementResult {
+    /// Result columns; empty for statements that return no rows.
+    pub columns: Vec<Column>,
+    /// Result rows (for SELECT, or `RETURNING`).
+    pub rows: Vec<Vec<Value>>,
+    /// Rows inserted, updated or deleted (SQLite `changes()`); 0 for other statements.
+    pub rows_affected: u64,
+}
+
+pub(crate) fn value_of(v: ValueRef<'_>) -> Value {
+    match v {
+        ValueRef::Null => Value::Null,
+        ValueRef::Integer(i) => Value::Integer(i),
+        ValueRef::Real(f) => Value::Real(f),
+        ValueRef::Text(t) => Value::Text(String::from_utf8_lossy(t).into_owned()),
+        ValueRef::Blob(b) => Value::Blob(b.to_vec()),
+    }
+}
+
+impl rusqlite::ToSql for Value {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        use rusqlite::types::ToSqlOutput::Borrowed;
+        Ok(match self {
+            Value::Null => Borrowed(ValueRef::Null),
+            Value::Integer(i) => Borrowed(ValueRef::Integer(*i)),
+            Value::Real(f) => Borrowed(ValueRef::Real(*f)),
+            Value::Text(s) => Borrowed(ValueRef::Text(s.as_bytes())),
+            Value::Blob(b) => Borrowed(ValueRef::Blob(b)),
+        })
+    }
+}
+
+/// Runs `stmt` on `conn` and collects its columns, rows and change count.
+pub(crate) fn run(conn: &Connection, stmt: &Statement) -> rusqlite::Result<StatementResult> {
+    let mut prepared = conn.prepare_cached(&stmt.sql)?;
+    let expected = prepared.parameter_count();
+    if stmt.params.len() != expected {
+        return Err(rusqlite::Error::InvalidParameterCount(stmt.params.len(), expected));
+    }
+    for (i, p) in stmt.params.iter().enumerate() {
+        prepared.raw_bind_parameter(i + 1, p)?;
+    }
+    let columns: Vec<Column> = prepared
+        .columns()
+        .map(|c| Column {
+            name: c.name().to_string(),
+            decl_type: c.decl_type().map(str::to_string),
+        })
+        .collect();
+    let readonly = prepared.readonly();
+    let width = columns.len();
+    let mut rows = Vec::new();
+    {
+        let mut raw = prepared.raw_query();
+        while let Some(row) = raw.next()? {
+            let mut out = Vec::with_capacity(width);
+            for i in 0..width {
+                out.push(value_of(row.get_ref(i)?));
+            }
+            rows.push(out);
+        }
+    }
+    let rows_affected = if readonly { 0 } else { conn.changes() };
+    Ok(StatementResult {
+        columns,
+        rows,
+        rows_affected,
+    })
+}

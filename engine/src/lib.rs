@@ -1,0 +1,42 @@
+//! Deterministic SQLite state machine.
+//!
+//! [`StateMachine`] owns the only writable SQLite connection. Raft hands it committed
+//! [`Command`]s in log order. Each batch of commands and the new applied index (and the Raft
+//! membership, as opaque bytes) are written in one SQLite transaction, so after a crash the
+//! database and [`StateMachine::applied_index`] agree and no entry is applied twice.
+//!
+//! A statement that fails the same way on every replica (a constraint violation, a missing
+//! table) is an [`Outcome`] with a SQLSTATE, not an error of the engine. An I/O error is
+//! [`Fatal`]: the state machine stops and refuses further work.
+//!
+//! Reads run on a [`ReadPool`] of read-only connections (WAL mode), never on the writer.
+//!
+//! This crate is synchronous. It knows nothing about tokio, Raft, or Postgres.
+#![deny(missing_docs)]
+
+mod apply;
+mod command;
+mod error;
+mod exec;
+mod hash;
+mod meta;
+mod read;
+
+pub use apply::{ApplyItem, RaftMeta, StateMachine, STATE_DB_FILE};
+pub use command::{Command, LogIndex, RequestId, Stamp, Statement, Value};
+pub use error::{sqlstate_of, EngineError, ExecError, Fatal, SqlState};
+pub use exec::{Column, StatementResult};
+pub use hash::state_hash;
+pub use meta::META_TABLE;
+pub use read::{read_snapshot_info, ReadPool, ReadView, SnapshotInfo, READ_CONNECTIONS_MAX};
+
+/// What applying one command produced: the result of each statement, in order, up to the
+/// first failure. If `error` is set, the whole command was rolled back (as Postgres rolls back
+/// an implicit transaction) and `results` holds what the statements before it returned.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, Default)]
+pub struct Outcome {
+    /// One result per statement that ran successfully.
+    pub results: Vec<StatementResult>,
+    /// The deterministic failure that stopped the command, with the index of its statement.
+    pub error: Option<(usize, ExecError)>,
+}
