@@ -1,1 +1,40 @@
-//! placeholder
+//! openraft glue: type config, durable log store, state-machine adapter, network, node.
+//!
+//! The write path, from a client's statement to its reply:
+//!
+//! ```text
+//! pgwire-server  Session::execute ─ sql::translate ─▶ Vec<engine::Statement>
+//!       │
+//!       ▼
+//! raft::Node::write ── builds engine::Command::Execute { stamp, statements }
+//!       │ openraft::Raft::client_write
+//!       ▼
+//! raft::LogStore::append ── one SQLite transaction + fsync per call (group commit)
+//!       │ committed (quorum; a single voter is its own quorum)
+//!       ▼
+//! raft::StateMachineStore::apply ── channel ─▶ "sqlkeeper-apply" thread
+//!       │                                        engine::StateMachine::apply_batch
+//!       │                                        (statements + applied index: one SQLite txn)
+//!       ▼
+//! engine::Outcome ── ApplyResponder ─▶ client_write returns ─▶ reply to the client
+//! ```
+//!
+//! Reads never enter the log: `Node::read` runs on an `engine::ReadPool` connection.
+#![deny(missing_docs)]
+
+mod apply_thread;
+mod log_store;
+mod network;
+mod node;
+mod state_machine;
+mod types;
+
+pub use log_store::{LogStore, LOG_DB_FILE};
+pub use network::NetworkFactory;
+pub use node::{Node, NodeConfig, NodeError, NodeStatus, StartError};
+pub use state_machine::{SnapshotFile, StateMachineStore};
+pub use types::{NodeId, NodeInfo, TypeConfig};
+
+/// Builders for openraft's storage conformance suite and other test helpers.
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;

@@ -1,1 +1,17 @@
-//! placeholder
+//! The SQL layer: Postgres SQL in, SQLite SQL out.
+//!
+//! [`translate`] parses a query string with `sqlparser` (Postgres dialect), classifies each
+//! statement ([`StatementKind`]), rewrites its AST into SQLite SQL and names the Postgres
+//! command tag it will answer with. Everything here is a pure function: no I/O, no tokio,
+//! no SQLite. Rewrites are done on the AST, never on SQL text.
+//!
+//! What is translated and what is refused: `docs/compat.md`.
+#![deny(missing_docs)]
+
+mod classify;
+mod error;
+mod translate;
+
+pub use classify::{CommandTag, SessionOp, StatementKind, TxnOp};
+pub use error::SqlError;
+pub use translate::{translate, Translated, PARSER_RECURSION_LIMIT, QUERY_BYTES_MAX};

@@ -1,0 +1,354 @@
+//! openraft's state machine, backed by the engine on its apply thread, and SQLite-file
+//! snapshots.
+
+use std::fs::File;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use futures::{Stream, TryStreamExt};
+use openraft::alias::{LogIdOf, SnapshotMetaOf, SnapshotOf, StoredMembershipOf};
+use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine, Snapshot};
+use openraft::{EntryPayload, OptionalSend};
+use sqlkeeper_engine::{
+    read_snapshot_info, ApplyItem, LogIndex, Outcome, RaftMeta, ReadPool, SnapshotInfo, StateMachine,
+};
+
+use crate::apply_thread::ApplyThread;
+use crate::types::TypeConfig;
+
+/// Committed entries applied in one SQLite transaction at most. Bounds the size of a write
+/// transaction (and of the WAL) when a restarted node re-applies a long log; 1024 entries
+/// keep one transaction well under a second on this machine.
+pub const APPLY_BATCH_MAX: usize = 1024;
+
+/// A snapshot as openraft passes it around: a SQLite file, opened. The open handle keeps the
+/// bytes readable for a transfer in flight even after a newer snapshot replaced the name.
+#[derive(Debug)]
+pub struct SnapshotFile {
+    /// Where the file is (or was) in the snapshot directory.
+    pub path: PathBuf,
+    /// Open handle to it.
+    pub file: File,
+}
+
+impl SnapshotFile {
+    fn open(path: PathBuf) -> io::Result<SnapshotFile> {
+        let file = File::open(&path)?;
+        Ok(SnapshotFile { path, file })
+    }
+}
+
+#[derive(Clone)]
+struct Current {
+    meta: SnapshotMetaOf<TypeConfig>,
+    path: PathBuf,
+}
+
+/// The state machine handed to openraft.
+pub struct StateMachineStore {
+    apply: ApplyThread,
+    reads: Arc<ReadPool>,
+    snapshot_dir: PathBuf,
+    /// The newest complete snapshot. Shared with snapshot builders, which run in their own
+    /// tasks and replace it when they finish.
+    current: Arc<Mutex<Option<Current>>>,
+}
+
+fn other<E: std::fmt::Display>(context: &'static str) -> impl FnOnce(E) -> io::Error {
+    move |e| io::Error::other(format!("{context}: {e}"))
+}
+
+fn snapshot_file_name(last: &Option<LogIdOf<TypeConfig>>) -> String {
+    // Zero-padded so names sort in log order; `none` sorts before every index.
+    match last {
+        Some(l) => format!("snap-{:020}-{:020}.db", l.index, l.leader_id.term),
+        None => "snap-none.db".to_string(),
+    }
+}
+
+fn meta_from_info(info: &SnapshotInfo) -> io::Result<SnapshotMetaOf<TypeConfig>> {
+    let last_log_id: Option<LogIdOf<TypeConfig>> = match &info.raft_applied {
+        Some(b) => serde_json::from_slice(b).map_err(other("decode snapshot applied id"))?,
+        None => None,
+    };
+    let last_membership: StoredMembershipOf<TypeConfig> = match &info.raft_membership {
+        Some(b) => serde_json::from_slice(b).map_err(other("decode snapshot membership"))?,
+        None => Default::default(),
+    };
+    // Pair assertion: the engine's own applied index must agree with Raft's log id.
+    if info.applied_index.map(|i| i.0) != last_log_id.as_ref().map(|l| l.index) {
+        return Err(io::Error::other(format!(
+            "snapshot is inconsistent: applied index {:?} but raft log id {:?}",
+            info.applied_index, last_log_id
+        )));
+    }
+    Ok(SnapshotMetaOf::<TypeConfig> {
+        last_log_id,
+        last_membership,
+    })
+}
+
+/// Finds the newest complete snapshot in `dir` (by file name order) and deletes older ones.
+fn load_current(dir: &Path) -> io::Result<Option<Current>> {
+    let mut names: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            let n = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            n.starts_with("snap-") && n.ends_with(".db")
+        })
+        .collect();
+    names.sort();
+    let Some(newest) = names.pop() else { return Ok(None) };
+    for old in names {
+        std::fs::remove_file(&old)?;
+    }
+    let info = read_snapshot_info(&newest).map_err(other("read snapshot"))?;
+    Ok(Some(Current {
+        meta: meta_from_info(&info)?,
+        path: newest,
+    }))
+}
+
+impl StateMachineStore {
+    /// Opens the state database in `state_dir` on a new apply thread; snapshots live in
+    /// `snapshot_dir`.
+    pub fn open(state_dir: &Path, snapshot_dir: &Path, node_id: u64) -> io::Result<StateMachineStore> {
+        std::fs::create_dir_all(snapshot_dir)?;
+        sqlkeeper_snapshots::remove_partials(snapshot_dir).map_err(io::Error::from)?;
+        sqlkeeper_snapshots::remove_partials(state_dir).map_err(io::Error::from)?;
+        let sm = StateMachine::open(state_dir).map_err(other("open state machine"))?;
+        let reads = sm.read_pool();
+        let current = load_current(snapshot_dir)?;
+        Ok(StateMachineStore {
+            apply: ApplyThread::spawn(sm, node_id)?,
+            reads,
+            snapshot_dir: snapshot_dir.to_path_buf(),
+            current: Arc::new(Mutex::new(current)),
+        })
+    }
+
+    /// The read pool over the state database.
+    pub fn read_pool(&self) -> Arc<ReadPool> {
+        self.reads.clone()
+    }
+
+    /// Hash of the state as seen by the writer (see `engine::state_hash`).
+    pub async fn state_hash(&self) -> io::Result<[u8; 32]> {
+        self.apply
+            .call(|sm| sm.state_hash())
+            .await?
+            .map_err(other("hash state"))
+    }
+
+    fn set_current(current: &Mutex<Option<Current>>, new: Current) -> io::Result<()> {
+        let old = {
+            let mut guard = current.lock().unwrap_or_else(|p| p.into_inner());
+            let replace = match &*guard {
+                Some(c) => c.meta.last_log_id <= new.meta.last_log_id,
+                None => true,
+            };
+            if !replace {
+                drop(guard);
+                // A newer snapshot exists already (a concurrent build): drop this one.
+                if new.path.exists() {
+                    std::fs::remove_file(&new.path)?;
+                }
+                return Ok(());
+            }
+            guard.replace(new.clone())
+        };
+        if let Some(old) = old {
+            if old.path != new.path {
+                // In-flight transfers keep reading through their open handle.
+                std::fs::remove_file(&old.path)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Builds a snapshot from a read transaction while applies continue.
+pub struct SnapshotBuilder {
+    reads: Arc<ReadPool>,
+    snapshot_dir: PathBuf,
+    current: Arc<Mutex<Option<Current>>>,
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+    type SnapshotData = SnapshotFile;
+
+    async fn build_snapshot(&mut self) -> Result<SnapshotOf<TypeConfig, SnapshotFile>, io::Error> {
+        let reads = self.reads.clone();
+        let dir = self.snapshot_dir.clone();
+        let current = self.current.clone();
+        tokio::task::spawn_blocking(move || {
+            // The index is known only after the copy, so copy under a unique building name,
+            // then rename to the final, index-ordered name.
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0);
+            let building = dir.join(format!("building-{nanos}.db"));
+            let info = reads.write_snapshot(&building).map_err(other("build snapshot"))?;
+            let meta = meta_from_info(&info)?;
+            let path = dir.join(snapshot_file_name(&meta.last_log_id));
+            // Both names hold a complete, fsynced file; the directory fsync makes the new
+            // name durable. A crash before it may leave `building-*.db`, which is not a
+            // `snap-*` name and is never loaded.
+            std::fs::rename(&building, &path)?;
+            sqlkeeper_snapshots::fsync_dir(&dir).map_err(io::Error::from)?;
+            tracing::info!(log_index = ?meta.last_log_id.as_ref().map(|l| l.index), "built snapshot");
+            StateMachineStore::set_current(&current, Current { meta: meta.clone(), path: path.clone() })?;
+            Ok(Snapshot {
+                meta,
+                snapshot: SnapshotFile::open(path)?,
+            })
+        })
+        .await
+        .map_err(other("snapshot task"))?
+    }
+}
+
+fn raft_meta_for(
+    last: &LogIdOf<TypeConfig>,
+    membership: Option<StoredMembershipOf<TypeConfig>>,
+) -> io::Result<RaftMeta> {
+    Ok(RaftMeta {
+        applied: serde_json::to_vec(&Some(last)).map_err(other("encode applied id"))?,
+        membership: membership
+            .map(|m| serde_json::to_vec(&m))
+            .transpose()
+            .map_err(other("encode membership"))?,
+    })
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachineStore {
+    type SnapshotData = SnapshotFile;
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(
+        &mut self,
+    ) -> Result<(Option<LogIdOf<TypeConfig>>, StoredMembershipOf<TypeConfig>), io::Error> {
+        let (applied, membership) = self
+            .apply
+            .call(|sm| sm.raft_meta())
+            .await?
+            .map_err(other("read applied state"))?;
+        let applied: Option<LogIdOf<TypeConfig>> = match applied {
+            Some(b) => serde_json::from_slice(&b).map_err(other("decode applied id"))?,
+            None => None,
+        };
+        let membership: StoredMembershipOf<TypeConfig> = match membership {
+            Some(b) => serde_json::from_slice(&b).map_err(other("decode membership"))?,
+            None => Default::default(),
+        };
+        Ok((applied, membership))
+    }
+
+    async fn apply<S>(&mut self, mut entries: S) -> Result<(), io::Error>
+    where
+        S: Stream<Item = Result<EntryResponder<TypeConfig>, io::Error>> + Unpin + OptionalSend,
+    {
+        let mut batch = Vec::new();
+        while let Some(item) = entries.try_next().await? {
+            batch.push(item);
+            if batch.len() >= APPLY_BATCH_MAX {
+                self.apply_batch(std::mem::take(&mut batch)).await?;
+            }
+        }
+        self.apply_batch(batch).await
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        SnapshotBuilder {
+            reads: self.reads.clone(),
+            snapshot_dir: self.snapshot_dir.clone(),
+            current: self.current.clone(),
+        }
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMetaOf<TypeConfig>,
+        snapshot: SnapshotFile,
+    ) -> Result<(), io::Error> {
+        let own = self.snapshot_dir.join(snapshot_file_name(&meta.last_log_id));
+        if snapshot.path != own {
+            // Keep a copy in our own directory: it becomes this node's current snapshot.
+            let partial = own.with_extension("db.partial");
+            std::fs::copy(&snapshot.path, &partial)?;
+            sqlkeeper_snapshots::fsync_file(&partial).map_err(io::Error::from)?;
+            std::fs::rename(&partial, &own)?;
+            sqlkeeper_snapshots::fsync_dir(&self.snapshot_dir).map_err(io::Error::from)?;
+        }
+        // Pair assertion: the file must carry the identity openraft gave us.
+        let info = read_snapshot_info(&own).map_err(other("read snapshot"))?;
+        let file_meta = meta_from_info(&info)?;
+        if file_meta.last_log_id != meta.last_log_id {
+            return Err(io::Error::other(format!(
+                "snapshot file is at {:?}, but raft installs it as {:?}",
+                file_meta.last_log_id, meta.last_log_id
+            )));
+        }
+        let path = own.clone();
+        self.apply
+            .call(move |sm| sm.install_snapshot(&path))
+            .await?
+            .map_err(other("install snapshot"))?;
+        tracing::info!(log_index = ?meta.last_log_id.as_ref().map(|l| l.index), "installed snapshot");
+        StateMachineStore::set_current(&self.current, Current { meta: meta.clone(), path: own })
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<SnapshotOf<TypeConfig, SnapshotFile>>, io::Error> {
+        let current = self.current.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        match current {
+            None => Ok(None),
+            Some(c) => Ok(Some(Snapshot {
+                meta: c.meta,
+                snapshot: SnapshotFile::open(c.path)?,
+            })),
+        }
+    }
+}
+
+impl StateMachineStore {
+    async fn apply_batch(&self, batch: Vec<EntryResponder<TypeConfig>>) -> io::Result<()> {
+        let Some((last, _)) = batch.last() else { return Ok(()) };
+        let last_membership = batch.iter().rev().find_map(|(e, _)| match &e.payload {
+            EntryPayload::Membership(m) => Some(StoredMembershipOf::<TypeConfig>::new(Some(e.log_id), m.clone())),
+            _ => None,
+        });
+        let raft_meta = raft_meta_for(&last.log_id, last_membership)?;
+        let (entries, responders): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+        let outcomes = self
+            .apply
+            .call(move |sm| {
+                let items: Vec<ApplyItem<'_>> = entries
+                    .iter()
+                    .map(|e| ApplyItem {
+                        index: LogIndex(e.log_id.index),
+                        command: match &e.payload {
+                            EntryPayload::Normal(c) => Some(c),
+                            _ => None,
+                        },
+                    })
+                    .collect();
+                sm.apply_batch(&items, &raft_meta)
+            })
+            .await?;
+        let outcomes = match outcomes {
+            Ok(o) => o,
+            Err(fatal) => {
+                tracing::error!(error = %fatal, "state machine failed; the node stops applying");
+                return Err(io::Error::other(fatal.to_string()));
+            }
+        };
+        for (responder, outcome) in responders.into_iter().zip(outcomes) {
+            if let Some(r) = responder {
+                r.send(outcome.unwrap_or_else(Outcome::default));
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,109 @@
+//! What kind of statement this is, and which command tag it answers with.
+
+use sqlparser::ast::{ObjectType, Statement};
+
+/// How the node must run a statement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StatementKind {
+    /// Reads only: runs on a local read-only connection, never through the log.
+    Read,
+    /// Changes rows: replicated through the log.
+    Write,
+    /// Changes the schema: replicated through the log.
+    Ddl,
+    /// `BEGIN`, `COMMIT`, `ROLLBACK`, savepoints: handled by the session.
+    Transaction(TxnOp),
+    /// `SET`, `SHOW`, `RESET`: session state, never SQLite.
+    Session(SessionOp),
+}
+
+/// Transaction-control statements.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TxnOp {
+    /// `BEGIN` / `START TRANSACTION`; `true` when it was spelled `START TRANSACTION`.
+    Begin {
+        /// Spelled `START TRANSACTION` (the tag differs).
+        start: bool,
+        /// `READ ONLY` was given.
+        read_only: bool,
+    },
+    /// `COMMIT` / `END`.
+    Commit,
+    /// `ROLLBACK` / `ABORT`.
+    Rollback,
+    /// `SAVEPOINT name`.
+    Savepoint(String),
+    /// `RELEASE [SAVEPOINT] name`.
+    Release(String),
+    /// `ROLLBACK TO [SAVEPOINT] name`.
+    RollbackTo(String),
+}
+
+/// Session statements.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionOp {
+    /// `SET name = value` / `SET name TO value` (value as text; `None` for `DEFAULT`).
+    Set {
+        /// Parameter name, lower case.
+        name: String,
+        /// New value, or `None` to reset.
+        value: Option<String>,
+    },
+    /// `SHOW name` (lower case; `all` for `SHOW ALL`).
+    Show(String),
+    /// `RESET name` / `RESET ALL` (`None`).
+    Reset(Option<String>),
+}
+
+/// The command tag Postgres answers a statement with. Counted tags get their row count when
+/// the result is known.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CommandTag {
+    /// `SELECT n` (rows returned).
+    Select,
+    /// `INSERT 0 n`.
+    Insert,
+    /// `UPDATE n`.
+    Update,
+    /// `DELETE n`.
+    Delete,
+    /// A tag without a count, e.g. `CREATE TABLE`.
+    Fixed(&'static str),
+}
+
+impl CommandTag {
+    /// The tag text for `rows` rows, exactly as Postgres sends it in CommandComplete.
+    pub fn render(&self, rows: u64) -> String {
+        match self {
+            CommandTag::Select => format!("SELECT {rows}"),
+            CommandTag::Insert => format!("INSERT 0 {rows}"),
+            CommandTag::Update => format!("UPDATE {rows}"),
+            CommandTag::Delete => format!("DELETE {rows}"),
+            CommandTag::Fixed(t) => (*t).to_string(),
+        }
+    }
+}
+
+pub(crate) fn drop_tag(object_type: &ObjectType) -> &'static str {
+    match object_type {
+        ObjectType::Table => "DROP TABLE",
+        ObjectType::View => "DROP VIEW",
+        ObjectType::Index => "DROP INDEX",
+        ObjectType::Schema => "DROP SCHEMA",
+        ObjectType::Sequence => "DROP SEQUENCE",
+        ObjectType::Type => "DROP TYPE",
+        _ => "DROP",
+    }
+}
+
+/// Whether a query contains a data-modifying statement (e.g. `WITH x AS (INSERT ...)`).
+pub(crate) fn query_writes(stmt: &Statement) -> bool {
+    let mut writes = false;
+    let _ = sqlparser::ast::visit_statements(stmt, |s| {
+        if matches!(s, Statement::Insert(_) | Statement::Update(_) | Statement::Delete(_)) {
+            writes = true;
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
+    writes
+}

@@ -1,0 +1,424 @@
+//! Parse, classify and rewrite Postgres statements into SQLite statements.
+
+use std::ops::ControlFlow;
+
+use sqlparser::ast::{
+    visit_expressions_mut, visit_relations, visit_relations_mut, CastKind, ColumnOption, DataType,
+    Expr, ObjectName, ObjectNamePart, ObjectType, Reset, Set, Statement, TableConstraint,
+    TransactionAccessMode, TransactionMode, Value,
+};
+use sqlparser::dialect::PostgreSqlDialect;
+use sqlparser::parser::{Parser, ParserError};
+
+use crate::classify::{drop_tag, query_writes, CommandTag, SessionOp, StatementKind, TxnOp};
+use crate::error::SqlError;
+
+/// Deepest expression nesting the parser accepts. Hostile input (thousands of nested
+/// parentheses) must get an error, not overflow the stack of a server thread; 200 is far
+/// beyond what ORMs and migrations generate.
+pub const PARSER_RECURSION_LIMIT: usize = 200;
+
+/// Largest query string accepted, in bytes. Postgres' own limit is 1 GiB; a metadata store
+/// has no use for statements this large and they would be held in the Raft log.
+pub const QUERY_BYTES_MAX: usize = 16 * 1024 * 1024;
+
+/// One Postgres statement, ready to run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Translated {
+    /// How the node runs it.
+    pub kind: StatementKind,
+    /// SQLite statements to run in order (usually one; `DROP TABLE a, b` gives two). Empty for
+    /// session and transaction-control statements, which never reach SQLite.
+    pub sqlite: Vec<String>,
+    /// The command tag to answer with.
+    pub tag: CommandTag,
+    /// Number of `$n` parameters (the highest `n` used).
+    pub param_count: usize,
+    /// The statement as the client wrote it, re-printed from the AST (for logs and errors).
+    pub original: String,
+}
+
+/// Parses `query` (one or more statements separated by `;`) and translates every statement.
+/// A syntax error anywhere fails the whole string, as in Postgres, which parses a simple
+/// query string completely before running any of it.
+pub fn translate(query: &str) -> Result<Vec<Translated>, SqlError> {
+    if query.len() > QUERY_BYTES_MAX {
+        return Err(SqlError {
+            sqlstate: "54000",
+            message: format!("query string is longer than {QUERY_BYTES_MAX} bytes"),
+            position: None,
+        });
+    }
+    let dialect = PostgreSqlDialect {};
+    let statements = Parser::new(&dialect)
+        .with_recursion_limit(PARSER_RECURSION_LIMIT)
+        .try_with_sql(query)
+        .and_then(|mut p| p.parse_statements())
+        .map_err(|e| parse_error(query, e))?;
+    statements.into_iter().map(translate_statement).collect()
+}
+
+fn parse_error(query: &str, e: ParserError) -> SqlError {
+    match e {
+        ParserError::RecursionLimitExceeded => SqlError {
+            sqlstate: "54001",
+            message: "statement is too complex (nesting too deep)".into(),
+            position: None,
+        },
+        ParserError::ParserError(m) | ParserError::TokenizerError(m) => {
+            let position = position_of(query, &m);
+            let message = match m.split_once("found: ") {
+                Some((_, rest)) => {
+                    let token = rest.split(" at Line:").next().unwrap_or(rest).trim();
+                    if token == "EOF" {
+                        "syntax error at end of input".to_string()
+                    } else {
+                        format!("syntax error at or near \"{token}\"")
+                    }
+                }
+                None => format!("syntax error: {}", m.split(" at Line:").next().unwrap_or(&m)),
+            };
+            SqlError::syntax(message, position)
+        }
+    }
+}
+
+/// Turns sqlparser's "at Line: L, Column: C" into a 1-based character offset.
+fn position_of(query: &str, message: &str) -> Option<u32> {
+    let tail = message.rsplit_once("Line: ")?.1;
+    let (line, col) = tail.split_once(", Column: ")?;
+    let line: usize = line.trim().parse().ok()?;
+    let col: usize = col.trim().trim_end_matches(|c: char| !c.is_ascii_digit()).parse().ok()?;
+    let mut offset = 0usize;
+    for (i, l) in query.split('\n').enumerate() {
+        if i + 1 == line {
+            return u32::try_from(offset + col).ok();
+        }
+        offset += l.chars().count() + 1;
+    }
+    None
+}
+
+fn first_words(stmt: &Statement) -> String {
+    let text = stmt.to_string();
+    text.split_whitespace().take(2).collect::<Vec<_>>().join(" ")
+}
+
+fn translate_statement(mut stmt: Statement) -> Result<Translated, SqlError> {
+    let original = stmt.to_string();
+    check_internal_names(&stmt)?;
+    let (kind, tag) = match &mut stmt {
+        Statement::Query(_) => {
+            let kind = if query_writes(&stmt) {
+                StatementKind::Write
+            } else {
+                StatementKind::Read
+            };
+            (kind, CommandTag::Select)
+        }
+        Statement::Insert(_) => (StatementKind::Write, CommandTag::Insert),
+        Statement::Update(_) => (StatementKind::Write, CommandTag::Update),
+        Statement::Delete(_) => (StatementKind::Write, CommandTag::Delete),
+        Statement::CreateTable(ct) => {
+            if ct.temporary {
+                return Err(SqlError::unsupported("CREATE TEMPORARY TABLE"));
+            }
+            rewrite_serial_columns(ct)?;
+            (StatementKind::Ddl, CommandTag::Fixed("CREATE TABLE"))
+        }
+        Statement::CreateIndex(ci) => {
+            // Every index build is one log entry applied in order: CONCURRENTLY has no meaning.
+            ci.concurrently = false;
+            (StatementKind::Ddl, CommandTag::Fixed("CREATE INDEX"))
+        }
+        Statement::CreateView(_) => (StatementKind::Ddl, CommandTag::Fixed("CREATE VIEW")),
+        Statement::AlterTable(_) => (StatementKind::Ddl, CommandTag::Fixed("ALTER TABLE")),
+        Statement::Drop { object_type, .. } => {
+            if !matches!(object_type, ObjectType::Table | ObjectType::View | ObjectType::Index) {
+                return Err(SqlError::unsupported(format!("DROP {object_type}")));
+            }
+            (StatementKind::Ddl, CommandTag::Fixed(drop_tag(object_type)))
+        }
+        Statement::Truncate(_) => (StatementKind::Write, CommandTag::Fixed("TRUNCATE TABLE")),
+        Statement::StartTransaction { modes, begin, .. } => {
+            let read_only = modes
+                .iter()
+                .any(|m| matches!(m, TransactionMode::AccessMode(TransactionAccessMode::ReadOnly)));
+            let start = !*begin;
+            let tag = if start { "START TRANSACTION" } else { "BEGIN" };
+            (StatementKind::Transaction(TxnOp::Begin { start, read_only }), CommandTag::Fixed(tag))
+        }
+        Statement::Commit { .. } => (StatementKind::Transaction(TxnOp::Commit), CommandTag::Fixed("COMMIT")),
+        Statement::Rollback { savepoint: None, .. } => {
+            (StatementKind::Transaction(TxnOp::Rollback), CommandTag::Fixed("ROLLBACK"))
+        }
+        Statement::Rollback { savepoint: Some(name), .. } => (
+            StatementKind::Transaction(TxnOp::RollbackTo(name.value.clone())),
+            CommandTag::Fixed("ROLLBACK"),
+        ),
+        Statement::Savepoint { name } => (
+            StatementKind::Transaction(TxnOp::Savepoint(name.value.clone())),
+            CommandTag::Fixed("SAVEPOINT"),
+        ),
+        Statement::ReleaseSavepoint { name } => (
+            StatementKind::Transaction(TxnOp::Release(name.value.clone())),
+            CommandTag::Fixed("RELEASE"),
+        ),
+        Statement::Set(set) => (StatementKind::Session(session_set(set)?), CommandTag::Fixed("SET")),
+        Statement::ShowVariable { variable } => {
+            let name = variable
+                .iter()
+                .map(|i| i.value.to_lowercase())
+                .collect::<Vec<_>>()
+                .join(" ");
+            (StatementKind::Session(SessionOp::Show(name)), CommandTag::Fixed("SHOW"))
+        }
+        Statement::Reset(r) => {
+            let name = match &r.reset {
+                Reset::ALL => None,
+                Reset::SessionAuthorization => Some("session_authorization".to_string()),
+                Reset::ConfigurationParameter(n) => Some(object_name_text(n)),
+            };
+            (StatementKind::Session(SessionOp::Reset(name)), CommandTag::Fixed("RESET"))
+        }
+        other => return Err(SqlError::unsupported(first_words(other))),
+    };
+
+    let param_count = rewrite_expressions(&mut stmt);
+    strip_public_schema(&mut stmt);
+
+    let sqlite = match (&kind, &stmt) {
+        (StatementKind::Transaction(_) | StatementKind::Session(_), _) => Vec::new(),
+        (_, Statement::Drop { object_type, if_exists, names, cascade, .. }) => {
+            if *cascade {
+                return Err(SqlError::unsupported("DROP ... CASCADE"));
+            }
+            // SQLite drops one object per statement.
+            names
+                .iter()
+                .map(|n| {
+                    format!(
+                        "DROP {object_type} {}{n}",
+                        if *if_exists { "IF EXISTS " } else { "" }
+                    )
+                })
+                .collect()
+        }
+        (_, Statement::Truncate(t)) => t.table_names.iter().map(|t| format!("DELETE FROM {}", t.name)).collect(),
+        _ => vec![stmt.to_string()],
+    };
+    Ok(Translated {
+        kind,
+        sqlite,
+        tag,
+        param_count,
+        original,
+    })
+}
+
+fn object_name_text(n: &ObjectName) -> String {
+    n.0.iter()
+        .map(|p| match p {
+            ObjectNamePart::Identifier(i) => i.value.to_lowercase(),
+            other => other.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+fn expr_text(e: &Expr) -> String {
+    match e {
+        Expr::Value(v) => match &v.value {
+            Value::SingleQuotedString(s) | Value::DoubleQuotedString(s) => s.clone(),
+            other => other.to_string(),
+        },
+        Expr::Identifier(i) => i.value.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn session_set(set: &Set) -> Result<SessionOp, SqlError> {
+    match set {
+        Set::SingleAssignment { variable, values, .. } => {
+            let name = object_name_text(variable);
+            let value = match values.as_slice() {
+                [Expr::Identifier(i)] if i.value.eq_ignore_ascii_case("default") => None,
+                vs => Some(vs.iter().map(expr_text).collect::<Vec<_>>().join(", ")),
+            };
+            Ok(SessionOp::Set { name, value })
+        }
+        Set::SetTimeZone { value, .. } => Ok(SessionOp::Set {
+            name: "timezone".into(),
+            value: Some(expr_text(value)),
+        }),
+        Set::SetNames { charset_name, .. } => Ok(SessionOp::Set {
+            name: "client_encoding".into(),
+            value: Some(charset_name.value.clone()),
+        }),
+        other => Err(SqlError::unsupported(format!("{other}"))),
+    }
+}
+
+/// Internal tables (`_sqlkeeper_*`) and SQLite's own (`sqlite_*`) are not user data: a
+/// replicated statement that touched them could break the state machine's bookkeeping.
+fn check_internal_names(stmt: &Statement) -> Result<(), SqlError> {
+    let r = visit_relations(stmt, |name| {
+        let last = name.0.last().map(|p| p.to_string().trim_matches('"').to_ascii_lowercase());
+        match last {
+            Some(n) if n.starts_with("_sqlkeeper") || n.starts_with("sqlite_") => ControlFlow::Break(n),
+            _ => ControlFlow::Continue(()),
+        }
+    });
+    match r {
+        ControlFlow::Break(n) => Err(SqlError {
+            sqlstate: "42501",
+            message: format!("permission denied for table {n}"),
+            position: None,
+        }),
+        ControlFlow::Continue(()) => Ok(()),
+    }
+}
+
+/// `$n` placeholders become SQLite's positional `?n` (a bare `$1` would be a *named*
+/// parameter in SQLite, numbered by first appearance). `x::t` becomes `CAST(x AS t)`.
+/// Returns the highest parameter number.
+fn rewrite_expressions(stmt: &mut Statement) -> usize {
+    let mut max = 0usize;
+    let _ = visit_expressions_mut(stmt, |e| {
+        match e {
+            Expr::Value(v) => {
+                if let Value::Placeholder(p) = &v.value {
+                    if let Some(n) = p.strip_prefix('$').and_then(|n| n.parse::<usize>().ok()) {
+                        max = max.max(n);
+                        v.value = Value::Placeholder(format!("?{n}"));
+                    }
+                }
+            }
+            Expr::Cast { kind, .. } => {
+                if matches!(kind, CastKind::DoubleColon) {
+                    *kind = CastKind::Cast;
+                }
+            }
+            _ => {}
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    max
+}
+
+/// `public` is the only schema; SQLite calls it `main`. Drop the qualifier.
+fn strip_public_schema(stmt: &mut Statement) {
+    fn strip(name: &mut ObjectName) {
+        if name.0.len() == 2 {
+            if let ObjectNamePart::Identifier(i) = &name.0[0] {
+                if i.value.eq_ignore_ascii_case("public") {
+                    name.0.remove(0);
+                }
+            }
+        }
+    }
+    // DROP's names are not visited as relations.
+    if let Statement::Drop { names, .. } = stmt {
+        names.iter_mut().for_each(strip);
+    }
+    let _ = visit_relations_mut(stmt, |name| {
+        strip(name);
+        ControlFlow::<()>::Continue(())
+    });
+}
+
+fn is_serial(dt: &DataType) -> bool {
+    match dt {
+        DataType::Custom(name, _) => {
+            let n = name.to_string().to_ascii_lowercase();
+            matches!(n.as_str(), "serial" | "bigserial" | "smallserial" | "serial4" | "serial8" | "serial2")
+        }
+        _ => false,
+    }
+}
+
+/// `id SERIAL PRIMARY KEY` becomes `id INTEGER PRIMARY KEY`, SQLite's alias of the rowid, so
+/// an insert that omits `id` gets the next integer, as from a Postgres sequence. The rowid
+/// is assigned deterministically (max + 1) on every replica.
+fn rewrite_serial_columns(ct: &mut sqlparser::ast::CreateTable) -> Result<(), SqlError> {
+    let table_pk: Vec<String> = ct
+        .constraints
+        .iter()
+        .filter_map(|c| match c {
+            TableConstraint::PrimaryKey(pk) => Some(pk.columns.iter().map(|c| c.to_string()).collect::<Vec<_>>()),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    for col in &mut ct.columns {
+        if !is_serial(&col.data_type) {
+            continue;
+        }
+        let inline_pk = col.options.iter().any(|o| matches!(o.option, ColumnOption::PrimaryKey(_)));
+        let table_level_pk = table_pk.len() == 1 && table_pk[0].eq_ignore_ascii_case(&col.name.value);
+        if !inline_pk && !table_level_pk {
+            return Err(SqlError::unsupported("a SERIAL column that is not the single-column primary key"));
+        }
+        col.data_type = DataType::Integer(None);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one(sql: &str) -> Translated {
+        let mut v = translate(sql).unwrap();
+        assert_eq!(v.len(), 1);
+        v.remove(0)
+    }
+
+    #[test]
+    fn classifies_and_tags() {
+        assert_eq!(one("select 1").kind, StatementKind::Read);
+        assert_eq!(one("insert into t values (1)").tag, CommandTag::Insert);
+        assert_eq!(one("with x as (insert into t values (1) returning *) select * from x").kind, StatementKind::Write);
+        assert_eq!(one("create table t (a int)").tag.render(0), "CREATE TABLE");
+        assert_eq!(CommandTag::Insert.render(3), "INSERT 0 3");
+    }
+
+    #[test]
+    fn placeholders_become_positional() {
+        let t = one("SELECT * FROM t WHERE a = $2 AND b = $1");
+        assert_eq!(t.param_count, 2);
+        assert_eq!(t.sqlite, vec!["SELECT * FROM t WHERE a = ?2 AND b = ?1"]);
+    }
+
+    #[test]
+    fn syntax_error_has_position() {
+        let e = translate("SELEC 1").unwrap_err();
+        assert_eq!(e.sqlstate, "42601");
+        assert_eq!(e.position, Some(1));
+        let e = translate("select 1; selec 2").unwrap_err();
+        assert_eq!(e.sqlstate, "42601");
+    }
+
+    #[test]
+    fn drop_many_and_truncate_split() {
+        assert_eq!(one("DROP TABLE IF EXISTS a, public.b").sqlite, vec!["DROP TABLE IF EXISTS a", "DROP TABLE IF EXISTS b"]);
+        assert_eq!(one("TRUNCATE a, b").sqlite, vec!["DELETE FROM a", "DELETE FROM b"]);
+    }
+
+    #[test]
+    fn serial_primary_key_is_rowid() {
+        assert_eq!(one("CREATE TABLE t (id SERIAL PRIMARY KEY, v TEXT)").sqlite, vec!["CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)"]);
+    }
+
+    #[test]
+    fn internal_tables_are_refused() {
+        assert_eq!(translate("select * from _sqlkeeper_meta").unwrap_err().sqlstate, "42501");
+        assert_eq!(translate("delete from sqlite_schema").unwrap_err().sqlstate, "42501");
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_crash() {
+        let sql = format!("SELECT {}1{}", "(".repeat(5000), ")".repeat(5000));
+        assert_eq!(translate(&sql).unwrap_err().sqlstate, "54001");
+    }
+}
