@@ -1,0 +1,431 @@
+//! The query handlers of one connection: turn protocol messages into calls on the node and
+//! results back into messages. Decisions about SQL live in `sqlkeeper_sql`; decisions about
+//! where and how a statement runs live in the node.
+
+use std::fmt::Debug;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use futures::{stream, Sink, SinkExt};
+use pgwire::api::portal::{Format, Portal};
+use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
+use pgwire::api::results::{
+    DataRowEncoder, DescribePortalResponse, DescribeStatementResponse, FieldFormat, FieldInfo, QueryResponse,
+    Response, Tag,
+};
+use pgwire::api::stmt::{QueryParser, StoredStatement};
+use pgwire::api::store::{Entry, PortalStore};
+use pgwire::api::{ClientInfo, ClientPortalStore, Type, DEFAULT_NAME};
+use pgwire::error::{PgWireError, PgWireResult};
+use pgwire::messages::data::{NoData, ParameterDescription};
+use pgwire::messages::extendedquery::{Describe, TARGET_TYPE_BYTE_STATEMENT};
+use pgwire::messages::startup::ParameterStatus;
+use pgwire::messages::PgWireBackendMessage;
+use sqlkeeper_engine::{Column, EngineError, Statement, Value};
+use sqlkeeper_raft::Node;
+use sqlkeeper_sql::{translate, CommandTag, SessionOp, StatementKind, Translated};
+
+use crate::encode::{decode_param, encode_value, fields};
+use crate::errors::ClientError;
+use crate::session::Session;
+
+/// Settings whose change Postgres reports to the client with a ParameterStatus message.
+const REPORTED_SETTINGS: &[&str] = &["application_name", "client_encoding", "datestyle", "intervalstyle", "timezone"];
+
+/// A statement prepared with the extended protocol: translated once at Parse, described once.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    translated: Translated,
+    param_types: Vec<Type>,
+    columns: Vec<Column>,
+}
+
+/// What one statement produced, before it is turned into protocol messages.
+enum Produced {
+    Rows { columns: Vec<Column>, rows: Vec<Vec<Value>>, tag: CommandTag },
+    Done(String),
+    /// A setting changed that the client must be told about.
+    Setting { tag: String, name: String, value: String },
+}
+
+/// Query handlers for one connection.
+pub(crate) struct Backend {
+    node: Arc<Node>,
+    /// This connection's settings. A std mutex: never held across an await.
+    session: Mutex<Session>,
+    parser: Arc<Parser>,
+}
+
+/// Parses and describes statements for the extended protocol.
+pub(crate) struct Parser {
+    node: Arc<Node>,
+}
+
+impl Backend {
+    pub(crate) fn new(node: Arc<Node>) -> Backend {
+        Backend {
+            parser: Arc::new(Parser { node: node.clone() }),
+            node,
+            session: Mutex::new(Session::default()),
+        }
+    }
+
+    fn session(&self) -> std::sync::MutexGuard<'_, Session> {
+        self.session.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn session_op(&self, op: &SessionOp) -> Result<Produced, ClientError> {
+        let mut s = self.session();
+        match op {
+            SessionOp::Show(name) => {
+                let value = s
+                    .show(name)
+                    .ok_or_else(|| ClientError::new("42704", format!("unrecognized configuration parameter \"{name}\"")))?;
+                Ok(Produced::Rows {
+                    columns: vec![Column { name: name.clone(), decl_type: None }],
+                    rows: vec![vec![Value::Text(value)]],
+                    tag: CommandTag::Fixed("SHOW"),
+                })
+            }
+            SessionOp::Set { name, value } => {
+                s.set(name, value.clone()).map_err(|(state, msg)| ClientError::new(state, msg))?;
+                if REPORTED_SETTINGS.contains(&name.as_str()) {
+                    let value = s.show(name).unwrap_or_default();
+                    return Ok(Produced::Setting { tag: "SET".into(), name: name.clone(), value });
+                }
+                Ok(Produced::Done("SET".into()))
+            }
+            SessionOp::Reset(None) => {
+                s.reset_all();
+                Ok(Produced::Done("RESET".into()))
+            }
+            SessionOp::Reset(Some(name)) => {
+                s.set(name, None).map_err(|(state, msg)| ClientError::new(state, msg))?;
+                Ok(Produced::Done("RESET".into()))
+            }
+        }
+    }
+
+    async fn read_one(&self, t: &Translated, params: Vec<Value>) -> Result<Produced, ClientError> {
+        let stmts: Vec<Statement> = t.sqlite.iter().map(|sql| Statement { sql: sql.clone(), params: params.clone() }).collect();
+        let tag = t.tag.clone();
+        let mut results = self
+            .node
+            .read(move |view| {
+                let mut out = Vec::with_capacity(stmts.len());
+                for s in &stmts {
+                    out.push(view.query(s).map_err(EngineError::from)?);
+                }
+                Ok(out)
+            })
+            .await?;
+        let last = results.pop().unwrap_or_default();
+        Ok(Produced::Rows { columns: last.columns, rows: last.rows, tag })
+    }
+
+    /// Runs the statements of one query string in order, stopping at the first error, and
+    /// returns what each produced. Several statements that change data run as one log entry
+    /// (all or nothing), as Postgres runs a multi-statement query string in one implicit
+    /// transaction.
+    async fn run(&self, batch: Vec<(Translated, Vec<Value>)>) -> (Vec<Produced>, Option<ClientError>) {
+        let writes = batch.iter().any(|(t, _)| matches!(t.kind, StatementKind::Write | StatementKind::Ddl));
+        if batch.len() > 1 && writes {
+            return self.run_as_one_entry(batch).await;
+        }
+        let mut out = Vec::new();
+        for (t, params) in batch {
+            let r = match &t.kind {
+                StatementKind::Read => self.read_one(&t, params).await,
+                StatementKind::Write | StatementKind::Ddl => {
+                    let (mut produced, err) = self.run_as_one_entry(vec![(t, params)]).await;
+                    match err {
+                        Some(e) => Err(e),
+                        None => produced.pop().ok_or_else(|| ClientError::new("XX000", "write produced no result")),
+                    }
+                }
+                StatementKind::Session(op) => self.session_op(op),
+                StatementKind::Transaction(_) => Err(ClientError::new(
+                    "0A000",
+                    "explicit transaction blocks (BEGIN/COMMIT/SAVEPOINT) are not supported yet; each statement commits on its own",
+                )),
+            };
+            match r {
+                Ok(p) => out.push(p),
+                Err(e) => return (out, Some(e)),
+            }
+        }
+        (out, None)
+    }
+
+    async fn run_as_one_entry(&self, batch: Vec<(Translated, Vec<Value>)>) -> (Vec<Produced>, Option<ClientError>) {
+        if let Some((t, _)) = batch
+            .iter()
+            .find(|(t, _)| matches!(t.kind, StatementKind::Session(_) | StatementKind::Transaction(_)))
+        {
+            return (
+                Vec::new(),
+                Some(ClientError::new(
+                    "0A000",
+                    format!("\"{}\" cannot be combined with data-changing statements in one query string", t.original),
+                )),
+            );
+        }
+        let mut spans = Vec::with_capacity(batch.len());
+        let mut statements = Vec::new();
+        for (t, params) in &batch {
+            spans.push(t.sqlite.len());
+            statements.extend(t.sqlite.iter().map(|sql| Statement { sql: sql.clone(), params: params.clone() }));
+        }
+        let (outcome, _index) = match self.node.write(statements).await {
+            Ok(o) => o,
+            Err(e) => return (Vec::new(), Some(e.into())),
+        };
+        let mut results = outcome.results.into_iter();
+        let mut produced = Vec::with_capacity(batch.len());
+        let mut done = 0usize;
+        for ((t, _), span) in batch.into_iter().zip(spans) {
+            if let Some((at, err)) = &outcome.error {
+                if *at < done + span {
+                    return (produced, Some(err.clone().into()));
+                }
+            }
+            let mut last = None;
+            for _ in 0..span {
+                last = results.next();
+            }
+            done += span;
+            let r = last.unwrap_or_default();
+            produced.push(if r.columns.is_empty() {
+                Produced::Done(t.tag.render(r.rows_affected))
+            } else {
+                Produced::Rows { columns: r.columns, rows: r.rows, tag: t.tag }
+            });
+        }
+        (produced, None)
+    }
+}
+
+/// Turns what a statement produced into a response, with result columns in the formats
+/// `format` gives.
+fn respond(p: Produced, described: Option<&[Column]>, format: impl Fn(usize) -> FieldFormat) -> Result<Response, ClientError> {
+    match p {
+        Produced::Done(tag) => Ok(Response::Execution(Tag::new(&tag))),
+        Produced::Setting { tag, .. } => Ok(Response::Execution(Tag::new(&tag))),
+        Produced::Rows { columns, rows, tag } => {
+            let columns = match described {
+                Some(d) if d.len() == columns.len() => d.to_vec(),
+                Some(_) => {
+                    return Err(ClientError::new("0A000", "cached plan must not change result type"));
+                }
+                None => columns,
+            };
+            let schema = Arc::new(fields(&columns, format));
+            let mut enc = DataRowEncoder::new(schema.clone());
+            let mut encoded = Vec::with_capacity(rows.len());
+            for row in rows {
+                for (v, f) in row.iter().zip(schema.iter()) {
+                    if let Err(e) = encode_value(&mut enc, v, f)? {
+                        return Err(ClientError::new("XX000", format!("encode value: {e}")));
+                    }
+                }
+                encoded.push(Ok(enc.take_row()));
+            }
+            let mut q = QueryResponse::new(schema, stream::iter(encoded));
+            let prefix = match tag {
+                CommandTag::Select => "SELECT",
+                CommandTag::Insert => "INSERT 0",
+                CommandTag::Update => "UPDATE",
+                CommandTag::Delete => "DELETE",
+                CommandTag::Fixed(t) => t,
+            };
+            q.set_command_tag(prefix);
+            Ok(Response::Query(q))
+        }
+    }
+}
+
+async fn report_settings<C>(client: &mut C, produced: &[Produced]) -> PgWireResult<()>
+where
+    C: Sink<PgWireBackendMessage> + Unpin + Send,
+    PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+{
+    for p in produced {
+        if let Produced::Setting { name, value, .. } = p {
+            let name = match name.as_str() {
+                "datestyle" => "DateStyle",
+                "intervalstyle" => "IntervalStyle",
+                "timezone" => "TimeZone",
+                other => other,
+            };
+            client
+                .feed(PgWireBackendMessage::ParameterStatus(ParameterStatus::new(name.to_string(), value.clone())))
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl SimpleQueryHandler for Backend {
+    async fn do_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        tracing::debug!(query, "simple query");
+        let translated = translate(query).map_err(|e| ClientError::from(e).into_pgwire())?;
+        let batch = translated.into_iter().map(|t| (t, Vec::new())).collect();
+        let (produced, error) = self.run(batch).await;
+        report_settings(client, &produced).await?;
+        let mut responses = Vec::with_capacity(produced.len() + 1);
+        for p in produced {
+            match respond(p, None, |_| FieldFormat::Text) {
+                Ok(r) => responses.push(r),
+                Err(e) => {
+                    responses.push(Response::Error(Box::new(e.into_info())));
+                    return Ok(responses);
+                }
+            }
+        }
+        if let Some(e) = error {
+            if responses.is_empty() {
+                return Err(e.into_pgwire());
+            }
+            responses.push(Response::Error(Box::new(e.into_info())));
+        }
+        Ok(responses)
+    }
+}
+
+#[async_trait]
+impl QueryParser for Parser {
+    type Statement = Prepared;
+
+    async fn parse_sql<C>(&self, _client: &C, sql: &str, types: &[Option<Type>]) -> PgWireResult<Option<Prepared>>
+    where
+        C: ClientInfo + Unpin + Send + Sync,
+    {
+        let mut translated = translate(sql).map_err(|e| ClientError::from(e).into_pgwire())?;
+        if translated.len() > 1 {
+            return Err(ClientError::new("42601", "cannot insert multiple commands into a prepared statement").into_pgwire());
+        }
+        let Some(t) = translated.pop() else { return Ok(None) };
+        let param_types = (0..t.param_count)
+            .map(|i| types.get(i).cloned().flatten().unwrap_or(Type::TEXT))
+            .collect();
+        let columns = match &t.kind {
+            StatementKind::Read | StatementKind::Write if t.sqlite.len() == 1 => {
+                let sql = t.sqlite[0].clone();
+                self.node
+                    .read(move |v| v.describe(&sql).map(|(cols, _)| cols).map_err(EngineError::from))
+                    .await
+                    .map_err(|e| ClientError::from(e).into_pgwire())?
+            }
+            StatementKind::Session(SessionOp::Show(name)) => vec![Column { name: name.clone(), decl_type: None }],
+            _ => Vec::new(),
+        };
+        Ok(Some(Prepared { translated: t, param_types, columns }))
+    }
+
+    fn get_parameter_types(&self, stmt: &Prepared) -> PgWireResult<Vec<Type>> {
+        Ok(stmt.param_types.clone())
+    }
+
+    fn get_result_schema(&self, stmt: &Prepared, column_format: Option<&Format>) -> PgWireResult<Vec<FieldInfo>> {
+        Ok(fields(&stmt.columns, |i| column_format.map(|f| f.format_for(i)).unwrap_or(FieldFormat::Text)))
+    }
+}
+
+#[async_trait]
+impl ExtendedQueryHandler for Backend {
+    type Statement = Prepared;
+    type QueryParser = Parser;
+
+    fn query_parser(&self) -> Arc<Parser> {
+        self.parser.clone()
+    }
+
+    async fn do_query<C>(&self, client: &mut C, portal: &Portal<Prepared>, _max_rows: usize) -> PgWireResult<Response>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let prepared = &portal.statement.statement;
+        let mut params = Vec::with_capacity(prepared.param_types.len());
+        for (i, ty) in prepared.param_types.iter().enumerate() {
+            let raw = portal.parameters.get(i).and_then(|p| p.as_deref());
+            let binary = portal.parameter_format.is_binary(i);
+            params.push(decode_param(i, raw, ty, binary).map_err(ClientError::into_pgwire)?);
+        }
+        let (produced, error) = self.run(vec![(prepared.translated.clone(), params)]).await;
+        if let Some(e) = error {
+            return Err(e.into_pgwire());
+        }
+        report_settings(client, &produced).await?;
+        let p = produced
+            .into_iter()
+            .next()
+            .ok_or_else(|| ClientError::new("XX000", "statement produced no result").into_pgwire())?;
+        let described = (!prepared.columns.is_empty()).then_some(prepared.columns.as_slice());
+        respond(p, described, |i| portal.result_column_format.format_for(i)).map_err(ClientError::into_pgwire)
+    }
+
+    async fn do_describe_statement<C>(&self, _client: &mut C, target: &StoredStatement<Prepared>) -> PgWireResult<DescribeStatementResponse>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let p = &target.statement;
+        let params = p
+            .param_types
+            .iter()
+            .enumerate()
+            .map(|(i, t)| target.parameter_types.get(i).cloned().flatten().unwrap_or_else(|| t.clone()))
+            .collect();
+        Ok(DescribeStatementResponse::new(params, fields(&p.columns, |_| FieldFormat::Text)))
+    }
+
+    async fn do_describe_portal<C>(&self, _client: &mut C, target: &Portal<Prepared>) -> PgWireResult<DescribePortalResponse>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let p = &target.statement.statement;
+        Ok(DescribePortalResponse::new(fields(&p.columns, |i| target.result_column_format.format_for(i))))
+    }
+
+    /// Postgres answers Describe of a statement with parameters but no result columns with
+    /// ParameterDescription + NoData; pgwire's default would send an empty RowDescription.
+    async fn on_describe<C>(&self, client: &mut C, message: Describe) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        if message.target_type == TARGET_TYPE_BYTE_STATEMENT {
+            let name = message.name.as_deref().unwrap_or(DEFAULT_NAME);
+            if let Some(Entry::Value(stmt)) = client.portal_store().get_statement(name) {
+                let d = self.do_describe_statement(client, &stmt).await?;
+                if d.fields.is_empty() {
+                    client
+                        .send(PgWireBackendMessage::ParameterDescription(ParameterDescription::new(
+                            d.parameters.iter().map(|t| t.oid()).collect(),
+                        )))
+                        .await?;
+                    client.send(PgWireBackendMessage::NoData(NoData::new())).await?;
+                    return Ok(());
+                }
+            }
+        }
+        self._on_describe(client, message).await
+    }
+}

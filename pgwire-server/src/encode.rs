@@ -1,0 +1,208 @@
+//! Postgres types for result columns and parameters, and converting SQLite values to and from
+//! their text and binary wire forms.
+
+use pgwire::api::results::{DataRowEncoder, FieldFormat, FieldInfo};
+use pgwire::api::Type;
+use pgwire::error::PgWireResult;
+use sqlkeeper_engine::{Column, Value};
+
+use crate::errors::ClientError;
+
+/// The Postgres type a result column is described with. Declared column types map to their
+/// Postgres type; types this node cannot yet encode in binary (numeric, timestamps, json,
+/// uuid, ...) and untyped expressions are described as `text`, so every described column can
+/// be sent in the format the client asks for. `count(...)` is `bigint`, as in Postgres.
+pub(crate) fn column_type(col: &Column) -> Type {
+    let Some(decl) = &col.decl_type else {
+        return if col.name.to_ascii_lowercase().starts_with("count(") {
+            Type::INT8
+        } else {
+            Type::TEXT
+        };
+    };
+    let d = decl.to_ascii_lowercase();
+    let base = d.split('(').next().unwrap_or("").trim();
+    match base {
+        "bigint" | "int8" | "bigserial" | "serial8" => Type::INT8,
+        "int" | "integer" | "int4" | "serial" | "serial4" => Type::INT4,
+        "smallint" | "int2" | "smallserial" | "serial2" => Type::INT2,
+        "real" | "float4" => Type::FLOAT4,
+        "double precision" | "double" | "float8" | "float" => Type::FLOAT8,
+        "boolean" | "bool" => Type::BOOL,
+        "bytea" | "blob" => Type::BYTEA,
+        "varchar" | "character varying" => Type::VARCHAR,
+        "char" | "character" | "bpchar" => Type::BPCHAR,
+        _ => Type::TEXT,
+    }
+}
+
+/// The column name a Postgres client expects: `count(*)` is called `count`, a bare expression
+/// `?column?`.
+pub(crate) fn column_name(col: &Column) -> String {
+    if col.decl_type.is_some() {
+        return col.name.clone();
+    }
+    let n = col.name.trim();
+    if let Some((f, _)) = n.split_once('(') {
+        if !f.is_empty() && f.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return f.to_ascii_lowercase();
+        }
+    }
+    let plain = n.chars().all(|c| c.is_alphanumeric() || c == '_') && !n.starts_with(|c: char| c.is_ascii_digit());
+    if plain && !n.is_empty() {
+        n.to_string()
+    } else {
+        "?column?".to_string()
+    }
+}
+
+pub(crate) fn fields(columns: &[Column], format: impl Fn(usize) -> FieldFormat) -> Vec<FieldInfo> {
+    columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| FieldInfo::new(column_name(c), None, None, column_type(c), format(i)))
+        .collect()
+}
+
+fn float_text(f: f64) -> String {
+    if f.is_nan() {
+        "NaN".into()
+    } else if f.is_infinite() {
+        if f > 0.0 { "Infinity".into() } else { "-Infinity".into() }
+    } else {
+        format!("{f}")
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    let mut s = String::with_capacity(2 + b.len() * 2);
+    s.push_str("\\x");
+    for byte in b {
+        s.push_str(&format!("{byte:02x}"));
+    }
+    s
+}
+
+/// Text form of a value for a column of type `ty`.
+pub(crate) fn value_text(v: &Value, ty: &Type) -> Option<String> {
+    Some(match v {
+        Value::Null => return None,
+        Value::Integer(i) if *ty == Type::BOOL => if *i != 0 { "t" } else { "f" }.to_string(),
+        Value::Integer(i) => i.to_string(),
+        Value::Real(f) => float_text(*f),
+        Value::Text(s) => s.clone(),
+        Value::Blob(b) if *ty == Type::BYTEA => hex(b),
+        Value::Blob(b) => String::from_utf8_lossy(b).into_owned(),
+    })
+}
+
+fn out_of_range(ty: &Type) -> ClientError {
+    ClientError::new("22003", format!("value out of range for type {}", ty.name()))
+}
+
+fn not_a(ty: &Type, v: &Value) -> ClientError {
+    ClientError::new("22P02", format!("invalid input syntax for type {}: {:?}", ty.name(), v))
+}
+
+fn as_i64(v: &Value, ty: &Type) -> Result<i64, ClientError> {
+    match v {
+        Value::Integer(i) => Ok(*i),
+        Value::Real(f) if f.fract() == 0.0 && f.abs() < 9.2e18 => Ok(*f as i64),
+        Value::Text(s) => s.trim().parse().map_err(|_| not_a(ty, v)),
+        _ => Err(not_a(ty, v)),
+    }
+}
+
+fn as_f64(v: &Value, ty: &Type) -> Result<f64, ClientError> {
+    match v {
+        Value::Integer(i) => Ok(*i as f64),
+        Value::Real(f) => Ok(*f),
+        Value::Text(s) => s.trim().parse().map_err(|_| not_a(ty, v)),
+        _ => Err(not_a(ty, v)),
+    }
+}
+
+/// Appends one value to a data row in the field's format. Binary values are converted to the
+/// described type's exact width, because the client decodes them by the described type.
+pub(crate) fn encode_value(enc: &mut DataRowEncoder, v: &Value, field: &FieldInfo) -> Result<PgWireResult<()>, ClientError> {
+    let ty = field.datatype();
+    if matches!(v, Value::Null) {
+        return Ok(enc.encode_field(&None::<i64>));
+    }
+    if field.format() == FieldFormat::Text {
+        return Ok(enc.encode_field(&value_text(v, ty)));
+    }
+    Ok(match *ty {
+        Type::INT8 => enc.encode_field(&as_i64(v, ty)?),
+        Type::INT4 => enc.encode_field(&i32::try_from(as_i64(v, ty)?).map_err(|_| out_of_range(ty))?),
+        Type::INT2 => enc.encode_field(&i16::try_from(as_i64(v, ty)?).map_err(|_| out_of_range(ty))?),
+        Type::FLOAT8 => enc.encode_field(&as_f64(v, ty)?),
+        Type::FLOAT4 => enc.encode_field(&(as_f64(v, ty)? as f32)),
+        Type::BOOL => enc.encode_field(&(as_i64(v, ty)? != 0)),
+        Type::BYTEA => match v {
+            Value::Blob(b) => enc.encode_field(&b.as_slice()),
+            other => enc.encode_field(&value_text(other, &Type::TEXT).unwrap_or_default().into_bytes()),
+        },
+        _ => enc.encode_field(&value_text(v, ty)),
+    })
+}
+
+fn bad_param(i: usize, ty: &Type) -> ClientError {
+    ClientError::new("22P02", format!("invalid input for parameter ${} of type {}", i + 1, ty.name()))
+}
+
+/// Decodes a bound parameter into an SQLite value.
+pub(crate) fn decode_param(i: usize, raw: Option<&[u8]>, ty: &Type, binary: bool) -> Result<Value, ClientError> {
+    let Some(raw) = raw else { return Ok(Value::Null) };
+    if binary {
+        let int = |n: usize| -> Result<i64, ClientError> {
+            if raw.len() != n {
+                return Err(bad_param(i, ty));
+            }
+            let mut buf = [0u8; 8];
+            buf[8 - n..].copy_from_slice(raw);
+            // sign-extend
+            let v = i64::from_be_bytes(buf);
+            let shift = 64 - 8 * n as u32;
+            Ok((v << shift) >> shift)
+        };
+        return Ok(match *ty {
+            Type::INT2 => Value::Integer(int(2)?),
+            Type::INT4 => Value::Integer(int(4)?),
+            Type::INT8 => Value::Integer(int(8)?),
+            Type::OID => Value::Integer(int(4)? & 0xffff_ffff),
+            Type::FLOAT4 => {
+                let b: [u8; 4] = raw.try_into().map_err(|_| bad_param(i, ty))?;
+                Value::Real(f32::from_be_bytes(b) as f64)
+            }
+            Type::FLOAT8 => {
+                let b: [u8; 8] = raw.try_into().map_err(|_| bad_param(i, ty))?;
+                Value::Real(f64::from_be_bytes(b))
+            }
+            Type::BOOL => Value::Integer(i64::from(raw.first().copied().unwrap_or(0) != 0)),
+            Type::BYTEA => Value::Blob(raw.to_vec()),
+            _ => Value::Text(std::str::from_utf8(raw).map_err(|_| bad_param(i, ty))?.to_string()),
+        });
+    }
+    let text = std::str::from_utf8(raw).map_err(|_| bad_param(i, ty))?;
+    Ok(match *ty {
+        Type::INT2 | Type::INT4 | Type::INT8 | Type::OID => {
+            Value::Integer(text.trim().parse().map_err(|_| bad_param(i, ty))?)
+        }
+        Type::FLOAT4 | Type::FLOAT8 => Value::Real(text.trim().parse().map_err(|_| bad_param(i, ty))?),
+        Type::BOOL => match text.trim().to_ascii_lowercase().as_str() {
+            "t" | "true" | "yes" | "on" | "1" | "y" => Value::Integer(1),
+            "f" | "false" | "no" | "off" | "0" | "n" => Value::Integer(0),
+            _ => return Err(bad_param(i, ty)),
+        },
+        Type::BYTEA => match text.strip_prefix("\\x") {
+            Some(h) if h.len() % 2 == 0 => {
+                let bytes: Result<Vec<u8>, _> =
+                    (0..h.len()).step_by(2).map(|k| u8::from_str_radix(&h[k..k + 2], 16)).collect();
+                Value::Blob(bytes.map_err(|_| bad_param(i, ty))?)
+            }
+            _ => Value::Blob(text.as_bytes().to_vec()),
+        },
+        _ => Value::Text(text.to_string()),
+    })
+}

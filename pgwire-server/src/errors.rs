@@ -1,0 +1,79 @@
+//! The one place where every error a client can see gets its SQLSTATE and shape.
+
+use pgwire::error::{ErrorInfo, PgWireError, SEVERITY_ERROR};
+use sqlkeeper_engine::ExecError;
+use sqlkeeper_raft::NodeError;
+use sqlkeeper_sql::SqlError;
+
+/// An error as sent to the client.
+pub(crate) struct ClientError {
+    pub sqlstate: String,
+    pub message: String,
+    pub position: Option<u32>,
+    pub hint: Option<String>,
+}
+
+impl ClientError {
+    pub(crate) fn new(sqlstate: &str, message: impl Into<String>) -> ClientError {
+        ClientError {
+            sqlstate: sqlstate.to_string(),
+            message: message.into(),
+            position: None,
+            hint: None,
+        }
+    }
+
+    pub(crate) fn into_info(self) -> ErrorInfo {
+        let mut info = ErrorInfo::new(SEVERITY_ERROR.to_owned(), self.sqlstate, self.message);
+        info.position = self.position.map(|p| p.to_string());
+        info.hint = self.hint;
+        info
+    }
+
+    pub(crate) fn into_pgwire(self) -> PgWireError {
+        PgWireError::UserError(Box::new(self.into_info()))
+    }
+}
+
+impl From<SqlError> for ClientError {
+    fn from(e: SqlError) -> ClientError {
+        ClientError {
+            sqlstate: e.sqlstate.to_string(),
+            message: e.message,
+            position: e.position,
+            hint: None,
+        }
+    }
+}
+
+impl From<ExecError> for ClientError {
+    fn from(e: ExecError) -> ClientError {
+        ClientError::new(&e.sqlstate, e.message)
+    }
+}
+
+/// SQLSTATE for each node error. Exhaustive on purpose: a new variant must be mapped here.
+impl From<NodeError> for ClientError {
+    fn from(e: NodeError) -> ClientError {
+        match e {
+            NodeError::Exec(e) => e.into(),
+            NodeError::NotLeader { leader_id, leader_pg_addr } => {
+                let mut c = ClientError::new(
+                    "25006",
+                    match leader_id {
+                        Some(l) => format!("cannot execute a write on this node: the leader is node {l}"),
+                        None => "cannot execute a write on this node: there is no leader right now".to_string(),
+                    },
+                );
+                c.hint = leader_pg_addr.map(|a| format!("connect to the leader at {a}, or retry"));
+                c
+            }
+            NodeError::Unavailable(m) => {
+                let mut c = ClientError::new("57P03", m);
+                c.hint = Some("retry the statement".into());
+                c
+            }
+            NodeError::Fatal(m) => ClientError::new("XX000", m),
+        }
+    }
+}
