@@ -79,7 +79,7 @@ async fn start(args: StartArgs) -> anyhow::Result<()> {
         data_dir = %args.data_dir.display(),
         "sqlkeeper is ready"
     );
-    if let Some(failure) = sqlkeeper::run_until(&serving, listener, shutdown_signal()).await {
+    if let Some(failure) = sqlkeeper::run_until(serving.node.clone(), listener, shutdown_signal()).await {
         bail!("node stopped after a fatal error: {failure}");
     }
     tracing::info!("stopped");
@@ -112,7 +112,12 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,sqlkeeper=info,sqlkeeper_raft=info,sqlkeeper_pgwire=info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    use std::io::IsTerminal;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
     let args = match cli.command {
         Some(Command::Start(a)) => a,
         None => cli.start,

@@ -14,6 +14,9 @@ pub struct ExecError {
     pub sqlstate: SqlState,
     /// Message in Postgres style (lowercase, no trailing period).
     pub message: String,
+    /// Optional DETAIL line, e.g. which key was duplicated.
+    #[serde(default)]
+    pub detail: Option<String>,
 }
 
 impl ExecError {
@@ -22,6 +25,7 @@ impl ExecError {
         ExecError {
             sqlstate: sqlstate.to_string(),
             message: message.into(),
+            detail: None,
         }
     }
 }
@@ -105,9 +109,11 @@ pub fn sqlstate_of(err: &rusqlite::Error) -> ExecError {
         Some(c) if c & 0xff == rusqlite::ffi::SQLITE_READONLY => "25006",
         _ => state_from_message(&msg),
     };
+    let (message, detail) = postgres_message(state, &msg);
     ExecError {
         sqlstate: state.to_string(),
-        message: postgres_message(state, &msg),
+        message,
+        detail,
     }
 }
 
@@ -147,32 +153,64 @@ fn state_from_message(msg: &str) -> &'static str {
     }
 }
 
-/// Rewrites SQLite's wording into the shape of the Postgres message for the same SQLSTATE,
-/// keeping SQLite's detail (the table or column name) in the text.
-fn postgres_message(state: &str, msg: &str) -> String {
+/// Rewrites SQLite's wording into the shape of the Postgres message for the same SQLSTATE
+/// (see Postgres' `errmsg` texts in `nbtinsert.c`, `execMain.c`, `ri_triggers.c`), keeping
+/// what SQLite knows (table, columns, the failing expression) in the message or detail.
+fn postgres_message(state: &str, msg: &str) -> (String, Option<String>) {
+    let columns_of = |list: &str| -> (String, String) {
+        // "t.a, t.b" -> table "t", columns "a, b"
+        let mut table = String::new();
+        let cols: Vec<&str> = list
+            .split(", ")
+            .map(|tc| match tc.split_once('.') {
+                Some((t, c)) => {
+                    table = t.to_string();
+                    c
+                }
+                None => tc,
+            })
+            .collect();
+        (table, cols.join(", "))
+    };
     match state {
         "42P01" => match msg.strip_prefix("no such table: ") {
-            Some(t) => format!("relation \"{}\" does not exist", t.trim_start_matches("main.")),
-            None => msg.to_string(),
+            Some(t) => (format!("relation \"{}\" does not exist", t.trim_start_matches("main.")), None),
+            None => (msg.to_string(), None),
         },
         "42703" => match msg.strip_prefix("no such column: ") {
-            Some(c) => format!("column \"{c}\" does not exist"),
-            None => msg.to_string(),
+            Some(c) => (format!("column \"{c}\" does not exist"), None),
+            None => (msg.to_string(), None),
         },
         "42P07" => {
             // "table kv already exists" -> relation "kv" already exists
             let mut words = msg.split_whitespace();
             match (words.next(), words.next()) {
-                (Some(_), Some(name)) => {
-                    format!("relation \"{}\" already exists", name.trim_matches('"'))
-                }
-                _ => msg.to_string(),
+                (Some(_), Some(name)) => (format!("relation \"{}\" already exists", name.trim_matches('"')), None),
+                _ => (msg.to_string(), None),
             }
         }
-        "23505" => format!("duplicate key value violates unique constraint ({msg})"),
-        "23502" => format!("null value violates not-null constraint ({msg})"),
-        "23503" => format!("insert or update violates foreign key constraint ({msg})"),
-        "23514" => format!("new row violates check constraint ({msg})"),
-        _ => msg.to_string(),
+        "23505" => match msg.strip_prefix("UNIQUE constraint failed: ") {
+            Some(list) => {
+                let (table, cols) = columns_of(list);
+                (
+                    format!("duplicate key value violates unique constraint on \"{table}\""),
+                    Some(format!("Key ({cols}) already exists.")),
+                )
+            }
+            None => ("duplicate key value violates unique constraint".to_string(), Some(msg.to_string())),
+        },
+        "23502" => match msg.strip_prefix("NOT NULL constraint failed: ") {
+            Some(list) => {
+                let (table, col) = columns_of(list);
+                (format!("null value in column \"{col}\" of relation \"{table}\" violates not-null constraint"), None)
+            }
+            None => (msg.to_string(), None),
+        },
+        "23503" => ("insert or update violates foreign key constraint".to_string(), None),
+        "23514" => match msg.strip_prefix("CHECK constraint failed: ") {
+            Some(expr) => ("new row violates check constraint".to_string(), Some(format!("Failing check: {expr}."))),
+            None => (msg.to_string(), None),
+        },
+        _ => (msg.to_string(), None),
     }
 }

@@ -10,6 +10,7 @@ pub(crate) struct ClientError {
     pub sqlstate: String,
     pub message: String,
     pub position: Option<u32>,
+    pub detail: Option<String>,
     pub hint: Option<String>,
 }
 
@@ -19,6 +20,7 @@ impl ClientError {
             sqlstate: sqlstate.to_string(),
             message: message.into(),
             position: None,
+            detail: None,
             hint: None,
         }
     }
@@ -26,6 +28,7 @@ impl ClientError {
     pub(crate) fn into_info(self) -> ErrorInfo {
         let mut info = ErrorInfo::new(SEVERITY_ERROR.to_owned(), self.sqlstate, self.message);
         info.position = self.position.map(|p| p.to_string());
+        info.detail = self.detail;
         info.hint = self.hint;
         info
     }
@@ -41,6 +44,7 @@ impl From<SqlError> for ClientError {
             sqlstate: e.sqlstate.to_string(),
             message: e.message,
             position: e.position,
+            detail: None,
             hint: None,
         }
     }
@@ -48,7 +52,9 @@ impl From<SqlError> for ClientError {
 
 impl From<ExecError> for ClientError {
     fn from(e: ExecError) -> ClientError {
-        ClientError::new(&e.sqlstate, e.message)
+        let mut c = ClientError::new(&e.sqlstate, e.message);
+        c.detail = e.detail;
+        c
     }
 }
 

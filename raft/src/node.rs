@@ -394,7 +394,10 @@ impl Node {
         if let Some(applied) = applied {
             self.raft
                 .wait(Some(timeout))
-                .snapshot(applied, "snapshot")
+                .metrics(
+                    |m| m.snapshot.as_ref().is_some_and(|s| s.index >= applied.index),
+                    "snapshot covers the applied index",
+                )
                 .await
                 .map_err(|e| NodeError::Unavailable(e.to_string()))?;
         }

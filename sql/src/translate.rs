@@ -4,8 +4,8 @@ use std::ops::ControlFlow;
 
 use sqlparser::ast::{
     visit_expressions_mut, visit_relations, visit_relations_mut, CastKind, ColumnOption, DataType,
-    Expr, ObjectName, ObjectNamePart, ObjectType, Reset, Set, Statement, TableConstraint,
-    TransactionAccessMode, TransactionMode, Value,
+    Expr, ObjectName, ObjectNamePart, ObjectType, OrderBy, OrderByKind, OrderBySort, Query, Reset, Set, Statement,
+    TableConstraint, TransactionAccessMode, TransactionMode, Value, VisitMut, VisitorMut,
 };
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::{Parser, ParserError};
@@ -186,6 +186,7 @@ fn translate_statement(mut stmt: Statement) -> Result<Translated, SqlError> {
 
     let param_count = rewrite_expressions(&mut stmt);
     strip_public_schema(&mut stmt);
+    postgres_null_order(&mut stmt);
 
     let sqlite = match (&kind, &stmt) {
         (StatementKind::Transaction(_) | StatementKind::Session(_), _) => Vec::new(),
@@ -306,6 +307,28 @@ fn rewrite_expressions(stmt: &mut Statement) -> usize {
     max
 }
 
+/// Postgres sorts NULL above every value (last in ascending order, first in descending);
+/// SQLite sorts it below. Every ORDER BY item without an explicit `NULLS FIRST/LAST` gets the
+/// Postgres default spelled out.
+fn postgres_null_order(stmt: &mut Statement) {
+    struct Fix;
+    impl VisitorMut for Fix {
+        type Break = ();
+        fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
+            if let Some(OrderBy { kind: OrderByKind::Expressions(items), .. }) = &mut query.order_by {
+                for item in items {
+                    if item.options.nulls_first.is_none() {
+                        let desc = matches!(item.options.sort, Some(OrderBySort::Desc));
+                        item.options.nulls_first = Some(desc);
+                    }
+                }
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let _ = stmt.visit(&mut Fix);
+}
+
 /// `public` is the only schema; SQLite calls it `main`. Drop the qualifier.
 fn strip_public_schema(stmt: &mut Statement) {
     fn strip(name: &mut ObjectName) {
@@ -408,6 +431,14 @@ mod tests {
     #[test]
     fn serial_primary_key_is_rowid() {
         assert_eq!(one("CREATE TABLE t (id SERIAL PRIMARY KEY, v TEXT)").sqlite, vec!["CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)"]);
+    }
+
+    #[test]
+    fn null_ordering_follows_postgres() {
+        assert_eq!(
+            one("SELECT a FROM t ORDER BY a, b DESC, c DESC NULLS LAST").sqlite,
+            vec!["SELECT a FROM t ORDER BY a NULLS LAST, b DESC NULLS FIRST, c DESC NULLS LAST"]
+        );
     }
 
     #[test]
