@@ -61,7 +61,11 @@ pub async fn start(config: ServeConfig, pg_listener: &TcpListener) -> Result<Ser
 
 /// Serves Postgres clients until `shutdown` resolves or the node fails. Returns the failure
 /// message if the node failed.
-pub async fn run_until(node: Arc<Node>, listener: TcpListener, shutdown: impl Future<Output = ()>) -> Option<String> {
+pub async fn run_until(
+    node: Arc<Node>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> Option<String> {
     let failed = tokio::select! {
         _ = sqlkeeper_pgwire::run(listener, node.clone(), shutdown) => None,
         msg = node.failed() => Some(msg),

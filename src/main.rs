@@ -79,7 +79,9 @@ async fn start(args: StartArgs) -> anyhow::Result<()> {
         data_dir = %args.data_dir.display(),
         "sqlkeeper is ready"
     );
-    if let Some(failure) = sqlkeeper::run_until(serving.node.clone(), listener, shutdown_signal()).await {
+    if let Some(failure) =
+        sqlkeeper::run_until(serving.node.clone(), listener, shutdown_signal()).await
+    {
         bail!("node stopped after a fatal error: {failure}");
     }
     tracing::info!("stopped");
@@ -90,13 +92,14 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}
@@ -110,8 +113,11 @@ async fn shutdown_signal() {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,sqlkeeper=info,sqlkeeper_raft=info,sqlkeeper_pgwire=info"));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(
+            "warn,sqlkeeper=info,sqlkeeper_raft=info,sqlkeeper_pgwire=info",
+        )
+    });
     use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -122,7 +128,10 @@ fn main() -> ExitCode {
         Some(Command::Start(a)) => a,
         None => cli.start,
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

@@ -71,7 +71,8 @@ pub(crate) fn open_writer(path: &Path) -> Result<Connection, Fatal> {
 impl StateMachine {
     /// Opens (or creates) the state database in `dir`.
     pub fn open(dir: &Path) -> Result<StateMachine, Fatal> {
-        std::fs::create_dir_all(dir).map_err(|e| Fatal(format!("create {}: {e}", dir.display())))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Fatal(format!("create {}: {e}", dir.display())))?;
         let db_path = dir.join(STATE_DB_FILE);
         let conn = open_writer(&db_path)?;
         let applied_index = meta::get_i64(&conn, meta::KEY_APPLIED_INDEX)
@@ -166,7 +167,8 @@ impl StateMachine {
             expect_above = Some(item.index);
         }
         let conn = self.conn()?;
-        conn.execute_batch("BEGIN IMMEDIATE").map_err(fatal("begin apply"))?;
+        conn.execute_batch("BEGIN IMMEDIATE")
+            .map_err(fatal("begin apply"))?;
         let result = (|| {
             let mut outcomes = Vec::with_capacity(items.len());
             for item in items {
@@ -186,7 +188,8 @@ impl StateMachine {
         })();
         match result {
             Ok(outcomes) => {
-                conn.execute_batch("COMMIT").map_err(fatal("commit apply"))?;
+                conn.execute_batch("COMMIT")
+                    .map_err(fatal("commit apply"))?;
                 self.applied_index = Some(last.index);
                 Ok(outcomes)
             }
@@ -213,7 +216,8 @@ impl StateMachine {
         let _paused = reads.pause();
         // Closing the last connection checkpoints the WAL into the file and removes it.
         if let Some(conn) = self.conn.take() {
-            conn.close().map_err(|(_, e)| Fatal(format!("close state database: {e}")))?;
+            conn.close()
+                .map_err(|(_, e)| Fatal(format!("close state database: {e}")))?;
         }
         sqlkeeper_snapshots::install_snapshot(snapshot, &self.db_path)
             .map_err(|e| Fatal(format!("install snapshot: {e}")))?;
@@ -236,7 +240,8 @@ impl StateMachine {
 fn apply_command(conn: &Connection, cmd: &Command) -> Result<Outcome, Fatal> {
     match cmd {
         Command::Execute { statements, .. } => {
-            conn.execute_batch("SAVEPOINT entry").map_err(fatal("savepoint"))?;
+            conn.execute_batch("SAVEPOINT entry")
+                .map_err(fatal("savepoint"))?;
             let mut outcome = Outcome::default();
             for (i, stmt) in statements.iter().enumerate() {
                 match run(conn, stmt) {
@@ -251,7 +256,8 @@ fn apply_command(conn: &Connection, cmd: &Command) -> Result<Outcome, Fatal> {
                 conn.execute_batch("ROLLBACK TO entry")
                     .map_err(fatal("roll back failed entry"))?;
             }
-            conn.execute_batch("RELEASE entry").map_err(fatal("release savepoint"))?;
+            conn.execute_batch("RELEASE entry")
+                .map_err(fatal("release savepoint"))?;
             Ok(outcome)
         }
     }
@@ -290,11 +296,22 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut sm = StateMachine::open(dir.path()).unwrap();
         assert_eq!(sm.applied_index(), None);
-        let o = apply1(&mut sm, 0, &exec("CREATE TABLE kv (k INTEGER PRIMARY KEY, v TEXT)"));
+        let o = apply1(
+            &mut sm,
+            0,
+            &exec("CREATE TABLE kv (k INTEGER PRIMARY KEY, v TEXT)"),
+        );
         assert!(o.error.is_none());
-        let o = apply1(&mut sm, 1, &exec("INSERT INTO kv VALUES (1, 'a'), (2, 'b') RETURNING k"));
+        let o = apply1(
+            &mut sm,
+            1,
+            &exec("INSERT INTO kv VALUES (1, 'a'), (2, 'b') RETURNING k"),
+        );
         assert_eq!(o.results[0].rows_affected, 2);
-        assert_eq!(o.results[0].rows, vec![vec![Value::Integer(1)], vec![Value::Integer(2)]]);
+        assert_eq!(
+            o.results[0].rows,
+            vec![vec![Value::Integer(1)], vec![Value::Integer(2)]]
+        );
         drop(sm);
         let sm = StateMachine::open(dir.path()).unwrap();
         assert_eq!(sm.applied_index(), Some(LogIndex(1)));
@@ -304,22 +321,40 @@ mod tests {
     fn deterministic_failure_is_an_outcome_and_rolls_back_the_whole_entry() {
         let dir = tempfile::tempdir().unwrap();
         let mut sm = StateMachine::open(dir.path()).unwrap();
-        apply1(&mut sm, 0, &exec("CREATE TABLE kv (k INTEGER PRIMARY KEY, v TEXT)"));
+        apply1(
+            &mut sm,
+            0,
+            &exec("CREATE TABLE kv (k INTEGER PRIMARY KEY, v TEXT)"),
+        );
         let cmd = Command::Execute {
             request_id: None,
             stamp: Stamp::default(),
             statements: vec![
-                Statement { sql: "INSERT INTO kv VALUES (5, 'x')".into(), params: vec![] },
-                Statement { sql: "INSERT INTO kv VALUES (5, 'y')".into(), params: vec![] },
+                Statement {
+                    sql: "INSERT INTO kv VALUES (5, 'x')".into(),
+                    params: vec![],
+                },
+                Statement {
+                    sql: "INSERT INTO kv VALUES (5, 'y')".into(),
+                    params: vec![],
+                },
             ],
         };
         let o = apply1(&mut sm, 1, &cmd);
         let (at, err) = o.error.unwrap();
         assert_eq!(at, 1);
         assert_eq!(err.sqlstate, "23505");
-        assert_eq!(sm.applied_index(), Some(LogIndex(1)), "the failed entry's index is recorded");
+        assert_eq!(
+            sm.applied_index(),
+            Some(LogIndex(1)),
+            "the failed entry's index is recorded"
+        );
         let o = apply1(&mut sm, 2, &exec("SELECT count(*) FROM kv"));
-        assert_eq!(o.results[0].rows, vec![vec![Value::Integer(0)]], "first insert rolled back");
+        assert_eq!(
+            o.results[0].rows,
+            vec![vec![Value::Integer(0)]],
+            "first insert rolled back"
+        );
         let o = apply1(&mut sm, 3, &exec("SELECT * FROM missing"));
         assert_eq!(o.error.unwrap().1.sqlstate, "42P01");
     }
@@ -330,10 +365,16 @@ mod tests {
         let mut sm = StateMachine::open(dir.path()).unwrap();
         apply1(&mut sm, 3, &exec("CREATE TABLE t (a)"));
         let cmd = exec("INSERT INTO t VALUES (1)");
-        let items = [ApplyItem { index: LogIndex(3), command: Some(&cmd) }];
+        let items = [ApplyItem {
+            index: LogIndex(3),
+            command: Some(&cmd),
+        }];
         assert!(sm.apply_batch(&items, &RaftMeta::default()).is_err());
         // latched: even a valid entry is refused now
-        let items = [ApplyItem { index: LogIndex(4), command: Some(&cmd) }];
+        let items = [ApplyItem {
+            index: LogIndex(4),
+            command: Some(&cmd),
+        }];
         assert!(sm.apply_batch(&items, &RaftMeta::default()).is_err());
     }
 }

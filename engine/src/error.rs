@@ -131,7 +131,10 @@ fn state_from_message(msg: &str) -> &'static str {
         "42P07"
     } else if m.starts_with("index") && m.contains("already exists") {
         "42P07"
-    } else if m.contains("syntax error") || m.starts_with("incomplete input") || m.starts_with("unrecognized token") {
+    } else if m.contains("syntax error")
+        || m.starts_with("incomplete input")
+        || m.starts_with("unrecognized token")
+    {
         "42601"
     } else if m.contains("ambiguous column name") {
         "42702"
@@ -174,7 +177,13 @@ fn postgres_message(state: &str, msg: &str) -> (String, Option<String>) {
     };
     match state {
         "42P01" => match msg.strip_prefix("no such table: ") {
-            Some(t) => (format!("relation \"{}\" does not exist", t.trim_start_matches("main.")), None),
+            Some(t) => (
+                format!(
+                    "relation \"{}\" does not exist",
+                    t.trim_start_matches("main.")
+                ),
+                None,
+            ),
             None => (msg.to_string(), None),
         },
         "42703" => match msg.strip_prefix("no such column: ") {
@@ -185,7 +194,10 @@ fn postgres_message(state: &str, msg: &str) -> (String, Option<String>) {
             // "table kv already exists" -> relation "kv" already exists
             let mut words = msg.split_whitespace();
             match (words.next(), words.next()) {
-                (Some(_), Some(name)) => (format!("relation \"{}\" already exists", name.trim_matches('"')), None),
+                (Some(_), Some(name)) => (
+                    format!("relation \"{}\" already exists", name.trim_matches('"')),
+                    None,
+                ),
                 _ => (msg.to_string(), None),
             }
         }
@@ -197,7 +209,10 @@ fn postgres_message(state: &str, msg: &str) -> (String, Option<String>) {
                     Some(format!("Key ({cols}) already exists.")),
                 )
             }
-            None => ("duplicate key value violates unique constraint".to_string(), Some(msg.to_string())),
+            None => (
+                "duplicate key value violates unique constraint".to_string(),
+                Some(msg.to_string()),
+            ),
         },
         "23502" => match msg.strip_prefix("NOT NULL constraint failed: ") {
             Some(list) => {
@@ -206,9 +221,15 @@ fn postgres_message(state: &str, msg: &str) -> (String, Option<String>) {
             }
             None => (msg.to_string(), None),
         },
-        "23503" => ("insert or update violates foreign key constraint".to_string(), None),
+        "23503" => (
+            "insert or update violates foreign key constraint".to_string(),
+            None,
+        ),
         "23514" => match msg.strip_prefix("CHECK constraint failed: ") {
-            Some(expr) => ("new row violates check constraint".to_string(), Some(format!("Failing check: {expr}."))),
+            Some(expr) => (
+                "new row violates check constraint".to_string(),
+                Some(format!("Failing check: {expr}.")),
+            ),
             None => (msg.to_string(), None),
         },
         _ => (msg.to_string(), None),

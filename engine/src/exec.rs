@@ -56,7 +56,10 @@ pub(crate) fn run(conn: &Connection, stmt: &Statement) -> rusqlite::Result<State
     let mut prepared = conn.prepare_cached(&stmt.sql)?;
     let expected = prepared.parameter_count();
     if stmt.params.len() != expected {
-        return Err(rusqlite::Error::InvalidParameterCount(stmt.params.len(), expected));
+        return Err(rusqlite::Error::InvalidParameterCount(
+            stmt.params.len(),
+            expected,
+        ));
     }
     for (i, p) in stmt.params.iter().enumerate() {
         prepared.raw_bind_parameter(i + 1, p)?;

@@ -36,7 +36,9 @@ pub fn state_hash(conn: &Connection) -> rusqlite::Result<[u8; 32]> {
     }
     for (name, _) in tables {
         let quoted = format!("\"{}\"", name.replace('"', "\"\""));
-        let width = conn.prepare(&format!("SELECT * FROM {quoted} LIMIT 0"))?.column_count();
+        let width = conn
+            .prepare(&format!("SELECT * FROM {quoted} LIMIT 0"))?
+            .column_count();
         let order: Vec<String> = (1..=width).map(|i| i.to_string()).collect();
         let sql = if order.is_empty() {
             format!("SELECT * FROM {quoted}")

@@ -43,7 +43,11 @@ pub(crate) fn get_blob(conn: &Connection, key: &str) -> rusqlite::Result<Option<
     .optional()
 }
 
-pub(crate) fn put<V: rusqlite::ToSql>(conn: &Connection, key: &str, value: V) -> rusqlite::Result<()> {
+pub(crate) fn put<V: rusqlite::ToSql>(
+    conn: &Connection,
+    key: &str,
+    value: V,
+) -> rusqlite::Result<()> {
     conn.prepare_cached(&format!(
         "INSERT INTO {META_TABLE} (key, value) VALUES (?1, ?2) \
          ON CONFLICT (key) DO UPDATE SET value = excluded.value"

@@ -34,7 +34,9 @@ pub struct ReadView<'a> {
 fn open_reader(path: &Path) -> Result<Connection, Fatal> {
     let conn = Connection::open_with_flags(
         path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI,
+        OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_URI,
     )
     .map_err(|e| Fatal(format!("open read connection: {e}")))?;
     conn.set_prepared_statement_cache_capacity(128);
@@ -73,7 +75,8 @@ impl ReadPool {
         };
         on_start(conn.get_interrupt_handle());
         let result = (|| {
-            conn.execute_batch("BEGIN").map_err(|e| Fatal(format!("begin read: {e}")))?;
+            conn.execute_batch("BEGIN")
+                .map_err(|e| Fatal(format!("begin read: {e}")))?;
             let view = ReadView { conn: &conn };
             let r = f(&view);
             // A read transaction has nothing to keep; rollback also ends it after an error.

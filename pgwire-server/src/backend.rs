@@ -10,8 +10,8 @@ use futures::{stream, Sink, SinkExt};
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
 use pgwire::api::results::{
-    DataRowEncoder, DescribePortalResponse, DescribeStatementResponse, FieldFormat, FieldInfo, QueryResponse,
-    Response, Tag,
+    DataRowEncoder, DescribePortalResponse, DescribeStatementResponse, FieldFormat, FieldInfo,
+    QueryResponse, Response, Tag,
 };
 use pgwire::api::stmt::{QueryParser, StoredStatement};
 use pgwire::api::store::{Entry, PortalStore};
@@ -30,7 +30,13 @@ use crate::errors::ClientError;
 use crate::session::Session;
 
 /// Settings whose change Postgres reports to the client with a ParameterStatus message.
-const REPORTED_SETTINGS: &[&str] = &["application_name", "client_encoding", "datestyle", "intervalstyle", "timezone"];
+const REPORTED_SETTINGS: &[&str] = &[
+    "application_name",
+    "client_encoding",
+    "datestyle",
+    "intervalstyle",
+    "timezone",
+];
 
 /// A statement prepared with the extended protocol: translated once at Parse, described once.
 #[derive(Debug, Clone)]
@@ -42,10 +48,18 @@ pub struct Prepared {
 
 /// What one statement produced, before it is turned into protocol messages.
 enum Produced {
-    Rows { columns: Vec<Column>, rows: Vec<Vec<Value>>, tag: CommandTag },
+    Rows {
+        columns: Vec<Column>,
+        rows: Vec<Vec<Value>>,
+        tag: CommandTag,
+    },
     Done(String),
     /// A setting changed that the client must be told about.
-    Setting { tag: String, name: String, value: String },
+    Setting {
+        tag: String,
+        name: String,
+        value: String,
+    },
 }
 
 /// Query handlers for one connection.
@@ -78,20 +92,31 @@ impl Backend {
         let mut s = self.session();
         match op {
             SessionOp::Show(name) => {
-                let value = s
-                    .show(name)
-                    .ok_or_else(|| ClientError::new("42704", format!("unrecognized configuration parameter \"{name}\"")))?;
+                let value = s.show(name).ok_or_else(|| {
+                    ClientError::new(
+                        "42704",
+                        format!("unrecognized configuration parameter \"{name}\""),
+                    )
+                })?;
                 Ok(Produced::Rows {
-                    columns: vec![Column { name: name.clone(), decl_type: None }],
+                    columns: vec![Column {
+                        name: name.clone(),
+                        decl_type: None,
+                    }],
                     rows: vec![vec![Value::Text(value)]],
                     tag: CommandTag::Fixed("SHOW"),
                 })
             }
             SessionOp::Set { name, value } => {
-                s.set(name, value.clone()).map_err(|(state, msg)| ClientError::new(state, msg))?;
+                s.set(name, value.clone())
+                    .map_err(|(state, msg)| ClientError::new(state, msg))?;
                 if REPORTED_SETTINGS.contains(&name.as_str()) {
                     let value = s.show(name).unwrap_or_default();
-                    return Ok(Produced::Setting { tag: "SET".into(), name: name.clone(), value });
+                    return Ok(Produced::Setting {
+                        tag: "SET".into(),
+                        name: name.clone(),
+                        value,
+                    });
                 }
                 Ok(Produced::Done("SET".into()))
             }
@@ -100,14 +125,22 @@ impl Backend {
                 Ok(Produced::Done("RESET".into()))
             }
             SessionOp::Reset(Some(name)) => {
-                s.set(name, None).map_err(|(state, msg)| ClientError::new(state, msg))?;
+                s.set(name, None)
+                    .map_err(|(state, msg)| ClientError::new(state, msg))?;
                 Ok(Produced::Done("RESET".into()))
             }
         }
     }
 
     async fn read_one(&self, t: &Translated, params: Vec<Value>) -> Result<Produced, ClientError> {
-        let stmts: Vec<Statement> = t.sqlite.iter().map(|sql| Statement { sql: sql.clone(), params: params.clone() }).collect();
+        let stmts: Vec<Statement> = t
+            .sqlite
+            .iter()
+            .map(|sql| Statement {
+                sql: sql.clone(),
+                params: params.clone(),
+            })
+            .collect();
         let tag = t.tag.clone();
         let mut results = self
             .node
@@ -120,15 +153,24 @@ impl Backend {
             })
             .await?;
         let last = results.pop().unwrap_or_default();
-        Ok(Produced::Rows { columns: last.columns, rows: last.rows, tag })
+        Ok(Produced::Rows {
+            columns: last.columns,
+            rows: last.rows,
+            tag,
+        })
     }
 
     /// Runs the statements of one query string in order, stopping at the first error, and
     /// returns what each produced. Several statements that change data run as one log entry
     /// (all or nothing), as Postgres runs a multi-statement query string in one implicit
     /// transaction.
-    async fn run(&self, batch: Vec<(Translated, Vec<Value>)>) -> (Vec<Produced>, Option<ClientError>) {
-        let writes = batch.iter().any(|(t, _)| matches!(t.kind, StatementKind::Write | StatementKind::Ddl));
+    async fn run(
+        &self,
+        batch: Vec<(Translated, Vec<Value>)>,
+    ) -> (Vec<Produced>, Option<ClientError>) {
+        let writes = batch
+            .iter()
+            .any(|(t, _)| matches!(t.kind, StatementKind::Write | StatementKind::Ddl));
         if batch.len() > 1 && writes {
             return self.run_as_one_entry(batch).await;
         }
@@ -157,11 +199,16 @@ impl Backend {
         (out, None)
     }
 
-    async fn run_as_one_entry(&self, batch: Vec<(Translated, Vec<Value>)>) -> (Vec<Produced>, Option<ClientError>) {
-        if let Some((t, _)) = batch
-            .iter()
-            .find(|(t, _)| matches!(t.kind, StatementKind::Session(_) | StatementKind::Transaction(_)))
-        {
+    async fn run_as_one_entry(
+        &self,
+        batch: Vec<(Translated, Vec<Value>)>,
+    ) -> (Vec<Produced>, Option<ClientError>) {
+        if let Some((t, _)) = batch.iter().find(|(t, _)| {
+            matches!(
+                t.kind,
+                StatementKind::Session(_) | StatementKind::Transaction(_)
+            )
+        }) {
             return (
                 Vec::new(),
                 Some(ClientError::new(
@@ -174,7 +221,10 @@ impl Backend {
         let mut statements = Vec::new();
         for (t, params) in &batch {
             spans.push(t.sqlite.len());
-            statements.extend(t.sqlite.iter().map(|sql| Statement { sql: sql.clone(), params: params.clone() }));
+            statements.extend(t.sqlite.iter().map(|sql| Statement {
+                sql: sql.clone(),
+                params: params.clone(),
+            }));
         }
         let (outcome, _index) = match self.node.write(statements).await {
             Ok(o) => o,
@@ -198,7 +248,11 @@ impl Backend {
             produced.push(if r.columns.is_empty() {
                 Produced::Done(t.tag.render(r.rows_affected))
             } else {
-                Produced::Rows { columns: r.columns, rows: r.rows, tag: t.tag }
+                Produced::Rows {
+                    columns: r.columns,
+                    rows: r.rows,
+                    tag: t.tag,
+                }
             });
         }
         (produced, None)
@@ -207,7 +261,11 @@ impl Backend {
 
 /// Turns what a statement produced into a response, with result columns in the formats
 /// `format` gives.
-fn respond(p: Produced, described: Option<&[Column]>, format: impl Fn(usize) -> FieldFormat) -> Result<Response, ClientError> {
+fn respond(
+    p: Produced,
+    described: Option<&[Column]>,
+    format: impl Fn(usize) -> FieldFormat,
+) -> Result<Response, ClientError> {
     match p {
         Produced::Done(tag) => Ok(Response::Execution(Tag::new(&tag))),
         Produced::Setting { tag, .. } => Ok(Response::Execution(Tag::new(&tag))),
@@ -215,7 +273,10 @@ fn respond(p: Produced, described: Option<&[Column]>, format: impl Fn(usize) -> 
             let columns = match described {
                 Some(d) if d.len() == columns.len() => d.to_vec(),
                 Some(_) => {
-                    return Err(ClientError::new("0A000", "cached plan must not change result type"));
+                    return Err(ClientError::new(
+                        "0A000",
+                        "cached plan must not change result type",
+                    ));
                 }
                 None => columns,
             };
@@ -258,7 +319,10 @@ where
                 other => other,
             };
             client
-                .feed(PgWireBackendMessage::ParameterStatus(ParameterStatus::new(name.to_string(), value.clone())))
+                .feed(PgWireBackendMessage::ParameterStatus(ParameterStatus::new(
+                    name.to_string(),
+                    value.clone(),
+                )))
                 .await?;
         }
     }
@@ -303,15 +367,26 @@ impl SimpleQueryHandler for Backend {
 impl QueryParser for Parser {
     type Statement = Prepared;
 
-    async fn parse_sql<C>(&self, _client: &C, sql: &str, types: &[Option<Type>]) -> PgWireResult<Option<Prepared>>
+    async fn parse_sql<C>(
+        &self,
+        _client: &C,
+        sql: &str,
+        types: &[Option<Type>],
+    ) -> PgWireResult<Option<Prepared>>
     where
         C: ClientInfo + Unpin + Send + Sync,
     {
         let mut translated = translate(sql).map_err(|e| ClientError::from(e).into_pgwire())?;
         if translated.len() > 1 {
-            return Err(ClientError::new("42601", "cannot insert multiple commands into a prepared statement").into_pgwire());
+            return Err(ClientError::new(
+                "42601",
+                "cannot insert multiple commands into a prepared statement",
+            )
+            .into_pgwire());
         }
-        let Some(t) = translated.pop() else { return Ok(None) };
+        let Some(t) = translated.pop() else {
+            return Ok(None);
+        };
         let param_types = (0..t.param_count)
             .map(|i| types.get(i).cloned().flatten().unwrap_or(Type::TEXT))
             .collect();
@@ -319,22 +394,41 @@ impl QueryParser for Parser {
             StatementKind::Read | StatementKind::Write if t.sqlite.len() == 1 => {
                 let sql = t.sqlite[0].clone();
                 self.node
-                    .read(move |v| v.describe(&sql).map(|(cols, _)| cols).map_err(EngineError::from))
+                    .read(move |v| {
+                        v.describe(&sql)
+                            .map(|(cols, _)| cols)
+                            .map_err(EngineError::from)
+                    })
                     .await
                     .map_err(|e| ClientError::from(e).into_pgwire())?
             }
-            StatementKind::Session(SessionOp::Show(name)) => vec![Column { name: name.clone(), decl_type: None }],
+            StatementKind::Session(SessionOp::Show(name)) => vec![Column {
+                name: name.clone(),
+                decl_type: None,
+            }],
             _ => Vec::new(),
         };
-        Ok(Some(Prepared { translated: t, param_types, columns }))
+        Ok(Some(Prepared {
+            translated: t,
+            param_types,
+            columns,
+        }))
     }
 
     fn get_parameter_types(&self, stmt: &Prepared) -> PgWireResult<Vec<Type>> {
         Ok(stmt.param_types.clone())
     }
 
-    fn get_result_schema(&self, stmt: &Prepared, column_format: Option<&Format>) -> PgWireResult<Vec<FieldInfo>> {
-        Ok(fields(&stmt.columns, |i| column_format.map(|f| f.format_for(i)).unwrap_or(FieldFormat::Text)))
+    fn get_result_schema(
+        &self,
+        stmt: &Prepared,
+        column_format: Option<&Format>,
+    ) -> PgWireResult<Vec<FieldInfo>> {
+        Ok(fields(&stmt.columns, |i| {
+            column_format
+                .map(|f| f.format_for(i))
+                .unwrap_or(FieldFormat::Text)
+        }))
     }
 }
 
@@ -347,7 +441,12 @@ impl ExtendedQueryHandler for Backend {
         self.parser.clone()
     }
 
-    async fn do_query<C>(&self, client: &mut C, portal: &Portal<Prepared>, _max_rows: usize) -> PgWireResult<Response>
+    async fn do_query<C>(
+        &self,
+        client: &mut C,
+        portal: &Portal<Prepared>,
+        _max_rows: usize,
+    ) -> PgWireResult<Response>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         C::PortalStore: PortalStore<Statement = Self::Statement>,
@@ -366,15 +465,19 @@ impl ExtendedQueryHandler for Backend {
             return Err(e.into_pgwire());
         }
         report_settings(client, &produced).await?;
-        let p = produced
-            .into_iter()
-            .next()
-            .ok_or_else(|| ClientError::new("XX000", "statement produced no result").into_pgwire())?;
+        let p = produced.into_iter().next().ok_or_else(|| {
+            ClientError::new("XX000", "statement produced no result").into_pgwire()
+        })?;
         let described = (!prepared.columns.is_empty()).then_some(prepared.columns.as_slice());
-        respond(p, described, |i| portal.result_column_format.format_for(i)).map_err(ClientError::into_pgwire)
+        respond(p, described, |i| portal.result_column_format.format_for(i))
+            .map_err(ClientError::into_pgwire)
     }
 
-    async fn do_describe_statement<C>(&self, _client: &mut C, target: &StoredStatement<Prepared>) -> PgWireResult<DescribeStatementResponse>
+    async fn do_describe_statement<C>(
+        &self,
+        _client: &mut C,
+        target: &StoredStatement<Prepared>,
+    ) -> PgWireResult<DescribeStatementResponse>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         C::PortalStore: PortalStore<Statement = Self::Statement>,
@@ -386,12 +489,26 @@ impl ExtendedQueryHandler for Backend {
             .param_types
             .iter()
             .enumerate()
-            .map(|(i, t)| target.parameter_types.get(i).cloned().flatten().unwrap_or_else(|| t.clone()))
+            .map(|(i, t)| {
+                target
+                    .parameter_types
+                    .get(i)
+                    .cloned()
+                    .flatten()
+                    .unwrap_or_else(|| t.clone())
+            })
             .collect();
-        Ok(DescribeStatementResponse::new(params, fields(&p.columns, |_| FieldFormat::Text)))
+        Ok(DescribeStatementResponse::new(
+            params,
+            fields(&p.columns, |_| FieldFormat::Text),
+        ))
     }
 
-    async fn do_describe_portal<C>(&self, _client: &mut C, target: &Portal<Prepared>) -> PgWireResult<DescribePortalResponse>
+    async fn do_describe_portal<C>(
+        &self,
+        _client: &mut C,
+        target: &Portal<Prepared>,
+    ) -> PgWireResult<DescribePortalResponse>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         C::PortalStore: PortalStore<Statement = Self::Statement>,
@@ -399,7 +516,9 @@ impl ExtendedQueryHandler for Backend {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let p = &target.statement.statement;
-        Ok(DescribePortalResponse::new(fields(&p.columns, |i| target.result_column_format.format_for(i))))
+        Ok(DescribePortalResponse::new(fields(&p.columns, |i| {
+            target.result_column_format.format_for(i)
+        })))
     }
 
     /// Postgres answers Describe of a statement with parameters but no result columns with
@@ -417,11 +536,15 @@ impl ExtendedQueryHandler for Backend {
                 let d = self.do_describe_statement(client, &stmt).await?;
                 if d.fields.is_empty() {
                     client
-                        .send(PgWireBackendMessage::ParameterDescription(ParameterDescription::new(
-                            d.parameters.iter().map(|t| t.oid()).collect(),
-                        )))
+                        .send(PgWireBackendMessage::ParameterDescription(
+                            ParameterDescription::new(
+                                d.parameters.iter().map(|t| t.oid()).collect(),
+                            ),
+                        ))
                         .await?;
-                    client.send(PgWireBackendMessage::NoData(NoData::new())).await?;
+                    client
+                        .send(PgWireBackendMessage::NoData(NoData::new()))
+                        .await?;
                     return Ok(());
                 }
             }

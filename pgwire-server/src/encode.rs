@@ -48,7 +48,8 @@ pub(crate) fn column_name(col: &Column) -> String {
             return f.to_ascii_lowercase();
         }
     }
-    let plain = n.chars().all(|c| c.is_alphanumeric() || c == '_') && !n.starts_with(|c: char| c.is_ascii_digit());
+    let plain = n.chars().all(|c| c.is_alphanumeric() || c == '_')
+        && !n.starts_with(|c: char| c.is_ascii_digit());
     if plain && !n.is_empty() {
         n.to_string()
     } else {
@@ -68,7 +69,11 @@ fn float_text(f: f64) -> String {
     if f.is_nan() {
         "NaN".into()
     } else if f.is_infinite() {
-        if f > 0.0 { "Infinity".into() } else { "-Infinity".into() }
+        if f > 0.0 {
+            "Infinity".into()
+        } else {
+            "-Infinity".into()
+        }
     } else {
         format!("{f}")
     }
@@ -97,11 +102,17 @@ pub(crate) fn value_text(v: &Value, ty: &Type) -> Option<String> {
 }
 
 fn out_of_range(ty: &Type) -> ClientError {
-    ClientError::new("22003", format!("value out of range for type {}", ty.name()))
+    ClientError::new(
+        "22003",
+        format!("value out of range for type {}", ty.name()),
+    )
 }
 
 fn not_a(ty: &Type, v: &Value) -> ClientError {
-    ClientError::new("22P02", format!("invalid input syntax for type {}: {:?}", ty.name(), v))
+    ClientError::new(
+        "22P02",
+        format!("invalid input syntax for type {}: {:?}", ty.name(), v),
+    )
 }
 
 fn as_i64(v: &Value, ty: &Type) -> Result<i64, ClientError> {
@@ -124,7 +135,11 @@ fn as_f64(v: &Value, ty: &Type) -> Result<f64, ClientError> {
 
 /// Appends one value to a data row in the field's format. Binary values are converted to the
 /// described type's exact width, because the client decodes them by the described type.
-pub(crate) fn encode_value(enc: &mut DataRowEncoder, v: &Value, field: &FieldInfo) -> Result<PgWireResult<()>, ClientError> {
+pub(crate) fn encode_value(
+    enc: &mut DataRowEncoder,
+    v: &Value,
+    field: &FieldInfo,
+) -> Result<PgWireResult<()>, ClientError> {
     let ty = field.datatype();
     if matches!(v, Value::Null) {
         return Ok(enc.encode_field(&None::<i64>));
@@ -134,26 +149,48 @@ pub(crate) fn encode_value(enc: &mut DataRowEncoder, v: &Value, field: &FieldInf
     }
     Ok(match *ty {
         Type::INT8 => enc.encode_field(&as_i64(v, ty)?),
-        Type::INT4 => enc.encode_field(&i32::try_from(as_i64(v, ty)?).map_err(|_| out_of_range(ty))?),
-        Type::INT2 => enc.encode_field(&i16::try_from(as_i64(v, ty)?).map_err(|_| out_of_range(ty))?),
+        Type::INT4 => {
+            enc.encode_field(&i32::try_from(as_i64(v, ty)?).map_err(|_| out_of_range(ty))?)
+        }
+        Type::INT2 => {
+            enc.encode_field(&i16::try_from(as_i64(v, ty)?).map_err(|_| out_of_range(ty))?)
+        }
         Type::FLOAT8 => enc.encode_field(&as_f64(v, ty)?),
         Type::FLOAT4 => enc.encode_field(&(as_f64(v, ty)? as f32)),
         Type::BOOL => enc.encode_field(&(as_i64(v, ty)? != 0)),
         Type::BYTEA => match v {
             Value::Blob(b) => enc.encode_field(&b.as_slice()),
-            other => enc.encode_field(&value_text(other, &Type::TEXT).unwrap_or_default().into_bytes()),
+            other => enc.encode_field(
+                &value_text(other, &Type::TEXT)
+                    .unwrap_or_default()
+                    .into_bytes(),
+            ),
         },
         _ => enc.encode_field(&value_text(v, ty)),
     })
 }
 
 fn bad_param(i: usize, ty: &Type) -> ClientError {
-    ClientError::new("22P02", format!("invalid input for parameter ${} of type {}", i + 1, ty.name()))
+    ClientError::new(
+        "22P02",
+        format!(
+            "invalid input for parameter ${} of type {}",
+            i + 1,
+            ty.name()
+        ),
+    )
 }
 
 /// Decodes a bound parameter into an SQLite value.
-pub(crate) fn decode_param(i: usize, raw: Option<&[u8]>, ty: &Type, binary: bool) -> Result<Value, ClientError> {
-    let Some(raw) = raw else { return Ok(Value::Null) };
+pub(crate) fn decode_param(
+    i: usize,
+    raw: Option<&[u8]>,
+    ty: &Type,
+    binary: bool,
+) -> Result<Value, ClientError> {
+    let Some(raw) = raw else {
+        return Ok(Value::Null);
+    };
     if binary {
         let int = |n: usize| -> Result<i64, ClientError> {
             if raw.len() != n {
@@ -181,7 +218,11 @@ pub(crate) fn decode_param(i: usize, raw: Option<&[u8]>, ty: &Type, binary: bool
             }
             Type::BOOL => Value::Integer(i64::from(raw.first().copied().unwrap_or(0) != 0)),
             Type::BYTEA => Value::Blob(raw.to_vec()),
-            _ => Value::Text(std::str::from_utf8(raw).map_err(|_| bad_param(i, ty))?.to_string()),
+            _ => Value::Text(
+                std::str::from_utf8(raw)
+                    .map_err(|_| bad_param(i, ty))?
+                    .to_string(),
+            ),
         });
     }
     let text = std::str::from_utf8(raw).map_err(|_| bad_param(i, ty))?;
@@ -189,7 +230,9 @@ pub(crate) fn decode_param(i: usize, raw: Option<&[u8]>, ty: &Type, binary: bool
         Type::INT2 | Type::INT4 | Type::INT8 | Type::OID => {
             Value::Integer(text.trim().parse().map_err(|_| bad_param(i, ty))?)
         }
-        Type::FLOAT4 | Type::FLOAT8 => Value::Real(text.trim().parse().map_err(|_| bad_param(i, ty))?),
+        Type::FLOAT4 | Type::FLOAT8 => {
+            Value::Real(text.trim().parse().map_err(|_| bad_param(i, ty))?)
+        }
         Type::BOOL => match text.trim().to_ascii_lowercase().as_str() {
             "t" | "true" | "yes" | "on" | "1" | "y" => Value::Integer(1),
             "f" | "false" | "no" | "off" | "0" | "n" => Value::Integer(0),
@@ -197,8 +240,10 @@ pub(crate) fn decode_param(i: usize, raw: Option<&[u8]>, ty: &Type, binary: bool
         },
         Type::BYTEA => match text.strip_prefix("\\x") {
             Some(h) if h.len() % 2 == 0 => {
-                let bytes: Result<Vec<u8>, _> =
-                    (0..h.len()).step_by(2).map(|k| u8::from_str_radix(&h[k..k + 2], 16)).collect();
+                let bytes: Result<Vec<u8>, _> = (0..h.len())
+                    .step_by(2)
+                    .map(|k| u8::from_str_radix(&h[k..k + 2], 16))
+                    .collect();
                 Value::Blob(bytes.map_err(|_| bad_param(i, ty))?)
             }
             _ => Value::Blob(text.as_bytes().to_vec()),

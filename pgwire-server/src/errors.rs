@@ -63,12 +63,18 @@ impl From<NodeError> for ClientError {
     fn from(e: NodeError) -> ClientError {
         match e {
             NodeError::Exec(e) => e.into(),
-            NodeError::NotLeader { leader_id, leader_pg_addr } => {
+            NodeError::NotLeader {
+                leader_id,
+                leader_pg_addr,
+            } => {
                 let mut c = ClientError::new(
                     "25006",
                     match leader_id {
-                        Some(l) => format!("cannot execute a write on this node: the leader is node {l}"),
-                        None => "cannot execute a write on this node: there is no leader right now".to_string(),
+                        Some(l) => {
+                            format!("cannot execute a write on this node: the leader is node {l}")
+                        }
+                        None => "cannot execute a write on this node: there is no leader right now"
+                            .to_string(),
                     },
                 );
                 c.hint = leader_pg_addr.map(|a| format!("connect to the leader at {a}, or retry"));

@@ -15,9 +15,9 @@ use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use pgwire::api::auth::StartupHandler;
 use pgwire::api::cancel::{CancelHandler, DefaultCancelHandler};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
-use pgwire::api::auth::StartupHandler;
 use pgwire::api::{ConnectionManager, PgWireServerHandlers};
 use sqlkeeper_raft::Node;
 use tokio::net::TcpListener;

@@ -40,19 +40,29 @@ impl Session {
         if let Some(v) = self.settings.get(&name) {
             return Some(v.clone());
         }
-        DEFAULTS.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string())
+        DEFAULTS
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.to_string())
     }
 
     /// Stores a setting. Unknown names are accepted only with a dot (custom settings, as
     /// Postgres does for `extension.name`); the well-known ones are kept as given.
-    pub(crate) fn set(&mut self, name: &str, value: Option<String>) -> Result<(), (&'static str, String)> {
+    pub(crate) fn set(
+        &mut self,
+        name: &str,
+        value: Option<String>,
+    ) -> Result<(), (&'static str, String)> {
         let name = name.to_ascii_lowercase();
         if READ_ONLY.contains(&name.as_str()) {
             return Err(("55P02", format!("parameter \"{name}\" cannot be changed")));
         }
         let known = DEFAULTS.iter().any(|(k, _)| *k == name);
         if !known && !name.contains('.') {
-            return Err(("42704", format!("unrecognized configuration parameter \"{name}\"")));
+            return Err((
+                "42704",
+                format!("unrecognized configuration parameter \"{name}\""),
+            ));
         }
         match value {
             Some(v) => {

@@ -41,6 +41,7 @@ impl ApplyThread {
                 let _ = tx.send(f(sm));
             }))
             .map_err(|_| io::Error::other("apply thread has stopped"))?;
-        rx.await.map_err(|_| io::Error::other("apply thread dropped a job"))
+        rx.await
+            .map_err(|_| io::Error::other("apply thread dropped a job"))
     }
 }

@@ -55,8 +55,12 @@ fn encode<T: Serialize>(value: &T) -> io::Result<Vec<u8>> {
 
 fn decode<T: DeserializeOwned>(bytes: &[u8]) -> io::Result<T> {
     match bytes.split_first() {
-        Some((&ENCODING_V1, body)) => serde_json::from_slice(body).map_err(other("decode log record")),
-        Some((v, _)) => Err(io::Error::other(format!("log record has unknown encoding version {v}"))),
+        Some((&ENCODING_V1, body)) => {
+            serde_json::from_slice(body).map_err(other("decode log record"))
+        }
+        Some((v, _)) => Err(io::Error::other(format!(
+            "log record has unknown encoding version {v}"
+        ))),
         None => Err(io::Error::other("log record is empty")),
     }
 }
@@ -162,7 +166,8 @@ impl RaftLogReader<TypeConfig> for LogStore {
     }
 
     async fn read_vote(&mut self) -> Result<Option<VoteOf<TypeConfig>>, io::Error> {
-        self.with_conn(|conn| LogStore::get_meta(conn, KEY_VOTE)).await
+        self.with_conn(|conn| LogStore::get_meta(conn, KEY_VOTE))
+            .await
     }
 }
 
@@ -173,7 +178,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.with_conn(|conn| {
             let purged: Option<LogIdOf<TypeConfig>> = LogStore::get_meta(conn, KEY_PURGED)?;
             let last: Option<Vec<u8>> = conn
-                .query_row("SELECT entry FROM log ORDER BY idx DESC LIMIT 1", [], |r| r.get(0))
+                .query_row("SELECT entry FROM log ORDER BY idx DESC LIMIT 1", [], |r| {
+                    r.get(0)
+                })
                 .optional()
                 .map_err(other("read last log entry"))?;
             let last_log_id = match last {
@@ -195,26 +202,42 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn save_vote(&mut self, vote: &VoteOf<TypeConfig>) -> Result<(), io::Error> {
         let vote = *vote;
         // Durable on return: synchronous=FULL fsyncs the WAL at this commit.
-        self.with_conn(move |conn| LogStore::put_meta(conn, KEY_VOTE, &vote)).await
-    }
-
-    async fn save_committed(&mut self, committed: Option<LogIdOf<TypeConfig>>) -> Result<(), io::Error> {
-        self.with_conn(move |conn| LogStore::put_meta(conn, KEY_COMMITTED, &committed)).await
-    }
-
-    async fn read_committed(&mut self) -> Result<Option<LogIdOf<TypeConfig>>, io::Error> {
-        self.with_conn(|conn| Ok(LogStore::get_meta::<Option<LogIdOf<TypeConfig>>>(conn, KEY_COMMITTED)?.flatten()))
+        self.with_conn(move |conn| LogStore::put_meta(conn, KEY_VOTE, &vote))
             .await
     }
 
-    async fn append<I>(&mut self, entries: I, callback: IOFlushed<TypeConfig>) -> Result<(), io::Error>
+    async fn save_committed(
+        &mut self,
+        committed: Option<LogIdOf<TypeConfig>>,
+    ) -> Result<(), io::Error> {
+        self.with_conn(move |conn| LogStore::put_meta(conn, KEY_COMMITTED, &committed))
+            .await
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogIdOf<TypeConfig>>, io::Error> {
+        self.with_conn(|conn| {
+            Ok(LogStore::get_meta::<Option<LogIdOf<TypeConfig>>>(conn, KEY_COMMITTED)?.flatten())
+        })
+        .await
+    }
+
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: IOFlushed<TypeConfig>,
+    ) -> Result<(), io::Error>
     where
         I: IntoIterator<Item = EntryOf<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
         let encoded: Vec<(i64, Vec<u8>)> = entries
             .into_iter()
-            .map(|e| Ok((i64::try_from(e.log_id.index).map_err(other("log index"))?, encode(&e)?)))
+            .map(|e| {
+                Ok((
+                    i64::try_from(e.log_id.index).map_err(other("log index"))?,
+                    encode(&e)?,
+                ))
+            })
             .collect::<io::Result<_>>()?;
         let result = self
             .with_conn(move |conn| {
@@ -225,7 +248,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                         .prepare_cached("INSERT OR REPLACE INTO log (idx, entry) VALUES (?1, ?2)")
                         .map_err(other("append"))?;
                     for (idx, bytes) in &encoded {
-                        stmt.execute(rusqlite::params![idx, bytes]).map_err(other("append"))?;
+                        stmt.execute(rusqlite::params![idx, bytes])
+                            .map_err(other("append"))?;
                     }
                 }
                 tx.commit().map_err(other("commit append"))
@@ -243,11 +267,15 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         }
     }
 
-    async fn truncate_after(&mut self, last_log_id: Option<LogIdOf<TypeConfig>>) -> Result<(), io::Error> {
+    async fn truncate_after(
+        &mut self,
+        last_log_id: Option<LogIdOf<TypeConfig>>,
+    ) -> Result<(), io::Error> {
         let from = last_log_id.map(|l| l.index.saturating_add(1)).unwrap_or(0);
         let from = i64::try_from(from).unwrap_or(i64::MAX);
         self.with_conn(move |conn| {
-            conn.execute("DELETE FROM log WHERE idx >= ?1", [from]).map_err(other("truncate log"))?;
+            conn.execute("DELETE FROM log WHERE idx >= ?1", [from])
+                .map_err(other("truncate log"))?;
             Ok(())
         })
         .await
@@ -260,7 +288,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             let tx = conn.transaction().map_err(other("begin purge"))?;
             LogStore::put_meta(&tx, KEY_PURGED, &log_id)?;
             let upto = i64::try_from(log_id.index).unwrap_or(i64::MAX);
-            tx.execute("DELETE FROM log WHERE idx <= ?1", [upto]).map_err(other("purge log"))?;
+            tx.execute("DELETE FROM log WHERE idx <= ?1", [upto])
+                .map_err(other("purge log"))?;
             tx.commit().map_err(other("commit purge"))
         })
         .await

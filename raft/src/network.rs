@@ -7,7 +7,9 @@ use std::future::Future;
 use openraft::alias::{SnapshotOf, VoteOf};
 use openraft::errors::{RPCError, ReplicationClosed, StreamingError, Unreachable};
 use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
-use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
+};
 use openraft::OptionalSend;
 
 use crate::state_machine::SnapshotFile;
@@ -24,7 +26,10 @@ pub struct PeerClient {
 
 impl PeerClient {
     fn unreachable(&self) -> Unreachable<TypeConfig> {
-        Unreachable::from_string(format!("node {}: no cluster transport on a single-node deployment", self.target))
+        Unreachable::from_string(format!(
+            "node {}: no cluster transport on a single-node deployment",
+            self.target
+        ))
     }
 }
 

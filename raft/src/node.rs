@@ -14,7 +14,8 @@ use openraft::errors::{ClientWriteError, ForwardToLeader, RaftError};
 use openraft::{Config, Raft, ServerState, SnapshotPolicy};
 use serde::{Deserialize, Serialize};
 use sqlkeeper_engine::{
-    Command, EngineError, ExecError, LogIndex, Outcome, ReadPool, ReadView, RequestId, Stamp, Statement,
+    Command, EngineError, ExecError, LogIndex, Outcome, ReadPool, ReadView, RequestId, Stamp,
+    Statement,
 };
 use tokio::sync::watch;
 
@@ -223,7 +224,8 @@ impl Node {
     /// directory is new.
     pub async fn start(config: NodeConfig) -> Result<Arc<Node>, StartError> {
         prepare_data_dir(&config.data_dir, config.node_id)?;
-        let other = |what: &'static str| move |e: io::Error| StartError::Other(format!("{what}: {e}"));
+        let other =
+            |what: &'static str| move |e: io::Error| StartError::Other(format!("{what}: {e}"));
         let log = LogStore::open(&config.data_dir.join("raft")).map_err(other("open raft log"))?;
         let sm = StateMachineStore::open(
             &config.data_dir.join("state"),
@@ -246,9 +248,15 @@ impl Node {
         }
         .validate()
         .map_err(|e| StartError::Other(format!("raft config: {e}")))?;
-        let raft = Raft::new(config.node_id, Arc::new(raft_config), NetworkFactory, log, sm)
-            .await
-            .map_err(|e| StartError::Other(format!("start raft: {e}")))?;
+        let raft = Raft::new(
+            config.node_id,
+            Arc::new(raft_config),
+            NetworkFactory,
+            log,
+            sm,
+        )
+        .await
+        .map_err(|e| StartError::Other(format!("start raft: {e}")))?;
         let initialized = raft
             .is_initialized()
             .await
@@ -261,7 +269,10 @@ impl Node {
             raft.initialize(BTreeMap::from([(config.node_id, me)]))
                 .await
                 .map_err(|e| StartError::Other(format!("bootstrap single-node cluster: {e}")))?;
-            tracing::info!(node_id = config.node_id, "bootstrapped a new single-node cluster");
+            tracing::info!(
+                node_id = config.node_id,
+                "bootstrapped a new single-node cluster"
+            );
         }
         let (fatal_tx, fatal_rx) = watch::channel(None);
         tokio::spawn(watch_raft(raft.clone(), fatal_tx));
@@ -303,7 +314,10 @@ impl Node {
 
     /// Replicates `statements` as one log entry and returns what applying it produced, with
     /// the entry's log index. The statements run all-or-nothing.
-    pub async fn write(&self, statements: Vec<Statement>) -> Result<(Outcome, LogIndex), NodeError> {
+    pub async fn write(
+        &self,
+        statements: Vec<Statement>,
+    ) -> Result<(Outcome, LogIndex), NodeError> {
         let serial = self.next_serial.fetch_add(1, Ordering::Relaxed);
         let command = Command::Execute {
             request_id: Some(RequestId {
@@ -337,7 +351,10 @@ impl Node {
     {
         let reads = self.reads.clone();
         let handle: Arc<Mutex<Option<rusqlite::InterruptHandle>>> = Arc::new(Mutex::new(None));
-        let mut guard = InterruptOnDrop { handle: handle.clone(), armed: true };
+        let mut guard = InterruptOnDrop {
+            handle: handle.clone(),
+            armed: true,
+        };
         let task = tokio::task::spawn_blocking(move || {
             reads.read(
                 |h| {
@@ -361,7 +378,9 @@ impl Node {
             .applied_index_at_least(Some(index.0), "wait for apply")
             .await
             .map(|_| ())
-            .map_err(|e| NodeError::Unavailable(format!("node has not applied log index {index}: {e}")))
+            .map_err(|e| {
+                NodeError::Unavailable(format!("node has not applied log index {index}: {e}"))
+            })
     }
 
     /// The node's Raft state right now.
@@ -380,7 +399,8 @@ impl Node {
 
     /// Hash of the applied state (see `engine::state_hash`).
     pub async fn state_hash(&self) -> Result<[u8; 32], NodeError> {
-        self.read(|v| v.state_hash().map_err(EngineError::from)).await
+        self.read(|v| v.state_hash().map_err(EngineError::from))
+            .await
     }
 
     /// Asks Raft to build a snapshot now and waits for it.
@@ -395,7 +415,11 @@ impl Node {
             self.raft
                 .wait(Some(timeout))
                 .metrics(
-                    |m| m.snapshot.as_ref().is_some_and(|s| s.index >= applied.index),
+                    |m| {
+                        m.snapshot
+                            .as_ref()
+                            .is_some_and(|s| s.index >= applied.index)
+                    },
                     "snapshot covers the applied index",
                 )
                 .await
@@ -424,14 +448,22 @@ impl Drop for InterruptOnDrop {
         if !self.armed {
             return;
         }
-        if let Some(h) = self.handle.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+        if let Some(h) = self
+            .handle
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+        {
             h.interrupt();
         }
     }
 }
 
 /// Logs leadership changes and reports a fatal Raft error.
-async fn watch_raft(raft: Raft<TypeConfig, StateMachineStore>, fatal: watch::Sender<Option<String>>) {
+async fn watch_raft(
+    raft: Raft<TypeConfig, StateMachineStore>,
+    fatal: watch::Sender<Option<String>>,
+) {
     let mut rx = raft.metrics();
     let mut last: Option<(Option<NodeId>, ServerState, u64)> = None;
     loop {
@@ -443,7 +475,9 @@ async fn watch_raft(raft: Raft<TypeConfig, StateMachineStore>, fatal: watch::Sen
         }
         let now = (m.current_leader, m.state, m.current_term);
         if last.as_ref() != Some(&now) {
-            if last.as_ref().map(|l| l.0) != Some(now.0) || last.as_ref().map(|l| l.1) != Some(now.1) {
+            if last.as_ref().map(|l| l.0) != Some(now.0)
+                || last.as_ref().map(|l| l.1) != Some(now.1)
+            {
                 tracing::info!(node_id = m.id, term = m.current_term, leader = ?m.current_leader, role = role_of(m.state), "raft role changed");
             }
             last = Some(now);

@@ -11,7 +11,8 @@ use openraft::alias::{LogIdOf, SnapshotMetaOf, SnapshotOf, StoredMembershipOf};
 use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine, Snapshot};
 use openraft::{EntryPayload, OptionalSend};
 use sqlkeeper_engine::{
-    read_snapshot_info, ApplyItem, LogIndex, Outcome, RaftMeta, ReadPool, SnapshotInfo, StateMachine,
+    read_snapshot_info, ApplyItem, LogIndex, Outcome, RaftMeta, ReadPool, SnapshotInfo,
+    StateMachine,
 };
 
 use crate::apply_thread::ApplyThread;
@@ -94,12 +95,17 @@ fn load_current(dir: &Path) -> io::Result<Option<Current>> {
     let mut names: Vec<PathBuf> = std::fs::read_dir(dir)?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| {
-            let n = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let n = p
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
             n.starts_with("snap-") && n.ends_with(".db")
         })
         .collect();
     names.sort();
-    let Some(newest) = names.pop() else { return Ok(None) };
+    let Some(newest) = names.pop() else {
+        return Ok(None);
+    };
     for old in names {
         std::fs::remove_file(&old)?;
     }
@@ -113,7 +119,11 @@ fn load_current(dir: &Path) -> io::Result<Option<Current>> {
 impl StateMachineStore {
     /// Opens the state database in `state_dir` on a new apply thread; snapshots live in
     /// `snapshot_dir`.
-    pub fn open(state_dir: &Path, snapshot_dir: &Path, node_id: u64) -> io::Result<StateMachineStore> {
+    pub fn open(
+        state_dir: &Path,
+        snapshot_dir: &Path,
+        node_id: u64,
+    ) -> io::Result<StateMachineStore> {
         std::fs::create_dir_all(snapshot_dir)?;
         sqlkeeper_snapshots::remove_partials(snapshot_dir).map_err(io::Error::from)?;
         sqlkeeper_snapshots::remove_partials(state_dir).map_err(io::Error::from)?;
@@ -273,7 +283,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         meta: &SnapshotMetaOf<TypeConfig>,
         snapshot: SnapshotFile,
     ) -> Result<(), io::Error> {
-        let own = self.snapshot_dir.join(snapshot_file_name(&meta.last_log_id));
+        let own = self
+            .snapshot_dir
+            .join(snapshot_file_name(&meta.last_log_id));
         if snapshot.path != own {
             // Keep a copy in our own directory: it becomes this node's current snapshot.
             let partial = own.with_extension("db.partial");
@@ -297,11 +309,23 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             .await?
             .map_err(other("install snapshot"))?;
         tracing::info!(log_index = ?meta.last_log_id.as_ref().map(|l| l.index), "installed snapshot");
-        StateMachineStore::set_current(&self.current, Current { meta: meta.clone(), path: own })
+        StateMachineStore::set_current(
+            &self.current,
+            Current {
+                meta: meta.clone(),
+                path: own,
+            },
+        )
     }
 
-    async fn get_current_snapshot(&mut self) -> Result<Option<SnapshotOf<TypeConfig, SnapshotFile>>, io::Error> {
-        let current = self.current.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    async fn get_current_snapshot(
+        &mut self,
+    ) -> Result<Option<SnapshotOf<TypeConfig, SnapshotFile>>, io::Error> {
+        let current = self
+            .current
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         match current {
             None => Ok(None),
             Some(c) => Ok(Some(Snapshot {
@@ -314,9 +338,14 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
 
 impl StateMachineStore {
     async fn apply_batch(&self, batch: Vec<EntryResponder<TypeConfig>>) -> io::Result<()> {
-        let Some((last, _)) = batch.last() else { return Ok(()) };
+        let Some((last, _)) = batch.last() else {
+            return Ok(());
+        };
         let last_membership = batch.iter().rev().find_map(|(e, _)| match &e.payload {
-            EntryPayload::Membership(m) => Some(StoredMembershipOf::<TypeConfig>::new(Some(e.log_id), m.clone())),
+            EntryPayload::Membership(m) => Some(StoredMembershipOf::<TypeConfig>::new(
+                Some(e.log_id),
+                m.clone(),
+            )),
             _ => None,
         });
         let raft_meta = raft_meta_for(&last.log_id, last_membership)?;

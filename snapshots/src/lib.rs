@@ -170,21 +170,30 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let live = dir.path().join("state.db");
         let conn = Connection::open(&live).unwrap();
-        conn.execute_batch("PRAGMA journal_mode=WAL; CREATE TABLE t(a); INSERT INTO t VALUES (1),(2);")
-            .unwrap();
+        conn.execute_batch(
+            "PRAGMA journal_mode=WAL; CREATE TABLE t(a); INSERT INTO t VALUES (1),(2);",
+        )
+        .unwrap();
         let snap = dir.path().join("snap.db");
         write_snapshot(&conn, &snap).unwrap();
         conn.execute("INSERT INTO t VALUES (3)", []).unwrap();
         drop(conn);
 
         let copy = Connection::open(&snap).unwrap();
-        let n: i64 = copy.query_row("SELECT count(*) FROM t", [], |r| r.get(0)).unwrap();
-        assert_eq!(n, 2, "the snapshot holds the state at the time it was taken");
+        let n: i64 = copy
+            .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(
+            n, 2,
+            "the snapshot holds the state at the time it was taken"
+        );
         drop(copy);
 
         install_snapshot(&snap, &live).unwrap();
         let conn = Connection::open(&live).unwrap();
-        let n: i64 = conn.query_row("SELECT count(*) FROM t", [], |r| r.get(0)).unwrap();
+        let n: i64 = conn
+            .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+            .unwrap();
         assert_eq!(n, 2, "install replaced the live file");
         assert!(snap.exists(), "the snapshot file is kept");
     }

@@ -100,7 +100,10 @@ pub(crate) fn drop_tag(object_type: &ObjectType) -> &'static str {
 pub(crate) fn query_writes(stmt: &Statement) -> bool {
     let mut writes = false;
     let _ = sqlparser::ast::visit_statements(stmt, |s| {
-        if matches!(s, Statement::Insert(_) | Statement::Update(_) | Statement::Delete(_)) {
+        if matches!(
+            s,
+            Statement::Insert(_) | Statement::Update(_) | Statement::Delete(_)
+        ) {
             writes = true;
         }
         std::ops::ControlFlow::<()>::Continue(())

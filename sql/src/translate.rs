@@ -4,8 +4,9 @@ use std::ops::ControlFlow;
 
 use sqlparser::ast::{
     visit_expressions_mut, visit_relations, visit_relations_mut, CastKind, ColumnOption, DataType,
-    Expr, ObjectName, ObjectNamePart, ObjectType, OrderBy, OrderByKind, OrderBySort, Query, Reset, Set, Statement,
-    TableConstraint, TransactionAccessMode, TransactionMode, Value, VisitMut, VisitorMut,
+    Expr, ObjectName, ObjectNamePart, ObjectType, OrderBy, OrderByKind, OrderBySort, Query, Reset,
+    Set, Statement, TableConstraint, TransactionAccessMode, TransactionMode, Value, VisitMut,
+    VisitorMut,
 };
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::{Parser, ParserError};
@@ -76,7 +77,10 @@ fn parse_error(query: &str, e: ParserError) -> SqlError {
                         format!("syntax error at or near \"{token}\"")
                     }
                 }
-                None => format!("syntax error: {}", m.split(" at Line:").next().unwrap_or(&m)),
+                None => format!(
+                    "syntax error: {}",
+                    m.split(" at Line:").next().unwrap_or(&m)
+                ),
             };
             SqlError::syntax(message, position)
         }
@@ -88,7 +92,11 @@ fn position_of(query: &str, message: &str) -> Option<u32> {
     let tail = message.rsplit_once("Line: ")?.1;
     let (line, col) = tail.split_once(", Column: ")?;
     let line: usize = line.trim().parse().ok()?;
-    let col: usize = col.trim().trim_end_matches(|c: char| !c.is_ascii_digit()).parse().ok()?;
+    let col: usize = col
+        .trim()
+        .trim_end_matches(|c: char| !c.is_ascii_digit())
+        .parse()
+        .ok()?;
     let mut offset = 0usize;
     for (i, l) in query.split('\n').enumerate() {
         if i + 1 == line {
@@ -101,7 +109,10 @@ fn position_of(query: &str, message: &str) -> Option<u32> {
 
 fn first_words(stmt: &Statement) -> String {
     let text = stmt.to_string();
-    text.split_whitespace().take(2).collect::<Vec<_>>().join(" ")
+    text.split_whitespace()
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn translate_statement(mut stmt: Statement) -> Result<Translated, SqlError> {
@@ -134,25 +145,43 @@ fn translate_statement(mut stmt: Statement) -> Result<Translated, SqlError> {
         Statement::CreateView(_) => (StatementKind::Ddl, CommandTag::Fixed("CREATE VIEW")),
         Statement::AlterTable(_) => (StatementKind::Ddl, CommandTag::Fixed("ALTER TABLE")),
         Statement::Drop { object_type, .. } => {
-            if !matches!(object_type, ObjectType::Table | ObjectType::View | ObjectType::Index) {
+            if !matches!(
+                object_type,
+                ObjectType::Table | ObjectType::View | ObjectType::Index
+            ) {
                 return Err(SqlError::unsupported(format!("DROP {object_type}")));
             }
             (StatementKind::Ddl, CommandTag::Fixed(drop_tag(object_type)))
         }
         Statement::Truncate(_) => (StatementKind::Write, CommandTag::Fixed("TRUNCATE TABLE")),
         Statement::StartTransaction { modes, begin, .. } => {
-            let read_only = modes
-                .iter()
-                .any(|m| matches!(m, TransactionMode::AccessMode(TransactionAccessMode::ReadOnly)));
+            let read_only = modes.iter().any(|m| {
+                matches!(
+                    m,
+                    TransactionMode::AccessMode(TransactionAccessMode::ReadOnly)
+                )
+            });
             let start = !*begin;
             let tag = if start { "START TRANSACTION" } else { "BEGIN" };
-            (StatementKind::Transaction(TxnOp::Begin { start, read_only }), CommandTag::Fixed(tag))
+            (
+                StatementKind::Transaction(TxnOp::Begin { start, read_only }),
+                CommandTag::Fixed(tag),
+            )
         }
-        Statement::Commit { .. } => (StatementKind::Transaction(TxnOp::Commit), CommandTag::Fixed("COMMIT")),
-        Statement::Rollback { savepoint: None, .. } => {
-            (StatementKind::Transaction(TxnOp::Rollback), CommandTag::Fixed("ROLLBACK"))
-        }
-        Statement::Rollback { savepoint: Some(name), .. } => (
+        Statement::Commit { .. } => (
+            StatementKind::Transaction(TxnOp::Commit),
+            CommandTag::Fixed("COMMIT"),
+        ),
+        Statement::Rollback {
+            savepoint: None, ..
+        } => (
+            StatementKind::Transaction(TxnOp::Rollback),
+            CommandTag::Fixed("ROLLBACK"),
+        ),
+        Statement::Rollback {
+            savepoint: Some(name),
+            ..
+        } => (
             StatementKind::Transaction(TxnOp::RollbackTo(name.value.clone())),
             CommandTag::Fixed("ROLLBACK"),
         ),
@@ -164,14 +193,20 @@ fn translate_statement(mut stmt: Statement) -> Result<Translated, SqlError> {
             StatementKind::Transaction(TxnOp::Release(name.value.clone())),
             CommandTag::Fixed("RELEASE"),
         ),
-        Statement::Set(set) => (StatementKind::Session(session_set(set)?), CommandTag::Fixed("SET")),
+        Statement::Set(set) => (
+            StatementKind::Session(session_set(set)?),
+            CommandTag::Fixed("SET"),
+        ),
         Statement::ShowVariable { variable } => {
             let name = variable
                 .iter()
                 .map(|i| i.value.to_lowercase())
                 .collect::<Vec<_>>()
                 .join(" ");
-            (StatementKind::Session(SessionOp::Show(name)), CommandTag::Fixed("SHOW"))
+            (
+                StatementKind::Session(SessionOp::Show(name)),
+                CommandTag::Fixed("SHOW"),
+            )
         }
         Statement::Reset(r) => {
             let name = match &r.reset {
@@ -179,7 +214,10 @@ fn translate_statement(mut stmt: Statement) -> Result<Translated, SqlError> {
                 Reset::SessionAuthorization => Some("session_authorization".to_string()),
                 Reset::ConfigurationParameter(n) => Some(object_name_text(n)),
             };
-            (StatementKind::Session(SessionOp::Reset(name)), CommandTag::Fixed("RESET"))
+            (
+                StatementKind::Session(SessionOp::Reset(name)),
+                CommandTag::Fixed("RESET"),
+            )
         }
         other => return Err(SqlError::unsupported(first_words(other))),
     };
@@ -190,7 +228,16 @@ fn translate_statement(mut stmt: Statement) -> Result<Translated, SqlError> {
 
     let sqlite = match (&kind, &stmt) {
         (StatementKind::Transaction(_) | StatementKind::Session(_), _) => Vec::new(),
-        (_, Statement::Drop { object_type, if_exists, names, cascade, .. }) => {
+        (
+            _,
+            Statement::Drop {
+                object_type,
+                if_exists,
+                names,
+                cascade,
+                ..
+            },
+        ) => {
             if *cascade {
                 return Err(SqlError::unsupported("DROP ... CASCADE"));
             }
@@ -205,7 +252,11 @@ fn translate_statement(mut stmt: Statement) -> Result<Translated, SqlError> {
                 })
                 .collect()
         }
-        (_, Statement::Truncate(t)) => t.table_names.iter().map(|t| format!("DELETE FROM {}", t.name)).collect(),
+        (_, Statement::Truncate(t)) => t
+            .table_names
+            .iter()
+            .map(|t| format!("DELETE FROM {}", t.name))
+            .collect(),
         _ => vec![stmt.to_string()],
     };
     Ok(Translated {
@@ -240,7 +291,9 @@ fn expr_text(e: &Expr) -> String {
 
 fn session_set(set: &Set) -> Result<SessionOp, SqlError> {
     match set {
-        Set::SingleAssignment { variable, values, .. } => {
+        Set::SingleAssignment {
+            variable, values, ..
+        } => {
             let name = object_name_text(variable);
             let value = match values.as_slice() {
                 [Expr::Identifier(i)] if i.value.eq_ignore_ascii_case("default") => None,
@@ -264,9 +317,14 @@ fn session_set(set: &Set) -> Result<SessionOp, SqlError> {
 /// replicated statement that touched them could break the state machine's bookkeeping.
 fn check_internal_names(stmt: &Statement) -> Result<(), SqlError> {
     let r = visit_relations(stmt, |name| {
-        let last = name.0.last().map(|p| p.to_string().trim_matches('"').to_ascii_lowercase());
+        let last = name
+            .0
+            .last()
+            .map(|p| p.to_string().trim_matches('"').to_ascii_lowercase());
         match last {
-            Some(n) if n.starts_with("_sqlkeeper") || n.starts_with("sqlite_") => ControlFlow::Break(n),
+            Some(n) if n.starts_with("_sqlkeeper") || n.starts_with("sqlite_") => {
+                ControlFlow::Break(n)
+            }
             _ => ControlFlow::Continue(()),
         }
     });
@@ -315,7 +373,11 @@ fn postgres_null_order(stmt: &mut Statement) {
     impl VisitorMut for Fix {
         type Break = ();
         fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
-            if let Some(OrderBy { kind: OrderByKind::Expressions(items), .. }) = &mut query.order_by {
+            if let Some(OrderBy {
+                kind: OrderByKind::Expressions(items),
+                ..
+            }) = &mut query.order_by
+            {
                 for item in items {
                     if item.options.nulls_first.is_none() {
                         let desc = matches!(item.options.sort, Some(OrderBySort::Desc));
@@ -354,7 +416,10 @@ fn is_serial(dt: &DataType) -> bool {
     match dt {
         DataType::Custom(name, _) => {
             let n = name.to_string().to_ascii_lowercase();
-            matches!(n.as_str(), "serial" | "bigserial" | "smallserial" | "serial4" | "serial8" | "serial2")
+            matches!(
+                n.as_str(),
+                "serial" | "bigserial" | "smallserial" | "serial4" | "serial8" | "serial2"
+            )
         }
         _ => false,
     }
@@ -368,7 +433,9 @@ fn rewrite_serial_columns(ct: &mut sqlparser::ast::CreateTable) -> Result<(), Sq
         .constraints
         .iter()
         .filter_map(|c| match c {
-            TableConstraint::PrimaryKey(pk) => Some(pk.columns.iter().map(|c| c.to_string()).collect::<Vec<_>>()),
+            TableConstraint::PrimaryKey(pk) => {
+                Some(pk.columns.iter().map(|c| c.to_string()).collect::<Vec<_>>())
+            }
             _ => None,
         })
         .flatten()
@@ -377,10 +444,16 @@ fn rewrite_serial_columns(ct: &mut sqlparser::ast::CreateTable) -> Result<(), Sq
         if !is_serial(&col.data_type) {
             continue;
         }
-        let inline_pk = col.options.iter().any(|o| matches!(o.option, ColumnOption::PrimaryKey(_)));
-        let table_level_pk = table_pk.len() == 1 && table_pk[0].eq_ignore_ascii_case(&col.name.value);
+        let inline_pk = col
+            .options
+            .iter()
+            .any(|o| matches!(o.option, ColumnOption::PrimaryKey(_)));
+        let table_level_pk =
+            table_pk.len() == 1 && table_pk[0].eq_ignore_ascii_case(&col.name.value);
         if !inline_pk && !table_level_pk {
-            return Err(SqlError::unsupported("a SERIAL column that is not the single-column primary key"));
+            return Err(SqlError::unsupported(
+                "a SERIAL column that is not the single-column primary key",
+            ));
         }
         col.data_type = DataType::Integer(None);
     }
@@ -401,7 +474,10 @@ mod tests {
     fn classifies_and_tags() {
         assert_eq!(one("select 1").kind, StatementKind::Read);
         assert_eq!(one("insert into t values (1)").tag, CommandTag::Insert);
-        assert_eq!(one("with x as (insert into t values (1) returning *) select * from x").kind, StatementKind::Write);
+        assert_eq!(
+            one("with x as (insert into t values (1) returning *) select * from x").kind,
+            StatementKind::Write
+        );
         assert_eq!(one("create table t (a int)").tag.render(0), "CREATE TABLE");
         assert_eq!(CommandTag::Insert.render(3), "INSERT 0 3");
     }
@@ -424,13 +500,22 @@ mod tests {
 
     #[test]
     fn drop_many_and_truncate_split() {
-        assert_eq!(one("DROP TABLE IF EXISTS a, public.b").sqlite, vec!["DROP TABLE IF EXISTS a", "DROP TABLE IF EXISTS b"]);
-        assert_eq!(one("TRUNCATE a, b").sqlite, vec!["DELETE FROM a", "DELETE FROM b"]);
+        assert_eq!(
+            one("DROP TABLE IF EXISTS a, public.b").sqlite,
+            vec!["DROP TABLE IF EXISTS a", "DROP TABLE IF EXISTS b"]
+        );
+        assert_eq!(
+            one("TRUNCATE a, b").sqlite,
+            vec!["DELETE FROM a", "DELETE FROM b"]
+        );
     }
 
     #[test]
     fn serial_primary_key_is_rowid() {
-        assert_eq!(one("CREATE TABLE t (id SERIAL PRIMARY KEY, v TEXT)").sqlite, vec!["CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)"]);
+        assert_eq!(
+            one("CREATE TABLE t (id SERIAL PRIMARY KEY, v TEXT)").sqlite,
+            vec!["CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)"]
+        );
     }
 
     #[test]
@@ -443,8 +528,16 @@ mod tests {
 
     #[test]
     fn internal_tables_are_refused() {
-        assert_eq!(translate("select * from _sqlkeeper_meta").unwrap_err().sqlstate, "42501");
-        assert_eq!(translate("delete from sqlite_schema").unwrap_err().sqlstate, "42501");
+        assert_eq!(
+            translate("select * from _sqlkeeper_meta")
+                .unwrap_err()
+                .sqlstate,
+            "42501"
+        );
+        assert_eq!(
+            translate("delete from sqlite_schema").unwrap_err().sqlstate,
+            "42501"
+        );
     }
 
     #[test]

@@ -6,15 +6,31 @@ use std::process::Output;
 use crate::support::binary;
 
 fn run(args: &[&str]) -> Output {
-    binary().args(args).env("RUST_LOG", "warn").output().unwrap()
+    binary()
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap()
 }
 
 fn assert_clean_failure(out: &Output, needle: &str) {
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "expected failure, got success: {stderr}");
-    assert!(stderr.contains(needle), "stderr should mention {needle:?}: {stderr}");
-    assert!(!stderr.contains("panicked"), "no panic for a user mistake: {stderr}");
-    assert!(!stderr.contains("backtrace"), "no backtrace for a user mistake: {stderr}");
+    assert!(
+        !out.status.success(),
+        "expected failure, got success: {stderr}"
+    );
+    assert!(
+        stderr.contains(needle),
+        "stderr should mention {needle:?}: {stderr}"
+    );
+    assert!(
+        !stderr.contains("panicked"),
+        "no panic for a user mistake: {stderr}"
+    );
+    assert!(
+        !stderr.contains("backtrace"),
+        "no backtrace for a user mistake: {stderr}"
+    );
     let error_lines = stderr.lines().filter(|l| l.starts_with("error:")).count();
     assert_eq!(error_lines, 1, "exactly one error line: {stderr}");
 }
@@ -24,14 +40,24 @@ fn busy_port_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
-    let out = run(&["--data-dir", dir.path().to_str().unwrap(), "--pg-addr", &addr]);
+    let out = run(&[
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+        "--pg-addr",
+        &addr,
+    ]);
     assert_clean_failure(&out, "cannot listen for Postgres clients");
 }
 
 #[test]
 fn non_loopback_without_auth_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let out = run(&["--data-dir", dir.path().to_str().unwrap(), "--pg-addr", "0.0.0.0:0"]);
+    let out = run(&[
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+        "--pg-addr",
+        "0.0.0.0:0",
+    ]);
     assert_clean_failure(&out, "loopback");
 }
 
@@ -41,7 +67,12 @@ fn unwritable_data_dir_is_a_clear_error() {
     let file = dir.path().join("a-file");
     std::fs::write(&file, b"not a directory").unwrap();
     let under_file = file.join("data");
-    let out = run(&["--data-dir", under_file.to_str().unwrap(), "--pg-addr", "127.0.0.1:0"]);
+    let out = run(&[
+        "--data-dir",
+        under_file.to_str().unwrap(),
+        "--pg-addr",
+        "127.0.0.1:0",
+    ]);
     assert_clean_failure(&out, "cannot use data directory");
 }
 
@@ -49,11 +80,23 @@ fn unwritable_data_dir_is_a_clear_error() {
 fn data_dir_of_another_node_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("node.json"), br#"{"node_id":2,"format":1}"#).unwrap();
-    let out = run(&["--data-dir", dir.path().to_str().unwrap(), "--pg-addr", "127.0.0.1:0", "--node-id", "1"]);
+    let out = run(&[
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+        "--pg-addr",
+        "127.0.0.1:0",
+        "--node-id",
+        "1",
+    ]);
     assert_clean_failure(&out, "belongs to node 2, not node 1");
     // the same flag through the environment
     let out = binary()
-        .args(["--data-dir", dir.path().to_str().unwrap(), "--pg-addr", "127.0.0.1:0"])
+        .args([
+            "--data-dir",
+            dir.path().to_str().unwrap(),
+            "--pg-addr",
+            "127.0.0.1:0",
+        ])
         .env("SQLKEEPER_NODE_ID", "3")
         .output()
         .unwrap();
@@ -64,7 +107,13 @@ fn data_dir_of_another_node_is_refused() {
 fn help_explains_every_flag() {
     let out = run(&["--help"]);
     let text = String::from_utf8_lossy(&out.stdout);
-    for flag in ["--node-id", "--data-dir", "--pg-addr", "--raft-addr", "SQLKEEPER_PG_ADDR"] {
+    for flag in [
+        "--node-id",
+        "--data-dir",
+        "--pg-addr",
+        "--raft-addr",
+        "SQLKEEPER_PG_ADDR",
+    ] {
         assert!(text.contains(flag), "--help mentions {flag}: {text}");
     }
 }

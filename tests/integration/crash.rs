@@ -19,14 +19,26 @@ async fn acknowledged_writes_survive_kill_9() {
         let mut node = NodeProcess::start(dir.path(), &[]);
         let client = connect(node.pg_addr).await;
         if round == 0 {
-            client.batch_execute("CREATE TABLE acked (id bigint PRIMARY KEY, round integer)").await.unwrap();
+            client
+                .batch_execute("CREATE TABLE acked (id bigint PRIMARY KEY, round integer)")
+                .await
+                .unwrap();
         }
 
-        tracing::info!(round, "--- every row acknowledged before the crash is present");
-        let rows = client.query("SELECT id FROM acked ORDER BY id", &[]).await.unwrap();
+        tracing::info!(
+            round,
+            "--- every row acknowledged before the crash is present"
+        );
+        let rows = client
+            .query("SELECT id FROM acked ORDER BY id", &[])
+            .await
+            .unwrap();
         let present: std::collections::BTreeSet<i64> = rows.iter().map(|r| r.get(0)).collect();
         for id in &acked {
-            assert!(present.contains(id), "round {round}: acknowledged row {id} is missing after kill -9");
+            assert!(
+                present.contains(id),
+                "round {round}: acknowledged row {id} is missing after kill -9"
+            );
         }
 
         tracing::info!(round, "--- insert in a loop, kill -9 while it runs");
@@ -53,16 +65,30 @@ async fn acknowledged_writes_survive_kill_9() {
         node.kill9();
         stop.store(true, Ordering::Relaxed);
         let (done, id) = writer.await.unwrap();
-        assert!(!done.is_empty(), "round {round}: no write was acknowledged before the kill");
+        assert!(
+            !done.is_empty(),
+            "round {round}: no write was acknowledged before the kill"
+        );
         acked.extend(done);
         next = id + 1;
     }
     let node = NodeProcess::start(dir.path(), &[]);
     let client = connect(node.pg_addr).await;
-    let n: i64 = client.query_one("SELECT count(*) FROM acked", &[]).await.unwrap().get(0);
-    assert!(n as usize >= acked.len(), "{n} rows present, {} acknowledged", acked.len());
+    let n: i64 = client
+        .query_one("SELECT count(*) FROM acked", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        n as usize >= acked.len(),
+        "{n} rows present, {} acknowledged",
+        acked.len()
+    );
     for id in &acked {
-        let r = client.query("SELECT 1 FROM acked WHERE id = $1", &[&id.to_string()]).await.unwrap();
+        let r = client
+            .query("SELECT 1 FROM acked WHERE id = $1", &[&id.to_string()])
+            .await
+            .unwrap();
         assert_eq!(r.len(), 1, "acknowledged row {id} missing at the end");
     }
 }

@@ -11,12 +11,19 @@ fn testdata() -> PathBuf {
 }
 
 fn psql_available() -> bool {
-    Command::new("psql").arg("--version").output().map(|o| o.status.success()).unwrap_or(false)
+    Command::new("psql")
+        .arg("--version")
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn psql_session_matches_golden_output() {
-    assert!(psql_available(), "psql is required (the test command installs postgresql-client)");
+    assert!(
+        psql_available(),
+        "psql is required (the test command installs postgresql-client)"
+    );
     let dir = tempfile::tempdir().unwrap();
     let node = TestNode::start(dir.path()).await;
     let addr = node.pg_addr;
@@ -41,6 +48,11 @@ async fn psql_session_matches_golden_output() {
         std::fs::write(&golden, &actual).unwrap();
     }
     let expected = std::fs::read_to_string(&golden).unwrap_or_default();
-    assert_eq!(actual, expected, "psql output differs from {}", golden.display());
+    assert_eq!(
+        actual,
+        expected,
+        "psql output differs from {}",
+        golden.display()
+    );
     node.stop().await;
 }

@@ -19,7 +19,9 @@ fn rows_affected(msgs: &[SimpleQueryMessage]) -> Vec<u64> {
 fn texts(msgs: &[SimpleQueryMessage]) -> Vec<Vec<Option<String>>> {
     msgs.iter()
         .filter_map(|m| match m {
-            SimpleQueryMessage::Row(r) => Some((0..r.len()).map(|i| r.get(i).map(str::to_string)).collect()),
+            SimpleQueryMessage::Row(r) => {
+                Some((0..r.len()).map(|i| r.get(i).map(str::to_string)).collect())
+            }
             _ => None,
         })
         .collect()
@@ -40,24 +42,52 @@ async fn writes_go_through_the_log_and_reads_see_them() {
         .await
         .unwrap();
     assert_eq!(rows_affected(&m), vec![0, 2]);
-    assert_eq!(c.execute("INSERT INTO kv SELECT k + 10, v FROM kv", &[]).await.unwrap(), 2);
-    assert_eq!(c.execute("UPDATE kv SET v = 'z' WHERE k > 10", &[]).await.unwrap(), 2);
-    assert_eq!(c.execute("DELETE FROM kv WHERE k = 12", &[]).await.unwrap(), 1);
+    assert_eq!(
+        c.execute("INSERT INTO kv SELECT k + 10, v FROM kv", &[])
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        c.execute("UPDATE kv SET v = 'z' WHERE k > 10", &[])
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        c.execute("DELETE FROM kv WHERE k = 12", &[]).await.unwrap(),
+        1
+    );
 
     tracing::info!("--- reads: WHERE, ORDER BY, aggregates");
-    let m = c.simple_query("SELECT k, v FROM kv WHERE k >= 2 ORDER BY k DESC").await.unwrap();
+    let m = c
+        .simple_query("SELECT k, v FROM kv WHERE k >= 2 ORDER BY k DESC")
+        .await
+        .unwrap();
     assert_eq!(
         texts(&m),
-        vec![vec![Some("11".into()), Some("z".into())], vec![Some("2".into()), Some("b".into())]]
+        vec![
+            vec![Some("11".into()), Some("z".into())],
+            vec![Some("2".into()), Some("b".into())]
+        ]
     );
     let row = c.query_one("SELECT count(*) FROM kv", &[]).await.unwrap();
     assert_eq!(row.get::<_, i64>(0), 3);
-    let m = c.simple_query("SELECT max(k), min(v), sum(k) FROM kv").await.unwrap();
-    assert_eq!(texts(&m), vec![vec![Some("11".into()), Some("a".into()), Some("14".into())]]);
+    let m = c
+        .simple_query("SELECT max(k), min(v), sum(k) FROM kv")
+        .await
+        .unwrap();
+    assert_eq!(
+        texts(&m),
+        vec![vec![Some("11".into()), Some("a".into()), Some("14".into())]]
+    );
 
     tracing::info!("--- extended protocol: parameters, RETURNING, binary results");
     let rows = c
-        .query("INSERT INTO kv (k, v) VALUES ($1, $2) RETURNING k, v", &[&"20", &"twenty"])
+        .query(
+            "INSERT INTO kv (k, v) VALUES ($1, $2) RETURNING k, v",
+            &[&"20", &"twenty"],
+        )
         .await
         .unwrap();
     assert_eq!(rows.len(), 1);
@@ -66,7 +96,12 @@ async fn writes_go_through_the_log_and_reads_see_them() {
     let stmt = c.prepare("SELECT v FROM kv WHERE k = $1").await.unwrap();
     let v: String = c.query_one(&stmt, &[&"20"]).await.unwrap().get(0);
     assert_eq!(v, "twenty");
-    assert_eq!(c.execute("UPDATE kv SET v = $1 WHERE k = $2", &[&"x", &"1"]).await.unwrap(), 1);
+    assert_eq!(
+        c.execute("UPDATE kv SET v = $1 WHERE k = $2", &[&"x", &"1"])
+            .await
+            .unwrap(),
+        1
+    );
 
     tracing::info!("--- DROP TABLE");
     c.batch_execute("DROP TABLE kv").await.unwrap();
@@ -80,44 +115,82 @@ async fn errors_have_sqlstates_and_the_connection_keeps_working() {
     let dir = tempfile::tempdir().unwrap();
     let node = TestNode::start(dir.path()).await;
     let c = node.client().await;
-    c.batch_execute("CREATE TABLE t (id integer PRIMARY KEY, name text NOT NULL, n integer CHECK (n > 0))")
+    c.batch_execute(
+        "CREATE TABLE t (id integer PRIMARY KEY, name text NOT NULL, n integer CHECK (n > 0))",
+    )
+    .await
+    .unwrap();
+    c.batch_execute("INSERT INTO t VALUES (1, 'a', 1)")
         .await
         .unwrap();
-    c.batch_execute("INSERT INTO t VALUES (1, 'a', 1)").await.unwrap();
 
     let cases: &[(&str, SqlState)] = &[
-        ("INSERT INTO t VALUES (1, 'dup', 1)", SqlState::UNIQUE_VIOLATION),
+        (
+            "INSERT INTO t VALUES (1, 'dup', 1)",
+            SqlState::UNIQUE_VIOLATION,
+        ),
         ("SELEC 1", SqlState::SYNTAX_ERROR),
         ("SELECT * FROM nope", SqlState::UNDEFINED_TABLE),
         ("SELECT nope FROM t", SqlState::UNDEFINED_COLUMN),
         ("CREATE TABLE t (x int)", SqlState::DUPLICATE_TABLE),
-        ("INSERT INTO t (id) VALUES (2)", SqlState::NOT_NULL_VIOLATION),
-        ("INSERT INTO t VALUES (3, 'c', -1)", SqlState::CHECK_VIOLATION),
+        (
+            "INSERT INTO t (id) VALUES (2)",
+            SqlState::NOT_NULL_VIOLATION,
+        ),
+        (
+            "INSERT INTO t VALUES (3, 'c', -1)",
+            SqlState::CHECK_VIOLATION,
+        ),
         ("LISTEN chan", SqlState::FEATURE_NOT_SUPPORTED),
     ];
     for (sql, state) in cases {
         let e = c.simple_query(sql).await.unwrap_err();
         assert_eq!(e.code(), Some(state), "{sql}: {e:?}");
         // the same connection keeps serving
-        let n: i64 = c.query_one("SELECT count(*) FROM t", &[]).await.unwrap().get(0);
+        let n: i64 = c
+            .query_one("SELECT count(*) FROM t", &[])
+            .await
+            .unwrap()
+            .get(0);
         assert_eq!(n, 1, "after {sql}");
     }
 
-    tracing::info!("--- a failing statement in a multi-statement string rolls back the earlier ones");
-    let e = c.simple_query("INSERT INTO t VALUES (5, 'e', 5); INSERT INTO t VALUES (1, 'dup', 1)").await.unwrap_err();
+    tracing::info!(
+        "--- a failing statement in a multi-statement string rolls back the earlier ones"
+    );
+    let e = c
+        .simple_query("INSERT INTO t VALUES (5, 'e', 5); INSERT INTO t VALUES (1, 'dup', 1)")
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), Some(&SqlState::UNIQUE_VIOLATION));
-    let n: i64 = c.query_one("SELECT count(*) FROM t", &[]).await.unwrap().get(0);
+    let n: i64 = c
+        .query_one("SELECT count(*) FROM t", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(n, 1, "the whole string is one implicit transaction");
 
     tracing::info!("--- a syntax error anywhere runs nothing");
-    let e = c.simple_query("INSERT INTO t VALUES (6, 'f', 6); SELEC 1").await.unwrap_err();
+    let e = c
+        .simple_query("INSERT INTO t VALUES (6, 'f', 6); SELEC 1")
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), Some(&SqlState::SYNTAX_ERROR));
-    let n: i64 = c.query_one("SELECT count(*) FROM t", &[]).await.unwrap().get(0);
+    let n: i64 = c
+        .query_one("SELECT count(*) FROM t", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(n, 1);
 
     tracing::info!("--- foreign keys are enforced");
-    c.batch_execute("CREATE TABLE child (id integer PRIMARY KEY, t_id integer REFERENCES t(id))").await.unwrap();
-    let e = c.simple_query("INSERT INTO child VALUES (1, 42)").await.unwrap_err();
+    c.batch_execute("CREATE TABLE child (id integer PRIMARY KEY, t_id integer REFERENCES t(id))")
+        .await
+        .unwrap();
+    let e = c
+        .simple_query("INSERT INTO child VALUES (1, 42)")
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), Some(&SqlState::FOREIGN_KEY_VIOLATION));
     node.stop().await;
 }
@@ -128,32 +201,54 @@ async fn state_survives_restart_and_snapshot() {
     let node = TestNode::start(dir.path()).await;
     {
         let c = node.client().await;
-        c.batch_execute("CREATE TABLE kv (k integer PRIMARY KEY, v text)").await.unwrap();
+        c.batch_execute("CREATE TABLE kv (k integer PRIMARY KEY, v text)")
+            .await
+            .unwrap();
         for i in 0..50 {
-            c.execute("INSERT INTO kv VALUES ($1, 'v')", &[&i.to_string()]).await.unwrap();
+            c.execute("INSERT INTO kv VALUES ($1, 'v')", &[&i.to_string()])
+                .await
+                .unwrap();
         }
     }
     tracing::info!("--- build a snapshot, write more after it, restart");
-    node.node.snapshot_now(Duration::from_secs(10)).await.unwrap();
-    let snap_files: Vec<_> = std::fs::read_dir(dir.path().join("snapshots")).unwrap().collect();
+    node.node
+        .snapshot_now(Duration::from_secs(10))
+        .await
+        .unwrap();
+    let snap_files: Vec<_> = std::fs::read_dir(dir.path().join("snapshots"))
+        .unwrap()
+        .collect();
     assert_eq!(snap_files.len(), 1, "one snapshot file");
     {
         let c = node.client().await;
-        c.execute("INSERT INTO kv VALUES (100, 'after snapshot')", &[]).await.unwrap();
+        c.execute("INSERT INTO kv VALUES (100, 'after snapshot')", &[])
+            .await
+            .unwrap();
     }
     let hash_before = node.node.state_hash().await.unwrap();
     node.stop().await;
 
     let node = TestNode::start(dir.path()).await;
     let c = node.client().await;
-    let n: i64 = c.query_one("SELECT count(*) FROM kv", &[]).await.unwrap().get(0);
+    let n: i64 = c
+        .query_one("SELECT count(*) FROM kv", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(n, 51);
     assert_eq!(node.node.state_hash().await.unwrap(), hash_before);
 
     tracing::info!("--- the snapshot is a plain SQLite file");
-    let snap = std::fs::read_dir(dir.path().join("snapshots")).unwrap().next().unwrap().unwrap().path();
+    let snap = std::fs::read_dir(dir.path().join("snapshots"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
     let db = rusqlite::Connection::open(&snap).unwrap();
-    let n: i64 = db.query_row("SELECT count(*) FROM kv", [], |r| r.get(0)).unwrap();
+    let n: i64 = db
+        .query_row("SELECT count(*) FROM kv", [], |r| r.get(0))
+        .unwrap();
     assert_eq!(n, 50);
     node.stop().await;
 }

@@ -20,7 +20,10 @@ pub fn init_tracing() {
     ONCE.call_once(|| {
         let filter = tracing_subscriber::EnvFilter::try_from_env("TEST_LOG")
             .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-        let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_test_writer()
+            .try_init();
     });
 }
 
@@ -77,8 +80,14 @@ impl TestNode {
 }
 
 pub async fn connect(addr: SocketAddr) -> tokio_postgres::Client {
-    let conn_str = format!("host={} port={} user=postgres dbname=postgres", addr.ip(), addr.port());
-    let (client, connection) = tokio_postgres::connect(&conn_str, tokio_postgres::NoTls).await.unwrap();
+    let conn_str = format!(
+        "host={} port={} user=postgres dbname=postgres",
+        addr.ip(),
+        addr.port()
+    );
+    let (client, connection) = tokio_postgres::connect(&conn_str, tokio_postgres::NoTls)
+        .await
+        .unwrap();
     tokio::spawn(async move {
         let _ = connection.await;
     });
@@ -102,7 +111,12 @@ impl NodeProcess {
     /// its address.
     pub fn start(data_dir: &Path, extra: &[&str]) -> NodeProcess {
         let mut child = binary()
-            .args(["--data-dir", data_dir.to_str().unwrap(), "--pg-addr", "127.0.0.1:0"])
+            .args([
+                "--data-dir",
+                data_dir.to_str().unwrap(),
+                "--pg-addr",
+                "127.0.0.1:0",
+            ])
             .args(extra)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
@@ -127,7 +141,10 @@ impl NodeProcess {
         }
         let addr = match rx.recv_timeout(WAIT) {
             Ok(a) => a,
-            Err(_) => panic!("node did not start; stderr:\n{}", lines.lock().unwrap().join("\n")),
+            Err(_) => panic!(
+                "node did not start; stderr:\n{}",
+                lines.lock().unwrap().join("\n")
+            ),
         };
         NodeProcess {
             child,
