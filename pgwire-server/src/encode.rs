@@ -181,6 +181,22 @@ fn bad_param(i: usize, ty: &Type) -> ClientError {
     )
 }
 
+/// Non-finite floats cannot be carried in the log encoding (JSON) and SQLite stores NaN as
+/// NULL: refuse them rather than change their meaning.
+fn finite(i: usize, f: f64) -> Result<Value, ClientError> {
+    if f.is_finite() {
+        Ok(Value::Real(f))
+    } else {
+        Err(ClientError::new(
+            "0A000",
+            format!(
+                "parameter ${}: NaN and infinite floating-point values are not supported",
+                i + 1
+            ),
+        ))
+    }
+}
+
 /// Decodes a bound parameter into an SQLite value.
 pub(crate) fn decode_param(
     i: usize,
@@ -210,11 +226,11 @@ pub(crate) fn decode_param(
             Type::OID => Value::Integer(int(4)? & 0xffff_ffff),
             Type::FLOAT4 => {
                 let b: [u8; 4] = raw.try_into().map_err(|_| bad_param(i, ty))?;
-                Value::Real(f32::from_be_bytes(b) as f64)
+                finite(i, f32::from_be_bytes(b) as f64)?
             }
             Type::FLOAT8 => {
                 let b: [u8; 8] = raw.try_into().map_err(|_| bad_param(i, ty))?;
-                Value::Real(f64::from_be_bytes(b))
+                finite(i, f64::from_be_bytes(b))?
             }
             Type::BOOL => Value::Integer(i64::from(raw.first().copied().unwrap_or(0) != 0)),
             Type::BYTEA => Value::Blob(raw.to_vec()),
@@ -231,7 +247,7 @@ pub(crate) fn decode_param(
             Value::Integer(text.trim().parse().map_err(|_| bad_param(i, ty))?)
         }
         Type::FLOAT4 | Type::FLOAT8 => {
-            Value::Real(text.trim().parse().map_err(|_| bad_param(i, ty))?)
+            finite(i, text.trim().parse().map_err(|_| bad_param(i, ty))?)?
         }
         Type::BOOL => match text.trim().to_ascii_lowercase().as_str() {
             "t" | "true" | "yes" | "on" | "1" | "y" => Value::Integer(1),

@@ -3,7 +3,7 @@
 //! The write path, from a client's statement to its reply:
 //!
 //! ```text
-//! pgwire-server  Session::execute ─ sql::translate ─▶ Vec<engine::Statement>
+//! pgwire-server  Backend::run ─ sql::translate ─▶ Vec<engine::Statement>
 //!       │
 //!       ▼
 //! raft::Node::write ── builds engine::Command::Execute { stamp, statements }

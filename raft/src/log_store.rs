@@ -26,11 +26,6 @@ pub const LOG_DB_FILE: &str = "log.db";
 /// Version 1 = JSON (serde) of the openraft type. See `docs/log-format.md`.
 const ENCODING_V1: u8 = 1;
 
-/// Entries read per `try_get_log_entries` call are not limited here: openraft asks for
-/// bounded ranges (`max_payload_entries`). This caps a single read anyway, so a corrupt or
-/// unexpected range cannot make a node load its whole log into memory.
-const READ_ENTRIES_MAX: u64 = 65_536;
-
 const KEY_VOTE: &str = "vote";
 const KEY_COMMITTED: &str = "committed";
 const KEY_PURGED: &str = "last_purged";
@@ -137,7 +132,8 @@ fn range_to_sql<RB: RangeBounds<u64>>(range: &RB) -> (i64, i64) {
         },
         Bound::Unbounded => u64::MAX,
     };
-    let end = end.min(start.saturating_add(READ_ENTRIES_MAX - 1));
+    // No cap here: openraft requires every entry of the range (it bounds ranges itself, by
+    // `max_payload_entries` for replication and by the apply batch for the state machine).
     (
         i64::try_from(start).unwrap_or(i64::MAX),
         i64::try_from(end).unwrap_or(i64::MAX),

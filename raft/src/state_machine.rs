@@ -61,10 +61,11 @@ fn other<E: std::fmt::Display>(context: &'static str) -> impl FnOnce(E) -> io::E
 }
 
 fn snapshot_file_name(last: &Option<LogIdOf<TypeConfig>>) -> String {
-    // Zero-padded so names sort in log order; `none` sorts before every index.
+    // Zero-padded so names sort in log order: position = index + 1, and 0 (no entry applied
+    // yet) sorts before every real index.
     match last {
-        Some(l) => format!("snap-{:020}-{:020}.db", l.index, l.leader_id.term),
-        None => "snap-none.db".to_string(),
+        Some(l) => format!("snap-{:020}-{:020}.db", l.index + 1, l.leader_id.term),
+        None => format!("snap-{:020}.db", 0),
     }
 }
 
@@ -92,8 +93,19 @@ fn meta_from_info(info: &SnapshotInfo) -> io::Result<SnapshotMetaOf<TypeConfig>>
 
 /// Finds the newest complete snapshot in `dir` (by file name order) and deletes older ones.
 fn load_current(dir: &Path) -> io::Result<Option<Current>> {
-    let mut names: Vec<PathBuf> = std::fs::read_dir(dir)?
+    let entries: Vec<PathBuf> = std::fs::read_dir(dir)?
         .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    for p in &entries {
+        // A crash during a build leaves a complete but unnamed copy: never loaded, removed.
+        if p.file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("building-"))
+        {
+            std::fs::remove_file(p)?;
+        }
+    }
+    let mut names: Vec<PathBuf> = entries
+        .into_iter()
         .filter(|p| {
             let n = p
                 .file_name()

@@ -315,25 +315,48 @@ fn session_set(set: &Set) -> Result<SessionOp, SqlError> {
 
 /// Internal tables (`_sqlkeeper_*`) and SQLite's own (`sqlite_*`) are not user data: a
 /// replicated statement that touched them could break the state machine's bookkeeping.
+///
+/// The only schema is `public` (SQLite's `main`): a name in any other schema (`temp.t`, an
+/// attached database) would live outside the replicated state, so it is refused.
 fn check_internal_names(stmt: &Statement) -> Result<(), SqlError> {
-    let r = visit_relations(stmt, |name| {
-        let last = name
+    fn check(name: &ObjectName) -> Result<(), SqlError> {
+        let parts: Vec<String> = name
             .0
-            .last()
-            .map(|p| p.to_string().trim_matches('"').to_ascii_lowercase());
-        match last {
-            Some(n) if n.starts_with("_sqlkeeper") || n.starts_with("sqlite_") => {
-                ControlFlow::Break(n)
+            .iter()
+            .map(|p| p.to_string().trim_matches('"').to_ascii_lowercase())
+            .collect();
+        if let [schema, _] = parts.as_slice() {
+            if schema != "public" {
+                return Err(SqlError {
+                    sqlstate: "3F000",
+                    message: format!("schema \"{schema}\" does not exist"),
+                    position: None,
+                });
             }
-            _ => ControlFlow::Continue(()),
         }
-    });
-    match r {
-        ControlFlow::Break(n) => Err(SqlError {
-            sqlstate: "42501",
-            message: format!("permission denied for table {n}"),
-            position: None,
-        }),
+        match parts.last() {
+            Some(n) if n.starts_with("_sqlkeeper") || n.starts_with("sqlite_") => Err(SqlError {
+                sqlstate: "42501",
+                message: format!("permission denied for table {n}"),
+                position: None,
+            }),
+            _ => Ok(()),
+        }
+    }
+    // DROP's names are not visited as relations.
+    if let Statement::Drop { names, .. } = stmt {
+        names.iter().try_for_each(check)?;
+    }
+    if let Statement::CreateView(v) = stmt {
+        if v.temporary {
+            return Err(SqlError::unsupported("CREATE TEMPORARY VIEW"));
+        }
+    }
+    match visit_relations(stmt, |name| match check(name) {
+        Ok(()) => ControlFlow::Continue(()),
+        Err(e) => ControlFlow::Break(e),
+    }) {
+        ControlFlow::Break(e) => Err(e),
         ControlFlow::Continue(()) => Ok(()),
     }
 }
@@ -537,6 +560,24 @@ mod tests {
         assert_eq!(
             translate("delete from sqlite_schema").unwrap_err().sqlstate,
             "42501"
+        );
+        assert_eq!(
+            translate("drop table _sqlkeeper_meta")
+                .unwrap_err()
+                .sqlstate,
+            "42501"
+        );
+        assert_eq!(
+            translate("create table temp.t (a int)")
+                .unwrap_err()
+                .sqlstate,
+            "3F000"
+        );
+        assert_eq!(
+            translate("create temporary view v as select 1")
+                .unwrap_err()
+                .sqlstate,
+            "0A000"
         );
     }
 
