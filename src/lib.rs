@@ -14,10 +14,12 @@
 //! ```
 #![deny(missing_docs)]
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use sqlkeeper_raft::{Node, NodeConfig};
 use tokio::net::TcpListener;
@@ -25,38 +27,57 @@ use tokio::net::TcpListener;
 pub use sqlkeeper_raft::StartError;
 
 /// Everything needed to start a node.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct ServeConfig {
     /// This node's id.
     pub node_id: u64,
     /// Data directory.
     pub data_dir: PathBuf,
-    /// Raft address advertised to peers.
-    pub raft_addr: String,
+    /// `--initial-cluster`: every member's id and Raft address.
+    pub initial_cluster: Option<BTreeMap<u64, String>>,
+    /// `--join`: a member's Raft address.
+    pub join: Option<String>,
+    /// `--preferred-leader`.
+    pub preferred_leader: Option<u64>,
+    /// Test hook: delay before each applied batch.
+    pub apply_delay: Duration,
 }
 
-/// A started node with its Postgres listener bound.
+/// A started node with its listeners bound.
 pub struct Serving {
     /// The node.
     pub node: Arc<Node>,
     /// Where Postgres clients connect.
     pub pg_addr: SocketAddr,
+    /// Where peers connect.
+    pub raft_addr: SocketAddr,
 }
 
-/// Starts the node and binds nothing itself: the caller passes the Postgres listener (port 0
-/// in tests). Returns once the node is started; the server runs in `run_until`.
-pub async fn start(config: ServeConfig, pg_listener: &TcpListener) -> Result<Serving, StartError> {
-    let pg_addr = pg_listener
-        .local_addr()
-        .map_err(|e| StartError::Other(format!("read listener address: {e}")))?;
-    let node = Node::start(NodeConfig {
-        node_id: config.node_id,
-        data_dir: config.data_dir.clone(),
-        raft_addr: config.raft_addr.clone(),
-        pg_addr: pg_addr.to_string(),
-    })
+/// Starts the node. The caller binds both listeners (port 0 in tests); the Raft listener is
+/// served from here on, the Postgres one by [`run_until`].
+pub async fn start(
+    config: ServeConfig,
+    pg_listener: &TcpListener,
+    raft_listener: TcpListener,
+) -> Result<Serving, StartError> {
+    let addr = |l: &TcpListener| l.local_addr().map_err(|e| StartError::Other(format!("read listener address: {e}")));
+    let pg_addr = addr(pg_listener)?;
+    let raft_addr = addr(&raft_listener)?;
+    let node = Node::start(
+        NodeConfig {
+            node_id: config.node_id,
+            data_dir: config.data_dir.clone(),
+            raft_addr: raft_addr.to_string(),
+            pg_addr: pg_addr.to_string(),
+            initial_cluster: config.initial_cluster.clone(),
+            join: config.join.clone(),
+            preferred_leader: config.preferred_leader,
+            apply_delay: config.apply_delay,
+        },
+        raft_listener,
+    )
     .await?;
-    Ok(Serving { node, pg_addr })
+    Ok(Serving { node, pg_addr, raft_addr })
 }
 
 /// Serves Postgres clients until `shutdown` resolves or the node fails. Returns the failure

@@ -1,8 +1,10 @@
 //! The `sqlkeeper` binary: parse flags, start a node, serve until Ctrl-C.
 
+use std::collections::BTreeMap;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
@@ -25,6 +27,8 @@ struct Cli {
 enum Command {
     /// Start a node (the default).
     Start(StartArgs),
+    /// Start a local cluster of several nodes in one command (stops on Ctrl-C).
+    Demo(DemoArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -40,9 +44,42 @@ struct StartArgs {
     /// authentication is configured.
     #[arg(long, env = "SQLKEEPER_PG_ADDR", default_value = "127.0.0.1:5433")]
     pg_addr: String,
-    /// Address for Raft traffic between nodes, advertised in the cluster membership.
-    #[arg(long, env = "SQLKEEPER_RAFT_ADDR", default_value = "127.0.0.1:7433")]
-    raft_addr: String,
+    /// Address for Raft traffic between nodes [default: 127.0.0.1:7433, or this node's entry
+    /// in --initial-cluster]. Must be a loopback address until inter-node authentication exists.
+    #[arg(long, env = "SQLKEEPER_RAFT_ADDR")]
+    raft_addr: Option<String>,
+    /// Start a static cluster: every member's id and Raft address, e.g.
+    /// `1=127.0.0.1:7433,2=127.0.0.1:7434,3=127.0.0.1:7435`. Give every member the same value;
+    /// the member with the smallest id initializes the cluster, once.
+    #[arg(long, env = "SQLKEEPER_INITIAL_CLUSTER", conflicts_with = "join")]
+    initial_cluster: Option<String>,
+    /// Join a running cluster through any member's Raft address: this node is added as a
+    /// learner, then promoted to voter once it has caught up.
+    #[arg(long, env = "SQLKEEPER_JOIN")]
+    join: Option<String>,
+    /// Move leadership back to this node id whenever it is a healthy, caught-up voter. Give
+    /// every member the same value.
+    #[arg(long, env = "SQLKEEPER_PREFERRED_LEADER")]
+    preferred_leader: Option<u64>,
+    /// Test hook: delay every applied batch by this many milliseconds (a slow replica).
+    #[arg(long, env = "SQLKEEPER_DEBUG_APPLY_DELAY_MS", default_value_t = 0, hide = true)]
+    debug_apply_delay_ms: u64,
+}
+
+#[derive(Args, Debug, Clone)]
+struct DemoArgs {
+    /// Number of nodes.
+    #[arg(long, default_value_t = 3)]
+    nodes: u64,
+    /// Directory holding one data directory per node.
+    #[arg(long, default_value = "./sqlkeeper-demo")]
+    data_dir: PathBuf,
+    /// Postgres port of node 1; node N listens on this port + N - 1.
+    #[arg(long, default_value_t = 5433)]
+    pg_port: u16,
+    /// Raft port of node 1; node N listens on this port + N - 1.
+    #[arg(long, default_value_t = 7433)]
+    raft_port: u16,
 }
 
 fn resolve(addr: &str, what: &str) -> anyhow::Result<SocketAddr> {
@@ -52,10 +89,41 @@ fn resolve(addr: &str, what: &str) -> anyhow::Result<SocketAddr> {
         .with_context(|| format!("{what} {addr:?} resolves to no address"))
 }
 
+fn parse_initial_cluster(v: &str) -> anyhow::Result<BTreeMap<u64, String>> {
+    let mut members = BTreeMap::new();
+    for part in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (id, addr) = part
+            .split_once('=')
+            .with_context(|| format!("--initial-cluster entry {part:?} is not ID=HOST:PORT"))?;
+        let id: u64 = id
+            .trim()
+            .parse()
+            .ok()
+            .filter(|n| *n > 0)
+            .with_context(|| format!("--initial-cluster entry {part:?}: the id must be a positive integer"))?;
+        if members.insert(id, addr.trim().to_string()).is_some() {
+            bail!("--initial-cluster lists node {id} twice");
+        }
+    }
+    if members.is_empty() {
+        bail!("--initial-cluster is empty");
+    }
+    Ok(members)
+}
+
 async fn start(args: StartArgs) -> anyhow::Result<()> {
     if args.node_id == 0 {
         bail!("--node-id must be a positive integer");
     }
+    let initial_cluster = args.initial_cluster.as_deref().map(parse_initial_cluster).transpose()?;
+    let raft_addr = match (&args.raft_addr, &initial_cluster) {
+        (Some(a), _) => a.clone(),
+        (None, Some(m)) => m
+            .get(&args.node_id)
+            .cloned()
+            .with_context(|| format!("--initial-cluster does not list this node (id {})", args.node_id))?,
+        (None, None) => "127.0.0.1:7433".to_string(),
+    };
     let pg_addr = resolve(&args.pg_addr, "--pg-addr")?;
     if !pg_addr.ip().is_loopback() {
         bail!(
@@ -63,29 +131,113 @@ async fn start(args: StartArgs) -> anyhow::Result<()> {
              (use --pg-addr 127.0.0.1:PORT; password authentication is not available yet)"
         );
     }
+    let raft_sock = resolve(&raft_addr, "--raft-addr")?;
+    if !raft_sock.ip().is_loopback() {
+        bail!(
+            "refusing to listen for Raft traffic on {raft_sock}: nodes do not authenticate each other yet, \
+             so cluster traffic must stay on a loopback address"
+        );
+    }
     let listener = TcpListener::bind(pg_addr)
         .await
         .with_context(|| format!("cannot listen for Postgres clients on {pg_addr}"))?;
+    let raft_listener = TcpListener::bind(raft_sock)
+        .await
+        .with_context(|| format!("cannot listen for Raft traffic on {raft_sock}"))?;
     let config = sqlkeeper::ServeConfig {
         node_id: args.node_id,
         data_dir: args.data_dir.clone(),
-        raft_addr: args.raft_addr.clone(),
+        initial_cluster,
+        join: args.join.clone(),
+        preferred_leader: args.preferred_leader,
+        apply_delay: Duration::from_millis(args.debug_apply_delay_ms),
     };
-    let serving = sqlkeeper::start(config, &listener).await?;
+    let serving = sqlkeeper::start(config, &listener, raft_listener).await?;
     tracing::info!(
         node_id = args.node_id,
         pg_addr = %serving.pg_addr,
-        raft_addr = %args.raft_addr,
+        raft_addr = %serving.raft_addr,
         data_dir = %args.data_dir.display(),
         "sqlkeeper is ready"
     );
-    if let Some(failure) =
-        sqlkeeper::run_until(serving.node.clone(), listener, shutdown_signal()).await
-    {
+    if let Some(failure) = sqlkeeper::run_until(serving.node.clone(), listener, shutdown_signal()).await {
         bail!("node stopped after a fatal error: {failure}");
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Runs `nodes` child processes of this binary as one static cluster on loopback.
+async fn demo(args: DemoArgs) -> anyhow::Result<()> {
+    if args.nodes == 0 || args.nodes > 9 {
+        bail!("--nodes must be between 1 and 9");
+    }
+    let exe = std::env::current_exe().context("find the sqlkeeper binary")?;
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("cannot use data directory {}", args.data_dir.display()))?;
+    let port = |base: u16, i: u64| base as u64 + i - 1;
+    let cluster: Vec<String> = (1..=args.nodes)
+        .map(|i| format!("{i}=127.0.0.1:{}", port(args.raft_port, i)))
+        .collect();
+    let cluster = cluster.join(",");
+    let mut children = Vec::new();
+    for i in 1..=args.nodes {
+        let dir = args.data_dir.join(format!("node-{i}"));
+        let log_path = args.data_dir.join(format!("node-{i}.log"));
+        let log = std::fs::File::create(&log_path).with_context(|| format!("create {}", log_path.display()))?;
+        let child = std::process::Command::new(&exe)
+            .arg("start")
+            .args(["--node-id", &i.to_string()])
+            .arg("--data-dir")
+            .arg(&dir)
+            .args(["--pg-addr", &format!("127.0.0.1:{}", port(args.pg_port, i))])
+            .args(["--initial-cluster", &cluster])
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("start node {i}"))?;
+        children.push(child);
+    }
+    println!("sqlkeeper demo: {} nodes, data in {}", args.nodes, args.data_dir.display());
+    for i in 1..=args.nodes {
+        println!(
+            "  node {i}: psql -h 127.0.0.1 -p {} -U postgres    (log: {})",
+            port(args.pg_port, i),
+            args.data_dir.join(format!("node-{i}.log")).display()
+        );
+    }
+    println!("Any node accepts reads and writes. See the cluster with: SELECT * FROM sqlkeeper.nodes;");
+    println!("Press Ctrl-C to stop all nodes.");
+    let mut exited = None;
+    loop {
+        tokio::select! {
+            _ = shutdown_signal() => break,
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {
+                for (i, c) in children.iter_mut().enumerate() {
+                    if let Ok(Some(status)) = c.try_wait() {
+                        exited = Some((i + 1, status));
+                    }
+                }
+                if exited.is_some() {
+                    break;
+                }
+            }
+        }
+    }
+    for c in &mut children {
+        // SIGTERM: each node stops cleanly.
+        let _ = std::process::Command::new("kill").arg(c.id().to_string()).status();
+    }
+    for c in &mut children {
+        let _ = c.wait();
+    }
+    match exited {
+        Some((i, status)) => bail!("node {i} exited ({status}); see its log in {}", args.data_dir.display()),
+        None => {
+            println!("stopped");
+            Ok(())
+        }
+    }
 }
 
 async fn shutdown_signal() {
@@ -124,21 +276,19 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
-    let args = match cli.command {
-        Some(Command::Start(a)) => a,
-        None => cli.start,
-    };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(start(args)) {
+    let result = match cli.command {
+        Some(Command::Start(a)) => runtime.block_on(start(a)),
+        Some(Command::Demo(d)) => runtime.block_on(demo(d)),
+        None => runtime.block_on(start(cli.start)),
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");

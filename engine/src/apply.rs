@@ -5,10 +5,11 @@ use std::sync::Arc;
 
 use rusqlite::Connection;
 
-use crate::command::{Command, LogIndex};
+use crate::command::{Command, LogIndex, RequestId};
 use crate::error::{classify, Fatal};
 use crate::exec::run;
 use crate::meta;
+use crate::meta::{DEDUP_WINDOW_ENTRIES, REQUESTS_TABLE};
 use crate::read::ReadPool;
 use crate::Outcome;
 
@@ -174,7 +175,7 @@ impl StateMachine {
             for item in items {
                 outcomes.push(match item.command {
                     None => None,
-                    Some(cmd) => Some(apply_command(conn, cmd)?),
+                    Some(cmd) => Some(apply_command(conn, item.index, cmd)?),
                 });
             }
             meta::put(conn, meta::KEY_APPLIED_INDEX, last.index.0 as i64)
@@ -237,30 +238,97 @@ impl StateMachine {
 
 /// Runs one command's statements inside a savepoint. A deterministic failure rolls the
 /// savepoint back and becomes part of the outcome; anything else is fatal.
-fn apply_command(conn: &Connection, cmd: &Command) -> Result<Outcome, Fatal> {
+fn apply_command(conn: &Connection, index: LogIndex, cmd: &Command) -> Result<Outcome, Fatal> {
     match cmd {
-        Command::Execute { statements, .. } => {
-            conn.execute_batch("SAVEPOINT entry")
-                .map_err(fatal("savepoint"))?;
-            let mut outcome = Outcome::default();
-            for (i, stmt) in statements.iter().enumerate() {
-                match run(conn, stmt) {
-                    Ok(r) => outcome.results.push(r),
-                    Err(e) => {
-                        outcome.error = Some((i, classify(e)?));
-                        break;
-                    }
+        Command::Execute {
+            statements,
+            request_id,
+            ..
+        } => {
+            if let Some(id) = request_id {
+                if let Some(first) = seen_request(conn, id)? {
+                    return Ok(first);
                 }
             }
-            if outcome.error.is_some() {
-                conn.execute_batch("ROLLBACK TO entry")
-                    .map_err(fatal("roll back failed entry"))?;
+            let outcome = execute_statements(conn, statements)?;
+            if let Some(id) = request_id {
+                remember_request(conn, id, index, &outcome)?;
             }
-            conn.execute_batch("RELEASE entry")
-                .map_err(fatal("release savepoint"))?;
             Ok(outcome)
         }
     }
+}
+
+fn seen_request(conn: &Connection, id: &RequestId) -> Result<Option<Outcome>, Fatal> {
+    use rusqlite::OptionalExtension;
+    let blob: Option<Vec<u8>> = conn
+        .prepare_cached(&format!(
+            "SELECT outcome FROM {REQUESTS_TABLE} WHERE origin = ?1 AND serial = ?2"
+        ))
+        .and_then(|mut s| {
+            s.query_row([id.origin as i64, id.serial as i64], |r| r.get(0))
+                .optional()
+        })
+        .map_err(fatal("look up request id"))?;
+    blob.map(|b| {
+        serde_json::from_slice(&b).map_err(|e| Fatal(format!("decode stored outcome: {e}")))
+    })
+    .transpose()
+}
+
+fn remember_request(
+    conn: &Connection,
+    id: &RequestId,
+    index: LogIndex,
+    outcome: &Outcome,
+) -> Result<(), Fatal> {
+    let blob = serde_json::to_vec(outcome).map_err(|e| Fatal(format!("encode outcome: {e}")))?;
+    conn.prepare_cached(&format!(
+        "INSERT INTO {REQUESTS_TABLE} (origin, serial, log_index, outcome) VALUES (?1, ?2, ?3, ?4)"
+    ))
+    .and_then(|mut s| {
+        s.execute(rusqlite::params![
+            id.origin as i64,
+            id.serial as i64,
+            index.0 as i64,
+            blob
+        ])
+    })
+    .map_err(fatal("remember request id"))?;
+    // Forget old ids, at positions every replica reaches: the state stays identical.
+    if index.0 % 1024 == 0 && index.0 > DEDUP_WINDOW_ENTRIES {
+        conn.execute(
+            &format!("DELETE FROM {REQUESTS_TABLE} WHERE log_index < ?1"),
+            [(index.0 - DEDUP_WINDOW_ENTRIES) as i64],
+        )
+        .map_err(fatal("forget old request ids"))?;
+    }
+    Ok(())
+}
+
+fn execute_statements(
+    conn: &Connection,
+    statements: &[crate::command::Statement],
+) -> Result<Outcome, Fatal> {
+    conn.execute_batch("SAVEPOINT entry")
+        .map_err(fatal("savepoint"))?;
+    let mut outcome = Outcome::default();
+    for (i, stmt) in statements.iter().enumerate() {
+        match run(conn, stmt) {
+            Ok(r) => outcome.results.push(r),
+            Err(e) => {
+                outcome.error = Some((i, classify(e)?));
+                break;
+            }
+        }
+    }
+    if outcome.error.is_some() {
+        conn.execute_batch("ROLLBACK TO entry")
+            .map_err(fatal("roll back failed entry"))?;
+    }
+    conn.execute_batch("RELEASE entry")
+        .map_err(fatal("release savepoint"))?;
+    Ok(outcome)
 }
 
 #[cfg(test)]
@@ -357,6 +425,33 @@ mod tests {
         );
         let o = apply1(&mut sm, 3, &exec("SELECT * FROM missing"));
         assert_eq!(o.error.unwrap().1.sqlstate, "42P01");
+    }
+
+    #[test]
+    fn a_request_applied_twice_runs_once_and_answers_the_first_outcome() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sm = StateMachine::open(dir.path()).unwrap();
+        apply1(&mut sm, 0, &exec("CREATE TABLE t (a INTEGER PRIMARY KEY)"));
+        let cmd = Command::Execute {
+            request_id: Some(RequestId {
+                origin: 7,
+                serial: 1,
+            }),
+            stamp: Stamp::default(),
+            statements: vec![Statement {
+                sql: "INSERT INTO t VALUES (1)".into(),
+                params: vec![],
+            }],
+        };
+        let first = apply1(&mut sm, 1, &cmd);
+        assert_eq!(first.results[0].rows_affected, 1);
+        let again = apply1(&mut sm, 2, &cmd);
+        assert_eq!(
+            again, first,
+            "the duplicate is answered with the first outcome"
+        );
+        let o = apply1(&mut sm, 3, &exec("SELECT count(*) FROM t"));
+        assert_eq!(o.results[0].rows, vec![vec![Value::Integer(1)]]);
     }
 
     #[test]

@@ -4,7 +4,7 @@ use rusqlite::Connection;
 use sha2::{Digest, Sha256};
 
 use crate::exec::value_of;
-use crate::meta::META_TABLE;
+use crate::meta::INTERNAL_PREFIX;
 
 /// SHA-256 over every table's schema and rows, in a canonical order: tables by name, rows
 /// ordered by all columns. The `_sqlkeeper_meta` table is left out, because the applied index
@@ -22,7 +22,9 @@ pub fn state_hash(conn: &Connection) -> rusqlite::Result<[u8; 32]> {
         while let Some(r) = rows.next()? {
             let name: String = r.get(0)?;
             let sql: String = r.get(1)?;
-            if name == META_TABLE || name.starts_with("sqlite_autoindex_") {
+            // Internal tables (applied index, request dedup) legitimately differ between a
+            // node that replayed the log and one that installed a snapshot.
+            if name.starts_with(INTERNAL_PREFIX) || name.starts_with("sqlite_autoindex_") {
                 continue;
             }
             h.update(name.as_bytes());

@@ -21,13 +21,15 @@ mod exec;
 mod hash;
 mod meta;
 mod read;
+mod scratch;
 
 pub use apply::{ApplyItem, RaftMeta, StateMachine, STATE_DB_FILE};
 pub use command::{Command, LogIndex, RequestId, Stamp, Statement, Value};
 pub use error::{sqlstate_of, EngineError, ExecError, Fatal, SqlState};
 pub use exec::{Column, StatementResult};
 pub use hash::state_hash;
-pub use meta::META_TABLE;
+pub use scratch::{query_scratch, ScratchTable};
+pub use meta::{META_TABLE, REMOVED_NODES_TABLE};
 pub use read::{read_snapshot_info, ReadPool, ReadView, SnapshotInfo, READ_CONNECTIONS_MAX};
 
 /// What applying one command produced: the result of each statement, in order, up to the

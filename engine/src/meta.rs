@@ -3,6 +3,9 @@
 
 use rusqlite::{Connection, OptionalExtension};
 
+/// Prefix of every internal table. User SQL may not touch them.
+pub(crate) const INTERNAL_PREFIX: &str = "_sqlkeeper";
+
 /// Name of the metadata table inside the state database. User SQL may not touch it.
 pub const META_TABLE: &str = "_sqlkeeper_meta";
 
@@ -14,9 +17,25 @@ pub(crate) const KEY_RAFT_APPLIED: &str = "raft_applied";
 pub(crate) const KEY_RAFT_MEMBERSHIP: &str = "raft_membership";
 pub(crate) const KEY_FORMAT_VERSION: &str = "format_version";
 
+/// Outcomes of recently applied requests, by request id: a command proposed twice (after a
+/// leader change with an unknown outcome) is applied once and answered with the first
+/// outcome.
+pub(crate) const REQUESTS_TABLE: &str = "_sqlkeeper_requests";
+
+/// Node ids removed from the cluster; they are never accepted again.
+pub const REMOVED_NODES_TABLE: &str = "_sqlkeeper_removed_nodes";
+
+/// Entries for which a request id is remembered. A client retries within seconds; 100,000
+/// entries is hours of writes at metadata-store rates.
+pub(crate) const DEDUP_WINDOW_ENTRIES: u64 = 100_000;
+
 pub(crate) fn create(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute_batch(&format!(
-        "CREATE TABLE IF NOT EXISTS {META_TABLE} (key TEXT PRIMARY KEY, value ANY) STRICT;"
+        "CREATE TABLE IF NOT EXISTS {META_TABLE} (key TEXT PRIMARY KEY, value ANY) STRICT;
+         CREATE TABLE IF NOT EXISTS {REQUESTS_TABLE} (origin INTEGER NOT NULL, serial INTEGER NOT NULL,
+             log_index INTEGER NOT NULL, outcome BLOB NOT NULL, PRIMARY KEY (origin, serial)) STRICT, WITHOUT ROWID;
+         CREATE INDEX IF NOT EXISTS {REQUESTS_TABLE}_by_index ON {REQUESTS_TABLE} (log_index);
+         CREATE TABLE IF NOT EXISTS {REMOVED_NODES_TABLE} (node_id INTEGER PRIMARY KEY) STRICT;"
     ))?;
     conn.execute(
         &format!("INSERT OR IGNORE INTO {META_TABLE} (key, value) VALUES (?1, ?2)"),

@@ -21,13 +21,18 @@ use pgwire::messages::data::{NoData, ParameterDescription};
 use pgwire::messages::extendedquery::{Describe, TARGET_TYPE_BYTE_STATEMENT};
 use pgwire::messages::startup::ParameterStatus;
 use pgwire::messages::PgWireBackendMessage;
-use sqlkeeper_engine::{Column, EngineError, Statement, Value};
-use sqlkeeper_raft::Node;
-use sqlkeeper_sql::{translate, CommandTag, SessionOp, StatementKind, Translated};
+use sqlkeeper_engine::{query_scratch, Column, EngineError, LogIndex, ScratchTable, Statement, Value};
+use sqlkeeper_raft::{AdminOp, Node, NodeInfo};
+use sqlkeeper_sql::{translate, AdminCall, CommandTag, SessionOp, StatementKind, Translated};
 
 use crate::encode::{decode_param, encode_value, fields};
 use crate::errors::ClientError;
-use crate::session::Session;
+use crate::session::{ReadConsistency, Session};
+
+/// Time a write may take, including finding a leader and retries across a leader change.
+const WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// Time a membership change may take, including a new voter catching up.
+const ADMIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Settings whose change Postgres reports to the client with a ParameterStatus message.
 const REPORTED_SETTINGS: &[&str] = &[
@@ -132,7 +137,57 @@ impl Backend {
         }
     }
 
+    /// Makes this node's state recent enough for the session's read consistency.
+    async fn before_read(&self) -> Result<(), ClientError> {
+        let (mode, timeout, token, max_staleness) = {
+            let s = self.session();
+            (s.read_consistency(), s.read_timeout(), s.token(), s.max_staleness())
+        };
+        match mode {
+            ReadConsistency::Sequential => {
+                if token > 0 {
+                    self.node
+                        .wait_applied(LogIndex(token), timeout)
+                        .await
+                        .map_err(|_| {
+                            ClientError::new(
+                                "57014",
+                                format!(
+                                    "canceling statement: this node has not applied log index {token} within sqlkeeper.read_timeout ({timeout:?})"
+                                ),
+                            )
+                        })?;
+                }
+            }
+            ReadConsistency::Linearizable => {
+                let index = self.node.linearizable_barrier(timeout).await.map_err(ClientError::from)?;
+                self.session().observe(index.0);
+            }
+            ReadConsistency::Stale => {
+                if let Some(max) = max_staleness {
+                    match self.node.staleness() {
+                        Some(age) if age <= max => {}
+                        age => {
+                            let heard = match age {
+                                Some(a) => format!("for {:.1}s", a.as_secs_f64()),
+                                None => "since it started".to_string(),
+                            };
+                            return Err(ClientError::new(
+                                "57P03",
+                                format!(
+                                    "this node has not heard from a leader {heard}, more than sqlkeeper.max_staleness ({max:?})"
+                                ),
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
     async fn read_one(&self, t: &Translated, params: Vec<Value>) -> Result<Produced, ClientError> {
+        self.before_read().await?;
         let stmts: Vec<Statement> = t
             .sqlite
             .iter()
@@ -142,21 +197,126 @@ impl Backend {
             })
             .collect();
         let tag = t.tag.clone();
-        let mut results = self
+        let (mut results, applied) = self
             .node
             .read(move |view| {
                 let mut out = Vec::with_capacity(stmts.len());
                 for s in &stmts {
                     out.push(view.query(s).map_err(EngineError::from)?);
                 }
-                Ok(out)
+                Ok((out, view.applied_index()?))
             })
             .await?;
+        if let Some(applied) = applied {
+            self.session().observe(applied.0);
+        }
         let last = results.pop().unwrap_or_default();
         Ok(Produced::Rows {
             columns: last.columns,
             rows: last.rows,
             tag,
+        })
+    }
+
+    async fn admin(&self, call: &AdminCall) -> Result<Produced, ClientError> {
+        let id = |s: &str| -> Result<u64, ClientError> {
+            s.parse::<u64>()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| ClientError::new("22023", format!("invalid node id \"{s}\"")))
+        };
+        let info = |addr: &str| NodeInfo {
+            raft_addr: addr.to_string(),
+            pg_addr: String::new(),
+        };
+        let op = match (call.function.as_str(), call.args.as_slice()) {
+            ("add_learner", [n, addr]) => AdminOp::AddLearner { node_id: id(n)?, info: info(addr) },
+            ("add_node", [n, addr]) => AdminOp::AddNode { node_id: id(n)?, info: info(addr) },
+            ("remove_node", [n]) => AdminOp::RemoveNode { node_id: id(n)? },
+            ("transfer_leader", [n]) => AdminOp::TransferLeader { node_id: id(n)? },
+            _ => return Err(ClientError::new("42883", format!("function sqlkeeper.{} does not exist", call.function))),
+        };
+        let msg = self.node.admin(op, ADMIN_TIMEOUT).await?;
+        Ok(Produced::Rows {
+            columns: vec![Column {
+                name: call.function.clone(),
+                decl_type: None,
+            }],
+            rows: vec![vec![Value::Text(msg)]],
+            tag: CommandTag::Select,
+        })
+    }
+
+    async fn introspect(&self, t: &Translated, params: Vec<Value>) -> Result<Produced, ClientError> {
+        let st = self.node.status();
+        let opt = |v: Option<u64>| v.map(|i| Value::Integer(i as i64)).unwrap_or(Value::Null);
+        let status = ScratchTable {
+            name: "status".into(),
+            columns: [
+                ("node_id", "BIGINT"),
+                ("role", "TEXT"),
+                ("term", "BIGINT"),
+                ("leader_id", "BIGINT"),
+                ("commit_index", "BIGINT"),
+                ("applied_index", "BIGINT"),
+                ("snapshot_index", "BIGINT"),
+                ("last_contact_ms", "BIGINT"),
+            ]
+            .iter()
+            .map(|(n, t)| (n.to_string(), t.to_string()))
+            .collect(),
+            rows: vec![vec![
+                Value::Integer(st.node_id as i64),
+                Value::Text(st.role.to_string()),
+                Value::Integer(st.term as i64),
+                opt(st.leader_id),
+                opt(st.commit_index),
+                opt(st.applied_index),
+                opt(st.snapshot_index),
+                opt(self.node.staleness().map(|d| d.as_millis() as u64)),
+            ]],
+        };
+        let nodes = ScratchTable {
+            name: "nodes".into(),
+            columns: [
+                ("node_id", "BIGINT"),
+                ("raft_addr", "TEXT"),
+                ("pg_addr", "TEXT"),
+                ("role", "TEXT"),
+                ("voter", "BOOLEAN"),
+                ("matched_index", "BIGINT"),
+            ]
+            .iter()
+            .map(|(n, t)| (n.to_string(), t.to_string()))
+            .collect(),
+            rows: self
+                .node
+                .members()
+                .await
+                .into_iter()
+                .map(|m| {
+                    vec![
+                        Value::Integer(m.node_id as i64),
+                        Value::Text(m.raft_addr),
+                        m.pg_addr.map(Value::Text).unwrap_or(Value::Null),
+                        Value::Text(m.role.to_string()),
+                        Value::Integer(m.voter as i64),
+                        opt(m.matched_index),
+                    ]
+                })
+                .collect(),
+        };
+        let stmt = Statement {
+            sql: t.sqlite.first().cloned().unwrap_or_default(),
+            params,
+        };
+        let r = tokio::task::spawn_blocking(move || query_scratch("sqlkeeper", &[status, nodes], &stmt))
+            .await
+            .map_err(|e| ClientError::new("XX000", format!("introspection task: {e}")))??;
+        Ok(Produced::Rows {
+            columns: r.columns,
+            rows: r.rows,
+            tag: t.tag.clone(),
         })
     }
 
@@ -186,6 +346,8 @@ impl Backend {
                     }
                 }
                 StatementKind::Session(op) => self.session_op(op),
+                StatementKind::Admin(call) => self.admin(call).await,
+                StatementKind::Introspection => self.introspect(&t, params).await,
                 StatementKind::Transaction(_) => Err(ClientError::new(
                     "0A000",
                     "explicit transaction blocks (BEGIN/COMMIT/SAVEPOINT) are not supported yet; each statement commits on its own",
@@ -226,10 +388,11 @@ impl Backend {
                 params: params.clone(),
             }));
         }
-        let (outcome, _index) = match self.node.write(statements).await {
+        let (outcome, index) = match self.node.write(statements, WRITE_TIMEOUT).await {
             Ok(o) => o,
             Err(e) => return (Vec::new(), Some(e.into())),
         };
+        self.session().observe(index.0);
         let mut results = outcome.results.into_iter();
         let mut produced = Vec::with_capacity(batch.len());
         let mut done = 0usize;

@@ -63,21 +63,32 @@ impl From<NodeError> for ClientError {
     fn from(e: NodeError) -> ClientError {
         match e {
             NodeError::Exec(e) => e.into(),
-            NodeError::NotLeader {
-                leader_id,
-                leader_pg_addr,
-            } => {
+            NodeError::NotLeader { leader_id, leader_pg_addr } => {
+                // Nothing was applied: retrying is safe, and drivers retry 40001.
                 let mut c = ClientError::new(
-                    "25006",
+                    "40001",
                     match leader_id {
-                        Some(l) => {
-                            format!("cannot execute a write on this node: the leader is node {l}")
-                        }
-                        None => "cannot execute a write on this node: there is no leader right now"
-                            .to_string(),
+                        Some(l) => format!(
+                            "could not complete the write: leadership is changing; the current leader is node {l}"
+                        ),
+                        None => "could not complete the write: the cluster has no leader right now".to_string(),
                     },
                 );
-                c.hint = leader_pg_addr.map(|a| format!("connect to the leader at {a}, or retry"));
+                c.hint = Some(match leader_pg_addr {
+                    Some(a) => format!("retry the statement, or connect to the leader at {a}"),
+                    None => "retry the statement".to_string(),
+                });
+                c
+            }
+            NodeError::OutcomeUnknown { leader_id } => {
+                let mut c = ClientError::new(
+                    "40003",
+                    format!(
+                        "the write may or may not have been applied: the leader changed while it was in flight{}",
+                        leader_id.map(|l| format!(" (last known leader: node {l})")).unwrap_or_default()
+                    ),
+                );
+                c.hint = Some("read the data back before retrying".into());
                 c
             }
             NodeError::Unavailable(m) => {

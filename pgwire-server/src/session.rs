@@ -1,6 +1,7 @@
 //! Per-connection session state: settings changed with `SET`, read with `SHOW`.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 /// Version reported to clients (`server_version`, `version()`). Clients parse the leading
 /// `MAJOR.MINOR`; the suffix names what they are talking to.
@@ -18,6 +19,11 @@ const DEFAULTS: &[(&str, &str)] = &[
     ("search_path", "public"),
     ("server_encoding", "UTF8"),
     ("server_version", SERVER_VERSION),
+    ("sqlkeeper.log_index", "0"),
+    ("sqlkeeper.max_staleness", "off"),
+    ("sqlkeeper.min_log_index", "0"),
+    ("sqlkeeper.read_consistency", "sequential"),
+    ("sqlkeeper.read_timeout", "5s"),
     ("standard_conforming_strings", "on"),
     ("statement_timeout", "0"),
     ("timezone", "UTC"),
@@ -26,17 +32,79 @@ const DEFAULTS: &[(&str, &str)] = &[
 ];
 
 /// Settings that cannot be changed, because the node's behaviour does not depend on them.
-const READ_ONLY: &[&str] = &["server_version", "server_encoding", "integer_datetimes"];
+const READ_ONLY: &[&str] = &["server_version", "server_encoding", "integer_datetimes", "sqlkeeper.log_index"];
+
+/// How a session's reads relate to writes (see `docs/consistency.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ReadConsistency {
+    /// Never older than what the session wrote or read before (the session's token).
+    Sequential,
+    /// Sees every write acknowledged before the read started, cluster-wide.
+    Linearizable,
+    /// Local state at once, optionally bounded by `sqlkeeper.max_staleness`.
+    Stale,
+}
+
+/// Parses a Postgres-style duration setting: `5s`, `500ms`, `2min`, `1h`, or a bare number
+/// of milliseconds.
+pub(crate) fn parse_duration(v: &str) -> Option<Duration> {
+    let v = v.trim();
+    let split = v.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(v.len());
+    let (num, unit) = v.split_at(split);
+    let n: f64 = num.parse().ok()?;
+    let ms = match unit.trim() {
+        "" | "ms" => n,
+        "us" => n / 1000.0,
+        "s" => n * 1000.0,
+        "min" => n * 60_000.0,
+        "h" => n * 3_600_000.0,
+        _ => return None,
+    };
+    (ms.is_finite() && ms >= 0.0).then(|| Duration::from_micros((ms * 1000.0) as u64))
+}
 
 /// The session of one client connection.
 #[derive(Debug, Default)]
 pub(crate) struct Session {
     settings: BTreeMap<String, String>,
+    /// The highest log index this session has written or observed: its reads never see an
+    /// older state (`SHOW sqlkeeper.log_index`).
+    token: u64,
 }
 
 impl Session {
+    /// Raises the session's token to `index`.
+    pub(crate) fn observe(&mut self, index: u64) {
+        self.token = self.token.max(index);
+    }
+
+    pub(crate) fn token(&self) -> u64 {
+        self.token
+    }
+
+    pub(crate) fn read_consistency(&self) -> ReadConsistency {
+        match self.show("sqlkeeper.read_consistency").as_deref() {
+            Some("linearizable") => ReadConsistency::Linearizable,
+            Some("stale") => ReadConsistency::Stale,
+            _ => ReadConsistency::Sequential,
+        }
+    }
+
+    pub(crate) fn read_timeout(&self) -> Duration {
+        self.show("sqlkeeper.read_timeout")
+            .and_then(|v| parse_duration(&v))
+            .unwrap_or(Duration::from_secs(5))
+    }
+
+    pub(crate) fn max_staleness(&self) -> Option<Duration> {
+        self.show("sqlkeeper.max_staleness").and_then(|v| parse_duration(&v))
+    }
+
     pub(crate) fn show(&self, name: &str) -> Option<String> {
         let name = name.to_ascii_lowercase();
+        if name == "sqlkeeper.log_index" {
+            return Some(self.token.to_string());
+        }
         if let Some(v) = self.settings.get(&name) {
             return Some(v.clone());
         }
@@ -58,11 +126,31 @@ impl Session {
             return Err(("55P02", format!("parameter \"{name}\" cannot be changed")));
         }
         let known = DEFAULTS.iter().any(|(k, _)| *k == name);
-        if !known && !name.contains('.') {
-            return Err((
-                "42704",
-                format!("unrecognized configuration parameter \"{name}\""),
-            ));
+        if !known && (!name.contains('.') || name.starts_with("sqlkeeper.")) {
+            return Err(("42704", format!("unrecognized configuration parameter \"{name}\"")));
+        }
+        if let Some(v) = &value {
+            let invalid = || ("22023", format!("invalid value for parameter \"{name}\": \"{v}\""));
+            match name.as_str() {
+                "sqlkeeper.read_consistency" => {
+                    if !matches!(v.as_str(), "sequential" | "linearizable" | "stale") {
+                        return Err(invalid());
+                    }
+                }
+                "sqlkeeper.read_timeout" => {
+                    parse_duration(v).ok_or_else(invalid)?;
+                }
+                "sqlkeeper.max_staleness" => {
+                    if v != "off" {
+                        parse_duration(v).ok_or_else(invalid)?;
+                    }
+                }
+                "sqlkeeper.min_log_index" => {
+                    let n: u64 = v.trim().parse().map_err(|_| invalid())?;
+                    self.observe(n);
+                }
+                _ => {}
+            }
         }
         match value {
             Some(v) => {

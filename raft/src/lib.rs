@@ -26,12 +26,17 @@ mod apply_thread;
 mod log_store;
 mod network;
 mod node;
+mod rpc;
+mod server;
 mod state_machine;
 mod types;
 
 pub use log_store::{LogStore, LOG_DB_FILE};
 pub use network::NetworkFactory;
-pub use node::{Node, NodeConfig, NodeError, NodeStatus, StartError};
+pub use node::{
+    MemberRow, Node, NodeConfig, NodeError, NodeStatus, StartError, WRITE_RETRY_BACKOFF,
+};
+pub use rpc::AdminOp;
 pub use state_machine::{SnapshotFile, StateMachineStore};
 pub use types::{NodeId, NodeInfo, TypeConfig};
 

@@ -1,44 +1,103 @@
-//! The Raft network. A single-voter cluster sends no Raft RPCs: every client this factory
-//! makes reports the peer as unreachable. The TCP transport for multi-node clusters is built
-//! behind this same factory.
+//! openraft's network over the cluster wire protocol ([`crate::rpc`]).
+//!
+//! Each `PeerClient` owns at most one TCP connection, reused across calls and re-opened after
+//! an error. openraft asks for separate clients for heartbeats, replication and snapshots, so
+//! each purpose has its own connection and a snapshot transfer never delays a heartbeat.
 
 use std::future::Future;
+use std::io;
+use std::time::Duration;
 
+use bytes::Bytes;
 use openraft::alias::{SnapshotOf, VoteOf};
-use openraft::errors::{RPCError, ReplicationClosed, StreamingError, Unreachable};
+use openraft::errors::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
 use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest,
+    TransferLeaderResponse, VoteRequest, VoteResponse,
 };
 use openraft::OptionalSend;
+use tokio::io::AsyncReadExt;
 
+use crate::rpc::{Conn, Request, Response, SNAPSHOT_CHUNK_BYTES};
 use crate::state_machine::SnapshotFile;
 use crate::types::{NodeId, NodeInfo, TypeConfig};
 
 /// Makes network clients for peers.
-#[derive(Clone, Default)]
-pub struct NetworkFactory;
-
-/// A client for one peer.
-pub struct PeerClient {
-    target: NodeId,
+#[derive(Clone)]
+pub struct NetworkFactory {
+    /// This node, announced in every connection's hello.
+    pub(crate) me: NodeId,
 }
 
-impl PeerClient {
-    fn unreachable(&self) -> Unreachable<TypeConfig> {
-        Unreachable::from_string(format!(
-            "node {}: no cluster transport on a single-node deployment",
-            self.target
-        ))
-    }
+/// A client for one peer and one purpose.
+pub struct PeerClient {
+    me: NodeId,
+    target: NodeId,
+    addr: String,
+    conn: Option<Conn>,
 }
 
 impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
     type Network = PeerClient;
 
-    async fn new_client(&mut self, target: NodeId, _node: &NodeInfo) -> PeerClient {
-        PeerClient { target }
+    async fn new_client(&mut self, target: NodeId, node: &NodeInfo) -> PeerClient {
+        PeerClient {
+            me: self.me,
+            target,
+            addr: node.raft_addr.clone(),
+            conn: None,
+        }
     }
+}
+
+impl PeerClient {
+    async fn conn(&mut self) -> io::Result<&mut Conn> {
+        if self.conn.is_none() {
+            self.conn = Some(Conn::connect(&self.addr, self.me, self.target).await?);
+        }
+        self.conn
+            .as_mut()
+            .ok_or_else(|| io::Error::other("connection vanished"))
+    }
+
+    /// One request/response with a deadline. Any failure drops the connection, so the next
+    /// call starts clean (a late response can never be taken for the next request's).
+    async fn call(
+        &mut self,
+        req: Request,
+        ttl: Duration,
+    ) -> Result<Response, RPCError<TypeConfig>> {
+        let fut = async {
+            let conn = self.conn().await?;
+            conn.call(&req).await
+        };
+        match tokio::time::timeout(ttl, fut).await {
+            Ok(Ok(resp)) => Ok(resp),
+            Ok(Err(e)) => {
+                self.conn = None;
+                // A peer that is down gets the long backoff of Unreachable.
+                Err(RPCError::Unreachable(Unreachable::new(&e)))
+            }
+            Err(_) => {
+                self.conn = None;
+                Err(RPCError::Network(NetworkError::from_string(format!(
+                    "node {} ({}) did not answer within {ttl:?}",
+                    self.target, self.addr
+                ))))
+            }
+        }
+    }
+}
+
+fn remote<T>(r: Result<T, String>) -> Result<T, RPCError<TypeConfig>> {
+    r.map_err(|e| RPCError::Network(NetworkError::from_string(e)))
+}
+
+fn unexpected<T>(resp: Response) -> Result<T, RPCError<TypeConfig>> {
+    Err(RPCError::Network(NetworkError::from_string(format!(
+        "unexpected response {resp:?}"
+    ))))
 }
 
 impl RaftNetworkV2<TypeConfig> for PeerClient {
@@ -46,27 +105,104 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
 
     async fn append_entries(
         &mut self,
-        _rpc: AppendEntriesRequest<TypeConfig>,
-        _option: RPCOption,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
-        Err(RPCError::Unreachable(self.unreachable()))
+        match self
+            .call(Request::AppendEntries(rpc), option.hard_ttl())
+            .await?
+        {
+            Response::AppendEntries(r) => remote(r),
+            other => unexpected(other),
+        }
     }
 
     async fn vote(
         &mut self,
-        _rpc: VoteRequest<TypeConfig>,
-        _option: RPCOption,
+        rpc: VoteRequest<TypeConfig>,
+        option: RPCOption,
     ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
-        Err(RPCError::Unreachable(self.unreachable()))
+        match self.call(Request::Vote(rpc), option.hard_ttl()).await? {
+            Response::Vote(r) => remote(r),
+            other => unexpected(other),
+        }
+    }
+
+    async fn pre_vote(
+        &mut self,
+        rpc: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        match self.call(Request::PreVote(rpc), option.hard_ttl()).await? {
+            Response::Vote(r) => remote(r),
+            other => unexpected(other),
+        }
+    }
+
+    async fn transfer_leader(
+        &mut self,
+        req: TransferLeaderRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<TransferLeaderResponse<TypeConfig>, RPCError<TypeConfig>> {
+        match self
+            .call(Request::TransferLeader(req), option.hard_ttl())
+            .await?
+        {
+            Response::TransferLeader(r) => remote(r),
+            other => unexpected(other),
+        }
     }
 
     async fn full_snapshot(
         &mut self,
-        _vote: VoteOf<TypeConfig>,
-        _snapshot: SnapshotOf<TypeConfig, SnapshotFile>,
-        _cancel: impl Future<Output = ReplicationClosed> + OptionalSend + 'static,
-        _option: RPCOption,
+        vote: VoteOf<TypeConfig>,
+        snapshot: SnapshotOf<TypeConfig, SnapshotFile>,
+        cancel: impl Future<Output = ReplicationClosed> + OptionalSend + 'static,
+        option: RPCOption,
     ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
-        Err(StreamingError::Unreachable(self.unreachable()))
+        let me = self.me;
+        let target = self.target;
+        let addr = self.addr.clone();
+        let send = async move {
+            // A fresh connection: a half-sent snapshot must not leave bytes on a reused one.
+            let mut conn = Conn::connect(&addr, me, target).await?;
+            let mut file = tokio::fs::File::from_std(snapshot.snapshot.file.try_clone()?);
+            let size = file.metadata().await?.len();
+            conn.send(&Request::InstallSnapshot {
+                vote,
+                meta: snapshot.meta.clone(),
+                size,
+            })
+            .await?;
+            let mut buf = vec![0u8; SNAPSHOT_CHUNK_BYTES];
+            loop {
+                let n = file.read(&mut buf).await?;
+                if n == 0 {
+                    break;
+                }
+                conn.send_raw(Bytes::copy_from_slice(&buf[..n])).await?;
+            }
+            conn.send_raw(Bytes::new()).await?;
+            conn.recv::<Response>().await?.ok_or_else(|| {
+                io::Error::new(io::ErrorKind::UnexpectedEof, "peer closed during snapshot")
+            })
+        };
+        let resp = tokio::select! {
+            closed = cancel => return Err(StreamingError::Closed(closed)),
+            r = tokio::time::timeout(option.hard_ttl(), send) => r,
+        };
+        match resp {
+            Ok(Ok(Response::InstallSnapshot(Ok(r)))) => Ok(r),
+            Ok(Ok(Response::InstallSnapshot(Err(e)))) => {
+                Err(StreamingError::Network(NetworkError::from_string(e)))
+            }
+            Ok(Ok(other)) => Err(StreamingError::Network(NetworkError::from_string(format!(
+                "unexpected response {other:?}"
+            )))),
+            Ok(Err(e)) => Err(StreamingError::Unreachable(Unreachable::new(&e))),
+            Err(_) => Err(StreamingError::Network(NetworkError::from_string(
+                "snapshot transfer timed out",
+            ))),
+        }
     }
 }

@@ -1,26 +1,29 @@
 //! A sqlkeeper node: its data directory, its Raft instance, and the calls the protocol layer
 //! makes (write through the log, read locally).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::{BuildHasher, RandomState};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use openraft::async_runtime::WatchReceiver;
-use openraft::errors::{ClientWriteError, ForwardToLeader, RaftError};
-use openraft::{Config, Raft, ServerState, SnapshotPolicy};
+use openraft::errors::{ClientWriteError, ForwardToLeader, LinearizableReadError, RaftError};
+use openraft::Instant as _;
+use openraft::{ChangeMembers, Config, Raft, ReadPolicy, ServerState, SnapshotPolicy};
 use serde::{Deserialize, Serialize};
 use sqlkeeper_engine::{
     Command, EngineError, ExecError, LogIndex, Outcome, ReadPool, ReadView, RequestId, Stamp,
-    Statement,
+    Statement, Value, REMOVED_NODES_TABLE,
 };
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::log_store::LogStore;
 use crate::network::NetworkFactory;
+use crate::rpc::{AdminOp, Conn, RemoteError, Request, Response};
 use crate::state_machine::StateMachineStore;
 use crate::types::{NodeId, NodeInfo, TypeConfig};
 
@@ -40,6 +43,17 @@ pub const ELECTION_TIMEOUT_MIN: Duration = Duration::from_millis(400);
 /// Upper bound of the randomized election timeout.
 pub const ELECTION_TIMEOUT_MAX: Duration = Duration::from_millis(800);
 
+/// Idle connections kept per peer for forwarded requests.
+const PEER_CONNECTIONS_KEPT: usize = 8;
+
+/// Pause between retries of a write or read index while the leader changes.
+pub const WRITE_RETRY_BACKOFF: Duration = Duration::from_millis(50);
+
+/// How often the leader checks whether the preferred leader is ready to take over.
+const PREFERRED_LEADER_CHECK: Duration = Duration::from_millis(500);
+/// The preferred leader counts as caught up within this many entries of the leader's log.
+const PREFERRED_LEADER_LAG_MAX: u64 = 8;
+
 /// Name of the identity file in the data directory.
 const IDENTITY_FILE: &str = "node.json";
 /// Version of the data directory layout.
@@ -56,18 +70,35 @@ pub struct NodeConfig {
     pub raft_addr: String,
     /// Address for Postgres clients (advertised to peers).
     pub pg_addr: String,
+    /// `--initial-cluster`: every member of a static cluster with its Raft address. The
+    /// member with the smallest id initializes it, once.
+    pub initial_cluster: Option<BTreeMap<NodeId, String>>,
+    /// `--join`: a member's Raft address; this node asks to be added (learner, then voter).
+    pub join: Option<String>,
+    /// `--preferred-leader`: leadership moves back to this node whenever it is a healthy,
+    /// caught-up voter.
+    pub preferred_leader: Option<NodeId>,
+    /// Test hook: delay before each applied batch (simulates a slow follower).
+    pub apply_delay: Duration,
 }
 
 /// Errors the protocol layer maps to SQLSTATEs (see `pgwire-server`'s `sqlstate` function).
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
-    /// This node is not the leader and cannot accept the write.
-    #[error("this node is not the leader{}", match .leader_id { Some(l) => format!("; the leader is node {l}"), None => String::new() })]
+    /// The write could not reach a leader before its deadline; nothing was applied.
+    #[error("no leader accepted the write{}", match .leader_id { Some(l) => format!("; the leader is node {l}"), None => String::new() })]
     NotLeader {
         /// The current leader, if known.
         leader_id: Option<NodeId>,
         /// Its Postgres address, if known.
         leader_pg_addr: Option<String>,
+    },
+    /// The leader was lost after the write was proposed and the retries ran out: it may or
+    /// may not have been applied.
+    #[error("the outcome of the write is unknown: the leader changed while it was in flight")]
+    OutcomeUnknown {
+        /// The last known leader.
+        leader_id: Option<NodeId>,
     },
     /// A statement failed deterministically.
     #[error(transparent)]
@@ -146,12 +177,39 @@ pub struct Node {
     id: NodeId,
     raft: Raft<TypeConfig, StateMachineStore>,
     reads: Arc<ReadPool>,
+    /// This node's addresses as advertised to peers.
+    info: NodeInfo,
+    snapshot_dir: PathBuf,
     /// Request ids: this node's id plus a counter that starts at the boot time in µs, so ids
     /// do not repeat across restarts.
     next_serial: AtomicU64,
     random: RandomState,
+    /// When a leader last replicated to this node successfully (followers and learners).
+    last_leader_contact: Mutex<Option<Instant>>,
+    /// Open connections to peers for forwarded requests, reused one request at a time.
+    peer_conns: Mutex<HashMap<NodeId, Vec<Conn>>>,
+    /// Postgres addresses of peers learned with `Info` requests (members added by
+    /// `--initial-cluster` are known only by their Raft address).
+    pg_addrs: Mutex<HashMap<NodeId, String>>,
     /// Set to a message when the node has failed and must stop; the binary waits on it.
     fatal: watch::Receiver<Option<String>>,
+}
+
+/// One member as `sqlkeeper.nodes` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberRow {
+    /// Node id.
+    pub node_id: NodeId,
+    /// Raft address.
+    pub raft_addr: String,
+    /// Postgres address, if known.
+    pub pg_addr: Option<String>,
+    /// leader, follower or learner.
+    pub role: &'static str,
+    /// Whether it votes.
+    pub voter: bool,
+    /// Highest log index the leader knows it has (only on the leader).
+    pub matched_index: Option<u64>,
 }
 
 fn role_of(state: ServerState) -> &'static str {
@@ -220,19 +278,29 @@ fn prepare_data_dir(dir: &Path, node_id: NodeId) -> Result<(), StartError> {
 }
 
 impl Node {
-    /// Opens the data directory, starts Raft, and bootstraps a single-node cluster if the
-    /// directory is new.
-    pub async fn start(config: NodeConfig) -> Result<Arc<Node>, StartError> {
+    /// Opens the data directory, starts Raft and its cluster listener, and bootstraps or
+    /// joins a cluster if the directory is new: `--initial-cluster` (the smallest id
+    /// initializes), `--join` (ask a member to add us), or neither (a single-node cluster).
+    pub async fn start(
+        config: NodeConfig,
+        raft_listener: TcpListener,
+    ) -> Result<Arc<Node>, StartError> {
         prepare_data_dir(&config.data_dir, config.node_id)?;
         let other =
             |what: &'static str| move |e: io::Error| StartError::Other(format!("{what}: {e}"));
+        let raft_addr = raft_listener
+            .local_addr()
+            .map_err(other("read raft listener address"))?
+            .to_string();
+        let snapshot_dir = config.data_dir.join("snapshots");
         let log = LogStore::open(&config.data_dir.join("raft")).map_err(other("open raft log"))?;
         let sm = StateMachineStore::open(
             &config.data_dir.join("state"),
-            &config.data_dir.join("snapshots"),
+            &snapshot_dir,
             config.node_id,
         )
-        .map_err(other("open state machine"))?;
+        .map_err(other("open state machine"))?
+        .with_apply_delay(config.apply_delay);
         let reads = sm.read_pool();
         let raft_config = Config {
             cluster_name: "sqlkeeper".into(),
@@ -248,47 +316,134 @@ impl Node {
         }
         .validate()
         .map_err(|e| StartError::Other(format!("raft config: {e}")))?;
-        let raft = Raft::new(
-            config.node_id,
-            Arc::new(raft_config),
-            NetworkFactory,
-            log,
-            sm,
-        )
-        .await
-        .map_err(|e| StartError::Other(format!("start raft: {e}")))?;
+        let network = NetworkFactory { me: config.node_id };
+        let raft = Raft::new(config.node_id, Arc::new(raft_config), network, log, sm)
+            .await
+            .map_err(|e| StartError::Other(format!("start raft: {e}")))?;
+        let info = NodeInfo {
+            raft_addr: raft_addr.clone(),
+            pg_addr: config.pg_addr.clone(),
+        };
+        let (fatal_tx, fatal_rx) = watch::channel(None);
+        tokio::spawn(watch_raft(raft.clone(), fatal_tx));
+        let node = Arc::new(Node {
+            id: config.node_id,
+            raft: raft.clone(),
+            reads,
+            info: info.clone(),
+            snapshot_dir,
+            next_serial: AtomicU64::new(now_micros() as u64),
+            random: RandomState::new(),
+            last_leader_contact: Mutex::new(None),
+            peer_conns: Mutex::new(HashMap::new()),
+            pg_addrs: Mutex::new(HashMap::new()),
+            fatal: fatal_rx,
+        });
+        tokio::spawn(crate::server::serve(raft_listener, node.clone()));
+
         let initialized = raft
             .is_initialized()
             .await
             .map_err(|e| StartError::Other(format!("read raft state: {e}")))?;
         if !initialized {
-            let me = NodeInfo {
-                raft_addr: config.raft_addr.clone(),
-                pg_addr: config.pg_addr.clone(),
-            };
-            raft.initialize(BTreeMap::from([(config.node_id, me)]))
-                .await
-                .map_err(|e| StartError::Other(format!("bootstrap single-node cluster: {e}")))?;
-            tracing::info!(
-                node_id = config.node_id,
-                "bootstrapped a new single-node cluster"
-            );
+            match (&config.initial_cluster, &config.join) {
+                (Some(members), _) => {
+                    if !members.contains_key(&config.node_id) {
+                        return Err(StartError::Other(format!(
+                            "--initial-cluster does not list this node (id {})",
+                            config.node_id
+                        )));
+                    }
+                    let first = members.keys().next().copied();
+                    if first == Some(config.node_id) {
+                        let nodes: BTreeMap<NodeId, NodeInfo> = members
+                            .iter()
+                            .map(|(id, addr)| {
+                                let pg_addr = if *id == config.node_id {
+                                    info.pg_addr.clone()
+                                } else {
+                                    String::new()
+                                };
+                                (
+                                    *id,
+                                    NodeInfo {
+                                        raft_addr: addr.clone(),
+                                        pg_addr,
+                                    },
+                                )
+                            })
+                            .collect();
+                        raft.initialize(nodes)
+                            .await
+                            .map_err(|e| StartError::Other(format!("initialize cluster: {e}")))?;
+                        tracing::info!(
+                            node_id = config.node_id,
+                            members = members.len(),
+                            "initialized a new cluster"
+                        );
+                    }
+                }
+                (None, Some(addr)) => {
+                    tokio::spawn(join_cluster(node.clone(), addr.clone()));
+                }
+                (None, None) => {
+                    raft.initialize(BTreeMap::from([(config.node_id, info.clone())]))
+                        .await
+                        .map_err(|e| {
+                            StartError::Other(format!("bootstrap single-node cluster: {e}"))
+                        })?;
+                    tracing::info!(
+                        node_id = config.node_id,
+                        "bootstrapped a new single-node cluster"
+                    );
+                }
+            }
         }
-        let (fatal_tx, fatal_rx) = watch::channel(None);
-        tokio::spawn(watch_raft(raft.clone(), fatal_tx));
-        Ok(Arc::new(Node {
-            id: config.node_id,
-            raft,
-            reads,
-            next_serial: AtomicU64::new(now_micros() as u64),
-            random: RandomState::new(),
-            fatal: fatal_rx,
-        }))
+        if let Some(preferred) = config.preferred_leader {
+            tokio::spawn(keep_preferred_leader(node.clone(), preferred));
+        }
+        Ok(node)
     }
 
     /// This node's id.
     pub fn id(&self) -> NodeId {
         self.id
+    }
+
+    /// The Raft instance.
+    pub(crate) fn raft(&self) -> &Raft<TypeConfig, StateMachineStore> {
+        &self.raft
+    }
+
+    /// This node's addresses.
+    pub fn info(&self) -> NodeInfo {
+        self.info.clone()
+    }
+
+    pub(crate) fn snapshot_dir(&self) -> PathBuf {
+        self.snapshot_dir.clone()
+    }
+
+    /// Records that the current leader just replicated to us.
+    pub(crate) fn touch_leader(&self, _leader: NodeId) {
+        *self
+            .last_leader_contact
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+    }
+
+    /// Time since this node last knew it was in contact with a working leader: on the
+    /// leader, since a quorum last acknowledged it; elsewhere, since the leader last
+    /// replicated to it. `None` if never.
+    pub fn staleness(&self) -> Option<Duration> {
+        let m = self.raft.metrics().borrow_watched().clone();
+        if m.state == ServerState::Leader {
+            return m.last_quorum_acked.as_ref().map(|i| i.elapsed());
+        }
+        self.last_leader_contact
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .map(|i| i.elapsed())
     }
 
     /// Resolves when the node has failed; carries the reason.
@@ -312,19 +467,23 @@ impl Node {
         }
     }
 
-    /// Replicates `statements` as one log entry and returns what applying it produced, with
-    /// the entry's log index. The statements run all-or-nothing.
-    pub async fn write(
+    fn new_request_id(&self) -> RequestId {
+        RequestId {
+            origin: self.id,
+            serial: self.next_serial.fetch_add(1, Ordering::Relaxed),
+        }
+    }
+
+    /// Proposes a command on this node, which must be the leader. The leader fixes the
+    /// command's time and seed.
+    pub(crate) async fn propose(
         &self,
+        request_id: RequestId,
         statements: Vec<Statement>,
-    ) -> Result<(Outcome, LogIndex), NodeError> {
-        let serial = self.next_serial.fetch_add(1, Ordering::Relaxed);
+    ) -> Result<(Outcome, LogIndex), RemoteError> {
         let command = Command::Execute {
-            request_id: Some(RequestId {
-                origin: self.id,
-                serial,
-            }),
-            stamp: self.stamp(serial),
+            request_id: Some(request_id),
+            stamp: self.stamp(request_id.serial),
             statements,
         };
         match self.raft.client_write(command).await {
@@ -333,13 +492,463 @@ impl Node {
                 leader_id,
                 leader_node,
                 ..
-            }))) => Err(NodeError::NotLeader {
+            }))) => Err(RemoteError::NotLeader {
                 leader_id,
-                leader_pg_addr: leader_node.map(|n| n.pg_addr),
+                leader: leader_node,
             }),
-            Err(RaftError::APIError(e)) => Err(NodeError::Unavailable(e.to_string())),
-            Err(RaftError::Fatal(f)) => Err(NodeError::Fatal(f.to_string())),
+            Err(RaftError::APIError(ClientWriteError::LogEntryDiscarded(f))) => Err(
+                RemoteError::Unknown(format!("the entry was discarded by a leader change: {f}")),
+            ),
+            Err(RaftError::APIError(e)) => Err(RemoteError::Failed(e.to_string())),
+            Err(RaftError::Fatal(f)) => Err(RemoteError::Failed(f.to_string())),
         }
+    }
+
+    /// Calls a peer over a pooled connection.
+    async fn call_peer(
+        &self,
+        target: NodeId,
+        addr: &str,
+        req: &Request,
+        ttl: Duration,
+    ) -> io::Result<Response> {
+        let pooled = self
+            .peer_conns
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_mut(&target)
+            .and_then(|v| v.pop());
+        let mut conn = match pooled {
+            Some(c) => c,
+            None => Conn::connect(addr, self.id, target).await?,
+        };
+        let resp = tokio::time::timeout(ttl, conn.call(req))
+            .await
+            .map_err(|_| {
+                io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("node {target} did not answer in {ttl:?}"),
+                )
+            })??;
+        let mut pool = self.peer_conns.lock().unwrap_or_else(|p| p.into_inner());
+        let v = pool.entry(target).or_default();
+        if v.len() < PEER_CONNECTIONS_KEPT {
+            v.push(conn);
+        }
+        Ok(resp)
+    }
+
+    /// The current leader and its addresses, waiting up to an election for one to emerge.
+    async fn leader(&self) -> Option<(NodeId, NodeInfo)> {
+        let deadline = Instant::now() + ELECTION_TIMEOUT_MAX * 3;
+        loop {
+            let m = self.raft.metrics().borrow_watched().clone();
+            if let Some(l) = m.current_leader {
+                if let Some(info) = m.membership_config.membership().get_node(&l) {
+                    return Some((l, info.clone()));
+                }
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Replicates `statements` as one log entry and returns what applying it produced, with
+    /// the entry's log index. The statements run all-or-nothing. On a follower the write is
+    /// forwarded to the leader, and this returns only after this node has applied the entry
+    /// too, so the session's next read here sees it. A leader change is retried with the same
+    /// request id, which the state machine deduplicates, so a retried write is never applied
+    /// twice.
+    pub async fn write(
+        &self,
+        statements: Vec<Statement>,
+        timeout: Duration,
+    ) -> Result<(Outcome, LogIndex), NodeError> {
+        let request_id = self.new_request_id();
+        let deadline = Instant::now() + timeout;
+        let mut unknown = false;
+        let mut last_leader = None;
+        loop {
+            let result = match self.leader().await {
+                Some((leader, _)) if leader == self.id => {
+                    self.propose(request_id, statements.clone()).await
+                }
+                Some((leader, info)) => {
+                    last_leader = Some((leader, info.clone()));
+                    let req = Request::ForwardWrite {
+                        request_id,
+                        statements: statements.clone(),
+                    };
+                    let left = deadline
+                        .saturating_duration_since(Instant::now())
+                        .max(Duration::from_millis(100));
+                    match self.call_peer(leader, &info.raft_addr, &req, left).await {
+                        Ok(Response::ForwardWrite(r)) => r,
+                        Ok(other) => Err(RemoteError::Failed(format!(
+                            "unexpected response {other:?}"
+                        ))),
+                        // The request may have reached the leader: unknown, retry with the id.
+                        Err(e) => Err(RemoteError::Unknown(e.to_string())),
+                    }
+                }
+                None => Err(RemoteError::NotLeader {
+                    leader_id: None,
+                    leader: None,
+                }),
+            };
+            match result {
+                Ok((outcome, index)) => {
+                    let left = deadline
+                        .saturating_duration_since(Instant::now())
+                        .max(Duration::from_secs(1));
+                    self.wait_applied(index, left).await?;
+                    return Ok((outcome, index));
+                }
+                Err(RemoteError::Failed(m)) => return Err(NodeError::Unavailable(m)),
+                Err(RemoteError::Unknown(m)) => {
+                    unknown = true;
+                    tracing::debug!(error = %m, "write outcome unknown; retrying with the same request id");
+                }
+                Err(RemoteError::NotLeader { leader_id, leader }) => {
+                    if let (Some(l), Some(info)) = (leader_id, leader) {
+                        last_leader = Some((l, info));
+                    }
+                }
+            }
+            if Instant::now() >= deadline {
+                let (leader_id, leader_pg_addr) = match last_leader {
+                    Some((id, info)) => (Some(id), self.pg_addr_of(id, &info)),
+                    None => (None, None),
+                };
+                return Err(if unknown {
+                    NodeError::OutcomeUnknown { leader_id }
+                } else {
+                    NodeError::NotLeader {
+                        leader_id,
+                        leader_pg_addr,
+                    }
+                });
+            }
+            tokio::time::sleep(WRITE_RETRY_BACKOFF).await;
+        }
+    }
+
+    /// A linearizable read index, on the leader: confirms leadership with a quorum.
+    pub(crate) async fn leader_read_index(&self) -> Result<LogIndex, RemoteError> {
+        match self.raft.ensure_linearizable(ReadPolicy::ReadIndex).await {
+            Ok(read) => Ok(LogIndex(read.index())),
+            Err(RaftError::APIError(LinearizableReadError::ForwardToLeader(f))) => {
+                Err(RemoteError::NotLeader {
+                    leader_id: f.leader_id,
+                    leader: f.leader_node,
+                })
+            }
+            Err(e) => Err(RemoteError::Failed(e.to_string())),
+        }
+    }
+
+    /// Obtains a linearizable read index (from the leader, over the network on a follower)
+    /// and waits until this node has applied it.
+    pub async fn linearizable_barrier(&self, timeout: Duration) -> Result<LogIndex, NodeError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let r = match self.leader().await {
+                Some((l, _)) if l == self.id => self.leader_read_index().await,
+                Some((l, info)) => {
+                    let left = deadline
+                        .saturating_duration_since(Instant::now())
+                        .max(Duration::from_millis(100));
+                    match self
+                        .call_peer(l, &info.raft_addr, &Request::ReadIndex, left)
+                        .await
+                    {
+                        Ok(Response::ReadIndex(r)) => r,
+                        Ok(other) => Err(RemoteError::Failed(format!(
+                            "unexpected response {other:?}"
+                        ))),
+                        Err(e) => Err(RemoteError::Unknown(e.to_string())),
+                    }
+                }
+                None => Err(RemoteError::NotLeader {
+                    leader_id: None,
+                    leader: None,
+                }),
+            };
+            match r {
+                Ok(index) => {
+                    let left = deadline
+                        .saturating_duration_since(Instant::now())
+                        .max(Duration::from_millis(100));
+                    self.wait_applied(index, left).await?;
+                    return Ok(index);
+                }
+                Err(e) if Instant::now() >= deadline => {
+                    return Err(NodeError::Unavailable(format!(
+                        "no linearizable read index: {e}"
+                    )));
+                }
+                Err(_) => tokio::time::sleep(WRITE_RETRY_BACKOFF).await,
+            }
+        }
+    }
+
+    /// Runs a membership or leadership operation on the leader (forwarding it there).
+    pub async fn admin(&self, op: AdminOp, timeout: Duration) -> Result<String, NodeError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let r = match self.leader().await {
+                Some((l, _)) if l == self.id => self.admin_on_leader(op.clone()).await,
+                Some((l, info)) => {
+                    let left = deadline
+                        .saturating_duration_since(Instant::now())
+                        .max(Duration::from_millis(100));
+                    match self
+                        .call_peer(l, &info.raft_addr, &Request::Admin(op.clone()), left)
+                        .await
+                    {
+                        Ok(Response::Admin(r)) => r,
+                        Ok(other) => Err(RemoteError::Failed(format!(
+                            "unexpected response {other:?}"
+                        ))),
+                        Err(e) => Err(RemoteError::Unknown(e.to_string())),
+                    }
+                }
+                None => Err(RemoteError::NotLeader {
+                    leader_id: None,
+                    leader: None,
+                }),
+            };
+            match r {
+                Ok(msg) => return Ok(msg),
+                Err(RemoteError::Failed(m)) => {
+                    return Err(NodeError::Exec(ExecError::new("55000", m)))
+                }
+                Err(e) if Instant::now() >= deadline => {
+                    return Err(NodeError::Unavailable(format!("{e}")));
+                }
+                Err(_) => tokio::time::sleep(WRITE_RETRY_BACKOFF).await,
+            }
+        }
+    }
+
+    /// Runs an admin operation; this node must be the leader.
+    pub(crate) async fn admin_on_leader(&self, op: AdminOp) -> Result<String, RemoteError> {
+        let not_leader =
+            |e: &RaftError<TypeConfig, ClientWriteError<TypeConfig>>| match e.forward_to_leader() {
+                Some(f) => Some(RemoteError::NotLeader {
+                    leader_id: f.leader_id,
+                    leader: f.leader_node.clone(),
+                }),
+                None => None,
+            };
+        let m = self.raft.metrics().borrow_watched().clone();
+        if m.state != ServerState::Leader {
+            return Err(RemoteError::NotLeader {
+                leader_id: m.current_leader,
+                leader: None,
+            });
+        }
+        let membership = m.membership_config.membership().clone();
+        if let AdminOp::AddLearner { node_id, info } | AdminOp::AddNode { node_id, info } = &op {
+            if let Some(existing) = membership.get_node(node_id) {
+                if existing != info {
+                    return Err(RemoteError::Failed(format!(
+                        "node id {node_id} is already a member with other addresses"
+                    )));
+                }
+                // A retried join finds itself added; finish the promotion if it was cut short.
+                let voter = membership.voter_ids().any(|v| v == *node_id);
+                if matches!(op, AdminOp::AddNode { .. }) && !voter {
+                    self.raft
+                        .change_membership(
+                            ChangeMembers::AddVoterIds(BTreeSet::from([*node_id])),
+                            false,
+                        )
+                        .await
+                        .map_err(|e| {
+                            not_leader(&e).unwrap_or_else(|| RemoteError::Failed(e.to_string()))
+                        })?;
+                    return Ok(format!("node {node_id} promoted to voter"));
+                }
+                return Ok(format!("node {node_id} is already a member"));
+            }
+        }
+        match op {
+            AdminOp::AddLearner { node_id, info } => {
+                self.check_id_unused(node_id).await?;
+                self.raft
+                    .add_learner(node_id, info, false)
+                    .await
+                    .map_err(|e| {
+                        not_leader(&e).unwrap_or_else(|| RemoteError::Failed(e.to_string()))
+                    })?;
+                Ok(format!("node {node_id} added as a learner"))
+            }
+            AdminOp::AddNode { node_id, info } => {
+                self.check_id_unused(node_id).await?;
+                self.raft
+                    .add_learner(node_id, info, true)
+                    .await
+                    .map_err(|e| {
+                        not_leader(&e).unwrap_or_else(|| RemoteError::Failed(e.to_string()))
+                    })?;
+                self.raft
+                    .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([node_id])), false)
+                    .await
+                    .map_err(|e| {
+                        not_leader(&e).unwrap_or_else(|| RemoteError::Failed(e.to_string()))
+                    })?;
+                Ok(format!("node {node_id} added as a voter"))
+            }
+            AdminOp::RemoveNode { node_id } => {
+                if membership.get_node(&node_id).is_none() {
+                    return Err(RemoteError::Failed(format!(
+                        "node {node_id} is not a member"
+                    )));
+                }
+                // Record the id first: it must never be accepted again, even if the removal
+                // is interrupted and retried.
+                let stmt = Statement {
+                    sql: format!(
+                        "INSERT OR IGNORE INTO {REMOVED_NODES_TABLE} (node_id) VALUES (?1)"
+                    ),
+                    params: vec![Value::Integer(node_id as i64)],
+                };
+                self.propose(self.new_request_id(), vec![stmt]).await?;
+                let change = if membership.voter_ids().any(|v| v == node_id) {
+                    ChangeMembers::RemoveVoters(BTreeSet::from([node_id]))
+                } else {
+                    ChangeMembers::RemoveNodes(BTreeSet::from([node_id]))
+                };
+                self.raft
+                    .change_membership(change, false)
+                    .await
+                    .map_err(|e| {
+                        not_leader(&e).unwrap_or_else(|| RemoteError::Failed(e.to_string()))
+                    })?;
+                Ok(format!("node {node_id} removed"))
+            }
+            AdminOp::TransferLeader { node_id } => {
+                if !membership.voter_ids().any(|v| v == node_id) {
+                    return Err(RemoteError::Failed(format!(
+                        "node {node_id} is not a voter"
+                    )));
+                }
+                if node_id == self.id {
+                    return Ok(format!("node {node_id} is already the leader"));
+                }
+                self.raft
+                    .trigger()
+                    .transfer_leader(node_id)
+                    .await
+                    .map_err(|e| RemoteError::Failed(e.to_string()))?;
+                self.raft
+                    .wait(Some(ELECTION_TIMEOUT_MAX * 10))
+                    .current_leader(node_id, "leadership transfer")
+                    .await
+                    .map_err(|e| {
+                        RemoteError::Failed(format!(
+                            "leadership did not move to node {node_id}: {e}"
+                        ))
+                    })?;
+                Ok(format!("node {node_id} is now the leader"))
+            }
+        }
+    }
+
+    async fn check_id_unused(&self, node_id: NodeId) -> Result<(), RemoteError> {
+        let removed = self
+            .read(move |v| {
+                v.query(&Statement {
+                    sql: format!("SELECT 1 FROM {REMOVED_NODES_TABLE} WHERE node_id = ?1"),
+                    params: vec![Value::Integer(node_id as i64)],
+                })
+                .map_err(EngineError::from)
+            })
+            .await
+            .map_err(|e| RemoteError::Failed(e.to_string()))?;
+        if !removed.rows.is_empty() {
+            return Err(RemoteError::Failed(format!(
+                "node id {node_id} belonged to a removed node and is never reused; choose a new id"
+            )));
+        }
+        Ok(())
+    }
+
+    /// The Postgres address of a member, if known.
+    fn pg_addr_of(&self, id: NodeId, info: &NodeInfo) -> Option<String> {
+        if !info.pg_addr.is_empty() {
+            return Some(info.pg_addr.clone());
+        }
+        self.pg_addrs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+            .cloned()
+    }
+
+    /// Every member as the leader sees it (matched index only on the leader). Postgres
+    /// addresses not in the membership are asked from the members themselves.
+    pub async fn members(&self) -> Vec<MemberRow> {
+        let m = self.raft.metrics().borrow_watched().clone();
+        let membership = m.membership_config.membership().clone();
+        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        let mut rows = Vec::new();
+        for (id, info) in membership.nodes() {
+            let mut pg_addr = if *id == self.id {
+                Some(self.info.pg_addr.clone())
+            } else {
+                self.pg_addr_of(*id, info)
+            };
+            if pg_addr.is_none() {
+                if let Ok(Response::Info(i)) = self
+                    .call_peer(
+                        *id,
+                        &info.raft_addr,
+                        &Request::Info,
+                        Duration::from_millis(300),
+                    )
+                    .await
+                {
+                    self.pg_addrs
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(*id, i.pg_addr.clone());
+                    pg_addr = Some(i.pg_addr);
+                }
+            }
+            let voter = voters.contains(id);
+            let role = if m.current_leader == Some(*id) {
+                "leader"
+            } else if voter {
+                "follower"
+            } else {
+                "learner"
+            };
+            let matched_index = if m.state == ServerState::Leader {
+                if *id == self.id {
+                    m.last_log_index
+                } else {
+                    m.replication
+                        .as_ref()
+                        .and_then(|r| r.get(id).cloned().flatten())
+                        .map(|l| l.index)
+                }
+            } else {
+                None
+            };
+            rows.push(MemberRow {
+                node_id: *id,
+                raft_addr: info.raft_addr.clone(),
+                pg_addr,
+                role,
+                voter,
+                matched_index,
+            });
+        }
+        rows
     }
 
     /// Runs `f` in one read transaction on a local read-only connection. If the returned
@@ -455,6 +1064,75 @@ impl Drop for InterruptOnDrop {
             .as_ref()
         {
             h.interrupt();
+        }
+    }
+}
+
+/// Asks the member at `addr` to add this node to its cluster (learner, then voter), retrying
+/// until it succeeds: the member may not be up yet.
+async fn join_cluster(node: Arc<Node>, addr: String) {
+    let op = AdminOp::AddNode {
+        node_id: node.id,
+        info: node.info.clone(),
+    };
+    loop {
+        // The member at `addr` forwards the request to its leader. Its id is not known yet:
+        // the hello names id 0, which every node accepts only for `Info`-like joins.
+        let r = async {
+            let mut conn = Conn::connect_any(&addr, node.id).await?;
+            conn.call(&Request::Admin(op.clone())).await
+        }
+        .await;
+        match r {
+            Ok(Response::Admin(Ok(msg))) => {
+                tracing::info!(node_id = node.id, via = %addr, "{msg}");
+                return;
+            }
+            Ok(Response::Admin(Err(e))) => {
+                tracing::warn!(via = %addr, error = %e, "join refused; retrying")
+            }
+            Ok(other) => {
+                tracing::warn!(via = %addr, response = ?other, "unexpected join response; retrying")
+            }
+            Err(e) => {
+                tracing::debug!(via = %addr, error = %e, "cannot reach the cluster yet; retrying")
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// On the leader: hands leadership to `preferred` whenever it is a voter that has caught up.
+async fn keep_preferred_leader(node: Arc<Node>, preferred: NodeId) {
+    loop {
+        tokio::time::sleep(PREFERRED_LEADER_CHECK).await;
+        let m = node.raft.metrics().borrow_watched().clone();
+        if m.running_state.is_err() || m.state == ServerState::Shutdown {
+            return;
+        }
+        if m.state != ServerState::Leader || preferred == node.id {
+            continue;
+        }
+        let voter = m
+            .membership_config
+            .membership()
+            .voter_ids()
+            .any(|v| v == preferred);
+        let matched = m
+            .replication
+            .as_ref()
+            .and_then(|r| r.get(&preferred).cloned().flatten())
+            .map(|l| l.index);
+        let caught_up = matches!((matched, m.last_log_index), (Some(a), Some(b)) if a + PREFERRED_LEADER_LAG_MAX >= b);
+        if voter && caught_up {
+            tracing::info!(
+                node_id = node.id,
+                to = preferred,
+                "moving leadership back to the preferred leader"
+            );
+            let _ = node.raft.trigger().transfer_leader(preferred).await;
+            // Give the transfer an election's time before checking again.
+            tokio::time::sleep(ELECTION_TIMEOUT_MAX * 2).await;
         }
     }
 }

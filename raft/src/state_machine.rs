@@ -54,6 +54,8 @@ pub struct StateMachineStore {
     /// The newest complete snapshot. Shared with snapshot builders, which run in their own
     /// tasks and replace it when they finish.
     current: Arc<Mutex<Option<Current>>>,
+    /// Test hook: a pause before each applied batch, to simulate a slow replica.
+    apply_delay: std::time::Duration,
 }
 
 fn other<E: std::fmt::Display>(context: &'static str) -> impl FnOnce(E) -> io::Error {
@@ -147,7 +149,14 @@ impl StateMachineStore {
             reads,
             snapshot_dir: snapshot_dir.to_path_buf(),
             current: Arc::new(Mutex::new(current)),
+            apply_delay: std::time::Duration::ZERO,
         })
+    }
+
+    /// Delays every applied batch by `delay` (tests: a follower that lags).
+    pub fn with_apply_delay(mut self, delay: std::time::Duration) -> StateMachineStore {
+        self.apply_delay = delay;
+        self
     }
 
     /// The read pool over the state database.

@@ -15,7 +15,33 @@ pub enum StatementKind {
     Transaction(TxnOp),
     /// `SET`, `SHOW`, `RESET`: session state, never SQLite.
     Session(SessionOp),
+    /// `SELECT sqlkeeper.add_node(4, '127.0.0.1:7436')` and the other cluster functions:
+    /// run by the node, never by SQLite.
+    Admin(AdminCall),
+    /// A read of the node's introspection views (`sqlkeeper.status`, `sqlkeeper.nodes`):
+    /// runs on a scratch database holding the node's current values.
+    Introspection,
 }
+
+/// A call of a cluster administration function.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminCall {
+    /// Function name without the `sqlkeeper.` prefix, lower case.
+    pub function: String,
+    /// Literal arguments, as text.
+    pub args: Vec<String>,
+}
+
+/// Cluster administration functions, with their argument counts.
+pub const ADMIN_FUNCTIONS: &[(&str, usize)] = &[
+    ("add_learner", 2),
+    ("add_node", 2),
+    ("remove_node", 1),
+    ("transfer_leader", 1),
+];
+
+/// Introspection views in the `sqlkeeper` schema.
+pub const INTROSPECTION_VIEWS: &[&str] = &["status", "nodes"];
 
 /// Transaction-control statements.
 #[derive(Debug, Clone, PartialEq, Eq)]

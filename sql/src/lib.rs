@@ -12,6 +12,8 @@ mod classify;
 mod error;
 mod translate;
 
-pub use classify::{CommandTag, SessionOp, StatementKind, TxnOp};
+pub use classify::{
+    AdminCall, CommandTag, SessionOp, StatementKind, TxnOp, ADMIN_FUNCTIONS, INTROSPECTION_VIEWS,
+};
 pub use error::SqlError;
 pub use translate::{translate, Translated, PARSER_RECURSION_LIMIT, QUERY_BYTES_MAX};

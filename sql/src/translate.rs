@@ -4,14 +4,17 @@ use std::ops::ControlFlow;
 
 use sqlparser::ast::{
     visit_expressions_mut, visit_relations, visit_relations_mut, CastKind, ColumnOption, DataType,
-    Expr, ObjectName, ObjectNamePart, ObjectType, OrderBy, OrderByKind, OrderBySort, Query, Reset,
-    Set, Statement, TableConstraint, TransactionAccessMode, TransactionMode, Value, VisitMut,
-    VisitorMut,
+    Expr, FunctionArg, FunctionArgExpr, FunctionArguments, ObjectName, ObjectNamePart, ObjectType,
+    OrderBy, OrderByKind, OrderBySort, Query, Reset, SelectItem, Set, SetExpr, Statement,
+    TableConstraint, TransactionAccessMode, TransactionMode, Value, VisitMut, VisitorMut,
 };
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::{Parser, ParserError};
 
-use crate::classify::{drop_tag, query_writes, CommandTag, SessionOp, StatementKind, TxnOp};
+use crate::classify::{
+    drop_tag, query_writes, AdminCall, CommandTag, SessionOp, StatementKind, TxnOp,
+    ADMIN_FUNCTIONS, INTROSPECTION_VIEWS,
+};
 use crate::error::SqlError;
 
 /// Deepest expression nesting the parser accepts. Hostile input (thousands of nested
@@ -115,8 +118,133 @@ fn first_words(stmt: &Statement) -> String {
         .join(" ")
 }
 
+/// `SELECT sqlkeeper.f(literal, ...)`: a call of a cluster administration function.
+fn admin_call(stmt: &Statement) -> Result<Option<AdminCall>, SqlError> {
+    let Statement::Query(q) = stmt else {
+        return Ok(None);
+    };
+    let SetExpr::Select(select) = q.body.as_ref() else {
+        return Ok(None);
+    };
+    let [SelectItem::UnnamedExpr(Expr::Function(f))
+    | SelectItem::ExprWithAlias {
+        expr: Expr::Function(f),
+        ..
+    }] = select.projection.as_slice()
+    else {
+        return Ok(None);
+    };
+    let parts: Vec<String> = f
+        .name
+        .0
+        .iter()
+        .map(|p| p.to_string().to_ascii_lowercase())
+        .collect();
+    let [schema, function] = parts.as_slice() else {
+        return Ok(None);
+    };
+    if schema != "sqlkeeper" {
+        return Ok(None);
+    }
+    let Some((_, arity)) = ADMIN_FUNCTIONS.iter().find(|(n, _)| n == function) else {
+        return Err(SqlError {
+            sqlstate: "42883",
+            message: format!("function sqlkeeper.{function} does not exist"),
+            position: None,
+        });
+    };
+    if !select.from.is_empty() {
+        return Err(SqlError::unsupported(format!(
+            "sqlkeeper.{function} in a query with FROM"
+        )));
+    }
+    let FunctionArguments::List(list) = &f.args else {
+        return Err(SqlError::unsupported(format!(
+            "sqlkeeper.{function} without an argument list"
+        )));
+    };
+    let mut args = Vec::new();
+    for a in &list.args {
+        match a {
+            FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Value(v))) => {
+                args.push(match &v.value {
+                    Value::SingleQuotedString(s) => s.clone(),
+                    Value::Number(n, _) => n.to_string(),
+                    other => other.to_string(),
+                })
+            }
+            other => {
+                return Err(SqlError::unsupported(format!(
+                    "argument {other} of sqlkeeper.{function}: arguments must be literals"
+                )))
+            }
+        }
+    }
+    if args.len() != *arity {
+        return Err(SqlError {
+            sqlstate: "42883",
+            message: format!(
+                "function sqlkeeper.{function} takes {arity} arguments, not {}",
+                args.len()
+            ),
+            position: None,
+        });
+    }
+    Ok(Some(AdminCall {
+        function: function.clone(),
+        args,
+    }))
+}
+
+/// Whether a read uses the `sqlkeeper.status` / `sqlkeeper.nodes` views.
+fn reads_introspection(stmt: &Statement) -> bool {
+    matches!(
+        visit_relations(stmt, |name| {
+            let parts: Vec<String> = name
+                .0
+                .iter()
+                .map(|p| p.to_string().to_ascii_lowercase())
+                .collect();
+            match parts.as_slice() {
+                [s, v] if s == "sqlkeeper" && INTROSPECTION_VIEWS.contains(&v.as_str()) => {
+                    ControlFlow::Break(())
+                }
+                _ => ControlFlow::Continue(()),
+            }
+        }),
+        ControlFlow::Break(())
+    )
+}
+
 fn translate_statement(mut stmt: Statement) -> Result<Translated, SqlError> {
     let original = stmt.to_string();
+    if let Some(call) = admin_call(&stmt)? {
+        let tag = CommandTag::Select;
+        return Ok(Translated {
+            kind: StatementKind::Admin(call),
+            sqlite: Vec::new(),
+            tag,
+            param_count: 0,
+            original,
+        });
+    }
+    if matches!(stmt, Statement::Query(_)) && reads_introspection(&stmt) {
+        if query_writes(&stmt) {
+            return Err(SqlError::unsupported(
+                "writing statements over sqlkeeper views",
+            ));
+        }
+        // Runs on a scratch database where the views are tables of the `sqlkeeper` schema.
+        let param_count = rewrite_expressions(&mut stmt);
+        postgres_null_order(&mut stmt);
+        return Ok(Translated {
+            kind: StatementKind::Introspection,
+            sqlite: vec![stmt.to_string()],
+            tag: CommandTag::Select,
+            param_count,
+            original,
+        });
+    }
     check_internal_names(&stmt)?;
     let (kind, tag) = match &mut stmt {
         Statement::Query(_) => {
@@ -538,6 +666,34 @@ mod tests {
         assert_eq!(
             one("CREATE TABLE t (id SERIAL PRIMARY KEY, v TEXT)").sqlite,
             vec!["CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)"]
+        );
+    }
+
+    #[test]
+    fn cluster_functions_and_views() {
+        let t = one("SELECT sqlkeeper.add_node(4, '127.0.0.1:7436')");
+        assert_eq!(
+            t.kind,
+            StatementKind::Admin(AdminCall {
+                function: "add_node".into(),
+                args: vec!["4".into(), "127.0.0.1:7436".into()]
+            })
+        );
+        assert_eq!(
+            translate("SELECT sqlkeeper.nope(1)").unwrap_err().sqlstate,
+            "42883"
+        );
+        assert_eq!(
+            translate("SELECT sqlkeeper.remove_node()")
+                .unwrap_err()
+                .sqlstate,
+            "42883"
+        );
+        let t = one("SELECT role, applied_index FROM sqlkeeper.status");
+        assert_eq!(t.kind, StatementKind::Introspection);
+        assert_eq!(
+            translate("SELECT * FROM other.t").unwrap_err().sqlstate,
+            "3F000"
         );
     }
 

@@ -40,13 +40,15 @@ impl TestNode {
     pub async fn start(data_dir: &Path) -> TestNode {
         init_tracing();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let raft_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let serving = sqlkeeper::start(
             sqlkeeper::ServeConfig {
                 node_id: 1,
                 data_dir: data_dir.to_path_buf(),
-                raft_addr: "127.0.0.1:0".into(),
+                ..Default::default()
             },
             &listener,
+            raft_listener,
         )
         .await
         .unwrap();

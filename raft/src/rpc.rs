@@ -1,0 +1,260 @@
+//! The cluster wire protocol: length-delimited frames over TCP between nodes.
+//!
+//! Every connection starts with a `Hello` naming the sender and the node it meant to reach;
+//! the receiver refuses a connection meant for another node id (a stale address must never
+//! deliver Raft messages to the wrong node). After that the connection carries one request
+//! and one response at a time. A frame is `u32` big-endian length + payload; the payload is
+//! a version byte (1) and JSON. Snapshot bytes travel as raw frames after an
+//! `InstallSnapshot` header, on a connection of their own, so a large snapshot never delays
+//! heartbeats or appends. Details: `docs/architecture.md`.
+
+use std::io;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::{SinkExt, StreamExt};
+use openraft::alias::{SnapshotMetaOf, VoteOf};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest,
+    TransferLeaderResponse, VoteRequest, VoteResponse,
+};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use sqlkeeper_engine::{LogIndex, Outcome, RequestId, Statement};
+use tokio::net::TcpStream;
+use tokio_util::codec::{Framed, LengthDelimitedCodec};
+
+use crate::types::{NodeId, NodeInfo, TypeConfig};
+
+/// Largest frame accepted. An AppendEntries carries at most `max_payload_entries` entries;
+/// 64 MiB leaves room for large statements while bounding what a peer can make us buffer.
+pub const FRAME_BYTES_MAX: usize = 64 * 1024 * 1024;
+
+/// Snapshot bytes per frame: large enough to stream at disk speed, small enough that the
+/// receiver's memory stays flat.
+pub const SNAPSHOT_CHUNK_BYTES: usize = 1024 * 1024;
+
+/// Time allowed to open a TCP connection to a peer.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+
+const WIRE_V1: u8 = 1;
+
+/// The `to` of a hello from a node that does not know who is at the address (a joining node).
+/// No node has id 0 (`--node-id` must be positive).
+pub const ANY_NODE: NodeId = 0;
+
+/// A request from one node to another.
+#[derive(Debug, Serialize, Deserialize)]
+#[allow(clippy::large_enum_variant)]
+pub enum Request {
+    /// First message on a connection.
+    Hello {
+        /// The sender.
+        from: NodeId,
+        /// The node the sender meant to reach.
+        to: NodeId,
+    },
+    /// Raft AppendEntries (also heartbeats).
+    AppendEntries(AppendEntriesRequest<TypeConfig>),
+    /// Raft RequestVote.
+    Vote(VoteRequest<TypeConfig>),
+    /// Raft pre-vote.
+    PreVote(VoteRequest<TypeConfig>),
+    /// Leadership transfer notice from the leader.
+    TransferLeader(TransferLeaderRequest<TypeConfig>),
+    /// A snapshot follows as raw frames of at most [`SNAPSHOT_CHUNK_BYTES`], then an empty
+    /// frame.
+    InstallSnapshot {
+        /// The leader's vote.
+        vote: VoteOf<TypeConfig>,
+        /// Identity of the snapshot.
+        meta: SnapshotMetaOf<TypeConfig>,
+        /// Total bytes that follow.
+        size: u64,
+    },
+    /// A write accepted by a follower, to be proposed by the leader.
+    ForwardWrite {
+        /// Deduplication key chosen by the node the client talks to.
+        request_id: RequestId,
+        /// The translated statements.
+        statements: Vec<Statement>,
+    },
+    /// Asks the leader for a linearizable read index.
+    ReadIndex,
+    /// Membership and leadership operations, run on the leader.
+    Admin(AdminOp),
+    /// Asks a node for its addresses.
+    Info,
+}
+
+/// Cluster administration, forwarded to the leader.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum AdminOp {
+    /// Add a non-voting member.
+    AddLearner {
+        /// New node.
+        node_id: NodeId,
+        /// Its addresses.
+        info: NodeInfo,
+    },
+    /// Add a learner, then promote it to voter when it has caught up.
+    AddNode {
+        /// New node.
+        node_id: NodeId,
+        /// Its addresses.
+        info: NodeInfo,
+    },
+    /// Remove a member (voter or learner).
+    RemoveNode {
+        /// The node.
+        node_id: NodeId,
+    },
+    /// Move leadership to a node.
+    TransferLeader {
+        /// The node.
+        node_id: NodeId,
+    },
+}
+
+/// A response. `Err` strings are shown to the client of the original request.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Response {
+    /// The receiver accepted the connection.
+    HelloOk,
+    /// AppendEntries result.
+    AppendEntries(Result<AppendEntriesResponse<TypeConfig>, String>),
+    /// Vote or pre-vote result.
+    Vote(Result<VoteResponse<TypeConfig>, String>),
+    /// Transfer-leader result.
+    TransferLeader(Result<TransferLeaderResponse<TypeConfig>, String>),
+    /// Snapshot installed (or refused).
+    InstallSnapshot(Result<SnapshotResponse<TypeConfig>, String>),
+    /// Result of a forwarded write: outcome and log index, or why it was not done.
+    ForwardWrite(Result<(Outcome, LogIndex), RemoteError>),
+    /// The read index.
+    ReadIndex(Result<LogIndex, RemoteError>),
+    /// Result of an admin operation.
+    Admin(Result<String, RemoteError>),
+    /// Addresses of the node.
+    Info(NodeInfo),
+    /// The request was refused.
+    Refused(String),
+}
+
+/// Why a request the leader was asked to run did not run.
+#[derive(Debug, Clone, Serialize, Deserialize, thiserror::Error)]
+pub enum RemoteError {
+    /// The receiver is not (or no longer) the leader. Nothing was proposed: safe to retry.
+    #[error("node is not the leader")]
+    NotLeader {
+        /// Who the receiver thinks leads.
+        leader_id: Option<NodeId>,
+        /// Its addresses.
+        leader: Option<NodeInfo>,
+    },
+    /// The request may or may not have been applied (e.g. the leader lost leadership after
+    /// proposing it). Retrying with the same request id is safe: the state machine dedups.
+    #[error("outcome unknown: {0}")]
+    Unknown(String),
+    /// The request failed.
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// A framed connection.
+pub struct Conn {
+    framed: Framed<TcpStream, LengthDelimitedCodec>,
+}
+
+fn codec() -> LengthDelimitedCodec {
+    LengthDelimitedCodec::builder()
+        .max_frame_length(FRAME_BYTES_MAX)
+        .new_codec()
+}
+
+fn encode<T: Serialize>(v: &T) -> io::Result<Bytes> {
+    let mut out = vec![WIRE_V1];
+    serde_json::to_writer(&mut out, v).map_err(io::Error::other)?;
+    Ok(Bytes::from(out))
+}
+
+fn decode<T: DeserializeOwned>(b: &[u8]) -> io::Result<T> {
+    match b.split_first() {
+        Some((&WIRE_V1, body)) => {
+            serde_json::from_slice(body).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+        }
+        Some((v, _)) => Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("unknown wire version {v}"),
+        )),
+        None => Err(io::Error::new(io::ErrorKind::InvalidData, "empty frame")),
+    }
+}
+
+impl Conn {
+    /// Wraps an accepted or connected socket.
+    pub fn new(stream: TcpStream) -> Conn {
+        let _ = stream.set_nodelay(true);
+        Conn {
+            framed: Framed::new(stream, codec()),
+        }
+    }
+
+    /// Connects to `addr` and introduces ourselves as `from`, expecting node `to` there.
+    pub async fn connect(addr: &str, from: NodeId, to: NodeId) -> io::Result<Conn> {
+        let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
+            .await
+            .map_err(|_| {
+                io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("connect to {addr} timed out"),
+                )
+            })??;
+        let mut conn = Conn::new(stream);
+        match conn.call(&Request::Hello { from, to }).await? {
+            Response::HelloOk => Ok(conn),
+            Response::Refused(why) => Err(io::Error::new(io::ErrorKind::ConnectionRefused, why)),
+            other => Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("unexpected hello reply {other:?}"),
+            )),
+        }
+    }
+
+    /// Connects to `addr` without knowing the id of the node there (used to join a cluster
+    /// through any member). Such a connection may only carry `Admin` and `Info` requests.
+    pub async fn connect_any(addr: &str, from: NodeId) -> io::Result<Conn> {
+        Conn::connect(addr, from, ANY_NODE).await
+    }
+
+    /// Sends a message.
+    pub async fn send<T: Serialize>(&mut self, msg: &T) -> io::Result<()> {
+        self.framed.send(encode(msg)?).await
+    }
+
+    /// Sends raw bytes as one frame.
+    pub async fn send_raw(&mut self, bytes: Bytes) -> io::Result<()> {
+        self.framed.send(bytes).await
+    }
+
+    /// Receives one raw frame; `None` when the peer closed the connection.
+    pub async fn recv_raw(&mut self) -> io::Result<Option<bytes::BytesMut>> {
+        self.framed.next().await.transpose()
+    }
+
+    /// Receives a message; `None` when the peer closed the connection.
+    pub async fn recv<T: DeserializeOwned>(&mut self) -> io::Result<Option<T>> {
+        match self.framed.next().await {
+            None => Ok(None),
+            Some(frame) => decode(&frame?).map(Some),
+        }
+    }
+
+    /// Sends a request and waits for its response.
+    pub async fn call(&mut self, req: &Request) -> io::Result<Response> {
+        self.send(req).await?;
+        self.recv().await?.ok_or_else(|| {
+            io::Error::new(io::ErrorKind::UnexpectedEof, "peer closed the connection")
+        })
+    }
+}

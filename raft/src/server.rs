@@ -1,0 +1,174 @@
+//! The receiving side of the cluster protocol: one task per incoming connection, dispatching
+//! each request to Raft or to the node.
+
+use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use openraft::storage::Snapshot;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpListener;
+use tracing::Instrument;
+
+use crate::node::Node;
+use crate::rpc::{Conn, RemoteError, Request, Response, ANY_NODE};
+use crate::state_machine::SnapshotFile;
+
+/// Incoming cluster connections served at once. A cluster of five nodes opens a few
+/// connections per peer (heartbeat, replication, snapshot, forwarded requests); 256 leaves
+/// room for clients of forwarded writes on every peer.
+pub const CLUSTER_CONNECTIONS_MAX: usize = 256;
+
+/// Time a membership change may take, including a new voter catching up.
+const ADMIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Serves cluster traffic from `listener` until the node shuts down.
+pub async fn serve(listener: TcpListener, node: Arc<Node>) {
+    let limit = Arc::new(tokio::sync::Semaphore::new(CLUSTER_CONNECTIONS_MAX));
+    loop {
+        let Ok(permit) = limit.clone().acquire_owned().await else {
+            return;
+        };
+        let (socket, peer) = match listener.accept().await {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(error = %e, "cluster accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let node = node.clone();
+        let span = tracing::debug_span!("peer", %peer);
+        tokio::spawn(
+            async move {
+                if let Err(e) = serve_conn(Conn::new(socket), node).await {
+                    tracing::debug!(error = %e, "cluster connection ended");
+                }
+                drop(permit);
+            }
+            .instrument(span),
+        );
+    }
+}
+
+async fn serve_conn(mut conn: Conn, node: Arc<Node>) -> io::Result<()> {
+    let restricted = match conn.recv::<Request>().await? {
+        Some(Request::Hello { from, to }) if to == node.id() || to == ANY_NODE => {
+            tracing::debug!(from, "peer connected");
+            conn.send(&Response::HelloOk).await?;
+            to == ANY_NODE
+        }
+        Some(Request::Hello { to, .. }) => {
+            let why = format!("this is node {}, not node {to}", node.id());
+            conn.send(&Response::Refused(why)).await?;
+            return Ok(());
+        }
+        _ => return Ok(()),
+    };
+    while let Some(req) = conn.recv::<Request>().await? {
+        if restricted && !matches!(req, Request::Admin(_) | Request::Info) {
+            conn.send(&Response::Refused(
+                "this connection did not name its target node".into(),
+            ))
+            .await?;
+            return Ok(());
+        }
+        let resp = match req {
+            Request::Hello { .. } => Response::Refused("hello twice".into()),
+            Request::AppendEntries(r) => {
+                let from_leader = r.vote.leader_id().node_id;
+                let res = node
+                    .raft()
+                    .append_entries(r)
+                    .await
+                    .map_err(|e| e.to_string());
+                if res.is_ok() {
+                    node.touch_leader(from_leader);
+                }
+                Response::AppendEntries(res)
+            }
+            Request::Vote(r) => {
+                Response::Vote(node.raft().vote(r).await.map_err(|e| e.to_string()))
+            }
+            Request::PreVote(r) => {
+                Response::Vote(node.raft().pre_vote(r).await.map_err(|e| e.to_string()))
+            }
+            Request::TransferLeader(r) => Response::TransferLeader(
+                node.raft()
+                    .handle_transfer_leader(r)
+                    .await
+                    .map_err(|e| e.to_string()),
+            ),
+            Request::InstallSnapshot { vote, meta, size } => {
+                let path = receive_snapshot(&mut conn, node.snapshot_dir(), size).await?;
+                let file = std::fs::File::open(&path)?;
+                let snapshot = Snapshot {
+                    meta,
+                    snapshot: SnapshotFile {
+                        path: path.clone(),
+                        file,
+                    },
+                };
+                let res = node.raft().install_full_snapshot(vote, snapshot).await;
+                // The state machine keeps its own copy under its own name.
+                let _ = std::fs::remove_file(&path);
+                Response::InstallSnapshot(res.map_err(|e| e.to_string()))
+            }
+            Request::ForwardWrite {
+                request_id,
+                statements,
+            } => Response::ForwardWrite(node.propose(request_id, statements).await),
+            Request::ReadIndex => Response::ReadIndex(node.leader_read_index().await),
+            Request::Admin(op) => Response::Admin(
+                // A joining node may reach any member: forward to the leader from here.
+                node.admin(op, ADMIN_TIMEOUT)
+                    .await
+                    .map_err(|e| RemoteError::Failed(e.to_string())),
+            ),
+            Request::Info => Response::Info(node.info()),
+        };
+        conn.send(&resp).await?;
+    }
+    Ok(())
+}
+
+/// Writes the raw frames that follow an `InstallSnapshot` header to a new file in the
+/// snapshot directory and fsyncs it. The file is complete when this returns.
+async fn receive_snapshot(conn: &mut Conn, dir: PathBuf, size: u64) -> io::Result<PathBuf> {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let path = dir.join(format!("incoming-{nanos}.db.partial"));
+    let mut file = tokio::fs::File::create(&path).await?;
+    let mut received = 0u64;
+    loop {
+        let Some(chunk) = conn.recv_raw().await? else {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "snapshot stream ended early",
+            ));
+        };
+        if chunk.is_empty() {
+            break;
+        }
+        received += chunk.len() as u64;
+        if received > size {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "snapshot larger than announced",
+            ));
+        }
+        file.write_all(&chunk).await?;
+    }
+    if received != size {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("snapshot has {received} bytes, {size} announced"),
+        ));
+    }
+    // Durable before Raft is told: install copies it, and a crash must not expose a torn file
+    // (it keeps its .partial name, which start-up removes).
+    file.sync_all().await?;
+    Ok(path)
+}
