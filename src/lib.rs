@@ -37,6 +37,8 @@ pub struct ServeConfig {
     pub initial_cluster: Option<BTreeMap<u64, String>>,
     /// `--join`: a member's Raft address.
     pub join: Option<String>,
+    /// `--no-bootstrap`: wait to be added instead of starting a single-node cluster.
+    pub no_bootstrap: bool,
     /// `--preferred-leader`.
     pub preferred_leader: Option<u64>,
     /// Test hook: delay before each applied batch.
@@ -60,7 +62,10 @@ pub async fn start(
     pg_listener: &TcpListener,
     raft_listener: TcpListener,
 ) -> Result<Serving, StartError> {
-    let addr = |l: &TcpListener| l.local_addr().map_err(|e| StartError::Other(format!("read listener address: {e}")));
+    let addr = |l: &TcpListener| {
+        l.local_addr()
+            .map_err(|e| StartError::Other(format!("read listener address: {e}")))
+    };
     let pg_addr = addr(pg_listener)?;
     let raft_addr = addr(&raft_listener)?;
     let node = Node::start(
@@ -71,13 +76,18 @@ pub async fn start(
             pg_addr: pg_addr.to_string(),
             initial_cluster: config.initial_cluster.clone(),
             join: config.join.clone(),
+            no_bootstrap: config.no_bootstrap,
             preferred_leader: config.preferred_leader,
             apply_delay: config.apply_delay,
         },
         raft_listener,
     )
     .await?;
-    Ok(Serving { node, pg_addr, raft_addr })
+    Ok(Serving {
+        node,
+        pg_addr,
+        raft_addr,
+    })
 }
 
 /// Serves Postgres clients until `shutdown` resolves or the node fails. Returns the failure

@@ -57,12 +57,21 @@ struct StartArgs {
     /// learner, then promoted to voter once it has caught up.
     #[arg(long, env = "SQLKEEPER_JOIN")]
     join: Option<String>,
+    /// Start without bootstrapping a cluster and wait to be added by a member
+    /// (`SELECT sqlkeeper.add_node(ID, 'RAFT_ADDR')` or `sqlkeeper.add_learner`).
+    #[arg(long, env = "SQLKEEPER_NO_BOOTSTRAP", conflicts_with_all = ["join", "initial_cluster"])]
+    no_bootstrap: bool,
     /// Move leadership back to this node id whenever it is a healthy, caught-up voter. Give
     /// every member the same value.
     #[arg(long, env = "SQLKEEPER_PREFERRED_LEADER")]
     preferred_leader: Option<u64>,
     /// Test hook: delay every applied batch by this many milliseconds (a slow replica).
-    #[arg(long, env = "SQLKEEPER_DEBUG_APPLY_DELAY_MS", default_value_t = 0, hide = true)]
+    #[arg(
+        long,
+        env = "SQLKEEPER_DEBUG_APPLY_DELAY_MS",
+        default_value_t = 0,
+        hide = true
+    )]
     debug_apply_delay_ms: u64,
 }
 
@@ -95,12 +104,9 @@ fn parse_initial_cluster(v: &str) -> anyhow::Result<BTreeMap<u64, String>> {
         let (id, addr) = part
             .split_once('=')
             .with_context(|| format!("--initial-cluster entry {part:?} is not ID=HOST:PORT"))?;
-        let id: u64 = id
-            .trim()
-            .parse()
-            .ok()
-            .filter(|n| *n > 0)
-            .with_context(|| format!("--initial-cluster entry {part:?}: the id must be a positive integer"))?;
+        let id: u64 = id.trim().parse().ok().filter(|n| *n > 0).with_context(|| {
+            format!("--initial-cluster entry {part:?}: the id must be a positive integer")
+        })?;
         if members.insert(id, addr.trim().to_string()).is_some() {
             bail!("--initial-cluster lists node {id} twice");
         }
@@ -115,13 +121,19 @@ async fn start(args: StartArgs) -> anyhow::Result<()> {
     if args.node_id == 0 {
         bail!("--node-id must be a positive integer");
     }
-    let initial_cluster = args.initial_cluster.as_deref().map(parse_initial_cluster).transpose()?;
+    let initial_cluster = args
+        .initial_cluster
+        .as_deref()
+        .map(parse_initial_cluster)
+        .transpose()?;
     let raft_addr = match (&args.raft_addr, &initial_cluster) {
         (Some(a), _) => a.clone(),
-        (None, Some(m)) => m
-            .get(&args.node_id)
-            .cloned()
-            .with_context(|| format!("--initial-cluster does not list this node (id {})", args.node_id))?,
+        (None, Some(m)) => m.get(&args.node_id).cloned().with_context(|| {
+            format!(
+                "--initial-cluster does not list this node (id {})",
+                args.node_id
+            )
+        })?,
         (None, None) => "127.0.0.1:7433".to_string(),
     };
     let pg_addr = resolve(&args.pg_addr, "--pg-addr")?;
@@ -149,6 +161,7 @@ async fn start(args: StartArgs) -> anyhow::Result<()> {
         data_dir: args.data_dir.clone(),
         initial_cluster,
         join: args.join.clone(),
+        no_bootstrap: args.no_bootstrap,
         preferred_leader: args.preferred_leader,
         apply_delay: Duration::from_millis(args.debug_apply_delay_ms),
     };
@@ -160,7 +173,9 @@ async fn start(args: StartArgs) -> anyhow::Result<()> {
         data_dir = %args.data_dir.display(),
         "sqlkeeper is ready"
     );
-    if let Some(failure) = sqlkeeper::run_until(serving.node.clone(), listener, shutdown_signal()).await {
+    if let Some(failure) =
+        sqlkeeper::run_until(serving.node.clone(), listener, shutdown_signal()).await
+    {
         bail!("node stopped after a fatal error: {failure}");
     }
     tracing::info!("stopped");
@@ -184,7 +199,8 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     for i in 1..=args.nodes {
         let dir = args.data_dir.join(format!("node-{i}"));
         let log_path = args.data_dir.join(format!("node-{i}.log"));
-        let log = std::fs::File::create(&log_path).with_context(|| format!("create {}", log_path.display()))?;
+        let log = std::fs::File::create(&log_path)
+            .with_context(|| format!("create {}", log_path.display()))?;
         let child = std::process::Command::new(&exe)
             .arg("start")
             .args(["--node-id", &i.to_string()])
@@ -198,7 +214,11 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
             .with_context(|| format!("start node {i}"))?;
         children.push(child);
     }
-    println!("sqlkeeper demo: {} nodes, data in {}", args.nodes, args.data_dir.display());
+    println!(
+        "sqlkeeper demo: {} nodes, data in {}",
+        args.nodes,
+        args.data_dir.display()
+    );
     for i in 1..=args.nodes {
         println!(
             "  node {i}: psql -h 127.0.0.1 -p {} -U postgres    (log: {})",
@@ -206,7 +226,9 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
             args.data_dir.join(format!("node-{i}.log")).display()
         );
     }
-    println!("Any node accepts reads and writes. See the cluster with: SELECT * FROM sqlkeeper.nodes;");
+    println!(
+        "Any node accepts reads and writes. See the cluster with: SELECT * FROM sqlkeeper.nodes;"
+    );
     println!("Press Ctrl-C to stop all nodes.");
     let mut exited = None;
     loop {
@@ -226,13 +248,18 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     }
     for c in &mut children {
         // SIGTERM: each node stops cleanly.
-        let _ = std::process::Command::new("kill").arg(c.id().to_string()).status();
+        let _ = std::process::Command::new("kill")
+            .arg(c.id().to_string())
+            .status();
     }
     for c in &mut children {
         let _ = c.wait();
     }
     match exited {
-        Some((i, status)) => bail!("node {i} exited ({status}); see its log in {}", args.data_dir.display()),
+        Some((i, status)) => bail!(
+            "node {i} exited ({status}); see its log in {}",
+            args.data_dir.display()
+        ),
         None => {
             println!("stopped");
             Ok(())
@@ -276,7 +303,10 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

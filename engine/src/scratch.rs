@@ -20,18 +20,36 @@ pub struct ScratchTable {
 }
 
 /// Runs `stmt` against a fresh in-memory database where `tables` exist in schema `schema`.
-pub fn query_scratch(schema: &str, tables: &[ScratchTable], stmt: &Statement) -> Result<StatementResult, ExecError> {
+pub fn query_scratch(
+    schema: &str,
+    tables: &[ScratchTable],
+    stmt: &Statement,
+) -> Result<StatementResult, ExecError> {
     let e = |e: rusqlite::Error| sqlstate_of(&e);
     let conn = Connection::open_in_memory().map_err(e)?;
-    conn.execute("ATTACH DATABASE ':memory:' AS ?1", [schema]).map_err(e)?;
+    conn.execute("ATTACH DATABASE ':memory:' AS ?1", [schema])
+        .map_err(e)?;
     for t in tables {
-        let cols: Vec<String> = t.columns.iter().map(|(n, ty)| format!("\"{n}\" {ty}")).collect();
-        conn.execute_batch(&format!("CREATE TABLE \"{schema}\".\"{}\" ({})", t.name, cols.join(", ")))
-            .map_err(e)?;
+        let cols: Vec<String> = t
+            .columns
+            .iter()
+            .map(|(n, ty)| format!("\"{n}\" {ty}"))
+            .collect();
+        conn.execute_batch(&format!(
+            "CREATE TABLE \"{schema}\".\"{}\" ({})",
+            t.name,
+            cols.join(", ")
+        ))
+        .map_err(e)?;
         let marks: Vec<String> = (1..=t.columns.len()).map(|i| format!("?{i}")).collect();
-        let insert = format!("INSERT INTO \"{schema}\".\"{}\" VALUES ({})", t.name, marks.join(", "));
+        let insert = format!(
+            "INSERT INTO \"{schema}\".\"{}\" VALUES ({})",
+            t.name,
+            marks.join(", ")
+        );
         for row in &t.rows {
-            conn.execute(&insert, rusqlite::params_from_iter(row.iter())).map_err(e)?;
+            conn.execute(&insert, rusqlite::params_from_iter(row.iter()))
+                .map_err(e)?;
         }
     }
     run(&conn, stmt).map_err(e)

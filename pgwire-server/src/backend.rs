@@ -21,7 +21,9 @@ use pgwire::messages::data::{NoData, ParameterDescription};
 use pgwire::messages::extendedquery::{Describe, TARGET_TYPE_BYTE_STATEMENT};
 use pgwire::messages::startup::ParameterStatus;
 use pgwire::messages::PgWireBackendMessage;
-use sqlkeeper_engine::{query_scratch, Column, EngineError, LogIndex, ScratchTable, Statement, Value};
+use sqlkeeper_engine::{
+    query_scratch, Column, EngineError, LogIndex, ScratchTable, Statement, Value,
+};
 use sqlkeeper_raft::{AdminOp, Node, NodeInfo};
 use sqlkeeper_sql::{translate, AdminCall, CommandTag, SessionOp, StatementKind, Translated};
 
@@ -141,7 +143,12 @@ impl Backend {
     async fn before_read(&self) -> Result<(), ClientError> {
         let (mode, timeout, token, max_staleness) = {
             let s = self.session();
-            (s.read_consistency(), s.read_timeout(), s.token(), s.max_staleness())
+            (
+                s.read_consistency(),
+                s.read_timeout(),
+                s.token(),
+                s.max_staleness(),
+            )
         };
         match mode {
             ReadConsistency::Sequential => {
@@ -160,7 +167,11 @@ impl Backend {
                 }
             }
             ReadConsistency::Linearizable => {
-                let index = self.node.linearizable_barrier(timeout).await.map_err(ClientError::from)?;
+                let index = self
+                    .node
+                    .linearizable_barrier(timeout)
+                    .await
+                    .map_err(ClientError::from)?;
                 self.session().observe(index.0);
             }
             ReadConsistency::Stale => {
@@ -229,12 +240,36 @@ impl Backend {
             raft_addr: addr.to_string(),
             pg_addr: String::new(),
         };
+        if call.function == "state_hash" {
+            // Local: the hash of this node's applied state, to compare replicas.
+            let hash = self.node.state_hash().await?;
+            let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
+            return Ok(Produced::Rows {
+                columns: vec![Column {
+                    name: "state_hash".into(),
+                    decl_type: None,
+                }],
+                rows: vec![vec![Value::Text(hex)]],
+                tag: CommandTag::Select,
+            });
+        }
         let op = match (call.function.as_str(), call.args.as_slice()) {
-            ("add_learner", [n, addr]) => AdminOp::AddLearner { node_id: id(n)?, info: info(addr) },
-            ("add_node", [n, addr]) => AdminOp::AddNode { node_id: id(n)?, info: info(addr) },
+            ("add_learner", [n, addr]) => AdminOp::AddLearner {
+                node_id: id(n)?,
+                info: info(addr),
+            },
+            ("add_node", [n, addr]) => AdminOp::AddNode {
+                node_id: id(n)?,
+                info: info(addr),
+            },
             ("remove_node", [n]) => AdminOp::RemoveNode { node_id: id(n)? },
             ("transfer_leader", [n]) => AdminOp::TransferLeader { node_id: id(n)? },
-            _ => return Err(ClientError::new("42883", format!("function sqlkeeper.{} does not exist", call.function))),
+            _ => {
+                return Err(ClientError::new(
+                    "42883",
+                    format!("function sqlkeeper.{} does not exist", call.function),
+                ))
+            }
         };
         let msg = self.node.admin(op, ADMIN_TIMEOUT).await?;
         Ok(Produced::Rows {
@@ -247,70 +282,17 @@ impl Backend {
         })
     }
 
-    async fn introspect(&self, t: &Translated, params: Vec<Value>) -> Result<Produced, ClientError> {
-        let st = self.node.status();
-        let opt = |v: Option<u64>| v.map(|i| Value::Integer(i as i64)).unwrap_or(Value::Null);
-        let status = ScratchTable {
-            name: "status".into(),
-            columns: [
-                ("node_id", "BIGINT"),
-                ("role", "TEXT"),
-                ("term", "BIGINT"),
-                ("leader_id", "BIGINT"),
-                ("commit_index", "BIGINT"),
-                ("applied_index", "BIGINT"),
-                ("snapshot_index", "BIGINT"),
-                ("last_contact_ms", "BIGINT"),
-            ]
-            .iter()
-            .map(|(n, t)| (n.to_string(), t.to_string()))
-            .collect(),
-            rows: vec![vec![
-                Value::Integer(st.node_id as i64),
-                Value::Text(st.role.to_string()),
-                Value::Integer(st.term as i64),
-                opt(st.leader_id),
-                opt(st.commit_index),
-                opt(st.applied_index),
-                opt(st.snapshot_index),
-                opt(self.node.staleness().map(|d| d.as_millis() as u64)),
-            ]],
-        };
-        let nodes = ScratchTable {
-            name: "nodes".into(),
-            columns: [
-                ("node_id", "BIGINT"),
-                ("raft_addr", "TEXT"),
-                ("pg_addr", "TEXT"),
-                ("role", "TEXT"),
-                ("voter", "BOOLEAN"),
-                ("matched_index", "BIGINT"),
-            ]
-            .iter()
-            .map(|(n, t)| (n.to_string(), t.to_string()))
-            .collect(),
-            rows: self
-                .node
-                .members()
-                .await
-                .into_iter()
-                .map(|m| {
-                    vec![
-                        Value::Integer(m.node_id as i64),
-                        Value::Text(m.raft_addr),
-                        m.pg_addr.map(Value::Text).unwrap_or(Value::Null),
-                        Value::Text(m.role.to_string()),
-                        Value::Integer(m.voter as i64),
-                        opt(m.matched_index),
-                    ]
-                })
-                .collect(),
-        };
+    async fn introspect(
+        &self,
+        t: &Translated,
+        params: Vec<Value>,
+    ) -> Result<Produced, ClientError> {
+        let tables = introspection_tables(&self.node, true).await;
         let stmt = Statement {
             sql: t.sqlite.first().cloned().unwrap_or_default(),
             params,
         };
-        let r = tokio::task::spawn_blocking(move || query_scratch("sqlkeeper", &[status, nodes], &stmt))
+        let r = tokio::task::spawn_blocking(move || query_scratch("sqlkeeper", &tables, &stmt))
             .await
             .map_err(|e| ClientError::new("XX000", format!("introspection task: {e}")))??;
         Ok(Produced::Rows {
@@ -420,6 +402,72 @@ impl Backend {
         }
         (produced, None)
     }
+}
+
+/// The node's introspection views as scratch tables (`sqlkeeper.status`, `sqlkeeper.nodes`),
+/// with the current values, or empty (to describe a statement).
+async fn introspection_tables(node: &Node, with_rows: bool) -> Vec<ScratchTable> {
+    let cols = |c: &[(&str, &str)]| {
+        c.iter()
+            .map(|(n, t)| (n.to_string(), t.to_string()))
+            .collect()
+    };
+    let opt = |v: Option<u64>| v.map(|i| Value::Integer(i as i64)).unwrap_or(Value::Null);
+    let mut status = ScratchTable {
+        name: "status".into(),
+        columns: cols(&[
+            ("node_id", "BIGINT"),
+            ("role", "TEXT"),
+            ("term", "BIGINT"),
+            ("leader_id", "BIGINT"),
+            ("commit_index", "BIGINT"),
+            ("applied_index", "BIGINT"),
+            ("snapshot_index", "BIGINT"),
+            ("last_contact_ms", "BIGINT"),
+        ]),
+        rows: Vec::new(),
+    };
+    let mut nodes = ScratchTable {
+        name: "nodes".into(),
+        columns: cols(&[
+            ("node_id", "BIGINT"),
+            ("raft_addr", "TEXT"),
+            ("pg_addr", "TEXT"),
+            ("role", "TEXT"),
+            ("voter", "BOOLEAN"),
+            ("matched_index", "BIGINT"),
+        ]),
+        rows: Vec::new(),
+    };
+    if with_rows {
+        let st = node.status();
+        status.rows.push(vec![
+            Value::Integer(st.node_id as i64),
+            Value::Text(st.role.to_string()),
+            Value::Integer(st.term as i64),
+            opt(st.leader_id),
+            opt(st.commit_index),
+            opt(st.applied_index),
+            opt(st.snapshot_index),
+            opt(node.staleness().map(|d| d.as_millis() as u64)),
+        ]);
+        nodes.rows = node
+            .members()
+            .await
+            .into_iter()
+            .map(|m| {
+                vec![
+                    Value::Integer(m.node_id as i64),
+                    Value::Text(m.raft_addr),
+                    m.pg_addr.map(Value::Text).unwrap_or(Value::Null),
+                    Value::Text(m.role.to_string()),
+                    Value::Integer(m.voter as i64),
+                    opt(m.matched_index),
+                ]
+            })
+            .collect();
+    }
+    vec![status, nodes]
 }
 
 /// Turns what a statement produced into a response, with result columns in the formats
@@ -569,6 +617,22 @@ impl QueryParser for Parser {
                 name: name.clone(),
                 decl_type: None,
             }],
+            StatementKind::Admin(call) => vec![Column {
+                name: call.function.clone(),
+                decl_type: None,
+            }],
+            StatementKind::Introspection => {
+                let tables = introspection_tables(&self.node, false).await;
+                let stmt = Statement {
+                    sql: t.sqlite.first().cloned().unwrap_or_default(),
+                    params: (0..t.param_count).map(|_| Value::Null).collect(),
+                };
+                tokio::task::spawn_blocking(move || query_scratch("sqlkeeper", &tables, &stmt))
+                    .await
+                    .map_err(|e| ClientError::new("XX000", format!("describe: {e}")).into_pgwire())?
+                    .map_err(|e| ClientError::from(e).into_pgwire())?
+                    .columns
+            }
             _ => Vec::new(),
         };
         Ok(Some(Prepared {

@@ -63,7 +63,10 @@ impl From<NodeError> for ClientError {
     fn from(e: NodeError) -> ClientError {
         match e {
             NodeError::Exec(e) => e.into(),
-            NodeError::NotLeader { leader_id, leader_pg_addr } => {
+            NodeError::NotLeader {
+                leader_id,
+                leader_pg_addr,
+            } => {
                 // Nothing was applied: retrying is safe, and drivers retry 40001.
                 let mut c = ClientError::new(
                     "40001",

@@ -32,7 +32,12 @@ const DEFAULTS: &[(&str, &str)] = &[
 ];
 
 /// Settings that cannot be changed, because the node's behaviour does not depend on them.
-const READ_ONLY: &[&str] = &["server_version", "server_encoding", "integer_datetimes", "sqlkeeper.log_index"];
+const READ_ONLY: &[&str] = &[
+    "server_version",
+    "server_encoding",
+    "integer_datetimes",
+    "sqlkeeper.log_index",
+];
 
 /// How a session's reads relate to writes (see `docs/consistency.md`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,7 +54,9 @@ pub(crate) enum ReadConsistency {
 /// of milliseconds.
 pub(crate) fn parse_duration(v: &str) -> Option<Duration> {
     let v = v.trim();
-    let split = v.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(v.len());
+    let split = v
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(v.len());
     let (num, unit) = v.split_at(split);
     let n: f64 = num.parse().ok()?;
     let ms = match unit.trim() {
@@ -97,7 +104,8 @@ impl Session {
     }
 
     pub(crate) fn max_staleness(&self) -> Option<Duration> {
-        self.show("sqlkeeper.max_staleness").and_then(|v| parse_duration(&v))
+        self.show("sqlkeeper.max_staleness")
+            .and_then(|v| parse_duration(&v))
     }
 
     pub(crate) fn show(&self, name: &str) -> Option<String> {
@@ -127,10 +135,18 @@ impl Session {
         }
         let known = DEFAULTS.iter().any(|(k, _)| *k == name);
         if !known && (!name.contains('.') || name.starts_with("sqlkeeper.")) {
-            return Err(("42704", format!("unrecognized configuration parameter \"{name}\"")));
+            return Err((
+                "42704",
+                format!("unrecognized configuration parameter \"{name}\""),
+            ));
         }
         if let Some(v) = &value {
-            let invalid = || ("22023", format!("invalid value for parameter \"{name}\": \"{v}\""));
+            let invalid = || {
+                (
+                    "22023",
+                    format!("invalid value for parameter \"{name}\": \"{v}\""),
+                )
+            };
             match name.as_str() {
                 "sqlkeeper.read_consistency" => {
                     if !matches!(v.as_str(), "sequential" | "linearizable" | "stale") {

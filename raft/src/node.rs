@@ -75,6 +75,8 @@ pub struct NodeConfig {
     pub initial_cluster: Option<BTreeMap<NodeId, String>>,
     /// `--join`: a member's Raft address; this node asks to be added (learner, then voter).
     pub join: Option<String>,
+    /// `--no-bootstrap`: a new data directory waits to be added by a member.
+    pub no_bootstrap: bool,
     /// `--preferred-leader`: leadership moves back to this node whenever it is a healthy,
     /// caught-up voter.
     pub preferred_leader: Option<NodeId>,
@@ -385,6 +387,9 @@ impl Node {
                 }
                 (None, Some(addr)) => {
                     tokio::spawn(join_cluster(node.clone(), addr.clone()));
+                }
+                (None, None) if config.no_bootstrap => {
+                    tracing::info!(node_id = config.node_id, "waiting to be added to a cluster");
                 }
                 (None, None) => {
                     raft.initialize(BTreeMap::from([(config.node_id, info.clone())]))

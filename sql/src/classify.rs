@@ -38,6 +38,7 @@ pub const ADMIN_FUNCTIONS: &[(&str, usize)] = &[
     ("add_node", 2),
     ("remove_node", 1),
     ("transfer_leader", 1),
+    ("state_hash", 0),
 ];
 
 /// Introspection views in the `sqlkeeper` schema.

@@ -326,11 +326,14 @@ fn translate_statement(mut stmt: Statement) -> Result<Translated, SqlError> {
             CommandTag::Fixed("SET"),
         ),
         Statement::ShowVariable { variable } => {
-            let name = variable
-                .iter()
-                .map(|i| i.value.to_lowercase())
-                .collect::<Vec<_>>()
-                .join(" ");
+            let words: Vec<String> = variable.iter().map(|i| i.value.to_lowercase()).collect();
+            // sqlparser splits both `transaction isolation level` and `sqlkeeper.log_index`
+            // into words; only the SQL-standard multi-word names are spelled with spaces.
+            let spaced = matches!(
+                words.first().map(String::as_str),
+                Some("transaction" | "time" | "session")
+            );
+            let name = words.join(if spaced { " " } else { "." });
             (
                 StatementKind::Session(SessionOp::Show(name)),
                 CommandTag::Fixed("SHOW"),
@@ -695,6 +698,24 @@ mod tests {
             translate("SELECT * FROM other.t").unwrap_err().sqlstate,
             "3F000"
         );
+    }
+
+    #[test]
+    fn show_names() {
+        for (sql, name) in [
+            ("SHOW sqlkeeper.log_index", "sqlkeeper.log_index"),
+            (
+                "SHOW transaction isolation level",
+                "transaction isolation level",
+            ),
+            ("SHOW search_path", "search_path"),
+        ] {
+            assert_eq!(
+                one(sql).kind,
+                StatementKind::Session(SessionOp::Show(name.into())),
+                "{sql}"
+            );
+        }
     }
 
     #[test]

@@ -100,6 +100,7 @@ pub async fn connect(addr: SocketAddr) -> tokio_postgres::Client {
 pub struct NodeProcess {
     child: Child,
     pub pg_addr: SocketAddr,
+    pub raft_addr: SocketAddr,
     /// Every stderr line the process printed so far.
     pub stderr: Arc<std::sync::Mutex<Vec<String>>>,
 }
@@ -112,7 +113,11 @@ impl NodeProcess {
     /// Starts `sqlkeeper --data-dir DIR --pg-addr 127.0.0.1:0` and waits until it reports
     /// its address.
     pub fn start(data_dir: &Path, extra: &[&str]) -> NodeProcess {
-        let mut child = binary()
+        let mut cmd = binary();
+        if !extra.iter().any(|a| *a == "--raft-addr") {
+            cmd.args(["--raft-addr", "127.0.0.1:0"]);
+        }
+        let mut child = cmd
             .args([
                 "--data-dir",
                 data_dir.to_str().unwrap(),
@@ -133,15 +138,21 @@ impl NodeProcess {
             std::thread::spawn(move || {
                 for line in BufReader::new(stderr).lines() {
                     let Ok(line) = line else { break };
-                    if let Some(rest) = line.split("pg_addr=").nth(1) {
-                        let addr = rest.split_whitespace().next().unwrap_or("").to_string();
-                        let _ = tx.send(addr);
+                    if line.contains("sqlkeeper is ready") {
+                        let field = |name: &str| {
+                            line.split(&format!("{name}="))
+                                .nth(1)
+                                .and_then(|r| r.split_whitespace().next())
+                                .unwrap_or("")
+                                .to_string()
+                        };
+                        let _ = tx.send((field("pg_addr"), field("raft_addr")));
                     }
                     lines.lock().unwrap().push(line);
                 }
             });
         }
-        let addr = match rx.recv_timeout(WAIT) {
+        let (pg, raft) = match rx.recv_timeout(WAIT) {
             Ok(a) => a,
             Err(_) => panic!(
                 "node did not start; stderr:\n{}",
@@ -150,7 +161,8 @@ impl NodeProcess {
         };
         NodeProcess {
             child,
-            pg_addr: addr.parse().unwrap(),
+            pg_addr: pg.parse().unwrap(),
+            raft_addr: raft.parse().unwrap(),
             stderr: lines,
         }
     }
@@ -183,4 +195,218 @@ where
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     panic!("timed out waiting for {what}");
+}
+
+/// A cluster of real `sqlkeeper` processes on port-0 listeners and temp dirs. Node 1
+/// bootstraps; the others join through it. Dropping it kills every process.
+pub struct TestCluster {
+    /// Node `i` is `nodes[i - 1]`; `None` while it is down.
+    pub nodes: Vec<Option<NodeProcess>>,
+    dirs: Vec<tempfile::TempDir>,
+    /// Flags each node was started with, without `--join` and `--raft-addr`.
+    flags: Vec<Vec<String>>,
+    /// Each node's Raft address, kept across restarts.
+    raft_addrs: Vec<SocketAddr>,
+}
+
+impl TestCluster {
+    /// Starts `n` nodes; `flags(id)` gives extra command-line flags for node `id`.
+    pub async fn start(n: u64, flags: impl Fn(u64) -> Vec<String>) -> TestCluster {
+        init_tracing();
+        let mut c = TestCluster {
+            nodes: Vec::new(),
+            dirs: Vec::new(),
+            flags: Vec::new(),
+            raft_addrs: Vec::new(),
+        };
+        for id in 1..=n {
+            let mut f = vec!["--node-id".to_string(), id.to_string()];
+            f.extend(flags(id));
+            let join = (id > 1).then(|| c.raft_addrs[0].to_string());
+            c.add_process(f, join.as_deref());
+        }
+        c.wait_voters(n as usize).await;
+        c
+    }
+
+    /// Starts one more process (new data dir) with `flags`, joining through `join` if given.
+    pub fn add_process(&mut self, flags: Vec<String>, join: Option<&str>) -> u64 {
+        let dir = tempfile::tempdir().unwrap();
+        let mut args: Vec<String> = flags.clone();
+        if let Some(j) = join {
+            args.extend(["--join".to_string(), j.to_string()]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let p = NodeProcess::start(dir.path(), &args);
+        self.raft_addrs.push(p.raft_addr);
+        self.nodes.push(Some(p));
+        self.dirs.push(dir);
+        self.flags.push(flags);
+        self.nodes.len() as u64
+    }
+
+    pub fn node(&self, id: u64) -> &NodeProcess {
+        self.nodes[id as usize - 1].as_ref().expect("node is down")
+    }
+
+    pub fn raft_addr(&self, id: u64) -> SocketAddr {
+        self.raft_addrs[id as usize - 1]
+    }
+
+    pub fn live_ids(&self) -> Vec<u64> {
+        (1..=self.nodes.len() as u64)
+            .filter(|id| self.nodes[*id as usize - 1].is_some())
+            .collect()
+    }
+
+    pub async fn client(&self, id: u64) -> tokio_postgres::Client {
+        connect(self.node(id).pg_addr).await
+    }
+
+    /// SIGKILL node `id`.
+    pub fn kill9(&mut self, id: u64) {
+        if let Some(mut p) = self.nodes[id as usize - 1].take() {
+            p.kill9();
+        }
+    }
+
+    /// Stops node `id` for good (its process is killed; it stays down).
+    pub fn stop(&mut self, id: u64) {
+        self.kill9(id);
+    }
+
+    /// Restarts node `id` from its data directory on the same Raft address.
+    pub fn restart(&mut self, id: u64) {
+        assert!(
+            self.nodes[id as usize - 1].is_none(),
+            "node {id} is running"
+        );
+        let mut args = self.flags[id as usize - 1].clone();
+        args.extend(["--raft-addr".to_string(), self.raft_addr(id).to_string()]);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let p = NodeProcess::start(self.dirs[id as usize - 1].path(), &args);
+        self.nodes[id as usize - 1] = Some(p);
+    }
+
+    /// One row of `sqlkeeper.status` from node `id`: (role, leader_id, applied_index).
+    pub async fn status(&self, id: u64) -> Option<(String, Option<i64>, Option<i64>)> {
+        let p = self.nodes[id as usize - 1].as_ref()?;
+        let conn_str = format!(
+            "host={} port={} user=postgres",
+            p.pg_addr.ip(),
+            p.pg_addr.port()
+        );
+        let (c, conn) = tokio_postgres::connect(&conn_str, tokio_postgres::NoTls)
+            .await
+            .ok()?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        let row = c
+            .query_one(
+                "SELECT role, leader_id, applied_index FROM sqlkeeper.status",
+                &[],
+            )
+            .await
+            .ok()?;
+        Some((row.get(0), row.get(1), row.get(2)))
+    }
+
+    /// Waits until every live node agrees on one leader, and returns it.
+    pub async fn leader(&self) -> u64 {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let mut seen = Vec::new();
+            for id in self.live_ids() {
+                seen.push(self.status(id).await.and_then(|s| s.1));
+            }
+            if let Some(Some(l)) = seen.first() {
+                let l = *l as u64;
+                if seen.iter().all(|s| *s == Some(l as i64)) && self.live_ids().contains(&l) {
+                    return l;
+                }
+            }
+            assert!(Instant::now() < deadline, "no agreed leader: {seen:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits until the membership seen by node `via` has `n` voters.
+    pub async fn wait_voters(&self, n: usize) {
+        let via = self.live_ids()[0];
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let c = self.client(via).await;
+            let voters: i64 = c
+                .query_one("SELECT count(*) FROM sqlkeeper.nodes WHERE voter", &[])
+                .await
+                .map(|r| r.get(0))
+                .unwrap_or(-1);
+            if voters == n as i64 {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "cluster did not reach {n} voters (has {voters})"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits until every live node has applied at least `index`.
+    pub async fn wait_applied(&self, index: i64) {
+        for id in self.live_ids() {
+            let deadline = Instant::now() + WAIT;
+            loop {
+                let applied = self.status(id).await.and_then(|s| s.2).unwrap_or(-1);
+                if applied >= index {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "node {id} did not apply {index} (at {applied})"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+
+    /// Makes every live node catch up to the leader's current applied index, then asserts
+    /// that all of them have the same state hash.
+    pub async fn assert_state_hashes_equal(&self) {
+        let leader = self.leader().await;
+        let target = self
+            .status(leader)
+            .await
+            .and_then(|s| s.2)
+            .expect("leader status");
+        self.wait_applied(target).await;
+        let mut hashes = Vec::new();
+        for id in self.live_ids() {
+            let c = self.client(id).await;
+            // Each node reads at its own applied index; wait until they are all equal.
+            let deadline = Instant::now() + WAIT;
+            let h = loop {
+                let st = self.status(id).await.and_then(|s| s.2).unwrap_or(-1);
+                let h: String = c
+                    .query_one("SELECT sqlkeeper.state_hash()", &[])
+                    .await
+                    .unwrap()
+                    .get(0);
+                let st2 = self.status(id).await.and_then(|s| s.2).unwrap_or(-1);
+                if st == st2 && st >= target {
+                    break (st, h);
+                }
+                assert!(Instant::now() < deadline, "node {id} kept applying");
+            };
+            hashes.push((id, h));
+        }
+        let first = &hashes[0].1 .1;
+        for (id, (applied, h)) in &hashes {
+            assert_eq!(
+                h, first,
+                "node {id} (applied {applied}) diverged: {hashes:?}"
+            );
+        }
+    }
 }

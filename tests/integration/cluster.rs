@@ -1,0 +1,534 @@
+//! Multi-node clusters of real processes: writes through any node, read consistency levels,
+//! leader failure, membership changes. Every test ends by asserting equal state hashes on all
+//! caught-up nodes.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio_postgres::error::SqlState;
+
+use crate::support::{connect, TestCluster, WAIT};
+
+async fn token(c: &tokio_postgres::Client) -> i64 {
+    let m = c.simple_query("SHOW sqlkeeper.log_index").await.unwrap();
+    match &m[1] {
+        tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).unwrap().parse().unwrap(),
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn any_node_accepts_writes_and_sessions_never_go_back_in_time() {
+    // Node 3 applies every batch 300 ms late: a follower that lags behind the leader.
+    let cluster = TestCluster::start(3, |id| {
+        if id == 3 {
+            vec!["--debug-apply-delay-ms".into(), "300".into()]
+        } else {
+            vec![]
+        }
+    })
+    .await;
+    let leader = cluster.leader().await;
+
+    tracing::info!("--- writes through the leader and through each follower");
+    {
+        let c = cluster.client(leader).await;
+        c.batch_execute("CREATE TABLE kv (k integer PRIMARY KEY, v text)")
+            .await
+            .unwrap();
+    }
+    for id in 1..=3u64 {
+        let c = cluster.client(id).await;
+        let n = c
+            .execute(
+                &format!("INSERT INTO kv VALUES ({id}, 'via node {id}')"),
+                &[],
+            )
+            .await
+            .unwrap();
+        assert_eq!(n, 1);
+        // A write through a node returns after that node applied it: the session reads it
+        // back on the same node at once, even on the slow one.
+        let v: String = c
+            .query_one("SELECT v FROM kv WHERE k = $1", &[&id.to_string()])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(v, format!("via node {id}"));
+    }
+
+    tracing::info!("--- read-your-writes on the slow follower, token carried across connections");
+    let on_leader = cluster.client(leader).await;
+    on_leader
+        .execute("INSERT INTO kv VALUES (100, 'fresh')", &[])
+        .await
+        .unwrap();
+    let written_at = token(&on_leader).await;
+    assert!(written_at > 0);
+    let on_slow = cluster.client(3).await;
+    on_slow
+        .batch_execute(&format!("SET sqlkeeper.min_log_index = {written_at}"))
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let rows = on_slow
+        .query("SELECT v FROM kv WHERE k = 100", &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        rows.len(),
+        1,
+        "the read waited for the follower to apply the token"
+    );
+    assert!(
+        token(&on_slow).await >= written_at,
+        "the token only moves forward"
+    );
+    tracing::info!(waited = ?started.elapsed(), "sequential read on the slow follower");
+
+    tracing::info!("--- linearizable read on the slow follower after a write elsewhere");
+    let other = cluster.client(leader).await;
+    other
+        .execute("INSERT INTO kv VALUES (200, 'linear')", &[])
+        .await
+        .unwrap();
+    let fresh = cluster.client(3).await;
+    fresh
+        .batch_execute("SET sqlkeeper.read_consistency = 'linearizable'")
+        .await
+        .unwrap();
+    let rows = fresh
+        .query("SELECT v FROM kv WHERE k = 200", &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        rows.len(),
+        1,
+        "a linearizable read sees every acknowledged write"
+    );
+
+    tracing::info!("--- bad settings are refused");
+    let e = fresh
+        .batch_execute("SET sqlkeeper.read_consistency = 'eventual'")
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some(&SqlState::INVALID_PARAMETER_VALUE));
+
+    cluster.assert_state_hashes_equal().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_reads_refuse_past_max_staleness_when_partitioned() {
+    let mut cluster = TestCluster::start(3, |_| vec![]).await;
+    let leader = cluster.leader().await;
+    let c = cluster.client(leader).await;
+    c.batch_execute("CREATE TABLE t (a integer)").await.unwrap();
+    c.execute("INSERT INTO t VALUES (1)", &[]).await.unwrap();
+    let at = token(&c).await;
+    cluster.wait_applied(at).await;
+    let isolated = cluster
+        .live_ids()
+        .into_iter()
+        .find(|id| *id != leader)
+        .unwrap();
+
+    tracing::info!(isolated, "--- cut the node off: stop both other nodes");
+    for id in cluster.live_ids() {
+        if id != isolated {
+            cluster.kill9(id);
+        }
+    }
+    let s = cluster.client(isolated).await;
+    s.batch_execute("SET sqlkeeper.read_consistency = 'stale'")
+        .await
+        .unwrap();
+    let n: i64 = s
+        .query_one("SELECT count(*) FROM t", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 1, "stale reads serve local state without a leader");
+    s.batch_execute("SET sqlkeeper.max_staleness = '1s'")
+        .await
+        .unwrap();
+    let deadline = Instant::now() + WAIT;
+    let err = loop {
+        match s.query_one("SELECT count(*) FROM t", &[]).await {
+            Err(e) => break e,
+            Ok(_) => {
+                assert!(Instant::now() < deadline, "stale read never refused");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    assert_eq!(err.code(), Some(&SqlState::CANNOT_CONNECT_NOW), "{err:?}");
+    tracing::info!(?err, "refused");
+
+    tracing::info!("--- the others come back; the cluster converges");
+    for id in 1..=3 {
+        if id != isolated {
+            cluster.restart(id);
+        }
+    }
+    let s = cluster.client(isolated).await;
+    s.batch_execute("SET sqlkeeper.read_consistency = 'stale'; SET sqlkeeper.max_staleness = '5s'")
+        .await
+        .unwrap();
+    let deadline = Instant::now() + WAIT;
+    while s.query_one("SELECT count(*) FROM t", &[]).await.is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "stale read refused after the leader came back"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    cluster.assert_state_hashes_equal().await;
+}
+
+/// Writes unique ids through node `id` until `stop`, retrying after errors; returns the ids
+/// whose insert was acknowledged and how many were acknowledged after `after` was set.
+fn writer(
+    addr: std::net::SocketAddr,
+    base: i64,
+    stop: Arc<AtomicBool>,
+    after: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<(Vec<i64>, usize)> {
+    tokio::spawn(async move {
+        let mut acked = Vec::new();
+        let mut acked_after = 0;
+        let mut next = base;
+        let mut client = None;
+        while !stop.load(Ordering::Relaxed) {
+            if client.is_none() {
+                let conn_str = format!("host={} port={} user=postgres", addr.ip(), addr.port());
+                client = tokio_postgres::connect(&conn_str, tokio_postgres::NoTls)
+                    .await
+                    .ok()
+                    .map(|(c, conn)| {
+                        tokio::spawn(async move {
+                            let _ = conn.await;
+                        });
+                        c
+                    });
+            }
+            let Some(c) = &client else {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            };
+            let id = next;
+            next += 1;
+            match c
+                .execute(&format!("INSERT INTO acked VALUES ({id})"), &[])
+                .await
+            {
+                Ok(_) => {
+                    acked.push(id);
+                    if after.load(Ordering::Relaxed) {
+                        acked_after += 1;
+                    }
+                }
+                Err(e) => {
+                    if e.is_closed() {
+                        client = None;
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        }
+        (acked, acked_after)
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_leader_loses_no_acknowledged_write() {
+    let mut cluster = TestCluster::start(3, |_| vec![]).await;
+    let leader = cluster.leader().await;
+    cluster
+        .client(leader)
+        .await
+        .batch_execute("CREATE TABLE acked (id bigint PRIMARY KEY)")
+        .await
+        .unwrap();
+    let followers: Vec<u64> = cluster
+        .live_ids()
+        .into_iter()
+        .filter(|id| *id != leader)
+        .collect();
+    let stop = Arc::new(AtomicBool::new(false));
+    let after = Arc::new(AtomicBool::new(false));
+    let writers: Vec<_> = followers
+        .iter()
+        .map(|id| {
+            writer(
+                cluster.node(*id).pg_addr,
+                *id as i64 * 1_000_000,
+                stop.clone(),
+                after.clone(),
+            )
+        })
+        .collect();
+
+    tracing::info!("--- writes stream through both followers; kill -9 the leader");
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    cluster.kill9(leader);
+    after.store(true, Ordering::Relaxed);
+    let new_leader = cluster.leader().await;
+    assert_ne!(new_leader, leader);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut acked = BTreeSet::new();
+    for w in writers {
+        let (ids, n_after) = w.await.unwrap();
+        assert!(n_after > 0, "clients continue after the leader is gone");
+        acked.extend(ids);
+    }
+
+    tracing::info!(
+        acked = acked.len(),
+        "--- the old leader rejoins and converges"
+    );
+    cluster.restart(leader);
+    cluster.assert_state_hashes_equal().await;
+    for id in cluster.live_ids() {
+        let c = cluster.client(id).await;
+        let rows = c.query("SELECT id FROM acked", &[]).await.unwrap();
+        let present: BTreeSet<i64> = rows.iter().map(|r| r.get(0)).collect();
+        let missing: Vec<_> = acked.difference(&present).collect();
+        assert!(
+            missing.is_empty(),
+            "node {id} lost acknowledged writes: {missing:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grow_shrink_transfer_and_preferred_leader() {
+    let mut cluster =
+        TestCluster::start(3, |_| vec!["--preferred-leader".into(), "1".into()]).await;
+    let leader = cluster.leader().await;
+    cluster
+        .client(leader)
+        .await
+        .batch_execute("CREATE TABLE acked (id bigint PRIMARY KEY)")
+        .await
+        .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let after = Arc::new(AtomicBool::new(false));
+    let acked = Arc::new(Mutex::new(BTreeSet::new()));
+    // Light load through node 2 for the whole test.
+    let load = writer(cluster.node(2).pg_addr, 0, stop.clone(), after.clone());
+
+    tracing::info!("--- grow 3 -> 5 with sqlkeeper.add_node");
+    for id in [4u64, 5] {
+        let added = cluster.add_process(
+            vec!["--node-id".into(), id.to_string(), "--no-bootstrap".into()],
+            None,
+        );
+        assert_eq!(added, id);
+        let c = cluster.client(2).await;
+        let row = c
+            .query_one(
+                &format!(
+                    "SELECT sqlkeeper.add_node({id}, '{}')",
+                    cluster.raft_addr(id)
+                ),
+                &[],
+            )
+            .await
+            .unwrap();
+        let msg: String = row.get(0);
+        assert!(msg.contains("voter"), "{msg}");
+    }
+    cluster.wait_voters(5).await;
+    let c = cluster.client(4).await;
+    let rows = c
+        .query(
+            "SELECT node_id, role, voter FROM sqlkeeper.nodes ORDER BY node_id",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 5);
+
+    tracing::info!("--- a removed id is never reused; shrink back to 3");
+    for id in [5u64, 4] {
+        let c = cluster.client(1).await;
+        c.query_one(&format!("SELECT sqlkeeper.remove_node({id})"), &[])
+            .await
+            .unwrap();
+        cluster.stop(id);
+    }
+    cluster.wait_voters(3).await;
+    let c = cluster.client(1).await;
+    let e = c
+        .query_one(
+            &format!("SELECT sqlkeeper.add_node(5, '{}')", cluster.raft_addr(5)),
+            &[],
+        )
+        .await
+        .unwrap_err();
+    let msg = e
+        .as_db_error()
+        .map(|d| d.message().to_string())
+        .unwrap_or_default();
+    assert!(msg.contains("never reused"), "{e:?}");
+
+    tracing::info!("--- transfer leadership to node 3");
+    c.query_one("SELECT sqlkeeper.transfer_leader(3)", &[])
+        .await
+        .unwrap();
+    assert_eq!(cluster.leader().await, 3);
+
+    tracing::info!("--- the preferred leader takes leadership back (after a restart too)");
+    let deadline = Instant::now() + WAIT;
+    while cluster.leader().await != 1 {
+        assert!(
+            Instant::now() < deadline,
+            "leadership never returned to node 1"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    cluster.kill9(1);
+    let interim = cluster.leader().await;
+    assert_ne!(interim, 1);
+    cluster.restart(1);
+    let deadline = Instant::now() + WAIT;
+    while cluster.leader().await != 1 {
+        assert!(
+            Instant::now() < deadline,
+            "leadership never returned to node 1 after its restart"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    stop.store(true, Ordering::Relaxed);
+    let (ids, _) = load.await.unwrap();
+    acked.lock().unwrap().extend(ids);
+    assert!(!acked.lock().unwrap().is_empty());
+    cluster.assert_state_hashes_equal().await;
+    for id in cluster.live_ids() {
+        let c = cluster.client(id).await;
+        let present: BTreeSet<i64> = c
+            .query("SELECT id FROM acked", &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        assert!(
+            acked.lock().unwrap().is_subset(&present),
+            "node {id} lost acknowledged writes"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_runs_a_three_node_cluster_and_stops_on_interrupt() {
+    let dir = tempfile::tempdir().unwrap();
+    // Ports chosen from free ones; the demo uses base + 0..3.
+    let base_pg = free_port_block(3);
+    let base_raft = free_port_block(3);
+    let mut child = crate::support::binary()
+        .args([
+            "demo",
+            "--nodes",
+            "3",
+            "--data-dir",
+            dir.path().to_str().unwrap(),
+        ])
+        .args([
+            "--pg-port",
+            &base_pg.to_string(),
+            "--raft-port",
+            &base_raft.to_string(),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let addr =
+        |i: u16| -> std::net::SocketAddr { format!("127.0.0.1:{}", base_pg + i).parse().unwrap() };
+    let deadline = Instant::now() + WAIT;
+    let c2 = loop {
+        if let Ok((c, conn)) = tokio_postgres::connect(
+            &format!("host=127.0.0.1 port={} user=postgres", base_pg + 1),
+            tokio_postgres::NoTls,
+        )
+        .await
+        {
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+            if c.simple_query("CREATE TABLE demo (a integer)")
+                .await
+                .is_ok()
+            {
+                break c;
+            }
+        }
+        assert!(Instant::now() < deadline, "demo cluster did not come up");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    c2.execute("INSERT INTO demo VALUES (42)", &[])
+        .await
+        .unwrap();
+    let c3 = connect(addr(2)).await;
+    c3.batch_execute("SET sqlkeeper.read_consistency = 'linearizable'")
+        .await
+        .unwrap();
+    let a: i32 = c3
+        .query_one("SELECT a FROM demo", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(a, 42);
+    let c1 = connect(addr(0)).await;
+    let n: i64 = c1
+        .query_one("SELECT count(*) FROM sqlkeeper.nodes", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 3);
+
+    tracing::info!("--- Ctrl-C stops every node");
+    let _ = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "demo exit status {status}");
+    let deadline = Instant::now() + WAIT;
+    while tokio_postgres::connect(
+        &format!("host=127.0.0.1 port={base_pg} user=postgres"),
+        tokio_postgres::NoTls,
+    )
+    .await
+    .is_ok()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "node 1 still serves after the demo stopped"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A base port with `n` consecutive free ports after it (checked by binding them).
+fn free_port_block(n: u16) -> u16 {
+    loop {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = l.local_addr().unwrap().port();
+        drop(l);
+        if base > 60000 {
+            continue;
+        }
+        let ok = (0..n).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok());
+        if ok {
+            return base;
+        }
+    }
+}
