@@ -43,6 +43,8 @@ pub struct ServeConfig {
     pub preferred_leader: Option<u64>,
     /// Test hook: delay before each applied batch.
     pub apply_delay: Duration,
+    /// Test hook: snapshot every N entries instead of the default.
+    pub snapshot_every: Option<u64>,
 }
 
 /// A started node with its listeners bound.
@@ -79,6 +81,7 @@ pub async fn start(
             no_bootstrap: config.no_bootstrap,
             preferred_leader: config.preferred_leader,
             apply_delay: config.apply_delay,
+            snapshot_every: config.snapshot_every,
         },
         raft_listener,
     )

@@ -65,6 +65,10 @@ struct StartArgs {
     /// every member the same value.
     #[arg(long, env = "SQLKEEPER_PREFERRED_LEADER")]
     preferred_leader: Option<u64>,
+    /// Test hook: build a snapshot every N entries (and keep no log behind it), so tests can
+    /// make a node catch up by snapshot.
+    #[arg(long, env = "SQLKEEPER_DEBUG_SNAPSHOT_EVERY", hide = true)]
+    debug_snapshot_every: Option<u64>,
     /// Test hook: delay every applied batch by this many milliseconds (a slow replica).
     #[arg(
         long,
@@ -164,6 +168,7 @@ async fn start(args: StartArgs) -> anyhow::Result<()> {
         no_bootstrap: args.no_bootstrap,
         preferred_leader: args.preferred_leader,
         apply_delay: Duration::from_millis(args.debug_apply_delay_ms),
+        snapshot_every: args.debug_snapshot_every,
     };
     let serving = sqlkeeper::start(config, &listener, raft_listener).await?;
     tracing::info!(

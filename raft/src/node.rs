@@ -82,6 +82,8 @@ pub struct NodeConfig {
     pub preferred_leader: Option<NodeId>,
     /// Test hook: delay before each applied batch (simulates a slow follower).
     pub apply_delay: Duration,
+    /// Test hook: snapshot every N entries and keep no log behind the snapshot.
+    pub snapshot_every: Option<u64>,
 }
 
 /// Errors the protocol layer maps to SQLSTATEs (see `pgwire-server`'s `sqlstate` function).
@@ -309,9 +311,21 @@ impl Node {
             heartbeat_interval: HEARTBEAT_INTERVAL.as_millis() as u64,
             election_timeout_min: ELECTION_TIMEOUT_MIN.as_millis() as u64,
             election_timeout_max: ELECTION_TIMEOUT_MAX.as_millis() as u64,
-            snapshot_policy: SnapshotPolicy::LogsSinceLast(SNAPSHOT_EVERY_ENTRIES),
-            max_in_snapshot_log_to_keep: LOG_KEPT_BEHIND_SNAPSHOT,
-            purge_batch_size: 256,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(
+                config.snapshot_every.unwrap_or(SNAPSHOT_EVERY_ENTRIES),
+            ),
+            max_in_snapshot_log_to_keep: if config.snapshot_every.is_some() {
+                0
+            } else {
+                LOG_KEPT_BEHIND_SNAPSHOT
+            },
+            purge_batch_size: if config.snapshot_every.is_some() {
+                1
+            } else {
+                256
+            },
+            // Followers further behind than this get a snapshot instead of log entries.
+            replication_lag_threshold: config.snapshot_every.unwrap_or(SNAPSHOT_EVERY_ENTRIES) + 1,
             install_snapshot_timeout: 60_000,
             enable_pre_vote: Some(true),
             ..Default::default()

@@ -532,3 +532,66 @@ fn free_port_block(n: u16) -> u16 {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_node_catches_up_from_a_snapshot_file() {
+    // Snapshots every 20 entries and no log kept behind them: a node that joins later can
+    // only catch up by receiving a snapshot.
+    let flags = |_| vec!["--debug-snapshot-every".to_string(), "20".to_string()];
+    let mut cluster = TestCluster::start(1, flags).await;
+    let c = cluster.client(1).await;
+    c.batch_execute("CREATE TABLE kv (k integer PRIMARY KEY, v text)")
+        .await
+        .unwrap();
+    for i in 0..100 {
+        c.execute(&format!("INSERT INTO kv VALUES ({i}, 'v{i}')"), &[])
+            .await
+            .unwrap();
+    }
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let row = c
+            .query_one("SELECT snapshot_index FROM sqlkeeper.status", &[])
+            .await
+            .unwrap();
+        let snap: Option<i64> = row.get(0);
+        if snap.unwrap_or(0) >= 60 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no snapshot was built");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    tracing::info!("--- node 2 joins after the log was purged");
+    let seed = cluster.raft_addr(1).to_string();
+    cluster.add_process(
+        vec![
+            "--node-id".into(),
+            "2".into(),
+            "--debug-snapshot-every".into(),
+            "20".into(),
+        ],
+        Some(&seed),
+    );
+    cluster.wait_voters(2).await;
+    c.execute("INSERT INTO kv VALUES (1000, 'after join')", &[])
+        .await
+        .unwrap();
+    let c2 = cluster.client(2).await;
+    c2.batch_execute("SET sqlkeeper.read_consistency = 'linearizable'")
+        .await
+        .unwrap();
+    let n: i64 = c2
+        .query_one("SELECT count(*) FROM kv", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 101);
+    let snap: Option<i64> = c2
+        .query_one("SELECT snapshot_index FROM sqlkeeper.status", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(snap.is_some(), "node 2 holds a snapshot it received");
+    cluster.assert_state_hashes_equal().await;
+}
