@@ -6,6 +6,7 @@ use std::sync::Arc;
 use rusqlite::Connection;
 
 use crate::command::{Command, LogIndex, RequestId};
+use crate::determinism::{self, StampCell};
 use crate::error::{classify, Fatal};
 use crate::exec::run;
 use crate::meta;
@@ -48,10 +49,13 @@ pub struct StateMachine {
     applied_index: Option<LogIndex>,
     /// Latched first fatal error; every later call returns it (redb's "previous I/O error").
     failed: Option<Fatal>,
+    /// Time and seed of the command being applied, read by the deterministic functions
+    /// registered on the writer connection.
+    stamp: Arc<StampCell>,
     reads: Arc<ReadPool>,
 }
 
-pub(crate) fn open_writer(path: &Path) -> Result<Connection, Fatal> {
+pub(crate) fn open_writer(path: &Path, stamp: Arc<StampCell>) -> Result<Connection, Fatal> {
     let conn = Connection::open(path).map_err(fatal("open state database"))?;
     // WAL lets read connections run beside the writer. synchronous=NORMAL: a commit is not
     // fsynced until the next checkpoint, so power loss may drop the last applied batches; the
@@ -65,6 +69,7 @@ pub(crate) fn open_writer(path: &Path) -> Result<Connection, Fatal> {
     )
     .map_err(fatal("configure state database"))?;
     conn.set_prepared_statement_cache_capacity(256);
+    determinism::install(&conn, stamp).map_err(fatal("register deterministic functions"))?;
     meta::create(&conn).map_err(fatal("create metadata table"))?;
     Ok(conn)
 }
@@ -75,7 +80,8 @@ impl StateMachine {
         std::fs::create_dir_all(dir)
             .map_err(|e| Fatal(format!("create {}: {e}", dir.display())))?;
         let db_path = dir.join(STATE_DB_FILE);
-        let conn = open_writer(&db_path)?;
+        let stamp = Arc::new(StampCell::default());
+        let conn = open_writer(&db_path, stamp.clone())?;
         let applied_index = meta::get_i64(&conn, meta::KEY_APPLIED_INDEX)
             .map_err(fatal("read applied index"))?
             .map(|i| LogIndex(i as u64));
@@ -85,6 +91,7 @@ impl StateMachine {
             conn: Some(conn),
             applied_index,
             failed: None,
+            stamp,
             reads,
         })
     }
@@ -175,7 +182,7 @@ impl StateMachine {
             for item in items {
                 outcomes.push(match item.command {
                     None => None,
-                    Some(cmd) => Some(apply_command(conn, item.index, cmd)?),
+                    Some(cmd) => Some(apply_command(conn, &self.stamp, item.index, cmd)?),
                 });
             }
             meta::put(conn, meta::KEY_APPLIED_INDEX, last.index.0 as i64)
@@ -222,7 +229,7 @@ impl StateMachine {
         }
         sqlkeeper_snapshots::install_snapshot(snapshot, &self.db_path)
             .map_err(|e| Fatal(format!("install snapshot: {e}")))?;
-        let conn = open_writer(&self.db_path)?;
+        let conn = open_writer(&self.db_path, self.stamp.clone())?;
         self.applied_index = meta::get_i64(&conn, meta::KEY_APPLIED_INDEX)
             .map_err(fatal("read applied index"))?
             .map(|i| LogIndex(i as u64));
@@ -238,13 +245,19 @@ impl StateMachine {
 
 /// Runs one command's statements inside a savepoint. A deterministic failure rolls the
 /// savepoint back and becomes part of the outcome; anything else is fatal.
-fn apply_command(conn: &Connection, index: LogIndex, cmd: &Command) -> Result<Outcome, Fatal> {
+fn apply_command(
+    conn: &Connection,
+    stamp_cell: &StampCell,
+    index: LogIndex,
+    cmd: &Command,
+) -> Result<Outcome, Fatal> {
     match cmd {
         Command::Execute {
             statements,
             request_id,
-            ..
+            stamp,
         } => {
+            stamp_cell.set(stamp);
             if let Some(id) = request_id {
                 if let Some(first) = seen_request(conn, id)? {
                     return Ok(first);

@@ -3,6 +3,7 @@
 
 mod cli;
 mod cluster;
+mod convergence;
 mod crash;
 mod psql;
 mod single_node;
