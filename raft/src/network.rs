@@ -6,22 +6,35 @@
 
 use std::future::Future;
 use std::io;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures::future::BoxFuture;
+use futures::stream::BoxStream;
+use futures::{Stream, StreamExt};
 use openraft::alias::{SnapshotOf, VoteOf};
 use openraft::errors::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
 use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest,
-    TransferLeaderResponse, VoteRequest, VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, StreamAppendResult,
+    TransferLeaderRequest, TransferLeaderResponse, VoteRequest, VoteResponse,
 };
 use openraft::OptionalSend;
 use tokio::io::AsyncReadExt;
 
-use crate::rpc::{Conn, Request, Response, SNAPSHOT_CHUNK_BYTES};
+use crate::rpc::{decode_frame, Conn, Request, Response, SNAPSHOT_CHUNK_BYTES};
 use crate::state_machine::SnapshotFile;
 use crate::types::{NodeId, NodeInfo, TypeConfig};
+
+/// Least time a follower has to answer a pipelined AppendEntries that is in flight. openraft
+/// passes the heartbeat interval as the RPC deadline; a follower busy with an fsync under load
+/// can take longer, and a replication session that times out starts over on a new connection.
+const PIPELINE_ANSWER_TIMEOUT_MIN: Duration = Duration::from_secs(2);
+
+/// How often an idle replication session re-checks whether requests were sent.
+const PIPELINE_IDLE_POLL: Duration = Duration::from_millis(50);
 
 /// Makes network clients for peers.
 #[derive(Clone)]
@@ -115,6 +128,112 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
             Response::AppendEntries(r) => remote(r),
             other => unexpected(other),
         }
+    }
+
+    /// Pipelined replication: requests go out as openraft produces them, on a connection of
+    /// their own, and responses come back in order, so several AppendEntries are in flight
+    /// to a follower at once instead of one round trip each.
+    fn stream_append<'s, S>(
+        &'s mut self,
+        input: S,
+        option: RPCOption,
+    ) -> BoxFuture<
+        's,
+        Result<
+            BoxStream<'s, Result<StreamAppendResult<TypeConfig>, RPCError<TypeConfig>>>,
+            RPCError<TypeConfig>,
+        >,
+    >
+    where
+        S: Stream<Item = AppendEntriesRequest<TypeConfig>> + OptionalSend + Unpin + 'static,
+    {
+        Box::pin(async move {
+            let unreachable = |e: io::Error| RPCError::Unreachable(Unreachable::new(&e));
+            let conn = Conn::connect(&self.addr, self.me, self.target)
+                .await
+                .map_err(unreachable)?;
+            let (mut sink, responses) = conn.into_split();
+            sink.send(&Request::StreamAppend)
+                .await
+                .map_err(unreachable)?;
+            // Requests sent, and whether the input has ended: a connection that closes before
+            // every request was answered is an error, not the end of the stream.
+            let sent = Arc::new(AtomicU64::new(0));
+            let input_done = Arc::new(AtomicBool::new(false));
+            {
+                let (sent, input_done) = (sent.clone(), input_done.clone());
+                tokio::spawn(async move {
+                    let mut input = input;
+                    while let Some(req) = input.next().await {
+                        if sink.send(&Request::AppendEntries(req)).await.is_err() {
+                            return;
+                        }
+                        sent.fetch_add(1, Ordering::SeqCst);
+                    }
+                    input_done.store(true, Ordering::SeqCst);
+                    // No more requests: the receiver finishes its answers and closes.
+                    let _ = sink.close().await;
+                });
+            }
+            let mut received = 0u64;
+            let ttl = option.hard_ttl();
+            let target = self.target;
+            let out = futures::stream::unfold(Some(responses), move |state| {
+                let (sent, input_done) = (sent.clone(), input_done.clone());
+                received += 1;
+                let answered = received - 1;
+                async move {
+                    let mut responses = state?;
+                    // Only an answer that is due can time out: while nothing is in flight the
+                    // session is idle, waiting for openraft to produce the next request.
+                    let next = async {
+                        loop {
+                            if sent.load(Ordering::SeqCst) > answered {
+                                let due = ttl.max(PIPELINE_ANSWER_TIMEOUT_MIN);
+                                return tokio::time::timeout(due, responses.next()).await;
+                            }
+                            if input_done.load(Ordering::SeqCst) {
+                                return Ok(responses.next().await);
+                            }
+                            if let Ok(r) =
+                                tokio::time::timeout(PIPELINE_IDLE_POLL, responses.next()).await
+                            {
+                                return Ok(r);
+                            }
+                        }
+                    };
+                    let item = match next.await {
+                        Err(_) => Err(RPCError::Network(NetworkError::from_string(format!(
+                            "node {target} did not answer a pipelined append in time"
+                        )))),
+                        Ok(None)
+                            if input_done.load(Ordering::SeqCst)
+                                && answered >= sent.load(Ordering::SeqCst) =>
+                        {
+                            return None
+                        }
+                        Ok(None) => Err(RPCError::Unreachable(Unreachable::from_string(format!(
+                            "node {target} closed the replication connection"
+                        )))),
+                        Ok(Some(Err(e))) => Err(RPCError::Network(NetworkError::new(&e))),
+                        Ok(Some(Ok(frame))) => match decode_frame::<Response>(&frame) {
+                            Ok(Response::StreamAppend(Ok(r))) => Ok(r),
+                            Ok(Response::StreamAppend(Err(e))) => {
+                                Err(RPCError::Network(NetworkError::from_string(e)))
+                            }
+                            Ok(other) => Err(RPCError::Network(NetworkError::from_string(
+                                format!("unexpected response {other:?}"),
+                            ))),
+                            Err(e) => Err(RPCError::Network(NetworkError::new(&e))),
+                        },
+                    };
+                    // The stream ends after an error or a rejected append.
+                    let go_on = matches!(item, Ok(Ok(_)));
+                    Some((item, go_on.then_some(responses)))
+                }
+            });
+            Ok(Box::pin(out) as BoxStream<'s, _>)
+        })
     }
 
     async fn vote(

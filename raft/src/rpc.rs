@@ -15,8 +15,8 @@ use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
 use openraft::alias::{SnapshotMetaOf, VoteOf};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest,
-    TransferLeaderResponse, VoteRequest, VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, StreamAppendResult,
+    TransferLeaderRequest, TransferLeaderResponse, VoteRequest, VoteResponse,
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -85,6 +85,10 @@ pub enum Request {
     Admin(AdminOp),
     /// Asks a node for its addresses.
     Info,
+    /// Switches the connection to pipelined replication: from now on the sender writes
+    /// `AppendEntries` requests without waiting, and the receiver answers each, in order,
+    /// with `StreamAppend`.
+    StreamAppend,
 }
 
 /// Cluster administration, forwarded to the leader.
@@ -137,6 +141,8 @@ pub enum Response {
     Admin(Result<String, RemoteError>),
     /// Addresses of the node.
     Info(NodeInfo),
+    /// Result of one pipelined AppendEntries.
+    StreamAppend(Result<StreamAppendResult<TypeConfig>, String>),
     /// The request was refused.
     Refused(String),
 }
@@ -250,6 +256,18 @@ impl Conn {
         }
     }
 
+    /// Splits the connection into a sending half and a receiving half of raw frames, for
+    /// pipelining.
+    pub fn into_split(
+        self,
+    ) -> (
+        ConnSink,
+        impl futures::Stream<Item = io::Result<Bytes>> + Send + Unpin + 'static,
+    ) {
+        let (sink, stream) = self.framed.split();
+        (ConnSink { sink }, stream.map(|r| r.map(|b| b.freeze())))
+    }
+
     /// Sends a request and waits for its response.
     pub async fn call(&mut self, req: &Request) -> io::Result<Response> {
         self.send(req).await?;
@@ -257,4 +275,26 @@ impl Conn {
             io::Error::new(io::ErrorKind::UnexpectedEof, "peer closed the connection")
         })
     }
+}
+
+/// The sending half of a split connection.
+pub struct ConnSink {
+    sink: futures::stream::SplitSink<Framed<TcpStream, LengthDelimitedCodec>, Bytes>,
+}
+
+impl ConnSink {
+    /// Sends a message.
+    pub async fn send<T: Serialize>(&mut self, msg: &T) -> io::Result<()> {
+        self.sink.send(encode(msg)?).await
+    }
+
+    /// Flushes and closes the sending direction.
+    pub async fn close(&mut self) -> io::Result<()> {
+        self.sink.close().await
+    }
+}
+
+/// Decodes one received frame.
+pub fn decode_frame<T: DeserializeOwned>(frame: &[u8]) -> io::Result<T> {
+    decode(frame)
 }

@@ -11,7 +11,7 @@ use tokio::net::TcpListener;
 use tracing::Instrument;
 
 use crate::node::Node;
-use crate::rpc::{Conn, RemoteError, Request, Response, ANY_NODE};
+use crate::rpc::{decode_frame, Conn, RemoteError, Request, Response, ANY_NODE};
 use crate::state_machine::SnapshotFile;
 
 /// Incoming cluster connections served at once. A cluster of five nodes opens a few
@@ -66,6 +66,12 @@ async fn serve_conn(mut conn: Conn, node: Arc<Node>) -> io::Result<()> {
         _ => return Ok(()),
     };
     while let Some(req) = conn.recv::<Request>().await? {
+        if matches!(req, Request::StreamAppend) {
+            if restricted {
+                return Ok(());
+            }
+            return serve_stream_append(conn, node).await;
+        }
         if restricted && !matches!(req, Request::Admin(_) | Request::Info) {
             conn.send(&Response::Refused(
                 "this connection did not name its target node".into(),
@@ -126,9 +132,40 @@ async fn serve_conn(mut conn: Conn, node: Arc<Node>) -> io::Result<()> {
                     .map_err(|e| RemoteError::Failed(e.to_string())),
             ),
             Request::Info => Response::Info(node.info()),
+            Request::StreamAppend => Response::Refused("already handled".into()),
         };
         conn.send(&resp).await?;
     }
+    Ok(())
+}
+
+/// Pipelined replication: feeds every AppendEntries on this connection to Raft as one stream
+/// and answers each, in order. Ends when the sender closes its side or sends anything else.
+async fn serve_stream_append(conn: Conn, node: Arc<Node>) -> io::Result<()> {
+    use futures::StreamExt;
+    let (mut sink, frames) = conn.into_split();
+    let requests = futures::stream::unfold(frames, |mut frames| async move {
+        let frame = frames.next().await?.ok()?;
+        match decode_frame::<Request>(&frame) {
+            Ok(Request::AppendEntries(r)) => Some((r, frames)),
+            _ => None,
+        }
+    });
+    let results = node.raft().stream_append(requests);
+    futures::pin_mut!(results);
+    while let Some(r) = results.next().await {
+        let resp = match r {
+            Ok(res) => {
+                if res.is_ok() {
+                    node.touch_leader(0);
+                }
+                Response::StreamAppend(Ok(res))
+            }
+            Err(fatal) => Response::StreamAppend(Err(fatal.to_string())),
+        };
+        sink.send(&resp).await?;
+    }
+    let _ = sink.close().await;
     Ok(())
 }
 
