@@ -70,6 +70,7 @@ pub(crate) fn open_writer(path: &Path, stamp: Arc<StampCell>) -> Result<Connecti
     .map_err(fatal("configure state database"))?;
     conn.set_prepared_statement_cache_capacity(256);
     determinism::install(&conn, stamp).map_err(fatal("register deterministic functions"))?;
+    crate::functions::install(&conn).map_err(fatal("register functions"))?;
     meta::create(&conn).map_err(fatal("create metadata table"))?;
     Ok(conn)
 }

@@ -19,6 +19,7 @@ mod command;
 mod determinism;
 mod error;
 mod exec;
+mod functions;
 mod hash;
 mod meta;
 mod read;

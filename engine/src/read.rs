@@ -42,6 +42,7 @@ fn open_reader(path: &Path) -> Result<Connection, Fatal> {
     conn.set_prepared_statement_cache_capacity(128);
     crate::determinism::install_local(&conn)
         .map_err(|e| Fatal(format!("register functions: {e}")))?;
+    crate::functions::install(&conn).map_err(|e| Fatal(format!("register functions: {e}")))?;
     conn.busy_timeout(std::time::Duration::from_secs(5))
         .map_err(|e| Fatal(format!("configure read connection: {e}")))?;
     Ok(conn)

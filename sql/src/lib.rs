@@ -10,6 +10,7 @@
 
 mod classify;
 mod error;
+mod rewrite;
 mod translate;
 
 pub use classify::{

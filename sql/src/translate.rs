@@ -246,6 +246,7 @@ fn translate_statement(mut stmt: Statement) -> Result<Translated, SqlError> {
         });
     }
     check_internal_names(&stmt)?;
+    check_supported_query_features(&stmt)?;
     let (kind, tag) = match &mut stmt {
         Statement::Query(_) => {
             let kind = if query_writes(&stmt) {
@@ -282,6 +283,10 @@ fn translate_statement(mut stmt: Statement) -> Result<Translated, SqlError> {
             (StatementKind::Ddl, CommandTag::Fixed(drop_tag(object_type)))
         }
         Statement::Truncate(_) => (StatementKind::Write, CommandTag::Fixed("TRUNCATE TABLE")),
+        // VACUUM is whole-database in SQLite and cannot run inside the apply transaction; it
+        // is accepted through the log (every replica answers alike) and reclaims nothing yet.
+        Statement::Vacuum(_) => (StatementKind::Write, CommandTag::Fixed("VACUUM")),
+        Statement::Analyze(_) => (StatementKind::Ddl, CommandTag::Fixed("ANALYZE")),
         Statement::StartTransaction { modes, begin, .. } => {
             let read_only = modes.iter().any(|m| {
                 matches!(
@@ -354,8 +359,13 @@ fn translate_statement(mut stmt: Statement) -> Result<Translated, SqlError> {
     };
 
     let param_count = rewrite_expressions(&mut stmt);
+    crate::rewrite::postgres_expressions(&mut stmt)?;
     strip_public_schema(&mut stmt);
     postgres_null_order(&mut stmt);
+    if let Statement::Query(q) = &mut stmt {
+        // One writer applies entries in log order: row locks have nothing to do.
+        q.locks.clear();
+    }
 
     let sqlite = match (&kind, &stmt) {
         (StatementKind::Transaction(_) | StatementKind::Session(_), _) => Vec::new(),
@@ -383,6 +393,11 @@ fn translate_statement(mut stmt: Statement) -> Result<Translated, SqlError> {
                 })
                 .collect()
         }
+        (_, Statement::Vacuum(_)) => Vec::new(),
+        (_, Statement::Analyze(a)) => vec![match &a.table_name {
+            Some(t) => format!("ANALYZE {t}"),
+            None => "ANALYZE".to_string(),
+        }],
         (_, Statement::Truncate(t)) => t
             .table_names
             .iter()
@@ -489,6 +504,30 @@ fn check_internal_names(stmt: &Statement) -> Result<(), SqlError> {
     }) {
         ControlFlow::Break(e) => Err(e),
         ControlFlow::Continue(()) => Ok(()),
+    }
+}
+
+/// Query features with no SQLite equivalent yet: refused with 0A000 naming them, never
+/// passed through with a different meaning.
+fn check_supported_query_features(stmt: &Statement) -> Result<(), SqlError> {
+    struct Check(Option<SqlError>);
+    impl sqlparser::ast::Visitor for Check {
+        type Break = ();
+        fn pre_visit_query(&mut self, q: &Query) -> ControlFlow<()> {
+            if let SetExpr::Select(s) = q.body.as_ref() {
+                if matches!(s.distinct, Some(sqlparser::ast::Distinct::On(_))) {
+                    self.0 = Some(SqlError::unsupported("SELECT DISTINCT ON"));
+                    return ControlFlow::Break(());
+                }
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let mut c = Check(None);
+    let _ = sqlparser::ast::Visit::visit(stmt, &mut c);
+    match c.0 {
+        Some(e) => Err(e),
+        None => Ok(()),
     }
 }
 

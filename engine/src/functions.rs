@@ -1,0 +1,349 @@
+//! Postgres functions and operators SQLite lacks or defines differently, as SQLite functions.
+//! Registered on every connection (apply and read), and all deterministic: the same inputs
+//! give the same output on every replica. The translator (`sqlkeeper_sql`) rewrites Postgres
+//! syntax into calls of these; `docs/compat.md` lists them.
+
+use std::cmp::Ordering;
+
+use rusqlite::functions::{Context, FunctionFlags};
+use rusqlite::types::{Value as SqlValue, ValueRef};
+use rusqlite::Connection;
+
+fn flags() -> FunctionFlags {
+    FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC
+}
+
+fn text(ctx: &Context<'_>, i: usize) -> Option<String> {
+    match ctx.get_raw(i) {
+        ValueRef::Null => None,
+        ValueRef::Integer(n) => Some(n.to_string()),
+        ValueRef::Real(f) => Some(f.to_string()),
+        ValueRef::Text(t) | ValueRef::Blob(t) => Some(String::from_utf8_lossy(t).into_owned()),
+    }
+}
+
+/// SQLite's ordering of values of different storage classes: NULL < numbers < text < blob.
+fn compare(a: &ValueRef<'_>, b: &ValueRef<'_>) -> Ordering {
+    fn class(v: &ValueRef<'_>) -> u8 {
+        match v {
+            ValueRef::Null => 0,
+            ValueRef::Integer(_) | ValueRef::Real(_) => 1,
+            ValueRef::Text(_) => 2,
+            ValueRef::Blob(_) => 3,
+        }
+    }
+    let num = |v: &ValueRef<'_>| match v {
+        ValueRef::Integer(i) => *i as f64,
+        ValueRef::Real(f) => *f,
+        _ => 0.0,
+    };
+    match (a, b) {
+        (ValueRef::Integer(x), ValueRef::Integer(y)) => x.cmp(y),
+        (ValueRef::Text(x), ValueRef::Text(y)) | (ValueRef::Blob(x), ValueRef::Blob(y)) => x.cmp(y),
+        _ if class(a) == 1 && class(b) == 1 => {
+            num(a).partial_cmp(&num(b)).unwrap_or(Ordering::Equal)
+        }
+        _ => class(a).cmp(&class(b)),
+    }
+}
+
+fn owned(v: ValueRef<'_>) -> SqlValue {
+    match v {
+        ValueRef::Null => SqlValue::Null,
+        ValueRef::Integer(i) => SqlValue::Integer(i),
+        ValueRef::Real(f) => SqlValue::Real(f),
+        ValueRef::Text(t) => SqlValue::Text(String::from_utf8_lossy(t).into_owned()),
+        ValueRef::Blob(b) => SqlValue::Blob(b.to_vec()),
+    }
+}
+
+/// Postgres `GREATEST`/`LEAST`: NULL arguments are ignored (SQLite's max/min return NULL).
+fn extreme(ctx: &Context<'_>, want: Ordering) -> SqlValue {
+    let mut best: Option<ValueRef<'_>> = None;
+    for i in 0..ctx.len() {
+        let v = ctx.get_raw(i);
+        if matches!(v, ValueRef::Null) {
+            continue;
+        }
+        best = match best {
+            Some(b) if compare(&v, &b) != want => Some(b),
+            _ => Some(v),
+        };
+    }
+    best.map(owned).unwrap_or(SqlValue::Null)
+}
+
+/// Postgres `LIKE` semantics: case-sensitive, `%` and `_`, and an escape character
+/// (Postgres' default is backslash; the translator always passes it).
+pub(crate) fn like_match(pattern: &[char], s: &[char], escape: Option<char>) -> bool {
+    let (mut p, mut i) = (0usize, 0usize);
+    let (mut star_p, mut star_i) = (usize::MAX, 0usize);
+    while i < s.len() {
+        if p < pattern.len() {
+            let c = pattern[p];
+            if Some(c) == escape && p + 1 < pattern.len() {
+                if pattern[p + 1] == s[i] {
+                    p += 2;
+                    i += 1;
+                    continue;
+                }
+            } else if c == '%' {
+                star_p = p;
+                star_i = i;
+                p += 1;
+                continue;
+            } else if c == '_' || c == s[i] {
+                p += 1;
+                i += 1;
+                continue;
+            }
+        }
+        if star_p != usize::MAX {
+            p = star_p + 1;
+            star_i += 1;
+            i = star_i;
+            continue;
+        }
+        return false;
+    }
+    while p < pattern.len() && pattern[p] == '%' {
+        p += 1;
+    }
+    p == pattern.len()
+}
+
+fn pad(s: &str, n: i64, fill: &str, left: bool) -> String {
+    let n = n.max(0) as usize;
+    let chars: Vec<char> = s.chars().collect();
+    if chars.len() >= n {
+        return chars[..n].iter().collect();
+    }
+    if fill.is_empty() {
+        return s.to_string();
+    }
+    let fill: Vec<char> = fill.chars().collect();
+    let padding: String = (0..n - chars.len()).map(|k| fill[k % fill.len()]).collect();
+    if left {
+        format!("{padding}{s}")
+    } else {
+        format!("{s}{padding}")
+    }
+}
+
+/// Fields of a `YYYY-MM-DD[ T]HH:MM:SS[.ffffff]` timestamp (or a date).
+fn parse_ts(ts: &str) -> Option<(i64, i64, i64, i64, i64, f64)> {
+    let ts = ts.trim();
+    let y: i64 = ts.get(0..4)?.parse().ok()?;
+    let mo: i64 = ts.get(5..7)?.parse().ok()?;
+    let d: i64 = ts.get(8..10)?.parse().ok()?;
+    let (h, mi, s) = if ts.len() >= 19 {
+        let sec_end = ts[19..]
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .map(|k| 19 + k)
+            .unwrap_or(ts.len());
+        (
+            ts.get(11..13)?.parse().ok()?,
+            ts.get(14..16)?.parse().ok()?,
+            ts.get(17..sec_end)?.parse().ok()?,
+        )
+    } else {
+        (0, 0, 0.0)
+    };
+    Some((y, mo, d, h, mi, s))
+}
+
+/// Registers the functions on `conn`.
+pub(crate) fn install(conn: &Connection) -> rusqlite::Result<()> {
+    conn.create_scalar_function("greatest", -1, flags(), |ctx| {
+        Ok(extreme(ctx, Ordering::Greater))
+    })?;
+    conn.create_scalar_function("least", -1, flags(), |ctx| Ok(extreme(ctx, Ordering::Less)))?;
+    for n in [2, 3] {
+        conn.create_scalar_function("like", n, flags(), |ctx| {
+            let (Some(pattern), Some(s)) = (text(ctx, 0), text(ctx, 1)) else {
+                return Ok(None);
+            };
+            let escape = if ctx.len() == 3 {
+                text(ctx, 2).and_then(|e| e.chars().next())
+            } else {
+                Some('\\')
+            };
+            let p: Vec<char> = pattern.chars().collect();
+            let v: Vec<char> = s.chars().collect();
+            Ok(Some(like_match(&p, &v, escape)))
+        })?;
+    }
+    conn.create_scalar_function("split_part", 3, flags(), |ctx| {
+        let (Some(s), Some(d)) = (text(ctx, 0), text(ctx, 1)) else {
+            return Ok(None);
+        };
+        let n: i64 = ctx.get(2)?;
+        let parts: Vec<&str> = if d.is_empty() {
+            vec![s.as_str()]
+        } else {
+            s.split(d.as_str()).collect()
+        };
+        let idx = if n > 0 { n - 1 } else { parts.len() as i64 + n };
+        Ok(Some(
+            usize::try_from(idx)
+                .ok()
+                .and_then(|i| parts.get(i))
+                .map(|p| p.to_string())
+                .unwrap_or_default(),
+        ))
+    })?;
+    conn.create_scalar_function("left", 2, flags(), |ctx| {
+        let Some(s) = text(ctx, 0) else {
+            return Ok(None);
+        };
+        let n: i64 = ctx.get(1)?;
+        let len = s.chars().count() as i64;
+        let take = if n >= 0 { n.min(len) } else { (len + n).max(0) };
+        Ok(Some(s.chars().take(take as usize).collect::<String>()))
+    })?;
+    conn.create_scalar_function("right", 2, flags(), |ctx| {
+        let Some(s) = text(ctx, 0) else {
+            return Ok(None);
+        };
+        let n: i64 = ctx.get(1)?;
+        let len = s.chars().count() as i64;
+        let take = if n >= 0 { n.min(len) } else { (len + n).max(0) };
+        Ok(Some(
+            s.chars().skip((len - take) as usize).collect::<String>(),
+        ))
+    })?;
+    for (name, left) in [("lpad", true), ("rpad", false)] {
+        for n in [2, 3] {
+            conn.create_scalar_function(name, n, flags(), move |ctx| {
+                let Some(s) = text(ctx, 0) else {
+                    return Ok(None);
+                };
+                let len: i64 = ctx.get(1)?;
+                let fill = if ctx.len() == 3 {
+                    text(ctx, 2).unwrap_or_default()
+                } else {
+                    " ".to_string()
+                };
+                Ok(Some(pad(&s, len, &fill, left)))
+            })?;
+        }
+    }
+    conn.create_scalar_function("pg_extract", 2, flags(), |ctx| {
+        let (Some(field), Some(ts)) = (text(ctx, 0), text(ctx, 1)) else {
+            return Ok(None);
+        };
+        let Some((y, mo, d, h, mi, s)) = parse_ts(&ts) else {
+            return Ok(None);
+        };
+        Ok(match field.to_ascii_lowercase().as_str() {
+            "year" => Some(y as f64),
+            "month" => Some(mo as f64),
+            "day" => Some(d as f64),
+            "hour" => Some(h as f64),
+            "minute" => Some(mi as f64),
+            "second" => Some(s),
+            _ => None,
+        })
+    })?;
+    conn.create_scalar_function("date_trunc", 2, flags(), |ctx| {
+        let (Some(field), Some(ts)) = (text(ctx, 0), text(ctx, 1)) else {
+            return Ok(None);
+        };
+        let Some((y, mo, d, h, mi, s)) = parse_ts(&ts) else {
+            return Ok(None);
+        };
+        let (mo, d, h, mi, s) = match field.to_ascii_lowercase().as_str() {
+            "year" => (1, 1, 0, 0, 0),
+            "month" => (mo, 1, 0, 0, 0),
+            "day" => (mo, d, 0, 0, 0),
+            "hour" => (mo, d, h, 0, 0),
+            "minute" => (mo, d, h, mi, 0),
+            "second" => (mo, d, h, mi, s.trunc() as i64),
+            _ => return Ok(None),
+        };
+        Ok(Some(format!("{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02}")))
+    })?;
+    conn.create_scalar_function("pg_json_contains", 2, flags(), |ctx| {
+        let (Some(a), Some(b)) = (text(ctx, 0), text(ctx, 1)) else {
+            return Ok(None);
+        };
+        let (Ok(a), Ok(b)) = (
+            serde_json::from_str::<serde_json::Value>(&a),
+            serde_json::from_str::<serde_json::Value>(&b),
+        ) else {
+            return Ok(None);
+        };
+        Ok(Some(json_contains(&a, &b)))
+    })?;
+    Ok(())
+}
+
+/// Postgres `jsonb @>`: every key/value of `b` is in `a`, recursively; arrays contain
+/// elements.
+fn json_contains(a: &serde_json::Value, b: &serde_json::Value) -> bool {
+    use serde_json::Value::*;
+    match (a, b) {
+        (Object(x), Object(y)) => y
+            .iter()
+            .all(|(k, v)| x.get(k).is_some_and(|av| json_contains(av, v))),
+        (Array(x), Array(y)) => y.iter().all(|v| x.iter().any(|av| json_contains(av, v))),
+        (Array(x), v) => x.iter().any(|av| av == v),
+        (x, y) => x == y,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn like_is_postgres_like() {
+        let m = |p: &str, s: &str| {
+            like_match(
+                &p.chars().collect::<Vec<_>>(),
+                &s.chars().collect::<Vec<_>>(),
+                Some('\\'),
+            )
+        };
+        assert!(m("a%", "abc"));
+        assert!(!m("A%", "abc"), "case-sensitive");
+        assert!(m("a_c", "abc"));
+        assert!(m("a\\_c", "a_c"));
+        assert!(!m("a\\_c", "abc"));
+        assert!(m("%b%", "abc"));
+        assert!(!m("%d%", "abc"));
+    }
+
+    #[test]
+    fn functions() {
+        let conn = Connection::open_in_memory().unwrap();
+        install(&conn).unwrap();
+        let q = |sql: &str| {
+            conn.query_row(sql, [], |r| r.get::<_, SqlValue>(0))
+                .unwrap()
+        };
+        assert_eq!(q("SELECT greatest(1, NULL, 3)"), SqlValue::Integer(3));
+        assert_eq!(
+            q("SELECT least(NULL, 'b', 'a')"),
+            SqlValue::Text("a".into())
+        );
+        assert_eq!(
+            q("SELECT split_part('a,b,c', ',', 2)"),
+            SqlValue::Text("b".into())
+        );
+        assert_eq!(
+            q("SELECT left('hello', 2) || right('hello', -3)"),
+            SqlValue::Text("helo".into())
+        );
+        assert_eq!(q("SELECT lpad('7', 3, '0')"), SqlValue::Text("007".into()));
+        assert_eq!(q("SELECT 'abc' LIKE 'ABC'"), SqlValue::Integer(0));
+        assert_eq!(
+            q("SELECT pg_json_contains('{\"a\":1,\"b\":[1,2]}', '{\"b\":[2]}')"),
+            SqlValue::Integer(1)
+        );
+        assert_eq!(
+            q("SELECT date_trunc('month', '2026-11-21 05:10:39')"),
+            SqlValue::Text("2026-11-01 00:00:00".into())
+        );
+    }
+}

@@ -1,0 +1,175 @@
+//! Expression rewrites from Postgres to SQLite that keep Postgres' meaning. Each one is a row
+//! of the translation table in `docs/compat.md` and has a golden test case
+//! (`sql/tests/testdata/translate.txt`). Functions named here that SQLite lacks are provided
+//! by the engine on every connection (`engine/src/functions.rs`).
+
+use std::ops::ControlFlow;
+
+use sqlparser::ast::{
+    visit_expressions_mut, BinaryOperator, Expr, Function, FunctionArg, FunctionArgExpr,
+    FunctionArgumentList, FunctionArguments, Ident, ObjectName, Statement, Value,
+};
+
+use crate::error::SqlError;
+
+/// Postgres function names that SQLite spells differently.
+const RENAMED_FUNCTIONS: &[(&str, &str)] = &[
+    ("json_build_object", "json_object"),
+    ("jsonb_build_object", "json_object"),
+    ("json_build_array", "json_array"),
+    ("jsonb_build_array", "json_array"),
+    ("json_agg", "json_group_array"),
+    ("jsonb_agg", "json_group_array"),
+    ("json_object_agg", "json_group_object"),
+    ("jsonb_object_agg", "json_group_object"),
+    ("strpos", "instr"),
+    ("char_length", "length"),
+    ("character_length", "length"),
+    ("to_jsonb", "json"),
+    ("to_json", "json"),
+];
+
+/// Functions whose result depends on the node or its SQLite internals: refused by name.
+const REFUSED_FUNCTIONS: &[&str] = &[
+    "load_extension",
+    "sqlite_version",
+    "sqlite_source_id",
+    "sqlite_compileoption_used",
+    "sqlite_compileoption_get",
+    "sqlite_offset",
+    "changes",
+    "total_changes",
+    "last_insert_rowid",
+    "pg_backend_pid",
+    "inet_server_addr",
+    "txid_current",
+];
+
+fn string(s: &str) -> Expr {
+    Expr::Value(Value::SingleQuotedString(s.to_string()).into())
+}
+
+pub(crate) fn call(name: &str, args: Vec<Expr>) -> Expr {
+    Expr::Function(Function {
+        name: ObjectName::from(vec![Ident::new(name)]),
+        uses_odbc_syntax: false,
+        parameters: FunctionArguments::None,
+        args: FunctionArguments::List(FunctionArgumentList {
+            duplicate_treatment: None,
+            args: args
+                .into_iter()
+                .map(|a| FunctionArg::Unnamed(FunctionArgExpr::Expr(a)))
+                .collect(),
+            clauses: vec![],
+        }),
+        within_group: vec![],
+        filter: None,
+        null_treatment: None,
+        over: None,
+    })
+}
+
+/// Rewrites every expression of `stmt`; fails on functions that cannot be made deterministic.
+pub(crate) fn postgres_expressions(stmt: &mut Statement) -> Result<(), SqlError> {
+    let r = visit_expressions_mut(stmt, |e| match rewrite(e) {
+        Ok(()) => ControlFlow::Continue(()),
+        Err(err) => ControlFlow::Break(err),
+    });
+    match r {
+        ControlFlow::Break(e) => Err(e),
+        ControlFlow::Continue(()) => Ok(()),
+    }
+}
+
+fn rewrite(e: &mut Expr) -> Result<(), SqlError> {
+    match e {
+        // Postgres LIKE is case-sensitive with backslash as the default escape; the engine's
+        // like() implements exactly that, and always gets the escape spelled out.
+        Expr::Like {
+            any: false,
+            escape_char,
+            ..
+        } => {
+            if escape_char.is_none() {
+                *escape_char = Some(Box::new(string("\\")));
+            }
+        }
+        // a ILIKE b -> lower(a) LIKE lower(b)
+        Expr::ILike {
+            negated,
+            any: false,
+            expr,
+            pattern,
+            escape_char,
+        } => {
+            let escape = escape_char.take().unwrap_or_else(|| Box::new(string("\\")));
+            *e = Expr::Like {
+                negated: *negated,
+                any: false,
+                expr: Box::new(call("lower", vec![(**expr).clone()])),
+                pattern: Box::new(call("lower", vec![(**pattern).clone()])),
+                escape_char: Some(escape),
+            };
+        }
+        // position(a IN b) -> instr(b, a)
+        Expr::Position { expr, r#in } => {
+            *e = call("instr", vec![(**r#in).clone(), (**expr).clone()]);
+        }
+        // extract(field FROM x) -> pg_extract('field', x)
+        Expr::Extract { field, expr, .. } => {
+            let f = field.to_string().to_ascii_lowercase();
+            *e = call("pg_extract", vec![string(&f), (**expr).clone()]);
+        }
+        // a @> b (jsonb containment) -> pg_json_contains(a, b)
+        Expr::BinaryOp {
+            left,
+            op: BinaryOperator::AtArrow,
+            right,
+        } => {
+            *e = call(
+                "pg_json_contains",
+                vec![(**left).clone(), (**right).clone()],
+            );
+        }
+        // E'..' and $$..$$ strings become plain SQLite strings (the parser already unescaped them).
+        Expr::Value(v) => match &v.value {
+            Value::EscapedStringLiteral(s) => v.value = Value::SingleQuotedString(s.clone()),
+            Value::DollarQuotedString(d) => v.value = Value::SingleQuotedString(d.value.clone()),
+            _ => {}
+        },
+        Expr::Function(f) => {
+            let name = f.name.to_string().to_ascii_lowercase();
+            let bare = name.trim_start_matches("pg_catalog.").to_string();
+            if REFUSED_FUNCTIONS.contains(&bare.as_str()) {
+                return Err(SqlError {
+                    sqlstate: "0A000",
+                    message: format!(
+                        "function {bare}() is not supported: its result depends on the node, so replicas could diverge"
+                    ),
+                    position: None,
+                });
+            }
+            if let Some((_, to)) = RENAMED_FUNCTIONS.iter().find(|(from, _)| *from == bare) {
+                f.name = ObjectName::from(vec![Ident::new(*to)]);
+            } else if bare == "random" {
+                // Postgres random() is a float in [0, 1); SQLite's is a 64-bit integer (made
+                // deterministic by the engine from the leader's seed).
+                *e = Expr::Nested(Box::new(Expr::BinaryOp {
+                    left: Box::new(Expr::Nested(Box::new(Expr::BinaryOp {
+                        left: Box::new(call("random", vec![])),
+                        op: BinaryOperator::Divide,
+                        right: Box::new(Expr::Value(
+                            Value::Number("18446744073709551616.0".into(), false).into(),
+                        )),
+                    }))),
+                    op: BinaryOperator::Plus,
+                    right: Box::new(Expr::Value(Value::Number("0.5".into(), false).into())),
+                }));
+            } else if name != bare {
+                f.name = ObjectName::from(vec![Ident::new(bare)]);
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
