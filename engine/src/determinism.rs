@@ -184,6 +184,9 @@ pub(crate) fn install(conn: &Connection, cell: Arc<StampCell>) -> rusqlite::Resu
             // date() with no argument means date('now').
             if args.is_empty() && *name != "strftime" {
                 args.push(SqlValue::Text(now));
+            } else if args.len() == 1 && *name == "strftime" {
+                // strftime(format) alone means 'now'.
+                args.push(SqlValue::Text(now));
             }
             let marks: Vec<String> = (1..=args.len()).map(|i| format!("?{i}")).collect();
             let sql = format!("SELECT {name}({})", marks.join(", "));

@@ -32,6 +32,11 @@ pub(crate) fn value_of(v: ValueRef<'_>) -> Value {
     match v {
         ValueRef::Null => Value::Null,
         ValueRef::Integer(i) => Value::Integer(i),
+        // JSON (the log and outcome encoding) cannot carry them; Postgres spells them so.
+        ValueRef::Real(f) if f.is_nan() => Value::Text("NaN".into()),
+        ValueRef::Real(f) if f.is_infinite() => {
+            Value::Text(if f > 0.0 { "Infinity" } else { "-Infinity" }.into())
+        }
         ValueRef::Real(f) => Value::Real(f),
         ValueRef::Text(t) => Value::Text(String::from_utf8_lossy(t).into_owned()),
         ValueRef::Blob(b) => Value::Blob(b.to_vec()),

@@ -73,21 +73,28 @@ enum Produced {
 pub(crate) struct Backend {
     node: Arc<Node>,
     /// This connection's settings. A std mutex: never held across an await.
-    session: Mutex<Session>,
+    session: Arc<Mutex<Session>>,
     parser: Arc<Parser>,
 }
 
 /// Parses and describes statements for the extended protocol.
 pub(crate) struct Parser {
     node: Arc<Node>,
+    /// The connection's session, shared with the Backend: describing a statement must see a
+    /// state at least as new as the session's token, as its reads do.
+    session: Arc<Mutex<Session>>,
 }
 
 impl Backend {
     pub(crate) fn new(node: Arc<Node>) -> Backend {
+        let session = Arc::new(Mutex::new(Session::default()));
         Backend {
-            parser: Arc::new(Parser { node: node.clone() }),
+            parser: Arc::new(Parser {
+                node: node.clone(),
+                session: session.clone(),
+            }),
             node,
-            session: Mutex::new(Session::default()),
+            session,
         }
     }
 
@@ -348,9 +355,9 @@ impl Backend {
         batch: Vec<(Translated, Vec<Value>)>,
     ) -> (Vec<Produced>, Option<ClientError>) {
         if let Some((t, _)) = batch.iter().find(|(t, _)| {
-            matches!(
+            !matches!(
                 t.kind,
-                StatementKind::Session(_) | StatementKind::Transaction(_)
+                StatementKind::Read | StatementKind::Write | StatementKind::Ddl
             )
         }) {
             return (
@@ -601,17 +608,55 @@ impl QueryParser for Parser {
         let param_types = (0..t.param_count)
             .map(|i| types.get(i).cloned().flatten().unwrap_or(Type::TEXT))
             .collect();
+        if matches!(t.kind, StatementKind::Read | StatementKind::Write) {
+            let (token, timeout) = {
+                let s = self.session.lock().unwrap_or_else(|p| p.into_inner());
+                (s.token(), s.read_timeout())
+            };
+            if token > 0 {
+                self.node
+                    .wait_applied(LogIndex(token), timeout)
+                    .await
+                    .map_err(|_| {
+                        ClientError::new(
+                            "57014",
+                            format!("canceling statement: this node has not applied log index {token} within sqlkeeper.read_timeout ({timeout:?})"),
+                        )
+                        .into_pgwire()
+                    })?;
+            }
+        }
         let columns = match &t.kind {
             StatementKind::Read | StatementKind::Write if t.sqlite.len() == 1 => {
-                let sql = t.sqlite[0].clone();
-                self.node
-                    .read(move |v| {
+                let describe = || {
+                    let sql = t.sqlite[0].clone();
+                    self.node.read(move |v| {
                         v.describe(&sql)
                             .map(|(cols, _)| cols)
                             .map_err(EngineError::from)
                     })
-                    .await
-                    .map_err(|e| ClientError::from(e).into_pgwire())?
+                };
+                match describe().await {
+                    Ok(cols) => cols,
+                    // A write runs on the leader, whose schema may be ahead of this node's: a
+                    // table created moments ago elsewhere is not here yet. Catch up to the
+                    // leader's commit before concluding that it does not exist.
+                    Err(_) if t.kind == StatementKind::Write => {
+                        let timeout = self
+                            .session
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .read_timeout();
+                        self.node
+                            .linearizable_barrier(timeout)
+                            .await
+                            .map_err(|e| ClientError::from(e).into_pgwire())?;
+                        describe()
+                            .await
+                            .map_err(|e| ClientError::from(e).into_pgwire())?
+                    }
+                    Err(e) => return Err(ClientError::from(e).into_pgwire()),
+                }
             }
             StatementKind::Session(SessionOp::Show(name)) => vec![Column {
                 name: name.clone(),

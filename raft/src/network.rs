@@ -45,6 +45,9 @@ pub struct NetworkFactory {
 
 /// A client for one peer and one purpose.
 pub struct PeerClient {
+    /// Replication clients pipeline AppendEntries on a connection of their own; heartbeat
+    /// clients send one small request at a time on their reused connection.
+    pipelined: bool,
     me: NodeId,
     target: NodeId,
     addr: String,
@@ -56,6 +59,17 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
 
     async fn new_client(&mut self, target: NodeId, node: &NodeInfo) -> PeerClient {
         PeerClient {
+            pipelined: true,
+            me: self.me,
+            target,
+            addr: node.raft_addr.clone(),
+            conn: None,
+        }
+    }
+
+    async fn new_heartbeat_client(&mut self, target: NodeId, node: &NodeInfo) -> PeerClient {
+        PeerClient {
+            pipelined: false,
             me: self.me,
             target,
             addr: node.raft_addr.clone(),
@@ -147,6 +161,9 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
     where
         S: Stream<Item = AppendEntriesRequest<TypeConfig>> + OptionalSend + Unpin + 'static,
     {
+        if !self.pipelined {
+            return openraft::network::stream_append_sequential(self, input, option);
+        }
         Box::pin(async move {
             let unreachable = |e: io::Error| RPCError::Unreachable(Unreachable::new(&e));
             let conn = Conn::connect(&self.addr, self.me, self.target)
@@ -160,11 +177,20 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
             // every request was answered is an error, not the end of the stream.
             let sent = Arc::new(AtomicU64::new(0));
             let input_done = Arc::new(AtomicBool::new(false));
+            let stop = tokio_util::sync::CancellationToken::new();
             {
                 let (sent, input_done) = (sent.clone(), input_done.clone());
+                let stop = stop.clone();
                 tokio::spawn(async move {
                     let mut input = input;
-                    while let Some(req) = input.next().await {
+                    loop {
+                        // Stop pulling openraft's requests as soon as the response stream is
+                        // dropped (the session ended): they belong to the next session.
+                        let req = tokio::select! {
+                            _ = stop.cancelled() => return,
+                            r = input.next() => r,
+                        };
+                        let Some(req) = req else { break };
                         if sink.send(&Request::AppendEntries(req)).await.is_err() {
                             return;
                         }
@@ -176,10 +202,12 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
                 });
             }
             let mut received = 0u64;
+            let stop_guard = Arc::new(stop.drop_guard());
             let ttl = option.hard_ttl();
             let target = self.target;
             let out = futures::stream::unfold(Some(responses), move |state| {
                 let (sent, input_done) = (sent.clone(), input_done.clone());
+                let _keep_writer = stop_guard.clone();
                 received += 1;
                 let answered = received - 1;
                 async move {

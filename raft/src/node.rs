@@ -43,6 +43,15 @@ pub const ELECTION_TIMEOUT_MIN: Duration = Duration::from_millis(400);
 /// Upper bound of the randomized election timeout.
 pub const ELECTION_TIMEOUT_MAX: Duration = Duration::from_millis(800);
 
+/// Largest encoded command (statements and parameters). A log entry must fit, with up to
+/// `MAX_PAYLOAD_ENTRIES` others, in one cluster frame (`rpc::FRAME_BYTES_MAX`); a metadata
+/// store's statements are far smaller.
+pub const COMMAND_BYTES_MAX: usize = 512 * 1024;
+
+/// Entries per AppendEntries request: bounds a replication frame to about
+/// `MAX_PAYLOAD_ENTRIES * COMMAND_BYTES_MAX`.
+const MAX_PAYLOAD_ENTRIES: u64 = 64;
+
 /// Idle connections kept per peer for forwarded requests.
 const PEER_CONNECTIONS_KEPT: usize = 8;
 
@@ -328,6 +337,7 @@ impl Node {
             replication_lag_threshold: config.snapshot_every.unwrap_or(SNAPSHOT_EVERY_ENTRIES) + 1,
             install_snapshot_timeout: 60_000,
             enable_pre_vote: Some(true),
+            max_payload_entries: MAX_PAYLOAD_ENTRIES,
             ..Default::default()
         }
         .validate()
@@ -457,6 +467,10 @@ impl Node {
     pub fn staleness(&self) -> Option<Duration> {
         let m = self.raft.metrics().borrow_watched().clone();
         if m.state == ServerState::Leader {
+            // A sole voter is its own quorum: it is never out of contact with itself.
+            if m.membership_config.membership().voter_ids().count() == 1 {
+                return Some(Duration::ZERO);
+            }
             return m.last_quorum_acked.as_ref().map(|i| i.elapsed());
         }
         self.last_leader_contact
@@ -519,7 +533,8 @@ impl Node {
                 RemoteError::Unknown(format!("the entry was discarded by a leader change: {f}")),
             ),
             Err(RaftError::APIError(e)) => Err(RemoteError::Failed(e.to_string())),
-            Err(RaftError::Fatal(f)) => Err(RemoteError::Failed(f.to_string())),
+            // Raft stopped: the entry may have been appended before it did.
+            Err(RaftError::Fatal(f)) => Err(RemoteError::Unknown(f.to_string())),
         }
     }
 
@@ -585,6 +600,15 @@ impl Node {
         statements: Vec<Statement>,
         timeout: Duration,
     ) -> Result<(Outcome, LogIndex), NodeError> {
+        let size = serde_json::to_vec(&statements)
+            .map(|v| v.len())
+            .unwrap_or(usize::MAX);
+        if size > COMMAND_BYTES_MAX {
+            return Err(NodeError::Exec(ExecError::new(
+                "54000",
+                format!("the statement and its parameters encode to {size} bytes; the limit is {COMMAND_BYTES_MAX}"),
+            )));
+        }
         let request_id = self.new_request_id();
         let deadline = Instant::now() + timeout;
         let mut unknown = false;
@@ -592,7 +616,18 @@ impl Node {
         loop {
             let result = match self.leader().await {
                 Some((leader, _)) if leader == self.id => {
-                    self.propose(request_id, statements.clone()).await
+                    let left = deadline
+                        .saturating_duration_since(Instant::now())
+                        .max(Duration::from_millis(100));
+                    match tokio::time::timeout(left, self.propose(request_id, statements.clone()))
+                        .await
+                    {
+                        Ok(r) => r,
+                        // Proposed, maybe committed: retried with the same id, deduplicated.
+                        Err(_) => Err(RemoteError::Unknown(
+                            "the write did not commit in time".into(),
+                        )),
+                    }
                 }
                 Some((leader, info)) => {
                     last_leader = Some((leader, info.clone()));
@@ -622,7 +657,13 @@ impl Node {
                     let left = deadline
                         .saturating_duration_since(Instant::now())
                         .max(Duration::from_secs(1));
-                    self.wait_applied(index, left).await?;
+                    // The entry is committed: the write is done whatever happens next. If this
+                    // node is slow to apply it, the session's token (the entry's index) still
+                    // makes its next read here wait for it; never report a committed write as
+                    // failed, or a client retry would apply it twice.
+                    if let Err(e) = self.wait_applied(index, left).await {
+                        tracing::debug!(error = %e, "write committed; local apply is behind");
+                    }
                     return Ok((outcome, index));
                 }
                 Err(RemoteError::Failed(m)) => return Err(NodeError::Unavailable(m)),
@@ -718,7 +759,17 @@ impl Node {
         let deadline = Instant::now() + timeout;
         loop {
             let r = match self.leader().await {
-                Some((l, _)) if l == self.id => self.admin_on_leader(op.clone()).await,
+                Some((l, _)) if l == self.id => {
+                    let left = deadline
+                        .saturating_duration_since(Instant::now())
+                        .max(Duration::from_millis(100));
+                    match tokio::time::timeout(left, self.admin_on_leader(op.clone())).await {
+                        Ok(r) => r,
+                        Err(_) => Err(RemoteError::Failed(format!(
+                            "the operation did not finish within {timeout:?} (is the new node reachable?)"
+                        ))),
+                    }
+                }
                 Some((l, info)) => {
                     let left = deadline
                         .saturating_duration_since(Instant::now())
@@ -1143,6 +1194,13 @@ async fn keep_preferred_leader(node: Arc<Node>, preferred: NodeId) {
             .and_then(|r| r.get(&preferred).cloned().flatten())
             .map(|l| l.index);
         let caught_up = matches!((matched, m.last_log_index), (Some(a), Some(b)) if a + PREFERRED_LEADER_LAG_MAX >= b);
+        // Caught up but silent is a crashed node: hand leadership only to one that answers.
+        let answering = m
+            .heartbeat
+            .as_ref()
+            .and_then(|h| h.get(&preferred).cloned().flatten())
+            .is_some_and(|t| t.elapsed() < HEARTBEAT_INTERVAL * 4);
+        let caught_up = caught_up && answering;
         if voter && caught_up {
             tracing::info!(
                 node_id = node.id,

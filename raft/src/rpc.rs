@@ -208,23 +208,30 @@ impl Conn {
 
     /// Connects to `addr` and introduces ourselves as `from`, expecting node `to` there.
     pub async fn connect(addr: &str, from: NodeId, to: NodeId) -> io::Result<Conn> {
-        let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
+        // Connect and hello under one deadline: a peer that accepts but never answers (stopped
+        // process, full accept queue) must not hold the caller.
+        let handshake = async {
+            let stream = TcpStream::connect(addr).await?;
+            let mut conn = Conn::new(stream);
+            match conn.call(&Request::Hello { from, to }).await? {
+                Response::HelloOk => Ok(conn),
+                Response::Refused(why) => {
+                    Err(io::Error::new(io::ErrorKind::ConnectionRefused, why))
+                }
+                other => Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("unexpected hello reply {other:?}"),
+                )),
+            }
+        };
+        tokio::time::timeout(CONNECT_TIMEOUT, handshake)
             .await
             .map_err(|_| {
                 io::Error::new(
                     io::ErrorKind::TimedOut,
                     format!("connect to {addr} timed out"),
                 )
-            })??;
-        let mut conn = Conn::new(stream);
-        match conn.call(&Request::Hello { from, to }).await? {
-            Response::HelloOk => Ok(conn),
-            Response::Refused(why) => Err(io::Error::new(io::ErrorKind::ConnectionRefused, why)),
-            other => Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("unexpected hello reply {other:?}"),
-            )),
-        }
+            })?
     }
 
     /// Connects to `addr` without knowing the id of the node there (used to join a cluster

@@ -19,6 +19,10 @@ use crate::state_machine::SnapshotFile;
 /// room for clients of forwarded writes on every peer.
 pub const CLUSTER_CONNECTIONS_MAX: usize = 256;
 
+/// Largest snapshot a node accepts from a peer: far above a metadata store's size, and a
+/// bound on the disk a misbehaving peer can fill.
+const SNAPSHOT_BYTES_MAX: u64 = 16 * 1024 * 1024 * 1024;
+
 /// Time a membership change may take, including a new voter catching up.
 const ADMIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
@@ -172,40 +176,55 @@ async fn serve_stream_append(conn: Conn, node: Arc<Node>) -> io::Result<()> {
 /// Writes the raw frames that follow an `InstallSnapshot` header to a new file in the
 /// snapshot directory and fsyncs it. The file is complete when this returns.
 async fn receive_snapshot(conn: &mut Conn, dir: PathBuf, size: u64) -> io::Result<PathBuf> {
+    if size > SNAPSHOT_BYTES_MAX {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("snapshot of {size} bytes is over the {SNAPSHOT_BYTES_MAX}-byte limit"),
+        ));
+    }
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or(0);
     let path = dir.join(format!("incoming-{nanos}.db.partial"));
-    let mut file = tokio::fs::File::create(&path).await?;
-    let mut received = 0u64;
-    loop {
-        let Some(chunk) = conn.recv_raw().await? else {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "snapshot stream ended early",
-            ));
-        };
-        if chunk.is_empty() {
-            break;
+    let result = async {
+        let mut file = tokio::fs::File::create(&path).await?;
+        let mut received = 0u64;
+        loop {
+            let Some(chunk) = conn.recv_raw().await? else {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "snapshot stream ended early",
+                ));
+            };
+            if chunk.is_empty() {
+                break;
+            }
+            received += chunk.len() as u64;
+            if received > size {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "snapshot larger than announced",
+                ));
+            }
+            file.write_all(&chunk).await?;
         }
-        received += chunk.len() as u64;
-        if received > size {
+        if received != size {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
-                "snapshot larger than announced",
+                format!("snapshot has {received} bytes, {size} announced"),
             ));
         }
-        file.write_all(&chunk).await?;
+        // Durable before Raft is told: install copies it, and a crash must not expose a
+        // torn file (it keeps its .partial name, which start-up removes).
+        file.sync_all().await
     }
-    if received != size {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("snapshot has {received} bytes, {size} announced"),
-        ));
+    .await;
+    match result {
+        Ok(()) => Ok(path),
+        Err(e) => {
+            let _ = tokio::fs::remove_file(&path).await;
+            Err(e)
+        }
     }
-    // Durable before Raft is told: install copies it, and a crash must not expose a torn file
-    // (it keeps its .partial name, which start-up removes).
-    file.sync_all().await?;
-    Ok(path)
 }

@@ -307,17 +307,25 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let own = self
             .snapshot_dir
             .join(snapshot_file_name(&meta.last_log_id));
-        if snapshot.path != own {
-            // Keep a copy in our own directory: it becomes this node's current snapshot.
-            let partial = own.with_extension("db.partial");
-            std::fs::copy(&snapshot.path, &partial)?;
-            sqlkeeper_snapshots::fsync_file(&partial).map_err(io::Error::from)?;
-            std::fs::rename(&partial, &own)?;
-            sqlkeeper_snapshots::fsync_dir(&self.snapshot_dir).map_err(io::Error::from)?;
-        }
+        let dir = self.snapshot_dir.clone();
+        let (src, dst) = (snapshot.path.clone(), own.clone());
+        // File copies and fsyncs block: keep them off the async workers.
+        let file_meta =
+            tokio::task::spawn_blocking(move || -> io::Result<SnapshotMetaOf<TypeConfig>> {
+                if src != dst {
+                    // Keep a copy in our own directory: it becomes this node's current snapshot.
+                    let partial = dst.with_extension("db.partial");
+                    std::fs::copy(&src, &partial)?;
+                    sqlkeeper_snapshots::fsync_file(&partial).map_err(io::Error::from)?;
+                    std::fs::rename(&partial, &dst)?;
+                    sqlkeeper_snapshots::fsync_dir(&dir).map_err(io::Error::from)?;
+                }
+                let info = read_snapshot_info(&dst).map_err(other("read snapshot"))?;
+                meta_from_info(&info)
+            })
+            .await
+            .map_err(other("snapshot task"))??;
         // Pair assertion: the file must carry the identity openraft gave us.
-        let info = read_snapshot_info(&own).map_err(other("read snapshot"))?;
-        let file_meta = meta_from_info(&info)?;
         if file_meta.last_log_id != meta.last_log_id {
             return Err(io::Error::other(format!(
                 "snapshot file is at {:?}, but raft installs it as {:?}",
@@ -362,6 +370,9 @@ impl StateMachineStore {
         let Some((last, _)) = batch.last() else {
             return Ok(());
         };
+        if !self.apply_delay.is_zero() {
+            tokio::time::sleep(self.apply_delay).await;
+        }
         let last_membership = batch.iter().rev().find_map(|(e, _)| match &e.payload {
             EntryPayload::Membership(m) => Some(StoredMembershipOf::<TypeConfig>::new(
                 Some(e.log_id),

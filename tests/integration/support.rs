@@ -2,7 +2,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::sync::{Arc, Once};
@@ -31,7 +31,6 @@ pub fn init_tracing() {
 pub struct TestNode {
     pub node: Arc<Node>,
     pub pg_addr: SocketAddr,
-    pub data_dir: PathBuf,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<Option<String>>>,
 }
@@ -60,7 +59,6 @@ impl TestNode {
         TestNode {
             node: serving.node,
             pg_addr: serving.pg_addr,
-            data_dir: data_dir.to_path_buf(),
             stop: Some(stop),
             task: Some(task),
         }
@@ -101,8 +99,6 @@ pub struct NodeProcess {
     child: Child,
     pub pg_addr: SocketAddr,
     pub raft_addr: SocketAddr,
-    /// Every stderr line the process printed so far.
-    pub stderr: Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 pub fn binary() -> Command {
@@ -163,7 +159,6 @@ impl NodeProcess {
             child,
             pg_addr: pg.parse().unwrap(),
             raft_addr: raft.parse().unwrap(),
-            stderr: lines,
         }
     }
 
@@ -179,22 +174,6 @@ impl Drop for NodeProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// Polls `f` until it returns true, or panics after [`WAIT`].
-pub async fn wait_until<F, Fut>(what: &str, mut f: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + WAIT;
-    while Instant::now() < deadline {
-        if f().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("timed out waiting for {what}");
 }
 
 /// A cluster of real `sqlkeeper` processes on port-0 listeners and temp dirs. Node 1
