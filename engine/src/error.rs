@@ -136,6 +136,12 @@ fn state_from_message(msg: &str) -> &'static str {
         || m.starts_with("unrecognized token")
     {
         "42601"
+    } else if m.contains("values were supplied")
+        || m.contains("values for") && m.contains("columns")
+    {
+        // "table t has 3 columns but 1 values were supplied": Postgres would fill the missing
+        // columns with their defaults; SQLite refuses. Closest Postgres error: 42601.
+        "42601"
     } else if m.contains("ambiguous column name") {
         "42702"
     } else if m.contains("datatype mismatch") || m.contains("cannot store") {

@@ -25,7 +25,9 @@ use sqlkeeper_engine::{
     query_scratch, Column, EngineError, LogIndex, ScratchTable, Statement, Value,
 };
 use sqlkeeper_raft::{AdminOp, Node, NodeInfo};
-use sqlkeeper_sql::{translate, AdminCall, CommandTag, SessionOp, StatementKind, Translated};
+use sqlkeeper_sql::{
+    translate, AdminCall, ColumnHint, CommandTag, SessionOp, StatementKind, Translated,
+};
 
 use crate::encode::{decode_param, encode_value, fields};
 use crate::errors::ClientError;
@@ -59,6 +61,8 @@ enum Produced {
         columns: Vec<Column>,
         rows: Vec<Vec<Value>>,
         tag: CommandTag,
+        /// Postgres names and types of the columns, from the translator.
+        hints: Vec<ColumnHint>,
     },
     Done(String),
     /// A setting changed that the client must be told about.
@@ -119,6 +123,7 @@ impl Backend {
                     }],
                     rows: vec![vec![Value::Text(value)]],
                     tag: CommandTag::Fixed("SHOW"),
+                    hints: Vec::new(),
                 })
             }
             SessionOp::Set { name, value } => {
@@ -233,6 +238,7 @@ impl Backend {
             columns: last.columns,
             rows: last.rows,
             tag,
+            hints: t.columns.clone(),
         })
     }
 
@@ -258,6 +264,7 @@ impl Backend {
                 }],
                 rows: vec![vec![Value::Text(hex)]],
                 tag: CommandTag::Select,
+                hints: Vec::new(),
             });
         }
         let op = match (call.function.as_str(), call.args.as_slice()) {
@@ -286,6 +293,7 @@ impl Backend {
             }],
             rows: vec![vec![Value::Text(msg)]],
             tag: CommandTag::Select,
+            hints: Vec::new(),
         })
     }
 
@@ -306,6 +314,7 @@ impl Backend {
             columns: r.columns,
             rows: r.rows,
             tag: t.tag.clone(),
+            hints: Vec::new(),
         })
     }
 
@@ -404,6 +413,7 @@ impl Backend {
                     columns: r.columns,
                     rows: r.rows,
                     tag: t.tag,
+                    hints: t.columns,
                 }
             });
         }
@@ -487,7 +497,12 @@ fn respond(
     match p {
         Produced::Done(tag) => Ok(Response::Execution(Tag::new(&tag))),
         Produced::Setting { tag, .. } => Ok(Response::Execution(Tag::new(&tag))),
-        Produced::Rows { columns, rows, tag } => {
+        Produced::Rows {
+            columns,
+            rows,
+            tag,
+            hints,
+        } => {
             let columns = match described {
                 Some(d) if d.len() == columns.len() => d.to_vec(),
                 Some(_) => {
@@ -498,7 +513,7 @@ fn respond(
                 }
                 None => columns,
             };
-            let schema = Arc::new(fields(&columns, format));
+            let schema = Arc::new(fields(&columns, &hints, format));
             let mut enc = DataRowEncoder::new(schema.clone());
             let mut encoded = Vec::with_capacity(rows.len());
             for row in rows {
@@ -609,11 +624,22 @@ impl QueryParser for Parser {
             .map(|i| types.get(i).cloned().flatten().unwrap_or(Type::TEXT))
             .collect();
         if matches!(t.kind, StatementKind::Read | StatementKind::Write) {
-            let (token, timeout) = {
+            let (token, timeout, mode) = {
                 let s = self.session.lock().unwrap_or_else(|p| p.into_inner());
-                (s.token(), s.read_timeout())
+                (s.token(), s.read_timeout(), s.read_consistency())
             };
-            if token > 0 {
+            if mode == ReadConsistency::Linearizable {
+                // Describe against the state the statement will read: every acknowledged write.
+                let index = self
+                    .node
+                    .linearizable_barrier(timeout)
+                    .await
+                    .map_err(|e| ClientError::from(e).into_pgwire())?;
+                self.session
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .observe(index.0);
+            } else if token > 0 {
                 self.node
                     .wait_applied(LogIndex(token), timeout)
                     .await
@@ -696,7 +722,7 @@ impl QueryParser for Parser {
         stmt: &Prepared,
         column_format: Option<&Format>,
     ) -> PgWireResult<Vec<FieldInfo>> {
-        Ok(fields(&stmt.columns, |i| {
+        Ok(fields(&stmt.columns, &stmt.translated.columns, |i| {
             column_format
                 .map(|f| f.format_for(i))
                 .unwrap_or(FieldFormat::Text)
@@ -772,7 +798,7 @@ impl ExtendedQueryHandler for Backend {
             .collect();
         Ok(DescribeStatementResponse::new(
             params,
-            fields(&p.columns, |_| FieldFormat::Text),
+            fields(&p.columns, &p.translated.columns, |_| FieldFormat::Text),
         ))
     }
 
@@ -788,9 +814,11 @@ impl ExtendedQueryHandler for Backend {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let p = &target.statement.statement;
-        Ok(DescribePortalResponse::new(fields(&p.columns, |i| {
-            target.result_column_format.format_for(i)
-        })))
+        Ok(DescribePortalResponse::new(fields(
+            &p.columns,
+            &p.translated.columns,
+            |i| target.result_column_format.format_for(i),
+        )))
     }
 
     /// Postgres answers Describe of a statement with parameters but no result columns with

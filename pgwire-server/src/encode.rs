@@ -5,6 +5,7 @@ use pgwire::api::results::{DataRowEncoder, FieldFormat, FieldInfo};
 use pgwire::api::Type;
 use pgwire::error::PgWireResult;
 use sqlkeeper_engine::{Column, Value};
+use sqlkeeper_sql::{ColumnHint, PgType};
 
 use crate::errors::ClientError;
 
@@ -57,12 +58,47 @@ pub(crate) fn column_name(col: &Column) -> String {
     }
 }
 
-pub(crate) fn fields(columns: &[Column], format: impl Fn(usize) -> FieldFormat) -> Vec<FieldInfo> {
+/// Row description: Postgres names and types from the translator's hints where it has them
+/// (expressions), else what SQLite reports (table columns and their declared types).
+pub(crate) fn fields(
+    columns: &[Column],
+    hints: &[ColumnHint],
+    format: impl Fn(usize) -> FieldFormat,
+) -> Vec<FieldInfo> {
+    let hints = if hints.len() == columns.len() {
+        hints
+    } else {
+        &[]
+    };
     columns
         .iter()
         .enumerate()
-        .map(|(i, c)| FieldInfo::new(column_name(c), None, None, column_type(c), format(i)))
+        .map(|(i, c)| {
+            let hint = hints.get(i);
+            let name = hint
+                .and_then(|h| h.name.clone())
+                .unwrap_or_else(|| column_name(c));
+            let ty = match (c.decl_type.is_some(), hint.and_then(|h| h.pg_type)) {
+                (false, Some(t)) => hinted_type(t),
+                _ => column_type(c),
+            };
+            FieldInfo::new(name, None, None, ty, format(i))
+        })
         .collect()
+}
+
+/// The wire type for a hinted Postgres type. `numeric` is sent as text: this node does not
+/// encode binary numerics yet.
+fn hinted_type(t: PgType) -> Type {
+    match t {
+        PgType::Bool => Type::BOOL,
+        PgType::Int2 => Type::INT2,
+        PgType::Int4 => Type::INT4,
+        PgType::Int8 => Type::INT8,
+        PgType::Float8 => Type::FLOAT8,
+        PgType::Varchar => Type::VARCHAR,
+        PgType::Numeric | PgType::Text => Type::TEXT,
+    }
 }
 
 fn float_text(f: f64) -> String {

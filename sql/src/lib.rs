@@ -9,6 +9,7 @@
 #![deny(missing_docs)]
 
 mod classify;
+mod columns;
 mod error;
 mod rewrite;
 mod translate;
@@ -16,5 +17,6 @@ mod translate;
 pub use classify::{
     AdminCall, CommandTag, SessionOp, StatementKind, TxnOp, ADMIN_FUNCTIONS, INTROSPECTION_VIEWS,
 };
+pub use columns::{ColumnHint, PgType};
 pub use error::SqlError;
 pub use translate::{translate, Translated, PARSER_RECURSION_LIMIT, QUERY_BYTES_MAX};

@@ -6,7 +6,7 @@
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{
-    visit_expressions_mut, BinaryOperator, Expr, Function, FunctionArg, FunctionArgExpr,
+    visit_expressions_mut, BinaryOperator, DataType, Expr, Function, FunctionArg, FunctionArgExpr,
     FunctionArgumentList, FunctionArguments, Ident, ObjectName, Statement, Value,
 };
 
@@ -130,6 +130,51 @@ fn rewrite(e: &mut Expr) -> Result<(), SqlError> {
                 "pg_json_contains",
                 vec![(**left).clone(), (**right).clone()],
             );
+        }
+        // Casts to types SQLite has no affinity for would take NUMERIC affinity and turn text
+        // into 0 (CAST('{"a":1}' AS JSONB) = 0): text-like Postgres types cast to TEXT.
+        Expr::Cast { data_type, .. } => {
+            let name = data_type.to_string().to_ascii_lowercase();
+            let base = name.split('(').next().unwrap_or("").trim().to_string();
+            if matches!(
+                base.as_str(),
+                "json"
+                    | "jsonb"
+                    | "uuid"
+                    | "varchar"
+                    | "character varying"
+                    | "char"
+                    | "character"
+                    | "bpchar"
+                    | "name"
+                    | "citext"
+                    | "timestamp"
+                    | "timestamptz"
+                    | "timestamp with time zone"
+                    | "timestamp without time zone"
+                    | "date"
+                    | "time"
+                    | "interval"
+            ) {
+                *data_type = DataType::Text;
+            } else if base == "bytea" {
+                *data_type = DataType::Blob(None);
+            }
+        }
+        // x = ANY (subquery) -> x IN (subquery)
+        Expr::AnyOp {
+            left,
+            compare_op: BinaryOperator::Eq,
+            right,
+            ..
+        } if matches!(**right, Expr::Subquery(_)) => {
+            if let Expr::Subquery(q) = &**right {
+                *e = Expr::InSubquery {
+                    expr: left.clone(),
+                    subquery: q.clone(),
+                    negated: false,
+                };
+            }
         }
         // E'..' and $$..$$ strings become plain SQLite strings (the parser already unescaped them).
         Expr::Value(v) => match &v.value {

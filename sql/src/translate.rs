@@ -15,6 +15,7 @@ use crate::classify::{
     drop_tag, query_writes, AdminCall, CommandTag, SessionOp, StatementKind, TxnOp,
     ADMIN_FUNCTIONS, INTROSPECTION_VIEWS,
 };
+use crate::columns::{projection_hints, ColumnHint};
 use crate::error::SqlError;
 
 /// Deepest expression nesting the parser accepts. Hostile input (thousands of nested
@@ -40,6 +41,8 @@ pub struct Translated {
     pub param_count: usize,
     /// The statement as the client wrote it, re-printed from the AST (for logs and errors).
     pub original: String,
+    /// Postgres names and types of the result columns (empty: use what SQLite reports).
+    pub columns: Vec<ColumnHint>,
 }
 
 /// Parses `query` (one or more statements separated by `;`) and translates every statement.
@@ -218,6 +221,8 @@ fn reads_introspection(stmt: &Statement) -> bool {
 
 fn translate_statement(mut stmt: Statement) -> Result<Translated, SqlError> {
     let original = stmt.to_string();
+    // Named from the Postgres text, before functions are renamed for SQLite.
+    let columns = projection_hints(&stmt);
     if let Some(call) = admin_call(&stmt)? {
         let tag = CommandTag::Select;
         return Ok(Translated {
@@ -226,6 +231,7 @@ fn translate_statement(mut stmt: Statement) -> Result<Translated, SqlError> {
             tag,
             param_count: 0,
             original,
+            columns: Vec::new(),
         });
     }
     if matches!(stmt, Statement::Query(_)) && reads_introspection(&stmt) {
@@ -243,6 +249,7 @@ fn translate_statement(mut stmt: Statement) -> Result<Translated, SqlError> {
             tag: CommandTag::Select,
             param_count,
             original,
+            columns,
         });
     }
     check_internal_names(&stmt)?;
@@ -411,6 +418,7 @@ fn translate_statement(mut stmt: Statement) -> Result<Translated, SqlError> {
         tag,
         param_count,
         original,
+        columns,
     })
 }
 
@@ -649,6 +657,16 @@ fn rewrite_serial_columns(ct: &mut sqlparser::ast::CreateTable) -> Result<(), Sq
             ));
         }
         col.data_type = DataType::Integer(None);
+        if inline_pk {
+            // AUTOINCREMENT: like a Postgres sequence, an id is never handed out twice, even
+            // after the row holding the highest id is deleted.
+            col.options.push(sqlparser::ast::ColumnOptionDef {
+                name: None,
+                option: ColumnOption::DialectSpecific(vec![
+                    sqlparser::tokenizer::Token::make_keyword("AUTOINCREMENT"),
+                ]),
+            });
+        }
     }
     Ok(())
 }
@@ -707,7 +725,7 @@ mod tests {
     fn serial_primary_key_is_rowid() {
         assert_eq!(
             one("CREATE TABLE t (id SERIAL PRIMARY KEY, v TEXT)").sqlite,
-            vec!["CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)"]
+            vec!["CREATE TABLE t (id INTEGER PRIMARY KEY AUTOINCREMENT, v TEXT)"]
         );
     }
 

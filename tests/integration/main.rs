@@ -5,6 +5,7 @@ mod cli;
 mod cluster;
 mod convergence;
 mod crash;
+mod differential;
 mod psql;
 mod single_node;
 mod support;

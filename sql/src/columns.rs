@@ -1,0 +1,250 @@
+//! Result column names and types as Postgres would report them, from the AST of a query's
+//! projection. SQLite names an expression column after its text (`count(*)`, `1 + 1`) and
+//! types it by value; Postgres names it after its function or `?column?` and types it from
+//! the expression (`3 > 2` is `boolean`, printed `t`). Compare with Postgres'
+//! `FigureColname` (parser/parse_target.c).
+
+use sqlparser::ast::{
+    BinaryOperator, DataType, Expr, Ident, Query, SelectItem, SetExpr, Statement, UnaryOperator,
+    Value,
+};
+
+/// A Postgres type a result column can be described with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PgType {
+    /// `boolean`
+    Bool,
+    /// `smallint`
+    Int2,
+    /// `integer`
+    Int4,
+    /// `bigint`
+    Int8,
+    /// `double precision`
+    Float8,
+    /// `numeric`
+    Numeric,
+    /// `text`
+    Text,
+    /// `varchar`
+    Varchar,
+}
+
+/// What Postgres would call and type one result column; `None` where the node should use
+/// what SQLite reports (a table column's name and declared type).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ColumnHint {
+    /// Column name.
+    pub name: Option<String>,
+    /// Column type.
+    pub pg_type: Option<PgType>,
+}
+
+fn fold(i: &Ident) -> String {
+    if i.quote_style.is_some() {
+        i.value.clone()
+    } else {
+        i.value.to_lowercase()
+    }
+}
+
+fn type_of_data_type(dt: &DataType) -> Option<PgType> {
+    let s = dt.to_string().to_ascii_lowercase();
+    let base = s.split('(').next().unwrap_or("").trim();
+    Some(match base {
+        "boolean" | "bool" => PgType::Bool,
+        "smallint" | "int2" => PgType::Int2,
+        "int" | "integer" | "int4" => PgType::Int4,
+        "bigint" | "int8" => PgType::Int8,
+        "double precision" | "float8" | "float" | "real" | "float4" => PgType::Float8,
+        "numeric" | "decimal" => PgType::Numeric,
+        "varchar" | "character varying" => PgType::Varchar,
+        "text" => PgType::Text,
+        _ => return None,
+    })
+}
+
+/// Postgres' internal name of a type, which names a column that is a cast of a literal.
+fn type_colname(dt: &DataType) -> String {
+    match type_of_data_type(dt) {
+        Some(PgType::Bool) => "bool".into(),
+        Some(PgType::Int2) => "int2".into(),
+        Some(PgType::Int4) => "int4".into(),
+        Some(PgType::Int8) => "int8".into(),
+        Some(PgType::Float8) => "float8".into(),
+        Some(PgType::Numeric) => "numeric".into(),
+        Some(PgType::Varchar) => "varchar".into(),
+        Some(PgType::Text) => "text".into(),
+        None => dt.to_string().to_lowercase(),
+    }
+}
+
+fn figure_name(e: &Expr) -> Option<String> {
+    Some(match e {
+        Expr::Identifier(i) => fold(i),
+        Expr::CompoundIdentifier(parts) => fold(parts.last()?),
+        Expr::Function(f) => {
+            let last = f.name.0.last()?.to_string();
+            last.trim_matches('"').to_lowercase()
+        }
+        // `x::text` is called `x`; a cast literal is called after the type (`int4`).
+        Expr::Cast {
+            expr, data_type, ..
+        } => match figure_name(expr) {
+            Some(n) if is_named(expr) => n,
+            _ => type_colname(data_type),
+        },
+        Expr::Case { .. } => "case".into(),
+        Expr::Trim { .. } => "btrim".into(),
+        Expr::Position { .. } => "position".into(),
+        Expr::Substring {
+            shorthand: true, ..
+        } => "substr".into(),
+        Expr::Substring { .. } => "substring".into(),
+        Expr::Extract { .. } => "extract".into(),
+        Expr::Ceil { .. } => "ceil".into(),
+        Expr::Floor { .. } => "floor".into(),
+        Expr::Exists { .. } => "exists".into(),
+        Expr::Nested(inner) => return figure_name(inner),
+        Expr::Subquery(q) => return single_projection_name(q),
+        _ => return None,
+    })
+}
+
+fn is_named(e: &Expr) -> bool {
+    matches!(
+        e,
+        Expr::Identifier(_) | Expr::CompoundIdentifier(_) | Expr::Function(_) | Expr::Nested(_)
+    )
+}
+
+fn single_projection_name(q: &Query) -> Option<String> {
+    let SetExpr::Select(s) = q.body.as_ref() else {
+        return None;
+    };
+    match s.projection.as_slice() {
+        [SelectItem::UnnamedExpr(e)] => figure_name(e),
+        [SelectItem::ExprWithAlias { alias, .. }] => Some(fold(alias)),
+        _ => None,
+    }
+}
+
+fn number_type(n: &str) -> PgType {
+    if n.contains(['.', 'e', 'E']) {
+        PgType::Numeric
+    } else if n.parse::<i32>().is_ok() {
+        PgType::Int4
+    } else if n.parse::<i64>().is_ok() {
+        PgType::Int8
+    } else {
+        PgType::Numeric
+    }
+}
+
+fn infer_type(e: &Expr) -> Option<PgType> {
+    use BinaryOperator::*;
+    Some(match e {
+        Expr::BinaryOp { op, left, right } => match op {
+            Eq | NotEq | Lt | Gt | LtEq | GtEq | And | Or => PgType::Bool,
+            StringConcat => PgType::Text,
+            Plus | Minus | Multiply | Divide | Modulo => {
+                match (infer_type(left)?, infer_type(right)?) {
+                    (PgType::Int4, PgType::Int4) => PgType::Int4,
+                    (
+                        PgType::Int2 | PgType::Int4 | PgType::Int8,
+                        PgType::Int2 | PgType::Int4 | PgType::Int8,
+                    ) => PgType::Int8,
+                    _ => return None,
+                }
+            }
+            _ => return None,
+        },
+        Expr::UnaryOp {
+            op: UnaryOperator::Not,
+            ..
+        } => PgType::Bool,
+        Expr::UnaryOp {
+            op: UnaryOperator::Minus,
+            expr,
+        } => infer_type(expr)?,
+        Expr::IsNull(_)
+        | Expr::IsNotNull(_)
+        | Expr::IsTrue(_)
+        | Expr::IsFalse(_)
+        | Expr::IsNotTrue(_)
+        | Expr::IsNotFalse(_)
+        | Expr::IsDistinctFrom(..)
+        | Expr::IsNotDistinctFrom(..)
+        | Expr::InList { .. }
+        | Expr::InSubquery { .. }
+        | Expr::Between { .. }
+        | Expr::Like { .. }
+        | Expr::ILike { .. }
+        | Expr::Exists { .. } => PgType::Bool,
+        Expr::Value(v) => match &v.value {
+            Value::Number(n, _) => number_type(n),
+            Value::SingleQuotedString(_)
+            | Value::EscapedStringLiteral(_)
+            | Value::DollarQuotedString(_) => PgType::Text,
+            Value::Boolean(_) => PgType::Bool,
+            Value::Null => PgType::Text,
+            _ => return None,
+        },
+        Expr::Cast { data_type, .. } => type_of_data_type(data_type)?,
+        Expr::Nested(inner) => infer_type(inner)?,
+        Expr::Trim { .. } | Expr::Substring { .. } => PgType::Text,
+        Expr::Position { .. } => PgType::Int4,
+        Expr::Function(f) => {
+            let name = f.name.0.last()?.to_string().to_lowercase();
+            match name.as_str() {
+                "count" => PgType::Int8,
+                "length" | "char_length" | "character_length" | "strpos" | "position" => {
+                    PgType::Int4
+                }
+                "upper" | "lower" | "concat" | "substr" | "replace" | "btrim" | "ltrim"
+                | "rtrim" | "lpad" | "rpad" | "left" | "right" | "split_part" | "string_agg"
+                | "md5" | "initcap" | "reverse" => PgType::Text,
+                _ => return None,
+            }
+        }
+        Expr::Case { conditions, .. } => {
+            let first = conditions.first()?;
+            infer_type(&first.result)?
+        }
+        _ => return None,
+    })
+}
+
+/// Names and types of a query's result columns, one per projection item, or an empty list
+/// when the projection has a wildcard (SQLite's names and declared types are right then).
+pub(crate) fn projection_hints(stmt: &Statement) -> Vec<ColumnHint> {
+    let Statement::Query(q) = stmt else {
+        return Vec::new();
+    };
+    let mut body = q.body.as_ref();
+    while let SetExpr::SetOperation { left, .. } = body {
+        body = left.as_ref();
+    }
+    let SetExpr::Select(s) = body else {
+        return Vec::new();
+    };
+    let mut hints = Vec::with_capacity(s.projection.len());
+    for item in &s.projection {
+        hints.push(match item {
+            SelectItem::UnnamedExpr(e) => ColumnHint {
+                name: match e {
+                    // A plain column keeps the name SQLite reports (its declared spelling).
+                    Expr::Identifier(_) | Expr::CompoundIdentifier(_) => None,
+                    _ => Some(figure_name(e).unwrap_or_else(|| "?column?".into())),
+                },
+                pg_type: infer_type(e),
+            },
+            SelectItem::ExprWithAlias { expr, alias } => ColumnHint {
+                name: Some(fold(alias)),
+                pg_type: infer_type(expr),
+            },
+            _ => return Vec::new(),
+        });
+    }
+    hints
+}
