@@ -187,6 +187,24 @@ async fn stale_reads_refuse_past_max_staleness_when_partitioned() {
     cluster.assert_state_hashes_equal().await;
 }
 
+/// Acknowledged writes so far, shared by the writer tasks, so a test can wait for progress
+/// instead of sleeping.
+#[derive(Default)]
+struct Progress {
+    acked: std::sync::atomic::AtomicUsize,
+    acked_after: std::sync::atomic::AtomicUsize,
+}
+
+impl Progress {
+    async fn wait(&self, what: &str, counter: impl Fn(&Progress) -> usize, at_least: usize) {
+        let deadline = Instant::now() + WAIT;
+        while counter(self) < at_least {
+            assert!(Instant::now() < deadline, "no progress: {what}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
 /// Writes unique ids through node `id` until `stop`, retrying after errors; returns the ids
 /// whose insert was acknowledged and how many were acknowledged after `after` was set.
 fn writer(
@@ -194,6 +212,7 @@ fn writer(
     base: i64,
     stop: Arc<AtomicBool>,
     after: Arc<AtomicBool>,
+    progress: Arc<Progress>,
 ) -> tokio::task::JoinHandle<(Vec<i64>, usize)> {
     tokio::spawn(async move {
         let mut acked = Vec::new();
@@ -225,8 +244,10 @@ fn writer(
             {
                 Ok(_) => {
                     acked.push(id);
+                    progress.acked.fetch_add(1, Ordering::Relaxed);
                     if after.load(Ordering::Relaxed) {
                         acked_after += 1;
+                        progress.acked_after.fetch_add(1, Ordering::Relaxed);
                     }
                 }
                 Err(e) => {
@@ -258,6 +279,7 @@ async fn killing_the_leader_loses_no_acknowledged_write() {
         .collect();
     let stop = Arc::new(AtomicBool::new(false));
     let after = Arc::new(AtomicBool::new(false));
+    let progress = Arc::new(Progress::default());
     let writers: Vec<_> = followers
         .iter()
         .map(|id| {
@@ -266,17 +288,30 @@ async fn killing_the_leader_loses_no_acknowledged_write() {
                 *id as i64 * 1_000_000,
                 stop.clone(),
                 after.clone(),
+                progress.clone(),
             )
         })
         .collect();
 
     tracing::info!("--- writes stream through both followers; kill -9 the leader");
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    progress
+        .wait(
+            "writes before the kill",
+            |p| p.acked.load(Ordering::Relaxed),
+            50,
+        )
+        .await;
     cluster.kill9(leader);
     after.store(true, Ordering::Relaxed);
     let new_leader = cluster.leader().await;
     assert_ne!(new_leader, leader);
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    progress
+        .wait(
+            "writes after the kill",
+            |p| p.acked_after.load(Ordering::Relaxed),
+            50,
+        )
+        .await;
     stop.store(true, Ordering::Relaxed);
     let mut acked = BTreeSet::new();
     for w in writers {
@@ -318,7 +353,14 @@ async fn grow_shrink_transfer_and_preferred_leader() {
     let after = Arc::new(AtomicBool::new(false));
     let acked = Arc::new(Mutex::new(BTreeSet::new()));
     // Light load through node 2 for the whole test.
-    let load = writer(cluster.node(2).pg_addr, 0, stop.clone(), after.clone());
+    let progress = Arc::new(Progress::default());
+    let load = writer(
+        cluster.node(2).pg_addr,
+        0,
+        stop.clone(),
+        after.clone(),
+        progress.clone(),
+    );
 
     tracing::info!("--- grow 3 -> 5 with sqlkeeper.add_node");
     for id in [4u64, 5] {
@@ -491,6 +533,27 @@ async fn demo_runs_a_three_node_cluster_and_stops_on_interrupt() {
         .unwrap()
         .get(0);
     assert_eq!(n, 3);
+
+    tracing::info!("--- all three replicas hold the same state");
+    let mut hashes = Vec::new();
+    for i in 0..3u16 {
+        let c = connect(addr(i)).await;
+        // A linearizable read makes the node apply everything acknowledged first.
+        c.batch_execute("SET sqlkeeper.read_consistency = 'linearizable'")
+            .await
+            .unwrap();
+        c.query_one("SELECT count(*) FROM demo", &[]).await.unwrap();
+        let h: String = c
+            .query_one("SELECT sqlkeeper.state_hash()", &[])
+            .await
+            .unwrap()
+            .get(0);
+        hashes.push(h);
+    }
+    assert!(
+        hashes.iter().all(|h| *h == hashes[0]),
+        "replicas diverged: {hashes:?}"
+    );
 
     tracing::info!("--- Ctrl-C stops every node");
     let _ = std::process::Command::new("kill")
