@@ -1,7 +1,7 @@
 //! The writer side: applying committed commands in log order.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use rusqlite::Connection;
 
@@ -12,6 +12,7 @@ use crate::exec::run;
 use crate::meta;
 use crate::meta::{DEDUP_WINDOW_ENTRIES, REQUESTS_TABLE};
 use crate::read::ReadPool;
+use crate::sequences::SequenceCell;
 use crate::Outcome;
 
 /// File name of the state database inside the node's state directory.
@@ -52,10 +53,16 @@ pub struct StateMachine {
     /// Time and seed of the command being applied, read by the deterministic functions
     /// registered on the writer connection.
     stamp: Arc<StampCell>,
+    /// Sequences of the command being applied (see `sequences.rs`).
+    sequences: Arc<Mutex<SequenceCell>>,
     reads: Arc<ReadPool>,
 }
 
-pub(crate) fn open_writer(path: &Path, stamp: Arc<StampCell>) -> Result<Connection, Fatal> {
+pub(crate) fn open_writer(
+    path: &Path,
+    stamp: Arc<StampCell>,
+    sequences: Arc<Mutex<SequenceCell>>,
+) -> Result<Connection, Fatal> {
     let conn = Connection::open(path).map_err(fatal("open state database"))?;
     // WAL lets read connections run beside the writer. synchronous=NORMAL: a commit is not
     // fsynced until the next checkpoint, so power loss may drop the last applied batches; the
@@ -72,6 +79,8 @@ pub(crate) fn open_writer(path: &Path, stamp: Arc<StampCell>) -> Result<Connecti
     determinism::install(&conn, stamp).map_err(fatal("register deterministic functions"))?;
     crate::functions::install(&conn).map_err(fatal("register functions"))?;
     meta::create(&conn).map_err(fatal("create metadata table"))?;
+    crate::sequences::create_table(&conn).map_err(fatal("create sequences table"))?;
+    crate::sequences::install(&conn, sequences).map_err(fatal("register sequence functions"))?;
     Ok(conn)
 }
 
@@ -82,7 +91,8 @@ impl StateMachine {
             .map_err(|e| Fatal(format!("create {}: {e}", dir.display())))?;
         let db_path = dir.join(STATE_DB_FILE);
         let stamp = Arc::new(StampCell::default());
-        let conn = open_writer(&db_path, stamp.clone())?;
+        let sequences = Arc::new(Mutex::new(SequenceCell::default()));
+        let conn = open_writer(&db_path, stamp.clone(), sequences.clone())?;
         let applied_index = meta::get_i64(&conn, meta::KEY_APPLIED_INDEX)
             .map_err(fatal("read applied index"))?
             .map(|i| LogIndex(i as u64));
@@ -93,6 +103,7 @@ impl StateMachine {
             applied_index,
             failed: None,
             stamp,
+            sequences,
             reads,
         })
     }
@@ -183,7 +194,13 @@ impl StateMachine {
             for item in items {
                 outcomes.push(match item.command {
                     None => None,
-                    Some(cmd) => Some(apply_command(conn, &self.stamp, item.index, cmd)?),
+                    Some(cmd) => Some(apply_command(
+                        conn,
+                        &self.stamp,
+                        &self.sequences,
+                        item.index,
+                        cmd,
+                    )?),
                 });
             }
             meta::put(conn, meta::KEY_APPLIED_INDEX, last.index.0 as i64)
@@ -230,7 +247,7 @@ impl StateMachine {
         }
         sqlkeeper_snapshots::install_snapshot(snapshot, &self.db_path)
             .map_err(|e| Fatal(format!("install snapshot: {e}")))?;
-        let conn = open_writer(&self.db_path, self.stamp.clone())?;
+        let conn = open_writer(&self.db_path, self.stamp.clone(), self.sequences.clone())?;
         self.applied_index = meta::get_i64(&conn, meta::KEY_APPLIED_INDEX)
             .map_err(fatal("read applied index"))?
             .map(|i| LogIndex(i as u64));
@@ -249,6 +266,7 @@ impl StateMachine {
 fn apply_command(
     conn: &Connection,
     stamp_cell: &StampCell,
+    sequences: &Mutex<SequenceCell>,
     index: LogIndex,
     cmd: &Command,
 ) -> Result<Outcome, Fatal> {
@@ -264,7 +282,14 @@ fn apply_command(
                     return Ok(first);
                 }
             }
+            // Sequences can be used without being named in the statement (a column DEFAULT
+            // calling nextval), so every command starts from the stored values: one small
+            // indexed read.
+            crate::sequences::load(conn, sequences).map_err(fatal("load sequences"))?;
             let outcome = execute_statements(conn, statements)?;
+            // After the savepoint was released or rolled back: like Postgres, nextval is not
+            // undone when the statement that called it fails.
+            crate::sequences::flush(conn, sequences).map_err(fatal("store sequences"))?;
             if let Some(id) = request_id {
                 remember_request(conn, id, index, &outcome)?;
             }

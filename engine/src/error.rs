@@ -93,6 +93,18 @@ pub fn sqlstate_of(err: &rusqlite::Error) -> ExecError {
         rusqlite::Error::SqlInputError { msg, .. } => (None, msg.clone()),
         other => (None, other.to_string()),
     };
+    // Errors raised on purpose with a Postgres SQLSTATE (sequences, pg_raise).
+    if let Some(rest) = msg.split(crate::sequences::RAISE_PREFIX).nth(1) {
+        if let Some((state, message)) = rest.split_once(':') {
+            if state.len() == 5 {
+                return ExecError {
+                    sqlstate: state.to_string(),
+                    message: message.to_string(),
+                    detail: None,
+                };
+            }
+        }
+    }
     let state = match code {
         Some(rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE)
         | Some(rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY) => "23505",

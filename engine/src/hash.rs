@@ -24,7 +24,10 @@ pub fn state_hash(conn: &Connection) -> rusqlite::Result<[u8; 32]> {
             let sql: String = r.get(1)?;
             // Internal tables (applied index, request dedup) legitimately differ between a
             // node that replayed the log and one that installed a snapshot.
-            if name.starts_with(INTERNAL_PREFIX) || name.starts_with("sqlite_autoindex_") {
+            let is_sequences = name == crate::sequences::SEQUENCES_TABLE;
+            if (name.starts_with(INTERNAL_PREFIX) && !is_sequences)
+                || name.starts_with("sqlite_autoindex_")
+            {
                 continue;
             }
             h.update(name.as_bytes());

@@ -24,6 +24,7 @@ mod hash;
 mod meta;
 mod read;
 mod scratch;
+mod sequences;
 
 pub use apply::{ApplyItem, RaftMeta, StateMachine, STATE_DB_FILE};
 pub use command::{Command, LogIndex, RequestId, Stamp, Statement, Value};

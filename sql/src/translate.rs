@@ -300,9 +300,11 @@ fn translate_statement(stmt: Statement) -> Result<Translated, SqlError> {
     }
     check_internal_names(&stmt)?;
     check_supported_query_features(&stmt)?;
+    let mut serial_sequences = Vec::new();
     let (kind, tag) = match &mut stmt {
         Statement::Query(_) => {
-            let kind = if query_writes(&stmt) {
+            // nextval/setval change sequences: such a query is a write, through the log.
+            let kind = if query_writes(&stmt) || calls_sequence_functions(&stmt) {
                 StatementKind::Write
             } else {
                 StatementKind::Read
@@ -316,7 +318,7 @@ fn translate_statement(stmt: Statement) -> Result<Translated, SqlError> {
             if ct.temporary {
                 return Err(SqlError::unsupported("CREATE TEMPORARY TABLE"));
             }
-            rewrite_serial_columns(ct)?;
+            serial_sequences = rewrite_serial_columns(ct)?;
             (StatementKind::Ddl, CommandTag::Fixed("CREATE TABLE"))
         }
         Statement::CreateIndex(ci) => {
@@ -329,13 +331,19 @@ fn translate_statement(stmt: Statement) -> Result<Translated, SqlError> {
         Statement::Drop { object_type, .. } => {
             if !matches!(
                 object_type,
-                ObjectType::Table | ObjectType::View | ObjectType::Index
+                ObjectType::Table | ObjectType::View | ObjectType::Index | ObjectType::Sequence
             ) {
                 return Err(SqlError::unsupported(format!("DROP {object_type}")));
             }
             (StatementKind::Ddl, CommandTag::Fixed(drop_tag(object_type)))
         }
         Statement::Truncate(_) => (StatementKind::Write, CommandTag::Fixed("TRUNCATE TABLE")),
+        Statement::CreateSequence { temporary, .. } => {
+            if *temporary {
+                return Err(SqlError::unsupported("CREATE TEMPORARY SEQUENCE"));
+            }
+            (StatementKind::Ddl, CommandTag::Fixed("CREATE SEQUENCE"))
+        }
         // VACUUM is whole-database in SQLite and cannot run inside the apply transaction; it
         // is accepted through the log (every replica answers alike) and reclaims nothing yet.
         Statement::Vacuum(_) => (StatementKind::Write, CommandTag::Fixed("VACUUM")),
@@ -425,6 +433,18 @@ fn translate_statement(stmt: Statement) -> Result<Translated, SqlError> {
         (
             _,
             Statement::Drop {
+                object_type: ObjectType::Sequence,
+                if_exists,
+                names,
+                ..
+            },
+        ) => names
+            .iter()
+            .flat_map(|n| drop_sequence_sql(&object_name_text(n), *if_exists))
+            .collect(),
+        (
+            _,
+            Statement::Drop {
                 object_type,
                 if_exists,
                 names,
@@ -447,6 +467,22 @@ fn translate_statement(stmt: Statement) -> Result<Translated, SqlError> {
                 .collect()
         }
         (_, Statement::Vacuum(_)) => Vec::new(),
+        (
+            _,
+            Statement::CreateSequence {
+                if_not_exists,
+                name,
+                sequence_options,
+                ..
+            },
+        ) => {
+            vec![create_sequence_sql(
+                &object_name_text(name),
+                *if_not_exists,
+                sequence_options,
+            )?]
+        }
+
         (_, Statement::Analyze(a)) => vec![match &a.table_name {
             Some(t) => format!("ANALYZE {t}"),
             None => "ANALYZE".to_string(),
@@ -456,6 +492,16 @@ fn translate_statement(stmt: Statement) -> Result<Translated, SqlError> {
             .iter()
             .map(|t| format!("DELETE FROM {}", t.name))
             .collect(),
+        // SERIAL columns that are not the key get a fresh sequence, created before the table.
+        (_, Statement::CreateTable(_)) if !serial_sequences.is_empty() => {
+            let mut out = Vec::new();
+            for seq in &serial_sequences {
+                out.extend(drop_sequence_sql(seq, true));
+                out.push(create_sequence_sql(seq, false, &[])?);
+            }
+            out.push(stmt.to_string());
+            out
+        }
         _ => vec![stmt.to_string()],
     };
     Ok(Translated {
@@ -559,6 +605,89 @@ fn check_internal_names(stmt: &Statement) -> Result<(), SqlError> {
         ControlFlow::Break(e) => Err(e),
         ControlFlow::Continue(()) => Ok(()),
     }
+}
+
+/// Whether the statement calls `nextval` or `setval`.
+fn calls_sequence_functions(stmt: &Statement) -> bool {
+    let mut found = false;
+    let _ = sqlparser::ast::visit_expressions(stmt, |e| {
+        if let Expr::Function(f) = e {
+            let n = f.name.to_string().to_ascii_lowercase();
+            if n.ends_with("nextval") || n.ends_with("setval") {
+                found = true;
+            }
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    found
+}
+
+/// Table of sequences in the state database (engine `sequences.rs`).
+const SEQUENCES_TABLE: &str = "_sqlkeeper_sequences";
+
+fn quote_literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+fn literal_i64(e: &Expr) -> Result<i64, SqlError> {
+    let text = e.to_string().replace(' ', "");
+    text.parse().map_err(|_| {
+        SqlError::unsupported(format!("sequence option value {e} (only integer literals)"))
+    })
+}
+
+/// `CREATE SEQUENCE` becomes a row of the sequences table. A duplicate name raises 42P07 (as
+/// Postgres) unless IF NOT EXISTS.
+fn create_sequence_sql(
+    name: &str,
+    if_not_exists: bool,
+    options: &[sqlparser::ast::SequenceOptions],
+) -> Result<String, SqlError> {
+    use sqlparser::ast::SequenceOptions as O;
+    let mut start = None;
+    let mut increment = 1i64;
+    for o in options {
+        match o {
+            O::StartWith(e, _) => start = Some(literal_i64(e)?),
+            O::IncrementBy(e, _) => increment = literal_i64(e)?,
+            O::Cache(_) | O::MinValue(None) | O::MaxValue(None) | O::Cycle(false) => {}
+            other => return Err(SqlError::unsupported(format!("sequence option {other}"))),
+        }
+    }
+    if increment == 0 {
+        return Err(SqlError {
+            sqlstate: "22023",
+            message: "INCREMENT must not be zero".into(),
+            position: None,
+        });
+    }
+    let start = start.unwrap_or(if increment > 0 { 1 } else { -1 });
+    let n = quote_literal(name);
+    let guard = if if_not_exists {
+        format!("WHERE NOT EXISTS (SELECT 1 FROM {SEQUENCES_TABLE} WHERE name = {n})")
+    } else {
+        format!(
+            "WHERE NOT EXISTS (SELECT 1 FROM {SEQUENCES_TABLE} WHERE name = {n} \
+             AND pg_raise('42P07', 'relation \"' || {n} || '\" already exists'))"
+        )
+    };
+    Ok(format!(
+        "INSERT INTO {SEQUENCES_TABLE} (name, last_value, increment, is_called) SELECT {n}, {start}, {increment}, 0 {guard}"
+    ))
+}
+
+/// `DROP SEQUENCE s`: a missing sequence raises 42P01 unless IF EXISTS.
+fn drop_sequence_sql(name: &str, if_exists: bool) -> Vec<String> {
+    let n = quote_literal(name);
+    let mut out = Vec::new();
+    if !if_exists {
+        out.push(format!(
+            "SELECT pg_raise('42P01', 'sequence \"' || {n} || '\" does not exist') \
+             WHERE NOT EXISTS (SELECT 1 FROM {SEQUENCES_TABLE} WHERE name = {n})"
+        ));
+    }
+    out.push(format!("DELETE FROM {SEQUENCES_TABLE} WHERE name = {n}"));
+    out
 }
 
 /// Query features with no SQLite equivalent yet: refused with 0A000 naming them, never
@@ -675,7 +804,11 @@ fn is_serial(dt: &DataType) -> bool {
 /// `id SERIAL PRIMARY KEY` becomes `id INTEGER PRIMARY KEY`, SQLite's alias of the rowid, so
 /// an insert that omits `id` gets the next integer, as from a Postgres sequence. The rowid
 /// is assigned deterministically (max + 1) on every replica.
-fn rewrite_serial_columns(ct: &mut sqlparser::ast::CreateTable) -> Result<(), SqlError> {
+fn rewrite_serial_columns(ct: &mut sqlparser::ast::CreateTable) -> Result<Vec<String>, SqlError> {
+    let mut sequences = Vec::new();
+    let table = object_name_text(&ct.name)
+        .trim_start_matches("public.")
+        .to_string();
     let table_pk: Vec<String> = ct
         .constraints
         .iter()
@@ -718,9 +851,33 @@ fn rewrite_serial_columns(ct: &mut sqlparser::ast::CreateTable) -> Result<(), Sq
         let table_level_pk =
             table_pk.len() == 1 && table_pk[0].eq_ignore_ascii_case(&col.name.value);
         if !inline_pk && !table_level_pk {
-            return Err(SqlError::unsupported(
-                "a SERIAL or identity column that is not the single-column primary key",
-            ));
+            // Not the key: a sequence of its own, `<table>_<column>_seq` as in Postgres, and
+            // a default that draws from it.
+            let seq = format!("{table}_{}_seq", col.name.value.to_lowercase());
+            let bigint = col
+                .data_type
+                .to_string()
+                .to_ascii_lowercase()
+                .contains("big");
+            col.data_type = if bigint {
+                DataType::BigInt(None)
+            } else {
+                DataType::Integer(None)
+            };
+            let default = Expr::Nested(Box::new(crate::rewrite::call(
+                "nextval",
+                vec![Expr::Value(Value::SingleQuotedString(seq.clone()).into())],
+            )));
+            col.options.push(sqlparser::ast::ColumnOptionDef {
+                name: None,
+                option: ColumnOption::Default(default),
+            });
+            col.options.push(sqlparser::ast::ColumnOptionDef {
+                name: None,
+                option: ColumnOption::NotNull,
+            });
+            sequences.push(seq);
+            continue;
         }
         col.data_type = DataType::Integer(None);
         if inline_pk {
@@ -734,7 +891,7 @@ fn rewrite_serial_columns(ct: &mut sqlparser::ast::CreateTable) -> Result<(), Sq
             });
         }
     }
-    Ok(())
+    Ok(sequences)
 }
 
 #[cfg(test)]

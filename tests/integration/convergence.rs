@@ -35,7 +35,7 @@ fn random_statement(rng: &mut Rng, tables: &mut Vec<String>, serial: &mut u64) -
             let name = format!("t{serial}");
             tables.push(name.clone());
             format!(
-                "CREATE TABLE {name} (id SERIAL PRIMARY KEY, k integer, v text, \
+                "CREATE TABLE {name} (id SERIAL PRIMARY KEY, k integer, v text, n SERIAL, \
                  created_at text DEFAULT CURRENT_TIMESTAMP, token text DEFAULT (gen_random_uuid()), \
                  r integer DEFAULT (random() % 1000))"
             )
@@ -77,7 +77,14 @@ fn random_statement(rng: &mut Rng, tables: &mut Vec<String>, serial: &mut u64) -
             let tt = t(rng, tables);
             format!("DELETE FROM {tt} WHERE k = {}", rng.below(50))
         }
-        86..=90 => {
+        86..=87 => {
+            // Sequences: nextval in a default and in a query, both applied deterministically.
+            let tt = t(rng, tables);
+            format!(
+                "INSERT INTO {tt} (k, v) VALUES (nextval('shared_seq') % 50, 'seq') RETURNING id"
+            )
+        }
+        88..=90 => {
             // A deterministic failure: the id exists (or the table is empty: then it inserts).
             let tt = t(rng, tables);
             format!("INSERT INTO {tt} (id, k) SELECT min(id), 0 FROM {tt} HAVING count(*) > 0")
@@ -97,6 +104,16 @@ fn build_log(seed: u64) -> Vec<Command> {
     let mut tables = vec!["base".to_string()];
     let mut serial = 0u64;
     let mut log = vec![Command::Execute {
+        request_id: None,
+        stamp: Stamp { unix_micros: 1_699_999_999_000_000, seed: 1 },
+        statements: sqlkeeper_sql::translate("CREATE SEQUENCE shared_seq INCREMENT BY 3 START WITH 7")
+            .unwrap()
+            .remove(0)
+            .sqlite
+            .into_iter()
+            .map(|sql| Statement { sql, params: vec![] })
+            .collect(),
+    }, Command::Execute {
         request_id: None,
         stamp: Stamp { unix_micros: 1_700_000_000_000_000, seed: rng.next() },
         statements: vec![Statement {
