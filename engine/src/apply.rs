@@ -55,6 +55,8 @@ pub struct StateMachine {
     stamp: Arc<StampCell>,
     /// Sequences of the command being applied (see `sequences.rs`).
     sequences: Arc<Mutex<SequenceCell>>,
+    /// A table rebuild requested by the statement just run (see `rebuild.rs`).
+    rebuild: crate::rebuild::RebuildCell,
     reads: Arc<ReadPool>,
 }
 
@@ -62,6 +64,7 @@ pub(crate) fn open_writer(
     path: &Path,
     stamp: Arc<StampCell>,
     sequences: Arc<Mutex<SequenceCell>>,
+    rebuild: crate::rebuild::RebuildCell,
 ) -> Result<Connection, Fatal> {
     let conn = Connection::open(path).map_err(fatal("open state database"))?;
     // WAL lets read connections run beside the writer. synchronous=NORMAL: a commit is not
@@ -81,6 +84,7 @@ pub(crate) fn open_writer(
     meta::create(&conn).map_err(fatal("create metadata table"))?;
     crate::sequences::create_table(&conn).map_err(fatal("create sequences table"))?;
     crate::sequences::install(&conn, sequences).map_err(fatal("register sequence functions"))?;
+    crate::rebuild::install(&conn, rebuild).map_err(fatal("register rebuild function"))?;
     Ok(conn)
 }
 
@@ -92,7 +96,8 @@ impl StateMachine {
         let db_path = dir.join(STATE_DB_FILE);
         let stamp = Arc::new(StampCell::default());
         let sequences = Arc::new(Mutex::new(SequenceCell::default()));
-        let conn = open_writer(&db_path, stamp.clone(), sequences.clone())?;
+        let rebuild = crate::rebuild::RebuildCell::default();
+        let conn = open_writer(&db_path, stamp.clone(), sequences.clone(), rebuild.clone())?;
         let applied_index = meta::get_i64(&conn, meta::KEY_APPLIED_INDEX)
             .map_err(fatal("read applied index"))?
             .map(|i| LogIndex(i as u64));
@@ -104,6 +109,7 @@ impl StateMachine {
             failed: None,
             stamp,
             sequences,
+            rebuild,
             reads,
         })
     }
@@ -198,6 +204,7 @@ impl StateMachine {
                         conn,
                         &self.stamp,
                         &self.sequences,
+                        &self.rebuild,
                         item.index,
                         cmd,
                     )?),
@@ -247,7 +254,12 @@ impl StateMachine {
         }
         sqlkeeper_snapshots::install_snapshot(snapshot, &self.db_path)
             .map_err(|e| Fatal(format!("install snapshot: {e}")))?;
-        let conn = open_writer(&self.db_path, self.stamp.clone(), self.sequences.clone())?;
+        let conn = open_writer(
+            &self.db_path,
+            self.stamp.clone(),
+            self.sequences.clone(),
+            self.rebuild.clone(),
+        )?;
         self.applied_index = meta::get_i64(&conn, meta::KEY_APPLIED_INDEX)
             .map_err(fatal("read applied index"))?
             .map(|i| LogIndex(i as u64));
@@ -267,6 +279,7 @@ fn apply_command(
     conn: &Connection,
     stamp_cell: &StampCell,
     sequences: &Mutex<SequenceCell>,
+    rebuild: &crate::rebuild::RebuildCell,
     index: LogIndex,
     cmd: &Command,
 ) -> Result<Outcome, Fatal> {
@@ -286,7 +299,7 @@ fn apply_command(
             // calling nextval), so every command starts from the stored values: one small
             // indexed read.
             crate::sequences::load(conn, sequences).map_err(fatal("load sequences"))?;
-            let outcome = execute_statements(conn, statements)?;
+            let outcome = execute_statements(conn, statements, rebuild)?;
             // After the savepoint was released or rolled back: like Postgres, nextval is not
             // undone when the statement that called it fails.
             crate::sequences::flush(conn, sequences).map_err(fatal("store sequences"))?;
@@ -348,6 +361,7 @@ fn remember_request(
 fn execute_statements(
     conn: &Connection,
     statements: &[crate::command::Statement],
+    rebuild: &crate::rebuild::RebuildCell,
 ) -> Result<Outcome, Fatal> {
     conn.execute_batch("SAVEPOINT entry")
         .map_err(fatal("savepoint"))?;
@@ -358,6 +372,20 @@ fn execute_statements(
             Err(e) => {
                 outcome.error = Some((i, classify(e)?));
                 break;
+            }
+        }
+        let requested = rebuild.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some((table, op)) = requested {
+            match crate::rebuild::run(conn, &table, &op) {
+                Ok(()) => {}
+                Err(crate::rebuild::RebuildError::Exec(e)) => {
+                    outcome.error = Some((i, e));
+                    break;
+                }
+                Err(crate::rebuild::RebuildError::Sqlite(e)) => {
+                    outcome.error = Some((i, classify(e)?));
+                    break;
+                }
             }
         }
     }

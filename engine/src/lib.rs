@@ -23,6 +23,7 @@ mod functions;
 mod hash;
 mod meta;
 mod read;
+mod rebuild;
 mod scratch;
 mod sequences;
 

@@ -406,7 +406,7 @@ impl Backend {
             }
             done += span;
             let r = last.unwrap_or_default();
-            produced.push(if r.columns.is_empty() {
+            produced.push(if r.columns.is_empty() || t.kind == StatementKind::Ddl {
                 Produced::Done(t.tag.render(r.rows_affected))
             } else {
                 Produced::Rows {

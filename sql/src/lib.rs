@@ -11,6 +11,7 @@
 mod classify;
 mod columns;
 mod error;
+mod rebuild;
 mod rewrite;
 mod translate;
 
@@ -19,4 +20,5 @@ pub use classify::{
 };
 pub use columns::{ColumnHint, PgType};
 pub use error::SqlError;
+pub use rebuild::{rebuild_create_table, AlterOp, REBUILD_TABLE_FUNCTION};
 pub use translate::{translate, Translated, PARSER_RECURSION_LIMIT, QUERY_BYTES_MAX};

@@ -43,6 +43,9 @@ const REFUSED_FUNCTIONS: &[&str] = &[
     "pg_backend_pid",
     "inet_server_addr",
     "txid_current",
+    // internal to the engine: only the translator may emit them
+    "sqlkeeper_rebuild_table",
+    "pg_raise",
 ];
 
 fn string(s: &str) -> Expr {

@@ -301,6 +301,7 @@ fn translate_statement(stmt: Statement) -> Result<Translated, SqlError> {
     check_internal_names(&stmt)?;
     check_supported_query_features(&stmt)?;
     let mut serial_sequences = Vec::new();
+    let mut rebuild_ops: Option<(String, Vec<crate::rebuild::AlterOp>)> = None;
     let (kind, tag) = match &mut stmt {
         Statement::Query(_) => {
             // nextval/setval change sequences: such a query is a write, through the log.
@@ -327,7 +328,14 @@ fn translate_statement(stmt: Statement) -> Result<Translated, SqlError> {
             (StatementKind::Ddl, CommandTag::Fixed("CREATE INDEX"))
         }
         Statement::CreateView(_) => (StatementKind::Ddl, CommandTag::Fixed("CREATE VIEW")),
-        Statement::AlterTable(_) => (StatementKind::Ddl, CommandTag::Fixed("ALTER TABLE")),
+        Statement::AlterTable(at) => {
+            let table = object_name_text(&at.name)
+                .trim_start_matches("public.")
+                .to_string();
+            rebuild_ops =
+                crate::rebuild::alter_ops(&table, &at.operations)?.map(|ops| (table, ops));
+            (StatementKind::Ddl, CommandTag::Fixed("ALTER TABLE"))
+        }
         Statement::Drop { object_type, .. } => {
             if !matches!(
                 object_type,
@@ -492,6 +500,21 @@ fn translate_statement(stmt: Statement) -> Result<Translated, SqlError> {
             .iter()
             .map(|t| format!("DELETE FROM {}", t.name))
             .collect(),
+        // ALTER TABLE forms SQLite lacks: the engine rebuilds the table, one step per change.
+        (_, Statement::AlterTable(_)) if rebuild_ops.is_some() => {
+            let (table, ops) = rebuild_ops.take().unwrap_or_default();
+            ops.iter()
+                .map(|op| {
+                    let json = serde_json::to_string(op).map_err(|e| SqlError::unsupported(e))?;
+                    Ok(format!(
+                        "SELECT {}({}, {})",
+                        crate::rebuild::REBUILD_TABLE_FUNCTION,
+                        quote_literal(&table),
+                        quote_literal(&json)
+                    ))
+                })
+                .collect::<Result<Vec<_>, SqlError>>()?
+        }
         // SERIAL columns that are not the key get a fresh sequence, created before the table.
         (_, Statement::CreateTable(_)) if !serial_sequences.is_empty() => {
             let mut out = Vec::new();

@@ -44,9 +44,18 @@ fn random_statement(rng: &mut Rng, tables: &mut Vec<String>, serial: &mut u64) -
             let victim = tables.remove(rng.below(tables.len() as u64) as usize);
             format!("DROP TABLE {victim}")
         }
-        7..=8 => {
+        7 => {
             let tt = t(rng, tables);
             format!("CREATE INDEX IF NOT EXISTS {tt}_k_{serial} ON {tt} (k)")
+        }
+        8 => {
+            // Table rebuilds (ALTER TABLE forms SQLite lacks), applied inside one entry.
+            let tt = t(rng, tables);
+            match rng.below(3) {
+                0 => format!("ALTER TABLE {tt} ALTER COLUMN v SET DEFAULT 'd{serial}'"),
+                1 => format!("ALTER TABLE {tt} ALTER COLUMN k TYPE bigint"),
+                _ => format!("ALTER TABLE {tt} ADD CONSTRAINT {tt}_c{serial} CHECK (k >= 0)"),
+            }
         }
         9..=50 => {
             let tt = t(rng, tables);

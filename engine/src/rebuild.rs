@@ -1,0 +1,148 @@
+//! Table rebuilds for `ALTER TABLE` forms SQLite lacks (SQLite's "12-step" procedure, inside
+//! the command's transaction). The translator emits `SELECT sqlkeeper_rebuild_table(table,
+//! op)`; that function only records the request, and the apply loop performs it right after
+//! the statement, with the connection. The new definition is computed by
+//! `sqlkeeper_sql::rebuild_create_table`, a pure function, so every replica rebuilds alike.
+
+use std::sync::{Arc, Mutex};
+
+use rusqlite::functions::FunctionFlags;
+use rusqlite::{Connection, OptionalExtension};
+
+use crate::error::ExecError;
+
+/// Name of the table while it is being rebuilt.
+const REBUILD_NAME: &str = "_sqlkeeper_rebuild";
+
+/// A rebuild requested by the statement just run: (table, op as JSON).
+pub(crate) type RebuildCell = Arc<Mutex<Option<(String, String)>>>;
+
+pub(crate) fn install(conn: &Connection, cell: RebuildCell) -> rusqlite::Result<()> {
+    conn.create_scalar_function(
+        sqlkeeper_sql::REBUILD_TABLE_FUNCTION,
+        2,
+        FunctionFlags::SQLITE_UTF8,
+        move |ctx| {
+            let table: String = ctx.get(0)?;
+            let op: String = ctx.get(1)?;
+            *cell.lock().unwrap_or_else(|p| p.into_inner()) = Some((table, op));
+            Ok(0i64)
+        },
+    )
+}
+
+fn quote(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+fn columns(conn: &Connection, table: &str) -> rusqlite::Result<Vec<String>> {
+    let mut s = conn.prepare(&format!(
+        "SELECT name FROM pragma_table_info({})",
+        sql_string(table)
+    ))?;
+    let names = s
+        .query_map([], |r| r.get::<_, String>(0))?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(names)
+}
+
+fn sql_string(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// Performs a requested rebuild. Errors are statement failures (a duplicate key when adding
+/// a primary key, a NULL when setting NOT NULL, ...): the caller rolls the command back.
+pub(crate) fn run(conn: &Connection, table: &str, op_json: &str) -> Result<(), RebuildError> {
+    let op: sqlkeeper_sql::AlterOp = serde_json::from_str(op_json).map_err(|e| {
+        RebuildError::Exec(ExecError::new("XX000", format!("bad rebuild request: {e}")))
+    })?;
+    let old: Option<(String, String)> = conn
+        .query_row(
+            "SELECT name, sql FROM sqlite_schema WHERE type = 'table' AND name = ?1 COLLATE NOCASE",
+            [table],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    let Some((name, old_sql)) = old else {
+        return Err(RebuildError::Exec(ExecError::new(
+            "42P01",
+            format!("relation \"{table}\" does not exist"),
+        )));
+    };
+    let new_sql = sqlkeeper_sql::rebuild_create_table(&old_sql, &name, REBUILD_NAME, &op)
+        .map_err(|e| RebuildError::Exec(ExecError::new(e.sqlstate, e.message)))?;
+    // Indexes and triggers are dropped with the table and created again after the rename.
+    let mut s = conn.prepare(
+        "SELECT sql FROM sqlite_schema WHERE tbl_name = ?1 AND type IN ('index', 'trigger') AND sql IS NOT NULL",
+    )?;
+    let dependents: Vec<String> = s
+        .query_map([&name], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    drop(s);
+    let seq: Option<i64> = conn
+        .query_row(
+            "SELECT seq FROM sqlite_sequence WHERE name = ?1",
+            [&name],
+            |r| r.get(0),
+        )
+        .optional()
+        .unwrap_or(None);
+    // Foreign keys of other tables point at the name; checked at the end, not per step.
+    conn.execute_batch("PRAGMA defer_foreign_keys = ON")?;
+    conn.execute_batch(&new_sql)?;
+    let old_cols = columns(conn, &name)?;
+    let new_cols = columns(conn, REBUILD_NAME)?;
+    let common: Vec<String> = new_cols
+        .iter()
+        .filter(|c| old_cols.iter().any(|o| o.eq_ignore_ascii_case(c)))
+        .map(|c| quote(c))
+        .collect();
+    let list = common.join(", ");
+    conn.execute_batch(&format!(
+        "INSERT INTO {} ({list}) SELECT {list} FROM {}; DROP TABLE {}; ALTER TABLE {} RENAME TO {};",
+        quote(REBUILD_NAME),
+        quote(&name),
+        quote(&name),
+        quote(REBUILD_NAME),
+        quote(&name)
+    ))?;
+    for sql in dependents {
+        conn.execute_batch(&sql)?;
+    }
+    if let Some(seq) = seq {
+        // AUTOINCREMENT keeps its high-water mark: ids are still never reused.
+        conn.execute(
+            "UPDATE sqlite_sequence SET seq = max(seq, ?2) WHERE name = ?1",
+            rusqlite::params![name, seq],
+        )?;
+    }
+    let violations: i64 = conn.query_row(
+        &format!(
+            "SELECT count(*) FROM pragma_foreign_key_check({})",
+            sql_string(&name)
+        ),
+        [],
+        |r| r.get(0),
+    )?;
+    if violations > 0 {
+        return Err(RebuildError::Exec(ExecError::new(
+            "23503",
+            format!("insert or update on table \"{name}\" violates a foreign key constraint"),
+        )));
+    }
+    Ok(())
+}
+
+/// Why a rebuild failed.
+pub(crate) enum RebuildError {
+    /// A deterministic statement failure.
+    Exec(ExecError),
+    /// An SQLite error, classified by the caller.
+    Sqlite(rusqlite::Error),
+}
+
+impl From<rusqlite::Error> for RebuildError {
+    fn from(e: rusqlite::Error) -> RebuildError {
+        RebuildError::Sqlite(e)
+    }
+}

@@ -1,0 +1,322 @@
+//! `ALTER TABLE` forms SQLite lacks (add or drop a constraint, change a column's type,
+//! nullability or default) are done by rebuilding the table: the engine creates a new table
+//! from the old definition with the change applied, copies the rows, drops the old table and
+//! renames the new one, all inside the command's SQLite transaction. This module computes the
+//! new definition; it is pure, so every replica computes the same one.
+
+use serde::{Deserialize, Serialize};
+use sqlparser::ast::{
+    AlterColumnOperation, AlterTableOperation, ColumnOption, ColumnOptionDef, Ident, ObjectName,
+    Statement, TableConstraint,
+};
+use sqlparser::dialect::{PostgreSqlDialect, SQLiteDialect};
+use sqlparser::parser::Parser;
+
+use crate::error::SqlError;
+
+/// The engine function an internal statement calls to ask for a table rebuild:
+/// `SELECT sqlkeeper_rebuild_table('<table>', '<AlterOp as JSON>')`. The engine performs the
+/// rebuild right after that statement, in the same transaction. See `docs/log-format.md`.
+pub const REBUILD_TABLE_FUNCTION: &str = "sqlkeeper_rebuild_table";
+
+/// One change to a table's definition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AlterOp {
+    /// Add a table constraint, given as SQL (always named, Postgres-style, by the translator).
+    AddConstraint(String),
+    /// Drop a named constraint.
+    DropConstraint {
+        /// Constraint name.
+        name: String,
+        /// `IF EXISTS`.
+        if_exists: bool,
+    },
+    /// `ALTER COLUMN c SET NOT NULL`.
+    SetNotNull(String),
+    /// `ALTER COLUMN c DROP NOT NULL`.
+    DropNotNull(String),
+    /// `ALTER COLUMN c SET DEFAULT expr` (expression as SQLite SQL).
+    SetDefault {
+        /// Column.
+        column: String,
+        /// Default expression.
+        expr: String,
+    },
+    /// `ALTER COLUMN c DROP DEFAULT`.
+    DropDefault(String),
+    /// `ALTER COLUMN c TYPE t`.
+    SetType {
+        /// Column.
+        column: String,
+        /// New type.
+        data_type: String,
+    },
+}
+
+fn not_found(what: String) -> SqlError {
+    SqlError {
+        sqlstate: "42704",
+        message: what,
+        position: None,
+    }
+}
+
+fn parse_one(dialect: &dyn sqlparser::dialect::Dialect, sql: &str) -> Result<Statement, SqlError> {
+    let mut v = Parser::parse_sql(dialect, sql).map_err(|e| SqlError {
+        sqlstate: "XX000",
+        message: format!("cannot parse table definition: {e}"),
+        position: None,
+    })?;
+    v.pop()
+        .ok_or_else(|| not_found("empty table definition".into()))
+}
+
+fn constraint_name(c: &TableConstraint) -> Option<String> {
+    let name = match c {
+        TableConstraint::PrimaryKey(p) => p.name.as_ref(),
+        TableConstraint::Unique(u) => u.name.as_ref(),
+        TableConstraint::ForeignKey(f) => f.name.as_ref(),
+        TableConstraint::Check(c) => c.name.as_ref(),
+        _ => None,
+    };
+    name.map(|n| n.value.to_lowercase())
+}
+
+/// The definition of `table` after `op`, as `CREATE TABLE new_name (...)`.
+pub fn rebuild_create_table(
+    old_sql: &str,
+    table: &str,
+    new_name: &str,
+    op: &AlterOp,
+) -> Result<String, SqlError> {
+    let Statement::CreateTable(mut ct) = parse_one(&SQLiteDialect {}, old_sql)? else {
+        return Err(not_found(format!("relation \"{table}\" is not a table")));
+    };
+    let column = |ct: &mut sqlparser::ast::CreateTable, name: &str| -> Result<usize, SqlError> {
+        ct.columns
+            .iter()
+            .position(|c| c.name.value.eq_ignore_ascii_case(name))
+            .ok_or_else(|| SqlError {
+                sqlstate: "42703",
+                message: format!("column \"{name}\" of relation \"{table}\" does not exist"),
+                position: None,
+            })
+    };
+    match op {
+        AlterOp::AddConstraint(sql) => {
+            let Statement::CreateTable(dummy) = parse_one(
+                &PostgreSqlDialect {},
+                &format!("CREATE TABLE _x (_c int, {sql})"),
+            )?
+            else {
+                return Err(not_found("constraint".into()));
+            };
+            let constraint = dummy
+                .constraints
+                .into_iter()
+                .next()
+                .ok_or_else(|| not_found("constraint".into()))?;
+            if let Some(n) = constraint_name(&constraint) {
+                if ct
+                    .constraints
+                    .iter()
+                    .any(|c| constraint_name(c).as_deref() == Some(n.as_str()))
+                {
+                    return Err(SqlError {
+                        sqlstate: "42710",
+                        message: format!(
+                            "constraint \"{n}\" for relation \"{table}\" already exists"
+                        ),
+                        position: None,
+                    });
+                }
+            }
+            if matches!(constraint, TableConstraint::PrimaryKey(_))
+                && (ct
+                    .constraints
+                    .iter()
+                    .any(|c| matches!(c, TableConstraint::PrimaryKey(_)))
+                    || ct.columns.iter().any(|c| {
+                        c.options
+                            .iter()
+                            .any(|o| matches!(o.option, ColumnOption::PrimaryKey(_)))
+                    }))
+            {
+                return Err(SqlError {
+                    sqlstate: "42P16",
+                    message: format!("multiple primary keys for table \"{table}\" are not allowed"),
+                    position: None,
+                });
+            }
+            ct.constraints.push(constraint);
+        }
+        AlterOp::DropConstraint { name, if_exists } => {
+            let lname = name.to_lowercase();
+            let before = ct.constraints.len();
+            ct.constraints
+                .retain(|c| constraint_name(c).as_deref() != Some(lname.as_str()));
+            let mut dropped = ct.constraints.len() != before;
+            if !dropped && lname == format!("{}_pkey", table.to_lowercase()) {
+                // An inline PRIMARY KEY has Postgres' implicit name <table>_pkey.
+                for c in &mut ct.columns {
+                    let n = c.options.len();
+                    c.options
+                        .retain(|o| !matches!(o.option, ColumnOption::PrimaryKey(_)));
+                    dropped |= c.options.len() != n;
+                }
+            }
+            if !dropped && !if_exists {
+                return Err(not_found(format!(
+                    "constraint \"{name}\" of relation \"{table}\" does not exist"
+                )));
+            }
+        }
+        AlterOp::SetNotNull(col) => {
+            let i = column(&mut ct, col)?;
+            let c = &mut ct.columns[i];
+            if !c
+                .options
+                .iter()
+                .any(|o| matches!(o.option, ColumnOption::NotNull))
+            {
+                c.options.push(ColumnOptionDef {
+                    name: None,
+                    option: ColumnOption::NotNull,
+                });
+            }
+        }
+        AlterOp::DropNotNull(col) => {
+            let i = column(&mut ct, col)?;
+            ct.columns[i]
+                .options
+                .retain(|o| !matches!(o.option, ColumnOption::NotNull));
+        }
+        AlterOp::SetDefault { column: col, expr } => {
+            let i = column(&mut ct, col)?;
+            let e = Parser::new(&SQLiteDialect {})
+                .try_with_sql(expr)
+                .and_then(|mut p| p.parse_expr())
+                .map_err(|e| SqlError::syntax(format!("default expression: {e}"), None))?;
+            let c = &mut ct.columns[i];
+            c.options
+                .retain(|o| !matches!(o.option, ColumnOption::Default(_)));
+            c.options.push(ColumnOptionDef {
+                name: None,
+                option: ColumnOption::Default(sqlparser::ast::Expr::Nested(Box::new(e))),
+            });
+        }
+        AlterOp::DropDefault(col) => {
+            let i = column(&mut ct, col)?;
+            ct.columns[i]
+                .options
+                .retain(|o| !matches!(o.option, ColumnOption::Default(_)));
+        }
+        AlterOp::SetType {
+            column: col,
+            data_type,
+        } => {
+            let i = column(&mut ct, col)?;
+            let dt = Parser::new(&PostgreSqlDialect {})
+                .try_with_sql(data_type)
+                .and_then(|mut p| p.parse_data_type())
+                .map_err(|e| SqlError::syntax(format!("type: {e}"), None))?;
+            ct.columns[i].data_type = dt;
+        }
+    }
+    ct.name = ObjectName::from(vec![Ident::with_quote('"', new_name)]);
+    Ok(Statement::CreateTable(ct).to_string())
+}
+
+fn col_list(cols: &[sqlparser::ast::IndexColumn]) -> String {
+    cols.iter()
+        .map(|c| c.column.expr.to_string().to_lowercase())
+        .collect::<Vec<_>>()
+        .join("_")
+}
+
+/// Gives an unnamed constraint Postgres' default name, so it can be dropped by that name.
+fn named_constraint(table: &str, mut c: TableConstraint) -> TableConstraint {
+    let t = table.to_lowercase();
+    match &mut c {
+        TableConstraint::PrimaryKey(p) if p.name.is_none() => {
+            p.name = Some(Ident::new(format!("{t}_pkey")))
+        }
+        TableConstraint::Unique(u) if u.name.is_none() => {
+            u.name = Some(Ident::new(format!("{t}_{}_key", col_list(&u.columns))))
+        }
+        TableConstraint::ForeignKey(f) if f.name.is_none() => {
+            let cols: Vec<String> = f.columns.iter().map(|c| c.value.to_lowercase()).collect();
+            f.name = Some(Ident::new(format!("{t}_{}_fkey", cols.join("_"))))
+        }
+        TableConstraint::Check(k) if k.name.is_none() => {
+            k.name = Some(Ident::new(format!("{t}_check")))
+        }
+        _ => {}
+    }
+    c
+}
+
+/// The rebuild operations for the `ALTER TABLE` operations SQLite lacks; `None` when every
+/// operation is one SQLite runs itself (ADD/DROP/RENAME COLUMN, RENAME TO).
+pub(crate) fn alter_ops(
+    table: &str,
+    ops: &[AlterTableOperation],
+) -> Result<Option<Vec<AlterOp>>, SqlError> {
+    let native = ops.iter().all(|o| {
+        matches!(
+            o,
+            AlterTableOperation::AddColumn { .. }
+                | AlterTableOperation::DropColumn { .. }
+                | AlterTableOperation::RenameColumn { .. }
+                | AlterTableOperation::RenameTable { .. }
+        )
+    });
+    if native {
+        return Ok(None);
+    }
+    let mut out = Vec::new();
+    for o in ops {
+        out.push(match o {
+            AlterTableOperation::AddConstraint { constraint, .. } => {
+                AlterOp::AddConstraint(named_constraint(table, constraint.clone()).to_string())
+            }
+            AlterTableOperation::DropConstraint {
+                if_exists, name, ..
+            } => AlterOp::DropConstraint {
+                name: name.value.clone(),
+                if_exists: *if_exists,
+            },
+            AlterTableOperation::AlterColumn { column_name, op } => {
+                let col = column_name.value.clone();
+                match op {
+                    AlterColumnOperation::SetNotNull => AlterOp::SetNotNull(col),
+                    AlterColumnOperation::DropNotNull => AlterOp::DropNotNull(col),
+                    AlterColumnOperation::SetDefault { value } => AlterOp::SetDefault {
+                        column: col,
+                        expr: value.to_string(),
+                    },
+                    AlterColumnOperation::DropDefault => AlterOp::DropDefault(col),
+                    AlterColumnOperation::SetDataType {
+                        data_type,
+                        using: None,
+                        ..
+                    } => AlterOp::SetType {
+                        column: col,
+                        data_type: data_type.to_string(),
+                    },
+                    other => {
+                        return Err(SqlError::unsupported(format!(
+                            "ALTER TABLE ... ALTER COLUMN {other}"
+                        )))
+                    }
+                }
+            }
+            other => {
+                return Err(SqlError::unsupported(format!(
+                    "ALTER TABLE ... {other} combined with constraint or column changes"
+                )))
+            }
+        });
+    }
+    Ok(Some(out))
+}
