@@ -266,7 +266,8 @@ fn rewrite_delete_using(stmt: Statement) -> Result<Statement, SqlError> {
 
 fn translate_statement(stmt: Statement) -> Result<Translated, SqlError> {
     let original = stmt.to_string();
-    let mut stmt = rewrite_delete_using(stmt)?;
+    let stmt = rewrite_delete_using(stmt)?;
+    let mut stmt = rewrite_distinct_on(stmt)?;
     // Named from the Postgres text, before functions are renamed for SQLite.
     let columns = projection_hints(&stmt);
     if let Some(call) = admin_call(&stmt)? {
@@ -713,6 +714,112 @@ fn drop_sequence_sql(name: &str, if_exists: bool) -> Vec<String> {
     out
 }
 
+/// `SELECT DISTINCT ON (k) p FROM ... ORDER BY o` (top level) keeps the first row of each `k`
+/// in `o` order. SQLite has no DISTINCT ON; it becomes a window query:
+/// `SELECT p FROM (SELECT p, o, row_number() OVER (PARTITION BY k ORDER BY o) AS rn FROM ...)
+/// WHERE rn = 1 ORDER BY o`, composed from the AST's parts and parsed again.
+fn rewrite_distinct_on(stmt: Statement) -> Result<Statement, SqlError> {
+    let Statement::Query(q) = &stmt else {
+        return Ok(stmt);
+    };
+    let SetExpr::Select(sel) = q.body.as_ref() else {
+        return Ok(stmt);
+    };
+    let Some(sqlparser::ast::Distinct::On(keys)) = &sel.distinct else {
+        return Ok(stmt);
+    };
+    if q.with.is_some() || q.limit_clause.is_some() && q.order_by.is_none() {
+        return Err(SqlError::unsupported(
+            "SELECT DISTINCT ON with WITH, or with LIMIT but no ORDER BY",
+        ));
+    }
+    let mut inner_items = Vec::new();
+    let mut outer_items = Vec::new();
+    for (i, item) in sel.projection.iter().enumerate() {
+        let (expr, name) = match item {
+            SelectItem::UnnamedExpr(e) => (
+                e.to_string(),
+                match e {
+                    Expr::Identifier(id) => id.to_string(),
+                    Expr::CompoundIdentifier(parts) => {
+                        parts.last().map(|p| p.to_string()).unwrap_or_default()
+                    }
+                    _ => format!("\"_sqlkeeper_p{i}\""),
+                },
+            ),
+            SelectItem::ExprWithAlias { expr, alias } => (expr.to_string(), alias.to_string()),
+            _ => return Err(SqlError::unsupported("SELECT DISTINCT ON with *")),
+        };
+        inner_items.push(format!("{expr} AS _sqlkeeper_p{i}"));
+        outer_items.push(format!("_sqlkeeper_p{i} AS {name}"));
+    }
+    let order: Vec<String> = match &q.order_by {
+        Some(OrderBy {
+            kind: OrderByKind::Expressions(items),
+            ..
+        }) => items.iter().map(|o| o.to_string()).collect(),
+        _ => Vec::new(),
+    };
+    let mut outer_order = Vec::new();
+    for (j, o) in order.iter().enumerate() {
+        let (expr, dir) = match &q.order_by {
+            Some(OrderBy {
+                kind: OrderByKind::Expressions(items),
+                ..
+            }) => {
+                let it = &items[j];
+                let mut d = String::new();
+                match &it.options.sort {
+                    Some(OrderBySort::Asc) => d.push_str(" ASC"),
+                    Some(OrderBySort::Desc) => d.push_str(" DESC"),
+                    _ => {}
+                }
+                if let Some(nf) = it.options.nulls_first {
+                    d.push_str(if nf { " NULLS FIRST" } else { " NULLS LAST" });
+                }
+                (it.expr.to_string(), d)
+            }
+            _ => (o.clone(), String::new()),
+        };
+        inner_items.push(format!("{expr} AS _sqlkeeper_o{j}"));
+        outer_order.push(format!("_sqlkeeper_o{j}{dir}"));
+    }
+    let keys: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
+    let mut inner = format!(
+        "SELECT {}, row_number() OVER (PARTITION BY {}{}) AS _sqlkeeper_rn",
+        inner_items.join(", "),
+        keys.join(", "),
+        if order.is_empty() {
+            String::new()
+        } else {
+            format!(" ORDER BY {}", order.join(", "))
+        }
+    );
+    if !sel.from.is_empty() {
+        let from: Vec<String> = sel.from.iter().map(|f| f.to_string()).collect();
+        inner.push_str(&format!(" FROM {}", from.join(", ")));
+    }
+    if let Some(w) = &sel.selection {
+        inner.push_str(&format!(" WHERE {w}"));
+    }
+    let mut sql = format!(
+        "SELECT {} FROM ({inner}) AS _sqlkeeper_d WHERE _sqlkeeper_rn = 1",
+        outer_items.join(", ")
+    );
+    if !outer_order.is_empty() {
+        sql.push_str(&format!(" ORDER BY {}", outer_order.join(", ")));
+    }
+    if let Some(l) = &q.limit_clause {
+        sql.push_str(&format!(" {l}"));
+    }
+    let dialect = PostgreSqlDialect {};
+    let mut parsed =
+        Parser::parse_sql(&dialect, &sql).map_err(|e| SqlError::syntax(e.to_string(), None))?;
+    parsed
+        .pop()
+        .ok_or_else(|| SqlError::unsupported("SELECT DISTINCT ON"))
+}
+
 /// Query features with no SQLite equivalent yet: refused with 0A000 naming them, never
 /// passed through with a different meaning.
 fn check_supported_query_features(stmt: &Statement) -> Result<(), SqlError> {
@@ -781,6 +888,20 @@ fn postgres_null_order(stmt: &mut Statement) {
                     if item.options.nulls_first.is_none() {
                         let desc = matches!(item.options.sort, Some(OrderBySort::Desc));
                         item.options.nulls_first = Some(desc);
+                    }
+                }
+            }
+            ControlFlow::Continue(())
+        }
+        fn pre_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
+            // Window ORDER BY too: it decides which row is "first" (row_number, DISTINCT ON).
+            if let Expr::Function(f) = expr {
+                if let Some(sqlparser::ast::WindowType::WindowSpec(spec)) = &mut f.over {
+                    for item in &mut spec.order_by {
+                        if item.options.nulls_first.is_none() {
+                            let desc = matches!(item.options.sort, Some(OrderBySort::Desc));
+                            item.options.nulls_first = Some(desc);
+                        }
                     }
                 }
             }

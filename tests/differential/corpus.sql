@@ -197,6 +197,8 @@ ALTER TABLE acct DROP CONSTRAINT acct_pkey;
 INSERT INTO acct VALUES (1, 'pk gone', 1);
 SELECT count(*) FROM acct;
 DROP TABLE acct;
+SELECT DISTINCT ON (team_id) team_id, name, replicas FROM services ORDER BY team_id, replicas DESC, name;
+SELECT DISTINCT ON (tier) tier, name AS first_name FROM services WHERE replicas > 1 ORDER BY tier NULLS FIRST, name DESC;
 INSERT INTO tags VALUES (1, 'pci');
 INSERT INTO tags VALUES (2, 'billing'), (2, 'billing');
 SELECT count(*) FROM tags;
