@@ -173,6 +173,18 @@ pub(crate) fn install(conn: &Connection) -> rusqlite::Result<()> {
             Ok(Some(like_match(&p, &v, escape)))
         })?;
     }
+    conn.create_scalar_function("pg_bool", 1, flags(), |ctx| {
+        let Some(v) = text(ctx, 0) else {
+            return Ok(None);
+        };
+        match v.trim().to_ascii_lowercase().as_str() {
+            "t" | "true" | "y" | "yes" | "on" | "1" => Ok(Some(1i64)),
+            "f" | "false" | "n" | "no" | "off" | "0" => Ok(Some(0i64)),
+            _ => Err(rusqlite::Error::UserFunctionError(
+                format!("sqlkeeper:22P02:invalid input syntax for type boolean: \"{v}\"").into(),
+            )),
+        }
+    })?;
     conn.create_scalar_function("split_part", 3, flags(), |ctx| {
         let (Some(s), Some(d)) = (text(ctx, 0), text(ctx, 1)) else {
             return Ok(None);

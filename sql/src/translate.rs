@@ -516,14 +516,46 @@ fn translate_statement(stmt: Statement) -> Result<Translated, SqlError> {
                 })
                 .collect::<Result<Vec<_>, SqlError>>()?
         }
+        // A boolean column added natively gets the same triggers as one created with the table.
+        (_, Statement::AlterTable(at)) => {
+            let mut out = vec![stmt.to_string()];
+            let added: Vec<sqlparser::ast::ColumnDef> = at
+                .operations
+                .iter()
+                .filter_map(|o| match o {
+                    sqlparser::ast::AlterTableOperation::AddColumn { column_def, .. } => {
+                        Some(column_def.clone())
+                    }
+                    _ => None,
+                })
+                .collect();
+            if !added.is_empty() {
+                let mut pseudo = sqlparser::ast::CreateTable::from(
+                    match Parser::parse_sql(
+                        &PostgreSqlDialect {},
+                        &format!("CREATE TABLE {} (x int)", at.name),
+                    ) {
+                        Ok(mut v) => match v.pop() {
+                            Some(Statement::CreateTable(ct)) => ct,
+                            _ => return Err(SqlError::unsupported("ALTER TABLE")),
+                        },
+                        Err(e) => return Err(SqlError::syntax(e.to_string(), None)),
+                    },
+                );
+                pseudo.columns = added;
+                out.extend(boolean_triggers(&pseudo));
+            }
+            out
+        }
         // SERIAL columns that are not the key get a fresh sequence, created before the table.
-        (_, Statement::CreateTable(_)) if !serial_sequences.is_empty() => {
+        (_, Statement::CreateTable(ct)) => {
             let mut out = Vec::new();
             for seq in &serial_sequences {
                 out.extend(drop_sequence_sql(seq, true));
                 out.push(create_sequence_sql(seq, false, &[])?);
             }
             out.push(stmt.to_string());
+            out.extend(boolean_triggers(ct));
             out
         }
         _ => vec![stmt.to_string()],
@@ -629,6 +661,39 @@ fn check_internal_names(stmt: &Statement) -> Result<(), SqlError> {
         ControlFlow::Break(e) => Err(e),
         ControlFlow::Continue(()) => Ok(()),
     }
+}
+
+/// Postgres accepts `'t'`, `'true'`, `'yes'`, `'on'`, `'1'` (and their opposites) for a
+/// boolean; SQLite would keep the text, which is false in a WHERE clause. Triggers store the
+/// boolean (1/0) instead, and refuse other text with 22P02, as Postgres does.
+fn boolean_triggers(ct: &sqlparser::ast::CreateTable) -> Vec<String> {
+    let table = object_name_text(&ct.name)
+        .trim_start_matches("public.")
+        .to_string();
+    let q = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
+    ct.columns
+        .iter()
+        .filter(|c| matches!(c.data_type, DataType::Boolean | DataType::Bool))
+        .flat_map(|c| {
+            let col = c.name.value.clone();
+            let (t, cq) = (q(&table), q(&col));
+            ["INSERT", "UPDATE"].map(|event| {
+                let on = if event == "UPDATE" {
+                    format!("UPDATE OF {cq}")
+                } else {
+                    "INSERT".to_string()
+                };
+                format!(
+                    "CREATE TRIGGER {} AFTER {on} ON {t} WHEN typeof(NEW.{cq}) = 'text' \
+                     BEGIN UPDATE {t} SET {cq} = pg_bool(NEW.{cq}) WHERE rowid = NEW.rowid; END",
+                    q(&format!(
+                        "_sqlkeeper_bool_{table}_{col}_{}",
+                        event.to_lowercase()
+                    ))
+                )
+            })
+        })
+        .collect()
 }
 
 /// Whether the statement calls `nextval` or `setval`.
