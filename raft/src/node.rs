@@ -600,13 +600,11 @@ impl Node {
         statements: Vec<Statement>,
         timeout: Duration,
     ) -> Result<(Outcome, LogIndex), NodeError> {
-        let size = serde_json::to_vec(&statements)
-            .map(|v| v.len())
-            .unwrap_or(usize::MAX);
+        let size = encoded_size_bound(&statements);
         if size > COMMAND_BYTES_MAX {
             return Err(NodeError::Exec(ExecError::new(
                 "54000",
-                format!("the statement and its parameters encode to {size} bytes; the limit is {COMMAND_BYTES_MAX}"),
+                format!("the statement and its parameters take up to {size} bytes in the log; the limit is {COMMAND_BYTES_MAX}"),
             )));
         }
         let request_id = self.new_request_id();
@@ -1115,6 +1113,40 @@ impl Node {
     }
 }
 
+/// JSON length of a string: quotes, plus one extra byte per escaped `"` or `\`, five per
+/// control character (`\u00XX`); other characters are written as UTF-8.
+fn json_str_len(s: &str) -> usize {
+    2 + s.len()
+        + s.bytes()
+            .map(|b| match b {
+                b'"' | b'\\' => 1,
+                0..=0x1f => 5,
+                _ => 0,
+            })
+            .sum::<usize>()
+}
+
+/// An upper bound of the JSON size of `statements` in a log entry, computed without encoding
+/// them (this runs for every write).
+fn encoded_size_bound(statements: &[Statement]) -> usize {
+    statements
+        .iter()
+        .map(|s| {
+            64 + json_str_len(&s.sql)
+                + s.params
+                    .iter()
+                    .map(|p| match p {
+                        Value::Null => 8,
+                        Value::Integer(_) | Value::Real(_) => 40,
+                        Value::Text(t) => 16 + json_str_len(t),
+                        // a byte is a number of at most 3 digits and a comma
+                        Value::Blob(b) => 16 + 4 * b.len(),
+                    })
+                    .sum::<usize>()
+        })
+        .sum()
+}
+
 /// Interrupts the SQLite statement of a read whose future was dropped.
 struct InterruptOnDrop {
     handle: Arc<Mutex<Option<rusqlite::InterruptHandle>>>,
@@ -1240,5 +1272,32 @@ async fn watch_raft(
         if rx.changed().await.is_err() {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn size_bound_is_never_below_the_real_encoding() {
+        let stmts = vec![Statement {
+            sql: "INSERT INTO t VALUES (?1, ?2, ?3) -- \"quoted\" \\ \n\t é".into(),
+            params: vec![
+                Value::Text("a\u{1}b\"c\\".into()),
+                Value::Blob(vec![255, 0, 17]),
+                Value::Integer(i64::MIN),
+            ],
+        }];
+        let real = serde_json::to_vec(&stmts).unwrap().len();
+        assert!(
+            encoded_size_bound(&stmts) >= real,
+            "{} < {real}",
+            encoded_size_bound(&stmts)
+        );
+        assert_eq!(
+            json_str_len("a\"\\\u{1}é"),
+            serde_json::to_string("a\"\\\u{1}é").unwrap().len()
+        );
     }
 }
