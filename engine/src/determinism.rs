@@ -115,16 +115,6 @@ fn civil(micros: i64) -> (String, i64, i64) {
     (format!("{y:04}-{m:02}-{d:02}"), sod, frac)
 }
 
-fn owned(v: ValueRef<'_>) -> SqlValue {
-    match v {
-        ValueRef::Null => SqlValue::Null,
-        ValueRef::Integer(i) => SqlValue::Integer(i),
-        ValueRef::Real(f) => SqlValue::Real(f),
-        ValueRef::Text(t) => SqlValue::Text(String::from_utf8_lossy(t).into_owned()),
-        ValueRef::Blob(b) => SqlValue::Blob(b.to_vec()),
-    }
-}
-
 fn uuid_v4(cell: &StampCell) -> String {
     let mut b = [0u8; 16];
     b[..8].copy_from_slice(&cell.next_u64().to_le_bytes());
@@ -178,7 +168,7 @@ pub(crate) fn install(conn: &Connection, cell: Arc<StampCell>) -> rusqlite::Resu
                 args.push(if is_now {
                     SqlValue::Text(now.clone())
                 } else {
-                    owned(v)
+                    crate::functions::owned(v)
                 });
             }
             // date() with no argument means date('now').
@@ -215,55 +205,52 @@ pub(crate) fn install(conn: &Connection, cell: Arc<StampCell>) -> rusqlite::Resu
     conn.create_scalar_function("gen_random_uuid", 0, nondet, move |_ctx: &Context<'_>| {
         Ok(uuid_v4(&c))
     })?;
+    let c = cell.clone();
+    register_postgres_clock(conn, det, move || c.micros())?;
+    Ok(())
+}
+
+/// The Postgres time functions (`now()` and its siblings) as `timestamptz` text from `clock`
+/// (Unix microseconds).
+fn register_postgres_clock(
+    conn: &Connection,
+    flags: FunctionFlags,
+    clock: impl Fn() -> i64 + Send + Clone + 'static,
+) -> rusqlite::Result<()> {
     for name in [
         "now",
         "transaction_timestamp",
         "statement_timestamp",
         "clock_timestamp",
     ] {
-        let c = cell.clone();
-        conn.create_scalar_function(name, 0, det, move |_ctx: &Context<'_>| {
-            Ok(postgres_timestamptz(c.micros()))
+        let clock = clock.clone();
+        conn.create_scalar_function(name, 0, flags, move |_ctx: &Context<'_>| {
+            Ok(postgres_timestamptz(clock()))
         })?;
     }
     Ok(())
 }
 
-/// Registers the same function names on a read connection with the node's own clock and
-/// randomness: reads are local and never replicated, so they may see local time.
+/// Registers the Postgres-named functions on a read connection with the node's own clock
+/// and randomness: reads are local and never replicated, so they may see local time. SQLite's
+/// own date functions read the clock there already.
 pub(crate) fn install_local(conn: &Connection) -> rusqlite::Result<()> {
+    let now_micros = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_micros() as i64)
+            .unwrap_or(0)
+    };
     let cell = Arc::new(StampCell::default());
-    let clock = cell.clone();
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0);
     cell.set(&Stamp {
         unix_micros: 0,
-        seed,
+        seed: now_micros() as u64,
     });
-    // Only the Postgres-named functions: SQLite's own date functions read the clock already.
-    let det = FunctionFlags::SQLITE_UTF8;
-    let c = cell.clone();
-    conn.create_scalar_function("gen_random_uuid", 0, det, move |_ctx: &Context<'_>| {
-        Ok(uuid_v4(&c))
+    let flags = FunctionFlags::SQLITE_UTF8;
+    conn.create_scalar_function("gen_random_uuid", 0, flags, move |_ctx: &Context<'_>| {
+        Ok(uuid_v4(&cell))
     })?;
-    for name in [
-        "now",
-        "transaction_timestamp",
-        "statement_timestamp",
-        "clock_timestamp",
-    ] {
-        let _ = &clock;
-        conn.create_scalar_function(name, 0, det, move |_ctx: &Context<'_>| {
-            let micros = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_micros() as i64)
-                .unwrap_or(0);
-            Ok(postgres_timestamptz(micros))
-        })?;
-    }
-    Ok(())
+    register_postgres_clock(conn, flags, now_micros)
 }
 
 #[cfg(test)]

@@ -47,7 +47,8 @@ fn compare(a: &ValueRef<'_>, b: &ValueRef<'_>) -> Ordering {
     }
 }
 
-fn owned(v: ValueRef<'_>) -> SqlValue {
+/// An owned SQLite value from a borrowed one.
+pub(crate) fn owned(v: ValueRef<'_>) -> SqlValue {
     match v {
         ValueRef::Null => SqlValue::Null,
         ValueRef::Integer(i) => SqlValue::Integer(i),
