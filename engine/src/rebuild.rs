@@ -1,5 +1,6 @@
-//! Table rebuilds for `ALTER TABLE` forms SQLite lacks (SQLite's "12-step" procedure, inside
-//! the command's transaction). The translator emits `SELECT sqlkeeper_rebuild_table(table,
+//! Table rebuilds for `ALTER TABLE` forms SQLite lacks, inside the command's transaction: the
+//! old table is renamed away, the new definition is created under the real name, rows are
+//! copied, the old table is dropped, indexes and triggers are created again. The translator emits `SELECT sqlkeeper_rebuild_table(table,
 //! op)`; that function only records the request, and the apply loop performs it right after
 //! the statement, with the connection. The new definition is computed by
 //! `sqlkeeper_sql::rebuild_create_table`, a pure function, so every replica rebuilds alike.
@@ -11,7 +12,7 @@ use rusqlite::{Connection, OptionalExtension};
 
 use crate::error::ExecError;
 
-/// Name of the table while it is being rebuilt.
+/// Name of the old table while it is being rebuilt.
 const REBUILD_NAME: &str = "_sqlkeeper_rebuild";
 
 /// A rebuild requested by the statement just run: (table, op as JSON).
@@ -69,7 +70,7 @@ pub(crate) fn run(conn: &Connection, table: &str, op_json: &str) -> Result<(), R
             format!("relation \"{table}\" does not exist"),
         )));
     };
-    let new_sql = sqlkeeper_sql::rebuild_create_table(&old_sql, &name, REBUILD_NAME, &op)
+    let new_sql = sqlkeeper_sql::rebuild_create_table(&old_sql, &name, &name, &op)
         .map_err(|e| RebuildError::Exec(ExecError::new(e.sqlstate, e.message)))?;
     // Indexes and triggers are dropped with the table and created again after the rename.
     let mut s = conn.prepare(
@@ -87,25 +88,34 @@ pub(crate) fn run(conn: &Connection, table: &str, op_json: &str) -> Result<(), R
         )
         .optional()
         .unwrap_or(None);
-    // Foreign keys of other tables point at the name; checked at the end, not per step.
-    conn.execute_batch("PRAGMA defer_foreign_keys = ON")?;
-    conn.execute_batch(&new_sql)?;
-    let old_cols = columns(conn, &name)?;
-    let new_cols = columns(conn, REBUILD_NAME)?;
-    let common: Vec<String> = new_cols
-        .iter()
-        .filter(|c| old_cols.iter().any(|o| o.eq_ignore_ascii_case(c)))
-        .map(|c| quote(c))
-        .collect();
-    let list = common.join(", ");
-    conn.execute_batch(&format!(
-        "INSERT INTO {} ({list}) SELECT {list} FROM {}; DROP TABLE {}; ALTER TABLE {} RENAME TO {};",
-        quote(REBUILD_NAME),
-        quote(&name),
-        quote(&name),
-        quote(REBUILD_NAME),
-        quote(&name)
-    ))?;
+    // Other tables' foreign keys name this table. Renaming it away with legacy_alter_table
+    // leaves their REFERENCES untouched (they point at the name, which the new table takes
+    // back), and nothing is deleted from a parent they reference: no deferred violations.
+    conn.execute_batch("PRAGMA legacy_alter_table = ON")?;
+    let result = (|| -> rusqlite::Result<()> {
+        conn.execute_batch(&format!(
+            "ALTER TABLE {} RENAME TO {}",
+            quote(&name),
+            quote(REBUILD_NAME)
+        ))?;
+        conn.execute_batch(&new_sql)?;
+        let old_cols = columns(conn, REBUILD_NAME)?;
+        let new_cols = columns(conn, &name)?;
+        let common: Vec<String> = new_cols
+            .iter()
+            .filter(|c| old_cols.iter().any(|o| o.eq_ignore_ascii_case(c)))
+            .map(|c| quote(c))
+            .collect();
+        let list = common.join(", ");
+        conn.execute_batch(&format!(
+            "INSERT INTO {} ({list}) SELECT {list} FROM {}; DROP TABLE {};",
+            quote(&name),
+            quote(REBUILD_NAME),
+            quote(REBUILD_NAME)
+        ))
+    })();
+    conn.execute_batch("PRAGMA legacy_alter_table = OFF")?;
+    result?;
     for sql in dependents {
         conn.execute_batch(&sql)?;
     }

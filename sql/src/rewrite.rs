@@ -10,6 +10,9 @@ use sqlparser::ast::{
     FunctionArgumentList, FunctionArguments, Ident, ObjectName, Statement, Value,
 };
 
+use sqlparser::dialect::PostgreSqlDialect;
+use sqlparser::parser::Parser;
+
 use crate::error::SqlError;
 
 /// Postgres function names that SQLite spells differently.
@@ -186,7 +189,8 @@ fn rewrite(e: &mut Expr) -> Result<(), SqlError> {
             _ => {}
         },
         Expr::Function(f) => {
-            let name = f.name.to_string().to_ascii_lowercase();
+            // Compare identifiers, not their quoting: "last_insert_rowid"() is the same function.
+            let name = f.name.to_string().replace('"', "").to_ascii_lowercase();
             let bare = name.trim_start_matches("pg_catalog.").to_string();
             if REFUSED_FUNCTIONS.contains(&bare.as_str()) {
                 return Err(SqlError {
@@ -201,18 +205,14 @@ fn rewrite(e: &mut Expr) -> Result<(), SqlError> {
                 f.name = ObjectName::from(vec![Ident::new(*to)]);
             } else if bare == "random" {
                 // Postgres random() is a float in [0, 1); SQLite's is a 64-bit integer (made
-                // deterministic by the engine from the leader's seed).
-                *e = Expr::Nested(Box::new(Expr::BinaryOp {
-                    left: Box::new(Expr::Nested(Box::new(Expr::BinaryOp {
-                        left: Box::new(call("random", vec![])),
-                        op: BinaryOperator::Divide,
-                        right: Box::new(Expr::Value(
-                            Value::Number("18446744073709551616.0".into(), false).into(),
-                        )),
-                    }))),
-                    op: BinaryOperator::Plus,
-                    right: Box::new(Expr::Value(Value::Number("0.5".into(), false).into())),
-                }));
+                // deterministic by the engine from the leader's seed). 53 of its bits over 2^53
+                // give every double in [0, 1) on the grid, never 1.0.
+                let parsed = Parser::new(&PostgreSqlDialect {})
+                    .try_with_sql("((random() >> 11) & 9007199254740991) / 9007199254740992.0")
+                    .and_then(|mut p| p.parse_expr());
+                if let Ok(expr) = parsed {
+                    *e = Expr::Nested(Box::new(expr));
+                }
             } else if name != bare {
                 f.name = ObjectName::from(vec![Ident::new(bare)]);
             }

@@ -242,6 +242,7 @@ fn rewrite_delete_using(stmt: Statement) -> Result<Statement, SqlError> {
     let qualifier = alias
         .as_ref()
         .map(|a| a.name.to_string())
+        .or_else(|| name.0.last().map(|p| p.to_string()))
         .unwrap_or_else(|| name.to_string());
     let using: Vec<String> = using.iter().map(|u| u.to_string()).collect();
     let mut sql = format!(
@@ -302,7 +303,6 @@ fn translate_statement(stmt: Statement) -> Result<Translated, SqlError> {
     check_internal_names(&stmt)?;
     check_supported_query_features(&stmt)?;
     let mut serial_sequences = Vec::new();
-    let mut rebuild_ops: Option<(String, Vec<crate::rebuild::AlterOp>)> = None;
     let (kind, tag) = match &mut stmt {
         Statement::Query(_) => {
             // nextval/setval change sequences: such a query is a write, through the log.
@@ -329,14 +329,7 @@ fn translate_statement(stmt: Statement) -> Result<Translated, SqlError> {
             (StatementKind::Ddl, CommandTag::Fixed("CREATE INDEX"))
         }
         Statement::CreateView(_) => (StatementKind::Ddl, CommandTag::Fixed("CREATE VIEW")),
-        Statement::AlterTable(at) => {
-            let table = object_name_text(&at.name)
-                .trim_start_matches("public.")
-                .to_string();
-            rebuild_ops =
-                crate::rebuild::alter_ops(&table, &at.operations)?.map(|ops| (table, ops));
-            (StatementKind::Ddl, CommandTag::Fixed("ALTER TABLE"))
-        }
+        Statement::AlterTable(_) => (StatementKind::Ddl, CommandTag::Fixed("ALTER TABLE")),
         Statement::Drop { object_type, .. } => {
             if !matches!(
                 object_type,
@@ -449,7 +442,12 @@ fn translate_statement(stmt: Statement) -> Result<Translated, SqlError> {
             },
         ) => names
             .iter()
-            .flat_map(|n| drop_sequence_sql(&object_name_text(n), *if_exists))
+            .flat_map(|n| {
+                drop_sequence_sql(
+                    object_name_text(n).trim_start_matches("public."),
+                    *if_exists,
+                )
+            })
             .collect(),
         (
             _,
@@ -502,57 +500,38 @@ fn translate_statement(stmt: Statement) -> Result<Translated, SqlError> {
             .map(|t| format!("DELETE FROM {}", t.name))
             .collect(),
         // ALTER TABLE forms SQLite lacks: the engine rebuilds the table, one step per change.
-        (_, Statement::AlterTable(_)) if rebuild_ops.is_some() => {
-            let (table, ops) = rebuild_ops.take().unwrap_or_default();
-            ops.iter()
-                .map(|op| {
-                    let json = serde_json::to_string(op).map_err(|e| SqlError::unsupported(e))?;
-                    Ok(format!(
-                        "SELECT {}({}, {})",
-                        crate::rebuild::REBUILD_TABLE_FUNCTION,
-                        quote_literal(&table),
-                        quote_literal(&json)
-                    ))
-                })
-                .collect::<Result<Vec<_>, SqlError>>()?
-        }
-        // A boolean column added natively gets the same triggers as one created with the table.
+        // Computed after the rewrites, so constraint and default expressions are SQLite SQL.
         (_, Statement::AlterTable(at)) => {
-            let mut out = vec![stmt.to_string()];
-            let added: Vec<sqlparser::ast::ColumnDef> = at
-                .operations
-                .iter()
-                .filter_map(|o| match o {
-                    sqlparser::ast::AlterTableOperation::AddColumn { column_def, .. } => {
-                        Some(column_def.clone())
-                    }
-                    _ => None,
-                })
-                .collect();
-            if !added.is_empty() {
-                let mut pseudo = sqlparser::ast::CreateTable::from(
-                    match Parser::parse_sql(
-                        &PostgreSqlDialect {},
-                        &format!("CREATE TABLE {} (x int)", at.name),
-                    ) {
-                        Ok(mut v) => match v.pop() {
-                            Some(Statement::CreateTable(ct)) => ct,
-                            _ => return Err(SqlError::unsupported("ALTER TABLE")),
-                        },
-                        Err(e) => return Err(SqlError::syntax(e.to_string(), None)),
-                    },
-                );
-                pseudo.columns = added;
-                out.extend(boolean_triggers(&pseudo));
+            let table = object_name_text(&at.name)
+                .trim_start_matches("public.")
+                .to_string();
+            match crate::rebuild::alter_ops(&table, &at.operations)? {
+                Some(ops) => ops
+                    .iter()
+                    .map(|op| {
+                        let json = serde_json::to_string(op).map_err(SqlError::unsupported)?;
+                        Ok(format!(
+                            "SELECT {}({}, {})",
+                            crate::rebuild::REBUILD_TABLE_FUNCTION,
+                            quote_literal(&table),
+                            quote_literal(&json)
+                        ))
+                    })
+                    .collect::<Result<Vec<_>, SqlError>>()?,
+                None => native_alter_table(&stmt, at, &table)?,
             }
-            out
         }
         // SERIAL columns that are not the key get a fresh sequence, created before the table.
         (_, Statement::CreateTable(ct)) => {
             let mut out = Vec::new();
             for seq in &serial_sequences {
-                out.extend(drop_sequence_sql(seq, true));
-                out.push(create_sequence_sql(seq, false, &[])?);
+                if ct.if_not_exists {
+                    // The table may exist already: keep its sequence (and its position).
+                    out.push(create_sequence_sql(seq, true, &[])?);
+                } else {
+                    out.extend(drop_sequence_sql(seq, true));
+                    out.push(create_sequence_sql(seq, false, &[])?);
+                }
             }
             out.push(stmt.to_string());
             out.extend(boolean_triggers(ct));
@@ -645,9 +624,28 @@ fn check_internal_names(stmt: &Statement) -> Result<(), SqlError> {
             _ => Ok(()),
         }
     }
-    // DROP's names are not visited as relations.
+    // Names that are not visited as relations: DROP targets, new index names, RENAME TO.
     if let Statement::Drop { names, .. } = stmt {
         names.iter().try_for_each(check)?;
+    }
+    if let Statement::CreateIndex(ci) = stmt {
+        if let Some(n) = &ci.name {
+            check(n)?;
+        }
+    }
+    if let Statement::AlterTable(at) = stmt {
+        for op in &at.operations {
+            if let sqlparser::ast::AlterTableOperation::RenameTable { table_name } = op {
+                let text = table_name.to_string();
+                let target = text
+                    .trim_start_matches("TO ")
+                    .trim_start_matches("AS ")
+                    .trim();
+                let parts: Vec<sqlparser::ast::Ident> =
+                    target.split('.').map(sqlparser::ast::Ident::new).collect();
+                check(&ObjectName::from(parts))?;
+            }
+        }
     }
     if let Statement::CreateView(v) = stmt {
         if v.temporary {
@@ -661,6 +659,52 @@ fn check_internal_names(stmt: &Statement) -> Result<(), SqlError> {
         ControlFlow::Break(e) => Err(e),
         ControlFlow::Continue(()) => Ok(()),
     }
+}
+
+/// An ALTER TABLE SQLite runs itself, with the boolean triggers kept in step: a boolean
+/// column added gets them, a column dropped loses them first (SQLite refuses to drop a column
+/// a trigger uses).
+fn native_alter_table(
+    stmt: &Statement,
+    at: &sqlparser::ast::AlterTable,
+    table: &str,
+) -> Result<Vec<String>, SqlError> {
+    let mut out = Vec::new();
+    for op in &at.operations {
+        if let sqlparser::ast::AlterTableOperation::DropColumn { column_names, .. } = op {
+            for c in column_names {
+                for event in ["insert", "update"] {
+                    out.push(format!(
+                        "DROP TRIGGER IF EXISTS \"_sqlkeeper_bool_{table}_{}_{event}\"",
+                        c.value
+                    ));
+                }
+            }
+        }
+    }
+    out.push(stmt.to_string());
+    let added: Vec<sqlparser::ast::ColumnDef> = at
+        .operations
+        .iter()
+        .filter_map(|o| match o {
+            sqlparser::ast::AlterTableOperation::AddColumn { column_def, .. } => {
+                Some(column_def.clone())
+            }
+            _ => None,
+        })
+        .collect();
+    if !added.is_empty() {
+        let parsed = Parser::parse_sql(
+            &PostgreSqlDialect {},
+            &format!("CREATE TABLE {} (x int)", at.name),
+        )
+        .map_err(|e| SqlError::syntax(e.to_string(), None))?;
+        if let Some(Statement::CreateTable(mut pseudo)) = parsed.into_iter().next() {
+            pseudo.columns = added;
+            out.extend(boolean_triggers(&pseudo));
+        }
+    }
+    Ok(out)
 }
 
 /// Postgres accepts `'t'`, `'true'`, `'yes'`, `'on'`, `'1'` (and their opposites) for a
@@ -684,7 +728,7 @@ fn boolean_triggers(ct: &sqlparser::ast::CreateTable) -> Vec<String> {
                     "INSERT".to_string()
                 };
                 format!(
-                    "CREATE TRIGGER {} AFTER {on} ON {t} WHEN typeof(NEW.{cq}) = 'text' \
+                    "CREATE TRIGGER IF NOT EXISTS {} AFTER {on} ON {t} WHEN typeof(NEW.{cq}) = 'text' \
                      BEGIN UPDATE {t} SET {cq} = pg_bool(NEW.{cq}) WHERE rowid = NEW.rowid; END",
                     q(&format!(
                         "_sqlkeeper_bool_{table}_{col}_{}",
@@ -739,7 +783,8 @@ fn create_sequence_sql(
         match o {
             O::StartWith(e, _) => start = Some(literal_i64(e)?),
             O::IncrementBy(e, _) => increment = literal_i64(e)?,
-            O::Cache(_) | O::MinValue(None) | O::MaxValue(None) | O::Cycle(false) => {}
+            // sqlparser's Cycle(true) is NO CYCLE, the default.
+            O::Cache(_) | O::MinValue(None) | O::MaxValue(None) | O::Cycle(true) => {}
             other => return Err(SqlError::unsupported(format!("sequence option {other}"))),
         }
     }
@@ -793,6 +838,13 @@ fn rewrite_distinct_on(stmt: Statement) -> Result<Statement, SqlError> {
     let Some(sqlparser::ast::Distinct::On(keys)) = &sel.distinct else {
         return Ok(stmt);
     };
+    let grouped =
+        !matches!(&sel.group_by, sqlparser::ast::GroupByExpr::Expressions(g, _) if g.is_empty());
+    if grouped || sel.having.is_some() {
+        return Err(SqlError::unsupported(
+            "SELECT DISTINCT ON with GROUP BY or HAVING",
+        ));
+    }
     if q.with.is_some() || q.limit_clause.is_some() && q.order_by.is_none() {
         return Err(SqlError::unsupported(
             "SELECT DISTINCT ON with WITH, or with LIMIT but no ORDER BY",

@@ -37,7 +37,7 @@ fn random_statement(rng: &mut Rng, tables: &mut Vec<String>, serial: &mut u64) -
             format!(
                 "CREATE TABLE {name} (id SERIAL PRIMARY KEY, k integer, v text, n SERIAL, \
                  created_at text DEFAULT CURRENT_TIMESTAMP, token text DEFAULT (gen_random_uuid()), \
-                 r integer DEFAULT (random() % 1000))"
+                 r integer DEFAULT (CAST(random() * 1000 AS integer)))"
             )
         }
         5..=6 if tables.len() > 2 => {
@@ -78,7 +78,7 @@ fn random_statement(rng: &mut Rng, tables: &mut Vec<String>, serial: &mut u64) -
         61..=75 => {
             let tt = t(rng, tables);
             format!(
-                "UPDATE {tt} SET v = v || 'u', created_at = datetime('now'), r = random() % 100 WHERE k = {}",
+                "UPDATE {tt} SET v = v || 'u', created_at = datetime('now'), r = CAST(random() * 100 AS integer) WHERE k = {}",
                 rng.below(50)
             )
         }
@@ -128,7 +128,7 @@ fn build_log(seed: u64) -> Vec<Command> {
         statements: vec![Statement {
             sql: sqlkeeper_sql::translate(
                 "CREATE TABLE base (id SERIAL PRIMARY KEY, k integer, v text, created_at text DEFAULT CURRENT_TIMESTAMP, \
-                 token text DEFAULT (gen_random_uuid()), r integer DEFAULT (random() % 1000))",
+                 token text DEFAULT (gen_random_uuid()), r integer DEFAULT (CAST(random() * 1000 AS integer)))",
             )
             .unwrap()[0]
                 .sqlite[0]
