@@ -7,7 +7,7 @@ use rusqlite::Connection;
 
 use crate::command::{Command, LogIndex, RequestId};
 use crate::determinism::{self, StampCell};
-use crate::error::{classify, Fatal};
+use crate::error::{classify, ExecError, Fatal};
 use crate::exec::run;
 use crate::meta;
 use crate::meta::{DEDUP_WINDOW_ENTRIES, REQUESTS_TABLE};
@@ -193,9 +193,46 @@ impl StateMachine {
             expect_above = Some(item.index);
         }
         let conn = self.conn()?;
-        conn.execute_batch("BEGIN IMMEDIATE")
-            .map_err(fatal("begin apply"))?;
-        let result = (|| {
+        // A table rebuild runs alone, with foreign keys off and checked at its end.
+        let rebuild_alone =
+            items.len() == 1 && items[0].command.is_some_and(|c| c.rebuilds_tables());
+        if rebuild_alone {
+            conn.execute_batch("PRAGMA foreign_keys = OFF")
+                .map_err(fatal("disable foreign keys for a rebuild"))?;
+        }
+        let result = conn
+            .execute_batch("BEGIN IMMEDIATE")
+            .map_err(fatal("begin apply"))
+            .and_then(|()| self.apply_items(conn, items, raft_meta, rebuild_alone));
+        let end = match &result {
+            Ok(_) => conn.execute_batch("COMMIT").map_err(fatal("commit apply")),
+            Err(_) => {
+                // Best effort: the node stops anyway; the transaction must not be committed.
+                let _ = conn.execute_batch("ROLLBACK");
+                Ok(())
+            }
+        };
+        if rebuild_alone {
+            conn.execute_batch("PRAGMA foreign_keys = ON")
+                .map_err(fatal("enable foreign keys after a rebuild"))?;
+        }
+        end?;
+        let outcomes = result?;
+        self.applied_index = Some(last.index);
+        Ok(outcomes)
+    }
+
+    fn apply_items(
+        &self,
+        conn: &Connection,
+        items: &[ApplyItem<'_>],
+        raft_meta: &RaftMeta,
+        check_foreign_keys: bool,
+    ) -> Result<Vec<Option<Outcome>>, Fatal> {
+        let Some(last) = items.last() else {
+            return Ok(Vec::new());
+        };
+        {
             let mut outcomes = Vec::with_capacity(items.len());
             for item in items {
                 outcomes.push(match item.command {
@@ -207,6 +244,7 @@ impl StateMachine {
                         &self.rebuild,
                         item.index,
                         cmd,
+                        check_foreign_keys,
                     )?),
                 });
             }
@@ -218,19 +256,6 @@ impl StateMachine {
                 meta::put(conn, meta::KEY_RAFT_MEMBERSHIP, m).map_err(fatal("write membership"))?;
             }
             Ok(outcomes)
-        })();
-        match result {
-            Ok(outcomes) => {
-                conn.execute_batch("COMMIT")
-                    .map_err(fatal("commit apply"))?;
-                self.applied_index = Some(last.index);
-                Ok(outcomes)
-            }
-            Err(e) => {
-                // Best effort: the node stops anyway; the transaction must not be committed.
-                let _ = conn.execute_batch("ROLLBACK");
-                Err(e)
-            }
         }
     }
 
@@ -282,6 +307,7 @@ fn apply_command(
     rebuild: &crate::rebuild::RebuildCell,
     index: LogIndex,
     cmd: &Command,
+    check_foreign_keys: bool,
 ) -> Result<Outcome, Fatal> {
     match cmd {
         Command::Execute {
@@ -299,7 +325,7 @@ fn apply_command(
             // calling nextval), so every command starts from the stored values: one small
             // indexed read.
             crate::sequences::load(conn, sequences).map_err(fatal("load sequences"))?;
-            let outcome = execute_statements(conn, statements, rebuild)?;
+            let outcome = execute_statements(conn, statements, rebuild, check_foreign_keys)?;
             // After the savepoint was released or rolled back: like Postgres, nextval is not
             // undone when the statement that called it fails.
             crate::sequences::flush(conn, sequences).map_err(fatal("store sequences"))?;
@@ -362,6 +388,7 @@ fn execute_statements(
     conn: &Connection,
     statements: &[crate::command::Statement],
     rebuild: &crate::rebuild::RebuildCell,
+    check_foreign_keys: bool,
 ) -> Result<Outcome, Fatal> {
     conn.execute_batch("SAVEPOINT entry")
         .map_err(fatal("savepoint"))?;
@@ -387,6 +414,23 @@ fn execute_statements(
                     break;
                 }
             }
+        }
+    }
+    if check_foreign_keys && outcome.error.is_none() {
+        // Foreign keys were not enforced while this command ran: check them all now.
+        let violations: i64 = conn
+            .query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| {
+                r.get(0)
+            })
+            .map_err(fatal("check foreign keys"))?;
+        if violations > 0 {
+            outcome.error = Some((
+                statements.len().saturating_sub(1),
+                ExecError::new(
+                    "23503",
+                    "the statement leaves rows that violate a foreign key constraint",
+                ),
+            ));
         }
     }
     if outcome.error.is_some() {

@@ -78,6 +78,21 @@ pub enum Command {
     },
 }
 
+impl Command {
+    /// Whether applying the command rebuilds a table (`ALTER TABLE` forms SQLite lacks). Such a
+    /// command is applied in a SQLite transaction of its own with foreign-key enforcement off
+    /// (SQLite cannot switch it inside a transaction) and a full foreign-key check at its end,
+    /// so a table other tables reference can be rebuilt. The decision depends on the command
+    /// alone, so every replica applies it the same way.
+    pub fn rebuilds_tables(&self) -> bool {
+        match self {
+            Command::Execute { statements, .. } => statements
+                .iter()
+                .any(|s| s.sql.contains(sqlkeeper_sql::REBUILD_TABLE_FUNCTION)),
+        }
+    }
+}
+
 impl std::fmt::Display for Command {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

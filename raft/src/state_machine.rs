@@ -283,6 +283,13 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     {
         let mut batch = Vec::new();
         while let Some(item) = entries.try_next().await? {
+            // A command that rebuilds a table is applied in a transaction of its own (the engine
+            // switches foreign keys off for it, which SQLite allows only between transactions).
+            if matches!(&item.0.payload, EntryPayload::Normal(c) if c.rebuilds_tables()) {
+                self.apply_batch(std::mem::take(&mut batch)).await?;
+                self.apply_batch(vec![item]).await?;
+                continue;
+            }
             batch.push(item);
             if batch.len() >= APPLY_BATCH_MAX {
                 self.apply_batch(std::mem::take(&mut batch)).await?;
