@@ -1256,7 +1256,12 @@ async fn watch_raft(
     loop {
         let m = rx.borrow_watched().clone();
         if let Err(e) = &m.running_state {
-            tracing::error!(node_id = m.id, error = %e, "raft stopped with a fatal error");
+            if matches!(e, openraft::errors::Fatal::Stopped) {
+                // A clean shutdown (Node::shutdown), not a failure.
+                tracing::debug!(node_id = m.id, "raft stopped");
+            } else {
+                tracing::error!(node_id = m.id, error = %e, "raft stopped with a fatal error");
+            }
             let _ = fatal.send(Some(e.to_string()));
             return;
         }
