@@ -193,7 +193,7 @@ pub struct Node {
     /// This node's addresses as advertised to peers.
     info: NodeInfo,
     snapshot_dir: PathBuf,
-    /// Request ids: this node's id plus a counter that starts at the boot time in µs, so ids
+    /// Request ids: this node's id plus a serial, `boot << BOOT_SERIAL_SHIFT | counter`, so ids
     /// do not repeat across restarts.
     next_serial: AtomicU64,
     random: RandomState,
@@ -240,6 +240,39 @@ fn now_micros() -> i64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_micros() as i64)
         .unwrap_or(0)
+}
+
+/// Request serials are `boot << BOOT_SERIAL_SHIFT | counter`: 2^40 requests per start, 2^24
+/// starts; unique across restarts whatever the clock does, as deduplication requires.
+const BOOT_SERIAL_SHIFT: u32 = 40;
+
+/// Name of the file counting the node's starts.
+const BOOT_FILE: &str = "boot";
+
+/// Counts this start in the data directory and returns its number. Write, fsync, rename,
+/// fsync the directory: a crash leaves the old count or the new one, and a count is never
+/// handed out twice (a crash after the rename but before use only skips a number).
+fn next_boot(dir: &Path) -> Result<u64, StartError> {
+    let path = dir.join(BOOT_FILE);
+    let dir_err = |source: io::Error| StartError::DataDir {
+        path: dir.to_path_buf(),
+        source,
+    };
+    let previous: u64 = match std::fs::read_to_string(&path) {
+        Ok(s) => s
+            .trim()
+            .parse()
+            .map_err(|_| StartError::Other(format!("{} is not a number", path.display())))?,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => 0,
+        Err(e) => return Err(dir_err(e)),
+    };
+    let boot = previous + 1;
+    let tmp = dir.join(format!("{BOOT_FILE}.partial"));
+    std::fs::write(&tmp, boot.to_string()).map_err(dir_err)?;
+    sqlkeeper_snapshots::fsync_file(&tmp).map_err(|e| StartError::Other(e.to_string()))?;
+    std::fs::rename(&tmp, &path).map_err(dir_err)?;
+    sqlkeeper_snapshots::fsync_dir(dir).map_err(|e| StartError::Other(e.to_string()))?;
+    Ok(boot)
 }
 
 /// Creates the data directory (or checks an existing one) and its identity file.
@@ -299,6 +332,7 @@ impl Node {
         raft_listener: TcpListener,
     ) -> Result<Arc<Node>, StartError> {
         prepare_data_dir(&config.data_dir, config.node_id)?;
+        let boot = next_boot(&config.data_dir)?;
         let other =
             |what: &'static str| move |e: io::Error| StartError::Other(format!("{what}: {e}"));
         let raft_addr = raft_listener
@@ -358,7 +392,7 @@ impl Node {
             reads,
             info: info.clone(),
             snapshot_dir,
-            next_serial: AtomicU64::new(now_micros() as u64),
+            next_serial: AtomicU64::new(boot << BOOT_SERIAL_SHIFT),
             random: RandomState::new(),
             last_leader_contact: Mutex::new(None),
             peer_conns: Mutex::new(HashMap::new()),
@@ -927,6 +961,9 @@ impl Node {
     }
 
     async fn check_id_unused(&self, node_id: NodeId) -> Result<(), RemoteError> {
+        // A leader elected moments ago may not have applied a removal yet: read at the
+        // commit index.
+        self.leader_read_index().await?;
         let removed = self
             .read(move |v| {
                 v.query(&Statement {
