@@ -623,6 +623,47 @@ impl Node {
         }
     }
 
+    /// One attempt to run a request where the leader is: `local` on this node if it leads,
+    /// else `req` forwarded to the leader, whose answer `extract` takes apart. Returns the
+    /// result and, when the request was forwarded, the leader it went to. A request that may
+    /// have reached the leader without an answer is `RemoteError::Unknown`.
+    async fn on_leader_once<T, Fut>(
+        &self,
+        deadline: Instant,
+        local: impl FnOnce(Duration) -> Fut,
+        req: impl FnOnce() -> Request,
+        extract: fn(Response) -> Option<Result<T, RemoteError>>,
+    ) -> (Result<T, RemoteError>, Option<(NodeId, NodeInfo)>)
+    where
+        Fut: std::future::Future<Output = Result<T, RemoteError>>,
+    {
+        let left = deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_millis(100));
+        match self.leader().await {
+            Some((l, _)) if l == self.id => (local(left).await, None),
+            Some((l, info)) => {
+                let r = match self.call_peer(l, &info.raft_addr, &req(), left).await {
+                    Ok(resp) => {
+                        let text = format!("{resp:?}");
+                        extract(resp).unwrap_or_else(|| {
+                            Err(RemoteError::Failed(format!("unexpected response {text}")))
+                        })
+                    }
+                    Err(e) => Err(RemoteError::Unknown(e.to_string())),
+                };
+                (r, Some((l, info)))
+            }
+            None => (
+                Err(RemoteError::NotLeader {
+                    leader_id: None,
+                    leader: None,
+                }),
+                None,
+            ),
+        }
+    }
+
     /// Replicates `statements` as one log entry and returns what applying it produced, with
     /// the entry's log index. The statements run all-or-nothing. On a follower the write is
     /// forwarded to the leader, and this returns only after this node has applied the entry
@@ -646,44 +687,36 @@ impl Node {
         let mut unknown = false;
         let mut last_leader = None;
         loop {
-            let result = match self.leader().await {
-                Some((leader, _)) if leader == self.id => {
-                    let left = deadline
-                        .saturating_duration_since(Instant::now())
-                        .max(Duration::from_millis(100));
-                    match tokio::time::timeout(left, self.propose(request_id, statements.clone()))
-                        .await
-                    {
-                        Ok(r) => r,
-                        // Proposed, maybe committed: retried with the same id, deduplicated.
-                        Err(_) => Err(RemoteError::Unknown(
-                            "the write did not commit in time".into(),
-                        )),
-                    }
-                }
-                Some((leader, info)) => {
-                    last_leader = Some((leader, info.clone()));
-                    let req = Request::ForwardWrite {
+            let (result, forwarded_to) = self
+                .on_leader_once(
+                    deadline,
+                    |left| {
+                        let statements = statements.clone();
+                        async move {
+                            match tokio::time::timeout(left, self.propose(request_id, statements))
+                                .await
+                            {
+                                Ok(r) => r,
+                                // Proposed, maybe committed: retried with the same id, deduplicated.
+                                Err(_) => Err(RemoteError::Unknown(
+                                    "the write did not commit in time".into(),
+                                )),
+                            }
+                        }
+                    },
+                    || Request::ForwardWrite {
                         request_id,
                         statements: statements.clone(),
-                    };
-                    let left = deadline
-                        .saturating_duration_since(Instant::now())
-                        .max(Duration::from_millis(100));
-                    match self.call_peer(leader, &info.raft_addr, &req, left).await {
-                        Ok(Response::ForwardWrite(r)) => r,
-                        Ok(other) => Err(RemoteError::Failed(format!(
-                            "unexpected response {other:?}"
-                        ))),
-                        // The request may have reached the leader: unknown, retry with the id.
-                        Err(e) => Err(RemoteError::Unknown(e.to_string())),
-                    }
-                }
-                None => Err(RemoteError::NotLeader {
-                    leader_id: None,
-                    leader: None,
-                }),
-            };
+                    },
+                    |resp| match resp {
+                        Response::ForwardWrite(r) => Some(r),
+                        _ => None,
+                    },
+                )
+                .await;
+            if forwarded_to.is_some() {
+                last_leader = forwarded_to;
+            }
             match result {
                 Ok((outcome, index)) => {
                     let left = deadline
@@ -746,28 +779,17 @@ impl Node {
     pub async fn linearizable_barrier(&self, timeout: Duration) -> Result<LogIndex, NodeError> {
         let deadline = Instant::now() + timeout;
         loop {
-            let r = match self.leader().await {
-                Some((l, _)) if l == self.id => self.leader_read_index().await,
-                Some((l, info)) => {
-                    let left = deadline
-                        .saturating_duration_since(Instant::now())
-                        .max(Duration::from_millis(100));
-                    match self
-                        .call_peer(l, &info.raft_addr, &Request::ReadIndex, left)
-                        .await
-                    {
-                        Ok(Response::ReadIndex(r)) => r,
-                        Ok(other) => Err(RemoteError::Failed(format!(
-                            "unexpected response {other:?}"
-                        ))),
-                        Err(e) => Err(RemoteError::Unknown(e.to_string())),
-                    }
-                }
-                None => Err(RemoteError::NotLeader {
-                    leader_id: None,
-                    leader: None,
-                }),
-            };
+            let (r, _) = self
+                .on_leader_once(
+                    deadline,
+                    |_| self.leader_read_index(),
+                    || Request::ReadIndex,
+                    |resp| match resp {
+                        Response::ReadIndex(r) => Some(r),
+                        _ => None,
+                    },
+                )
+                .await;
             match r {
                 Ok(index) => {
                     let left = deadline
@@ -790,38 +812,27 @@ impl Node {
     pub async fn admin(&self, op: AdminOp, timeout: Duration) -> Result<String, NodeError> {
         let deadline = Instant::now() + timeout;
         loop {
-            let r = match self.leader().await {
-                Some((l, _)) if l == self.id => {
-                    let left = deadline
-                        .saturating_duration_since(Instant::now())
-                        .max(Duration::from_millis(100));
-                    match tokio::time::timeout(left, self.admin_on_leader(op.clone())).await {
-                        Ok(r) => r,
-                        Err(_) => Err(RemoteError::Failed(format!(
-                            "the operation did not finish within {timeout:?} (is the new node reachable?)"
-                        ))),
-                    }
-                }
-                Some((l, info)) => {
-                    let left = deadline
-                        .saturating_duration_since(Instant::now())
-                        .max(Duration::from_millis(100));
-                    match self
-                        .call_peer(l, &info.raft_addr, &Request::Admin(op.clone()), left)
-                        .await
-                    {
-                        Ok(Response::Admin(r)) => r,
-                        Ok(other) => Err(RemoteError::Failed(format!(
-                            "unexpected response {other:?}"
-                        ))),
-                        Err(e) => Err(RemoteError::Unknown(e.to_string())),
-                    }
-                }
-                None => Err(RemoteError::NotLeader {
-                    leader_id: None,
-                    leader: None,
-                }),
-            };
+            let (r, _) = self
+                .on_leader_once(
+                    deadline,
+                    |left| {
+                        let op = op.clone();
+                        async move {
+                            match tokio::time::timeout(left, self.admin_on_leader(op)).await {
+                                Ok(r) => r,
+                                Err(_) => Err(RemoteError::Failed(format!(
+                                    "the operation did not finish within {timeout:?} (is the new node reachable?)"
+                                ))),
+                            }
+                        }
+                    },
+                    || Request::Admin(op.clone()),
+                    |resp| match resp {
+                        Response::Admin(r) => Some(r),
+                        _ => None,
+                    },
+                )
+                .await;
             match r {
                 Ok(msg) => return Ok(msg),
                 Err(RemoteError::Failed(m)) => {
