@@ -322,8 +322,8 @@ fn apply_command(
                 }
             }
             // Sequences can be used without being named in the statement (a column DEFAULT
-            // calling nextval), so every command starts from the stored values: one small
-            // indexed read.
+            // calling nextval), so every command starts from the stored values: a read of
+            // the whole sequences table (one row per sequence, small in a metadata store).
             crate::sequences::load(conn, sequences).map_err(fatal("load sequences"))?;
             let outcome = execute_statements(conn, statements, rebuild, check_foreign_keys)?;
             // After the savepoint was released or rolled back: like Postgres, nextval is not
