@@ -782,22 +782,10 @@ impl ExtendedQueryHandler for Backend {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        // Parse already merged the client's parameter types with the inferred ones.
         let p = &target.statement;
-        let params = p
-            .param_types
-            .iter()
-            .enumerate()
-            .map(|(i, t)| {
-                target
-                    .parameter_types
-                    .get(i)
-                    .cloned()
-                    .flatten()
-                    .unwrap_or_else(|| t.clone())
-            })
-            .collect();
         Ok(DescribeStatementResponse::new(
-            params,
+            p.param_types.clone(),
             fields(&p.columns, &p.translated.columns, |_| FieldFormat::Text),
         ))
     }
