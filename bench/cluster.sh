@@ -28,18 +28,12 @@ leader_port=$((pg_base + leader - 1))
 follower=$(( leader == 1 ? 2 : 1 )); follower_port=$((pg_base + follower - 1))
 echo "leader: node $leader (port $leader_port); follower for reads: node $follower (port $follower_port)"
 
-pgb() { # name port clients script [extra...]
-  local name=$1 port=$2 clients=$3 script=$4; shift 4
-  "$bin/pgbench" -n -h 127.0.0.1 -p "$port" -U postgres -f "$script" -c "$clients" -j "$((clients < 2 ? 1 : 2))" -T "$secs" "$@" postgres \
-    >"$out/$name-c$clients.txt" 2>&1
-  echo "$name $clients $(awk '/^tps = /{print $3}' "$out/$name-c$clients.txt") $(awk '/^latency average = /{print $4}' "$out/$name-c$clients.txt")"
-}
-setup() { psql -X -q -h 127.0.0.1 -p "$1" -U postgres -c 'DROP TABLE IF EXISTS kv' -c 'CREATE TABLE kv (k bigint PRIMARY KEY, v text)' >/dev/null; }
+. bench/lib.sh
 {
-  setup $leader_port; pgb cluster-upsert $leader_port 1 bench/upsert.sql
-  setup $pg_port;     pgb postgres-upsert $pg_port 1 bench/upsert.sql
-  setup $leader_port; pgb cluster-upsert $leader_port 32 bench/upsert.sql
-  setup $pg_port;     pgb postgres-upsert $pg_port 32 bench/upsert.sql
+  setup_kv $leader_port; pgb cluster-upsert $leader_port 1 bench/upsert.sql
+  setup_kv $pg_port;     pgb postgres-upsert $pg_port 1 bench/upsert.sql
+  setup_kv $leader_port; pgb cluster-upsert $leader_port 32 bench/upsert.sql
+  setup_kv $pg_port;     pgb postgres-upsert $pg_port 32 bench/upsert.sql
   pgb follower-select $follower_port 8 bench/select.sql -M prepared
   pgb postgres-select $pg_port 8 bench/select.sql -M prepared
 } | tee "$out/summary.txt"

@@ -24,23 +24,14 @@ echo $! >"$work/sk.pid"
 scripts/pg-tmp.sh start "$work/pg" $pg_port fsync=on synchronous_commit=on
 for i in $(seq 50); do psql -X -q -h 127.0.0.1 -p $sk_port -U postgres -c 'select 1' >/dev/null 2>&1 && break; sleep 0.1; done
 
-run() { # name port clients
-  local name=$1 port=$2 clients=$3
-  psql -X -q -h 127.0.0.1 -p "$port" -U postgres -c 'DROP TABLE IF EXISTS kv' -c 'CREATE TABLE kv (k bigint PRIMARY KEY, v text)' >/dev/null
-  "$bin/pgbench" -n -h 127.0.0.1 -p "$port" -U postgres -f bench/upsert.sql -c "$clients" -j "$((clients < 2 ? 1 : 2))" -T "$secs" postgres \
-    >"$out/$name-c$clients.txt" 2>&1
-  local tps lat
-  tps=$(awk '/^tps = /{print $3}' "$out/$name-c$clients.txt")
-  lat=$(awk '/^latency average = /{print $4}' "$out/$name-c$clients.txt")
-  echo "$name $clients $tps $lat"
-}
+. bench/lib.sh
 
 "$bin/pg_test_fsync" -s 2 -f "$work/fsync.test" >"$out/pg_test_fsync.txt" 2>&1 || true
 {
-  run sqlkeeper $sk_port 1
-  run postgres $pg_port 1
-  run sqlkeeper $sk_port 32
-  run postgres $pg_port 32
+  setup_kv $sk_port; pgb sqlkeeper $sk_port 1 bench/upsert.sql
+  setup_kv $pg_port; pgb postgres $pg_port 1 bench/upsert.sql
+  setup_kv $sk_port; pgb sqlkeeper $sk_port 32 bench/upsert.sql
+  setup_kv $pg_port; pgb postgres $pg_port 32 bench/upsert.sql
 } | tee "$out/summary.txt"
 
 echo
