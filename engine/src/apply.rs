@@ -5,10 +5,10 @@ use std::sync::{Arc, Mutex};
 
 use rusqlite::Connection;
 
-use crate::command::{Command, LogIndex, RequestId};
+use crate::command::{Command, LogIndex, RequestId, Stamp, TxnStep};
 use crate::determinism::{self, StampCell};
-use crate::error::{classify, ExecError, Fatal};
-use crate::exec::run;
+use crate::error::{ExecError, Fatal};
+use crate::txn::{run_statement, run_step, Cells, Digest256, Speculator};
 use crate::meta;
 use crate::meta::{DEDUP_WINDOW_ENTRIES, REQUESTS_TABLE};
 use crate::read::ReadPool;
@@ -50,14 +50,12 @@ pub struct StateMachine {
     applied_index: Option<LogIndex>,
     /// Latched first fatal error; every later call returns it (redb's "previous I/O error").
     failed: Option<Fatal>,
-    /// Time and seed of the command being applied, read by the deterministic functions
-    /// registered on the writer connection.
-    stamp: Arc<StampCell>,
-    /// Sequences of the command being applied (see `sequences.rs`).
-    sequences: Arc<Mutex<SequenceCell>>,
-    /// A table rebuild requested by the statement just run (see `rebuild.rs`).
-    rebuild: crate::rebuild::RebuildCell,
+    /// Time and seed of the command being applied, its sequences and the table rebuild its
+    /// statement requested: read by the functions registered on the writer connection.
+    cells: Cells,
     reads: Arc<ReadPool>,
+    /// The speculation slot of interactive transactions; revoked before every apply.
+    speculator: Arc<Speculator>,
 }
 
 pub(crate) fn open_writer(
@@ -94,24 +92,32 @@ impl StateMachine {
         std::fs::create_dir_all(dir)
             .map_err(|e| Fatal(format!("create {}: {e}", dir.display())))?;
         let db_path = dir.join(STATE_DB_FILE);
-        let stamp = Arc::new(StampCell::default());
-        let sequences = Arc::new(Mutex::new(SequenceCell::default()));
-        let rebuild = crate::rebuild::RebuildCell::default();
-        let conn = open_writer(&db_path, stamp.clone(), sequences.clone(), rebuild.clone())?;
+        let cells = Cells::default();
+        let conn = open_writer(
+            &db_path,
+            cells.stamp.clone(),
+            cells.sequences.clone(),
+            cells.rebuild.clone(),
+        )?;
         let applied_index = meta::get_i64(&conn, meta::KEY_APPLIED_INDEX)
             .map_err(fatal("read applied index"))?
             .map(|i| LogIndex(i as u64));
         let reads = Arc::new(ReadPool::new(db_path.clone()));
+        let speculator = Arc::new(Speculator::new(db_path.clone()));
         Ok(StateMachine {
             db_path,
             conn: Some(conn),
             applied_index,
             failed: None,
-            stamp,
-            sequences,
-            rebuild,
+            cells,
             reads,
+            speculator,
         })
+    }
+
+    /// The speculation slot for interactive transactions on this state.
+    pub fn speculator(&self) -> Arc<Speculator> {
+        self.speculator.clone()
     }
 
     /// The pool of read-only connections to the same database.
@@ -192,6 +198,13 @@ impl StateMachine {
             }
             expect_above = Some(item.index);
         }
+        // The apply thread never waits for a client: a running speculation is ended (its
+        // transaction gets 40001) and none starts until this batch is committed.
+        let speculator = self.speculator.clone();
+        let _hold = speculator.hold_for_apply(
+            "the data this transaction read was changed by a concurrent write (an entry was applied on this node)",
+            false,
+        );
         let conn = self.conn()?;
         // A table rebuild runs alone, with foreign keys off and checked at its end.
         let rebuild_alone =
@@ -234,19 +247,28 @@ impl StateMachine {
         };
         {
             let mut outcomes = Vec::with_capacity(items.len());
+            let mut last_write = None;
             for item in items {
                 outcomes.push(match item.command {
                     None => None,
-                    Some(cmd) => Some(apply_command(
-                        conn,
-                        &self.stamp,
-                        &self.sequences,
-                        &self.rebuild,
-                        item.index,
-                        cmd,
-                        check_foreign_keys,
-                    )?),
+                    Some(cmd) => {
+                        let (outcome, wrote) = apply_command(
+                            conn,
+                            &self.cells,
+                            item.index,
+                            cmd,
+                            check_foreign_keys,
+                        )?;
+                        if wrote {
+                            last_write = Some(item.index);
+                        }
+                        Some(outcome)
+                    }
                 });
+            }
+            if let Some(w) = last_write {
+                meta::put(conn, meta::KEY_LAST_WRITE_INDEX, w.0 as i64)
+                    .map_err(fatal("write last write index"))?;
             }
             meta::put(conn, meta::KEY_APPLIED_INDEX, last.index.0 as i64)
                 .map_err(fatal("write applied index"))?;
@@ -272,6 +294,11 @@ impl StateMachine {
         }
         let reads = self.reads.clone();
         let _paused = reads.pause();
+        let speculator = self.speculator.clone();
+        let _hold = speculator.hold_for_apply(
+            "a snapshot was installed on this node while the transaction ran",
+            true,
+        );
         // Closing the last connection checkpoints the WAL into the file and removes it.
         if let Some(conn) = self.conn.take() {
             conn.close()
@@ -281,9 +308,9 @@ impl StateMachine {
             .map_err(|e| Fatal(format!("install snapshot: {e}")))?;
         let conn = open_writer(
             &self.db_path,
-            self.stamp.clone(),
-            self.sequences.clone(),
-            self.rebuild.clone(),
+            self.cells.stamp.clone(),
+            self.cells.sequences.clone(),
+            self.cells.rebuild.clone(),
         )?;
         self.applied_index = meta::get_i64(&conn, meta::KEY_APPLIED_INDEX)
             .map_err(fatal("read applied index"))?
@@ -298,43 +325,120 @@ impl StateMachine {
     }
 }
 
-/// Runs one command's statements inside a savepoint. A deterministic failure rolls the
-/// savepoint back and becomes part of the outcome; anything else is fatal.
+/// Applies one command. Returns its outcome and whether it may have changed data (which moves
+/// the base later transactions are checked against).
 fn apply_command(
     conn: &Connection,
-    stamp_cell: &StampCell,
-    sequences: &Mutex<SequenceCell>,
-    rebuild: &crate::rebuild::RebuildCell,
+    cells: &Cells,
     index: LogIndex,
     cmd: &Command,
     check_foreign_keys: bool,
-) -> Result<Outcome, Fatal> {
+) -> Result<(Outcome, bool), Fatal> {
     match cmd {
         Command::Execute {
             statements,
             request_id,
             stamp,
         } => {
-            stamp_cell.set(stamp);
+            cells.stamp.set(stamp);
             if let Some(id) = request_id {
                 if let Some(first) = seen_request(conn, id)? {
-                    return Ok(first);
+                    return Ok((first, false));
                 }
             }
             // Sequences can be used without being named in the statement (a column DEFAULT
             // calling nextval), so every command starts from the stored values: a read of
             // the whole sequences table (one row per sequence, small in a metadata store).
-            crate::sequences::load(conn, sequences).map_err(fatal("load sequences"))?;
-            let outcome = execute_statements(conn, statements, rebuild, check_foreign_keys)?;
+            crate::sequences::load(conn, &cells.sequences).map_err(fatal("load sequences"))?;
+            let outcome = execute_statements(conn, statements, cells, check_foreign_keys)?;
             // After the savepoint was released or rolled back: like Postgres, nextval is not
             // undone when the statement that called it fails.
-            crate::sequences::flush(conn, sequences).map_err(fatal("store sequences"))?;
+            crate::sequences::flush(conn, &cells.sequences).map_err(fatal("store sequences"))?;
             if let Some(id) = request_id {
                 remember_request(conn, id, index, &outcome)?;
             }
-            Ok(outcome)
+            Ok((outcome, true))
+        }
+        Command::Transaction {
+            request_id,
+            stamp,
+            base,
+            steps,
+            digest,
+        } => {
+            if let Some(id) = request_id {
+                if let Some(first) = seen_request(conn, id)? {
+                    return Ok((first, false));
+                }
+            }
+            let outcome = apply_transaction(conn, cells, index, *stamp, *base, steps, digest)?;
+            if let Some(id) = request_id {
+                remember_request(conn, id, index, &outcome)?;
+            }
+            let wrote = outcome.error.is_none();
+            Ok((outcome, wrote))
         }
     }
+}
+
+/// Replays a transaction if the data did not change since it ran speculatively, and checks
+/// that replay returned what the client saw. Either it all applies or nothing does.
+fn apply_transaction(
+    conn: &Connection,
+    cells: &Cells,
+    index: LogIndex,
+    stamp: Stamp,
+    base: Option<LogIndex>,
+    steps: &[TxnStep],
+    digest: &str,
+) -> Result<Outcome, Fatal> {
+    let current = meta::get_i64(conn, meta::KEY_LAST_WRITE_INDEX)
+        .map_err(fatal("read last write index"))?
+        .map(|i| LogIndex(i as u64));
+    if current != base {
+        return Ok(Outcome {
+            results: Vec::new(),
+            error: Some((
+                0,
+                ExecError::new(
+                    "40001",
+                    format!(
+                        "could not serialize access due to concurrent update: log entry {} changed the data this transaction read",
+                        current.map(|c| c.to_string()).unwrap_or_default()
+                    ),
+                ),
+            )),
+        });
+    }
+    cells.stamp.set(&stamp);
+    crate::sequences::load(conn, &cells.sequences).map_err(fatal("load sequences"))?;
+    conn.execute_batch("SAVEPOINT entry")
+        .map_err(fatal("savepoint"))?;
+    let mut replayed = Digest256::default();
+    for step in steps {
+        replayed.add(&run_step(conn, step, cells)?);
+    }
+    let replayed = replayed.hex();
+    if replayed != digest {
+        // Every replica computes the same replay, so every replica refuses alike.
+        tracing::error!(%index, expected = %digest, %replayed, "a transaction replayed differently from its speculative execution; it was not applied");
+        conn.execute_batch("ROLLBACK TO entry; RELEASE entry")
+            .map_err(fatal("roll back diverging transaction"))?;
+        return Ok(Outcome {
+            results: Vec::new(),
+            error: Some((
+                0,
+                ExecError::new(
+                    "XX000",
+                    format!("the transaction replayed with results different from those its client saw (log entry {index}); nothing was applied"),
+                ),
+            )),
+        });
+    }
+    crate::sequences::flush(conn, &cells.sequences).map_err(fatal("store sequences"))?;
+    conn.execute_batch("RELEASE entry")
+        .map_err(fatal("release savepoint"))?;
+    Ok(Outcome::default())
 }
 
 fn seen_request(conn: &Connection, id: &RequestId) -> Result<Option<Outcome>, Fatal> {
@@ -387,32 +491,18 @@ fn remember_request(
 fn execute_statements(
     conn: &Connection,
     statements: &[crate::command::Statement],
-    rebuild: &crate::rebuild::RebuildCell,
+    cells: &Cells,
     check_foreign_keys: bool,
 ) -> Result<Outcome, Fatal> {
     conn.execute_batch("SAVEPOINT entry")
         .map_err(fatal("savepoint"))?;
     let mut outcome = Outcome::default();
     for (i, stmt) in statements.iter().enumerate() {
-        match run(conn, stmt) {
+        match run_statement(conn, stmt, cells)? {
             Ok(r) => outcome.results.push(r),
             Err(e) => {
-                outcome.error = Some((i, classify(e)?));
+                outcome.error = Some((i, e));
                 break;
-            }
-        }
-        let requested = rebuild.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some((table, op)) = requested {
-            match crate::rebuild::run(conn, &table, &op) {
-                Ok(()) => {}
-                Err(crate::rebuild::RebuildError::Exec(e)) => {
-                    outcome.error = Some((i, e));
-                    break;
-                }
-                Err(crate::rebuild::RebuildError::Sqlite(e)) => {
-                    outcome.error = Some((i, classify(e)?));
-                    break;
-                }
             }
         }
     }

@@ -76,6 +76,37 @@ pub enum Command {
         /// The statements, in order.
         statements: Vec<Statement>,
     },
+    /// An interactive transaction, executed speculatively on the node the client used and
+    /// replicated at `COMMIT` as the steps it ran. Applied only if no command changed the data
+    /// since the state it executed on (`base`), so re-executing the steps gives exactly the
+    /// results the client saw; `digest` checks that. See `docs/transactions.md`.
+    Transaction {
+        /// Deduplication key.
+        request_id: Option<RequestId>,
+        /// Time and seed fixed when the transaction took its first write.
+        stamp: Stamp,
+        /// The last data-changing entry of the state the transaction read and wrote
+        /// (`None`: no such entry). Any other value at apply time means a conflict: 40001.
+        base: Option<LogIndex>,
+        /// What the transaction did, in order.
+        steps: Vec<TxnStep>,
+        /// Hex SHA-256 of the steps' results during speculative execution.
+        digest: String,
+    },
+}
+
+/// One step of a replicated transaction.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum TxnStep {
+    /// One client statement (possibly several SQLite statements), all or nothing: a failure
+    /// undoes the statement only, as the client's `ROLLBACK TO SAVEPOINT` after an error does.
+    Sql(Vec<Statement>),
+    /// `SAVEPOINT name`.
+    Savepoint(String),
+    /// `RELEASE SAVEPOINT name`.
+    Release(String),
+    /// `ROLLBACK TO SAVEPOINT name`.
+    RollbackTo(String),
 }
 
 impl Command {
@@ -89,6 +120,9 @@ impl Command {
             Command::Execute { statements, .. } => statements
                 .iter()
                 .any(|s| s.sql.contains(sqlkeeper_sql::REBUILD_TABLE_FUNCTION)),
+            // Runs with foreign keys on, as it ran speculatively; a rebuild of a table other
+            // tables reference is refused inside a transaction block.
+            Command::Transaction { .. } => false,
         }
     }
 }
@@ -98,6 +132,9 @@ impl std::fmt::Display for Command {
         match self {
             Command::Execute { statements, .. } => {
                 write!(f, "execute({} statements)", statements.len())
+            }
+            Command::Transaction { steps, .. } => {
+                write!(f, "transaction({} steps)", steps.len())
             }
         }
     }

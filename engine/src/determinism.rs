@@ -50,6 +50,16 @@ impl StampCell {
         self.prng.store(stamp.seed, Ordering::SeqCst);
     }
 
+    /// The PRNG position, to give back randomness drawn by a read inside a transaction.
+    pub(crate) fn save(&self) -> u64 {
+        self.prng.load(Ordering::SeqCst)
+    }
+
+    /// Returns the PRNG to a position from [`StampCell::save`].
+    pub(crate) fn restore(&self, saved: u64) {
+        self.prng.store(saved, Ordering::SeqCst);
+    }
+
     fn next_u64(&self) -> u64 {
         // splitmix64: tiny, fast and good enough for ids and sampling; not cryptographic.
         let mut z = self

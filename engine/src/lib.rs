@@ -26,14 +26,16 @@ mod read;
 mod rebuild;
 mod scratch;
 mod sequences;
+mod txn;
 
 pub use apply::{ApplyItem, RaftMeta, StateMachine, STATE_DB_FILE};
-pub use command::{Command, LogIndex, RequestId, Stamp, Statement, Value};
+pub use command::{Command, LogIndex, RequestId, Stamp, Statement, TxnStep, Value};
+pub use txn::{SpecError, Speculation, SpeculationRecord, Speculator};
 pub use error::{sqlstate_of, EngineError, ExecError, Fatal, SqlState};
 pub use exec::{Column, StatementResult};
 pub use hash::state_hash;
 pub use meta::{META_TABLE, REMOVED_NODES_TABLE};
-pub use read::{read_snapshot_info, ReadPool, ReadView, SnapshotInfo, READ_CONNECTIONS_MAX};
+pub use read::{read_snapshot_info, HeldRead, ReadPool, ReadView, SnapshotInfo, READ_CONNECTIONS_MAX};
 pub use scratch::{query_scratch, ScratchTable};
 
 /// What applying one command produced: the result of each statement, in order, up to the

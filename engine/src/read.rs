@@ -1,7 +1,7 @@
 //! The read side: read-only connections to the state database, each use one read transaction.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, RwLock, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, RwLock, RwLockWriteGuard, Weak};
 
 use rusqlite::{Connection, InterruptHandle, OpenFlags};
 
@@ -24,6 +24,19 @@ pub struct ReadPool {
     gate: RwLock<()>,
     /// Idle connections; cleared when a snapshot is installed.
     idle: Mutex<Vec<Connection>>,
+    /// Connections held by transactions across statements ([`HeldRead`]); closed when a
+    /// snapshot is installed (the transaction then gets 40001).
+    held: Mutex<Vec<Weak<Mutex<Option<Connection>>>>>,
+}
+
+/// A read transaction kept open across statements: the snapshot of a transaction block.
+/// Every read sees the state as of [`HeldRead::applied_index`]. Dropping it ends the read
+/// transaction and returns the connection to the pool.
+pub struct HeldRead {
+    pool: Arc<ReadPool>,
+    slot: Arc<Mutex<Option<Connection>>>,
+    applied: Option<LogIndex>,
+    last_write: Option<LogIndex>,
 }
 
 /// A read transaction on one read-only connection: every call sees the same committed state.
@@ -54,6 +67,7 @@ impl ReadPool {
             path,
             gate: RwLock::new(()),
             idle: Mutex::new(Vec::new()),
+            held: Mutex::new(Vec::new()),
         }
     }
 
@@ -61,7 +75,48 @@ impl ReadPool {
     pub(crate) fn pause(&self) -> RwLockWriteGuard<'_, ()> {
         let guard = self.gate.write().unwrap_or_else(|p| p.into_inner());
         self.idle.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        // Lock order everywhere: gate, then a held slot.
+        let held = std::mem::take(&mut *self.held.lock().unwrap_or_else(|p| p.into_inner()));
+        for slot in held.iter().filter_map(Weak::upgrade) {
+            // Closing the connection ends its read transaction.
+            slot.lock().unwrap_or_else(|p| p.into_inner()).take();
+        }
         guard
+    }
+
+    fn checkout(&self) -> Result<Connection, Fatal> {
+        match self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop() {
+            Some(c) => Ok(c),
+            None => open_reader(&self.path),
+        }
+    }
+
+    fn give_back(&self, conn: Connection) {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() < READ_CONNECTIONS_MAX && conn.is_autocommit() {
+            idle.push(conn);
+        }
+    }
+
+    /// Opens a read transaction that stays open until the returned [`HeldRead`] is dropped.
+    pub fn hold(self: &Arc<Self>) -> Result<HeldRead, Fatal> {
+        let _gate = self.gate.read().unwrap_or_else(|p| p.into_inner());
+        let conn = self.checkout()?;
+        let f = |e: rusqlite::Error| Fatal(format!("begin held read: {e}"));
+        conn.execute_batch("BEGIN").map_err(f)?;
+        // The first read fixes the snapshot: these two values describe it.
+        let applied = meta::get_i64(&conn, meta::KEY_APPLIED_INDEX).map_err(f)?;
+        let last_write = meta::get_i64(&conn, meta::KEY_LAST_WRITE_INDEX).map_err(f)?;
+        let slot = Arc::new(Mutex::new(Some(conn)));
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        held.retain(|w| w.strong_count() > 0);
+        held.push(Arc::downgrade(&slot));
+        Ok(HeldRead {
+            pool: self.clone(),
+            slot,
+            applied: applied.map(|i| LogIndex(i as u64)),
+            last_write: last_write.map(|i| LogIndex(i as u64)),
+        })
     }
 
     /// Runs `f` in one read transaction. `on_start` receives the connection's interrupt
@@ -72,10 +127,7 @@ impl ReadPool {
         f: impl FnOnce(&ReadView<'_>) -> Result<T, EngineError>,
     ) -> Result<T, EngineError> {
         let _gate = self.gate.read().unwrap_or_else(|p| p.into_inner());
-        let conn = match self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop() {
-            Some(c) => c,
-            None => open_reader(&self.path)?,
-        };
+        let conn = self.checkout()?;
         on_start(conn.get_interrupt_handle());
         let result = (|| {
             conn.execute_batch("BEGIN")
@@ -86,10 +138,7 @@ impl ReadPool {
             let _ = conn.execute_batch("ROLLBACK");
             r
         })();
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        if idle.len() < READ_CONNECTIONS_MAX && conn.is_autocommit() {
-            idle.push(conn);
-        }
+        self.give_back(conn);
         result
     }
 
@@ -160,5 +209,48 @@ impl ReadView<'_> {
     /// Hash of the canonical dump of the state this view reads.
     pub fn state_hash(&self) -> Result<[u8; 32], Fatal> {
         crate::hash::state_hash(self.conn).map_err(|e| Fatal(format!("hash state: {e}")))
+    }
+}
+
+impl HeldRead {
+    /// The applied index of the snapshot this transaction reads.
+    pub fn applied_index(&self) -> Option<LogIndex> {
+        self.applied
+    }
+
+    /// The last data-changing entry in the snapshot (see `Command::Transaction::base`).
+    pub fn last_write_index(&self) -> Option<LogIndex> {
+        self.last_write
+    }
+
+    /// Runs `f` on the held snapshot. Fails with 40001 if a snapshot installation closed it.
+    pub fn read<T>(
+        &self,
+        on_start: impl FnOnce(InterruptHandle),
+        f: impl FnOnce(&ReadView<'_>) -> Result<T, EngineError>,
+    ) -> Result<T, EngineError> {
+        let _gate = self.pool.gate.read().unwrap_or_else(|p| p.into_inner());
+        let slot = self.slot.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(conn) = slot.as_ref() else {
+            return Err(EngineError::Exec(ExecError::new(
+                "40001",
+                "could not serialize access: a snapshot was installed on this node while the transaction ran",
+            )));
+        };
+        on_start(conn.get_interrupt_handle());
+        f(&ReadView { conn })
+    }
+}
+
+impl Drop for HeldRead {
+    fn drop(&mut self) {
+        // Gate first, as `pause` takes it: a connection is never returned to the pool while a
+        // snapshot is being installed.
+        let _gate = self.pool.gate.read().unwrap_or_else(|p| p.into_inner());
+        let conn = self.slot.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(conn) = conn {
+            let _ = conn.execute_batch("ROLLBACK");
+            self.pool.give_back(conn);
+        }
     }
 }

@@ -70,6 +70,24 @@ pub(crate) fn run(conn: &Connection, table: &str, op_json: &str) -> Result<(), R
             format!("relation \"{table}\" does not exist"),
         )));
     };
+    // Inside a transaction block foreign keys stay on (SQLite cannot switch them inside a
+    // transaction), and renaming a table other tables reference would then rewrite their
+    // REFERENCES to the old copy: refuse instead of corrupting them.
+    let enforced: i64 = conn.query_row("PRAGMA foreign_keys", [], |r| r.get(0))?;
+    if enforced == 1 {
+        let referenced: i64 = conn.query_row(
+            "SELECT count(*) FROM sqlite_schema s, pragma_foreign_key_list(s.name) f \
+             WHERE s.type = 'table' AND f.\"table\" = ?1 COLLATE NOCASE AND s.name <> ?1 COLLATE NOCASE",
+            [&name],
+            |r| r.get(0),
+        )?;
+        if referenced > 0 {
+            return Err(RebuildError::Exec(ExecError::new(
+                "0A000",
+                format!("this ALTER TABLE rebuilds table \"{name}\", which other tables reference; run it outside a transaction block"),
+            )));
+        }
+    }
     let new_sql = sqlkeeper_sql::rebuild_create_table(&old_sql, &name, &name, &op)
         .map_err(|e| RebuildError::Exec(ExecError::new(e.sqlstate, e.message)))?;
     // Indexes and triggers are dropped with the table and created again after the rename.

@@ -66,6 +66,16 @@ pub(crate) fn load(conn: &Connection, cell: &Mutex<SequenceCell>) -> rusqlite::R
     Ok(())
 }
 
+/// After a statement changed the sequences table (`CREATE`/`DROP SEQUENCE`): writes back the
+/// values taken so far and loads the table again, keeping `currval`.
+pub(crate) fn refresh(conn: &Connection, cell: &Mutex<SequenceCell>) -> rusqlite::Result<()> {
+    let current = std::mem::take(&mut cell.lock().unwrap_or_else(|p| p.into_inner()).current);
+    flush(conn, cell)?;
+    load(conn, cell)?;
+    cell.lock().unwrap_or_else(|p| p.into_inner()).current = current;
+    Ok(())
+}
+
 /// Writes back the sequences the command changed.
 pub(crate) fn flush(conn: &Connection, cell: &Mutex<SequenceCell>) -> rusqlite::Result<()> {
     let mut c = cell.lock().unwrap_or_else(|p| p.into_inner());

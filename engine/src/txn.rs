@@ -1,0 +1,515 @@
+//! Interactive transactions: speculative execution on a second writable connection, and the
+//! replay of a committed transaction on the apply connection. Both run the same steps through
+//! [`run_step`], so a replay that starts from the state the speculation started from returns
+//! the same results; the digest of those results checks it. Design: `docs/transactions.md`.
+//!
+//! One speculation at a time per node ([`Speculator`]). The apply thread revokes it before it
+//! applies anything ([`Speculator::hold_for_apply`]): the speculation read a state that is
+//! about to change, so its transaction could not commit anyway (40001), and the apply thread
+//! never waits for a client.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use rusqlite::{Connection, InterruptHandle};
+use sha2::{Digest, Sha256};
+
+use crate::command::{LogIndex, Stamp, Statement, TxnStep};
+use crate::determinism::StampCell;
+use crate::error::{classify, ExecError, Fatal};
+use crate::exec::{run, StatementResult};
+use crate::meta;
+use crate::rebuild::RebuildCell;
+use crate::sequences::SequenceCell;
+
+/// Savepoint around each client statement of a transaction: a failed statement is undone
+/// alone, as Postgres undoes it when the client rolls back to a savepoint.
+const STATEMENT_SAVEPOINT: &str = "_sqlkeeper_stmt";
+
+/// The cells the functions of one writable connection read (stamp, sequences, rebuild).
+#[derive(Clone, Default)]
+pub(crate) struct Cells {
+    pub(crate) stamp: Arc<StampCell>,
+    pub(crate) sequences: Arc<Mutex<SequenceCell>>,
+    pub(crate) rebuild: RebuildCell,
+}
+
+/// What one step returned: its result or its deterministic failure.
+pub(crate) type StepResult = Result<StatementResult, ExecError>;
+
+fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Runs one SQLite statement, then the table rebuild it requested (if any), then reloads the
+/// sequences if it changed their table (`CREATE SEQUENCE` in the same transaction as its
+/// first `nextval`). Shared by the apply path and speculation.
+pub(crate) fn run_statement(
+    conn: &Connection,
+    stmt: &Statement,
+    cells: &Cells,
+) -> Result<StepResult, Fatal> {
+    let r = match run(conn, stmt) {
+        Ok(r) => r,
+        Err(e) => return classify(e).map(Err),
+    };
+    let requested = cells
+        .rebuild
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take();
+    if let Some((table, op)) = requested {
+        match crate::rebuild::run(conn, &table, &op) {
+            Ok(()) => {}
+            Err(crate::rebuild::RebuildError::Exec(e)) => return Ok(Err(e)),
+            Err(crate::rebuild::RebuildError::Sqlite(e)) => return classify(e).map(Err),
+        }
+    }
+    if stmt.sql.contains(crate::sequences::SEQUENCES_TABLE) {
+        crate::sequences::refresh(conn, &cells.sequences)
+            .map_err(|e| Fatal(format!("reload sequences: {e}")))?;
+    }
+    Ok(Ok(r))
+}
+
+/// Runs one transaction step. A failing `Sql` step is undone alone and its error is the
+/// result; the transaction goes on (the client decides, with `ROLLBACK TO`).
+pub(crate) fn run_step(conn: &Connection, step: &TxnStep, cells: &Cells) -> Result<StepResult, Fatal> {
+    let control = |sql: String| -> Result<StepResult, Fatal> {
+        match conn.execute_batch(&sql) {
+            Ok(()) => Ok(Ok(StatementResult::default())),
+            Err(e) => classify(e).map(Err),
+        }
+    };
+    match step {
+        TxnStep::Savepoint(name) => control(format!("SAVEPOINT {}", quote_ident(name))),
+        TxnStep::Release(name) => control(format!("RELEASE {}", quote_ident(name))),
+        TxnStep::RollbackTo(name) => control(format!("ROLLBACK TO {}", quote_ident(name))),
+        TxnStep::Sql(statements) => {
+            let f = |what: &'static str| move |e: rusqlite::Error| Fatal(format!("{what}: {e}"));
+            conn.execute_batch(&format!("SAVEPOINT {STATEMENT_SAVEPOINT}"))
+                .map_err(f("statement savepoint"))?;
+            let mut last = Ok(StatementResult::default());
+            for s in statements {
+                last = run_statement(conn, s, cells)?;
+                if last.is_err() {
+                    conn.execute_batch(&format!("ROLLBACK TO {STATEMENT_SAVEPOINT}"))
+                        .map_err(f("undo failed statement"))?;
+                    break;
+                }
+            }
+            conn.execute_batch(&format!("RELEASE {STATEMENT_SAVEPOINT}"))
+                .map_err(f("release statement savepoint"))?;
+            Ok(last)
+        }
+    }
+}
+
+/// Running digest of step results: what the client saw, compared with what replay computes.
+#[derive(Clone, Default)]
+pub(crate) struct Digest256(Sha256);
+
+impl Digest256 {
+    pub(crate) fn add(&mut self, r: &StepResult) {
+        // Row counts, rows and SQLSTATEs; not messages, which may name the node.
+        let canonical = match r {
+            Ok(r) => serde_json::json!({"n": r.rows_affected, "rows": r.rows}),
+            Err(e) => serde_json::json!({"err": e.sqlstate}),
+        };
+        self.0.update(canonical.to_string().as_bytes());
+        self.0.update(b"\n");
+    }
+
+    pub(crate) fn hex(self) -> String {
+        self.0
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+}
+
+/// Why a speculative transaction cannot go on.
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    /// The state it read changed underneath (an entry was applied, a snapshot installed):
+    /// the transaction must be retried (40001).
+    #[error("{0}")]
+    Revoked(String),
+    /// The node failed.
+    #[error(transparent)]
+    Fatal(#[from] Fatal),
+}
+
+struct SpecInner {
+    path: PathBuf,
+    /// The speculation connection, opened on first use, closed when a snapshot is installed.
+    conn: Option<Connection>,
+    cells: Cells,
+    /// Generation of the running speculation, if one runs.
+    active: Option<u64>,
+    next_generation: u64,
+    /// Why the last speculation was revoked.
+    revoked_because: String,
+}
+
+/// The node's one speculation slot: a second writable connection to the state database.
+pub struct Speculator {
+    inner: Mutex<SpecInner>,
+    /// Interrupts a running speculative statement when the apply thread needs the database.
+    interrupt: Mutex<Option<InterruptHandle>>,
+    interrupted: AtomicBool,
+}
+
+/// A running speculative transaction. Dropping it rolls it back.
+pub struct Speculation {
+    spec: Arc<Speculator>,
+    generation: u64,
+    base: Option<LogIndex>,
+    applied: Option<LogIndex>,
+    stamp: Stamp,
+    steps: Vec<TxnStep>,
+    digest: Digest256,
+}
+
+/// What a finished speculation hands to the log: see [`crate::Command::Transaction`].
+#[derive(Debug, Clone)]
+pub struct SpeculationRecord {
+    /// The last data-changing entry the transaction saw.
+    pub base: Option<LogIndex>,
+    /// Time and seed of the transaction.
+    pub stamp: Stamp,
+    /// The steps, in order.
+    pub steps: Vec<TxnStep>,
+    /// Digest of their results.
+    pub digest: String,
+}
+
+impl Speculator {
+    pub(crate) fn new(path: PathBuf) -> Speculator {
+        Speculator {
+            inner: Mutex::new(SpecInner {
+                path,
+                conn: None,
+                cells: Cells::default(),
+                active: None,
+                next_generation: 1,
+                revoked_because: String::new(),
+            }),
+            interrupt: Mutex::new(None),
+            interrupted: AtomicBool::new(false),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, SpecInner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Ends the running speculation (if any) and keeps every new one out until the guard is
+    /// dropped. Called by the apply thread before it writes, and by snapshot installation
+    /// (`close` = true: the connection is closed, because it would keep the old file open).
+    pub(crate) fn hold_for_apply(&self, why: &str, close: bool) -> SpecHold<'_> {
+        if let Some(h) = self
+            .interrupt
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+        {
+            self.interrupted.store(true, Ordering::SeqCst);
+            h.interrupt();
+        }
+        let mut inner = self.lock();
+        if inner.active.take().is_some() {
+            if let Some(c) = &inner.conn {
+                let _ = c.execute_batch("ROLLBACK");
+            }
+            inner.revoked_because = why.to_string();
+            *self.interrupt.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        }
+        self.interrupted.store(false, Ordering::SeqCst);
+        if close {
+            inner.conn = None;
+        }
+        SpecHold { _inner: inner }
+    }
+
+    /// Starts a speculative transaction with `stamp` on the current applied state. If
+    /// `expect_base` is given (the transaction already read at that state), a different state
+    /// is a conflict.
+    pub fn begin(
+        self: &Arc<Self>,
+        stamp: Stamp,
+        expect_base: Option<Option<LogIndex>>,
+    ) -> Result<Speculation, SpecError> {
+        let mut inner = self.lock();
+        if inner.active.is_some() {
+            return Err(SpecError::Revoked(
+                "another transaction is writing on this node".into(),
+            ));
+        }
+        if inner.conn.is_none() {
+            let c = inner.cells.clone();
+            let conn = crate::apply::open_writer(&inner.path, c.stamp, c.sequences, c.rebuild)?;
+            inner.conn = Some(conn);
+        }
+        let inner = &mut *inner;
+        let Some(conn) = inner.conn.as_ref() else {
+            return Err(Fatal("speculation connection is not open".into()).into());
+        };
+        let f = |what: &'static str| move |e: rusqlite::Error| Fatal(format!("{what}: {e}"));
+        conn.execute_batch("BEGIN IMMEDIATE")
+            .map_err(f("begin speculation"))?;
+        let read = (|| {
+            let base = meta::get_i64(conn, meta::KEY_LAST_WRITE_INDEX)?.map(|i| LogIndex(i as u64));
+            let applied = meta::get_i64(conn, meta::KEY_APPLIED_INDEX)?.map(|i| LogIndex(i as u64));
+            crate::sequences::load(conn, &inner.cells.sequences)?;
+            Ok::<_, rusqlite::Error>((base, applied))
+        })();
+        let (base, applied) = match read {
+            Ok(v) => v,
+            Err(e) => {
+                let _ = conn.execute_batch("ROLLBACK");
+                return Err(Fatal(format!("start speculation: {e}")).into());
+            }
+        };
+        if let Some(expected) = expect_base {
+            if expected != base {
+                let _ = conn.execute_batch("ROLLBACK");
+                return Err(SpecError::Revoked(format!(
+                    "the data this transaction read was changed by log entry {}",
+                    base.map(|b| b.to_string()).unwrap_or_default()
+                )));
+            }
+        }
+        inner.cells.stamp.set(&stamp);
+        let generation = inner.next_generation;
+        inner.next_generation += 1;
+        inner.active = Some(generation);
+        *self.interrupt.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some(conn.get_interrupt_handle());
+        Ok(Speculation {
+            spec: self.clone(),
+            generation,
+            base,
+            applied,
+            stamp,
+            steps: Vec::new(),
+            digest: Digest256::default(),
+        })
+    }
+}
+
+/// Keeps speculations out while the apply thread writes.
+pub(crate) struct SpecHold<'a> {
+    _inner: MutexGuard<'a, SpecInner>,
+}
+
+impl Speculation {
+    /// The applied index of the state the speculation started from.
+    pub fn applied_index(&self) -> Option<LogIndex> {
+        self.applied
+    }
+
+    fn with_conn<T>(
+        &self,
+        f: impl FnOnce(&Connection, &Cells) -> Result<T, Fatal>,
+    ) -> Result<T, SpecError> {
+        let inner = self.spec.lock();
+        if inner.active != Some(self.generation) {
+            return Err(SpecError::Revoked(if inner.revoked_because.is_empty() {
+                "the transaction was ended".into()
+            } else {
+                inner.revoked_because.clone()
+            }));
+        }
+        let Some(conn) = inner.conn.as_ref() else {
+            return Err(Fatal("speculation connection is not open".into()).into());
+        };
+        match f(conn, &inner.cells) {
+            Ok(v) => Ok(v),
+            Err(_) if self.spec.interrupted.load(Ordering::SeqCst) => Err(SpecError::Revoked(
+                "a concurrent change was applied while the statement ran".into(),
+            )),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Runs a step that may write, records it for the log, and returns its result.
+    pub fn execute(&mut self, step: TxnStep) -> Result<StepResult, SpecError> {
+        let r = self.with_conn(|conn, cells| run_step(conn, &step, cells))?;
+        self.digest.add(&r);
+        self.steps.push(step);
+        Ok(r)
+    }
+
+    /// Runs a read in the transaction (it sees the transaction's writes). Not recorded: it
+    /// changes nothing, and the randomness it draws is given back, so the recorded steps
+    /// replay alike.
+    pub fn query(&mut self, statements: &[Statement]) -> Result<StepResult, SpecError> {
+        self.with_conn(|conn, cells| {
+            let saved = cells.stamp.save();
+            let mut last = Ok(StatementResult::default());
+            for s in statements {
+                last = match run(conn, s) {
+                    Ok(r) => Ok(r),
+                    Err(e) => classify(e).map(Err)?,
+                };
+                if last.is_err() {
+                    break;
+                }
+            }
+            cells.stamp.restore(saved);
+            Ok(last)
+        })
+    }
+
+    /// Whether a step that writes was recorded.
+    pub fn has_steps(&self) -> bool {
+        self.steps.iter().any(|s| matches!(s, TxnStep::Sql(_)))
+    }
+
+    /// Rolls the speculation back and returns what to propose.
+    pub fn finish(mut self) -> Result<SpeculationRecord, SpecError> {
+        self.with_conn(|conn, _| {
+            conn.execute_batch("ROLLBACK")
+                .map_err(|e| Fatal(format!("end speculation: {e}")))
+        })?;
+        self.release();
+        Ok(SpeculationRecord {
+            base: self.base,
+            stamp: self.stamp,
+            steps: std::mem::take(&mut self.steps),
+            digest: std::mem::take(&mut self.digest).hex(),
+        })
+    }
+
+    fn release(&mut self) {
+        let mut inner = self.spec.lock();
+        if inner.active == Some(self.generation) {
+            if let Some(c) = &inner.conn {
+                // Rolls back if still open; after `finish` there is nothing to roll back.
+                if !c.is_autocommit() {
+                    let _ = c.execute_batch("ROLLBACK");
+                }
+            }
+            inner.active = None;
+            *self.spec.interrupt.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        }
+    }
+}
+
+impl Drop for Speculation {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::apply::{ApplyItem, RaftMeta, StateMachine};
+    use crate::command::{Command, Value};
+    use crate::Outcome;
+
+    fn sql(s: &str) -> Statement {
+        Statement {
+            sql: s.into(),
+            params: vec![],
+        }
+    }
+
+    fn apply(sm: &mut StateMachine, index: u64, cmd: &Command) -> Outcome {
+        let items = [ApplyItem {
+            index: LogIndex(index),
+            command: Some(cmd),
+        }];
+        sm.apply_batch(&items, &RaftMeta::default())
+            .unwrap()
+            .pop()
+            .unwrap()
+            .unwrap()
+    }
+
+    fn exec(s: &str) -> Command {
+        Command::Execute {
+            request_id: None,
+            stamp: Stamp::default(),
+            statements: vec![sql(s)],
+        }
+    }
+
+    fn commit(spec: Speculation) -> Command {
+        let r = spec.finish().unwrap();
+        Command::Transaction {
+            request_id: None,
+            stamp: r.stamp,
+            base: r.base,
+            steps: r.steps,
+            digest: r.digest,
+        }
+    }
+
+    #[test]
+    fn speculation_replays_to_the_same_results_and_conflicts_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sm = StateMachine::open(dir.path()).unwrap();
+        apply(&mut sm, 1, &exec("CREATE TABLE t (id INTEGER PRIMARY KEY AUTOINCREMENT, v INTEGER UNIQUE, r REAL)"));
+        let spec = sm.speculator();
+        let stamp = Stamp { unix_micros: 5, seed: 42 };
+
+        let mut s = spec.begin(stamp, None).unwrap();
+        let r = s.execute(TxnStep::Sql(vec![sql("INSERT INTO t (v, r) VALUES (1, random()) RETURNING id")])).unwrap().unwrap();
+        assert_eq!(r.rows, vec![vec![Value::Integer(1)]]);
+        // A failed statement is undone alone and recorded; the read sees the transaction's row.
+        assert_eq!(s.execute(TxnStep::Sql(vec![sql("INSERT INTO t (v) VALUES (1)")])).unwrap().unwrap_err().sqlstate, "23505");
+        let seen = s.query(&[sql("SELECT count(*), random() FROM t")]).unwrap().unwrap();
+        assert_eq!(seen.rows[0][0], Value::Integer(1));
+        s.execute(TxnStep::Savepoint("a".into())).unwrap().unwrap();
+        s.execute(TxnStep::Sql(vec![sql("INSERT INTO t (v, r) VALUES (2, random())")])).unwrap().unwrap();
+        s.execute(TxnStep::RollbackTo("a".into())).unwrap().unwrap();
+        s.execute(TxnStep::Sql(vec![sql("INSERT INTO t (v, r) VALUES (3, random())")])).unwrap().unwrap();
+        let cmd = commit(s);
+        // Nothing is visible before the entry applies.
+        let n = sm
+            .read_pool()
+            .read(|_| {}, |v| Ok(v.query(&sql("SELECT count(*) FROM t"))?))
+            .unwrap();
+        assert_eq!(n.rows, vec![vec![Value::Integer(0)]]);
+        let o = apply(&mut sm, 3, &cmd);
+        assert_eq!(o.error, None);
+        let o = apply(&mut sm, 4, &exec("SELECT v FROM t ORDER BY v"));
+        assert_eq!(o.results[0].rows, vec![vec![Value::Integer(1)], vec![Value::Integer(3)]]);
+
+        // A write between the speculation and its entry: 40001, nothing applied.
+        let mut s = spec.begin(stamp, None).unwrap();
+        s.execute(TxnStep::Sql(vec![sql("INSERT INTO t (v) VALUES (10)")])).unwrap().unwrap();
+        let cmd = commit(s);
+        apply(&mut sm, 5, &exec("INSERT INTO t (v) VALUES (11)"));
+        let o = apply(&mut sm, 6, &cmd);
+        assert_eq!(o.error.unwrap().1.sqlstate, "40001");
+
+        // A tampered digest is refused on apply.
+        let s = {
+            let mut s = spec.begin(stamp, None).unwrap();
+            s.execute(TxnStep::Sql(vec![sql("INSERT INTO t (v) VALUES (20)")])).unwrap().unwrap();
+            s
+        };
+        let mut cmd = commit(s);
+        if let Command::Transaction { digest, .. } = &mut cmd {
+            *digest = "00".into();
+        }
+        let o = apply(&mut sm, 7, &cmd);
+        assert_eq!(o.error.unwrap().1.sqlstate, "XX000");
+        let o = apply(&mut sm, 8, &exec("SELECT count(*) FROM t WHERE v = 20"));
+        assert_eq!(o.results[0].rows, vec![vec![Value::Integer(0)]]);
+
+        // Applying an entry revokes a running speculation.
+        let mut s = spec.begin(stamp, None).unwrap();
+        apply(&mut sm, 9, &exec("INSERT INTO t (v) VALUES (30)"));
+        assert!(matches!(
+            s.execute(TxnStep::Sql(vec![sql("INSERT INTO t (v) VALUES (31)")])),
+            Err(SpecError::Revoked(_))
+        ));
+    }
+}
