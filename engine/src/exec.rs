@@ -77,6 +77,10 @@ pub(crate) fn run(conn: &Connection, stmt: &Statement) -> rusqlite::Result<State
         })
         .collect();
     let readonly = prepared.readonly();
+    // `changes()` keeps the count of the last INSERT/UPDATE/DELETE on the connection, so after
+    // DDL it would report an older statement's rows (which differ between connections): a
+    // statement that changed no row reports 0.
+    let total_before = conn.total_changes();
     let width = columns.len();
     let mut rows = Vec::new();
     {
@@ -89,7 +93,11 @@ pub(crate) fn run(conn: &Connection, stmt: &Statement) -> rusqlite::Result<State
             rows.push(out);
         }
     }
-    let rows_affected = if readonly { 0 } else { conn.changes() };
+    let rows_affected = if readonly || conn.total_changes() == total_before {
+        0
+    } else {
+        conn.changes()
+    };
     Ok(StatementResult {
         columns,
         rows,

@@ -174,7 +174,7 @@ pub struct Speculation {
 }
 
 /// What a finished speculation hands to the log: see [`crate::Command::Transaction`].
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct SpeculationRecord {
     /// The last data-changing entry the transaction saw.
     pub base: Option<LogIndex>,
@@ -361,6 +361,27 @@ impl Speculation {
             }
             cells.stamp.restore(saved);
             Ok(last)
+        })
+    }
+
+    /// Describes a statement against the transaction's state (a table it created is there).
+    pub fn describe(
+        &mut self,
+        sql: &str,
+    ) -> Result<Result<(Vec<crate::exec::Column>, usize), ExecError>, SpecError> {
+        self.with_conn(|conn, _| {
+            Ok(match conn.prepare_cached(sql) {
+                Ok(s) => Ok((
+                    s.columns()
+                        .map(|c| crate::exec::Column {
+                            name: c.name().to_string(),
+                            decl_type: c.decl_type().map(str::to_string),
+                        })
+                        .collect(),
+                    s.parameter_count(),
+                )),
+                Err(e) => Err(crate::error::sqlstate_of(&e)),
+            })
         })
     }
 

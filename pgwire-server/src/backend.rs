@@ -26,15 +26,22 @@ use sqlkeeper_engine::{
 };
 use sqlkeeper_raft::{AdminOp, Node, NodeInfo};
 use sqlkeeper_sql::{
-    translate, AdminCall, ColumnHint, CommandTag, SessionOp, StatementKind, Translated,
+    translate, AdminCall, ColumnHint, CommandTag, SessionOp, StatementKind, Translated, TxnOp,
 };
 
 use crate::encode::{decode_param, encode_value, fields};
 use crate::errors::ClientError;
 use crate::session::{ReadConsistency, Session};
+use crate::txn::{aborted, begin_message, describe_in_block, Phase, Txn};
+use futures::future::{select, Either};
+use pgwire::api::query::{send_execution_response, send_query_response, send_ready_for_query};
+use pgwire::api::{ConnectionHandle, PgWireConnectionState};
+use pgwire::messages::extendedquery::{Execute, Sync as PgSync};
+use pgwire::messages::response::{EmptyQueryResponse, ReadyForQuery, TransactionStatus};
+use pgwire::messages::simplequery::Query;
 
 /// Time a write may take, including finding a leader and retries across a leader change.
-const WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+pub(crate) const WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// Time a membership change may take, including a new voter catching up.
 const ADMIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
@@ -56,7 +63,7 @@ pub struct Prepared {
 }
 
 /// What one statement produced, before it is turned into protocol messages.
-enum Produced {
+pub(crate) enum Produced {
     Rows {
         columns: Vec<Column>,
         rows: Vec<Vec<Value>>,
@@ -73,12 +80,26 @@ enum Produced {
     },
 }
 
+impl Produced {
+    /// Rows of a read (or a write with RETURNING), with the translator's column hints.
+    pub(crate) fn rows(r: sqlkeeper_engine::StatementResult, t: &Translated) -> Produced {
+        Produced::Rows {
+            columns: r.columns,
+            rows: r.rows,
+            tag: t.tag.clone(),
+            hints: t.columns.clone(),
+        }
+    }
+}
+
 /// Query handlers for one connection.
 pub(crate) struct Backend {
-    node: Arc<Node>,
+    pub(crate) node: Arc<Node>,
     /// This connection's settings. A std mutex: never held across an await.
     session: Arc<Mutex<Session>>,
     parser: Arc<Parser>,
+    /// The connection's transaction block. A tokio mutex: held while a statement runs.
+    pub(crate) txn: Arc<tokio::sync::Mutex<Txn>>,
 }
 
 /// Parses and describes statements for the extended protocol.
@@ -87,26 +108,32 @@ pub(crate) struct Parser {
     /// The connection's session, shared with the Backend: describing a statement must see a
     /// state at least as new as the session's token, as its reads do.
     session: Arc<Mutex<Session>>,
+    /// The transaction block, shared with the Backend: inside one, statements are described
+    /// against the block's own state.
+    txn: Arc<tokio::sync::Mutex<Txn>>,
 }
 
 impl Backend {
     pub(crate) fn new(node: Arc<Node>) -> Backend {
         let session = Arc::new(Mutex::new(Session::default()));
+        let txn = Arc::new(tokio::sync::Mutex::new(Txn::default()));
         Backend {
             parser: Arc::new(Parser {
                 node: node.clone(),
                 session: session.clone(),
+                txn: txn.clone(),
             }),
             node,
             session,
+            txn,
         }
     }
 
-    fn session(&self) -> std::sync::MutexGuard<'_, Session> {
+    pub(crate) fn session(&self) -> std::sync::MutexGuard<'_, Session> {
         self.session.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn session_op(&self, op: &SessionOp) -> Result<Produced, ClientError> {
+    pub(crate) fn session_op(&self, op: &SessionOp) -> Result<Produced, ClientError> {
         let mut s = self.session();
         match op {
             SessionOp::Show(name) => {
@@ -152,7 +179,7 @@ impl Backend {
     }
 
     /// Makes this node's state recent enough for the session's read consistency.
-    async fn before_read(&self) -> Result<(), ClientError> {
+    pub(crate) async fn before_read(&self) -> Result<(), ClientError> {
         let (mode, timeout, token, max_staleness) = {
             let s = self.session();
             (
@@ -297,7 +324,7 @@ impl Backend {
         })
     }
 
-    async fn introspect(
+    pub(crate) async fn introspect(
         &self,
         t: &Translated,
         params: Vec<Value>,
@@ -326,6 +353,9 @@ impl Backend {
         &self,
         batch: Vec<(Translated, Vec<Value>)>,
     ) -> (Vec<Produced>, Option<ClientError>) {
+        if self.in_block_or_control(&batch).await {
+            return self.run_block(batch).await;
+        }
         let writes = batch
             .iter()
             .any(|(t, _)| matches!(t.kind, StatementKind::Write | StatementKind::Ddl));
@@ -334,29 +364,39 @@ impl Backend {
         }
         let mut out = Vec::new();
         for (t, params) in batch {
-            let r = match &t.kind {
-                StatementKind::Read => self.read_one(&t, params).await,
-                StatementKind::Write | StatementKind::Ddl => {
-                    let (mut produced, err) = self.run_as_one_entry(vec![(t, params)]).await;
-                    match err {
-                        Some(e) => Err(e),
-                        None => produced.pop().ok_or_else(|| ClientError::new("XX000", "write produced no result")),
-                    }
-                }
-                StatementKind::Session(op) => self.session_op(op),
-                StatementKind::Admin(call) => self.admin(call).await,
-                StatementKind::Introspection => self.introspect(&t, params).await,
-                StatementKind::Transaction(_) => Err(ClientError::new(
-                    "0A000",
-                    "explicit transaction blocks (BEGIN/COMMIT/SAVEPOINT) are not supported yet; each statement commits on its own",
-                )),
-            };
-            match r {
+            match self.run_autocommit_one(t, params).await {
                 Ok(p) => out.push(p),
                 Err(e) => return (out, Some(e)),
             }
         }
         (out, None)
+    }
+
+    /// Runs one statement outside a transaction block: a write is one log entry.
+    pub(crate) async fn run_autocommit_one(
+        &self,
+        t: Translated,
+        params: Vec<Value>,
+    ) -> Result<Produced, ClientError> {
+        match &t.kind {
+            StatementKind::Read => self.read_one(&t, params).await,
+            StatementKind::Write | StatementKind::Ddl => {
+                let (mut produced, err) = self.run_as_one_entry(vec![(t, params)]).await;
+                match err {
+                    Some(e) => Err(e),
+                    None => produced
+                        .pop()
+                        .ok_or_else(|| ClientError::new("XX000", "write produced no result")),
+                }
+            }
+            StatementKind::Session(op) => self.session_op(op),
+            StatementKind::Admin(call) => self.admin(call).await,
+            StatementKind::Introspection => self.introspect(&t, params).await,
+            StatementKind::Transaction(_) => Err(ClientError::new(
+                "XX000",
+                "transaction control reached the autocommit path",
+            )),
+        }
     }
 
     async fn run_as_one_entry(
@@ -562,8 +602,91 @@ where
     Ok(())
 }
 
+impl Backend {
+    /// After a message ran: an error fails an open block; `idle` arms the block's idle timer
+    /// (the client now waits on us no longer). Returns the ReadyForQuery status.
+    async fn finish_message(&self, errored: bool, idle: bool) -> TransactionStatus {
+        let timeout = self.session().idle_in_transaction_timeout();
+        let mut txn = self.txn.lock().await;
+        if errored {
+            txn.fail();
+        }
+        if idle {
+            Txn::went_idle(&self.txn, &mut txn, timeout);
+        }
+        txn.status()
+    }
+}
+
 #[async_trait]
 impl SimpleQueryHandler for Backend {
+    /// pgwire's default computes the ReadyForQuery status from the responses alone; the
+    /// transaction block knows it exactly (`I`, `T`, `E`, as Postgres sends them).
+    async fn on_query<C>(&self, client: &mut C, query: Query) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        if !matches!(client.state(), PgWireConnectionState::ReadyForQuery) {
+            return Err(PgWireError::NotReadyForQuery);
+        }
+        begin_message(&self.txn).await.map_err(ClientError::into_pgwire)?;
+        client.set_state(PgWireConnectionState::QueryInProgress);
+        let mut errored = false;
+        let result: PgWireResult<()> = async {
+            if query.query.chars().all(|c| c == ';' || c.is_whitespace()) {
+                client
+                    .feed(PgWireBackendMessage::EmptyQueryResponse(EmptyQueryResponse::new()))
+                    .await?;
+                return Ok(());
+            }
+            let handle = client
+                .session_extensions()
+                .get::<Arc<ConnectionHandle>>();
+            let resp = match handle {
+                Some(h) => {
+                    let cancel = h.start_query().await;
+                    match select(SimpleQueryHandler::do_query(self, client, &query.query), cancel).await {
+                        Either::Left((r, _)) => r,
+                        Either::Right(_) => Err(PgWireError::QueryCanceled),
+                    }
+                }
+                None => SimpleQueryHandler::do_query(self, client, &query.query).await,
+            }?;
+            for r in resp {
+                match r {
+                    Response::Query(q) => send_query_response(client, q, true).await?,
+                    Response::Execution(tag)
+                    | Response::TransactionStart(tag)
+                    | Response::TransactionEnd(tag) => send_execution_response(client, tag).await?,
+                    Response::EmptyQuery => {
+                        client
+                            .feed(PgWireBackendMessage::EmptyQueryResponse(EmptyQueryResponse::new()))
+                            .await?
+                    }
+                    Response::Error(e) => {
+                        errored = true;
+                        client
+                            .feed(PgWireBackendMessage::ErrorResponse((*e).into()))
+                            .await?
+                    }
+                    Response::CopyIn(_) | Response::CopyOut(_) | Response::CopyBoth(_) => {
+                        return Err(ClientError::new("0A000", "COPY is not supported").into_pgwire())
+                    }
+                }
+            }
+            Ok(())
+        }
+        .await;
+        let status = self.finish_message(errored || result.is_err(), true).await;
+        client.set_transaction_status(status);
+        result?;
+        client.set_state(PgWireConnectionState::ReadyForQuery);
+        send_ready_for_query(client, status).await
+    }
+
     async fn do_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
@@ -596,19 +719,13 @@ impl SimpleQueryHandler for Backend {
     }
 }
 
-#[async_trait]
-impl QueryParser for Parser {
-    type Statement = Prepared;
-
-    async fn parse_sql<C>(
+impl Parser {
+    /// Translates and describes one statement for Parse.
+    async fn parse_checked(
         &self,
-        _client: &C,
         sql: &str,
         types: &[Option<Type>],
-    ) -> PgWireResult<Option<Prepared>>
-    where
-        C: ClientInfo + Unpin + Send + Sync,
-    {
+    ) -> PgWireResult<Option<Prepared>> {
         let mut translated = translate(sql).map_err(|e| ClientError::from(e).into_pgwire())?;
         if translated.len() > 1 {
             return Err(ClientError::new(
@@ -623,6 +740,29 @@ impl QueryParser for Parser {
         let param_types = (0..t.param_count)
             .map(|i| types.get(i).cloned().flatten().unwrap_or(Type::TEXT))
             .collect();
+        {
+            let mut txn = self.txn.lock().await;
+            if txn.phase == Phase::Failed
+                && !matches!(
+                    t.kind,
+                    StatementKind::Transaction(
+                        TxnOp::Rollback | TxnOp::Commit | TxnOp::RollbackTo(_)
+                    )
+                )
+            {
+                return Err(aborted().into_pgwire());
+            }
+            if matches!(t.kind, StatementKind::Read | StatementKind::Write) && t.sqlite.len() == 1 {
+                if let Some(r) = describe_in_block(&self.node, &mut txn, &t.sqlite[0]).await {
+                    let columns = r.map_err(ClientError::into_pgwire)?;
+                    return Ok(Some(Prepared {
+                        translated: t,
+                        param_types,
+                        columns,
+                    }));
+                }
+            }
+        }
         if matches!(t.kind, StatementKind::Read | StatementKind::Write) {
             let (token, timeout, mode) = {
                 let s = self.session.lock().unwrap_or_else(|p| p.into_inner());
@@ -712,6 +852,31 @@ impl QueryParser for Parser {
             columns,
         }))
     }
+}
+
+#[async_trait]
+impl QueryParser for Parser {
+    type Statement = Prepared;
+
+    async fn parse_sql<C>(
+        &self,
+        _client: &C,
+        sql: &str,
+        types: &[Option<Type>],
+    ) -> PgWireResult<Option<Prepared>>
+    where
+        C: ClientInfo + Unpin + Send + Sync,
+    {
+        begin_message(&self.txn)
+            .await
+            .map_err(ClientError::into_pgwire)?;
+        let r = self.parse_checked(sql, types).await;
+        if r.is_err() {
+            // As in Postgres, an error at Parse fails an open block.
+            self.txn.lock().await.fail();
+        }
+        r
+    }
 
     fn get_parameter_types(&self, stmt: &Prepared) -> PgWireResult<Vec<Type>> {
         Ok(stmt.param_types.clone())
@@ -737,6 +902,39 @@ impl ExtendedQueryHandler for Backend {
 
     fn query_parser(&self) -> Arc<Parser> {
         self.parser.clone()
+    }
+
+    /// Runs the portal, then records the block's state for the next ReadyForQuery.
+    async fn on_execute<C>(&self, client: &mut C, message: Execute) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        begin_message(&self.txn).await.map_err(ClientError::into_pgwire)?;
+        let r = self._on_execute(client, message).await;
+        let status = self.finish_message(r.is_err(), false).await;
+        client.set_transaction_status(status);
+        r
+    }
+
+    /// ReadyForQuery with the block's exact status; the connection is idle from here.
+    async fn on_sync<C>(&self, client: &mut C, _message: PgSync) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        client.portal_store().rm_portal(DEFAULT_NAME);
+        let status = self.finish_message(false, true).await;
+        client.set_transaction_status(status);
+        client
+            .send(PgWireBackendMessage::ReadyForQuery(ReadyForQuery::new(status)))
+            .await?;
+        client.flush().await?;
+        Ok(())
     }
 
     async fn do_query<C>(

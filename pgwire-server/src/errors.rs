@@ -1,17 +1,20 @@
 //! The one place where every error a client can see gets its SQLSTATE and shape.
 
-use pgwire::error::{ErrorInfo, PgWireError, SEVERITY_ERROR};
+use pgwire::error::{ErrorInfo, PgWireError, SEVERITY_ERROR, SEVERITY_FATAL};
 use sqlkeeper_engine::ExecError;
 use sqlkeeper_raft::NodeError;
 use sqlkeeper_sql::SqlError;
 
 /// An error as sent to the client.
+#[derive(Debug, Clone)]
 pub(crate) struct ClientError {
     pub sqlstate: String,
     pub message: String,
     pub position: Option<u32>,
     pub detail: Option<String>,
     pub hint: Option<String>,
+    /// Sent with severity FATAL: the connection is closed after it.
+    pub fatal: bool,
 }
 
 impl ClientError {
@@ -22,11 +25,20 @@ impl ClientError {
             position: None,
             detail: None,
             hint: None,
+            fatal: false,
         }
     }
 
+    /// An error that ends the connection.
+    pub(crate) fn fatal(sqlstate: &str, message: impl Into<String>) -> ClientError {
+        let mut e = ClientError::new(sqlstate, message);
+        e.fatal = true;
+        e
+    }
+
     pub(crate) fn into_info(self) -> ErrorInfo {
-        let mut info = ErrorInfo::new(SEVERITY_ERROR.to_owned(), self.sqlstate, self.message);
+        let severity = if self.fatal { SEVERITY_FATAL } else { SEVERITY_ERROR };
+        let mut info = ErrorInfo::new(severity.to_owned(), self.sqlstate, self.message);
         info.position = self.position.map(|p| p.to_string());
         info.detail = self.detail;
         info.hint = self.hint;
@@ -46,6 +58,7 @@ impl From<SqlError> for ClientError {
             position: e.position,
             detail: None,
             hint: None,
+            fatal: false,
         }
     }
 }

@@ -10,6 +10,7 @@ mod encode;
 mod errors;
 mod session;
 mod startup;
+mod txn;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};

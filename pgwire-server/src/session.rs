@@ -14,6 +14,7 @@ const DEFAULTS: &[(&str, &str)] = &[
     ("datestyle", "ISO, MDY"),
     ("default_transaction_isolation", "serializable"),
     ("extra_float_digits", "1"),
+    ("idle_in_transaction_session_timeout", "1min"),
     ("integer_datetimes", "on"),
     ("intervalstyle", "postgres"),
     ("search_path", "public"),
@@ -103,6 +104,13 @@ impl Session {
             .unwrap_or(Duration::from_secs(5))
     }
 
+    /// `idle_in_transaction_session_timeout`; `None` when 0 (off).
+    pub(crate) fn idle_in_transaction_timeout(&self) -> Option<Duration> {
+        self.show("idle_in_transaction_session_timeout")
+            .and_then(|v| parse_duration(&v))
+            .filter(|d| !d.is_zero())
+    }
+
     pub(crate) fn max_staleness(&self) -> Option<Duration> {
         self.show("sqlkeeper.max_staleness")
             .and_then(|v| parse_duration(&v))
@@ -152,6 +160,9 @@ impl Session {
                     if !matches!(v.as_str(), "sequential" | "linearizable" | "stale") {
                         return Err(invalid());
                     }
+                }
+                "idle_in_transaction_session_timeout" => {
+                    parse_duration(v).ok_or_else(invalid)?;
                 }
                 "sqlkeeper.read_timeout" => {
                     parse_duration(v).ok_or_else(invalid)?;

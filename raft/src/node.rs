@@ -15,8 +15,9 @@ use openraft::Instant as _;
 use openraft::{ChangeMembers, Config, Raft, ReadPolicy, ServerState, SnapshotPolicy};
 use serde::{Deserialize, Serialize};
 use sqlkeeper_engine::{
-    Command, EngineError, ExecError, LogIndex, Outcome, ReadPool, ReadView, RequestId, Stamp,
-    Statement, Value, REMOVED_NODES_TABLE,
+    Command, EngineError, ExecError, HeldRead, LogIndex, Outcome, ReadPool, ReadView, RequestId,
+    SpecError, Speculation, SpeculationRecord, Speculator, Stamp, Statement, TxnStep, Value,
+    REMOVED_NODES_TABLE,
 };
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -206,7 +207,30 @@ pub struct Node {
     pg_addrs: Mutex<HashMap<NodeId, String>>,
     /// Set to a message when the node has failed and must stop; the binary waits on it.
     fatal: watch::Receiver<Option<String>>,
+    /// The speculation slot of interactive transactions (one writing transaction at a time).
+    speculator: Arc<Speculator>,
+    /// Held shared by every proposal of this node while it leads, exclusively by a writing
+    /// transaction from its first write to its commit: autocommit writes queue behind it
+    /// instead of invalidating it.
+    write_slot: Arc<tokio::sync::RwLock<()>>,
 }
+
+/// A write to replicate: statements the leader stamps, or a finished transaction.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Proposal {
+    /// Autocommit statements: one `Command::Execute`.
+    Statements(Vec<Statement>),
+    /// A transaction executed speculatively: one `Command::Transaction`.
+    Transaction(SpeculationRecord),
+}
+
+/// The write slot of this node, held by a writing transaction until it ends.
+pub struct WriteSlot {
+    _guard: tokio::sync::OwnedRwLockWriteGuard<()>,
+}
+
+/// Time a transaction waits for the write slot before it gives up with 40001.
+pub const WRITE_SLOT_WAIT: Duration = Duration::from_secs(10);
 
 /// One member as `sqlkeeper.nodes` shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -349,6 +373,7 @@ impl Node {
         .map_err(other("open state machine"))?
         .with_apply_delay(config.apply_delay);
         let reads = sm.read_pool();
+        let speculator = sm.speculator();
         let raft_config = Config {
             cluster_name: "sqlkeeper".into(),
             heartbeat_interval: HEARTBEAT_INTERVAL.as_millis() as u64,
@@ -398,6 +423,8 @@ impl Node {
             peer_conns: Mutex::new(HashMap::new()),
             pg_addrs: Mutex::new(HashMap::new()),
             fatal: fatal_rx,
+            speculator,
+            write_slot: Arc::new(tokio::sync::RwLock::new(())),
         });
         tokio::spawn(crate::server::serve(raft_listener, node.clone()));
 
@@ -546,12 +573,28 @@ impl Node {
     pub(crate) async fn propose(
         &self,
         request_id: RequestId,
-        statements: Vec<Statement>,
+        proposal: Proposal,
+        slot_held: bool,
     ) -> Result<(Outcome, LogIndex), RemoteError> {
-        let command = Command::Execute {
-            request_id: Some(request_id),
-            stamp: self.stamp(request_id.serial),
-            statements,
+        let command = match proposal {
+            Proposal::Statements(statements) => Command::Execute {
+                request_id: Some(request_id),
+                stamp: self.stamp(request_id.serial),
+                statements,
+            },
+            Proposal::Transaction(r) => Command::Transaction {
+                request_id: Some(request_id),
+                stamp: r.stamp,
+                base: r.base,
+                steps: r.steps,
+                digest: r.digest,
+            },
+        };
+        // Behind a writing transaction of this node, unless it is that transaction.
+        let _shared = if slot_held {
+            None
+        } else {
+            Some(self.write_slot.read().await)
         };
         match self.raft.client_write(command).await {
             Ok(resp) => Ok((resp.data, LogIndex(resp.log_id.index))),
@@ -675,6 +718,27 @@ impl Node {
         statements: Vec<Statement>,
         timeout: Duration,
     ) -> Result<(Outcome, LogIndex), NodeError> {
+        self.write_proposal(Proposal::Statements(statements), timeout, false)
+            .await
+    }
+
+    async fn write_proposal(
+        &self,
+        proposal: Proposal,
+        timeout: Duration,
+        slot_held: bool,
+    ) -> Result<(Outcome, LogIndex), NodeError> {
+        let statements: Vec<&Statement> = match &proposal {
+            Proposal::Statements(s) => s.iter().collect(),
+            Proposal::Transaction(r) => r
+                .steps
+                .iter()
+                .flat_map(|s| match s {
+                    TxnStep::Sql(v) => v.iter().collect(),
+                    _ => Vec::new(),
+                })
+                .collect(),
+        };
         let size = encoded_size_bound(&statements);
         if size > COMMAND_BYTES_MAX {
             return Err(NodeError::Exec(ExecError::new(
@@ -691,10 +755,13 @@ impl Node {
                 .on_leader_once(
                     deadline,
                     |left| {
-                        let statements = statements.clone();
+                        let proposal = proposal.clone();
                         async move {
-                            match tokio::time::timeout(left, self.propose(request_id, statements))
-                                .await
+                            match tokio::time::timeout(
+                                left,
+                                self.propose(request_id, proposal, slot_held),
+                            )
+                            .await
                             {
                                 Ok(r) => r,
                                 // Proposed, maybe committed: retried with the same id, deduplicated.
@@ -706,7 +773,7 @@ impl Node {
                     },
                     || Request::ForwardWrite {
                         request_id,
-                        statements: statements.clone(),
+                        proposal: proposal.clone(),
                     },
                     |resp| match resp {
                         Response::ForwardWrite(r) => Some(r),
@@ -929,7 +996,8 @@ impl Node {
                     ),
                     params: vec![Value::Integer(node_id as i64)],
                 };
-                self.propose(self.new_request_id(), vec![stmt]).await?;
+                self.propose(self.new_request_id(), Proposal::Statements(vec![stmt]), false)
+                    .await?;
                 let change = if membership.voter_ids().any(|v| v == node_id) {
                     ChangeMembers::RemoveVoters(BTreeSet::from([node_id]))
                 } else {
@@ -1067,6 +1135,126 @@ impl Node {
         rows
     }
 
+    /// Time and seed for a transaction's first write on this node.
+    pub fn new_stamp(&self) -> Stamp {
+        self.stamp(self.next_serial.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// Opens a read transaction that stays open across statements (a transaction block's
+    /// snapshot).
+    pub async fn hold_read(&self) -> Result<HeldRead, NodeError> {
+        let reads = self.reads.clone();
+        tokio::task::spawn_blocking(move || reads.hold())
+            .await
+            .map_err(|e| NodeError::Fatal(format!("read task: {e}")))?
+            .map_err(|e| NodeError::Fatal(e.0))
+    }
+
+    /// Runs `f` on a held read transaction (see [`Node::read`] for cancellation).
+    pub async fn read_held<T, F>(&self, held: Arc<HeldRead>, f: F) -> Result<T, NodeError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&ReadView<'_>) -> Result<T, EngineError> + Send + 'static,
+    {
+        let handle: Arc<Mutex<Option<rusqlite::InterruptHandle>>> = Arc::new(Mutex::new(None));
+        let mut guard = InterruptOnDrop {
+            handle: handle.clone(),
+            armed: true,
+        };
+        let task = tokio::task::spawn_blocking(move || {
+            held.read(
+                |h| {
+                    *handle.lock().unwrap_or_else(|p| p.into_inner()) = Some(h);
+                },
+                f,
+            )
+        });
+        let r = task.await;
+        guard.armed = false;
+        match r {
+            Ok(r) => r.map_err(NodeError::from),
+            Err(e) => Err(NodeError::Fatal(format!("read task: {e}"))),
+        }
+    }
+
+    /// Takes this node's write slot for a transaction's first write and starts speculating
+    /// on the applied state. On the leader, every write proposed before has been applied by
+    /// then. `expect_base` is the last write the transaction already read (its snapshot), if
+    /// it read: a different state is a conflict (40001).
+    pub async fn begin_write_transaction(
+        &self,
+        stamp: Stamp,
+        expect_base: Option<Option<LogIndex>>,
+    ) -> Result<(WriteSlot, Speculation), NodeError> {
+        let guard = tokio::time::timeout(WRITE_SLOT_WAIT, self.write_slot.clone().write_owned())
+            .await
+            .map_err(|_| {
+                NodeError::Exec(ExecError::new(
+                    "40001",
+                    format!("could not serialize access: another transaction held this node's write slot for {WRITE_SLOT_WAIT:?}"),
+                ))
+            })?;
+        // Entries committed before the slot was taken (a new leader's, a forwarded write's)
+        // would revoke the speculation as soon as they apply: wait for them first.
+        let m = self.raft.metrics().borrow_watched().clone();
+        if let Some(committed) = m.local_committed.as_ref().map(|l| l.index) {
+            let _ = self
+                .wait_applied(LogIndex(committed), WRITE_SLOT_WAIT)
+                .await;
+        }
+        let spec = self.speculator.clone();
+        let started = tokio::task::spawn_blocking(move || spec.begin(stamp, expect_base))
+            .await
+            .map_err(|e| NodeError::Fatal(format!("speculation task: {e}")))?;
+        match started {
+            Ok(s) => Ok((WriteSlot { _guard: guard }, s)),
+            Err(e) => Err(spec_error(e)),
+        }
+    }
+
+    /// Runs `f` on a speculation in a blocking task and hands the speculation back. If the
+    /// returned future is dropped, the speculation is dropped (rolled back) when `f` ends.
+    pub async fn speculate<T, F>(
+        &self,
+        mut spec: Speculation,
+        f: F,
+    ) -> Result<(Speculation, T), NodeError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Speculation) -> Result<T, SpecError> + Send + 'static,
+    {
+        let r = tokio::task::spawn_blocking(move || {
+            let r = f(&mut spec);
+            (spec, r)
+        })
+        .await
+        .map_err(|e| NodeError::Fatal(format!("speculation task: {e}")))?;
+        match r {
+            (spec, Ok(v)) => Ok((spec, v)),
+            (_, Err(e)) => Err(spec_error(e)),
+        }
+    }
+
+    /// Commits a speculative transaction: ends the speculation and replicates its steps as
+    /// one entry, with the write slot still held so nothing of this node comes between.
+    /// Returns the entry's outcome (40001 if the data changed meanwhile) and index.
+    pub async fn commit_transaction(
+        &self,
+        slot: WriteSlot,
+        spec: Speculation,
+        timeout: Duration,
+    ) -> Result<(Outcome, LogIndex), NodeError> {
+        let record = tokio::task::spawn_blocking(move || spec.finish())
+            .await
+            .map_err(|e| NodeError::Fatal(format!("speculation task: {e}")))?
+            .map_err(spec_error)?;
+        let r = self
+            .write_proposal(Proposal::Transaction(record), timeout, true)
+            .await;
+        drop(slot);
+        r
+    }
+
     /// Runs `f` in one read transaction on a local read-only connection. If the returned
     /// future is dropped (the client cancelled), the running SQLite statement is interrupted.
     pub async fn read<T, F>(&self, f: F) -> Result<T, NodeError>
@@ -1176,7 +1364,7 @@ fn json_str_len(s: &str) -> usize {
 
 /// An upper bound of the JSON size of `statements` in a log entry, computed without encoding
 /// them (this runs for every write).
-fn encoded_size_bound(statements: &[Statement]) -> usize {
+fn encoded_size_bound(statements: &[&Statement]) -> usize {
     statements
         .iter()
         .map(|s| {
@@ -1193,6 +1381,16 @@ fn encoded_size_bound(statements: &[Statement]) -> usize {
                     .sum::<usize>()
         })
         .sum()
+}
+
+fn spec_error(e: SpecError) -> NodeError {
+    match e {
+        SpecError::Revoked(why) => NodeError::Exec(ExecError::new(
+            "40001",
+            format!("could not serialize access: {why}"),
+        )),
+        SpecError::Fatal(f) => NodeError::Fatal(f.0),
+    }
 }
 
 /// Interrupts the SQLite statement of a read whose future was dropped.
@@ -1344,9 +1542,9 @@ mod tests {
         }];
         let real = serde_json::to_vec(&stmts).unwrap().len();
         assert!(
-            encoded_size_bound(&stmts) >= real,
+            encoded_size_bound(&stmts.iter().collect::<Vec<_>>()) >= real,
             "{} < {real}",
-            encoded_size_bound(&stmts)
+            encoded_size_bound(&stmts.iter().collect::<Vec<_>>())
         );
         assert_eq!(
             json_str_len("a\"\\\u{1}é"),

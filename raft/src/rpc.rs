@@ -20,7 +20,7 @@ use openraft::raft::{
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use sqlkeeper_engine::{LogIndex, Outcome, RequestId, Statement};
+use sqlkeeper_engine::{LogIndex, Outcome, RequestId};
 use tokio::net::TcpStream;
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
 
@@ -76,8 +76,8 @@ pub enum Request {
     ForwardWrite {
         /// Deduplication key chosen by the node the client talks to.
         request_id: RequestId,
-        /// The translated statements.
-        statements: Vec<Statement>,
+        /// The translated statements, or a finished transaction.
+        proposal: crate::node::Proposal,
     },
     /// Asks the leader for a linearizable read index.
     ReadIndex,

@@ -126,8 +126,8 @@ async fn serve_conn(mut conn: Conn, node: Arc<Node>) -> io::Result<()> {
             }
             Request::ForwardWrite {
                 request_id,
-                statements,
-            } => Response::ForwardWrite(node.propose(request_id, statements).await),
+                proposal,
+            } => Response::ForwardWrite(node.propose(request_id, proposal, false).await),
             Request::ReadIndex => Response::ReadIndex(node.leader_read_index().await),
             Request::Admin(op) => Response::Admin(
                 // A joining node may reach any member: forward to the leader from here.

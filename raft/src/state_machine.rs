@@ -11,7 +11,7 @@ use openraft::alias::{LogIdOf, SnapshotMetaOf, SnapshotOf, StoredMembershipOf};
 use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine, Snapshot};
 use openraft::{EntryPayload, OptionalSend};
 use sqlkeeper_engine::{
-    read_snapshot_info, ApplyItem, LogIndex, Outcome, RaftMeta, ReadPool, SnapshotInfo,
+    read_snapshot_info, ApplyItem, LogIndex, Outcome, RaftMeta, ReadPool, SnapshotInfo, Speculator,
     StateMachine,
 };
 
@@ -50,6 +50,7 @@ struct Current {
 pub struct StateMachineStore {
     apply: ApplyThread,
     reads: Arc<ReadPool>,
+    speculator: Arc<Speculator>,
     snapshot_dir: PathBuf,
     /// The newest complete snapshot. Shared with snapshot builders, which run in their own
     /// tasks and replace it when they finish.
@@ -143,10 +144,12 @@ impl StateMachineStore {
         sqlkeeper_snapshots::remove_partials(state_dir).map_err(io::Error::from)?;
         let sm = StateMachine::open(state_dir).map_err(other("open state machine"))?;
         let reads = sm.read_pool();
+        let speculator = sm.speculator();
         let current = load_current(snapshot_dir)?;
         Ok(StateMachineStore {
             apply: ApplyThread::spawn(sm, node_id)?,
             reads,
+            speculator,
             snapshot_dir: snapshot_dir.to_path_buf(),
             current: Arc::new(Mutex::new(current)),
             apply_delay: std::time::Duration::ZERO,
@@ -157,6 +160,11 @@ impl StateMachineStore {
     pub fn with_apply_delay(mut self, delay: std::time::Duration) -> StateMachineStore {
         self.apply_delay = delay;
         self
+    }
+
+    /// The speculation slot of interactive transactions.
+    pub fn speculator(&self) -> Arc<Speculator> {
+        self.speculator.clone()
     }
 
     /// The read pool over the state database.

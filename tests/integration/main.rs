@@ -9,3 +9,4 @@ mod differential;
 mod psql;
 mod single_node;
 mod support;
+mod transactions;

@@ -1,0 +1,172 @@
+#!/usr/bin/env python3
+"""SQLAlchemy 2 ORM + Alembic against a sqlkeeper server.
+
+Usage: sqlalchemy_alembic.py HOST:PORT   (or a postgresql:// URL)
+
+Needs sqlalchemy>=2,<3, psycopg2-binary and alembic. Expects a fresh server:
+it creates the tables sa_author, sa_book, account, entry and alembic_version.
+Prints one line per step; any failure raises, so Python prints the traceback
+and exits non-zero. Set SQLKEEPER_ECHO=1 to log every statement SQLAlchemy sends.
+Writes no files (bytecode caching is off for the Alembic scripts it loads).
+"""
+import os
+import sys
+
+sys.dont_write_bytecode = True
+
+from pathlib import Path  # noqa: E402
+
+from alembic import command  # noqa: E402
+from alembic.config import Config  # noqa: E402
+from sqlalchemy import ForeignKey, String, create_engine, func, select, text, update  # noqa: E402
+from sqlalchemy.exc import DBAPIError  # noqa: E402
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+ECHO = os.environ.get("SQLKEEPER_ECHO") == "1"
+
+
+def step(msg: str) -> None:
+    print(f"== {msg}", flush=True)
+
+
+def url_from_arg(arg: str) -> str:
+    if "://" in arg:
+        scheme, rest = arg.split("://", 1)
+        if scheme in ("postgres", "postgresql"):
+            scheme = "postgresql+psycopg2"
+        return f"{scheme}://{rest}"
+    return f"postgresql+psycopg2://postgres@{arg}/postgres"
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Author(Base):
+    __tablename__ = "sa_author"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(50))
+
+
+class Book(Base):
+    __tablename__ = "sa_book"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    author_id: Mapped[int] = mapped_column(ForeignKey("sa_author.id"))
+    title: Mapped[str] = mapped_column(String(100))
+    pages: Mapped[int | None]
+
+
+def orm(engine) -> None:
+    step("ORM: metadata.create_all")
+    Base.metadata.create_all(engine)
+
+    step("ORM: add objects, flush, ids come back via RETURNING")
+    with Session(engine) as s:
+        ada, bob = Author(name="ada"), Author(name="bob")
+        s.add_all([ada, bob])
+        s.flush()
+        assert isinstance(ada.id, int) and isinstance(bob.id, int), (ada.id, bob.id)
+        assert ada.id != bob.id, (ada.id, bob.id)
+        book = Book(author_id=ada.id, title="Notes", pages=100)
+        s.add(book)
+        s.flush()
+        assert isinstance(book.id, int), book.id
+
+        step("ORM: query back in the same transaction")
+        names = s.execute(select(Author.name).order_by(Author.id)).scalars().all()
+        assert names == ["ada", "bob"], names
+        got = s.execute(select(Book).where(Book.author_id == ada.id)).scalar_one()
+        assert got is book and got.title == "Notes", got
+
+        step("ORM: UPDATE ... WHERE with rowcount == 1")
+        res = s.execute(update(Author).where(Author.id == bob.id).values(name="bobby"))
+        assert res.rowcount == 1, res.rowcount
+        book.pages = 120  # unit-of-work UPDATE, rowcount checked by the ORM
+        s.flush()
+        assert s.execute(select(Author.name).where(Author.id == bob.id)).scalar_one() == "bobby"
+
+        step("ORM: commit")
+        s.commit()
+        ada_id, bob_id, book_id = ada.id, bob.id, book.id
+
+    step("ORM: a new session sees the committed data")
+    with Session(engine) as s:
+        rows = s.execute(select(Author.id, Author.name).order_by(Author.id)).all()
+        assert [tuple(r) for r in rows] == [(ada_id, "ada"), (bob_id, "bobby")], rows
+        book = s.get(Book, book_id)
+        assert book is not None and (book.author_id, book.pages) == (ada_id, 120), book
+
+    step("ORM: a rolled-back session leaves nothing")
+    with Session(engine) as s:
+        ghost = Author(name="ghost")
+        s.add(ghost)
+        s.flush()
+        assert isinstance(ghost.id, int), ghost.id
+        s.add(Book(author_id=ghost.id, title="Gone", pages=1))
+        s.flush()
+        n = s.execute(select(func.count()).select_from(Author)).scalar_one()
+        assert n == 3, n
+        s.rollback()
+    with Session(engine) as s:
+        n = s.execute(select(func.count()).select_from(Author)).scalar_one()
+        assert n == 2, n
+        n = s.execute(select(func.count()).select_from(Book)).scalar_one()
+        assert n == 1, n
+        assert s.execute(select(Author).where(Author.name == "ghost")).first() is None
+
+
+def alembic(engine, url: str) -> None:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(HERE / "alembic"))
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    cfg.attributes["engine"] = engine
+
+    step("Alembic: upgrade head")
+    command.upgrade(cfg, "head")
+
+    step("Alembic: verify schema and data at head")
+    with engine.connect() as c:
+        assert c.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["0003"]
+        accounts = c.execute(text("SELECT name, status FROM account ORDER BY id")).all()
+        assert [tuple(r) for r in accounts] == [("alice", "active"), ("bob", "active")], accounts
+        notes = c.execute(text("SELECT note FROM entry ORDER BY id")).scalars().all()
+        assert notes == ["opening alice", "opening bob"], notes
+        c.rollback()
+
+    step("Alembic: downgrade -1")
+    command.downgrade(cfg, "-1")
+
+    step("Alembic: verify the column has its old name again")
+    with engine.connect() as c:
+        assert c.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["0002"]
+        memos = c.execute(text("SELECT memo FROM entry ORDER BY id")).scalars().all()
+        assert memos == ["opening alice", "opening bob"], memos
+        c.rollback()
+    with engine.connect() as c:
+        try:
+            c.execute(text("SELECT note FROM entry"))
+        except DBAPIError:
+            pass
+        else:
+            raise AssertionError("entry.note still exists after downgrade -1")
+
+
+def main() -> None:
+    if len(sys.argv) != 2:
+        sys.exit(f"usage: {sys.argv[0]} HOST:PORT | postgresql://...")
+    url = url_from_arg(sys.argv[1])
+    step(f"connect {url}")
+    engine = create_engine(url, echo=ECHO, use_native_hstore=False)
+    try:
+        with engine.connect() as c:
+            assert c.execute(text("SELECT 1")).scalar_one() == 1
+        orm(engine)
+        alembic(engine, url)
+    finally:
+        engine.dispose()
+    step("OK")
+
+
+if __name__ == "__main__":
+    main()

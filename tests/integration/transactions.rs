@@ -1,0 +1,513 @@
+//! Interactive transactions through real clients: tokio-postgres (simple and extended
+//! protocol), a raw protocol client for the exact ReadyForQuery status bytes, and a
+//! TPC-B-like bank workload with a restart.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::Type;
+use tokio_postgres::{GenericClient, SimpleQueryMessage};
+
+use crate::support::TestNode;
+
+fn rows(msgs: &[SimpleQueryMessage]) -> Vec<Vec<String>> {
+    msgs.iter()
+        .filter_map(|m| match m {
+            SimpleQueryMessage::Row(r) => Some(
+                (0..r.len())
+                    .map(|i| r.get(i).unwrap_or("NULL").to_string())
+                    .collect(),
+            ),
+            _ => None,
+        })
+        .collect()
+}
+
+async fn count(c: &impl GenericClient, sql: &str) -> i64 {
+    c.query_one(sql, &[]).await.unwrap().get(0)
+}
+
+fn code(e: &tokio_postgres::Error) -> String {
+    e.code().map(|c| c.code().to_string()).unwrap_or_else(|| format!("no sqlstate: {e}"))
+}
+
+/// Prepares `sql` with its parameter types given: this server does not infer them yet (it
+/// describes unknown parameters as text).
+async fn typed(c: &impl GenericClient, sql: &str, types: &[Type]) -> tokio_postgres::Statement {
+    c.prepare_typed(sql, types).await.unwrap()
+}
+
+async fn applied_index(c: &tokio_postgres::Client) -> i64 {
+    c.query_one("SELECT applied_index FROM sqlkeeper.status", &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// A minimal Postgres protocol client that reports what tokio-postgres hides: command tags,
+/// error codes and the ReadyForQuery status byte of every simple query.
+struct RawClient {
+    stream: TcpStream,
+}
+
+#[derive(Debug, Default)]
+struct RawReply {
+    tags: Vec<String>,
+    errors: Vec<String>,
+    status: char,
+}
+
+impl RawClient {
+    async fn connect(addr: std::net::SocketAddr) -> RawClient {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        let mut body = Vec::new();
+        body.extend_from_slice(&196608i32.to_be_bytes());
+        for s in ["user", "postgres", "database", "postgres"] {
+            body.extend_from_slice(s.as_bytes());
+            body.push(0);
+        }
+        body.push(0);
+        let mut msg = ((body.len() + 4) as i32).to_be_bytes().to_vec();
+        msg.extend_from_slice(&body);
+        stream.write_all(&msg).await.unwrap();
+        let mut c = RawClient { stream };
+        let r = c.read_until_ready().await;
+        assert_eq!(r.status, 'I', "status after startup");
+        c
+    }
+
+    async fn read_until_ready(&mut self) -> RawReply {
+        let mut reply = RawReply::default();
+        loop {
+            let kind = self.stream.read_u8().await.unwrap();
+            let len = self.stream.read_i32().await.unwrap() as usize;
+            let mut payload = vec![0u8; len - 4];
+            self.stream.read_exact(&mut payload).await.unwrap();
+            match kind {
+                b'C' => reply
+                    .tags
+                    .push(String::from_utf8_lossy(&payload[..payload.len() - 1]).into_owned()),
+                b'E' => {
+                    // Fields: type byte, NUL-terminated text; 'C' is the SQLSTATE.
+                    let mut i = 0;
+                    while i < payload.len() && payload[i] != 0 {
+                        let field = payload[i];
+                        let end = i + 1 + payload[i + 1..].iter().position(|b| *b == 0).unwrap();
+                        if field == b'C' {
+                            reply
+                                .errors
+                                .push(String::from_utf8_lossy(&payload[i + 1..end]).into_owned());
+                        }
+                        i = end + 1;
+                    }
+                }
+                b'Z' => {
+                    reply.status = payload[0] as char;
+                    return reply;
+                }
+                _ => {}
+            }
+        }
+    }
+
+    async fn query(&mut self, sql: &str) -> RawReply {
+        let mut msg = vec![b'Q'];
+        msg.extend_from_slice(&((sql.len() + 5) as i32).to_be_bytes());
+        msg.extend_from_slice(sql.as_bytes());
+        msg.push(0);
+        self.stream.write_all(&msg).await.unwrap();
+        self.read_until_ready().await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ready_for_query_status_and_tags_are_those_postgres_sends() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = TestNode::start(dir.path()).await;
+    let mut c = RawClient::connect(node.pg_addr).await;
+    let r = c.query("CREATE TABLE t (id int PRIMARY KEY)").await;
+    assert_eq!((r.tags.as_slice(), r.status), (&["CREATE TABLE".to_string()][..], 'I'));
+
+    let r = c.query("BEGIN").await;
+    assert_eq!((r.tags, r.status), (vec!["BEGIN".to_string()], 'T'));
+    let r = c.query("INSERT INTO t VALUES (1)").await;
+    assert_eq!((r.tags, r.status), (vec!["INSERT 0 1".to_string()], 'T'));
+    let r = c.query("INSERT INTO t VALUES (1)").await;
+    assert_eq!((r.errors, r.status), (vec!["23505".to_string()], 'E'));
+    let r = c.query("SELECT 1").await;
+    assert_eq!((r.errors, r.status), (vec!["25P02".to_string()], 'E'));
+    // COMMIT of a failed block reports ROLLBACK and ends it.
+    let r = c.query("COMMIT").await;
+    assert_eq!((r.tags, r.errors.len(), r.status), (vec!["ROLLBACK".to_string()], 0, 'I'));
+
+    // Several statements in one query string, with the block opened and closed inside it.
+    let r = c
+        .query("BEGIN; INSERT INTO t VALUES (2); SAVEPOINT a; INSERT INTO t VALUES (2)")
+        .await;
+    assert_eq!(r.tags, vec!["BEGIN", "INSERT 0 1", "SAVEPOINT"]);
+    assert_eq!((r.errors, r.status), (vec!["23505".to_string()], 'E'));
+    let r = c.query("ROLLBACK TO a").await;
+    assert_eq!((r.tags, r.status), (vec!["ROLLBACK".to_string()], 'T'));
+    let r = c.query("RELEASE a; START TRANSACTION; END").await;
+    assert_eq!(r.tags, vec!["RELEASE", "START TRANSACTION", "COMMIT"]);
+    assert_eq!(r.status, 'I');
+    let r = c.query("SELECT count(*) FROM t").await;
+    assert_eq!((r.tags, r.status), (vec!["SELECT 1".to_string()], 'I'));
+    let r = c.query("SAVEPOINT x").await;
+    assert_eq!((r.errors, r.status), (vec!["25P01".to_string()], 'I'));
+    let r = c.query("BEGIN; SELECT 1; ROLLBACK").await;
+    assert_eq!(r.tags, vec!["BEGIN", "SELECT 1", "ROLLBACK"]);
+    assert_eq!(r.status, 'I');
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transactions_commit_roll_back_and_see_their_own_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = TestNode::start(dir.path()).await;
+    let mut a = node.client().await;
+    let b = node.client().await;
+    a.batch_execute("CREATE TABLE acc (id serial PRIMARY KEY, name text UNIQUE NOT NULL, bal int NOT NULL)")
+        .await
+        .unwrap();
+
+    tracing::info!("--- commit: RETURNING ids, own writes visible inside, nothing outside before COMMIT");
+    let tx = a.transaction().await.unwrap();
+    let id: i32 = tx
+        .query_one(
+            &typed(&tx, "INSERT INTO acc (name, bal) VALUES ($1, $2) RETURNING id", &[Type::TEXT, Type::INT4]).await,
+            &[&"alice", &10i32],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(id, 1);
+    let n = tx
+        .execute(
+            &typed(&tx, "UPDATE acc SET bal = bal + $1 WHERE name = $2", &[Type::INT4, Type::TEXT]).await,
+            &[&5i32, &"alice"],
+        )
+        .await
+        .unwrap();
+    assert_eq!(n, 1, "row count of an update inside the transaction");
+    let bal: i32 = tx
+        .query_one(&typed(&tx, "SELECT bal FROM acc WHERE id = $1", &[Type::INT4]).await, &[&id])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(bal, 15, "the transaction reads its own write");
+    assert_eq!(count(&b, "SELECT count(*) FROM acc").await, 0, "not visible before COMMIT");
+    tx.commit().await.unwrap();
+    assert_eq!(count(&b, "SELECT count(*) FROM acc").await, 1);
+
+    tracing::info!("--- rollback");
+    let tx = a.transaction().await.unwrap();
+    tx.execute("INSERT INTO acc (name, bal) VALUES ('bob', 1)", &[]).await.unwrap();
+    assert_eq!(count(&tx, "SELECT count(*) FROM acc").await, 2);
+    tx.rollback().await.unwrap();
+    assert_eq!(count(&b, "SELECT count(*) FROM acc").await, 1);
+
+    tracing::info!("--- savepoints: a failed statement is undone alone after ROLLBACK TO");
+    let m = a
+        .simple_query(
+            "BEGIN;
+             INSERT INTO acc (name, bal) VALUES ('carol', 3);
+             SAVEPOINT s1;
+             INSERT INTO acc (name, bal) VALUES ('dave', 4);
+             SAVEPOINT s2;",
+        )
+        .await
+        .unwrap();
+    assert!(!m.is_empty());
+    let e = a
+        .simple_query("INSERT INTO acc (name, bal) VALUES ('carol', 9)")
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some(&SqlState::UNIQUE_VIOLATION));
+    let e = a.simple_query("SELECT 1").await.unwrap_err();
+    assert_eq!(e.code(), Some(&SqlState::IN_FAILED_SQL_TRANSACTION));
+    let e = a.simple_query("ROLLBACK TO nosuch").await.unwrap_err();
+    assert_eq!(code(&e), "3B001");
+    a.simple_query("ROLLBACK TO s1").await.unwrap();
+    let m = a.simple_query("SELECT name FROM acc ORDER BY id").await.unwrap();
+    assert_eq!(rows(&m), vec![vec!["alice"], vec!["carol"]], "dave was rolled back to s1");
+    a.simple_query("INSERT INTO acc (name, bal) VALUES ('erin', 5); RELEASE s1; COMMIT")
+        .await
+        .unwrap();
+    let m = b.simple_query("SELECT name FROM acc ORDER BY id").await.unwrap();
+    assert_eq!(rows(&m), vec![vec!["alice"], vec!["carol"], vec!["erin"]]);
+
+    tracing::info!("--- transactional DDL: a failing migration leaves no trace");
+    let e = a
+        .batch_execute(
+            "BEGIN;
+             CREATE TABLE audit (id serial PRIMARY KEY, what text);
+             ALTER TABLE acc ADD COLUMN note text;
+             CREATE INDEX acc_note ON acc (note);
+             INSERT INTO audit (what) VALUES ('migrated');
+             INSERT INTO acc (name, bal) VALUES (NULL, 0);",
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some(&SqlState::NOT_NULL_VIOLATION));
+    a.batch_execute("ROLLBACK").await.unwrap();
+    let e = b.simple_query("SELECT * FROM audit").await.unwrap_err();
+    assert_eq!(e.code(), Some(&SqlState::UNDEFINED_TABLE));
+    let e = b.simple_query("SELECT note FROM acc").await.unwrap_err();
+    assert_eq!(e.code(), Some(&SqlState::UNDEFINED_COLUMN));
+    // The same migration commits; a table created in the block is described (extended
+    // protocol) and written inside it.
+    let tx = a.transaction().await.unwrap();
+    tx.batch_execute("CREATE TABLE audit (id serial PRIMARY KEY, what text); ALTER TABLE acc ADD COLUMN note text")
+        .await
+        .unwrap();
+    let id: i32 = tx
+        .query_one(
+            &typed(&tx, "INSERT INTO audit (what) VALUES ($1) RETURNING id", &[Type::TEXT]).await,
+            &[&"migrated"],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(id, 1);
+    tx.commit().await.unwrap();
+    assert_eq!(count(&b, "SELECT count(*) FROM audit").await, 1);
+
+    tracing::info!("--- read-only transactions never touch the log");
+    let before = applied_index(&b).await;
+    let tx = a.build_transaction().read_only(true).start().await.unwrap();
+    assert_eq!(count(&tx, "SELECT count(*) FROM acc").await, 3);
+    let e = tx
+        .execute("INSERT INTO acc (name, bal) VALUES ('x', 0)", &[])
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some(&SqlState::READ_ONLY_SQL_TRANSACTION));
+    tx.rollback().await.unwrap();
+    let tx = a.transaction().await.unwrap();
+    assert_eq!(count(&tx, "SELECT count(*) FROM acc").await, 3);
+    tx.commit().await.unwrap();
+    assert_eq!(applied_index(&b).await, before, "no entry for read-only transactions");
+
+    tracing::info!("--- a block's reads come from one snapshot");
+    let tx = a.transaction().await.unwrap();
+    assert_eq!(count(&tx, "SELECT count(*) FROM acc").await, 3);
+    b.batch_execute("INSERT INTO acc (name, bal) VALUES ('frank', 6)").await.unwrap();
+    assert_eq!(
+        count(&tx, "SELECT count(*) FROM acc").await,
+        3,
+        "repeatable: a write committed meanwhile is not seen"
+    );
+    tx.commit().await.unwrap();
+    assert_eq!(count(&a, "SELECT count(*) FROM acc").await, 4);
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conflicting_write_gets_40001_and_nothing_is_applied() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = TestNode::start(dir.path()).await;
+    let mut a = node.client().await;
+    let b = node.client().await;
+    a.batch_execute("CREATE TABLE acc (id int PRIMARY KEY, bal int); INSERT INTO acc VALUES (1, 100), (2, 100)")
+        .await
+        .unwrap();
+    // a reads, b changes what a read, a writes: a's transaction cannot be serialized.
+    let tx = a.transaction().await.unwrap();
+    let bal: i32 = tx.query_one("SELECT bal FROM acc WHERE id = 1", &[]).await.unwrap().get(0);
+    assert_eq!(bal, 100);
+    b.batch_execute("UPDATE acc SET bal = bal - 30 WHERE id = 1").await.unwrap();
+    let e = tx
+        .execute(&typed(&tx, "UPDATE acc SET bal = $1 WHERE id = 2", &[Type::INT4]).await, &[&(bal + 50)])
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some(&SqlState::T_R_SERIALIZATION_FAILURE), "{e}");
+    let e = tx.execute("SELECT 1", &[]).await.unwrap_err();
+    assert_eq!(e.code(), Some(&SqlState::IN_FAILED_SQL_TRANSACTION));
+    tx.rollback().await.unwrap();
+    let m = b.simple_query("SELECT bal FROM acc ORDER BY id").await.unwrap();
+    assert_eq!(rows(&m), vec![vec!["70"], vec!["100"]], "only b's write applied");
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disconnect_and_idle_timeout_leave_nothing_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = TestNode::start(dir.path()).await;
+    let b = node.client().await;
+    b.batch_execute("CREATE TABLE t (id int PRIMARY KEY)").await.unwrap();
+
+    tracing::info!("--- a client disconnects holding the write slot");
+    {
+        let c = node.client().await;
+        c.batch_execute("BEGIN; INSERT INTO t VALUES (1)").await.unwrap();
+    } // dropped: the connection closes
+    tokio::time::timeout(Duration::from_secs(5), b.batch_execute("INSERT INTO t VALUES (2)"))
+        .await
+        .expect("an autocommit write waits no longer once the holder disconnected")
+        .unwrap();
+    assert_eq!(count(&b, "SELECT count(*) FROM t WHERE id = 1").await, 0);
+
+    tracing::info!("--- a client goes idle in a transaction past its timeout");
+    let c = node.client().await;
+    c.batch_execute("SET idle_in_transaction_session_timeout = '300ms'; BEGIN; INSERT INTO t VALUES (3)")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    // This write queues behind the idle transaction until the timeout ends it.
+    tokio::time::timeout(Duration::from_secs(5), b.batch_execute("INSERT INTO t VALUES (4)"))
+        .await
+        .expect("the idle transaction is ended by its timeout")
+        .unwrap();
+    assert!(started.elapsed() >= Duration::from_millis(250), "it did wait for the timeout");
+    let e = c.simple_query("INSERT INTO t VALUES (5)").await.unwrap_err();
+    assert_eq!(code(&e), "25P03", "{e}");
+    assert!(c.is_closed() || c.simple_query("SELECT 1").await.is_err(), "the connection is closed");
+    let m = b.simple_query("SELECT id FROM t ORDER BY id").await.unwrap();
+    assert_eq!(rows(&m), vec![vec!["2"], vec!["4"]]);
+    node.stop().await;
+}
+
+/// TPC-B-like transfers from 8 clients for 30 s, retried on 40001: no transfer lost or
+/// duplicated, balances add up, and everything committed survives a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bank_transfers_keep_their_invariants_and_survive_a_restart() {
+    const CLIENTS: usize = 8;
+    const ACCOUNTS: i32 = 100;
+    const TELLERS: i32 = 10;
+    const BRANCHES: i32 = 2;
+    const RUN: Duration = Duration::from_secs(30);
+    let dir = tempfile::tempdir().unwrap();
+    let node = TestNode::start(dir.path()).await;
+    let setup = node.client().await;
+    let values = |n: i32, row: &dyn Fn(i32) -> String| {
+        (1..=n).map(row).collect::<Vec<_>>().join(", ")
+    };
+    setup
+        .batch_execute(&format!(
+            "CREATE TABLE accounts (aid int PRIMARY KEY, bid int NOT NULL, abalance int NOT NULL);
+             CREATE TABLE tellers (tid int PRIMARY KEY, bid int NOT NULL, tbalance int NOT NULL);
+             CREATE TABLE branches (bid int PRIMARY KEY, bbalance int NOT NULL);
+             CREATE TABLE history (client int, seq int, aid int, tid int, bid int, delta int,
+                                   mtime timestamptz DEFAULT now(), PRIMARY KEY (client, seq));
+             INSERT INTO branches VALUES {};
+             INSERT INTO tellers VALUES {};
+             INSERT INTO accounts VALUES {};",
+            values(BRANCHES, &|i| format!("({i}, 0)")),
+            values(TELLERS, &|i| format!("({i}, {}, 0)", 1 + i % BRANCHES)),
+            values(ACCOUNTS, &|i| format!("({i}, {}, 0)", 1 + i % BRANCHES)),
+        ))
+        .await
+        .unwrap();
+    let committed: Arc<Mutex<HashSet<(i32, i32)>>> = Arc::default();
+    let retries = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for client in 0..CLIENTS as i32 {
+        let mut c = node.client().await;
+        let committed = committed.clone();
+        let retries = retries.clone();
+        let stop = stop.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut seq = 0;
+            let mut rng = 0x9E37_79B9u64.wrapping_mul(client as u64 + 1);
+            let mut next = move |n: i32| {
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                (rng % n as u64) as i32 + 1
+            };
+            while !stop.load(Ordering::Relaxed) {
+                seq += 1;
+                let (aid, tid, delta) = (next(ACCOUNTS), next(TELLERS), next(10_000) - 5_000);
+                loop {
+                    let r: Result<(), tokio_postgres::Error> = async {
+                        let tx = c.transaction().await?;
+                        let int4 = |n| vec![Type::INT4; n];
+                        let s = tx.prepare_typed("UPDATE accounts SET abalance = abalance + $1 WHERE aid = $2", &int4(2)).await?;
+                        tx.execute(&s, &[&delta, &aid]).await?;
+                        let s = tx.prepare_typed("SELECT abalance, bid FROM accounts WHERE aid = $1", &int4(1)).await?;
+                        let bid: i32 = tx.query_one(&s, &[&aid]).await?.get(1);
+                        let s = tx.prepare_typed("UPDATE tellers SET tbalance = tbalance + $1 WHERE tid = $2", &int4(2)).await?;
+                        tx.execute(&s, &[&delta, &tid]).await?;
+                        let s = tx.prepare_typed("UPDATE branches SET bbalance = bbalance + $1 WHERE bid = $2", &int4(2)).await?;
+                        tx.execute(&s, &[&delta, &bid]).await?;
+                        let s = tx
+                            .prepare_typed(
+                                "INSERT INTO history (client, seq, aid, tid, bid, delta) VALUES ($1, $2, $3, $4, $5, $6)",
+                                &int4(6),
+                            )
+                            .await?;
+                        tx.execute(&s, &[&client, &seq, &aid, &tid, &bid, &delta]).await?;
+                        tx.commit().await
+                    }
+                    .await;
+                    match r {
+                        Ok(()) => {
+                            committed.lock().unwrap().insert((client, seq));
+                            break;
+                        }
+                        Err(e) if e.code() == Some(&SqlState::T_R_SERIALIZATION_FAILURE) => {
+                            retries.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(e) => panic!("client {client}: {e}"),
+                    }
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(RUN).await;
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let committed = committed.lock().unwrap().clone();
+    tracing::info!(
+        transfers = committed.len(),
+        retries = retries.load(Ordering::Relaxed),
+        "bank run finished"
+    );
+    assert!(committed.len() > 100, "only {} transfers in {RUN:?}", committed.len());
+
+    let check = |c: tokio_postgres::Client, committed: HashSet<(i32, i32)>| async move {
+        let history: HashSet<(i32, i32)> = c
+            .query("SELECT client, seq FROM history", &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        assert_eq!(
+            count(&c, "SELECT count(*) FROM history").await as usize,
+            history.len()
+        );
+        assert_eq!(history, committed, "history holds exactly the acknowledged transfers");
+        let sums = rows(
+            &c.simple_query(
+                "SELECT (SELECT sum(abalance) FROM accounts), (SELECT sum(tbalance) FROM tellers),
+                        (SELECT sum(bbalance) FROM branches), (SELECT sum(delta) FROM history)",
+            )
+            .await
+            .unwrap(),
+        );
+        let h = sums[0][3].clone();
+        assert_eq!(sums[0], vec![h.clone(), h.clone(), h.clone(), h], "balances equal the sum of the history deltas");
+        // Per account too: each balance is the sum of its transfers.
+        let wrong = count(
+            &c,
+            "SELECT count(*) FROM accounts a WHERE abalance <> (SELECT coalesce(sum(delta), 0) FROM history h WHERE h.aid = a.aid)",
+        )
+        .await;
+        assert_eq!(wrong, 0);
+    };
+    check(node.client().await, committed.clone()).await;
+    drop(setup);
+    node.stop().await;
+    let node = TestNode::start(dir.path()).await;
+    check(node.client().await, committed).await;
+    node.stop().await;
+}
