@@ -20,6 +20,17 @@ fn psql_available() -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn psql_session_matches_golden_output() {
+    psql_script_matches_golden("psql_basics").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psql_transaction_blocks_match_golden_output() {
+    psql_script_matches_golden("psql_transactions").await;
+}
+
+/// Runs `testdata/{name}.sql` through psql against a fresh node and compares the output with
+/// `testdata/{name}.out`.
+async fn psql_script_matches_golden(name: &'static str) {
     assert!(
         psql_available(),
         "psql is required (the test command installs postgresql-client)"
@@ -32,7 +43,7 @@ async fn psql_session_matches_golden_output() {
             .current_dir(testdata())
             .arg("-c")
             .arg(format!(
-                "psql -X -a -h {} -p {} -U postgres -d postgres -v ON_ERROR_STOP=0 -f psql_basics.sql 2>&1",
+                "psql -X -a -h {} -p {} -U postgres -d postgres -v ON_ERROR_STOP=0 -f {name}.sql 2>&1",
                 addr.ip(),
                 addr.port()
             ))
@@ -43,7 +54,7 @@ async fn psql_session_matches_golden_output() {
     .await
     .unwrap();
     let actual = String::from_utf8_lossy(&out.stdout).into_owned();
-    let golden = testdata().join("psql_basics.out");
+    let golden = testdata().join(format!("{name}.out"));
     if std::env::var_os("UPDATE_GOLDEN").is_some() {
         std::fs::write(&golden, &actual).unwrap();
     }
