@@ -16,6 +16,22 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
+# Python client tests (SQLAlchemy 2 with psycopg2, Alembic): a virtualenv under target/,
+# with pinned versions, made once and reused.
+venv=target/test-venv
+if ! "$venv/bin/python" -c "import sqlalchemy, psycopg2, alembic" >/dev/null 2>&1; then
+  echo "test.sh: creating $venv with SQLAlchemy, psycopg2 and Alembic"
+  if ! python3 -m venv "$venv" >/dev/null 2>&1; then
+    sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
+    python3 -m venv "$venv"
+  fi
+  "$venv/bin/pip" install -q --disable-pip-version-check \
+    "sqlalchemy==2.1.9" "psycopg2-binary==2.9.13" "alembic==1.20.1"
+fi
+export SQLKEEPER_TEST_PYTHON="$PWD/$venv/bin/python"
+
 # --- the tests -------------------------------------------------------------------------------
 # Two cores: two build jobs, and test threads as cargo decides.
 cargo test --workspace --all-targets -j 2

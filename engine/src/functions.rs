@@ -155,6 +155,18 @@ fn parse_ts(ts: &str) -> Option<(i64, i64, i64, i64, i64, f64)> {
 
 /// Registers the functions on `conn`.
 pub(crate) fn install(conn: &Connection) -> rusqlite::Result<()> {
+    // Session information functions drivers call on connect. Constant for a build and a
+    // schema, so replicas agree.
+    conn.create_scalar_function("version", 0, flags(), |_| {
+        Ok(concat!(
+            "PostgreSQL 16.6 (sqlkeeper ",
+            env!("CARGO_PKG_VERSION"),
+            ") on x86_64-pc-linux-gnu, 64-bit"
+        ))
+    })?;
+    conn.create_scalar_function("current_schema", 0, flags(), |_| Ok("public"))?;
+    // Every relation is in `public`, which is on every search path.
+    conn.create_scalar_function("pg_table_is_visible", 1, flags(), |_| Ok(true))?;
     conn.create_scalar_function("greatest", -1, flags(), |ctx| {
         Ok(extreme(ctx, Ordering::Greater))
     })?;

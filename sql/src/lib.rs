@@ -8,6 +8,7 @@
 //! What is translated and what is refused: `docs/compat.md`.
 #![deny(missing_docs)]
 
+mod catalog;
 mod classify;
 mod columns;
 mod error;

@@ -167,6 +167,21 @@ fn rewrite(e: &mut Expr) -> Result<(), SqlError> {
                 *data_type = DataType::Blob(None);
             }
         }
+        // x = ANY (ARRAY[a, b]) -> x IN (a, b)
+        Expr::AnyOp {
+            left,
+            compare_op: BinaryOperator::Eq,
+            right,
+            ..
+        } if matches!(**right, Expr::Array(_)) => {
+            if let Expr::Array(arr) = &**right {
+                *e = Expr::InList {
+                    expr: left.clone(),
+                    list: arr.elem.clone(),
+                    negated: false,
+                };
+            }
+        }
         // x = ANY (subquery) -> x IN (subquery)
         Expr::AnyOp {
             left,

@@ -302,6 +302,7 @@ fn translate_statement(stmt: Statement) -> Result<Translated, SqlError> {
     }
     check_internal_names(&stmt)?;
     check_supported_query_features(&stmt)?;
+    crate::catalog::rewrite(&mut stmt);
     let mut serial_sequences = Vec::new();
     let (kind, tag) = match &mut stmt {
         Statement::Query(_) => {
@@ -601,6 +602,9 @@ fn session_set(set: &Set) -> Result<SessionOp, SqlError> {
 /// attached database) would live outside the replicated state, so it is refused.
 fn check_internal_names(stmt: &Statement) -> Result<(), SqlError> {
     fn check(name: &ObjectName) -> Result<(), SqlError> {
+        if crate::catalog::relation(name).is_some() {
+            return Ok(());
+        }
         let parts: Vec<String> = name
             .0
             .iter()

@@ -1,0 +1,125 @@
+//! The minimum of `pg_catalog` that drivers and ORMs query on connect and for `has_table`
+//! (SQLAlchemy, Alembic, psycopg2's hstore probe): `pg_class`, `pg_namespace` and `pg_type`
+//! as subqueries over SQLite's own schema table. Rewritten after the internal-name checks, so
+//! users still cannot name `sqlite_schema` themselves. The full catalog (psql `\d`) is later
+//! work; see `docs/compat.md`.
+
+use std::ops::ControlFlow;
+
+use sqlparser::ast::{
+    Expr, Ident, ObjectName, Query, SetExpr, Statement, TableAlias, TableFactor, VisitMut,
+    VisitorMut,
+};
+use sqlparser::dialect::PostgreSqlDialect;
+use sqlparser::parser::Parser;
+
+/// The catalog relations served, with the query standing in for each.
+const RELATIONS: &[(&str, &str)] = &[
+    (
+        "pg_class",
+        "SELECT s.rowid AS oid, s.name AS relname, 2200 AS relnamespace, \
+         CASE s.type WHEN 'table' THEN 'r' WHEN 'view' THEN 'v' ELSE 'i' END AS relkind, \
+         10 AS relowner FROM sqlite_schema AS s \
+         WHERE s.type IN ('table', 'view', 'index') AND s.name NOT LIKE 'sqlite!_%' ESCAPE '!' \
+         AND s.name NOT LIKE '!_sqlkeeper%' ESCAPE '!'",
+    ),
+    (
+        "pg_namespace",
+        "SELECT 2200 AS oid, 'public' AS nspname UNION ALL SELECT 11, 'pg_catalog'",
+    ),
+    (
+        "pg_type",
+        "SELECT 0 AS oid, '' AS typname, 0 AS typarray, 0 AS typnamespace WHERE 1 = 0",
+    ),
+];
+
+/// The catalog relation `name` stands for (`pg_class`, `pg_catalog.pg_class`), if any.
+pub(crate) fn relation(name: &ObjectName) -> Option<&'static str> {
+    let parts: Vec<String> = name
+        .0
+        .iter()
+        .map(|p| p.to_string().trim_matches('"').to_ascii_lowercase())
+        .collect();
+    let bare = match parts.as_slice() {
+        [n] => n,
+        [s, n] if s == "pg_catalog" => n,
+        _ => return None,
+    };
+    RELATIONS
+        .iter()
+        .find(|(r, _)| r == bare)
+        .map(|(r, _)| *r)
+}
+
+struct Rewriter;
+
+impl VisitorMut for Rewriter {
+    type Break = ();
+
+    fn pre_visit_table_factor(&mut self, t: &mut TableFactor) -> ControlFlow<()> {
+        match t {
+            TableFactor::Table { name, alias, .. } => {
+                if let Some(rel) = relation(name) {
+                    if let Some(query) = parse_query(RELATIONS.iter().find(|(r, _)| *r == rel).map(|(_, q)| *q).unwrap_or("")) {
+                        let alias = alias.clone().unwrap_or(TableAlias {
+                            explicit: true,
+                            name: Ident::new(rel),
+                            columns: Vec::new(),
+                            at: None,
+                        });
+                        *t = TableFactor::Derived {
+                            lateral: false,
+                            subquery: Box::new(query),
+                            alias: Some(alias),
+                            sample: None,
+                        };
+                    }
+                }
+            }
+            // SQLite has no column list on a derived table's alias: `(VALUES ...) AS v(a, b)`
+            // becomes `(SELECT column1 AS a, column2 AS b FROM (VALUES ...)) AS v`.
+            TableFactor::Derived {
+                subquery,
+                alias: Some(alias),
+                ..
+            } if !alias.columns.is_empty() && matches!(*subquery.body, SetExpr::Values(_)) => {
+                let items: Vec<String> = alias
+                    .columns
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| format!("column{} AS {}", i + 1, c.name))
+                    .collect();
+                let sql = format!("SELECT {} FROM ({subquery})", items.join(", "));
+                if let Some(q) = parse_query(&sql) {
+                    *subquery = Box::new(q);
+                    alias.columns.clear();
+                }
+            }
+            _ => {}
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
+        // pg_catalog.pg_class.relname -> pg_class.relname
+        if let Expr::CompoundIdentifier(parts) = e {
+            if parts.len() == 3 && parts[0].value.eq_ignore_ascii_case("pg_catalog") {
+                parts.remove(0);
+            }
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+fn parse_query(sql: &str) -> Option<Query> {
+    match Parser::parse_sql(&PostgreSqlDialect {}, sql).ok()?.pop()? {
+        Statement::Query(q) => Some(*q),
+        _ => None,
+    }
+}
+
+/// Replaces catalog relations by their stand-in queries, and derived `VALUES` tables with
+/// column aliases by a form SQLite accepts.
+pub(crate) fn rewrite(stmt: &mut Statement) {
+    let _ = stmt.visit(&mut Rewriter);
+}
