@@ -568,13 +568,43 @@ impl Node {
         }
     }
 
-    /// Proposes a command on this node, which must be the leader. The leader fixes the
-    /// command's time and seed.
+    /// Waits for this node's write slot in shared mode (behind a writing transaction), unless
+    /// the caller is that transaction. Nothing is proposed until the slot is free, so giving up
+    /// here is a clean failure, not an unknown outcome.
+    async fn wait_write_slot(
+        &self,
+        slot_held: bool,
+    ) -> Result<Option<tokio::sync::RwLockReadGuard<'_, ()>>, RemoteError> {
+        if slot_held {
+            return Ok(None);
+        }
+        match tokio::time::timeout(WRITE_SLOT_WAIT, self.write_slot.read()).await {
+            Ok(g) => Ok(Some(g)),
+            Err(_) => Err(RemoteError::Failed(format!(
+                "a transaction held the write slot of node {} for {WRITE_SLOT_WAIT:?}; nothing was applied",
+                self.id
+            ))),
+        }
+    }
+
+    /// Proposes a command on this node, which must be the leader, after the write slot (see
+    /// [`Node::wait_write_slot`]).
     pub(crate) async fn propose(
         &self,
         request_id: RequestId,
         proposal: Proposal,
         slot_held: bool,
+    ) -> Result<(Outcome, LogIndex), RemoteError> {
+        let _shared = self.wait_write_slot(slot_held).await?;
+        self.propose_now(request_id, proposal).await
+    }
+
+    /// Proposes a command on this node, which must be the leader. The leader fixes the time
+    /// and seed of autocommit statements.
+    async fn propose_now(
+        &self,
+        request_id: RequestId,
+        proposal: Proposal,
     ) -> Result<(Outcome, LogIndex), RemoteError> {
         let command = match proposal {
             Proposal::Statements(statements) => Command::Execute {
@@ -589,12 +619,6 @@ impl Node {
                 steps: r.steps,
                 digest: r.digest,
             },
-        };
-        // Behind a writing transaction of this node, unless it is that transaction.
-        let _shared = if slot_held {
-            None
-        } else {
-            Some(self.write_slot.read().await)
         };
         match self.raft.client_write(command).await {
             Ok(resp) => Ok((resp.data, LogIndex(resp.log_id.index))),
@@ -757,11 +781,9 @@ impl Node {
                     |left| {
                         let proposal = proposal.clone();
                         async move {
-                            match tokio::time::timeout(
-                                left,
-                                self.propose(request_id, proposal, slot_held),
-                            )
-                            .await
+                            let _shared = self.wait_write_slot(slot_held).await?;
+                            match tokio::time::timeout(left, self.propose_now(request_id, proposal))
+                                .await
                             {
                                 Ok(r) => r,
                                 // Proposed, maybe committed: retried with the same id, deduplicated.
