@@ -247,7 +247,13 @@ impl StateMachine {
         };
         {
             let mut outcomes = Vec::with_capacity(items.len());
-            let mut last_write = None;
+            // The last data-changing entry so far, including this batch's own: a transaction
+            // is checked against the entry just before it, however the log was cut into
+            // batches on this node.
+            let stored = meta::get_i64(conn, meta::KEY_LAST_WRITE_INDEX)
+                .map_err(fatal("read last write index"))?
+                .map(|i| LogIndex(i as u64));
+            let mut last_write = stored;
             for item in items {
                 outcomes.push(match item.command {
                     None => None,
@@ -258,6 +264,7 @@ impl StateMachine {
                             item.index,
                             cmd,
                             check_foreign_keys,
+                            last_write,
                         )?;
                         if wrote {
                             last_write = Some(item.index);
@@ -266,7 +273,7 @@ impl StateMachine {
                     }
                 });
             }
-            if let Some(w) = last_write {
+            if let Some(w) = last_write.filter(|_| last_write != stored) {
                 meta::put(conn, meta::KEY_LAST_WRITE_INDEX, w.0 as i64)
                     .map_err(fatal("write last write index"))?;
             }
@@ -333,6 +340,7 @@ fn apply_command(
     index: LogIndex,
     cmd: &Command,
     check_foreign_keys: bool,
+    last_write: Option<LogIndex>,
 ) -> Result<(Outcome, bool), Fatal> {
     match cmd {
         Command::Execute {
@@ -371,7 +379,8 @@ fn apply_command(
                     return Ok((first, false));
                 }
             }
-            let outcome = apply_transaction(conn, cells, index, *stamp, *base, steps, digest)?;
+            let outcome =
+                apply_transaction(conn, cells, index, *stamp, *base, steps, digest, last_write)?;
             if let Some(id) = request_id {
                 remember_request(conn, id, index, &outcome)?;
             }
@@ -391,10 +400,8 @@ fn apply_transaction(
     base: Option<LogIndex>,
     steps: &[TxnStep],
     digest: &str,
+    current: Option<LogIndex>,
 ) -> Result<Outcome, Fatal> {
-    let current = meta::get_i64(conn, meta::KEY_LAST_WRITE_INDEX)
-        .map_err(fatal("read last write index"))?
-        .map(|i| LogIndex(i as u64));
     if current != base {
         return Ok(Outcome {
             results: Vec::new(),

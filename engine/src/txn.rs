@@ -525,9 +525,22 @@ mod tests {
         let o = apply(&mut sm, 8, &exec("SELECT count(*) FROM t WHERE v = 20"));
         assert_eq!(o.results[0].rows, vec![vec![Value::Integer(0)]]);
 
+        // The same conflict inside one apply batch: the check sees the entry just before it,
+        // however the log was cut into batches.
+        let mut s = spec.begin(stamp, None).unwrap();
+        s.execute(TxnStep::Sql(vec![sql("INSERT INTO t (v) VALUES (40)")])).unwrap().unwrap();
+        let txn = commit(s);
+        let other = exec("INSERT INTO t (v) VALUES (41)");
+        let items = [
+            ApplyItem { index: LogIndex(20), command: Some(&other) },
+            ApplyItem { index: LogIndex(21), command: Some(&txn) },
+        ];
+        let outcomes = sm.apply_batch(&items, &RaftMeta::default()).unwrap();
+        assert_eq!(outcomes[1].as_ref().unwrap().error.as_ref().unwrap().1.sqlstate, "40001");
+
         // Applying an entry revokes a running speculation.
         let mut s = spec.begin(stamp, None).unwrap();
-        apply(&mut sm, 9, &exec("INSERT INTO t (v) VALUES (30)"));
+        apply(&mut sm, 22, &exec("INSERT INTO t (v) VALUES (30)"));
         assert!(matches!(
             s.execute(TxnStep::Sql(vec![sql("INSERT INTO t (v) VALUES (31)")])),
             Err(SpecError::Revoked(_))

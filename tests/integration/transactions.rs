@@ -511,3 +511,156 @@ async fn bank_transfers_keep_their_invariants_and_survive_a_restart() {
     check(node.client().await, committed).await;
     node.stop().await;
 }
+
+/// One transfer as an interactive block through `c`, statement by statement.
+async fn transfer(
+    c: &tokio_postgres::Client,
+    worker: i64,
+    seq: i64,
+    from: i64,
+    to: i64,
+    amount: i64,
+) -> Result<(), tokio_postgres::Error> {
+    c.batch_execute("BEGIN").await?;
+    let r = async {
+        c.batch_execute(&format!("UPDATE acc SET bal = bal - {amount} WHERE id = {from}"))
+            .await?;
+        let m = c
+            .simple_query(&format!("SELECT bal FROM acc WHERE id = {from}"))
+            .await?;
+        assert_eq!(rows(&m).len(), 1, "the block reads its own write");
+        c.batch_execute(&format!("UPDATE acc SET bal = bal + {amount} WHERE id = {to}"))
+            .await?;
+        c.batch_execute(&format!(
+            "INSERT INTO transfers (worker, seq, amount) VALUES ({worker}, {seq}, {amount})"
+        ))
+        .await?;
+        c.batch_execute("COMMIT").await
+    }
+    .await;
+    if r.is_err() && !c.is_closed() {
+        let _ = c.batch_execute("ROLLBACK").await;
+    }
+    r
+}
+
+/// Transactions through the leader and both followers, with the leader killed and restarted
+/// in the middle: money is conserved on every node, every acknowledged transfer is there
+/// once, and the replicas end identical.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transactions_on_every_node_survive_a_leader_kill_and_converge() {
+    const ACCOUNTS: i64 = 10;
+    const TOTAL: i64 = ACCOUNTS * 1000;
+    let mut cluster = crate::support::TestCluster::start(3, |_| vec![]).await;
+    let leader = cluster.leader().await;
+    let c = cluster.client(leader).await;
+    let values: Vec<String> = (1..=ACCOUNTS).map(|i| format!("({i}, 1000)")).collect();
+    c.batch_execute(&format!(
+        "CREATE TABLE acc (id int PRIMARY KEY, bal int NOT NULL);
+         CREATE TABLE transfers (worker int, seq int, amount int, PRIMARY KEY (worker, seq));
+         INSERT INTO acc VALUES {}",
+        values.join(", ")
+    ))
+    .await
+    .unwrap();
+
+    tracing::info!("--- without contention, a follower commits a transaction");
+    let follower = (1..=3).find(|id| *id != leader).unwrap();
+    let f = cluster.client(follower).await;
+    transfer(&f, 99, 1, 1, 2, 5).await.unwrap();
+    let m = f.simple_query("SELECT count(*) FROM transfers").await.unwrap();
+    assert_eq!(rows(&m), vec![vec!["1"]], "the follower reads its own commit");
+    let acknowledged: Arc<Mutex<HashSet<(i64, i64)>>> = Arc::default();
+    acknowledged.lock().unwrap().insert((99, 1));
+    let maybe: Arc<Mutex<HashSet<(i64, i64)>>> = Arc::default();
+
+    tracing::info!("--- workers on every node; the leader is killed half way");
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for (worker, node) in [(1i64, 1u64), (2, 2), (3, 3), (4, leader)] {
+        let addr = cluster.node(node).pg_addr;
+        let (stop, acknowledged, maybe) = (stop.clone(), acknowledged.clone(), maybe.clone());
+        tasks.push(tokio::spawn(async move {
+            let c = crate::support::connect(addr).await;
+            let (mut seq, mut retries, mut rng) = (0i64, 0u64, worker as u64 * 7919);
+            while !stop.load(Ordering::Relaxed) && !c.is_closed() {
+                seq += 1;
+                rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                let from = (rng >> 33) as i64 % ACCOUNTS + 1;
+                let to = (rng >> 17) as i64 % ACCOUNTS + 1;
+                match transfer(&c, worker, seq, from, to, (rng >> 45) as i64 % 100).await {
+                    Ok(()) => {
+                        acknowledged.lock().unwrap().insert((worker, seq));
+                    }
+                    Err(e) => match e.code().map(|c| c.code()) {
+                        // Nothing applied: conflicts, no leader, node unavailable.
+                        Some("40001") | Some("57P03") => retries += 1,
+                        // Maybe applied: the commit went out and the answer did not come back.
+                        _ => {
+                            maybe.lock().unwrap().insert((worker, seq));
+                            if !c.is_closed() {
+                                retries += 1;
+                            }
+                        }
+                    },
+                }
+            }
+            (worker, retries)
+        }));
+    }
+    let addrs: Vec<_> = (1..=3).map(|id| cluster.node(id).pg_addr).collect();
+    let count_on = |id: u64| {
+        let addr = addrs[id as usize - 1];
+        async move {
+            let c = crate::support::connect(addr).await;
+            let m = c.simple_query("SELECT count(*) FROM transfers").await.unwrap();
+            rows(&m)[0][0].parse::<usize>().unwrap()
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while count_on(leader).await < 30 {
+        assert!(Instant::now() < deadline, "no progress before the kill");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    cluster.kill9(leader);
+    let new_leader = cluster.leader().await;
+    assert_ne!(new_leader, leader);
+    let before = count_on(new_leader).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while count_on(new_leader).await < before + 30 {
+        assert!(Instant::now() < deadline, "no progress after the kill");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    cluster.restart(leader);
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        let (worker, retries) = t.await.unwrap();
+        tracing::info!(worker, retries, "worker finished");
+    }
+
+    tracing::info!("--- every node: money conserved, acknowledged transfers present once");
+    cluster.assert_state_hashes_equal().await;
+    let acknowledged = acknowledged.lock().unwrap().clone();
+    let maybe = maybe.lock().unwrap().clone();
+    for id in cluster.live_ids() {
+        let c = cluster.client(id).await;
+        let m = c.simple_query("SELECT sum(bal) FROM acc").await.unwrap();
+        assert_eq!(rows(&m), vec![vec![TOTAL.to_string()]], "node {id}");
+        let m = c.simple_query("SELECT worker, seq FROM transfers").await.unwrap();
+        let present: HashSet<(i64, i64)> = rows(&m)
+            .iter()
+            .map(|r| (r[0].parse().unwrap(), r[1].parse().unwrap()))
+            .collect();
+        assert!(
+            acknowledged.is_subset(&present),
+            "node {id} lost acknowledged transfers: {:?}",
+            acknowledged.difference(&present).collect::<Vec<_>>()
+        );
+        let unexplained: Vec<_> = present
+            .difference(&acknowledged)
+            .filter(|t| !maybe.contains(t))
+            .collect();
+        assert!(unexplained.is_empty(), "node {id} has transfers nobody committed: {unexplained:?}");
+    }
+    tracing::info!(acknowledged = acknowledged.len(), maybe = maybe.len(), "transfers");
+}
