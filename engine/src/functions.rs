@@ -165,6 +165,16 @@ pub(crate) fn install(conn: &Connection) -> rusqlite::Result<()> {
         ))
     })?;
     conn.create_scalar_function("current_schema", 0, flags(), |_| Ok("public"))?;
+    // pg_class.oid: a function of the name, so every replica (one that replayed the log, one
+    // that installed a snapshot) gives a table the same oid. FNV-1a, above Postgres's
+    // reserved range.
+    conn.create_scalar_function("pg_relation_oid", 1, flags(), |ctx| {
+        let name: String = ctx.get(0)?;
+        let h = name.bytes().fold(0x811c_9dc5u32, |h, b| {
+            (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+        });
+        Ok(16_384 + i64::from(h % (1 << 30)))
+    })?;
     // Every relation is in `public`, which is on every search path.
     conn.create_scalar_function("pg_table_is_visible", 1, flags(), |_| Ok(true))?;
     conn.create_scalar_function("greatest", -1, flags(), |ctx| {

@@ -66,13 +66,31 @@ pub(crate) fn load(conn: &Connection, cell: &Mutex<SequenceCell>) -> rusqlite::R
     Ok(())
 }
 
-/// After a statement changed the sequences table (`CREATE`/`DROP SEQUENCE`): writes back the
-/// values taken so far and loads the table again, keeping `currval`.
+/// After a statement changed the sequences table (`CREATE`/`DROP SEQUENCE`): picks up the
+/// sequences it created and forgets those it dropped. Values already taken in this command
+/// stay in memory (dirty) until the command's final flush: writing them now could be undone by
+/// a later `ROLLBACK TO`, and the numbers handed out again.
 pub(crate) fn refresh(conn: &Connection, cell: &Mutex<SequenceCell>) -> rusqlite::Result<()> {
-    let current = std::mem::take(&mut cell.lock().unwrap_or_else(|p| p.into_inner()).current);
-    flush(conn, cell)?;
-    load(conn, cell)?;
-    cell.lock().unwrap_or_else(|p| p.into_inner()).current = current;
+    let mut c = cell.lock().unwrap_or_else(|p| p.into_inner());
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT name, last_value, increment, is_called FROM {SEQUENCES_TABLE}"
+    ))?;
+    let mut rows = stmt.query([])?;
+    let mut seqs = HashMap::new();
+    while let Some(r) = rows.next()? {
+        let name: String = r.get(0)?;
+        let seq = match c.seqs.remove(&name) {
+            Some(known) => known,
+            None => Seq {
+                last_value: r.get(1)?,
+                increment: r.get(2)?,
+                is_called: r.get::<_, i64>(3)? != 0,
+                dirty: false,
+            },
+        };
+        seqs.insert(name, seq);
+    }
+    c.seqs = seqs;
     Ok(())
 }
 

@@ -23,6 +23,9 @@ use crate::meta;
 use crate::rebuild::RebuildCell;
 use crate::sequences::SequenceCell;
 
+/// How long a new speculation waits for one whose client went away to finish its statement.
+const LEFTOVER_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Savepoint around each client statement of a transaction: a failed statement is undone
 /// alone, as Postgres undoes it when the client rolls back to a savepoint.
 const STATEMENT_SAVEPOINT: &str = "_sqlkeeper_stmt";
@@ -234,6 +237,19 @@ impl Speculator {
         SpecHold { _inner: inner }
     }
 
+    /// Interrupts the running speculative statement, if any (its client went away). The
+    /// statement fails; the speculation is rolled back when it is dropped.
+    pub fn interrupt_running(&self) {
+        if let Some(h) = self
+            .interrupt
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+        {
+            h.interrupt();
+        }
+    }
+
     /// Starts a speculative transaction with `stamp` on the current applied state. If
     /// `expect_base` is given (the transaction already read at that state), a different state
     /// is a conflict.
@@ -243,6 +259,14 @@ impl Speculator {
         expect_base: Option<Option<LogIndex>>,
     ) -> Result<Speculation, SpecError> {
         let mut inner = self.lock();
+        // A speculation whose client went away may still be finishing its statement (it was
+        // interrupted): wait for it to be dropped, briefly.
+        let deadline = std::time::Instant::now() + LEFTOVER_WAIT;
+        while inner.active.is_some() && std::time::Instant::now() < deadline {
+            drop(inner);
+            std::thread::sleep(std::time::Duration::from_millis(5));
+            inner = self.lock();
+        }
         if inner.active.is_some() {
             return Err(SpecError::Revoked(
                 "another transaction is writing on this node".into(),
@@ -326,6 +350,13 @@ impl Speculation {
         let Some(conn) = inner.conn.as_ref() else {
             return Err(Fatal("speculation connection is not open".into()).into());
         };
+        // The apply thread asked for the database (its interrupt would miss a statement
+        // that had not started yet): give way instead of making it wait for this one.
+        if self.spec.interrupted.load(Ordering::SeqCst) {
+            return Err(SpecError::Revoked(
+                "a concurrent change is being applied on this node".into(),
+            ));
+        }
         match f(conn, &inner.cells) {
             Ok(v) => Ok(v),
             Err(_) if self.spec.interrupted.load(Ordering::SeqCst) => Err(SpecError::Revoked(

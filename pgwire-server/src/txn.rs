@@ -74,6 +74,29 @@ impl Drop for Txn {
         if let Some(t) = self.idle_timer.take() {
             t.abort();
         }
+        self.release();
+    }
+}
+
+/// Ends a speculation, then frees the write slot, off the async workers: rolling back waits
+/// for the apply thread's batch, and closing a read view waits out a snapshot installation.
+fn release_in_background(held: Option<Arc<HeldRead>>, writer: Option<Writer>) {
+    if held.is_none() && writer.is_none() {
+        return;
+    }
+    let work = move || {
+        drop(held);
+        if let Some(Writer { slot, spec }) = writer {
+            // The speculation first: the next writer must not find it still running.
+            drop(spec);
+            drop(slot);
+        }
+    };
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) => {
+            h.spawn_blocking(work);
+        }
+        Err(_) => work(),
     }
 }
 
@@ -92,9 +115,12 @@ impl Txn {
         self.phase = Phase::Idle;
         self.read_only = false;
         self.savepoints.clear();
-        self.held = None;
-        self.writer = None;
+        self.release();
         self.doomed = None;
+    }
+
+    fn release(&mut self) {
+        release_in_background(self.held.take(), self.writer.take());
     }
 
     /// Marks the block failed after a statement error.
@@ -305,7 +331,7 @@ impl Backend {
             (_, TxnOp::Commit) => self.commit(txn).await,
             (_, TxnOp::Savepoint(name)) => {
                 if txn.writer.is_some() {
-                    let step = TxnStep::Savepoint(name.clone());
+                    let step = TxnStep::Savepoint(savepoint_name(txn.savepoints.len()));
                     self.speculate(txn, move |s| s.execute(step)).await??;
                 }
                 txn.savepoints.push(name.clone());
@@ -314,7 +340,7 @@ impl Backend {
             (_, TxnOp::Release(name)) => {
                 let at = find_savepoint(txn, name)?;
                 if txn.writer.is_some() {
-                    let step = TxnStep::Release(name.clone());
+                    let step = TxnStep::Release(savepoint_name(at));
                     self.speculate(txn, move |s| s.execute(step)).await??;
                 }
                 txn.savepoints.truncate(at);
@@ -326,7 +352,7 @@ impl Backend {
                 }
                 let at = find_savepoint(txn, name)?;
                 if txn.writer.is_some() {
-                    let step = TxnStep::RollbackTo(name.clone());
+                    let step = TxnStep::RollbackTo(savepoint_name(at));
                     self.speculate(txn, move |s| s.execute(step)).await??;
                 }
                 txn.savepoints.truncate(at + 1);
@@ -411,18 +437,25 @@ impl Backend {
             self.before_read().await?;
         }
         let stamp = self.node.new_stamp();
-        let (slot, mut spec) = self.node.begin_write_transaction(stamp, expect_base).await?;
-        // Savepoints taken while the block only read exist on the speculation too.
-        for name in &txn.savepoints {
-            spec.execute(TxnStep::Savepoint(name.clone()))
-                .map_err(|e| ClientError::new("XX000", e.to_string()))?
-                .map_err(ClientError::from)?;
-        }
-        txn.held = None;
+        let (slot, spec) = self.node.begin_write_transaction(stamp, expect_base).await?;
+        release_in_background(txn.held.take(), None);
         txn.writer = Some(Writer {
             slot,
             spec: Some(spec),
         });
+        // Savepoints taken while the block only read exist on the speculation too.
+        let depth = txn.savepoints.len();
+        if depth > 0 {
+            self.speculate(txn, move |s| {
+                for level in 0..depth {
+                    if let Err(e) = s.execute(TxnStep::Savepoint(savepoint_name(level)))? {
+                        return Ok(Err(e));
+                    }
+                }
+                Ok(Ok(()))
+            })
+            .await??;
+        }
         Ok(())
     }
 
@@ -448,7 +481,7 @@ impl Backend {
             }
             Err(e) => {
                 let e = ClientError::from(e);
-                txn.writer = None;
+                release_in_background(None, txn.writer.take());
                 txn.doomed = Some(e.clone());
                 Err(e)
             }
@@ -477,7 +510,7 @@ pub(crate) async fn describe_in_block(
             }
             Err(e) => {
                 let e = ClientError::from(e);
-                txn.writer = None;
+                release_in_background(None, txn.writer.take());
                 txn.doomed = Some(e.clone());
                 Err(e)
             }
@@ -507,6 +540,13 @@ pub(crate) async fn begin_message(
     }
     t.statement_started();
     Ok(())
+}
+
+/// The SQLite name of the savepoint at `level` of the stack. Client names stay in the
+/// session: Postgres compares them case-sensitively where SQLite does not, and a client name
+/// must not collide with the engine's own savepoints.
+fn savepoint_name(level: usize) -> String {
+    format!("_sqlkeeper_sp_{level}")
 }
 
 fn find_savepoint(txn: &Txn, name: &str) -> Result<usize, ClientError> {

@@ -229,8 +229,12 @@ pub struct WriteSlot {
     _guard: tokio::sync::OwnedRwLockWriteGuard<()>,
 }
 
-/// Time a transaction waits for the write slot before it gives up with 40001.
+/// Time a transaction, or an autocommit write, waits for the write slot before it gives up.
 pub const WRITE_SLOT_WAIT: Duration = Duration::from_secs(10);
+
+/// A forwarded write's leader gives up waiting for its write slot this long before the
+/// sender stops waiting for the answer (network time, and the proposal itself).
+const FORWARD_SLOT_MARGIN: Duration = Duration::from_secs(2);
 
 /// One member as `sqlkeeper.nodes` shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -571,17 +575,18 @@ impl Node {
     /// Waits for this node's write slot in shared mode (behind a writing transaction), unless
     /// the caller is that transaction. Nothing is proposed until the slot is free, so giving up
     /// here is a clean failure, not an unknown outcome.
+    /// `wait` is `None` for the transaction holding the slot itself.
     async fn wait_write_slot(
         &self,
-        slot_held: bool,
+        wait: Option<Duration>,
     ) -> Result<Option<tokio::sync::RwLockReadGuard<'_, ()>>, RemoteError> {
-        if slot_held {
+        let Some(wait) = wait else {
             return Ok(None);
-        }
-        match tokio::time::timeout(WRITE_SLOT_WAIT, self.write_slot.read()).await {
+        };
+        match tokio::time::timeout(wait, self.write_slot.read()).await {
             Ok(g) => Ok(Some(g)),
             Err(_) => Err(RemoteError::Failed(format!(
-                "a transaction held the write slot of node {} for {WRITE_SLOT_WAIT:?}; nothing was applied",
+                "a transaction held the write slot of node {} for {wait:?}; nothing was applied",
                 self.id
             ))),
         }
@@ -593,9 +598,9 @@ impl Node {
         &self,
         request_id: RequestId,
         proposal: Proposal,
-        slot_held: bool,
+        slot_wait: Option<Duration>,
     ) -> Result<(Outcome, LogIndex), RemoteError> {
-        let _shared = self.wait_write_slot(slot_held).await?;
+        let _shared = self.wait_write_slot(slot_wait).await?;
         self.propose_now(request_id, proposal).await
     }
 
@@ -781,7 +786,8 @@ impl Node {
                     |left| {
                         let proposal = proposal.clone();
                         async move {
-                            let _shared = self.wait_write_slot(slot_held).await?;
+                            let wait = (!slot_held).then_some(WRITE_SLOT_WAIT.min(left));
+                            let _shared = self.wait_write_slot(wait).await?;
                             match tokio::time::timeout(left, self.propose_now(request_id, proposal))
                                 .await
                             {
@@ -796,6 +802,10 @@ impl Node {
                     || Request::ForwardWrite {
                         request_id,
                         proposal: proposal.clone(),
+                        slot_wait_ms: deadline
+                            .saturating_duration_since(Instant::now())
+                            .saturating_sub(FORWARD_SLOT_MARGIN)
+                            .as_millis() as u64,
                     },
                     |resp| match resp {
                         Response::ForwardWrite(r) => Some(r),
@@ -1018,7 +1028,11 @@ impl Node {
                     ),
                     params: vec![Value::Integer(node_id as i64)],
                 };
-                self.propose(self.new_request_id(), Proposal::Statements(vec![stmt]), false)
+                self.propose(
+                    self.new_request_id(),
+                    Proposal::Statements(vec![stmt]),
+                    Some(WRITE_SLOT_WAIT),
+                )
                     .await?;
                 let change = if membership.voter_ids().any(|v| v == node_id) {
                     ChangeMembers::RemoveVoters(BTreeSet::from([node_id]))
@@ -1245,12 +1259,19 @@ impl Node {
         T: Send + 'static,
         F: FnOnce(&mut Speculation) -> Result<T, SpecError> + Send + 'static,
     {
+        // If this future is dropped (the client cancelled or went away), the statement is
+        // interrupted; the speculation is rolled back when the task drops it.
+        let mut guard = SpecInterruptOnDrop {
+            speculator: self.speculator.clone(),
+            armed: true,
+        };
         let r = tokio::task::spawn_blocking(move || {
             let r = f(&mut spec);
             (spec, r)
         })
-        .await
-        .map_err(|e| NodeError::Fatal(format!("speculation task: {e}")))?;
+        .await;
+        guard.armed = false;
+        let r = r.map_err(|e| NodeError::Fatal(format!("speculation task: {e}")))?;
         match r {
             (spec, Ok(v)) => Ok((spec, v)),
             (_, Err(e)) => Err(spec_error(e)),
@@ -1412,6 +1433,20 @@ fn spec_error(e: SpecError) -> NodeError {
             format!("could not serialize access: {why}"),
         )),
         SpecError::Fatal(f) => NodeError::Fatal(f.0),
+    }
+}
+
+/// Interrupts the speculative statement of a transaction whose future was dropped.
+struct SpecInterruptOnDrop {
+    speculator: Arc<Speculator>,
+    armed: bool,
+}
+
+impl Drop for SpecInterruptOnDrop {
+    fn drop(&mut self) {
+        if self.armed {
+            self.speculator.interrupt_running();
+        }
     }
 }
 

@@ -82,6 +82,10 @@ pub enum Request {
         request_id: RequestId,
         /// The translated statements, or a finished transaction.
         proposal: crate::node::Proposal,
+        /// How long the leader may wait for its write slot before giving up (cleanly, without
+        /// proposing): less than the sender waits for the answer, so a write is never proposed
+        /// after its sender stopped waiting for it.
+        slot_wait_ms: u64,
     },
     /// Asks the leader for a linearizable read index.
     ReadIndex,

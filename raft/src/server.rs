@@ -1,6 +1,7 @@
 //! The receiving side of the cluster protocol: one task per incoming connection, dispatching
 //! each request to Raft or to the node.
 
+use std::time::Duration;
 use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -127,7 +128,15 @@ async fn serve_conn(mut conn: Conn, node: Arc<Node>) -> io::Result<()> {
             Request::ForwardWrite {
                 request_id,
                 proposal,
-            } => Response::ForwardWrite(node.propose(request_id, proposal, false).await),
+                slot_wait_ms,
+            } => Response::ForwardWrite(
+                node.propose(
+                    request_id,
+                    proposal,
+                    Some(Duration::from_millis(slot_wait_ms).min(crate::node::WRITE_SLOT_WAIT)),
+                )
+                .await,
+            ),
             Request::ReadIndex => Response::ReadIndex(node.leader_read_index().await),
             Request::Admin(op) => Response::Admin(
                 // A joining node may reach any member: forward to the leader from here.

@@ -17,7 +17,7 @@ use sqlparser::parser::Parser;
 const RELATIONS: &[(&str, &str)] = &[
     (
         "pg_class",
-        "SELECT s.rowid AS oid, s.name AS relname, 2200 AS relnamespace, \
+        "SELECT pg_relation_oid(s.name) AS oid, s.name AS relname, 2200 AS relnamespace, \
          CASE s.type WHEN 'table' THEN 'r' WHEN 'view' THEN 'v' ELSE 'i' END AS relkind, \
          10 AS relowner FROM sqlite_schema AS s \
          WHERE s.type IN ('table', 'view', 'index') AND s.name NOT LIKE 'sqlite!_%' ESCAPE '!' \
@@ -51,15 +51,35 @@ pub(crate) fn relation(name: &ObjectName) -> Option<&'static str> {
         .map(|(r, _)| *r)
 }
 
-struct Rewriter;
+struct Rewriter {
+    /// Replace catalog relations (only in queries: a DML target keeps its name).
+    catalog: bool,
+    /// Names of common table expressions, which take precedence over the catalog.
+    ctes: Vec<String>,
+}
 
 impl VisitorMut for Rewriter {
     type Break = ();
 
+    fn pre_visit_query(&mut self, q: &mut Query) -> ControlFlow<()> {
+        if let Some(with) = &q.with {
+            self.ctes.extend(
+                with.cte_tables
+                    .iter()
+                    .map(|c| c.alias.name.value.to_ascii_lowercase()),
+            );
+        }
+        ControlFlow::Continue(())
+    }
+
     fn pre_visit_table_factor(&mut self, t: &mut TableFactor) -> ControlFlow<()> {
         match t {
-            TableFactor::Table { name, alias, .. } => {
-                if let Some(rel) = relation(name) {
+            TableFactor::Table { name, alias, .. } if self.catalog => {
+                let shadowed = name.0.len() == 1
+                    && self
+                        .ctes
+                        .contains(&name.to_string().trim_matches('"').to_ascii_lowercase());
+                if let Some(rel) = relation(name).filter(|_| !shadowed) {
                     if let Some(query) = parse_query(RELATIONS.iter().find(|(r, _)| *r == rel).map(|(_, q)| *q).unwrap_or("")) {
                         let alias = alias.clone().unwrap_or(TableAlias {
                             explicit: true,
@@ -83,11 +103,16 @@ impl VisitorMut for Rewriter {
                 alias: Some(alias),
                 ..
             } if !alias.columns.is_empty() && matches!(*subquery.body, SetExpr::Values(_)) => {
-                let items: Vec<String> = alias
-                    .columns
-                    .iter()
-                    .enumerate()
-                    .map(|(i, c)| format!("column{} AS {}", i + 1, c.name))
+                let width = match &*subquery.body {
+                    SetExpr::Values(v) => v.rows.first().map_or(0, |r| r.len()),
+                    _ => 0,
+                };
+                // Columns past the alias list keep SQLite's names.
+                let items: Vec<String> = (0..width.max(alias.columns.len()))
+                    .map(|i| match alias.columns.get(i) {
+                        Some(c) => format!("column{} AS {}", i + 1, c.name),
+                        None => format!("column{}", i + 1),
+                    })
                     .collect();
                 let sql = format!("SELECT {} FROM ({subquery})", items.join(", "));
                 if let Some(q) = parse_query(&sql) {
@@ -121,5 +146,9 @@ fn parse_query(sql: &str) -> Option<Query> {
 /// Replaces catalog relations by their stand-in queries, and derived `VALUES` tables with
 /// column aliases by a form SQLite accepts.
 pub(crate) fn rewrite(stmt: &mut Statement) {
-    let _ = stmt.visit(&mut Rewriter);
+    let catalog = matches!(stmt, Statement::Query(_));
+    let _ = stmt.visit(&mut Rewriter {
+        catalog,
+        ctes: Vec::new(),
+    });
 }

@@ -242,6 +242,21 @@ async fn transactions_commit_roll_back_and_see_their_own_writes() {
     let m = b.simple_query("SELECT name FROM acc ORDER BY id").await.unwrap();
     assert_eq!(rows(&m), vec![vec!["alice"], vec!["carol"], vec!["erin"]]);
 
+    tracing::info!("--- savepoint names: unquoted ones fold, quoted ones are case-sensitive");
+    a.batch_execute(
+        "BEGIN; SAVEPOINT Outer; INSERT INTO acc (name, bal) VALUES ('s1', 1);
+         SAVEPOINT \"A\"; INSERT INTO acc (name, bal) VALUES ('s2', 1);
+         SAVEPOINT a; INSERT INTO acc (name, bal) VALUES ('s3', 1);
+         ROLLBACK TO \"A\"",
+    )
+    .await
+    .unwrap();
+    let m = a.simple_query("SELECT name FROM acc WHERE name LIKE 's%' ORDER BY name").await.unwrap();
+    assert_eq!(rows(&m), vec![vec!["s1"]], "ROLLBACK TO \"A\" undid what followed it, a included");
+    a.batch_execute("ROLLBACK TO outer; RELEASE OUTER; COMMIT").await.unwrap();
+    let m = b.simple_query("SELECT count(*) FROM acc WHERE name LIKE 's%'").await.unwrap();
+    assert_eq!(rows(&m), vec![vec!["0"]]);
+
     tracing::info!("--- transactional DDL: a failing migration leaves no trace");
     let e = a
         .batch_execute(
