@@ -100,6 +100,8 @@ pub(crate) struct Backend {
     parser: Arc<Parser>,
     /// The connection's transaction block. A tokio mutex: held while a statement runs.
     pub(crate) txn: Arc<tokio::sync::Mutex<Txn>>,
+    /// Set while a COMMIT is being replicated: a cancel request waits for it.
+    pub(crate) committing: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Parses and describes statements for the extended protocol.
@@ -126,6 +128,7 @@ impl Backend {
             node,
             session,
             txn,
+            committing: Arc::default(),
         }
     }
 
@@ -648,6 +651,15 @@ impl SimpleQueryHandler for Backend {
             let resp = match handle {
                 Some(h) => {
                     let cancel = h.start_query().await;
+                    // As in Postgres, a cancel that arrives while a COMMIT is being replicated
+                    // waits for it: the client must learn whether it committed.
+                    let committing = self.committing.clone();
+                    let cancel = Box::pin(async move {
+                        let _ = cancel.await;
+                        while committing.load(std::sync::atomic::Ordering::SeqCst) {
+                            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                        }
+                    });
                     match select(SimpleQueryHandler::do_query(self, client, &query.query), cancel).await {
                         Either::Left((r, _)) => r,
                         Either::Right(_) => Err(PgWireError::QueryCanceled),
@@ -928,7 +940,10 @@ impl ExtendedQueryHandler for Backend {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         client.portal_store().rm_portal(DEFAULT_NAME);
-        let status = self.finish_message(false, true).await;
+        // An error pgwire answered itself since the last Execute (at Bind, Describe, ...) left
+        // the status at E: as in Postgres, it fails the block.
+        let errored = matches!(client.transaction_status(), TransactionStatus::Error);
+        let status = self.finish_message(errored, true).await;
         client.set_transaction_status(status);
         client
             .send(PgWireBackendMessage::ReadyForQuery(ReadyForQuery::new(status)))

@@ -377,10 +377,17 @@ impl Backend {
             self.session().observe(spec.applied_index().map_or(0, |i| i.0));
             return Ok(done("COMMIT"));
         }
-        let (outcome, index) = self
-            .node
-            .commit_transaction(slot, spec, crate::backend::WRITE_TIMEOUT)
-            .await?;
+        // Spawned, so that nothing (a cancel, a disconnect) drops the commit half way; a simple
+        // query's cancel waits for it (`committing`).
+        let _committing = Flag::raise(&self.committing);
+        let node = self.node.clone();
+        let committed = tokio::spawn(async move {
+            node.commit_transaction(slot, spec, crate::backend::WRITE_TIMEOUT)
+                .await
+        })
+        .await;
+        let (outcome, index) = committed
+            .map_err(|e| ClientError::new("XX000", format!("commit task: {e}")))??;
         self.session().observe(index.0);
         if let Some((_, e)) = outcome.error {
             return Err(e.into());
@@ -540,6 +547,22 @@ pub(crate) async fn begin_message(
     }
     t.statement_started();
     Ok(())
+}
+
+/// Sets a flag for as long as it lives (also when the future holding it is dropped).
+struct Flag(Arc<std::sync::atomic::AtomicBool>);
+
+impl Flag {
+    fn raise(flag: &Arc<std::sync::atomic::AtomicBool>) -> Flag {
+        flag.store(true, std::sync::atomic::Ordering::SeqCst);
+        Flag(flag.clone())
+    }
+}
+
+impl Drop for Flag {
+    fn drop(&mut self) {
+        self.0.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 /// The SQLite name of the savepoint at `level` of the stack. Client names stay in the
