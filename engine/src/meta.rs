@@ -48,12 +48,10 @@ pub(crate) fn create(conn: &Connection) -> rusqlite::Result<()> {
 }
 
 pub(crate) fn get_i64(conn: &Connection, key: &str) -> rusqlite::Result<Option<i64>> {
-    conn.query_row(
-        &format!("SELECT value FROM {META_TABLE} WHERE key = ?1"),
-        [key],
-        |r| r.get(0),
-    )
-    .optional()
+    // Cached: the apply path reads the last write index once per batch.
+    conn.prepare_cached(&format!("SELECT value FROM {META_TABLE} WHERE key = ?1"))?
+        .query_row([key], |r| r.get(0))
+        .optional()
 }
 
 pub(crate) fn get_blob(conn: &Connection, key: &str) -> rusqlite::Result<Option<Vec<u8>>> {
