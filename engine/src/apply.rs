@@ -8,11 +8,11 @@ use rusqlite::Connection;
 use crate::command::{Command, LogIndex, RequestId, Stamp, TxnStep};
 use crate::determinism::{self, StampCell};
 use crate::error::{ExecError, Fatal};
-use crate::txn::{run_statement, run_step, Cells, Digest256, Speculator};
 use crate::meta;
 use crate::meta::{DEDUP_WINDOW_ENTRIES, REQUESTS_TABLE};
 use crate::read::ReadPool;
 use crate::sequences::SequenceCell;
+use crate::txn::{run_statement, run_step, Cells, Digest256, Speculator};
 use crate::Outcome;
 
 /// File name of the state database inside the node's state directory.

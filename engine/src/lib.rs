@@ -30,13 +30,15 @@ mod txn;
 
 pub use apply::{ApplyItem, RaftMeta, StateMachine, STATE_DB_FILE};
 pub use command::{Command, LogIndex, RequestId, Stamp, Statement, TxnStep, Value};
-pub use txn::{SpecError, Speculation, SpeculationRecord, Speculator};
 pub use error::{sqlstate_of, EngineError, ExecError, Fatal, SqlState};
 pub use exec::{Column, StatementResult};
 pub use hash::state_hash;
 pub use meta::{META_TABLE, REMOVED_NODES_TABLE};
-pub use read::{read_snapshot_info, HeldRead, ReadPool, ReadView, SnapshotInfo, READ_CONNECTIONS_MAX};
+pub use read::{
+    read_snapshot_info, HeldRead, ReadPool, ReadView, SnapshotInfo, READ_CONNECTIONS_MAX,
+};
 pub use scratch::{query_scratch, ScratchTable};
+pub use txn::{SpecError, Speculation, SpeculationRecord, Speculator};
 
 /// What applying one command produced: the result of each statement, in order, up to the
 /// first failure. If `error` is set, the whole command was rolled back (as Postgres rolls back

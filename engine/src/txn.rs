@@ -78,7 +78,11 @@ pub(crate) fn run_statement(
 
 /// Runs one transaction step. A failing `Sql` step is undone alone and its error is the
 /// result; the transaction goes on (the client decides, with `ROLLBACK TO`).
-pub(crate) fn run_step(conn: &Connection, step: &TxnStep, cells: &Cells) -> Result<StepResult, Fatal> {
+pub(crate) fn run_step(
+    conn: &Connection,
+    step: &TxnStep,
+    cells: &Cells,
+) -> Result<StepResult, Fatal> {
     let control = |sql: String| -> Result<StepResult, Fatal> {
         match conn.execute_batch(&sql) {
             Ok(()) => Ok(Ok(StatementResult::default())),
@@ -446,7 +450,11 @@ impl Speculation {
                 }
             }
             inner.active = None;
-            *self.spec.interrupt.lock().unwrap_or_else(|p| p.into_inner()) = None;
+            *self
+                .spec
+                .interrupt
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = None;
         }
     }
 }
@@ -506,21 +514,52 @@ mod tests {
     fn speculation_replays_to_the_same_results_and_conflicts_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let mut sm = StateMachine::open(dir.path()).unwrap();
-        apply(&mut sm, 1, &exec("CREATE TABLE t (id INTEGER PRIMARY KEY AUTOINCREMENT, v INTEGER UNIQUE, r REAL)"));
+        apply(
+            &mut sm,
+            1,
+            &exec(
+                "CREATE TABLE t (id INTEGER PRIMARY KEY AUTOINCREMENT, v INTEGER UNIQUE, r REAL)",
+            ),
+        );
         let spec = sm.speculator();
-        let stamp = Stamp { unix_micros: 5, seed: 42 };
+        let stamp = Stamp {
+            unix_micros: 5,
+            seed: 42,
+        };
 
         let mut s = spec.begin(stamp, None).unwrap();
-        let r = s.execute(TxnStep::Sql(vec![sql("INSERT INTO t (v, r) VALUES (1, random()) RETURNING id")])).unwrap().unwrap();
+        let r = s
+            .execute(TxnStep::Sql(vec![sql(
+                "INSERT INTO t (v, r) VALUES (1, random()) RETURNING id",
+            )]))
+            .unwrap()
+            .unwrap();
         assert_eq!(r.rows, vec![vec![Value::Integer(1)]]);
         // A failed statement is undone alone and recorded; the read sees the transaction's row.
-        assert_eq!(s.execute(TxnStep::Sql(vec![sql("INSERT INTO t (v) VALUES (1)")])).unwrap().unwrap_err().sqlstate, "23505");
-        let seen = s.query(&[sql("SELECT count(*), random() FROM t")]).unwrap().unwrap();
+        assert_eq!(
+            s.execute(TxnStep::Sql(vec![sql("INSERT INTO t (v) VALUES (1)")]))
+                .unwrap()
+                .unwrap_err()
+                .sqlstate,
+            "23505"
+        );
+        let seen = s
+            .query(&[sql("SELECT count(*), random() FROM t")])
+            .unwrap()
+            .unwrap();
         assert_eq!(seen.rows[0][0], Value::Integer(1));
         s.execute(TxnStep::Savepoint("a".into())).unwrap().unwrap();
-        s.execute(TxnStep::Sql(vec![sql("INSERT INTO t (v, r) VALUES (2, random())")])).unwrap().unwrap();
+        s.execute(TxnStep::Sql(vec![sql(
+            "INSERT INTO t (v, r) VALUES (2, random())",
+        )]))
+        .unwrap()
+        .unwrap();
         s.execute(TxnStep::RollbackTo("a".into())).unwrap().unwrap();
-        s.execute(TxnStep::Sql(vec![sql("INSERT INTO t (v, r) VALUES (3, random())")])).unwrap().unwrap();
+        s.execute(TxnStep::Sql(vec![sql(
+            "INSERT INTO t (v, r) VALUES (3, random())",
+        )]))
+        .unwrap()
+        .unwrap();
         let cmd = commit(s);
         // Nothing is visible before the entry applies.
         let n = sm
@@ -531,11 +570,16 @@ mod tests {
         let o = apply(&mut sm, 3, &cmd);
         assert_eq!(o.error, None);
         let o = apply(&mut sm, 4, &exec("SELECT v FROM t ORDER BY v"));
-        assert_eq!(o.results[0].rows, vec![vec![Value::Integer(1)], vec![Value::Integer(3)]]);
+        assert_eq!(
+            o.results[0].rows,
+            vec![vec![Value::Integer(1)], vec![Value::Integer(3)]]
+        );
 
         // A write between the speculation and its entry: 40001, nothing applied.
         let mut s = spec.begin(stamp, None).unwrap();
-        s.execute(TxnStep::Sql(vec![sql("INSERT INTO t (v) VALUES (10)")])).unwrap().unwrap();
+        s.execute(TxnStep::Sql(vec![sql("INSERT INTO t (v) VALUES (10)")]))
+            .unwrap()
+            .unwrap();
         let cmd = commit(s);
         apply(&mut sm, 5, &exec("INSERT INTO t (v) VALUES (11)"));
         let o = apply(&mut sm, 6, &cmd);
@@ -544,7 +588,9 @@ mod tests {
         // A tampered digest is refused on apply.
         let s = {
             let mut s = spec.begin(stamp, None).unwrap();
-            s.execute(TxnStep::Sql(vec![sql("INSERT INTO t (v) VALUES (20)")])).unwrap().unwrap();
+            s.execute(TxnStep::Sql(vec![sql("INSERT INTO t (v) VALUES (20)")]))
+                .unwrap()
+                .unwrap();
             s
         };
         let mut cmd = commit(s);
@@ -559,15 +605,33 @@ mod tests {
         // The same conflict inside one apply batch: the check sees the entry just before it,
         // however the log was cut into batches.
         let mut s = spec.begin(stamp, None).unwrap();
-        s.execute(TxnStep::Sql(vec![sql("INSERT INTO t (v) VALUES (40)")])).unwrap().unwrap();
+        s.execute(TxnStep::Sql(vec![sql("INSERT INTO t (v) VALUES (40)")]))
+            .unwrap()
+            .unwrap();
         let txn = commit(s);
         let other = exec("INSERT INTO t (v) VALUES (41)");
         let items = [
-            ApplyItem { index: LogIndex(20), command: Some(&other) },
-            ApplyItem { index: LogIndex(21), command: Some(&txn) },
+            ApplyItem {
+                index: LogIndex(20),
+                command: Some(&other),
+            },
+            ApplyItem {
+                index: LogIndex(21),
+                command: Some(&txn),
+            },
         ];
         let outcomes = sm.apply_batch(&items, &RaftMeta::default()).unwrap();
-        assert_eq!(outcomes[1].as_ref().unwrap().error.as_ref().unwrap().1.sqlstate, "40001");
+        assert_eq!(
+            outcomes[1]
+                .as_ref()
+                .unwrap()
+                .error
+                .as_ref()
+                .unwrap()
+                .1
+                .sqlstate,
+            "40001"
+        );
 
         // Applying an entry revokes a running speculation.
         let mut s = spec.begin(stamp, None).unwrap();

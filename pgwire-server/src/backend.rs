@@ -635,19 +635,21 @@ impl SimpleQueryHandler for Backend {
         if !matches!(client.state(), PgWireConnectionState::ReadyForQuery) {
             return Err(PgWireError::NotReadyForQuery);
         }
-        begin_message(&self.txn).await.map_err(ClientError::into_pgwire)?;
+        begin_message(&self.txn)
+            .await
+            .map_err(ClientError::into_pgwire)?;
         client.set_state(PgWireConnectionState::QueryInProgress);
         let mut errored = false;
         let result: PgWireResult<()> = async {
             if query.query.chars().all(|c| c == ';' || c.is_whitespace()) {
                 client
-                    .feed(PgWireBackendMessage::EmptyQueryResponse(EmptyQueryResponse::new()))
+                    .feed(PgWireBackendMessage::EmptyQueryResponse(
+                        EmptyQueryResponse::new(),
+                    ))
                     .await?;
                 return Ok(());
             }
-            let handle = client
-                .session_extensions()
-                .get::<Arc<ConnectionHandle>>();
+            let handle = client.session_extensions().get::<Arc<ConnectionHandle>>();
             let resp = match handle {
                 Some(h) => {
                     let cancel = h.start_query().await;
@@ -660,7 +662,12 @@ impl SimpleQueryHandler for Backend {
                             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
                         }
                     });
-                    match select(SimpleQueryHandler::do_query(self, client, &query.query), cancel).await {
+                    match select(
+                        SimpleQueryHandler::do_query(self, client, &query.query),
+                        cancel,
+                    )
+                    .await
+                    {
                         Either::Left((r, _)) => r,
                         Either::Right(_) => Err(PgWireError::QueryCanceled),
                     }
@@ -675,7 +682,9 @@ impl SimpleQueryHandler for Backend {
                     | Response::TransactionEnd(tag) => send_execution_response(client, tag).await?,
                     Response::EmptyQuery => {
                         client
-                            .feed(PgWireBackendMessage::EmptyQueryResponse(EmptyQueryResponse::new()))
+                            .feed(PgWireBackendMessage::EmptyQueryResponse(
+                                EmptyQueryResponse::new(),
+                            ))
                             .await?
                     }
                     Response::Error(e) => {
@@ -924,7 +933,9 @@ impl ExtendedQueryHandler for Backend {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        begin_message(&self.txn).await.map_err(ClientError::into_pgwire)?;
+        begin_message(&self.txn)
+            .await
+            .map_err(ClientError::into_pgwire)?;
         let r = self._on_execute(client, message).await;
         let status = self.finish_message(r.is_err(), false).await;
         client.set_transaction_status(status);
@@ -946,7 +957,9 @@ impl ExtendedQueryHandler for Backend {
         let status = self.finish_message(errored, true).await;
         client.set_transaction_status(status);
         client
-            .send(PgWireBackendMessage::ReadyForQuery(ReadyForQuery::new(status)))
+            .send(PgWireBackendMessage::ReadyForQuery(ReadyForQuery::new(
+                status,
+            )))
             .await?;
         client.flush().await?;
         Ok(())

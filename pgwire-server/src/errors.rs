@@ -37,7 +37,11 @@ impl ClientError {
     }
 
     pub(crate) fn into_info(self) -> ErrorInfo {
-        let severity = if self.fatal { SEVERITY_FATAL } else { SEVERITY_ERROR };
+        let severity = if self.fatal {
+            SEVERITY_FATAL
+        } else {
+            SEVERITY_ERROR
+        };
         let mut info = ErrorInfo::new(severity.to_owned(), self.sqlstate, self.message);
         info.position = self.position.map(|p| p.to_string());
         info.detail = self.detail;

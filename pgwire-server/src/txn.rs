@@ -139,7 +139,11 @@ impl Txn {
     }
 
     /// Called when the connection goes idle: inside a block, arms the idle timer.
-    pub(crate) fn went_idle(this: &Arc<tokio::sync::Mutex<Txn>>, txn: &mut Txn, timeout: Option<Duration>) {
+    pub(crate) fn went_idle(
+        this: &Arc<tokio::sync::Mutex<Txn>>,
+        txn: &mut Txn,
+        timeout: Option<Duration>,
+    ) {
         let Some(timeout) = timeout else { return };
         if txn.phase == Phase::Idle {
             return;
@@ -164,7 +168,9 @@ impl Txn {
             return None;
         }
         match kind {
-            StatementKind::Transaction(TxnOp::Rollback | TxnOp::Commit | TxnOp::RollbackTo(_)) => None,
+            StatementKind::Transaction(TxnOp::Rollback | TxnOp::Commit | TxnOp::RollbackTo(_)) => {
+                None
+            }
             _ => Some(aborted()),
         }
     }
@@ -220,7 +226,9 @@ impl Backend {
         for (t, params) in batch {
             let r = match txn.refuses(&t.kind) {
                 Some(e) => Err(e),
-                None if txn.phase == Phase::Idle && !matches!(t.kind, StatementKind::Transaction(_)) => {
+                None if txn.phase == Phase::Idle
+                    && !matches!(t.kind, StatementKind::Transaction(_)) =>
+                {
                     // Outside a block (a statement before BEGIN in the same string): autocommit.
                     drop(txn);
                     let r = self.run_autocommit_one(t, params).await;
@@ -261,7 +269,14 @@ impl Backend {
                 if txn.read_only {
                     return Err(ClientError::new(
                         "25006",
-                        format!("cannot execute {} in a read-only transaction", t.tag.render(0).split(' ').next().unwrap_or("this statement")),
+                        format!(
+                            "cannot execute {} in a read-only transaction",
+                            t.tag
+                                .render(0)
+                                .split(' ')
+                                .next()
+                                .unwrap_or("this statement")
+                        ),
                     ));
                 }
                 if t.sqlite.is_empty() {
@@ -284,7 +299,10 @@ impl Backend {
             StatementKind::Introspection => self.introspect(t, params).await,
             StatementKind::Admin(call) => Err(ClientError::new(
                 "25001",
-                format!("sqlkeeper.{} cannot run inside a transaction block", call.function),
+                format!(
+                    "sqlkeeper.{} cannot run inside a transaction block",
+                    call.function
+                ),
             )),
         }
     }
@@ -366,7 +384,11 @@ impl Backend {
         let writer = txn.writer.take();
         let held = txn.held.take();
         txn.end();
-        let Some(Writer { slot, spec: Some(spec) }) = writer else {
+        let Some(Writer {
+            slot,
+            spec: Some(spec),
+        }) = writer
+        else {
             // Read-only: nothing to replicate.
             if let Some(h) = held {
                 self.session().observe(h.applied_index().map_or(0, |i| i.0));
@@ -374,7 +396,8 @@ impl Backend {
             return Ok(done("COMMIT"));
         };
         if !spec.has_steps() {
-            self.session().observe(spec.applied_index().map_or(0, |i| i.0));
+            self.session()
+                .observe(spec.applied_index().map_or(0, |i| i.0));
             return Ok(done("COMMIT"));
         }
         // Spawned, so that nothing (a cancel, a disconnect) drops the commit half way; a simple
@@ -386,8 +409,8 @@ impl Backend {
                 .await
         })
         .await;
-        let (outcome, index) = committed
-            .map_err(|e| ClientError::new("XX000", format!("commit task: {e}")))??;
+        let (outcome, index) =
+            committed.map_err(|e| ClientError::new("XX000", format!("commit task: {e}")))??;
         self.session().observe(index.0);
         if let Some((_, e)) = outcome.error {
             return Err(e.into());
@@ -444,7 +467,10 @@ impl Backend {
             self.before_read().await?;
         }
         let stamp = self.node.new_stamp();
-        let (slot, spec) = self.node.begin_write_transaction(stamp, expect_base).await?;
+        let (slot, spec) = self
+            .node
+            .begin_write_transaction(stamp, expect_base)
+            .await?;
         release_in_background(txn.held.take(), None);
         txn.writer = Some(Writer {
             slot,
@@ -467,16 +493,26 @@ impl Backend {
     }
 
     /// Runs `f` on the block's speculation. A revoked speculation dooms the block.
-    async fn speculate<T, F>(&self, txn: &mut Txn, f: F) -> Result<Result<T, ClientError>, ClientError>
+    async fn speculate<T, F>(
+        &self,
+        txn: &mut Txn,
+        f: F,
+    ) -> Result<Result<T, ClientError>, ClientError>
     where
         T: Send + 'static,
-        F: FnOnce(&mut Speculation) -> Result<Result<T, sqlkeeper_engine::ExecError>, sqlkeeper_engine::SpecError>
+        F: FnOnce(
+                &mut Speculation,
+            )
+                -> Result<Result<T, sqlkeeper_engine::ExecError>, sqlkeeper_engine::SpecError>
             + Send
             + 'static,
     {
         let Some(spec) = txn.writer.as_mut().and_then(|w| w.spec.take()) else {
             return Err(txn.doomed.clone().unwrap_or_else(|| {
-                ClientError::new("40001", "could not serialize access: the transaction was ended")
+                ClientError::new(
+                    "40001",
+                    "could not serialize access: the transaction was ended",
+                )
             }));
         };
         match self.node.speculate(spec, f).await {
@@ -508,20 +544,22 @@ pub(crate) async fn describe_in_block(
     }
     if let Some(spec) = txn.writer.as_mut().and_then(|w| w.spec.take()) {
         let sql = sql.to_string();
-        return Some(match node.speculate(spec, move |s| s.describe(&sql)).await {
-            Ok((spec, r)) => {
-                if let Some(w) = txn.writer.as_mut() {
-                    w.spec = Some(spec);
+        return Some(
+            match node.speculate(spec, move |s| s.describe(&sql)).await {
+                Ok((spec, r)) => {
+                    if let Some(w) = txn.writer.as_mut() {
+                        w.spec = Some(spec);
+                    }
+                    r.map(|(cols, _)| cols).map_err(ClientError::from)
                 }
-                r.map(|(cols, _)| cols).map_err(ClientError::from)
-            }
-            Err(e) => {
-                let e = ClientError::from(e);
-                release_in_background(None, txn.writer.take());
-                txn.doomed = Some(e.clone());
-                Err(e)
-            }
-        });
+                Err(e) => {
+                    let e = ClientError::from(e);
+                    release_in_background(None, txn.writer.take());
+                    txn.doomed = Some(e.clone());
+                    Err(e)
+                }
+            },
+        );
     }
     let held = txn.held.clone()?;
     let sql = sql.to_string();
@@ -538,9 +576,7 @@ pub(crate) async fn describe_in_block(
 
 /// Called when a message that runs something arrives: a block the idle timeout ended is
 /// reported (FATAL, the connection closes), and the idle timer stops.
-pub(crate) async fn begin_message(
-    txn: &tokio::sync::Mutex<Txn>,
-) -> Result<(), ClientError> {
+pub(crate) async fn begin_message(txn: &tokio::sync::Mutex<Txn>) -> Result<(), ClientError> {
     let mut t = txn.lock().await;
     if t.timed_out {
         return Err(idle_timeout_error());

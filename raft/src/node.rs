@@ -1033,7 +1033,7 @@ impl Node {
                     Proposal::Statements(vec![stmt]),
                     Some(WRITE_SLOT_WAIT),
                 )
-                    .await?;
+                .await?;
                 let change = if membership.voter_ids().any(|v| v == node_id) {
                     ChangeMembers::RemoveVoters(BTreeSet::from([node_id]))
                 } else {

@@ -1,10 +1,10 @@
 //! The receiving side of the cluster protocol: one task per incoming connection, dispatching
 //! each request to Raft or to the node.
 
-use std::time::Duration;
 use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use openraft::storage::Snapshot;
 use tokio::io::AsyncWriteExt;

@@ -45,10 +45,7 @@ pub(crate) fn relation(name: &ObjectName) -> Option<&'static str> {
         [s, n] if s == "pg_catalog" => n,
         _ => return None,
     };
-    RELATIONS
-        .iter()
-        .find(|(r, _)| r == bare)
-        .map(|(r, _)| *r)
+    RELATIONS.iter().find(|(r, _)| r == bare).map(|(r, _)| *r)
 }
 
 struct Rewriter {
@@ -80,7 +77,13 @@ impl VisitorMut for Rewriter {
                         .ctes
                         .contains(&name.to_string().trim_matches('"').to_ascii_lowercase());
                 if let Some(rel) = relation(name).filter(|_| !shadowed) {
-                    if let Some(query) = parse_query(RELATIONS.iter().find(|(r, _)| *r == rel).map(|(_, q)| *q).unwrap_or("")) {
+                    if let Some(query) = parse_query(
+                        RELATIONS
+                            .iter()
+                            .find(|(r, _)| *r == rel)
+                            .map(|(_, q)| *q)
+                            .unwrap_or(""),
+                    ) {
                         let alias = alias.clone().unwrap_or(TableAlias {
                             explicit: true,
                             name: Ident::new(rel),

@@ -608,7 +608,8 @@ fn session_set(set: &Set) -> Result<SessionOp, SqlError> {
 fn parenthesize_default(col: &mut sqlparser::ast::ColumnDef) {
     for o in &mut col.options {
         if let ColumnOption::Default(e) = &mut o.option {
-            let signed_number = matches!(e, Expr::UnaryOp { expr, .. } if matches!(**expr, Expr::Value(_)));
+            let signed_number =
+                matches!(e, Expr::UnaryOp { expr, .. } if matches!(**expr, Expr::Value(_)));
             if !matches!(e, Expr::Value(_) | Expr::Nested(_)) && !signed_number {
                 *e = Expr::Nested(Box::new(e.clone()));
             }
@@ -620,7 +621,10 @@ fn parenthesize_default(col: &mut sqlparser::ast::ColumnDef) {
 /// where a violation cannot be turned into one statement's error: refused.
 fn check_no_deferred_constraints(stmt: &Statement) -> Result<(), SqlError> {
     if matches!(stmt, Statement::CreateTable(_) | Statement::AlterTable(_))
-        && stmt.to_string().to_ascii_uppercase().contains("INITIALLY DEFERRED")
+        && stmt
+            .to_string()
+            .to_ascii_uppercase()
+            .contains("INITIALLY DEFERRED")
     {
         return Err(SqlError::unsupported(
             "INITIALLY DEFERRED constraints (constraints are checked at each statement)",

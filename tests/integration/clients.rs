@@ -26,7 +26,8 @@ async fn sqlalchemy_orm_and_alembic_migrations() {
     let dir = tempfile::tempdir().unwrap();
     let node = TestNode::start(dir.path()).await;
     let addr = node.pg_addr.to_string();
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/clients/sqlalchemy_alembic.py");
+    let script =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/clients/sqlalchemy_alembic.py");
     let out = tokio::task::spawn_blocking(move || {
         Command::new(python)
             .arg(script)

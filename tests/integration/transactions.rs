@@ -33,7 +33,9 @@ async fn count(c: &impl GenericClient, sql: &str) -> i64 {
 }
 
 fn code(e: &tokio_postgres::Error) -> String {
-    e.code().map(|c| c.code().to_string()).unwrap_or_else(|| format!("no sqlstate: {e}"))
+    e.code()
+        .map(|c| c.code().to_string())
+        .unwrap_or_else(|| format!("no sqlstate: {e}"))
 }
 
 /// Prepares `sql` with its parameter types given: this server does not infer them yet (it
@@ -131,7 +133,10 @@ async fn ready_for_query_status_and_tags_are_those_postgres_sends() {
     let node = TestNode::start(dir.path()).await;
     let mut c = RawClient::connect(node.pg_addr).await;
     let r = c.query("CREATE TABLE t (id int PRIMARY KEY)").await;
-    assert_eq!((r.tags.as_slice(), r.status), (&["CREATE TABLE".to_string()][..], 'I'));
+    assert_eq!(
+        (r.tags.as_slice(), r.status),
+        (&["CREATE TABLE".to_string()][..], 'I')
+    );
 
     let r = c.query("BEGIN").await;
     assert_eq!((r.tags, r.status), (vec!["BEGIN".to_string()], 'T'));
@@ -143,7 +148,10 @@ async fn ready_for_query_status_and_tags_are_those_postgres_sends() {
     assert_eq!((r.errors, r.status), (vec!["25P02".to_string()], 'E'));
     // COMMIT of a failed block reports ROLLBACK and ends it.
     let r = c.query("COMMIT").await;
-    assert_eq!((r.tags, r.errors.len(), r.status), (vec!["ROLLBACK".to_string()], 0, 'I'));
+    assert_eq!(
+        (r.tags, r.errors.len(), r.status),
+        (vec!["ROLLBACK".to_string()], 0, 'I')
+    );
 
     // Several statements in one query string, with the block opened and closed inside it.
     let r = c
@@ -172,15 +180,24 @@ async fn transactions_commit_roll_back_and_see_their_own_writes() {
     let node = TestNode::start(dir.path()).await;
     let mut a = node.client().await;
     let b = node.client().await;
-    a.batch_execute("CREATE TABLE acc (id serial PRIMARY KEY, name text UNIQUE NOT NULL, bal int NOT NULL)")
-        .await
-        .unwrap();
+    a.batch_execute(
+        "CREATE TABLE acc (id serial PRIMARY KEY, name text UNIQUE NOT NULL, bal int NOT NULL)",
+    )
+    .await
+    .unwrap();
 
-    tracing::info!("--- commit: RETURNING ids, own writes visible inside, nothing outside before COMMIT");
+    tracing::info!(
+        "--- commit: RETURNING ids, own writes visible inside, nothing outside before COMMIT"
+    );
     let tx = a.transaction().await.unwrap();
     let id: i32 = tx
         .query_one(
-            &typed(&tx, "INSERT INTO acc (name, bal) VALUES ($1, $2) RETURNING id", &[Type::TEXT, Type::INT4]).await,
+            &typed(
+                &tx,
+                "INSERT INTO acc (name, bal) VALUES ($1, $2) RETURNING id",
+                &[Type::TEXT, Type::INT4],
+            )
+            .await,
             &[&"alice", &10i32],
         )
         .await
@@ -189,25 +206,39 @@ async fn transactions_commit_roll_back_and_see_their_own_writes() {
     assert_eq!(id, 1);
     let n = tx
         .execute(
-            &typed(&tx, "UPDATE acc SET bal = bal + $1 WHERE name = $2", &[Type::INT4, Type::TEXT]).await,
+            &typed(
+                &tx,
+                "UPDATE acc SET bal = bal + $1 WHERE name = $2",
+                &[Type::INT4, Type::TEXT],
+            )
+            .await,
             &[&5i32, &"alice"],
         )
         .await
         .unwrap();
     assert_eq!(n, 1, "row count of an update inside the transaction");
     let bal: i32 = tx
-        .query_one(&typed(&tx, "SELECT bal FROM acc WHERE id = $1", &[Type::INT4]).await, &[&id])
+        .query_one(
+            &typed(&tx, "SELECT bal FROM acc WHERE id = $1", &[Type::INT4]).await,
+            &[&id],
+        )
         .await
         .unwrap()
         .get(0);
     assert_eq!(bal, 15, "the transaction reads its own write");
-    assert_eq!(count(&b, "SELECT count(*) FROM acc").await, 0, "not visible before COMMIT");
+    assert_eq!(
+        count(&b, "SELECT count(*) FROM acc").await,
+        0,
+        "not visible before COMMIT"
+    );
     tx.commit().await.unwrap();
     assert_eq!(count(&b, "SELECT count(*) FROM acc").await, 1);
 
     tracing::info!("--- rollback");
     let tx = a.transaction().await.unwrap();
-    tx.execute("INSERT INTO acc (name, bal) VALUES ('bob', 1)", &[]).await.unwrap();
+    tx.execute("INSERT INTO acc (name, bal) VALUES ('bob', 1)", &[])
+        .await
+        .unwrap();
     assert_eq!(count(&tx, "SELECT count(*) FROM acc").await, 2);
     tx.rollback().await.unwrap();
     assert_eq!(count(&b, "SELECT count(*) FROM acc").await, 1);
@@ -234,12 +265,22 @@ async fn transactions_commit_roll_back_and_see_their_own_writes() {
     let e = a.simple_query("ROLLBACK TO nosuch").await.unwrap_err();
     assert_eq!(code(&e), "3B001");
     a.simple_query("ROLLBACK TO s1").await.unwrap();
-    let m = a.simple_query("SELECT name FROM acc ORDER BY id").await.unwrap();
-    assert_eq!(rows(&m), vec![vec!["alice"], vec!["carol"]], "dave was rolled back to s1");
+    let m = a
+        .simple_query("SELECT name FROM acc ORDER BY id")
+        .await
+        .unwrap();
+    assert_eq!(
+        rows(&m),
+        vec![vec!["alice"], vec!["carol"]],
+        "dave was rolled back to s1"
+    );
     a.simple_query("INSERT INTO acc (name, bal) VALUES ('erin', 5); RELEASE s1; COMMIT")
         .await
         .unwrap();
-    let m = b.simple_query("SELECT name FROM acc ORDER BY id").await.unwrap();
+    let m = b
+        .simple_query("SELECT name FROM acc ORDER BY id")
+        .await
+        .unwrap();
     assert_eq!(rows(&m), vec![vec!["alice"], vec!["carol"], vec!["erin"]]);
 
     tracing::info!("--- savepoint names: unquoted ones fold, quoted ones are case-sensitive");
@@ -251,10 +292,22 @@ async fn transactions_commit_roll_back_and_see_their_own_writes() {
     )
     .await
     .unwrap();
-    let m = a.simple_query("SELECT name FROM acc WHERE name LIKE 's%' ORDER BY name").await.unwrap();
-    assert_eq!(rows(&m), vec![vec!["s1"]], "ROLLBACK TO \"A\" undid what followed it, a included");
-    a.batch_execute("ROLLBACK TO outer; RELEASE OUTER; COMMIT").await.unwrap();
-    let m = b.simple_query("SELECT count(*) FROM acc WHERE name LIKE 's%'").await.unwrap();
+    let m = a
+        .simple_query("SELECT name FROM acc WHERE name LIKE 's%' ORDER BY name")
+        .await
+        .unwrap();
+    assert_eq!(
+        rows(&m),
+        vec![vec!["s1"]],
+        "ROLLBACK TO \"A\" undid what followed it, a included"
+    );
+    a.batch_execute("ROLLBACK TO outer; RELEASE OUTER; COMMIT")
+        .await
+        .unwrap();
+    let m = b
+        .simple_query("SELECT count(*) FROM acc WHERE name LIKE 's%'")
+        .await
+        .unwrap();
     assert_eq!(rows(&m), vec![vec!["0"]]);
 
     tracing::info!("--- transactional DDL: a failing migration leaves no trace");
@@ -283,7 +336,12 @@ async fn transactions_commit_roll_back_and_see_their_own_writes() {
         .unwrap();
     let id: i32 = tx
         .query_one(
-            &typed(&tx, "INSERT INTO audit (what) VALUES ($1) RETURNING id", &[Type::TEXT]).await,
+            &typed(
+                &tx,
+                "INSERT INTO audit (what) VALUES ($1) RETURNING id",
+                &[Type::TEXT],
+            )
+            .await,
             &[&"migrated"],
         )
         .await
@@ -306,12 +364,18 @@ async fn transactions_commit_roll_back_and_see_their_own_writes() {
     let tx = a.transaction().await.unwrap();
     assert_eq!(count(&tx, "SELECT count(*) FROM acc").await, 3);
     tx.commit().await.unwrap();
-    assert_eq!(applied_index(&b).await, before, "no entry for read-only transactions");
+    assert_eq!(
+        applied_index(&b).await,
+        before,
+        "no entry for read-only transactions"
+    );
 
     tracing::info!("--- a block's reads come from one snapshot");
     let tx = a.transaction().await.unwrap();
     assert_eq!(count(&tx, "SELECT count(*) FROM acc").await, 3);
-    b.batch_execute("INSERT INTO acc (name, bal) VALUES ('frank', 6)").await.unwrap();
+    b.batch_execute("INSERT INTO acc (name, bal) VALUES ('frank', 6)")
+        .await
+        .unwrap();
     assert_eq!(
         count(&tx, "SELECT count(*) FROM acc").await,
         3,
@@ -328,24 +392,42 @@ async fn a_conflicting_write_gets_40001_and_nothing_is_applied() {
     let node = TestNode::start(dir.path()).await;
     let mut a = node.client().await;
     let b = node.client().await;
-    a.batch_execute("CREATE TABLE acc (id int PRIMARY KEY, bal int); INSERT INTO acc VALUES (1, 100), (2, 100)")
-        .await
-        .unwrap();
+    a.batch_execute(
+        "CREATE TABLE acc (id int PRIMARY KEY, bal int); INSERT INTO acc VALUES (1, 100), (2, 100)",
+    )
+    .await
+    .unwrap();
     // a reads, b changes what a read, a writes: a's transaction cannot be serialized.
     let tx = a.transaction().await.unwrap();
-    let bal: i32 = tx.query_one("SELECT bal FROM acc WHERE id = 1", &[]).await.unwrap().get(0);
+    let bal: i32 = tx
+        .query_one("SELECT bal FROM acc WHERE id = 1", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(bal, 100);
-    b.batch_execute("UPDATE acc SET bal = bal - 30 WHERE id = 1").await.unwrap();
+    b.batch_execute("UPDATE acc SET bal = bal - 30 WHERE id = 1")
+        .await
+        .unwrap();
     let e = tx
-        .execute(&typed(&tx, "UPDATE acc SET bal = $1 WHERE id = 2", &[Type::INT4]).await, &[&(bal + 50)])
+        .execute(
+            &typed(&tx, "UPDATE acc SET bal = $1 WHERE id = 2", &[Type::INT4]).await,
+            &[&(bal + 50)],
+        )
         .await
         .unwrap_err();
     assert_eq!(e.code(), Some(&SqlState::T_R_SERIALIZATION_FAILURE), "{e}");
     let e = tx.execute("SELECT 1", &[]).await.unwrap_err();
     assert_eq!(e.code(), Some(&SqlState::IN_FAILED_SQL_TRANSACTION));
     tx.rollback().await.unwrap();
-    let m = b.simple_query("SELECT bal FROM acc ORDER BY id").await.unwrap();
-    assert_eq!(rows(&m), vec![vec!["70"], vec!["100"]], "only b's write applied");
+    let m = b
+        .simple_query("SELECT bal FROM acc ORDER BY id")
+        .await
+        .unwrap();
+    assert_eq!(
+        rows(&m),
+        vec![vec!["70"], vec!["100"]],
+        "only b's write applied"
+    );
     node.stop().await;
 }
 
@@ -354,35 +436,59 @@ async fn disconnect_and_idle_timeout_leave_nothing_behind() {
     let dir = tempfile::tempdir().unwrap();
     let node = TestNode::start(dir.path()).await;
     let b = node.client().await;
-    b.batch_execute("CREATE TABLE t (id int PRIMARY KEY)").await.unwrap();
+    b.batch_execute("CREATE TABLE t (id int PRIMARY KEY)")
+        .await
+        .unwrap();
 
     tracing::info!("--- a client disconnects holding the write slot");
     {
         let c = node.client().await;
-        c.batch_execute("BEGIN; INSERT INTO t VALUES (1)").await.unwrap();
+        c.batch_execute("BEGIN; INSERT INTO t VALUES (1)")
+            .await
+            .unwrap();
     } // dropped: the connection closes
-    tokio::time::timeout(Duration::from_secs(5), b.batch_execute("INSERT INTO t VALUES (2)"))
-        .await
-        .expect("an autocommit write waits no longer once the holder disconnected")
-        .unwrap();
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        b.batch_execute("INSERT INTO t VALUES (2)"),
+    )
+    .await
+    .expect("an autocommit write waits no longer once the holder disconnected")
+    .unwrap();
     assert_eq!(count(&b, "SELECT count(*) FROM t WHERE id = 1").await, 0);
 
     tracing::info!("--- a client goes idle in a transaction past its timeout");
     let c = node.client().await;
-    c.batch_execute("SET idle_in_transaction_session_timeout = '300ms'; BEGIN; INSERT INTO t VALUES (3)")
-        .await
-        .unwrap();
+    c.batch_execute(
+        "SET idle_in_transaction_session_timeout = '300ms'; BEGIN; INSERT INTO t VALUES (3)",
+    )
+    .await
+    .unwrap();
     let started = Instant::now();
     // This write queues behind the idle transaction until the timeout ends it.
-    tokio::time::timeout(Duration::from_secs(5), b.batch_execute("INSERT INTO t VALUES (4)"))
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        b.batch_execute("INSERT INTO t VALUES (4)"),
+    )
+    .await
+    .expect("the idle transaction is ended by its timeout")
+    .unwrap();
+    assert!(
+        started.elapsed() >= Duration::from_millis(250),
+        "it did wait for the timeout"
+    );
+    let e = c
+        .simple_query("INSERT INTO t VALUES (5)")
         .await
-        .expect("the idle transaction is ended by its timeout")
-        .unwrap();
-    assert!(started.elapsed() >= Duration::from_millis(250), "it did wait for the timeout");
-    let e = c.simple_query("INSERT INTO t VALUES (5)").await.unwrap_err();
+        .unwrap_err();
     assert_eq!(code(&e), "25P03", "{e}");
-    assert!(c.is_closed() || c.simple_query("SELECT 1").await.is_err(), "the connection is closed");
-    let m = b.simple_query("SELECT id FROM t ORDER BY id").await.unwrap();
+    assert!(
+        c.is_closed() || c.simple_query("SELECT 1").await.is_err(),
+        "the connection is closed"
+    );
+    let m = b
+        .simple_query("SELECT id FROM t ORDER BY id")
+        .await
+        .unwrap();
     assert_eq!(rows(&m), vec![vec!["2"], vec!["4"]]);
     node.stop().await;
 }
@@ -399,9 +505,8 @@ async fn bank_transfers_keep_their_invariants_and_survive_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let node = TestNode::start(dir.path()).await;
     let setup = node.client().await;
-    let values = |n: i32, row: &dyn Fn(i32) -> String| {
-        (1..=n).map(row).collect::<Vec<_>>().join(", ")
-    };
+    let values =
+        |n: i32, row: &dyn Fn(i32) -> String| (1..=n).map(row).collect::<Vec<_>>().join(", ");
     setup
         .batch_execute(&format!(
             "CREATE TABLE accounts (aid int PRIMARY KEY, bid int NOT NULL, abalance int NOT NULL);
@@ -486,7 +591,11 @@ async fn bank_transfers_keep_their_invariants_and_survive_a_restart() {
         retries = retries.load(Ordering::Relaxed),
         "bank run finished"
     );
-    assert!(committed.len() > 100, "only {} transfers in {RUN:?}", committed.len());
+    assert!(
+        committed.len() > 100,
+        "only {} transfers in {RUN:?}",
+        committed.len()
+    );
 
     let check = |c: tokio_postgres::Client, committed: HashSet<(i32, i32)>| async move {
         let history: HashSet<(i32, i32)> = c
@@ -500,7 +609,10 @@ async fn bank_transfers_keep_their_invariants_and_survive_a_restart() {
             count(&c, "SELECT count(*) FROM history").await as usize,
             history.len()
         );
-        assert_eq!(history, committed, "history holds exactly the acknowledged transfers");
+        assert_eq!(
+            history, committed,
+            "history holds exactly the acknowledged transfers"
+        );
         let sums = rows(
             &c.simple_query(
                 "SELECT (SELECT sum(abalance) FROM accounts), (SELECT sum(tbalance) FROM tellers),
@@ -510,7 +622,11 @@ async fn bank_transfers_keep_their_invariants_and_survive_a_restart() {
             .unwrap(),
         );
         let h = sums[0][3].clone();
-        assert_eq!(sums[0], vec![h.clone(), h.clone(), h.clone(), h], "balances equal the sum of the history deltas");
+        assert_eq!(
+            sums[0],
+            vec![h.clone(), h.clone(), h.clone(), h],
+            "balances equal the sum of the history deltas"
+        );
         // Per account too: each balance is the sum of its transfers.
         let wrong = count(
             &c,
@@ -538,14 +654,18 @@ async fn transfer(
 ) -> Result<(), tokio_postgres::Error> {
     c.batch_execute("BEGIN").await?;
     let r = async {
-        c.batch_execute(&format!("UPDATE acc SET bal = bal - {amount} WHERE id = {from}"))
-            .await?;
+        c.batch_execute(&format!(
+            "UPDATE acc SET bal = bal - {amount} WHERE id = {from}"
+        ))
+        .await?;
         let m = c
             .simple_query(&format!("SELECT bal FROM acc WHERE id = {from}"))
             .await?;
         assert_eq!(rows(&m).len(), 1, "the block reads its own write");
-        c.batch_execute(&format!("UPDATE acc SET bal = bal + {amount} WHERE id = {to}"))
-            .await?;
+        c.batch_execute(&format!(
+            "UPDATE acc SET bal = bal + {amount} WHERE id = {to}"
+        ))
+        .await?;
         c.batch_execute(&format!(
             "INSERT INTO transfers (worker, seq, amount) VALUES ({worker}, {seq}, {amount})"
         ))
@@ -583,8 +703,15 @@ async fn transactions_on_every_node_survive_a_leader_kill_and_converge() {
     let follower = (1..=3).find(|id| *id != leader).unwrap();
     let f = cluster.client(follower).await;
     transfer(&f, 99, 1, 1, 2, 5).await.unwrap();
-    let m = f.simple_query("SELECT count(*) FROM transfers").await.unwrap();
-    assert_eq!(rows(&m), vec![vec!["1"]], "the follower reads its own commit");
+    let m = f
+        .simple_query("SELECT count(*) FROM transfers")
+        .await
+        .unwrap();
+    assert_eq!(
+        rows(&m),
+        vec![vec!["1"]],
+        "the follower reads its own commit"
+    );
     let acknowledged: Arc<Mutex<HashSet<(i64, i64)>>> = Arc::default();
     acknowledged.lock().unwrap().insert((99, 1));
     let maybe: Arc<Mutex<HashSet<(i64, i64)>>> = Arc::default();
@@ -600,7 +727,9 @@ async fn transactions_on_every_node_survive_a_leader_kill_and_converge() {
             let (mut seq, mut retries, mut rng) = (0i64, 0u64, worker as u64 * 7919);
             while !stop.load(Ordering::Relaxed) && !c.is_closed() {
                 seq += 1;
-                rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                rng = rng
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 let from = (rng >> 33) as i64 % ACCOUNTS + 1;
                 let to = (rng >> 17) as i64 % ACCOUNTS + 1;
                 match transfer(&c, worker, seq, from, to, (rng >> 45) as i64 % 100).await {
@@ -628,7 +757,10 @@ async fn transactions_on_every_node_survive_a_leader_kill_and_converge() {
         let addr = addrs[id as usize - 1];
         async move {
             let c = crate::support::connect(addr).await;
-            let m = c.simple_query("SELECT count(*) FROM transfers").await.unwrap();
+            let m = c
+                .simple_query("SELECT count(*) FROM transfers")
+                .await
+                .unwrap();
             rows(&m)[0][0].parse::<usize>().unwrap()
         }
     };
@@ -661,7 +793,10 @@ async fn transactions_on_every_node_survive_a_leader_kill_and_converge() {
         let c = cluster.client(id).await;
         let m = c.simple_query("SELECT sum(bal) FROM acc").await.unwrap();
         assert_eq!(rows(&m), vec![vec![TOTAL.to_string()]], "node {id}");
-        let m = c.simple_query("SELECT worker, seq FROM transfers").await.unwrap();
+        let m = c
+            .simple_query("SELECT worker, seq FROM transfers")
+            .await
+            .unwrap();
         let present: HashSet<(i64, i64)> = rows(&m)
             .iter()
             .map(|r| (r[0].parse().unwrap(), r[1].parse().unwrap()))
@@ -675,7 +810,14 @@ async fn transactions_on_every_node_survive_a_leader_kill_and_converge() {
             .difference(&acknowledged)
             .filter(|t| !maybe.contains(t))
             .collect();
-        assert!(unexplained.is_empty(), "node {id} has transfers nobody committed: {unexplained:?}");
+        assert!(
+            unexplained.is_empty(),
+            "node {id} has transfers nobody committed: {unexplained:?}"
+        );
     }
-    tracing::info!(acknowledged = acknowledged.len(), maybe = maybe.len(), "transfers");
+    tracing::info!(
+        acknowledged = acknowledged.len(),
+        maybe = maybe.len(),
+        "transfers"
+    );
 }
