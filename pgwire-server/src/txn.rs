@@ -507,27 +507,47 @@ impl Backend {
             + Send
             + 'static,
     {
-        let Some(spec) = txn.writer.as_mut().and_then(|w| w.spec.take()) else {
-            return Err(txn.doomed.clone().unwrap_or_else(|| {
-                ClientError::new(
-                    "40001",
-                    "could not serialize access: the transaction was ended",
-                )
-            }));
-        };
-        match self.node.speculate(spec, f).await {
-            Ok((spec, r)) => {
-                if let Some(w) = txn.writer.as_mut() {
-                    w.spec = Some(spec);
-                }
-                Ok(r.map_err(ClientError::from))
+        speculate_on(&self.node, txn, f).await
+    }
+}
+
+/// Runs `f` on `txn`'s speculation in a blocking task and puts it back; if the speculation
+/// was revoked (or is gone), the block is doomed: its writer is released and every later
+/// `ROLLBACK TO` repeats the error.
+async fn speculate_on<T, F>(
+    node: &sqlkeeper_raft::Node,
+    txn: &mut Txn,
+    f: F,
+) -> Result<Result<T, ClientError>, ClientError>
+where
+    T: Send + 'static,
+    F: FnOnce(
+            &mut Speculation,
+        )
+            -> Result<Result<T, sqlkeeper_engine::ExecError>, sqlkeeper_engine::SpecError>
+        + Send
+        + 'static,
+{
+    let Some(spec) = txn.writer.as_mut().and_then(|w| w.spec.take()) else {
+        return Err(txn.doomed.clone().unwrap_or_else(|| {
+            ClientError::new(
+                "40001",
+                "could not serialize access: the transaction was ended",
+            )
+        }));
+    };
+    match node.speculate(spec, f).await {
+        Ok((spec, r)) => {
+            if let Some(w) = txn.writer.as_mut() {
+                w.spec = Some(spec);
             }
-            Err(e) => {
-                let e = ClientError::from(e);
-                release_in_background(None, txn.writer.take());
-                txn.doomed = Some(e.clone());
-                Err(e)
-            }
+            Ok(r.map_err(ClientError::from))
+        }
+        Err(e) => {
+            let e = ClientError::from(e);
+            release_in_background(None, txn.writer.take());
+            txn.doomed = Some(e.clone());
+            Err(e)
         }
     }
 }
@@ -542,24 +562,10 @@ pub(crate) async fn describe_in_block(
     if txn.phase == Phase::Idle {
         return None;
     }
-    if let Some(spec) = txn.writer.as_mut().and_then(|w| w.spec.take()) {
+    if txn.writer.is_some() {
         let sql = sql.to_string();
-        return Some(
-            match node.speculate(spec, move |s| s.describe(&sql)).await {
-                Ok((spec, r)) => {
-                    if let Some(w) = txn.writer.as_mut() {
-                        w.spec = Some(spec);
-                    }
-                    r.map(|(cols, _)| cols).map_err(ClientError::from)
-                }
-                Err(e) => {
-                    let e = ClientError::from(e);
-                    release_in_background(None, txn.writer.take());
-                    txn.doomed = Some(e.clone());
-                    Err(e)
-                }
-            },
-        );
+        let r = speculate_on(node, txn, move |s| s.describe(&sql)).await;
+        return Some(r.and_then(|r| r.map(|(cols, _)| cols)));
     }
     let held = txn.held.clone()?;
     let sql = sql.to_string();

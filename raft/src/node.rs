@@ -1192,25 +1192,7 @@ impl Node {
         T: Send + 'static,
         F: FnOnce(&ReadView<'_>) -> Result<T, EngineError> + Send + 'static,
     {
-        let handle: Arc<Mutex<Option<rusqlite::InterruptHandle>>> = Arc::new(Mutex::new(None));
-        let mut guard = InterruptOnDrop {
-            handle: handle.clone(),
-            armed: true,
-        };
-        let task = tokio::task::spawn_blocking(move || {
-            held.read(
-                |h| {
-                    *handle.lock().unwrap_or_else(|p| p.into_inner()) = Some(h);
-                },
-                f,
-            )
-        });
-        let r = task.await;
-        guard.armed = false;
-        match r {
-            Ok(r) => r.map_err(NodeError::from),
-            Err(e) => Err(NodeError::Fatal(format!("read task: {e}"))),
-        }
+        interruptible(move |on_start| held.read(on_start, f)).await
     }
 
     /// Takes this node's write slot for a transaction's first write and starts speculating
@@ -1306,25 +1288,7 @@ impl Node {
         F: FnOnce(&ReadView<'_>) -> Result<T, EngineError> + Send + 'static,
     {
         let reads = self.reads.clone();
-        let handle: Arc<Mutex<Option<rusqlite::InterruptHandle>>> = Arc::new(Mutex::new(None));
-        let mut guard = InterruptOnDrop {
-            handle: handle.clone(),
-            armed: true,
-        };
-        let task = tokio::task::spawn_blocking(move || {
-            reads.read(
-                |h| {
-                    *handle.lock().unwrap_or_else(|p| p.into_inner()) = Some(h);
-                },
-                f,
-            )
-        });
-        let r = task.await;
-        guard.armed = false;
-        match r {
-            Ok(r) => r.map_err(NodeError::from),
-            Err(e) => Err(NodeError::Fatal(format!("read task: {e}"))),
-        }
+        interruptible(move |on_start| reads.read(on_start, f)).await
     }
 
     /// Waits until this node has applied `index` (bounded by `timeout`).
@@ -1433,6 +1397,31 @@ fn spec_error(e: SpecError) -> NodeError {
             format!("could not serialize access: {why}"),
         )),
         SpecError::Fatal(f) => NodeError::Fatal(f.0),
+    }
+}
+
+/// Runs a read in a blocking task. `run` gets the callback that receives the connection's
+/// interrupt handle; if the returned future is dropped, the statement is interrupted.
+async fn interruptible<T, R>(run: R) -> Result<T, NodeError>
+where
+    T: Send + 'static,
+    R: FnOnce(Box<dyn FnOnce(rusqlite::InterruptHandle) + Send>) -> Result<T, EngineError>
+        + Send
+        + 'static,
+{
+    let handle: Arc<Mutex<Option<rusqlite::InterruptHandle>>> = Arc::new(Mutex::new(None));
+    let mut guard = InterruptOnDrop {
+        handle: handle.clone(),
+        armed: true,
+    };
+    let on_start: Box<dyn FnOnce(rusqlite::InterruptHandle) + Send> = Box::new(move |h| {
+        *handle.lock().unwrap_or_else(|p| p.into_inner()) = Some(h);
+    });
+    let r = tokio::task::spawn_blocking(move || run(on_start)).await;
+    guard.armed = false;
+    match r {
+        Ok(r) => r.map_err(NodeError::from),
+        Err(e) => Err(NodeError::Fatal(format!("read task: {e}"))),
     }
 }
 
