@@ -117,6 +117,22 @@ impl RawClient {
         }
     }
 
+    /// Bind of a prepared statement that does not exist, then Sync: pgwire answers the error
+    /// itself (26000), before any of our handlers runs.
+    async fn bind_unknown_statement(&mut self) -> RawReply {
+        let mut body = Vec::new();
+        body.extend_from_slice(b"\0nosuch\0"); // portal "", statement "nosuch"
+        body.extend_from_slice(&0i16.to_be_bytes()); // parameter formats
+        body.extend_from_slice(&0i16.to_be_bytes()); // parameters
+        body.extend_from_slice(&0i16.to_be_bytes()); // result formats
+        let mut msg = vec![b'B'];
+        msg.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
+        msg.extend_from_slice(&body);
+        msg.extend_from_slice(&[b'S', 0, 0, 0, 4]);
+        self.stream.write_all(&msg).await.unwrap();
+        self.read_until_ready().await
+    }
+
     async fn query(&mut self, sql: &str) -> RawReply {
         let mut msg = vec![b'Q'];
         msg.extend_from_slice(&((sql.len() + 5) as i32).to_be_bytes());
@@ -170,6 +186,18 @@ async fn ready_for_query_status_and_tags_are_those_postgres_sends() {
     assert_eq!((r.errors, r.status), (vec!["25P01".to_string()], 'I'));
     let r = c.query("BEGIN; SELECT 1; ROLLBACK").await;
     assert_eq!(r.tags, vec!["BEGIN", "SELECT 1", "ROLLBACK"]);
+    assert_eq!(r.status, 'I');
+    // An error at Bind (answered by the protocol layer) fails the block too.
+    let r = c.query("BEGIN").await;
+    assert_eq!(r.status, 'T');
+    let r = c.bind_unknown_statement().await;
+    assert_eq!((r.errors, r.status), (vec!["26000".to_string()], 'E'));
+    let r = c.query("SELECT 1").await;
+    assert_eq!((r.errors, r.status), (vec!["25P02".to_string()], 'E'));
+    let r = c.query("ROLLBACK").await;
+    assert_eq!((r.tags, r.status), (vec!["ROLLBACK".to_string()], 'I'));
+    // Outside a block it leaves the connection idle.
+    let r = c.bind_unknown_statement().await;
     assert_eq!(r.status, 'I');
     node.stop().await;
 }
