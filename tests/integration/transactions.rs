@@ -740,6 +740,24 @@ async fn transactions_on_every_node_survive_a_leader_kill_and_converge() {
         vec![vec!["1"]],
         "the follower reads its own commit"
     );
+    tracing::info!("--- a read-only block on a follower reads one state and proposes nothing");
+    let before = applied_index(&f).await;
+    f.batch_execute("BEGIN READ ONLY").await.unwrap();
+    let m = f.simple_query("SELECT sum(bal) FROM acc").await.unwrap();
+    assert_eq!(rows(&m), vec![vec![TOTAL.to_string()]]);
+    f.batch_execute("COMMIT").await.unwrap();
+    f.batch_execute("BEGIN").await.unwrap();
+    let m = f
+        .simple_query("SELECT count(*) FROM transfers")
+        .await
+        .unwrap();
+    assert_eq!(rows(&m), vec![vec!["1"]]);
+    f.batch_execute("COMMIT").await.unwrap();
+    assert_eq!(
+        applied_index(&f).await,
+        before,
+        "no entry for read-only blocks"
+    );
     let acknowledged: Arc<Mutex<HashSet<(i64, i64)>>> = Arc::default();
     acknowledged.lock().unwrap().insert((99, 1));
     let maybe: Arc<Mutex<HashSet<(i64, i64)>>> = Arc::default();
