@@ -34,6 +34,9 @@ pub(crate) struct SequenceCell {
     seqs: HashMap<String, Seq>,
     /// `currval` values set by `nextval`/`setval` in this command.
     current: HashMap<String, i64>,
+    /// Sequences whose rows disappeared during the command (`DROP SEQUENCE`), with the values
+    /// taken from them: if the row comes back (`ROLLBACK TO`), so do those values.
+    dropped: HashMap<String, Seq>,
 }
 
 pub(crate) fn create_table(conn: &Connection) -> rusqlite::Result<()> {
@@ -48,6 +51,7 @@ pub(crate) fn load(conn: &Connection, cell: &Mutex<SequenceCell>) -> rusqlite::R
     let mut c = cell.lock().unwrap_or_else(|p| p.into_inner());
     c.seqs.clear();
     c.current.clear();
+    c.dropped.clear();
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT name, last_value, increment, is_called FROM {SEQUENCES_TABLE}"
     ))?;
@@ -66,8 +70,8 @@ pub(crate) fn load(conn: &Connection, cell: &Mutex<SequenceCell>) -> rusqlite::R
     Ok(())
 }
 
-/// After a statement changed the sequences table (`CREATE`/`DROP SEQUENCE`): picks up the
-/// sequences it created and forgets those it dropped. Values already taken in this command
+/// After a statement changed the sequences table (`CREATE`/`DROP SEQUENCE`), or a rollback to
+/// a savepoint may have: picks up the sequences created and sets aside those dropped. Values already taken in this command
 /// stay in memory (dirty) until the command's final flush: writing them now could be undone by
 /// a later `ROLLBACK TO`, and the numbers handed out again.
 pub(crate) fn refresh(conn: &Connection, cell: &Mutex<SequenceCell>) -> rusqlite::Result<()> {
@@ -79,7 +83,7 @@ pub(crate) fn refresh(conn: &Connection, cell: &Mutex<SequenceCell>) -> rusqlite
     let mut seqs = HashMap::new();
     while let Some(r) = rows.next()? {
         let name: String = r.get(0)?;
-        let seq = match c.seqs.remove(&name) {
+        let seq = match c.seqs.remove(&name).or_else(|| c.dropped.remove(&name)) {
             Some(known) => known,
             None => Seq {
                 last_value: r.get(1)?,
@@ -89,6 +93,12 @@ pub(crate) fn refresh(conn: &Connection, cell: &Mutex<SequenceCell>) -> rusqlite
             },
         };
         seqs.insert(name, seq);
+    }
+    // What is left was dropped: keep its values aside, and its currval goes.
+    let gone: Vec<(String, Seq)> = c.seqs.drain().collect();
+    for (name, seq) in gone {
+        c.current.remove(&name);
+        c.dropped.insert(name, seq);
     }
     c.seqs = seqs;
     Ok(())
@@ -100,12 +110,21 @@ pub(crate) fn flush(conn: &Connection, cell: &Mutex<SequenceCell>) -> rusqlite::
     let mut stmt = conn.prepare_cached(&format!(
         "UPDATE {SEQUENCES_TABLE} SET last_value = ?2, is_called = ?3 WHERE name = ?1"
     ))?;
-    for (name, s) in c.seqs.iter_mut().filter(|(_, s)| s.dirty) {
+    // Dropped ones too: if the command failed, the rollback restored their rows, and the
+    // values taken stay taken, as in Postgres.
+    let c = &mut *c;
+    for (name, s) in c
+        .seqs
+        .iter_mut()
+        .chain(c.dropped.iter_mut())
+        .filter(|(_, s)| s.dirty)
+    {
         stmt.execute(rusqlite::params![name, s.last_value, s.is_called as i64])?;
         s.dirty = false;
     }
     c.seqs.clear();
     c.current.clear();
+    c.dropped.clear();
     Ok(())
 }
 

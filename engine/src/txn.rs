@@ -89,10 +89,19 @@ pub(crate) fn run_step(
             Err(e) => classify(e).map(Err),
         }
     };
+    let refresh_sequences = || {
+        crate::sequences::refresh(conn, &cells.sequences)
+            .map_err(|e| Fatal(format!("reload sequences: {e}")))
+    };
     match step {
         TxnStep::Savepoint(name) => control(format!("SAVEPOINT {}", quote_ident(name))),
         TxnStep::Release(name) => control(format!("RELEASE {}", quote_ident(name))),
-        TxnStep::RollbackTo(name) => control(format!("ROLLBACK TO {}", quote_ident(name))),
+        TxnStep::RollbackTo(name) => {
+            let r = control(format!("ROLLBACK TO {}", quote_ident(name)))?;
+            // The rollback may have undone a CREATE or DROP SEQUENCE.
+            refresh_sequences()?;
+            Ok(r)
+        }
         TxnStep::Sql(statements) => {
             let f = |what: &'static str| move |e: rusqlite::Error| Fatal(format!("{what}: {e}"));
             conn.execute_batch(&format!("SAVEPOINT {STATEMENT_SAVEPOINT}"))
@@ -103,6 +112,12 @@ pub(crate) fn run_step(
                 if last.is_err() {
                     conn.execute_batch(&format!("ROLLBACK TO {STATEMENT_SAVEPOINT}"))
                         .map_err(f("undo failed statement"))?;
+                    if statements
+                        .iter()
+                        .any(|s| s.sql.contains(crate::sequences::SEQUENCES_TABLE))
+                    {
+                        refresh_sequences()?;
+                    }
                     break;
                 }
             }
@@ -166,8 +181,16 @@ pub struct Speculator {
     inner: Mutex<SpecInner>,
     /// Interrupts a running speculative statement when the apply thread needs the database.
     interrupt: Mutex<Option<InterruptHandle>>,
-    interrupted: AtomicBool,
+    /// The apply thread wants the database: a speculative statement stops (also one between
+    /// the SQLite statements of a step, where an interrupt alone would be lost: the
+    /// connection's progress handler reads this flag).
+    interrupted: Arc<AtomicBool>,
+    /// The running speculation's client went away: its statement stops the same way.
+    cancelled: Arc<AtomicBool>,
 }
+
+/// SQLite virtual machine instructions between two checks of the stop flags.
+const PROGRESS_CHECK_OPS: i32 = 1000;
 
 /// A running speculative transaction. Dropping it rolls it back.
 pub struct Speculation {
@@ -205,7 +228,8 @@ impl Speculator {
                 revoked_because: String::new(),
             }),
             interrupt: Mutex::new(None),
-            interrupted: AtomicBool::new(false),
+            interrupted: Arc::new(AtomicBool::new(false)),
+            cancelled: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -217,13 +241,13 @@ impl Speculator {
     /// dropped. Called by the apply thread before it writes, and by snapshot installation
     /// (`close` = true: the connection is closed, because it would keep the old file open).
     pub(crate) fn hold_for_apply(&self, why: &str, close: bool) -> SpecHold<'_> {
+        self.interrupted.store(true, Ordering::SeqCst);
         if let Some(h) = self
             .interrupt
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .as_ref()
         {
-            self.interrupted.store(true, Ordering::SeqCst);
             h.interrupt();
         }
         let mut inner = self.lock();
@@ -244,6 +268,7 @@ impl Speculator {
     /// Interrupts the running speculative statement, if any (its client went away). The
     /// statement fails; the speculation is rolled back when it is dropped.
     pub fn interrupt_running(&self) {
+        self.cancelled.store(true, Ordering::SeqCst);
         if let Some(h) = self
             .interrupt
             .lock()
@@ -276,9 +301,16 @@ impl Speculator {
                 "another transaction is writing on this node".into(),
             ));
         }
+        self.cancelled.store(false, Ordering::SeqCst);
         if inner.conn.is_none() {
             let c = inner.cells.clone();
-            let conn = crate::apply::open_writer(&inner.path, c.stamp, c.sequences, c.rebuild)?;
+            let mut conn = crate::apply::open_writer(&inner.path, c.stamp, c.sequences, c.rebuild)?;
+            let (apply, cancelled) = (self.interrupted.clone(), self.cancelled.clone());
+            conn.progress_handler(
+                PROGRESS_CHECK_OPS,
+                Some(move || apply.load(Ordering::Relaxed) || cancelled.load(Ordering::Relaxed)),
+            )
+            .map_err(|e| Fatal(format!("install progress handler: {e}")))?;
             inner.conn = Some(conn);
         }
         let inner = &mut *inner;
@@ -363,9 +395,14 @@ impl Speculation {
         }
         match f(conn, &inner.cells) {
             Ok(v) => Ok(v),
-            Err(_) if self.spec.interrupted.load(Ordering::SeqCst) => Err(SpecError::Revoked(
-                "a concurrent change was applied while the statement ran".into(),
-            )),
+            Err(_)
+                if self.spec.interrupted.load(Ordering::SeqCst)
+                    || self.spec.cancelled.load(Ordering::SeqCst) =>
+            {
+                Err(SpecError::Revoked(
+                    "the statement was stopped: a concurrent change is being applied, or its client went away".into(),
+                ))
+            }
             Err(e) => Err(e.into()),
         }
     }
@@ -508,6 +545,77 @@ mod tests {
             steps: r.steps,
             digest: r.digest,
         }
+    }
+
+    /// The translator's SQLite statements for one Postgres statement.
+    fn pg(sql_text: &str) -> Vec<Statement> {
+        let mut t = sqlkeeper_sql::translate(sql_text).unwrap();
+        t.pop()
+            .unwrap()
+            .sqlite
+            .into_iter()
+            .map(|s| sql(&s))
+            .collect()
+    }
+
+    #[test]
+    fn sequence_values_survive_rollback_to_a_savepoint_before_a_drop() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sm = StateMachine::open(dir.path()).unwrap();
+        let create = Command::Execute {
+            request_id: None,
+            stamp: Stamp::default(),
+            statements: pg("CREATE SEQUENCE s"),
+        };
+        assert_eq!(apply(&mut sm, 1, &create).error, None);
+        let spec = sm.speculator();
+        let mut s = spec.begin(Stamp::default(), None).unwrap();
+        let next = |s: &mut Speculation| {
+            s.execute(TxnStep::Sql(pg("SELECT nextval('s')")))
+                .unwrap()
+                .unwrap()
+                .rows
+        };
+        assert_eq!(next(&mut s), vec![vec![Value::Integer(1)]]);
+        s.execute(TxnStep::Savepoint("_sqlkeeper_sp_0".into()))
+            .unwrap()
+            .unwrap();
+        s.execute(TxnStep::Sql(pg("DROP SEQUENCE s")))
+            .unwrap()
+            .unwrap();
+        s.execute(TxnStep::RollbackTo("_sqlkeeper_sp_0".into()))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            next(&mut s),
+            vec![vec![Value::Integer(2)]],
+            "the sequence is back, with its value"
+        );
+        s.execute(TxnStep::Savepoint("_sqlkeeper_sp_1".into()))
+            .unwrap()
+            .unwrap();
+        s.execute(TxnStep::Sql(pg("CREATE SEQUENCE t")))
+            .unwrap()
+            .unwrap();
+        s.execute(TxnStep::RollbackTo("_sqlkeeper_sp_1".into()))
+            .unwrap()
+            .unwrap();
+        let e = s
+            .execute(TxnStep::Sql(pg("SELECT nextval('t')")))
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(e.sqlstate, "42P01", "a creation rolled back is gone");
+        let cmd = commit(s);
+        assert_eq!(apply(&mut sm, 2, &cmd).error, None);
+        let after = Command::Execute {
+            request_id: None,
+            stamp: Stamp::default(),
+            statements: pg("SELECT nextval('s')"),
+        };
+        assert_eq!(
+            apply(&mut sm, 3, &after).results[0].rows,
+            vec![vec![Value::Integer(3)]]
+        );
     }
 
     #[test]

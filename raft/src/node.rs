@@ -786,8 +786,13 @@ impl Node {
                     |left| {
                         let proposal = proposal.clone();
                         async move {
+                            let started = Instant::now();
                             let wait = (!slot_held).then_some(WRITE_SLOT_WAIT.min(left));
                             let _shared = self.wait_write_slot(wait).await?;
+                            // The slot wait counts against the write's time.
+                            let left = left
+                                .saturating_sub(started.elapsed())
+                                .max(Duration::from_millis(100));
                             match tokio::time::timeout(left, self.propose_now(request_id, proposal))
                                 .await
                             {
@@ -829,6 +834,14 @@ impl Node {
                         tracing::debug!(error = %e, "write committed; local apply is behind");
                     }
                     return Ok((outcome, index));
+                }
+                // An earlier attempt may have been applied: this one's failure does not make
+                // the write's outcome known.
+                Err(RemoteError::Failed(m)) if unknown => {
+                    tracing::debug!(error = %m, "write failed after an attempt with an unknown outcome");
+                    return Err(NodeError::OutcomeUnknown {
+                        leader_id: last_leader.map(|(id, _)| id),
+                    });
                 }
                 Err(RemoteError::Failed(m)) => return Err(NodeError::Unavailable(m)),
                 Err(RemoteError::Unknown(m)) => {
@@ -1192,7 +1205,14 @@ impl Node {
         T: Send + 'static,
         F: FnOnce(&ReadView<'_>) -> Result<T, EngineError> + Send + 'static,
     {
-        interruptible(move |on_start| held.read(on_start, f)).await
+        interruptible(move |on_start, on_end| {
+            held.read(on_start, move |v| {
+                let r = f(v);
+                on_end();
+                r
+            })
+        })
+        .await
     }
 
     /// Takes this node's write slot for a transaction's first write and starts speculating
@@ -1249,14 +1269,17 @@ impl Node {
         };
         let r = tokio::task::spawn_blocking(move || {
             let r = f(&mut spec);
-            (spec, r)
+            // A revoked speculation is dropped here, not on an async worker: its rollback
+            // waits for the apply thread's batch.
+            (r.is_ok().then_some(spec), r)
         })
         .await;
         guard.armed = false;
         let r = r.map_err(|e| NodeError::Fatal(format!("speculation task: {e}")))?;
         match r {
-            (spec, Ok(v)) => Ok((spec, v)),
+            (Some(spec), Ok(v)) => Ok((spec, v)),
             (_, Err(e)) => Err(spec_error(e)),
+            (None, Ok(_)) => Err(NodeError::Fatal("speculation lost".into())),
         }
     }
 
@@ -1288,7 +1311,14 @@ impl Node {
         F: FnOnce(&ReadView<'_>) -> Result<T, EngineError> + Send + 'static,
     {
         let reads = self.reads.clone();
-        interruptible(move |on_start| reads.read(on_start, f)).await
+        interruptible(move |on_start, on_end| {
+            reads.read(on_start, move |v| {
+                let r = f(v);
+                on_end();
+                r
+            })
+        })
+        .await
     }
 
     /// Waits until this node has applied `index` (bounded by `timeout`).
@@ -1400,24 +1430,32 @@ fn spec_error(e: SpecError) -> NodeError {
     }
 }
 
-/// Runs a read in a blocking task. `run` gets the callback that receives the connection's
-/// interrupt handle; if the returned future is dropped, the statement is interrupted.
+/// The callbacks `interruptible` hands to a read: one receives the connection's interrupt
+/// handle when the read starts, the other forgets it when the read's work is done (before the
+/// connection can go back to the pool and serve another session).
+type OnStart = Box<dyn FnOnce(rusqlite::InterruptHandle) + Send>;
+type OnEnd = Box<dyn FnOnce() + Send>;
+
+/// Runs a read in a blocking task; if the returned future is dropped, the running statement
+/// is interrupted.
 async fn interruptible<T, R>(run: R) -> Result<T, NodeError>
 where
     T: Send + 'static,
-    R: FnOnce(Box<dyn FnOnce(rusqlite::InterruptHandle) + Send>) -> Result<T, EngineError>
-        + Send
-        + 'static,
+    R: FnOnce(OnStart, OnEnd) -> Result<T, EngineError> + Send + 'static,
 {
     let handle: Arc<Mutex<Option<rusqlite::InterruptHandle>>> = Arc::new(Mutex::new(None));
     let mut guard = InterruptOnDrop {
         handle: handle.clone(),
         armed: true,
     };
-    let on_start: Box<dyn FnOnce(rusqlite::InterruptHandle) + Send> = Box::new(move |h| {
+    let ended = handle.clone();
+    let on_start: OnStart = Box::new(move |h| {
         *handle.lock().unwrap_or_else(|p| p.into_inner()) = Some(h);
     });
-    let r = tokio::task::spawn_blocking(move || run(on_start)).await;
+    let on_end: OnEnd = Box::new(move || {
+        ended.lock().unwrap_or_else(|p| p.into_inner()).take();
+    });
+    let r = tokio::task::spawn_blocking(move || run(on_start, on_end)).await;
     guard.armed = false;
     match r {
         Ok(r) => r.map_err(NodeError::from),

@@ -49,7 +49,7 @@ pub(crate) fn relation(name: &ObjectName) -> Option<&'static str> {
 }
 
 struct Rewriter {
-    /// Replace catalog relations (only in queries: a DML target keeps its name).
+    /// Replace catalog relations (not in UPDATE or DELETE: their target keeps its name).
     catalog: bool,
     /// Names of common table expressions, which take precedence over the catalog.
     ctes: Vec<String>,
@@ -149,7 +149,8 @@ fn parse_query(sql: &str) -> Option<Query> {
 /// Replaces catalog relations by their stand-in queries, and derived `VALUES` tables with
 /// column aliases by a form SQLite accepts.
 pub(crate) fn rewrite(stmt: &mut Statement) {
-    let catalog = matches!(stmt, Statement::Query(_));
+    // Not in UPDATE or DELETE, whose target is a table factor too: a user table keeps its name.
+    let catalog = !matches!(stmt, Statement::Update { .. } | Statement::Delete(_));
     let _ = stmt.visit(&mut Rewriter {
         catalog,
         ctes: Vec::new(),

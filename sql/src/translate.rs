@@ -620,11 +620,24 @@ fn parenthesize_default(col: &mut sqlparser::ast::ColumnDef) {
 /// Deferred constraints would be checked at the end of the apply batch's SQLite transaction,
 /// where a violation cannot be turned into one statement's error: refused.
 fn check_no_deferred_constraints(stmt: &Statement) -> Result<(), SqlError> {
-    if matches!(stmt, Statement::CreateTable(_) | Statement::AlterTable(_))
-        && stmt
-            .to_string()
-            .to_ascii_uppercase()
-            .contains("INITIALLY DEFERRED")
+    if !matches!(stmt, Statement::CreateTable(_) | Statement::AlterTable(_)) {
+        return Ok(());
+    }
+    // Looked for in the statement's text with its string literals emptied, so a DEFAULT or
+    // CHECK literal that happens to spell the words does not count.
+    let mut bare = stmt.clone();
+    let _ = visit_expressions_mut(&mut bare, |e| {
+        if let Expr::Value(v) = e {
+            if matches!(v.value, Value::SingleQuotedString(_)) {
+                v.value = Value::SingleQuotedString(String::new());
+            }
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    if bare
+        .to_string()
+        .to_ascii_uppercase()
+        .contains("INITIALLY DEFERRED")
     {
         return Err(SqlError::unsupported(
             "INITIALLY DEFERRED constraints (constraints are checked at each statement)",
@@ -638,7 +651,8 @@ fn fold_ident(i: &sqlparser::ast::Ident) -> String {
     if i.quote_style.is_some() {
         i.value.clone()
     } else {
-        i.value.to_lowercase()
+        // Postgres folds ASCII letters only (in UTF-8 databases).
+        i.value.to_ascii_lowercase()
     }
 }
 
