@@ -527,7 +527,7 @@ fn translate_statement(stmt: Statement) -> Result<Translated, SqlError> {
                         ))
                     })
                     .collect::<Result<Vec<_>, SqlError>>()?,
-                None => native_alter_table(&stmt, at, &table)?,
+                None => native_alter_table(at, &table)?,
             }
         }
         // SERIAL columns that are not the key get a fresh sequence, created before the table.
@@ -730,7 +730,6 @@ fn check_internal_names(stmt: &Statement) -> Result<(), SqlError> {
 /// column added gets them, a column dropped loses them first (SQLite refuses to drop a column
 /// a trigger uses).
 fn native_alter_table(
-    stmt: &Statement,
     at: &sqlparser::ast::AlterTable,
     table: &str,
 ) -> Result<Vec<String>, SqlError> {
@@ -747,7 +746,20 @@ fn native_alter_table(
             }
         }
     }
-    out.push(stmt.to_string());
+    // SQLite runs one operation per ALTER TABLE.
+    for op in &at.operations {
+        match op {
+            sqlparser::ast::AlterTableOperation::AddColumn { column_def, .. }
+                if column_def
+                    .options
+                    .iter()
+                    .any(|o| matches!(&o.option, ColumnOption::Default(Expr::Nested(_)))) =>
+            {
+                out.extend(add_column_with_expression_default(at, table, column_def)?)
+            }
+            op => out.push(format!("ALTER TABLE {} {op}", at.name)),
+        }
+    }
     let added: Vec<sqlparser::ast::ColumnDef> = at
         .operations
         .iter()
@@ -768,6 +780,58 @@ fn native_alter_table(
             pseudo.columns = added;
             out.extend(boolean_triggers(&pseudo));
         }
+    }
+    Ok(out)
+}
+
+/// `ADD COLUMN c t DEFAULT (expr)`: SQLite refuses an expression default on a table with
+/// rows, where Postgres evaluates it for every existing row. Added without it, filled with an
+/// UPDATE, then the default (and NOT NULL) set by a table rebuild, all in the one entry.
+fn add_column_with_expression_default(
+    at: &sqlparser::ast::AlterTable,
+    table: &str,
+    column_def: &sqlparser::ast::ColumnDef,
+) -> Result<Vec<String>, SqlError> {
+    let mut bare = column_def.clone();
+    let mut default = None;
+    let mut not_null = false;
+    bare.options.retain(|o| match &o.option {
+        ColumnOption::Default(e) => {
+            default = Some(e.clone());
+            false
+        }
+        ColumnOption::NotNull => {
+            not_null = true;
+            false
+        }
+        _ => true,
+    });
+    let Some(default) = default else {
+        return Ok(vec![format!(
+            "ALTER TABLE {} ADD COLUMN {column_def}",
+            at.name
+        )]);
+    };
+    let column = bare.name.value.clone();
+    let mut out = vec![
+        format!("ALTER TABLE {} ADD COLUMN {bare}", at.name),
+        format!("UPDATE {} SET {} = {default}", at.name, bare.name),
+    ];
+    let mut ops = vec![crate::rebuild::AlterOp::SetDefault {
+        column: column.clone(),
+        expr: default.to_string(),
+    }];
+    if not_null {
+        ops.push(crate::rebuild::AlterOp::SetNotNull(column));
+    }
+    for op in ops {
+        let json = serde_json::to_string(&op).map_err(SqlError::unsupported)?;
+        out.push(format!(
+            "SELECT {}({}, {})",
+            crate::rebuild::REBUILD_TABLE_FUNCTION,
+            quote_literal(table),
+            quote_literal(&json)
+        ));
     }
     Ok(out)
 }
