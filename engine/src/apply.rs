@@ -379,8 +379,24 @@ fn apply_command(
                     return Ok((first, false));
                 }
             }
-            let outcome =
-                apply_transaction(conn, cells, index, *stamp, *base, steps, digest, last_write)?;
+            let outcome = if *base != last_write {
+                // The data changed after the transaction read it: refused on every replica.
+                Outcome {
+                    results: Vec::new(),
+                    error: Some((
+                        0,
+                        ExecError::new(
+                            "40001",
+                            format!(
+                                "could not serialize access due to concurrent update: log entry {} changed the data this transaction read",
+                                last_write.map(|c| c.to_string()).unwrap_or_default()
+                            ),
+                        ),
+                    )),
+                }
+            } else {
+                replay_transaction(conn, cells, index, *stamp, steps, digest)?
+            };
             if let Some(id) = request_id {
                 remember_request(conn, id, index, &outcome)?;
             }
@@ -390,33 +406,16 @@ fn apply_command(
     }
 }
 
-/// Replays a transaction if the data did not change since it ran speculatively, and checks
+/// Replays a transaction whose data did not change since it ran speculatively, and checks
 /// that replay returned what the client saw. Either it all applies or nothing does.
-fn apply_transaction(
+fn replay_transaction(
     conn: &Connection,
     cells: &Cells,
     index: LogIndex,
     stamp: Stamp,
-    base: Option<LogIndex>,
     steps: &[TxnStep],
     digest: &str,
-    current: Option<LogIndex>,
 ) -> Result<Outcome, Fatal> {
-    if current != base {
-        return Ok(Outcome {
-            results: Vec::new(),
-            error: Some((
-                0,
-                ExecError::new(
-                    "40001",
-                    format!(
-                        "could not serialize access due to concurrent update: log entry {} changed the data this transaction read",
-                        current.map(|c| c.to_string()).unwrap_or_default()
-                    ),
-                ),
-            )),
-        });
-    }
     cells.stamp.set(&stamp);
     crate::sequences::load(conn, &cells.sequences).map_err(fatal("load sequences"))?;
     conn.execute_batch("SAVEPOINT entry")
@@ -540,11 +539,12 @@ fn execute_statements(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::command::{Stamp, Statement, Value};
 
-    fn exec(sql: &str) -> Command {
+    /// One statement as an autocommit command.
+    pub(crate) fn exec(sql: &str) -> Command {
         Command::Execute {
             request_id: None,
             stamp: Stamp::default(),
@@ -555,7 +555,8 @@ mod tests {
         }
     }
 
-    fn apply1(sm: &mut StateMachine, index: u64, cmd: &Command) -> Outcome {
+    /// Applies `cmd` alone at `index` and returns its outcome.
+    pub(crate) fn apply1(sm: &mut StateMachine, index: u64, cmd: &Command) -> Outcome {
         let items = [ApplyItem {
             index: LogIndex(index),
             command: Some(cmd),

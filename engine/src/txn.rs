@@ -505,34 +505,14 @@ impl Drop for Speculation {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::apply::tests::{apply1 as apply, exec};
     use crate::apply::{ApplyItem, RaftMeta, StateMachine};
     use crate::command::{Command, Value};
-    use crate::Outcome;
 
     fn sql(s: &str) -> Statement {
         Statement {
             sql: s.into(),
             params: vec![],
-        }
-    }
-
-    fn apply(sm: &mut StateMachine, index: u64, cmd: &Command) -> Outcome {
-        let items = [ApplyItem {
-            index: LogIndex(index),
-            command: Some(cmd),
-        }];
-        sm.apply_batch(&items, &RaftMeta::default())
-            .unwrap()
-            .pop()
-            .unwrap()
-            .unwrap()
-    }
-
-    fn exec(s: &str) -> Command {
-        Command::Execute {
-            request_id: None,
-            stamp: Stamp::default(),
-            statements: vec![sql(s)],
         }
     }
 

@@ -259,7 +259,7 @@ impl Backend {
             StatementKind::Read => {
                 if txn.writer.is_some() {
                     let stmts = statements_of(t, &params);
-                    let r = self.speculate(txn, move |s| s.query(&stmts)).await??;
+                    let r = speculate_on(&self.node, txn, move |s| s.query(&stmts)).await??;
                     return Ok(Produced::rows(r, t));
                 }
                 let held = self.snapshot(txn).await?;
@@ -288,7 +288,7 @@ impl Backend {
                 }
                 self.ensure_writer(txn).await?;
                 let step = TxnStep::Sql(statements_of(t, &params));
-                let r = self.speculate(txn, move |s| s.execute(step)).await??;
+                let r = speculate_on(&self.node, txn, move |s| s.execute(step)).await??;
                 Ok(if r.columns.is_empty() || t.kind == StatementKind::Ddl {
                     Produced::Done(t.tag.render(r.rows_affected))
                 } else {
@@ -350,7 +350,7 @@ impl Backend {
             (_, TxnOp::Savepoint(name)) => {
                 if txn.writer.is_some() {
                     let step = TxnStep::Savepoint(savepoint_name(txn.savepoints.len()));
-                    self.speculate(txn, move |s| s.execute(step)).await??;
+                    speculate_on(&self.node, txn, move |s| s.execute(step)).await??;
                 }
                 txn.savepoints.push(name.clone());
                 Ok(done("SAVEPOINT"))
@@ -359,7 +359,7 @@ impl Backend {
                 let at = find_savepoint(txn, name)?;
                 if txn.writer.is_some() {
                     let step = TxnStep::Release(savepoint_name(at));
-                    self.speculate(txn, move |s| s.execute(step)).await??;
+                    speculate_on(&self.node, txn, move |s| s.execute(step)).await??;
                 }
                 txn.savepoints.truncate(at);
                 Ok(done("RELEASE"))
@@ -371,7 +371,7 @@ impl Backend {
                 let at = find_savepoint(txn, name)?;
                 if txn.writer.is_some() {
                     let step = TxnStep::RollbackTo(savepoint_name(at));
-                    self.speculate(txn, move |s| s.execute(step)).await??;
+                    speculate_on(&self.node, txn, move |s| s.execute(step)).await??;
                 }
                 txn.savepoints.truncate(at + 1);
                 txn.phase = Phase::Active;
@@ -479,7 +479,7 @@ impl Backend {
         // Savepoints taken while the block only read exist on the speculation too.
         let depth = txn.savepoints.len();
         if depth > 0 {
-            self.speculate(txn, move |s| {
+            speculate_on(&self.node, txn, move |s| {
                 for level in 0..depth {
                     if let Err(e) = s.execute(TxnStep::Savepoint(savepoint_name(level)))? {
                         return Ok(Err(e));
@@ -490,24 +490,6 @@ impl Backend {
             .await??;
         }
         Ok(())
-    }
-
-    /// Runs `f` on the block's speculation. A revoked speculation dooms the block.
-    async fn speculate<T, F>(
-        &self,
-        txn: &mut Txn,
-        f: F,
-    ) -> Result<Result<T, ClientError>, ClientError>
-    where
-        T: Send + 'static,
-        F: FnOnce(
-                &mut Speculation,
-            )
-                -> Result<Result<T, sqlkeeper_engine::ExecError>, sqlkeeper_engine::SpecError>
-            + Send
-            + 'static,
-    {
-        speculate_on(&self.node, txn, f).await
     }
 }
 

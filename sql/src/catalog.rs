@@ -119,7 +119,7 @@ impl VisitorMut for Rewriter {
                     .collect();
                 let sql = format!("SELECT {} FROM ({subquery})", items.join(", "));
                 if let Some(q) = parse_query(&sql) {
-                    *subquery = Box::new(q);
+                    **subquery = q;
                     alias.columns.clear();
                 }
             }
