@@ -550,36 +550,21 @@ mod tests {
         assert_eq!(apply(&mut sm, 1, &create).error, None);
         let spec = sm.speculator();
         let mut s = spec.begin(Stamp::default(), None).unwrap();
-        let next = |s: &mut Speculation| {
-            s.execute(TxnStep::Sql(pg("SELECT nextval('s')")))
-                .unwrap()
-                .unwrap()
-                .rows
-        };
+        // Runs a step that must succeed.
+        let ok = |s: &mut Speculation, step: TxnStep| s.execute(step).unwrap().unwrap();
+        let next = |s: &mut Speculation| ok(s, TxnStep::Sql(pg("SELECT nextval('s')"))).rows;
         assert_eq!(next(&mut s), vec![vec![Value::Integer(1)]]);
-        s.execute(TxnStep::Savepoint("_sqlkeeper_sp_0".into()))
-            .unwrap()
-            .unwrap();
-        s.execute(TxnStep::Sql(pg("DROP SEQUENCE s")))
-            .unwrap()
-            .unwrap();
-        s.execute(TxnStep::RollbackTo("_sqlkeeper_sp_0".into()))
-            .unwrap()
-            .unwrap();
+        ok(&mut s, TxnStep::Savepoint("_sqlkeeper_sp_0".into()));
+        ok(&mut s, TxnStep::Sql(pg("DROP SEQUENCE s")));
+        ok(&mut s, TxnStep::RollbackTo("_sqlkeeper_sp_0".into()));
         assert_eq!(
             next(&mut s),
             vec![vec![Value::Integer(2)]],
             "the sequence is back, with its value"
         );
-        s.execute(TxnStep::Savepoint("_sqlkeeper_sp_1".into()))
-            .unwrap()
-            .unwrap();
-        s.execute(TxnStep::Sql(pg("CREATE SEQUENCE t")))
-            .unwrap()
-            .unwrap();
-        s.execute(TxnStep::RollbackTo("_sqlkeeper_sp_1".into()))
-            .unwrap()
-            .unwrap();
+        ok(&mut s, TxnStep::Savepoint("_sqlkeeper_sp_1".into()));
+        ok(&mut s, TxnStep::Sql(pg("CREATE SEQUENCE t")));
+        ok(&mut s, TxnStep::RollbackTo("_sqlkeeper_sp_1".into()));
         let e = s
             .execute(TxnStep::Sql(pg("SELECT nextval('t')")))
             .unwrap()
