@@ -1,19 +1,22 @@
 //! The writer side: applying committed commands in log order.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
+use rusqlite::config::DbConfig;
+use rusqlite::hooks::Action;
 use rusqlite::Connection;
 
-use crate::command::{Command, LogIndex, RequestId, Stamp, TxnStep};
-use crate::determinism::{self, StampCell};
+use std::collections::BTreeMap;
+
+use crate::command::{Command, EntryHeader, LogIndex, RequestId, TxnStep};
+use crate::determinism;
 use crate::error::{ExecError, Fatal};
 use crate::meta;
-use crate::meta::{DEDUP_WINDOW_ENTRIES, REQUESTS_TABLE};
+use crate::meta::REQUESTS_TABLE;
 use crate::read::ReadPool;
-use crate::sequences::SequenceCell;
-use crate::txn::{run_statement, run_step, Cells, Digest256, Speculator};
-use crate::Outcome;
+use crate::txn::{run_statement, run_step, Cells, Digest256, Speculator, Stop};
+use crate::{Outcome, OutcomeDigest};
 
 /// File name of the state database inside the node's state directory.
 pub const STATE_DB_FILE: &str = "state.db";
@@ -39,7 +42,7 @@ pub struct ApplyItem<'a> {
 }
 
 fn fatal(context: &str) -> impl FnOnce(rusqlite::Error) -> Fatal + '_ {
-    move |e| Fatal(format!("{context}: {e}"))
+    move |e| Fatal(format!("{context}: {}", Fatal::of_sqlite(&e).0))
 }
 
 /// The deterministic state machine: owns the only writable connection to the state database.
@@ -58,33 +61,62 @@ pub struct StateMachine {
     speculator: Arc<Speculator>,
 }
 
+/// Opens a writable connection to the state database: the apply thread's, or a speculation's.
+/// Both are set up identically (functions, hooks, limits, planner settings), so a statement
+/// computes the same rows and takes the same steps on either. `stop` lets the owner interrupt
+/// a running statement (speculation); the step budget in `cells` can too.
 pub(crate) fn open_writer(
     path: &Path,
-    stamp: Arc<StampCell>,
-    sequences: Arc<Mutex<SequenceCell>>,
-    rebuild: crate::rebuild::RebuildCell,
+    cells: &Cells,
+    stop: impl Fn() -> bool + Send + 'static,
 ) -> Result<Connection, Fatal> {
-    let conn = Connection::open(path).map_err(fatal("open state database"))?;
+    let mut conn = Connection::open(path).map_err(fatal("open state database"))?;
     // WAL lets read connections run beside the writer. synchronous=NORMAL: a commit is not
     // fsynced until the next checkpoint, so power loss may drop the last applied batches; the
     // applied index lives in the same transactions and drops with them, and Raft re-applies
     // those entries from its fsynced log at start-up. A process crash (kill -9) loses nothing.
-    conn.execute_batch(
+    // journal_size_limit: once a checkpoint has copied the WAL back and readers have moved on,
+    // the WAL file is cut back to this size instead of keeping its largest size forever.
+    conn.execute_batch(&format!(
         "PRAGMA journal_mode = WAL;
          PRAGMA synchronous = NORMAL;
          PRAGMA foreign_keys = ON;
-         PRAGMA recursive_triggers = ON;",
-    )
+         PRAGMA recursive_triggers = ON;
+         PRAGMA journal_size_limit = {WAL_KEPT_BYTES};"
+    ))
     .map_err(fatal("configure state database"))?;
+    // Plans must not depend on the values bound to a statement, or on what an earlier
+    // execution bound: the query planner stability guarantee.
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)
+        .map_err(fatal("configure query planner"))?;
+    crate::limits::configure(&conn).map_err(fatal("set limits"))?;
     conn.set_prepared_statement_cache_capacity(256);
-    determinism::install(&conn, stamp).map_err(fatal("register deterministic functions"))?;
+    determinism::install(&conn, cells.stamp.clone())
+        .map_err(fatal("register deterministic functions"))?;
     crate::functions::install(&conn).map_err(fatal("register functions"))?;
     meta::create(&conn).map_err(fatal("create metadata table"))?;
     crate::sequences::create_table(&conn).map_err(fatal("create sequences table"))?;
-    crate::sequences::install(&conn, sequences).map_err(fatal("register sequence functions"))?;
-    crate::rebuild::install(&conn, rebuild).map_err(fatal("register rebuild function"))?;
+    crate::sequences::install(&conn, cells.sequences.clone())
+        .map_err(fatal("register sequence functions"))?;
+    crate::rebuild::install(&conn, cells.rebuild.clone())
+        .map_err(fatal("register rebuild function"))?;
+    crate::limits::install_handler(&mut conn, cells.budget.clone(), stop)
+        .map_err(fatal("install progress handler"))?;
+    let rowid_max = cells.rowid_max.clone();
+    conn.update_hook(Some(
+        move |action: Action, _db: &str, _table: &str, rowid: i64| {
+            if rowid == i64::MAX && matches!(action, Action::SQLITE_INSERT | Action::SQLITE_UPDATE)
+            {
+                rowid_max.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+        },
+    ))
+    .map_err(fatal("install update hook"))?;
     Ok(conn)
 }
+
+/// Size the WAL file is cut back to after a checkpoint (`journal_size_limit`).
+const WAL_KEPT_BYTES: u64 = 64 * 1024 * 1024;
 
 impl StateMachine {
     /// Opens (or creates) the state database in `dir`.
@@ -93,12 +125,8 @@ impl StateMachine {
             .map_err(|e| Fatal(format!("create {}: {e}", dir.display())))?;
         let db_path = dir.join(STATE_DB_FILE);
         let cells = Cells::default();
-        let conn = open_writer(
-            &db_path,
-            cells.stamp.clone(),
-            cells.sequences.clone(),
-            cells.rebuild.clone(),
-        )?;
+        let conn = open_writer(&db_path, &cells, || false)?;
+        meta::check_format(&conn).map_err(|e| Fatal(format!("{}: {e}", db_path.display())))?;
         let applied_index = meta::get_i64(&conn, meta::KEY_APPLIED_INDEX)
             .map_err(fatal("read applied index"))?
             .map(|i| LogIndex(i as u64));
@@ -168,7 +196,7 @@ impl StateMachine {
     /// without a command).
     ///
     /// An entry at or below the applied index is a bug that would apply an entry twice: it is
-    /// refused as fatal.
+    /// refused as fatal. So is an entry written by another build (`EntryHeader`).
     pub fn apply_batch(
         &mut self,
         items: &[ApplyItem<'_>],
@@ -197,6 +225,9 @@ impl StateMachine {
                 }
             }
             expect_above = Some(item.index);
+            if let Some(cmd) = item.command {
+                check_header(item.index, cmd)?;
+            }
         }
         // The apply thread never waits for a client: a running speculation is ended (its
         // transaction gets 40001) and none starts until this batch is committed.
@@ -213,15 +244,36 @@ impl StateMachine {
             conn.execute_batch("PRAGMA foreign_keys = OFF")
                 .map_err(fatal("disable foreign keys for a rebuild"))?;
         }
-        let result = conn
-            .execute_batch("BEGIN IMMEDIATE")
-            .map_err(fatal("begin apply"))
-            .and_then(|()| self.apply_items(conn, items, raft_meta, rebuild_alone));
+        // Entries of this batch that must change nothing (see `Stop::Abort`), with their
+        // outcomes. SQLite may have rolled back the whole batch when one of them failed, so
+        // the batch starts over and applies the others again: they compute the same results,
+        // and the state after the batch is the same however the log was cut into batches.
+        let mut aborted: BTreeMap<usize, Outcome> = BTreeMap::new();
+        let result = loop {
+            if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+                break Err(fatal("begin apply")(e));
+            }
+            match self.apply_items(conn, items, raft_meta, rebuild_alone, &aborted) {
+                Ok(outcomes) => break Ok(outcomes),
+                Err(ItemStop::Abort { at, outcome }) => {
+                    if !conn.is_autocommit() {
+                        if let Err(e) = conn.execute_batch("ROLLBACK") {
+                            break Err(fatal("roll back an aborted batch")(e));
+                        }
+                    }
+                    tracing::debug!(log_index = %items[at].index, "an entry failed and changes nothing; applying its batch again without it");
+                    aborted.insert(at, outcome);
+                }
+                Err(ItemStop::Fatal(f)) => break Err(f),
+            }
+        };
         let end = match &result {
             Ok(_) => conn.execute_batch("COMMIT").map_err(fatal("commit apply")),
             Err(_) => {
                 // Best effort: the node stops anyway; the transaction must not be committed.
-                let _ = conn.execute_batch("ROLLBACK");
+                if !conn.is_autocommit() {
+                    let _ = conn.execute_batch("ROLLBACK");
+                }
                 Ok(())
             }
         };
@@ -241,51 +293,83 @@ impl StateMachine {
         items: &[ApplyItem<'_>],
         raft_meta: &RaftMeta,
         check_foreign_keys: bool,
-    ) -> Result<Vec<Option<Outcome>>, Fatal> {
+        aborted: &BTreeMap<usize, Outcome>,
+    ) -> Result<Vec<Option<Outcome>>, ItemStop> {
         let Some(last) = items.last() else {
             return Ok(Vec::new());
         };
-        {
-            let mut outcomes = Vec::with_capacity(items.len());
-            // The last data-changing entry so far, including this batch's own: a transaction
-            // is checked against the entry just before it, however the log was cut into
-            // batches on this node.
-            let stored = meta::get_i64(conn, meta::KEY_LAST_WRITE_INDEX)
-                .map_err(fatal("read last write index"))?
-                .map(|i| LogIndex(i as u64));
-            let mut last_write = stored;
-            for item in items {
-                outcomes.push(match item.command {
-                    None => None,
-                    Some(cmd) => {
-                        let (outcome, wrote) = apply_command(
-                            conn,
-                            &self.cells,
-                            item.index,
-                            cmd,
-                            check_foreign_keys,
-                            last_write,
-                        )?;
-                        if wrote {
-                            last_write = Some(item.index);
-                        }
-                        Some(outcome)
+        let mut outcomes = Vec::with_capacity(items.len());
+        // The last data-changing entry so far, including this batch's own: a transaction is
+        // checked against the entry just before it, however the log was cut into batches.
+        let stored = meta::get_i64(conn, meta::KEY_LAST_WRITE_INDEX)
+            .map_err(fatal("read last write index"))?
+            .map(|i| LogIndex(i as u64));
+        let mut last_write = stored;
+        // The log's clock: the latest stamp applied so far (`dedup`).
+        let stored_clock = meta::get_i64(conn, meta::KEY_LOG_CLOCK)
+            .map_err(fatal("read log clock"))?
+            .unwrap_or(i64::MIN);
+        let mut clock = stored_clock;
+        for (at, item) in items.iter().enumerate() {
+            let Some(cmd) = item.command else {
+                outcomes.push(None);
+                continue;
+            };
+            clock = clock.max(cmd.stamp().unix_micros);
+            let at_entry = Dedup {
+                index: item.index,
+                clock,
+            };
+            let (outcome, wrote) = match aborted.get(&at) {
+                Some(outcome) => {
+                    if let Some(id) = cmd.request_id() {
+                        remember_request(conn, &id, at_entry, outcome)?;
                     }
-                });
+                    (outcome.clone(), false)
+                }
+                None => match apply_command(
+                    conn,
+                    &self.cells,
+                    at_entry,
+                    cmd,
+                    check_foreign_keys,
+                    last_write,
+                ) {
+                    Ok(r) => r,
+                    Err(Stop::Abort(e)) => {
+                        return Err(ItemStop::Abort {
+                            at,
+                            outcome: Outcome {
+                                results: Vec::new(),
+                                error: Some((0, e)),
+                                deduplicated: None,
+                            },
+                        })
+                    }
+                    Err(Stop::Fatal(f)) => return Err(ItemStop::Fatal(f)),
+                },
+            };
+            if wrote {
+                last_write = Some(item.index);
             }
-            if let Some(w) = last_write.filter(|_| last_write != stored) {
-                meta::put(conn, meta::KEY_LAST_WRITE_INDEX, w.0 as i64)
-                    .map_err(fatal("write last write index"))?;
-            }
-            meta::put(conn, meta::KEY_APPLIED_INDEX, last.index.0 as i64)
-                .map_err(fatal("write applied index"))?;
-            meta::put(conn, meta::KEY_RAFT_APPLIED, &raft_meta.applied)
-                .map_err(fatal("write raft meta"))?;
-            if let Some(m) = &raft_meta.membership {
-                meta::put(conn, meta::KEY_RAFT_MEMBERSHIP, m).map_err(fatal("write membership"))?;
-            }
-            Ok(outcomes)
+            outcomes.push(Some(outcome));
         }
+        if let Some(w) = last_write.filter(|_| last_write != stored) {
+            meta::put(conn, meta::KEY_LAST_WRITE_INDEX, w.0 as i64)
+                .map_err(fatal("write last write index"))?;
+        }
+        if clock != stored_clock {
+            meta::put(conn, meta::KEY_LOG_CLOCK, clock).map_err(fatal("write log clock"))?;
+            forget_old_requests(conn, last.index, clock)?;
+        }
+        meta::put(conn, meta::KEY_APPLIED_INDEX, last.index.0 as i64)
+            .map_err(fatal("write applied index"))?;
+        meta::put(conn, meta::KEY_RAFT_APPLIED, &raft_meta.applied)
+            .map_err(fatal("write raft meta"))?;
+        if let Some(m) = &raft_meta.membership {
+            meta::put(conn, meta::KEY_RAFT_MEMBERSHIP, m).map_err(fatal("write membership"))?;
+        }
+        Ok(outcomes)
     }
 
     /// Replaces the whole state with the snapshot file at `snapshot` (atomic file replace).
@@ -313,12 +397,9 @@ impl StateMachine {
         }
         sqlkeeper_snapshots::install_snapshot(snapshot, &self.db_path)
             .map_err(|e| Fatal(format!("install snapshot: {e}")))?;
-        let conn = open_writer(
-            &self.db_path,
-            self.cells.stamp.clone(),
-            self.cells.sequences.clone(),
-            self.cells.rebuild.clone(),
-        )?;
+        let conn = open_writer(&self.db_path, &self.cells, || false)?;
+        // Pair assertion: the installed file has the layout this build reads.
+        meta::check_format(&conn).map_err(|e| Fatal(format!("installed snapshot: {e}")))?;
         self.applied_index = meta::get_i64(&conn, meta::KEY_APPLIED_INDEX)
             .map_err(fatal("read applied index"))?
             .map(|i| LogIndex(i as u64));
@@ -332,25 +413,72 @@ impl StateMachine {
     }
 }
 
+/// Why applying the items of a batch stopped.
+enum ItemStop {
+    /// The item at `at` must change nothing: the batch is applied again without it.
+    Abort { at: usize, outcome: Outcome },
+    /// The node cannot go on.
+    Fatal(Fatal),
+}
+
+impl From<Fatal> for ItemStop {
+    fn from(f: Fatal) -> ItemStop {
+        ItemStop::Fatal(f)
+    }
+}
+
+/// Refuses an entry written by another build: what its statements compute, and the steps
+/// they take, could differ here, and replicas would split.
+fn check_header(index: LogIndex, cmd: &Command) -> Result<(), Fatal> {
+    let me = EntryHeader::current();
+    match cmd.header() {
+        Some(h) if h.is_current() => Ok(()),
+        Some(h) => Err(Fatal(format!(
+            "log entry {index} was written by a build with engine apply version {} and SQLite {}; \
+             this build applies version {} with SQLite {}: run the same build on every node \
+             (stop them all, upgrade, start them again)",
+            h.engine_version, h.sqlite_version, me.engine_version, me.sqlite_version
+        ))),
+        None => Err(Fatal(format!(
+            "log entry {index} was written by an earlier build (no entry header); this build \
+             applies engine apply version {} with SQLite {}: run the same build on every node",
+            me.engine_version, me.sqlite_version
+        ))),
+    }
+}
+
+/// Where an entry is in the log and in the log's time, for request deduplication.
+#[derive(Debug, Clone, Copy)]
+struct Dedup {
+    index: LogIndex,
+    /// The latest stamp applied up to this entry, in microseconds: a clock that only moves
+    /// forward and is the same on every replica.
+    clock: i64,
+}
+
 /// Applies one command. Returns its outcome and whether it may have changed data (which moves
 /// the base later transactions are checked against).
 fn apply_command(
     conn: &Connection,
     cells: &Cells,
-    index: LogIndex,
+    at: Dedup,
     cmd: &Command,
     check_foreign_keys: bool,
     last_write: Option<LogIndex>,
-) -> Result<(Outcome, bool), Fatal> {
+) -> Result<(Outcome, bool), Stop> {
+    let vm_steps_max = cmd
+        .header()
+        .map_or(crate::limits::ENTRY_VM_STEPS_MAX, |h| h.vm_steps_max);
     match cmd {
         Command::Execute {
             statements,
             request_id,
             stamp,
+            ..
         } => {
-            cells.stamp.set(stamp);
+            cells.start_entry(stamp, vm_steps_max);
             if let Some(id) = request_id {
-                if let Some(first) = seen_request(conn, id)? {
+                if let Some(first) = seen_request(conn, id, at)? {
                     return Ok((first, false));
                 }
             }
@@ -363,7 +491,7 @@ fn apply_command(
             // undone when the statement that called it fails.
             crate::sequences::flush(conn, &cells.sequences).map_err(fatal("store sequences"))?;
             if let Some(id) = request_id {
-                remember_request(conn, id, index, &outcome)?;
+                remember_request(conn, id, at, &outcome)?;
             }
             Ok((outcome, true))
         }
@@ -373,9 +501,11 @@ fn apply_command(
             base,
             steps,
             digest,
+            ..
         } => {
+            cells.start_entry(stamp, vm_steps_max);
             if let Some(id) = request_id {
-                if let Some(first) = seen_request(conn, id)? {
+                if let Some(first) = seen_request(conn, id, at)? {
                     return Ok((first, false));
                 }
             }
@@ -393,12 +523,13 @@ fn apply_command(
                             ),
                         ),
                     )),
+                    deduplicated: None,
                 }
             } else {
-                replay_transaction(conn, cells, index, *stamp, steps, digest)?
+                replay_transaction(conn, cells, at.index, steps, digest)?
             };
             if let Some(id) = request_id {
-                remember_request(conn, id, index, &outcome)?;
+                remember_request(conn, id, at, &outcome)?;
             }
             let wrote = outcome.error.is_none();
             Ok((outcome, wrote))
@@ -412,11 +543,9 @@ fn replay_transaction(
     conn: &Connection,
     cells: &Cells,
     index: LogIndex,
-    stamp: Stamp,
     steps: &[TxnStep],
     digest: &str,
-) -> Result<Outcome, Fatal> {
-    cells.stamp.set(&stamp);
+) -> Result<Outcome, Stop> {
     crate::sequences::load(conn, &cells.sequences).map_err(fatal("load sequences"))?;
     conn.execute_batch("SAVEPOINT entry")
         .map_err(fatal("savepoint"))?;
@@ -439,6 +568,7 @@ fn replay_transaction(
                     format!("the transaction replayed with results different from those its client saw (log entry {index}); nothing was applied"),
                 ),
             )),
+            deduplicated: None,
         });
     }
     crate::sequences::flush(conn, &cells.sequences).map_err(fatal("store sequences"))?;
@@ -447,50 +577,83 @@ fn replay_transaction(
     Ok(Outcome::default())
 }
 
-fn seen_request(conn: &Connection, id: &RequestId) -> Result<Option<Outcome>, Fatal> {
+/// A request id is remembered for at least this many entries after it was applied ...
+const DEDUP_WINDOW_ENTRIES: u64 = 10_000;
+
+/// ... and for at least this long in the log's time (the proposing leaders' clocks). A node
+/// retries a write for at most its write timeout (10 s), across leader changes; 60 s leaves
+/// 50 s for the clocks of two leaders to disagree. The entry window covers a new leader whose
+/// clock is far ahead, for the 10,000 entries after the jump. A row is forgotten only when it
+/// is outside both windows, at the end of a batch; a lookup checks the windows itself, so a
+/// request is deduplicated exactly when it is inside one, however batches were cut.
+const DEDUP_WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
+
+fn within_window(first_index: i64, first_clock: i64, at: Dedup) -> bool {
+    let entries = (at.index.0 as i64).saturating_sub(first_index);
+    let micros = at.clock.saturating_sub(first_clock);
+    entries <= DEDUP_WINDOW_ENTRIES as i64 || micros <= DEDUP_WINDOW.as_micros() as i64
+}
+
+fn seen_request(conn: &Connection, id: &RequestId, at: Dedup) -> Result<Option<Outcome>, Fatal> {
     use rusqlite::OptionalExtension;
-    let blob: Option<Vec<u8>> = conn
+    let row: Option<(i64, i64, Vec<u8>)> = conn
         .prepare_cached(&format!(
-            "SELECT outcome FROM {REQUESTS_TABLE} WHERE origin = ?1 AND serial = ?2"
+            "SELECT log_index, log_clock, outcome FROM {REQUESTS_TABLE} WHERE origin = ?1 AND serial = ?2"
         ))
         .and_then(|mut s| {
-            s.query_row([id.origin as i64, id.serial as i64], |r| r.get(0))
-                .optional()
+            s.query_row([id.origin as i64, id.serial as i64], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .optional()
         })
         .map_err(fatal("look up request id"))?;
-    blob.map(|b| {
-        serde_json::from_slice(&b).map_err(|e| Fatal(format!("decode stored outcome: {e}")))
-    })
-    .transpose()
+    let Some((first_index, first_clock, blob)) = row else {
+        return Ok(None);
+    };
+    if !within_window(first_index, first_clock, at) {
+        return Ok(None);
+    }
+    let digest: OutcomeDigest =
+        serde_json::from_slice(&blob).map_err(|e| Fatal(format!("decode stored outcome: {e}")))?;
+    Ok(Some(digest.replayed(LogIndex(first_index as u64))))
 }
 
 fn remember_request(
     conn: &Connection,
     id: &RequestId,
-    index: LogIndex,
+    at: Dedup,
     outcome: &Outcome,
 ) -> Result<(), Fatal> {
-    let blob = serde_json::to_vec(outcome).map_err(|e| Fatal(format!("encode outcome: {e}")))?;
+    let blob = serde_json::to_vec(&OutcomeDigest::of(outcome))
+        .map_err(|e| Fatal(format!("encode outcome: {e}")))?;
     conn.prepare_cached(&format!(
-        "INSERT INTO {REQUESTS_TABLE} (origin, serial, log_index, outcome) VALUES (?1, ?2, ?3, ?4)"
+        "INSERT OR REPLACE INTO {REQUESTS_TABLE} (origin, serial, log_index, log_clock, outcome) \
+         VALUES (?1, ?2, ?3, ?4, ?5)"
     ))
     .and_then(|mut s| {
         s.execute(rusqlite::params![
             id.origin as i64,
             id.serial as i64,
-            index.0 as i64,
+            at.index.0 as i64,
+            at.clock,
             blob
         ])
     })
     .map_err(fatal("remember request id"))?;
-    // Forget old ids, at positions every replica reaches: the state stays identical.
-    if index.0 % 1024 == 0 && index.0 > DEDUP_WINDOW_ENTRIES {
-        conn.execute(
-            &format!("DELETE FROM {REQUESTS_TABLE} WHERE log_index < ?1"),
-            [(index.0 - DEDUP_WINDOW_ENTRIES) as i64],
-        )
-        .map_err(fatal("forget old request ids"))?;
-    }
+    Ok(())
+}
+
+/// Forgets request ids outside both windows, at the end of every batch that moved the clock:
+/// the table stays as small as the windows, and its content is the same on every replica at
+/// every applied index (lookups check the windows themselves).
+fn forget_old_requests(conn: &Connection, index: LogIndex, clock: i64) -> Result<(), Fatal> {
+    let before_index = (index.0 as i64).saturating_sub(DEDUP_WINDOW_ENTRIES as i64);
+    let before_clock = clock.saturating_sub(DEDUP_WINDOW.as_micros() as i64);
+    conn.prepare_cached(&format!(
+        "DELETE FROM {REQUESTS_TABLE} WHERE log_index < ?1 AND log_clock < ?2"
+    ))
+    .and_then(|mut s| s.execute(rusqlite::params![before_index, before_clock]))
+    .map_err(fatal("forget old request ids"))?;
     Ok(())
 }
 
@@ -499,7 +662,7 @@ fn execute_statements(
     statements: &[crate::command::Statement],
     cells: &Cells,
     check_foreign_keys: bool,
-) -> Result<Outcome, Fatal> {
+) -> Result<Outcome, Stop> {
     conn.execute_batch("SAVEPOINT entry")
         .map_err(fatal("savepoint"))?;
     let mut outcome = Outcome::default();
@@ -541,11 +704,14 @@ fn execute_statements(
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::command::EntryHeader;
     use crate::command::{Stamp, Statement, Value};
+    use crate::Deduplicated;
 
     /// One statement as an autocommit command.
     pub(crate) fn exec(sql: &str) -> Command {
         Command::Execute {
+            header: Some(EntryHeader::current()),
             request_id: None,
             stamp: Stamp::default(),
             statements: vec![Statement {
@@ -604,6 +770,7 @@ pub(crate) mod tests {
             &exec("CREATE TABLE kv (k INTEGER PRIMARY KEY, v TEXT)"),
         );
         let cmd = Command::Execute {
+            header: Some(EntryHeader::current()),
             request_id: None,
             stamp: Stamp::default(),
             statements: vec![
@@ -636,31 +803,84 @@ pub(crate) mod tests {
         assert_eq!(o.error.unwrap().1.sqlstate, "42P01");
     }
 
+    /// An autocommit command with a request id and a stamp at `secs` seconds.
+    fn request(serial: u64, secs: i64, sql: &str) -> Command {
+        Command::Execute {
+            header: Some(EntryHeader::current()),
+            request_id: Some(RequestId { origin: 7, serial }),
+            stamp: Stamp {
+                unix_micros: secs * 1_000_000,
+                seed: 0,
+            },
+            statements: vec![Statement {
+                sql: sql.into(),
+                params: vec![],
+            }],
+        }
+    }
+
     #[test]
-    fn a_request_applied_twice_runs_once_and_answers_the_first_outcome() {
+    fn a_request_applied_twice_runs_once_and_answers_from_the_digest() {
         let dir = tempfile::tempdir().unwrap();
         let mut sm = StateMachine::open(dir.path()).unwrap();
         apply1(&mut sm, 0, &exec("CREATE TABLE t (a INTEGER PRIMARY KEY)"));
-        let cmd = Command::Execute {
-            request_id: Some(RequestId {
-                origin: 7,
-                serial: 1,
-            }),
-            stamp: Stamp::default(),
-            statements: vec![Statement {
-                sql: "INSERT INTO t VALUES (1)".into(),
-                params: vec![],
-            }],
-        };
+        let cmd = request(1, 100, "INSERT INTO t VALUES (1)");
         let first = apply1(&mut sm, 1, &cmd);
         assert_eq!(first.results[0].rows_affected, 1);
+        assert_eq!(first.deduplicated, None);
         let again = apply1(&mut sm, 2, &cmd);
+        assert_eq!(again.results[0].rows_affected, 1, "the first count");
         assert_eq!(
-            again, first,
-            "the duplicate is answered with the first outcome"
+            again.deduplicated,
+            Some(Deduplicated {
+                first_index: LogIndex(1),
+                rows_lost: false
+            })
         );
         let o = apply1(&mut sm, 3, &exec("SELECT count(*) FROM t"));
         assert_eq!(o.results[0].rows, vec![vec![Value::Integer(1)]]);
+
+        // RETURNING rows are not kept: a retry learns that they were lost.
+        let ret = request(2, 101, "INSERT INTO t VALUES (2) RETURNING a");
+        assert_eq!(apply1(&mut sm, 4, &ret).results[0].rows.len(), 1);
+        let again = apply1(&mut sm, 5, &ret);
+        assert!(again.results[0].rows.is_empty());
+        assert!(again.deduplicated.is_some_and(|d| d.rows_lost));
+    }
+
+    #[test]
+    fn request_ids_are_forgotten_outside_both_windows_and_only_there() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sm = StateMachine::open(dir.path()).unwrap();
+        apply1(&mut sm, 0, &exec("CREATE TABLE t (a INTEGER PRIMARY KEY)"));
+        let cmd = request(1, 0, "INSERT INTO t (a) VALUES (NULL)");
+        apply1(&mut sm, 1, &cmd);
+        // Far in the log but within the time window: still deduplicated.
+        let far = DEDUP_WINDOW_ENTRIES + 10;
+        let o = apply1(
+            &mut sm,
+            far,
+            &request(1, 30, "INSERT INTO t (a) VALUES (NULL)"),
+        );
+        assert!(o.deduplicated.is_some(), "inside the time window");
+        // Later in time but within the entry window of a later entry: a new request moves the
+        // clock far ahead; the old one is kept by neither window and runs again.
+        apply1(&mut sm, far + 1, &request(2, 1_000, "SELECT 1"));
+        let o = apply1(
+            &mut sm,
+            far + 2,
+            &request(1, 1_000, "INSERT INTO t (a) VALUES (NULL)"),
+        );
+        assert_eq!(o.deduplicated, None, "outside both windows: applied again");
+        let o = apply1(&mut sm, far + 3, &exec("SELECT count(*) FROM t"));
+        assert_eq!(o.results[0].rows, vec![vec![Value::Integer(2)]]);
+        // The pruned table holds only the requests inside a window.
+        let o = apply1(
+            &mut sm,
+            far + 4,
+            &exec(&format!("SELECT count(*) FROM {REQUESTS_TABLE}")),
+        );
+        assert_eq!(o.results[0].rows, vec![vec![Value::Integer(2)]]);
     }
 
     #[test]
@@ -680,5 +900,223 @@ pub(crate) mod tests {
             command: Some(&cmd),
         }];
         assert!(sm.apply_batch(&items, &RaftMeta::default()).is_err());
+    }
+
+    /// One autocommit command with a budget of `steps` SQLite steps.
+    fn budgeted(sql: &str, steps: u64) -> Command {
+        let mut header = EntryHeader::current();
+        header.vm_steps_max = steps;
+        Command::Execute {
+            header: Some(header),
+            request_id: None,
+            stamp: Stamp::default(),
+            statements: vec![Statement {
+                sql: sql.into(),
+                params: vec![],
+            }],
+        }
+    }
+
+    fn sqlstate(o: &Outcome) -> &str {
+        o.error.as_ref().map_or("", |(_, e)| e.sqlstate.as_str())
+    }
+
+    /// Issue 9: `SERIAL` at the largest bigint made SQLite answer SQLITE_FULL, which the engine
+    /// treated as fatal on every replica, and no node could start again. A row id of
+    /// `i64::MAX` is now refused (22003) before SQLite can pick a random one or run out.
+    #[test]
+    fn the_largest_row_id_is_refused_and_the_node_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sm = StateMachine::open(dir.path()).unwrap();
+        apply1(
+            &mut sm,
+            0,
+            &exec("CREATE TABLE t (id INTEGER PRIMARY KEY AUTOINCREMENT, v TEXT)"),
+        );
+        apply1(
+            &mut sm,
+            1,
+            &exec("CREATE TABLE p (id INTEGER PRIMARY KEY, v TEXT)"),
+        );
+        let max = "INSERT INTO t (id, v) VALUES (9223372036854775807, 'max')";
+        assert_eq!(sqlstate(&apply1(&mut sm, 2, &exec(max))), "22003");
+        assert_eq!(
+            apply1(&mut sm, 3, &exec("INSERT INTO t (v) VALUES ('boom')")).error,
+            None
+        );
+        apply1(&mut sm, 4, &exec("INSERT INTO p (v) VALUES ('x')"));
+        // In one statement: the maximum, then a generated key (AUTOINCREMENT: SQLITE_FULL;
+        // a plain key: a random row id).
+        for (i, sql) in [
+            "INSERT INTO t (id, v) VALUES (9223372036854775807, 'a'), (NULL, 'b')",
+            "INSERT INTO p (id, v) VALUES (9223372036854775807, 'a'), (NULL, 'b')",
+            "UPDATE p SET id = 9223372036854775807",
+        ]
+        .iter()
+        .enumerate()
+        {
+            let o = apply1(&mut sm, 5 + i as u64, &exec(sql));
+            assert_eq!(sqlstate(&o), "22003", "{sql}");
+        }
+        let o = apply1(&mut sm, 8, &exec("SELECT count(*), max(id) FROM p"));
+        assert_eq!(
+            o.results[0].rows,
+            vec![vec![Value::Integer(1), Value::Integer(1)]]
+        );
+        let o = apply1(&mut sm, 9, &exec("SELECT id, v FROM t"));
+        assert_eq!(
+            o.results[0].rows,
+            vec![vec![Value::Integer(1), Value::Text("boom".into())]]
+        );
+    }
+
+    /// Issue 9: an endless statement used to pin every replica's apply thread forever.
+    #[test]
+    fn a_statement_over_its_step_budget_fails_alone_and_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sm = StateMachine::open(dir.path()).unwrap();
+        apply1(&mut sm, 0, &exec("CREATE TABLE n (x INTEGER)"));
+        let endless = "INSERT INTO n WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT x FROM c";
+        let read_only = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c";
+        // In one batch with other entries: a write (SQLite rolls the whole transaction back
+        // when it is interrupted) and a read-only statement (SQLite keeps the transaction).
+        let before = exec("INSERT INTO n VALUES (-1)");
+        let stop_write = budgeted(endless, 1_000_000);
+        let stop_read = budgeted(read_only, 1_000_000);
+        let after = exec("INSERT INTO n VALUES (-2)");
+        let items: Vec<ApplyItem<'_>> = [&before, &stop_write, &stop_read, &after]
+            .iter()
+            .enumerate()
+            .map(|(i, c)| ApplyItem {
+                index: LogIndex(10 + i as u64),
+                command: Some(*c),
+            })
+            .collect();
+        let outcomes = sm.apply_batch(&items, &RaftMeta::default()).unwrap();
+        let states: Vec<&str> = outcomes
+            .iter()
+            .map(|o| sqlstate(o.as_ref().unwrap()))
+            .collect();
+        assert_eq!(states, ["", "54000", "54000", ""]);
+        let o = apply1(&mut sm, 20, &exec("SELECT x FROM n ORDER BY x"));
+        assert_eq!(
+            o.results[0].rows,
+            vec![vec![Value::Integer(-2)], vec![Value::Integer(-1)]],
+            "the entries around it applied; the stopped one changed nothing"
+        );
+        // A statement that finishes just over the budget fails too: the check is exact.
+        let o = apply1(&mut sm, 21, &budgeted("SELECT count(*) FROM n", 2));
+        assert_eq!(sqlstate(&o), "54000");
+    }
+
+    #[test]
+    fn steps_are_counted_the_same_on_a_fresh_and_a_warm_connection() {
+        let count = |sm: &mut StateMachine, index: u64, budget: u64| {
+            sqlstate(&apply1(
+                sm,
+                index,
+                &budgeted("SELECT count(*) FROM t WHERE v > 3", budget),
+            ))
+            .to_string()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let mut sm = StateMachine::open(dir.path()).unwrap();
+        apply1(&mut sm, 0, &exec("CREATE TABLE t (v INTEGER)"));
+        apply1(
+            &mut sm,
+            1,
+            &exec("INSERT INTO t WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 5000) SELECT x FROM c"),
+        );
+        // Find the exact number of steps: the smallest budget that lets it through.
+        let (mut lo, mut hi) = (1u64, 1_000_000u64);
+        let mut index = 2;
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            index += 1;
+            if count(&mut sm, index, mid).is_empty() {
+                hi = mid;
+            } else {
+                lo = mid + 1;
+            }
+        }
+        // The same statement, many times warm, then on a new connection: the same boundary.
+        for _ in 0..5 {
+            index += 1;
+            assert_eq!(count(&mut sm, index, lo), "");
+            index += 1;
+            assert_eq!(count(&mut sm, index, lo - 1), "54000");
+        }
+        drop(sm);
+        let mut sm = StateMachine::open(dir.path()).unwrap();
+        assert_eq!(count(&mut sm, index + 1, lo - 1), "54000");
+        assert_eq!(count(&mut sm, index + 2, lo), "");
+    }
+
+    #[test]
+    fn values_and_results_over_their_limits_fail_with_54000() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sm = StateMachine::open(dir.path()).unwrap();
+        let big = crate::limits::VALUE_BYTES_MAX + 1;
+        let o = apply1(
+            &mut sm,
+            0,
+            &exec(&format!("SELECT length(zeroblob({big}) || 'x')")),
+        );
+        assert_eq!(sqlstate(&o), "54000");
+        // Each value fits, the rows together do not.
+        let rows = crate::limits::ENTRY_RESULT_BYTES_MAX / (1024 * 1024) + 1;
+        let o = apply1(
+            &mut sm,
+            1,
+            &exec(&format!("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < {rows}) SELECT randomblob(1048576) FROM c")),
+        );
+        assert_eq!(sqlstate(&o), "54000");
+        assert!(o.results.is_empty());
+    }
+
+    #[test]
+    fn an_entry_of_another_build_stops_the_node() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sm = StateMachine::open(dir.path()).unwrap();
+        let mut cmd = exec("CREATE TABLE t (a)");
+        if let Command::Execute { header, .. } = &mut cmd {
+            header.as_mut().unwrap().engine_version += 1;
+        }
+        let items = [ApplyItem {
+            index: LogIndex(0),
+            command: Some(&cmd),
+        }];
+        let e = sm.apply_batch(&items, &RaftMeta::default()).unwrap_err();
+        assert!(e.0.contains("run the same build on every node"), "{e}");
+        let mut old = exec("CREATE TABLE t (a)");
+        if let Command::Execute { header, .. } = &mut old {
+            *header = None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let mut sm = StateMachine::open(dir.path()).unwrap();
+        let items = [ApplyItem {
+            index: LogIndex(0),
+            command: Some(&old),
+        }];
+        assert!(sm.apply_batch(&items, &RaftMeta::default()).is_err());
+    }
+
+    #[test]
+    fn the_state_hash_sees_row_ids() {
+        let hash = |sql: &str| {
+            let dir = tempfile::tempdir().unwrap();
+            let mut sm = StateMachine::open(dir.path()).unwrap();
+            apply1(&mut sm, 0, &exec("CREATE TABLE t (v TEXT)"));
+            apply1(&mut sm, 1, &exec(sql));
+            sm.state_hash().unwrap()
+        };
+        assert_eq!(
+            hash("INSERT INTO t (rowid, v) VALUES (1, 'a')"),
+            hash("INSERT INTO t (rowid, v) VALUES (1, 'a')")
+        );
+        assert_ne!(
+            hash("INSERT INTO t (rowid, v) VALUES (1, 'a')"),
+            hash("INSERT INTO t (rowid, v) VALUES (2, 'a')")
+        );
     }
 }

@@ -63,12 +63,54 @@ pub struct Statement {
     pub params: Vec<Value>,
 }
 
+/// The build an entry was proposed by, and the work it may do: the same on every replica,
+/// because it travels in the entry. A replica refuses (and stops at) an entry of another
+/// engine or SQLite version: what a statement computes, and how many steps it takes, depend on
+/// both (`docs/determinism.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EntryHeader {
+    /// [`ENGINE_APPLY_VERSION`] of the proposing build.
+    pub engine_version: u32,
+    /// `SQLITE_VERSION_NUMBER` of the proposing build's SQLite.
+    pub sqlite_version: u32,
+    /// SQLite virtual-machine steps the entry may take (`crate::ENTRY_VM_STEPS_MAX` when
+    /// proposed by a node).
+    pub vm_steps_max: u64,
+}
+
+/// Version of what applying an entry means: bumped whenever a change of the engine could make
+/// the same entry compute something else (functions, rewrites at apply, limits, the rules for
+/// failures). Version 3: step budgets, exhaustive error classes, row ids below the maximum,
+/// outcome digests in the request table.
+pub const ENGINE_APPLY_VERSION: u32 = 3;
+
+impl EntryHeader {
+    /// The header this build writes, with the default budget.
+    pub fn current() -> EntryHeader {
+        EntryHeader {
+            engine_version: ENGINE_APPLY_VERSION,
+            sqlite_version: rusqlite::ffi::SQLITE_VERSION_NUMBER as u32,
+            vm_steps_max: crate::limits::ENTRY_VM_STEPS_MAX,
+        }
+    }
+
+    /// Whether this build applies entries with this header.
+    pub fn is_current(&self) -> bool {
+        let me = EntryHeader::current();
+        self.engine_version == me.engine_version && self.sqlite_version == me.sqlite_version
+    }
+}
+
 /// An entry in the Raft log, as the application sees it. Versioned: see `docs/log-format.md`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Command {
     /// SQL statements run in one SQLite transaction (all or nothing), with values fixed by
     /// the leader.
     Execute {
+        /// The proposing build and the budget; `None` in entries written before headers
+        /// existed, which this build refuses to apply.
+        #[serde(default)]
+        header: Option<EntryHeader>,
         /// Deduplication key; `None` for commands that are safe to apply twice.
         request_id: Option<RequestId>,
         /// Time and seed fixed by the leader.
@@ -81,6 +123,9 @@ pub enum Command {
     /// since the state it executed on (`base`), so re-executing the steps gives exactly the
     /// results the client saw; `digest` checks that. See `docs/transactions.md`.
     Transaction {
+        /// As for `Execute`. The budget counts every step together.
+        #[serde(default)]
+        header: Option<EntryHeader>,
         /// Deduplication key.
         request_id: Option<RequestId>,
         /// Time and seed fixed when the transaction took its first write.
@@ -110,6 +155,29 @@ pub enum TxnStep {
 }
 
 impl Command {
+    /// The entry's header.
+    pub fn header(&self) -> Option<EntryHeader> {
+        match self {
+            Command::Execute { header, .. } | Command::Transaction { header, .. } => *header,
+        }
+    }
+
+    /// The entry's time and seed.
+    pub fn stamp(&self) -> Stamp {
+        match self {
+            Command::Execute { stamp, .. } | Command::Transaction { stamp, .. } => *stamp,
+        }
+    }
+
+    /// The entry's deduplication key.
+    pub fn request_id(&self) -> Option<RequestId> {
+        match self {
+            Command::Execute { request_id, .. } | Command::Transaction { request_id, .. } => {
+                *request_id
+            }
+        }
+    }
+
     /// Whether applying the command rebuilds a table (`ALTER TABLE` forms SQLite lacks). Such a
     /// command is applied in a SQLite transaction of its own with foreign-key enforcement off
     /// (SQLite cannot switch it inside a transaction) and a full foreign-key check at its end,

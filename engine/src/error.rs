@@ -1,6 +1,5 @@
 //! Errors, and the one place where SQLite errors become Postgres SQLSTATEs.
 
-use rusqlite::ffi::ErrorCode;
 use serde::{Deserialize, Serialize};
 
 /// A five-character Postgres SQLSTATE code, e.g. `23505`.
@@ -36,6 +35,37 @@ impl ExecError {
 #[error("state machine failed: {0}")]
 pub struct Fatal(pub String);
 
+impl Fatal {
+    /// A failure of this node reported by SQLite, with what the operator can do about it.
+    pub(crate) fn of_sqlite(err: &rusqlite::Error) -> Fatal {
+        use rusqlite::ffi;
+        let what = err.to_string();
+        let hint = match err.sqlite_error_code().map(|_| err) {
+            Some(rusqlite::Error::SqliteFailure(e, _)) => match e.extended_code & 0xff {
+                ffi::SQLITE_FULL => {
+                    "; the disk holding the data directory is full: free space and restart the \
+                     node, which re-applies its log from the last applied entry"
+                }
+                ffi::SQLITE_IOERR
+                | ffi::SQLITE_CANTOPEN
+                | ffi::SQLITE_PERM
+                | ffi::SQLITE_READONLY => {
+                    "; the data directory could not be read or written: fix the disk or its \
+                     permissions and restart the node"
+                }
+                ffi::SQLITE_CORRUPT | ffi::SQLITE_NOTADB => {
+                    "; the state database is damaged: remove this node's data directory and add \
+                     the node again, so it receives a snapshot"
+                }
+                ffi::SQLITE_NOMEM => "; the node ran out of memory: restart it",
+                _ => "",
+            },
+            _ => "",
+        };
+        Fatal(format!("{what}{hint}"))
+    }
+}
+
 /// Errors of engine operations that are not statement outcomes.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -47,35 +77,67 @@ pub enum EngineError {
     Exec(#[from] ExecError),
 }
 
-/// Whether an SQLite error is a property of the statement and the data (deterministic, the
-/// same on every replica) rather than of this node's disk or memory.
+/// Whether an SQLite error is a property of the statement and the data, the same on every
+/// replica, or a failure of this node (its disk, its memory, its files). Decided from SQLite's
+/// primary result code, exhaustively: a code SQLite may add later is treated as a failure of
+/// the node, which stops rather than risk deciding differently from the other replicas. The
+/// table, with the reason for each code, is in `docs/determinism.md`.
 pub(crate) fn is_deterministic(err: &rusqlite::Error) -> bool {
+    use rusqlite::ffi;
     match err {
-        rusqlite::Error::SqliteFailure(e, _) => matches!(
-            e.code,
-            ErrorCode::ConstraintViolation
-                | ErrorCode::TypeMismatch
-                | ErrorCode::TooBig
-                | ErrorCode::ParameterOutOfRange
-                | ErrorCode::Unknown // SQLITE_ERROR: syntax, missing table, ...
-                | ErrorCode::OperationAborted
-                | ErrorCode::ApiMisuse
-        ),
+        rusqlite::Error::SqliteFailure(e, _) => match e.extended_code & 0xff {
+            // Properties of the statement and the data.
+            ffi::SQLITE_ERROR // syntax, missing table or column, a function's error
+            | ffi::SQLITE_ABORT // a statement aborted by a ROLLBACK of the same connection
+            | ffi::SQLITE_TOOBIG // a value over SQLITE_LIMIT_LENGTH
+            | ffi::SQLITE_CONSTRAINT
+            | ffi::SQLITE_MISMATCH
+            | ffi::SQLITE_MISUSE // a statement the engine cannot run as given
+            | ffi::SQLITE_AUTH
+            | ffi::SQLITE_RANGE => true,
+            // This node: I/O, corruption, memory, locks held by another connection of this
+            // node, its files. Interrupts and SQLITE_FULL are deterministic only when the
+            // engine knows why they happened (the step budget, a row id at its maximum):
+            // those are decided before this function is asked (`crate::txn::run_statement`).
+            ffi::SQLITE_INTERNAL
+            | ffi::SQLITE_PERM
+            | ffi::SQLITE_BUSY
+            | ffi::SQLITE_LOCKED
+            | ffi::SQLITE_NOMEM
+            | ffi::SQLITE_READONLY
+            | ffi::SQLITE_INTERRUPT
+            | ffi::SQLITE_IOERR
+            | ffi::SQLITE_CORRUPT
+            | ffi::SQLITE_NOTFOUND
+            | ffi::SQLITE_FULL
+            | ffi::SQLITE_CANTOPEN
+            | ffi::SQLITE_PROTOCOL
+            | ffi::SQLITE_EMPTY
+            | ffi::SQLITE_SCHEMA
+            | ffi::SQLITE_NOLFS
+            | ffi::SQLITE_FORMAT
+            | ffi::SQLITE_NOTADB => false,
+            _ => false,
+        },
+        // Raised by rusqlite before SQLite runs anything: a property of the statement.
         rusqlite::Error::InvalidParameterCount(..)
         | rusqlite::Error::InvalidParameterName(_)
         | rusqlite::Error::MultipleStatement
         | rusqlite::Error::ExecuteReturnedResults
+        | rusqlite::Error::NulError(_)
+        | rusqlite::Error::ToSqlConversionFailure(_)
         | rusqlite::Error::SqlInputError { .. } => true,
         _ => false,
     }
 }
 
-/// Converts an SQLite error into a deterministic [`ExecError`] or a [`Fatal`].
+/// Converts an SQLite error into a deterministic [`ExecError`] or a [`Fatal`] (see
+/// [`is_deterministic`]).
 pub(crate) fn classify(err: rusqlite::Error) -> Result<ExecError, Fatal> {
     if is_deterministic(&err) {
         Ok(sqlstate_of(&err))
     } else {
-        Err(Fatal(err.to_string()))
+        Err(Fatal::of_sqlite(&err))
     }
 }
 

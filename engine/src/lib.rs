@@ -21,7 +21,9 @@ mod error;
 mod exec;
 mod functions;
 mod hash;
+mod limits;
 mod meta;
+mod outcome;
 mod read;
 mod rebuild;
 mod scratch;
@@ -29,24 +31,21 @@ mod sequences;
 mod txn;
 
 pub use apply::{ApplyItem, RaftMeta, StateMachine, STATE_DB_FILE};
-pub use command::{Command, LogIndex, RequestId, Stamp, Statement, TxnStep, Value};
+pub use command::{
+    Command, EntryHeader, LogIndex, RequestId, Stamp, Statement, TxnStep, Value,
+    ENGINE_APPLY_VERSION,
+};
 pub use error::{sqlstate_of, EngineError, ExecError, Fatal, SqlState};
 pub use exec::{Column, StatementResult};
 pub use hash::state_hash;
+pub use limits::{
+    ENTRY_RESULT_BYTES_MAX, ENTRY_VM_STEPS_MAX, READ_RESULT_BYTES_MAX, VALUE_BYTES_MAX,
+};
 pub use meta::{META_TABLE, REMOVED_NODES_TABLE};
+pub(crate) use outcome::OutcomeDigest;
+pub use outcome::{Deduplicated, Outcome};
 pub use read::{
     read_snapshot_info, HeldRead, ReadPool, ReadView, SnapshotInfo, READ_CONNECTIONS_MAX,
 };
 pub use scratch::{query_scratch, ScratchTable};
 pub use txn::{SpecError, Speculation, SpeculationRecord, Speculator};
-
-/// What applying one command produced: the result of each statement, in order, up to the
-/// first failure. If `error` is set, the whole command was rolled back (as Postgres rolls back
-/// an implicit transaction) and `results` holds what the statements before it returned.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, Default)]
-pub struct Outcome {
-    /// One result per statement that ran successfully.
-    pub results: Vec<StatementResult>,
-    /// The deterministic failure that stopped the command, with the index of its statement.
-    pub error: Option<(usize, ExecError)>,
-}

@@ -3,14 +3,13 @@
 
 use rusqlite::{Connection, OptionalExtension};
 
-/// Prefix of every internal table. User SQL may not touch them.
-pub(crate) const INTERNAL_PREFIX: &str = "_sqlkeeper";
-
 /// Name of the metadata table inside the state database. User SQL may not touch it.
 pub const META_TABLE: &str = "_sqlkeeper_meta";
 
 /// Version of the state database layout. Bump when the meaning of stored data changes.
-pub(crate) const STATE_FORMAT_VERSION: i64 = 1;
+/// Version 2: the request table keeps outcome digests and the log clock; no planner
+/// statistics tables. A state database of another version is refused.
+pub(crate) const STATE_FORMAT_VERSION: i64 = 2;
 
 pub(crate) const KEY_APPLIED_INDEX: &str = "applied_index";
 pub(crate) const KEY_RAFT_APPLIED: &str = "raft_applied";
@@ -19,24 +18,23 @@ pub(crate) const KEY_RAFT_MEMBERSHIP: &str = "raft_membership";
 /// transaction that committed). A transaction commits only if this is still the value it saw.
 pub(crate) const KEY_LAST_WRITE_INDEX: &str = "last_write_index";
 pub(crate) const KEY_FORMAT_VERSION: &str = "format_version";
+/// The latest stamp applied (microseconds): the log's own clock, for request deduplication.
+pub(crate) const KEY_LOG_CLOCK: &str = "log_clock";
 
-/// Outcomes of recently applied requests, by request id: a command proposed twice (after a
-/// leader change with an unknown outcome) is applied once and answered with the first
-/// outcome.
+/// Digests of the outcomes of recently applied requests, by request id: a command proposed
+/// twice (after a leader change with an unknown outcome) is applied once and answered from the
+/// first outcome's digest. Windows: `apply.rs` (`DEDUP_WINDOW`).
 pub(crate) const REQUESTS_TABLE: &str = "_sqlkeeper_requests";
 
 /// Node ids removed from the cluster; they are never accepted again.
 pub const REMOVED_NODES_TABLE: &str = "_sqlkeeper_removed_nodes";
 
-/// Entries for which a request id is remembered. A client retries within seconds; 100,000
-/// entries is hours of writes at metadata-store rates.
-pub(crate) const DEDUP_WINDOW_ENTRIES: u64 = 100_000;
-
 pub(crate) fn create(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute_batch(&format!(
         "CREATE TABLE IF NOT EXISTS {META_TABLE} (key TEXT PRIMARY KEY, value ANY) STRICT;
          CREATE TABLE IF NOT EXISTS {REQUESTS_TABLE} (origin INTEGER NOT NULL, serial INTEGER NOT NULL,
-             log_index INTEGER NOT NULL, outcome BLOB NOT NULL, PRIMARY KEY (origin, serial)) STRICT, WITHOUT ROWID;
+             log_index INTEGER NOT NULL, log_clock INTEGER NOT NULL, outcome BLOB NOT NULL,
+             PRIMARY KEY (origin, serial)) STRICT, WITHOUT ROWID;
          CREATE INDEX IF NOT EXISTS {REQUESTS_TABLE}_by_index ON {REQUESTS_TABLE} (log_index);
          CREATE TABLE IF NOT EXISTS {REMOVED_NODES_TABLE} (node_id INTEGER PRIMARY KEY) STRICT;"
     ))?;
@@ -74,4 +72,17 @@ pub(crate) fn put<V: rusqlite::ToSql>(
     ))?
     .execute(rusqlite::params![key, value])?;
     Ok(())
+}
+
+/// Refuses a state database written with another layout: this build would misread it.
+pub(crate) fn check_format(conn: &Connection) -> Result<(), String> {
+    match get_i64(conn, KEY_FORMAT_VERSION) {
+        Ok(Some(STATE_FORMAT_VERSION)) => Ok(()),
+        Ok(Some(v)) => Err(format!(
+            "the state database has layout version {v}; this build reads version \
+             {STATE_FORMAT_VERSION}: start it with the build that wrote it"
+        )),
+        Ok(None) => Err("the state database has no layout version".into()),
+        Err(e) => Err(format!("read the layout version: {e}")),
+    }
 }

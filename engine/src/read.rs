@@ -7,7 +7,7 @@ use rusqlite::{Connection, InterruptHandle, OpenFlags};
 
 use crate::command::{LogIndex, Statement};
 use crate::error::{sqlstate_of, EngineError, ExecError, Fatal};
-use crate::exec::{run, Column, StatementResult};
+use crate::exec::{run, Column, ResultRoom, RunError, StatementResult};
 use crate::meta;
 
 /// Idle read connections kept open for reuse. More may be open at once while many sessions
@@ -183,7 +183,8 @@ pub fn read_snapshot_info(path: &Path) -> Result<SnapshotInfo, Fatal> {
 impl ReadView<'_> {
     /// Runs one read statement. A statement that would write is refused with 25006.
     pub fn query(&self, stmt: &Statement) -> Result<StatementResult, ExecError> {
-        run(self.conn, stmt).map_err(|e| sqlstate_of(&e))
+        let mut room = ResultRoom::new(crate::limits::READ_RESULT_BYTES_MAX);
+        run(self.conn, stmt, None, &mut room).map_err(RunError::into_exec)
     }
 
     /// Describes a statement without running it: its result columns and number of parameters.

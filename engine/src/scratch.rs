@@ -6,7 +6,7 @@ use rusqlite::Connection;
 
 use crate::command::{Statement, Value};
 use crate::error::{sqlstate_of, ExecError};
-use crate::exec::{run, StatementResult};
+use crate::exec::{run, ResultRoom, RunError, StatementResult};
 
 /// One table of the scratch database.
 #[derive(Debug, Clone)]
@@ -53,5 +53,6 @@ pub fn query_scratch(
                 .map_err(e)?;
         }
     }
-    run(&conn, stmt).map_err(e)
+    let mut room = ResultRoom::new(crate::limits::READ_RESULT_BYTES_MAX);
+    run(&conn, stmt, None, &mut room).map_err(RunError::into_exec)
 }

@@ -18,7 +18,8 @@ use sha2::{Digest, Sha256};
 use crate::command::{LogIndex, Stamp, Statement, TxnStep};
 use crate::determinism::StampCell;
 use crate::error::{classify, ExecError, Fatal};
-use crate::exec::{run, StatementResult};
+use crate::exec::{run, ResultRoom, RunError, StatementResult};
+use crate::limits::Budget;
 use crate::meta;
 use crate::rebuild::RebuildCell;
 use crate::sequences::SequenceCell;
@@ -30,32 +31,107 @@ const LEFTOVER_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 /// alone, as Postgres undoes it when the client rolls back to a savepoint.
 const STATEMENT_SAVEPOINT: &str = "_sqlkeeper_stmt";
 
-/// The cells the functions of one writable connection read (stamp, sequences, rebuild).
+/// The cells the functions and hooks of one writable connection read (stamp, sequences,
+/// rebuild, budget, result room, row-id guard).
 #[derive(Clone, Default)]
 pub(crate) struct Cells {
     pub(crate) stamp: Arc<StampCell>,
     pub(crate) sequences: Arc<Mutex<SequenceCell>>,
     pub(crate) rebuild: RebuildCell,
+    /// The work budget of the entry being applied, or of the speculative transaction.
+    pub(crate) budget: Arc<Budget>,
+    /// Result bytes the entry may still return.
+    pub(crate) room: Arc<Mutex<ResultRoom>>,
+    /// Set by the connection's update hook when a statement writes a row whose row id is
+    /// `i64::MAX` (see [`rowid_error`]).
+    pub(crate) rowid_max: Arc<AtomicBool>,
+}
+
+impl Cells {
+    /// Starts an entry (or a speculative transaction): its time and seed, its budget, and an
+    /// empty result allowance.
+    pub(crate) fn start_entry(&self, stamp: &Stamp, vm_steps_max: u64) {
+        self.stamp.set(stamp);
+        self.budget.start_entry(vm_steps_max);
+        *self.room.lock().unwrap_or_else(|p| p.into_inner()) =
+            ResultRoom::new(crate::limits::ENTRY_RESULT_BYTES_MAX);
+        self.rowid_max.store(false, Ordering::SeqCst);
+    }
 }
 
 /// What one step returned: its result or its deterministic failure.
 pub(crate) type StepResult = Result<StatementResult, ExecError>;
 
+/// Why a statement or step ended its whole entry, not just itself.
+#[derive(Debug)]
+pub(crate) enum Stop {
+    /// A deterministic failure after which the entry must change nothing: its step budget ran
+    /// out, a row id reached `i64::MAX`, or SQLite rolled back the whole transaction (it does
+    /// so for some errors, e.g. an interrupted write). The caller undoes the entry.
+    Abort(ExecError),
+    /// This node cannot go on.
+    Fatal(Fatal),
+}
+
+impl From<Fatal> for Stop {
+    fn from(f: Fatal) -> Stop {
+        Stop::Fatal(f)
+    }
+}
+
+/// The error of a statement that wrote a row with row id `i64::MAX`. At that row id SQLite
+/// picks the next generated one at random (or fails with SQLITE_FULL, which it also reports
+/// for a full disk), so no write may leave one behind.
+pub(crate) fn rowid_error() -> ExecError {
+    ExecError {
+        sqlstate: "22003".into(),
+        message: "key or row id 9223372036854775807 is out of range".into(),
+        detail: Some(
+            "The largest bigint is reserved: at it SQLite would choose the next row id at random, \
+             and replicas could not agree on it."
+                .into(),
+        ),
+    }
+}
+
 fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
-/// Runs one SQLite statement, then the table rebuild it requested (if any), then reloads the
-/// sequences if it changed their table (`CREATE SEQUENCE` in the same transaction as its
-/// first `nextval`). Shared by the apply path and speculation.
+/// A deterministic failure: of the statement alone while SQLite kept the transaction, of the
+/// whole entry if SQLite rolled it back.
+fn failed(conn: &Connection, e: ExecError) -> Result<StepResult, Stop> {
+    if conn.is_autocommit() {
+        Err(Stop::Abort(e))
+    } else {
+        Ok(Err(e))
+    }
+}
+
+/// Runs one SQLite statement of an entry, charged to the entry's budget and result room, then
+/// the table rebuild it requested (if any), then reloads the sequences if it changed their
+/// table (`CREATE SEQUENCE` in the same transaction as its first `nextval`). Shared by the
+/// apply path and speculation.
 pub(crate) fn run_statement(
     conn: &Connection,
     stmt: &Statement,
     cells: &Cells,
-) -> Result<StepResult, Fatal> {
-    let r = match run(conn, stmt) {
+) -> Result<StepResult, Stop> {
+    cells.rowid_max.store(false, Ordering::SeqCst);
+    let r = {
+        let mut room = cells.room.lock().unwrap_or_else(|p| p.into_inner());
+        run(conn, stmt, Some(&cells.budget), &mut room)
+    };
+    let rowid_max = cells.rowid_max.swap(false, Ordering::SeqCst);
+    let r = match r {
+        Ok(_) if rowid_max => return Err(Stop::Abort(rowid_error())),
         Ok(r) => r,
-        Err(e) => return classify(e).map(Err),
+        Err(_) if cells.budget.exceeded() => {
+            return Err(Stop::Abort(crate::limits::budget_error(cells.budget.max())))
+        }
+        Err(_) if rowid_max => return Err(Stop::Abort(rowid_error())),
+        Err(RunError::Limit(e)) => return failed(conn, e),
+        Err(RunError::Sqlite(e)) => return failed(conn, classify(e)?),
     };
     let requested = cells
         .rebuild
@@ -65,8 +141,8 @@ pub(crate) fn run_statement(
     if let Some((table, op)) = requested {
         match crate::rebuild::run(conn, &table, &op) {
             Ok(()) => {}
-            Err(crate::rebuild::RebuildError::Exec(e)) => return Ok(Err(e)),
-            Err(crate::rebuild::RebuildError::Sqlite(e)) => return classify(e).map(Err),
+            Err(crate::rebuild::RebuildError::Exec(e)) => return failed(conn, e),
+            Err(crate::rebuild::RebuildError::Sqlite(e)) => return failed(conn, classify(e)?),
         }
     }
     if stmt.sql.contains(crate::sequences::SEQUENCES_TABLE) {
@@ -82,11 +158,11 @@ pub(crate) fn run_step(
     conn: &Connection,
     step: &TxnStep,
     cells: &Cells,
-) -> Result<StepResult, Fatal> {
-    let control = |sql: String| -> Result<StepResult, Fatal> {
+) -> Result<StepResult, Stop> {
+    let control = |sql: String| -> Result<StepResult, Stop> {
         match conn.execute_batch(&sql) {
             Ok(()) => Ok(Ok(StatementResult::default())),
-            Err(e) => classify(e).map(Err),
+            Err(e) => failed(conn, classify(e)?),
         }
     };
     let refresh_sequences = || {
@@ -159,6 +235,11 @@ pub enum SpecError {
     /// the transaction must be retried (40001).
     #[error("{0}")]
     Revoked(String),
+    /// A statement failed in a way that ends the whole transaction (its step budget ran out, a
+    /// row id reached its maximum, SQLite rolled the transaction back): it can only be rolled
+    /// back. Replaying it would end the same way on every replica.
+    #[error(transparent)]
+    Aborted(ExecError),
     /// The node failed.
     #[error(transparent)]
     Fatal(#[from] Fatal),
@@ -188,9 +269,6 @@ pub struct Speculator {
     /// The running speculation's client went away: its statement stops the same way.
     cancelled: Arc<AtomicBool>,
 }
-
-/// SQLite virtual machine instructions between two checks of the stop flags.
-const PROGRESS_CHECK_OPS: i32 = 1000;
 
 /// A running speculative transaction. Dropping it rolls it back.
 pub struct Speculation {
@@ -303,14 +381,10 @@ impl Speculator {
         }
         self.cancelled.store(false, Ordering::SeqCst);
         if inner.conn.is_none() {
-            let c = inner.cells.clone();
-            let mut conn = crate::apply::open_writer(&inner.path, c.stamp, c.sequences, c.rebuild)?;
             let (apply, cancelled) = (self.interrupted.clone(), self.cancelled.clone());
-            conn.progress_handler(
-                PROGRESS_CHECK_OPS,
-                Some(move || apply.load(Ordering::Relaxed) || cancelled.load(Ordering::Relaxed)),
-            )
-            .map_err(|e| Fatal(format!("install progress handler: {e}")))?;
+            let conn = crate::apply::open_writer(&inner.path, &inner.cells, move || {
+                apply.load(Ordering::Relaxed) || cancelled.load(Ordering::Relaxed)
+            })?;
             inner.conn = Some(conn);
         }
         let inner = &mut *inner;
@@ -342,7 +416,10 @@ impl Speculator {
                 )));
             }
         }
-        inner.cells.stamp.set(&stamp);
+        // The whole transaction is one entry: one budget for all its steps, as at replay.
+        inner
+            .cells
+            .start_entry(&stamp, crate::limits::ENTRY_VM_STEPS_MAX);
         let generation = inner.next_generation;
         inner.next_generation += 1;
         inner.active = Some(generation);
@@ -373,9 +450,9 @@ impl Speculation {
 
     fn with_conn<T>(
         &self,
-        f: impl FnOnce(&Connection, &Cells) -> Result<T, Fatal>,
+        f: impl FnOnce(&Connection, &Cells) -> Result<T, Stop>,
     ) -> Result<T, SpecError> {
-        let inner = self.spec.lock();
+        let mut inner = self.spec.lock();
         if inner.active != Some(self.generation) {
             return Err(SpecError::Revoked(if inner.revoked_because.is_empty() {
                 "the transaction was ended".into()
@@ -395,6 +472,21 @@ impl Speculation {
         }
         match f(conn, &inner.cells) {
             Ok(v) => Ok(v),
+            Err(Stop::Abort(e)) => {
+                // The transaction cannot go on: end it here (SQLite may have rolled it back
+                // already) so nothing runs outside it, and remember why.
+                if !conn.is_autocommit() {
+                    let _ = conn.execute_batch("ROLLBACK");
+                }
+                inner.active = None;
+                inner.revoked_because = e.message.clone();
+                *self
+                    .spec
+                    .interrupt
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()) = None;
+                Err(SpecError::Aborted(e))
+            }
             Err(_)
                 if self.spec.interrupted.load(Ordering::SeqCst)
                     || self.spec.cancelled.load(Ordering::SeqCst) =>
@@ -403,7 +495,7 @@ impl Speculation {
                     "the statement was stopped: a concurrent change is being applied, or its client went away".into(),
                 ))
             }
-            Err(e) => Err(e.into()),
+            Err(Stop::Fatal(f)) => Err(f.into()),
         }
     }
 
@@ -420,19 +512,20 @@ impl Speculation {
     /// replay alike.
     pub fn query(&mut self, statements: &[Statement]) -> Result<StepResult, SpecError> {
         self.with_conn(|conn, cells| {
-            let saved = cells.stamp.save();
-            let mut last = Ok(StatementResult::default());
+            // Neither the randomness nor the steps of a read count: replay does not run it.
+            let (stamp, steps) = (cells.stamp.save(), cells.budget.save());
+            let room = *cells.room.lock().unwrap_or_else(|p| p.into_inner());
+            let mut last = Ok(Ok(StatementResult::default()));
             for s in statements {
-                last = match run(conn, s) {
-                    Ok(r) => Ok(r),
-                    Err(e) => classify(e).map(Err)?,
-                };
-                if last.is_err() {
+                last = run_statement(conn, s, cells);
+                if !matches!(last, Ok(Ok(_))) {
                     break;
                 }
             }
-            cells.stamp.restore(saved);
-            Ok(last)
+            cells.stamp.restore(stamp);
+            cells.budget.restore(steps);
+            *cells.room.lock().unwrap_or_else(|p| p.into_inner()) = room;
+            last
         })
     }
 
@@ -466,7 +559,7 @@ impl Speculation {
     pub fn finish(mut self) -> Result<SpeculationRecord, SpecError> {
         self.with_conn(|conn, _| {
             conn.execute_batch("ROLLBACK")
-                .map_err(|e| Fatal(format!("end speculation: {e}")))
+                .map_err(|e| Stop::Fatal(Fatal(format!("end speculation: {e}"))))
         })?;
         self.release();
         Ok(SpeculationRecord {
@@ -507,6 +600,7 @@ mod tests {
     use super::*;
     use crate::apply::tests::{apply1 as apply, exec};
     use crate::apply::{ApplyItem, RaftMeta, StateMachine};
+    use crate::command::EntryHeader;
     use crate::command::{Command, Value};
 
     fn sql(s: &str) -> Statement {
@@ -519,6 +613,7 @@ mod tests {
     fn commit(spec: Speculation) -> Command {
         let r = spec.finish().unwrap();
         Command::Transaction {
+            header: Some(EntryHeader::current()),
             request_id: None,
             stamp: r.stamp,
             base: r.base,
@@ -543,6 +638,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut sm = StateMachine::open(dir.path()).unwrap();
         let create = Command::Execute {
+            header: Some(EntryHeader::current()),
             request_id: None,
             stamp: Stamp::default(),
             statements: pg("CREATE SEQUENCE s"),
@@ -573,6 +669,7 @@ mod tests {
         let cmd = commit(s);
         assert_eq!(apply(&mut sm, 2, &cmd).error, None);
         let after = Command::Execute {
+            header: Some(EntryHeader::current()),
             request_id: None,
             stamp: Stamp::default(),
             statements: pg("SELECT nextval('s')"),

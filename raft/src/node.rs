@@ -15,9 +15,9 @@ use openraft::Instant as _;
 use openraft::{ChangeMembers, Config, Raft, ReadPolicy, ServerState, SnapshotPolicy};
 use serde::{Deserialize, Serialize};
 use sqlkeeper_engine::{
-    Command, EngineError, ExecError, HeldRead, LogIndex, Outcome, ReadPool, ReadView, RequestId,
-    SpecError, Speculation, SpeculationRecord, Speculator, Stamp, Statement, TxnStep, Value,
-    REMOVED_NODES_TABLE,
+    Command, EngineError, EntryHeader, ExecError, HeldRead, LogIndex, Outcome, ReadPool, ReadView,
+    RequestId, SpecError, Speculation, SpeculationRecord, Speculator, Stamp, Statement, TxnStep,
+    Value, REMOVED_NODES_TABLE,
 };
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -613,11 +613,13 @@ impl Node {
     ) -> Result<(Outcome, LogIndex), RemoteError> {
         let command = match proposal {
             Proposal::Statements(statements) => Command::Execute {
+                header: Some(EntryHeader::current()),
                 request_id: Some(request_id),
                 stamp: self.stamp(request_id.serial),
                 statements,
             },
             Proposal::Transaction(r) => Command::Transaction {
+                header: Some(EntryHeader::current()),
                 request_id: Some(request_id),
                 stamp: r.stamp,
                 base: r.base,
@@ -832,6 +834,19 @@ impl Node {
                     // failed, or a client retry would apply it twice.
                     if let Err(e) = self.wait_applied(index, left).await {
                         tracing::debug!(error = %e, "write committed; local apply is behind");
+                    }
+                    if let Some(d) = outcome.deduplicated.filter(|d| d.rows_lost) {
+                        // A retry found the write applied by an earlier attempt whose answer was
+                        // lost; the state keeps a digest of the answer, not its rows.
+                        let mut e = ExecError::new(
+                            "40003",
+                            format!(
+                                "the write was applied (log entry {}) by an earlier attempt whose answer was lost, and the rows it returned were not kept",
+                                d.first_index
+                            ),
+                        );
+                        e.detail = Some("read the rows back instead of retrying".into());
+                        return Err(NodeError::Exec(e));
                     }
                     return Ok((outcome, index));
                 }
@@ -1426,6 +1441,9 @@ fn spec_error(e: SpecError) -> NodeError {
             "40001",
             format!("could not serialize access: {why}"),
         )),
+        // The statement ended the transaction (its budget ran out, ...): the block can only
+        // be rolled back, and the client gets the statement's error.
+        SpecError::Aborted(e) => NodeError::Exec(e),
         SpecError::Fatal(f) => NodeError::Fatal(f.0),
     }
 }

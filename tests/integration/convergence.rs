@@ -4,7 +4,9 @@
 //!
 //! Reproduce a failure with `CONVERGENCE_SEED=<seed> cargo test convergence`.
 
-use sqlkeeper_engine::{ApplyItem, Command, LogIndex, RaftMeta, Stamp, StateMachine, Statement};
+use sqlkeeper_engine::{
+    ApplyItem, Command, EntryHeader, LogIndex, RaftMeta, Stamp, StateMachine, Statement,
+};
 
 /// Entries per run (the issue asks for at least 1,000).
 const ENTRIES: usize = 1_500;
@@ -113,6 +115,7 @@ fn build_log(seed: u64) -> Vec<Command> {
     let mut tables = vec!["base".to_string()];
     let mut serial = 0u64;
     let mut log = vec![Command::Execute {
+        header: Some(EntryHeader::current()),
         request_id: None,
         stamp: Stamp { unix_micros: 1_699_999_999_000_000, seed: 1 },
         statements: sqlkeeper_sql::translate("CREATE SEQUENCE shared_seq INCREMENT BY 3 START WITH 7")
@@ -123,6 +126,7 @@ fn build_log(seed: u64) -> Vec<Command> {
             .map(|sql| Statement { sql, params: vec![] })
             .collect(),
     }, Command::Execute {
+        header: Some(EntryHeader::current()),
         request_id: None,
         stamp: Stamp { unix_micros: 1_700_000_000_000_000, seed: rng.next() },
         statements: vec![Statement {
@@ -151,6 +155,7 @@ fn build_log(seed: u64) -> Vec<Command> {
             .collect();
         clock += 1 + rng.below(5_000_000) as i64;
         log.push(Command::Execute {
+            header: Some(EntryHeader::current()),
             request_id: None,
             stamp: Stamp {
                 unix_micros: clock,
