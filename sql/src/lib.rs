@@ -12,6 +12,7 @@ mod catalog;
 mod classify;
 mod columns;
 mod error;
+mod plan;
 mod rebuild;
 mod rewrite;
 mod translate;
