@@ -295,13 +295,17 @@ async fn shutdown_signal() {
     }
 }
 
+/// What a node logs unless `RUST_LOG` says otherwise: its own information and every warning,
+/// except openraft's warning for each failed heartbeat (ten a second while a peer is down):
+/// the node logs a peer going down and coming back itself, at most every 30 s in between
+/// (`docs/reliability.md`).
+const DEFAULT_LOG_FILTER: &str =
+    "warn,openraft::core::heartbeat::worker=error,sqlkeeper=info,sqlkeeper_raft=info,sqlkeeper_pgwire=info";
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new(
-            "warn,sqlkeeper=info,sqlkeeper_raft=info,sqlkeeper_pgwire=info",
-        )
-    });
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG_FILTER));
     use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -4,11 +4,12 @@
 //! an error. openraft asks for separate clients for heartbeats, replication and snapshots, so
 //! each purpose has its own connection and a snapshot transfer never delays a heartbeat.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
@@ -16,13 +17,12 @@ use futures::stream::BoxStream;
 use futures::{Stream, StreamExt};
 use openraft::alias::{SnapshotOf, VoteOf};
 use openraft::errors::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
-use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
+use openraft::network::{Backoff, RPCOption, RaftNetworkFactory, RaftNetworkV2};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, StreamAppendResult,
     TransferLeaderRequest, TransferLeaderResponse, VoteRequest, VoteResponse,
 };
 use openraft::OptionalSend;
-use tokio::io::AsyncReadExt;
 
 use crate::rpc::{decode_frame, Conn, Request, Response, SNAPSHOT_CHUNK_BYTES};
 use crate::state_machine::SnapshotFile;
@@ -36,11 +36,62 @@ const PIPELINE_ANSWER_TIMEOUT_MIN: Duration = Duration::from_secs(2);
 /// How often an idle replication session re-checks whether requests were sent.
 const PIPELINE_IDLE_POLL: Duration = Duration::from_millis(50);
 
+/// First wait before replication to a peer that failed is tried again; it doubles up to
+/// [`BACKOFF_MAX`]. Short enough that a follower back from a pause catches up at once.
+const BACKOFF_FIRST: Duration = Duration::from_millis(50);
+
+/// Longest wait between replication attempts to an unreachable peer: it bounds both the load
+/// a down peer causes (a connection attempt and two log lines every 2 s) and how late a peer
+/// that comes back is noticed.
+const BACKOFF_MAX: Duration = Duration::from_secs(2);
+
+/// While a peer stays unreachable, its failure is logged again at most this often.
+const STILL_DOWN_LOG_EVERY: Duration = Duration::from_secs(30);
+
+/// What this node last told the log about one peer: a warning when it becomes unreachable,
+/// one every [`STILL_DOWN_LOG_EVERY`] while it stays so, and a note when it answers again.
+/// Shared by the clients of one peer (heartbeat, replication), so they speak with one voice.
+#[derive(Debug, Default)]
+pub(crate) struct PeerHealth {
+    down_since: Option<Instant>,
+    failures: u64,
+    last_report: Option<Instant>,
+}
+
+/// Health of each peer, by node id.
+pub(crate) type PeerHealthMap = Arc<Mutex<HashMap<NodeId, PeerHealth>>>;
+
+fn peer_failed(map: &PeerHealthMap, peer: NodeId, addr: &str, error: &dyn std::fmt::Display) {
+    let mut m = map.lock().unwrap_or_else(|p| p.into_inner());
+    let h = m.entry(peer).or_default();
+    let now = Instant::now();
+    h.failures += 1;
+    let since = *h.down_since.get_or_insert(now);
+    if h.last_report
+        .is_none_or(|t| now - t >= STILL_DOWN_LOG_EVERY)
+    {
+        h.last_report = Some(now);
+        tracing::warn!(peer, %addr, failures = h.failures, down_for = ?(now - since), error = %error, "raft peer unreachable");
+    }
+}
+
+fn peer_answered(map: &PeerHealthMap, peer: NodeId) {
+    let mut m = map.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(h) = m.get_mut(&peer) else { return };
+    if let Some(since) = h.down_since.take() {
+        tracing::info!(peer, failures = h.failures, down_for = ?since.elapsed(), "raft peer answers again");
+        h.failures = 0;
+        h.last_report = None;
+    }
+}
+
 /// Makes network clients for peers.
 #[derive(Clone)]
 pub struct NetworkFactory {
     /// This node, announced in every connection's hello.
     pub(crate) me: NodeId,
+    /// What the log was told about each peer (shared by all clients).
+    pub(crate) health: PeerHealthMap,
 }
 
 /// A client for one peer and one purpose.
@@ -52,6 +103,7 @@ pub struct PeerClient {
     target: NodeId,
     addr: String,
     conn: Option<Conn>,
+    health: PeerHealthMap,
 }
 
 impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
@@ -64,6 +116,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
             target,
             addr: node.raft_addr.clone(),
             conn: None,
+            health: self.health.clone(),
         }
     }
 
@@ -74,6 +127,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
             target,
             addr: node.raft_addr.clone(),
             conn: None,
+            health: self.health.clone(),
         }
     }
 }
@@ -100,18 +154,23 @@ impl PeerClient {
             conn.call(&req).await
         };
         match tokio::time::timeout(ttl, fut).await {
-            Ok(Ok(resp)) => Ok(resp),
+            Ok(Ok(resp)) => {
+                peer_answered(&self.health, self.target);
+                Ok(resp)
+            }
             Ok(Err(e)) => {
                 self.conn = None;
-                // A peer that is down gets the long backoff of Unreachable.
+                peer_failed(&self.health, self.target, &self.addr, &e);
                 Err(RPCError::Unreachable(Unreachable::new(&e)))
             }
             Err(_) => {
                 self.conn = None;
-                Err(RPCError::Network(NetworkError::from_string(format!(
+                let why = format!(
                     "node {} ({}) did not answer within {ttl:?}",
                     self.target, self.addr
-                ))))
+                );
+                peer_failed(&self.health, self.target, &self.addr, &why);
+                Err(RPCError::Network(NetworkError::from_string(why)))
             }
         }
     }
@@ -129,6 +188,16 @@ fn unexpected<T>(resp: Response) -> Result<T, RPCError<TypeConfig>> {
 
 impl RaftNetworkV2<TypeConfig> for PeerClient {
     type SnapshotData = SnapshotFile;
+
+    /// Waits between replication (and snapshot) attempts to a peer that failed: 50 ms,
+    /// doubling to 2 s. openraft sleeps it while it hands out the next request of a session,
+    /// so `stream_append` takes its first request before it connects.
+    fn backoff(&self) -> Option<Backoff> {
+        Some(Backoff::new(std::iter::successors(
+            Some(BACKOFF_FIRST),
+            |d| Some((*d * 2).min(BACKOFF_MAX)),
+        )))
+    }
 
     async fn append_entries(
         &mut self,
@@ -166,13 +235,26 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         }
         Box::pin(async move {
             let unreachable = |e: io::Error| RPCError::Unreachable(Unreachable::new(&e));
-            let conn = Conn::connect(&self.addr, self.me, self.target)
-                .await
-                .map_err(unreachable)?;
+            // The first request before the connection: openraft applies its backoff while it
+            // hands out a request, so a peer that refuses connections is not retried in a
+            // tight loop.
+            let mut input = input;
+            let Some(first) = input.next().await else {
+                return Ok(Box::pin(futures::stream::empty()) as BoxStream<'s, _>);
+            };
+            let conn = match Conn::connect(&self.addr, self.me, self.target).await {
+                Ok(c) => c,
+                Err(e) => {
+                    peer_failed(&self.health, self.target, &self.addr, &e);
+                    return Err(unreachable(e));
+                }
+            };
             let (mut sink, responses) = conn.into_split();
             sink.send(&Request::StreamAppend)
                 .await
                 .map_err(unreachable)?;
+            peer_answered(&self.health, self.target);
+            let input = futures::stream::iter([first]).chain(input);
             // Requests sent, and whether the input has ended: a connection that closes before
             // every request was answered is an error, not the end of the stream.
             let sent = Arc::new(AtomicU64::new(0));
@@ -313,21 +395,32 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         let send = async move {
             // A fresh connection: a half-sent snapshot must not leave bytes on a reused one.
             let mut conn = Conn::connect(&addr, me, target).await?;
-            let mut file = tokio::fs::File::from_std(snapshot.snapshot.file.try_clone()?);
-            let size = file.metadata().await?.len();
+            let file = snapshot.snapshot.clone();
+            let size = file.len()?;
             conn.send(&Request::InstallSnapshot {
                 vote,
                 meta: snapshot.meta.clone(),
                 size,
             })
             .await?;
-            let mut buf = vec![0u8; SNAPSHOT_CHUNK_BYTES];
+            let mut offset = 0u64;
             loop {
-                let n = file.read(&mut buf).await?;
-                if n == 0 {
+                // Positional reads off the async workers: the handle is shared with other
+                // transfers of the same snapshot.
+                let f = file.clone();
+                let chunk = tokio::task::spawn_blocking(move || -> io::Result<Vec<u8>> {
+                    let mut buf = vec![0u8; SNAPSHOT_CHUNK_BYTES];
+                    let n = f.read_at(&mut buf, offset)?;
+                    buf.truncate(n);
+                    Ok(buf)
+                })
+                .await
+                .map_err(io::Error::other)??;
+                if chunk.is_empty() {
                     break;
                 }
-                conn.send_raw(Bytes::copy_from_slice(&buf[..n])).await?;
+                offset += chunk.len() as u64;
+                conn.send_raw(Bytes::from(chunk)).await?;
             }
             conn.send_raw(Bytes::new()).await?;
             conn.recv::<Response>().await?.ok_or_else(|| {

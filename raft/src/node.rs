@@ -405,7 +405,10 @@ impl Node {
         }
         .validate()
         .map_err(|e| StartError::Other(format!("raft config: {e}")))?;
-        let network = NetworkFactory { me: config.node_id };
+        let network = NetworkFactory {
+            me: config.node_id,
+            health: Default::default(),
+        };
         let raft = Raft::new(config.node_id, Arc::new(raft_config), network, log, sm)
             .await
             .map_err(|e| StartError::Other(format!("start raft: {e}")))?;

@@ -112,13 +112,9 @@ async fn serve_conn(mut conn: Conn, node: Arc<Node>) -> io::Result<()> {
             ),
             Request::InstallSnapshot { vote, meta, size } => {
                 let path = receive_snapshot(&mut conn, node.snapshot_dir(), size).await?;
-                let file = std::fs::File::open(&path)?;
                 let snapshot = Snapshot {
                     meta,
-                    snapshot: SnapshotFile {
-                        path: path.clone(),
-                        file,
-                    },
+                    snapshot: SnapshotFile::open(path.clone())?,
                 };
                 let res = node.raft().install_full_snapshot(vote, snapshot).await;
                 // The state machine keeps its own copy under its own name.

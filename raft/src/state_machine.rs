@@ -23,27 +23,66 @@ use crate::types::TypeConfig;
 /// keep one transaction well under a second on this machine.
 pub const APPLY_BATCH_MAX: usize = 1024;
 
-/// A snapshot as openraft passes it around: a SQLite file, opened. The open handle keeps the
-/// bytes readable for a transfer in flight even after a newer snapshot replaced the name.
-#[derive(Debug)]
+/// A snapshot as openraft passes it around: a SQLite file, opened. Everything reads it through
+/// the open handle, with positional reads, never through its name: a newer snapshot may replace
+/// the name (and the old file be deleted) while a transfer or an install is still reading, and
+/// the handle keeps the bytes alive until the last reader is done.
+#[derive(Debug, Clone)]
 pub struct SnapshotFile {
     /// Where the file is (or was) in the snapshot directory.
     pub path: PathBuf,
-    /// Open handle to it.
-    pub file: File,
+    /// Open handle to it, shared by every reader; reads never move a shared offset.
+    pub file: Arc<File>,
 }
 
 impl SnapshotFile {
-    fn open(path: PathBuf) -> io::Result<SnapshotFile> {
+    /// Opens the snapshot file at `path`.
+    pub fn open(path: PathBuf) -> io::Result<SnapshotFile> {
         let file = File::open(&path)?;
-        Ok(SnapshotFile { path, file })
+        Ok(SnapshotFile {
+            path,
+            file: Arc::new(file),
+        })
+    }
+
+    /// Size in bytes.
+    pub fn len(&self) -> io::Result<u64> {
+        Ok(self.file.metadata()?.len())
+    }
+
+    /// Whether the file is empty.
+    pub fn is_empty(&self) -> io::Result<bool> {
+        Ok(self.len()? == 0)
+    }
+
+    /// Reads up to `buf.len()` bytes at `offset` (0 at the end).
+    pub fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        use std::os::unix::fs::FileExt;
+        self.file.read_at(buf, offset)
+    }
+
+    /// Copies the whole file to a new file at `dest` and fsyncs it.
+    fn copy_to(&self, dest: &Path) -> io::Result<()> {
+        use std::io::Write;
+        let mut out = File::create(dest)?;
+        let mut buf = vec![0u8; crate::rpc::SNAPSHOT_CHUNK_BYTES];
+        let mut offset = 0u64;
+        loop {
+            let n = self.read_at(&mut buf, offset)?;
+            if n == 0 {
+                break;
+            }
+            out.write_all(&buf[..n])?;
+            offset += n as u64;
+        }
+        out.sync_all()
     }
 }
 
 #[derive(Clone)]
 struct Current {
     meta: SnapshotMetaOf<TypeConfig>,
-    path: PathBuf,
+    snapshot: SnapshotFile,
 }
 
 /// The state machine handed to openraft.
@@ -127,7 +166,7 @@ fn load_current(dir: &Path) -> io::Result<Option<Current>> {
     let info = read_snapshot_info(&newest).map_err(other("read snapshot"))?;
     Ok(Some(Current {
         meta: meta_from_info(&info)?,
-        path: newest,
+        snapshot: SnapshotFile::open(newest)?,
     }))
 }
 
@@ -180,30 +219,30 @@ impl StateMachineStore {
             .map_err(other("hash state"))
     }
 
+    /// Makes `new` the current snapshot unless a newer one is current already, and removes
+    /// the file that lost. Removing is safe: whoever was handed that snapshot reads it through
+    /// its open handle, which keeps the bytes until it is closed.
     fn set_current(current: &Mutex<Option<Current>>, new: Current) -> io::Result<()> {
-        let old = {
+        let loser = {
             let mut guard = current.lock().unwrap_or_else(|p| p.into_inner());
-            let replace = match &*guard {
-                Some(c) => c.meta.last_log_id <= new.meta.last_log_id,
-                None => true,
-            };
-            if !replace {
-                drop(guard);
-                // A newer snapshot exists already (a concurrent build): drop this one.
-                if new.path.exists() {
-                    std::fs::remove_file(&new.path)?;
-                }
-                return Ok(());
+            let newer_exists = guard
+                .as_ref()
+                .is_some_and(|c| c.meta.last_log_id > new.meta.last_log_id);
+            if newer_exists {
+                // A concurrent build finished a newer snapshot first: this one goes.
+                Some(new.snapshot.path)
+            } else {
+                let new_path = new.snapshot.path.clone();
+                guard
+                    .replace(new)
+                    .map(|old| old.snapshot.path)
+                    .filter(|old| *old != new_path)
             }
-            guard.replace(new.clone())
         };
-        if let Some(old) = old {
-            if old.path != new.path {
-                // In-flight transfers keep reading through their open handle.
-                std::fs::remove_file(&old.path)?;
-            }
+        match loser.map(std::fs::remove_file) {
+            Some(Err(e)) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
         }
-        Ok(())
     }
 }
 
@@ -238,11 +277,16 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             std::fs::rename(&building, &path)?;
             sqlkeeper_snapshots::fsync_dir(&dir).map_err(io::Error::from)?;
             tracing::info!(log_index = ?meta.last_log_id.as_ref().map(|l| l.index), "built snapshot");
-            StateMachineStore::set_current(&current, Current { meta: meta.clone(), path: path.clone() })?;
-            Ok(Snapshot {
-                meta,
-                snapshot: SnapshotFile::open(path)?,
-            })
+            // Opened before it is published: once published, a newer build may remove it.
+            let snapshot = SnapshotFile::open(path)?;
+            StateMachineStore::set_current(
+                &current,
+                Current {
+                    meta: meta.clone(),
+                    snapshot: snapshot.clone(),
+                },
+            )?;
+            Ok(Snapshot { meta, snapshot })
         })
         .await
         .map_err(other("snapshot task"))?
@@ -323,23 +367,27 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             .snapshot_dir
             .join(snapshot_file_name(&meta.last_log_id));
         let dir = self.snapshot_dir.clone();
-        let (src, dst) = (snapshot.path.clone(), own.clone());
+        let dst = own.clone();
         // File copies and fsyncs block: keep them off the async workers.
-        let file_meta =
-            tokio::task::spawn_blocking(move || -> io::Result<SnapshotMetaOf<TypeConfig>> {
-                if src != dst {
-                    // Keep a copy in our own directory: it becomes this node's current snapshot.
+        let (file_meta, installed) = tokio::task::spawn_blocking(
+            move || -> io::Result<(SnapshotMetaOf<TypeConfig>, SnapshotFile)> {
+                let installed = if snapshot.path != dst {
+                    // Keep a copy in our own directory: it becomes this node's current
+                    // snapshot. Copied through the handle: the name may be gone already.
                     let partial = dst.with_extension("db.partial");
-                    std::fs::copy(&src, &partial)?;
-                    sqlkeeper_snapshots::fsync_file(&partial).map_err(io::Error::from)?;
+                    snapshot.copy_to(&partial)?;
                     std::fs::rename(&partial, &dst)?;
                     sqlkeeper_snapshots::fsync_dir(&dir).map_err(io::Error::from)?;
-                }
+                    SnapshotFile::open(dst.clone())?
+                } else {
+                    snapshot
+                };
                 let info = read_snapshot_info(&dst).map_err(other("read snapshot"))?;
-                meta_from_info(&info)
-            })
-            .await
-            .map_err(other("snapshot task"))??;
+                Ok((meta_from_info(&info)?, installed))
+            },
+        )
+        .await
+        .map_err(other("snapshot task"))??;
         // Pair assertion: the file must carry the identity openraft gave us.
         if file_meta.last_log_id != meta.last_log_id {
             return Err(io::Error::other(format!(
@@ -357,7 +405,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             &self.current,
             Current {
                 meta: meta.clone(),
-                path: own,
+                snapshot: installed,
             },
         )
     }
@@ -370,13 +418,12 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
-        match current {
-            None => Ok(None),
-            Some(c) => Ok(Some(Snapshot {
-                meta: c.meta,
-                snapshot: SnapshotFile::open(c.path)?,
-            })),
-        }
+        // The handle was cloned under the lock: the file stays readable whatever happens to
+        // its name from here on.
+        Ok(current.map(|c| Snapshot {
+            meta: c.meta,
+            snapshot: c.snapshot,
+        }))
     }
 }
 
@@ -426,5 +473,89 @@ impl StateMachineStore {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn is_sqlite_file(s: &SnapshotFile) -> bool {
+        let mut head = [0u8; 16];
+        s.read_at(&mut head, 0).unwrap() == 16 && &head == b"SQLite format 3\0"
+    }
+
+    /// Issue 9: `get_current_snapshot` opened the current file by name after releasing the
+    /// lock, and `build_snapshot` reopened its own file after publishing it, while a concurrent
+    /// build could delete either; openraft treats both failures as fatal. Every snapshot handed
+    /// out must stay readable, whatever builds finish meanwhile.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn snapshots_handed_out_stay_readable_while_newer_ones_replace_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sm =
+            StateMachineStore::open(&dir.path().join("state"), &dir.path().join("snap"), 1)
+                .unwrap();
+        let mut builds = Vec::new();
+        for _ in 0..8 {
+            let mut b = sm.get_snapshot_builder().await;
+            builds.push(tokio::spawn(async move { b.build_snapshot().await }));
+        }
+        let mut handed_out = Vec::new();
+        for _ in 0..200 {
+            if let Some(s) = sm.get_current_snapshot().await.unwrap() {
+                handed_out.push(s.snapshot);
+            }
+            tokio::task::yield_now().await;
+        }
+        for b in builds {
+            handed_out.push(b.await.unwrap().unwrap().snapshot);
+        }
+        assert!(!handed_out.is_empty());
+        for s in &handed_out {
+            assert!(is_sqlite_file(s), "{} is unreadable", s.path.display());
+        }
+        // Only the current snapshot keeps a name.
+        let names = std::fs::read_dir(dir.path().join("snap")).unwrap().count();
+        assert_eq!(names, 1);
+    }
+
+    /// Crash points of snapshot work, as files left behind: a build killed before its rename
+    /// (`building-*`), a received snapshot killed before install (`incoming-*.partial`), an
+    /// install killed before its rename (`*.db.partial`), an older snapshot not yet removed.
+    /// Start-up keeps the newest complete snapshot and removes the rest.
+    #[tokio::test]
+    async fn start_up_cleans_up_after_a_crash_at_each_step() {
+        let dir = tempfile::tempdir().unwrap();
+        let (state, snap) = (dir.path().join("state"), dir.path().join("snap"));
+        let newest = {
+            let mut sm = StateMachineStore::open(&state, &snap, 1).unwrap();
+            let mut b = sm.get_snapshot_builder().await;
+            b.build_snapshot().await.unwrap().snapshot.path
+        };
+        // Sorts before the newest name (zero-padded positions sort in log order).
+        let older = snap.join("snap-0.db");
+        std::fs::copy(&newest, &older).unwrap();
+        for leftover in [
+            "building-1.db",
+            "incoming-2.db.partial",
+            "snap-00000000000000000009-00000000000000000001.db.partial",
+        ] {
+            std::fs::write(snap.join(leftover), b"torn").unwrap();
+        }
+        std::fs::write(state.join("state.db.partial"), b"torn").unwrap();
+        let mut sm = StateMachineStore::open(&state, &snap, 1).unwrap();
+        let current = sm.get_current_snapshot().await.unwrap().unwrap();
+        assert_eq!(current.snapshot.path, newest);
+        assert!(is_sqlite_file(&current.snapshot));
+        let mut left: Vec<String> = std::fs::read_dir(&snap)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            vec![newest.file_name().unwrap().to_string_lossy().into_owned()]
+        );
+        assert!(!state.join("state.db.partial").exists());
     }
 }

@@ -121,7 +121,7 @@ impl NodeProcess {
                 "127.0.0.1:0",
             ])
             .args(extra)
-            .env("RUST_LOG", "info")
+            .env_remove("RUST_LOG")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
