@@ -45,7 +45,8 @@ pub use meta::{META_TABLE, REMOVED_NODES_TABLE};
 pub(crate) use outcome::OutcomeDigest;
 pub use outcome::{Deduplicated, Outcome};
 pub use read::{
-    read_snapshot_info, HeldRead, ReadPool, ReadView, SnapshotInfo, READ_CONNECTIONS_MAX,
+    read_snapshot_info, HeldRead, ReadPool, ReadView, SnapshotInfo, INSTALL_READ_WAIT,
+    READ_CONNECTIONS_MAX, WAL_BYTES_MAX,
 };
 pub use scratch::{query_scratch, ScratchTable};
 pub use txn::{SpecError, Speculation, SpeculationRecord, Speculator};

@@ -1,7 +1,10 @@
 //! The read side: read-only connections to the state database, each use one read transaction.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock, RwLockWriteGuard, Weak};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock, RwLockWriteGuard, TryLockError, Weak};
+use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, InterruptHandle, OpenFlags};
 
@@ -15,6 +18,17 @@ use crate::meta;
 /// this node is sized for (the connection limit is enforced in front, in pgwire-server).
 pub const READ_CONNECTIONS_MAX: usize = 16;
 
+/// How long a snapshot installation waits for running reads to finish before it interrupts
+/// them (they fail with 40001 and can be retried). Installing stops applying and every new
+/// read on this node, so the wait is short.
+pub const INSTALL_READ_WAIT: Duration = Duration::from_secs(1);
+
+/// Size of the write-ahead log file past which the node releases the snapshots held by
+/// transaction blocks (their next statement fails with 40001), so that a checkpoint can copy
+/// the log back into the database and the file shrink: a block that keeps reading would
+/// otherwise make the WAL grow with every write applied meanwhile.
+pub const WAL_BYTES_MAX: u64 = 128 * 1024 * 1024;
+
 /// Read-only connections to the state database. Snapshot installation pauses all readers
 /// (write-locks `gate`) and drops every pooled connection, because a connection keeps the old
 /// file open after the rename.
@@ -22,11 +36,29 @@ pub struct ReadPool {
     path: PathBuf,
     /// Held shared by every read, exclusively by snapshot installation.
     gate: RwLock<()>,
+    /// Set while an installation waits for the gate: new reads wait before taking it, so the
+    /// installation is not starved by a stream of reads.
+    pausing: AtomicBool,
+    /// Interrupt handles of the reads running now, by a number of their own; the installation
+    /// interrupts them after [`INSTALL_READ_WAIT`].
+    running: Mutex<HashMap<u64, InterruptHandle>>,
+    next_read: AtomicU64,
+    /// Bumped whenever running reads are interrupted for an installation: a read that fails
+    /// after it changed was stopped by the node, not by its statement.
+    interruptions: AtomicU64,
     /// Idle connections; cleared when a snapshot is installed.
     idle: Mutex<Vec<Connection>>,
     /// Connections held by transactions across statements ([`HeldRead`]); closed when a
-    /// snapshot is installed (the transaction then gets 40001).
-    held: Mutex<Vec<Weak<Mutex<Option<Connection>>>>>,
+    /// snapshot is installed or the WAL grows too large (the transaction then gets 40001).
+    held: Mutex<Vec<Weak<Mutex<HeldSlot>>>>,
+    /// [`WAL_BYTES_MAX`], smaller in tests.
+    wal_bytes_max: AtomicU64,
+}
+
+/// The connection of a [`HeldRead`], or why it was taken away.
+struct HeldSlot {
+    conn: Option<Connection>,
+    released_because: &'static str,
 }
 
 /// A read transaction kept open across statements: the snapshot of a transaction block.
@@ -34,7 +66,7 @@ pub struct ReadPool {
 /// transaction and returns the connection to the pool.
 pub struct HeldRead {
     pool: Arc<ReadPool>,
-    slot: Arc<Mutex<Option<Connection>>>,
+    slot: Arc<Mutex<HeldSlot>>,
     applied: Option<LogIndex>,
     last_write: Option<LogIndex>,
 }
@@ -58,6 +90,7 @@ fn open_reader(path: &Path) -> Result<Connection, Fatal> {
     crate::functions::install(&conn).map_err(|e| Fatal(format!("register functions: {e}")))?;
     conn.busy_timeout(std::time::Duration::from_secs(5))
         .map_err(|e| Fatal(format!("configure read connection: {e}")))?;
+    crate::limits::configure(&conn).map_err(|e| Fatal(format!("set limits: {e}")))?;
     Ok(conn)
 }
 
@@ -66,22 +99,115 @@ impl ReadPool {
         ReadPool {
             path,
             gate: RwLock::new(()),
+            pausing: AtomicBool::new(false),
+            running: Mutex::new(HashMap::new()),
+            next_read: AtomicU64::new(0),
+            interruptions: AtomicU64::new(0),
             idle: Mutex::new(Vec::new()),
             held: Mutex::new(Vec::new()),
+            wal_bytes_max: AtomicU64::new(WAL_BYTES_MAX),
         }
     }
 
-    /// Pauses every reader until the guard is dropped, and forgets idle connections.
+    /// Pauses every reader until the guard is dropped, and forgets idle connections. Reads
+    /// still running after [`INSTALL_READ_WAIT`] are interrupted.
     pub(crate) fn pause(&self) -> RwLockWriteGuard<'_, ()> {
-        let guard = self.gate.write().unwrap_or_else(|p| p.into_inner());
+        self.pausing.store(true, Ordering::SeqCst);
+        let deadline = Instant::now() + INSTALL_READ_WAIT;
+        let guard = loop {
+            match self.gate.try_write() {
+                Ok(g) => break g,
+                Err(TryLockError::Poisoned(p)) => break p.into_inner(),
+                Err(TryLockError::WouldBlock) => {
+                    if Instant::now() >= deadline {
+                        self.interruptions.fetch_add(1, Ordering::SeqCst);
+                        for h in self
+                            .running
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .values()
+                        {
+                            h.interrupt();
+                        }
+                    }
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+        };
+        self.pausing.store(false, Ordering::SeqCst);
         self.idle.lock().unwrap_or_else(|p| p.into_inner()).clear();
         // Lock order everywhere: gate, then a held slot.
+        self.release_held("a snapshot was installed on this node while the transaction ran");
+        guard
+    }
+
+    /// Closes every held read transaction (their blocks get 40001 at their next read).
+    fn release_held(&self, why: &'static str) {
         let held = std::mem::take(&mut *self.held.lock().unwrap_or_else(|p| p.into_inner()));
         for slot in held.iter().filter_map(Weak::upgrade) {
+            let mut slot = slot.lock().unwrap_or_else(|p| p.into_inner());
             // Closing the connection ends its read transaction.
-            slot.lock().unwrap_or_else(|p| p.into_inner()).take();
+            slot.conn.take();
+            slot.released_because = why;
         }
-        guard
+    }
+
+    /// Size of the write-ahead log file now (0 if there is none).
+    pub fn wal_bytes(&self) -> u64 {
+        let mut wal = self.path.as_os_str().to_owned();
+        wal.push("-wal");
+        std::fs::metadata(PathBuf::from(wal)).map_or(0, |m| m.len())
+    }
+
+    /// Called by the apply thread after a batch: if the WAL has grown past [`WAL_BYTES_MAX`],
+    /// releases the snapshots held by transaction blocks, which keep a checkpoint from
+    /// completing. Returns whether it did.
+    pub(crate) fn bound_wal(&self) -> bool {
+        if self.wal_bytes() <= self.wal_bytes_max.load(Ordering::Relaxed) {
+            return false;
+        }
+        let _gate = self.gate.read().unwrap_or_else(|p| p.into_inner());
+        self.release_held(
+            "the write-ahead log grew too large while the transaction held its snapshot",
+        );
+        true
+    }
+
+    /// Waits while an installation is pausing readers, then takes the gate shared.
+    fn enter(&self) -> std::sync::RwLockReadGuard<'_, ()> {
+        while self.pausing.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        self.gate.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs `f` as a running read that an installation may interrupt; an error caused by that
+    /// interruption becomes 40001.
+    fn interruptible<T>(
+        &self,
+        conn: &Connection,
+        f: impl FnOnce() -> Result<T, EngineError>,
+    ) -> Result<T, EngineError> {
+        let id = self.next_read.fetch_add(1, Ordering::Relaxed);
+        let before = self.interruptions.load(Ordering::SeqCst);
+        self.running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, conn.get_interrupt_handle());
+        let r = f();
+        self.running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id);
+        match r {
+            Err(EngineError::Exec(_)) if self.interruptions.load(Ordering::SeqCst) != before => {
+                Err(EngineError::Exec(ExecError::new(
+                    "40001",
+                    "canceling statement: a snapshot is being installed on this node; retry it",
+                )))
+            }
+            r => r,
+        }
     }
 
     fn checkout(&self) -> Result<Connection, Fatal> {
@@ -100,14 +226,17 @@ impl ReadPool {
 
     /// Opens a read transaction that stays open until the returned [`HeldRead`] is dropped.
     pub fn hold(self: &Arc<Self>) -> Result<HeldRead, Fatal> {
-        let _gate = self.gate.read().unwrap_or_else(|p| p.into_inner());
+        let _gate = self.enter();
         let conn = self.checkout()?;
         let f = |e: rusqlite::Error| Fatal(format!("begin held read: {e}"));
         conn.execute_batch("BEGIN").map_err(f)?;
         // The first read fixes the snapshot: these two values describe it.
         let applied = meta::get_i64(&conn, meta::KEY_APPLIED_INDEX).map_err(f)?;
         let last_write = meta::get_i64(&conn, meta::KEY_LAST_WRITE_INDEX).map_err(f)?;
-        let slot = Arc::new(Mutex::new(Some(conn)));
+        let slot = Arc::new(Mutex::new(HeldSlot {
+            conn: Some(conn),
+            released_because: "",
+        }));
         let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
         held.retain(|w| w.strong_count() > 0);
         held.push(Arc::downgrade(&slot));
@@ -126,10 +255,10 @@ impl ReadPool {
         on_start: impl FnOnce(InterruptHandle),
         f: impl FnOnce(&ReadView<'_>) -> Result<T, EngineError>,
     ) -> Result<T, EngineError> {
-        let _gate = self.gate.read().unwrap_or_else(|p| p.into_inner());
+        let _gate = self.enter();
         let conn = self.checkout()?;
         on_start(conn.get_interrupt_handle());
-        let result = (|| {
+        let result = self.interruptible(&conn, || {
             conn.execute_batch("BEGIN")
                 .map_err(|e| Fatal(format!("begin read: {e}")))?;
             let view = ReadView { conn: &conn };
@@ -137,7 +266,7 @@ impl ReadPool {
             // A read transaction has nothing to keep; rollback also ends it after an error.
             let _ = conn.execute_batch("ROLLBACK");
             r
-        })();
+        });
         self.give_back(conn);
         result
     }
@@ -230,16 +359,16 @@ impl HeldRead {
         on_start: impl FnOnce(InterruptHandle),
         f: impl FnOnce(&ReadView<'_>) -> Result<T, EngineError>,
     ) -> Result<T, EngineError> {
-        let _gate = self.pool.gate.read().unwrap_or_else(|p| p.into_inner());
+        let _gate = self.pool.enter();
         let slot = self.slot.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(conn) = slot.as_ref() else {
+        let Some(conn) = slot.conn.as_ref() else {
             return Err(EngineError::Exec(ExecError::new(
                 "40001",
-                "could not serialize access: a snapshot was installed on this node while the transaction ran",
+                format!("could not serialize access: {}", slot.released_because),
             )));
         };
         on_start(conn.get_interrupt_handle());
-        f(&ReadView { conn })
+        self.pool.interruptible(conn, || f(&ReadView { conn }))
     }
 }
 
@@ -248,10 +377,106 @@ impl Drop for HeldRead {
         // Gate first, as `pause` takes it: a connection is never returned to the pool while a
         // snapshot is being installed.
         let _gate = self.pool.gate.read().unwrap_or_else(|p| p.into_inner());
-        let conn = self.slot.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let conn = self
+            .slot
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .conn
+            .take();
         if let Some(conn) = conn {
             let _ = conn.execute_batch("ROLLBACK");
             self.pool.give_back(conn);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::apply::tests::{apply1, exec};
+    use crate::StateMachine;
+
+    fn sql(s: &str) -> Statement {
+        Statement {
+            sql: s.into(),
+            params: vec![],
+        }
+    }
+
+    /// Issue 9: a long read held the read gate, and a snapshot installation waited for it
+    /// while every new read (and apply) waited behind the installation.
+    #[test]
+    fn an_installation_interrupts_reads_that_outlast_its_wait() {
+        let dir = tempfile::tempdir().unwrap();
+        let sm = StateMachine::open(dir.path()).unwrap();
+        let pool = sm.read_pool();
+        let reader = {
+            let pool = pool.clone();
+            std::thread::spawn(move || {
+                pool.read(
+                    |_| {},
+                    |v| {
+                        Ok(v.query(&sql(
+                            "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) \
+                             SELECT count(*) FROM c",
+                        ))?)
+                    },
+                )
+            })
+        };
+        std::thread::sleep(Duration::from_millis(200));
+        let started = Instant::now();
+        drop(pool.pause());
+        let waited = started.elapsed();
+        assert!(waited >= INSTALL_READ_WAIT, "{waited:?}");
+        assert!(waited < INSTALL_READ_WAIT * 5, "{waited:?}");
+        match reader.join().unwrap() {
+            Err(EngineError::Exec(e)) => assert_eq!(e.sqlstate, "40001", "{e}"),
+            other => panic!("the read was not stopped: {:?}", other.map(|r| r.rows)),
+        }
+        // Reads go on afterwards.
+        let r = pool
+            .read(|_| {}, |v| Ok(v.query(&sql("SELECT 1"))?))
+            .unwrap();
+        assert_eq!(r.rows.len(), 1);
+    }
+
+    /// Issue 9: a held read transaction kept checkpoints from completing (a two-minute test
+    /// left a 69 MB WAL). Past the bound the node releases held snapshots.
+    #[test]
+    fn held_snapshots_are_released_when_the_wal_passes_its_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sm = StateMachine::open(dir.path()).unwrap();
+        let pool = sm.read_pool();
+        pool.wal_bytes_max.store(4 * 1024 * 1024, Ordering::Relaxed);
+        apply1(&mut sm, 0, &exec("CREATE TABLE t (v BLOB)"));
+        let held = pool.hold().unwrap();
+        for i in 1..40 {
+            apply1(
+                &mut sm,
+                i,
+                &exec("INSERT INTO t VALUES (randomblob(200000))"),
+            );
+        }
+        let e = held
+            .read(|_| {}, |v| Ok(v.query(&sql("SELECT count(*) FROM t"))?))
+            .unwrap_err();
+        match e {
+            EngineError::Exec(e) => {
+                assert_eq!(e.sqlstate, "40001");
+                assert!(e.message.contains("write-ahead log"), "{e}");
+            }
+            other => panic!("{other}"),
+        }
+        drop(held);
+        // With the snapshot gone the log is checkpointed and starts over: it stays bounded.
+        for i in 40..80 {
+            apply1(
+                &mut sm,
+                i,
+                &exec("INSERT INTO t VALUES (randomblob(200000))"),
+            );
+        }
+        assert!(pool.wal_bytes() < 12 * 1024 * 1024, "{}", pool.wal_bytes());
     }
 }

@@ -178,6 +178,8 @@ pub struct NodeStatus {
     pub applied_index: Option<u64>,
     /// Index of the newest snapshot.
     pub snapshot_index: Option<u64>,
+    /// Size of the state database's write-ahead log file, in bytes.
+    pub wal_bytes: u64,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -1362,6 +1364,7 @@ impl Node {
             commit_index: m.local_committed.as_ref().map(|l| l.index),
             applied_index: m.last_applied.as_ref().map(|l| l.index),
             snapshot_index: m.snapshot.as_ref().map(|l| l.index),
+            wal_bytes: self.reads.wal_bytes(),
         }
     }
 
