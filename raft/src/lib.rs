@@ -23,6 +23,8 @@
 #![deny(missing_docs)]
 
 mod apply_thread;
+#[doc(hidden)]
+pub mod fuzzing;
 mod log_store;
 mod network;
 mod node;

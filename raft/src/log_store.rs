@@ -24,10 +24,14 @@ pub const LOG_DB_FILE: &str = "log.db";
 
 /// First byte of every stored entry and metadata value: the encoding version.
 /// Version 1 = JSON (serde) of the openraft type. Version 2 = the same, with
-/// `Command::Transaction` among the commands; version 1 records still decode (their JSON is a
-/// subset). New records are written as version 2. See `docs/log-format.md`.
+/// `Command::Transaction` among the commands. Version 3 = commands carry an `EntryHeader`
+/// (engine and SQLite versions, step budget): an earlier build refuses to read them rather
+/// than ignore the header. Versions 1 and 2 still decode (their JSON is a subset), and apply
+/// refuses their commands, which have no header. New records are written as version 3. See
+/// `docs/log-format.md`.
 const ENCODING_V1: u8 = 1;
 const ENCODING_V2: u8 = 2;
+const ENCODING_V3: u8 = 3;
 
 const KEY_VOTE: &str = "vote";
 const KEY_COMMITTED: &str = "committed";
@@ -46,14 +50,14 @@ fn other<E: std::fmt::Display>(context: &'static str) -> impl FnOnce(E) -> io::E
 }
 
 fn encode<T: Serialize>(value: &T) -> io::Result<Vec<u8>> {
-    let mut out = vec![ENCODING_V2];
+    let mut out = vec![ENCODING_V3];
     serde_json::to_writer(&mut out, value).map_err(other("encode log record"))?;
     Ok(out)
 }
 
-fn decode<T: DeserializeOwned>(bytes: &[u8]) -> io::Result<T> {
+pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> io::Result<T> {
     match bytes.split_first() {
-        Some((&(ENCODING_V1 | ENCODING_V2), body)) => {
+        Some((&(ENCODING_V1 | ENCODING_V2 | ENCODING_V3), body)) => {
             serde_json::from_slice(body).map_err(other("decode log record"))
         }
         Some((v, _)) => Err(io::Error::other(format!(

@@ -4,7 +4,7 @@
 //! the receiver refuses a connection meant for another node id (a stale address must never
 //! deliver Raft messages to the wrong node). After that the connection carries one request
 //! and one response at a time. A frame is `u32` big-endian length + payload; the payload is
-//! a version byte (2) and JSON. Snapshot bytes travel as raw frames after an
+//! a version byte (3) and JSON. Snapshot bytes travel as raw frames after an
 //! `InstallSnapshot` header, on a connection of their own, so a large snapshot never delays
 //! heartbeats or appends. Details: `docs/architecture.md`.
 
@@ -38,10 +38,11 @@ pub const SNAPSHOT_CHUNK_BYTES: usize = 1024 * 1024;
 pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// Version byte of every frame's JSON. Version 2: `ForwardWrite` carries a `proposal`
-/// (statements or a finished transaction) and entries may hold `Command::Transaction`. Only
-/// version 2 is accepted: a node of an older build is refused with a clear error instead of
-/// failing on a message it cannot decode.
-const WIRE_V2: u8 = 2;
+/// (statements or a finished transaction) and entries may hold `Command::Transaction`.
+/// Version 3: commands carry an `EntryHeader`, and outcomes may be deduplicated answers. Only
+/// version 3 is accepted: a node of another build is refused with a clear error instead of
+/// decoding a message it would misread.
+const WIRE_V3: u8 = 3;
 
 /// The `to` of a hello from a node that does not know who is at the address (a joining node).
 /// No node has id 0 (`--node-id` must be positive).
@@ -180,21 +181,21 @@ pub struct Conn {
     framed: Framed<TcpStream, LengthDelimitedCodec>,
 }
 
-fn codec() -> LengthDelimitedCodec {
+pub(crate) fn codec() -> LengthDelimitedCodec {
     LengthDelimitedCodec::builder()
         .max_frame_length(FRAME_BYTES_MAX)
         .new_codec()
 }
 
 fn encode<T: Serialize>(v: &T) -> io::Result<Bytes> {
-    let mut out = vec![WIRE_V2];
+    let mut out = vec![WIRE_V3];
     serde_json::to_writer(&mut out, v).map_err(io::Error::other)?;
     Ok(Bytes::from(out))
 }
 
 fn decode<T: DeserializeOwned>(b: &[u8]) -> io::Result<T> {
     match b.split_first() {
-        Some((&WIRE_V2, body)) => {
+        Some((&WIRE_V3, body)) => {
             serde_json::from_slice(body).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
         }
         Some((v, _)) => Err(io::Error::new(

@@ -24,6 +24,10 @@ pub const CLUSTER_CONNECTIONS_MAX: usize = 256;
 /// bound on the disk a misbehaving peer can fill.
 const SNAPSHOT_BYTES_MAX: u64 = 16 * 1024 * 1024 * 1024;
 
+/// Time a new connection has to introduce itself with its hello. A socket that says nothing
+/// would otherwise hold one of the [`CLUSTER_CONNECTIONS_MAX`] places for good.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Time a membership change may take, including a new voter catching up.
 const ADMIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
@@ -57,7 +61,10 @@ pub async fn serve(listener: TcpListener, node: Arc<Node>) {
 }
 
 async fn serve_conn(mut conn: Conn, node: Arc<Node>) -> io::Result<()> {
-    let restricted = match conn.recv::<Request>().await? {
+    let hello = tokio::time::timeout(HELLO_TIMEOUT, conn.recv::<Request>())
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "no hello in time"))??;
+    let restricted = match hello {
         Some(Request::Hello { from, to }) if to == node.id() || to == ANY_NODE => {
             tracing::debug!(from, "peer connected");
             conn.send(&Response::HelloOk).await?;

@@ -1,11 +1,17 @@
 //! Convergence property test: the same randomized log, translated once from Postgres SQL (as
-//! the leader does) and applied to independent engines at different wall-clock times, with
-//! a restart of one engine in the middle, gives identical state hashes.
+//! the leader does), with a random step budget per entry, applied to three engines: A in one
+//! go, B at another wall-clock time with a restart half way, C from a snapshot of A taken at a
+//! random point. Every entry must have the same outcome on every engine that applied it, and
+//! the state hashes must be equal. The log mixes ordinary writes with the statements of the
+//! poison corpus that fail deterministically: endless and oversized queries, values over the
+//! value limit, row ids at the maximum, retried request ids. Entries are applied in batches of
+//! random sizes, so a failure that makes SQLite roll back a whole batch is covered too.
 //!
 //! Reproduce a failure with `CONVERGENCE_SEED=<seed> cargo test convergence`.
 
 use sqlkeeper_engine::{
-    ApplyItem, Command, EntryHeader, LogIndex, RaftMeta, Stamp, StateMachine, Statement,
+    ApplyItem, Command, EntryHeader, LogIndex, Outcome, RaftMeta, RequestId, Stamp, StateMachine,
+    Statement,
 };
 
 /// Entries per run (the issue asks for at least 1,000).
@@ -73,7 +79,7 @@ fn random_statement(rng: &mut Rng, tables: &mut Vec<String>, serial: &mut u64) -
         51..=60 => {
             let tt = t(rng, tables);
             format!(
-                "INSERT INTO {tt} (k, v) SELECT k + 1, v || '-copy' FROM {tt} WHERE k < {} LIMIT 3",
+                "INSERT INTO {tt} (k, v) SELECT k + 1, v || '-copy' FROM {tt} WHERE k < {} ORDER BY id LIMIT 3",
                 rng.below(50)
             )
         }
@@ -95,10 +101,40 @@ fn random_statement(rng: &mut Rng, tables: &mut Vec<String>, serial: &mut u64) -
                 "INSERT INTO {tt} (k, v) VALUES (nextval('shared_seq') % 50, 'seq') RETURNING id"
             )
         }
-        88..=90 => {
+        88..=89 => {
             // A deterministic failure: the id exists (or the table is empty: then it inserts).
             let tt = t(rng, tables);
             format!("INSERT INTO {tt} (id, k) SELECT min(id), 0 FROM {tt} HAVING count(*) > 0")
+        }
+        90 => {
+            // Poison: never ends; stopped by the entry's budget on every replica.
+            let tt = t(rng, tables);
+            format!(
+                "INSERT INTO {tt} (k, v) WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) \
+                 SELECT x, 'endless' FROM c"
+            )
+        }
+        91 => {
+            // Work that fits some budgets and not others.
+            let tt = t(rng, tables);
+            format!(
+                "INSERT INTO {tt} (k, v) WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < {}) \
+                 SELECT x % 50, 'bulk' FROM c",
+                1 + rng.below(3_000)
+            )
+        }
+        92 => {
+            // Poison: the largest row id (22003), alone or before a generated one.
+            let tt = t(rng, tables);
+            format!("INSERT INTO {tt} (id, k) VALUES (9223372036854775807, 1), (DEFAULT, 2)")
+        }
+        93 => {
+            // Poison: a value over the value limit (54000).
+            let tt = t(rng, tables);
+            format!(
+                "UPDATE {tt} SET v = lpad('x', 20000000, 'y') WHERE k = {}",
+                rng.below(50)
+            )
         }
         _ => {
             let tt = t(rng, tables);
@@ -141,6 +177,7 @@ fn build_log(seed: u64) -> Vec<Command> {
         }],
     }];
     let mut clock = 1_700_000_000_000_000i64;
+    let mut serials: Vec<u64> = Vec::new();
     while log.len() < ENTRIES {
         let sql = random_statement(&mut rng, &mut tables, &mut serial);
         // The leader translates once; followers never re-translate.
@@ -154,9 +191,21 @@ fn build_log(seed: u64) -> Vec<Command> {
             })
             .collect();
         clock += 1 + rng.below(5_000_000) as i64;
+        let mut header = EntryHeader::current();
+        header.vm_steps_max = BUDGETS[rng.below(BUDGETS.len() as u64) as usize];
+        // Now and then an earlier request is proposed again (a retry after a leader change).
+        let request_id = if !serials.is_empty() && rng.below(20) == 0 {
+            serials[rng.below(serials.len() as u64) as usize]
+        } else {
+            serials.push(log.len() as u64);
+            log.len() as u64
+        };
         log.push(Command::Execute {
-            header: Some(EntryHeader::current()),
-            request_id: None,
+            header: Some(header),
+            request_id: Some(RequestId {
+                origin: 1,
+                serial: request_id,
+            }),
             stamp: Stamp {
                 unix_micros: clock,
                 seed: rng.next(),
@@ -167,41 +216,107 @@ fn build_log(seed: u64) -> Vec<Command> {
     log
 }
 
-fn apply_range(sm: &mut StateMachine, log: &[Command], from: usize, to: usize) {
-    for (i, cmd) in log.iter().enumerate().take(to).skip(from) {
-        let items = [ApplyItem {
-            index: LogIndex(i as u64),
-            command: Some(cmd),
-        }];
-        sm.apply_batch(&items, &RaftMeta::default()).unwrap();
+/// Step budgets drawn for the entries: from too small for most bulk inserts to enough for all
+/// of them. (The default, `ENTRY_VM_STEPS_MAX`, would only make the endless ones slower.)
+const BUDGETS: &[u64] = &[2_000, 20_000, 200_000, 2_000_000];
+
+/// Applies `log[from..to]` in batches of random sizes (1 to 8 entries); returns the outcomes.
+fn apply_range(
+    sm: &mut StateMachine,
+    log: &[Command],
+    from: usize,
+    to: usize,
+    rng: &mut Rng,
+) -> Vec<Option<Outcome>> {
+    let mut outcomes = Vec::new();
+    let mut at = from;
+    while at < to {
+        let end = (at + 1 + rng.below(8) as usize).min(to);
+        let items: Vec<ApplyItem<'_>> = (at..end)
+            .map(|i| ApplyItem {
+                index: LogIndex(i as u64),
+                command: Some(&log[i]),
+            })
+            .collect();
+        outcomes.extend(sm.apply_batch(&items, &RaftMeta::default()).unwrap());
+        at = end;
     }
+    outcomes
 }
 
 fn run(seed: u64) {
     let log = build_log(seed);
-    let a_dir = tempfile::tempdir().unwrap();
-    let b_dir = tempfile::tempdir().unwrap();
+    let mut rng = Rng(seed ^ 0xba7c_4e5);
+    let replay = format!("replay with CONVERGENCE_SEED={seed}");
+    let (a_dir, b_dir, c_dir) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
 
-    let mut a = StateMachine::open(a_dir.path()).unwrap();
-    apply_range(&mut a, &log, 0, log.len());
+    // A applies everything; a snapshot of it is taken at a random point for C.
+    let cut = 2 + rng.below(log.len() as u64 - 2) as usize;
+    let snapshot = a_dir.path().join("snapshot.db");
+    let mut a = StateMachine::open(&a_dir.path().join("state")).unwrap();
+    let mut a_out = apply_range(&mut a, &log, 0, cut, &mut rng);
+    a.read_pool().write_snapshot(&snapshot).unwrap();
+    a_out.extend(apply_range(&mut a, &log, cut, log.len(), &mut rng));
 
     // B applies the same log later in wall-clock time, restarting half way.
     std::thread::sleep(std::time::Duration::from_millis(1100));
     let mut b = StateMachine::open(b_dir.path()).unwrap();
-    apply_range(&mut b, &log, 0, log.len() / 2);
+    let mut b_out = apply_range(&mut b, &log, 0, log.len() / 2, &mut rng);
     drop(b);
     let mut b = StateMachine::open(b_dir.path()).unwrap();
     assert_eq!(
         b.applied_index(),
         Some(LogIndex((log.len() / 2 - 1) as u64))
     );
-    apply_range(&mut b, &log, log.len() / 2, log.len());
+    b_out.extend(apply_range(
+        &mut b,
+        &log,
+        log.len() / 2,
+        log.len(),
+        &mut rng,
+    ));
 
-    assert_eq!(
-        a.state_hash().unwrap(),
-        b.state_hash().unwrap(),
-        "replicas diverged; replay with CONVERGENCE_SEED={seed}"
+    // C starts from A's snapshot and applies the rest.
+    let mut c = StateMachine::open(c_dir.path()).unwrap();
+    c.install_snapshot(&snapshot).unwrap();
+    assert_eq!(c.applied_index(), Some(LogIndex(cut as u64 - 1)));
+    let c_out = apply_range(&mut c, &log, cut, log.len(), &mut rng);
+
+    let failed = a_out
+        .iter()
+        .filter(|o| o.as_ref().is_some_and(|o| o.error.is_some()))
+        .count();
+    let budget = a_out
+        .iter()
+        .filter(|o| {
+            o.as_ref()
+                .and_then(|o| o.error.as_ref())
+                .is_some_and(|(_, e)| e.message.contains("work limit"))
+        })
+        .count();
+    eprintln!(
+        "convergence: {} entries, {failed} failed deterministically ({budget} over their step budget), snapshot at {cut}",
+        log.len()
     );
+    assert!(budget > 0, "the log exercised no budget; {replay}");
+    for (i, (a, b)) in a_out.iter().zip(&b_out).enumerate() {
+        assert_eq!(a, b, "entry {i}: outcomes differ between A and B; {replay}");
+    }
+    for (i, (a, c)) in a_out[cut..].iter().zip(&c_out).enumerate() {
+        assert_eq!(
+            a,
+            c,
+            "entry {}: outcomes differ between A and C; {replay}",
+            cut + i
+        );
+    }
+    let hash = a.state_hash().unwrap();
+    assert_eq!(hash, b.state_hash().unwrap(), "A and B diverged; {replay}");
+    assert_eq!(hash, c.state_hash().unwrap(), "A and C diverged; {replay}");
 }
 
 #[test]
