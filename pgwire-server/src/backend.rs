@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use futures::{stream, Sink, SinkExt};
-use pgwire::api::portal::{Format, Portal};
+use pgwire::api::portal::{Format, Portal, PortalExecutionState};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
 use pgwire::api::results::{
     DataRowEncoder, DescribePortalResponse, DescribeStatementResponse, FieldFormat, FieldInfo,
@@ -34,9 +34,11 @@ use crate::errors::ClientError;
 use crate::session::{ReadConsistency, Session};
 use crate::txn::{aborted, begin_message, describe_in_block, Phase, Txn};
 use futures::future::{select, Either};
-use pgwire::api::query::{send_execution_response, send_query_response, send_ready_for_query};
+use pgwire::api::query::{
+    send_execution_response, send_partial_query_response, send_query_response, send_ready_for_query,
+};
 use pgwire::api::{ConnectionHandle, PgWireConnectionState};
-use pgwire::messages::extendedquery::{Execute, Sync as PgSync};
+use pgwire::messages::extendedquery::{Bind, BindComplete, Execute, Sync as PgSync};
 use pgwire::messages::response::{EmptyQueryResponse, ReadyForQuery, TransactionStatus};
 use pgwire::messages::simplequery::Query;
 
@@ -758,7 +760,9 @@ impl Parser {
         let Some(t) = translated.pop() else {
             return Ok(None);
         };
-        let param_types = (0..t.param_count)
+        // As in PostgreSQL, the statement has the parameters it uses and any more the client
+        // declared types for; Bind must supply them all, and the unused ones are dropped.
+        let param_types = (0..t.param_count.max(types.len()))
             .map(|i| types.get(i).cloned().flatten().unwrap_or(Type::TEXT))
             .collect();
         {
@@ -910,7 +914,7 @@ impl QueryParser for Parser {
     ) -> PgWireResult<Vec<FieldInfo>> {
         Ok(fields(&stmt.columns, &stmt.translated.columns, |i| {
             column_format
-                .map(|f| f.format_for(i))
+                .map(|f| format_at(f, i))
                 .unwrap_or(FieldFormat::Text)
         }))
     }
@@ -925,6 +929,66 @@ impl ExtendedQueryHandler for Backend {
         self.parser.clone()
     }
 
+    /// Binds a portal after PostgreSQL's checks against the statement, which pgwire's default
+    /// does not make (compare with postgres' backend/tcop/postgres.c exec_bind_message). The
+    /// frame guard already checked the message itself: its structure, parameter format count
+    /// (0, 1 or one per value) and format codes (0 or 1).
+    async fn on_bind<C>(&self, client: &mut C, message: Bind) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let statement_name = message.statement_name.as_deref().unwrap_or(DEFAULT_NAME);
+        let supplied = message.parameters.len();
+        let count_error = |required: usize| {
+            let shown = message.statement_name.as_deref().unwrap_or("");
+            ClientError::new(
+                "08P01",
+                format!(
+                    "bind message supplies {supplied} parameters, but prepared statement \"{shown}\" requires {required}"
+                ),
+            )
+            .into_pgwire()
+        };
+        match client.portal_store().get_statement(statement_name) {
+            Some(Entry::Value(statement)) => {
+                let required = statement.statement.param_types.len();
+                if supplied != required {
+                    return Err(count_error(required));
+                }
+                check_formats(&message.parameter_format_codes, supplied)
+                    .map_err(ClientError::into_pgwire)?;
+                let results = message.result_column_format_codes.len();
+                let columns = statement.statement.columns.len();
+                if results > 1 && results != columns {
+                    return Err(ClientError::new(
+                        "08P01",
+                        format!("bind message has {results} result formats but query has {columns} columns"),
+                    )
+                    .into_pgwire());
+                }
+                check_formats(&message.result_column_format_codes, results)
+                    .map_err(ClientError::into_pgwire)?;
+                let portal = Portal::try_new(&message, statement)?;
+                client.portal_store().put_portal(Arc::new(portal));
+            }
+            Some(Entry::Empty) => {
+                if supplied != 0 {
+                    return Err(count_error(0));
+                }
+                let portal_name = message.portal_name.as_deref().unwrap_or(DEFAULT_NAME);
+                client.portal_store().put_empty_portal(portal_name);
+            }
+            None => return Err(PgWireError::StatementNotFound(statement_name.to_owned())),
+        }
+        client
+            .send(PgWireBackendMessage::BindComplete(BindComplete::new()))
+            .await?;
+        Ok(())
+    }
+
     /// Runs the portal, then records the block's state for the next ReadyForQuery.
     async fn on_execute<C>(&self, client: &mut C, message: Execute) -> PgWireResult<()>
     where
@@ -936,7 +1000,7 @@ impl ExtendedQueryHandler for Backend {
         begin_message(&self.txn)
             .await
             .map_err(ClientError::into_pgwire)?;
-        let r = self._on_execute(client, message).await;
+        let r = self.execute_portal(client, message).await;
         let status = self.finish_message(r.is_err(), false).await;
         client.set_transaction_status(status);
         r
@@ -978,12 +1042,15 @@ impl ExtendedQueryHandler for Backend {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let prepared = &portal.statement.statement;
+        // `on_bind` checked that one value came per parameter. Values for parameters the
+        // client declared but the statement does not use are checked, then not passed on.
         let mut params = Vec::with_capacity(prepared.param_types.len());
         for (i, ty) in prepared.param_types.iter().enumerate() {
             let raw = portal.parameters.get(i).and_then(|p| p.as_deref());
-            let binary = portal.parameter_format.is_binary(i);
+            let binary = format_at(&portal.parameter_format, i) == FieldFormat::Binary;
             params.push(decode_param(i, raw, ty, binary).map_err(ClientError::into_pgwire)?);
         }
+        params.truncate(prepared.translated.param_count);
         let (produced, error) = self.run(vec![(prepared.translated.clone(), params)]).await;
         if let Some(e) = error {
             return Err(e.into_pgwire());
@@ -993,7 +1060,7 @@ impl ExtendedQueryHandler for Backend {
             ClientError::new("XX000", "statement produced no result").into_pgwire()
         })?;
         let described = (!prepared.columns.is_empty()).then_some(prepared.columns.as_slice());
-        respond(p, described, |i| portal.result_column_format.format_for(i))
+        respond(p, described, |i| format_at(&portal.result_column_format, i))
             .map_err(ClientError::into_pgwire)
     }
 
@@ -1031,7 +1098,7 @@ impl ExtendedQueryHandler for Backend {
         Ok(DescribePortalResponse::new(fields(
             &p.columns,
             &p.translated.columns,
-            |i| target.result_column_format.format_for(i),
+            |i| format_at(&target.result_column_format, i),
         )))
     }
 
@@ -1064,5 +1131,134 @@ impl ExtendedQueryHandler for Backend {
             }
         }
         self._on_describe(client, message).await
+    }
+}
+
+/// The format of result column or parameter `i`. pgwire's `Format::format_for` indexes its
+/// codes without a bounds check and reads an unknown code as text. `on_bind` makes sure that
+/// per-item codes come one per item and are 0 or 1, so neither can happen here; if it did, the
+/// item is sent as text rather than the connection panicking.
+pub(crate) fn format_at(format: &Format, i: usize) -> FieldFormat {
+    match format {
+        Format::UnifiedText => FieldFormat::Text,
+        Format::UnifiedBinary => FieldFormat::Binary,
+        Format::Individual(codes) => match codes.get(i) {
+            Some(&code) => FieldFormat::from(code),
+            None => {
+                debug_assert!(false, "format code {i} of {} was asked for", codes.len());
+                FieldFormat::Text
+            }
+        },
+    }
+}
+
+/// PostgreSQL's checks of a Bind's format codes: none, one for all, or one per item
+/// (08P01), each 0 (text) or 1 (binary) (22023).
+fn check_formats(codes: &[i16], items: usize) -> Result<(), ClientError> {
+    if codes.len() > 1 && codes.len() != items {
+        return Err(ClientError::new(
+            "08P01",
+            format!(
+                "bind message has {} parameter formats but {items} parameters",
+                codes.len()
+            ),
+        ));
+    }
+    match codes.iter().find(|c| !matches!(c, 0 | 1)) {
+        Some(c) => Err(ClientError::new(
+            "22023",
+            format!("unsupported format code: {c}"),
+        )),
+        None => Ok(()),
+    }
+}
+
+impl Backend {
+    /// Runs a portal for Execute, as pgwire's `_on_execute` does but without its hazard:
+    /// pgwire reads `max_rows` as a `usize` and preallocates that many rows, so -1 panics
+    /// (capacity overflow) and `i32::MAX` asks for ~80 GiB. Here rows go to the client one by
+    /// one, and a count of zero or less means all rows, as in PostgreSQL
+    /// (backend/tcop/postgres.c exec_execute_message).
+    async fn execute_portal<C>(&self, client: &mut C, message: Execute) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Prepared>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        if !matches!(client.state(), PgWireConnectionState::ReadyForQuery) {
+            return Err(PgWireError::NotReadyForQuery);
+        }
+        let portal_name = message.name.as_deref().unwrap_or(DEFAULT_NAME);
+        let max_rows = usize::try_from(message.max_rows).unwrap_or(0);
+        let portal = match client.portal_store().get_portal(portal_name) {
+            Some(Entry::Value(portal)) => portal,
+            Some(Entry::Empty) => {
+                client
+                    .feed(PgWireBackendMessage::EmptyQueryResponse(
+                        EmptyQueryResponse::new(),
+                    ))
+                    .await?;
+                return Ok(());
+            }
+            None => return Err(PgWireError::PortalNotFound(portal_name.to_owned())),
+        };
+        client.set_state(PgWireConnectionState::QueryInProgress);
+        let state = portal.state();
+        let mut state = state.lock().await;
+        if matches!(*state, PortalExecutionState::Initial) {
+            let handle = client.session_extensions().get::<Arc<ConnectionHandle>>();
+            let response = match handle {
+                Some(h) => {
+                    let cancel = h.start_query().await;
+                    match select(
+                        ExtendedQueryHandler::do_query(self, client, &portal, max_rows),
+                        cancel,
+                    )
+                    .await
+                    {
+                        Either::Left((r, _)) => r,
+                        Either::Right(_) => Err(PgWireError::QueryCanceled),
+                    }
+                }
+                None => ExtendedQueryHandler::do_query(self, client, &portal, max_rows).await,
+            }?;
+            match response {
+                Response::Query(rows) => *state = PortalExecutionState::Suspended(rows),
+                Response::EmptyQuery => {
+                    client
+                        .feed(PgWireBackendMessage::EmptyQueryResponse(
+                            EmptyQueryResponse::new(),
+                        ))
+                        .await?;
+                }
+                Response::Execution(tag)
+                | Response::TransactionStart(tag)
+                | Response::TransactionEnd(tag) => send_execution_response(client, tag).await?,
+                Response::Error(e) => return Err(PgWireError::UserError(e)),
+                Response::CopyIn(_) | Response::CopyOut(_) | Response::CopyBoth(_) => {
+                    return Err(ClientError::new("0A000", "COPY is not supported").into_pgwire())
+                }
+            }
+        }
+        match &mut *state {
+            PortalExecutionState::Suspended(rows) => {
+                if !send_partial_query_response(client, rows, max_rows).await? {
+                    *state = PortalExecutionState::Finished;
+                }
+            }
+            // Executed to its end before: no more rows, as pgwire answers.
+            PortalExecutionState::Finished => {
+                client
+                    .send(PgWireBackendMessage::CommandComplete(
+                        Tag::new("SELECT").with_rows(0).into(),
+                    ))
+                    .await?;
+            }
+            // A statement without rows: its response was sent; it runs again next time.
+            PortalExecutionState::Initial => {}
+        }
+        client.set_state(PgWireConnectionState::ReadyForQuery);
+        Ok(())
     }
 }

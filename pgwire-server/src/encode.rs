@@ -233,55 +233,114 @@ fn finite(i: usize, f: f64) -> Result<Value, ClientError> {
     }
 }
 
-/// Decodes a bound parameter into an SQLite value.
+/// Decodes a bound parameter into an SQLite value. Every byte comes from the client: nothing
+/// here may index or slice it at an offset that was not checked.
 pub(crate) fn decode_param(
     i: usize,
     raw: Option<&[u8]>,
     ty: &Type,
     binary: bool,
 ) -> Result<Value, ClientError> {
-    let Some(raw) = raw else {
-        return Ok(Value::Null);
-    };
-    if binary {
-        let int = |n: usize| -> Result<i64, ClientError> {
-            if raw.len() != n {
-                return Err(bad_param(i, ty));
-            }
-            let mut buf = [0u8; 8];
-            buf[8 - n..].copy_from_slice(raw);
-            // sign-extend
-            let v = i64::from_be_bytes(buf);
-            let shift = 64 - 8 * n as u32;
-            Ok((v << shift) >> shift)
-        };
-        return Ok(match *ty {
-            Type::INT2 => Value::Integer(int(2)?),
-            Type::INT4 => Value::Integer(int(4)?),
-            Type::INT8 => Value::Integer(int(8)?),
-            Type::OID => Value::Integer(int(4)? & 0xffff_ffff),
-            Type::FLOAT4 => {
-                let b: [u8; 4] = raw.try_into().map_err(|_| bad_param(i, ty))?;
-                finite(i, f32::from_be_bytes(b) as f64)?
-            }
-            Type::FLOAT8 => {
-                let b: [u8; 8] = raw.try_into().map_err(|_| bad_param(i, ty))?;
-                finite(i, f64::from_be_bytes(b))?
-            }
-            Type::BOOL => Value::Integer(i64::from(raw.first().copied().unwrap_or(0) != 0)),
-            Type::BYTEA => Value::Blob(raw.to_vec()),
-            _ => Value::Text(
-                std::str::from_utf8(raw)
-                    .map_err(|_| bad_param(i, ty))?
-                    .to_string(),
-            ),
-        });
+    match raw {
+        None => Ok(Value::Null),
+        Some(raw) if binary => decode_binary(i, raw, ty),
+        Some(raw) => decode_text(i, raw, ty),
     }
-    let text = std::str::from_utf8(raw).map_err(|_| bad_param(i, ty))?;
-    Ok(match *ty {
-        Type::INT2 | Type::INT4 | Type::INT8 | Type::OID => {
-            Value::Integer(text.trim().parse().map_err(|_| bad_param(i, ty))?)
+}
+
+fn decode_binary(i: usize, raw: &[u8], ty: &Type) -> Result<Value, ClientError> {
+    let int = |n: usize| -> Result<i64, ClientError> {
+        if raw.len() != n {
+            return Err(bad_param(i, ty));
         }
+        let mut buf = [0u8; 8];
+        buf[8 - n..].copy_from_slice(raw);
+        // sign-extend
+        let v = i64::from_be_bytes(buf);
+        let shift = 64 - 8 * n as u32;
+        Ok((v << shift) >> shift)
+    };
+    let text = |bytes: &[u8]| -> Result<Value, ClientError> {
+        Ok(Value::Text(
+            std::str::from_utf8(bytes)
+                .map_err(|_| bad_param(i, ty))?
+                .to_string(),
+        ))
+    };
+    Ok(match *ty {
+        Type::INT2 => Value::Integer(int(2)?),
+        Type::INT4 => Value::Integer(int(4)?),
+        Type::INT8 => Value::Integer(int(8)?),
+        Type::OID => Value::Integer(int(4)? & 0xffff_ffff),
+        Type::FLOAT4 => {
+            let b: [u8; 4] = raw.try_into().map_err(|_| bad_param(i, ty))?;
+            finite(i, f32::from_be_bytes(b) as f64)?
+        }
+        Type::FLOAT8 => {
+            let b: [u8; 8] = raw.try_into().map_err(|_| bad_param(i, ty))?;
+            finite(i, f64::from_be_bytes(b))?
+        }
+        // One byte, as postgres' boolrecv reads it.
+        Type::BOOL => match raw {
+            [b] => Value::Integer(i64::from(*b != 0)),
+            _ => return Err(bad_param(i, ty)),
+        },
+        Type::BYTEA => Value::Blob(raw.to_vec()),
+        // Types whose binary form is their text.
+        Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::UNKNOWN | Type::JSON => {
+            text(raw)?
+        }
+        // jsonb's binary form is a version byte (1) and the text.
+        Type::JSONB => match raw.split_first() {
+            Some((1, json)) => text(json)?,
+            _ => return Err(bad_param(i, ty)),
+        },
+        Type::UUID => {
+            let b: [u8; 16] = raw.try_into().map_err(|_| bad_param(i, ty))?;
+            let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+            Value::Text(format!(
+                "{}-{}-{}-{}-{}",
+                &h[0..8],
+                &h[8..12],
+                &h[12..16],
+                &h[16..20],
+                &h[20..32]
+            ))
+        }
+        // numeric, timestamps, dates, arrays...: their binary forms are not text, and storing
+        // their bytes as if they were would silently change the client's value.
+        _ => {
+            return Err(ClientError::new(
+                "0A000",
+                format!(
+                    "binary format for parameter ${} of type {} is not supported; send it as text",
+                    i + 1,
+                    ty.name()
+                ),
+            ))
+        }
+    })
+}
+
+fn decode_text(i: usize, raw: &[u8], ty: &Type) -> Result<Value, ClientError> {
+    let text = std::str::from_utf8(raw).map_err(|_| bad_param(i, ty))?;
+    let int = |min: i64, max: i64, pg_name: &str| -> Result<i64, ClientError> {
+        let v: i64 = text.trim().parse().map_err(|_| bad_param(i, ty))?;
+        if (min..=max).contains(&v) {
+            Ok(v)
+        } else {
+            Err(ClientError::new(
+                "22003",
+                format!("value \"{text}\" is out of range for type {pg_name}"),
+            ))
+        }
+    };
+    Ok(match *ty {
+        Type::INT2 => Value::Integer(int(i16::MIN.into(), i16::MAX.into(), "smallint")?),
+        Type::INT4 => Value::Integer(int(i32::MIN.into(), i32::MAX.into(), "integer")?),
+        Type::INT8 => Value::Integer(int(i64::MIN, i64::MAX, "bigint")?),
+        // As postgres' oidin: a negative value is read as its unsigned 32-bit twin.
+        Type::OID => Value::Integer(int(i32::MIN.into(), u32::MAX.into(), "oid")? & 0xffff_ffff),
         Type::FLOAT4 | Type::FLOAT8 => {
             finite(i, text.trim().parse().map_err(|_| bad_param(i, ty))?)?
         }
@@ -290,16 +349,141 @@ pub(crate) fn decode_param(
             "f" | "false" | "no" | "off" | "0" | "n" => Value::Integer(0),
             _ => return Err(bad_param(i, ty)),
         },
-        Type::BYTEA => match text.strip_prefix("\\x") {
-            Some(h) if h.len() % 2 == 0 => {
-                let bytes: Result<Vec<u8>, _> = (0..h.len())
-                    .step_by(2)
-                    .map(|k| u8::from_str_radix(&h[k..k + 2], 16))
-                    .collect();
-                Value::Blob(bytes.map_err(|_| bad_param(i, ty))?)
-            }
-            _ => Value::Blob(text.as_bytes().to_vec()),
-        },
+        Type::BYTEA => Value::Blob(bytea_from_text(raw).ok_or_else(|| bad_param(i, ty))?),
         _ => Value::Text(text.to_string()),
     })
+}
+
+/// The bytes of a bytea in text form, as postgres' byteain reads it: `\x` and hex digit
+/// pairs (whitespace allowed between pairs), or the escape form, where `\\` is a backslash,
+/// `\ooo` an octal byte and every other byte itself. `None` for anything else. Works on bytes,
+/// never on string offsets, so a multi-byte character is just an invalid digit.
+fn bytea_from_text(text: &[u8]) -> Option<Vec<u8>> {
+    if let Some(hex) = text.strip_prefix(b"\\x") {
+        let mut out = Vec::with_capacity(hex.len() / 2);
+        let mut digits = hex.iter().copied();
+        while let Some(hi) = digits.next() {
+            if hi.is_ascii_whitespace() {
+                continue;
+            }
+            let lo = digits.next()?;
+            out.push((hex_digit(hi)? << 4) | hex_digit(lo)?);
+        }
+        return Some(out);
+    }
+    let mut out = Vec::with_capacity(text.len());
+    let mut rest = text;
+    while let Some((&b, tail)) = rest.split_first() {
+        if b != b'\\' {
+            out.push(b);
+            rest = tail;
+            continue;
+        }
+        match tail {
+            [b'\\', after @ ..] => {
+                out.push(b'\\');
+                rest = after;
+            }
+            [x @ b'0'..=b'3', y @ b'0'..=b'7', z @ b'0'..=b'7', after @ ..] => {
+                out.push(((x - b'0') << 6) | ((y - b'0') << 3) | (z - b'0'));
+                rest = after;
+            }
+            _ => return None,
+        }
+    }
+    Some(out)
+}
+
+fn hex_digit(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression: a text-format bytea parameter was decoded by slicing the hex digits at
+    /// byte offsets two apart, which panicked inside a multi-byte UTF-8 character
+    /// (`\xaé0`: the slice `[2..4]` ends in the middle of `é`).
+    #[test]
+    fn bytea_text_with_a_multibyte_character_is_an_error_not_a_panic() {
+        let e = decode_param(0, Some("\\xaé0".as_bytes()), &Type::BYTEA, false).unwrap_err();
+        assert_eq!(e.sqlstate, "22P02");
+    }
+
+    fn text(ty: &Type, raw: &str) -> Result<Value, ClientError> {
+        decode_param(0, Some(raw.as_bytes()), ty, false)
+    }
+
+    #[test]
+    fn bytea_text_forms_as_postgres_reads_them() {
+        assert_eq!(
+            text(&Type::BYTEA, "\\x0aFf").unwrap(),
+            Value::Blob(vec![10, 255])
+        );
+        assert_eq!(
+            text(&Type::BYTEA, "\\x 0a\n ff ").unwrap(),
+            Value::Blob(vec![10, 255])
+        );
+        assert_eq!(
+            text(&Type::BYTEA, "a\\\\b\\001").unwrap(),
+            Value::Blob(b"a\\b\x01".to_vec())
+        );
+        assert_eq!(
+            text(&Type::BYTEA, "plain").unwrap(),
+            Value::Blob(b"plain".to_vec())
+        );
+        for bad in ["\\x0", "\\x0g", "\\x0 a", "a\\", "\\9", "\\400"] {
+            assert_eq!(
+                text(&Type::BYTEA, bad).unwrap_err().sqlstate,
+                "22P02",
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn integer_text_out_of_its_range_is_22003() {
+        assert_eq!(text(&Type::INT2, "32767").unwrap(), Value::Integer(32767));
+        assert_eq!(text(&Type::INT2, "32768").unwrap_err().sqlstate, "22003");
+        assert_eq!(
+            text(&Type::INT4, "-2147483649").unwrap_err().sqlstate,
+            "22003"
+        );
+        assert_eq!(
+            text(&Type::OID, "-1").unwrap(),
+            Value::Integer(4_294_967_295)
+        );
+        assert_eq!(
+            text(&Type::OID, "4294967296").unwrap_err().sqlstate,
+            "22003"
+        );
+    }
+
+    #[test]
+    fn binary_forms_that_are_not_text_are_refused() {
+        let numeric = [0u8, 1, 0, 0, 0, 0, 0, 0, 0, 42];
+        let e = decode_param(0, Some(&numeric), &Type::NUMERIC, true).unwrap_err();
+        assert_eq!(e.sqlstate, "0A000");
+        assert_eq!(
+            decode_param(0, Some(&[1]), &Type::BOOL, true).unwrap(),
+            Value::Integer(1)
+        );
+        assert_eq!(
+            decode_param(0, Some(&[]), &Type::BOOL, true)
+                .unwrap_err()
+                .sqlstate,
+            "22P02"
+        );
+        let uuid: Vec<u8> = (0u8..16).collect();
+        assert_eq!(
+            decode_param(0, Some(&uuid), &Type::UUID, true).unwrap(),
+            Value::Text("00010203-0405-0607-0809-0a0b0c0d0e0f".into())
+        );
+    }
 }

@@ -51,8 +51,14 @@ pub(crate) enum ReadConsistency {
     Stale,
 }
 
+/// Longest duration a setting takes, in milliseconds: PostgreSQL's limit for its timeout
+/// settings (`INT_MAX` ms, about 24.8 days). Longer values were accepted and saturated at
+/// 584,942 years; they now get 22023 as in PostgreSQL, and every deadline computed from a
+/// setting stays far from what `Instant` can hold.
+const SETTING_DURATION_MS_MAX: f64 = i32::MAX as f64;
+
 /// Parses a Postgres-style duration setting: `5s`, `500ms`, `2min`, `1h`, or a bare number
-/// of milliseconds.
+/// of milliseconds, up to `SETTING_DURATION_MS_MAX`.
 pub(crate) fn parse_duration(v: &str) -> Option<Duration> {
     let v = v.trim();
     let split = v
@@ -68,7 +74,8 @@ pub(crate) fn parse_duration(v: &str) -> Option<Duration> {
         "h" => n * 3_600_000.0,
         _ => return None,
     };
-    (ms.is_finite() && ms >= 0.0).then(|| Duration::from_micros((ms * 1000.0) as u64))
+    (ms.is_finite() && (0.0..=SETTING_DURATION_MS_MAX).contains(&ms))
+        .then(|| Duration::from_micros((ms * 1000.0) as u64))
 }
 
 /// The session of one client connection.
@@ -192,5 +199,26 @@ impl Session {
 
     pub(crate) fn reset_all(&mut self) {
         self.settings.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn duration_settings_stop_at_postgres_limit() {
+        assert_eq!(parse_duration("5s"), Some(Duration::from_secs(5)));
+        assert_eq!(
+            parse_duration("2147483647"),
+            Some(Duration::from_millis(2_147_483_647))
+        );
+        assert_eq!(parse_duration("2147483648"), None);
+        assert_eq!(parse_duration("1000000000h"), None);
+        let mut s = Session::default();
+        let (state, _) = s
+            .set("sqlkeeper.read_timeout", Some("1000000000h".into()))
+            .unwrap_err();
+        assert_eq!(state, "22023");
     }
 }

@@ -205,7 +205,35 @@ fn done(tag: &str) -> Produced {
     Produced::Done(tag.to_string())
 }
 
+/// Where a session stands between two messages, for the connection's idle-session timeout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Between {
+    /// No transaction block: the idle-session timeout applies.
+    Idle,
+    /// Inside a block (or the block is busy): `idle_in_transaction_session_timeout` applies.
+    InBlock,
+    /// `idle_in_transaction_session_timeout` ended the block; the client was not told yet.
+    BlockTimedOut,
+}
+
 impl Backend {
+    /// Fails an open block after an error the connection loop answered itself (a malformed
+    /// message), as any error inside a block does in PostgreSQL. Errors of extended-query
+    /// messages need not come here: `on_sync` fails the block for them.
+    pub(crate) async fn fail_block(&self) {
+        self.txn.lock().await.fail();
+    }
+
+    /// Where the session stands between messages (see [`Between`]).
+    pub(crate) fn between(&self) -> Between {
+        match self.txn.try_lock() {
+            Ok(t) if t.timed_out => Between::BlockTimedOut,
+            Ok(t) if t.phase == Phase::Idle => Between::Idle,
+            // Locked: the idle timer is ending the block right now. Ask again later.
+            _ => Between::InBlock,
+        }
+    }
+
     /// Whether this statement batch goes through transaction-block handling: a block is open,
     /// or the batch opens or ends one.
     pub(crate) async fn in_block_or_control(&self, batch: &[(Translated, Vec<Value>)]) -> bool {
