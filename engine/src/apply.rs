@@ -262,7 +262,7 @@ impl StateMachine {
                         }
                     }
                     tracing::debug!(log_index = %items[at].index, "an entry failed and changes nothing; applying its batch again without it");
-                    aborted.insert(at, outcome);
+                    aborted.insert(at, *outcome);
                 }
                 Err(ItemStop::Fatal(f)) => break Err(f),
             }
@@ -348,11 +348,11 @@ impl StateMachine {
                     Err(Stop::Abort(e)) => {
                         return Err(ItemStop::Abort {
                             at,
-                            outcome: Outcome {
+                            outcome: Box::new(Outcome {
                                 results: Vec::new(),
                                 error: Some((0, e)),
                                 deduplicated: None,
-                            },
+                            }),
                         })
                     }
                     Err(Stop::Fatal(f)) => return Err(ItemStop::Fatal(f)),
@@ -425,7 +425,7 @@ impl StateMachine {
 /// Why applying the items of a batch stopped.
 enum ItemStop {
     /// The item at `at` must change nothing: the batch is applied again without it.
-    Abort { at: usize, outcome: Outcome },
+    Abort { at: usize, outcome: Box<Outcome> },
     /// The node cannot go on.
     Fatal(Fatal),
 }

@@ -216,6 +216,22 @@ fn state_from_message(msg: &str) -> &'static str {
         // "table t has 3 columns but 1 values were supplied": Postgres would fill the missing
         // columns with their defaults; SQLite refuses. Closest Postgres error: 42601.
         "42601"
+    } else if m.contains("too many terms in compound select")
+        || m.starts_with("expression tree is too large")
+        || m.contains("nested too deep")
+        || m.contains("parser stack overflow")
+    {
+        // SQLite's limits on the shape of a statement: Postgres' statement_too_complex.
+        "54001"
+    } else if m.starts_with("too many columns") {
+        "54011"
+    } else if m.starts_with("too many arguments on function")
+        || m.starts_with("too many sql variables")
+        || m.contains("variable number must be between")
+    {
+        "54023"
+    } else if m.contains("pattern too complex") {
+        "54000"
     } else if m.contains("ambiguous column name") {
         "42702"
     } else if m.contains("datatype mismatch") || m.contains("cannot store") {

@@ -17,9 +17,10 @@ use rusqlite::Connection;
 /// transaction block's steps count as one entry). Measured on this project's machines SQLite
 /// runs 35–100 million steps a second; inserting a million rows with `INSERT ... SELECT` takes
 /// about 27 million steps and updating a million rows about 9 million, so a metadata workload,
-/// migrations included, stays far below. A statement over it costs every replica at most
-/// about one to three seconds of apply time, then fails with 54000 on every replica.
-pub const ENTRY_VM_STEPS_MAX: u64 = 100_000_000;
+/// migrations included, stays below. A statement over it costs every replica at most about
+/// one second of apply time (during which the replica applies nothing else), then fails with
+/// 54000 on every replica.
+pub const ENTRY_VM_STEPS_MAX: u64 = 50_000_000;
 
 /// SQLite calls the budget check every this many virtual-machine steps: often enough to stop
 /// a runaway statement within a fraction of a millisecond, rarely enough to cost nothing.

@@ -252,9 +252,10 @@ impl Backend {
             })
             .collect();
         let tag = t.tag.clone();
+        let timeout = self.session().statement_timeout();
         let (mut results, applied) = self
             .node
-            .read(move |view| {
+            .read(timeout, move |view| {
                 let mut out = Vec::with_capacity(stmts.len());
                 for s in &stmts {
                     out.push(view.query(s).map_err(EngineError::from)?);
@@ -486,6 +487,7 @@ async fn introspection_tables(node: &Node, with_rows: bool) -> Vec<ScratchTable>
             ("applied_index", "BIGINT"),
             ("snapshot_index", "BIGINT"),
             ("last_contact_ms", "BIGINT"),
+            ("wal_bytes", "BIGINT"),
         ]),
         rows: Vec::new(),
     };
@@ -512,6 +514,7 @@ async fn introspection_tables(node: &Node, with_rows: bool) -> Vec<ScratchTable>
             opt(st.applied_index),
             opt(st.snapshot_index),
             opt(node.staleness().map(|d| d.as_millis() as u64)),
+            Value::Integer(st.wal_bytes as i64),
         ]);
         nodes.rows = node
             .members()
@@ -617,7 +620,7 @@ impl Backend {
             txn.fail();
         }
         if idle {
-            Txn::went_idle(&self.txn, &mut txn, timeout);
+            Txn::went_idle(&self.txn, &mut txn, timeout, &self.node);
         }
         txn.status()
     }
@@ -778,7 +781,14 @@ impl Parser {
                 return Err(aborted().into_pgwire());
             }
             if matches!(t.kind, StatementKind::Read | StatementKind::Write) && t.sqlite.len() == 1 {
-                if let Some(r) = describe_in_block(&self.node, &mut txn, &t.sqlite[0]).await {
+                let timeout = self
+                    .session
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .statement_timeout();
+                if let Some(r) =
+                    describe_in_block(&self.node, &mut txn, &t.sqlite[0], timeout).await
+                {
                     let columns = r.map_err(ClientError::into_pgwire)?;
                     return Ok(Some(Prepared {
                         translated: t,
@@ -819,9 +829,14 @@ impl Parser {
         }
         let columns = match &t.kind {
             StatementKind::Read | StatementKind::Write if t.sqlite.len() == 1 => {
+                let timeout = self
+                    .session
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .statement_timeout();
                 let describe = || {
                     let sql = t.sqlite[0].clone();
-                    self.node.read(move |v| {
+                    self.node.read(timeout, move |v| {
                         v.describe(&sql)
                             .map(|(cols, _)| cols)
                             .map_err(EngineError::from)

@@ -57,6 +57,26 @@ pub(crate) enum ReadConsistency {
 /// setting stays far from what `Instant` can hold.
 const SETTING_DURATION_MS_MAX: f64 = i32::MAX as f64;
 
+/// Longest a session may sit idle inside a transaction block, whatever its
+/// `idle_in_transaction_session_timeout` says (0, "off", included): a block holds a snapshot
+/// (which keeps the write-ahead log from being recycled) or the node's write slot. Ten minutes
+/// is far beyond what an application or a person at psql needs between two statements of one
+/// block. A block holding the write slot is ended much sooner if other writes wait for it
+/// (`txn::WRITER_IDLE_PREEMPT`).
+pub(crate) const IDLE_IN_TRANSACTION_MAX: Duration = Duration::from_secs(10 * 60);
+
+/// Longest a read may run, whatever `statement_timeout` says (0, "off", included): a running
+/// read keeps its snapshot, and so the write-ahead log, from being recycled, and holds a read
+/// connection. A metadata store's reads take milliseconds; a minute is generous.
+pub(crate) const STATEMENT_TIMEOUT_MAX: Duration = Duration::from_secs(60);
+
+/// A duration setting bounded by `max`; 0 and a missing or unparsable value mean `max`.
+fn bounded(v: Option<String>, max: Duration) -> Duration {
+    v.and_then(|v| parse_duration(&v))
+        .filter(|d| !d.is_zero())
+        .map_or(max, |d| d.min(max))
+}
+
 /// Parses a Postgres-style duration setting: `5s`, `500ms`, `2min`, `1h`, or a bare number
 /// of milliseconds, up to `SETTING_DURATION_MS_MAX`.
 pub(crate) fn parse_duration(v: &str) -> Option<Duration> {
@@ -111,11 +131,19 @@ impl Session {
             .unwrap_or(Duration::from_secs(5))
     }
 
-    /// `idle_in_transaction_session_timeout`; `None` when 0 (off).
-    pub(crate) fn idle_in_transaction_timeout(&self) -> Option<Duration> {
-        self.show("idle_in_transaction_session_timeout")
-            .and_then(|v| parse_duration(&v))
-            .filter(|d| !d.is_zero())
+    /// `idle_in_transaction_session_timeout`, at most [`IDLE_IN_TRANSACTION_MAX`] (also when
+    /// the session set 0, "off").
+    pub(crate) fn idle_in_transaction_timeout(&self) -> Duration {
+        bounded(
+            self.show("idle_in_transaction_session_timeout"),
+            IDLE_IN_TRANSACTION_MAX,
+        )
+    }
+
+    /// `statement_timeout` for reads, at most [`STATEMENT_TIMEOUT_MAX`] (also when the session
+    /// set 0, "off").
+    pub(crate) fn statement_timeout(&self) -> Duration {
+        bounded(self.show("statement_timeout"), STATEMENT_TIMEOUT_MAX)
     }
 
     pub(crate) fn max_staleness(&self) -> Option<Duration> {
@@ -168,7 +196,7 @@ impl Session {
                         return Err(invalid());
                     }
                 }
-                "idle_in_transaction_session_timeout" => {
+                "idle_in_transaction_session_timeout" | "statement_timeout" => {
                     parse_duration(v).ok_or_else(invalid)?;
                 }
                 "sqlkeeper.read_timeout" => {

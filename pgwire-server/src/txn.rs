@@ -15,6 +15,14 @@ use tokio::task::JoinHandle;
 use crate::backend::{Backend, Produced};
 use crate::errors::ClientError;
 
+/// How long a block may sit idle holding this node's write slot while other writes wait for
+/// it. Other writes wait for the slot for at most 10 s (`WRITE_SLOT_WAIT`) before they fail;
+/// one second of an idle holder is already long for a block that a program runs.
+pub(crate) const WRITER_IDLE_PREEMPT: Duration = Duration::from_secs(1);
+
+/// How often an idle writing block checks whether writes wait for its slot.
+const PREEMPT_CHECK: Duration = Duration::from_millis(100);
+
 /// Where a connection stands with respect to transaction blocks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Phase {
@@ -138,20 +146,61 @@ impl Txn {
         }
     }
 
-    /// Called when the connection goes idle: inside a block, arms the idle timer.
+    /// Called when the connection goes idle: inside a block, arms the idle timer. A block that
+    /// holds this node's write slot is also watched: if other writes wait for the slot while
+    /// the block sits idle, it is ended after [`WRITER_IDLE_PREEMPT`] (its next statement gets
+    /// 40001), so one forgotten session cannot stop every write.
     pub(crate) fn went_idle(
         this: &Arc<tokio::sync::Mutex<Txn>>,
         txn: &mut Txn,
-        timeout: Option<Duration>,
+        timeout: Duration,
+        node: &Arc<sqlkeeper_raft::Node>,
     ) {
-        let Some(timeout) = timeout else { return };
         if txn.phase == Phase::Idle {
             return;
         }
         let generation = txn.generation;
         let weak: Weak<tokio::sync::Mutex<Txn>> = Arc::downgrade(this);
+        let writing = txn.writer.is_some();
+        let node = node.clone();
         txn.idle_timer = Some(tokio::spawn(async move {
-            tokio::time::sleep(timeout).await;
+            let idle_since = tokio::time::Instant::now();
+            let mut waited_since: Option<tokio::time::Instant> = None;
+            loop {
+                let left = timeout.saturating_sub(idle_since.elapsed());
+                if left.is_zero() {
+                    break;
+                }
+                tokio::time::sleep(if writing {
+                    left.min(PREEMPT_CHECK)
+                } else {
+                    left
+                })
+                .await;
+                if !writing {
+                    continue;
+                }
+                if node.write_slot_waiters() == 0 {
+                    waited_since = None;
+                    continue;
+                }
+                let since = *waited_since.get_or_insert_with(tokio::time::Instant::now);
+                if since.elapsed() < WRITER_IDLE_PREEMPT {
+                    continue;
+                }
+                let Some(txn) = weak.upgrade() else { return };
+                let mut txn = txn.lock().await;
+                if txn.generation != generation || txn.writer.is_none() {
+                    return;
+                }
+                tracing::info!("a transaction block sat idle holding the write slot while writes waited: ended");
+                release_in_background(None, txn.writer.take());
+                txn.doomed = Some(ClientError::new(
+                    "40001",
+                    "could not serialize access: the transaction sat idle holding this node's write slot while other writes waited, and was ended",
+                ));
+                return;
+            }
             let Some(txn) = weak.upgrade() else { return };
             let mut txn = txn.lock().await;
             if txn.generation == generation && txn.phase != Phase::Idle {
@@ -282,6 +331,16 @@ impl Backend {
         t: &Translated,
         params: Vec<Value>,
     ) -> Result<Produced, ClientError> {
+        if let Some(e) = &txn.doomed {
+            // The block's writes are gone (revoked, ended while idle): nothing but leaving it
+            // may run, or a read would see a state without them.
+            if matches!(
+                t.kind,
+                StatementKind::Read | StatementKind::Write | StatementKind::Ddl
+            ) {
+                return Err(e.clone());
+            }
+        }
         match &t.kind {
             StatementKind::Transaction(op) => self.control(txn, op).await,
             StatementKind::Read => {
@@ -465,9 +524,10 @@ impl Backend {
     ) -> Result<Produced, ClientError> {
         let stmts = statements_of(t, &params);
         let applied = held.applied_index();
+        let timeout = self.session().statement_timeout();
         let mut results = self
             .node
-            .read_held(held, move |view| {
+            .read_held(held, timeout, move |view| {
                 let mut out = Vec::with_capacity(stmts.len());
                 for s in &stmts {
                     out.push(view.query(s).map_err(sqlkeeper_engine::EngineError::from)?);
@@ -568,6 +628,7 @@ pub(crate) async fn describe_in_block(
     node: &sqlkeeper_raft::Node,
     txn: &mut Txn,
     sql: &str,
+    timeout: Duration,
 ) -> Option<Result<Vec<sqlkeeper_engine::Column>, ClientError>> {
     if txn.phase == Phase::Idle {
         return None;
@@ -580,7 +641,7 @@ pub(crate) async fn describe_in_block(
     let held = txn.held.clone()?;
     let sql = sql.to_string();
     Some(
-        node.read_held(held, move |v| {
+        node.read_held(held, timeout, move |v| {
             v.describe(&sql)
                 .map(|(cols, _)| cols)
                 .map_err(sqlkeeper_engine::EngineError::from)

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::{BuildHasher, RandomState};
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -55,6 +55,10 @@ const MAX_PAYLOAD_ENTRIES: u64 = 64;
 
 /// Idle connections kept per peer for forwarded requests.
 const PEER_CONNECTIONS_KEPT: usize = 8;
+
+/// Bound on the node's own reads (the removed-node check, the state hash): they are small,
+/// but a read never runs unbounded.
+const INTERNAL_READ_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Pause between retries of a write or read index while the leader changes.
 pub const WRITE_RETRY_BACKOFF: Duration = Duration::from_millis(50);
@@ -215,6 +219,25 @@ pub struct Node {
     /// transaction from its first write to its commit: autocommit writes queue behind it
     /// instead of invalidating it.
     write_slot: Arc<tokio::sync::RwLock<()>>,
+    /// Writes waiting for the write slot right now: a transaction block that sits idle while
+    /// holding the slot is ended when others wait (`write_slot_waiters`).
+    write_slot_waiting: Arc<AtomicUsize>,
+}
+
+/// Counts a writer waiting for the write slot for as long as it lives.
+struct Waiting(Arc<AtomicUsize>);
+
+impl Waiting {
+    fn new(count: &Arc<AtomicUsize>) -> Waiting {
+        count.fetch_add(1, Ordering::SeqCst);
+        Waiting(count.clone())
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// A write to replicate: statements the leader stamps, or a finished transaction.
@@ -434,6 +457,7 @@ impl Node {
             fatal: fatal_rx,
             speculator,
             write_slot: Arc::new(tokio::sync::RwLock::new(())),
+            write_slot_waiting: Arc::new(AtomicUsize::new(0)),
         });
         tokio::spawn(crate::server::serve(raft_listener, node.clone()));
 
@@ -588,6 +612,7 @@ impl Node {
         let Some(wait) = wait else {
             return Ok(None);
         };
+        let _waiting = Waiting::new(&self.write_slot_waiting);
         match tokio::time::timeout(wait, self.write_slot.read()).await {
             Ok(g) => Ok(Some(g)),
             Err(_) => Err(RemoteError::Failed(format!(
@@ -1113,7 +1138,7 @@ impl Node {
         // commit index.
         self.leader_read_index().await?;
         let removed = self
-            .read(move |v| {
+            .read(INTERNAL_READ_TIMEOUT, move |v| {
                 v.query(&Statement {
                     sql: format!("SELECT 1 FROM {REMOVED_NODES_TABLE} WHERE node_id = ?1"),
                     params: vec![Value::Integer(node_id as i64)],
@@ -1204,6 +1229,11 @@ impl Node {
         rows
     }
 
+    /// Writes waiting for this node's write slot right now.
+    pub fn write_slot_waiters(&self) -> usize {
+        self.write_slot_waiting.load(Ordering::SeqCst)
+    }
+
     /// Time and seed for a transaction's first write on this node.
     pub fn new_stamp(&self) -> Stamp {
         self.stamp(self.next_serial.fetch_add(1, Ordering::Relaxed))
@@ -1219,13 +1249,19 @@ impl Node {
             .map_err(|e| NodeError::Fatal(e.0))
     }
 
-    /// Runs `f` on a held read transaction (see [`Node::read`] for cancellation).
-    pub async fn read_held<T, F>(&self, held: Arc<HeldRead>, f: F) -> Result<T, NodeError>
+    /// Runs `f` on a held read transaction (see [`Node::read`] for cancellation and the
+    /// timeout).
+    pub async fn read_held<T, F>(
+        &self,
+        held: Arc<HeldRead>,
+        timeout: Duration,
+        f: F,
+    ) -> Result<T, NodeError>
     where
         T: Send + 'static,
         F: FnOnce(&ReadView<'_>) -> Result<T, EngineError> + Send + 'static,
     {
-        interruptible(move |on_start, on_end| {
+        interruptible(timeout, move |on_start, on_end| {
             held.read(on_start, move |v| {
                 let r = f(v);
                 on_end();
@@ -1244,6 +1280,7 @@ impl Node {
         stamp: Stamp,
         expect_base: Option<Option<LogIndex>>,
     ) -> Result<(WriteSlot, Speculation), NodeError> {
+        let waiting = Waiting::new(&self.write_slot_waiting);
         let guard = tokio::time::timeout(WRITE_SLOT_WAIT, self.write_slot.clone().write_owned())
             .await
             .map_err(|_| {
@@ -1252,6 +1289,7 @@ impl Node {
                     format!("could not serialize access: another transaction held this node's write slot for {WRITE_SLOT_WAIT:?}"),
                 ))
             })?;
+        drop(waiting);
         // Entries committed before the slot was taken (a new leader's, a forwarded write's)
         // would revoke the speculation as soon as they apply: wait for them first.
         let m = self.raft.metrics().borrow_watched().clone();
@@ -1324,14 +1362,15 @@ impl Node {
     }
 
     /// Runs `f` in one read transaction on a local read-only connection. If the returned
-    /// future is dropped (the client cancelled), the running SQLite statement is interrupted.
-    pub async fn read<T, F>(&self, f: F) -> Result<T, NodeError>
+    /// future is dropped (the client cancelled), or `timeout` passes first (57014), the running
+    /// SQLite statement is interrupted.
+    pub async fn read<T, F>(&self, timeout: Duration, f: F) -> Result<T, NodeError>
     where
         T: Send + 'static,
         F: FnOnce(&ReadView<'_>) -> Result<T, EngineError> + Send + 'static,
     {
         let reads = self.reads.clone();
-        interruptible(move |on_start, on_end| {
+        interruptible(timeout, move |on_start, on_end| {
             reads.read(on_start, move |v| {
                 let r = f(v);
                 on_end();
@@ -1370,8 +1409,10 @@ impl Node {
 
     /// Hash of the applied state (see `engine::state_hash`).
     pub async fn state_hash(&self) -> Result<[u8; 32], NodeError> {
-        self.read(|v| v.state_hash().map_err(EngineError::from))
-            .await
+        self.read(INTERNAL_READ_TIMEOUT, |v| {
+            v.state_hash().map_err(EngineError::from)
+        })
+        .await
     }
 
     /// Asks Raft to build a snapshot now and waits for it.
@@ -1460,9 +1501,9 @@ fn spec_error(e: SpecError) -> NodeError {
 type OnStart = Box<dyn FnOnce(rusqlite::InterruptHandle) + Send>;
 type OnEnd = Box<dyn FnOnce() + Send>;
 
-/// Runs a read in a blocking task; if the returned future is dropped, the running statement
-/// is interrupted.
-async fn interruptible<T, R>(run: R) -> Result<T, NodeError>
+/// Runs a read in a blocking task; if the returned future is dropped, or `timeout` passes
+/// first, the running statement is interrupted.
+async fn interruptible<T, R>(timeout: Duration, run: R) -> Result<T, NodeError>
 where
     T: Send + 'static,
     R: FnOnce(OnStart, OnEnd) -> Result<T, EngineError> + Send + 'static,
@@ -1479,7 +1520,18 @@ where
     let on_end: OnEnd = Box::new(move || {
         ended.lock().unwrap_or_else(|p| p.into_inner()).take();
     });
-    let r = tokio::task::spawn_blocking(move || run(on_start, on_end)).await;
+    let task = tokio::task::spawn_blocking(move || run(on_start, on_end));
+    let r = match tokio::time::timeout(timeout, task).await {
+        Ok(r) => r,
+        // `guard` is still armed: dropping it interrupts the statement, and the task ends
+        // soon after, returning its connection to the pool.
+        Err(_) => {
+            return Err(NodeError::Exec(ExecError::new(
+                "57014",
+                "canceling statement due to statement timeout",
+            )))
+        }
+    };
     guard.armed = false;
     match r {
         Ok(r) => r.map_err(NodeError::from),

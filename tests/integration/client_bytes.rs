@@ -15,7 +15,7 @@ use tokio::sync::oneshot;
 use crate::support::{TestNode, WAIT};
 
 /// A protocol message: type byte, length word, body.
-fn msg(ty: u8, body: &[u8]) -> Vec<u8> {
+pub(crate) fn msg(ty: u8, body: &[u8]) -> Vec<u8> {
     let mut m = vec![ty];
     m.extend_from_slice(&(body.len() as u32 + 4).to_be_bytes());
     m.extend_from_slice(body);
@@ -23,19 +23,19 @@ fn msg(ty: u8, body: &[u8]) -> Vec<u8> {
 }
 
 /// A message header announcing `len` (which counts the length word), with no body.
-fn header(ty: u8, len: u32) -> Vec<u8> {
+pub(crate) fn header(ty: u8, len: u32) -> Vec<u8> {
     let mut m = vec![ty];
     m.extend_from_slice(&len.to_be_bytes());
     m
 }
 
-fn cstr(s: &str) -> Vec<u8> {
+pub(crate) fn cstr(s: &str) -> Vec<u8> {
     let mut v = s.as_bytes().to_vec();
     v.push(0);
     v
 }
 
-fn startup_packet() -> Vec<u8> {
+pub(crate) fn startup_packet() -> Vec<u8> {
     let mut body = 196_608u32.to_be_bytes().to_vec();
     for s in ["user", "postgres", "database", "postgres", ""] {
         body.extend(cstr(s));
@@ -45,7 +45,7 @@ fn startup_packet() -> Vec<u8> {
     p
 }
 
-fn parse(name: &str, sql: &str, types: &[u32]) -> Vec<u8> {
+pub(crate) fn parse(name: &str, sql: &str, types: &[u32]) -> Vec<u8> {
     let mut b = cstr(name);
     b.extend(cstr(sql));
     b.extend((types.len() as u16).to_be_bytes());
@@ -56,7 +56,12 @@ fn parse(name: &str, sql: &str, types: &[u32]) -> Vec<u8> {
 }
 
 /// A Bind of the unnamed portal: parameter formats, parameters (`None` = NULL), result formats.
-fn bind(statement: &str, formats: &[i16], params: &[Option<&[u8]>], results: &[i16]) -> Vec<u8> {
+pub(crate) fn bind(
+    statement: &str,
+    formats: &[i16],
+    params: &[Option<&[u8]>],
+    results: &[i16],
+) -> Vec<u8> {
     let mut b = cstr("");
     b.extend(cstr(statement));
     b.extend((formats.len() as u16).to_be_bytes());
@@ -80,54 +85,54 @@ fn bind(statement: &str, formats: &[i16], params: &[Option<&[u8]>], results: &[i
     msg(b'B', &b)
 }
 
-fn execute(max_rows: i32) -> Vec<u8> {
+pub(crate) fn execute(max_rows: i32) -> Vec<u8> {
     let mut b = cstr("");
     b.extend(max_rows.to_be_bytes());
     msg(b'E', &b)
 }
 
-fn sync() -> Vec<u8> {
+pub(crate) fn sync() -> Vec<u8> {
     msg(b'S', &[])
 }
 
-fn query(sql: &str) -> Vec<u8> {
+pub(crate) fn query(sql: &str) -> Vec<u8> {
     msg(b'Q', &cstr(sql))
 }
 
 /// An ErrorResponse's fields.
 #[derive(Debug)]
-struct PgError {
-    severity: String,
-    code: String,
-    message: String,
+pub(crate) struct PgError {
+    pub(crate) severity: String,
+    pub(crate) code: String,
+    pub(crate) message: String,
 }
 
 /// A client that speaks the protocol byte by byte.
-struct Raw {
+pub(crate) struct Raw {
     stream: TcpStream,
 }
 
 impl Raw {
-    async fn connect(addr: SocketAddr) -> Raw {
+    pub(crate) async fn connect(addr: SocketAddr) -> Raw {
         Raw {
             stream: TcpStream::connect(addr).await.unwrap(),
         }
     }
 
     /// Connects and completes the start-up (trust authentication).
-    async fn session(addr: SocketAddr) -> Raw {
+    pub(crate) async fn session(addr: SocketAddr) -> Raw {
         let mut raw = Raw::connect(addr).await;
         raw.send(&startup_packet()).await;
         raw.until_ready().await;
         raw
     }
 
-    async fn send(&mut self, bytes: &[u8]) {
+    pub(crate) async fn send(&mut self, bytes: &[u8]) {
         self.stream.write_all(bytes).await.unwrap();
     }
 
     /// One byte (the answer to an SSLRequest).
-    async fn byte(&mut self) -> u8 {
+    pub(crate) async fn byte(&mut self) -> u8 {
         let mut b = [0u8; 1];
         tokio::time::timeout(WAIT, self.stream.read_exact(&mut b))
             .await
@@ -137,7 +142,7 @@ impl Raw {
     }
 
     /// The next message, or `None` once the server closed the connection.
-    async fn next(&mut self) -> Option<(u8, Vec<u8>)> {
+    pub(crate) async fn next(&mut self) -> Option<(u8, Vec<u8>)> {
         tokio::time::timeout(WAIT, async {
             let mut head = [0u8; 5];
             if self.stream.read_exact(&mut head).await.is_err() {
@@ -153,7 +158,7 @@ impl Raw {
     }
 
     /// Messages up to and including ReadyForQuery; panics on an error or a closed connection.
-    async fn until_ready(&mut self) -> Vec<(u8, Vec<u8>)> {
+    pub(crate) async fn until_ready(&mut self) -> Vec<(u8, Vec<u8>)> {
         let mut out = Vec::new();
         loop {
             let m = self
@@ -172,7 +177,7 @@ impl Raw {
     }
 
     /// The next ErrorResponse, skipping other messages; panics if the connection closes first.
-    async fn error(&mut self) -> PgError {
+    pub(crate) async fn error(&mut self) -> PgError {
         loop {
             match self.next().await {
                 Some((b'E', body)) => return error_of(&body),
@@ -183,14 +188,14 @@ impl Raw {
     }
 
     /// Asserts that the server closes the connection (after any messages still in flight).
-    async fn closed(&mut self) {
+    pub(crate) async fn closed(&mut self) {
         while let Some(m) = self.next().await {
             assert_ne!(m.0, b'Z', "the session went on: {m:?}");
         }
     }
 
     /// Asserts that the session still runs queries.
-    async fn still_serves(&mut self) {
+    pub(crate) async fn still_serves(&mut self) {
         self.send(&query("SELECT 1")).await;
         let got = self.until_ready().await;
         assert!(
@@ -200,7 +205,7 @@ impl Raw {
     }
 }
 
-fn error_of(body: &[u8]) -> PgError {
+pub(crate) fn error_of(body: &[u8]) -> PgError {
     let mut e = PgError {
         severity: String::new(),
         code: String::new(),

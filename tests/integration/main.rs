@@ -8,6 +8,8 @@ mod cluster;
 mod convergence;
 mod crash;
 mod differential;
+mod nemesis;
+mod poison;
 mod psql;
 mod single_node;
 mod support;

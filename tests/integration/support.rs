@@ -99,6 +99,8 @@ pub struct NodeProcess {
     child: Child,
     pub pg_addr: SocketAddr,
     pub raft_addr: SocketAddr,
+    /// Every line the process wrote to stderr (its log), as it comes.
+    pub log: Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 pub fn binary() -> Command {
@@ -159,7 +161,19 @@ impl NodeProcess {
             child,
             pg_addr: pg.parse().unwrap(),
             raft_addr: raft.parse().unwrap(),
+            log: lines,
         }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The last `n` lines of the process's log.
+    pub fn log_tail(&self, n: usize) -> String {
+        let log = self.log.lock().unwrap();
+        log[log.len().saturating_sub(n)..].join("\n")
     }
 
     /// SIGKILL: no shutdown code runs.
@@ -186,6 +200,8 @@ pub struct TestCluster {
     flags: Vec<Vec<String>>,
     /// Each node's Raft address, kept across restarts.
     raft_addrs: Vec<SocketAddr>,
+    /// Log lines each node wrote in processes that were killed since.
+    past_log_lines: Vec<usize>,
 }
 
 impl TestCluster {
@@ -197,6 +213,7 @@ impl TestCluster {
             dirs: Vec::new(),
             flags: Vec::new(),
             raft_addrs: Vec::new(),
+            past_log_lines: Vec::new(),
         };
         for id in 1..=n {
             let mut f = vec!["--node-id".to_string(), id.to_string()];
@@ -221,11 +238,17 @@ impl TestCluster {
         self.nodes.push(Some(p));
         self.dirs.push(dir);
         self.flags.push(flags);
+        self.past_log_lines.push(0);
         self.nodes.len() as u64
     }
 
     pub fn node(&self, id: u64) -> &NodeProcess {
         self.nodes[id as usize - 1].as_ref().expect("node is down")
+    }
+
+    /// Node `id`'s data directory.
+    pub fn data_dir(&self, id: u64) -> &Path {
+        self.dirs[id as usize - 1].path()
     }
 
     pub fn raft_addr(&self, id: u64) -> SocketAddr {
@@ -246,7 +269,16 @@ impl TestCluster {
     pub fn kill9(&mut self, id: u64) {
         if let Some(mut p) = self.nodes[id as usize - 1].take() {
             p.kill9();
+            self.past_log_lines[id as usize - 1] += p.log.lock().unwrap().len();
         }
+    }
+
+    /// Log lines node `id` has written, over all its processes.
+    pub fn log_lines(&self, id: u64) -> usize {
+        let now = self.nodes[id as usize - 1]
+            .as_ref()
+            .map_or(0, |p| p.log.lock().unwrap().len());
+        self.past_log_lines[id as usize - 1] + now
     }
 
     /// Stops node `id` for good (its process is killed; it stays down).
