@@ -284,12 +284,12 @@ impl StateMachine {
         end?;
         let outcomes = result?;
         if self.reads.bound_wal() {
-            // The held snapshots are gone: a checkpoint can now copy the whole log back, and
+            // The held read views are gone: a checkpoint can now copy the whole log back, and
             // the next write starts the WAL over (cut to `WAL_KEPT_BYTES`).
             let _ = conn.execute_batch("PRAGMA wal_checkpoint(PASSIVE)");
             tracing::info!(
                 wal_bytes = self.reads.wal_bytes(),
-                "the write-ahead log passed its bound; snapshots held by transaction blocks were released"
+                "the write-ahead log passed its bound; read views held by transaction blocks were released"
             );
         }
         self.applied_index = Some(last.index);

@@ -23,7 +23,7 @@ pub const READ_CONNECTIONS_MAX: usize = 16;
 /// read on this node, so the wait is short.
 pub const INSTALL_READ_WAIT: Duration = Duration::from_secs(1);
 
-/// Size of the write-ahead log file past which the node releases the snapshots held by
+/// Size of the write-ahead log file past which the node releases the read views held by
 /// transaction blocks (their next statement fails with 40001), so that a checkpoint can copy
 /// the log back into the database and the file shrink: a block that keeps reading would
 /// otherwise make the WAL grow with every write applied meanwhile.
@@ -160,7 +160,7 @@ impl ReadPool {
     }
 
     /// Called by the apply thread after a batch: if the WAL has grown past [`WAL_BYTES_MAX`],
-    /// releases the snapshots held by transaction blocks, which keep a checkpoint from
+    /// releases the read views held by transaction blocks, which keep a checkpoint from
     /// completing. Returns whether it did.
     pub(crate) fn bound_wal(&self) -> bool {
         if self.wal_bytes() <= self.wal_bytes_max.load(Ordering::Relaxed) {
@@ -168,7 +168,7 @@ impl ReadPool {
         }
         let _gate = self.gate.read().unwrap_or_else(|p| p.into_inner());
         self.release_held(
-            "the write-ahead log grew too large while the transaction held its snapshot",
+            "the write-ahead log grew too large while the transaction held its read view",
         );
         true
     }
@@ -353,7 +353,8 @@ impl HeldRead {
         self.last_write
     }
 
-    /// Runs `f` on the held snapshot. Fails with 40001 if a snapshot installation closed it.
+    /// Runs `f` on the held read view. Fails with 40001 if it was closed (a snapshot
+    /// installation, the WAL bound).
     pub fn read<T>(
         &self,
         on_start: impl FnOnce(InterruptHandle),
@@ -442,7 +443,7 @@ mod tests {
     }
 
     /// Issue 9: a held read transaction kept checkpoints from completing (a two-minute test
-    /// left a 69 MB WAL). Past the bound the node releases held snapshots.
+    /// left a 69 MB WAL). Past the bound the node releases held read views.
     #[test]
     fn held_snapshots_are_released_when_the_wal_passes_its_bound() {
         let dir = tempfile::tempdir().unwrap();

@@ -58,7 +58,7 @@ pub(crate) enum ReadConsistency {
 const SETTING_DURATION_MS_MAX: f64 = i32::MAX as f64;
 
 /// Longest a session may sit idle inside a transaction block, whatever its
-/// `idle_in_transaction_session_timeout` says (0, "off", included): a block holds a snapshot
+/// `idle_in_transaction_session_timeout` says (0, "off", included): a block holds a read view
 /// (which keeps the write-ahead log from being recycled) or the node's write slot. Ten minutes
 /// is far beyond what an application or a person at psql needs between two statements of one
 /// block. A block holding the write slot is ended much sooner if other writes wait for it
@@ -66,7 +66,7 @@ const SETTING_DURATION_MS_MAX: f64 = i32::MAX as f64;
 pub(crate) const IDLE_IN_TRANSACTION_MAX: Duration = Duration::from_secs(10 * 60);
 
 /// Longest a read may run, whatever `statement_timeout` says (0, "off", included): a running
-/// read keeps its snapshot, and so the write-ahead log, from being recycled, and holds a read
+/// read keeps its read view, and so the write-ahead log, from being recycled, and holds a read
 /// connection. A metadata store's reads take milliseconds; a minute is generous.
 pub(crate) const STATEMENT_TIMEOUT_MAX: Duration = Duration::from_secs(60);
 
