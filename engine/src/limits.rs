@@ -199,6 +199,31 @@ pub(crate) fn configure(conn: &Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
+thread_local! {
+    /// The budget of a probe running on this thread (`ReadView::probe`). Read connections are
+    /// shared by every read; a probe's steps are charged only while it runs, on the thread
+    /// that steps its statement, which is where SQLite calls the progress handler.
+    static PROBE_BUDGET: std::cell::RefCell<Option<Arc<Budget>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `f` with `budget` as this thread's probe budget.
+pub(crate) fn with_probe_budget<T>(budget: &Arc<Budget>, f: impl FnOnce() -> T) -> T {
+    PROBE_BUDGET.with(|b| *b.borrow_mut() = Some(budget.clone()));
+    let r = f();
+    PROBE_BUDGET.with(|b| *b.borrow_mut() = None);
+    r
+}
+
+/// Installs the progress handler of a read connection: it stops a probe that goes over its
+/// budget, and does nothing for other reads (their bound is `statement_timeout`).
+pub(crate) fn install_read_handler(conn: &mut Connection) -> rusqlite::Result<()> {
+    conn.progress_handler(
+        BUDGET_CHECK_STEPS,
+        Some(|| PROBE_BUDGET.with(|b| b.borrow().as_ref().is_some_and(|b| b.tick()))),
+    )
+}
+
 /// Installs the progress handler of a writable connection: it stops the running statement when
 /// the budget runs out or when `stop` says so (speculation: the apply thread needs the
 /// database, or the client went away).

@@ -77,7 +77,7 @@ pub struct ReadView<'a> {
 }
 
 fn open_reader(path: &Path) -> Result<Connection, Fatal> {
-    let conn = Connection::open_with_flags(
+    let mut conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_ONLY
             | OpenFlags::SQLITE_OPEN_NO_MUTEX
@@ -91,6 +91,8 @@ fn open_reader(path: &Path) -> Result<Connection, Fatal> {
     conn.busy_timeout(std::time::Duration::from_secs(5))
         .map_err(|e| Fatal(format!("configure read connection: {e}")))?;
     crate::limits::configure(&conn).map_err(|e| Fatal(format!("set limits: {e}")))?;
+    crate::limits::install_read_handler(&mut conn)
+        .map_err(|e| Fatal(format!("install progress handler: {e}")))?;
     Ok(conn)
 }
 
@@ -316,6 +318,37 @@ impl ReadView<'_> {
         run(self.conn, stmt, None, &mut room).map_err(RunError::into_exec)
     }
 
+    /// Runs the probes of one write (its reading, see `sqlkeeper_sql::Translated::probe`) with
+    /// the write's step budget, all of them together as its entry would. Returns 54000 if they
+    /// go over it; any other error of a probe is ignored (the write itself will report it, or a
+    /// table it creates is not there yet).
+    pub fn probe(&self, probes: &[Statement], vm_steps_max: u64) -> Result<(), ExecError> {
+        let budget = Arc::new(crate::limits::Budget::default());
+        budget.start_entry(vm_steps_max);
+        for p in probes {
+            // A probe may use fewer parameters than its statement (`?2` alone).
+            let Ok(used) = self
+                .conn
+                .prepare_cached(&p.sql)
+                .map(|s| s.parameter_count())
+            else {
+                continue;
+            };
+            let probe = Statement {
+                sql: p.sql.clone(),
+                params: p.params.iter().take(used).cloned().collect(),
+            };
+            let mut room = ResultRoom::new(crate::limits::READ_RESULT_BYTES_MAX);
+            let _ = crate::limits::with_probe_budget(&budget, || {
+                run(self.conn, &probe, Some(&budget), &mut room)
+            });
+            if budget.exceeded() {
+                return Err(crate::limits::budget_error(vm_steps_max));
+            }
+        }
+        Ok(())
+    }
+
     /// Describes a statement without running it: its result columns and number of parameters.
     pub fn describe(&self, sql: &str) -> Result<(Vec<Column>, usize), ExecError> {
         let s = self.conn.prepare_cached(sql).map_err(|e| sqlstate_of(&e))?;
@@ -479,5 +512,39 @@ mod tests {
             );
         }
         assert!(pool.wal_bytes() < 12 * 1024 * 1024, "{}", pool.wal_bytes());
+    }
+
+    #[test]
+    fn a_probe_over_its_budget_is_refused_and_others_pass() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sm = StateMachine::open(dir.path()).unwrap();
+        apply1(&mut sm, 0, &exec("CREATE TABLE t (k INTEGER)"));
+        let pool = sm.read_pool();
+        let endless = sql(
+            "SELECT count(*) FROM (WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT x FROM c)",
+        );
+        let small = Statement {
+            sql: "SELECT count(*) FROM t WHERE k > ?2".into(),
+            params: vec![crate::Value::Integer(1), crate::Value::Integer(2)],
+        };
+        let missing = sql("SELECT count(*) FROM not_yet_created");
+        let r = pool
+            .read(
+                |_| {},
+                |v| Ok(v.probe(&[small.clone(), missing.clone()], 1_000_000)),
+            )
+            .unwrap();
+        assert_eq!(r, Ok(()));
+        let started = Instant::now();
+        let r = pool
+            .read(|_| {}, |v| Ok(v.probe(&[small, endless], 1_000_000)))
+            .unwrap();
+        assert_eq!(r.unwrap_err().sqlstate, "54000");
+        assert!(started.elapsed() < Duration::from_secs(5));
+        // The connection serves ordinary reads afterwards, without a budget.
+        let r = pool
+            .read(|_| {}, |v| Ok(v.query(&sql("SELECT count(*) FROM t"))?))
+            .unwrap();
+        assert_eq!(r.rows.len(), 1);
     }
 }

@@ -425,12 +425,27 @@ impl Backend {
         }
         let mut spans = Vec::with_capacity(batch.len());
         let mut statements = Vec::new();
+        let mut probes = Vec::new();
         for (t, params) in &batch {
             spans.push(t.sqlite.len());
             statements.extend(t.sqlite.iter().map(|sql| Statement {
                 sql: sql.clone(),
                 params: params.clone(),
             }));
+            // What the entry will read without bound, run here first with its budget: a
+            // write's probe, or a read that is part of the entry.
+            let probe = match (&t.kind, &t.probe, t.sqlite.as_slice()) {
+                (_, Some(p), _) => Some(p.clone()),
+                (StatementKind::Read, None, [sql]) => Some(format!("SELECT count(*) FROM ({sql})")),
+                _ => None,
+            };
+            probes.extend(probe.map(|sql| Statement {
+                sql,
+                params: params.clone(),
+            }));
+        }
+        if let Err(e) = self.node.probe(probes).await {
+            return (Vec::new(), Some(e.into()));
         }
         let (outcome, index) = match self.node.write(statements, WRITE_TIMEOUT).await {
             Ok(o) => o,

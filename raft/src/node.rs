@@ -1380,6 +1380,20 @@ impl Node {
         .await
     }
 
+    /// Runs the probes of a write (`sqlkeeper_sql::Translated::probe`) on a local read
+    /// connection with the entry's step budget: 54000 if the write's reading alone would go
+    /// over it, so a hopeless write is refused before it reaches the log.
+    pub async fn probe(&self, probes: Vec<Statement>) -> Result<(), NodeError> {
+        if probes.is_empty() {
+            return Ok(());
+        }
+        let steps = EntryHeader::current().vm_steps_max;
+        self.read(INTERNAL_READ_TIMEOUT, move |v| {
+            v.probe(&probes, steps).map_err(EngineError::from)
+        })
+        .await
+    }
+
     /// Waits until this node has applied `index` (bounded by `timeout`).
     pub async fn wait_applied(&self, index: LogIndex, timeout: Duration) -> Result<(), NodeError> {
         self.raft

@@ -11,7 +11,8 @@
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{
-    Expr, FunctionArgumentClause, FunctionArguments, Query, Statement, Visit, Visitor,
+    visit_expressions, Expr, FromTable, FunctionArgumentClause, FunctionArguments, Query, SetExpr,
+    Statement, TableWithJoins, UpdateTableFromKind, Visit, Visitor,
 };
 
 use crate::error::SqlError;
@@ -79,6 +80,96 @@ pub(crate) fn check_order_independent(stmt: &Statement) -> Result<(), SqlError> 
     }
 }
 
+/// Whether an expression holds a subquery, the one way a single expression can read without
+/// bound.
+fn has_query(e: &Expr) -> bool {
+    visit_expressions(e, |e| match e {
+        Expr::Subquery(_) | Expr::Exists { .. } | Expr::InSubquery { .. } => ControlFlow::Break(()),
+        _ => ControlFlow::Continue(()),
+    })
+    .is_break()
+}
+
+fn tables(t: &[TableWithJoins]) -> String {
+    t.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn where_clause(w: &Option<Expr>) -> String {
+    w.as_ref()
+        .map(|w| format!(" WHERE {w}"))
+        .unwrap_or_default()
+}
+
+/// A read that does the reading of a write whose reading is not bounded by the rows it names:
+/// an `INSERT … SELECT` (or `VALUES` with a subquery), an `UPDATE … FROM` or with subqueries, a
+/// `DELETE` with subqueries. The node that accepts the write runs it first, on a read
+/// connection with the entry's step budget, and refuses the write (54000) if it goes over, so
+/// a hopeless statement never reaches the log (`docs/determinism.md`, Budgets and limits).
+/// `None` for writes that touch rows by their values or keys (`INSERT … VALUES`,
+/// `UPDATE t … WHERE k = $1`): their reads are bounded by the table, and a probe would cost
+/// every such write a read.
+///
+/// `statement` is the translated (SQLite) statement; the probe uses its parameters `?n`.
+pub(crate) fn probe(statement: &Statement) -> Option<String> {
+    match statement {
+        Statement::Insert(ins) => {
+            let q = ins.source.as_ref()?;
+            let plain_values = q.with.is_none()
+                && matches!(q.body.as_ref(), SetExpr::Values(v)
+                    if !v.rows.iter().flat_map(|r| &r.content).any(has_query));
+            (!plain_values).then(|| format!("SELECT count(*) FROM ({q})"))
+        }
+        Statement::Update(u) => {
+            let from = match &u.from {
+                Some(UpdateTableFromKind::AfterSet(t) | UpdateTableFromKind::BeforeSet(t)) => {
+                    Some(tables(t))
+                }
+                None => None,
+            };
+            let reads = from.is_some()
+                || !u.table.joins.is_empty()
+                || u.assignments.iter().any(|a| has_query(&a.value))
+                || u.selection.as_ref().is_some_and(has_query);
+            if !reads {
+                return None;
+            }
+            // count(e) evaluates every assigned expression on every row the update touches.
+            let counts: String = u
+                .assignments
+                .iter()
+                .map(|a| format!(", count({})", a.value))
+                .collect();
+            let from = match from {
+                Some(f) => format!("{}, {f}", u.table),
+                None => u.table.to_string(),
+            };
+            Some(format!(
+                "SELECT count(*){counts} FROM {from}{}",
+                where_clause(&u.selection)
+            ))
+        }
+        Statement::Delete(d) => {
+            let reads = d.using.is_some() || d.selection.as_ref().is_some_and(has_query);
+            if !reads {
+                return None;
+            }
+            let (FromTable::WithFromKeyword(t) | FromTable::WithoutKeyword(t)) = &d.from;
+            let mut from = tables(t);
+            if let Some(using) = &d.using {
+                from = format!("{from}, {}", tables(using));
+            }
+            Some(format!(
+                "SELECT count(*) FROM {from}{}",
+                where_clause(&d.selection)
+            ))
+        }
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use crate::translate;
@@ -87,6 +178,38 @@ mod tests {
         match translate(sql) {
             Err(e) => format!("{} {}", e.sqlstate, e.message),
             Ok(_) => String::new(),
+        }
+    }
+
+    fn probe_of(sql: &str) -> Option<String> {
+        translate(sql).unwrap().remove(0).probe
+    }
+
+    #[test]
+    fn writes_that_read_without_bound_get_a_probe_and_point_writes_do_not() {
+        assert_eq!(
+            probe_of("INSERT INTO n WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT x FROM c").as_deref(),
+            Some("SELECT count(*) FROM (WITH RECURSIVE c (x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT x FROM c)")
+        );
+        assert_eq!(
+            probe_of("UPDATE t SET v = (SELECT max(v) FROM u WHERE u.k = t.k) WHERE k > $1").as_deref(),
+            Some("SELECT count(*), count((SELECT max(v) FROM u WHERE u.k = t.k)) FROM t WHERE k > ?1")
+        );
+        assert_eq!(
+            probe_of("UPDATE t SET v = u.v FROM u WHERE u.k = t.k").as_deref(),
+            Some("SELECT count(*), count(u.v) FROM t, u WHERE u.k = t.k")
+        );
+        assert_eq!(
+            probe_of("DELETE FROM t WHERE k IN (SELECT k FROM u)").as_deref(),
+            Some("SELECT count(*) FROM t WHERE k IN (SELECT k FROM u)")
+        );
+        for point in [
+            "INSERT INTO t (k, v) VALUES ($1, $2)",
+            "UPDATE t SET v = v + 1 WHERE k = $1",
+            "DELETE FROM t WHERE k = 3",
+            "SELECT x FROM t",
+        ] {
+            assert_eq!(probe_of(point), None, "{point}");
         }
     }
 

@@ -43,6 +43,10 @@ pub struct Translated {
     pub original: String,
     /// Postgres names and types of the result columns (empty: use what SQLite reports).
     pub columns: Vec<ColumnHint>,
+    /// For a write whose reads are not bounded by the rows it names: a read (SQLite SQL, with
+    /// the same parameters) that does the same reading, which the accepting node runs with the
+    /// entry's step budget before proposing the write (`plan::probe`).
+    pub probe: Option<String>,
 }
 
 /// Parses `query` (one or more statements separated by `;`) and translates every statement.
@@ -280,6 +284,7 @@ fn translate_statement(stmt: Statement) -> Result<Translated, SqlError> {
             param_count: 0,
             original,
             columns: Vec::new(),
+            probe: None,
         });
     }
     if matches!(stmt, Statement::Query(_)) && reads_introspection(&stmt) {
@@ -298,6 +303,7 @@ fn translate_statement(stmt: Statement) -> Result<Translated, SqlError> {
             param_count,
             original,
             columns,
+            probe: None,
         });
     }
     check_internal_names(&stmt)?;
@@ -445,6 +451,11 @@ fn translate_statement(stmt: Statement) -> Result<Translated, SqlError> {
         // One writer applies entries in log order: row locks have nothing to do.
         q.locks.clear();
     }
+    let probe = if kind == StatementKind::Write {
+        crate::plan::probe(&stmt)
+    } else {
+        None
+    };
 
     let sqlite = match (&kind, &stmt) {
         (StatementKind::Transaction(_) | StatementKind::Session(_), _) => Vec::new(),
@@ -562,6 +573,7 @@ fn translate_statement(stmt: Statement) -> Result<Translated, SqlError> {
         param_count,
         original,
         columns,
+        probe,
     })
 }
 

@@ -157,8 +157,12 @@ async fn no_statement_stops_stalls_or_splits_the_cluster() {
 
     tracing::info!("--- endless and huge work inside writes: stopped by the step budget");
     {
+        // Refused on the node that accepts it, by the write's probe: nothing reaches the log.
+        let before = cluster.status(leader).await.and_then(|s| s.2);
         expect(&l, ENDLESS_INSERT, "54000").await;
         expect(&f, ENDLESS_INSERT, "54000").await;
+        let after = cluster.status(leader).await.and_then(|s| s.2);
+        assert_eq!(before, after, "a hopeless write was proposed");
         expect(
             &l,
             "INSERT INTO n SELECT a.x FROM big a, big b, big c",
