@@ -717,6 +717,14 @@ pub(crate) mod tests {
     use crate::command::{Stamp, Statement, Value};
     use crate::Deduplicated;
 
+    /// A statement without parameters.
+    pub(crate) fn sql(s: &str) -> Statement {
+        Statement {
+            sql: s.into(),
+            params: vec![],
+        }
+    }
+
     /// One statement as an autocommit command.
     pub(crate) fn exec(sql: &str) -> Command {
         Command::Execute {

@@ -131,6 +131,11 @@ fn uuid_v4(cell: &StampCell) -> String {
     b[8..].copy_from_slice(&cell.next_u64().to_le_bytes());
     b[6] = (b[6] & 0x0f) | 0x40; // version 4
     b[8] = (b[8] & 0x3f) | 0x80; // RFC 4122 variant
+    uuid_text(&b)
+}
+
+/// A UUID's 16 bytes in Postgres' text form: 32 lower-case hex digits in groups of 8-4-4-4-12.
+pub fn uuid_text(b: &[u8; 16]) -> String {
     let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
     format!(
         "{}-{}-{}-{}-{}",

@@ -35,6 +35,7 @@ pub use command::{
     Command, EntryHeader, LogIndex, RequestId, Stamp, Statement, TxnStep, Value,
     ENGINE_APPLY_VERSION,
 };
+pub use determinism::uuid_text;
 pub use error::{sqlstate_of, EngineError, ExecError, Fatal, SqlState};
 pub use exec::{Column, StatementResult};
 pub use hash::state_hash;

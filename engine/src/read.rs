@@ -427,15 +427,8 @@ impl Drop for HeldRead {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::apply::tests::{apply1, exec};
+    use crate::apply::tests::{apply1, exec, sql};
     use crate::StateMachine;
-
-    fn sql(s: &str) -> Statement {
-        Statement {
-            sql: s.into(),
-            params: vec![],
-        }
-    }
 
     /// Issue 9: a long read held the read gate, and a snapshot installation waited for it
     /// while every new read (and apply) waited behind the installation.

@@ -598,17 +598,10 @@ impl Drop for Speculation {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::apply::tests::{apply1 as apply, exec};
+    use crate::apply::tests::{apply1 as apply, exec, sql};
     use crate::apply::{ApplyItem, RaftMeta, StateMachine};
     use crate::command::EntryHeader;
     use crate::command::{Command, Value};
-
-    fn sql(s: &str) -> Statement {
-        Statement {
-            sql: s.into(),
-            params: vec![],
-        }
-    }
 
     fn commit(spec: Speculation) -> Command {
         let r = spec.finish().unwrap();

@@ -297,15 +297,7 @@ fn decode_binary(i: usize, raw: &[u8], ty: &Type) -> Result<Value, ClientError> 
         },
         Type::UUID => {
             let b: [u8; 16] = raw.try_into().map_err(|_| bad_param(i, ty))?;
-            let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-            Value::Text(format!(
-                "{}-{}-{}-{}-{}",
-                &h[0..8],
-                &h[8..12],
-                &h[12..16],
-                &h[16..20],
-                &h[20..32]
-            ))
+            Value::Text(sqlkeeper_engine::uuid_text(&b))
         }
         // numeric, timestamps, dates, arrays...: their binary forms are not text, and storing
         // their bytes as if they were would silently change the client's value.

@@ -166,7 +166,9 @@ impl Kind {
         )
     }
 
-    fn name(self) -> &'static str {
+    /// The message's name as pgwire decodes it (and PostgreSQL's protocol documentation
+    /// names it).
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Kind::SslRequest => "SSLRequest",
             Kind::GssEncRequest => "GSSENCRequest",

@@ -112,7 +112,7 @@ pub fn read_stream(phase: StreamPhase, bytes: &[u8]) -> Vec<Outcome> {
         let name = message_name(&message);
         assert_eq!(
             name,
-            expected_name(kind),
+            kind.name(),
             "a {kind:?} frame decoded to another message"
         );
         out.push(Outcome::Decoded(name));
@@ -169,29 +169,6 @@ fn message_name(m: &PgWireFrontendMessage) -> &'static str {
         PgWireFrontendMessage::CopyData(_) => "CopyData",
         PgWireFrontendMessage::CopyFail(_) => "CopyFail",
         PgWireFrontendMessage::CopyDone(_) => "CopyDone",
-    }
-}
-
-fn expected_name(kind: Kind) -> &'static str {
-    match kind {
-        Kind::SslRequest => "SSLRequest",
-        Kind::GssEncRequest => "GSSENCRequest",
-        Kind::CancelRequest => "CancelRequest",
-        Kind::Startup => "StartupMessage",
-        Kind::Password => "password",
-        Kind::Query => "Query",
-        Kind::Parse => "Parse",
-        Kind::Bind => "Bind",
-        Kind::Execute => "Execute",
-        Kind::Describe => "Describe",
-        Kind::Close => "Close",
-        Kind::Sync => "Sync",
-        Kind::Flush => "Flush",
-        Kind::Terminate => "Terminate",
-        Kind::CopyData => "CopyData",
-        Kind::CopyDone => "CopyDone",
-        Kind::CopyFail => "CopyFail",
-        Kind::FunctionCall => "FunctionCall",
     }
 }
 

@@ -9,6 +9,7 @@
 //!
 //! Reproduce a failure with `CONVERGENCE_SEED=<seed> cargo test convergence`.
 
+use crate::support::Rng;
 use sqlkeeper_engine::{
     ApplyItem, Command, EntryHeader, LogIndex, Outcome, RaftMeta, RequestId, Stamp, StateMachine,
     Statement,
@@ -16,21 +17,6 @@ use sqlkeeper_engine::{
 
 /// Entries per run (the issue asks for at least 1,000).
 const ENTRIES: usize = 1_500;
-
-/// splitmix64: the test's only source of randomness, so a seed replays a run exactly.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 /// One random Postgres statement against a small evolving schema.
 fn random_statement(rng: &mut Rng, tables: &mut Vec<String>, serial: &mut u64) -> String {
@@ -321,15 +307,7 @@ fn run(seed: u64) {
 
 #[test]
 fn replicas_converge_on_a_random_log() {
-    let seed = std::env::var("CONVERGENCE_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos() as u64)
-                .unwrap_or(1)
-        });
+    let seed = crate::support::seed("CONVERGENCE_SEED");
     eprintln!("convergence seed {seed} (replay with CONVERGENCE_SEED={seed})");
     run(seed);
 }

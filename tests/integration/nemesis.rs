@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use tokio_postgres::Client;
 
-use crate::support::TestCluster;
+use crate::support::{Rng, TestCluster};
 
 /// Fault events (kills and pauses) in one run; the issue asks for at least 20.
 const FAULT_EVENTS: usize = 24;
@@ -34,24 +34,6 @@ const LOG_LINES_PER_SECOND_MAX: f64 = 200.0;
 /// Accounts of the transfer workload, and what each starts with.
 const ACCOUNTS: i64 = 10;
 const INITIAL_BALANCE: i64 = 1_000;
-
-/// splitmix64, seeded: the nemesis's choices are reproducible.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn millis(&mut self, from: u64, to: u64) -> Duration {
-        Duration::from_millis(from + self.below(to - from))
-    }
-}
 
 /// What a client learned about one operation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -212,15 +194,7 @@ async fn current_leader(addrs: &Addrs) -> Option<u64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_writes_survive_kills_and_pauses() {
-    let seed = std::env::var("NEMESIS_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos() as u64)
-                .unwrap_or(1)
-        });
+    let seed = crate::support::seed("NEMESIS_SEED");
     eprintln!("nemesis seed {seed} (replay with NEMESIS_SEED={seed})");
     let mut rng = Rng(seed);
     let mut cluster = TestCluster::start(3, |_| Vec::new()).await;
