@@ -486,6 +486,33 @@ mod tests {
         }
     }
 
+    /// Inputs the long fuzz runs (`scripts/fuzz.sh`) found, replayed on every test run.
+    #[test]
+    fn fuzz_regressions_still_pass() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../fuzz/regressions");
+        let files = |target: &str| -> Vec<Vec<u8>> {
+            std::fs::read_dir(format!("{dir}/{target}"))
+                .map(|d| {
+                    d.filter_map(|e| std::fs::read(e.ok()?.path()).ok())
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        for data in files("pg_startup") {
+            read_stream(StreamPhase::Startup, &data);
+            read_stream(StreamPhase::Password, &data);
+        }
+        for data in files("pg_messages") {
+            read_stream(StreamPhase::Query, &data);
+        }
+        for data in files("pg_params") {
+            if let Some((&pick, value)) = data.split_first() {
+                let ty = &PARAM_TYPES[(pick as usize >> 1) % PARAM_TYPES.len()];
+                let _ = decode_param(ty, pick & 1 == 1, Some(value));
+            }
+        }
+    }
+
     #[test]
     fn password_message_with_a_length_below_4() {
         for len in 0u8..4 {

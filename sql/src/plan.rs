@@ -213,6 +213,18 @@ mod tests {
         }
     }
 
+    /// Inputs the long fuzz runs of the `sql_text` target found (`scripts/fuzz.sh`), replayed on
+    /// every test run: translation returns, whatever it returns.
+    #[test]
+    fn fuzz_regressions_still_translate() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../fuzz/regressions/sql_text");
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            if let Ok(text) = std::fs::read_to_string(e.path()) {
+                let _ = translate(&text);
+            }
+        }
+    }
+
     #[test]
     fn order_dependent_writes_are_refused_and_reads_are_not() {
         for sql in [
