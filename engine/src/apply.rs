@@ -1136,4 +1136,41 @@ pub(crate) mod tests {
             hash("INSERT INTO t (rowid, v) VALUES (2, 'a')")
         );
     }
+
+    /// A full disk is this node's failure, not the statement's: the node stops (latched), with
+    /// a message that says what to do, and nothing of the batch is committed. SQLite answers
+    /// SQLITE_FULL both for a full disk and for a database at `max_page_count`; the test uses
+    /// the second to stand for the first.
+    #[test]
+    fn a_full_disk_stops_the_node_with_a_way_to_recover() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sm = StateMachine::open(dir.path()).unwrap();
+        apply1(&mut sm, 0, &exec("CREATE TABLE t (v BLOB)"));
+        let pages: i64 = sm
+            .conn()
+            .unwrap()
+            .query_row("PRAGMA page_count", [], |r| r.get(0))
+            .unwrap();
+        sm.conn()
+            .unwrap()
+            .execute_batch(&format!("PRAGMA max_page_count = {}", pages + 2))
+            .unwrap();
+        let cmd = exec("INSERT INTO t VALUES (randomblob(1000000))");
+        let items = [ApplyItem {
+            index: LogIndex(1),
+            command: Some(&cmd),
+        }];
+        let e = sm.apply_batch(&items, &RaftMeta::default()).unwrap_err();
+        assert!(e.0.contains("free space and restart the node"), "{e}");
+        assert_eq!(sm.applied_index(), Some(LogIndex(0)));
+        // Latched: the node refuses everything until it restarts.
+        assert!(sm.state_hash().is_err());
+        drop(sm);
+        let sm = StateMachine::open(dir.path()).unwrap();
+        assert_eq!(
+            sm.applied_index(),
+            Some(LogIndex(0)),
+            "nothing of the batch was kept"
+        );
+    }
 }
