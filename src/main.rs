@@ -236,9 +236,13 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     );
     println!("Press Ctrl-C to stop all nodes.");
     let mut exited = None;
+    // One signal future for the whole loop: a new one per turn would miss a Ctrl-C that
+    // arrives between two turns.
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
     loop {
         tokio::select! {
-            _ = shutdown_signal() => break,
+            _ = &mut shutdown => break,
             _ = tokio::time::sleep(Duration::from_millis(500)) => {
                 for (i, c) in children.iter_mut().enumerate() {
                     if let Ok(Some(status)) = c.try_wait() {
