@@ -514,7 +514,11 @@ impl Speculation {
         self.with_conn(|conn, cells| {
             // Neither the randomness nor the steps of a read count: replay does not run it.
             let (stamp, steps) = (cells.stamp.save(), cells.budget.save());
-            let room = *cells.room.lock().unwrap_or_else(|p| p.into_inner());
+            // A read's rows go to its client only: it gets a read's result limit.
+            let room = std::mem::replace(
+                &mut *cells.room.lock().unwrap_or_else(|p| p.into_inner()),
+                ResultRoom::new(crate::limits::READ_RESULT_BYTES_MAX),
+            );
             let mut last = Ok(Ok(StatementResult::default()));
             for s in statements {
                 last = run_statement(conn, s, cells);
