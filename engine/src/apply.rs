@@ -652,17 +652,31 @@ fn remember_request(
     Ok(())
 }
 
+/// The delete of `forget_old_requests`: `?1` is the first log index inside the entry window,
+/// `?2` the first clock value inside the time window.
+fn forget_sql() -> String {
+    format!(
+        "DELETE FROM {REQUESTS_TABLE} WHERE log_index < min(?1, coalesce(
+             (SELECT log_index FROM {REQUESTS_TABLE} WHERE log_clock >= ?2
+              ORDER BY log_clock, log_index LIMIT 1), ?1))"
+    )
+}
+
 /// Forgets request ids outside both windows, at the end of every batch that moved the clock:
 /// the table stays as small as the windows, and its content is the same on every replica at
 /// every applied index (lookups check the windows themselves).
+///
+/// The log's clock only moves forward, so in log order the rows outside both windows are a
+/// prefix: the rows before the first one inside the entry window or inside the time window.
+/// The first row inside the time window is found through the `log_clock` index; the delete
+/// then visits only rows it deletes, however many rows are inside one window but not the
+/// other (a delete that tested both conditions row by row rescanned those on every batch).
 fn forget_old_requests(conn: &Connection, index: LogIndex, clock: i64) -> Result<(), Fatal> {
     let before_index = (index.0 as i64).saturating_sub(DEDUP_WINDOW_ENTRIES as i64);
     let before_clock = clock.saturating_sub(DEDUP_WINDOW.as_micros() as i64);
-    conn.prepare_cached(&format!(
-        "DELETE FROM {REQUESTS_TABLE} WHERE log_index < ?1 AND log_clock < ?2"
-    ))
-    .and_then(|mut s| s.execute(rusqlite::params![before_index, before_clock]))
-    .map_err(fatal("forget old request ids"))?;
+    conn.prepare_cached(&forget_sql())
+        .and_then(|mut s| s.execute(rusqlite::params![before_index, before_clock]))
+        .map_err(fatal("forget old request ids"))?;
     Ok(())
 }
 
@@ -863,6 +877,37 @@ pub(crate) mod tests {
         let again = apply1(&mut sm, 5, &ret);
         assert!(again.results[0].rows.is_empty());
         assert!(again.deduplicated.is_some_and(|d| d.rows_lost));
+    }
+
+    /// Pruning ran a delete that tested both windows row by row over every row outside the
+    /// entry window, on every batch: at 9,000 writes a second, throughput fell by 80 % within
+    /// ten seconds. The delete must find its rows through the indexes alone.
+    #[test]
+    fn forgetting_request_ids_visits_only_the_rows_it_deletes() {
+        let dir = tempfile::tempdir().unwrap();
+        let sm = StateMachine::open(dir.path()).unwrap();
+        let conn = sm.conn().unwrap();
+        let mut plan = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {}", forget_sql()))
+            .unwrap();
+        let steps: Vec<String> = plan
+            .query_map([1, 2], |r| r.get::<_, String>(3))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert!(
+            steps
+                .iter()
+                .any(|s| s.contains("SEARCH") && s.contains("_by_index")),
+            "{steps:?}"
+        );
+        assert!(
+            steps
+                .iter()
+                .any(|s| s.contains("SEARCH") && s.contains("_by_clock")),
+            "{steps:?}"
+        );
+        assert!(!steps.iter().any(|s| s.contains("SCAN")), "{steps:?}");
     }
 
     #[test]

@@ -36,6 +36,7 @@ pub(crate) fn create(conn: &Connection) -> rusqlite::Result<()> {
              log_index INTEGER NOT NULL, log_clock INTEGER NOT NULL, outcome BLOB NOT NULL,
              PRIMARY KEY (origin, serial)) STRICT, WITHOUT ROWID;
          CREATE INDEX IF NOT EXISTS {REQUESTS_TABLE}_by_index ON {REQUESTS_TABLE} (log_index);
+         CREATE INDEX IF NOT EXISTS {REQUESTS_TABLE}_by_clock ON {REQUESTS_TABLE} (log_clock, log_index);
          CREATE TABLE IF NOT EXISTS {REMOVED_NODES_TABLE} (node_id INTEGER PRIMARY KEY) STRICT;"
     ))?;
     conn.execute(
