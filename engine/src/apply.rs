@@ -31,6 +31,9 @@ pub struct RaftMeta {
     pub membership: Option<Vec<u8>>,
 }
 
+/// Raft's bookkeeping as stored: (serialized last applied log id, serialized membership).
+pub type StoredRaftMeta = (Option<Vec<u8>>, Option<Vec<u8>>);
+
 /// One committed log entry handed to [`StateMachine::apply_batch`]: `command` is `None` for
 /// entries that carry no application data (blank and membership entries).
 #[derive(Debug, Clone, Copy)]
@@ -183,7 +186,7 @@ impl StateMachine {
 
     /// Raft's stored bookkeeping: (last applied log id, membership), as written by
     /// [`StateMachine::apply_batch`].
-    pub fn raft_meta(&self) -> Result<(Option<Vec<u8>>, Option<Vec<u8>>), Fatal> {
+    pub fn raft_meta(&self) -> Result<StoredRaftMeta, Fatal> {
         let conn = self.conn()?;
         let applied = meta::get_blob(conn, meta::KEY_RAFT_APPLIED).map_err(fatal("read meta"))?;
         let membership =

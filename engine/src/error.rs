@@ -201,9 +201,7 @@ fn state_from_message(msg: &str) -> &'static str {
         "42883"
     } else if m.starts_with("no such index") {
         "42704"
-    } else if m.starts_with("table") && m.contains("already exists") {
-        "42P07"
-    } else if m.starts_with("index") && m.contains("already exists") {
+    } else if (m.starts_with("table") || m.starts_with("index")) && m.contains("already exists") {
         "42P07"
     } else if m.contains("syntax error")
         || m.starts_with("incomplete input")

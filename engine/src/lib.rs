@@ -30,7 +30,7 @@ mod scratch;
 mod sequences;
 mod txn;
 
-pub use apply::{ApplyItem, RaftMeta, StateMachine, STATE_DB_FILE};
+pub use apply::{ApplyItem, RaftMeta, StateMachine, StoredRaftMeta, STATE_DB_FILE};
 pub use command::{
     Command, EntryHeader, LogIndex, RequestId, Stamp, Statement, TxnStep, Value,
     ENGINE_APPLY_VERSION,

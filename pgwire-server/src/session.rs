@@ -191,10 +191,10 @@ impl Session {
                 )
             };
             match name.as_str() {
-                "sqlkeeper.read_consistency" => {
-                    if !matches!(v.as_str(), "sequential" | "linearizable" | "stale") {
-                        return Err(invalid());
-                    }
+                "sqlkeeper.read_consistency"
+                    if !matches!(v.as_str(), "sequential" | "linearizable" | "stale") =>
+                {
+                    return Err(invalid());
                 }
                 "idle_in_transaction_session_timeout" | "statement_timeout" => {
                     parse_duration(v).ok_or_else(invalid)?;
@@ -202,10 +202,8 @@ impl Session {
                 "sqlkeeper.read_timeout" => {
                     parse_duration(v).ok_or_else(invalid)?;
                 }
-                "sqlkeeper.max_staleness" => {
-                    if v != "off" {
-                        parse_duration(v).ok_or_else(invalid)?;
-                    }
+                "sqlkeeper.max_staleness" if v != "off" => {
+                    parse_duration(v).ok_or_else(invalid)?;
                 }
                 "sqlkeeper.min_log_index" => {
                     let n: u64 = v.trim().parse().map_err(|_| invalid())?;

@@ -188,7 +188,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 .map_err(other("read last log entry"))?;
             let last_log_id = match last {
                 Some(bytes) => Some(decode::<EntryOf<TypeConfig>>(&bytes)?.log_id),
-                None => purged.clone(),
+                None => purged,
             };
             Ok(LogState {
                 last_purged_log_id: purged,

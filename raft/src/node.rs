@@ -1005,14 +1005,12 @@ impl Node {
 
     /// Runs an admin operation; this node must be the leader.
     pub(crate) async fn admin_on_leader(&self, op: AdminOp) -> Result<String, RemoteError> {
-        let not_leader =
-            |e: &RaftError<TypeConfig, ClientWriteError<TypeConfig>>| match e.forward_to_leader() {
-                Some(f) => Some(RemoteError::NotLeader {
-                    leader_id: f.leader_id,
-                    leader: f.leader_node.clone(),
-                }),
-                None => None,
-            };
+        let not_leader = |e: &RaftError<TypeConfig, ClientWriteError<TypeConfig>>| {
+            e.forward_to_leader().map(|f| RemoteError::NotLeader {
+                leader_id: f.leader_id,
+                leader: f.leader_node.clone(),
+            })
+        };
         let m = self.raft.metrics().borrow_watched().clone();
         if m.state != ServerState::Leader {
             return Err(RemoteError::NotLeader {

@@ -95,10 +95,8 @@ fn rewrite(e: &mut Expr) -> Result<(), SqlError> {
             any: false,
             escape_char,
             ..
-        } => {
-            if escape_char.is_none() {
-                *escape_char = Some(Box::new(string("\\")));
-            }
+        } if escape_char.is_none() => {
+            *escape_char = Some(Box::new(string("\\")));
         }
         // a ILIKE b -> lower(a) LIKE lower(b)
         Expr::ILike {
