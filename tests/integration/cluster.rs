@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use tokio_postgres::error::SqlState;
 
-use crate::support::{connect, TestCluster, WAIT};
+use crate::support::{connect, eventually, TestCluster, WAIT};
 
 async fn token(c: &tokio_postgres::Client) -> i64 {
     let m = c.simple_query("SHOW sqlkeeper.log_index").await.unwrap();
@@ -153,16 +153,13 @@ async fn stale_reads_refuse_past_max_staleness_when_partitioned() {
     s.batch_execute("SET sqlkeeper.max_staleness = '1s'")
         .await
         .unwrap();
-    let deadline = Instant::now() + WAIT;
-    let err = loop {
+    let err = eventually("a refused stale read", WAIT, || async {
         match s.query_one("SELECT count(*) FROM t", &[]).await {
-            Err(e) => break e,
-            Ok(_) => {
-                assert!(Instant::now() < deadline, "stale read never refused");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
+            Err(e) => Ok(e),
+            Ok(_) => Err("served"),
         }
-    };
+    })
+    .await;
     assert_eq!(err.code(), Some(&SqlState::CANNOT_CONNECT_NOW), "{err:?}");
     tracing::info!(?err, "refused");
 
@@ -176,14 +173,10 @@ async fn stale_reads_refuse_past_max_staleness_when_partitioned() {
     s.batch_execute("SET sqlkeeper.read_consistency = 'stale'; SET sqlkeeper.max_staleness = '5s'")
         .await
         .unwrap();
-    let deadline = Instant::now() + WAIT;
-    while s.query_one("SELECT count(*) FROM t", &[]).await.is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "stale read refused after the leader came back"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually("stale reads after the leader came back", WAIT, || async {
+        s.query_one("SELECT count(*) FROM t", &[]).await.map(|_| ())
+    })
+    .await;
     cluster.assert_state_hashes_equal().await;
 }
 
@@ -197,11 +190,15 @@ struct Progress {
 
 impl Progress {
     async fn wait(&self, what: &str, counter: impl Fn(&Progress) -> usize, at_least: usize) {
-        let deadline = Instant::now() + WAIT;
-        while counter(self) < at_least {
-            assert!(Instant::now() < deadline, "no progress: {what}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        eventually(what, WAIT, || async {
+            let n = counter(self);
+            if n >= at_least {
+                Ok(())
+            } else {
+                Err(n)
+            }
+        })
+        .await
     }
 }
 
@@ -424,26 +421,28 @@ async fn grow_shrink_transfer_and_preferred_leader() {
     assert_eq!(cluster.leader().await, 3);
 
     tracing::info!("--- the preferred leader takes leadership back (after a restart too)");
-    let deadline = Instant::now() + WAIT;
-    while cluster.leader().await != 1 {
-        assert!(
-            Instant::now() < deadline,
-            "leadership never returned to node 1"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually("leadership back on node 1", WAIT, || async {
+        match cluster.leader().await {
+            1 => Ok(()),
+            other => Err(other),
+        }
+    })
+    .await;
     cluster.kill9(1);
     let interim = cluster.leader().await;
     assert_ne!(interim, 1);
     cluster.restart(1);
-    let deadline = Instant::now() + WAIT;
-    while cluster.leader().await != 1 {
-        assert!(
-            Instant::now() < deadline,
-            "leadership never returned to node 1 after its restart"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually(
+        "leadership back on node 1 after its restart",
+        WAIT,
+        || async {
+            match cluster.leader().await {
+                1 => Ok(()),
+                other => Err(other),
+            }
+        },
+    )
+    .await;
 
     stop.store(true, Ordering::Relaxed);
     let (ids, _) = load.await.unwrap();
@@ -492,27 +491,19 @@ async fn demo_runs_a_three_node_cluster_and_stops_on_interrupt() {
         .unwrap();
     let addr =
         |i: u16| -> std::net::SocketAddr { format!("127.0.0.1:{}", base_pg + i).parse().unwrap() };
-    let deadline = Instant::now() + WAIT;
-    let c2 = loop {
-        if let Ok((c, conn)) = tokio_postgres::connect(
+    let c2 = eventually("the demo cluster takes a write", WAIT, || async {
+        let (c, conn) = tokio_postgres::connect(
             &format!("host=127.0.0.1 port={} user=postgres", base_pg + 1),
             tokio_postgres::NoTls,
         )
-        .await
-        {
-            tokio::spawn(async move {
-                let _ = conn.await;
-            });
-            if c.simple_query("CREATE TABLE demo (a integer)")
-                .await
-                .is_ok()
-            {
-                break c;
-            }
-        }
-        assert!(Instant::now() < deadline, "demo cluster did not come up");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+        .await?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        c.simple_query("CREATE TABLE demo (a integer)").await?;
+        Ok::<_, tokio_postgres::Error>(c)
+    })
+    .await;
     c2.execute("INSERT INTO demo VALUES (42)", &[])
         .await
         .unwrap();
@@ -564,20 +555,22 @@ async fn demo_runs_a_three_node_cluster_and_stops_on_interrupt() {
         .unwrap()
         .unwrap();
     assert!(status.success(), "demo exit status {status}");
-    let deadline = Instant::now() + WAIT;
-    while tokio_postgres::connect(
-        &format!("host=127.0.0.1 port={base_pg} user=postgres"),
-        tokio_postgres::NoTls,
+    eventually(
+        "node 1 stops serving after the demo stopped",
+        WAIT,
+        || async {
+            match tokio_postgres::connect(
+                &format!("host=127.0.0.1 port={base_pg} user=postgres"),
+                tokio_postgres::NoTls,
+            )
+            .await
+            {
+                Err(_) => Ok(()),
+                Ok(_) => Err("still serving"),
+            }
+        },
     )
-    .await
-    .is_ok()
-    {
-        assert!(
-            Instant::now() < deadline,
-            "node 1 still serves after the demo stopped"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    .await;
 }
 
 /// A base port with `n` consecutive free ports after it (checked by binding them).
@@ -611,19 +604,19 @@ async fn a_new_node_catches_up_from_a_snapshot_file() {
             .await
             .unwrap();
     }
-    let deadline = Instant::now() + WAIT;
-    loop {
+    eventually("a snapshot at index 60 or later", WAIT, || async {
         let row = c
             .query_one("SELECT snapshot_index FROM sqlkeeper.status", &[])
             .await
             .unwrap();
         let snap: Option<i64> = row.get(0);
         if snap.unwrap_or(0) >= 60 {
-            break;
+            Ok(())
+        } else {
+            Err(snap)
         }
-        assert!(Instant::now() < deadline, "no snapshot was built");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await;
 
     tracing::info!("--- node 2 joins after the log was purged");
     let seed = cluster.raft_addr(1).to_string();

@@ -232,7 +232,7 @@ fn apply_range(
 
 fn run(seed: u64) {
     let log = build_log(seed);
-    let mut rng = Rng(seed ^ 0xba7c_4e5);
+    let mut rng = Rng(seed ^ 0x0bac_74e5);
     let replay = format!("replay with CONVERGENCE_SEED={seed}");
     let (a_dir, b_dir, c_dir) = (
         tempfile::tempdir().unwrap(),

@@ -13,7 +13,7 @@ use tokio::io::AsyncWriteExt;
 use tokio_postgres::Client;
 
 use crate::client_bytes::{bind, cstr, execute, msg, parse, sync, Raw};
-use crate::support::{connect, TestCluster, WAIT};
+use crate::support::{connect, eventually, TestCluster, WAIT};
 
 /// "Within a few seconds": how long one node may take to accept the write after a case.
 const WRITE_WITHIN: Duration = Duration::from_secs(5);
@@ -58,22 +58,21 @@ async fn cluster_is_healthy(cluster: &TestCluster, case: &str) {
     cluster.wait_applied(applied).await;
     for id in cluster.live_ids() {
         let c = connect(cluster.node(id).pg_addr).await;
-        let deadline = Instant::now() + WRITE_WITHIN;
-        loop {
-            let started = Instant::now();
-            let sql = format!("INSERT INTO heartbeat (node, note) VALUES ({id}, '{case}')");
-            match tokio::time::timeout(WRITE_WITHIN, c.batch_execute(&sql)).await {
-                Ok(Ok(())) => break,
-                other => assert!(
-                    Instant::now() < deadline,
-                    "after {case}: node {id} did not take a write within {WRITE_WITHIN:?} \
-                     (last attempt {:?}: {other:?}); its log ends with:\n{}",
-                    started.elapsed(),
-                    cluster.node(id).log_tail(40)
-                ),
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let sql = format!("INSERT INTO heartbeat (node, note) VALUES ({id}, '{case}')");
+        eventually(
+            &format!("after {case}: node {id} takes a write"),
+            WRITE_WITHIN,
+            || async {
+                match tokio::time::timeout(WRITE_WITHIN, c.batch_execute(&sql)).await {
+                    Ok(Ok(())) => Ok(()),
+                    other => Err(format!(
+                        "{other:?}; its log ends with:\n{}",
+                        cluster.node(id).log_tail(40)
+                    )),
+                }
+            },
+        )
+        .await;
     }
     cluster.assert_state_hashes_equal().await;
 }

@@ -15,6 +15,31 @@ use tokio::sync::oneshot;
 /// How long a test waits for a node to start or a condition to hold before failing.
 pub const WAIT: Duration = Duration::from_secs(20);
 
+/// How often `eventually` asks again.
+const EVENTUALLY_EVERY: Duration = Duration::from_millis(50);
+
+/// Waits until `check` gives `Some(value)` and returns it, asking every 50 ms; fails the test
+/// with `what` (and the last `Err` it gave) if that takes longer than `within`. The one wait
+/// loop of the integration tests: none of them sleeps a fixed time instead.
+pub async fn eventually<T, E, F, Fut>(what: &str, within: Duration, mut check: F) -> T
+where
+    E: std::fmt::Debug,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        match check().await {
+            Ok(v) => return v,
+            Err(last) => assert!(
+                Instant::now() < deadline,
+                "{what}: not within {within:?} (last: {last:?})"
+            ),
+        }
+        tokio::time::sleep(EVENTUALLY_EVERY).await;
+    }
+}
+
 pub fn init_tracing() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
@@ -112,7 +137,7 @@ impl NodeProcess {
     /// its address.
     pub fn start(data_dir: &Path, extra: &[&str]) -> NodeProcess {
         let mut cmd = binary();
-        if !extra.iter().any(|a| *a == "--raft-addr") {
+        if !extra.contains(&"--raft-addr") {
             cmd.args(["--raft-addr", "127.0.0.1:0"]);
         }
         let mut child = cmd
@@ -325,28 +350,28 @@ impl TestCluster {
 
     /// Waits until every live node agrees on one leader, and returns it.
     pub async fn leader(&self) -> u64 {
-        let deadline = Instant::now() + WAIT;
-        loop {
+        eventually("an agreed leader", WAIT, || async {
             let mut seen = Vec::new();
             for id in self.live_ids() {
                 seen.push(self.status(id).await.and_then(|s| s.1));
             }
-            if let Some(Some(l)) = seen.first() {
-                let l = *l as u64;
-                if seen.iter().all(|s| *s == Some(l as i64)) && self.live_ids().contains(&l) {
-                    return l;
+            match seen.first() {
+                Some(Some(l))
+                    if seen.iter().all(|s| s == &Some(*l))
+                        && self.live_ids().contains(&(*l as u64)) =>
+                {
+                    Ok(*l as u64)
                 }
+                _ => Err(seen),
             }
-            assert!(Instant::now() < deadline, "no agreed leader: {seen:?}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        })
+        .await
     }
 
     /// Waits until the membership seen by node `via` has `n` voters.
     pub async fn wait_voters(&self, n: usize) {
         let via = self.live_ids()[0];
-        let deadline = Instant::now() + WAIT;
-        loop {
+        eventually(&format!("{n} voters"), WAIT, || async {
             let c = self.client(via).await;
             let voters: i64 = c
                 .query_one("SELECT count(*) FROM sqlkeeper.nodes WHERE voter", &[])
@@ -354,31 +379,26 @@ impl TestCluster {
                 .map(|r| r.get(0))
                 .unwrap_or(-1);
             if voters == n as i64 {
-                return;
+                Ok(())
+            } else {
+                Err(voters)
             }
-            assert!(
-                Instant::now() < deadline,
-                "cluster did not reach {n} voters (has {voters})"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        })
+        .await
     }
 
     /// Waits until every live node has applied at least `index`.
     pub async fn wait_applied(&self, index: i64) {
         for id in self.live_ids() {
-            let deadline = Instant::now() + WAIT;
-            loop {
+            eventually(&format!("node {id} applies {index}"), WAIT, || async {
                 let applied = self.status(id).await.and_then(|s| s.2).unwrap_or(-1);
                 if applied >= index {
-                    break;
+                    Ok(())
+                } else {
+                    Err(applied)
                 }
-                assert!(
-                    Instant::now() < deadline,
-                    "node {id} did not apply {index} (at {applied})"
-                );
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
+            })
+            .await;
         }
     }
 
@@ -395,9 +415,8 @@ impl TestCluster {
         let mut hashes = Vec::new();
         for id in self.live_ids() {
             let c = self.client(id).await;
-            // Each node reads at its own applied index; wait until they are all equal.
-            let deadline = Instant::now() + WAIT;
-            let h = loop {
+            // Each node reads at its own applied index: a hash taken while it did not move.
+            let h = eventually(&format!("node {id} at rest"), WAIT, || async {
                 let st = self.status(id).await.and_then(|s| s.2).unwrap_or(-1);
                 let h: String = c
                     .query_one("SELECT sqlkeeper.state_hash()", &[])
@@ -406,10 +425,12 @@ impl TestCluster {
                     .get(0);
                 let st2 = self.status(id).await.and_then(|s| s.2).unwrap_or(-1);
                 if st == st2 && st >= target {
-                    break (st, h);
+                    Ok((st, h))
+                } else {
+                    Err((st, st2))
                 }
-                assert!(Instant::now() < deadline, "node {id} kept applying");
-            };
+            })
+            .await;
             hashes.push((id, h));
         }
         let first = &hashes[0].1 .1;

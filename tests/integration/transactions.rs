@@ -13,7 +13,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::Type;
 use tokio_postgres::{GenericClient, SimpleQueryMessage};
 
-use crate::support::TestNode;
+use crate::support::{eventually, TestNode};
 
 fn rows(msgs: &[SimpleQueryMessage]) -> Vec<Vec<String>> {
     msgs.iter()
@@ -810,20 +810,33 @@ async fn transactions_on_every_node_survive_a_leader_kill_and_converge() {
             rows(&m)[0][0].parse::<usize>().unwrap()
         }
     };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while count_on(leader).await < 30 {
-        assert!(Instant::now() < deadline, "no progress before the kill");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let progress = |node: u64, at_least: usize| {
+        let count_on = &count_on;
+        async move {
+            let n = count_on(node).await;
+            if n >= at_least {
+                Ok(())
+            } else {
+                Err(n)
+            }
+        }
+    };
+    eventually(
+        "30 transfers before the kill",
+        Duration::from_secs(30),
+        || progress(leader, 30),
+    )
+    .await;
     cluster.kill9(leader);
     let new_leader = cluster.leader().await;
     assert_ne!(new_leader, leader);
     let before = count_on(new_leader).await;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while count_on(new_leader).await < before + 30 {
-        assert!(Instant::now() < deadline, "no progress after the kill");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually(
+        "30 transfers after the kill",
+        Duration::from_secs(30),
+        || progress(new_leader, before + 30),
+    )
+    .await;
     cluster.restart(leader);
     stop.store(true, Ordering::Relaxed);
     for t in tasks {
