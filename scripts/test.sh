@@ -32,6 +32,18 @@ if ! "$venv/bin/python" -c "import sqlalchemy, psycopg2, alembic" >/dev/null 2>&
 fi
 export SQLKEEPER_TEST_PYTHON="$PWD/$venv/bin/python"
 
+# --- habits: formatting and lints are part of the suite ----------------------------------
+# rustfmt and clippy come with rustup's default profile; a minimal toolchain gets them here.
+for component in rustfmt clippy; do
+  if ! cargo "${component/rustfmt/fmt}" --version >/dev/null 2>&1; then
+    echo "test.sh: adding the $component component"
+    rustup component add "$component"
+  fi
+done
+cargo fmt --all -- --check
+# Workspace lints live in Cargo.toml ([workspace.lints]); warnings are errors here.
+cargo clippy --workspace --all-targets -j 2 -- -D warnings
+
 # --- the tests -------------------------------------------------------------------------------
 # Two cores: two build jobs, and test threads as cargo decides.
 cargo test --workspace --all-targets -j 2
