@@ -9,13 +9,13 @@ use rusqlite::Connection;
 
 use std::collections::BTreeMap;
 
-use crate::command::{Command, EntryHeader, LogIndex, RequestId, TxnStep};
+use crate::command::{Command, EntryHeader, LogIndex, RequestId, TxnRecord};
 use crate::determinism;
 use crate::error::{ExecError, Fatal};
 use crate::meta;
 use crate::meta::REQUESTS_TABLE;
 use crate::read::ReadPool;
-use crate::txn::{run_statement, run_step, Cells, Digest256, Speculator, Stop};
+use crate::txn::{replay_digest, run_statement, BlockWriter, Cells, Stop};
 use crate::{Outcome, OutcomeDigest};
 
 /// File name of the state database inside the node's state directory.
@@ -60,14 +60,15 @@ pub struct StateMachine {
     /// statement requested: read by the functions registered on the writer connection.
     cells: Cells,
     reads: Arc<ReadPool>,
-    /// The speculation slot of interactive transactions; revoked before every apply.
-    speculator: Arc<Speculator>,
+    /// The writer connection of transaction blocks; rolled back before every apply.
+    block_writer: Arc<BlockWriter>,
 }
 
-/// Opens a writable connection to the state database: the apply thread's, or a speculation's.
+/// Opens a writable connection to the state database: the apply thread's, or the one for
+/// transaction blocks.
 /// Both are set up identically (functions, hooks, limits, planner settings), so a statement
 /// computes the same rows and takes the same steps on either. `stop` lets the owner interrupt
-/// a running statement (speculation); the step budget in `cells` can too.
+/// a running statement (blocks); the step budget in `cells` can too.
 pub(crate) fn open_writer(
     path: &Path,
     cells: &Cells,
@@ -134,7 +135,7 @@ impl StateMachine {
             .map_err(fatal("read applied index"))?
             .map(|i| LogIndex(i as u64));
         let reads = Arc::new(ReadPool::new(db_path.clone()));
-        let speculator = Arc::new(Speculator::new(db_path.clone()));
+        let block_writer = Arc::new(BlockWriter::new(db_path.clone()));
         Ok(StateMachine {
             db_path,
             conn: Some(conn),
@@ -142,13 +143,13 @@ impl StateMachine {
             failed: None,
             cells,
             reads,
-            speculator,
+            block_writer,
         })
     }
 
-    /// The speculation slot for interactive transactions on this state.
-    pub fn speculator(&self) -> Arc<Speculator> {
-        self.speculator.clone()
+    /// The writer connection for transaction blocks on this state.
+    pub fn block_writer(&self) -> Arc<BlockWriter> {
+        self.block_writer.clone()
     }
 
     /// The pool of read-only connections to the same database.
@@ -232,13 +233,10 @@ impl StateMachine {
                 check_header(item.index, cmd)?;
             }
         }
-        // The apply thread never waits for a client: a running speculation is ended (its
-        // transaction gets 40001) and none starts until this batch is committed.
-        let speculator = self.speculator.clone();
-        let _hold = speculator.hold_for_apply(
-            "the data this transaction read was changed by a concurrent write (an entry was applied on this node)",
-            false,
-        );
+        // The apply thread never waits for a block: what the blocks' writer connection holds is
+        // rolled back, a statement running on it starts over after this batch.
+        let block_writer = self.block_writer.clone();
+        let _hold = block_writer.hold_for_apply(false);
         let conn = self.conn()?;
         // A table rebuild runs alone, with foreign keys off and checked at its end.
         let rebuild_alone =
@@ -311,12 +309,6 @@ impl StateMachine {
             return Ok(Vec::new());
         };
         let mut outcomes = Vec::with_capacity(items.len());
-        // The last data-changing entry so far, including this batch's own: a transaction is
-        // checked against the entry just before it, however the log was cut into batches.
-        let stored = meta::get_i64(conn, meta::KEY_LAST_WRITE_INDEX)
-            .map_err(fatal("read last write index"))?
-            .map(|i| LogIndex(i as u64));
-        let mut last_write = stored;
         // The log's clock: the latest stamp applied so far (`dedup`).
         let stored_clock = meta::get_i64(conn, meta::KEY_LOG_CLOCK)
             .map_err(fatal("read log clock"))?
@@ -332,21 +324,14 @@ impl StateMachine {
                 index: item.index,
                 clock,
             };
-            let (outcome, wrote) = match aborted.get(&at) {
+            let outcome = match aborted.get(&at) {
                 Some(outcome) => {
                     if let Some(id) = cmd.request_id() {
                         remember_request(conn, &id, at_entry, outcome)?;
                     }
-                    (outcome.clone(), false)
+                    outcome.clone()
                 }
-                None => match apply_command(
-                    conn,
-                    &self.cells,
-                    at_entry,
-                    cmd,
-                    check_foreign_keys,
-                    last_write,
-                ) {
+                None => match apply_command(conn, &self.cells, at_entry, cmd, check_foreign_keys) {
                     Ok(r) => r,
                     Err(Stop::Abort(e)) => {
                         return Err(ItemStop::Abort {
@@ -361,14 +346,7 @@ impl StateMachine {
                     Err(Stop::Fatal(f)) => return Err(ItemStop::Fatal(f)),
                 },
             };
-            if wrote {
-                last_write = Some(item.index);
-            }
             outcomes.push(Some(outcome));
-        }
-        if let Some(w) = last_write.filter(|_| last_write != stored) {
-            meta::put(conn, meta::KEY_LAST_WRITE_INDEX, w.0 as i64)
-                .map_err(fatal("write last write index"))?;
         }
         if clock != stored_clock {
             meta::put(conn, meta::KEY_LOG_CLOCK, clock).map_err(fatal("write log clock"))?;
@@ -397,11 +375,8 @@ impl StateMachine {
         }
         let reads = self.reads.clone();
         let _paused = reads.pause();
-        let speculator = self.speculator.clone();
-        let _hold = speculator.hold_for_apply(
-            "a snapshot was installed on this node while the transaction ran",
-            true,
-        );
+        let block_writer = self.block_writer.clone();
+        let _hold = block_writer.hold_for_apply(true);
         // Closing the last connection checkpoints the WAL into the file and removes it.
         if let Some(conn) = self.conn.take() {
             conn.close()
@@ -468,122 +443,76 @@ struct Dedup {
     clock: i64,
 }
 
-/// Applies one command. Returns its outcome and whether it may have changed data (which moves
-/// the base later transactions are checked against).
+/// Applies one command and returns its outcome.
 fn apply_command(
     conn: &Connection,
     cells: &Cells,
     at: Dedup,
     cmd: &Command,
     check_foreign_keys: bool,
-    last_write: Option<LogIndex>,
-) -> Result<(Outcome, bool), Stop> {
+) -> Result<Outcome, Stop> {
     let vm_steps_max = cmd
         .header()
         .map_or(crate::limits::ENTRY_VM_STEPS_MAX, |h| h.vm_steps_max);
-    match cmd {
-        Command::Execute {
-            statements,
-            request_id,
-            stamp,
-            ..
-        } => {
-            cells.start_entry(stamp, vm_steps_max);
-            if let Some(id) = request_id {
-                if let Some(first) = seen_request(conn, id, at)? {
-                    return Ok((first, false));
-                }
-            }
-            // Sequences can be used without being named in the statement (a column DEFAULT
-            // calling nextval), so every command starts from the stored values: a read of
-            // the whole sequences table (one row per sequence, small in a metadata store).
-            crate::sequences::load(conn, &cells.sequences).map_err(fatal("load sequences"))?;
-            let outcome = execute_statements(conn, statements, cells, check_foreign_keys)?;
-            // After the savepoint was released or rolled back: like Postgres, nextval is not
-            // undone when the statement that called it fails.
-            crate::sequences::flush(conn, &cells.sequences).map_err(fatal("store sequences"))?;
-            if let Some(id) = request_id {
-                remember_request(conn, id, at, &outcome)?;
-            }
-            Ok((outcome, true))
-        }
-        Command::Transaction {
-            request_id,
-            stamp,
-            base,
-            steps,
-            digest,
-            ..
-        } => {
-            cells.start_entry(stamp, vm_steps_max);
-            if let Some(id) = request_id {
-                if let Some(first) = seen_request(conn, id, at)? {
-                    return Ok((first, false));
-                }
-            }
-            let outcome = if *base != last_write {
-                // The data changed after the transaction read it: refused on every replica.
-                Outcome {
-                    results: Vec::new(),
-                    error: Some((
-                        0,
-                        ExecError::new(
-                            "40001",
-                            format!(
-                                "could not serialize access due to concurrent update: log entry {} changed the data this transaction read",
-                                last_write.map(|c| c.to_string()).unwrap_or_default()
-                            ),
-                        ),
-                    )),
-                    deduplicated: None,
-                }
-            } else {
-                replay_transaction(conn, cells, at.index, steps, digest)?
-            };
-            if let Some(id) = request_id {
-                remember_request(conn, id, at, &outcome)?;
-            }
-            let wrote = outcome.error.is_none();
-            Ok((outcome, wrote))
+    cells.start_entry(&cmd.stamp(), vm_steps_max);
+    if let Some(id) = cmd.request_id() {
+        if let Some(first) = seen_request(conn, &id, at)? {
+            return Ok(first);
         }
     }
+    // Sequences can be used without being named in the statement (a column DEFAULT calling
+    // nextval), so every command starts from the stored values: a read of the whole
+    // sequences table (one row per sequence, small in a metadata store).
+    crate::sequences::load(conn, &cells.sequences).map_err(fatal("load sequences"))?;
+    let outcome = match cmd {
+        Command::Execute { statements, .. } => {
+            execute_statements(conn, statements, cells, check_foreign_keys)?
+        }
+        Command::Transaction { record, .. } => replay_transaction(conn, cells, at.index, record)?,
+    };
+    // After the savepoint was released or rolled back: like Postgres, nextval is not undone
+    // when the statement that called it fails.
+    crate::sequences::flush(conn, &cells.sequences).map_err(fatal("store sequences"))?;
+    if let Some(id) = cmd.request_id() {
+        remember_request(conn, &id, at, &outcome)?;
+    }
+    Ok(outcome)
 }
 
-/// Replays a transaction whose data did not change since it ran speculatively, and checks
-/// that replay returned what the client saw. Either it all applies or nothing does.
+/// Replays a transaction block at its position in the log and applies it if every step
+/// returned what its client saw: then the block is indistinguishable from one that ran alone
+/// here. Otherwise nothing is applied and the outcome is 40001, on every replica alike
+/// (replay depends only on the entry and the state).
 fn replay_transaction(
     conn: &Connection,
     cells: &Cells,
     index: LogIndex,
-    steps: &[TxnStep],
-    digest: &str,
+    record: &TxnRecord,
 ) -> Result<Outcome, Stop> {
-    crate::sequences::load(conn, &cells.sequences).map_err(fatal("load sequences"))?;
     conn.execute_batch("SAVEPOINT entry")
         .map_err(fatal("savepoint"))?;
-    let mut replayed = Digest256::default();
-    for step in steps {
-        replayed.add(&run_step(conn, step, cells)?);
-    }
-    let replayed = replayed.hex();
-    if replayed != digest {
-        // Every replica computes the same replay, so every replica refuses alike.
-        tracing::error!(%index, expected = %digest, %replayed, "a transaction replayed differently from its speculative execution; it was not applied");
+    let replayed = replay_digest(conn, &record.steps, cells)?;
+    if replayed != record.digest {
+        tracing::debug!(%index, "a transaction's statements return other results at its place in the log: not applied (40001)");
         conn.execute_batch("ROLLBACK TO entry; RELEASE entry")
-            .map_err(fatal("roll back diverging transaction"))?;
+            .map_err(fatal("roll back a conflicting transaction"))?;
+        // Its sequences are untouched: nothing of the block happened.
+        crate::sequences::load(conn, &cells.sequences).map_err(fatal("load sequences"))?;
+        let mut e = ExecError::new(
+            "40001",
+            format!(
+                "could not serialize access due to concurrent update: at its place in the log (entry {index}) this transaction's statements return results other than those its client saw; nothing was applied"
+            ),
+        );
+        e.detail = Some(
+            "a write committed after this transaction read changed what it read or wrote".into(),
+        );
         return Ok(Outcome {
             results: Vec::new(),
-            error: Some((
-                0,
-                ExecError::new(
-                    "XX000",
-                    format!("the transaction replayed with results different from those its client saw (log entry {index}); nothing was applied"),
-                ),
-            )),
+            error: Some((0, e)),
             deduplicated: None,
         });
     }
-    crate::sequences::flush(conn, &cells.sequences).map_err(fatal("store sequences"))?;
     conn.execute_batch("RELEASE entry")
         .map_err(fatal("release savepoint"))?;
     Ok(Outcome::default())

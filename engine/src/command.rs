@@ -81,8 +81,9 @@ pub struct EntryHeader {
 /// Version of what applying an entry means: bumped whenever a change of the engine could make
 /// the same entry compute something else (functions, rewrites at apply, limits, the rules for
 /// failures). Version 3: step budgets, exhaustive error classes, row ids below the maximum,
-/// outcome digests in the request table.
-pub const ENGINE_APPLY_VERSION: u32 = 3;
+/// outcome digests in the request table. Version 4: a transaction applies when its replay
+/// returns the results its client saw, with no whole-database base check; read steps.
+pub const ENGINE_APPLY_VERSION: u32 = 4;
 
 impl EntryHeader {
     /// The header this build writes, with the default budget.
@@ -118,26 +119,35 @@ pub enum Command {
         /// The statements, in order.
         statements: Vec<Statement>,
     },
-    /// An interactive transaction, executed speculatively on the node the client used and
-    /// replicated at `COMMIT` as the steps it ran. Applied only if no command changed the data
-    /// since the state it executed on (`base`), so re-executing the steps gives exactly the
-    /// results the client saw; `digest` checks that. See `docs/transactions.md`.
+    /// An interactive transaction block, replicated at `COMMIT` as the steps its client ran
+    /// and the results it saw. Every replica replays the steps at the entry's position in the
+    /// log and applies them only if they return exactly those results: then the block is
+    /// indistinguishable from one that ran alone at that position. Otherwise nothing is
+    /// applied and the outcome is 40001. See `docs/transactions.md`.
     Transaction {
         /// As for `Execute`. The budget counts every step together.
         #[serde(default)]
         header: Option<EntryHeader>,
         /// Deduplication key.
         request_id: Option<RequestId>,
-        /// Time and seed fixed when the transaction took its first write.
-        stamp: Stamp,
-        /// The last data-changing entry of the state the transaction read and wrote
-        /// (`None`: no such entry). Any other value at apply time means a conflict: 40001.
-        base: Option<LogIndex>,
-        /// What the transaction did, in order.
-        steps: Vec<TxnStep>,
-        /// Hex SHA-256 of the steps' results during speculative execution.
-        digest: String,
+        /// What the block did and saw.
+        record: TxnRecord,
     },
+}
+
+/// A finished transaction block: what a node proposes at `COMMIT` and what
+/// [`Command::Transaction`] carries. The one shape of a transaction's payload.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TxnRecord {
+    /// Time and seed of the block, fixed when it began: every step runs with them, on every
+    /// replica.
+    pub stamp: Stamp,
+    /// What the block ran, in order: its writes, and the reads whose results must hold at
+    /// its position in the log (all of them under `REPEATABLE READ` and `SERIALIZABLE`).
+    pub steps: Vec<TxnStep>,
+    /// Hex SHA-256 over the hashes of the steps' results as the client saw them (rows, row
+    /// counts, SQLSTATEs).
+    pub digest: String,
 }
 
 /// One step of a replicated transaction.
@@ -146,12 +156,25 @@ pub enum TxnStep {
     /// One client statement (possibly several SQLite statements), all or nothing: a failure
     /// undoes the statement only, as the client's `ROLLBACK TO SAVEPOINT` after an error does.
     Sql(Vec<Statement>),
+    /// A read whose result the block depends on: replay runs it again and its result must be
+    /// the one the client saw. It changes nothing.
+    Read(Vec<Statement>),
     /// `SAVEPOINT name`.
     Savepoint(String),
     /// `RELEASE SAVEPOINT name`.
     Release(String),
     /// `ROLLBACK TO SAVEPOINT name`.
     RollbackTo(String),
+}
+
+impl TxnStep {
+    /// The SQLite statements of the step (none for savepoint steps).
+    pub fn statements(&self) -> &[Statement] {
+        match self {
+            TxnStep::Sql(s) | TxnStep::Read(s) => s,
+            TxnStep::Savepoint(_) | TxnStep::Release(_) | TxnStep::RollbackTo(_) => &[],
+        }
+    }
 }
 
 impl Command {
@@ -165,7 +188,8 @@ impl Command {
     /// The entry's time and seed.
     pub fn stamp(&self) -> Stamp {
         match self {
-            Command::Execute { stamp, .. } | Command::Transaction { stamp, .. } => *stamp,
+            Command::Execute { stamp, .. } => *stamp,
+            Command::Transaction { record, .. } => record.stamp,
         }
     }
 
@@ -188,7 +212,7 @@ impl Command {
             Command::Execute { statements, .. } => statements
                 .iter()
                 .any(|s| s.sql.contains(sqlkeeper_sql::REBUILD_TABLE_FUNCTION)),
-            // Runs with foreign keys on, as it ran speculatively; a rebuild of a table other
+            // Runs with foreign keys on, as its statements ran for its client; a rebuild of a table other
             // tables reference is refused inside a transaction block.
             Command::Transaction { .. } => false,
         }
@@ -201,8 +225,8 @@ impl std::fmt::Display for Command {
             Command::Execute { statements, .. } => {
                 write!(f, "execute({} statements)", statements.len())
             }
-            Command::Transaction { steps, .. } => {
-                write!(f, "transaction({} steps)", steps.len())
+            Command::Transaction { record, .. } => {
+                write!(f, "transaction({} steps)", record.steps.len())
             }
         }
     }

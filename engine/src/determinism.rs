@@ -246,28 +246,6 @@ fn register_postgres_clock(
     Ok(())
 }
 
-/// Registers the Postgres-named functions on a read connection with the node's own clock
-/// and randomness: reads are local and never replicated, so they may see local time. SQLite's
-/// own date functions read the clock there already.
-pub(crate) fn install_local(conn: &Connection) -> rusqlite::Result<()> {
-    let now_micros = || {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_micros() as i64)
-            .unwrap_or(0)
-    };
-    let cell = Arc::new(StampCell::default());
-    cell.set(&Stamp {
-        unix_micros: 0,
-        seed: now_micros() as u64,
-    });
-    let flags = FunctionFlags::SQLITE_UTF8;
-    conn.create_scalar_function("gen_random_uuid", 0, flags, move |_ctx: &Context<'_>| {
-        Ok(uuid_v4(&cell))
-    })?;
-    register_postgres_clock(conn, flags, now_micros)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -32,7 +32,7 @@ mod txn;
 
 pub use apply::{ApplyItem, RaftMeta, StateMachine, StoredRaftMeta, STATE_DB_FILE};
 pub use command::{
-    Command, EntryHeader, LogIndex, RequestId, Stamp, Statement, TxnStep, Value,
+    Command, EntryHeader, LogIndex, RequestId, Stamp, Statement, TxnRecord, TxnStep, Value,
     ENGINE_APPLY_VERSION,
 };
 pub use determinism::uuid_text;
@@ -46,8 +46,8 @@ pub use meta::{META_TABLE, REMOVED_NODES_TABLE};
 pub(crate) use outcome::OutcomeDigest;
 pub use outcome::{Deduplicated, Outcome};
 pub use read::{
-    read_snapshot_info, HeldRead, ReadPool, ReadView, SnapshotInfo, INSTALL_READ_WAIT,
+    local_stamp, read_snapshot_info, HeldRead, ReadPool, ReadView, SnapshotInfo, INSTALL_READ_WAIT,
     READ_CONNECTIONS_MAX, WAL_BYTES_MAX,
 };
 pub use scratch::{query_scratch, ScratchTable};
-pub use txn::{SpecError, Speculation, SpeculationRecord, Speculator};
+pub use txn::{Block, BlockError, BlockWriter, Done, Ticket, Work, STATEMENT_ATTEMPTS_MAX};

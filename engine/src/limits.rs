@@ -63,7 +63,7 @@ const LIKE_PATTERN_BYTES_MAX: i32 = 50_000;
 /// log's entry size limit allows far fewer in practice.
 const VARIABLES_MAX: i32 = 32_766;
 
-/// The work budget of the entry being applied (or of a speculative transaction): the steps its
+/// The work budget of the entry being applied (or of a transaction block's replay): the steps its
 /// finished statements took, and a running estimate for the statement in progress. Shared with
 /// the connection's progress handler.
 ///
@@ -225,8 +225,8 @@ pub(crate) fn install_read_handler(conn: &mut Connection) -> rusqlite::Result<()
 }
 
 /// Installs the progress handler of a writable connection: it stops the running statement when
-/// the budget runs out or when `stop` says so (speculation: the apply thread needs the
-/// database, or the client went away).
+/// the budget runs out or when `stop` says so (on the writer connection for blocks: the apply
+/// thread needs the database, or the statement was cancelled).
 pub(crate) fn install_handler(
     conn: &mut Connection,
     budget: Arc<Budget>,

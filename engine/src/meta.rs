@@ -14,9 +14,6 @@ pub(crate) const STATE_FORMAT_VERSION: i64 = 2;
 pub(crate) const KEY_APPLIED_INDEX: &str = "applied_index";
 pub(crate) const KEY_RAFT_APPLIED: &str = "raft_applied";
 pub(crate) const KEY_RAFT_MEMBERSHIP: &str = "raft_membership";
-/// Index of the last applied entry that may have changed data (every `Execute`, every
-/// transaction that committed). A transaction commits only if this is still the value it saw.
-pub(crate) const KEY_LAST_WRITE_INDEX: &str = "last_write_index";
 pub(crate) const KEY_FORMAT_VERSION: &str = "format_version";
 /// The latest stamp applied (microseconds): the log's own clock, for request deduplication.
 pub(crate) const KEY_LOG_CLOCK: &str = "log_clock";

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, InterruptHandle, OpenFlags};
 
-use crate::command::{LogIndex, Statement};
+use crate::command::{LogIndex, Stamp, Statement};
+use crate::determinism::StampCell;
 use crate::error::{sqlstate_of, EngineError, ExecError, Fatal};
 use crate::exec::{run, Column, ResultRoom, RunError, StatementResult};
 use crate::meta;
@@ -47,7 +48,7 @@ pub struct ReadPool {
     /// after it changed was stopped by the node, not by its statement.
     interruptions: AtomicU64,
     /// Idle connections; cleared when a snapshot is installed.
-    idle: Mutex<Vec<Connection>>,
+    idle: Mutex<Vec<Reader>>,
     /// Connections held by transactions across statements ([`HeldRead`]); closed when a
     /// snapshot is installed or the WAL grows too large (the transaction then gets 40001).
     held: Mutex<Vec<Weak<Mutex<HeldSlot>>>>,
@@ -57,7 +58,7 @@ pub struct ReadPool {
 
 /// The connection of a [`HeldRead`], or why it was taken away.
 struct HeldSlot {
-    conn: Option<Connection>,
+    conn: Option<Reader>,
     released_because: &'static str,
 }
 
@@ -68,7 +69,6 @@ pub struct HeldRead {
     pool: Arc<ReadPool>,
     slot: Arc<Mutex<HeldSlot>>,
     applied: Option<LogIndex>,
-    last_write: Option<LogIndex>,
 }
 
 /// A read transaction on one read-only connection: every call sees the same committed state.
@@ -76,7 +76,39 @@ pub struct ReadView<'a> {
     conn: &'a Connection,
 }
 
-fn open_reader(path: &Path) -> Result<Connection, Fatal> {
+/// A read-only connection and the cell its time and randomness functions read.
+struct Reader {
+    conn: Connection,
+    stamp: Arc<StampCell>,
+}
+
+impl std::ops::Deref for Reader {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        &self.conn
+    }
+}
+
+/// Time and seed of a read that belongs to no transaction block: the node's clock now and a
+/// seed of its own. Reads are local and never replicated, so they may see local time.
+pub fn local_stamp() -> Stamp {
+    use std::hash::BuildHasher;
+    static STATE: std::sync::OnceLock<std::collections::hash_map::RandomState> =
+        std::sync::OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let unix_micros = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    Stamp {
+        unix_micros,
+        seed: STATE
+            .get_or_init(Default::default)
+            .hash_one((n, unix_micros)),
+    }
+}
+
+fn open_reader(path: &Path) -> Result<Reader, Fatal> {
     let mut conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_ONLY
@@ -85,7 +117,11 @@ fn open_reader(path: &Path) -> Result<Connection, Fatal> {
     )
     .map_err(|e| Fatal(format!("open read connection: {e}")))?;
     conn.set_prepared_statement_cache_capacity(128);
-    crate::determinism::install_local(&conn)
+    // The same time and randomness functions as the writers', reading a stamp that each read
+    // sets: a block's reads see the block's time and draw its random numbers, as its replay
+    // will.
+    let stamp = Arc::new(StampCell::default());
+    crate::determinism::install(&conn, stamp.clone())
         .map_err(|e| Fatal(format!("register functions: {e}")))?;
     crate::functions::install(&conn).map_err(|e| Fatal(format!("register functions: {e}")))?;
     conn.busy_timeout(std::time::Duration::from_secs(5))
@@ -93,7 +129,7 @@ fn open_reader(path: &Path) -> Result<Connection, Fatal> {
     crate::limits::configure(&conn).map_err(|e| Fatal(format!("set limits: {e}")))?;
     crate::limits::install_read_handler(&mut conn)
         .map_err(|e| Fatal(format!("install progress handler: {e}")))?;
-    Ok(conn)
+    Ok(Reader { conn, stamp })
 }
 
 impl ReadPool {
@@ -212,14 +248,14 @@ impl ReadPool {
         }
     }
 
-    fn checkout(&self) -> Result<Connection, Fatal> {
+    fn checkout(&self) -> Result<Reader, Fatal> {
         match self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop() {
             Some(c) => Ok(c),
             None => open_reader(&self.path),
         }
     }
 
-    fn give_back(&self, conn: Connection) {
+    fn give_back(&self, conn: Reader) {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         if idle.len() < READ_CONNECTIONS_MAX && conn.is_autocommit() {
             idle.push(conn);
@@ -227,14 +263,16 @@ impl ReadPool {
     }
 
     /// Opens a read transaction that stays open until the returned [`HeldRead`] is dropped.
-    pub fn hold(self: &Arc<Self>) -> Result<HeldRead, Fatal> {
+    /// Its reads see `stamp`'s time and draw random numbers from its seed in order, as the
+    /// block's replay will.
+    pub fn hold(self: &Arc<Self>, stamp: Stamp) -> Result<HeldRead, Fatal> {
         let _gate = self.enter();
         let conn = self.checkout()?;
+        conn.stamp.set(&stamp);
         let f = |e: rusqlite::Error| Fatal(format!("begin held read: {e}"));
         conn.execute_batch("BEGIN").map_err(f)?;
         // The first read fixes the snapshot: these two values describe it.
         let applied = meta::get_i64(&conn, meta::KEY_APPLIED_INDEX).map_err(f)?;
-        let last_write = meta::get_i64(&conn, meta::KEY_LAST_WRITE_INDEX).map_err(f)?;
         let slot = Arc::new(Mutex::new(HeldSlot {
             conn: Some(conn),
             released_because: "",
@@ -246,19 +284,31 @@ impl ReadPool {
             pool: self.clone(),
             slot,
             applied: applied.map(|i| LogIndex(i as u64)),
-            last_write: last_write.map(|i| LogIndex(i as u64)),
         })
     }
 
-    /// Runs `f` in one read transaction. `on_start` receives the connection's interrupt
-    /// handle before the transaction starts, so a caller can cancel a long query.
+    /// Runs `f` in one read transaction, at the node's time ([`local_stamp`]). `on_start`
+    /// receives the connection's interrupt handle before the transaction starts, so a caller
+    /// can cancel a long query.
     pub fn read<T>(
         &self,
         on_start: impl FnOnce(InterruptHandle),
         f: impl FnOnce(&ReadView<'_>) -> Result<T, EngineError>,
     ) -> Result<T, EngineError> {
+        self.read_at(local_stamp(), on_start, f)
+    }
+
+    /// Runs `f` in one read transaction whose time and randomness come from `stamp` (a
+    /// transaction block's reads see the block's time).
+    pub fn read_at<T>(
+        &self,
+        stamp: Stamp,
+        on_start: impl FnOnce(InterruptHandle),
+        f: impl FnOnce(&ReadView<'_>) -> Result<T, EngineError>,
+    ) -> Result<T, EngineError> {
         let _gate = self.enter();
         let conn = self.checkout()?;
+        conn.stamp.set(&stamp);
         on_start(conn.get_interrupt_handle());
         let result = self.interruptible(&conn, || {
             conn.execute_batch("BEGIN")
@@ -381,11 +431,6 @@ impl HeldRead {
         self.applied
     }
 
-    /// The last data-changing entry in the snapshot (see `Command::Transaction::base`).
-    pub fn last_write_index(&self) -> Option<LogIndex> {
-        self.last_write
-    }
-
     /// Runs `f` on the held read view. Fails with 40001 if it was closed (a snapshot
     /// installation, the WAL bound).
     pub fn read<T>(
@@ -477,7 +522,7 @@ mod tests {
         let pool = sm.read_pool();
         pool.wal_bytes_max.store(4 * 1024 * 1024, Ordering::Relaxed);
         apply1(&mut sm, 0, &exec("CREATE TABLE t (v BLOB)"));
-        let held = pool.hold().unwrap();
+        let held = pool.hold(Stamp::default()).unwrap();
         for i in 1..40 {
             apply1(
                 &mut sm,

@@ -1,21 +1,25 @@
-//! Interactive transactions: speculative execution on a second writable connection, and the
-//! replay of a committed transaction on the apply connection. Both run the same steps through
-//! [`run_step`], so a replay that starts from the state the speculation started from returns
-//! the same results; the digest of those results checks it. Design: `docs/transactions.md`.
+//! Interactive transaction blocks. A block is data kept by its session ([`Block`]): its stamp,
+//! the steps it ran and the hashes of the results its client saw. Each new statement runs on
+//! the node's writer connection ([`BlockWriter`]) inside a short SQLite transaction that first
+//! replays the block's earlier steps on the latest applied state, checking that each returns
+//! what it returned before, and that is rolled back afterwards (or kept open for the block's
+//! next statement while nothing else needs the connection). Nothing is held while a client
+//! thinks. At `COMMIT` the steps and the digest of their results go into the log; every replica
+//! replays them at the entry's position through the same [`run_step`] and applies them only
+//! if the digest matches. Design: `docs/transactions.md`.
 //!
-//! One speculation at a time per node ([`Speculator`]). The apply thread revokes it before it
-//! applies anything ([`Speculator::hold_for_apply`]): the speculation read a state that is
-//! about to change, so its transaction could not commit anyway (40001), and the apply thread
-//! never waits for a client.
+//! The apply thread never waits for a block: before it applies a batch it rolls back whatever
+//! the writer connection holds and interrupts a statement running on it
+//! ([`BlockWriter::hold_for_apply`]); that statement runs again after the batch.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use rusqlite::{Connection, InterruptHandle};
 use sha2::{Digest, Sha256};
 
-use crate::command::{LogIndex, Stamp, Statement, TxnStep};
+use crate::command::{LogIndex, Stamp, Statement, TxnRecord, TxnStep};
 use crate::determinism::StampCell;
 use crate::error::{classify, ExecError, Fatal};
 use crate::exec::{run, ResultRoom, RunError, StatementResult};
@@ -24,8 +28,12 @@ use crate::meta;
 use crate::rebuild::RebuildCell;
 use crate::sequences::SequenceCell;
 
-/// How long a new speculation waits for one whose client went away to finish its statement.
-const LEFTOVER_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+/// How many times a block's statement starts over after the apply thread interrupted it
+/// (each time after the batch that interrupted it was applied) before it fails with 40001.
+/// An interruption costs the statement its replay, microseconds for a metadata transaction;
+/// only a statement that runs longer than the time between apply batches, batch after
+/// batch, meets this limit.
+pub const STATEMENT_ATTEMPTS_MAX: u32 = 16;
 
 /// Savepoint around each client statement of a transaction: a failed statement is undone
 /// alone, as Postgres undoes it when the client rolls back to a savepoint.
@@ -38,7 +46,7 @@ pub(crate) struct Cells {
     pub(crate) stamp: Arc<StampCell>,
     pub(crate) sequences: Arc<Mutex<SequenceCell>>,
     pub(crate) rebuild: RebuildCell,
-    /// The work budget of the entry being applied, or of the speculative transaction.
+    /// The work budget of the entry being applied, or of a transaction block's replay.
     pub(crate) budget: Arc<Budget>,
     /// Result bytes the entry may still return.
     pub(crate) room: Arc<Mutex<ResultRoom>>,
@@ -48,7 +56,7 @@ pub(crate) struct Cells {
 }
 
 impl Cells {
-    /// Starts an entry (or a speculative transaction): its time and seed, its budget, and an
+    /// Starts an entry (or a block's replay): its time and seed, its budget, and an
     /// empty result allowance.
     pub(crate) fn start_entry(&self, stamp: &Stamp, vm_steps_max: u64) {
         self.stamp.set(stamp);
@@ -111,7 +119,7 @@ fn failed(conn: &Connection, e: ExecError) -> Result<StepResult, Stop> {
 /// Runs one SQLite statement of an entry, charged to the entry's budget and result room, then
 /// the table rebuild it requested (if any), then reloads the sequences if it changed their
 /// table (`CREATE SEQUENCE` in the same transaction as its first `nextval`). Shared by the
-/// apply path and speculation.
+/// apply path and the writer connection for blocks.
 pub(crate) fn run_statement(
     conn: &Connection,
     stmt: &Statement,
@@ -152,6 +160,28 @@ pub(crate) fn run_statement(
     Ok(Ok(r))
 }
 
+/// Runs the statements of a read until one fails. A read's rows go to its client only, so it
+/// gets a read's result limit, not the entry's.
+fn run_read(
+    conn: &Connection,
+    statements: &[Statement],
+    cells: &Cells,
+) -> Result<StepResult, Stop> {
+    let room = std::mem::replace(
+        &mut *cells.room.lock().unwrap_or_else(|p| p.into_inner()),
+        ResultRoom::new(crate::limits::READ_RESULT_BYTES_MAX),
+    );
+    let mut last = Ok(Ok(StatementResult::default()));
+    for s in statements {
+        last = run_statement(conn, s, cells);
+        if !matches!(last, Ok(Ok(_))) {
+            break;
+        }
+    }
+    *cells.room.lock().unwrap_or_else(|p| p.into_inner()) = room;
+    last
+}
+
 /// Runs one transaction step. A failing `Sql` step is undone alone and its error is the
 /// result; the transaction goes on (the client decides, with `ROLLBACK TO`).
 pub(crate) fn run_step(
@@ -178,6 +208,7 @@ pub(crate) fn run_step(
             refresh_sequences()?;
             Ok(r)
         }
+        TxnStep::Read(statements) => run_read(conn, statements, cells),
         TxnStep::Sql(statements) => {
             let f = |what: &'static str| move |e: rusqlite::Error| Fatal(format!("{what}: {e}"));
             conn.execute_batch(&format!("SAVEPOINT {STATEMENT_SAVEPOINT}"))
@@ -204,37 +235,102 @@ pub(crate) fn run_step(
     }
 }
 
-/// Running digest of step results: what the client saw, compared with what replay computes.
-#[derive(Clone, Default)]
-pub(crate) struct Digest256(Sha256);
+/// The hash of one step's result: what the client saw of it. Row counts, rows and SQLSTATEs;
+/// not messages, which may name the node.
+fn result_hash(r: &StepResult) -> [u8; 32] {
+    let canonical = match r {
+        Ok(r) => serde_json::json!({"n": r.rows_affected, "rows": r.rows}),
+        Err(e) => serde_json::json!({"err": e.sqlstate}),
+    };
+    Sha256::digest(canonical.to_string().as_bytes()).into()
+}
 
-impl Digest256 {
-    pub(crate) fn add(&mut self, r: &StepResult) {
-        // Row counts, rows and SQLSTATEs; not messages, which may name the node.
-        let canonical = match r {
-            Ok(r) => serde_json::json!({"n": r.rows_affected, "rows": r.rows}),
-            Err(e) => serde_json::json!({"err": e.sqlstate}),
-        };
-        self.0.update(canonical.to_string().as_bytes());
-        self.0.update(b"\n");
+/// The digest of a block: SHA-256 over the hashes of its steps' results, in order, as hex.
+fn digest_of<'a>(hashes: impl IntoIterator<Item = &'a [u8; 32]>) -> String {
+    let mut d = Sha256::new();
+    for h in hashes {
+        d.update(h);
+    }
+    d.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Replays the steps of a committed transaction on the apply connection and returns the
+/// digest of their results, to compare with the one its client saw.
+pub(crate) fn replay_digest(
+    conn: &Connection,
+    steps: &[TxnStep],
+    cells: &Cells,
+) -> Result<String, Stop> {
+    let mut hashes = Vec::with_capacity(steps.len());
+    for step in steps {
+        hashes.push(result_hash(&run_step(conn, step, cells)?));
+    }
+    Ok(digest_of(&hashes))
+}
+
+/// Numbers blocks within this process, so the writer connection knows whose steps it holds.
+static NEXT_BLOCK: AtomicU64 = AtomicU64::new(1);
+
+/// The replicated part of a transaction block, kept by its session between statements: the
+/// stamp, the steps whose results the client saw, and the hashes of those results.
+#[derive(Debug)]
+pub struct Block {
+    id: u64,
+    stamp: Stamp,
+    steps: Vec<TxnStep>,
+    seen: Vec<[u8; 32]>,
+}
+
+impl Block {
+    /// A block that has run nothing yet; every step runs with `stamp`.
+    pub fn new(stamp: Stamp) -> Block {
+        Block {
+            id: NEXT_BLOCK.fetch_add(1, Ordering::Relaxed),
+            stamp,
+            steps: Vec::new(),
+            seen: Vec::new(),
+        }
     }
 
-    pub(crate) fn hex(self) -> String {
-        self.0
-            .finalize()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+    /// The block's time and seed.
+    pub fn stamp(&self) -> Stamp {
+        self.stamp
+    }
+
+    /// Whether the block ran a statement that may write: only then has it anything to
+    /// replicate.
+    pub fn writes(&self) -> bool {
+        self.steps.iter().any(|s| matches!(s, TxnStep::Sql(_)))
+    }
+
+    /// Records a step that ran elsewhere (a read on the block's held read view) with the
+    /// result its client got.
+    pub fn record(&mut self, step: TxnStep, result: &StepResult) {
+        self.seen.push(result_hash(result));
+        self.steps.push(step);
+    }
+
+    /// What to propose at `COMMIT`.
+    pub fn finish(self) -> TxnRecord {
+        TxnRecord {
+            stamp: self.stamp,
+            digest: digest_of(&self.seen),
+            steps: self.steps,
+        }
     }
 }
 
-/// Why a speculative transaction cannot go on.
+/// Why a block's statement did not run.
 #[derive(Debug, thiserror::Error)]
-pub enum SpecError {
-    /// The state it read changed underneath (an entry was applied, a snapshot installed):
-    /// the transaction must be retried (40001).
+pub enum BlockError {
+    /// What the block saw no longer holds on the latest state (or the statement could not
+    /// run for the apply thread): the block can never commit, and must be retried (40001).
     #[error("{0}")]
-    Revoked(String),
+    Conflict(String),
+    /// The statement was cancelled (its client asked, or its statement timeout passed). It
+    /// was not recorded; the block is as it was before it.
+    #[error("canceling statement due to user request")]
+    Cancelled,
     /// A statement failed in a way that ends the whole transaction (its step budget ran out, a
     /// row id reached its maximum, SQLite rolled the transaction back): it can only be rolled
     /// back. Replaying it would end the same way on every replica.
@@ -245,81 +341,108 @@ pub enum SpecError {
     Fatal(#[from] Fatal),
 }
 
-struct SpecInner {
+/// Why one attempt at a block's statement ended without a result.
+enum Attempt {
+    /// The apply thread or a cancel stopped it.
+    Interrupted,
+    /// Step `n` (from 0) returned something else than its client saw.
+    Changed(usize),
+    Stop(Stop),
+}
+
+impl From<Stop> for Attempt {
+    fn from(s: Stop) -> Attempt {
+        Attempt::Stop(s)
+    }
+}
+
+impl From<Fatal> for Attempt {
+    fn from(f: Fatal) -> Attempt {
+        Attempt::Stop(Stop::Fatal(f))
+    }
+}
+
+/// What a block asks of the writer connection.
+pub enum Work {
+    /// Run a step and record it in the block.
+    Record(TxnStep),
+    /// Run a read without recording it: it changes nothing, and the randomness and steps it
+    /// uses are given back, so the recorded steps replay alike.
+    Read(Vec<Statement>),
+    /// Describe a statement against the block's state.
+    Describe(String),
+}
+
+/// What the writer connection did for a block.
+#[derive(Debug)]
+pub enum Done {
+    /// The result of a step or a read.
+    Ran(StepResult),
+    /// The columns and parameter count of a described statement, or why it cannot run.
+    Described(Result<(Vec<crate::exec::Column>, usize), ExecError>),
+}
+
+struct WriterInner {
     path: PathBuf,
-    /// The speculation connection, opened on first use, closed when a snapshot is installed.
+    /// The writer connection for blocks, opened on first use, closed when a snapshot is
+    /// installed.
     conn: Option<Connection>,
     cells: Cells,
-    /// Generation of the running speculation, if one runs.
-    active: Option<u64>,
-    next_generation: u64,
-    /// Why the last speculation was revoked.
-    revoked_because: String,
+    /// The block whose first `n` steps the connection's open SQLite transaction holds, and the
+    /// applied index of the state under them. The next statement of that block goes on from
+    /// there; anything else rolls it back first.
+    open: Option<Open>,
 }
 
-/// The node's one speculation slot: a second writable connection to the state database.
-pub struct Speculator {
-    inner: Mutex<SpecInner>,
-    /// Interrupts a running speculative statement when the apply thread needs the database.
-    interrupt: Mutex<Option<InterruptHandle>>,
-    /// The apply thread wants the database: a speculative statement stops (also one between
-    /// the SQLite statements of a step, where an interrupt alone would be lost: the
-    /// connection's progress handler reads this flag).
-    interrupted: Arc<AtomicBool>,
-    /// The running speculation's client went away: its statement stops the same way.
-    cancelled: Arc<AtomicBool>,
-}
-
-/// A running speculative transaction. Dropping it rolls it back.
-pub struct Speculation {
-    spec: Arc<Speculator>,
-    generation: u64,
-    base: Option<LogIndex>,
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Open {
+    block: u64,
+    steps: usize,
     applied: Option<LogIndex>,
-    stamp: Stamp,
-    steps: Vec<TxnStep>,
-    digest: Digest256,
 }
 
-/// What a finished speculation hands to the log: see [`crate::Command::Transaction`].
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct SpeculationRecord {
-    /// The last data-changing entry the transaction saw.
-    pub base: Option<LogIndex>,
-    /// Time and seed of the transaction.
-    pub stamp: Stamp,
-    /// The steps, in order.
-    pub steps: Vec<TxnStep>,
-    /// Digest of their results.
-    pub digest: String,
+/// Identifies one statement of a block while it runs, so it can be cancelled (and only it).
+#[derive(Clone, Default)]
+pub struct Ticket(Arc<AtomicBool>);
+
+/// The node's writer connection for transaction blocks: a second writable connection to the
+/// state database, used by one block statement at a time, each for as long as its replay and
+/// its statement take.
+pub struct BlockWriter {
+    inner: Mutex<WriterInner>,
+    /// Interrupts the statement running on the connection.
+    interrupt: Mutex<Option<InterruptHandle>>,
+    /// The apply thread wants the connection: a running statement stops (also one between the
+    /// SQLite statements of a step, where an interrupt alone would be lost: the connection's
+    /// progress handler reads this flag).
+    apply_wants: Arc<AtomicBool>,
+    /// The running statement was cancelled; read by the progress handler too.
+    cancel_running: Arc<AtomicBool>,
+    /// The ticket of the running statement.
+    running: Mutex<Option<Ticket>>,
 }
 
-impl Speculator {
-    pub(crate) fn new(path: PathBuf) -> Speculator {
-        Speculator {
-            inner: Mutex::new(SpecInner {
+impl BlockWriter {
+    pub(crate) fn new(path: PathBuf) -> BlockWriter {
+        BlockWriter {
+            inner: Mutex::new(WriterInner {
                 path,
                 conn: None,
                 cells: Cells::default(),
-                active: None,
-                next_generation: 1,
-                revoked_because: String::new(),
+                open: None,
             }),
             interrupt: Mutex::new(None),
-            interrupted: Arc::new(AtomicBool::new(false)),
-            cancelled: Arc::new(AtomicBool::new(false)),
+            apply_wants: Arc::new(AtomicBool::new(false)),
+            cancel_running: Arc::new(AtomicBool::new(false)),
+            running: Mutex::new(None),
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, SpecInner> {
+    fn lock(&self) -> MutexGuard<'_, WriterInner> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Ends the running speculation (if any) and keeps every new one out until the guard is
-    /// dropped. Called by the apply thread before it writes, and by snapshot installation
-    /// (`close` = true: the connection is closed, because it would keep the old file open).
-    pub(crate) fn hold_for_apply(&self, why: &str, close: bool) -> SpecHold<'_> {
-        self.interrupted.store(true, Ordering::SeqCst);
+    fn interrupt_now(&self) {
         if let Some(h) = self
             .interrupt
             .lock()
@@ -328,218 +451,196 @@ impl Speculator {
         {
             h.interrupt();
         }
+    }
+
+    /// Rolls back what the writer connection holds for a block, interrupting a statement
+    /// running on it, and keeps blocks out until the guard is dropped. Called by the apply
+    /// thread before it writes, and by snapshot installation (`close` = true: the connection
+    /// is closed, because it would keep the old file open). The interrupted statement starts
+    /// over once the guard is dropped.
+    pub(crate) fn hold_for_apply(&self, close: bool) -> WriterHold<'_> {
+        self.apply_wants.store(true, Ordering::SeqCst);
+        self.interrupt_now();
         let mut inner = self.lock();
-        if inner.active.take().is_some() {
-            if let Some(c) = &inner.conn {
-                let _ = c.execute_batch("ROLLBACK");
-            }
-            inner.revoked_because = why.to_string();
-            *self.interrupt.lock().unwrap_or_else(|p| p.into_inner()) = None;
-        }
-        self.interrupted.store(false, Ordering::SeqCst);
+        Self::drop_open(&mut inner);
+        self.apply_wants.store(false, Ordering::SeqCst);
         if close {
             inner.conn = None;
+            *self.interrupt.lock().unwrap_or_else(|p| p.into_inner()) = None;
         }
-        SpecHold { _inner: inner }
+        WriterHold { _inner: inner }
     }
 
-    /// Interrupts the running speculative statement, if any (its client went away). The
-    /// statement fails; the speculation is rolled back when it is dropped.
-    pub fn interrupt_running(&self) {
-        self.cancelled.store(true, Ordering::SeqCst);
-        if let Some(h) = self
-            .interrupt
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+    /// Cancels the statement that runs (or will run) with `ticket`: it fails with
+    /// [`BlockError::Cancelled`] and is not recorded.
+    pub fn cancel(&self, ticket: &Ticket) {
+        ticket.0.store(true, Ordering::SeqCst);
+        let running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        if running
             .as_ref()
+            .is_some_and(|r| Arc::ptr_eq(&r.0, &ticket.0))
         {
-            h.interrupt();
+            self.cancel_running.store(true, Ordering::SeqCst);
+            self.interrupt_now();
         }
     }
 
-    /// Starts a speculative transaction with `stamp` on the current applied state. If
-    /// `expect_base` is given (the transaction already read at that state), a different state
-    /// is a conflict.
-    pub fn begin(
-        self: &Arc<Self>,
-        stamp: Stamp,
-        expect_base: Option<Option<LogIndex>>,
-    ) -> Result<Speculation, SpecError> {
+    /// Forgets what the writer connection holds for `block` (the block ended).
+    pub fn forget(&self, block: &Block) {
         let mut inner = self.lock();
-        // A speculation whose client went away may still be finishing its statement (it was
-        // interrupted): wait for it to be dropped, briefly.
-        let deadline = std::time::Instant::now() + LEFTOVER_WAIT;
-        while inner.active.is_some() && std::time::Instant::now() < deadline {
-            drop(inner);
-            std::thread::sleep(std::time::Duration::from_millis(5));
-            inner = self.lock();
+        if inner.open.is_some_and(|o| o.block == block.id) {
+            Self::drop_open(&mut inner);
         }
-        if inner.active.is_some() {
-            return Err(SpecError::Revoked(
-                "another transaction is writing on this node".into(),
-            ));
+    }
+
+    /// Does `work` for `block` on the latest applied state: replays the block's steps (each
+    /// must return what its client saw, or the block conflicts), then runs the work. Returns
+    /// what it did and the applied index of the state it ran on. A statement the apply thread
+    /// interrupts starts over after the apply, up to [`STATEMENT_ATTEMPTS_MAX`] times.
+    pub fn run(
+        &self,
+        block: &mut Block,
+        work: Work,
+        ticket: &Ticket,
+    ) -> Result<(Done, Option<LogIndex>), BlockError> {
+        let mut interrupted = 0;
+        loop {
+            if ticket.0.load(Ordering::SeqCst) {
+                return Err(BlockError::Cancelled);
+            }
+            let mut inner = self.lock();
+            if self.apply_wants.load(Ordering::SeqCst) {
+                // The apply thread is about to take the connection: let it.
+                drop(inner);
+                std::thread::sleep(std::time::Duration::from_micros(200));
+                continue;
+            }
+            *self.running.lock().unwrap_or_else(|p| p.into_inner()) = Some(ticket.clone());
+            self.cancel_running
+                .store(ticket.0.load(Ordering::SeqCst), Ordering::SeqCst);
+            let r = self.attempt(&mut inner, block, &work);
+            let stopped = self.apply_wants.load(Ordering::SeqCst)
+                || self.cancel_running.load(Ordering::SeqCst);
+            *self.running.lock().unwrap_or_else(|p| p.into_inner()) = None;
+            self.cancel_running.store(false, Ordering::SeqCst);
+            let r = match r {
+                // A statement that was stopped may have failed for that reason alone.
+                Err(_) | Ok(_) if stopped => Err(Attempt::Interrupted),
+                r => r,
+            };
+            match r {
+                Ok((done, applied)) => {
+                    if let Work::Record(step) = work {
+                        let Done::Ran(result) = &done else {
+                            unreachable!("a recorded step runs")
+                        };
+                        block.record(step, result);
+                        if let Some(o) = inner.open.as_mut() {
+                            o.steps = block.steps.len();
+                        }
+                    }
+                    return Ok((done, applied));
+                }
+                Err(e) => {
+                    Self::drop_open(&mut inner);
+                    match e {
+                        Attempt::Interrupted if ticket.0.load(Ordering::SeqCst) => {
+                            return Err(BlockError::Cancelled)
+                        }
+                        Attempt::Interrupted => {
+                            interrupted += 1;
+                            if interrupted >= STATEMENT_ATTEMPTS_MAX {
+                                return Err(BlockError::Conflict(format!(
+                                    "the statement was interrupted {interrupted} times by concurrent writes being applied on this node"
+                                )));
+                            }
+                        }
+                        Attempt::Changed(n) => {
+                            return Err(BlockError::Conflict(format!(
+                                "statement {} of this transaction now returns different results: a concurrent write changed the data it read",
+                                n + 1
+                            )))
+                        }
+                        Attempt::Stop(Stop::Abort(e)) => return Err(BlockError::Aborted(e)),
+                        Attempt::Stop(Stop::Fatal(f)) => return Err(f.into()),
+                    }
+                }
+            }
         }
-        self.cancelled.store(false, Ordering::SeqCst);
+    }
+
+    /// Rolls back whatever SQLite transaction the writer connection holds. If SQLite refuses,
+    /// the connection is closed (closing rolls back), so the next statement never finds a
+    /// transaction it did not begin.
+    fn drop_open(inner: &mut WriterInner) {
+        inner.open = None;
+        if let Some(c) = &inner.conn {
+            if !c.is_autocommit() {
+                if let Err(e) = c.execute_batch("ROLLBACK") {
+                    tracing::warn!(error = %e, "rolling back a block's replay failed; reopening the writer connection");
+                    inner.conn = None;
+                }
+            }
+        }
+    }
+
+    /// One try: bring the connection to the block's state, then do the work.
+    fn attempt(
+        &self,
+        inner: &mut WriterInner,
+        block: &Block,
+        work: &Work,
+    ) -> Result<(Done, Option<LogIndex>), Attempt> {
         if inner.conn.is_none() {
-            let (apply, cancelled) = (self.interrupted.clone(), self.cancelled.clone());
+            let (apply, cancel) = (self.apply_wants.clone(), self.cancel_running.clone());
             let conn = crate::apply::open_writer(&inner.path, &inner.cells, move || {
-                apply.load(Ordering::Relaxed) || cancelled.load(Ordering::Relaxed)
+                apply.load(Ordering::Relaxed) || cancel.load(Ordering::Relaxed)
             })?;
+            *self.interrupt.lock().unwrap_or_else(|p| p.into_inner()) =
+                Some(conn.get_interrupt_handle());
             inner.conn = Some(conn);
         }
-        let inner = &mut *inner;
-        let Some(conn) = inner.conn.as_ref() else {
-            return Err(Fatal("speculation connection is not open".into()).into());
+        let WriterInner {
+            conn, cells, open, ..
+        } = inner;
+        let Some(conn) = conn.as_ref() else {
+            return Err(Fatal("the writer connection is not open".into()).into());
         };
-        let f = |what: &'static str| move |e: rusqlite::Error| Fatal(format!("{what}: {e}"));
-        conn.execute_batch("BEGIN IMMEDIATE")
-            .map_err(f("begin speculation"))?;
-        let read = (|| {
-            let base = meta::get_i64(conn, meta::KEY_LAST_WRITE_INDEX)?.map(|i| LogIndex(i as u64));
-            let applied = meta::get_i64(conn, meta::KEY_APPLIED_INDEX)?.map(|i| LogIndex(i as u64));
-            crate::sequences::load(conn, &inner.cells.sequences)?;
-            Ok::<_, rusqlite::Error>((base, applied))
-        })();
-        let (base, applied) = match read {
-            Ok(v) => v,
-            Err(e) => {
-                let _ = conn.execute_batch("ROLLBACK");
-                return Err(Fatal(format!("start speculation: {e}")).into());
-            }
-        };
-        if let Some(expected) = expect_base {
-            if expected != base {
-                let _ = conn.execute_batch("ROLLBACK");
-                return Err(SpecError::Revoked(format!(
-                    "the data this transaction read was changed by log entry {}",
-                    base.map(|b| b.to_string()).unwrap_or_default()
-                )));
-            }
-        }
-        // The whole transaction is one entry: one budget for all its steps, as at replay.
-        inner
-            .cells
-            .start_entry(&stamp, crate::limits::ENTRY_VM_STEPS_MAX);
-        let generation = inner.next_generation;
-        inner.next_generation += 1;
-        inner.active = Some(generation);
-        *self.interrupt.lock().unwrap_or_else(|p| p.into_inner()) =
-            Some(conn.get_interrupt_handle());
-        Ok(Speculation {
-            spec: self.clone(),
-            generation,
-            base,
-            applied,
-            stamp,
-            steps: Vec::new(),
-            digest: Digest256::default(),
-        })
-    }
-}
-
-/// Keeps speculations out while the apply thread writes.
-pub(crate) struct SpecHold<'a> {
-    _inner: MutexGuard<'a, SpecInner>,
-}
-
-impl Speculation {
-    /// The applied index of the state the speculation started from.
-    pub fn applied_index(&self) -> Option<LogIndex> {
-        self.applied
-    }
-
-    fn with_conn<T>(
-        &self,
-        f: impl FnOnce(&Connection, &Cells) -> Result<T, Stop>,
-    ) -> Result<T, SpecError> {
-        let mut inner = self.spec.lock();
-        if inner.active != Some(self.generation) {
-            return Err(SpecError::Revoked(if inner.revoked_because.is_empty() {
-                "the transaction was ended".into()
-            } else {
-                inner.revoked_because.clone()
-            }));
-        }
-        let Some(conn) = inner.conn.as_ref() else {
-            return Err(Fatal("speculation connection is not open".into()).into());
-        };
-        // The apply thread asked for the database (its interrupt would miss a statement
-        // that had not started yet): give way instead of making it wait for this one.
-        if self.spec.interrupted.load(Ordering::SeqCst) {
-            return Err(SpecError::Revoked(
-                "a concurrent change is being applied on this node".into(),
-            ));
-        }
-        match f(conn, &inner.cells) {
-            Ok(v) => Ok(v),
-            Err(Stop::Abort(e)) => {
-                // The transaction cannot go on: end it here (SQLite may have rolled it back
-                // already) so nothing runs outside it, and remember why.
+        let here = open.filter(|o| {
+            o.block == block.id && o.steps == block.steps.len() && !conn.is_autocommit()
+        });
+        let applied = match here {
+            Some(o) => o.applied,
+            None => {
+                let held = open.take();
                 if !conn.is_autocommit() {
-                    let _ = conn.execute_batch("ROLLBACK");
+                    if held.is_none() {
+                        tracing::warn!(
+                            "the block writer found a transaction nobody recorded; rolling it back"
+                        );
+                    }
+                    conn.execute_batch("ROLLBACK")
+                        .map_err(|e| Fatal(format!("roll back a block's replay: {e}")))?;
                 }
-                inner.active = None;
-                inner.revoked_because = e.message.clone();
-                *self
-                    .spec
-                    .interrupt
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner()) = None;
-                Err(SpecError::Aborted(e))
+                let applied = replay(conn, cells, block)?;
+                *open = Some(Open {
+                    block: block.id,
+                    steps: block.steps.len(),
+                    applied,
+                });
+                applied
             }
-            Err(_)
-                if self.spec.interrupted.load(Ordering::SeqCst)
-                    || self.spec.cancelled.load(Ordering::SeqCst) =>
-            {
-                Err(SpecError::Revoked(
-                    "the statement was stopped: a concurrent change is being applied, or its client went away".into(),
-                ))
+        };
+        let done = match work {
+            Work::Record(step) => Done::Ran(run_step(conn, step, cells)?),
+            Work::Read(statements) => {
+                let (stamp, steps) = (cells.stamp.save(), cells.budget.save());
+                let r = run_read(conn, statements, cells);
+                cells.stamp.restore(stamp);
+                cells.budget.restore(steps);
+                Done::Ran(r?)
             }
-            Err(Stop::Fatal(f)) => Err(f.into()),
-        }
-    }
-
-    /// Runs a step that may write, records it for the log, and returns its result.
-    pub fn execute(&mut self, step: TxnStep) -> Result<StepResult, SpecError> {
-        let r = self.with_conn(|conn, cells| run_step(conn, &step, cells))?;
-        self.digest.add(&r);
-        self.steps.push(step);
-        Ok(r)
-    }
-
-    /// Runs a read in the transaction (it sees the transaction's writes). Not recorded: it
-    /// changes nothing, and the randomness it draws is given back, so the recorded steps
-    /// replay alike.
-    pub fn query(&mut self, statements: &[Statement]) -> Result<StepResult, SpecError> {
-        self.with_conn(|conn, cells| {
-            // Neither the randomness nor the steps of a read count: replay does not run it.
-            let (stamp, steps) = (cells.stamp.save(), cells.budget.save());
-            // A read's rows go to its client only: it gets a read's result limit.
-            let room = std::mem::replace(
-                &mut *cells.room.lock().unwrap_or_else(|p| p.into_inner()),
-                ResultRoom::new(crate::limits::READ_RESULT_BYTES_MAX),
-            );
-            let mut last = Ok(Ok(StatementResult::default()));
-            for s in statements {
-                last = run_statement(conn, s, cells);
-                if !matches!(last, Ok(Ok(_))) {
-                    break;
-                }
-            }
-            cells.stamp.restore(stamp);
-            cells.budget.restore(steps);
-            *cells.room.lock().unwrap_or_else(|p| p.into_inner()) = room;
-            last
-        })
-    }
-
-    /// Describes a statement against the transaction's state (a table it created is there).
-    pub fn describe(
-        &mut self,
-        sql: &str,
-    ) -> Result<Result<(Vec<crate::exec::Column>, usize), ExecError>, SpecError> {
-        self.with_conn(|conn, _| {
-            Ok(match conn.prepare_cached(sql) {
+            Work::Describe(sql) => Done::Described(match conn.prepare_cached(sql) {
                 Ok(s) => Ok((
                     s.columns()
                         .map(|c| crate::exec::Column {
@@ -550,53 +651,43 @@ impl Speculation {
                     s.parameter_count(),
                 )),
                 Err(e) => Err(crate::error::sqlstate_of(&e)),
-            })
-        })
-    }
-
-    /// Whether a step that writes was recorded.
-    pub fn has_steps(&self) -> bool {
-        self.steps.iter().any(|s| matches!(s, TxnStep::Sql(_)))
-    }
-
-    /// Rolls the speculation back and returns what to propose.
-    pub fn finish(mut self) -> Result<SpeculationRecord, SpecError> {
-        self.with_conn(|conn, _| {
-            conn.execute_batch("ROLLBACK")
-                .map_err(|e| Stop::Fatal(Fatal(format!("end speculation: {e}"))))
-        })?;
-        self.release();
-        Ok(SpeculationRecord {
-            base: self.base,
-            stamp: self.stamp,
-            steps: std::mem::take(&mut self.steps),
-            digest: std::mem::take(&mut self.digest).hex(),
-        })
-    }
-
-    fn release(&mut self) {
-        let mut inner = self.spec.lock();
-        if inner.active == Some(self.generation) {
-            if let Some(c) = &inner.conn {
-                // Rolls back if still open; after `finish` there is nothing to roll back.
-                if !c.is_autocommit() {
-                    let _ = c.execute_batch("ROLLBACK");
-                }
+            }),
+        };
+        if let Done::Ran(_) = &done {
+            if conn.is_autocommit() {
+                // SQLite ended the transaction (it does for some failures): the next statement
+                // replays from the start.
+                *open = None;
             }
-            inner.active = None;
-            *self
-                .spec
-                .interrupt
-                .lock()
-                .unwrap_or_else(|p| p.into_inner()) = None;
         }
+        Ok((done, applied))
     }
 }
 
-impl Drop for Speculation {
-    fn drop(&mut self) {
-        self.release();
+/// Opens a SQLite transaction on the latest applied state and replays `block`'s steps on it,
+/// checking each result against the one its client saw. Returns the applied index.
+fn replay(conn: &Connection, cells: &Cells, block: &Block) -> Result<Option<LogIndex>, Attempt> {
+    let f = |what: &'static str| move |e: rusqlite::Error| Fatal(format!("{what}: {e}"));
+    conn.execute_batch("BEGIN IMMEDIATE")
+        .map_err(f("begin a block's replay"))?;
+    let applied = meta::get_i64(conn, meta::KEY_APPLIED_INDEX)
+        .map_err(f("read applied index"))?
+        .map(|i| LogIndex(i as u64));
+    crate::sequences::load(conn, &cells.sequences).map_err(f("load sequences"))?;
+    // The whole block is one entry: one budget for all its steps, as at apply.
+    cells.start_entry(&block.stamp, crate::limits::ENTRY_VM_STEPS_MAX);
+    for (n, (step, seen)) in block.steps.iter().zip(&block.seen).enumerate() {
+        let r = run_step(conn, step, cells)?;
+        if result_hash(&r) != *seen {
+            return Err(Attempt::Changed(n));
+        }
     }
+    Ok(applied)
+}
+
+/// Keeps blocks off the writer connection while the apply thread writes.
+pub(crate) struct WriterHold<'a> {
+    _inner: MutexGuard<'a, WriterInner>,
 }
 
 #[cfg(test)]
@@ -607,15 +698,11 @@ mod tests {
     use crate::command::EntryHeader;
     use crate::command::{Command, Value};
 
-    fn commit(spec: Speculation) -> Command {
-        let r = spec.finish().unwrap();
+    fn commit(block: Block) -> Command {
         Command::Transaction {
             header: Some(EntryHeader::current()),
             request_id: None,
-            stamp: r.stamp,
-            base: r.base,
-            steps: r.steps,
-            digest: r.digest,
+            record: block.finish(),
         }
     }
 
@@ -630,6 +717,22 @@ mod tests {
             .collect()
     }
 
+    /// Runs and records a step.
+    fn step(spec: &BlockWriter, b: &mut Block, s: TxnStep) -> Result<StepResult, BlockError> {
+        match spec.run(b, Work::Record(s), &Ticket::default())?.0 {
+            Done::Ran(r) => Ok(r),
+            Done::Described(_) => unreachable!(),
+        }
+    }
+
+    fn ok(spec: &BlockWriter, b: &mut Block, s: TxnStep) -> StatementResult {
+        step(spec, b, s).unwrap().unwrap()
+    }
+
+    fn sqlstate(o: &crate::Outcome) -> Option<&str> {
+        o.error.as_ref().map(|(_, e)| e.sqlstate.as_str())
+    }
+
     #[test]
     fn sequence_values_survive_rollback_to_a_savepoint_before_a_drop() {
         let dir = tempfile::tempdir().unwrap();
@@ -641,30 +744,26 @@ mod tests {
             statements: pg("CREATE SEQUENCE s"),
         };
         assert_eq!(apply(&mut sm, 1, &create).error, None);
-        let spec = sm.speculator();
-        let mut s = spec.begin(Stamp::default(), None).unwrap();
-        // Runs a step that must succeed.
-        let ok = |s: &mut Speculation, step: TxnStep| s.execute(step).unwrap().unwrap();
-        let next = |s: &mut Speculation| ok(s, TxnStep::Sql(pg("SELECT nextval('s')"))).rows;
-        assert_eq!(next(&mut s), vec![vec![Value::Integer(1)]]);
-        ok(&mut s, TxnStep::Savepoint("_sqlkeeper_sp_0".into()));
-        ok(&mut s, TxnStep::Sql(pg("DROP SEQUENCE s")));
-        ok(&mut s, TxnStep::RollbackTo("_sqlkeeper_sp_0".into()));
+        let spec = sm.block_writer();
+        let mut b = Block::new(Stamp::default());
+        let next = |b: &mut Block| ok(&spec, b, TxnStep::Sql(pg("SELECT nextval('s')"))).rows;
+        assert_eq!(next(&mut b), vec![vec![Value::Integer(1)]]);
+        ok(&spec, &mut b, TxnStep::Savepoint("_sqlkeeper_sp_0".into()));
+        ok(&spec, &mut b, TxnStep::Sql(pg("DROP SEQUENCE s")));
+        ok(&spec, &mut b, TxnStep::RollbackTo("_sqlkeeper_sp_0".into()));
         assert_eq!(
-            next(&mut s),
+            next(&mut b),
             vec![vec![Value::Integer(2)]],
             "the sequence is back, with its value"
         );
-        ok(&mut s, TxnStep::Savepoint("_sqlkeeper_sp_1".into()));
-        ok(&mut s, TxnStep::Sql(pg("CREATE SEQUENCE t")));
-        ok(&mut s, TxnStep::RollbackTo("_sqlkeeper_sp_1".into()));
-        let e = s
-            .execute(TxnStep::Sql(pg("SELECT nextval('t')")))
+        ok(&spec, &mut b, TxnStep::Savepoint("_sqlkeeper_sp_1".into()));
+        ok(&spec, &mut b, TxnStep::Sql(pg("CREATE SEQUENCE t")));
+        ok(&spec, &mut b, TxnStep::RollbackTo("_sqlkeeper_sp_1".into()));
+        let e = step(&spec, &mut b, TxnStep::Sql(pg("SELECT nextval('t')")))
             .unwrap()
             .unwrap_err();
         assert_eq!(e.sqlstate, "42P01", "a creation rolled back is gone");
-        let cmd = commit(s);
-        assert_eq!(apply(&mut sm, 2, &cmd).error, None);
+        assert_eq!(apply(&mut sm, 2, &commit(b)).error, None);
         let after = Command::Execute {
             header: Some(EntryHeader::current()),
             request_id: None,
@@ -678,7 +777,7 @@ mod tests {
     }
 
     #[test]
-    fn speculation_replays_to_the_same_results_and_conflicts_are_refused() {
+    fn a_block_replays_to_the_same_results_and_commits_unless_what_it_saw_changed() {
         let dir = tempfile::tempdir().unwrap();
         let mut sm = StateMachine::open(dir.path()).unwrap();
         apply(
@@ -688,95 +787,145 @@ mod tests {
                 "CREATE TABLE t (id INTEGER PRIMARY KEY AUTOINCREMENT, v INTEGER UNIQUE, r REAL)",
             ),
         );
-        let spec = sm.speculator();
+        let spec = sm.block_writer();
         let stamp = Stamp {
             unix_micros: 5,
             seed: 42,
         };
 
-        let mut s = spec.begin(stamp, None).unwrap();
-        let r = s
-            .execute(TxnStep::Sql(vec![sql(
+        let mut b = Block::new(stamp);
+        let r = ok(
+            &spec,
+            &mut b,
+            TxnStep::Sql(vec![sql(
                 "INSERT INTO t (v, r) VALUES (1, random()) RETURNING id",
-            )]))
-            .unwrap()
-            .unwrap();
-        assert_eq!(r.rows, vec![vec![Value::Integer(1)]]);
-        // A failed statement is undone alone and recorded; the read sees the transaction's row.
-        assert_eq!(
-            s.execute(TxnStep::Sql(vec![sql("INSERT INTO t (v) VALUES (1)")]))
-                .unwrap()
-                .unwrap_err()
-                .sqlstate,
-            "23505"
+            )]),
         );
-        let seen = s
-            .query(&[sql("SELECT count(*), random() FROM t")])
-            .unwrap()
+        assert_eq!(r.rows, vec![vec![Value::Integer(1)]]);
+        // A failed statement is undone alone and recorded; a read sees the block's row and
+        // gives back the randomness it drew.
+        let failed = step(
+            &spec,
+            &mut b,
+            TxnStep::Sql(vec![sql("INSERT INTO t (v) VALUES (1)")]),
+        );
+        assert_eq!(failed.unwrap().unwrap_err().sqlstate, "23505");
+        let stmts = [sql("SELECT count(*), random() FROM t")];
+        let (seen, _) = spec
+            .run(&mut b, Work::Read(stmts.to_vec()), &Ticket::default())
             .unwrap();
+        let Done::Ran(Ok(seen)) = seen else { panic!() };
         assert_eq!(seen.rows[0][0], Value::Integer(1));
-        s.execute(TxnStep::Savepoint("a".into())).unwrap().unwrap();
-        s.execute(TxnStep::Sql(vec![sql(
-            "INSERT INTO t (v, r) VALUES (2, random())",
-        )]))
-        .unwrap()
-        .unwrap();
-        s.execute(TxnStep::RollbackTo("a".into())).unwrap().unwrap();
-        s.execute(TxnStep::Sql(vec![sql(
-            "INSERT INTO t (v, r) VALUES (3, random())",
-        )]))
-        .unwrap()
-        .unwrap();
-        let cmd = commit(s);
+        ok(&spec, &mut b, TxnStep::Savepoint("a".into()));
+        ok(
+            &spec,
+            &mut b,
+            TxnStep::Sql(vec![sql("INSERT INTO t (v, r) VALUES (2, random())")]),
+        );
+        ok(&spec, &mut b, TxnStep::RollbackTo("a".into()));
+        // The apply thread takes the connection between two statements: the next one replays.
+        drop(spec.hold_for_apply(false));
+        ok(
+            &spec,
+            &mut b,
+            TxnStep::Sql(vec![sql("INSERT INTO t (v, r) VALUES (3, random())")]),
+        );
+        let cmd = commit(b);
         // Nothing is visible before the entry applies.
         let n = sm
             .read_pool()
             .read(|_| {}, |v| Ok(v.query(&sql("SELECT count(*) FROM t"))?))
             .unwrap();
         assert_eq!(n.rows, vec![vec![Value::Integer(0)]]);
-        let o = apply(&mut sm, 3, &cmd);
-        assert_eq!(o.error, None);
+        assert_eq!(apply(&mut sm, 3, &cmd).error, None);
         let o = apply(&mut sm, 4, &exec("SELECT v FROM t ORDER BY v"));
         assert_eq!(
             o.results[0].rows,
             vec![vec![Value::Integer(1)], vec![Value::Integer(3)]]
         );
 
-        // A write between the speculation and its entry: 40001, nothing applied.
-        let mut s = spec.begin(stamp, None).unwrap();
-        s.execute(TxnStep::Sql(vec![sql("INSERT INTO t (v) VALUES (10)")]))
-            .unwrap()
-            .unwrap();
-        let cmd = commit(s);
+        // A write to rows the block did not see, between its statements and its entry: it
+        // commits all the same.
+        let mut b = Block::new(stamp);
+        ok(
+            &spec,
+            &mut b,
+            TxnStep::Sql(vec![sql("UPDATE t SET r = 0.5 WHERE v = 1")]),
+        );
         apply(&mut sm, 5, &exec("INSERT INTO t (v) VALUES (11)"));
-        let o = apply(&mut sm, 6, &cmd);
-        assert_eq!(o.error.unwrap().1.sqlstate, "40001");
+        ok(
+            &spec,
+            &mut b,
+            TxnStep::Sql(vec![sql("INSERT INTO t (v) VALUES (10)")]),
+        );
+        apply(&mut sm, 6, &exec("INSERT INTO t (v) VALUES (12)"));
+        assert_eq!(apply(&mut sm, 7, &commit(b)).error, None);
 
-        // A tampered digest is refused on apply.
-        let s = {
-            let mut s = spec.begin(stamp, None).unwrap();
-            s.execute(TxnStep::Sql(vec![sql("INSERT INTO t (v) VALUES (20)")]))
-                .unwrap()
-                .unwrap();
-            s
-        };
-        let mut cmd = commit(s);
-        if let Command::Transaction { digest, .. } = &mut cmd {
-            *digest = "00".into();
-        }
-        let o = apply(&mut sm, 7, &cmd);
-        assert_eq!(o.error.unwrap().1.sqlstate, "XX000");
-        let o = apply(&mut sm, 8, &exec("SELECT count(*) FROM t WHERE v = 20"));
+        // A write that changes what the block saw before the entry applies: 40001, nothing
+        // applied.
+        let mut b = Block::new(stamp);
+        let n = ok(
+            &spec,
+            &mut b,
+            TxnStep::Read(vec![sql("SELECT count(*) FROM t")]),
+        );
+        assert_eq!(n.rows, vec![vec![Value::Integer(5)]]);
+        ok(
+            &spec,
+            &mut b,
+            TxnStep::Sql(vec![sql("INSERT INTO t (v) VALUES (20)")]),
+        );
+        let cmd = commit(b);
+        apply(&mut sm, 8, &exec("INSERT INTO t (v) VALUES (21)"));
+        assert_eq!(sqlstate(&apply(&mut sm, 9, &cmd)), Some("40001"));
+        let o = apply(&mut sm, 10, &exec("SELECT count(*) FROM t WHERE v = 20"));
         assert_eq!(o.results[0].rows, vec![vec![Value::Integer(0)]]);
 
-        // The same conflict inside one apply batch: the check sees the entry just before it,
-        // however the log was cut into batches.
-        let mut s = spec.begin(stamp, None).unwrap();
-        s.execute(TxnStep::Sql(vec![sql("INSERT INTO t (v) VALUES (40)")]))
-            .unwrap()
-            .unwrap();
-        let txn = commit(s);
-        let other = exec("INSERT INTO t (v) VALUES (41)");
+        // ... and the block's next statement already sees it.
+        let mut b = Block::new(stamp);
+        ok(
+            &spec,
+            &mut b,
+            TxnStep::Read(vec![sql("SELECT count(*) FROM t")]),
+        );
+        apply(&mut sm, 11, &exec("DELETE FROM t WHERE v = 21"));
+        assert!(matches!(
+            step(
+                &spec,
+                &mut b,
+                TxnStep::Sql(vec![sql("INSERT INTO t (v) VALUES (30)")])
+            ),
+            Err(BlockError::Conflict(_))
+        ));
+
+        // A tampered digest is refused on apply.
+        let mut b = Block::new(stamp);
+        ok(
+            &spec,
+            &mut b,
+            TxnStep::Sql(vec![sql("INSERT INTO t (v) VALUES (40)")]),
+        );
+        let mut cmd = commit(b);
+        if let Command::Transaction { record, .. } = &mut cmd {
+            record.digest = "00".into();
+        }
+        assert_eq!(sqlstate(&apply(&mut sm, 12, &cmd)), Some("40001"));
+
+        // The same conflict inside one apply batch: the check is the replay at the entry's
+        // place, however the log was cut into batches.
+        let mut b = Block::new(stamp);
+        ok(
+            &spec,
+            &mut b,
+            TxnStep::Read(vec![sql("SELECT max(v) FROM t")]),
+        );
+        ok(
+            &spec,
+            &mut b,
+            TxnStep::Sql(vec![sql("INSERT INTO t (v) VALUES (50)")]),
+        );
+        let txn = commit(b);
+        let other = exec("INSERT INTO t (v) VALUES (51)");
         let items = [
             ApplyItem {
                 index: LogIndex(20),
@@ -788,24 +937,39 @@ mod tests {
             },
         ];
         let outcomes = sm.apply_batch(&items, &RaftMeta::default()).unwrap();
-        assert_eq!(
-            outcomes[1]
-                .as_ref()
-                .unwrap()
-                .error
-                .as_ref()
-                .unwrap()
-                .1
-                .sqlstate,
-            "40001"
-        );
+        assert_eq!(sqlstate(outcomes[1].as_ref().unwrap()), Some("40001"));
+    }
 
-        // Applying an entry revokes a running speculation.
-        let mut s = spec.begin(stamp, None).unwrap();
-        apply(&mut sm, 22, &exec("INSERT INTO t (v) VALUES (30)"));
-        assert!(matches!(
-            s.execute(TxnStep::Sql(vec![sql("INSERT INTO t (v) VALUES (31)")])),
-            Err(SpecError::Revoked(_))
-        ));
+    #[test]
+    fn a_cancelled_statement_is_not_recorded_and_the_block_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sm = StateMachine::open(dir.path()).unwrap();
+        apply(&mut sm, 1, &exec("CREATE TABLE t (v INTEGER)"));
+        let spec = sm.block_writer();
+        let mut b = Block::new(Stamp::default());
+        ok(
+            &spec,
+            &mut b,
+            TxnStep::Sql(vec![sql("INSERT INTO t VALUES (1)")]),
+        );
+        let ticket = Ticket::default();
+        spec.cancel(&ticket);
+        let r = spec.run(
+            &mut b,
+            Work::Record(TxnStep::Sql(vec![sql("INSERT INTO t VALUES (2)")])),
+            &ticket,
+        );
+        assert!(matches!(r, Err(BlockError::Cancelled)));
+        ok(
+            &spec,
+            &mut b,
+            TxnStep::Sql(vec![sql("INSERT INTO t VALUES (3)")]),
+        );
+        assert_eq!(apply(&mut sm, 2, &commit(b)).error, None);
+        let o = apply(&mut sm, 3, &exec("SELECT v FROM t ORDER BY v"));
+        assert_eq!(
+            o.results[0].rows,
+            vec![vec![Value::Integer(1)], vec![Value::Integer(3)]]
+        );
     }
 }

@@ -242,6 +242,18 @@ impl Backend {
     }
 
     async fn read_one(&self, t: &Translated, params: Vec<Value>) -> Result<Produced, ClientError> {
+        self.read_one_at(t, params, sqlkeeper_engine::local_stamp())
+            .await
+    }
+
+    /// A read on the latest state this node has (after the session's consistency wait), with
+    /// the time and randomness of `stamp`.
+    pub(crate) async fn read_one_at(
+        &self,
+        t: &Translated,
+        params: Vec<Value>,
+        stamp: sqlkeeper_engine::Stamp,
+    ) -> Result<Produced, ClientError> {
         self.before_read().await?;
         let stmts: Vec<Statement> = t
             .sqlite
@@ -255,7 +267,7 @@ impl Backend {
         let timeout = self.session().statement_timeout();
         let (mut results, applied) = self
             .node
-            .read(timeout, move |view| {
+            .read_at(stamp, timeout, move |view| {
                 let mut out = Vec::with_capacity(stmts.len());
                 for s in &stmts {
                     out.push(view.query(s).map_err(EngineError::from)?);

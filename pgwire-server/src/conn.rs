@@ -53,25 +53,25 @@ pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
 /// pgbouncer's `server_idle_timeout` are 10 min, HikariCP's `maxLifetime` 30 min), so a pool
 /// retires its connections first; and short enough that connections a client leaked give
 /// their slot back within the hour. Inside a block `idle_in_transaction_session_timeout`
-/// decides instead, because the block holds a snapshot or the node's write slot.
+/// decides instead, because the block may hold a read view.
 pub const IDLE_SESSION_TIMEOUT: Duration = Duration::from_secs(60 * 60);
 
 /// Longest gap in the middle of a message (the type byte came, the rest did not). A client
 /// that started a message and then sends nothing for a minute is broken; until this passes
-/// it holds the bytes it sent and, inside a block, the block's write slot. PostgreSQL waits
+/// it holds the bytes it sent and its connection slot, and maybe a block's read view. PostgreSQL waits
 /// forever; TCP keepalive would only notice a dead peer, not a stalled one.
 pub const PARTIAL_MESSAGE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Longest time a send to the client may make no progress (the client does not read).
 /// PostgreSQL has no such bound (`tcp_user_timeout` is off by default); we add one because a
-/// session blocked on a send may hold its transaction block's write slot, which stops every
-/// write on the node. 60 s is the default `idle_in_transaction_session_timeout`: a client
+/// session blocked on a send holds a connection slot and maybe a block's read view, which
+/// keeps the write-ahead log from being recycled. 60 s is the default `idle_in_transaction_session_timeout`: a client
 /// that does not read for as long as a block may sit idle is treated like an idle one.
 pub const SEND_STALL_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Idle time before the first TCP keepalive probe. The OS default is 2 hours; a client
 /// whose machine vanished (power loss, a partition) would hold its slot, and maybe a block's
-/// write slot, that long. With the interval and count below a dead peer is found in 2 min.
+/// read view, that long. With the interval and count below a dead peer is found in 2 min.
 pub const KEEPALIVE_IDLE: Duration = Duration::from_secs(60);
 /// Time between unanswered keepalive probes.
 pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);

@@ -12,7 +12,8 @@ const DEFAULTS: &[(&str, &str)] = &[
     ("application_name", ""),
     ("client_encoding", "UTF8"),
     ("datestyle", "ISO, MDY"),
-    ("default_transaction_isolation", "serializable"),
+    ("default_transaction_isolation", "read committed"),
+    ("default_transaction_read_only", "off"),
     ("extra_float_digits", "1"),
     ("idle_in_transaction_session_timeout", "1min"),
     ("integer_datetimes", "on"),
@@ -28,9 +29,11 @@ const DEFAULTS: &[(&str, &str)] = &[
     ("standard_conforming_strings", "on"),
     ("statement_timeout", "0"),
     ("timezone", "UTC"),
-    ("transaction isolation level", "serializable"),
-    ("transaction_isolation", "serializable"),
 ];
+
+/// Names of the current block's isolation level: outside a block they show the session's
+/// default, inside one the block answers (`txn.rs`).
+const TRANSACTION_ISOLATION: &[&str] = &["transaction_isolation", "transaction isolation level"];
 
 /// Settings that cannot be changed, because the node's behaviour does not depend on them.
 const READ_ONLY: &[&str] = &[
@@ -58,11 +61,10 @@ pub(crate) enum ReadConsistency {
 const SETTING_DURATION_MS_MAX: f64 = i32::MAX as f64;
 
 /// Longest a session may sit idle inside a transaction block, whatever its
-/// `idle_in_transaction_session_timeout` says (0, "off", included): a block holds a read view
-/// (which keeps the write-ahead log from being recycled) or the node's write slot. Ten minutes
-/// is far beyond what an application or a person at psql needs between two statements of one
-/// block. A block holding the write slot is ended much sooner if other writes wait for it
-/// (`txn::WRITER_IDLE_PREEMPT`).
+/// `idle_in_transaction_session_timeout` says (0, "off", included): a `REPEATABLE READ` or
+/// `SERIALIZABLE` block may hold a read view, which keeps the write-ahead log from being
+/// recycled. Ten minutes is far beyond what an application or a person at psql needs between
+/// two statements of one block.
 pub(crate) const IDLE_IN_TRANSACTION_MAX: Duration = Duration::from_secs(10 * 60);
 
 /// Longest a read may run, whatever `statement_timeout` says (0, "off", included): a running
@@ -96,6 +98,15 @@ pub(crate) fn parse_duration(v: &str) -> Option<Duration> {
     };
     (ms.is_finite() && (0.0..=SETTING_DURATION_MS_MAX).contains(&ms))
         .then(|| Duration::from_micros((ms * 1000.0) as u64))
+}
+
+/// A boolean setting's value as Postgres reads it.
+fn parse_bool(v: &str) -> Option<bool> {
+    match v.trim().trim_matches('\'').to_ascii_lowercase().as_str() {
+        "on" | "true" | "yes" | "1" | "t" | "y" => Some(true),
+        "off" | "false" | "no" | "0" | "f" | "n" => Some(false),
+        _ => None,
+    }
 }
 
 /// The session of one client connection.
@@ -146,6 +157,20 @@ impl Session {
         bounded(self.show("statement_timeout"), STATEMENT_TIMEOUT_MAX)
     }
 
+    /// The isolation level of blocks that do not name one (`default_transaction_isolation`).
+    pub(crate) fn default_isolation(&self) -> sqlkeeper_sql::Isolation {
+        self.show("default_transaction_isolation")
+            .and_then(|v| sqlkeeper_sql::Isolation::parse(&v))
+            .unwrap_or(sqlkeeper_sql::Isolation::ReadCommitted)
+    }
+
+    /// Whether blocks are read-only unless they say otherwise
+    /// (`default_transaction_read_only`).
+    pub(crate) fn default_read_only(&self) -> bool {
+        self.show("default_transaction_read_only")
+            .is_some_and(|v| parse_bool(&v) == Some(true))
+    }
+
     pub(crate) fn max_staleness(&self) -> Option<Duration> {
         self.show("sqlkeeper.max_staleness")
             .and_then(|v| parse_duration(&v))
@@ -155,6 +180,9 @@ impl Session {
         let name = name.to_ascii_lowercase();
         if name == "sqlkeeper.log_index" {
             return Some(self.token.to_string());
+        }
+        if TRANSACTION_ISOLATION.contains(&name.as_str()) {
+            return self.show("default_transaction_isolation");
         }
         if let Some(v) = self.settings.get(&name) {
             return Some(v.clone());
@@ -176,6 +204,10 @@ impl Session {
         if READ_ONLY.contains(&name.as_str()) {
             return Err(("55P02", format!("parameter \"{name}\" cannot be changed")));
         }
+        if TRANSACTION_ISOLATION.contains(&name.as_str()) {
+            // Outside a block: Postgres warns and changes nothing.
+            return Ok(());
+        }
         let known = DEFAULTS.iter().any(|(k, _)| *k == name);
         if !known && (!name.contains('.') || name.starts_with("sqlkeeper.")) {
             return Err((
@@ -195,6 +227,18 @@ impl Session {
                     if !matches!(v.as_str(), "sequential" | "linearizable" | "stale") =>
                 {
                     return Err(invalid());
+                }
+                "default_transaction_isolation" => {
+                    let i = sqlkeeper_sql::Isolation::parse(v).ok_or_else(invalid)?;
+                    // Stored as Postgres spells it in SHOW.
+                    self.settings.insert(name, i.name().to_string());
+                    return Ok(());
+                }
+                "default_transaction_read_only" => {
+                    let on = parse_bool(v).ok_or_else(invalid)?;
+                    self.settings
+                        .insert(name, if on { "on" } else { "off" }.to_string());
+                    return Ok(());
                 }
                 "idle_in_transaction_session_timeout" | "statement_timeout" => {
                     parse_duration(v).ok_or_else(invalid)?;

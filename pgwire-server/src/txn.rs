@@ -1,27 +1,19 @@
-//! Transaction blocks of one connection: `BEGIN` ... `COMMIT`, savepoints, the aborted state,
-//! and the idle timeout. The replicated side (speculation, the write slot, the commit entry)
-//! is the node's; this module decides, per statement, where it runs and what the client sees.
-//! Design and limits: `docs/transactions.md`.
+//! Transaction blocks of one connection: `BEGIN` ... `COMMIT`, isolation levels,
+//! savepoints, the aborted state, and the idle timeout. This module decides, per statement,
+//! where it runs and what is recorded; the node runs a block's statements on its writer
+//! connection for blocks (`Node::run_block`) and replicates the block at `COMMIT`. Nothing is
+//! held for a block while its client thinks. Design and limits: `docs/transactions.md`.
 
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use pgwire::messages::response::TransactionStatus;
-use sqlkeeper_engine::{HeldRead, Speculation, Statement, TxnStep, Value};
-use sqlkeeper_raft::WriteSlot;
-use sqlkeeper_sql::{StatementKind, Translated, TxnOp};
+use sqlkeeper_engine::{Block, Done, HeldRead, Statement, TxnStep, Value, Work};
+use sqlkeeper_sql::{Isolation, SessionOp, StatementKind, Translated, TxnOp};
 use tokio::task::JoinHandle;
 
 use crate::backend::{Backend, Produced};
 use crate::errors::ClientError;
-
-/// How long a block may sit idle holding this node's write slot while other writes wait for
-/// it. Other writes wait for the slot for at most 10 s (`WRITE_SLOT_WAIT`) before they fail;
-/// one second of an idle holder is already long for a block that a program runs.
-pub(crate) const WRITER_IDLE_PREEMPT: Duration = Duration::from_secs(1);
-
-/// How often an idle writing block checks whether writes wait for its slot.
-const PREEMPT_CHECK: Duration = Duration::from_millis(100);
 
 /// Where a connection stands with respect to transaction blocks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,25 +26,27 @@ pub(crate) enum Phase {
     Failed,
 }
 
-/// The writing part of a transaction: this node's write slot and the speculation.
-pub(crate) struct Writer {
-    slot: WriteSlot,
-    /// `None` while a statement runs on it (it is moved into a blocking task).
-    spec: Option<Speculation>,
-}
-
 /// One connection's transaction block.
 pub(crate) struct Txn {
     pub(crate) phase: Phase,
     read_only: bool,
+    isolation: Isolation,
+    /// A statement ran in the block: its isolation level is fixed.
+    started: bool,
     /// Savepoint names, innermost last (Postgres allows repeating a name).
     savepoints: Vec<String>,
-    /// The snapshot of a block that has only read so far.
+    /// The block's replicated part (stamp, recorded steps), from `BEGIN` on. Shared with the
+    /// task that runs a statement on the writer connection, so a cancelled statement leaves
+    /// the block as it was.
+    block: Option<Arc<Mutex<Block>>>,
+    /// The read view of a `REPEATABLE READ` or `SERIALIZABLE` block, from its first read
+    /// until its first statement on the writer connection.
     held: Option<Arc<HeldRead>>,
-    /// Set from the first write on.
-    writer: Option<Writer>,
-    /// Why the block can never commit (its speculation was revoked): every later `ROLLBACK TO`
-    /// repeats it.
+    /// A statement of the block ran on the writer connection: every later one does too, so
+    /// it sees the block's writes.
+    on_writer: bool,
+    /// Why the block can never commit (what it saw changed, its budget ran out): every later
+    /// statement but `ROLLBACK` repeats it.
     doomed: Option<ClientError>,
     /// Bumped whenever a statement starts: an idle timer of an older generation does nothing.
     generation: u64,
@@ -66,9 +60,12 @@ impl Default for Txn {
         Txn {
             phase: Phase::Idle,
             read_only: false,
+            isolation: Isolation::ReadCommitted,
+            started: false,
             savepoints: Vec::new(),
+            block: None,
             held: None,
-            writer: None,
+            on_writer: false,
             doomed: None,
             generation: 0,
             idle_timer: None,
@@ -82,29 +79,7 @@ impl Drop for Txn {
         if let Some(t) = self.idle_timer.take() {
             t.abort();
         }
-        self.release();
-    }
-}
-
-/// Ends a speculation, then frees the write slot, off the async workers: rolling back waits
-/// for the apply thread's batch, and closing a read view waits out a snapshot installation.
-fn release_in_background(held: Option<Arc<HeldRead>>, writer: Option<Writer>) {
-    if held.is_none() && writer.is_none() {
-        return;
-    }
-    let work = move || {
-        drop(held);
-        if let Some(Writer { slot, spec }) = writer {
-            // The speculation first: the next writer must not find it still running.
-            drop(spec);
-            drop(slot);
-        }
-    };
-    match tokio::runtime::Handle::try_current() {
-        Ok(h) => {
-            h.spawn_blocking(work);
-        }
-        Err(_) => work(),
+        self.release(None);
     }
 }
 
@@ -118,17 +93,37 @@ impl Txn {
         }
     }
 
-    /// Ends the block: the speculation is rolled back, the slot and the snapshot released.
-    fn end(&mut self) {
+    /// Ends the block: its read view is closed and the writer connection forgets it.
+    fn end(&mut self, node: Option<&Arc<sqlkeeper_raft::Node>>) {
         self.phase = Phase::Idle;
         self.read_only = false;
+        self.started = false;
+        self.on_writer = false;
         self.savepoints.clear();
-        self.release();
+        self.release(node);
         self.doomed = None;
     }
 
-    fn release(&mut self) {
-        release_in_background(self.held.take(), self.writer.take());
+    /// Closes the read view and, given the node, tells the writer connection to forget the
+    /// block, off the async workers (closing a read view waits out a snapshot installation).
+    fn release(&mut self, node: Option<&Arc<sqlkeeper_raft::Node>>) {
+        let held = self.held.take();
+        let block = self.block.take();
+        let node = node.cloned();
+        if held.is_none() && block.is_none() {
+            return;
+        }
+        let work = async move {
+            if let (Some(node), Some(block)) = (node, block) {
+                node.forget_block(block).await;
+            }
+            if let Some(held) = held {
+                let _ = tokio::task::spawn_blocking(move || drop(held)).await;
+            }
+        };
+        if let Ok(h) = tokio::runtime::Handle::try_current() {
+            h.spawn(work);
+        }
     }
 
     /// Marks the block failed after a statement error.
@@ -146,10 +141,9 @@ impl Txn {
         }
     }
 
-    /// Called when the connection goes idle: inside a block, arms the idle timer. A block that
-    /// holds this node's write slot is also watched: if other writes wait for the slot while
-    /// the block sits idle, it is ended after [`WRITER_IDLE_PREEMPT`] (its next statement gets
-    /// 40001), so one forgotten session cannot stop every write.
+    /// Called when the connection goes idle: inside a block, arms the idle timer. The block
+    /// holds nothing other sessions need (at most a read view), so it only ends after
+    /// `idle_in_transaction_session_timeout`.
     pub(crate) fn went_idle(
         this: &Arc<tokio::sync::Mutex<Txn>>,
         txn: &mut Txn,
@@ -161,51 +155,14 @@ impl Txn {
         }
         let generation = txn.generation;
         let weak: Weak<tokio::sync::Mutex<Txn>> = Arc::downgrade(this);
-        let writing = txn.writer.is_some();
         let node = node.clone();
         txn.idle_timer = Some(tokio::spawn(async move {
-            let idle_since = tokio::time::Instant::now();
-            let mut waited_since: Option<tokio::time::Instant> = None;
-            loop {
-                let left = timeout.saturating_sub(idle_since.elapsed());
-                if left.is_zero() {
-                    break;
-                }
-                tokio::time::sleep(if writing {
-                    left.min(PREEMPT_CHECK)
-                } else {
-                    left
-                })
-                .await;
-                if !writing {
-                    continue;
-                }
-                if node.write_slot_waiters() == 0 {
-                    waited_since = None;
-                    continue;
-                }
-                let since = *waited_since.get_or_insert_with(tokio::time::Instant::now);
-                if since.elapsed() < WRITER_IDLE_PREEMPT {
-                    continue;
-                }
-                let Some(txn) = weak.upgrade() else { return };
-                let mut txn = txn.lock().await;
-                if txn.generation != generation || txn.writer.is_none() {
-                    return;
-                }
-                tracing::info!("a transaction block sat idle holding the write slot while writes waited: ended");
-                release_in_background(None, txn.writer.take());
-                txn.doomed = Some(ClientError::new(
-                    "40001",
-                    "could not serialize access: the transaction sat idle holding this node's write slot while other writes waited, and was ended",
-                ));
-                return;
-            }
+            tokio::time::sleep(timeout).await;
             let Some(txn) = weak.upgrade() else { return };
             let mut txn = txn.lock().await;
             if txn.generation == generation && txn.phase != Phase::Idle {
                 tracing::info!(?timeout, "idle in transaction for too long: rolled back");
-                txn.end();
+                txn.end(Some(&node));
                 txn.timed_out = true;
             }
         }));
@@ -222,6 +179,22 @@ impl Txn {
             }
             _ => Some(aborted()),
         }
+    }
+
+    fn block(&self) -> Result<Arc<Mutex<Block>>, ClientError> {
+        self.block
+            .clone()
+            .ok_or_else(|| ClientError::new("XX000", "the transaction block has no state"))
+    }
+
+    /// Records a step that needs no run now (a savepoint while the block has not reached the
+    /// writer connection): the replay runs it.
+    fn record_here(&self, step: TxnStep) -> Result<(), ClientError> {
+        self.block()?
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .record(step, &Ok(Default::default()));
+        Ok(())
     }
 }
 
@@ -332,8 +305,8 @@ impl Backend {
         params: Vec<Value>,
     ) -> Result<Produced, ClientError> {
         if let Some(e) = &txn.doomed {
-            // The block's writes are gone (revoked, ended while idle): nothing but leaving it
-            // may run, or a read would see a state without them.
+            // The block can never commit: nothing but leaving it may run, or a read would see
+            // a state the block could not have seen.
             if matches!(
                 t.kind,
                 StatementKind::Read | StatementKind::Write | StatementKind::Ddl
@@ -344,15 +317,37 @@ impl Backend {
         match &t.kind {
             StatementKind::Transaction(op) => self.control(txn, op).await,
             StatementKind::Read => {
-                if txn.writer.is_some() {
-                    let stmts = statements_of(t, &params);
-                    let r = speculate_on(&self.node, txn, move |s| s.query(&stmts)).await??;
-                    return Ok(Produced::rows(r, t));
+                txn.started = true;
+                let stmts = statements_of(t, &params);
+                if txn.on_writer {
+                    let work = if txn.isolation.checks_reads() {
+                        Work::Record(TxnStep::Read(stmts))
+                    } else {
+                        Work::Read(stmts)
+                    };
+                    let r = self.on_writer(txn, work).await?;
+                    return Ok(Produced::rows(r?, t));
+                }
+                if !txn.isolation.checks_reads() {
+                    // READ COMMITTED: the latest committed state, at the block's time.
+                    let stamp = txn
+                        .block()?
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .stamp();
+                    return self.read_one_at(t, params, stamp).await;
                 }
                 let held = self.snapshot(txn).await?;
-                self.read_on(held, t, params).await
+                let r = self.read_on(held, stmts.clone()).await?;
+                // What the block read must still hold where it commits.
+                txn.block()?
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .record(TxnStep::Read(stmts), &Ok(r.clone()));
+                Ok(Produced::rows(r, t))
             }
             StatementKind::Write | StatementKind::Ddl => {
+                txn.started = true;
                 if txn.read_only {
                     return Err(ClientError::new(
                         "25006",
@@ -367,20 +362,48 @@ impl Backend {
                     ));
                 }
                 if t.sqlite.is_empty() {
-                    // VACUUM and ANALYZE.
+                    // VACUUM.
                     return Err(ClientError::new(
                         "25001",
                         format!("{} cannot run inside a transaction block", t.tag.render(0)),
                     ));
                 }
-                self.ensure_writer(txn).await?;
                 let step = TxnStep::Sql(statements_of(t, &params));
-                let r = speculate_on(&self.node, txn, move |s| s.execute(step)).await??;
+                let r = self.on_writer(txn, Work::Record(step)).await??;
                 Ok(if r.columns.is_empty() || t.kind == StatementKind::Ddl {
                     Produced::Done(t.tag.render(r.rows_affected))
                 } else {
                     Produced::rows(r, t)
                 })
+            }
+            StatementKind::Session(SessionOp::Show(name))
+                if matches!(
+                    name.as_str(),
+                    "transaction_isolation" | "transaction isolation level"
+                ) =>
+            {
+                Ok(Produced::Rows {
+                    columns: vec![sqlkeeper_engine::Column {
+                        name: name.clone(),
+                        decl_type: None,
+                    }],
+                    rows: vec![vec![Value::Text(txn.isolation.name().into())]],
+                    tag: sqlkeeper_sql::CommandTag::Fixed("SHOW"),
+                    hints: Vec::new(),
+                })
+            }
+            StatementKind::Session(SessionOp::Set {
+                name,
+                value: Some(v),
+            }) if name == "transaction_isolation" => {
+                let isolation = Isolation::parse(v).ok_or_else(|| {
+                    ClientError::new(
+                        "22023",
+                        format!("invalid value for parameter \"transaction_isolation\": \"{v}\""),
+                    )
+                })?;
+                set_transaction(txn, None, Some(isolation))?;
+                Ok(done("SET"))
             }
             StatementKind::Session(op) => self.session_op(op),
             StatementKind::Introspection => self.introspect(t, params).await,
@@ -396,14 +419,41 @@ impl Backend {
 
     async fn control(&self, txn: &mut Txn, op: &TxnOp) -> Result<Produced, ClientError> {
         match (txn.phase, op) {
-            (Phase::Idle, TxnOp::Begin { start, read_only }) => {
+            (
+                Phase::Idle,
+                TxnOp::Begin {
+                    start,
+                    read_only,
+                    isolation,
+                },
+            ) => {
+                let (default_isolation, default_read_only) = {
+                    let s = self.session();
+                    (s.default_isolation(), s.default_read_only())
+                };
                 txn.phase = Phase::Active;
-                txn.read_only = *read_only;
+                txn.read_only = read_only.unwrap_or(default_read_only);
+                txn.isolation = isolation.unwrap_or(default_isolation);
+                // The block's time is fixed when it begins, as Postgres's transaction
+                // timestamp is; every statement of it, and its replay, sees it.
+                txn.block = Some(Arc::new(Mutex::new(Block::new(self.node.new_stamp()))));
                 Ok(done(if *start { "START TRANSACTION" } else { "BEGIN" }))
             }
             // Postgres warns and goes on.
             (_, TxnOp::Begin { start, .. }) => {
                 Ok(done(if *start { "START TRANSACTION" } else { "BEGIN" }))
+            }
+            // Postgres warns and changes nothing.
+            (Phase::Idle, TxnOp::SetTransaction { .. }) => Ok(done("SET")),
+            (
+                _,
+                TxnOp::SetTransaction {
+                    read_only,
+                    isolation,
+                },
+            ) => {
+                set_transaction(txn, *read_only, *isolation)?;
+                Ok(done("SET"))
             }
             (Phase::Idle, TxnOp::Commit) => Ok(done("COMMIT")),
             (Phase::Idle, TxnOp::Rollback) => Ok(done("ROLLBACK")),
@@ -421,33 +471,24 @@ impl Backend {
             )),
             (Phase::Failed, TxnOp::Commit) => {
                 // Postgres answers COMMIT of a failed block with the tag ROLLBACK.
-                txn.end();
+                txn.end(Some(&self.node));
                 Ok(done("ROLLBACK"))
             }
             (_, TxnOp::Rollback) => {
-                if let Some(w) = &txn.writer {
-                    if let Some(s) = &w.spec {
-                        self.session().observe(s.applied_index().map_or(0, |i| i.0));
-                    }
-                }
-                txn.end();
+                txn.end(Some(&self.node));
                 Ok(done("ROLLBACK"))
             }
             (_, TxnOp::Commit) => self.commit(txn).await,
             (_, TxnOp::Savepoint(name)) => {
-                if txn.writer.is_some() {
-                    let step = TxnStep::Savepoint(savepoint_name(txn.savepoints.len()));
-                    speculate_on(&self.node, txn, move |s| s.execute(step)).await??;
-                }
+                let step = TxnStep::Savepoint(savepoint_name(txn.savepoints.len()));
+                self.savepoint_step(txn, step).await?;
                 txn.savepoints.push(name.clone());
                 Ok(done("SAVEPOINT"))
             }
             (_, TxnOp::Release(name)) => {
                 let at = find_savepoint(txn, name)?;
-                if txn.writer.is_some() {
-                    let step = TxnStep::Release(savepoint_name(at));
-                    speculate_on(&self.node, txn, move |s| s.execute(step)).await??;
-                }
+                self.savepoint_step(txn, TxnStep::Release(savepoint_name(at)))
+                    .await?;
                 txn.savepoints.truncate(at);
                 Ok(done("RELEASE"))
             }
@@ -456,10 +497,8 @@ impl Backend {
                     return Err(e.clone());
                 }
                 let at = find_savepoint(txn, name)?;
-                if txn.writer.is_some() {
-                    let step = TxnStep::RollbackTo(savepoint_name(at));
-                    speculate_on(&self.node, txn, move |s| s.execute(step)).await??;
-                }
+                self.savepoint_step(txn, TxnStep::RollbackTo(savepoint_name(at)))
+                    .await?;
                 txn.savepoints.truncate(at + 1);
                 txn.phase = Phase::Active;
                 Ok(done("ROLLBACK"))
@@ -467,32 +506,48 @@ impl Backend {
         }
     }
 
+    /// Records a savepoint step: run on the writer connection once the block is there (so
+    /// what it holds stays the block's state), else recorded for the replay to run.
+    async fn savepoint_step(&self, txn: &mut Txn, step: TxnStep) -> Result<(), ClientError> {
+        if txn.on_writer {
+            self.on_writer(txn, Work::Record(step)).await??;
+            Ok(())
+        } else {
+            txn.record_here(step)
+        }
+    }
+
     async fn commit(&self, txn: &mut Txn) -> Result<Produced, ClientError> {
-        let writer = txn.writer.take();
+        let block = txn.block.take();
         let held = txn.held.take();
-        txn.end();
-        let Some(Writer {
-            slot,
-            spec: Some(spec),
-        }) = writer
-        else {
-            // Read-only: nothing to replicate.
-            if let Some(h) = held {
-                self.session().observe(h.applied_index().map_or(0, |i| i.0));
-            }
+        let on_writer = txn.on_writer;
+        txn.end(None);
+        if let Some(h) = &held {
+            self.session().observe(h.applied_index().map_or(0, |i| i.0));
+        }
+        drop(held);
+        let Some(block) = block else {
             return Ok(done("COMMIT"));
         };
-        if !spec.has_steps() {
-            self.session()
-                .observe(spec.applied_index().map_or(0, |i| i.0));
+        if on_writer {
+            // What the writer connection holds for the block is of no more use.
+            self.node.forget_block(block.clone()).await;
+        }
+        let block = std::mem::replace(
+            &mut *block.lock().unwrap_or_else(|p| p.into_inner()),
+            Block::new(Default::default()),
+        );
+        if !block.writes() {
+            // Read-only: nothing to replicate.
             return Ok(done("COMMIT"));
         }
+        let record = block.finish();
         // Spawned, so that nothing (a cancel, a disconnect) drops the commit half way; a simple
         // query's cancel waits for it (`committing`).
         let _committing = Flag::raise(&self.committing);
         let node = self.node.clone();
         let committed = tokio::spawn(async move {
-            node.commit_transaction(slot, spec, crate::backend::WRITE_TIMEOUT)
+            node.commit_block(record, crate::backend::WRITE_TIMEOUT)
                 .await
         })
         .await;
@@ -505,13 +560,64 @@ impl Backend {
         Ok(done("COMMIT"))
     }
 
-    /// The block's snapshot, opened at its first read (after the session's consistency wait).
+    /// Runs `work` for the block on the node's writer connection for blocks. The first time,
+    /// the session's read consistency is waited for (the block's statements run on this
+    /// node's latest state, which must include what the session saw), and the block's read
+    /// view is let go: from now on every statement of the block runs there. A conflict, or a
+    /// statement that ends the whole block, dooms the block.
+    async fn on_writer(
+        &self,
+        txn: &mut Txn,
+        work: Work,
+    ) -> Result<Result<sqlkeeper_engine::StatementResult, ClientError>, ClientError> {
+        if !txn.on_writer && txn.held.is_none() {
+            self.before_read().await?;
+        }
+        let timeout = self.session().statement_timeout();
+        let r = self.node.run_block(txn.block()?, work, timeout).await;
+        let (done, applied) = match r {
+            Ok(v) => v,
+            Err(e) => {
+                let e = ClientError::from(e);
+                if e.sqlstate != "57014" {
+                    txn.doomed = Some(e.clone());
+                }
+                return Err(e);
+            }
+        };
+        if !txn.on_writer {
+            txn.on_writer = true;
+            if let Some(h) = txn.held.take() {
+                let _ = tokio::task::spawn_blocking(move || drop(h)).await;
+            }
+        }
+        if let Some(a) = applied {
+            self.session().observe(a.0);
+        }
+        match done {
+            Done::Ran(r) => Ok(r.map_err(ClientError::from)),
+            Done::Described(_) => Err(ClientError::new(
+                "XX000",
+                "a statement was described, not run",
+            )),
+        }
+    }
+
+    /// The block's read view, opened at its first read (after the session's consistency wait).
     async fn snapshot(&self, txn: &mut Txn) -> Result<Arc<HeldRead>, ClientError> {
         if let Some(h) = &txn.held {
             return Ok(h.clone());
         }
         self.before_read().await?;
-        let h = Arc::new(self.node.hold_read().await?);
+        let stamp = txn
+            .block()?
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .stamp();
+        let h = Arc::new(self.node.hold_read(stamp).await?);
+        if let Some(a) = h.applied_index() {
+            self.session().observe(a.0);
+        }
         txn.held = Some(h.clone());
         Ok(h)
     }
@@ -519,11 +625,8 @@ impl Backend {
     async fn read_on(
         &self,
         held: Arc<HeldRead>,
-        t: &Translated,
-        params: Vec<Value>,
-    ) -> Result<Produced, ClientError> {
-        let stmts = statements_of(t, &params);
-        let applied = held.applied_index();
+        stmts: Vec<Statement>,
+    ) -> Result<sqlkeeper_engine::StatementResult, ClientError> {
         let timeout = self.session().statement_timeout();
         let mut results = self
             .node
@@ -535,97 +638,45 @@ impl Backend {
                 Ok(out)
             })
             .await?;
-        if let Some(a) = applied {
-            self.session().observe(a.0);
-        }
-        Ok(Produced::rows(results.pop().unwrap_or_default(), t))
-    }
-
-    /// Takes the write slot and starts speculating, at the block's first write. A block that
-    /// read before must still see the same data, or it cannot be serialized: 40001.
-    async fn ensure_writer(&self, txn: &mut Txn) -> Result<(), ClientError> {
-        if txn.writer.is_some() {
-            return Ok(());
-        }
-        if let Some(e) = &txn.doomed {
-            return Err(e.clone());
-        }
-        let expect_base = txn.held.as_ref().map(|h| h.last_write_index());
-        if expect_base.is_none() {
-            self.before_read().await?;
-        }
-        let stamp = self.node.new_stamp();
-        let (slot, spec) = self
-            .node
-            .begin_write_transaction(stamp, expect_base)
-            .await?;
-        release_in_background(txn.held.take(), None);
-        txn.writer = Some(Writer {
-            slot,
-            spec: Some(spec),
-        });
-        // Savepoints taken while the block only read exist on the speculation too.
-        let depth = txn.savepoints.len();
-        if depth > 0 {
-            speculate_on(&self.node, txn, move |s| {
-                for level in 0..depth {
-                    if let Err(e) = s.execute(TxnStep::Savepoint(savepoint_name(level)))? {
-                        return Ok(Err(e));
-                    }
-                }
-                Ok(Ok(()))
-            })
-            .await??;
-        }
-        Ok(())
+        Ok(results.pop().unwrap_or_default())
     }
 }
 
-/// Runs `f` on `txn`'s speculation in a blocking task and puts it back; if the speculation
-/// was revoked (or is gone), the block is doomed: its writer is released and every later
-/// `ROLLBACK TO` repeats the error.
-async fn speculate_on<T, F>(
-    node: &sqlkeeper_raft::Node,
+/// `SET TRANSACTION` inside a block: the isolation level only before its first statement,
+/// as in PostgreSQL; `READ ONLY` at any time, `READ WRITE` only before the first statement.
+fn set_transaction(
     txn: &mut Txn,
-    f: F,
-) -> Result<Result<T, ClientError>, ClientError>
-where
-    T: Send + 'static,
-    F: FnOnce(
-            &mut Speculation,
-        )
-            -> Result<Result<T, sqlkeeper_engine::ExecError>, sqlkeeper_engine::SpecError>
-        + Send
-        + 'static,
-{
-    let Some(spec) = txn.writer.as_mut().and_then(|w| w.spec.take()) else {
-        return Err(txn.doomed.clone().unwrap_or_else(|| {
-            ClientError::new(
-                "40001",
-                "could not serialize access: the transaction was ended",
-            )
-        }));
-    };
-    match node.speculate(spec, f).await {
-        Ok((spec, r)) => {
-            if let Some(w) = txn.writer.as_mut() {
-                w.spec = Some(spec);
-            }
-            Ok(r.map_err(ClientError::from))
+    read_only: Option<bool>,
+    isolation: Option<Isolation>,
+) -> Result<(), ClientError> {
+    if let Some(i) = isolation {
+        if txn.started && i != txn.isolation {
+            return Err(ClientError::new(
+                "25001",
+                "SET TRANSACTION ISOLATION LEVEL must be called before any query",
+            ));
         }
-        Err(e) => {
-            let e = ClientError::from(e);
-            release_in_background(None, txn.writer.take());
-            txn.doomed = Some(e.clone());
-            Err(e)
+        txn.isolation = i;
+    }
+    match read_only {
+        Some(false) if txn.started && txn.read_only => Err(ClientError::new(
+            "25001",
+            "transaction read-write mode must be set before any query",
+        )),
+        Some(r) => {
+            txn.read_only = r;
+            Ok(())
         }
+        None => Ok(()),
     }
 }
 
-/// Describes `sql` inside an open block, against the block's own state: the speculation once
-/// it wrote, else its snapshot. `None` outside a block or before its first statement.
+/// Describes `sql` inside an open block, against the block's own state: the writer
+/// connection once the block is there, else its read view. `None` outside a block, and where
+/// the block's state is the latest committed one (a `READ COMMITTED` block that has not
+/// written).
 pub(crate) async fn describe_in_block(
-    node: &sqlkeeper_raft::Node,
+    node: &Arc<sqlkeeper_raft::Node>,
     txn: &mut Txn,
     sql: &str,
     timeout: Duration,
@@ -633,10 +684,19 @@ pub(crate) async fn describe_in_block(
     if txn.phase == Phase::Idle {
         return None;
     }
-    if txn.writer.is_some() {
-        let sql = sql.to_string();
-        let r = speculate_on(node, txn, move |s| s.describe(&sql)).await;
-        return Some(r.and_then(|r| r.map(|(cols, _)| cols)));
+    if txn.on_writer {
+        let block = txn.block.clone()?;
+        let r = node
+            .run_block(block, Work::Describe(sql.to_string()), timeout)
+            .await;
+        return Some(match r {
+            Ok((Done::Described(d), _)) => d.map(|(cols, _)| cols).map_err(ClientError::from),
+            Ok((Done::Ran(_), _)) => Err(ClientError::new(
+                "XX000",
+                "a statement was run, not described",
+            )),
+            Err(e) => Err(ClientError::from(e)),
+        });
     }
     let held = txn.held.clone()?;
     let sql = sql.to_string();

@@ -36,8 +36,7 @@ mod types;
 pub use log_store::{LogStore, LOG_DB_FILE};
 pub use network::NetworkFactory;
 pub use node::{
-    MemberRow, Node, NodeConfig, NodeError, NodeStatus, Proposal, StartError, WriteSlot,
-    WRITE_RETRY_BACKOFF, WRITE_SLOT_WAIT,
+    MemberRow, Node, NodeConfig, NodeError, NodeStatus, Proposal, StartError, WRITE_RETRY_BACKOFF,
 };
 pub use rpc::AdminOp;
 pub use state_machine::{SnapshotFile, StateMachineStore};

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::{BuildHasher, RandomState};
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -15,9 +15,9 @@ use openraft::Instant as _;
 use openraft::{ChangeMembers, Config, Raft, ReadPolicy, ServerState, SnapshotPolicy};
 use serde::{Deserialize, Serialize};
 use sqlkeeper_engine::{
-    Command, EngineError, EntryHeader, ExecError, HeldRead, LogIndex, Outcome, ReadPool, ReadView,
-    RequestId, SpecError, Speculation, SpeculationRecord, Speculator, Stamp, Statement, TxnStep,
-    Value, REMOVED_NODES_TABLE,
+    Block, BlockError, BlockWriter, Command, Done, EngineError, EntryHeader, ExecError, HeldRead,
+    LogIndex, Outcome, ReadPool, ReadView, RequestId, Stamp, Statement, Ticket, TxnRecord, Value,
+    Work, REMOVED_NODES_TABLE,
 };
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -213,31 +213,9 @@ pub struct Node {
     pg_addrs: Mutex<HashMap<NodeId, String>>,
     /// Set to a message when the node has failed and must stop; the binary waits on it.
     fatal: watch::Receiver<Option<String>>,
-    /// The speculation slot of interactive transactions (one writing transaction at a time).
-    speculator: Arc<Speculator>,
-    /// Held shared by every proposal of this node while it leads, exclusively by a writing
-    /// transaction from its first write to its commit: autocommit writes queue behind it
-    /// instead of invalidating it.
-    write_slot: Arc<tokio::sync::RwLock<()>>,
-    /// Writes waiting for the write slot right now: a transaction block that sits idle while
-    /// holding the slot is ended when others wait (`write_slot_waiters`).
-    write_slot_waiting: Arc<AtomicUsize>,
-}
-
-/// Counts a writer waiting for the write slot for as long as it lives.
-struct Waiting(Arc<AtomicUsize>);
-
-impl Waiting {
-    fn new(count: &Arc<AtomicUsize>) -> Waiting {
-        count.fetch_add(1, Ordering::SeqCst);
-        Waiting(count.clone())
-    }
-}
-
-impl Drop for Waiting {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
+    /// The writer connection of transaction blocks: each block statement holds it for its
+    /// replay and itself, never across a client's round trip.
+    block_writer: Arc<BlockWriter>,
 }
 
 /// A write to replicate: statements the leader stamps, or a finished transaction.
@@ -245,21 +223,9 @@ impl Drop for Waiting {
 pub enum Proposal {
     /// Autocommit statements: one `Command::Execute`.
     Statements(Vec<Statement>),
-    /// A transaction executed speculatively: one `Command::Transaction`.
-    Transaction(SpeculationRecord),
+    /// A finished transaction block: one `Command::Transaction`.
+    Transaction(TxnRecord),
 }
-
-/// The write slot of this node, held by a writing transaction until it ends.
-pub struct WriteSlot {
-    _guard: tokio::sync::OwnedRwLockWriteGuard<()>,
-}
-
-/// Time a transaction, or an autocommit write, waits for the write slot before it gives up.
-pub const WRITE_SLOT_WAIT: Duration = Duration::from_secs(10);
-
-/// A forwarded write's leader gives up waiting for its write slot this long before the
-/// sender stops waiting for the answer (network time, and the proposal itself).
-const FORWARD_SLOT_MARGIN: Duration = Duration::from_secs(2);
 
 /// One member as `sqlkeeper.nodes` shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -402,7 +368,7 @@ impl Node {
         .map_err(other("open state machine"))?
         .with_apply_delay(config.apply_delay);
         let reads = sm.read_pool();
-        let speculator = sm.speculator();
+        let block_writer = sm.block_writer();
         let raft_config = Config {
             cluster_name: "sqlkeeper".into(),
             heartbeat_interval: HEARTBEAT_INTERVAL.as_millis() as u64,
@@ -455,9 +421,7 @@ impl Node {
             peer_conns: Mutex::new(HashMap::new()),
             pg_addrs: Mutex::new(HashMap::new()),
             fatal: fatal_rx,
-            speculator,
-            write_slot: Arc::new(tokio::sync::RwLock::new(())),
-            write_slot_waiting: Arc::new(AtomicUsize::new(0)),
+            block_writer,
         });
         tokio::spawn(crate::server::serve(raft_listener, node.clone()));
 
@@ -601,36 +565,12 @@ impl Node {
         }
     }
 
-    /// Waits for this node's write slot in shared mode (behind a writing transaction), unless
-    /// the caller is that transaction. Nothing is proposed until the slot is free, so giving up
-    /// here is a clean failure, not an unknown outcome.
-    /// `wait` is `None` for the transaction holding the slot itself.
-    async fn wait_write_slot(
-        &self,
-        wait: Option<Duration>,
-    ) -> Result<Option<tokio::sync::RwLockReadGuard<'_, ()>>, RemoteError> {
-        let Some(wait) = wait else {
-            return Ok(None);
-        };
-        let _waiting = Waiting::new(&self.write_slot_waiting);
-        match tokio::time::timeout(wait, self.write_slot.read()).await {
-            Ok(g) => Ok(Some(g)),
-            Err(_) => Err(RemoteError::Failed(format!(
-                "a transaction held the write slot of node {} for {wait:?}; nothing was applied",
-                self.id
-            ))),
-        }
-    }
-
-    /// Proposes a command on this node, which must be the leader, after the write slot (see
-    /// [`Node::wait_write_slot`]).
+    /// Proposes a command on this node, which must be the leader (a write forwarded to it).
     pub(crate) async fn propose(
         &self,
         request_id: RequestId,
         proposal: Proposal,
-        slot_wait: Option<Duration>,
     ) -> Result<(Outcome, LogIndex), RemoteError> {
-        let _shared = self.wait_write_slot(slot_wait).await?;
         self.propose_now(request_id, proposal).await
     }
 
@@ -648,13 +588,10 @@ impl Node {
                 stamp: self.stamp(request_id.serial),
                 statements,
             },
-            Proposal::Transaction(r) => Command::Transaction {
+            Proposal::Transaction(record) => Command::Transaction {
                 header: Some(EntryHeader::current()),
                 request_id: Some(request_id),
-                stamp: r.stamp,
-                base: r.base,
-                steps: r.steps,
-                digest: r.digest,
+                record,
             },
         };
         match self.raft.client_write(command).await {
@@ -779,7 +716,18 @@ impl Node {
         statements: Vec<Statement>,
         timeout: Duration,
     ) -> Result<(Outcome, LogIndex), NodeError> {
-        self.write_proposal(Proposal::Statements(statements), timeout, false)
+        self.write_proposal(Proposal::Statements(statements), timeout)
+            .await
+    }
+
+    /// Replicates a finished transaction block as one entry (see [`Node::write`]). The
+    /// outcome is 40001 if its statements return other results at its place in the log.
+    pub async fn commit_block(
+        &self,
+        record: TxnRecord,
+        timeout: Duration,
+    ) -> Result<(Outcome, LogIndex), NodeError> {
+        self.write_proposal(Proposal::Transaction(record), timeout)
             .await
     }
 
@@ -787,18 +735,10 @@ impl Node {
         &self,
         proposal: Proposal,
         timeout: Duration,
-        slot_held: bool,
     ) -> Result<(Outcome, LogIndex), NodeError> {
         let statements: Vec<&Statement> = match &proposal {
             Proposal::Statements(s) => s.iter().collect(),
-            Proposal::Transaction(r) => r
-                .steps
-                .iter()
-                .flat_map(|s| match s {
-                    TxnStep::Sql(v) => v.iter().collect(),
-                    _ => Vec::new(),
-                })
-                .collect(),
+            Proposal::Transaction(r) => r.steps.iter().flat_map(|s| s.statements()).collect(),
         };
         let size = encoded_size_bound(&statements);
         if size > COMMAND_BYTES_MAX {
@@ -818,13 +758,6 @@ impl Node {
                     |left| {
                         let proposal = proposal.clone();
                         async move {
-                            let started = Instant::now();
-                            let wait = (!slot_held).then_some(WRITE_SLOT_WAIT.min(left));
-                            let _shared = self.wait_write_slot(wait).await?;
-                            // The slot wait counts against the write's time.
-                            let left = left
-                                .saturating_sub(started.elapsed())
-                                .max(Duration::from_millis(100));
                             match tokio::time::timeout(left, self.propose_now(request_id, proposal))
                                 .await
                             {
@@ -839,10 +772,6 @@ impl Node {
                     || Request::ForwardWrite {
                         request_id,
                         proposal: proposal.clone(),
-                        slot_wait_ms: deadline
-                            .saturating_duration_since(Instant::now())
-                            .saturating_sub(FORWARD_SLOT_MARGIN)
-                            .as_millis() as u64,
                     },
                     |resp| match resp {
                         Response::ForwardWrite(r) => Some(r),
@@ -1084,12 +1013,8 @@ impl Node {
                     ),
                     params: vec![Value::Integer(node_id as i64)],
                 };
-                self.propose(
-                    self.new_request_id(),
-                    Proposal::Statements(vec![stmt]),
-                    Some(WRITE_SLOT_WAIT),
-                )
-                .await?;
+                self.propose(self.new_request_id(), Proposal::Statements(vec![stmt]))
+                    .await?;
                 let change = if membership.voter_ids().any(|v| v == node_id) {
                     ChangeMembers::RemoveVoters(BTreeSet::from([node_id]))
                 } else {
@@ -1227,21 +1152,16 @@ impl Node {
         rows
     }
 
-    /// Writes waiting for this node's write slot right now.
-    pub fn write_slot_waiters(&self) -> usize {
-        self.write_slot_waiting.load(Ordering::SeqCst)
-    }
-
-    /// Time and seed for a transaction's first write on this node.
+    /// Time and seed for a transaction block, fixed when it begins.
     pub fn new_stamp(&self) -> Stamp {
         self.stamp(self.next_serial.fetch_add(1, Ordering::Relaxed))
     }
 
-    /// Opens a read transaction that stays open across statements (a transaction block's
-    /// snapshot).
-    pub async fn hold_read(&self) -> Result<HeldRead, NodeError> {
+    /// Opens a read transaction that stays open across statements (the read view of a
+    /// `REPEATABLE READ` or `SERIALIZABLE` block), reading with the block's `stamp`.
+    pub async fn hold_read(&self, stamp: Stamp) -> Result<HeldRead, NodeError> {
         let reads = self.reads.clone();
-        tokio::task::spawn_blocking(move || reads.hold())
+        tokio::task::spawn_blocking(move || reads.hold(stamp))
             .await
             .map_err(|e| NodeError::Fatal(format!("read task: {e}")))?
             .map_err(|e| NodeError::Fatal(e.0))
@@ -1269,94 +1189,45 @@ impl Node {
         .await
     }
 
-    /// Takes this node's write slot for a transaction's first write and starts speculating
-    /// on the applied state. On the leader, every write proposed before has been applied by
-    /// then. `expect_base` is the last write the transaction already read (its snapshot), if
-    /// it read: a different state is a conflict (40001).
-    pub async fn begin_write_transaction(
+    /// Does `work` for a transaction block on this node's writer connection for blocks, on
+    /// the latest applied state (see `sqlkeeper_engine::BlockWriter::run`). Returns what it
+    /// did and the applied index it ran at. If the returned future is dropped, or `timeout`
+    /// passes first (57014), the statement is cancelled: it is not recorded, and the block is
+    /// as it was before it.
+    pub async fn run_block(
         &self,
-        stamp: Stamp,
-        expect_base: Option<Option<LogIndex>>,
-    ) -> Result<(WriteSlot, Speculation), NodeError> {
-        let waiting = Waiting::new(&self.write_slot_waiting);
-        let guard = tokio::time::timeout(WRITE_SLOT_WAIT, self.write_slot.clone().write_owned())
-            .await
-            .map_err(|_| {
-                NodeError::Exec(ExecError::new(
-                    "40001",
-                    format!("could not serialize access: another transaction held this node's write slot for {WRITE_SLOT_WAIT:?}"),
-                ))
-            })?;
-        drop(waiting);
-        // Entries committed before the slot was taken (a new leader's, a forwarded write's)
-        // would revoke the speculation as soon as they apply: wait for them first.
-        let m = self.raft.metrics().borrow_watched().clone();
-        if let Some(committed) = m.local_committed.as_ref().map(|l| l.index) {
-            let _ = self
-                .wait_applied(LogIndex(committed), WRITE_SLOT_WAIT)
-                .await;
-        }
-        let spec = self.speculator.clone();
-        let started = tokio::task::spawn_blocking(move || spec.begin(stamp, expect_base))
-            .await
-            .map_err(|e| NodeError::Fatal(format!("speculation task: {e}")))?;
-        match started {
-            Ok(s) => Ok((WriteSlot { _guard: guard }, s)),
-            Err(e) => Err(spec_error(e)),
-        }
-    }
-
-    /// Runs `f` on a speculation in a blocking task and hands the speculation back. If the
-    /// returned future is dropped, the speculation is dropped (rolled back) when `f` ends.
-    pub async fn speculate<T, F>(
-        &self,
-        mut spec: Speculation,
-        f: F,
-    ) -> Result<(Speculation, T), NodeError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&mut Speculation) -> Result<T, SpecError> + Send + 'static,
-    {
-        // If this future is dropped (the client cancelled or went away), the statement is
-        // interrupted; the speculation is rolled back when the task drops it.
-        let mut guard = SpecInterruptOnDrop {
-            speculator: self.speculator.clone(),
+        block: Arc<Mutex<Block>>,
+        work: Work,
+        timeout: Duration,
+    ) -> Result<(Done, Option<LogIndex>), NodeError> {
+        let ticket = Ticket::default();
+        let mut guard = CancelOnDrop {
+            block_writer: self.block_writer.clone(),
+            ticket: ticket.clone(),
             armed: true,
         };
-        let r = tokio::task::spawn_blocking(move || {
-            let r = f(&mut spec);
-            // A revoked speculation is dropped here, not on an async worker: its rollback
-            // waits for the apply thread's batch.
-            (r.is_ok().then_some(spec), r)
-        })
-        .await;
+        let block_writer = self.block_writer.clone();
+        let task = tokio::task::spawn_blocking(move || {
+            let mut block = block.lock().unwrap_or_else(|p| p.into_inner());
+            block_writer.run(&mut block, work, &ticket)
+        });
+        let r = match tokio::time::timeout(timeout, task).await {
+            Ok(r) => r,
+            // `guard` is still armed: dropping it cancels the statement.
+            Err(_) => return Err(statement_timeout()),
+        };
         guard.armed = false;
-        let r = r.map_err(|e| NodeError::Fatal(format!("speculation task: {e}")))?;
-        match r {
-            (Some(spec), Ok(v)) => Ok((spec, v)),
-            (_, Err(e)) => Err(spec_error(e)),
-            (None, Ok(_)) => Err(NodeError::Fatal("speculation lost".into())),
-        }
+        r.map_err(|e| NodeError::Fatal(format!("block task: {e}")))?
+            .map_err(spec_error)
     }
 
-    /// Commits a speculative transaction: ends the speculation and replicates its steps as
-    /// one entry, with the write slot still held so nothing of this node comes between.
-    /// Returns the entry's outcome (40001 if the data changed meanwhile) and index.
-    pub async fn commit_transaction(
-        &self,
-        slot: WriteSlot,
-        spec: Speculation,
-        timeout: Duration,
-    ) -> Result<(Outcome, LogIndex), NodeError> {
-        let record = tokio::task::spawn_blocking(move || spec.finish())
-            .await
-            .map_err(|e| NodeError::Fatal(format!("speculation task: {e}")))?
-            .map_err(spec_error)?;
-        let r = self
-            .write_proposal(Proposal::Transaction(record), timeout, true)
-            .await;
-        drop(slot);
-        r
+    /// Forgets what the writer connection holds for an ended block.
+    pub async fn forget_block(&self, block: Arc<Mutex<Block>>) {
+        let block_writer = self.block_writer.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            block_writer.forget(&block.lock().unwrap_or_else(|p| p.into_inner()))
+        })
+        .await;
     }
 
     /// Runs `f` in one read transaction on a local read-only connection. If the returned
@@ -1367,9 +1238,19 @@ impl Node {
         T: Send + 'static,
         F: FnOnce(&ReadView<'_>) -> Result<T, EngineError> + Send + 'static,
     {
+        self.read_at(sqlkeeper_engine::local_stamp(), timeout, f)
+            .await
+    }
+
+    /// [`Node::read`] with the time and randomness of `stamp` (a transaction block's).
+    pub async fn read_at<T, F>(&self, stamp: Stamp, timeout: Duration, f: F) -> Result<T, NodeError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&ReadView<'_>) -> Result<T, EngineError> + Send + 'static,
+    {
         let reads = self.reads.clone();
         interruptible(timeout, move |on_start, on_end| {
-            reads.read(on_start, move |v| {
+            reads.read_at(stamp, on_start, move |v| {
                 let r = f(v);
                 on_end();
                 r
@@ -1494,16 +1375,20 @@ fn encoded_size_bound(statements: &[&Statement]) -> usize {
         .sum()
 }
 
-fn spec_error(e: SpecError) -> NodeError {
+fn spec_error(e: BlockError) -> NodeError {
     match e {
-        SpecError::Revoked(why) => NodeError::Exec(ExecError::new(
+        BlockError::Conflict(why) => NodeError::Exec(ExecError::new(
             "40001",
             format!("could not serialize access: {why}"),
         )),
+        BlockError::Cancelled => NodeError::Exec(ExecError::new(
+            "57014",
+            "canceling statement due to user request",
+        )),
         // The statement ended the transaction (its budget ran out, ...): the block can only
         // be rolled back, and the client gets the statement's error.
-        SpecError::Aborted(e) => NodeError::Exec(e),
-        SpecError::Fatal(f) => NodeError::Fatal(f.0),
+        BlockError::Aborted(e) => NodeError::Exec(e),
+        BlockError::Fatal(f) => NodeError::Fatal(f.0),
     }
 }
 
@@ -1537,12 +1422,7 @@ where
         Ok(r) => r,
         // `guard` is still armed: dropping it interrupts the statement, and the task ends
         // soon after, returning its connection to the pool.
-        Err(_) => {
-            return Err(NodeError::Exec(ExecError::new(
-                "57014",
-                "canceling statement due to statement timeout",
-            )))
-        }
+        Err(_) => return Err(statement_timeout()),
     };
     guard.armed = false;
     match r {
@@ -1551,16 +1431,17 @@ where
     }
 }
 
-/// Interrupts the speculative statement of a transaction whose future was dropped.
-struct SpecInterruptOnDrop {
-    speculator: Arc<Speculator>,
+/// Cancels the block statement of a future that was dropped.
+struct CancelOnDrop {
+    block_writer: Arc<BlockWriter>,
+    ticket: Ticket,
     armed: bool,
 }
 
-impl Drop for SpecInterruptOnDrop {
+impl Drop for CancelOnDrop {
     fn drop(&mut self) {
         if self.armed {
-            self.speculator.interrupt_running();
+            self.block_writer.cancel(&self.ticket);
         }
     }
 }
@@ -1696,6 +1577,14 @@ async fn watch_raft(
             return;
         }
     }
+}
+
+/// What a statement that ran out of `statement_timeout` answers (PostgreSQL's words).
+fn statement_timeout() -> NodeError {
+    NodeError::Exec(ExecError::new(
+        "57014",
+        "canceling statement due to statement timeout",
+    ))
 }
 
 #[cfg(test)]

@@ -40,9 +40,10 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 /// Version byte of every frame's JSON. Version 2: `ForwardWrite` carries a `proposal`
 /// (statements or a finished transaction) and entries may hold `Command::Transaction`.
 /// Version 3: commands carry an `EntryHeader`, and outcomes may be deduplicated answers. Only
-/// version 3 is accepted: a node of another build is refused with a clear error instead of
-/// decoding a message it would misread.
-const WIRE_V3: u8 = 3;
+/// Version 4: a transaction is one `TxnRecord` (no base; read steps), and `ForwardWrite` has no
+/// write-slot wait. Only version 4 is accepted: a node of another build is refused with a
+/// clear error instead of decoding a message it would misread.
+const WIRE_V4: u8 = 4;
 
 /// The `to` of a hello from a node that does not know who is at the address (a joining node).
 /// No node has id 0 (`--node-id` must be positive).
@@ -81,12 +82,8 @@ pub enum Request {
     ForwardWrite {
         /// Deduplication key chosen by the node the client talks to.
         request_id: RequestId,
-        /// The translated statements, or a finished transaction.
+        /// The translated statements, or a finished transaction block.
         proposal: crate::node::Proposal,
-        /// How long the leader may wait for its write slot before giving up (cleanly, without
-        /// proposing): less than the sender waits for the answer, so a write is never proposed
-        /// after its sender stopped waiting for it.
-        slot_wait_ms: u64,
     },
     /// Asks the leader for a linearizable read index.
     ReadIndex,
@@ -188,14 +185,14 @@ pub(crate) fn codec() -> LengthDelimitedCodec {
 }
 
 fn encode<T: Serialize>(v: &T) -> io::Result<Bytes> {
-    let mut out = vec![WIRE_V3];
+    let mut out = vec![WIRE_V4];
     serde_json::to_writer(&mut out, v).map_err(io::Error::other)?;
     Ok(Bytes::from(out))
 }
 
 fn decode<T: DeserializeOwned>(b: &[u8]) -> io::Result<T> {
     match b.split_first() {
-        Some((&WIRE_V3, body)) => {
+        Some((&WIRE_V4, body)) => {
             serde_json::from_slice(body).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
         }
         Some((v, _)) => Err(io::Error::new(

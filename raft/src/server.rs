@@ -131,15 +131,7 @@ async fn serve_conn(mut conn: Conn, node: Arc<Node>) -> io::Result<()> {
             Request::ForwardWrite {
                 request_id,
                 proposal,
-                slot_wait_ms,
-            } => Response::ForwardWrite(
-                node.propose(
-                    request_id,
-                    proposal,
-                    Some(Duration::from_millis(slot_wait_ms).min(crate::node::WRITE_SLOT_WAIT)),
-                )
-                .await,
-            ),
+            } => Response::ForwardWrite(node.propose(request_id, proposal).await),
             Request::ReadIndex => Response::ReadIndex(node.leader_read_index().await),
             Request::Admin(op) => Response::Admin(
                 // A joining node may reach any member: forward to the leader from here.

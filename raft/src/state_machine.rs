@@ -11,8 +11,8 @@ use openraft::alias::{LogIdOf, SnapshotMetaOf, SnapshotOf, StoredMembershipOf};
 use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine, Snapshot};
 use openraft::{EntryPayload, OptionalSend};
 use sqlkeeper_engine::{
-    read_snapshot_info, ApplyItem, LogIndex, Outcome, RaftMeta, ReadPool, SnapshotInfo, Speculator,
-    StateMachine,
+    read_snapshot_info, ApplyItem, BlockWriter, LogIndex, Outcome, RaftMeta, ReadPool,
+    SnapshotInfo, StateMachine,
 };
 
 use crate::apply_thread::ApplyThread;
@@ -89,7 +89,7 @@ struct Current {
 pub struct StateMachineStore {
     apply: ApplyThread,
     reads: Arc<ReadPool>,
-    speculator: Arc<Speculator>,
+    block_writer: Arc<BlockWriter>,
     snapshot_dir: PathBuf,
     /// The newest complete snapshot. Shared with snapshot builders, which run in their own
     /// tasks and replace it when they finish.
@@ -183,12 +183,12 @@ impl StateMachineStore {
         sqlkeeper_snapshots::remove_partials(state_dir).map_err(io::Error::from)?;
         let sm = StateMachine::open(state_dir).map_err(other("open state machine"))?;
         let reads = sm.read_pool();
-        let speculator = sm.speculator();
+        let block_writer = sm.block_writer();
         let current = load_current(snapshot_dir)?;
         Ok(StateMachineStore {
             apply: ApplyThread::spawn(sm, node_id)?,
             reads,
-            speculator,
+            block_writer,
             snapshot_dir: snapshot_dir.to_path_buf(),
             current: Arc::new(Mutex::new(current)),
             apply_delay: std::time::Duration::ZERO,
@@ -201,9 +201,9 @@ impl StateMachineStore {
         self
     }
 
-    /// The speculation slot of interactive transactions.
-    pub fn speculator(&self) -> Arc<Speculator> {
-        self.speculator.clone()
+    /// The writer connection of transaction blocks.
+    pub fn block_writer(&self) -> Arc<BlockWriter> {
+        self.block_writer.clone()
     }
 
     /// The read pool over the state database.

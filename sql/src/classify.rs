@@ -51,8 +51,17 @@ pub enum TxnOp {
     Begin {
         /// Spelled `START TRANSACTION` (the tag differs).
         start: bool,
-        /// `READ ONLY` was given.
-        read_only: bool,
+        /// `READ ONLY` (`Some(true)`) or `READ WRITE` (`Some(false)`) was given.
+        read_only: Option<bool>,
+        /// `ISOLATION LEVEL ...` was given.
+        isolation: Option<Isolation>,
+    },
+    /// `SET TRANSACTION ...`: the modes of the open block, before its first statement.
+    SetTransaction {
+        /// `READ ONLY` / `READ WRITE`, if given.
+        read_only: Option<bool>,
+        /// `ISOLATION LEVEL ...`, if given.
+        isolation: Option<Isolation>,
     },
     /// `COMMIT` / `END`.
     Commit,
@@ -64,6 +73,53 @@ pub enum TxnOp {
     Release(String),
     /// `ROLLBACK TO [SAVEPOINT] name`.
     RollbackTo(String),
+}
+
+/// The isolation level of a transaction block (`docs/transactions.md`, Isolation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isolation {
+    /// Each statement sees the latest committed state; the block's writes commit if they
+    /// return, at the block's place in the log, the results its client saw. PostgreSQL's
+    /// default. `READ UNCOMMITTED` means this too, as in PostgreSQL.
+    ReadCommitted,
+    /// The block reads one snapshot, and commits only if everything it read and wrote returns
+    /// the same results at its place in the log: serializable here.
+    RepeatableRead,
+    /// As `RepeatableRead`.
+    Serializable,
+}
+
+impl Isolation {
+    /// The level as PostgreSQL spells it in `SHOW transaction_isolation`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Isolation::ReadCommitted => "read committed",
+            Isolation::RepeatableRead => "repeatable read",
+            Isolation::Serializable => "serializable",
+        }
+    }
+
+    /// Parses a setting's value (`'read committed'`, `SERIALIZABLE`, ...).
+    pub fn parse(value: &str) -> Option<Isolation> {
+        let v = value
+            .trim()
+            .trim_matches('\'')
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .to_ascii_lowercase();
+        match v.as_str() {
+            "read committed" | "read uncommitted" => Some(Isolation::ReadCommitted),
+            "repeatable read" => Some(Isolation::RepeatableRead),
+            "serializable" => Some(Isolation::Serializable),
+            _ => None,
+        }
+    }
+
+    /// Whether the block's reads are part of what it commits on (and read one snapshot).
+    pub fn checks_reads(self) -> bool {
+        !matches!(self, Isolation::ReadCommitted)
+    }
 }
 
 /// Session statements.

@@ -18,7 +18,8 @@ mod rewrite;
 mod translate;
 
 pub use classify::{
-    AdminCall, CommandTag, SessionOp, StatementKind, TxnOp, ADMIN_FUNCTIONS, INTROSPECTION_VIEWS,
+    AdminCall, CommandTag, Isolation, SessionOp, StatementKind, TxnOp, ADMIN_FUNCTIONS,
+    INTROSPECTION_VIEWS,
 };
 pub use columns::{ColumnHint, PgType};
 pub use error::SqlError;

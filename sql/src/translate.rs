@@ -6,13 +6,14 @@ use sqlparser::ast::{
     visit_expressions_mut, visit_relations, visit_relations_mut, CastKind, ColumnOption, DataType,
     Expr, FunctionArg, FunctionArgExpr, FunctionArguments, ObjectName, ObjectNamePart, ObjectType,
     OrderBy, OrderByKind, OrderBySort, Query, Reset, SelectItem, Set, SetExpr, Statement,
-    TableConstraint, TransactionAccessMode, TransactionMode, Value, VisitMut, VisitorMut,
+    TableConstraint, TransactionAccessMode, TransactionIsolationLevel, TransactionMode, Value,
+    VisitMut, VisitorMut,
 };
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::{Parser, ParserError};
 
 use crate::classify::{
-    drop_tag, query_writes, AdminCall, CommandTag, SessionOp, StatementKind, TxnOp,
+    drop_tag, query_writes, AdminCall, CommandTag, Isolation, SessionOp, StatementKind, TxnOp,
     ADMIN_FUNCTIONS, INTROSPECTION_VIEWS,
 };
 use crate::columns::{projection_hints, ColumnHint};
@@ -366,17 +367,30 @@ fn translate_statement(stmt: Statement) -> Result<Translated, SqlError> {
         Statement::Vacuum(_) => (StatementKind::Write, CommandTag::Fixed("VACUUM")),
         Statement::Analyze(_) => (StatementKind::Ddl, CommandTag::Fixed("ANALYZE")),
         Statement::StartTransaction { modes, begin, .. } => {
-            let read_only = modes.iter().any(|m| {
-                matches!(
-                    m,
-                    TransactionMode::AccessMode(TransactionAccessMode::ReadOnly)
-                )
-            });
+            let (read_only, isolation) = transaction_modes(modes)?;
             let start = !*begin;
             let tag = if start { "START TRANSACTION" } else { "BEGIN" };
             (
-                StatementKind::Transaction(TxnOp::Begin { start, read_only }),
+                StatementKind::Transaction(TxnOp::Begin {
+                    start,
+                    read_only,
+                    isolation,
+                }),
                 CommandTag::Fixed(tag),
+            )
+        }
+        Statement::Set(Set::SetTransaction {
+            modes,
+            session: false,
+            snapshot: None,
+        }) => {
+            let (read_only, isolation) = transaction_modes(modes)?;
+            (
+                StatementKind::Transaction(TxnOp::SetTransaction {
+                    read_only,
+                    isolation,
+                }),
+                CommandTag::Fixed("SET"),
             )
         }
         Statement::Commit { .. } => (
@@ -598,8 +612,53 @@ fn expr_text(e: &Expr) -> String {
     }
 }
 
+/// The access mode and isolation level of `BEGIN`, `START TRANSACTION` or `SET TRANSACTION`.
+fn transaction_modes(
+    modes: &[TransactionMode],
+) -> Result<(Option<bool>, Option<Isolation>), SqlError> {
+    let (mut read_only, mut isolation) = (None, None);
+    for m in modes {
+        match m {
+            TransactionMode::AccessMode(a) => {
+                read_only = Some(matches!(a, TransactionAccessMode::ReadOnly));
+            }
+            TransactionMode::IsolationLevel(l) => {
+                isolation = Some(match l {
+                    TransactionIsolationLevel::ReadUncommitted
+                    | TransactionIsolationLevel::ReadCommitted => Isolation::ReadCommitted,
+                    TransactionIsolationLevel::RepeatableRead => Isolation::RepeatableRead,
+                    TransactionIsolationLevel::Serializable => Isolation::Serializable,
+                    other => return Err(SqlError::unsupported(format!("ISOLATION LEVEL {other}"))),
+                });
+            }
+        }
+    }
+    Ok((read_only, isolation))
+}
+
 fn session_set(set: &Set) -> Result<SessionOp, SqlError> {
     match set {
+        // SET SESSION CHARACTERISTICS AS TRANSACTION ...: the session's defaults.
+        Set::SetTransaction {
+            modes,
+            session: true,
+            snapshot: None,
+        } => {
+            let (read_only, isolation) = transaction_modes(modes)?;
+            match (read_only, isolation) {
+                (None, Some(i)) => Ok(SessionOp::Set {
+                    name: "default_transaction_isolation".into(),
+                    value: Some(i.name().into()),
+                }),
+                (Some(r), None) => Ok(SessionOp::Set {
+                    name: "default_transaction_read_only".into(),
+                    value: Some(if r { "on" } else { "off" }.into()),
+                }),
+                _ => Err(SqlError::unsupported(
+                    "SET SESSION CHARACTERISTICS with more than one mode (set them one at a time)",
+                )),
+            }
+        }
         Set::SingleAssignment {
             variable, values, ..
         } => {

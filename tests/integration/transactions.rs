@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -398,19 +398,33 @@ async fn transactions_commit_roll_back_and_see_their_own_writes() {
         "no entry for read-only transactions"
     );
 
-    tracing::info!("--- a block's reads come from one snapshot");
+    tracing::info!("--- READ COMMITTED (the default) reads the latest state at every statement");
     let tx = a.transaction().await.unwrap();
     assert_eq!(count(&tx, "SELECT count(*) FROM acc").await, 3);
     b.batch_execute("INSERT INTO acc (name, bal) VALUES ('frank', 6)")
         .await
         .unwrap();
+    assert_eq!(count(&tx, "SELECT count(*) FROM acc").await, 4);
+    tx.commit().await.unwrap();
+
+    tracing::info!("--- REPEATABLE READ reads one snapshot");
+    let tx = a
+        .build_transaction()
+        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+        .start()
+        .await
+        .unwrap();
+    assert_eq!(count(&tx, "SELECT count(*) FROM acc").await, 4);
+    b.batch_execute("INSERT INTO acc (name, bal) VALUES ('grace', 7)")
+        .await
+        .unwrap();
     assert_eq!(
         count(&tx, "SELECT count(*) FROM acc").await,
-        3,
+        4,
         "repeatable: a write committed meanwhile is not seen"
     );
     tx.commit().await.unwrap();
-    assert_eq!(count(&a, "SELECT count(*) FROM acc").await, 4);
+    assert_eq!(count(&a, "SELECT count(*) FROM acc").await, 5);
     node.stop().await;
 }
 
@@ -425,8 +439,14 @@ async fn a_conflicting_write_gets_40001_and_nothing_is_applied() {
     )
     .await
     .unwrap();
-    // a reads, b changes what a read, a writes: a's transaction cannot be serialized.
-    let tx = a.transaction().await.unwrap();
+    // a reads, b changes what a read, a writes: a's SERIALIZABLE transaction cannot be
+    // serialized.
+    let tx = a
+        .build_transaction()
+        .isolation_level(tokio_postgres::IsolationLevel::Serializable)
+        .start()
+        .await
+        .unwrap();
     let bal: i32 = tx
         .query_one("SELECT bal FROM acc WHERE id = 1", &[])
         .await
@@ -468,7 +488,7 @@ async fn disconnect_and_idle_timeout_leave_nothing_behind() {
         .await
         .unwrap();
 
-    tracing::info!("--- a client disconnects holding the write slot");
+    tracing::info!("--- a client disconnects inside a writing block");
     {
         let c = node.client().await;
         c.batch_execute("BEGIN; INSERT INTO t VALUES (1)")
@@ -480,7 +500,7 @@ async fn disconnect_and_idle_timeout_leave_nothing_behind() {
         b.batch_execute("INSERT INTO t VALUES (2)"),
     )
     .await
-    .expect("an autocommit write waits no longer once the holder disconnected")
+    .expect("an autocommit write does not wait for the block")
     .unwrap();
     assert_eq!(count(&b, "SELECT count(*) FROM t WHERE id = 1").await, 0);
 
@@ -491,19 +511,17 @@ async fn disconnect_and_idle_timeout_leave_nothing_behind() {
     )
     .await
     .unwrap();
-    let started = Instant::now();
-    // This write queues behind the idle transaction until the timeout ends it.
+    // Another session's write does not wait for the idle block.
     tokio::time::timeout(
         Duration::from_secs(5),
         b.batch_execute("INSERT INTO t VALUES (4)"),
     )
     .await
-    .expect("the idle transaction is ended by its timeout")
+    .expect("the write does not wait for the idle block")
     .unwrap();
-    assert!(
-        started.elapsed() >= Duration::from_millis(250),
-        "it did wait for the timeout"
-    );
+    // Staying idle past the timeout is what is tested: this sleep is the input, not a wait
+    // for a condition.
+    tokio::time::sleep(Duration::from_millis(600)).await;
     let e = c
         .simple_query("INSERT INTO t VALUES (5)")
         .await
@@ -602,7 +620,7 @@ async fn bank_transfers_keep_their_invariants_and_survive_a_restart() {
                         Err(e) if e.code() == Some(&SqlState::T_R_SERIALIZATION_FAILURE) => {
                             retries.fetch_add(1, Ordering::Relaxed);
                         }
-                        Err(e) => panic!("client {client}: {e}"),
+                        Err(e) => panic!("client {client}: {e:?}"),
                     }
                 }
             }
