@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::support::TestNode;
+use crate::support::{Postgres, TestNode};
 
 /// Share of corpus statements whose output must match PostgreSQL's exactly (the SQL-layer
 /// issue's bar). Every known mismatch is listed in `docs/compat.md`.
@@ -50,14 +50,6 @@ fn blocks(output: &str, statements: &[&str]) -> Vec<String> {
     blocks
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn corpus_matches_postgres() {
     let corpus = root().join("tests/differential/corpus.sql");
@@ -73,31 +65,8 @@ async fn corpus_matches_postgres() {
     );
 
     tracing::info!("--- PostgreSQL (scripts/pg-tmp.sh, as the postgres OS user)");
-    let pg_dir = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(
-        pg_dir.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
-    let pg_data = pg_dir.path().join("pg");
-    let pg_port = free_port();
-    let started = Command::new(root().join("scripts/pg-tmp.sh"))
-        .args(["start", pg_data.to_str().unwrap(), &pg_port.to_string()])
-        .status()
-        .unwrap();
-    assert!(
-        started.success(),
-        "PostgreSQL did not start (the test command installs the postgresql package)"
-    );
-    struct Stop(PathBuf);
-    impl Drop for Stop {
-        fn drop(&mut self) {
-            let _ = Command::new(root().join("scripts/pg-tmp.sh"))
-                .args(["stop", self.0.to_str().unwrap()])
-                .status();
-        }
-    }
-    let _stop = Stop(pg_data.clone());
+    let postgres = Postgres::start();
+    let pg_port = postgres.port;
 
     let dir = tempfile::tempdir().unwrap();
     let node = TestNode::start(dir.path()).await;

@@ -1,6 +1,7 @@
 //! Integration tests: a real server on 127.0.0.1:0, real clients (tokio-postgres, psql), real
 //! files, and real processes for crash tests. One test binary, so linking happens once.
 
+mod anomalies;
 mod cli;
 mod client_bytes;
 mod clients;

@@ -479,3 +479,58 @@ pub fn seed(var: &str) -> u64 {
                 .unwrap_or(1)
         })
 }
+
+/// A throwaway PostgreSQL server on a free loopback port (`scripts/pg-tmp.sh`), the oracle
+/// for differential tests; stopped when dropped.
+pub struct Postgres {
+    pub port: u16,
+    data: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Postgres {
+    pub fn start() -> Postgres {
+        let dir = tempfile::tempdir().unwrap();
+        // PostgreSQL runs as the postgres OS user when the tests run as root.
+        std::fs::set_permissions(
+            dir.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+        let data = dir.path().join("pg");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let started = Command::new(Self::script())
+            .args(["start", data.to_str().unwrap(), &port.to_string()])
+            .status()
+            .unwrap();
+        assert!(
+            started.success(),
+            "PostgreSQL did not start (the test command installs the postgresql package)"
+        );
+        Postgres {
+            port,
+            data,
+            _dir: dir,
+        }
+    }
+
+    fn script() -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/pg-tmp.sh")
+    }
+
+    pub async fn client(&self) -> tokio_postgres::Client {
+        connect(SocketAddr::from(([127, 0, 0, 1], self.port))).await
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let _ = Command::new(Self::script())
+            .args(["stop", self.data.to_str().unwrap()])
+            .status();
+    }
+}
