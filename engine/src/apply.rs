@@ -106,16 +106,25 @@ pub(crate) fn open_writer(
         .map_err(fatal("register rebuild function"))?;
     crate::limits::install_handler(&mut conn, cells.budget.clone(), stop)
         .map_err(fatal("install progress handler"))?;
-    let rowid_max = cells.rowid_max.clone();
+    let (rowid_max, written) = (cells.rowid_max.clone(), cells.written.clone());
     conn.update_hook(Some(
-        move |action: Action, _db: &str, _table: &str, rowid: i64| {
+        move |action: Action, _db: &str, table: &str, rowid: i64| {
             if rowid == i64::MAX && matches!(action, Action::SQLITE_INSERT | Action::SQLITE_UPDATE)
             {
                 rowid_max.store(true, std::sync::atomic::Ordering::SeqCst);
             }
+            written.note(table);
         },
     ))
     .map_err(fatal("install update hook"))?;
+    let read = cells.read.clone();
+    conn.authorizer(Some(move |ctx: rusqlite::hooks::AuthContext<'_>| {
+        if let rusqlite::hooks::AuthAction::Read { table_name, .. } = ctx.action {
+            read.note(table_name);
+        }
+        rusqlite::hooks::Authorization::Allow
+    }))
+    .map_err(fatal("install authorizer"))?;
     Ok(conn)
 }
 
@@ -491,7 +500,7 @@ fn replay_transaction(
 ) -> Result<Outcome, Stop> {
     conn.execute_batch("SAVEPOINT entry")
         .map_err(fatal("savepoint"))?;
-    let replayed = replay_digest(conn, &record.steps, cells)?;
+    let replayed = replay_digest(conn, record, cells)?;
     if replayed != record.digest {
         tracing::debug!(%index, "a transaction's statements return other results at its place in the log: not applied (40001)");
         conn.execute_batch("ROLLBACK TO entry; RELEASE entry")

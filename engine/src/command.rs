@@ -145,9 +145,26 @@ pub struct TxnRecord {
     /// What the block ran, in order: its writes, and the reads whose results must hold at
     /// its position in the log (all of them under `REPEATABLE READ` and `SERIALIZABLE`).
     pub steps: Vec<TxnStep>,
+    /// Every value `nextval` gave the steps, in the order they asked: replay gives each step
+    /// the same values again.
+    #[serde(default)]
+    pub values: Vec<SeqValue>,
     /// Hex SHA-256 over the hashes of the steps' results as the client saw them (rows, row
     /// counts, SQLSTATEs).
     pub digest: String,
+}
+
+/// One value `nextval` gave a transaction step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeqValue {
+    /// The step (from 0) that asked.
+    pub step: u32,
+    /// The sequence.
+    pub sequence: String,
+    /// A value reserved for the block's node ahead of time (`Command::Execute` of
+    /// `_sqlkeeper_reserve`), which no one else is given; `None` for a sequence the block
+    /// created itself, which replay draws from the sequence as it stands.
+    pub value: Option<i64>,
 }
 
 /// One step of a replicated transaction.

@@ -32,8 +32,8 @@ mod txn;
 
 pub use apply::{ApplyItem, RaftMeta, StateMachine, StoredRaftMeta, STATE_DB_FILE};
 pub use command::{
-    Command, EntryHeader, LogIndex, RequestId, Stamp, Statement, TxnRecord, TxnStep, Value,
-    ENGINE_APPLY_VERSION,
+    Command, EntryHeader, LogIndex, RequestId, SeqValue, Stamp, Statement, TxnRecord, TxnStep,
+    Value, ENGINE_APPLY_VERSION,
 };
 pub use determinism::uuid_text;
 pub use error::{sqlstate_of, EngineError, ExecError, Fatal, SqlState};
@@ -50,4 +50,5 @@ pub use read::{
     READ_CONNECTIONS_MAX, WAL_BYTES_MAX,
 };
 pub use scratch::{query_scratch, ScratchTable};
+pub use sequences::{RESERVED_VALUES, RESERVED_VALUES_MAX, RESERVE_FUNCTION};
 pub use txn::{Block, BlockError, BlockWriter, Done, Ticket, Work, STATEMENT_ATTEMPTS_MAX};

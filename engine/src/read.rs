@@ -124,6 +124,8 @@ fn open_reader(path: &Path) -> Result<Reader, Fatal> {
     crate::determinism::install(&conn, stamp.clone())
         .map_err(|e| Fatal(format!("register functions: {e}")))?;
     crate::functions::install(&conn).map_err(|e| Fatal(format!("register functions: {e}")))?;
+    crate::sequences::install_read_only(&conn)
+        .map_err(|e| Fatal(format!("register sequence functions: {e}")))?;
     conn.busy_timeout(std::time::Duration::from_secs(5))
         .map_err(|e| Fatal(format!("configure read connection: {e}")))?;
     crate::limits::configure(&conn).map_err(|e| Fatal(format!("set limits: {e}")))?;

@@ -12,6 +12,7 @@
 //! the writer connection holds and interrupts a statement running on it
 //! ([`BlockWriter::hold_for_apply`]); that statement runs again after the batch.
 
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -19,14 +20,14 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use rusqlite::{Connection, InterruptHandle};
 use sha2::{Digest, Sha256};
 
-use crate::command::{LogIndex, Stamp, Statement, TxnRecord, TxnStep};
+use crate::command::{LogIndex, SeqValue, Stamp, Statement, TxnRecord, TxnStep};
 use crate::determinism::StampCell;
 use crate::error::{classify, ExecError, Fatal};
 use crate::exec::{run, ResultRoom, RunError, StatementResult};
 use crate::limits::Budget;
 use crate::meta;
 use crate::rebuild::RebuildCell;
-use crate::sequences::SequenceCell;
+use crate::sequences::{Draw, ReservedValues, SequenceCell};
 
 /// How many times a block's statement starts over after the apply thread interrupted it
 /// (each time after the batch that interrupted it was applied) before it fails with 40001.
@@ -53,6 +54,38 @@ pub(crate) struct Cells {
     /// Set by the connection's update hook when a statement writes a row whose row id is
     /// `i64::MAX` (see [`rowid_error`]).
     pub(crate) rowid_max: Arc<AtomicBool>,
+    /// Tables the statements write (update hook), while a block step runs on the block writer.
+    pub(crate) written: Arc<TableLog>,
+    /// Tables the statements prepared read (authorizer), while a block's read is examined.
+    pub(crate) read: Arc<TableLog>,
+}
+
+/// Names of tables a connection's hooks saw while on.
+#[derive(Default)]
+pub(crate) struct TableLog {
+    on: AtomicBool,
+    names: Mutex<HashSet<String>>,
+}
+
+impl TableLog {
+    pub(crate) fn note(&self, table: &str) {
+        if self.on.load(Ordering::Relaxed) {
+            let mut names = self.names.lock().unwrap_or_else(|p| p.into_inner());
+            if !names.contains(table) {
+                names.insert(table.to_string());
+            }
+        }
+    }
+
+    fn start(&self) {
+        self.names.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        self.on.store(true, Ordering::Relaxed);
+    }
+
+    fn stop(&self) -> HashSet<String> {
+        self.on.store(false, Ordering::Relaxed);
+        std::mem::take(&mut *self.names.lock().unwrap_or_else(|p| p.into_inner()))
+    }
 }
 
 impl Cells {
@@ -254,16 +287,56 @@ fn digest_of<'a>(hashes: impl IntoIterator<Item = &'a [u8; 32]>) -> String {
     d.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Runs step `n` of a block again, giving `nextval` the values it drew when it first ran
+/// (`values`: all of the block's). A step that asks for other values, or fewer, returns
+/// 40001: what it does now differs from what its client saw.
+fn replay_step(
+    conn: &Connection,
+    n: usize,
+    step: &TxnStep,
+    values: &[SeqValue],
+    cells: &Cells,
+) -> Result<StepResult, Stop> {
+    let mine = values.iter().filter(|v| v.step as usize == n).cloned();
+    cells
+        .sequences
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .draw = Draw::Replay(mine.collect());
+    let r = run_step(conn, step, cells);
+    let draw = std::mem::take(
+        &mut cells
+            .sequences
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .draw,
+    );
+    let r = r?;
+    match draw {
+        Draw::Replay(left) if !left.is_empty() => Ok(Err(ExecError::new(
+            "40001",
+            "could not serialize access: the statement asks sequences for fewer values than when it first ran",
+        ))),
+        _ => Ok(r),
+    }
+}
+
 /// Replays the steps of a committed transaction on the apply connection and returns the
 /// digest of their results, to compare with the one its client saw.
 pub(crate) fn replay_digest(
     conn: &Connection,
-    steps: &[TxnStep],
+    record: &TxnRecord,
     cells: &Cells,
 ) -> Result<String, Stop> {
-    let mut hashes = Vec::with_capacity(steps.len());
-    for step in steps {
-        hashes.push(result_hash(&run_step(conn, step, cells)?));
+    let mut hashes = Vec::with_capacity(record.steps.len());
+    for (n, step) in record.steps.iter().enumerate() {
+        hashes.push(result_hash(&replay_step(
+            conn,
+            n,
+            step,
+            &record.values,
+            cells,
+        )?));
     }
     Ok(digest_of(&hashes))
 }
@@ -279,6 +352,13 @@ pub struct Block {
     stamp: Stamp,
     steps: Vec<TxnStep>,
     seen: Vec<[u8; 32]>,
+    /// The values `nextval` gave the steps.
+    values: Vec<SeqValue>,
+    /// Sequences that do not exist outside the block (it created them): `nextval` draws from
+    /// their rows, not from values reserved for the node.
+    local: HashSet<String>,
+    /// Tables the block's steps wrote rows of.
+    written: HashSet<String>,
 }
 
 impl Block {
@@ -289,7 +369,16 @@ impl Block {
             stamp,
             steps: Vec::new(),
             seen: Vec::new(),
+            values: Vec::new(),
+            local: Default::default(),
+            written: Default::default(),
         }
+    }
+
+    /// Marks `sequence` as one that exists only inside the block (no values of it can be
+    /// reserved).
+    pub fn mark_local(&mut self, sequence: String) {
+        self.local.insert(sequence);
     }
 
     /// The block's time and seed.
@@ -316,6 +405,7 @@ impl Block {
             stamp: self.stamp,
             digest: digest_of(&self.seen),
             steps: self.steps,
+            values: self.values,
         }
     }
 }
@@ -336,6 +426,11 @@ pub enum BlockError {
     /// back. Replaying it would end the same way on every replica.
     #[error(transparent)]
     Aborted(ExecError),
+    /// The statement needs a value of this sequence and none is reserved for the node: the
+    /// caller reserves some (an ordinary entry calling [`crate::RESERVE_FUNCTION`]) and runs
+    /// the statement again. Nothing was recorded.
+    #[error("no values of sequence \"{0}\" are reserved on this node")]
+    NeedValues(String),
     /// The node failed.
     #[error(transparent)]
     Fatal(#[from] Fatal),
@@ -347,6 +442,8 @@ enum Attempt {
     Interrupted,
     /// Step `n` (from 0) returned something else than its client saw.
     Changed(usize),
+    /// No values of this sequence are reserved for the node.
+    NeedValues(String),
     Stop(Stop),
 }
 
@@ -363,11 +460,15 @@ impl From<Fatal> for Attempt {
 }
 
 /// What a block asks of the writer connection.
+#[derive(Clone)]
 pub enum Work {
     /// Run a step and record it in the block.
     Record(TxnStep),
-    /// Run a read without recording it: it changes nothing, and the randomness and steps it
-    /// uses are given back, so the recorded steps replay alike.
+    /// A `READ COMMITTED` read after the block's first write. If it reads a table the block
+    /// wrote rows of, it is recorded as a [`TxnStep::Read`] (checked at `COMMIT`): what a
+    /// client sees of its own writes is what commits, as a row lock makes it in PostgreSQL.
+    /// Otherwise it is not recorded: it changes nothing, it draws randomness of its own, and
+    /// the steps it uses are given back.
     Read(Vec<Statement>),
     /// Describe a statement against the block's state.
     Describe(String),
@@ -418,6 +519,8 @@ pub struct BlockWriter {
     apply_wants: Arc<AtomicBool>,
     /// The running statement was cancelled; read by the progress handler too.
     cancel_running: Arc<AtomicBool>,
+    /// Sequence values reserved for this node's blocks.
+    reserved: Arc<ReservedValues>,
     /// The ticket of the running statement.
     running: Mutex<Option<Ticket>>,
 }
@@ -435,7 +538,23 @@ impl BlockWriter {
             apply_wants: Arc::new(AtomicBool::new(false)),
             cancel_running: Arc::new(AtomicBool::new(false)),
             running: Mutex::new(None),
+            reserved: Arc::default(),
         }
+    }
+
+    /// Adds values reserved for this node's blocks: the text `first increment count` that
+    /// [`crate::RESERVE_FUNCTION`] returned for `sequence`.
+    pub fn add_reserved(&self, sequence: &str, reserved: &str) -> Result<(), Fatal> {
+        let n: Vec<i64> = reserved
+            .split(' ')
+            .map(str::parse)
+            .collect::<Result<_, _>>()
+            .map_err(|e| Fatal(format!("reserved values {reserved:?}: {e}")))?;
+        let [first, increment, count] = n[..] else {
+            return Err(Fatal(format!("reserved values {reserved:?}")));
+        };
+        self.reserved.add(sequence, first, increment, count);
+        Ok(())
     }
 
     fn lock(&self) -> MutexGuard<'_, WriterInner> {
@@ -529,11 +648,23 @@ impl BlockWriter {
                 r => r,
             };
             match r {
-                Ok((done, applied)) => {
-                    if let Work::Record(step) = work {
+                Ok((done, applied, recorded)) => {
+                    if let Some(Recorded {
+                        step,
+                        drawn,
+                        written,
+                        local,
+                    }) = recorded
+                    {
+                        block.local.extend(local);
                         let Done::Ran(result) = &done else {
                             unreachable!("a recorded step runs")
                         };
+                        let n = block.steps.len() as u32;
+                        block
+                            .values
+                            .extend(drawn.into_iter().map(|v| SeqValue { step: n, ..v }));
+                        block.written.extend(written);
                         block.record(step, result);
                         if let Some(o) = inner.open.as_mut() {
                             o.steps = block.steps.len();
@@ -560,6 +691,9 @@ impl BlockWriter {
                                 "statement {} of this transaction now returns different results: a concurrent write changed the data it read",
                                 n + 1
                             )))
+                        }
+                        Attempt::NeedValues(sequence) => {
+                            return Err(BlockError::NeedValues(sequence))
                         }
                         Attempt::Stop(Stop::Abort(e)) => return Err(BlockError::Aborted(e)),
                         Attempt::Stop(Stop::Fatal(f)) => return Err(f.into()),
@@ -590,7 +724,7 @@ impl BlockWriter {
         inner: &mut WriterInner,
         block: &Block,
         work: &Work,
-    ) -> Result<(Done, Option<LogIndex>), Attempt> {
+    ) -> Result<(Done, Option<LogIndex>, Option<Recorded>), Attempt> {
         if inner.conn.is_none() {
             let (apply, cancel) = (self.apply_wants.clone(), self.cancel_running.clone());
             let conn = crate::apply::open_writer(&inner.path, &inner.cells, move || {
@@ -631,10 +765,64 @@ impl BlockWriter {
                 applied
             }
         };
+        let mut recorded = None;
         let done = match work {
-            Work::Record(step) => Done::Ran(run_step(conn, step, cells)?),
+            Work::Read(statements) if reads_written(conn, cells, block, statements) => {
+                let step = TxnStep::Read(statements.clone());
+                let r = run_step(conn, &step, cells)?;
+                recorded = Some(Recorded {
+                    step,
+                    drawn: Vec::new(),
+                    written: HashSet::new(),
+                    local: HashSet::new(),
+                });
+                Done::Ran(r)
+            }
+            Work::Record(step) => {
+                cells.written.start();
+                cells
+                    .sequences
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .draw = Draw::Fresh {
+                    reserved: self.reserved.clone(),
+                    local: block.local.clone(),
+                    drawn: Vec::new(),
+                    needs: None,
+                };
+                let r = run_step(conn, step, cells);
+                let written = cells.written.stop();
+                let draw = std::mem::take(
+                    &mut cells
+                        .sequences
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .draw,
+                );
+                if let Draw::Fresh {
+                    drawn: d,
+                    needs,
+                    local,
+                    ..
+                } = draw
+                {
+                    if let Some(sequence) = needs {
+                        return Err(Attempt::NeedValues(sequence));
+                    }
+                    recorded = Some(Recorded {
+                        step: step.clone(),
+                        drawn: d,
+                        written,
+                        local,
+                    });
+                }
+                Done::Ran(r?)
+            }
             Work::Read(statements) => {
                 let (stamp, steps) = (cells.stamp.save(), cells.budget.save());
+                // Randomness of its own: the read is not replayed, and what it draws must not
+                // be what the block's next step draws.
+                cells.stamp.restore(crate::read::local_stamp().seed);
                 let r = run_read(conn, statements, cells);
                 cells.stamp.restore(stamp);
                 cells.budget.restore(steps);
@@ -660,8 +848,39 @@ impl BlockWriter {
                 *open = None;
             }
         }
-        Ok((done, applied))
+        Ok((done, applied, recorded))
     }
+}
+
+/// A step to record in the block after it ran: the values `nextval` gave it and the tables
+/// it wrote rows of.
+struct Recorded {
+    step: TxnStep,
+    drawn: Vec<SeqValue>,
+    written: HashSet<String>,
+    /// Sequences the block now draws from their rows (it created or set them).
+    local: HashSet<String>,
+}
+
+/// Whether `statements` read a table `block` wrote rows of. SQLite's authorizer names every
+/// table a statement reads (through views too) when the statement is prepared, so they are
+/// prepared here once more, past the statement cache.
+fn reads_written(
+    conn: &Connection,
+    cells: &Cells,
+    block: &Block,
+    statements: &[Statement],
+) -> bool {
+    if block.written.is_empty() {
+        return false;
+    }
+    cells.read.start();
+    for s in statements {
+        // A statement that does not prepare fails when it runs, with its own error.
+        let _ = conn.prepare(&s.sql);
+    }
+    let read = cells.read.stop();
+    read.iter().any(|t| block.written.contains(t))
 }
 
 /// Opens a SQLite transaction on the latest applied state and replays `block`'s steps on it,
@@ -677,7 +896,7 @@ fn replay(conn: &Connection, cells: &Cells, block: &Block) -> Result<Option<LogI
     // The whole block is one entry: one budget for all its steps, as at apply.
     cells.start_entry(&block.stamp, crate::limits::ENTRY_VM_STEPS_MAX);
     for (n, (step, seen)) in block.steps.iter().zip(&block.seen).enumerate() {
-        let r = run_step(conn, step, cells)?;
+        let r = replay_step(conn, n, step, &block.values, cells)?;
         if result_hash(&r) != *seen {
             return Err(Attempt::Changed(n));
         }
@@ -717,12 +936,36 @@ mod tests {
             .collect()
     }
 
-    /// Runs and records a step.
+    /// Runs and records a step. A sequence with no values reserved is taken to be the
+    /// block's own (what a node learns when reserving fails with 42P01); tests that use a
+    /// committed sequence reserve its values first ([`reserve`]).
     fn step(spec: &BlockWriter, b: &mut Block, s: TxnStep) -> Result<StepResult, BlockError> {
-        match spec.run(b, Work::Record(s), &Ticket::default())?.0 {
-            Done::Ran(r) => Ok(r),
-            Done::Described(_) => unreachable!(),
+        loop {
+            match spec.run(b, Work::Record(s.clone()), &Ticket::default()) {
+                Err(BlockError::NeedValues(seq)) => b.mark_local(seq),
+                r => match r?.0 {
+                    Done::Ran(r) => return Ok(r),
+                    Done::Described(_) => unreachable!(),
+                },
+            }
         }
+    }
+
+    /// Reserves values of `seq` for the node's blocks, as a node does: an entry at `index`.
+    fn reserve(sm: &mut StateMachine, spec: &BlockWriter, index: u64, seq: &str) {
+        let o = apply(
+            sm,
+            index,
+            &exec(&format!(
+                "SELECT {}('{seq}', {})",
+                crate::RESERVE_FUNCTION,
+                crate::RESERVED_VALUES
+            )),
+        );
+        let Value::Text(t) = &o.results[0].rows[0][0] else {
+            panic!("{o:?}")
+        };
+        spec.add_reserved(seq, t).unwrap();
     }
 
     fn ok(spec: &BlockWriter, b: &mut Block, s: TxnStep) -> StatementResult {
@@ -745,6 +988,7 @@ mod tests {
         };
         assert_eq!(apply(&mut sm, 1, &create).error, None);
         let spec = sm.block_writer();
+        reserve(&mut sm, &spec, 2, "s");
         let mut b = Block::new(Stamp::default());
         let next = |b: &mut Block| ok(&spec, b, TxnStep::Sql(pg("SELECT nextval('s')"))).rows;
         assert_eq!(next(&mut b), vec![vec![Value::Integer(1)]]);
@@ -763,7 +1007,7 @@ mod tests {
             .unwrap()
             .unwrap_err();
         assert_eq!(e.sqlstate, "42P01", "a creation rolled back is gone");
-        assert_eq!(apply(&mut sm, 2, &commit(b)).error, None);
+        assert_eq!(apply(&mut sm, 3, &commit(b)).error, None);
         let after = Command::Execute {
             header: Some(EntryHeader::current()),
             request_id: None,
@@ -771,8 +1015,77 @@ mod tests {
             statements: pg("SELECT nextval('s')"),
         };
         assert_eq!(
-            apply(&mut sm, 3, &after).results[0].rows,
+            apply(&mut sm, 4, &after).results[0].rows,
+            vec![vec![Value::Integer(crate::RESERVED_VALUES + 1)]],
+            "after the values reserved for the node"
+        );
+    }
+
+    #[test]
+    fn concurrent_blocks_insert_into_a_serial_table_with_reserved_ids_and_both_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sm = StateMachine::open(dir.path()).unwrap();
+        let create = Command::Execute {
+            header: Some(EntryHeader::current()),
+            request_id: None,
+            stamp: Stamp::default(),
+            statements: pg("CREATE TABLE t (id SERIAL PRIMARY KEY, v text)"),
+        };
+        assert_eq!(apply(&mut sm, 1, &create).error, None);
+        let spec = sm.block_writer();
+        // Without reserved values a block's nextval asks for them (the node reserves).
+        let mut a = Block::new(Stamp::default());
+        let insert = |v: &str| {
+            TxnStep::Sql(pg(&format!(
+                "INSERT INTO t (v) VALUES ('{v}') RETURNING id"
+            )))
+        };
+        assert!(matches!(
+            spec.run(&mut a, Work::Record(insert("a")), &Ticket::default()),
+            Err(BlockError::NeedValues(s)) if s == "t_id_seq"
+        ));
+        reserve(&mut sm, &spec, 2, "t_id_seq");
+        let mut b = Block::new(Stamp::default());
+        assert_eq!(
+            ok(&spec, &mut a, insert("a")).rows,
+            vec![vec![Value::Integer(1)]]
+        );
+        assert_eq!(
+            ok(&spec, &mut b, insert("b")).rows,
+            vec![vec![Value::Integer(2)]]
+        );
+        assert_eq!(
+            ok(&spec, &mut a, insert("a2")).rows,
             vec![vec![Value::Integer(3)]]
+        );
+        // An autocommit insert in between takes the value after the reserved ones.
+        let o = apply(
+            &mut sm,
+            3,
+            &Command::Execute {
+                header: Some(EntryHeader::current()),
+                request_id: None,
+                stamp: Stamp::default(),
+                statements: pg("INSERT INTO t (v) VALUES ('auto') RETURNING id"),
+            },
+        );
+        assert_eq!(
+            o.results.last().unwrap().rows,
+            vec![vec![Value::Integer(crate::RESERVED_VALUES + 1)]]
+        );
+        // Both blocks commit, in either order, with the ids their clients saw.
+        assert_eq!(apply(&mut sm, 4, &commit(b)).error, None);
+        assert_eq!(apply(&mut sm, 5, &commit(a)).error, None);
+        let o = apply(&mut sm, 6, &exec("SELECT id, v FROM t ORDER BY id"));
+        let text = |s: &str| Value::Text(s.into());
+        assert_eq!(
+            o.results[0].rows,
+            vec![
+                vec![Value::Integer(1), text("a")],
+                vec![Value::Integer(2), text("b")],
+                vec![Value::Integer(3), text("a2")],
+                vec![Value::Integer(crate::RESERVED_VALUES + 1), text("auto")],
+            ]
         );
     }
 

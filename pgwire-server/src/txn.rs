@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use pgwire::messages::response::TransactionStatus;
-use sqlkeeper_engine::{Block, Done, HeldRead, Statement, TxnStep, Value, Work};
+use sqlkeeper_engine::{Block, Done, HeldRead, Stamp, Statement, TxnStep, Value, Work};
 use sqlkeeper_sql::{Isolation, SessionOp, StatementKind, Translated, TxnOp};
 use tokio::task::JoinHandle;
 
@@ -329,12 +329,18 @@ impl Backend {
                     return Ok(Produced::rows(r?, t));
                 }
                 if !txn.isolation.checks_reads() {
-                    // READ COMMITTED: the latest committed state, at the block's time.
+                    // READ COMMITTED: the latest committed state, at the block's time, with
+                    // randomness of its own (the read is not replayed: what it draws must not
+                    // be what the block's writes draw).
                     let stamp = txn
                         .block()?
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
                         .stamp();
+                    let stamp = Stamp {
+                        seed: sqlkeeper_engine::local_stamp().seed,
+                        ..stamp
+                    };
                     return self.read_one_at(t, params, stamp).await;
                 }
                 let held = self.snapshot(txn).await?;

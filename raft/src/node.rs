@@ -1194,12 +1194,85 @@ impl Node {
     /// did and the applied index it ran at. If the returned future is dropped, or `timeout`
     /// passes first (57014), the statement is cancelled: it is not recorded, and the block is
     /// as it was before it.
+    ///
+    /// A statement that needs sequence values when none are reserved for this node gets them
+    /// here (one ordinary entry calling `_sqlkeeper_reserve`) and runs again.
     pub async fn run_block(
         &self,
         block: Arc<Mutex<Block>>,
         work: Work,
         timeout: Duration,
     ) -> Result<(Done, Option<LogIndex>), NodeError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut reservations = 0;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self
+                .run_block_once(block.clone(), work.clone(), left)
+                .await?
+            {
+                Err(BlockError::NeedValues(sequence)) if reservations < RESERVATIONS_MAX => {
+                    // Four times as many each time: a statement that needs more values than one
+                    // reservation gives gets them in a few rounds.
+                    let count = (sqlkeeper_engine::RESERVED_VALUES << (2 * reservations))
+                        .min(sqlkeeper_engine::RESERVED_VALUES_MAX);
+                    reservations += 1;
+                    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                    self.reserve(&block, sequence, count, left).await?;
+                }
+                r => return r.map_err(spec_error),
+            }
+        }
+    }
+
+    /// Reserves `count` values of `sequence` for this node's blocks, through the log. A
+    /// sequence that does not exist outside the block (it created it) is marked as the
+    /// block's own instead.
+    async fn reserve(
+        &self,
+        block: &Arc<Mutex<Block>>,
+        sequence: String,
+        count: i64,
+        timeout: Duration,
+    ) -> Result<(), NodeError> {
+        let stmt = Statement {
+            sql: format!("SELECT {}(?1, ?2)", sqlkeeper_engine::RESERVE_FUNCTION),
+            params: vec![Value::Text(sequence.clone()), Value::Integer(count)],
+        };
+        let (outcome, _) = self.write(vec![stmt], timeout).await?;
+        if let Some((_, e)) = outcome.error {
+            if e.sqlstate == "42P01" {
+                block
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .mark_local(sequence);
+                return Ok(());
+            }
+            return Err(NodeError::Exec(e));
+        }
+        match outcome
+            .results
+            .first()
+            .and_then(|r| r.rows.first())
+            .and_then(|r| r.first())
+        {
+            Some(Value::Text(reserved)) => self
+                .block_writer
+                .add_reserved(&sequence, reserved)
+                .map_err(|f| NodeError::Fatal(f.0)),
+            other => Err(NodeError::Fatal(format!(
+                "reserving values of {sequence}: unexpected answer {other:?}"
+            ))),
+        }
+    }
+
+    /// One try of [`Node::run_block`].
+    async fn run_block_once(
+        &self,
+        block: Arc<Mutex<Block>>,
+        work: Work,
+        timeout: Duration,
+    ) -> Result<Result<(Done, Option<LogIndex>), BlockError>, NodeError> {
         let ticket = Ticket::default();
         let mut guard = CancelOnDrop {
             block_writer: self.block_writer.clone(),
@@ -1217,8 +1290,7 @@ impl Node {
             Err(_) => return Err(statement_timeout()),
         };
         guard.armed = false;
-        r.map_err(|e| NodeError::Fatal(format!("block task: {e}")))?
-            .map_err(spec_error)
+        r.map_err(|e| NodeError::Fatal(format!("block task: {e}")))
     }
 
     /// Forgets what the writer connection holds for an ended block.
@@ -1388,9 +1460,20 @@ fn spec_error(e: BlockError) -> NodeError {
         // The statement ended the transaction (its budget ran out, ...): the block can only
         // be rolled back, and the client gets the statement's error.
         BlockError::Aborted(e) => NodeError::Exec(e),
+        BlockError::NeedValues(sequence) => NodeError::Exec(ExecError::new(
+            "40001",
+            format!(
+                "could not serialize access: the values of sequence \"{sequence}\" reserved for this node ran out {RESERVATIONS_MAX} times while the statement ran (other transactions on this node took them, or it needs more than {} values)",
+                sqlkeeper_engine::RESERVED_VALUES_MAX
+            ),
+        )),
         BlockError::Fatal(f) => NodeError::Fatal(f.0),
     }
 }
+
+/// How many times one block statement reserves sequence values before it gives up (40001):
+/// more than once only when other blocks on the node took the values first.
+const RESERVATIONS_MAX: u32 = 8;
 
 /// The callbacks `interruptible` hands to a read: one receives the connection's interrupt
 /// handle when the read starts, the other forgets it when the read's work is done (before the

@@ -205,6 +205,15 @@ fn rewrite(e: &mut Expr) -> Result<(), SqlError> {
             // Compare identifiers, not their quoting: "last_insert_rowid"() is the same function.
             let name = f.name.to_string().replace('"', "").to_ascii_lowercase();
             let bare = name.trim_start_matches("pg_catalog.").to_string();
+            if bare.starts_with("_sqlkeeper") {
+                // The engine's own functions (sequence reservations, table rebuilds) are
+                // proposed by nodes, never by clients.
+                return Err(SqlError {
+                    sqlstate: "42883",
+                    message: format!("function {bare} does not exist"),
+                    position: None,
+                });
+            }
             if REFUSED_FUNCTIONS.contains(&bare.as_str()) {
                 return Err(SqlError {
                     sqlstate: "0A000",

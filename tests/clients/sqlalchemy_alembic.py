@@ -11,6 +11,7 @@ Writes no files (bytecode caching is off for the Alembic scripts it loads).
 """
 import os
 import sys
+import threading
 
 sys.dont_write_bytecode = True
 
@@ -116,14 +117,82 @@ def orm(engine) -> None:
         assert s.execute(select(Author).where(Author.name == "ghost")).first() is None
 
 
+# Several sessions at once, as an application server runs them: each unit of work inserts an
+# author and books (ids back through RETURNING), updates its own rows, reads them back and
+# commits. They touch different rows, so PostgreSQL raises no serialization failure, and
+# neither may sqlkeeper.
+WRITERS = 6
+UNITS_PER_WRITER = 15
+
+
+def unit_of_work(engine, writer: int, n: int) -> None:
+    with Session(engine) as s:
+        a = Author(name=f"w{writer}-{n}")
+        s.add(a)
+        s.flush()
+        books = [Book(author_id=a.id, title=f"t{writer}-{n}-{i}", pages=i) for i in range(3)]
+        s.add_all(books)
+        s.flush()
+        assert len({b.id for b in books}) == 3, [b.id for b in books]
+        a.name = f"w{writer}-{n}!"
+        s.flush()
+        count = s.execute(select(func.count()).select_from(Book).where(Book.author_id == a.id)).scalar_one()
+        assert count == 3, count
+        s.commit()
+
+
+def writers(engine, stop: threading.Event | None, units: int | None) -> tuple[list, list]:
+    """Starts WRITERS threads running units of work (`units` each, or until `stop`)."""
+    errors: list = []
+    done: list = []
+
+    def run(w: int) -> None:
+        n = 0
+        try:
+            # At least one unit each, so the writes overlap what runs meanwhile.
+            while (units is None or n < units) and not (stop and stop.is_set() and n > 0):
+                unit_of_work(engine, w, n)
+                n += 1
+        except Exception as e:  # reported by the caller
+            errors.append(f"writer {w}: {e!r}")
+        done.append(n)
+
+    threads = [threading.Thread(target=run, args=(w,)) for w in range(WRITERS)]
+    for t in threads:
+        t.start()
+    return threads, [errors, done]
+
+
+def concurrent_orm(engine) -> None:
+    step(f"ORM: {WRITERS} sessions at once, {UNITS_PER_WRITER} units of work each, no 40001")
+    threads, (errors, done) = writers(engine, None, UNITS_PER_WRITER)
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    with Session(engine) as s:
+        n = s.execute(select(func.count()).select_from(Author).where(Author.name.like("w%!"))).scalar_one()
+        assert n == WRITERS * UNITS_PER_WRITER, n
+        n = s.execute(select(func.count()).select_from(Book).where(Book.title.like("t%"))).scalar_one()
+        assert n == 3 * WRITERS * UNITS_PER_WRITER, n
+
+
 def alembic(engine, url: str) -> None:
     cfg = Config()
     cfg.set_main_option("script_location", str(HERE / "alembic"))
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     cfg.attributes["engine"] = engine
 
-    step("Alembic: upgrade head")
-    command.upgrade(cfg, "head")
+    step(f"Alembic: upgrade head while {WRITERS} sessions write, no 40001")
+    stop = threading.Event()
+    threads, (errors, done) = writers(engine, stop, None)
+    try:
+        command.upgrade(cfg, "head")
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert not errors, errors
+    assert sum(done) > 0, done
 
     step("Alembic: verify schema and data at head")
     with engine.connect() as c:
@@ -162,6 +231,7 @@ def main() -> None:
         with engine.connect() as c:
             assert c.execute(text("SELECT 1")).scalar_one() == 1
         orm(engine)
+        concurrent_orm(engine)
         alembic(engine, url)
     finally:
         engine.dispose()

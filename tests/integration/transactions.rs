@@ -1049,3 +1049,211 @@ async fn bank_transfers_beside_other_writers_commit_at_least_90_percent() {
         );
     }
 }
+
+/// Blocks that insert into the same SERIAL table at once (as ORMs do, reading the new ids
+/// back) all commit with the ids they saw: each node hands its blocks sequence values
+/// reserved for it through the log. Random values a block reads are not the ones it writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_blocks_get_distinct_serial_ids_and_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = TestNode::start(dir.path()).await;
+    let setup = node.client().await;
+    setup
+        .batch_execute(
+            "CREATE TABLE parent (id SERIAL PRIMARY KEY, v text);
+             CREATE TABLE child (id BIGSERIAL PRIMARY KEY, parent int REFERENCES parent (id), u text)",
+        )
+        .await
+        .unwrap();
+    const SESSIONS: usize = 4;
+    const ROUNDS: usize = 40;
+    let mut clients = Vec::new();
+    for _ in 0..SESSIONS {
+        clients.push(node.client().await);
+    }
+    let mut seen = HashSet::new();
+    for round in 0..ROUNDS {
+        // Every session opens a block and inserts before any of them commits.
+        let mut ids = Vec::new();
+        for (i, c) in clients.iter().enumerate() {
+            c.batch_execute("BEGIN").await.unwrap();
+            let id: i32 = c
+                .query_one(
+                    "INSERT INTO parent (v) VALUES ($1) RETURNING id",
+                    &[&format!("{round}-{i}")],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            let drawn = rows(&c.simple_query("SELECT gen_random_uuid()").await.unwrap());
+            let stored = rows(
+                &c.simple_query(&format!(
+                    "INSERT INTO child (parent, u) VALUES ({id}, gen_random_uuid()) RETURNING u"
+                ))
+                .await
+                .unwrap(),
+            );
+            assert_ne!(
+                drawn, stored,
+                "a read's random value is not the next write's"
+            );
+            ids.push(id);
+        }
+        for c in &clients {
+            c.batch_execute("COMMIT").await.unwrap();
+        }
+        for id in ids {
+            assert!(seen.insert(id), "id {id} handed out twice");
+        }
+    }
+    let c = node.client().await;
+    assert_eq!(
+        count(&c, "SELECT count(*) FROM parent").await as usize,
+        SESSIONS * ROUNDS
+    );
+    let m = c
+        .simple_query("SELECT count(*) FROM parent p JOIN child ch ON ch.parent = p.id")
+        .await
+        .unwrap();
+    assert_eq!(rows(&m), vec![vec![(SESSIONS * ROUNDS).to_string()]]);
+    // An autocommit insert takes a value no block was given.
+    let id: i32 = c
+        .query_one("INSERT INTO parent (v) VALUES ('auto') RETURNING id", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(!seen.contains(&id));
+
+    tracing::info!("--- one statement that needs more values than one reservation gives");
+    c.batch_execute("BEGIN").await.unwrap();
+    let m = c
+        .simple_query(
+            "INSERT INTO parent (v) WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < 500) SELECT 'bulk' FROM n",
+        )
+        .await
+        .unwrap();
+    assert!(matches!(
+        m.last(),
+        Some(SimpleQueryMessage::CommandComplete(500))
+    ));
+    c.batch_execute("COMMIT").await.unwrap();
+
+    tracing::info!(
+        "--- a table dropped and created again starts from 1; old reservations are not used"
+    );
+    c.batch_execute(
+        "DROP TABLE child; DROP TABLE parent; CREATE TABLE parent (id SERIAL PRIMARY KEY, v text)",
+    )
+    .await
+    .unwrap();
+    c.batch_execute("BEGIN").await.unwrap();
+    let id: i32 = c
+        .query_one("INSERT INTO parent (v) VALUES ('again') RETURNING id", &[])
+        .await
+        .unwrap()
+        .get(0);
+    c.batch_execute("COMMIT").await.unwrap();
+    assert_eq!(id, 1);
+    tracing::info!("--- the engine's reservation function is not for clients");
+    let e = c
+        .batch_execute("SELECT _sqlkeeper_reserve('parent_id_seq', 9223372036854775807)")
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "42883");
+    node.stop().await;
+}
+
+/// READ COMMITTED: what a block reads of a table it wrote is checked at COMMIT, so the rows a
+/// client saw of its own writes are the rows that commit (in PostgreSQL a row lock makes the
+/// concurrent writer wait; here the block fails with 40001 instead). Reads of tables it did
+/// not write are not checked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_committed_reads_of_own_writes_are_what_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = TestNode::start(dir.path()).await;
+    let (a, b) = (node.client().await, node.client().await);
+    a.batch_execute(
+        "CREATE TABLE acc (id int PRIMARY KEY, bal int NOT NULL);
+         CREATE TABLE prices (id int PRIMARY KEY, p int NOT NULL);
+         INSERT INTO acc VALUES (1, 100), (2, 100);
+         INSERT INTO prices VALUES (1, 10);",
+    )
+    .await
+    .unwrap();
+    tracing::info!("--- a concurrent write to another table does not matter");
+    a.batch_execute("BEGIN; UPDATE acc SET bal = bal - 10 WHERE id = 1")
+        .await
+        .unwrap();
+    assert_eq!(
+        rows(
+            &a.simple_query("SELECT bal FROM acc WHERE id = 1")
+                .await
+                .unwrap()
+        ),
+        vec![vec!["90"]]
+    );
+    assert_eq!(
+        rows(
+            &a.simple_query("SELECT p FROM prices WHERE id = 1")
+                .await
+                .unwrap()
+        ),
+        vec![vec!["10"]]
+    );
+    b.batch_execute("UPDATE prices SET p = 11 WHERE id = 1")
+        .await
+        .unwrap();
+    a.batch_execute("COMMIT").await.unwrap();
+
+    tracing::info!("--- the row it read back changed before COMMIT: 40001, nothing applied");
+    a.batch_execute("BEGIN; UPDATE acc SET bal = bal - 10 WHERE id = 1")
+        .await
+        .unwrap();
+    assert_eq!(
+        rows(
+            &a.simple_query("SELECT bal FROM acc WHERE id = 1")
+                .await
+                .unwrap()
+        ),
+        vec![vec!["80"]]
+    );
+    b.batch_execute("UPDATE acc SET bal = bal - 5 WHERE id = 1")
+        .await
+        .unwrap();
+    let e = a.batch_execute("COMMIT").await.unwrap_err();
+    assert_eq!(code(&e), "40001");
+    assert_eq!(
+        rows(
+            &b.simple_query("SELECT bal FROM acc WHERE id = 1")
+                .await
+                .unwrap()
+        ),
+        vec![vec!["85"]]
+    );
+
+    tracing::info!("--- the concurrent write came before the read: the block sees and commits it");
+    a.batch_execute("BEGIN; UPDATE acc SET bal = bal - 10 WHERE id = 1")
+        .await
+        .unwrap();
+    b.batch_execute("UPDATE acc SET bal = bal - 5 WHERE id = 1")
+        .await
+        .unwrap();
+    assert_eq!(
+        rows(
+            &a.simple_query("SELECT bal FROM acc WHERE id = 1")
+                .await
+                .unwrap()
+        ),
+        vec![vec!["70"]]
+    );
+    a.batch_execute("COMMIT").await.unwrap();
+    assert_eq!(
+        rows(
+            &b.simple_query("SELECT bal FROM acc WHERE id = 1")
+                .await
+                .unwrap()
+        ),
+        vec![vec!["70"]]
+    );
+    node.stop().await;
+}
