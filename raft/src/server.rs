@@ -46,6 +46,9 @@ pub async fn serve(listener: TcpListener, node: Arc<Node>) {
                 continue;
             }
         };
+        // Answers are small frames: sent at once, not held back for the peer's ACK of the
+        // previous one (Nagle), which would add the peer's delayed-ACK time to every write.
+        let _ = socket.set_nodelay(true);
         let node = node.clone();
         let span = tracing::debug_span!("peer", %peer);
         tokio::spawn(
