@@ -3,7 +3,10 @@
 # benchmarks. PostgreSQL refuses to run as root, so as root it runs as the `postgres` OS user
 # that the Debian package creates.
 #   scripts/pg-tmp.sh start DIR PORT [extra postgres -c options...]
+#   scripts/pg-tmp.sh standby DIR PORT PRIMARY_PORT NAME [extra postgres -c options...]
 #   scripts/pg-tmp.sh stop DIR
+# `standby` copies a running primary (pg_basebackup) and starts it as a streaming standby
+# that reports itself as NAME (its application_name, for synchronous_standby_names).
 set -euo pipefail
 cmd=${1:?start|stop}; dir=${2:?data directory}
 bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
@@ -21,8 +24,21 @@ case "$cmd" in
     for o in "$@"; do opts="$opts -c $o"; done
     as_pg "$bin/pg_ctl" -D "$dir" -l "$dir/server.log" -o "$opts" -w start >/dev/null
     ;;
+  standby)
+    port=${3:?port}; primary=${4:?primary port}; name=${5:?standby name}; shift 5
+    mkdir -p "$dir"
+    [ "$(id -u)" = 0 ] && chown postgres "$dir"
+    chmod 700 "$dir"
+    # (It warns about the primary's socket file in the data directory: skipped, as it should be.)
+    as_pg "$bin/pg_basebackup" -h 127.0.0.1 -p "$primary" -U postgres -D "$dir" -X stream -R >/dev/null 2> >(grep -v 'skipping special file' >&2)
+    echo "primary_conninfo = 'host=127.0.0.1 port=$primary user=postgres application_name=$name'" \
+      | as_pg tee -a "$dir/postgresql.auto.conf" >/dev/null
+    opts="-c listen_addresses=127.0.0.1 -c port=$port -c unix_socket_directories=$dir"
+    for o in "$@"; do opts="$opts -c $o"; done
+    as_pg "$bin/pg_ctl" -D "$dir" -l "$dir/server.log" -o "$opts" -w start >/dev/null
+    ;;
   stop)
     as_pg "$bin/pg_ctl" -D "$dir" -m fast -w stop >/dev/null || true
     ;;
-  *) echo "usage: $0 start DIR PORT | stop DIR" >&2; exit 2 ;;
+  *) echo "usage: $0 start DIR PORT | standby DIR PORT PRIMARY_PORT NAME | stop DIR" >&2; exit 2 ;;
 esac
