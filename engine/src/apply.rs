@@ -278,7 +278,9 @@ impl StateMachine {
             }
         };
         let end = match &result {
-            Ok(_) => conn.execute_batch("COMMIT").map_err(fatal("commit apply")),
+            Ok(_) => conn
+                .execute_batch("COMMIT")
+                .map_err(fatal("commit apply transaction")),
             Err(_) => {
                 // Best effort: the node stops anyway; the transaction must not be committed.
                 if !conn.is_autocommit() {

@@ -57,7 +57,8 @@ pub enum Value {
 /// One translated SQLite statement with its bound parameters (`?1`, `?2`, ...).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Statement {
-    /// SQLite SQL, already translated from Postgres and made deterministic by the leader.
+    /// SQLite SQL, translated from Postgres by the accepting node; apply makes it
+    /// deterministic with the entry's stamp (`docs/determinism.md`).
     pub sql: String,
     /// Values for `?1..?n`.
     pub params: Vec<Value>,

@@ -6,8 +6,9 @@
 //! pgwire-server  Backend::run ─ sql::translate ─▶ Vec<engine::Statement>
 //!       │
 //!       ▼
-//! raft::Node::write ── builds engine::Command::Execute { stamp, statements }
-//!       │ openraft::Raft::client_write
+//! raft::Node::write ── on a follower: forwarded to the leader (node/forward.rs)
+//!       │ on the leader, Node::propose_now builds engine::Command::Execute
+//!       │ { header, request_id, stamp, statements }; openraft::Raft::client_write
 //!       ▼
 //! raft::LogStore::append ── one SQLite transaction + fsync per call (group commit)
 //!       │ committed (quorum; a single voter is its own quorum)

@@ -270,7 +270,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                             .map_err(other("append"))?;
                     }
                 }
-                tx.commit().map_err(other("commit append"))
+                tx.commit().map_err(other("commit append transaction"))
             })
             .await;
         match result {
@@ -308,7 +308,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             let upto = i64::try_from(log_id.index).unwrap_or(i64::MAX);
             tx.execute("DELETE FROM log WHERE idx <= ?1", [upto])
                 .map_err(other("purge log"))?;
-            tx.commit().map_err(other("commit purge"))
+            tx.commit().map_err(other("commit purge transaction"))
         })
         .await
     }
