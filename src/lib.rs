@@ -9,7 +9,8 @@
 //! snapshots  (sync: std::fs + rusqlite; snapshot files)
 //! engine     (sync: rusqlite; the deterministic state machine)
 //! raft       (async: openraft + tokio; log store, state machine adapter, node)
-//! pgwire-server (async: pgwire + tokio; protocol only)
+//! session    (async: sessions, settings, read consistency, transaction blocks)
+//! pgwire-server (async: pgwire + tokio; protocol only, on sessions)
 //! sqlkeeper  (this crate: CLI and wiring)
 //! ```
 #![deny(missing_docs)]
@@ -101,7 +102,7 @@ pub async fn run_until(
     shutdown: impl Future<Output = ()>,
 ) -> Option<String> {
     let failed = tokio::select! {
-        _ = sqlkeeper_pgwire::run(listener, node.clone(), shutdown) => None,
+        _ = sqlkeeper_pgwire::run(listener, sqlkeeper_session::Sessions::new(node.clone()), shutdown) => None,
         msg = node.failed() => Some(msg),
     };
     node.shutdown().await;

@@ -304,7 +304,7 @@ async fn shutdown_signal() {
 /// the node logs a peer going down and coming back itself, at most every 30 s in between
 /// (`docs/reliability.md`).
 const DEFAULT_LOG_FILTER: &str =
-    "warn,openraft::core::heartbeat::worker=error,sqlkeeper=info,sqlkeeper_raft=info,sqlkeeper_pgwire=info";
+    "warn,openraft::core::heartbeat::worker=error,sqlkeeper=info,sqlkeeper_raft=info,sqlkeeper_pgwire=info,sqlkeeper_session=info";
 
 fn main() -> ExitCode {
     let cli = Cli::parse();

@@ -1,9 +1,8 @@
-//! The query handlers of one connection: turn protocol messages into calls on the node and
-//! results back into messages. Decisions about SQL live in `sqlkeeper_sql`; decisions about
-//! where and how a statement runs live in the node.
+//! The query handlers of one connection: turn protocol messages into calls on the
+//! connection's session (`sqlkeeper_session`) and what it produced back into messages.
 
 use std::fmt::Debug;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use futures::{stream, Sink, SinkExt};
@@ -21,18 +20,11 @@ use pgwire::messages::data::{NoData, ParameterDescription};
 use pgwire::messages::extendedquery::{Describe, TARGET_TYPE_BYTE_STATEMENT};
 use pgwire::messages::startup::ParameterStatus;
 use pgwire::messages::PgWireBackendMessage;
-use sqlkeeper_engine::{
-    query_scratch, Column, EngineError, LogIndex, ScratchTable, Statement, Value,
-};
-use sqlkeeper_raft::{AdminOp, Node, NodeInfo};
-use sqlkeeper_sql::{
-    translate, AdminCall, ColumnHint, CommandTag, SessionOp, StatementKind, Translated, TxnOp,
-};
+use sqlkeeper_session::{Between, Produced, Session, TxnStatus};
+use sqlkeeper_sql::CommandTag;
 
 use crate::encode::{decode_param, encode_value, fields};
-use crate::errors::ClientError;
-use crate::session::{ReadConsistency, Session};
-use crate::txn::{aborted, begin_message, describe_in_block, Phase, Txn};
+use crate::errors::{ClientError, IntoPgWire};
 use futures::future::{select, Either};
 use pgwire::api::query::{
     send_execution_response, send_partial_query_response, send_query_response, send_ready_for_query,
@@ -42,533 +34,63 @@ use pgwire::messages::extendedquery::{Bind, BindComplete, Execute, Sync as PgSyn
 use pgwire::messages::response::{EmptyQueryResponse, ReadyForQuery, TransactionStatus};
 use pgwire::messages::simplequery::Query;
 
-/// Time a write may take, including finding a leader and retries across a leader change.
-pub(crate) const WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
-/// Time a membership change may take, including a new voter catching up.
-const ADMIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
-
-/// Settings whose change Postgres reports to the client with a ParameterStatus message.
-const REPORTED_SETTINGS: &[&str] = &[
-    "application_name",
-    "client_encoding",
-    "datestyle",
-    "intervalstyle",
-    "timezone",
-];
-
-/// A statement prepared with the extended protocol: translated once at Parse, described once.
+/// A statement prepared with the extended protocol: the session's prepared statement and the
+/// parameter types Parse settled on.
 #[derive(Debug, Clone)]
 pub struct Prepared {
-    translated: Translated,
+    prepared: sqlkeeper_session::Prepared,
     param_types: Vec<Type>,
-    columns: Vec<Column>,
-}
-
-/// What one statement produced, before it is turned into protocol messages.
-pub(crate) enum Produced {
-    Rows {
-        columns: Vec<Column>,
-        rows: Vec<Vec<Value>>,
-        tag: CommandTag,
-        /// Postgres names and types of the columns, from the translator.
-        hints: Vec<ColumnHint>,
-    },
-    Done(String),
-    /// A setting changed that the client must be told about.
-    Setting {
-        tag: String,
-        name: String,
-        value: String,
-    },
-}
-
-impl Produced {
-    /// Rows of a read (or a write with RETURNING), with the translator's column hints.
-    pub(crate) fn rows(r: sqlkeeper_engine::StatementResult, t: &Translated) -> Produced {
-        Produced::Rows {
-            columns: r.columns,
-            rows: r.rows,
-            tag: t.tag.clone(),
-            hints: t.columns.clone(),
-        }
-    }
 }
 
 /// Query handlers for one connection.
 pub(crate) struct Backend {
-    pub(crate) node: Arc<Node>,
-    /// This connection's settings. A std mutex: never held across an await.
-    session: Arc<Mutex<Session>>,
+    session: Arc<Session>,
     parser: Arc<Parser>,
-    /// The connection's transaction block. A tokio mutex: held while a statement runs.
-    pub(crate) txn: Arc<tokio::sync::Mutex<Txn>>,
-    /// Set while a COMMIT is being replicated: a cancel request waits for it.
-    pub(crate) committing: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Parses and describes statements for the extended protocol.
 pub(crate) struct Parser {
-    node: Arc<Node>,
-    /// The connection's session, shared with the Backend: describing a statement must see a
-    /// state at least as new as the session's token, as its reads do.
-    session: Arc<Mutex<Session>>,
-    /// The transaction block, shared with the Backend: inside one, statements are described
-    /// against the block's own state.
-    txn: Arc<tokio::sync::Mutex<Txn>>,
+    session: Arc<Session>,
+}
+
+/// The ReadyForQuery status byte for a session's state.
+fn ready_status(s: TxnStatus) -> TransactionStatus {
+    match s {
+        TxnStatus::Idle => TransactionStatus::Idle,
+        TxnStatus::InBlock => TransactionStatus::Transaction,
+        TxnStatus::Failed => TransactionStatus::Error,
+    }
 }
 
 impl Backend {
-    pub(crate) fn new(node: Arc<Node>) -> Backend {
-        let session = Arc::new(Mutex::new(Session::default()));
-        let txn = Arc::new(tokio::sync::Mutex::new(Txn::default()));
+    pub(crate) fn new(session: Session) -> Backend {
+        let session = Arc::new(session);
         Backend {
             parser: Arc::new(Parser {
-                node: node.clone(),
                 session: session.clone(),
-                txn: txn.clone(),
             }),
-            node,
             session,
-            txn,
-            committing: Arc::default(),
         }
     }
 
-    pub(crate) fn session(&self) -> std::sync::MutexGuard<'_, Session> {
-        self.session.lock().unwrap_or_else(|p| p.into_inner())
+    /// Where the session stands between messages.
+    pub(crate) fn between(&self) -> Between {
+        self.session.between()
     }
 
-    pub(crate) fn session_op(&self, op: &SessionOp) -> Result<Produced, ClientError> {
-        let mut s = self.session();
-        match op {
-            SessionOp::Show(name) => {
-                let value = s.show(name).ok_or_else(|| {
-                    ClientError::new(
-                        "42704",
-                        format!("unrecognized configuration parameter \"{name}\""),
-                    )
-                })?;
-                Ok(Produced::Rows {
-                    columns: vec![Column {
-                        name: name.clone(),
-                        decl_type: None,
-                    }],
-                    rows: vec![vec![Value::Text(value)]],
-                    tag: CommandTag::Fixed("SHOW"),
-                    hints: Vec::new(),
-                })
-            }
-            SessionOp::Set { name, value } => {
-                s.set(name, value.clone())
-                    .map_err(|(state, msg)| ClientError::new(state, msg))?;
-                if REPORTED_SETTINGS.contains(&name.as_str()) {
-                    let value = s.show(name).unwrap_or_default();
-                    return Ok(Produced::Setting {
-                        tag: "SET".into(),
-                        name: name.clone(),
-                        value,
-                    });
-                }
-                Ok(Produced::Done("SET".into()))
-            }
-            SessionOp::Reset(None) => {
-                s.reset_all();
-                Ok(Produced::Done("RESET".into()))
-            }
-            SessionOp::Reset(Some(name)) => {
-                s.set(name, None)
-                    .map_err(|(state, msg)| ClientError::new(state, msg))?;
-                Ok(Produced::Done("RESET".into()))
-            }
-        }
+    /// Fails an open block after an error the connection loop answered itself.
+    pub(crate) async fn fail_block(&self) {
+        self.session.fail_block().await
     }
 
-    /// Makes this node's state recent enough for the session's read consistency.
-    pub(crate) async fn before_read(&self) -> Result<(), ClientError> {
-        let (mode, timeout, token, max_staleness) = {
-            let s = self.session();
-            (
-                s.read_consistency(),
-                s.read_timeout(),
-                s.token(),
-                s.max_staleness(),
-            )
-        };
-        match mode {
-            ReadConsistency::Sequential => {
-                if token > 0 {
-                    self.node
-                        .wait_applied(LogIndex(token), timeout)
-                        .await
-                        .map_err(|_| {
-                            ClientError::new(
-                                "57014",
-                                format!(
-                                    "canceling statement: this node has not applied log index {token} within sqlkeeper.read_timeout ({timeout:?})"
-                                ),
-                            )
-                        })?;
-                }
-            }
-            ReadConsistency::Linearizable => {
-                let index = self
-                    .node
-                    .linearizable_barrier(timeout)
-                    .await
-                    .map_err(ClientError::from)?;
-                self.session().observe(index.0);
-            }
-            ReadConsistency::Stale => {
-                if let Some(max) = max_staleness {
-                    match self.node.staleness() {
-                        Some(age) if age <= max => {}
-                        age => {
-                            let heard = match age {
-                                Some(a) => format!("for {:.1}s", a.as_secs_f64()),
-                                None => "since it started".to_string(),
-                            };
-                            return Err(ClientError::new(
-                                "57P03",
-                                format!(
-                                    "this node has not heard from a leader {heard}, more than sqlkeeper.max_staleness ({max:?})"
-                                ),
-                            ));
-                        }
-                    }
-                }
-            }
-        }
-        Ok(())
+    async fn finish_message(&self, errored: bool, idle: bool) -> TransactionStatus {
+        ready_status(self.session.finish_message(errored, idle).await)
     }
-
-    async fn read_one(&self, t: &Translated, params: Vec<Value>) -> Result<Produced, ClientError> {
-        self.read_one_at(t, params, sqlkeeper_engine::local_stamp())
-            .await
-    }
-
-    /// A read on the latest state this node has (after the session's consistency wait), with
-    /// the time and randomness of `stamp`.
-    pub(crate) async fn read_one_at(
-        &self,
-        t: &Translated,
-        params: Vec<Value>,
-        stamp: sqlkeeper_engine::Stamp,
-    ) -> Result<Produced, ClientError> {
-        self.before_read().await?;
-        let stmts: Vec<Statement> = t
-            .sqlite
-            .iter()
-            .map(|sql| Statement {
-                sql: sql.clone(),
-                params: params.clone(),
-            })
-            .collect();
-        let tag = t.tag.clone();
-        let timeout = self.session().statement_timeout();
-        let (mut results, applied) = self
-            .node
-            .read_at(stamp, timeout, move |view| {
-                let mut out = Vec::with_capacity(stmts.len());
-                for s in &stmts {
-                    out.push(view.query(s).map_err(EngineError::from)?);
-                }
-                Ok((out, view.applied_index()?))
-            })
-            .await?;
-        if let Some(applied) = applied {
-            self.session().observe(applied.0);
-        }
-        let last = results.pop().unwrap_or_default();
-        Ok(Produced::Rows {
-            columns: last.columns,
-            rows: last.rows,
-            tag,
-            hints: t.columns.clone(),
-        })
-    }
-
-    async fn admin(&self, call: &AdminCall) -> Result<Produced, ClientError> {
-        let id = |s: &str| -> Result<u64, ClientError> {
-            s.parse::<u64>()
-                .ok()
-                .filter(|n| *n > 0)
-                .ok_or_else(|| ClientError::new("22023", format!("invalid node id \"{s}\"")))
-        };
-        let info = |addr: &str| NodeInfo {
-            raft_addr: addr.to_string(),
-            pg_addr: String::new(),
-        };
-        if call.function == "state_hash" {
-            // Local: the hash of this node's applied state, to compare replicas.
-            let hash = self.node.state_hash().await?;
-            let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
-            return Ok(Produced::Rows {
-                columns: vec![Column {
-                    name: "state_hash".into(),
-                    decl_type: None,
-                }],
-                rows: vec![vec![Value::Text(hex)]],
-                tag: CommandTag::Select,
-                hints: Vec::new(),
-            });
-        }
-        let op = match (call.function.as_str(), call.args.as_slice()) {
-            ("add_learner", [n, addr]) => AdminOp::AddLearner {
-                node_id: id(n)?,
-                info: info(addr),
-            },
-            ("add_node", [n, addr]) => AdminOp::AddNode {
-                node_id: id(n)?,
-                info: info(addr),
-            },
-            ("remove_node", [n]) => AdminOp::RemoveNode { node_id: id(n)? },
-            ("transfer_leader", [n]) => AdminOp::TransferLeader { node_id: id(n)? },
-            _ => {
-                return Err(ClientError::new(
-                    "42883",
-                    format!("function sqlkeeper.{} does not exist", call.function),
-                ))
-            }
-        };
-        let msg = self.node.admin(op, ADMIN_TIMEOUT).await?;
-        Ok(Produced::Rows {
-            columns: vec![Column {
-                name: call.function.clone(),
-                decl_type: None,
-            }],
-            rows: vec![vec![Value::Text(msg)]],
-            tag: CommandTag::Select,
-            hints: Vec::new(),
-        })
-    }
-
-    pub(crate) async fn introspect(
-        &self,
-        t: &Translated,
-        params: Vec<Value>,
-    ) -> Result<Produced, ClientError> {
-        let tables = introspection_tables(&self.node, true).await;
-        let stmt = Statement {
-            sql: t.sqlite.first().cloned().unwrap_or_default(),
-            params,
-        };
-        let r = tokio::task::spawn_blocking(move || query_scratch("sqlkeeper", &tables, &stmt))
-            .await
-            .map_err(|e| ClientError::new("XX000", format!("introspection task: {e}")))??;
-        Ok(Produced::Rows {
-            columns: r.columns,
-            rows: r.rows,
-            tag: t.tag.clone(),
-            hints: Vec::new(),
-        })
-    }
-
-    /// Runs the statements of one query string in order, stopping at the first error, and
-    /// returns what each produced. Several statements that change data run as one log entry
-    /// (all or nothing), as Postgres runs a multi-statement query string in one implicit
-    /// transaction.
-    async fn run(
-        &self,
-        batch: Vec<(Translated, Vec<Value>)>,
-    ) -> (Vec<Produced>, Option<ClientError>) {
-        if self.in_block_or_control(&batch).await {
-            return self.run_block(batch).await;
-        }
-        let writes = batch
-            .iter()
-            .any(|(t, _)| matches!(t.kind, StatementKind::Write | StatementKind::Ddl));
-        if batch.len() > 1 && writes {
-            return self.run_as_one_entry(batch).await;
-        }
-        let mut out = Vec::new();
-        for (t, params) in batch {
-            match self.run_autocommit_one(t, params).await {
-                Ok(p) => out.push(p),
-                Err(e) => return (out, Some(e)),
-            }
-        }
-        (out, None)
-    }
-
-    /// Runs one statement outside a transaction block: a write is one log entry.
-    pub(crate) async fn run_autocommit_one(
-        &self,
-        t: Translated,
-        params: Vec<Value>,
-    ) -> Result<Produced, ClientError> {
-        match &t.kind {
-            StatementKind::Read => self.read_one(&t, params).await,
-            StatementKind::Write | StatementKind::Ddl => {
-                let (mut produced, err) = self.run_as_one_entry(vec![(t, params)]).await;
-                match err {
-                    Some(e) => Err(e),
-                    None => produced
-                        .pop()
-                        .ok_or_else(|| ClientError::new("XX000", "write produced no result")),
-                }
-            }
-            StatementKind::Session(op) => self.session_op(op),
-            StatementKind::Admin(call) => self.admin(call).await,
-            StatementKind::Introspection => self.introspect(&t, params).await,
-            StatementKind::Transaction(_) => Err(ClientError::new(
-                "XX000",
-                "transaction control reached the autocommit path",
-            )),
-        }
-    }
-
-    async fn run_as_one_entry(
-        &self,
-        batch: Vec<(Translated, Vec<Value>)>,
-    ) -> (Vec<Produced>, Option<ClientError>) {
-        if let Some((t, _)) = batch.iter().find(|(t, _)| {
-            !matches!(
-                t.kind,
-                StatementKind::Read | StatementKind::Write | StatementKind::Ddl
-            )
-        }) {
-            return (
-                Vec::new(),
-                Some(ClientError::new(
-                    "0A000",
-                    format!("\"{}\" cannot be combined with data-changing statements in one query string", t.original),
-                )),
-            );
-        }
-        let mut spans = Vec::with_capacity(batch.len());
-        let mut statements = Vec::new();
-        let mut probes = Vec::new();
-        for (t, params) in &batch {
-            spans.push(t.sqlite.len());
-            statements.extend(t.sqlite.iter().map(|sql| Statement {
-                sql: sql.clone(),
-                params: params.clone(),
-            }));
-            // What the entry will read without bound, run here first with its budget: a
-            // write's probe, or a read that is part of the entry.
-            let probe = match (&t.kind, &t.probe, t.sqlite.as_slice()) {
-                (_, Some(p), _) => Some(p.clone()),
-                (StatementKind::Read, None, [sql]) => Some(format!("SELECT count(*) FROM ({sql})")),
-                _ => None,
-            };
-            probes.extend(probe.map(|sql| Statement {
-                sql,
-                params: params.clone(),
-            }));
-        }
-        if let Err(e) = self.node.probe(probes).await {
-            return (Vec::new(), Some(e.into()));
-        }
-        let (outcome, index) = match self.node.write(statements, WRITE_TIMEOUT).await {
-            Ok(o) => o,
-            Err(e) => return (Vec::new(), Some(e.into())),
-        };
-        self.session().observe(index.0);
-        let mut results = outcome.results.into_iter();
-        let mut produced = Vec::with_capacity(batch.len());
-        let mut done = 0usize;
-        for ((t, _), span) in batch.into_iter().zip(spans) {
-            if let Some((at, err)) = &outcome.error {
-                if *at < done + span {
-                    return (produced, Some(err.clone().into()));
-                }
-            }
-            let mut last = None;
-            for _ in 0..span {
-                last = results.next();
-            }
-            done += span;
-            let r = last.unwrap_or_default();
-            produced.push(if r.columns.is_empty() || t.kind == StatementKind::Ddl {
-                Produced::Done(t.tag.render(r.rows_affected))
-            } else {
-                Produced::Rows {
-                    columns: r.columns,
-                    rows: r.rows,
-                    tag: t.tag,
-                    hints: t.columns,
-                }
-            });
-        }
-        (produced, None)
-    }
-}
-
-/// The node's introspection views as scratch tables (`sqlkeeper.status`, `sqlkeeper.nodes`),
-/// with the current values, or empty (to describe a statement).
-async fn introspection_tables(node: &Node, with_rows: bool) -> Vec<ScratchTable> {
-    let cols = |c: &[(&str, &str)]| {
-        c.iter()
-            .map(|(n, t)| (n.to_string(), t.to_string()))
-            .collect()
-    };
-    let opt = |v: Option<u64>| v.map(|i| Value::Integer(i as i64)).unwrap_or(Value::Null);
-    let mut status = ScratchTable {
-        name: "status".into(),
-        columns: cols(&[
-            ("node_id", "BIGINT"),
-            ("role", "TEXT"),
-            ("term", "BIGINT"),
-            ("leader_id", "BIGINT"),
-            ("commit_index", "BIGINT"),
-            ("applied_index", "BIGINT"),
-            ("snapshot_index", "BIGINT"),
-            ("last_contact_ms", "BIGINT"),
-            ("wal_bytes", "BIGINT"),
-        ]),
-        rows: Vec::new(),
-    };
-    let mut nodes = ScratchTable {
-        name: "nodes".into(),
-        columns: cols(&[
-            ("node_id", "BIGINT"),
-            ("raft_addr", "TEXT"),
-            ("pg_addr", "TEXT"),
-            ("role", "TEXT"),
-            ("voter", "BOOLEAN"),
-            ("matched_index", "BIGINT"),
-        ]),
-        rows: Vec::new(),
-    };
-    if with_rows {
-        let st = node.status();
-        status.rows.push(vec![
-            Value::Integer(st.node_id as i64),
-            Value::Text(st.role.to_string()),
-            Value::Integer(st.term as i64),
-            opt(st.leader_id),
-            opt(st.commit_index),
-            opt(st.applied_index),
-            opt(st.snapshot_index),
-            opt(node.staleness().map(|d| d.as_millis() as u64)),
-            Value::Integer(st.wal_bytes as i64),
-        ]);
-        nodes.rows = node
-            .members()
-            .await
-            .into_iter()
-            .map(|m| {
-                vec![
-                    Value::Integer(m.node_id as i64),
-                    Value::Text(m.raft_addr),
-                    m.pg_addr.map(Value::Text).unwrap_or(Value::Null),
-                    Value::Text(m.role.to_string()),
-                    Value::Integer(m.voter as i64),
-                    opt(m.matched_index),
-                ]
-            })
-            .collect();
-    }
-    vec![status, nodes]
 }
 
 /// Turns what a statement produced into a response, with result columns in the formats
 /// `format` gives.
-fn respond(
-    p: Produced,
-    described: Option<&[Column]>,
-    format: impl Fn(usize) -> FieldFormat,
-) -> Result<Response, ClientError> {
+fn respond(p: Produced, format: impl Fn(usize) -> FieldFormat) -> Result<Response, ClientError> {
     match p {
         Produced::Done(tag) => Ok(Response::Execution(Tag::new(&tag))),
         Produced::Setting { tag, .. } => Ok(Response::Execution(Tag::new(&tag))),
@@ -578,16 +100,6 @@ fn respond(
             tag,
             hints,
         } => {
-            let columns = match described {
-                Some(d) if d.len() == columns.len() => d.to_vec(),
-                Some(_) => {
-                    return Err(ClientError::new(
-                        "0A000",
-                        "cached plan must not change result type",
-                    ));
-                }
-                None => columns,
-            };
             let schema = Arc::new(fields(&columns, &hints, format));
             let mut enc = DataRowEncoder::new(schema.clone());
             let mut encoded = Vec::with_capacity(rows.len());
@@ -637,22 +149,6 @@ where
     Ok(())
 }
 
-impl Backend {
-    /// After a message ran: an error fails an open block; `idle` arms the block's idle timer
-    /// (the client now waits on us no longer). Returns the ReadyForQuery status.
-    async fn finish_message(&self, errored: bool, idle: bool) -> TransactionStatus {
-        let timeout = self.session().idle_in_transaction_timeout();
-        let mut txn = self.txn.lock().await;
-        if errored {
-            txn.fail();
-        }
-        if idle {
-            Txn::went_idle(&self.txn, &mut txn, timeout, &self.node);
-        }
-        txn.status()
-    }
-}
-
 #[async_trait]
 impl SimpleQueryHandler for Backend {
     /// pgwire's default computes the ReadyForQuery status from the responses alone; the
@@ -667,7 +163,8 @@ impl SimpleQueryHandler for Backend {
         if !matches!(client.state(), PgWireConnectionState::ReadyForQuery) {
             return Err(PgWireError::NotReadyForQuery);
         }
-        begin_message(&self.txn)
+        self.session
+            .begin_message()
             .await
             .map_err(ClientError::into_pgwire)?;
         client.set_state(PgWireConnectionState::QueryInProgress);
@@ -687,12 +184,10 @@ impl SimpleQueryHandler for Backend {
                     let cancel = h.start_query().await;
                     // As in Postgres, a cancel that arrives while a COMMIT is being replicated
                     // waits for it: the client must learn whether it committed.
-                    let committing = self.committing.clone();
+                    let session = self.session.clone();
                     let cancel = Box::pin(async move {
                         let _ = cancel.await;
-                        while committing.load(std::sync::atomic::Ordering::SeqCst) {
-                            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-                        }
+                        session.commit_settled().await;
                     });
                     match select(
                         SimpleQueryHandler::do_query(self, client, &query.query),
@@ -747,14 +242,11 @@ impl SimpleQueryHandler for Backend {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        tracing::debug!(query, "simple query");
-        let translated = translate(query).map_err(|e| ClientError::from(e).into_pgwire())?;
-        let batch = translated.into_iter().map(|t| (t, Vec::new())).collect();
-        let (produced, error) = self.run(batch).await;
+        let (produced, error) = self.session.execute(query).await;
         report_settings(client, &produced).await?;
         let mut responses = Vec::with_capacity(produced.len() + 1);
         for p in produced {
-            match respond(p, None, |_| FieldFormat::Text) {
+            match respond(p, |_| FieldFormat::Text) {
                 Ok(r) => responses.push(r),
                 Err(e) => {
                     responses.push(Response::Error(Box::new(e.into_info())));
@@ -772,155 +264,6 @@ impl SimpleQueryHandler for Backend {
     }
 }
 
-impl Parser {
-    /// Translates and describes one statement for Parse.
-    async fn parse_checked(
-        &self,
-        sql: &str,
-        types: &[Option<Type>],
-    ) -> PgWireResult<Option<Prepared>> {
-        let mut translated = translate(sql).map_err(|e| ClientError::from(e).into_pgwire())?;
-        if translated.len() > 1 {
-            return Err(ClientError::new(
-                "42601",
-                "cannot insert multiple commands into a prepared statement",
-            )
-            .into_pgwire());
-        }
-        let Some(t) = translated.pop() else {
-            return Ok(None);
-        };
-        // As in PostgreSQL, the statement has the parameters it uses and any more the client
-        // declared types for; Bind must supply them all, and the unused ones are dropped.
-        let param_types = (0..t.param_count.max(types.len()))
-            .map(|i| types.get(i).cloned().flatten().unwrap_or(Type::TEXT))
-            .collect();
-        {
-            let mut txn = self.txn.lock().await;
-            if txn.phase == Phase::Failed
-                && !matches!(
-                    t.kind,
-                    StatementKind::Transaction(
-                        TxnOp::Rollback | TxnOp::Commit | TxnOp::RollbackTo(_)
-                    )
-                )
-            {
-                return Err(aborted().into_pgwire());
-            }
-            if matches!(t.kind, StatementKind::Read | StatementKind::Write) && t.sqlite.len() == 1 {
-                let timeout = self
-                    .session
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .statement_timeout();
-                if let Some(r) =
-                    describe_in_block(&self.node, &mut txn, &t.sqlite[0], timeout).await
-                {
-                    let columns = r.map_err(ClientError::into_pgwire)?;
-                    return Ok(Some(Prepared {
-                        translated: t,
-                        param_types,
-                        columns,
-                    }));
-                }
-            }
-        }
-        if matches!(t.kind, StatementKind::Read | StatementKind::Write) {
-            let (token, timeout, mode) = {
-                let s = self.session.lock().unwrap_or_else(|p| p.into_inner());
-                (s.token(), s.read_timeout(), s.read_consistency())
-            };
-            if mode == ReadConsistency::Linearizable {
-                // Describe against the state the statement will read: every acknowledged write.
-                let index = self
-                    .node
-                    .linearizable_barrier(timeout)
-                    .await
-                    .map_err(|e| ClientError::from(e).into_pgwire())?;
-                self.session
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .observe(index.0);
-            } else if token > 0 {
-                self.node
-                    .wait_applied(LogIndex(token), timeout)
-                    .await
-                    .map_err(|_| {
-                        ClientError::new(
-                            "57014",
-                            format!("canceling statement: this node has not applied log index {token} within sqlkeeper.read_timeout ({timeout:?})"),
-                        )
-                        .into_pgwire()
-                    })?;
-            }
-        }
-        let columns = match &t.kind {
-            StatementKind::Read | StatementKind::Write if t.sqlite.len() == 1 => {
-                let timeout = self
-                    .session
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .statement_timeout();
-                let describe = || {
-                    let sql = t.sqlite[0].clone();
-                    self.node.read(timeout, move |v| {
-                        v.describe(&sql)
-                            .map(|(cols, _)| cols)
-                            .map_err(EngineError::from)
-                    })
-                };
-                match describe().await {
-                    Ok(cols) => cols,
-                    // A write runs on the leader, whose schema may be ahead of this node's: a
-                    // table created moments ago elsewhere is not here yet. Catch up to the
-                    // leader's commit before concluding that it does not exist.
-                    Err(_) if t.kind == StatementKind::Write => {
-                        let timeout = self
-                            .session
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .read_timeout();
-                        self.node
-                            .linearizable_barrier(timeout)
-                            .await
-                            .map_err(|e| ClientError::from(e).into_pgwire())?;
-                        describe()
-                            .await
-                            .map_err(|e| ClientError::from(e).into_pgwire())?
-                    }
-                    Err(e) => return Err(ClientError::from(e).into_pgwire()),
-                }
-            }
-            StatementKind::Session(SessionOp::Show(name)) => vec![Column {
-                name: name.clone(),
-                decl_type: None,
-            }],
-            StatementKind::Admin(call) => vec![Column {
-                name: call.function.clone(),
-                decl_type: None,
-            }],
-            StatementKind::Introspection => {
-                let tables = introspection_tables(&self.node, false).await;
-                let stmt = Statement {
-                    sql: t.sqlite.first().cloned().unwrap_or_default(),
-                    params: (0..t.param_count).map(|_| Value::Null).collect(),
-                };
-                tokio::task::spawn_blocking(move || query_scratch("sqlkeeper", &tables, &stmt))
-                    .await
-                    .map_err(|e| ClientError::new("XX000", format!("describe: {e}")).into_pgwire())?
-                    .map_err(|e| ClientError::from(e).into_pgwire())?
-                    .columns
-            }
-            _ => Vec::new(),
-        };
-        Ok(Some(Prepared {
-            translated: t,
-            param_types,
-            columns,
-        }))
-    }
-}
-
 #[async_trait]
 impl QueryParser for Parser {
     type Statement = Prepared;
@@ -934,15 +277,23 @@ impl QueryParser for Parser {
     where
         C: ClientInfo + Unpin + Send + Sync,
     {
-        begin_message(&self.txn)
+        let Some(prepared) = self
+            .session
+            .prepare(sql)
             .await
-            .map_err(ClientError::into_pgwire)?;
-        let r = self.parse_checked(sql, types).await;
-        if r.is_err() {
-            // As in Postgres, an error at Parse fails an open block.
-            self.txn.lock().await.fail();
-        }
-        r
+            .map_err(ClientError::into_pgwire)?
+        else {
+            return Ok(None);
+        };
+        // As in PostgreSQL, the statement has the parameters it uses and any more the client
+        // declared types for; Bind must supply them all, and the unused ones are dropped.
+        let param_types = (0..prepared.param_count().max(types.len()))
+            .map(|i| types.get(i).cloned().flatten().unwrap_or(Type::TEXT))
+            .collect();
+        Ok(Some(Prepared {
+            prepared,
+            param_types,
+        }))
     }
 
     fn get_parameter_types(&self, stmt: &Prepared) -> PgWireResult<Vec<Type>> {
@@ -954,11 +305,15 @@ impl QueryParser for Parser {
         stmt: &Prepared,
         column_format: Option<&Format>,
     ) -> PgWireResult<Vec<FieldInfo>> {
-        Ok(fields(&stmt.columns, &stmt.translated.columns, |i| {
-            column_format
-                .map(|f| format_at(f, i))
-                .unwrap_or(FieldFormat::Text)
-        }))
+        Ok(fields(
+            stmt.prepared.columns(),
+            stmt.prepared.hints(),
+            |i| {
+                column_format
+                    .map(|f| format_at(f, i))
+                    .unwrap_or(FieldFormat::Text)
+            },
+        ))
     }
 }
 
@@ -1003,7 +358,7 @@ impl ExtendedQueryHandler for Backend {
                 check_formats(&message.parameter_format_codes, supplied)
                     .map_err(ClientError::into_pgwire)?;
                 let results = message.result_column_format_codes.len();
-                let columns = statement.statement.columns.len();
+                let columns = statement.statement.prepared.columns().len();
                 if results > 1 && results != columns {
                     return Err(ClientError::new(
                         "08P01",
@@ -1039,7 +394,8 @@ impl ExtendedQueryHandler for Backend {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        begin_message(&self.txn)
+        self.session
+            .begin_message()
             .await
             .map_err(ClientError::into_pgwire)?;
         let r = self.execute_portal(client, message).await;
@@ -1092,18 +448,13 @@ impl ExtendedQueryHandler for Backend {
             let binary = format_at(&portal.parameter_format, i) == FieldFormat::Binary;
             params.push(decode_param(i, raw, ty, binary).map_err(ClientError::into_pgwire)?);
         }
-        params.truncate(prepared.translated.param_count);
-        let (produced, error) = self.run(vec![(prepared.translated.clone(), params)]).await;
-        if let Some(e) = error {
-            return Err(e.into_pgwire());
-        }
-        report_settings(client, &produced).await?;
-        let p = produced.into_iter().next().ok_or_else(|| {
-            ClientError::new("XX000", "statement produced no result").into_pgwire()
-        })?;
-        let described = (!prepared.columns.is_empty()).then_some(prepared.columns.as_slice());
-        respond(p, described, |i| format_at(&portal.result_column_format, i))
-            .map_err(ClientError::into_pgwire)
+        let p = self
+            .session
+            .execute_prepared(&prepared.prepared, params)
+            .await
+            .map_err(ClientError::into_pgwire)?;
+        report_settings(client, std::slice::from_ref(&p)).await?;
+        respond(p, |i| format_at(&portal.result_column_format, i)).map_err(ClientError::into_pgwire)
     }
 
     async fn do_describe_statement<C>(
@@ -1121,7 +472,9 @@ impl ExtendedQueryHandler for Backend {
         let p = &target.statement;
         Ok(DescribeStatementResponse::new(
             p.param_types.clone(),
-            fields(&p.columns, &p.translated.columns, |_| FieldFormat::Text),
+            fields(p.prepared.columns(), p.prepared.hints(), |_| {
+                FieldFormat::Text
+            }),
         ))
     }
 
@@ -1138,8 +491,8 @@ impl ExtendedQueryHandler for Backend {
     {
         let p = &target.statement.statement;
         Ok(DescribePortalResponse::new(fields(
-            &p.columns,
-            &p.translated.columns,
+            p.prepared.columns(),
+            p.prepared.hints(),
             |i| format_at(&target.result_column_format, i),
         )))
     }

@@ -36,10 +36,10 @@ use tokio::time::{Instant, Sleep};
 use tokio_util::codec::Framed;
 
 use crate::backend::Prepared;
-use crate::errors::ClientError;
+use crate::errors::{ClientError, IntoPgWire};
 use crate::frame::{self, Expect, Kind};
-use crate::txn::Between;
 use crate::{Handlers, ServerConfig};
+use sqlkeeper_session::Between;
 
 /// Time a new connection has to complete its start-up (every SSLRequest and the
 /// StartupMessage). PostgreSQL's `authentication_timeout` is 60 s because it also covers a
@@ -203,7 +203,7 @@ pub(crate) async fn serve(
                     return refuse(&mut conn, e).await;
                 }
                 Between::BlockTimedOut => {
-                    return refuse(&mut conn, crate::txn::idle_timeout_error()).await;
+                    return refuse(&mut conn, sqlkeeper_session::idle_timeout_error()).await;
                 }
             },
             Read::Violation(e) => return refuse(&mut conn, e).await,

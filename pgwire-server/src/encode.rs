@@ -4,7 +4,7 @@
 use pgwire::api::results::{DataRowEncoder, FieldFormat, FieldInfo};
 use pgwire::api::Type;
 use pgwire::error::PgWireResult;
-use sqlkeeper_engine::{Column, Value};
+use sqlkeeper_session::{Column, Value};
 use sqlkeeper_sql::{ColumnHint, PgType};
 
 use crate::errors::ClientError;
@@ -297,7 +297,7 @@ fn decode_binary(i: usize, raw: &[u8], ty: &Type) -> Result<Value, ClientError> 
         },
         Type::UUID => {
             let b: [u8; 16] = raw.try_into().map_err(|_| bad_param(i, ty))?;
-            Value::Text(sqlkeeper_engine::uuid_text(&b))
+            Value::Text(sqlkeeper_session::uuid_text(&b))
         }
         // numeric, timestamps, dates, arrays...: their binary forms are not text, and storing
         // their bytes as if they were would silently change the client's value.

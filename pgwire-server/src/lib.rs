@@ -1,8 +1,9 @@
 //! The Postgres wire protocol front end.
 //!
-//! This crate only speaks the protocol: it turns messages into calls on a [`Node`] (write
-//! through the log, read locally) and results back into messages. Parsing and translating SQL
-//! is `sqlkeeper_sql`'s job; replicating it is the node's.
+//! This crate only speaks the protocol: it turns messages into calls on the connection's
+//! session (`sqlkeeper_session`: settings, read consistency, transaction blocks, where a
+//! statement runs) and what the session produced back into messages. It knows no type of the
+//! engine or of the node.
 //!
 //! pgwire decodes and dispatches messages, but the connection loop is ours (`conn.rs`): every
 //! client byte passes the frame guard (`frame.rs`) before pgwire sees it, so that no message
@@ -15,9 +16,7 @@ mod conn;
 mod encode;
 mod errors;
 mod frame;
-mod session;
 mod startup;
-mod txn;
 
 #[doc(hidden)]
 pub mod fuzzing;
@@ -33,7 +32,7 @@ use pgwire::api::auth::StartupHandler;
 use pgwire::api::cancel::{CancelHandler, DefaultCancelHandler};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
 use pgwire::api::{ConnectionManager, PgWireServerHandlers};
-use sqlkeeper_raft::Node;
+use sqlkeeper_session::Sessions;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tracing::Instrument;
@@ -43,7 +42,7 @@ pub use conn::{
     PARTIAL_MESSAGE_TIMEOUT, SEND_STALL_TIMEOUT, STARTUP_TIMEOUT,
 };
 pub use frame::{LARGE_MESSAGE_BYTES_MAX, SMALL_MESSAGE_BYTES_MAX, STARTUP_PACKET_BYTES_MAX};
-pub use session::SERVER_VERSION;
+pub use sqlkeeper_session::SERVER_VERSION;
 
 /// Client connections served at once. Each holds a session and, while a statement runs, a
 /// SQLite read connection or a place in the write queue; 256 is far above what a metadata
@@ -110,15 +109,15 @@ impl PgWireServerHandlers for Handlers {
 
 /// Serves Postgres clients from `listener` until `shutdown` resolves, with the default
 /// [`ServerConfig`].
-pub async fn run(listener: TcpListener, node: Arc<Node>, shutdown: impl Future<Output = ()>) {
-    run_with(listener, node, ServerConfig::default(), shutdown).await
+pub async fn run(listener: TcpListener, sessions: Sessions, shutdown: impl Future<Output = ()>) {
+    run_with(listener, sessions, ServerConfig::default(), shutdown).await
 }
 
 /// Serves Postgres clients from `listener` until `shutdown` resolves. Connections already
 /// accepted are served to their end.
 pub async fn run_with(
     listener: TcpListener,
-    node: Arc<Node>,
+    sessions: Sessions,
     config: ServerConfig,
     shutdown: impl Future<Output = ()>,
 ) {
@@ -126,7 +125,7 @@ pub async fn run_with(
     let startup = Arc::new(startup::Startup::new(manager.clone()));
     let cancel = Arc::new(DefaultCancelHandler::new(manager));
     // Sessions, and refusals in progress: a permit is held for the connection's lifetime.
-    let sessions = Arc::new(Semaphore::new(config.connections_max));
+    let admitted = Arc::new(Semaphore::new(config.connections_max));
     let refusals = Arc::new(Semaphore::new(REFUSALS_MAX));
     let next_conn_id = AtomicU64::new(1);
     tokio::pin!(shutdown);
@@ -144,7 +143,7 @@ pub async fn run_with(
             },
         };
         let conn_id = next_conn_id.fetch_add(1, Ordering::Relaxed);
-        let (permit, admission) = match sessions.clone().try_acquire_owned() {
+        let (permit, admission) = match admitted.clone().try_acquire_owned() {
             Ok(p) => (p, conn::Admission::Admitted),
             Err(_) => match refusals.clone().try_acquire_owned() {
                 Ok(p) => (p, conn::Admission::Refused),
@@ -156,7 +155,7 @@ pub async fn run_with(
         };
         conn::configure_socket(&socket);
         let handlers = Arc::new(Handlers {
-            backend: Arc::new(backend::Backend::new(node.clone())),
+            backend: Arc::new(backend::Backend::new(sessions.open())),
             startup: startup.clone(),
             cancel: cancel.clone(),
         });

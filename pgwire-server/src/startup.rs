@@ -17,7 +17,7 @@ use pgwire::api::{
 use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 
-use crate::session::SERVER_VERSION;
+use sqlkeeper_session::SERVER_VERSION;
 
 /// Start-up handler shared by all connections.
 pub(crate) struct Startup {

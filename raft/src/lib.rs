@@ -3,7 +3,7 @@
 //! The write path, from a client's statement to its reply:
 //!
 //! ```text
-//! pgwire-server  Backend::run ─ sql::translate ─▶ Vec<engine::Statement>
+//! session  Session::run ─ sql::translate ─▶ Vec<engine::Statement>
 //!       │
 //!       ▼
 //! raft::Node::write ── on a follower: forwarded to the leader (node/forward.rs)

@@ -764,7 +764,7 @@ impl Served {
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(sqlkeeper_pgwire::run_with(
             listener,
-            serving.node.clone(),
+            sqlkeeper_session::Sessions::new(serving.node.clone()),
             config,
             async move {
                 let _ = stopped.await;

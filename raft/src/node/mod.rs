@@ -49,7 +49,7 @@ pub use config::{
 pub use membership::MemberRow;
 pub use writes::WRITE_RETRY_BACKOFF;
 
-/// Errors the protocol layer maps to SQLSTATEs (see `pgwire-server`'s `sqlstate` function).
+/// Errors the session maps to SQLSTATEs (`From<NodeError> for ClientError` in `sqlkeeper-session`).
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
     /// The write could not reach a leader before its deadline; nothing was applied.

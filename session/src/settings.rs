@@ -1,4 +1,4 @@
-//! Per-connection session state: settings changed with `SET`, read with `SHOW`.
+//! A session's settings: changed with `SET`, read with `SHOW`, and the session's token.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -111,14 +111,14 @@ fn parse_bool(v: &str) -> Option<bool> {
 
 /// The session of one client connection.
 #[derive(Debug, Default)]
-pub(crate) struct Session {
+pub(crate) struct Settings {
     settings: BTreeMap<String, String>,
     /// The highest log index this session has written or observed: its reads never see an
     /// older state (`SHOW sqlkeeper.log_index`).
     token: u64,
 }
 
-impl Session {
+impl Settings {
     /// Raises the session's token to `index`.
     pub(crate) fn observe(&mut self, index: u64) {
         self.token = self.token.max(index);
@@ -285,7 +285,7 @@ mod tests {
         );
         assert_eq!(parse_duration("2147483648"), None);
         assert_eq!(parse_duration("1000000000h"), None);
-        let mut s = Session::default();
+        let mut s = Settings::default();
         let (state, _) = s
             .set("sqlkeeper.read_timeout", Some("1000000000h".into()))
             .unwrap_err();

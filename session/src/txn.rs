@@ -7,13 +7,24 @@
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use pgwire::messages::response::TransactionStatus;
 use sqlkeeper_engine::{Block, Done, HeldRead, Stamp, Statement, TxnStep, Value, Work};
+use sqlkeeper_sql::CommandTag;
 use sqlkeeper_sql::{Isolation, SessionOp, StatementKind, Translated, TxnOp};
 use tokio::task::JoinHandle;
 
-use crate::backend::{Backend, Produced};
-use crate::errors::ClientError;
+use crate::error::ClientError;
+use crate::session::{Produced, Session};
+
+/// What ReadyForQuery reports about the session (`I`, `T`, `E` in the protocol).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TxnStatus {
+    /// No transaction block.
+    Idle,
+    /// Inside a block.
+    InBlock,
+    /// Inside a failed block: only its end is accepted.
+    Failed,
+}
 
 /// Where a connection stands with respect to transaction blocks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,12 +95,12 @@ impl Drop for Txn {
 }
 
 impl Txn {
-    /// The ReadyForQuery status byte for this state.
-    pub(crate) fn status(&self) -> TransactionStatus {
+    /// The ReadyForQuery status for this state.
+    pub(crate) fn status(&self) -> TxnStatus {
         match self.phase {
-            Phase::Idle => TransactionStatus::Idle,
-            Phase::Active => TransactionStatus::Transaction,
-            Phase::Failed => TransactionStatus::Error,
+            Phase::Idle => TxnStatus::Idle,
+            Phase::Active => TxnStatus::InBlock,
+            Phase::Failed => TxnStatus::Failed,
         }
     }
 
@@ -206,7 +217,7 @@ pub(crate) fn aborted() -> ClientError {
 }
 
 /// The error a client gets on its next message after the idle timeout ended its block.
-pub(crate) fn idle_timeout_error() -> ClientError {
+pub fn idle_timeout_error() -> ClientError {
     ClientError::fatal(
         "25P03",
         "terminating connection due to idle-in-transaction timeout",
@@ -229,7 +240,7 @@ fn done(tag: &str) -> Produced {
 
 /// Where a session stands between two messages, for the connection's idle-session timeout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Between {
+pub enum Between {
     /// No transaction block: the idle-session timeout applies.
     Idle,
     /// Inside a block (or the block is busy): `idle_in_transaction_session_timeout` applies.
@@ -238,16 +249,16 @@ pub(crate) enum Between {
     BlockTimedOut,
 }
 
-impl Backend {
+impl Session {
     /// Fails an open block after an error the connection loop answered itself (a malformed
     /// message), as any error inside a block does in PostgreSQL. Errors of extended-query
     /// messages need not come here: `on_sync` fails the block for them.
-    pub(crate) async fn fail_block(&self) {
+    pub async fn fail_block(&self) {
         self.txn.lock().await.fail();
     }
 
     /// Where the session stands between messages (see [`Between`]).
-    pub(crate) fn between(&self) -> Between {
+    pub fn between(&self) -> Between {
         match self.txn.try_lock() {
             Ok(t) if t.timed_out => Between::BlockTimedOut,
             Ok(t) if t.phase == Phase::Idle => Between::Idle,
@@ -388,15 +399,11 @@ impl Backend {
                     "transaction_isolation" | "transaction isolation level"
                 ) =>
             {
-                Ok(Produced::Rows {
-                    columns: vec![sqlkeeper_engine::Column {
-                        name: name.clone(),
-                        decl_type: None,
-                    }],
-                    rows: vec![vec![Value::Text(txn.isolation.name().into())]],
-                    tag: sqlkeeper_sql::CommandTag::Fixed("SHOW"),
-                    hints: Vec::new(),
-                })
+                Ok(Produced::text(
+                    name.clone(),
+                    txn.isolation.name().into(),
+                    CommandTag::Fixed("SHOW"),
+                ))
             }
             StatementKind::Session(SessionOp::Set {
                 name,
@@ -434,7 +441,7 @@ impl Backend {
                 },
             ) => {
                 let (default_isolation, default_read_only) = {
-                    let s = self.session();
+                    let s = self.settings();
                     (s.default_isolation(), s.default_read_only())
                 };
                 txn.phase = Phase::Active;
@@ -529,7 +536,8 @@ impl Backend {
         let on_writer = txn.on_writer;
         txn.end(None);
         if let Some(h) = &held {
-            self.session().observe(h.applied_index().map_or(0, |i| i.0));
+            self.settings()
+                .observe(h.applied_index().map_or(0, |i| i.0));
         }
         drop(held);
         let Some(block) = block else {
@@ -553,13 +561,13 @@ impl Backend {
         let _committing = Flag::raise(&self.committing);
         let node = self.node.clone();
         let committed = tokio::spawn(async move {
-            node.commit_block(record, crate::backend::WRITE_TIMEOUT)
+            node.commit_block(record, crate::session::WRITE_TIMEOUT)
                 .await
         })
         .await;
         let (outcome, index) =
             committed.map_err(|e| ClientError::new("XX000", format!("commit task: {e}")))??;
-        self.session().observe(index.0);
+        self.settings().observe(index.0);
         if let Some((_, e)) = outcome.error {
             return Err(e.into());
         }
@@ -579,7 +587,7 @@ impl Backend {
         if !txn.on_writer && txn.held.is_none() {
             self.before_read().await?;
         }
-        let timeout = self.session().statement_timeout();
+        let timeout = self.settings().statement_timeout();
         let r = self.node.run_block(txn.block()?, work, timeout).await;
         let (done, applied) = match r {
             Ok(v) => v,
@@ -598,7 +606,7 @@ impl Backend {
             }
         }
         if let Some(a) = applied {
-            self.session().observe(a.0);
+            self.settings().observe(a.0);
         }
         match done {
             Done::Ran(r) => Ok(r.map_err(ClientError::from)),
@@ -622,7 +630,7 @@ impl Backend {
             .stamp();
         let h = Arc::new(self.node.hold_read(stamp).await?);
         if let Some(a) = h.applied_index() {
-            self.session().observe(a.0);
+            self.settings().observe(a.0);
         }
         txn.held = Some(h.clone());
         Ok(h)
@@ -633,7 +641,7 @@ impl Backend {
         held: Arc<HeldRead>,
         stmts: Vec<Statement>,
     ) -> Result<sqlkeeper_engine::StatementResult, ClientError> {
-        let timeout = self.session().statement_timeout();
+        let timeout = self.settings().statement_timeout();
         let mut results = self
             .node
             .read_held(held, timeout, move |view| {

@@ -1,0 +1,776 @@
+//! A session: one client's settings, read consistency, autocommit statements, transaction
+//! blocks, admin calls and introspection. The wire protocol crate hands it query strings and
+//! prepared statements and gets back what each statement produced; decisions about SQL live
+//! in `sqlkeeper_sql`, decisions about where and how a statement runs here and in the node.
+
+use std::sync::{Arc, Mutex};
+
+use sqlkeeper_engine::{query_scratch, EngineError, LogIndex, ScratchTable, Statement};
+use sqlkeeper_raft::{AdminOp, Node, NodeInfo};
+use sqlkeeper_sql::{
+    translate, AdminCall, ColumnHint, CommandTag, SessionOp, StatementKind, Translated, TxnOp,
+};
+
+use crate::error::ClientError;
+use crate::settings::{ReadConsistency, Settings};
+use crate::txn::{aborted, begin_message, describe_in_block, Phase, Txn, TxnStatus};
+use crate::values::{columns_from, rows_from, Column, Value};
+
+type EngineValue = sqlkeeper_engine::Value;
+
+/// Time a write may take, including finding a leader and retries across a leader change.
+pub(crate) const WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// Time a membership change may take, including a new voter catching up.
+const ADMIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Settings whose change Postgres reports to the client with a ParameterStatus message.
+const REPORTED_SETTINGS: &[&str] = &[
+    "application_name",
+    "client_encoding",
+    "datestyle",
+    "intervalstyle",
+    "timezone",
+];
+
+/// A statement prepared with the extended protocol: translated once at Parse, described once.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    translated: Translated,
+    columns: Vec<Column>,
+}
+
+impl Prepared {
+    /// Parameters the statement uses (`$1` .. `$n`).
+    pub fn param_count(&self) -> usize {
+        self.translated.param_count
+    }
+
+    /// Its result columns, as described at Parse (empty: none, or unknown until it runs).
+    pub fn columns(&self) -> &[Column] {
+        &self.columns
+    }
+
+    /// The translator's Postgres names and types of the result columns.
+    pub fn hints(&self) -> &[ColumnHint] {
+        &self.translated.columns
+    }
+}
+
+/// What one statement produced, before the protocol turns it into messages.
+#[derive(Debug)]
+pub enum Produced {
+    /// Rows (of a read, or a write with `RETURNING`).
+    Rows {
+        /// The result columns, as SQLite describes them.
+        columns: Vec<Column>,
+        /// The rows.
+        rows: Vec<Vec<Value>>,
+        /// The command tag to complete with.
+        tag: CommandTag,
+        /// Postgres names and types of the columns, from the translator.
+        hints: Vec<ColumnHint>,
+    },
+    /// No rows: the command tag.
+    Done(String),
+    /// A setting changed that the client must be told about (ParameterStatus).
+    Setting {
+        /// The command tag.
+        tag: String,
+        /// The setting's name, as Postgres spells it in `SHOW`.
+        name: String,
+        /// Its new value.
+        value: String,
+    },
+}
+
+impl Produced {
+    /// Rows of a read (or a write with RETURNING), with the translator's column hints.
+    pub(crate) fn rows(r: sqlkeeper_engine::StatementResult, t: &Translated) -> Produced {
+        Produced::result(r, t.tag.clone(), t.columns.clone())
+    }
+
+    pub(crate) fn result(
+        r: sqlkeeper_engine::StatementResult,
+        tag: CommandTag,
+        hints: Vec<ColumnHint>,
+    ) -> Produced {
+        Produced::Rows {
+            columns: columns_from(r.columns),
+            rows: rows_from(r.rows),
+            tag,
+            hints,
+        }
+    }
+
+    /// One text column of one row: `SHOW`, admin calls.
+    pub(crate) fn text(name: String, value: String, tag: CommandTag) -> Produced {
+        Produced::Rows {
+            columns: vec![Column {
+                name,
+                decl_type: None,
+            }],
+            rows: vec![vec![Value::Text(value)]],
+            tag,
+            hints: Vec::new(),
+        }
+    }
+}
+
+/// Opens sessions on one node: what the protocol server is given.
+#[derive(Clone)]
+pub struct Sessions {
+    node: Arc<Node>,
+}
+
+impl Sessions {
+    /// Sessions on `node`.
+    pub fn new(node: Arc<Node>) -> Sessions {
+        Sessions { node }
+    }
+
+    /// A new session, with default settings and no transaction block.
+    pub fn open(&self) -> Session {
+        Session::new(self.node.clone())
+    }
+}
+
+/// One client's session.
+pub struct Session {
+    pub(crate) node: Arc<Node>,
+    /// Settings. A std mutex: never held across an await.
+    settings: Mutex<Settings>,
+    /// The transaction block. A tokio mutex: held while a statement runs.
+    pub(crate) txn: Arc<tokio::sync::Mutex<Txn>>,
+    /// Set while a COMMIT is being replicated: a cancel request waits for it.
+    pub(crate) committing: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Session {
+    fn new(node: Arc<Node>) -> Session {
+        Session {
+            node,
+            settings: Mutex::new(Settings::default()),
+            txn: Arc::new(tokio::sync::Mutex::new(Txn::default())),
+            committing: Arc::default(),
+        }
+    }
+
+    pub(crate) fn settings(&self) -> std::sync::MutexGuard<'_, Settings> {
+        self.settings.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn session_op(&self, op: &SessionOp) -> Result<Produced, ClientError> {
+        let mut s = self.settings();
+        match op {
+            SessionOp::Show(name) => {
+                let value = s.show(name).ok_or_else(|| {
+                    ClientError::new(
+                        "42704",
+                        format!("unrecognized configuration parameter \"{name}\""),
+                    )
+                })?;
+                Ok(Produced::text(
+                    name.clone(),
+                    value,
+                    CommandTag::Fixed("SHOW"),
+                ))
+            }
+            SessionOp::Set { name, value } => {
+                s.set(name, value.clone())
+                    .map_err(|(state, msg)| ClientError::new(state, msg))?;
+                if REPORTED_SETTINGS.contains(&name.as_str()) {
+                    let value = s.show(name).unwrap_or_default();
+                    return Ok(Produced::Setting {
+                        tag: "SET".into(),
+                        name: name.clone(),
+                        value,
+                    });
+                }
+                Ok(Produced::Done("SET".into()))
+            }
+            SessionOp::Reset(None) => {
+                s.reset_all();
+                Ok(Produced::Done("RESET".into()))
+            }
+            SessionOp::Reset(Some(name)) => {
+                s.set(name, None)
+                    .map_err(|(state, msg)| ClientError::new(state, msg))?;
+                Ok(Produced::Done("RESET".into()))
+            }
+        }
+    }
+
+    /// Waits until this node has applied the session's token (the last log index it wrote or
+    /// read), so the session never goes back in time here.
+    async fn wait_for_token(
+        &self,
+        token: u64,
+        timeout: std::time::Duration,
+    ) -> Result<(), ClientError> {
+        if token == 0 {
+            return Ok(());
+        }
+        self.node
+            .wait_applied(LogIndex(token), timeout)
+            .await
+            .map_err(|_| {
+                ClientError::new(
+                    "57014",
+                    format!(
+                        "canceling statement: this node has not applied log index {token} within sqlkeeper.read_timeout ({timeout:?})"
+                    ),
+                )
+            })
+    }
+
+    /// Makes this node's state recent enough for the session's read consistency.
+    pub(crate) async fn before_read(&self) -> Result<(), ClientError> {
+        let (mode, timeout, token, max_staleness) = {
+            let s = self.settings();
+            (
+                s.read_consistency(),
+                s.read_timeout(),
+                s.token(),
+                s.max_staleness(),
+            )
+        };
+        match mode {
+            ReadConsistency::Sequential => {
+                self.wait_for_token(token, timeout).await?;
+            }
+            ReadConsistency::Linearizable => {
+                let index = self
+                    .node
+                    .linearizable_barrier(timeout)
+                    .await
+                    .map_err(ClientError::from)?;
+                self.settings().observe(index.0);
+            }
+            ReadConsistency::Stale => {
+                if let Some(max) = max_staleness {
+                    match self.node.staleness() {
+                        Some(age) if age <= max => {}
+                        age => {
+                            let heard = match age {
+                                Some(a) => format!("for {:.1}s", a.as_secs_f64()),
+                                None => "since it started".to_string(),
+                            };
+                            return Err(ClientError::new(
+                                "57P03",
+                                format!(
+                                    "this node has not heard from a leader {heard}, more than sqlkeeper.max_staleness ({max:?})"
+                                ),
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn read_one(
+        &self,
+        t: &Translated,
+        params: Vec<EngineValue>,
+    ) -> Result<Produced, ClientError> {
+        self.read_one_at(t, params, sqlkeeper_engine::local_stamp())
+            .await
+    }
+
+    /// A read on the latest state this node has (after the session's consistency wait), with
+    /// the time and randomness of `stamp`.
+    pub(crate) async fn read_one_at(
+        &self,
+        t: &Translated,
+        params: Vec<EngineValue>,
+        stamp: sqlkeeper_engine::Stamp,
+    ) -> Result<Produced, ClientError> {
+        self.before_read().await?;
+        let stmts: Vec<Statement> = t
+            .sqlite
+            .iter()
+            .map(|sql| Statement {
+                sql: sql.clone(),
+                params: params.clone(),
+            })
+            .collect();
+        let tag = t.tag.clone();
+        let timeout = self.settings().statement_timeout();
+        let (mut results, applied) = self
+            .node
+            .read_at(stamp, timeout, move |view| {
+                let mut out = Vec::with_capacity(stmts.len());
+                for s in &stmts {
+                    out.push(view.query(s).map_err(EngineError::from)?);
+                }
+                Ok((out, view.applied_index()?))
+            })
+            .await?;
+        if let Some(applied) = applied {
+            self.settings().observe(applied.0);
+        }
+        let last = results.pop().unwrap_or_default();
+        Ok(Produced::result(last, tag, t.columns.clone()))
+    }
+
+    async fn admin(&self, call: &AdminCall) -> Result<Produced, ClientError> {
+        let id = |s: &str| -> Result<u64, ClientError> {
+            s.parse::<u64>()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| ClientError::new("22023", format!("invalid node id \"{s}\"")))
+        };
+        let info = |addr: &str| NodeInfo {
+            raft_addr: addr.to_string(),
+            pg_addr: String::new(),
+        };
+        if call.function == "state_hash" {
+            // Local: the hash of this node's applied state, to compare replicas.
+            let hash = self.node.state_hash().await?;
+            let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
+            return Ok(Produced::text("state_hash".into(), hex, CommandTag::Select));
+        }
+        let op = match (call.function.as_str(), call.args.as_slice()) {
+            ("add_learner", [n, addr]) => AdminOp::AddLearner {
+                node_id: id(n)?,
+                info: info(addr),
+            },
+            ("add_node", [n, addr]) => AdminOp::AddNode {
+                node_id: id(n)?,
+                info: info(addr),
+            },
+            ("remove_node", [n]) => AdminOp::RemoveNode { node_id: id(n)? },
+            ("transfer_leader", [n]) => AdminOp::TransferLeader { node_id: id(n)? },
+            _ => {
+                return Err(ClientError::new(
+                    "42883",
+                    format!("function sqlkeeper.{} does not exist", call.function),
+                ))
+            }
+        };
+        let msg = self.node.admin(op, ADMIN_TIMEOUT).await?;
+        Ok(Produced::text(
+            call.function.clone(),
+            msg,
+            CommandTag::Select,
+        ))
+    }
+
+    pub(crate) async fn introspect(
+        &self,
+        t: &Translated,
+        params: Vec<EngineValue>,
+    ) -> Result<Produced, ClientError> {
+        let tables = introspection_tables(&self.node, true).await;
+        let stmt = Statement {
+            sql: t.sqlite.first().cloned().unwrap_or_default(),
+            params,
+        };
+        let r = tokio::task::spawn_blocking(move || query_scratch("sqlkeeper", &tables, &stmt))
+            .await
+            .map_err(|e| ClientError::new("XX000", format!("introspection task: {e}")))??;
+        Ok(Produced::result(r, t.tag.clone(), Vec::new()))
+    }
+
+    /// Runs the statements of one query string in order, stopping at the first error, and
+    /// returns what each produced. Several statements that change data run as one log entry
+    /// (all or nothing), as Postgres runs a multi-statement query string in one implicit
+    /// transaction.
+    async fn run(
+        &self,
+        batch: Vec<(Translated, Vec<EngineValue>)>,
+    ) -> (Vec<Produced>, Option<ClientError>) {
+        if self.in_block_or_control(&batch).await {
+            return self.run_block(batch).await;
+        }
+        let writes = batch
+            .iter()
+            .any(|(t, _)| matches!(t.kind, StatementKind::Write | StatementKind::Ddl));
+        if batch.len() > 1 && writes {
+            return self.run_as_one_entry(batch).await;
+        }
+        let mut out = Vec::new();
+        for (t, params) in batch {
+            match self.run_autocommit_one(t, params).await {
+                Ok(p) => out.push(p),
+                Err(e) => return (out, Some(e)),
+            }
+        }
+        (out, None)
+    }
+
+    /// Runs one statement outside a transaction block: a write is one log entry.
+    pub(crate) async fn run_autocommit_one(
+        &self,
+        t: Translated,
+        params: Vec<EngineValue>,
+    ) -> Result<Produced, ClientError> {
+        match &t.kind {
+            StatementKind::Read => self.read_one(&t, params).await,
+            StatementKind::Write | StatementKind::Ddl => {
+                let (mut produced, err) = self.run_as_one_entry(vec![(t, params)]).await;
+                match err {
+                    Some(e) => Err(e),
+                    None => produced
+                        .pop()
+                        .ok_or_else(|| ClientError::new("XX000", "write produced no result")),
+                }
+            }
+            StatementKind::Session(op) => self.session_op(op),
+            StatementKind::Admin(call) => self.admin(call).await,
+            StatementKind::Introspection => self.introspect(&t, params).await,
+            StatementKind::Transaction(_) => Err(ClientError::new(
+                "XX000",
+                "transaction control reached the autocommit path",
+            )),
+        }
+    }
+
+    async fn run_as_one_entry(
+        &self,
+        batch: Vec<(Translated, Vec<EngineValue>)>,
+    ) -> (Vec<Produced>, Option<ClientError>) {
+        if let Some((t, _)) = batch.iter().find(|(t, _)| {
+            !matches!(
+                t.kind,
+                StatementKind::Read | StatementKind::Write | StatementKind::Ddl
+            )
+        }) {
+            return (
+                Vec::new(),
+                Some(ClientError::new(
+                    "0A000",
+                    format!("\"{}\" cannot be combined with data-changing statements in one query string", t.original),
+                )),
+            );
+        }
+        let mut spans = Vec::with_capacity(batch.len());
+        let mut statements = Vec::new();
+        let mut probes = Vec::new();
+        for (t, params) in &batch {
+            spans.push(t.sqlite.len());
+            statements.extend(t.sqlite.iter().map(|sql| Statement {
+                sql: sql.clone(),
+                params: params.clone(),
+            }));
+            // What the entry will read without bound, run here first with its budget: a
+            // write's probe, or a read that is part of the entry.
+            let probe = match (&t.kind, &t.probe, t.sqlite.as_slice()) {
+                (_, Some(p), _) => Some(p.clone()),
+                (StatementKind::Read, None, [sql]) => Some(format!("SELECT count(*) FROM ({sql})")),
+                _ => None,
+            };
+            probes.extend(probe.map(|sql| Statement {
+                sql,
+                params: params.clone(),
+            }));
+        }
+        if let Err(e) = self.node.probe(probes).await {
+            return (Vec::new(), Some(e.into()));
+        }
+        let (outcome, index) = match self.node.write(statements, WRITE_TIMEOUT).await {
+            Ok(o) => o,
+            Err(e) => return (Vec::new(), Some(e.into())),
+        };
+        self.settings().observe(index.0);
+        let mut results = outcome.results.into_iter();
+        let mut produced = Vec::with_capacity(batch.len());
+        let mut done = 0usize;
+        for ((t, _), span) in batch.into_iter().zip(spans) {
+            if let Some((at, err)) = &outcome.error {
+                if *at < done + span {
+                    return (produced, Some(err.clone().into()));
+                }
+            }
+            let mut last = None;
+            for _ in 0..span {
+                last = results.next();
+            }
+            done += span;
+            let r = last.unwrap_or_default();
+            produced.push(if r.columns.is_empty() || t.kind == StatementKind::Ddl {
+                Produced::Done(t.tag.render(r.rows_affected))
+            } else {
+                Produced::result(r, t.tag, t.columns)
+            });
+        }
+        (produced, None)
+    }
+}
+
+/// The node's introspection views as scratch tables (`sqlkeeper.status`, `sqlkeeper.nodes`),
+/// with the current values, or empty (to describe a statement).
+async fn introspection_tables(node: &Node, with_rows: bool) -> Vec<ScratchTable> {
+    let cols = |c: &[(&str, &str)]| {
+        c.iter()
+            .map(|(n, t)| (n.to_string(), t.to_string()))
+            .collect()
+    };
+    let opt = |v: Option<u64>| {
+        v.map(|i| EngineValue::Integer(i as i64))
+            .unwrap_or(EngineValue::Null)
+    };
+    let mut status = ScratchTable {
+        name: "status".into(),
+        columns: cols(&[
+            ("node_id", "BIGINT"),
+            ("role", "TEXT"),
+            ("term", "BIGINT"),
+            ("leader_id", "BIGINT"),
+            ("commit_index", "BIGINT"),
+            ("applied_index", "BIGINT"),
+            ("snapshot_index", "BIGINT"),
+            ("last_contact_ms", "BIGINT"),
+            ("wal_bytes", "BIGINT"),
+        ]),
+        rows: Vec::new(),
+    };
+    let mut nodes = ScratchTable {
+        name: "nodes".into(),
+        columns: cols(&[
+            ("node_id", "BIGINT"),
+            ("raft_addr", "TEXT"),
+            ("pg_addr", "TEXT"),
+            ("role", "TEXT"),
+            ("voter", "BOOLEAN"),
+            ("matched_index", "BIGINT"),
+        ]),
+        rows: Vec::new(),
+    };
+    if with_rows {
+        let st = node.status();
+        status.rows.push(vec![
+            EngineValue::Integer(st.node_id as i64),
+            EngineValue::Text(st.role.to_string()),
+            EngineValue::Integer(st.term as i64),
+            opt(st.leader_id),
+            opt(st.commit_index),
+            opt(st.applied_index),
+            opt(st.snapshot_index),
+            opt(node.staleness().map(|d| d.as_millis() as u64)),
+            EngineValue::Integer(st.wal_bytes as i64),
+        ]);
+        nodes.rows = node
+            .members()
+            .await
+            .into_iter()
+            .map(|m| {
+                vec![
+                    EngineValue::Integer(m.node_id as i64),
+                    EngineValue::Text(m.raft_addr),
+                    m.pg_addr
+                        .map(EngineValue::Text)
+                        .unwrap_or(EngineValue::Null),
+                    EngineValue::Text(m.role.to_string()),
+                    EngineValue::Integer(m.voter as i64),
+                    opt(m.matched_index),
+                ]
+            })
+            .collect();
+    }
+    vec![status, nodes]
+}
+
+impl Session {
+    /// Called when a message that runs something arrives: a block the idle timeout ended is
+    /// reported (FATAL, the connection closes), and the idle timer stops.
+    pub async fn begin_message(&self) -> Result<(), ClientError> {
+        begin_message(&self.txn).await
+    }
+
+    /// After a message ran: an error fails an open block; `idle` arms the block's idle timer
+    /// (the client now waits on us no longer). Returns the ReadyForQuery status.
+    pub async fn finish_message(&self, errored: bool, idle: bool) -> TxnStatus {
+        let timeout = self.settings().idle_in_transaction_timeout();
+        let mut txn = self.txn.lock().await;
+        if errored {
+            txn.fail();
+        }
+        if idle {
+            Txn::went_idle(&self.txn, &mut txn, timeout, &self.node);
+        }
+        txn.status()
+    }
+
+    /// Returns once no COMMIT of this session is being replicated: as in Postgres, a cancel
+    /// that arrives while a COMMIT is in flight waits for it (the client must learn whether it
+    /// committed).
+    pub async fn commit_settled(&self) {
+        while self.committing.load(std::sync::atomic::Ordering::SeqCst) {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Runs a simple-protocol query string: its statements in order, stopping at the first
+    /// error; returns what each produced and the error, if any.
+    pub async fn execute(&self, query: &str) -> (Vec<Produced>, Option<ClientError>) {
+        tracing::debug!(query, "simple query");
+        let translated = match translate(query) {
+            Ok(t) => t,
+            Err(e) => return (Vec::new(), Some(e.into())),
+        };
+        let batch = translated.into_iter().map(|t| (t, Vec::new())).collect();
+        self.run(batch).await
+    }
+
+    /// Runs a prepared statement with its parameters (one per `param_count`). Rows are
+    /// described with the columns Parse described, which must not have changed.
+    pub async fn execute_prepared(
+        &self,
+        prepared: &Prepared,
+        params: Vec<Value>,
+    ) -> Result<Produced, ClientError> {
+        let mut params: Vec<EngineValue> = params.into_iter().map(Value::into_engine).collect();
+        params.truncate(prepared.translated.param_count);
+        let (produced, error) = self.run(vec![(prepared.translated.clone(), params)]).await;
+        if let Some(e) = error {
+            return Err(e);
+        }
+        let p = produced
+            .into_iter()
+            .next()
+            .ok_or_else(|| ClientError::new("XX000", "statement produced no result"))?;
+        match p {
+            Produced::Rows {
+                columns,
+                rows,
+                tag,
+                hints,
+            } if !prepared.columns.is_empty() => {
+                if prepared.columns.len() != columns.len() {
+                    return Err(ClientError::new(
+                        "0A000",
+                        "cached plan must not change result type",
+                    ));
+                }
+                Ok(Produced::Rows {
+                    columns: prepared.columns.clone(),
+                    rows,
+                    tag,
+                    hints,
+                })
+            }
+            p => Ok(p),
+        }
+    }
+
+    /// Translates and describes one statement for Parse. An error fails an open block, as
+    /// in Postgres.
+    pub async fn prepare(&self, sql: &str) -> Result<Option<Prepared>, ClientError> {
+        self.begin_message().await?;
+        let r = self.prepare_checked(sql).await;
+        if r.is_err() {
+            self.txn.lock().await.fail();
+        }
+        r
+    }
+
+    async fn prepare_checked(&self, sql: &str) -> Result<Option<Prepared>, ClientError> {
+        let mut translated = translate(sql)?;
+        if translated.len() > 1 {
+            return Err(ClientError::new(
+                "42601",
+                "cannot insert multiple commands into a prepared statement",
+            ));
+        }
+        let Some(t) = translated.pop() else {
+            return Ok(None);
+        };
+        {
+            let mut txn = self.txn.lock().await;
+            if txn.phase == Phase::Failed
+                && !matches!(
+                    t.kind,
+                    StatementKind::Transaction(
+                        TxnOp::Rollback | TxnOp::Commit | TxnOp::RollbackTo(_)
+                    )
+                )
+            {
+                return Err(aborted());
+            }
+            if matches!(t.kind, StatementKind::Read | StatementKind::Write) && t.sqlite.len() == 1 {
+                let timeout = self.settings().statement_timeout();
+                if let Some(r) =
+                    describe_in_block(&self.node, &mut txn, &t.sqlite[0], timeout).await
+                {
+                    let columns = r?;
+                    return Ok(Some(Prepared {
+                        translated: t,
+                        columns: columns_from(columns),
+                    }));
+                }
+            }
+        }
+        if matches!(t.kind, StatementKind::Read | StatementKind::Write) {
+            let (token, timeout, mode) = {
+                let s = self.settings();
+                (s.token(), s.read_timeout(), s.read_consistency())
+            };
+            if mode == ReadConsistency::Linearizable {
+                // Describe against the state the statement will read: every acknowledged write.
+                let index = self
+                    .node
+                    .linearizable_barrier(timeout)
+                    .await
+                    .map_err(ClientError::from)?;
+                self.settings().observe(index.0);
+            } else {
+                self.wait_for_token(token, timeout).await?;
+            }
+        }
+        let columns = match &t.kind {
+            StatementKind::Read | StatementKind::Write if t.sqlite.len() == 1 => {
+                let timeout = self.settings().statement_timeout();
+                let describe = || {
+                    let sql = t.sqlite[0].clone();
+                    self.node.read(timeout, move |v| {
+                        v.describe(&sql)
+                            .map(|(cols, _)| cols)
+                            .map_err(EngineError::from)
+                    })
+                };
+                match describe().await {
+                    Ok(cols) => cols,
+                    // A write runs on the leader, whose schema may be ahead of this node's: a
+                    // table created moments ago elsewhere is not here yet. Catch up to the
+                    // leader's commit before concluding that it does not exist.
+                    Err(_) if t.kind == StatementKind::Write => {
+                        let timeout = self.settings().read_timeout();
+                        self.node
+                            .linearizable_barrier(timeout)
+                            .await
+                            .map_err(ClientError::from)?;
+                        describe().await.map_err(ClientError::from)?
+                    }
+                    Err(e) => return Err(ClientError::from(e)),
+                }
+            }
+            StatementKind::Session(SessionOp::Show(name)) => vec![sqlkeeper_engine::Column {
+                name: name.clone(),
+                decl_type: None,
+            }],
+            StatementKind::Admin(call) => vec![sqlkeeper_engine::Column {
+                name: call.function.clone(),
+                decl_type: None,
+            }],
+            StatementKind::Introspection => {
+                let tables = introspection_tables(&self.node, false).await;
+                let stmt = Statement {
+                    sql: t.sqlite.first().cloned().unwrap_or_default(),
+                    params: (0..t.param_count).map(|_| EngineValue::Null).collect(),
+                };
+                tokio::task::spawn_blocking(move || query_scratch("sqlkeeper", &tables, &stmt))
+                    .await
+                    .map_err(|e| ClientError::new("XX000", format!("describe: {e}")))?
+                    .map_err(ClientError::from)?
+                    .columns
+            }
+            _ => Vec::new(),
+        };
+        Ok(Some(Prepared {
+            translated: t,
+            columns: columns_from(columns),
+        }))
+    }
+}
