@@ -61,7 +61,7 @@ impl SnapshotFile {
         self.file.read_at(buf, offset)
     }
 
-    /// Copies the whole file to a new file at `dest` and fsyncs it.
+    /// Copies the whole file to a new file at `dest` (made durable by the caller).
     fn copy_to(&self, dest: &Path) -> io::Result<()> {
         use std::io::Write;
         let mut out = File::create(dest)?;
@@ -75,7 +75,7 @@ impl SnapshotFile {
             out.write_all(&buf[..n])?;
             offset += n as u64;
         }
-        out.sync_all()
+        out.flush()
     }
 }
 
@@ -274,8 +274,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             // Both names hold a complete, fsynced file; the directory fsync makes the new
             // name durable. A crash before it may leave `building-*.db`, which is not a
             // `snap-*` name and is never loaded.
-            std::fs::rename(&building, &path)?;
-            sqlkeeper_snapshots::fsync_dir(&dir).map_err(io::Error::from)?;
+            sqlkeeper_snapshots::publish(&building, &path).map_err(io::Error::from)?;
             tracing::info!(log_index = ?meta.last_log_id.as_ref().map(|l| l.index), "built snapshot");
             // Opened before it is published: once published, a newer build may remove it.
             let snapshot = SnapshotFile::open(path)?;
@@ -366,7 +365,6 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let own = self
             .snapshot_dir
             .join(snapshot_file_name(&meta.last_log_id));
-        let dir = self.snapshot_dir.clone();
         let dst = own.clone();
         // File copies and fsyncs block: keep them off the async workers.
         let (file_meta, installed) = tokio::task::spawn_blocking(
@@ -376,8 +374,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                     // snapshot. Copied through the handle: the name may be gone already.
                     let partial = dst.with_extension("db.partial");
                     snapshot.copy_to(&partial)?;
-                    std::fs::rename(&partial, &dst)?;
-                    sqlkeeper_snapshots::fsync_dir(&dir).map_err(io::Error::from)?;
+                    sqlkeeper_snapshots::publish(&partial, &dst).map_err(io::Error::from)?;
                     SnapshotFile::open(dst.clone())?
                 } else {
                     snapshot

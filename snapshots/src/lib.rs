@@ -56,6 +56,23 @@ fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> Sna
     }
 }
 
+/// The one way a file becomes durable under its name: `partial`, complete and written by the
+/// caller, is fsynced, renamed over `dest` and the directory fsynced. A crash leaves either the
+/// old `dest` (or none) or the new one, never a torn file; a leftover `partial` is the
+/// caller's to clean up (start-up removes `*.partial` files).
+pub fn publish(partial: &Path, dest: &Path) -> Result<(), SnapshotError> {
+    fsync_file(partial)?;
+    fs::rename(partial, dest).map_err(io_err("rename into place", dest))?;
+    fsync_dir(parent(dest))
+}
+
+/// Writes `bytes` to `dest` durably, through `dest.partial` ([`publish`]).
+pub fn write_file(dest: &Path, bytes: &[u8]) -> Result<(), SnapshotError> {
+    let partial = partial_path(dest);
+    fs::write(&partial, bytes).map_err(io_err("write", &partial))?;
+    publish(&partial, dest)
+}
+
 /// fsyncs a directory so that a rename or a file creation inside it is durable.
 pub fn fsync_dir(dir: &Path) -> Result<(), SnapshotError> {
     File::open(dir)
@@ -99,10 +116,7 @@ pub fn write_snapshot(conn: &Connection, dest: &Path) -> Result<(), SnapshotErro
             path: partial.clone(),
             source,
         })?;
-    fsync_file(&partial)?;
-    fs::rename(&partial, dest).map_err(io_err("rename snapshot into place", dest))?;
-    fsync_dir(parent(dest))?;
-    Ok(())
+    publish(&partial, dest)
 }
 
 /// Replaces the database file at `live` with a copy of the snapshot file `snapshot`.
@@ -131,10 +145,7 @@ pub fn install_snapshot(snapshot: &Path, live: &Path) -> Result<(), SnapshotErro
     }
     let partial = partial_path(live);
     fs::copy(snapshot, &partial).map_err(io_err("copy snapshot", &partial))?;
-    fsync_file(&partial)?;
-    fs::rename(&partial, live).map_err(io_err("rename snapshot over state", live))?;
-    fsync_dir(parent(live))?;
-    Ok(())
+    publish(&partial, live)
 }
 
 /// Removes `*.partial` files left in `dir` by a crash during a snapshot build or install.

@@ -40,11 +40,8 @@ pub(super) fn next_boot(dir: &Path) -> Result<u64, StartError> {
         Err(e) => return Err(dir_err(e)),
     };
     let boot = previous + 1;
-    let tmp = dir.join(format!("{BOOT_FILE}.partial"));
-    std::fs::write(&tmp, boot.to_string()).map_err(dir_err)?;
-    sqlkeeper_snapshots::fsync_file(&tmp).map_err(|e| StartError::Other(e.to_string()))?;
-    std::fs::rename(&tmp, &path).map_err(dir_err)?;
-    sqlkeeper_snapshots::fsync_dir(dir).map_err(|e| StartError::Other(e.to_string()))?;
+    sqlkeeper_snapshots::write_file(&path, boot.to_string().as_bytes())
+        .map_err(|e| StartError::Other(e.to_string()))?;
     Ok(boot)
 }
 
@@ -83,14 +80,10 @@ pub(super) fn prepare_data_dir(dir: &Path, node_id: NodeId) -> Result<(), StartE
                 format: DATA_DIR_FORMAT,
             })
             .map_err(|e| StartError::Other(e.to_string()))?;
-            // Write, fsync, rename, fsync dir: a crash leaves either no identity (the directory
-            // is then treated as new) or a complete one.
-            let tmp = dir.join(format!("{IDENTITY_FILE}.partial"));
-            std::fs::write(&tmp, bytes).map_err(dir_err)?;
-            sqlkeeper_snapshots::fsync_file(&tmp).map_err(|e| StartError::Other(e.to_string()))?;
-            std::fs::rename(&tmp, &identity_path).map_err(dir_err)?;
-            sqlkeeper_snapshots::fsync_dir(dir).map_err(|e| StartError::Other(e.to_string()))?;
-            Ok(())
+            // A crash leaves either no identity (the directory is then treated as new) or a
+            // complete one.
+            sqlkeeper_snapshots::write_file(&identity_path, &bytes)
+                .map_err(|e| StartError::Other(e.to_string()))
         }
         Err(e) => Err(dir_err(e)),
     }
