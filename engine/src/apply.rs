@@ -679,6 +679,7 @@ pub(crate) mod tests {
         Statement {
             sql: s.into(),
             params: vec![],
+            effect: Default::default(),
         }
     }
 
@@ -691,6 +692,7 @@ pub(crate) mod tests {
             statements: vec![Statement {
                 sql: sql.into(),
                 params: vec![],
+                effect: Default::default(),
             }],
         }
     }
@@ -751,10 +753,12 @@ pub(crate) mod tests {
                 Statement {
                     sql: "INSERT INTO kv VALUES (5, 'x')".into(),
                     params: vec![],
+                    effect: Default::default(),
                 },
                 Statement {
                     sql: "INSERT INTO kv VALUES (5, 'y')".into(),
                     params: vec![],
+                    effect: Default::default(),
                 },
             ],
         };
@@ -789,6 +793,7 @@ pub(crate) mod tests {
             statements: vec![Statement {
                 sql: sql.into(),
                 params: vec![],
+                effect: Default::default(),
             }],
         }
     }
@@ -918,6 +923,7 @@ pub(crate) mod tests {
             statements: vec![Statement {
                 sql: sql.into(),
                 params: vec![],
+                effect: Default::default(),
             }],
         }
     }

@@ -1,6 +1,7 @@
 //! What goes into the Raft log. Encoding and versioning: `docs/log-format.md`.
 
 use serde::{Deserialize, Serialize};
+pub use sqlkeeper_sql::Effect;
 
 /// Position of an entry in the Raft log. openraft numbers entries from 0.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -62,6 +63,21 @@ pub struct Statement {
     pub sql: String,
     /// Values for `?1..?n`.
     pub params: Vec<Value>,
+    /// What applying it does besides running its SQL (set by the translator; not in the JSON
+    /// when plain).
+    #[serde(default, skip_serializing_if = "Effect::is_plain")]
+    pub effect: Effect,
+}
+
+impl Statement {
+    /// A statement with no effect beyond its SQL.
+    pub fn plain(sql: impl Into<String>, params: Vec<Value>) -> Statement {
+        Statement {
+            sql: sql.into(),
+            params,
+            effect: Effect::Plain,
+        }
+    }
 }
 
 /// The build an entry was proposed by, and the work it may do: the same on every replica,
@@ -83,7 +99,8 @@ pub struct EntryHeader {
 /// the same entry compute something else (functions, rewrites at apply, limits, the rules for
 /// failures). Version 3: step budgets, exhaustive error classes, row ids below the maximum,
 /// outcome digests in the request table. Version 4: a transaction applies when its replay
-/// returns the results its client saw, with no whole-database base check; read steps.
+/// returns the results its client saw, with no whole-database base check; read steps; the
+/// sequence values a block drew travel in its record; statements carry their effect.
 pub const ENGINE_APPLY_VERSION: u32 = 4;
 
 impl EntryHeader {
@@ -227,9 +244,9 @@ impl Command {
     /// alone, so every replica applies it the same way.
     pub fn rebuilds_tables(&self) -> bool {
         match self {
-            Command::Execute { statements, .. } => statements
-                .iter()
-                .any(|s| s.sql.contains(sqlkeeper_sql::REBUILD_TABLE_FUNCTION)),
+            Command::Execute { statements, .. } => {
+                statements.iter().any(|s| s.effect == Effect::RebuildTable)
+            }
             // Runs with foreign keys on, as its statements ran for its client; a rebuild of a table other
             // tables reference is refused inside a transaction block.
             Command::Transaction { .. } => false,

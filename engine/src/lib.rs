@@ -32,8 +32,8 @@ mod txn;
 
 pub use apply::{ApplyItem, RaftMeta, StateMachine, StoredRaftMeta, STATE_DB_FILE};
 pub use command::{
-    Command, EntryHeader, LogIndex, RequestId, SeqValue, Stamp, Statement, TxnRecord, TxnStep,
-    Value, ENGINE_APPLY_VERSION,
+    Command, Effect, EntryHeader, LogIndex, RequestId, SeqValue, Stamp, Statement, TxnRecord,
+    TxnStep, Value, ENGINE_APPLY_VERSION,
 };
 pub use determinism::uuid_text;
 pub use error::{sqlstate_of, EngineError, ExecError, Fatal, SqlState};

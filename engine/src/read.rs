@@ -389,6 +389,7 @@ impl ReadView<'_> {
             let probe = Statement {
                 sql: p.sql.clone(),
                 params: p.params.iter().take(used).cloned().collect(),
+                effect: Default::default(),
             };
             let mut room = ResultRoom::new(crate::limits::READ_RESULT_BYTES_MAX);
             let _ = crate::limits::with_probe_budget(&budget, || {
@@ -566,6 +567,7 @@ mod tests {
         let small = Statement {
             sql: "SELECT count(*) FROM t WHERE k > ?2".into(),
             params: vec![crate::Value::Integer(1), crate::Value::Integer(2)],
+            effect: Default::default(),
         };
         let missing = sql("SELECT count(*) FROM not_yet_created");
         let r = pool

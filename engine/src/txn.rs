@@ -186,7 +186,7 @@ pub(crate) fn run_statement(
             Err(crate::rebuild::RebuildError::Sqlite(e)) => return failed(conn, classify(e)?),
         }
     }
-    if stmt.sql.contains(crate::sequences::SEQUENCES_TABLE) {
+    if stmt.effect == crate::command::Effect::Sequences {
         crate::sequences::refresh(conn, &cells.sequences)
             .map_err(|e| Fatal(format!("reload sequences: {e}")))?;
     }
@@ -254,7 +254,7 @@ pub(crate) fn run_step(
                         .map_err(f("undo failed statement"))?;
                     if statements
                         .iter()
-                        .any(|s| s.sql.contains(crate::sequences::SEQUENCES_TABLE))
+                        .any(|s| s.effect == crate::command::Effect::Sequences)
                     {
                         refresh_sequences()?;
                     }
@@ -927,12 +927,13 @@ mod tests {
 
     /// The translator's SQLite statements for one Postgres statement.
     fn pg(sql_text: &str) -> Vec<Statement> {
-        let mut t = sqlkeeper_sql::translate(sql_text).unwrap();
-        t.pop()
-            .unwrap()
-            .sqlite
+        let t = sqlkeeper_sql::translate(sql_text).unwrap().pop().unwrap();
+        t.sqlite
             .into_iter()
-            .map(|s| sql(&s))
+            .map(|s| Statement {
+                effect: t.effect,
+                ..sql(&s)
+            })
             .collect()
     }
 

@@ -290,10 +290,7 @@ impl Session {
         let stmts: Vec<Statement> = t
             .sqlite
             .iter()
-            .map(|sql| Statement {
-                sql: sql.clone(),
-                params: params.clone(),
-            })
+            .map(|sql| Statement::plain(sql.clone(), params.clone()))
             .collect();
         let tag = t.tag.clone();
         let timeout = self.settings().statement_timeout();
@@ -363,10 +360,7 @@ impl Session {
         params: Vec<EngineValue>,
     ) -> Result<Produced, ClientError> {
         let tables = introspection_tables(&self.node, true).await;
-        let stmt = Statement {
-            sql: t.sqlite.first().cloned().unwrap_or_default(),
-            params,
-        };
+        let stmt = Statement::plain(t.sqlite.first().cloned().unwrap_or_default(), params);
         let r = tokio::task::spawn_blocking(move || query_scratch("sqlkeeper", &tables, &stmt))
             .await
             .map_err(|e| ClientError::new("XX000", format!("introspection task: {e}")))??;
@@ -453,6 +447,7 @@ impl Session {
             statements.extend(t.sqlite.iter().map(|sql| Statement {
                 sql: sql.clone(),
                 params: params.clone(),
+                effect: t.effect,
             }));
             // What the entry will read without bound, run here first with its budget: a
             // write's probe, or a read that is part of the entry.
@@ -461,10 +456,7 @@ impl Session {
                 (StatementKind::Read, None, [sql]) => Some(format!("SELECT count(*) FROM ({sql})")),
                 _ => None,
             };
-            probes.extend(probe.map(|sql| Statement {
-                sql,
-                params: params.clone(),
-            }));
+            probes.extend(probe.map(|sql| Statement::plain(sql, params.clone())));
         }
         if let Err(e) = self.node.probe(probes).await {
             return (Vec::new(), Some(e.into()));
@@ -756,10 +748,10 @@ impl Session {
             }],
             StatementKind::Introspection => {
                 let tables = introspection_tables(&self.node, false).await;
-                let stmt = Statement {
-                    sql: t.sqlite.first().cloned().unwrap_or_default(),
-                    params: (0..t.param_count).map(|_| EngineValue::Null).collect(),
-                };
+                let stmt = Statement::plain(
+                    t.sqlite.first().cloned().unwrap_or_default(),
+                    (0..t.param_count).map(|_| EngineValue::Null).collect(),
+                );
                 tokio::task::spawn_blocking(move || query_scratch("sqlkeeper", &tables, &stmt))
                     .await
                     .map_err(|e| ClientError::new("XX000", format!("describe: {e}")))?

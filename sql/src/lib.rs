@@ -24,4 +24,4 @@ pub use classify::{
 pub use columns::{ColumnHint, PgType};
 pub use error::SqlError;
 pub use rebuild::{rebuild_create_table, AlterOp, REBUILD_TABLE_FUNCTION};
-pub use translate::{translate, Translated, PARSER_RECURSION_LIMIT, QUERY_BYTES_MAX};
+pub use translate::{translate, Effect, Translated, PARSER_RECURSION_LIMIT, QUERY_BYTES_MAX};

@@ -35,6 +35,8 @@ pub struct Translated {
     /// SQLite statements to run in order (usually one; `DROP TABLE a, b` gives two). Empty for
     /// session and transaction-control statements, which never reach SQLite.
     pub sqlite: Vec<String>,
+    /// What applying them does besides running them; travels with each of them into the log.
+    pub effect: Effect,
     /// The command tag to answer with.
     pub tag: CommandTag,
     /// Number of `$n` parameters (the highest `n` used).
@@ -47,6 +49,28 @@ pub struct Translated {
     /// the same parameters) that does the same reading, which the accepting node runs with the
     /// entry's step budget before proposing the write (`plan::probe`).
     pub probe: Option<String>,
+}
+
+/// What applying a translated statement does besides running its SQL. The engine acts on it
+/// without looking into the SQL text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub enum Effect {
+    /// Nothing more.
+    #[default]
+    Plain,
+    /// Creates or drops sequences (rows of the sequences table): the engine reloads its copy
+    /// of the sequences after it.
+    Sequences,
+    /// Asks for a table rebuild (an `ALTER TABLE` form SQLite lacks): the entry is applied
+    /// with foreign-key enforcement off and a foreign-key check at its end.
+    RebuildTable,
+}
+
+impl Effect {
+    /// Whether it is [`Effect::Plain`] (left out of the log's JSON).
+    pub fn is_plain(&self) -> bool {
+        *self == Effect::Plain
+    }
 }
 
 /// Parses `query` (one or more statements separated by `;`) and translates every statement.
@@ -280,6 +304,7 @@ fn translate_statement(stmt: Statement) -> Result<Translated, SqlError> {
         return Ok(Translated {
             kind: StatementKind::Admin(call),
             sqlite: Vec::new(),
+            effect: Effect::Plain,
             tag,
             param_count: 0,
             original,
@@ -299,6 +324,7 @@ fn translate_statement(stmt: Statement) -> Result<Translated, SqlError> {
         return Ok(Translated {
             kind: StatementKind::Introspection,
             sqlite: vec![stmt.to_string()],
+            effect: Effect::Plain,
             tag: CommandTag::Select,
             param_count,
             original,
@@ -470,6 +496,7 @@ fn translate_statement(stmt: Statement) -> Result<Translated, SqlError> {
         None
     };
 
+    let mut effect = Effect::Plain;
     let sqlite = match (&kind, &stmt) {
         (StatementKind::Transaction(_) | StatementKind::Session(_), _) => Vec::new(),
         (
@@ -480,15 +507,18 @@ fn translate_statement(stmt: Statement) -> Result<Translated, SqlError> {
                 names,
                 ..
             },
-        ) => names
-            .iter()
-            .flat_map(|n| {
-                drop_sequence_sql(
-                    object_name_text(n).trim_start_matches("public."),
-                    *if_exists,
-                )
-            })
-            .collect(),
+        ) => {
+            effect = Effect::Sequences;
+            names
+                .iter()
+                .flat_map(|n| {
+                    drop_sequence_sql(
+                        object_name_text(n).trim_start_matches("public."),
+                        *if_exists,
+                    )
+                })
+                .collect()
+        }
         (
             _,
             Statement::Drop {
@@ -523,6 +553,7 @@ fn translate_statement(stmt: Statement) -> Result<Translated, SqlError> {
                 ..
             },
         ) => {
+            effect = Effect::Sequences;
             vec![create_sequence_sql(
                 &object_name_text(name),
                 *if_not_exists,
@@ -546,24 +577,21 @@ fn translate_statement(stmt: Statement) -> Result<Translated, SqlError> {
                 .trim_start_matches("public.")
                 .to_string();
             match crate::rebuild::alter_ops(&table, &at.operations)? {
-                Some(ops) => ops
-                    .iter()
-                    .map(|op| {
-                        let json = serde_json::to_string(op).map_err(SqlError::unsupported)?;
-                        Ok(format!(
-                            "SELECT {}({}, {})",
-                            crate::rebuild::REBUILD_TABLE_FUNCTION,
-                            quote_literal(&table),
-                            quote_literal(&json)
-                        ))
-                    })
-                    .collect::<Result<Vec<_>, SqlError>>()?,
-                None => native_alter_table(at, &table)?,
+                Some(ops) => {
+                    effect = Effect::RebuildTable;
+                    ops.iter()
+                        .map(|op| rebuild_call(&table, op))
+                        .collect::<Result<Vec<_>, SqlError>>()?
+                }
+                None => native_alter_table(at, &table, &mut effect)?,
             }
         }
         // SERIAL columns get a fresh sequence, created before the table.
         (_, Statement::CreateTable(ct)) => {
             let mut out = Vec::new();
+            if !serial_sequences.is_empty() {
+                effect = Effect::Sequences;
+            }
             for seq in &serial_sequences {
                 if ct.if_not_exists {
                     // The table may exist already: keep its sequence (and its position).
@@ -582,6 +610,7 @@ fn translate_statement(stmt: Statement) -> Result<Translated, SqlError> {
     Ok(Translated {
         kind,
         sqlite,
+        effect,
         tag,
         param_count,
         original,
@@ -809,6 +838,7 @@ fn check_internal_names(stmt: &Statement) -> Result<(), SqlError> {
 fn native_alter_table(
     at: &sqlparser::ast::AlterTable,
     table: &str,
+    effect: &mut Effect,
 ) -> Result<Vec<String>, SqlError> {
     let mut out = Vec::new();
     for op in &at.operations {
@@ -832,7 +862,9 @@ fn native_alter_table(
                     .iter()
                     .any(|o| matches!(&o.option, ColumnOption::Default(Expr::Nested(_)))) =>
             {
-                out.extend(add_column_with_expression_default(at, table, column_def)?)
+                out.extend(add_column_with_expression_default(
+                    at, table, column_def, effect,
+                )?)
             }
             op => out.push(format!("ALTER TABLE {} {op}", at.name)),
         }
@@ -868,6 +900,7 @@ fn add_column_with_expression_default(
     at: &sqlparser::ast::AlterTable,
     table: &str,
     column_def: &sqlparser::ast::ColumnDef,
+    effect: &mut Effect,
 ) -> Result<Vec<String>, SqlError> {
     let mut bare = column_def.clone();
     let mut default = None;
@@ -901,16 +934,22 @@ fn add_column_with_expression_default(
     if not_null {
         ops.push(crate::rebuild::AlterOp::SetNotNull(column));
     }
+    *effect = Effect::RebuildTable;
     for op in ops {
-        let json = serde_json::to_string(&op).map_err(SqlError::unsupported)?;
-        out.push(format!(
-            "SELECT {}({}, {})",
-            crate::rebuild::REBUILD_TABLE_FUNCTION,
-            quote_literal(table),
-            quote_literal(&json)
-        ));
+        out.push(rebuild_call(table, &op)?);
     }
     Ok(out)
+}
+
+/// The internal statement that asks the engine to rebuild `table` with one change.
+fn rebuild_call(table: &str, op: &crate::rebuild::AlterOp) -> Result<String, SqlError> {
+    let json = serde_json::to_string(op).map_err(SqlError::unsupported)?;
+    Ok(format!(
+        "SELECT {}({}, {})",
+        crate::rebuild::REBUILD_TABLE_FUNCTION,
+        quote_literal(table),
+        quote_literal(&json)
+    ))
 }
 
 /// Postgres accepts `'t'`, `'true'`, `'yes'`, `'on'`, `'1'` (and their opposites) for a

@@ -15,8 +15,10 @@ fn render(sql: &str) -> String {
             .map(|t| {
                 if t.sqlite.is_empty() {
                     format!("{:?}", t.kind)
-                } else {
+                } else if t.effect.is_plain() {
                     t.sqlite.join(";\n")
+                } else {
+                    format!("{};\n-- effect: {:?}", t.sqlite.join(";\n"), t.effect)
                 }
             })
             .collect::<Vec<_>>()

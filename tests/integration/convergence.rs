@@ -141,42 +141,22 @@ fn build_log(seed: u64) -> Vec<Command> {
         header: Some(EntryHeader::current()),
         request_id: None,
         stamp: Stamp { unix_micros: 1_699_999_999_000_000, seed: 1 },
-        statements: sqlkeeper_sql::translate("CREATE SEQUENCE shared_seq INCREMENT BY 3 START WITH 7")
-            .unwrap()
-            .remove(0)
-            .sqlite
-            .into_iter()
-            .map(|sql| Statement { sql, params: vec![] })
-            .collect(),
+        statements: translated("CREATE SEQUENCE shared_seq INCREMENT BY 3 START WITH 7"),
     }, Command::Execute {
         header: Some(EntryHeader::current()),
         request_id: None,
         stamp: Stamp { unix_micros: 1_700_000_000_000_000, seed: rng.next() },
-        statements: vec![Statement {
-            sql: sqlkeeper_sql::translate(
-                "CREATE TABLE base (id SERIAL PRIMARY KEY, k integer, v text, created_at text DEFAULT CURRENT_TIMESTAMP, \
-                 token text DEFAULT (gen_random_uuid()), r integer DEFAULT (CAST(random() * 1000 AS integer)))",
-            )
-            .unwrap()[0]
-                .sqlite[0]
-                .clone(),
-            params: vec![],
-        }],
+        statements: translated(
+            "CREATE TABLE base (id SERIAL PRIMARY KEY, k integer, v text, created_at text DEFAULT CURRENT_TIMESTAMP, \
+             token text DEFAULT (gen_random_uuid()), r integer DEFAULT (CAST(random() * 1000 AS integer)))",
+        ),
     }];
     let mut clock = 1_700_000_000_000_000i64;
     let mut serials: Vec<u64> = Vec::new();
     while log.len() < ENTRIES {
         let sql = random_statement(&mut rng, &mut tables, &mut serial);
         // The leader translates once; followers never re-translate.
-        let translated = sqlkeeper_sql::translate(&sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
-        let statements = translated
-            .into_iter()
-            .flat_map(|t| t.sqlite)
-            .map(|sql| Statement {
-                sql,
-                params: vec![],
-            })
-            .collect();
+        let statements = translated(&sql);
         clock += 1 + rng.below(5_000_000) as i64;
         let mut header = EntryHeader::current();
         header.vm_steps_max = BUDGETS[rng.below(BUDGETS.len() as u64) as usize];
@@ -317,4 +297,21 @@ fn replicas_converge_on_a_random_log() {
 #[test]
 fn replay_seed() {
     run(42);
+}
+
+/// A Postgres statement string as the leader puts it into an entry: every SQLite statement of
+/// every statement, with the translator's effect.
+fn translated(sql: &str) -> Vec<Statement> {
+    sqlkeeper_sql::translate(sql)
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .into_iter()
+        .flat_map(|t| {
+            let effect = t.effect;
+            t.sqlite.into_iter().map(move |sql| Statement {
+                sql,
+                params: vec![],
+                effect,
+            })
+        })
+        .collect()
 }

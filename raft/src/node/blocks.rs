@@ -90,6 +90,7 @@ impl Node {
         let stmt = Statement {
             sql: format!("SELECT {}(?1, ?2)", sqlkeeper_engine::RESERVE_FUNCTION),
             params: vec![Value::Text(sequence.clone()), Value::Integer(count)],
+            effect: Default::default(),
         };
         let (outcome, _) = self.write(vec![stmt], timeout).await?;
         if let Some((_, e)) = outcome.error {

@@ -122,6 +122,7 @@ impl Node {
                         "INSERT OR IGNORE INTO {REMOVED_NODES_TABLE} (node_id) VALUES (?1)"
                     ),
                     params: vec![Value::Integer(node_id as i64)],
+                    effect: Default::default(),
                 };
                 self.propose(self.new_request_id(), Proposal::Statements(vec![stmt]))
                     .await?;
@@ -175,6 +176,7 @@ impl Node {
                 v.query(&Statement {
                     sql: format!("SELECT 1 FROM {REMOVED_NODES_TABLE} WHERE node_id = ?1"),
                     params: vec![Value::Integer(node_id as i64)],
+                    effect: Default::default(),
                 })
                 .map_err(EngineError::from)
             })

@@ -264,6 +264,8 @@ mod tests {
                 Value::Blob(vec![255, 0, 17]),
                 Value::Integer(i64::MIN),
             ],
+            // The longest effect, which the JSON spells out.
+            effect: sqlkeeper_engine::Effect::RebuildTable,
         }];
         let real = serde_json::to_vec(&stmts).unwrap().len();
         assert!(
