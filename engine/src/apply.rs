@@ -3,19 +3,17 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rusqlite::config::DbConfig;
-use rusqlite::hooks::Action;
 use rusqlite::Connection;
 
 use std::collections::BTreeMap;
 
 use crate::command::{Command, EntryHeader, LogIndex, RequestId, TxnRecord};
-use crate::determinism;
 use crate::error::{ExecError, Fatal};
 use crate::meta;
 use crate::meta::REQUESTS_TABLE;
 use crate::read::ReadPool;
-use crate::txn::{replay_digest, run_statement, BlockWriter, Cells, Stop};
+use crate::step::{open_writer, replay_digest, run_statement, Cells, Stop};
+use crate::txn::BlockWriter;
 use crate::{Outcome, OutcomeDigest};
 
 /// File name of the state database inside the node's state directory.
@@ -63,73 +61,6 @@ pub struct StateMachine {
     /// The writer connection of transaction blocks; rolled back before every apply.
     block_writer: Arc<BlockWriter>,
 }
-
-/// Opens a writable connection to the state database: the apply thread's, or the one for
-/// transaction blocks.
-/// Both are set up identically (functions, hooks, limits, planner settings), so a statement
-/// computes the same rows and takes the same steps on either. `stop` lets the owner interrupt
-/// a running statement (blocks); the step budget in `cells` can too.
-pub(crate) fn open_writer(
-    path: &Path,
-    cells: &Cells,
-    stop: impl Fn() -> bool + Send + 'static,
-) -> Result<Connection, Fatal> {
-    let mut conn = Connection::open(path).map_err(fatal("open state database"))?;
-    // WAL lets read connections run beside the writer. synchronous=NORMAL: a commit is not
-    // fsynced until the next checkpoint, so power loss may drop the last applied batches; the
-    // applied index lives in the same transactions and drops with them, and Raft re-applies
-    // those entries from its fsynced log at start-up. A process crash (kill -9) loses nothing.
-    // journal_size_limit: once a checkpoint has copied the WAL back and readers have moved on,
-    // the WAL file is cut back to this size instead of keeping its largest size forever.
-    conn.execute_batch(&format!(
-        "PRAGMA journal_mode = WAL;
-         PRAGMA synchronous = NORMAL;
-         PRAGMA foreign_keys = ON;
-         PRAGMA recursive_triggers = ON;
-         PRAGMA journal_size_limit = {WAL_KEPT_BYTES};"
-    ))
-    .map_err(fatal("configure state database"))?;
-    // Plans must not depend on the values bound to a statement, or on what an earlier
-    // execution bound: the query planner stability guarantee.
-    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)
-        .map_err(fatal("configure query planner"))?;
-    crate::limits::configure(&conn).map_err(fatal("set limits"))?;
-    conn.set_prepared_statement_cache_capacity(256);
-    determinism::install(&conn, cells.stamp.clone())
-        .map_err(fatal("register deterministic functions"))?;
-    crate::functions::install(&conn).map_err(fatal("register functions"))?;
-    meta::create(&conn).map_err(fatal("create metadata table"))?;
-    crate::sequences::create_table(&conn).map_err(fatal("create sequences table"))?;
-    crate::sequences::install(&conn, cells.sequences.clone())
-        .map_err(fatal("register sequence functions"))?;
-    crate::rebuild::install(&conn, cells.rebuild.clone())
-        .map_err(fatal("register rebuild function"))?;
-    crate::limits::install_handler(&mut conn, cells.budget.clone(), stop)
-        .map_err(fatal("install progress handler"))?;
-    let (rowid_max, written) = (cells.rowid_max.clone(), cells.written.clone());
-    conn.update_hook(Some(
-        move |action: Action, _db: &str, table: &str, rowid: i64| {
-            if rowid == i64::MAX && matches!(action, Action::SQLITE_INSERT | Action::SQLITE_UPDATE)
-            {
-                rowid_max.store(true, std::sync::atomic::Ordering::SeqCst);
-            }
-            written.note(table);
-        },
-    ))
-    .map_err(fatal("install update hook"))?;
-    let read = cells.read.clone();
-    conn.authorizer(Some(move |ctx: rusqlite::hooks::AuthContext<'_>| {
-        if let rusqlite::hooks::AuthAction::Read { table_name, .. } = ctx.action {
-            read.note(table_name);
-        }
-        rusqlite::hooks::Authorization::Allow
-    }))
-    .map_err(fatal("install authorizer"))?;
-    Ok(conn)
-}
-
-/// Size the WAL file is cut back to after a checkpoint (`journal_size_limit`).
-const WAL_KEPT_BYTES: u64 = 64 * 1024 * 1024;
 
 impl StateMachine {
     /// Opens (or creates) the state database in `dir`.

@@ -28,6 +28,7 @@ mod read;
 mod rebuild;
 mod scratch;
 mod sequences;
+mod step;
 mod txn;
 
 pub use apply::{ApplyItem, RaftMeta, StateMachine, StoredRaftMeta, STATE_DB_FILE};

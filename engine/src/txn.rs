@@ -18,16 +18,14 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use rusqlite::{Connection, InterruptHandle};
-use sha2::{Digest, Sha256};
 
 use crate::command::{LogIndex, SeqValue, Stamp, Statement, TxnRecord, TxnStep};
-use crate::determinism::StampCell;
-use crate::error::{classify, ExecError, Fatal};
-use crate::exec::{run, ResultRoom, RunError, StatementResult};
-use crate::limits::Budget;
+use crate::error::{ExecError, Fatal};
 use crate::meta;
-use crate::rebuild::RebuildCell;
-use crate::sequences::{Draw, ReservedValues, SequenceCell};
+use crate::sequences::{Draw, ReservedValues};
+use crate::step::{
+    digest_of, replay_step, result_hash, run_read, run_step, Cells, StepResult, Stop,
+};
 
 /// How many times a block's statement starts over after the apply thread interrupted it
 /// (each time after the batch that interrupted it was applied) before it fails with 40001.
@@ -35,311 +33,6 @@ use crate::sequences::{Draw, ReservedValues, SequenceCell};
 /// only a statement that runs longer than the time between apply batches, batch after
 /// batch, meets this limit.
 pub const STATEMENT_ATTEMPTS_MAX: u32 = 16;
-
-/// Savepoint around each client statement of a transaction: a failed statement is undone
-/// alone, as Postgres undoes it when the client rolls back to a savepoint.
-const STATEMENT_SAVEPOINT: &str = "_sqlkeeper_stmt";
-
-/// The cells the functions and hooks of one writable connection read (stamp, sequences,
-/// rebuild, budget, result room, row-id guard).
-#[derive(Clone, Default)]
-pub(crate) struct Cells {
-    pub(crate) stamp: Arc<StampCell>,
-    pub(crate) sequences: Arc<Mutex<SequenceCell>>,
-    pub(crate) rebuild: RebuildCell,
-    /// The work budget of the entry being applied, or of a transaction block's replay.
-    pub(crate) budget: Arc<Budget>,
-    /// Result bytes the entry may still return.
-    pub(crate) room: Arc<Mutex<ResultRoom>>,
-    /// Set by the connection's update hook when a statement writes a row whose row id is
-    /// `i64::MAX` (see [`rowid_error`]).
-    pub(crate) rowid_max: Arc<AtomicBool>,
-    /// Tables the statements write (update hook), while a block step runs on the block writer.
-    pub(crate) written: Arc<TableLog>,
-    /// Tables the statements prepared read (authorizer), while a block's read is examined.
-    pub(crate) read: Arc<TableLog>,
-}
-
-/// Names of tables a connection's hooks saw while on.
-#[derive(Default)]
-pub(crate) struct TableLog {
-    on: AtomicBool,
-    names: Mutex<HashSet<String>>,
-}
-
-impl TableLog {
-    pub(crate) fn note(&self, table: &str) {
-        if self.on.load(Ordering::Relaxed) {
-            let mut names = self.names.lock().unwrap_or_else(|p| p.into_inner());
-            if !names.contains(table) {
-                names.insert(table.to_string());
-            }
-        }
-    }
-
-    fn start(&self) {
-        self.names.lock().unwrap_or_else(|p| p.into_inner()).clear();
-        self.on.store(true, Ordering::Relaxed);
-    }
-
-    fn stop(&self) -> HashSet<String> {
-        self.on.store(false, Ordering::Relaxed);
-        std::mem::take(&mut *self.names.lock().unwrap_or_else(|p| p.into_inner()))
-    }
-}
-
-impl Cells {
-    /// Starts an entry (or a block's replay): its time and seed, its budget, and an
-    /// empty result allowance.
-    pub(crate) fn start_entry(&self, stamp: &Stamp, vm_steps_max: u64) {
-        self.stamp.set(stamp);
-        self.budget.start_entry(vm_steps_max);
-        *self.room.lock().unwrap_or_else(|p| p.into_inner()) =
-            ResultRoom::new(crate::limits::ENTRY_RESULT_BYTES_MAX);
-        self.rowid_max.store(false, Ordering::SeqCst);
-    }
-}
-
-/// What one step returned: its result or its deterministic failure.
-pub(crate) type StepResult = Result<StatementResult, ExecError>;
-
-/// Why a statement or step ended its whole entry, not just itself.
-#[derive(Debug)]
-pub(crate) enum Stop {
-    /// A deterministic failure after which the entry must change nothing: its step budget ran
-    /// out, a row id reached `i64::MAX`, or SQLite rolled back the whole transaction (it does
-    /// so for some errors, e.g. an interrupted write). The caller undoes the entry.
-    Abort(ExecError),
-    /// This node cannot go on.
-    Fatal(Fatal),
-}
-
-impl From<Fatal> for Stop {
-    fn from(f: Fatal) -> Stop {
-        Stop::Fatal(f)
-    }
-}
-
-/// The error of a statement that wrote a row with row id `i64::MAX`. At that row id SQLite
-/// picks the next generated one at random (or fails with SQLITE_FULL, which it also reports
-/// for a full disk), so no write may leave one behind.
-pub(crate) fn rowid_error() -> ExecError {
-    ExecError {
-        sqlstate: "22003".into(),
-        message: "key or row id 9223372036854775807 is out of range".into(),
-        detail: Some(
-            "The largest bigint is reserved: at it SQLite would choose the next row id at random, \
-             and replicas could not agree on it."
-                .into(),
-        ),
-    }
-}
-
-fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
-/// A deterministic failure: of the statement alone while SQLite kept the transaction, of the
-/// whole entry if SQLite rolled it back.
-fn failed(conn: &Connection, e: ExecError) -> Result<StepResult, Stop> {
-    if conn.is_autocommit() {
-        Err(Stop::Abort(e))
-    } else {
-        Ok(Err(e))
-    }
-}
-
-/// Runs one SQLite statement of an entry, charged to the entry's budget and result room, then
-/// the table rebuild it requested (if any), then reloads the sequences if it changed their
-/// table (`CREATE SEQUENCE` in the same transaction as its first `nextval`). Shared by the
-/// apply path and the writer connection for blocks.
-pub(crate) fn run_statement(
-    conn: &Connection,
-    stmt: &Statement,
-    cells: &Cells,
-) -> Result<StepResult, Stop> {
-    cells.rowid_max.store(false, Ordering::SeqCst);
-    let r = {
-        let mut room = cells.room.lock().unwrap_or_else(|p| p.into_inner());
-        run(conn, stmt, Some(&cells.budget), &mut room)
-    };
-    let rowid_max = cells.rowid_max.swap(false, Ordering::SeqCst);
-    let r = match r {
-        Ok(_) if rowid_max => return Err(Stop::Abort(rowid_error())),
-        Ok(r) => r,
-        Err(_) if cells.budget.exceeded() => {
-            return Err(Stop::Abort(crate::limits::budget_error(cells.budget.max())))
-        }
-        Err(_) if rowid_max => return Err(Stop::Abort(rowid_error())),
-        Err(RunError::Limit(e)) => return failed(conn, e),
-        Err(RunError::Sqlite(e)) => return failed(conn, classify(e)?),
-    };
-    let requested = cells
-        .rebuild
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .take();
-    if let Some((table, op)) = requested {
-        match crate::rebuild::run(conn, &table, &op) {
-            Ok(()) => {}
-            Err(crate::rebuild::RebuildError::Exec(e)) => return failed(conn, e),
-            Err(crate::rebuild::RebuildError::Sqlite(e)) => return failed(conn, classify(e)?),
-        }
-    }
-    if stmt.effect == crate::command::Effect::Sequences {
-        crate::sequences::refresh(conn, &cells.sequences)
-            .map_err(|e| Fatal(format!("reload sequences: {e}")))?;
-    }
-    Ok(Ok(r))
-}
-
-/// Runs the statements of a read until one fails. A read's rows go to its client only, so it
-/// gets a read's result limit, not the entry's.
-fn run_read(
-    conn: &Connection,
-    statements: &[Statement],
-    cells: &Cells,
-) -> Result<StepResult, Stop> {
-    let room = std::mem::replace(
-        &mut *cells.room.lock().unwrap_or_else(|p| p.into_inner()),
-        ResultRoom::new(crate::limits::READ_RESULT_BYTES_MAX),
-    );
-    let mut last = Ok(Ok(StatementResult::default()));
-    for s in statements {
-        last = run_statement(conn, s, cells);
-        if !matches!(last, Ok(Ok(_))) {
-            break;
-        }
-    }
-    *cells.room.lock().unwrap_or_else(|p| p.into_inner()) = room;
-    last
-}
-
-/// Runs one transaction step. A failing `Sql` step is undone alone and its error is the
-/// result; the transaction goes on (the client decides, with `ROLLBACK TO`).
-pub(crate) fn run_step(
-    conn: &Connection,
-    step: &TxnStep,
-    cells: &Cells,
-) -> Result<StepResult, Stop> {
-    let control = |sql: String| -> Result<StepResult, Stop> {
-        match conn.execute_batch(&sql) {
-            Ok(()) => Ok(Ok(StatementResult::default())),
-            Err(e) => failed(conn, classify(e)?),
-        }
-    };
-    let refresh_sequences = || {
-        crate::sequences::refresh(conn, &cells.sequences)
-            .map_err(|e| Fatal(format!("reload sequences: {e}")))
-    };
-    match step {
-        TxnStep::Savepoint(name) => control(format!("SAVEPOINT {}", quote_ident(name))),
-        TxnStep::Release(name) => control(format!("RELEASE {}", quote_ident(name))),
-        TxnStep::RollbackTo(name) => {
-            let r = control(format!("ROLLBACK TO {}", quote_ident(name)))?;
-            // The rollback may have undone a CREATE or DROP SEQUENCE.
-            refresh_sequences()?;
-            Ok(r)
-        }
-        TxnStep::Read(statements) => run_read(conn, statements, cells),
-        TxnStep::Sql(statements) => {
-            let f = |what: &'static str| move |e: rusqlite::Error| Fatal(format!("{what}: {e}"));
-            conn.execute_batch(&format!("SAVEPOINT {STATEMENT_SAVEPOINT}"))
-                .map_err(f("statement savepoint"))?;
-            let mut last = Ok(StatementResult::default());
-            for s in statements {
-                last = run_statement(conn, s, cells)?;
-                if last.is_err() {
-                    conn.execute_batch(&format!("ROLLBACK TO {STATEMENT_SAVEPOINT}"))
-                        .map_err(f("undo failed statement"))?;
-                    if statements
-                        .iter()
-                        .any(|s| s.effect == crate::command::Effect::Sequences)
-                    {
-                        refresh_sequences()?;
-                    }
-                    break;
-                }
-            }
-            conn.execute_batch(&format!("RELEASE {STATEMENT_SAVEPOINT}"))
-                .map_err(f("release statement savepoint"))?;
-            Ok(last)
-        }
-    }
-}
-
-/// The hash of one step's result: what the client saw of it. Row counts, rows and SQLSTATEs;
-/// not messages, which may name the node.
-fn result_hash(r: &StepResult) -> [u8; 32] {
-    let canonical = match r {
-        Ok(r) => serde_json::json!({"n": r.rows_affected, "rows": r.rows}),
-        Err(e) => serde_json::json!({"err": e.sqlstate}),
-    };
-    Sha256::digest(canonical.to_string().as_bytes()).into()
-}
-
-/// The digest of a block: SHA-256 over the hashes of its steps' results, in order, as hex.
-fn digest_of<'a>(hashes: impl IntoIterator<Item = &'a [u8; 32]>) -> String {
-    let mut d = Sha256::new();
-    for h in hashes {
-        d.update(h);
-    }
-    d.finalize().iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Runs step `n` of a block again, giving `nextval` the values it drew when it first ran
-/// (`values`: all of the block's). A step that asks for other values, or fewer, returns
-/// 40001: what it does now differs from what its client saw.
-fn replay_step(
-    conn: &Connection,
-    n: usize,
-    step: &TxnStep,
-    values: &[SeqValue],
-    cells: &Cells,
-) -> Result<StepResult, Stop> {
-    let mine = values.iter().filter(|v| v.step as usize == n).cloned();
-    cells
-        .sequences
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .draw = Draw::Replay(mine.collect());
-    let r = run_step(conn, step, cells);
-    let draw = std::mem::take(
-        &mut cells
-            .sequences
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .draw,
-    );
-    let r = r?;
-    match draw {
-        Draw::Replay(left) if !left.is_empty() => Ok(Err(ExecError::new(
-            "40001",
-            "could not serialize access: the statement asks sequences for fewer values than when it first ran",
-        ))),
-        _ => Ok(r),
-    }
-}
-
-/// Replays the steps of a committed transaction on the apply connection and returns the
-/// digest of their results, to compare with the one its client saw.
-pub(crate) fn replay_digest(
-    conn: &Connection,
-    record: &TxnRecord,
-    cells: &Cells,
-) -> Result<String, Stop> {
-    let mut hashes = Vec::with_capacity(record.steps.len());
-    for (n, step) in record.steps.iter().enumerate() {
-        hashes.push(result_hash(&replay_step(
-            conn,
-            n,
-            step,
-            &record.values,
-            cells,
-        )?));
-    }
-    Ok(digest_of(&hashes))
-}
 
 /// Numbers blocks within this process, so the writer connection knows whose steps it holds.
 static NEXT_BLOCK: AtomicU64 = AtomicU64::new(1);
@@ -727,7 +420,7 @@ impl BlockWriter {
     ) -> Result<(Done, Option<LogIndex>, Option<Recorded>), Attempt> {
         if inner.conn.is_none() {
             let (apply, cancel) = (self.apply_wants.clone(), self.cancel_running.clone());
-            let conn = crate::apply::open_writer(&inner.path, &inner.cells, move || {
+            let conn = crate::step::open_writer(&inner.path, &inner.cells, move || {
                 apply.load(Ordering::Relaxed) || cancel.load(Ordering::Relaxed)
             })?;
             *self.interrupt.lock().unwrap_or_else(|p| p.into_inner()) =
@@ -916,6 +609,7 @@ mod tests {
     use crate::apply::{ApplyItem, RaftMeta, StateMachine};
     use crate::command::EntryHeader;
     use crate::command::{Command, Value};
+    use crate::exec::StatementResult;
 
     fn commit(block: Block) -> Command {
         Command::Transaction {
