@@ -30,7 +30,6 @@ mod log_store;
 mod network;
 mod node;
 mod rpc;
-mod server;
 mod state_machine;
 mod types;
 

@@ -26,6 +26,16 @@ use tokio_util::codec::{Framed, LengthDelimitedCodec};
 
 use crate::types::{NodeId, NodeInfo, TypeConfig};
 
+/// A write to replicate: statements the leader stamps, or a finished transaction. What a
+/// follower forwards to the leader (`Request::ForwardWrite`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Proposal {
+    /// Autocommit statements: one `Command::Execute`.
+    Statements(Vec<sqlkeeper_engine::Statement>),
+    /// A finished transaction block: one `Command::Transaction`.
+    Transaction(sqlkeeper_engine::TxnRecord),
+}
+
 /// Largest frame accepted. An AppendEntries carries at most `max_payload_entries` entries;
 /// 64 MiB leaves room for large statements while bounding what a peer can make us buffer.
 pub const FRAME_BYTES_MAX: usize = 64 * 1024 * 1024;
@@ -83,7 +93,7 @@ pub enum Request {
         /// Deduplication key chosen by the node the client talks to.
         request_id: RequestId,
         /// The translated statements, or a finished transaction block.
-        proposal: crate::node::Proposal,
+        proposal: Proposal,
     },
     /// Asks the leader for a linearizable read index.
     ReadIndex,

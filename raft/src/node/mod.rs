@@ -28,6 +28,7 @@ use tokio::sync::watch;
 
 use crate::log_store::LogStore;
 use crate::network::NetworkFactory;
+pub use crate::rpc::Proposal;
 use crate::rpc::{AdminOp, Conn, RemoteError, Request, Response};
 use crate::state_machine::StateMachineStore;
 use crate::types::{NodeId, NodeInfo, TypeConfig};
@@ -39,6 +40,7 @@ mod fatal_watch;
 mod forward;
 mod membership;
 mod reads;
+mod serve;
 mod writes;
 
 use self::{config::*, data_dir::*, fatal_watch::*, membership::*, reads::*};
@@ -161,15 +163,6 @@ pub struct Node {
     block_writer: Arc<BlockWriter>,
 }
 
-/// A write to replicate: statements the leader stamps, or a finished transaction.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub enum Proposal {
-    /// Autocommit statements: one `Command::Execute`.
-    Statements(Vec<Statement>),
-    /// A finished transaction block: one `Command::Transaction`.
-    Transaction(TxnRecord),
-}
-
 fn role_of(state: ServerState) -> &'static str {
     match state {
         ServerState::Leader => "leader",
@@ -268,7 +261,7 @@ impl Node {
             fatal: fatal_rx,
             block_writer,
         });
-        tokio::spawn(crate::server::serve(raft_listener, node.clone()));
+        tokio::spawn(serve::serve(raft_listener, node.clone()));
 
         let initialized = raft
             .is_initialized()

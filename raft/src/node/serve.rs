@@ -1,5 +1,5 @@
-//! The receiving side of the cluster protocol: one task per incoming connection, dispatching
-//! each request to Raft or to the node.
+//! The node answering its peers: the receiving side of the cluster protocol, one task per
+//! incoming connection, dispatching each request to Raft or to the node.
 
 use std::io;
 use std::path::PathBuf;
@@ -11,7 +11,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 use tracing::Instrument;
 
-use crate::node::Node;
+use super::Node;
 use crate::rpc::{decode_frame, Conn, RemoteError, Request, Response, ANY_NODE};
 use crate::state_machine::SnapshotFile;
 
