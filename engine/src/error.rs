@@ -2,8 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-/// A five-character Postgres SQLSTATE code, e.g. `23505`.
-pub type SqlState = String;
+pub use sqlkeeper_sql::SqlState;
 
 /// A deterministic statement failure: the same on every replica, returned to the client.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
@@ -20,9 +19,9 @@ pub struct ExecError {
 
 impl ExecError {
     /// Builds an error with a SQLSTATE and message.
-    pub fn new(sqlstate: &str, message: impl Into<String>) -> ExecError {
+    pub fn new(sqlstate: impl Into<SqlState>, message: impl Into<String>) -> ExecError {
         ExecError {
-            sqlstate: sqlstate.to_string(),
+            sqlstate: sqlstate.into(),
             message: message.into(),
             detail: None,
         }
@@ -158,9 +157,9 @@ pub fn sqlstate_of(err: &rusqlite::Error) -> ExecError {
     // Errors raised on purpose with a Postgres SQLSTATE (sequences, pg_raise).
     if let Some(rest) = msg.split(crate::sequences::RAISE_PREFIX).nth(1) {
         if let Some((state, message)) = rest.split_once(':') {
-            if state.len() == 5 {
+            if let Some(sqlstate) = SqlState::parse(state) {
                 return ExecError {
-                    sqlstate: state.to_string(),
+                    sqlstate,
                     message: message.to_string(),
                     detail: None,
                 };
@@ -185,7 +184,7 @@ pub fn sqlstate_of(err: &rusqlite::Error) -> ExecError {
     };
     let (message, detail) = postgres_message(state, &msg);
     ExecError {
-        sqlstate: state.to_string(),
+        sqlstate: SqlState::new(state),
         message,
         detail,
     }

@@ -152,7 +152,7 @@ impl Budget {
 /// The error of an entry over its step budget.
 pub(crate) fn budget_error(max: u64) -> crate::ExecError {
     crate::ExecError {
-        sqlstate: "54000".into(),
+        sqlstate: crate::SqlState::new("54000"),
         message: format!("statement exceeded the work limit of one log entry ({max} SQLite steps)"),
         detail: Some(
             "Every replica applies every write, so a write may only do a bounded amount of work; \

@@ -117,7 +117,7 @@ impl From<Fatal> for Stop {
 /// for a full disk), so no write may leave one behind.
 pub(crate) fn rowid_error() -> ExecError {
     ExecError {
-        sqlstate: "22003".into(),
+        sqlstate: crate::SqlState::new("22003"),
         message: "key or row id 9223372036854775807 is out of range".into(),
         detail: Some(
             "The largest bigint is reserved: at it SQLite would choose the next row id at random, \

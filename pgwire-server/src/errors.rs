@@ -19,7 +19,7 @@ impl IntoPgWire for ClientError {
         } else {
             SEVERITY_ERROR
         };
-        let mut info = ErrorInfo::new(severity.to_owned(), self.sqlstate, self.message);
+        let mut info = ErrorInfo::new(severity.to_owned(), self.sqlstate.to_string(), self.message);
         info.position = self.position.map(|p| p.to_string());
         info.detail = self.detail;
         info.hint = self.hint;

@@ -139,7 +139,7 @@ pub fn read_stream(phase: StreamPhase, bytes: &[u8]) -> Vec<Outcome> {
 
 fn refused(e: &crate::errors::ClientError) -> Outcome {
     Outcome::Refused {
-        sqlstate: e.sqlstate.clone(),
+        sqlstate: e.sqlstate.to_string(),
         fatal: e.fatal,
     }
 }
@@ -203,7 +203,7 @@ pub const PARAM_TYPES: &[Type] = &[
 pub fn decode_param(ty: &Type, binary: bool, raw: Option<&[u8]>) -> Result<(), String> {
     crate::encode::decode_param(0, raw, ty, binary)
         .map(|_| ())
-        .map_err(|e| e.sqlstate)
+        .map_err(|e| e.sqlstate.to_string())
 }
 
 #[cfg(test)]

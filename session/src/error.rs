@@ -3,13 +3,13 @@
 
 use sqlkeeper_engine::ExecError;
 use sqlkeeper_raft::NodeError;
-use sqlkeeper_sql::SqlError;
+use sqlkeeper_sql::{SqlError, SqlState};
 
 /// An error as sent to the client.
 #[derive(Debug, Clone)]
 pub struct ClientError {
     /// Its SQLSTATE.
-    pub sqlstate: String,
+    pub sqlstate: SqlState,
     /// The primary message.
     pub message: String,
     /// 1-based character position in the query string, for syntax errors.
@@ -24,9 +24,9 @@ pub struct ClientError {
 
 impl ClientError {
     /// An error with this SQLSTATE and message.
-    pub fn new(sqlstate: &str, message: impl Into<String>) -> ClientError {
+    pub fn new(sqlstate: impl Into<SqlState>, message: impl Into<String>) -> ClientError {
         ClientError {
-            sqlstate: sqlstate.to_string(),
+            sqlstate: sqlstate.into(),
             message: message.into(),
             position: None,
             detail: None,
@@ -36,7 +36,7 @@ impl ClientError {
     }
 
     /// An error that ends the connection.
-    pub fn fatal(sqlstate: &str, message: impl Into<String>) -> ClientError {
+    pub fn fatal(sqlstate: impl Into<SqlState>, message: impl Into<String>) -> ClientError {
         let mut e = ClientError::new(sqlstate, message);
         e.fatal = true;
         e
@@ -46,7 +46,7 @@ impl ClientError {
 impl From<SqlError> for ClientError {
     fn from(e: SqlError) -> ClientError {
         ClientError {
-            sqlstate: e.sqlstate.to_string(),
+            sqlstate: e.sqlstate,
             message: e.message,
             position: e.position,
             detail: None,
@@ -58,7 +58,7 @@ impl From<SqlError> for ClientError {
 
 impl From<ExecError> for ClientError {
     fn from(e: ExecError) -> ClientError {
-        let mut c = ClientError::new(&e.sqlstate, e.message);
+        let mut c = ClientError::new(e.sqlstate, e.message);
         c.detail = e.detail;
         c
     }

@@ -14,5 +14,6 @@ mod values;
 pub use error::ClientError;
 pub use session::{Prepared, Produced, Session, Sessions};
 pub use settings::SERVER_VERSION;
+pub use sqlkeeper_sql::SqlState;
 pub use txn::{idle_timeout_error, Between, TxnStatus};
 pub use values::{uuid_text, Column, Value};

@@ -22,6 +22,6 @@ pub use classify::{
     INTROSPECTION_VIEWS,
 };
 pub use columns::{ColumnHint, PgType};
-pub use error::SqlError;
+pub use error::{SqlError, SqlState};
 pub use rebuild::{rebuild_create_table, AlterOp, REBUILD_TABLE_FUNCTION};
 pub use translate::{translate, Effect, Translated, PARSER_RECURSION_LIMIT, QUERY_BYTES_MAX};

@@ -55,7 +55,7 @@ pub enum AlterOp {
 
 fn not_found(what: String) -> SqlError {
     SqlError {
-        sqlstate: "42704",
+        sqlstate: crate::SqlState::new("42704"),
         message: what,
         position: None,
     }
@@ -63,7 +63,7 @@ fn not_found(what: String) -> SqlError {
 
 fn parse_one(dialect: &dyn sqlparser::dialect::Dialect, sql: &str) -> Result<Statement, SqlError> {
     let mut v = Parser::parse_sql(dialect, sql).map_err(|e| SqlError {
-        sqlstate: "XX000",
+        sqlstate: crate::SqlState::new("XX000"),
         message: format!("cannot parse table definition: {e}"),
         position: None,
     })?;
@@ -97,7 +97,7 @@ pub fn rebuild_create_table(
             .iter()
             .position(|c| c.name.value.eq_ignore_ascii_case(name))
             .ok_or_else(|| SqlError {
-                sqlstate: "42703",
+                sqlstate: crate::SqlState::new("42703"),
                 message: format!("column \"{name}\" of relation \"{table}\" does not exist"),
                 position: None,
             })
@@ -123,7 +123,7 @@ pub fn rebuild_create_table(
                     .any(|c| constraint_name(c).as_deref() == Some(n.as_str()))
                 {
                     return Err(SqlError {
-                        sqlstate: "42710",
+                        sqlstate: crate::SqlState::new("42710"),
                         message: format!(
                             "constraint \"{n}\" for relation \"{table}\" already exists"
                         ),
@@ -143,7 +143,7 @@ pub fn rebuild_create_table(
                     }))
             {
                 return Err(SqlError {
-                    sqlstate: "42P16",
+                    sqlstate: crate::SqlState::new("42P16"),
                     message: format!("multiple primary keys for table \"{table}\" are not allowed"),
                     position: None,
                 });

@@ -209,14 +209,14 @@ fn rewrite(e: &mut Expr) -> Result<(), SqlError> {
                 // The engine's own functions (sequence reservations, table rebuilds) are
                 // proposed by nodes, never by clients.
                 return Err(SqlError {
-                    sqlstate: "42883",
+                    sqlstate: crate::SqlState::new("42883"),
                     message: format!("function {bare} does not exist"),
                     position: None,
                 });
             }
             if REFUSED_FUNCTIONS.contains(&bare.as_str()) {
                 return Err(SqlError {
-                    sqlstate: "0A000",
+                    sqlstate: crate::SqlState::new("0A000"),
                     message: format!(
                         "function {bare}() is not supported: its result depends on the node, so replicas could diverge"
                     ),

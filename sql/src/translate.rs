@@ -79,7 +79,7 @@ impl Effect {
 pub fn translate(query: &str) -> Result<Vec<Translated>, SqlError> {
     if query.len() > QUERY_BYTES_MAX {
         return Err(SqlError {
-            sqlstate: "54000",
+            sqlstate: crate::SqlState::new("54000"),
             message: format!("query string is longer than {QUERY_BYTES_MAX} bytes"),
             position: None,
         });
@@ -96,7 +96,7 @@ pub fn translate(query: &str) -> Result<Vec<Translated>, SqlError> {
 fn parse_error(query: &str, e: ParserError) -> SqlError {
     match e {
         ParserError::RecursionLimitExceeded => SqlError {
-            sqlstate: "54001",
+            sqlstate: crate::SqlState::new("54001"),
             message: "statement is too complex (nesting too deep)".into(),
             position: None,
         },
@@ -179,7 +179,7 @@ fn admin_call(stmt: &Statement) -> Result<Option<AdminCall>, SqlError> {
     }
     let Some((_, arity)) = ADMIN_FUNCTIONS.iter().find(|(n, _)| n == function) else {
         return Err(SqlError {
-            sqlstate: "42883",
+            sqlstate: crate::SqlState::new("42883"),
             message: format!("function sqlkeeper.{function} does not exist"),
             position: None,
         });
@@ -213,7 +213,7 @@ fn admin_call(stmt: &Statement) -> Result<Option<AdminCall>, SqlError> {
     }
     if args.len() != *arity {
         return Err(SqlError {
-            sqlstate: "42883",
+            sqlstate: crate::SqlState::new("42883"),
             message: format!(
                 "function sqlkeeper.{function} takes {arity} arguments, not {}",
                 args.len()
@@ -780,7 +780,7 @@ fn check_internal_names(stmt: &Statement) -> Result<(), SqlError> {
         if let [schema, _] = parts.as_slice() {
             if schema != "public" {
                 return Err(SqlError {
-                    sqlstate: "3F000",
+                    sqlstate: crate::SqlState::new("3F000"),
                     message: format!("schema \"{schema}\" does not exist"),
                     position: None,
                 });
@@ -788,7 +788,7 @@ fn check_internal_names(stmt: &Statement) -> Result<(), SqlError> {
         }
         match parts.last() {
             Some(n) if n.starts_with("_sqlkeeper") || n.starts_with("sqlite_") => Err(SqlError {
-                sqlstate: "42501",
+                sqlstate: crate::SqlState::new("42501"),
                 message: format!("permission denied for table {n}"),
                 position: None,
             }),
@@ -1035,7 +1035,7 @@ fn create_sequence_sql(
     }
     if increment == 0 {
         return Err(SqlError {
-            sqlstate: "22023",
+            sqlstate: crate::SqlState::new("22023"),
             message: "INCREMENT must not be zero".into(),
             position: None,
         });
