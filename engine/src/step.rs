@@ -290,19 +290,7 @@ pub(crate) fn replay_step(
     cells: &Cells,
 ) -> Result<StepResult, Stop> {
     let mine = values.iter().filter(|v| v.step as usize == n).cloned();
-    cells
-        .sequences
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .draw = Draw::Replay(mine.collect());
-    let r = run_step(conn, step, cells);
-    let draw = std::mem::take(
-        &mut cells
-            .sequences
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .draw,
-    );
+    let (r, draw) = run_step_drawing(conn, step, cells, Draw::Replay(mine.collect()));
     let r = r?;
     match draw {
         Draw::Replay(left) if !left.is_empty() => Ok(Err(ExecError::new(
@@ -311,6 +299,20 @@ pub(crate) fn replay_step(
         ))),
         _ => Ok(r),
     }
+}
+
+/// Runs a step with `nextval` taking its values as `draw` says, and returns the step's result
+/// and what is left of `draw` (the values it drew, or did not).
+pub(crate) fn run_step_drawing(
+    conn: &Connection,
+    step: &TxnStep,
+    cells: &Cells,
+    draw: Draw,
+) -> (Result<StepResult, Stop>, Draw) {
+    let sequences = || cells.sequences.lock().unwrap_or_else(|p| p.into_inner());
+    sequences().draw = draw;
+    let r = run_step(conn, step, cells);
+    (r, std::mem::take(&mut sequences().draw))
 }
 
 /// Replays the steps of a committed transaction on the apply connection and returns the

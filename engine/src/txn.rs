@@ -24,7 +24,8 @@ use crate::error::{ExecError, Fatal};
 use crate::meta;
 use crate::sequences::{Draw, ReservedValues};
 use crate::step::{
-    digest_of, replay_step, result_hash, run_read, run_step, Cells, StepResult, Stop,
+    digest_of, replay_step, result_hash, run_read, run_step, run_step_drawing, Cells, StepResult,
+    Stop,
 };
 
 /// How many times a block's statement starts over after the apply thread interrupted it
@@ -473,25 +474,14 @@ impl BlockWriter {
             }
             Work::Record(step) => {
                 cells.written.start();
-                cells
-                    .sequences
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .draw = Draw::Fresh {
+                let fresh = Draw::Fresh {
                     reserved: self.reserved.clone(),
                     local: block.local.clone(),
                     drawn: Vec::new(),
                     needs: None,
                 };
-                let r = run_step(conn, step, cells);
+                let (r, draw) = run_step_drawing(conn, step, cells, fresh);
                 let written = cells.written.stop();
-                let draw = std::mem::take(
-                    &mut cells
-                        .sequences
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .draw,
-                );
                 if let Draw::Fresh {
                     drawn: d,
                     needs,

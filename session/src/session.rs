@@ -200,6 +200,14 @@ impl Session {
         }
     }
 
+    /// Brings this node up to every write the leader acknowledged (a read index), and the
+    /// session's token with it.
+    async fn linearize(&self, timeout: std::time::Duration) -> Result<(), ClientError> {
+        let index = self.node.linearizable_barrier(timeout).await?;
+        self.settings().observe(index.0);
+        Ok(())
+    }
+
     /// Waits until this node has applied the session's token (the last log index it wrote or
     /// read), so the session never goes back in time here.
     async fn wait_for_token(
@@ -239,12 +247,7 @@ impl Session {
                 self.wait_for_token(token, timeout).await?;
             }
             ReadConsistency::Linearizable => {
-                let index = self
-                    .node
-                    .linearizable_barrier(timeout)
-                    .await
-                    .map_err(ClientError::from)?;
-                self.settings().observe(index.0);
+                self.linearize(timeout).await?;
             }
             ReadConsistency::Stale => {
                 if let Some(max) = max_staleness {
@@ -701,12 +704,7 @@ impl Session {
             };
             if mode == ReadConsistency::Linearizable {
                 // Describe against the state the statement will read: every acknowledged write.
-                let index = self
-                    .node
-                    .linearizable_barrier(timeout)
-                    .await
-                    .map_err(ClientError::from)?;
-                self.settings().observe(index.0);
+                self.linearize(timeout).await?;
             } else {
                 self.wait_for_token(token, timeout).await?;
             }
@@ -729,10 +727,7 @@ impl Session {
                     // leader's commit before concluding that it does not exist.
                     Err(_) if t.kind == StatementKind::Write => {
                         let timeout = self.settings().read_timeout();
-                        self.node
-                            .linearizable_barrier(timeout)
-                            .await
-                            .map_err(ClientError::from)?;
+                        self.linearize(timeout).await?;
                         describe().await.map_err(ClientError::from)?
                     }
                     Err(e) => return Err(ClientError::from(e)),

@@ -689,6 +689,21 @@ async fn bank_transfers_keep_their_invariants_and_survive_a_restart() {
     node.stop().await;
 }
 
+/// The sum of the balances and the (worker, seq) of every transfer, as one node sees them.
+async fn balances_and_transfers(c: &tokio_postgres::Client) -> (i64, HashSet<(i64, i64)>) {
+    let m = c.simple_query("SELECT sum(bal) FROM acc").await.unwrap();
+    let total = rows(&m)[0][0].parse().unwrap();
+    let m = c
+        .simple_query("SELECT worker, seq FROM transfers")
+        .await
+        .unwrap();
+    let present = rows(&m)
+        .iter()
+        .map(|r| (r[0].parse().unwrap(), r[1].parse().unwrap()))
+        .collect();
+    (total, present)
+}
+
 /// One transfer as an interactive block through `c`, statement by statement.
 async fn transfer(
     c: &tokio_postgres::Client,
@@ -873,16 +888,8 @@ async fn transactions_on_every_node_survive_a_leader_kill_and_converge() {
     let maybe = maybe.lock().unwrap().clone();
     for id in cluster.live_ids() {
         let c = cluster.client(id).await;
-        let m = c.simple_query("SELECT sum(bal) FROM acc").await.unwrap();
-        assert_eq!(rows(&m), vec![vec![TOTAL.to_string()]], "node {id}");
-        let m = c
-            .simple_query("SELECT worker, seq FROM transfers")
-            .await
-            .unwrap();
-        let present: HashSet<(i64, i64)> = rows(&m)
-            .iter()
-            .map(|r| (r[0].parse().unwrap(), r[1].parse().unwrap()))
-            .collect();
+        let (total, present) = balances_and_transfers(&c).await;
+        assert_eq!(total, TOTAL, "node {id}");
         assert!(
             acknowledged.is_subset(&present),
             "node {id} lost acknowledged transfers: {:?}",
@@ -1033,16 +1040,8 @@ async fn bank_transfers_beside_other_writers_commit_at_least_90_percent() {
     cluster.assert_state_hashes_equal().await;
     for id in 1..=3 {
         let c = cluster.client(id).await;
-        let m = c.simple_query("SELECT sum(bal) FROM acc").await.unwrap();
-        assert_eq!(rows(&m), vec![vec![TOTAL.to_string()]], "node {id}");
-        let m = c
-            .simple_query("SELECT worker, seq FROM transfers")
-            .await
-            .unwrap();
-        let present: HashSet<(i64, i64)> = rows(&m)
-            .iter()
-            .map(|r| (r[0].parse().unwrap(), r[1].parse().unwrap()))
-            .collect();
+        let (total, present) = balances_and_transfers(&c).await;
+        assert_eq!(total, TOTAL, "node {id}");
         assert_eq!(
             present, acknowledged,
             "node {id} holds exactly the acknowledged transfers"
