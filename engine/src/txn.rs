@@ -621,6 +621,16 @@ mod tests {
             .collect()
     }
 
+    /// A Postgres statement as an autocommit entry, translated as the leader does.
+    fn exec_pg(sql_text: &str) -> Command {
+        Command::Execute {
+            header: Some(EntryHeader::current()),
+            request_id: None,
+            stamp: Stamp::default(),
+            statements: pg(sql_text),
+        }
+    }
+
     /// Runs and records a step. A sequence with no values reserved is taken to be the
     /// block's own (what a node learns when reserving fails with 42P01); tests that use a
     /// committed sequence reserve its values first ([`reserve`]).
@@ -665,12 +675,7 @@ mod tests {
     fn sequence_values_survive_rollback_to_a_savepoint_before_a_drop() {
         let dir = tempfile::tempdir().unwrap();
         let mut sm = StateMachine::open(dir.path()).unwrap();
-        let create = Command::Execute {
-            header: Some(EntryHeader::current()),
-            request_id: None,
-            stamp: Stamp::default(),
-            statements: pg("CREATE SEQUENCE s"),
-        };
+        let create = exec_pg("CREATE SEQUENCE s");
         assert_eq!(apply(&mut sm, 1, &create).error, None);
         let spec = sm.block_writer();
         reserve(&mut sm, &spec, 2, "s");
@@ -693,12 +698,7 @@ mod tests {
             .unwrap_err();
         assert_eq!(e.sqlstate, "42P01", "a creation rolled back is gone");
         assert_eq!(apply(&mut sm, 3, &commit(b)).error, None);
-        let after = Command::Execute {
-            header: Some(EntryHeader::current()),
-            request_id: None,
-            stamp: Stamp::default(),
-            statements: pg("SELECT nextval('s')"),
-        };
+        let after = exec_pg("SELECT nextval('s')");
         assert_eq!(
             apply(&mut sm, 4, &after).results[0].rows,
             vec![vec![Value::Integer(crate::RESERVED_VALUES + 1)]],
@@ -710,12 +710,7 @@ mod tests {
     fn concurrent_blocks_insert_into_a_serial_table_with_reserved_ids_and_both_commit() {
         let dir = tempfile::tempdir().unwrap();
         let mut sm = StateMachine::open(dir.path()).unwrap();
-        let create = Command::Execute {
-            header: Some(EntryHeader::current()),
-            request_id: None,
-            stamp: Stamp::default(),
-            statements: pg("CREATE TABLE t (id SERIAL PRIMARY KEY, v text)"),
-        };
+        let create = exec_pg("CREATE TABLE t (id SERIAL PRIMARY KEY, v text)");
         assert_eq!(apply(&mut sm, 1, &create).error, None);
         let spec = sm.block_writer();
         // Without reserved values a block's nextval asks for them (the node reserves).
@@ -747,12 +742,7 @@ mod tests {
         let o = apply(
             &mut sm,
             3,
-            &Command::Execute {
-                header: Some(EntryHeader::current()),
-                request_id: None,
-                stamp: Stamp::default(),
-                statements: pg("INSERT INTO t (v) VALUES ('auto') RETURNING id"),
-            },
+            &exec_pg("INSERT INTO t (v) VALUES ('auto') RETURNING id"),
         );
         assert_eq!(
             o.results.last().unwrap().rows,

@@ -28,6 +28,11 @@ fn rows(msgs: &[SimpleQueryMessage]) -> Vec<Vec<String>> {
         .collect()
 }
 
+/// The rows of a simple query, as text.
+async fn select(c: &tokio_postgres::Client, sql: &str) -> Vec<Vec<String>> {
+    rows(&c.simple_query(sql).await.unwrap())
+}
+
 async fn count(c: &impl GenericClient, sql: &str) -> i64 {
     c.query_one(sql, &[]).await.unwrap().get(0)
 }
@@ -659,14 +664,12 @@ async fn bank_transfers_keep_their_invariants_and_survive_a_restart() {
             history, committed,
             "history holds exactly the acknowledged transfers"
         );
-        let sums = rows(
-            &c.simple_query(
-                "SELECT (SELECT sum(abalance) FROM accounts), (SELECT sum(tbalance) FROM tellers),
+        let sums = select(
+            &c,
+            "SELECT (SELECT sum(abalance) FROM accounts), (SELECT sum(tbalance) FROM tellers),
                         (SELECT sum(bbalance) FROM branches), (SELECT sum(delta) FROM history)",
-            )
-            .await
-            .unwrap(),
-        );
+        )
+        .await;
         let h = sums[0][3].clone();
         assert_eq!(
             sums[0],
@@ -1084,14 +1087,14 @@ async fn concurrent_blocks_get_distinct_serial_ids_and_commit() {
                 .await
                 .unwrap()
                 .get(0);
-            let drawn = rows(&c.simple_query("SELECT gen_random_uuid()").await.unwrap());
-            let stored = rows(
-                &c.simple_query(&format!(
+            let drawn = select(c, "SELECT gen_random_uuid()").await;
+            let stored = select(
+                c,
+                &format!(
                     "INSERT INTO child (parent, u) VALUES ({id}, gen_random_uuid()) RETURNING u"
-                ))
-                .await
-                .unwrap(),
-            );
+                ),
+            )
+            .await;
             assert_ne!(
                 drawn, stored,
                 "a read's random value is not the next write's"
@@ -1184,19 +1187,11 @@ async fn read_committed_reads_of_own_writes_are_what_commits() {
         .await
         .unwrap();
     assert_eq!(
-        rows(
-            &a.simple_query("SELECT bal FROM acc WHERE id = 1")
-                .await
-                .unwrap()
-        ),
+        select(&a, "SELECT bal FROM acc WHERE id = 1").await,
         vec![vec!["90"]]
     );
     assert_eq!(
-        rows(
-            &a.simple_query("SELECT p FROM prices WHERE id = 1")
-                .await
-                .unwrap()
-        ),
+        select(&a, "SELECT p FROM prices WHERE id = 1").await,
         vec![vec!["10"]]
     );
     b.batch_execute("UPDATE prices SET p = 11 WHERE id = 1")
@@ -1209,11 +1204,7 @@ async fn read_committed_reads_of_own_writes_are_what_commits() {
         .await
         .unwrap();
     assert_eq!(
-        rows(
-            &a.simple_query("SELECT bal FROM acc WHERE id = 1")
-                .await
-                .unwrap()
-        ),
+        select(&a, "SELECT bal FROM acc WHERE id = 1").await,
         vec![vec!["80"]]
     );
     b.batch_execute("UPDATE acc SET bal = bal - 5 WHERE id = 1")
@@ -1222,11 +1213,7 @@ async fn read_committed_reads_of_own_writes_are_what_commits() {
     let e = a.batch_execute("COMMIT").await.unwrap_err();
     assert_eq!(code(&e), "40001");
     assert_eq!(
-        rows(
-            &b.simple_query("SELECT bal FROM acc WHERE id = 1")
-                .await
-                .unwrap()
-        ),
+        select(&b, "SELECT bal FROM acc WHERE id = 1").await,
         vec![vec!["85"]]
     );
 
@@ -1238,20 +1225,12 @@ async fn read_committed_reads_of_own_writes_are_what_commits() {
         .await
         .unwrap();
     assert_eq!(
-        rows(
-            &a.simple_query("SELECT bal FROM acc WHERE id = 1")
-                .await
-                .unwrap()
-        ),
+        select(&a, "SELECT bal FROM acc WHERE id = 1").await,
         vec![vec!["70"]]
     );
     a.batch_execute("COMMIT").await.unwrap();
     assert_eq!(
-        rows(
-            &b.simple_query("SELECT bal FROM acc WHERE id = 1")
-                .await
-                .unwrap()
-        ),
+        select(&b, "SELECT bal FROM acc WHERE id = 1").await,
         vec![vec!["70"]]
     );
     node.stop().await;
