@@ -12,7 +12,7 @@ use crate::error::{ExecError, Fatal};
 use crate::meta;
 use crate::meta::REQUESTS_TABLE;
 use crate::read::ReadPool;
-use crate::step::{open_writer, replay_digest, run_statement, Cells, Stop};
+use crate::step::{exec_fixed, open_writer, replay_digest, run_statement, Cells, Stop};
 use crate::txn::BlockWriter;
 use crate::{Outcome, OutcomeDigest};
 
@@ -191,14 +191,14 @@ impl StateMachine {
         // and the state after the batch is the same however the log was cut into batches.
         let mut aborted: BTreeMap<usize, Outcome> = BTreeMap::new();
         let result = loop {
-            if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+            if let Err(e) = exec_fixed(conn, "BEGIN IMMEDIATE") {
                 break Err(fatal("begin apply")(e));
             }
             match self.apply_items(conn, items, raft_meta, rebuild_alone, &aborted) {
                 Ok(outcomes) => break Ok(outcomes),
                 Err(ItemStop::Abort { at, outcome }) => {
                     if !conn.is_autocommit() {
-                        if let Err(e) = conn.execute_batch("ROLLBACK") {
+                        if let Err(e) = exec_fixed(conn, "ROLLBACK") {
                             break Err(fatal("roll back an aborted batch")(e));
                         }
                     }
@@ -209,13 +209,11 @@ impl StateMachine {
             }
         };
         let end = match &result {
-            Ok(_) => conn
-                .execute_batch("COMMIT")
-                .map_err(fatal("commit apply transaction")),
+            Ok(_) => exec_fixed(conn, "COMMIT").map_err(fatal("commit apply transaction")),
             Err(_) => {
                 // Best effort: the node stops anyway; the transaction must not be committed.
                 if !conn.is_autocommit() {
-                    let _ = conn.execute_batch("ROLLBACK");
+                    let _ = exec_fixed(conn, "ROLLBACK");
                 }
                 Ok(())
             }
@@ -431,12 +429,12 @@ fn replay_transaction(
     index: LogIndex,
     record: &TxnRecord,
 ) -> Result<Outcome, Stop> {
-    conn.execute_batch("SAVEPOINT entry")
-        .map_err(fatal("savepoint"))?;
+    exec_fixed(conn, "SAVEPOINT entry").map_err(fatal("savepoint"))?;
     let replayed = replay_digest(conn, record, cells)?;
     if replayed != record.digest {
         tracing::debug!(%index, "a transaction's statements return other results at its place in the log: not applied (40001)");
-        conn.execute_batch("ROLLBACK TO entry; RELEASE entry")
+        exec_fixed(conn, "ROLLBACK TO entry")
+            .and_then(|()| exec_fixed(conn, "RELEASE entry"))
             .map_err(fatal("roll back a conflicting transaction"))?;
         // Its sequences are untouched: nothing of the block happened.
         crate::sequences::load(conn, &cells.sequences).map_err(fatal("load sequences"))?;
@@ -455,8 +453,7 @@ fn replay_transaction(
             deduplicated: None,
         });
     }
-    conn.execute_batch("RELEASE entry")
-        .map_err(fatal("release savepoint"))?;
+    exec_fixed(conn, "RELEASE entry").map_err(fatal("release savepoint"))?;
     Ok(Outcome::default())
 }
 
@@ -560,8 +557,7 @@ fn execute_statements(
     cells: &Cells,
     check_foreign_keys: bool,
 ) -> Result<Outcome, Stop> {
-    conn.execute_batch("SAVEPOINT entry")
-        .map_err(fatal("savepoint"))?;
+    exec_fixed(conn, "SAVEPOINT entry").map_err(fatal("savepoint"))?;
     let mut outcome = Outcome::default();
     for (i, stmt) in statements.iter().enumerate() {
         match run_statement(conn, stmt, cells)? {
@@ -590,11 +586,9 @@ fn execute_statements(
         }
     }
     if outcome.error.is_some() {
-        conn.execute_batch("ROLLBACK TO entry")
-            .map_err(fatal("roll back failed entry"))?;
+        exec_fixed(conn, "ROLLBACK TO entry").map_err(fatal("roll back failed entry"))?;
     }
-    conn.execute_batch("RELEASE entry")
-        .map_err(fatal("release savepoint"))?;
+    exec_fixed(conn, "RELEASE entry").map_err(fatal("release savepoint"))?;
     Ok(outcome)
 }
 

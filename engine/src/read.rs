@@ -272,7 +272,7 @@ impl ReadPool {
         let conn = self.checkout()?;
         conn.stamp.set(&stamp);
         let f = |e: rusqlite::Error| Fatal(format!("begin held read: {e}"));
-        conn.execute_batch("BEGIN").map_err(f)?;
+        crate::step::exec_fixed(&conn, "BEGIN").map_err(f)?;
         // The first read fixes the snapshot: these two values describe it.
         let applied = meta::get_i64(&conn, meta::KEY_APPLIED_INDEX).map_err(f)?;
         let slot = Arc::new(Mutex::new(HeldSlot {
@@ -313,12 +313,12 @@ impl ReadPool {
         conn.stamp.set(&stamp);
         on_start(conn.get_interrupt_handle());
         let result = self.interruptible(&conn, || {
-            conn.execute_batch("BEGIN")
+            crate::step::exec_fixed(&conn, "BEGIN")
                 .map_err(|e| Fatal(format!("begin read: {e}")))?;
             let view = ReadView { conn: &conn };
             let r = f(&view);
             // A read transaction has nothing to keep; rollback also ends it after an error.
-            let _ = conn.execute_batch("ROLLBACK");
+            let _ = crate::step::exec_fixed(&conn, "ROLLBACK");
             r
         });
         self.give_back(conn);
@@ -466,7 +466,7 @@ impl Drop for HeldRead {
             .conn
             .take();
         if let Some(conn) = conn {
-            let _ = conn.execute_batch("ROLLBACK");
+            let _ = crate::step::exec_fixed(&conn, "ROLLBACK");
             self.pool.give_back(conn);
         }
     }

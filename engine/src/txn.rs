@@ -404,7 +404,7 @@ impl BlockWriter {
         inner.open = None;
         if let Some(c) = &inner.conn {
             if !c.is_autocommit() {
-                if let Err(e) = c.execute_batch("ROLLBACK") {
+                if let Err(e) = crate::step::exec_fixed(c, "ROLLBACK") {
                     tracing::warn!(error = %e, "rolling back a block's replay failed; reopening the writer connection");
                     inner.conn = None;
                 }
@@ -447,7 +447,7 @@ impl BlockWriter {
                             "the block writer found a transaction nobody recorded; rolling it back"
                         );
                     }
-                    conn.execute_batch("ROLLBACK")
+                    crate::step::exec_fixed(conn, "ROLLBACK")
                         .map_err(|e| Fatal(format!("roll back a block's replay: {e}")))?;
                 }
                 let applied = replay(conn, cells, block)?;
@@ -570,8 +570,7 @@ fn reads_written(
 /// checking each result against the one its client saw. Returns the applied index.
 fn replay(conn: &Connection, cells: &Cells, block: &Block) -> Result<Option<LogIndex>, Attempt> {
     let f = |what: &'static str| move |e: rusqlite::Error| Fatal(format!("{what}: {e}"));
-    conn.execute_batch("BEGIN IMMEDIATE")
-        .map_err(f("begin a block's replay"))?;
+    crate::step::exec_fixed(conn, "BEGIN IMMEDIATE").map_err(f("begin a block's replay"))?;
     let applied = meta::get_i64(conn, meta::KEY_APPLIED_INDEX)
         .map_err(f("read applied index"))?
         .map(|i| LogIndex(i as u64));

@@ -2,7 +2,8 @@
 //!
 //! Every `append` call is one SQLite transaction, so one fsync covers all the entries of the
 //! call (openraft merges queued client writes into one call: group commit). The vote is
-//! written and fsynced before `save_vote` returns. Format: `docs/log-format.md`.
+//! written and fsynced before `save_vote` returns; the committed log id is written with the
+//! next append. Format: `docs/log-format.md`.
 
 use std::fmt::Debug;
 use std::io;
@@ -44,7 +45,16 @@ const KEY_PURGED: &str = "last_purged";
 pub struct LogStore {
     /// The log database. Held only inside `spawn_blocking`, never across an await.
     conn: Arc<Mutex<Connection>>,
+    /// The committed log id last given to `save_committed` and not yet written (it is written
+    /// with the next append), and whether one was given since the store was opened.
+    committed: Arc<Mutex<Committed>>,
     path: PathBuf,
+}
+
+#[derive(Default)]
+struct Committed {
+    latest: Option<Option<LogIdOf<TypeConfig>>>,
+    unwritten: bool,
 }
 
 fn other<E: std::fmt::Display>(context: &'static str) -> impl FnOnce(E) -> io::Error {
@@ -87,6 +97,7 @@ impl LogStore {
         .map_err(other("initialize raft log"))?;
         Ok(LogStore {
             conn: Arc::new(Mutex::new(conn)),
+            committed: Default::default(),
             path,
         })
     }
@@ -111,17 +122,18 @@ impl LogStore {
 
     fn get_meta<T: DeserializeOwned>(conn: &Connection, key: &str) -> io::Result<Option<T>> {
         let raw: Option<Vec<u8>> = conn
-            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
-            .optional()
+            .prepare_cached("SELECT value FROM meta WHERE key = ?1")
+            .and_then(|mut s| s.query_row([key], |r| r.get(0)).optional())
             .map_err(other("read log meta"))?;
         raw.map(|b| decode(&b)).transpose()
     }
 
     fn put_meta<T: Serialize>(conn: &Connection, key: &str, value: &T) -> io::Result<()> {
-        conn.execute(
+        let bytes = encode(value)?;
+        conn.prepare_cached(
             "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            rusqlite::params![key, encode(value)?],
         )
+        .and_then(|mut s| s.execute(rusqlite::params![key, bytes]))
         .map_err(other("write log meta"))?;
         Ok(())
     }
@@ -215,24 +227,27 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         &mut self,
         committed: Option<LogIdOf<TypeConfig>>,
     ) -> Result<(), io::Error> {
-        // Not fsynced: the committed index only lets a restarted node apply its log sooner.
-        // Losing the latest one to a power cut costs nothing but time: what was committed is
-        // on a majority's fsynced logs, and the node learns the commit index from the leader
-        // (or, as the leader, commits again in its new term) and applies it then. The next
-        // fsynced append makes it durable anyway (the WAL is written in order). Off the
-        // fsync, it is off every write's latency: openraft saves it before applying.
-        self.with_conn(move |conn| {
-            conn.execute_batch("PRAGMA synchronous = NORMAL")
-                .map_err(other("relax log sync"))?;
-            let r = LogStore::put_meta(conn, KEY_COMMITTED, &committed);
-            conn.execute_batch("PRAGMA synchronous = FULL")
-                .map_err(other("restore log sync"))?;
-            r
-        })
-        .await
+        // Kept here and written with the next append, in its transaction: openraft saves the
+        // committed log id before it applies, so writing it now would put a SQLite transaction
+        // on every write's latency. It only lets a restarted node apply its log sooner. Losing
+        // the latest one costs nothing but time: what was committed is on a majority's fsynced
+        // logs, and the node learns the commit index from the leader (or, as the leader,
+        // commits again in its new term) and applies it then.
+        let mut c = self.committed.lock().unwrap_or_else(|p| p.into_inner());
+        c.latest = Some(committed);
+        c.unwritten = true;
+        Ok(())
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogIdOf<TypeConfig>>, io::Error> {
+        if let Some(c) = self
+            .committed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .latest
+        {
+            return Ok(c);
+        }
         self.with_conn(|conn| {
             Ok(LogStore::get_meta::<Option<LogIdOf<TypeConfig>>>(conn, KEY_COMMITTED)?.flatten())
         })
@@ -257,10 +272,19 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 ))
             })
             .collect::<io::Result<_>>()?;
+        let committed = {
+            let mut c = self.committed.lock().unwrap_or_else(|p| p.into_inner());
+            std::mem::take(&mut c.unwritten)
+                .then_some(c.latest)
+                .flatten()
+        };
         let result = self
             .with_conn(move |conn| {
                 // One transaction per call: one fsync for the whole batch.
                 let tx = conn.transaction().map_err(other("begin append"))?;
+                if let Some(c) = committed {
+                    LogStore::put_meta(&tx, KEY_COMMITTED, &c)?;
+                }
                 {
                     let mut stmt = tx
                         .prepare_cached("INSERT OR REPLACE INTO log (idx, entry) VALUES (?1, ?2)")
