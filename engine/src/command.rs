@@ -100,8 +100,10 @@ pub struct EntryHeader {
 /// failures). Version 3: step budgets, exhaustive error classes, row ids below the maximum,
 /// outcome digests in the request table. Version 4: a transaction applies when its replay
 /// returns the results its client saw, with no whole-database base check; read steps; the
-/// sequence values a block drew travel in its record; statements carry their effect.
-pub const ENGINE_APPLY_VERSION: u32 = 4;
+/// sequence values a block drew travel in its record; statements carry their effect. Version 5:
+/// the value functions (`_sqlkeeper_div`, `_sqlkeeper_mod`, `_sqlkeeper_cast`, `_sqlkeeper_valid`,
+/// `values.rs`) that translated statements and table checks call.
+pub const ENGINE_APPLY_VERSION: u32 = 5;
 
 impl EntryHeader {
     /// The header this build writes, with the default budget.

@@ -155,6 +155,7 @@ fn parse_ts(ts: &str) -> Option<(i64, i64, i64, i64, i64, f64)> {
 
 /// Registers the functions on `conn`.
 pub(crate) fn install(conn: &Connection) -> rusqlite::Result<()> {
+    crate::values::install(conn)?;
     // Session information functions drivers call on connect. Constant for a build and a
     // schema, so replicas agree.
     conn.create_scalar_function("version", 0, flags(), |_| {

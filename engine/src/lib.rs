@@ -30,6 +30,7 @@ mod scratch;
 mod sequences;
 mod step;
 mod txn;
+mod values;
 
 pub use apply::{ApplyItem, RaftMeta, StateMachine, StoredRaftMeta, STATE_DB_FILE};
 pub use command::{

@@ -16,6 +16,7 @@ mod plan;
 mod rebuild;
 mod rewrite;
 mod translate;
+mod values;
 
 pub use classify::{
     AdminCall, CommandTag, Isolation, SessionOp, StatementKind, TxnOp, ADMIN_FUNCTIONS,
@@ -25,3 +26,4 @@ pub use columns::{ColumnHint, PgType};
 pub use error::{SqlError, SqlState};
 pub use rebuild::{rebuild_create_table, AlterOp, REBUILD_TABLE_FUNCTION};
 pub use translate::{translate, Effect, Translated, PARSER_RECURSION_LIMIT, QUERY_BYTES_MAX};
+pub use values::{CAST_FUNCTION, DIV_FUNCTION, MOD_FUNCTION, VALID_FUNCTION};

@@ -221,6 +221,7 @@ pub fn rebuild_create_table(
                 .and_then(|mut p| p.parse_data_type())
                 .map_err(|e| SqlError::syntax(format!("type: {e}"), None))?;
             ct.columns[i].data_type = dt;
+            crate::values::column_check(&mut ct.columns[i]);
         }
     }
     ct.name = ObjectName::from(vec![Ident::with_quote('"', new_name)]);

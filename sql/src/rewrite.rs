@@ -6,8 +6,8 @@
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{
-    visit_expressions_mut, BinaryOperator, DataType, Expr, Function, FunctionArg, FunctionArgExpr,
-    FunctionArgumentList, FunctionArguments, Ident, ObjectName, Statement, Value,
+    visit_expressions_mut, BinaryOperator, CastKind, DataType, Expr, Function, FunctionArg,
+    FunctionArgExpr, FunctionArgumentList, FunctionArguments, Ident, ObjectName, Statement, Value,
 };
 
 use sqlparser::dialect::PostgreSqlDialect;
@@ -30,6 +30,7 @@ const RENAMED_FUNCTIONS: &[(&str, &str)] = &[
     ("character_length", "length"),
     ("to_jsonb", "json"),
     ("to_json", "json"),
+    ("mod", crate::values::MOD_FUNCTION),
 ];
 
 /// Functions whose result depends on the node or its SQLite internals: refused by name.
@@ -134,6 +135,31 @@ fn rewrite(e: &mut Expr) -> Result<(), SqlError> {
                 "pg_json_contains",
                 vec![(**left).clone(), (**right).clone()],
             );
+        }
+        // Division and remainder by zero are errors (22012), not NULL.
+        Expr::BinaryOp {
+            left,
+            op: op @ (BinaryOperator::Divide | BinaryOperator::Modulo),
+            right,
+        } => {
+            let f = if matches!(op, BinaryOperator::Divide) {
+                crate::values::DIV_FUNCTION
+            } else {
+                crate::values::MOD_FUNCTION
+            };
+            *e = call(f, vec![(**left).clone(), (**right).clone()]);
+        }
+        // Casts to integer, length-limited text, uuid, json and date types check the value as
+        // Postgres does (22P02, 22003, 22008); a cast to varchar(n) cuts the text.
+        Expr::Cast {
+            kind: CastKind::Cast | CastKind::DoubleColon,
+            expr,
+            data_type,
+            format: None,
+        } if crate::values::cast_call(expr, data_type).is_some() => {
+            if let Some(c) = crate::values::cast_call(expr, data_type) {
+                *e = c;
+            }
         }
         // Casts to types SQLite has no affinity for would take NUMERIC affinity and turn text
         // into 0 (CAST('{"a":1}' AS JSONB) = 0): text-like Postgres types cast to TEXT.

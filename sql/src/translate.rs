@@ -484,6 +484,7 @@ fn translate_statement(stmt: Statement) -> Result<Translated, SqlError> {
     }
     let param_count = rewrite_expressions(&mut stmt);
     crate::rewrite::postgres_expressions(&mut stmt)?;
+    crate::values::add_column_checks(&mut stmt);
     strip_public_schema(&mut stmt);
     postgres_null_order(&mut stmt);
     if let Statement::Query(q) = &mut stmt {
@@ -1429,7 +1430,7 @@ mod tests {
         let sqlite = one("CREATE TABLE t (id SERIAL PRIMARY KEY, v TEXT)").sqlite;
         assert_eq!(
             sqlite.last().unwrap(),
-            "CREATE TABLE t (id INT PRIMARY KEY DEFAULT (nextval('t_id_seq')) NOT NULL, v TEXT)"
+            "CREATE TABLE t (id INT PRIMARY KEY DEFAULT (nextval('t_id_seq')) NOT NULL CHECK (_sqlkeeper_valid(\"id\", 'int4', -1)), v TEXT)"
         );
         assert!(sqlite[..sqlite.len() - 1]
             .iter()

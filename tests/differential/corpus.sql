@@ -242,3 +242,74 @@ DROP TABLE IF EXISTS tags;
 DROP TABLE tags;
 DROP TABLE services, teams, kv;
 SELECT count(*) FROM teams;
+-- Values (PostgreSQL 15 documentation, "Mathematical Functions and Operators", "Numeric
+-- Types", "Character Types", "UUID Type", "JSON Types", "Date/Time Types"): errors PostgreSQL
+-- raises where SQLite answers with a wrong value.
+SELECT 1 / 0;
+SELECT 1.5 / 0;
+SELECT 7 % 0;
+SELECT mod(7, 0);
+SELECT 7 / 2, -7 / 2, 7 % 3, -7 % 3;
+SELECT 'abc'::int;
+SELECT ' 42 '::int + 1;
+SELECT '12.5'::integer;
+SELECT 2147483648::int4;
+SELECT 32768::smallint;
+SELECT '9223372036854775808'::bigint;
+SELECT 2.5::int, 3.7::integer, (-2.5)::int;
+SELECT 'abcdef'::varchar(3);
+SELECT '2024-02-30'::date;
+SELECT '{"a":'::jsonb;
+SELECT 'not-a-uuid'::uuid;
+SELECT 'A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11'::uuid;
+CREATE TABLE typed (i int4, s smallint, b bigint, v varchar(8), c char(3), u uuid, j jsonb, d date);
+INSERT INTO typed (i) VALUES (2147483648);
+INSERT INTO typed (s) VALUES (40000);
+INSERT INTO typed (i) VALUES ('abc');
+INSERT INTO typed (v) VALUES ('abcdefghijklmnopqrst');
+INSERT INTO typed (v) VALUES ('abcdefgh');
+INSERT INTO typed (c) VALUES ('abcd');
+INSERT INTO typed (u) VALUES ('zzz');
+INSERT INTO typed (j) VALUES ('{"a":');
+INSERT INTO typed (d) VALUES ('2023-02-29');
+INSERT INTO typed VALUES (2147483647, -32768, 9223372036854775807, 'ok', 'abc', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '{"a": 1}', '2024-02-29');
+UPDATE typed SET i = i + 1 WHERE v = 'ok';
+UPDATE typed SET v = v || '-longer-than-8' WHERE v = 'ok';
+SELECT i, s, b, v, c, u, j, d FROM typed ORDER BY v;
+DROP TABLE typed;
+-- A transaction with a division by zero, an overflow, a too-long value or an invalid cast in
+-- the middle fails (25P02 after the error) and commits nothing.
+CREATE TABLE ledger (id int PRIMARY KEY, amount int, note varchar(8));
+BEGIN;
+INSERT INTO ledger VALUES (1, 10, 'first');
+SELECT 1 / 0;
+INSERT INTO ledger VALUES (2, 20, 'second');
+COMMIT;
+BEGIN;
+INSERT INTO ledger VALUES (3, 30, 'third');
+INSERT INTO ledger VALUES (4, 2147483648, 'big');
+COMMIT;
+BEGIN;
+INSERT INTO ledger VALUES (5, 50, 'fifth');
+INSERT INTO ledger VALUES (6, 60, 'much too long');
+SELECT count(*) FROM ledger;
+COMMIT;
+BEGIN;
+INSERT INTO ledger VALUES (7, 70, 'seventh');
+UPDATE ledger SET amount = 'x'::int WHERE id = 7;
+COMMIT;
+SELECT count(*) FROM ledger;
+DROP TABLE ledger;
+-- A column's type is checked after ALTER TABLE too: a changed type checks the new one, an
+-- added column its own.
+CREATE TABLE widen (id int PRIMARY KEY, name varchar(4));
+INSERT INTO widen VALUES (1, 'abcd');
+INSERT INTO widen VALUES (2, 'abcdefgh');
+ALTER TABLE widen ALTER COLUMN name TYPE varchar(10);
+INSERT INTO widen VALUES (2, 'abcdefgh');
+ALTER TABLE widen ALTER COLUMN name TYPE varchar(5);
+ALTER TABLE widen ADD COLUMN code smallint;
+UPDATE widen SET code = 70000;
+UPDATE widen SET code = 7 WHERE id = 1;
+SELECT id, name, code FROM widen ORDER BY id;
+DROP TABLE widen;

@@ -79,6 +79,15 @@ async fn corpus_matches_postgres() {
     let pg = blocks(&pg_out, &statements);
     let sk = blocks(&sk_out, &statements);
 
+    // Every statement prints something (rows, a command tag or an error) on PostgreSQL: an empty
+    // block means the output was not split where the statement is, and would match anything.
+    let silent: Vec<&&str> = statements
+        .iter()
+        .zip(&pg)
+        .filter(|(_, out)| out.trim().is_empty())
+        .map(|(s, _)| s)
+        .collect();
+    assert!(silent.is_empty(), "no PostgreSQL output for: {silent:?}");
     let mut report = String::new();
     let mut matched = 0usize;
     for (i, stmt) in statements.iter().enumerate() {

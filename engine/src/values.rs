@@ -1,0 +1,396 @@
+//! Postgres' errors where SQLite would answer with a wrong value: division by zero, integer
+//! ranges, invalid casts, too-long strings, invalid uuids, JSON and dates. The translator
+//! (`sqlkeeper_sql::values`) writes `/` and `%` as calls of `DIV_FUNCTION` and `MOD_FUNCTION`,
+//! casts to these types as `CAST_FUNCTION`, and gives every column of these types a `CHECK`
+//! calling `VALID_FUNCTION`. All of them are
+//! pure functions of their arguments, so every replica raises the same error for the same
+//! entry. The names are reserved: clients cannot call `_sqlkeeper*` functions.
+
+use rusqlite::functions::{Context, FunctionFlags};
+use rusqlite::types::{Value as SqlValue, ValueRef};
+use rusqlite::Connection;
+
+use sqlkeeper_sql::{
+    CAST_FUNCTION as CAST, DIV_FUNCTION as DIV, MOD_FUNCTION as MOD, VALID_FUNCTION as VALID,
+};
+
+fn flags() -> FunctionFlags {
+    FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC
+}
+
+fn raise(sqlstate: &str, message: String) -> rusqlite::Error {
+    rusqlite::Error::UserFunctionError(
+        format!("{}{sqlstate}:{message}", crate::sequences::RAISE_PREFIX).into(),
+    )
+}
+
+/// A number as SQLite's arithmetic sees it.
+enum Num {
+    Int(i64),
+    Real(f64),
+}
+
+fn number(v: ValueRef<'_>, op: &str) -> rusqlite::Result<Option<Num>> {
+    Ok(match v {
+        ValueRef::Null => None,
+        ValueRef::Integer(i) => Some(Num::Int(i)),
+        ValueRef::Real(f) => Some(Num::Real(f)),
+        ValueRef::Text(t) => {
+            let s = String::from_utf8_lossy(t);
+            let s = s.trim();
+            if let Ok(i) = s.parse::<i64>() {
+                Some(Num::Int(i))
+            } else if let Ok(f) = s.parse::<f64>() {
+                Some(Num::Real(f))
+            } else {
+                return Err(raise(
+                    "22P02",
+                    format!("invalid input syntax for type numeric: \"{s}\""),
+                ));
+            }
+        }
+        ValueRef::Blob(_) => {
+            return Err(raise(
+                "42883",
+                format!("operator does not exist: bytea {op} bytea"),
+            ))
+        }
+    })
+}
+
+fn division(ctx: &Context<'_>, op: &str) -> rusqlite::Result<SqlValue> {
+    let (Some(a), Some(b)) = (number(ctx.get_raw(0), op)?, number(ctx.get_raw(1), op)?) else {
+        return Ok(SqlValue::Null);
+    };
+    let zero = || raise("22012", "division by zero".into());
+    Ok(match (a, b) {
+        (Num::Int(_), Num::Int(0)) => return Err(zero()),
+        (Num::Int(a), Num::Int(b)) if op == "/" => match a.checked_div(b) {
+            Some(q) => SqlValue::Integer(q),
+            None => return Err(raise("22003", "bigint out of range".into())),
+        },
+        // i64::MIN % -1 overflows in Rust; its remainder is 0.
+        (Num::Int(a), Num::Int(b)) => SqlValue::Integer(a.checked_rem(b).unwrap_or(0)),
+        (a, b) => {
+            let f = |n: Num| match n {
+                Num::Int(i) => i as f64,
+                Num::Real(f) => f,
+            };
+            let (a, b) = (f(a), f(b));
+            if b == 0.0 {
+                return Err(zero());
+            }
+            SqlValue::Real(if op == "/" { a / b } else { a % b })
+        }
+    })
+}
+
+/// Postgres' name of an integer type, and its range.
+fn int_type(ty: &str) -> Option<(&'static str, &'static str, i64, i64)> {
+    match ty {
+        "int2" => Some(("smallint", "smallint", i16::MIN as i64, i16::MAX as i64)),
+        "int4" => Some(("integer", "integer", i32::MIN as i64, i32::MAX as i64)),
+        "int8" => Some(("bigint", "bigint", i64::MIN, i64::MAX)),
+        _ => None,
+    }
+}
+
+/// A value of an integer type, from what SQLite holds. `cast`: an explicit cast (text is
+/// parsed as Postgres parses an integer literal); otherwise a stored value, whose numeric
+/// text SQLite's column affinity already made a number.
+fn to_int(v: ValueRef<'_>, ty: &str, cast: bool) -> rusqlite::Result<SqlValue> {
+    let Some((name, range_name, min, max)) = int_type(ty) else {
+        return Ok(super::functions::owned(v));
+    };
+    let out_of_range = || raise("22003", format!("{range_name} out of range"));
+    let in_range = |i: i64| {
+        if (min..=max).contains(&i) {
+            Ok(SqlValue::Integer(i))
+        } else {
+            Err(out_of_range())
+        }
+    };
+    match v {
+        ValueRef::Null => Ok(SqlValue::Null),
+        ValueRef::Integer(i) => in_range(i),
+        // Postgres rounds a fractional value assigned or cast to an integer type.
+        ValueRef::Real(f) => {
+            let r = f.round();
+            if (-9.223_372_036_854_776e18..9.223_372_036_854_776e18).contains(&r) {
+                if cast {
+                    in_range(r as i64)
+                } else {
+                    in_range(r as i64).map(|_| SqlValue::Real(f))
+                }
+            } else {
+                Err(out_of_range())
+            }
+        }
+        ValueRef::Text(t) => {
+            let s = String::from_utf8_lossy(t);
+            let trimmed = s.trim();
+            let digits = trimmed.strip_prefix(['+', '-']).unwrap_or(trimmed);
+            if cast && !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+                return match trimmed.parse::<i64>() {
+                    Ok(i) => in_range(i),
+                    Err(_) => Err(out_of_range()),
+                };
+            }
+            Err(raise(
+                "22P02",
+                format!("invalid input syntax for type {name}: \"{s}\""),
+            ))
+        }
+        ValueRef::Blob(_) => Err(raise("42804", format!("cannot cast type bytea to {name}"))),
+    }
+}
+
+/// The 16 bytes of a uuid in one of the forms Postgres accepts: 32 hex digits, with a hyphen
+/// after any group of four, optionally in braces.
+fn parse_uuid(s: &str) -> Option<[u8; 16]> {
+    let inner = s
+        .strip_prefix('{')
+        .and_then(|r| r.strip_suffix('}'))
+        .unwrap_or(s);
+    if inner.starts_with('-') || inner.ends_with('-') || inner.contains("--") {
+        return None;
+    }
+    let hex: Vec<u8> = inner.bytes().filter(|b| *b != b'-').collect();
+    if hex.len() != 32 {
+        return None;
+    }
+    // Hyphens only after groups of four digits.
+    let mut run = 0;
+    for b in inner.bytes() {
+        if b == b'-' {
+            if run % 4 != 0 {
+                return None;
+            }
+        } else {
+            run += 1;
+        }
+    }
+    let mut out = [0u8; 16];
+    for (i, pair) in hex.chunks(2).enumerate() {
+        let text = std::str::from_utf8(pair).ok()?;
+        out[i] = u8::from_str_radix(text, 16).ok()?;
+    }
+    Some(out)
+}
+
+/// Checks a `YYYY-MM-DD` date (the form Postgres prints and clients send): 22008 for a day
+/// or month that does not exist. Other spellings are kept as they are.
+fn check_iso_date(s: &str) -> rusqlite::Result<()> {
+    let t = s.trim();
+    let date = t.get(..10).unwrap_or(t);
+    let parts: Vec<&str> = date.split('-').collect();
+    let [y, m, d] = parts[..] else { return Ok(()) };
+    if y.len() != 4 || m.len() != 2 || d.len() != 2 {
+        return Ok(());
+    }
+    let (Ok(y), Ok(m), Ok(d)) = (y.parse::<i64>(), m.parse::<u32>(), d.parse::<u32>()) else {
+        return Ok(());
+    };
+    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    let days = match m {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap => 29,
+        2 => 28,
+        _ => 0,
+    };
+    if d == 0 || d > days {
+        return Err(raise(
+            "22008",
+            format!("date/time field value out of range: \"{s}\""),
+        ));
+    }
+    Ok(())
+}
+
+fn text_of(v: ValueRef<'_>) -> Option<String> {
+    match v {
+        ValueRef::Null => None,
+        ValueRef::Integer(n) => Some(n.to_string()),
+        ValueRef::Real(f) => Some(f.to_string()),
+        ValueRef::Text(t) | ValueRef::Blob(t) => Some(String::from_utf8_lossy(t).into_owned()),
+    }
+}
+
+/// `v` as a value of `ty`, or its error. `cast`: an explicit cast (which converts: a
+/// `varchar(n)` cast cuts the text, a uuid is written in lower case); otherwise the check of a
+/// stored value (which only validates).
+fn convert(v: ValueRef<'_>, ty: &str, typmod: i64, cast: bool) -> rusqlite::Result<SqlValue> {
+    if int_type(ty).is_some() {
+        return to_int(v, ty, cast);
+    }
+    let Some(s) = text_of(v) else {
+        return Ok(SqlValue::Null);
+    };
+    match ty {
+        "varchar" | "bpchar" if typmod >= 0 => {
+            let n = typmod as usize;
+            let chars = s.chars().count();
+            if chars <= n {
+                return Ok(SqlValue::Text(s));
+            }
+            let cut: String = s.chars().take(n).collect();
+            // Postgres cuts an explicit cast, and trailing spaces beyond the length.
+            if cast || s.chars().skip(n).all(|c| c == ' ') {
+                return Ok(SqlValue::Text(if cast { cut } else { s }));
+            }
+            let name = if ty == "varchar" {
+                "character varying"
+            } else {
+                "character"
+            };
+            Err(raise(
+                "22001",
+                format!("value too long for type {name}({n})"),
+            ))
+        }
+        "uuid" => match parse_uuid(s.trim()) {
+            Some(b) if cast => Ok(SqlValue::Text(crate::determinism::uuid_text(&b))),
+            Some(_) => Ok(SqlValue::Text(s)),
+            None => Err(raise(
+                "22P02",
+                format!("invalid input syntax for type uuid: \"{s}\""),
+            )),
+        },
+        "json" | "jsonb" => match serde_json::from_str::<serde::de::IgnoredAny>(&s) {
+            Ok(_) => Ok(SqlValue::Text(s)),
+            Err(_) => Err(raise(
+                "22P02",
+                format!("invalid input syntax for type {ty}"),
+            )),
+        },
+        "date" => {
+            check_iso_date(&s)?;
+            Ok(SqlValue::Text(s))
+        }
+        _ => Ok(SqlValue::Text(s)),
+    }
+}
+
+fn type_args(ctx: &Context<'_>) -> rusqlite::Result<(String, i64)> {
+    let ty: String = ctx.get(1)?;
+    let typmod: i64 = if ctx.len() > 2 { ctx.get(2)? } else { -1 };
+    Ok((ty, typmod))
+}
+
+/// Registers the functions on `conn`.
+pub(crate) fn install(conn: &Connection) -> rusqlite::Result<()> {
+    conn.create_scalar_function(DIV, 2, flags(), |ctx| division(ctx, "/"))?;
+    conn.create_scalar_function(MOD, 2, flags(), |ctx| division(ctx, "%"))?;
+    for n in [2, 3] {
+        conn.create_scalar_function(CAST, n, flags(), |ctx| {
+            let (ty, typmod) = type_args(ctx)?;
+            convert(ctx.get_raw(0), &ty, typmod, true)
+        })?;
+        conn.create_scalar_function(VALID, n, flags(), |ctx| {
+            let (ty, typmod) = type_args(ctx)?;
+            convert(ctx.get_raw(0), &ty, typmod, false).map(|_| true)
+        })?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one(conn: &Connection, sql: &str) -> Result<SqlValue, String> {
+        conn.query_row(sql, [], |r| r.get::<_, SqlValue>(0))
+            .map_err(|e| crate::error::sqlstate_of(&e).sqlstate.to_string())
+    }
+
+    #[test]
+    fn postgres_errors_instead_of_wrong_values() {
+        let conn = Connection::open_in_memory().unwrap();
+        install(&conn).unwrap();
+        let cases: &[(&str, Result<SqlValue, &str>)] = &[
+            ("SELECT _sqlkeeper_div(1, 0)", Err("22012")),
+            ("SELECT _sqlkeeper_div(1.5, 0)", Err("22012")),
+            ("SELECT _sqlkeeper_mod(7, 0)", Err("22012")),
+            ("SELECT _sqlkeeper_div(7, 2)", Ok(SqlValue::Integer(3))),
+            ("SELECT _sqlkeeper_div(-7, 2)", Ok(SqlValue::Integer(-3))),
+            ("SELECT _sqlkeeper_mod(-7, 2)", Ok(SqlValue::Integer(-1))),
+            ("SELECT _sqlkeeper_mod(5.5, 2)", Ok(SqlValue::Real(1.5))),
+            (
+                "SELECT _sqlkeeper_div(-9223372036854775808, -1)",
+                Err("22003"),
+            ),
+            ("SELECT _sqlkeeper_div(NULL, 0)", Ok(SqlValue::Null)),
+            ("SELECT _sqlkeeper_cast('abc', 'int4')", Err("22P02")),
+            (
+                "SELECT _sqlkeeper_cast(' 42 ', 'int4')",
+                Ok(SqlValue::Integer(42)),
+            ),
+            ("SELECT _sqlkeeper_cast('12.5', 'int4')", Err("22P02")),
+            (
+                "SELECT _sqlkeeper_cast(2.5, 'int4')",
+                Ok(SqlValue::Integer(3)),
+            ),
+            ("SELECT _sqlkeeper_cast(2147483648, 'int4')", Err("22003")),
+            ("SELECT _sqlkeeper_cast(32768, 'int2')", Err("22003")),
+            (
+                "SELECT _sqlkeeper_cast('9223372036854775808', 'int8')",
+                Err("22003"),
+            ),
+            ("SELECT _sqlkeeper_valid(2147483648, 'int4')", Err("22003")),
+            ("SELECT _sqlkeeper_valid('abc', 'int8')", Err("22P02")),
+            (
+                "SELECT _sqlkeeper_valid('abcdefghi', 'varchar', 8)",
+                Err("22001"),
+            ),
+            (
+                "SELECT _sqlkeeper_valid('abcdefgh  ', 'varchar', 8)",
+                Ok(SqlValue::Integer(1)),
+            ),
+            (
+                "SELECT _sqlkeeper_cast('abcdefghi', 'varchar', 3)",
+                Ok(SqlValue::Text("abc".into())),
+            ),
+            (
+                "SELECT _sqlkeeper_valid('2024-02-30', 'date')",
+                Err("22008"),
+            ),
+            (
+                "SELECT _sqlkeeper_valid('2024-02-29', 'date')",
+                Ok(SqlValue::Integer(1)),
+            ),
+            (
+                "SELECT _sqlkeeper_valid('2023-02-29', 'date')",
+                Err("22008"),
+            ),
+            ("SELECT _sqlkeeper_valid('{\"a\":', 'jsonb')", Err("22P02")),
+            (
+                "SELECT _sqlkeeper_valid('not-a-uuid', 'uuid')",
+                Err("22P02"),
+            ),
+            (
+                "SELECT _sqlkeeper_cast('{A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11}', 'uuid')",
+                Ok(SqlValue::Text(
+                    "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11".into(),
+                )),
+            ),
+            (
+                "SELECT _sqlkeeper_valid('a0eebc999c0b4ef8bb6d6bb9bd380a11', 'uuid')",
+                Ok(SqlValue::Integer(1)),
+            ),
+            (
+                "SELECT _sqlkeeper_valid('a0ee-bc99-9c0b-4ef8-bb6d-6bb9-bd38-0a11', 'uuid')",
+                Ok(SqlValue::Integer(1)),
+            ),
+            (
+                "SELECT _sqlkeeper_valid('a0eeb-c999c0b4ef8bb6d6bb9bd380a11', 'uuid')",
+                Err("22P02"),
+            ),
+        ];
+        for (sql, want) in cases {
+            let got = one(&conn, sql);
+            let want = want.clone().map_err(str::to_string);
+            assert_eq!(got, want, "{sql}");
+        }
+    }
+}

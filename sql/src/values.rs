@@ -1,0 +1,118 @@
+//! Postgres' value errors in translated SQL. SQLite answers `1 / 0` with NULL, casts `'abc'`
+//! to the integer 0, and stores any value in any column; Postgres raises 22012, 22P02, 22003,
+//! 22001, 22008. The translator writes `/` and `%` as calls of [`DIV_FUNCTION`] and
+//! [`MOD_FUNCTION`], casts to the types below as [`CAST_FUNCTION`], and gives every column of
+//! these types a `CHECK` calling [`VALID_FUNCTION`], which raises the error Postgres raises
+//! when a stored value is not of the column's type. The engine provides the functions
+//! (`engine/src/values.rs`) on every connection; their names are reserved (`_sqlkeeper`).
+
+use sqlparser::ast::{
+    CharacterLength, CheckConstraint, ColumnDef, ColumnOption, ColumnOptionDef, DataType, Expr,
+    Ident, Value,
+};
+
+use crate::rewrite::call;
+
+/// `a / b`: Postgres' division by zero (22012) and overflow (22003).
+pub const DIV_FUNCTION: &str = "_sqlkeeper_div";
+/// `a % b` and `mod(a, b)`: Postgres' division by zero (22012).
+pub const MOD_FUNCTION: &str = "_sqlkeeper_mod";
+/// `CAST(v AS t)`: `_sqlkeeper_cast(v, 't', typmod)`, the value of type `t` or Postgres' error.
+pub const CAST_FUNCTION: &str = "_sqlkeeper_cast";
+/// A column's `CHECK (_sqlkeeper_valid(c, 't', typmod))`: true, or Postgres' error for a value
+/// that is not of type `t`.
+pub const VALID_FUNCTION: &str = "_sqlkeeper_valid";
+
+/// The engine's name of a Postgres type whose values it checks, with its typmod (the length
+/// of `varchar(n)` and `char(n)`, else -1).
+fn checked_type(dt: &DataType) -> Option<(&'static str, i64)> {
+    let length = |l: &Option<CharacterLength>| match l {
+        Some(CharacterLength::IntegerLength { length, .. }) => Some(*length as i64),
+        _ => None,
+    };
+    Some(match dt {
+        DataType::SmallInt(_) | DataType::Int2(_) => ("int2", -1),
+        DataType::Int(_) | DataType::Integer(_) | DataType::Int4(_) => ("int4", -1),
+        DataType::BigInt(_) | DataType::Int8(_) => ("int8", -1),
+        DataType::Varchar(l) | DataType::CharacterVarying(l) | DataType::CharVarying(l) => {
+            ("varchar", length(l)?)
+        }
+        // `char` alone is `char(1)`.
+        DataType::Char(l) | DataType::Character(l) => ("bpchar", length(l).unwrap_or(1)),
+        DataType::Uuid => ("uuid", -1),
+        DataType::JSON => ("json", -1),
+        DataType::JSONB => ("jsonb", -1),
+        DataType::Date => ("date", -1),
+        DataType::Custom(name, _) => match name.to_string().to_ascii_lowercase().as_str() {
+            "int2" => ("int2", -1),
+            "int4" => ("int4", -1),
+            "int8" => ("int8", -1),
+            _ => return None,
+        },
+        _ => return None,
+    })
+}
+
+fn string(s: &str) -> Expr {
+    Expr::Value(Value::SingleQuotedString(s.to_string()).into())
+}
+
+fn number(n: i64) -> Expr {
+    Expr::Value(Value::Number(n.to_string(), false).into())
+}
+
+/// Gives every column that `stmt` creates or adds the check of its type. Run after the
+/// expression rewrites, which refuse `_sqlkeeper` functions (clients may not call them).
+pub(crate) fn add_column_checks(stmt: &mut sqlparser::ast::Statement) {
+    match stmt {
+        sqlparser::ast::Statement::CreateTable(ct) => ct.columns.iter_mut().for_each(column_check),
+        sqlparser::ast::Statement::AlterTable(at) => {
+            for op in &mut at.operations {
+                if let sqlparser::ast::AlterTableOperation::AddColumn { column_def, .. } = op {
+                    column_check(column_def);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Gives `col` the check of its type, in place of the one it had (a column whose type
+/// changed keeps no check of its old type).
+pub(crate) fn column_check(col: &mut ColumnDef) {
+    col.options.retain(|o| !is_value_check(&o.option));
+    if let Some((ty, typmod)) = checked_type(&col.data_type) {
+        let column = Expr::Identifier(Ident::with_quote('"', col.name.value.clone()));
+        col.options.push(ColumnOptionDef {
+            name: None,
+            option: ColumnOption::Check(CheckConstraint {
+                name: None,
+                expr: Box::new(call(
+                    VALID_FUNCTION,
+                    vec![column, string(ty), number(typmod)],
+                )),
+                no_inherit: false,
+                enforced: None,
+            }),
+        });
+    }
+}
+
+fn is_value_check(o: &ColumnOption) -> bool {
+    match o {
+        ColumnOption::Check(c) => match &*c.expr {
+            Expr::Function(f) => f.name.to_string().eq_ignore_ascii_case(VALID_FUNCTION),
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
+/// `CAST(expr AS dt)` as a call of the engine's cast, for the types it checks.
+pub(crate) fn cast_call(expr: &Expr, dt: &DataType) -> Option<Expr> {
+    let (ty, typmod) = checked_type(dt)?;
+    Some(call(
+        CAST_FUNCTION,
+        vec![expr.clone(), string(ty), number(typmod)],
+    ))
+}
