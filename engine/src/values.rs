@@ -217,6 +217,21 @@ fn text_of(v: ValueRef<'_>) -> Option<String> {
     }
 }
 
+/// Whether a stored `v` is a value of `ty` (its error if not), without building the value
+/// where that can be avoided: the common cases return at once.
+fn valid(v: ValueRef<'_>, ty: &str, typmod: i64) -> rusqlite::Result<()> {
+    match (v, ty) {
+        (ValueRef::Null, _) | (ValueRef::Integer(_), "int8") => Ok(()),
+        (ValueRef::Integer(i), "int4") if i32::try_from(i).is_ok() => Ok(()),
+        (ValueRef::Integer(i), "int2") if i16::try_from(i).is_ok() => Ok(()),
+        // A string of at most n bytes has at most n characters.
+        (ValueRef::Text(t), "varchar" | "bpchar") if typmod >= 0 && t.len() <= typmod as usize => {
+            Ok(())
+        }
+        _ => convert(v, ty, typmod, false).map(|_| ()),
+    }
+}
+
 /// `v` as a value of `ty`, or its error. `cast`: an explicit cast (which converts: a
 /// `varchar(n)` cast cuts the text, a uuid is written in lower case); otherwise the check of a
 /// stored value (which only validates).
@@ -272,9 +287,17 @@ fn convert(v: ValueRef<'_>, ty: &str, typmod: i64, cast: bool) -> rusqlite::Resu
     }
 }
 
-fn type_args(ctx: &Context<'_>) -> rusqlite::Result<(String, i64)> {
-    let ty: String = ctx.get(1)?;
-    let typmod: i64 = if ctx.len() > 2 { ctx.get(2)? } else { -1 };
+/// The type name and typmod arguments, read without copying (a check runs for every stored
+/// value of its column).
+fn type_args<'a>(ctx: &'a Context<'_>) -> rusqlite::Result<(&'a str, i64)> {
+    let ty = ctx
+        .get_raw(1)
+        .as_str()
+        .map_err(|e| rusqlite::Error::UserFunctionError(e.into()))?;
+    let typmod = match ctx.len() > 2 {
+        true => ctx.get_raw(2).as_i64().unwrap_or(-1),
+        false => -1,
+    };
     Ok((ty, typmod))
 }
 
@@ -285,11 +308,11 @@ pub(crate) fn install(conn: &Connection) -> rusqlite::Result<()> {
     for n in [2, 3] {
         conn.create_scalar_function(CAST, n, flags(), |ctx| {
             let (ty, typmod) = type_args(ctx)?;
-            convert(ctx.get_raw(0), &ty, typmod, true)
+            convert(ctx.get_raw(0), ty, typmod, true)
         })?;
         conn.create_scalar_function(VALID, n, flags(), |ctx| {
             let (ty, typmod) = type_args(ctx)?;
-            convert(ctx.get_raw(0), &ty, typmod, false).map(|_| true)
+            valid(ctx.get_raw(0), ty, typmod).map(|()| true)
         })?;
     }
     Ok(())
