@@ -166,6 +166,26 @@ pub(crate) fn install(conn: &Connection) -> rusqlite::Result<()> {
         ))
     })?;
     conn.create_scalar_function("current_schema", 0, flags(), |_| Ok("public"))?;
+    // Postgres changes the case of every letter; SQLite's upper() and lower() only ASCII ones.
+    // (Rust's Unicode tables are part of the build, as SQLite is: one build per cluster.)
+    conn.create_scalar_function("upper", 1, flags(), |ctx| {
+        Ok(text(ctx, 0).map(|s| s.to_uppercase()))
+    })?;
+    conn.create_scalar_function("lower", 1, flags(), |ctx| {
+        Ok(text(ctx, 0).map(|s| s.to_lowercase()))
+    })?;
+    // Postgres' replace() is strict (NULL if any argument is); SQLite's returns the string
+    // unchanged for an empty pattern even when the replacement is NULL.
+    conn.create_scalar_function("replace", 3, flags(), |ctx| {
+        Ok(match (text(ctx, 0), text(ctx, 1), text(ctx, 2)) {
+            (Some(s), Some(from), Some(_)) if from.is_empty() => Some(s),
+            (Some(s), Some(from), Some(to)) => Some(s.replace(&from, &to)),
+            _ => None,
+        })
+    })?;
+    conn.create_scalar_function("reverse", 1, flags(), |ctx| {
+        Ok(text(ctx, 0).map(|s| s.chars().rev().collect::<String>()))
+    })?;
     // pg_class.oid: a function of the name, so every replica (one that replayed the log, one
     // that installed a snapshot) gives a table the same oid. FNV-1a, above Postgres's
     // reserved range.

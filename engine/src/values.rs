@@ -178,34 +178,104 @@ fn parse_uuid(s: &str) -> Option<[u8; 16]> {
     Some(out)
 }
 
-/// Checks a `YYYY-MM-DD` date (the form Postgres prints and clients send): 22008 for a day
-/// or month that does not exist. Other spellings are kept as they are.
-fn check_iso_date(s: &str) -> rusqlite::Result<()> {
+/// Checks date text where its form is one Postgres gives a fixed meaning: 22008 for a field
+/// out of range (`2024-02-30`, `20240230`, `2024-02-29 25:00`), 22007 for text that cannot be
+/// a date in any of Postgres' spellings (empty, no digit and not one of its special words, a
+/// bare number that is neither `YYMMDD` nor `YYYYMMDD`, an ISO date followed by other text).
+/// Other spellings (`Feb 3 2024`, `1999.008`, ...) are kept as they are.
+fn check_date(s: &str) -> rusqlite::Result<()> {
+    const SPECIAL: &[&str] = &[
+        "epoch",
+        "infinity",
+        "-infinity",
+        "today",
+        "tomorrow",
+        "yesterday",
+        "now",
+    ];
     let t = s.trim();
-    let date = t.get(..10).unwrap_or(t);
-    let parts: Vec<&str> = date.split('-').collect();
-    let [y, m, d] = parts[..] else { return Ok(()) };
-    if y.len() != 4 || m.len() != 2 || d.len() != 2 {
-        return Ok(());
-    }
-    let (Ok(y), Ok(m), Ok(d)) = (y.parse::<i64>(), m.parse::<u32>(), d.parse::<u32>()) else {
-        return Ok(());
+    let syntax = || {
+        raise(
+            "22007",
+            format!("invalid input syntax for type date: \"{s}\""),
+        )
     };
-    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-    let days = match m {
-        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-        4 | 6 | 9 | 11 => 30,
-        2 if leap => 29,
-        2 => 28,
-        _ => 0,
-    };
-    if d == 0 || d > days {
-        return Err(raise(
+    let range = || {
+        raise(
             "22008",
             format!("date/time field value out of range: \"{s}\""),
-        ));
+        )
+    };
+    let digits = |x: &str| !x.is_empty() && x.bytes().all(|b| b.is_ascii_digit());
+    if !t.bytes().any(|b| b.is_ascii_digit()) {
+        return match SPECIAL.contains(&t.to_ascii_lowercase().as_str()) {
+            true => Ok(()),
+            false => Err(syntax()),
+        };
+    }
+    let day_exists = |y: i64, m: u32, d: u32| {
+        let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+        let days = match m {
+            1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+            4 | 6 | 9 | 11 => 30,
+            2 if leap => 29,
+            2 => 28,
+            _ => 0,
+        };
+        d >= 1 && d <= days
+    };
+    let num = |x: &str| x.parse::<u32>().unwrap_or(0);
+    if digits(t) {
+        let (y, rest) = match t.len() {
+            8 => (t[..4].parse::<i64>().unwrap_or(0), &t[4..]),
+            // YYMMDD: years 70-99 are 19xx, 00-69 20xx.
+            6 => {
+                let yy = t[..2].parse::<i64>().unwrap_or(0);
+                (if yy >= 70 { 1900 + yy } else { 2000 + yy }, &t[2..])
+            }
+            _ => return Err(syntax()),
+        };
+        return match day_exists(y, num(&rest[..2]), num(&rest[2..])) {
+            true => Ok(()),
+            false => Err(range()),
+        };
+    }
+    // YYYY-M[M]-D[D], then optionally a time after a space or `T`.
+    let end = t.find([' ', 'T']).unwrap_or(t.len());
+    let (date, time) = (&t[..end], t[end..].trim_start_matches([' ', 'T']));
+    let parts: Vec<&str> = date.split('-').collect();
+    let [y, m, d] = parts[..] else { return Ok(()) };
+    if y.len() != 4 || !digits(y) {
+        return Ok(());
+    }
+    if !(digits(m) && m.len() <= 2 && digits(d) && d.len() <= 2) {
+        return Err(syntax());
+    }
+    if !day_exists(y.parse().unwrap_or(0), num(m), num(d)) {
+        return Err(range());
+    }
+    // A time of day: hours to 24, minutes to 59, seconds to 60 (a leap second).
+    let clock = time.split(['+', '-', 'Z', ' ']).next().unwrap_or("");
+    if !clock.is_empty() {
+        let fields: Vec<&str> = clock.split(':').collect();
+        if fields.len() > 3 || !fields.iter().all(|f| digits(whole(f))) {
+            return Err(syntax());
+        }
+        let limits = [24, 59, 60];
+        if fields
+            .iter()
+            .zip(limits)
+            .any(|(f, max)| num(whole(f)) > max)
+        {
+            return Err(range());
+        }
     }
     Ok(())
+}
+
+/// The whole part of a number with an optional fraction (`59.5` -> `59`).
+fn whole(x: &str) -> &str {
+    x.split('.').next().unwrap_or("")
 }
 
 fn text_of(v: ValueRef<'_>) -> Option<String> {
@@ -280,7 +350,7 @@ fn convert(v: ValueRef<'_>, ty: &str, typmod: i64, cast: bool) -> rusqlite::Resu
             )),
         },
         "date" => {
-            check_iso_date(&s)?;
+            check_date(&s)?;
             Ok(SqlValue::Text(s))
         }
         _ => Ok(SqlValue::Text(s)),

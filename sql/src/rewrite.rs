@@ -7,7 +7,8 @@ use std::ops::ControlFlow;
 
 use sqlparser::ast::{
     visit_expressions_mut, BinaryOperator, CastKind, DataType, Expr, Function, FunctionArg,
-    FunctionArgExpr, FunctionArgumentList, FunctionArguments, Ident, ObjectName, Statement, Value,
+    FunctionArgExpr, FunctionArgumentList, FunctionArguments, Ident, ObjectName, Statement,
+    UnaryOperator, Value,
 };
 
 use sqlparser::dialect::PostgreSqlDialect;
@@ -31,6 +32,8 @@ const RENAMED_FUNCTIONS: &[(&str, &str)] = &[
     ("to_jsonb", "json"),
     ("to_json", "json"),
     ("mod", crate::values::MOD_FUNCTION),
+    // btrim(s[, chars]) is SQLite's trim(s[, chars]).
+    ("btrim", "trim"),
 ];
 
 /// Functions whose result depends on the node or its SQLite internals: refused by name.
@@ -135,6 +138,14 @@ fn rewrite(e: &mut Expr) -> Result<(), SqlError> {
                 "pg_json_contains",
                 vec![(**left).clone(), (**right).clone()],
             );
+        }
+        // `- -1` would print as `--1`, an SQL comment: the operand of a sign is parenthesized
+        // when it starts with one.
+        Expr::UnaryOp {
+            op: UnaryOperator::Minus | UnaryOperator::Plus,
+            expr,
+        } if expr.to_string().starts_with(['-', '+']) => {
+            **expr = Expr::Nested(expr.clone());
         }
         // Division and remainder by zero are errors (22012), not NULL.
         Expr::BinaryOp {

@@ -9,6 +9,7 @@ mod cluster;
 mod convergence;
 mod crash;
 mod differential;
+mod expressions;
 mod nemesis;
 mod poison;
 mod psql;
