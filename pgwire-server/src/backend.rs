@@ -23,7 +23,7 @@ use pgwire::messages::PgWireBackendMessage;
 use sqlkeeper_session::{Between, Produced, Session, TxnStatus};
 use sqlkeeper_sql::CommandTag;
 
-use crate::encode::{decode_param, encode_value, fields};
+use crate::encode::{decode_param, encode_value, fields, fields_for_rows};
 use crate::errors::{ClientError, IntoPgWire};
 use futures::future::{select, Either};
 use pgwire::api::query::{
@@ -89,8 +89,15 @@ impl Backend {
 }
 
 /// Turns what a statement produced into a response, with result columns in the formats
-/// `format` gives.
-fn respond(p: Produced, format: impl Fn(usize) -> FieldFormat) -> Result<Response, ClientError> {
+/// `format` gives. `described`: the client was (or can be) sent the row description before
+/// the statement ran (the extended protocol), so the columns keep the types it gave;
+/// otherwise the row description goes out with the rows, and untyped expression columns are
+/// typed by their values (`encode::fields_for_rows`).
+fn respond(
+    p: Produced,
+    described: bool,
+    format: impl Fn(usize) -> FieldFormat,
+) -> Result<Response, ClientError> {
     match p {
         Produced::Done(tag) => Ok(Response::Execution(Tag::new(&tag))),
         Produced::Setting { tag, .. } => Ok(Response::Execution(Tag::new(&tag))),
@@ -100,7 +107,10 @@ fn respond(p: Produced, format: impl Fn(usize) -> FieldFormat) -> Result<Respons
             tag,
             hints,
         } => {
-            let schema = Arc::new(fields(&columns, &hints, format));
+            let schema = Arc::new(match described {
+                true => fields(&columns, &hints, format),
+                false => fields_for_rows(&columns, &hints, &rows, format),
+            });
             let mut enc = DataRowEncoder::new(schema.clone());
             let mut encoded = Vec::with_capacity(rows.len());
             for row in rows {
@@ -246,7 +256,7 @@ impl SimpleQueryHandler for Backend {
         report_settings(client, &produced).await?;
         let mut responses = Vec::with_capacity(produced.len() + 1);
         for p in produced {
-            match respond(p, |_| FieldFormat::Text) {
+            match respond(p, false, |_| FieldFormat::Text) {
                 Ok(r) => responses.push(r),
                 Err(e) => {
                     responses.push(Response::Error(Box::new(e.into_info())));
@@ -454,7 +464,8 @@ impl ExtendedQueryHandler for Backend {
             .await
             .map_err(ClientError::into_pgwire)?;
         report_settings(client, std::slice::from_ref(&p)).await?;
-        respond(p, |i| format_at(&portal.result_column_format, i)).map_err(ClientError::into_pgwire)
+        respond(p, true, |i| format_at(&portal.result_column_format, i))
+            .map_err(ClientError::into_pgwire)
     }
 
     async fn do_describe_statement<C>(

@@ -87,6 +87,48 @@ pub(crate) fn fields(
         .collect()
 }
 
+/// Row description of a result whose rows are sent with it (the simple query protocol): as
+/// [`fields`], but an expression column that neither SQLite nor the translator can type
+/// (`sum(qty)`, `max(id)`, `avg(x)`, `qty * 2`) is typed by its values, which are all there:
+/// `bigint` when every value is an integer, `double precision` when they are numbers and one
+/// is not an integer, else `text` as before. (Postgres would say `bigint` for `sum(integer)`,
+/// `numeric` for `avg`: a client now gets a number, not a string.) The extended protocol
+/// describes a statement before it runs, so there a column keeps its described type.
+pub(crate) fn fields_for_rows(
+    columns: &[Column],
+    hints: &[ColumnHint],
+    rows: &[Vec<Value>],
+    format: impl Fn(usize) -> FieldFormat,
+) -> Vec<FieldInfo> {
+    let mut out = fields(columns, hints, &format);
+    let hinted =
+        |i: usize| hints.len() == columns.len() && hints.get(i).and_then(|h| h.pg_type).is_some();
+    for (i, (c, f)) in columns.iter().zip(out.iter_mut()).enumerate() {
+        if c.decl_type.is_some() || hinted(i) || *f.datatype() != Type::TEXT {
+            continue;
+        }
+        let (mut ints, mut reals) = (0usize, 0usize);
+        for row in rows {
+            match row.get(i) {
+                Some(Value::Integer(_)) => ints += 1,
+                Some(Value::Real(_)) => reals += 1,
+                Some(Value::Null) | None => {}
+                Some(_) => {
+                    (ints, reals) = (0, 0);
+                    break;
+                }
+            }
+        }
+        let ty = match (ints, reals) {
+            (0, 0) => continue,
+            (_, 0) => Type::INT8,
+            _ => Type::FLOAT8,
+        };
+        *f = FieldInfo::new(f.name().to_string(), None, None, ty, format(i));
+    }
+    out
+}
+
 /// The wire type for a hinted Postgres type. `numeric` is sent as text: this node does not
 /// encode binary numerics yet.
 fn hinted_type(t: PgType) -> Type {
