@@ -103,7 +103,7 @@ pub struct EntryHeader {
 /// sequence values a block drew travel in its record; statements carry their effect. Version 5:
 /// the value functions (`_sqlkeeper_div`, `_sqlkeeper_mod`, `_sqlkeeper_cast`, `_sqlkeeper_valid`,
 /// `values.rs`) that translated statements and table checks call; Postgres' `upper`, `lower`,
-/// `replace` and `reverse` in place of SQLite's.
+/// `replace` and `reverse` in place of SQLite's; `jsonb` normalized (`jsonb.rs`).
 pub const ENGINE_APPLY_VERSION: u32 = 5;
 
 impl EntryHeader {

@@ -21,6 +21,7 @@ mod error;
 mod exec;
 mod functions;
 mod hash;
+mod jsonb;
 mod limits;
 mod meta;
 mod outcome;

@@ -342,7 +342,12 @@ fn convert(v: ValueRef<'_>, ty: &str, typmod: i64, cast: bool) -> rusqlite::Resu
                 format!("invalid input syntax for type uuid: \"{s}\""),
             )),
         },
-        "json" | "jsonb" => match serde_json::from_str::<serde::de::IgnoredAny>(&s) {
+        "jsonb" => match crate::jsonb::normalize(&s) {
+            Ok(n) if cast => Ok(SqlValue::Text(n)),
+            Ok(_) => Ok(SqlValue::Text(s)),
+            Err((state, message)) => Err(raise(state, message)),
+        },
+        "json" => match serde_json::from_str::<serde::de::IgnoredAny>(&s) {
             Ok(_) => Ok(SqlValue::Text(s)),
             Err(_) => Err(raise(
                 "22P02",

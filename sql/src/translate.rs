@@ -845,9 +845,14 @@ fn native_alter_table(
     for op in &at.operations {
         if let sqlparser::ast::AlterTableOperation::DropColumn { column_names, .. } = op {
             for c in column_names {
-                for event in ["insert", "update"] {
+                for (kind, event) in [
+                    ("bool", "insert"),
+                    ("bool", "update"),
+                    ("norm", "insert"),
+                    ("norm", "update"),
+                ] {
                     out.push(format!(
-                        "DROP TRIGGER IF EXISTS \"_sqlkeeper_bool_{table}_{}_{event}\"",
+                        "DROP TRIGGER IF EXISTS \"_sqlkeeper_{kind}_{table}_{}_{event}\"",
                         c.value
                     ));
                 }
@@ -953,9 +958,12 @@ fn rebuild_call(table: &str, op: &crate::rebuild::AlterOp) -> Result<String, Sql
     ))
 }
 
-/// Postgres accepts `'t'`, `'true'`, `'yes'`, `'on'`, `'1'` (and their opposites) for a
-/// boolean; SQLite would keep the text, which is false in a WHERE clause. Triggers store the
-/// boolean (1/0) instead, and refuse other text with 22P02, as Postgres does.
+/// Triggers that store a value the way Postgres stores it, after every insert and update of
+/// the column. Postgres accepts `'t'`, `'true'`, `'yes'`, `'on'`, `'1'` (and their opposites)
+/// for a boolean; SQLite would keep the text, which is false in a WHERE clause: a `boolean`
+/// column stores 1/0 instead (`pg_bool`, 22P02 for other text). A `jsonb` column stores its
+/// value normalized as Postgres prints it, a `uuid` column in lower case with hyphens
+/// (`_sqlkeeper_cast`); their checks (`values.rs`) have already refused invalid values.
 fn boolean_triggers(ct: &sqlparser::ast::CreateTable) -> Vec<String> {
     let table = object_name_text(&ct.name)
         .trim_start_matches("public.")
@@ -963,10 +971,29 @@ fn boolean_triggers(ct: &sqlparser::ast::CreateTable) -> Vec<String> {
     let q = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
     ct.columns
         .iter()
-        .filter(|c| matches!(c.data_type, DataType::Boolean | DataType::Bool))
-        .flat_map(|c| {
-            let col = c.name.value.clone();
-            let (t, cq) = (q(&table), q(&col));
+        .filter_map(|c| {
+            let cq = q(&c.name.value);
+            let (kind, when, value) = match &c.data_type {
+                DataType::Boolean | DataType::Bool => (
+                    "bool",
+                    format!("typeof(NEW.{cq}) = 'text'"),
+                    format!("pg_bool(NEW.{cq})"),
+                ),
+                DataType::JSONB | DataType::Uuid => {
+                    let ty = if matches!(c.data_type, DataType::JSONB) {
+                        "jsonb"
+                    } else {
+                        "uuid"
+                    };
+                    let norm = format!("{}(NEW.{cq}, '{ty}', -1)", crate::values::CAST_FUNCTION);
+                    ("norm", format!("NEW.{cq} IS NOT {norm}"), norm)
+                }
+                _ => return None,
+            };
+            Some((c.name.value.clone(), cq, kind, when, value))
+        })
+        .flat_map(|(col, cq, kind, when, value)| {
+            let t = q(&table);
             ["INSERT", "UPDATE"].map(|event| {
                 let on = if event == "UPDATE" {
                     format!("UPDATE OF {cq}")
@@ -974,10 +1001,10 @@ fn boolean_triggers(ct: &sqlparser::ast::CreateTable) -> Vec<String> {
                     "INSERT".to_string()
                 };
                 format!(
-                    "CREATE TRIGGER IF NOT EXISTS {} AFTER {on} ON {t} WHEN typeof(NEW.{cq}) = 'text' \
-                     BEGIN UPDATE {t} SET {cq} = pg_bool(NEW.{cq}) WHERE rowid = NEW.rowid; END",
+                    "CREATE TRIGGER IF NOT EXISTS {} AFTER {on} ON {t} WHEN {when} \
+                     BEGIN UPDATE {t} SET {cq} = {value} WHERE rowid = NEW.rowid; END",
                     q(&format!(
-                        "_sqlkeeper_bool_{table}_{col}_{}",
+                        "_sqlkeeper_{kind}_{table}_{col}_{}",
                         event.to_lowercase()
                     ))
                 )

@@ -313,3 +313,17 @@ UPDATE widen SET code = 70000;
 UPDATE widen SET code = 7 WHERE id = 1;
 SELECT id, name, code FROM widen ORDER BY id;
 DROP TABLE widen;
+-- jsonb is stored and printed normalized (key order, duplicate keys, spacing, numbers as
+-- numeric prints them), uuids in lower case ("JSON Types", "UUID Type").
+SELECT '{"b":1,"a":[1, 2.50, 1e3, -0]}'::jsonb;
+SELECT '{"a":1,"a":2}'::jsonb, '[ ]'::jsonb, '{"aa": 1, "b": 2}'::jsonb;
+SELECT '{"a":'::jsonb;
+CREATE TABLE docs (id int PRIMARY KEY, body jsonb, ref uuid);
+INSERT INTO docs VALUES (1, '{"z": 1, "a": {"y": 2, "b": 3}}', 'A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11');
+INSERT INTO docs VALUES (2, '[1e2, -0]', '{a0eebc99-9c0b4ef8-bb6d6bb9-bd380a12}');
+INSERT INTO docs VALUES (3, '{"a":', NULL);
+UPDATE docs SET body = '{"k":"v","a":null}' WHERE id = 2;
+SELECT id, body, ref FROM docs ORDER BY id;
+SELECT body ->> 'z' FROM docs WHERE id = 1;
+SELECT count(*) FROM docs WHERE ref = 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11';
+DROP TABLE docs;
