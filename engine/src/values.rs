@@ -183,7 +183,7 @@ fn parse_uuid(s: &str) -> Option<[u8; 16]> {
 /// a date in any of Postgres' spellings (empty, no digit and not one of its special words, a
 /// bare number that is neither `YYMMDD` nor `YYYYMMDD`, an ISO date followed by other text).
 /// Other spellings (`Feb 3 2024`, `1999.008`, ...) are kept as they are.
-fn check_date(s: &str) -> rusqlite::Result<()> {
+fn check_date(s: &str, ty: &str) -> rusqlite::Result<()> {
     const SPECIAL: &[&str] = &[
         "epoch",
         "infinity",
@@ -194,10 +194,15 @@ fn check_date(s: &str) -> rusqlite::Result<()> {
         "now",
     ];
     let t = s.trim();
+    let name = match ty {
+        "timestamptz" => "timestamp with time zone",
+        "timestamp" => "timestamp without time zone",
+        _ => "date",
+    };
     let syntax = || {
         raise(
             "22007",
-            format!("invalid input syntax for type date: \"{s}\""),
+            format!("invalid input syntax for type {name}: \"{s}\""),
         )
     };
     let range = || {
@@ -267,6 +272,13 @@ fn check_date(s: &str) -> rusqlite::Result<()> {
             .zip(limits)
             .any(|(f, max)| num(whole(f)) > max)
         {
+            return Err(range());
+        }
+        // 24:00 is the end of the day, nothing after it.
+        let after = fields[1..]
+            .iter()
+            .any(|f| f.bytes().any(|b| (b'1'..=b'9').contains(&b)));
+        if num(fields[0]) == 24 && after {
             return Err(range());
         }
     }
@@ -354,8 +366,8 @@ fn convert(v: ValueRef<'_>, ty: &str, typmod: i64, cast: bool) -> rusqlite::Resu
                 format!("invalid input syntax for type {ty}"),
             )),
         },
-        "date" => {
-            check_date(&s)?;
+        "date" | "timestamp" | "timestamptz" => {
+            check_date(&s, ty)?;
             Ok(SqlValue::Text(s))
         }
         _ => Ok(SqlValue::Text(s)),
@@ -460,6 +472,50 @@ mod tests {
             (
                 "SELECT _sqlkeeper_valid('2023-02-29', 'date')",
                 Err("22008"),
+            ),
+            ("SELECT _sqlkeeper_cast('abc', 'date')", Err("22007")),
+            ("SELECT _sqlkeeper_cast('', 'date')", Err("22007")),
+            ("SELECT _sqlkeeper_cast('42', 'date')", Err("22007")),
+            ("SELECT _sqlkeeper_cast('20240230', 'date')", Err("22008")),
+            (
+                "SELECT _sqlkeeper_valid('990108', 'date')",
+                Ok(SqlValue::Integer(1)),
+            ),
+            (
+                "SELECT _sqlkeeper_valid('2024-1-5', 'date')",
+                Ok(SqlValue::Integer(1)),
+            ),
+            (
+                "SELECT _sqlkeeper_valid('2024-02-29x', 'date')",
+                Err("22007"),
+            ),
+            (
+                "SELECT _sqlkeeper_valid('2024-02-29 25:00', 'date')",
+                Err("22008"),
+            ),
+            (
+                "SELECT _sqlkeeper_valid('Feb 3 2024', 'date')",
+                Ok(SqlValue::Integer(1)),
+            ),
+            (
+                "SELECT _sqlkeeper_valid('2024-02-29 24:00:01', 'timestamp')",
+                Err("22008"),
+            ),
+            (
+                "SELECT _sqlkeeper_valid('2024-02-29 24:00', 'timestamp')",
+                Ok(SqlValue::Integer(1)),
+            ),
+            (
+                "SELECT _sqlkeeper_valid('2024-02-29 10:61', 'timestamptz')",
+                Err("22008"),
+            ),
+            (
+                "SELECT _sqlkeeper_valid('2024-02-29T10:00:00.123456+05:30', 'timestamptz')",
+                Ok(SqlValue::Integer(1)),
+            ),
+            (
+                "SELECT _sqlkeeper_valid('abc', 'timestamptz')",
+                Err("22007"),
             ),
             ("SELECT _sqlkeeper_valid('{\"a\":', 'jsonb')", Err("22P02")),
             (

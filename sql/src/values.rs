@@ -43,10 +43,16 @@ fn checked_type(dt: &DataType) -> Option<(&'static str, i64)> {
         DataType::JSON => ("json", -1),
         DataType::JSONB => ("jsonb", -1),
         DataType::Date => ("date", -1),
+        DataType::Timestamp(
+            _,
+            sqlparser::ast::TimezoneInfo::WithTimeZone | sqlparser::ast::TimezoneInfo::Tz,
+        ) => ("timestamptz", -1),
+        DataType::Timestamp(_, _) => ("timestamp", -1),
         DataType::Custom(name, _) => match name.to_string().to_ascii_lowercase().as_str() {
             "int2" => ("int2", -1),
             "int4" => ("int4", -1),
             "int8" => ("int8", -1),
+            "timestamptz" => ("timestamptz", -1),
             _ => return None,
         },
         _ => return None,

@@ -327,3 +327,15 @@ SELECT id, body, ref FROM docs ORDER BY id;
 SELECT body ->> 'z' FROM docs WHERE id = 1;
 SELECT count(*) FROM docs WHERE ref = 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11';
 DROP TABLE docs;
+-- Timestamps: a field out of range is 22008, text that is no timestamp 22007 ("Date/Time Types").
+SELECT '2024-02-30 10:00'::timestamp;
+SELECT '2024-02-29 24:00:01'::timestamp;
+SELECT '2024-02-29 10:61'::timestamptz;
+SELECT 'abc'::timestamptz;
+SELECT '2024-02-29 10:00'::timestamp;
+CREATE TABLE events (id int PRIMARY KEY, at timestamp, seen timestamptz);
+INSERT INTO events VALUES (1, '2024-02-29 10:00:00', '2024-02-29 10:00:00+00');
+INSERT INTO events VALUES (2, '2023-02-29 10:00:00', NULL);
+INSERT INTO events VALUES (3, NULL, 'yesterday-ish');
+SELECT count(*) FROM events;
+DROP TABLE events;
