@@ -91,6 +91,18 @@ pub(crate) fn postgres_expressions(stmt: &mut Statement) -> Result<(), SqlError>
     }
 }
 
+/// Whether `e` is printed with a leading sign (a signed operand, or a negative number).
+fn starts_with_sign(e: &Expr) -> bool {
+    match e {
+        Expr::UnaryOp {
+            op: UnaryOperator::Minus | UnaryOperator::Plus,
+            ..
+        } => true,
+        Expr::Value(v) => matches!(&v.value, Value::Number(n, _) if n.starts_with(['-', '+'])),
+        _ => false,
+    }
+}
+
 fn rewrite(e: &mut Expr) -> Result<(), SqlError> {
     match e {
         // Postgres LIKE is case-sensitive with backslash as the default escape; the engine's
@@ -144,7 +156,7 @@ fn rewrite(e: &mut Expr) -> Result<(), SqlError> {
         Expr::UnaryOp {
             op: UnaryOperator::Minus | UnaryOperator::Plus,
             expr,
-        } if expr.to_string().starts_with(['-', '+']) => {
+        } if starts_with_sign(expr) => {
             **expr = Expr::Nested(expr.clone());
         }
         // Division and remainder by zero are errors (22012), not NULL.
