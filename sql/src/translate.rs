@@ -986,7 +986,14 @@ fn boolean_triggers(ct: &sqlparser::ast::CreateTable) -> Vec<String> {
                         "uuid"
                     };
                     let norm = format!("{}(NEW.{cq}, '{ty}', -1)", crate::values::CAST_FUNCTION);
-                    ("norm", format!("NEW.{cq} IS NOT {norm}"), norm)
+                    // Compared as text: the column's NUMERIC affinity makes the stored `42` of
+                    // a jsonb an integer, which is never the text `42`, and the trigger would
+                    // fire again and again.
+                    (
+                        "norm",
+                        format!("CAST(NEW.{cq} AS TEXT) IS NOT {norm}"),
+                        norm,
+                    )
                 }
                 _ => return None,
             };

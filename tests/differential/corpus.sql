@@ -339,3 +339,7 @@ INSERT INTO events VALUES (2, '2023-02-29 10:00:00', NULL);
 INSERT INTO events VALUES (3, NULL, 'yesterday-ish');
 SELECT count(*) FROM events;
 DROP TABLE events;
+CREATE TABLE jscalars (id int PRIMARY KEY, j jsonb);
+INSERT INTO jscalars VALUES (1, '42'), (2, '"text"'), (3, 'true'), (4, '{"b": [1, {"d": 2, "c": 3}]}');
+SELECT id, j FROM jscalars ORDER BY id;
+DROP TABLE jscalars;
