@@ -132,6 +132,14 @@ pub(crate) fn is_deterministic(err: &rusqlite::Error) -> bool {
 
 /// Converts an SQLite error into a deterministic [`ExecError`] or a [`Fatal`] (see
 /// [`is_deterministic`]).
+/// An error a function raises on purpose with a Postgres SQLSTATE; [`sqlstate_of`] reads the
+/// SQLSTATE back from the message (`sqlkeeper:XXXXX:message`).
+pub(crate) fn raise(sqlstate: &str, message: String) -> rusqlite::Error {
+    rusqlite::Error::UserFunctionError(
+        format!("{}{sqlstate}:{message}", crate::sequences::RAISE_PREFIX).into(),
+    )
+}
+
 pub(crate) fn classify(err: rusqlite::Error) -> Result<ExecError, Fatal> {
     if is_deterministic(&err) {
         Ok(sqlstate_of(&err))

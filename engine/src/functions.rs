@@ -14,7 +14,12 @@ fn flags() -> FunctionFlags {
 }
 
 fn text(ctx: &Context<'_>, i: usize) -> Option<String> {
-    match ctx.get_raw(i) {
+    text_of(ctx.get_raw(i))
+}
+
+/// A value as text, as SQLite converts it (NULL stays NULL).
+pub(crate) fn text_of(v: ValueRef<'_>) -> Option<String> {
+    match v {
         ValueRef::Null => None,
         ValueRef::Integer(n) => Some(n.to_string()),
         ValueRef::Real(f) => Some(f.to_string()),
@@ -224,8 +229,9 @@ pub(crate) fn install(conn: &Connection) -> rusqlite::Result<()> {
         match v.trim().to_ascii_lowercase().as_str() {
             "t" | "true" | "y" | "yes" | "on" | "1" => Ok(Some(1i64)),
             "f" | "false" | "n" | "no" | "off" | "0" => Ok(Some(0i64)),
-            _ => Err(rusqlite::Error::UserFunctionError(
-                format!("sqlkeeper:22P02:invalid input syntax for type boolean: \"{v}\"").into(),
+            _ => Err(crate::error::raise(
+                "22P02",
+                format!("invalid input syntax for type boolean: \"{v}\""),
             )),
         }
     })?;

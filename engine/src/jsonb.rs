@@ -219,7 +219,6 @@ impl Parser<'_> {
     }
 
     fn number(&mut self, out: &mut String) -> Result<(), JsonError> {
-        let start = self.i;
         let digits = |p: &mut Parser<'_>| {
             let from = p.i;
             while p.i < p.b.len() && p.b[p.i].is_ascii_digit() {
@@ -275,7 +274,6 @@ impl Parser<'_> {
                 return Err(("22003", "value overflows numeric format".into()));
             }
         }
-        let _ = start;
         out.push_str(&numeric_text(neg, int_part, frac, exp));
         Ok(())
     }

@@ -11,10 +11,11 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 
-use crate::command::SeqValue;
-
 use rusqlite::functions::{Context, FunctionFlags};
 use rusqlite::Connection;
+
+use crate::command::SeqValue;
+use crate::error::raise;
 
 /// Name of the table holding sequences.
 pub(crate) const SEQUENCES_TABLE: &str = "_sqlkeeper_sequences";
@@ -221,10 +222,6 @@ pub(crate) fn flush(conn: &Connection, cell: &Mutex<SequenceCell>) -> rusqlite::
     c.current.clear();
     c.dropped.clear();
     Ok(())
-}
-
-fn raise(sqlstate: &str, message: String) -> rusqlite::Error {
-    rusqlite::Error::UserFunctionError(format!("{RAISE_PREFIX}{sqlstate}:{message}").into())
 }
 
 fn seq_name(ctx: &Context<'_>) -> rusqlite::Result<String> {

@@ -10,18 +10,14 @@ use rusqlite::functions::{Context, FunctionFlags};
 use rusqlite::types::{Value as SqlValue, ValueRef};
 use rusqlite::Connection;
 
+use crate::error::raise;
+
 use sqlkeeper_sql::{
     CAST_FUNCTION as CAST, DIV_FUNCTION as DIV, MOD_FUNCTION as MOD, VALID_FUNCTION as VALID,
 };
 
 fn flags() -> FunctionFlags {
     FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC
-}
-
-fn raise(sqlstate: &str, message: String) -> rusqlite::Error {
-    rusqlite::Error::UserFunctionError(
-        format!("{}{sqlstate}:{message}", crate::sequences::RAISE_PREFIX).into(),
-    )
 }
 
 /// A number as SQLite's arithmetic sees it.
@@ -290,15 +286,6 @@ fn whole(x: &str) -> &str {
     x.split('.').next().unwrap_or("")
 }
 
-fn text_of(v: ValueRef<'_>) -> Option<String> {
-    match v {
-        ValueRef::Null => None,
-        ValueRef::Integer(n) => Some(n.to_string()),
-        ValueRef::Real(f) => Some(f.to_string()),
-        ValueRef::Text(t) | ValueRef::Blob(t) => Some(String::from_utf8_lossy(t).into_owned()),
-    }
-}
-
 /// Whether a stored `v` is a value of `ty` (its error if not), without building the value
 /// where that can be avoided: the common cases return at once.
 fn valid(v: ValueRef<'_>, ty: &str, typmod: i64) -> rusqlite::Result<()> {
@@ -321,7 +308,7 @@ fn convert(v: ValueRef<'_>, ty: &str, typmod: i64, cast: bool) -> rusqlite::Resu
     if int_type(ty).is_some() {
         return to_int(v, ty, cast);
     }
-    let Some(s) = text_of(v) else {
+    let Some(s) = crate::functions::text_of(v) else {
         return Ok(SqlValue::Null);
     };
     match ty {

@@ -172,21 +172,25 @@ fn rewrite(e: &mut Expr) -> Result<(), SqlError> {
             };
             *e = call(f, vec![(**left).clone(), (**right).clone()]);
         }
-        // Casts to integer, length-limited text, uuid, json and date types check the value as
-        // Postgres does (22P02, 22003, 22008); a cast to varchar(n) cuts the text.
+        // Casts to integer, length-limited text, uuid, json, date and timestamp types check the
+        // value as Postgres does (22P02, 22003, 22007, 22008); a cast to varchar(n) cuts the
+        // text. Casts to other types SQLite has no affinity for would take NUMERIC affinity and
+        // turn text into 0 (CAST('{"a":1}' AS JSONB) = 0): text-like Postgres types cast to TEXT.
         Expr::Cast {
-            kind: CastKind::Cast | CastKind::DoubleColon,
+            kind,
             expr,
             data_type,
-            format: None,
-        } if crate::values::cast_call(expr, data_type).is_some() => {
-            if let Some(c) = crate::values::cast_call(expr, data_type) {
-                *e = c;
+            format,
+        } => {
+            let checked =
+                matches!(kind, CastKind::Cast | CastKind::DoubleColon) && format.is_none();
+            if let Some(call) = checked
+                .then(|| crate::values::cast_call(expr, data_type))
+                .flatten()
+            {
+                *e = call;
+                return Ok(());
             }
-        }
-        // Casts to types SQLite has no affinity for would take NUMERIC affinity and turn text
-        // into 0 (CAST('{"a":1}' AS JSONB) = 0): text-like Postgres types cast to TEXT.
-        Expr::Cast { data_type, .. } => {
             let name = data_type.to_string().to_ascii_lowercase();
             let base = name.split('(').next().unwrap_or("").trim().to_string();
             if matches!(

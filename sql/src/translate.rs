@@ -603,7 +603,7 @@ fn translate_statement(stmt: Statement) -> Result<Translated, SqlError> {
                 }
             }
             out.push(stmt.to_string());
-            out.extend(boolean_triggers(ct));
+            out.extend(value_triggers(ct));
             out
         }
         _ => vec![stmt.to_string()],
@@ -893,7 +893,7 @@ fn native_alter_table(
         .map_err(|e| SqlError::syntax(e.to_string(), None))?;
         if let Some(Statement::CreateTable(mut pseudo)) = parsed.into_iter().next() {
             pseudo.columns = added;
-            out.extend(boolean_triggers(&pseudo));
+            out.extend(value_triggers(&pseudo));
         }
     }
     Ok(out)
@@ -964,7 +964,7 @@ fn rebuild_call(table: &str, op: &crate::rebuild::AlterOp) -> Result<String, Sql
 /// column stores 1/0 instead (`pg_bool`, 22P02 for other text). A `jsonb` column stores its
 /// value normalized as Postgres prints it, a `uuid` column in lower case with hyphens
 /// (`_sqlkeeper_cast`); their checks (`values.rs`) have already refused invalid values.
-fn boolean_triggers(ct: &sqlparser::ast::CreateTable) -> Vec<String> {
+fn value_triggers(ct: &sqlparser::ast::CreateTable) -> Vec<String> {
     let table = object_name_text(&ct.name)
         .trim_start_matches("public.")
         .to_string();

@@ -44,12 +44,15 @@ impl Node {
 
     /// Runs an admin operation; this node must be the leader.
     pub(crate) async fn admin_on_leader(&self, op: AdminOp) -> Result<String, RemoteError> {
-        let not_leader = |e: &RaftError<TypeConfig, ClientWriteError<TypeConfig>>| {
-            e.forward_to_leader().map(|f| RemoteError::NotLeader {
-                leader_id: f.leader_id,
-                leader: f.leader_node.clone(),
-            })
-        };
+        // A membership change refused because leadership moved names the new leader.
+        let failed =
+            |e: RaftError<TypeConfig, ClientWriteError<TypeConfig>>| match e.forward_to_leader() {
+                Some(f) => RemoteError::NotLeader {
+                    leader_id: f.leader_id,
+                    leader: f.leader_node.clone(),
+                },
+                None => RemoteError::Failed(e.to_string()),
+            };
         let m = self.raft.metrics().borrow_watched().clone();
         if m.state != ServerState::Leader {
             return Err(RemoteError::NotLeader {
@@ -74,9 +77,7 @@ impl Node {
                             false,
                         )
                         .await
-                        .map_err(|e| {
-                            not_leader(&e).unwrap_or_else(|| RemoteError::Failed(e.to_string()))
-                        })?;
+                        .map_err(failed)?;
                     return Ok(format!("node {node_id} promoted to voter"));
                 }
                 return Ok(format!("node {node_id} is already a member"));
@@ -88,9 +89,7 @@ impl Node {
                 self.raft
                     .add_learner(node_id, info, false)
                     .await
-                    .map_err(|e| {
-                        not_leader(&e).unwrap_or_else(|| RemoteError::Failed(e.to_string()))
-                    })?;
+                    .map_err(failed)?;
                 Ok(format!("node {node_id} added as a learner"))
             }
             AdminOp::AddNode { node_id, info } => {
@@ -98,15 +97,11 @@ impl Node {
                 self.raft
                     .add_learner(node_id, info, true)
                     .await
-                    .map_err(|e| {
-                        not_leader(&e).unwrap_or_else(|| RemoteError::Failed(e.to_string()))
-                    })?;
+                    .map_err(failed)?;
                 self.raft
                     .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([node_id])), false)
                     .await
-                    .map_err(|e| {
-                        not_leader(&e).unwrap_or_else(|| RemoteError::Failed(e.to_string()))
-                    })?;
+                    .map_err(failed)?;
                 Ok(format!("node {node_id} added as a voter"))
             }
             AdminOp::RemoveNode { node_id } => {
@@ -134,9 +129,7 @@ impl Node {
                 self.raft
                     .change_membership(change, false)
                     .await
-                    .map_err(|e| {
-                        not_leader(&e).unwrap_or_else(|| RemoteError::Failed(e.to_string()))
-                    })?;
+                    .map_err(failed)?;
                 Ok(format!("node {node_id} removed"))
             }
             AdminOp::TransferLeader { node_id } => {
