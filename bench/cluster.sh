@@ -15,20 +15,14 @@ trap 'kill -INT $(cat "$work/demo.pid" 2>/dev/null) 2>/dev/null || true; sleep 1
 
 cargo build --release -j 2 -q
 pg_base=56433; raft_base=57433; pg_port=56500
-target/release/sqlkeeper demo --nodes 3 --data-dir "$work/demo" --pg-port $pg_base --raft-port $raft_base >"$out/demo.log" 2>&1 &
-echo $! >"$work/demo.pid"
+. bench/lib.sh
+start_demo $pg_base $raft_base
 scripts/pg-tmp.sh start "$work/pg" $pg_port fsync=on synchronous_commit=on
-leader=""
-for i in $(seq 100); do
-  leader=$(psql -X -qtA -h 127.0.0.1 -p $pg_base -U postgres -c 'SELECT leader_id FROM sqlkeeper.status' 2>/dev/null || true)
-  [ -n "$leader" ] && break; sleep 0.2
-done
-[ -n "$leader" ] || { echo "cluster did not elect a leader" >&2; exit 1; }
+leader=$(demo_leader $pg_base)
 leader_port=$((pg_base + leader - 1))
 follower=$(( leader == 1 ? 2 : 1 )); follower_port=$((pg_base + follower - 1))
 echo "leader: node $leader (port $leader_port); follower for reads: node $follower (port $follower_port)"
 
-. bench/lib.sh
 {
   setup_kv $leader_port; pgb cluster-upsert $leader_port 1 bench/upsert.sql
   setup_kv $pg_port;     pgb postgres-upsert $pg_port 1 bench/upsert.sql

@@ -25,8 +25,8 @@ trap cleanup EXIT
 
 cargo build --release -j 2 -q
 pg_base=56633; raft_base=57633; pg_port=56700
-target/release/sqlkeeper demo --nodes 3 --data-dir "$work/demo" --pg-port $pg_base --raft-port $raft_base >"$out/demo.log" 2>&1 &
-echo $! >"$work/demo.pid"
+. bench/lib.sh
+start_demo $pg_base $raft_base
 
 # PostgreSQL: a primary whose commits wait for one of two synchronous standbys to flush.
 scripts/pg-tmp.sh start "$work/pg" $pg_port fsync=on synchronous_commit=on \
@@ -42,17 +42,11 @@ psql_pg -c "SELECT application_name, state, sync_state FROM pg_stat_replication 
 [ "$(psql_pg -c "SELECT count(*) FROM pg_stat_replication WHERE sync_state = 'quorum'")" = 2 ] \
   || { echo "PostgreSQL standbys are not synchronous" >&2; exit 1; }
 
-leader=""
-for i in $(seq 100); do
-  leader=$(psql -X -qtA -h 127.0.0.1 -p $pg_base -U postgres -c 'SELECT leader_id FROM sqlkeeper.status' 2>/dev/null || true)
-  [ -n "$leader" ] && break; sleep 0.2
-done
-[ -n "$leader" ] || { echo "cluster did not elect a leader" >&2; exit 1; }
+leader=$(demo_leader $pg_base)
 leader_port=$((pg_base + leader - 1))
 echo "sqlkeeper leader: node $leader (port $leader_port)"
 
 init() { psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$1" -U postgres -f bench/tpcb-init.sql >/dev/null; }
-. bench/lib.sh
 failed() { awk '/^number of failed transactions/{print $5}' "$out/$1-c$2.txt"; }
 {
   init $leader_port; pgb sqlkeeper $leader_port 1 bench/tpcb.sql --max-tries=100
