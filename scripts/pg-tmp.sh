@@ -20,7 +20,8 @@ case "$cmd" in
     if [ ! -f "$dir/PG_VERSION" ]; then
       as_pg "$bin/initdb" -D "$dir" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 >/dev/null
     fi
-    opts="-c listen_addresses=127.0.0.1 -c port=$port -c unix_socket_directories=$dir"
+    # TimeZone UTC, as sqlkeeper's sessions: timestamps print alike on any machine.
+    opts="-c listen_addresses=127.0.0.1 -c port=$port -c unix_socket_directories=$dir -c timezone=UTC"
     for o in "$@"; do opts="$opts -c $o"; done
     as_pg "$bin/pg_ctl" -D "$dir" -l "$dir/server.log" -o "$opts" -w start >/dev/null
     ;;

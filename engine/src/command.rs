@@ -103,8 +103,11 @@ pub struct EntryHeader {
 /// sequence values a block drew travel in its record; statements carry their effect. Version 5:
 /// the value functions (`_sqlkeeper_div`, `_sqlkeeper_mod`, `_sqlkeeper_cast`, `_sqlkeeper_valid`,
 /// `values.rs`) that translated statements and table checks call; Postgres' `upper`, `lower`,
-/// `replace` and `reverse` in place of SQLite's; `jsonb` normalized (`jsonb.rs`).
-pub const ENGINE_APPLY_VERSION: u32 = 5;
+/// `replace` and `reverse` in place of SQLite's; `jsonb` normalized (`jsonb.rs`). Version 6:
+/// casts to `date`, `timestamp` and `timestamptz` give the text PostgreSQL prints (in UTC),
+/// read `'now'` and `'today'` from the stamp, and refuse input forms other than ISO 8601
+/// (`sqlkeeper_sql::datetime`).
+pub const ENGINE_APPLY_VERSION: u32 = 6;
 
 impl EntryHeader {
     /// The header this build writes, with the default budget.

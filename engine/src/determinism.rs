@@ -71,7 +71,8 @@ impl StampCell {
         z ^ (z >> 31)
     }
 
-    fn micros(&self) -> i64 {
+    /// The stamp's time, Unix microseconds.
+    pub(crate) fn micros(&self) -> i64 {
         self.unix_micros.load(Ordering::SeqCst)
     }
 }
@@ -131,20 +132,7 @@ fn uuid_v4(cell: &StampCell) -> String {
     b[8..].copy_from_slice(&cell.next_u64().to_le_bytes());
     b[6] = (b[6] & 0x0f) | 0x40; // version 4
     b[8] = (b[8] & 0x3f) | 0x80; // RFC 4122 variant
-    uuid_text(&b)
-}
-
-/// A UUID's 16 bytes in Postgres' text form: 32 lower-case hex digits in groups of 8-4-4-4-12.
-pub fn uuid_text(b: &[u8; 16]) -> String {
-    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
+    sqlkeeper_sql::uuid::text(&b)
 }
 
 /// Registers the deterministic functions on `conn`; they read `cell`.

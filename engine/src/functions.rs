@@ -158,9 +158,12 @@ fn parse_ts(ts: &str) -> Option<(i64, i64, i64, i64, i64, f64)> {
     Some((y, mo, d, h, mi, s))
 }
 
-/// Registers the functions on `conn`.
-pub(crate) fn install(conn: &Connection) -> rusqlite::Result<()> {
-    crate::values::install(conn)?;
+/// Registers the functions on `conn`; casts to date and time types read `stamp` for `'now'`.
+pub(crate) fn install(
+    conn: &Connection,
+    stamp: &std::sync::Arc<crate::determinism::StampCell>,
+) -> rusqlite::Result<()> {
+    crate::values::install(conn, stamp)?;
     // Session information functions drivers call on connect. Constant for a build and a
     // schema, so replicas agree.
     conn.create_scalar_function("version", 0, flags(), |_| {
@@ -379,7 +382,7 @@ mod tests {
     #[test]
     fn functions() {
         let conn = Connection::open_in_memory().unwrap();
-        install(&conn).unwrap();
+        install(&conn, &Default::default()).unwrap();
         let q = |sql: &str| {
             conn.query_row(sql, [], |r| r.get::<_, SqlValue>(0))
                 .unwrap()

@@ -38,7 +38,6 @@ pub use command::{
     Command, Effect, EntryHeader, LogIndex, RequestId, SeqValue, Stamp, Statement, TxnRecord,
     TxnStep, Value, ENGINE_APPLY_VERSION,
 };
-pub use determinism::uuid_text;
 pub use error::{sqlstate_of, EngineError, ExecError, Fatal, SqlState};
 pub use exec::{Column, StatementResult};
 pub use hash::state_hash;

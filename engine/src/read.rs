@@ -123,7 +123,8 @@ fn open_reader(path: &Path) -> Result<Reader, Fatal> {
     let stamp = Arc::new(StampCell::default());
     crate::determinism::install(&conn, stamp.clone())
         .map_err(|e| Fatal(format!("register functions: {e}")))?;
-    crate::functions::install(&conn).map_err(|e| Fatal(format!("register functions: {e}")))?;
+    crate::functions::install(&conn, &stamp)
+        .map_err(|e| Fatal(format!("register functions: {e}")))?;
     crate::sequences::install_read_only(&conn)
         .map_err(|e| Fatal(format!("register sequence functions: {e}")))?;
     conn.busy_timeout(std::time::Duration::from_secs(5))

@@ -27,7 +27,7 @@ pub fn query_scratch(
 ) -> Result<StatementResult, ExecError> {
     let e = |e: rusqlite::Error| sqlstate_of(&e);
     let conn = Connection::open_in_memory().map_err(e)?;
-    crate::functions::install(&conn).map_err(e)?;
+    crate::functions::install(&conn, &Default::default()).map_err(e)?;
     conn.execute("ATTACH DATABASE ':memory:' AS ?1", [schema])
         .map_err(e)?;
     for t in tables {

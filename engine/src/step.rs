@@ -375,7 +375,7 @@ pub(crate) fn open_writer(
     conn.set_prepared_statement_cache_capacity(256);
     determinism::install(&conn, cells.stamp.clone())
         .map_err(fatal("register deterministic functions"))?;
-    crate::functions::install(&conn).map_err(fatal("register functions"))?;
+    crate::functions::install(&conn, &cells.stamp).map_err(fatal("register functions"))?;
     meta::create(&conn).map_err(fatal("create metadata table"))?;
     crate::sequences::create_table(&conn).map_err(fatal("create sequences table"))?;
     crate::sequences::install(&conn, cells.sequences.clone())

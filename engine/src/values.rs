@@ -9,8 +9,11 @@
 use rusqlite::functions::{Context, FunctionFlags};
 use rusqlite::types::{Value as SqlValue, ValueRef};
 use rusqlite::Connection;
+use std::sync::Arc;
 
+use crate::determinism::StampCell;
 use crate::error::raise;
+use sqlkeeper_sql::datetime::DateTimeType;
 
 use sqlkeeper_sql::{
     CAST_FUNCTION as CAST, DIV_FUNCTION as DIV, MOD_FUNCTION as MOD, VALID_FUNCTION as VALID,
@@ -141,149 +144,20 @@ fn to_int(v: ValueRef<'_>, ty: &str, cast: bool) -> rusqlite::Result<SqlValue> {
     }
 }
 
-/// The 16 bytes of a uuid in one of the forms Postgres accepts: 32 hex digits, with a hyphen
-/// after any group of four, optionally in braces.
-fn parse_uuid(s: &str) -> Option<[u8; 16]> {
-    let inner = s
-        .strip_prefix('{')
-        .and_then(|r| r.strip_suffix('}'))
-        .unwrap_or(s);
-    if inner.starts_with('-') || inner.ends_with('-') || inner.contains("--") {
-        return None;
+/// Date and time text as a value of `ty` (`date`, `timestamp`, `timestamptz`): its error, or
+/// (`cast`) the text PostgreSQL prints for it, which is also how such values are stored.
+/// `now` reads the clock words (`'now'`, `'today'`); without it they stay as written.
+fn date_time(
+    s: String,
+    ty: DateTimeType,
+    cast: bool,
+    now: Option<i64>,
+) -> rusqlite::Result<SqlValue> {
+    match sqlkeeper_sql::datetime::canonical(&s, ty, now) {
+        Ok(Some(c)) if cast => Ok(SqlValue::Text(c)),
+        Ok(_) => Ok(SqlValue::Text(s)),
+        Err(e) => Err(raise(e.sqlstate, e.message)),
     }
-    let hex: Vec<u8> = inner.bytes().filter(|b| *b != b'-').collect();
-    if hex.len() != 32 {
-        return None;
-    }
-    // Hyphens only after groups of four digits.
-    let mut run = 0;
-    for b in inner.bytes() {
-        if b == b'-' {
-            if run % 4 != 0 {
-                return None;
-            }
-        } else {
-            run += 1;
-        }
-    }
-    let mut out = [0u8; 16];
-    for (i, pair) in hex.chunks(2).enumerate() {
-        let text = std::str::from_utf8(pair).ok()?;
-        out[i] = u8::from_str_radix(text, 16).ok()?;
-    }
-    Some(out)
-}
-
-/// Checks date text where its form is one Postgres gives a fixed meaning: 22008 for a field
-/// out of range (`2024-02-30`, `20240230`, `2024-02-29 25:00`), 22007 for text that cannot be
-/// a date in any of Postgres' spellings (empty, no digit and not one of its special words, a
-/// bare number that is neither `YYMMDD` nor `YYYYMMDD`, an ISO date followed by other text).
-/// Other spellings (`Feb 3 2024`, `1999.008`, ...) are kept as they are.
-fn check_date(s: &str, ty: &str) -> rusqlite::Result<()> {
-    const SPECIAL: &[&str] = &[
-        "epoch",
-        "infinity",
-        "-infinity",
-        "today",
-        "tomorrow",
-        "yesterday",
-        "now",
-    ];
-    let t = s.trim();
-    let name = match ty {
-        "timestamptz" => "timestamp with time zone",
-        "timestamp" => "timestamp without time zone",
-        _ => "date",
-    };
-    let syntax = || {
-        raise(
-            "22007",
-            format!("invalid input syntax for type {name}: \"{s}\""),
-        )
-    };
-    let range = || {
-        raise(
-            "22008",
-            format!("date/time field value out of range: \"{s}\""),
-        )
-    };
-    let digits = |x: &str| !x.is_empty() && x.bytes().all(|b| b.is_ascii_digit());
-    if !t.bytes().any(|b| b.is_ascii_digit()) {
-        return match SPECIAL.contains(&t.to_ascii_lowercase().as_str()) {
-            true => Ok(()),
-            false => Err(syntax()),
-        };
-    }
-    let day_exists = |y: i64, m: u32, d: u32| {
-        let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-        let days = match m {
-            1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-            4 | 6 | 9 | 11 => 30,
-            2 if leap => 29,
-            2 => 28,
-            _ => 0,
-        };
-        d >= 1 && d <= days
-    };
-    let num = |x: &str| x.parse::<u32>().unwrap_or(0);
-    if digits(t) {
-        let (y, rest) = match t.len() {
-            8 => (t[..4].parse::<i64>().unwrap_or(0), &t[4..]),
-            // YYMMDD: years 70-99 are 19xx, 00-69 20xx.
-            6 => {
-                let yy = t[..2].parse::<i64>().unwrap_or(0);
-                (if yy >= 70 { 1900 + yy } else { 2000 + yy }, &t[2..])
-            }
-            _ => return Err(syntax()),
-        };
-        return match day_exists(y, num(&rest[..2]), num(&rest[2..])) {
-            true => Ok(()),
-            false => Err(range()),
-        };
-    }
-    // YYYY-M[M]-D[D], then optionally a time after a space or `T`.
-    let end = t.find([' ', 'T']).unwrap_or(t.len());
-    let (date, time) = (&t[..end], t[end..].trim_start_matches([' ', 'T']));
-    let parts: Vec<&str> = date.split('-').collect();
-    let [y, m, d] = parts[..] else { return Ok(()) };
-    if y.len() != 4 || !digits(y) {
-        return Ok(());
-    }
-    if !(digits(m) && m.len() <= 2 && digits(d) && d.len() <= 2) {
-        return Err(syntax());
-    }
-    if !day_exists(y.parse().unwrap_or(0), num(m), num(d)) {
-        return Err(range());
-    }
-    // A time of day: hours to 24, minutes to 59, seconds to 60 (a leap second).
-    let clock = time.split(['+', '-', 'Z', ' ']).next().unwrap_or("");
-    if !clock.is_empty() {
-        let fields: Vec<&str> = clock.split(':').collect();
-        if fields.len() > 3 || !fields.iter().all(|f| digits(whole(f))) {
-            return Err(syntax());
-        }
-        let limits = [24, 59, 60];
-        if fields
-            .iter()
-            .zip(limits)
-            .any(|(f, max)| num(whole(f)) > max)
-        {
-            return Err(range());
-        }
-        // 24:00 is the end of the day, nothing after it.
-        let after = fields[1..]
-            .iter()
-            .any(|f| f.bytes().any(|b| (b'1'..=b'9').contains(&b)));
-        if num(fields[0]) == 24 && after {
-            return Err(range());
-        }
-    }
-    Ok(())
-}
-
-/// The whole part of a number with an optional fraction (`59.5` -> `59`).
-fn whole(x: &str) -> &str {
-    x.split('.').next().unwrap_or("")
 }
 
 /// Whether a stored `v` is a value of `ty` (its error if not), without building the value
@@ -297,20 +171,29 @@ fn valid(v: ValueRef<'_>, ty: &str, typmod: i64) -> rusqlite::Result<()> {
         (ValueRef::Text(t), "varchar" | "bpchar") if typmod >= 0 && t.len() <= typmod as usize => {
             Ok(())
         }
-        _ => convert(v, ty, typmod, false).map(|_| ()),
+        _ => convert(v, ty, typmod, false, None).map(|_| ()),
     }
 }
 
 /// `v` as a value of `ty`, or its error. `cast`: an explicit cast (which converts: a
 /// `varchar(n)` cast cuts the text, a uuid is written in lower case); otherwise the check of a
-/// stored value (which only validates).
-fn convert(v: ValueRef<'_>, ty: &str, typmod: i64, cast: bool) -> rusqlite::Result<SqlValue> {
+/// stored value (which only validates). `now`: the clock of the command, for `'now'`.
+fn convert(
+    v: ValueRef<'_>,
+    ty: &str,
+    typmod: i64,
+    cast: bool,
+    now: Option<i64>,
+) -> rusqlite::Result<SqlValue> {
     if int_type(ty).is_some() {
         return to_int(v, ty, cast);
     }
     let Some(s) = crate::functions::text_of(v) else {
         return Ok(SqlValue::Null);
     };
+    if let Some(dt) = DateTimeType::from_name(ty) {
+        return date_time(s, dt, cast, now);
+    }
     match ty {
         "varchar" | "bpchar" if typmod >= 0 => {
             let n = typmod as usize;
@@ -333,8 +216,8 @@ fn convert(v: ValueRef<'_>, ty: &str, typmod: i64, cast: bool) -> rusqlite::Resu
                 format!("value too long for type {name}({n})"),
             ))
         }
-        "uuid" => match parse_uuid(s.trim()) {
-            Some(b) if cast => Ok(SqlValue::Text(crate::determinism::uuid_text(&b))),
+        "uuid" => match sqlkeeper_sql::uuid::parse(s.trim()) {
+            Some(b) if cast => Ok(SqlValue::Text(sqlkeeper_sql::uuid::text(&b))),
             Some(_) => Ok(SqlValue::Text(s)),
             None => Err(raise(
                 "22P02",
@@ -353,10 +236,6 @@ fn convert(v: ValueRef<'_>, ty: &str, typmod: i64, cast: bool) -> rusqlite::Resu
                 format!("invalid input syntax for type {ty}"),
             )),
         },
-        "date" | "timestamp" | "timestamptz" => {
-            check_date(&s, ty)?;
-            Ok(SqlValue::Text(s))
-        }
         _ => Ok(SqlValue::Text(s)),
     }
 }
@@ -375,14 +254,16 @@ fn type_args<'a>(ctx: &'a Context<'_>) -> rusqlite::Result<(&'a str, i64)> {
     Ok((ty, typmod))
 }
 
-/// Registers the functions on `conn`.
-pub(crate) fn install(conn: &Connection) -> rusqlite::Result<()> {
+/// Registers the functions on `conn`. Casts read the clock words (`'now'::timestamptz`) from `stamp`, the time of the command
+/// (or of the read) the connection runs.
+pub(crate) fn install(conn: &Connection, stamp: &Arc<StampCell>) -> rusqlite::Result<()> {
     conn.create_scalar_function(DIV, 2, flags(), |ctx| division(ctx, "/"))?;
     conn.create_scalar_function(MOD, 2, flags(), |ctx| division(ctx, "%"))?;
     for n in [2, 3] {
-        conn.create_scalar_function(CAST, n, flags(), |ctx| {
+        let stamp = stamp.clone();
+        conn.create_scalar_function(CAST, n, flags(), move |ctx| {
             let (ty, typmod) = type_args(ctx)?;
-            convert(ctx.get_raw(0), ty, typmod, true)
+            convert(ctx.get_raw(0), ty, typmod, true, Some(stamp.micros()))
         })?;
         conn.create_scalar_function(VALID, n, flags(), |ctx| {
             let (ty, typmod) = type_args(ctx)?;
@@ -404,7 +285,7 @@ mod tests {
     #[test]
     fn postgres_errors_instead_of_wrong_values() {
         let conn = Connection::open_in_memory().unwrap();
-        install(&conn).unwrap();
+        install(&conn, &Default::default()).unwrap();
         let cases: &[(&str, Result<SqlValue, &str>)] = &[
             ("SELECT _sqlkeeper_div(1, 0)", Err("22012")),
             ("SELECT _sqlkeeper_div(1.5, 0)", Err("22012")),
@@ -482,7 +363,7 @@ mod tests {
             ),
             (
                 "SELECT _sqlkeeper_valid('Feb 3 2024', 'date')",
-                Ok(SqlValue::Integer(1)),
+                Err("0A000"),
             ),
             (
                 "SELECT _sqlkeeper_valid('2024-02-29 24:00:01', 'timestamp')",

@@ -5,14 +5,15 @@ use pgwire::api::results::{DataRowEncoder, FieldFormat, FieldInfo};
 use pgwire::api::Type;
 use pgwire::error::PgWireResult;
 use sqlkeeper_session::{Column, Value};
+use sqlkeeper_sql::datetime::{self, DateTimeType};
 use sqlkeeper_sql::{ColumnHint, PgType};
 
 use crate::errors::ClientError;
 
 /// The Postgres type a result column is described with. Declared column types map to their
-/// Postgres type; types this node cannot yet encode in binary (numeric, timestamps, json,
-/// uuid, ...) and untyped expressions are described as `text`, so every described column can
-/// be sent in the format the client asks for. `count(...)` is `bigint`, as in Postgres.
+/// Postgres type; types this node cannot yet encode in binary (numeric, time, interval, ...)
+/// and untyped expressions are described as `text`, so every described column can be sent in
+/// the format the client asks for. `count(...)` is `bigint`, as in Postgres.
 pub(crate) fn column_type(col: &Column) -> Type {
     let Some(decl) = &col.decl_type else {
         return if col.name.to_ascii_lowercase().starts_with("count(") {
@@ -23,6 +24,10 @@ pub(crate) fn column_type(col: &Column) -> Type {
     };
     let d = decl.to_ascii_lowercase();
     let base = d.split('(').next().unwrap_or("").trim();
+    // `timestamp(3) with time zone`: the precision sits inside the name.
+    if base == "timestamp" && d.contains("with time zone") && !d.contains("without") {
+        return Type::TIMESTAMPTZ;
+    }
     match base {
         "bigint" | "int8" | "bigserial" | "serial8" => Type::INT8,
         "int" | "integer" | "int4" | "serial" | "serial4" => Type::INT4,
@@ -33,8 +38,24 @@ pub(crate) fn column_type(col: &Column) -> Type {
         "bytea" | "blob" => Type::BYTEA,
         "varchar" | "character varying" => Type::VARCHAR,
         "char" | "character" | "bpchar" => Type::BPCHAR,
+        "date" => Type::DATE,
+        "timestamp" | "timestamp without time zone" => Type::TIMESTAMP,
+        "timestamptz" | "timestamp with time zone" => Type::TIMESTAMPTZ,
+        "uuid" => Type::UUID,
+        "json" => Type::JSON,
+        "jsonb" => Type::JSONB,
         _ => Type::TEXT,
     }
+}
+
+/// The date and time type of a wire type, if it is one.
+fn date_time_type(ty: &Type) -> Option<DateTimeType> {
+    Some(match *ty {
+        Type::DATE => DateTimeType::Date,
+        Type::TIMESTAMP => DateTimeType::Timestamp,
+        Type::TIMESTAMPTZ => DateTimeType::Timestamptz,
+        _ => return None,
+    })
 }
 
 /// The column name a Postgres client expects: `count(*)` is called `count`, a bare expression
@@ -139,6 +160,12 @@ fn hinted_type(t: PgType) -> Type {
         PgType::Int8 => Type::INT8,
         PgType::Float8 => Type::FLOAT8,
         PgType::Varchar => Type::VARCHAR,
+        PgType::Date => Type::DATE,
+        PgType::Timestamp => Type::TIMESTAMP,
+        PgType::Timestamptz => Type::TIMESTAMPTZ,
+        PgType::Uuid => Type::UUID,
+        PgType::Json => Type::JSON,
+        PgType::Jsonb => Type::JSONB,
         PgType::Numeric | PgType::Text => Type::TEXT,
     }
 }
@@ -244,8 +271,35 @@ pub(crate) fn encode_value(
                     .into_bytes(),
             ),
         },
+        Type::DATE | Type::TIMESTAMP | Type::TIMESTAMPTZ => {
+            enc.encode_field(&date_time_binary(v, ty)?.as_slice())
+        }
+        Type::UUID => {
+            let text = value_text(v, ty).unwrap_or_default();
+            let b = sqlkeeper_sql::uuid::parse(text.trim()).ok_or_else(|| not_a(ty, v))?;
+            enc.encode_field(&b.as_slice())
+        }
+        // jsonb's binary form is a version byte (1) and the text.
+        Type::JSONB => {
+            let mut b = vec![1u8];
+            b.extend_from_slice(value_text(v, ty).unwrap_or_default().as_bytes());
+            enc.encode_field(&b.as_slice())
+        }
         _ => enc.encode_field(&value_text(v, ty)),
     })
+}
+
+/// A stored date or time value in its binary form. Values are stored as PostgreSQL prints
+/// them; one that is not (written by a build before they were checked) is an error for its
+/// row, not a wrong value.
+fn date_time_binary(v: &Value, ty: &Type) -> Result<Vec<u8>, ClientError> {
+    let dt = date_time_type(ty).ok_or_else(|| not_a(ty, v))?;
+    let text = value_text(v, ty).unwrap_or_default();
+    match datetime::parse(&text, dt, None) {
+        Ok(Some(m)) => Ok(datetime::to_binary(m, dt)),
+        Ok(None) => Err(not_a(ty, v)),
+        Err(e) => Err(ClientError::new(e.sqlstate, e.message)),
+    }
 }
 
 fn bad_param(i: usize, ty: &Type) -> ClientError {
@@ -339,9 +393,14 @@ fn decode_binary(i: usize, raw: &[u8], ty: &Type) -> Result<Value, ClientError> 
         },
         Type::UUID => {
             let b: [u8; 16] = raw.try_into().map_err(|_| bad_param(i, ty))?;
-            Value::Text(sqlkeeper_session::uuid_text(&b))
+            Value::Text(sqlkeeper_sql::uuid::text(&b))
         }
-        // numeric, timestamps, dates, arrays...: their binary forms are not text, and storing
+        Type::DATE | Type::TIMESTAMP | Type::TIMESTAMPTZ => {
+            let dt = date_time_type(ty).ok_or_else(|| bad_param(i, ty))?;
+            let m = datetime::from_binary(raw, dt).ok_or_else(|| bad_param(i, ty))?;
+            Value::Text(datetime::format(m, dt))
+        }
+        // numeric, time, intervals, arrays...: their binary forms are not text, and storing
         // their bytes as if they were would silently change the client's value.
         _ => {
             return Err(ClientError::new(
@@ -384,6 +443,16 @@ fn decode_text(i: usize, raw: &[u8], ty: &Type) -> Result<Value, ClientError> {
             _ => return Err(bad_param(i, ty)),
         },
         Type::BYTEA => Value::Blob(bytea_from_text(raw).ok_or_else(|| bad_param(i, ty))?),
+        // Stored and compared in the form PostgreSQL prints; the clock words (`now`) are left
+        // for the engine, which reads them from the command's stamp.
+        Type::DATE | Type::TIMESTAMP | Type::TIMESTAMPTZ => {
+            let dt = date_time_type(ty).ok_or_else(|| bad_param(i, ty))?;
+            match datetime::canonical(text, dt, None) {
+                Ok(Some(c)) => Value::Text(c),
+                Ok(None) => Value::Text(text.to_string()),
+                Err(e) => return Err(ClientError::new(e.sqlstate, e.message)),
+            }
+        }
         _ => Value::Text(text.to_string()),
     })
 }

@@ -16,4 +16,4 @@ pub use session::{Prepared, Produced, Session, Sessions};
 pub use settings::SERVER_VERSION;
 pub use sqlkeeper_sql::SqlState;
 pub use txn::{idle_timeout_error, Between, TxnStatus};
-pub use values::{uuid_text, Column, Value};
+pub use values::{Column, Value};

@@ -64,8 +64,3 @@ pub(crate) fn columns_from(columns: Vec<sqlkeeper_engine::Column>) -> Vec<Column
         })
         .collect()
 }
-
-/// The text form of a 16-byte UUID, as the engine writes it (for binary UUID parameters).
-pub fn uuid_text(bytes: &[u8; 16]) -> String {
-    sqlkeeper_engine::uuid_text(bytes)
-}

@@ -28,6 +28,18 @@ pub enum PgType {
     Text,
     /// `varchar`
     Varchar,
+    /// `date`
+    Date,
+    /// `timestamp without time zone`
+    Timestamp,
+    /// `timestamp with time zone`
+    Timestamptz,
+    /// `uuid`
+    Uuid,
+    /// `json`
+    Json,
+    /// `jsonb`
+    Jsonb,
 }
 
 /// What Postgres would call and type one result column; `None` where the node should use
@@ -60,6 +72,15 @@ fn type_of_data_type(dt: &DataType) -> Option<PgType> {
         "numeric" | "decimal" => PgType::Numeric,
         "varchar" | "character varying" => PgType::Varchar,
         "text" => PgType::Text,
+        "date" => PgType::Date,
+        "timestamp" if s.contains("with time zone") && !s.contains("without") => {
+            PgType::Timestamptz
+        }
+        "timestamp" | "timestamp without time zone" => PgType::Timestamp,
+        "timestamptz" | "timestamp with time zone" => PgType::Timestamptz,
+        "uuid" => PgType::Uuid,
+        "json" => PgType::Json,
+        "jsonb" => PgType::Jsonb,
         _ => return None,
     })
 }
@@ -75,6 +96,12 @@ fn type_colname(dt: &DataType) -> String {
         Some(PgType::Numeric) => "numeric".into(),
         Some(PgType::Varchar) => "varchar".into(),
         Some(PgType::Text) => "text".into(),
+        Some(PgType::Date) => "date".into(),
+        Some(PgType::Timestamp) => "timestamp".into(),
+        Some(PgType::Timestamptz) => "timestamptz".into(),
+        Some(PgType::Uuid) => "uuid".into(),
+        Some(PgType::Json) => "json".into(),
+        Some(PgType::Jsonb) => "jsonb".into(),
         None => dt.to_string().to_lowercase(),
     }
 }
@@ -204,6 +231,10 @@ fn infer_type(e: &Expr) -> Option<PgType> {
                 "upper" | "lower" | "concat" | "substr" | "replace" | "btrim" | "ltrim"
                 | "rtrim" | "lpad" | "rpad" | "left" | "right" | "split_part" | "string_agg"
                 | "md5" | "initcap" | "reverse" => PgType::Text,
+                "now" | "transaction_timestamp" | "statement_timestamp" | "clock_timestamp" => {
+                    PgType::Timestamptz
+                }
+                "gen_random_uuid" => PgType::Uuid,
                 _ => return None,
             }
         }

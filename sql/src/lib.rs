@@ -11,11 +11,13 @@
 mod catalog;
 mod classify;
 mod columns;
+pub mod datetime;
 mod error;
 mod plan;
 mod rebuild;
 mod rewrite;
 mod translate;
+pub mod uuid;
 mod values;
 
 pub use classify::{

@@ -979,11 +979,15 @@ fn value_triggers(ct: &sqlparser::ast::CreateTable) -> Vec<String> {
                     format!("typeof(NEW.{cq}) = 'text'"),
                     format!("pg_bool(NEW.{cq})"),
                 ),
-                DataType::JSONB | DataType::Uuid => {
-                    let ty = if matches!(c.data_type, DataType::JSONB) {
-                        "jsonb"
-                    } else {
-                        "uuid"
+                // Values stored in the form Postgres prints them: normalized jsonb, lower-case
+                // uuids, dates and timestamps as `2024-02-29 10:00:00+00`.
+                dt => {
+                    let ty = match crate::values::checked_type(dt) {
+                        Some((
+                            ty @ ("jsonb" | "uuid" | "date" | "timestamp" | "timestamptz"),
+                            _,
+                        )) => ty,
+                        _ => return None,
                     };
                     let norm = format!("{}(NEW.{cq}, '{ty}', -1)", crate::values::CAST_FUNCTION);
                     // Compared as text: the column's NUMERIC affinity makes the stored `42` of
@@ -995,7 +999,6 @@ fn value_triggers(ct: &sqlparser::ast::CreateTable) -> Vec<String> {
                         norm,
                     )
                 }
-                _ => return None,
             };
             Some((c.name.value.clone(), cq, kind, when, value))
         })

@@ -25,7 +25,7 @@ pub const VALID_FUNCTION: &str = "_sqlkeeper_valid";
 
 /// The engine's name of a Postgres type whose values it checks, with its typmod (the length
 /// of `varchar(n)` and `char(n)`, else -1).
-fn checked_type(dt: &DataType) -> Option<(&'static str, i64)> {
+pub(crate) fn checked_type(dt: &DataType) -> Option<(&'static str, i64)> {
     let length = |l: &Option<CharacterLength>| match l {
         Some(CharacterLength::IntegerLength { length, .. }) => Some(*length as i64),
         _ => None,

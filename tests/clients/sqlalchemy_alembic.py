@@ -9,9 +9,11 @@ Prints one line per step; any failure raises, so Python prints the traceback
 and exits non-zero. Set SQLKEEPER_ECHO=1 to log every statement SQLAlchemy sends.
 Writes no files (bytecode caching is off for the Alembic scripts it loads).
 """
+import datetime
 import os
 import sys
 import threading
+import uuid
 
 sys.dont_write_bytecode = True
 
@@ -19,7 +21,16 @@ from pathlib import Path  # noqa: E402
 
 from alembic import command  # noqa: E402
 from alembic.config import Config  # noqa: E402
-from sqlalchemy import ForeignKey, String, create_engine, func, select, text, update  # noqa: E402
+from sqlalchemy import (  # noqa: E402
+    DateTime,
+    ForeignKey,
+    String,
+    create_engine,
+    func,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.exc import DBAPIError  # noqa: E402
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column  # noqa: E402
 
@@ -56,6 +67,11 @@ class Book(Base):
     author_id: Mapped[int] = mapped_column(ForeignKey("sa_author.id"))
     title: Mapped[str] = mapped_column(String(100))
     pages: Mapped[int | None]
+    published: Mapped[datetime.date | None]
+    added_at: Mapped[datetime.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+    ref: Mapped[uuid.UUID] = mapped_column(default=uuid.uuid4)
 
 
 def orm(engine) -> None:
@@ -69,7 +85,9 @@ def orm(engine) -> None:
         s.flush()
         assert isinstance(ada.id, int) and isinstance(bob.id, int), (ada.id, bob.id)
         assert ada.id != bob.id, (ada.id, bob.id)
-        book = Book(author_id=ada.id, title="Notes", pages=100)
+        book = Book(
+            author_id=ada.id, title="Notes", pages=100, published=datetime.date(2024, 2, 29)
+        )
         s.add(book)
         s.flush()
         assert isinstance(book.id, int), book.id
@@ -97,6 +115,24 @@ def orm(engine) -> None:
         assert [tuple(r) for r in rows] == [(ada_id, "ada"), (bob_id, "bobby")], rows
         book = s.get(Book, book_id)
         assert book is not None and (book.author_id, book.pages) == (ada_id, 120), book
+
+    step("ORM: dates, timestamps and uuids come back as Python objects")
+    with Session(engine) as s:
+        # psycopg2 builds them by the column's type in the row description; a column described
+        # as text gave strings, which SQLAlchemy passes through.
+        book = s.get(Book, book_id)
+        assert book.published == datetime.date(2024, 2, 29), repr(book.published)
+        added = book.added_at
+        assert isinstance(added, datetime.datetime) and added.tzinfo is not None, repr(added)
+        now = datetime.datetime.now(datetime.timezone.utc)
+        assert abs((now - added).total_seconds()) < 300, (now, added)
+        assert isinstance(book.ref, uuid.UUID), repr(book.ref)
+        found = s.execute(select(Book.id).where(Book.ref == book.ref)).scalar_one()
+        assert found == book_id, found
+        later = s.execute(
+            select(func.count()).select_from(Book).where(Book.added_at > now - datetime.timedelta(hours=1))
+        ).scalar_one()
+        assert later == 1, later
 
     step("ORM: aggregates and expressions of integer columns come back as numbers")
     with Session(engine) as s:

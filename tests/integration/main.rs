@@ -16,3 +16,4 @@ mod psql;
 mod single_node;
 mod support;
 mod transactions;
+mod types;

@@ -1,0 +1,272 @@
+//! Round trips of typed values (issue 11, acceptance 3) with tokio-postgres, which sends
+//! parameters and reads results in binary and checks every column's type before it decodes
+//! it: values at the edges of their types are written with typed binary parameters, read back
+//! as Rust values (so each column must be described with PostgreSQL's type), and read as text
+//! with the simple protocol. The same script runs against a real PostgreSQL 15, which decides
+//! what is right: the column types, the text of every value, and the values read back.
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use tokio_postgres::types::Type;
+use tokio_postgres::{Client, SimpleQueryMessage};
+
+use crate::support::{Postgres, TestNode};
+
+const TABLE: &str = "CREATE TABLE round_trip (id int PRIMARY KEY, d date, ts timestamp, \
+                     tz timestamptz, u uuid, j jsonb, js json, b bytea, t text, v varchar(12), \
+                     i2 smallint, i4 integer, i8 bigint, f8 double precision, ok boolean)";
+
+const PARAM_TYPES: &[Type] = &[
+    Type::INT4,
+    Type::DATE,
+    Type::TIMESTAMP,
+    Type::TIMESTAMPTZ,
+    Type::UUID,
+    Type::JSONB,
+    Type::JSON,
+    Type::BYTEA,
+    Type::TEXT,
+    Type::VARCHAR,
+    Type::INT2,
+    Type::INT4,
+    Type::INT8,
+    Type::FLOAT8,
+    Type::BOOL,
+];
+
+/// One row of `round_trip`, as Rust values.
+#[derive(Debug, Clone, PartialEq)]
+struct Row {
+    id: i32,
+    d: Option<NaiveDate>,
+    ts: Option<NaiveDateTime>,
+    tz: Option<DateTime<Utc>>,
+    u: Option<uuid::Uuid>,
+    j: Option<serde_json::Value>,
+    js: Option<serde_json::Value>,
+    b: Option<Vec<u8>>,
+    t: Option<String>,
+    v: Option<String>,
+    i2: Option<i16>,
+    i4: Option<i32>,
+    i8: Option<i64>,
+    f8: Option<f64>,
+    ok: Option<bool>,
+}
+
+fn date(y: i32, m: u32, d: u32) -> NaiveDate {
+    NaiveDate::from_ymd_opt(y, m, d).unwrap()
+}
+
+fn at(y: i32, m: u32, d: u32, h: u32, mi: u32, s: u32, micros: u32) -> NaiveDateTime {
+    date(y, m, d).and_hms_micro_opt(h, mi, s, micros).unwrap()
+}
+
+/// Values at the edges of their types, and a row of NULLs.
+fn rows() -> Vec<Row> {
+    vec![
+        Row {
+            id: 1,
+            d: Some(date(1, 1, 1)),
+            ts: Some(at(2024, 2, 29, 10, 0, 0, 123_456)),
+            tz: Some(at(1999, 12, 31, 23, 59, 59, 999_999).and_utc()),
+            u: Some(uuid::Uuid::nil()),
+            j: Some(serde_json::json!({"b": [1, 2.5, null], "a": {"é": "☃"}})),
+            js: Some(serde_json::json!([1, "two", {"three": 3}])),
+            b: Some(vec![0, 1, 127, 128, 255]),
+            t: Some("héllo ☃ \u{1F600}".into()),
+            v: Some("twelve chars".into()),
+            i2: Some(i16::MIN),
+            i4: Some(i32::MAX),
+            i8: Some(i64::MIN),
+            f8: Some(-2.25),
+            ok: Some(true),
+        },
+        Row {
+            id: 2,
+            d: Some(date(9999, 12, 31)),
+            ts: Some(at(1970, 1, 1, 0, 0, 0, 0)),
+            tz: Some(at(2024, 2, 29, 23, 59, 59, 1).and_utc()),
+            u: Some(uuid::Uuid::max()),
+            j: Some(serde_json::json!([])),
+            js: Some(serde_json::json!({})),
+            b: Some(vec![]),
+            t: Some(String::new()),
+            v: Some(String::new()),
+            i2: Some(i16::MAX),
+            i4: Some(i32::MIN),
+            i8: Some(i64::MAX),
+            f8: Some(0.5),
+            ok: Some(false),
+        },
+        Row {
+            id: 3,
+            d: None,
+            ts: None,
+            tz: None,
+            u: None,
+            j: None,
+            js: None,
+            b: None,
+            t: None,
+            v: None,
+            i2: None,
+            i4: None,
+            i8: None,
+            f8: None,
+            ok: None,
+        },
+    ]
+}
+
+/// What one server answered: the described column types, the rows read back in binary, the
+/// text of every value, and typed expressions.
+#[derive(Debug, PartialEq)]
+struct Answers {
+    types: Vec<(String, Type)>,
+    rows: Vec<Row>,
+    text: Vec<Vec<Option<String>>>,
+    expressions: Vec<(String, Type)>,
+}
+
+async fn run(c: &Client) -> Answers {
+    c.batch_execute(TABLE).await.unwrap();
+    let marks: Vec<String> = (1..=PARAM_TYPES.len()).map(|i| format!("${i}")).collect();
+    let insert = c
+        .prepare_typed(
+            &format!("INSERT INTO round_trip VALUES ({})", marks.join(", ")),
+            PARAM_TYPES,
+        )
+        .await
+        .unwrap();
+    for r in rows() {
+        c.execute(
+            &insert,
+            &[
+                &r.id, &r.d, &r.ts, &r.tz, &r.u, &r.j, &r.js, &r.b, &r.t, &r.v, &r.i2, &r.i4,
+                &r.i8, &r.f8, &r.ok,
+            ],
+        )
+        .await
+        .unwrap();
+    }
+    let select = c
+        .prepare("SELECT * FROM round_trip ORDER BY id")
+        .await
+        .unwrap();
+    let types = select
+        .columns()
+        .iter()
+        .map(|col| (col.name().to_string(), col.type_().clone()))
+        .collect();
+    let read: Vec<Row> = c
+        .query(&select, &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| Row {
+            id: r.get("id"),
+            d: r.get("d"),
+            ts: r.get("ts"),
+            tz: r.get("tz"),
+            u: r.get("u"),
+            j: r.get("j"),
+            js: r.get("js"),
+            b: r.get("b"),
+            t: r.get("t"),
+            v: r.get("v"),
+            i2: r.get("i2"),
+            i4: r.get("i4"),
+            i8: r.get("i8"),
+            f8: r.get("f8"),
+            ok: r.get("ok"),
+        })
+        .collect();
+    let text = c
+        .simple_query("SELECT * FROM round_trip ORDER BY id")
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|m| match m {
+            SimpleQueryMessage::Row(r) => {
+                Some((0..r.len()).map(|i| r.get(i).map(str::to_string)).collect())
+            }
+            _ => None,
+        })
+        .collect();
+    // A value found by a parameter of its type (binary), and typed expressions.
+    let first = &rows()[0];
+    let found: i64 = c
+        .query_one(
+            &c.prepare_typed(
+                "SELECT count(*) FROM round_trip WHERE tz = $1 AND d = $2",
+                &[Type::TIMESTAMPTZ, Type::DATE],
+            )
+            .await
+            .unwrap(),
+            &[&first.tz, &first.d],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        found, 1,
+        "a stored timestamptz and date found by binary parameters"
+    );
+    let exprs = c
+        .prepare(
+            "SELECT now() AS now, '2024-02-29 10:00'::timestamp AS ts, \
+             '2024-02-29'::date AS d, gen_random_uuid() AS u, '{\"a\": 1}'::jsonb AS j",
+        )
+        .await
+        .unwrap();
+    let row = c.query_one(&exprs, &[]).await.unwrap();
+    let now: DateTime<Utc> = row.get("now");
+    assert!(
+        (Utc::now() - now).num_seconds().abs() < 60,
+        "now() is {now}"
+    );
+    assert_eq!(
+        row.get::<_, NaiveDateTime>("ts"),
+        at(2024, 2, 29, 10, 0, 0, 0)
+    );
+    assert_eq!(row.get::<_, NaiveDate>("d"), date(2024, 2, 29));
+    let _: uuid::Uuid = row.get("u");
+    assert_eq!(
+        row.get::<_, serde_json::Value>("j"),
+        serde_json::json!({"a": 1})
+    );
+    let expressions = exprs
+        .columns()
+        .iter()
+        .map(|col| (col.name().to_string(), col.type_().clone()))
+        .collect();
+    Answers {
+        types,
+        rows: read,
+        text,
+        expressions,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typed_values_round_trip_as_in_postgres() {
+    let pg = Postgres::start();
+    let expected = run(&pg.client().await).await;
+    assert_eq!(
+        expected.rows,
+        rows(),
+        "PostgreSQL reads back what was written"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let node = TestNode::start(dir.path()).await;
+    let got = run(&node.client().await).await;
+    assert_eq!(got.types, expected.types, "column types");
+    assert_eq!(got.expressions, expected.expressions, "expression types");
+    assert_eq!(got.rows, expected.rows, "values read back in binary");
+    for (g, e) in got.text.iter().zip(&expected.text) {
+        assert_eq!(g, e, "text of a row");
+    }
+    assert_eq!(got.text.len(), expected.text.len());
+    node.stop().await;
+}
