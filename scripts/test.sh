@@ -16,11 +16,11 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
-# Python client tests (SQLAlchemy 2 with psycopg2, Alembic): a virtualenv under target/,
-# with pinned versions, made once and reused.
+# Python client tests (SQLAlchemy 2 with psycopg2, Alembic, asyncpg, psycopg 3): a virtualenv
+# under target/, with pinned versions, made once and reused.
 venv=target/test-venv
-if ! "$venv/bin/python" -c "import sqlalchemy, psycopg2, alembic" >/dev/null 2>&1; then
-  echo "test.sh: creating $venv with SQLAlchemy, psycopg2 and Alembic"
+if ! "$venv/bin/python" -c "import sqlalchemy, psycopg2, alembic, asyncpg, psycopg" >/dev/null 2>&1; then
+  echo "test.sh: creating $venv with SQLAlchemy, psycopg2, Alembic, asyncpg and psycopg 3"
   if ! python3 -m venv "$venv" >/dev/null 2>&1; then
     sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
     $sudo apt-get update -qq
@@ -28,7 +28,8 @@ if ! "$venv/bin/python" -c "import sqlalchemy, psycopg2, alembic" >/dev/null 2>&
     python3 -m venv "$venv"
   fi
   "$venv/bin/pip" install -q --disable-pip-version-check \
-    "sqlalchemy==2.1.9" "psycopg2-binary==2.9.13" "alembic==1.20.1"
+    "sqlalchemy==2.1.9" "psycopg2-binary==2.9.13" "alembic==1.20.1" \
+    "asyncpg==0.32.0" "psycopg[binary]==3.3.9"
 fi
 export SQLKEEPER_TEST_PYTHON="$PWD/$venv/bin/python"
 

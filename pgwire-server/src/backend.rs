@@ -297,8 +297,16 @@ impl QueryParser for Parser {
         };
         // As in PostgreSQL, the statement has the parameters it uses and any more the client
         // declared types for; Bind must supply them all, and the unused ones are dropped.
+        // A type the client left out is the one the statement gives the parameter (a column
+        // it is compared with or assigned to, a cast), else text.
         let param_types = (0..prepared.param_count().max(types.len()))
-            .map(|i| types.get(i).cloned().flatten().unwrap_or(Type::TEXT))
+            .map(|i| {
+                types.get(i).cloned().flatten().unwrap_or_else(|| {
+                    prepared
+                        .param_type(i)
+                        .map_or(Type::TEXT, crate::encode::declared_type)
+                })
+            })
             .collect();
         Ok(Some(Prepared {
             prepared,

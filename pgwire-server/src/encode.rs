@@ -15,13 +15,15 @@ use crate::errors::ClientError;
 /// and untyped expressions are described as `text`, so every described column can be sent in
 /// the format the client asks for. `count(...)` is `bigint`, as in Postgres.
 pub(crate) fn column_type(col: &Column) -> Type {
-    let Some(decl) = &col.decl_type else {
-        return if col.name.to_ascii_lowercase().starts_with("count(") {
-            Type::INT8
-        } else {
-            Type::TEXT
-        };
-    };
+    match &col.decl_type {
+        Some(decl) => declared_type(decl),
+        None if col.name.to_ascii_lowercase().starts_with("count(") => Type::INT8,
+        None => Type::TEXT,
+    }
+}
+
+/// The Postgres type of a declared column type (`integer`, `varchar(8)`, `timestamptz`).
+pub(crate) fn declared_type(decl: &str) -> Type {
     let d = decl.to_ascii_lowercase();
     let base = d.split('(').next().unwrap_or("").trim();
     // `timestamp(3) with time zone`: the precision sits inside the name.

@@ -8,7 +8,8 @@ use std::sync::{Arc, Mutex};
 use sqlkeeper_engine::{query_scratch, EngineError, LogIndex, ScratchTable, Statement};
 use sqlkeeper_raft::{AdminOp, Node, NodeInfo};
 use sqlkeeper_sql::{
-    translate, AdminCall, ColumnHint, CommandTag, SessionOp, StatementKind, Translated, TxnOp,
+    translate, AdminCall, ColumnHint, CommandTag, ParamType, SessionOp, StatementKind, Translated,
+    TxnOp,
 };
 
 use crate::error::ClientError;
@@ -37,6 +38,9 @@ const REPORTED_SETTINGS: &[&str] = &[
 pub struct Prepared {
     translated: Translated,
     columns: Vec<Column>,
+    /// Each parameter's type as a column would declare it, where the statement decides it
+    /// (`None`: the client's type, else `text`).
+    param_types: Vec<Option<String>>,
 }
 
 impl Prepared {
@@ -54,6 +58,33 @@ impl Prepared {
     pub fn hints(&self) -> &[ColumnHint] {
         &self.translated.columns
     }
+
+    /// The inferred type of parameter `i` (0 is `$1`), as a declared column type
+    /// (`integer`, `timestamptz`), or `None` where nothing in the statement decides it.
+    pub fn param_type(&self, i: usize) -> Option<&str> {
+        self.param_types.get(i)?.as_deref()
+    }
+}
+
+/// The parameters' types from the statement's [`ParamType`]s and its described type probe
+/// (`probe`: its result columns, or `None` when it has none or did not prepare).
+fn param_types(t: &Translated, probe: Option<&[sqlkeeper_engine::Column]>) -> Vec<Option<String>> {
+    t.params
+        .iter()
+        .map(|p| match p {
+            ParamType::Unknown => None,
+            ParamType::Named(name) => Some(name.clone()),
+            ParamType::Column(i) => probe?.get(*i)?.decl_type.clone(),
+            ParamType::Compared(i) => {
+                let decl = probe?.get(*i)?.decl_type.clone()?;
+                let base = decl.to_ascii_lowercase();
+                match base.starts_with("varchar") || base.starts_with("character varying") {
+                    true => Some("text".into()),
+                    false => Some(decl),
+                }
+            }
+        })
+        .collect()
 }
 
 /// What one statement produced, before the protocol turns it into messages.
@@ -690,7 +721,14 @@ impl Session {
                     describe_in_block(&self.node, &mut txn, &t.sqlite[0], timeout).await
                 {
                     let columns = r?;
+                    let probe = match &t.param_probe {
+                        Some(p) => describe_in_block(&self.node, &mut txn, p, timeout)
+                            .await
+                            .and_then(Result::ok),
+                        None => None,
+                    };
                     return Ok(Some(Prepared {
+                        param_types: param_types(&t, probe.as_deref()),
                         translated: t,
                         columns: columns_from(columns),
                     }));
@@ -709,18 +747,19 @@ impl Session {
                 self.wait_for_token(token, timeout).await?;
             }
         }
+        let mut probe = None;
         let columns = match &t.kind {
             StatementKind::Read | StatementKind::Write if t.sqlite.len() == 1 => {
                 let timeout = self.settings().statement_timeout();
-                let describe = || {
-                    let sql = t.sqlite[0].clone();
+                let describe_sql = |sql: String| {
                     self.node.read(timeout, move |v| {
                         v.describe(&sql)
                             .map(|(cols, _)| cols)
                             .map_err(EngineError::from)
                     })
                 };
-                match describe().await {
+                let describe = || describe_sql(t.sqlite[0].clone());
+                let described = match describe().await {
                     Ok(cols) => cols,
                     // A write runs on the leader, whose schema may be ahead of this node's: a
                     // table created moments ago elsewhere is not here yet. Catch up to the
@@ -731,7 +770,11 @@ impl Session {
                         describe().await.map_err(ClientError::from)?
                     }
                     Err(e) => return Err(ClientError::from(e)),
+                };
+                if let Some(p) = &t.param_probe {
+                    probe = describe_sql(p.clone()).await.ok();
                 }
+                described
             }
             StatementKind::Session(SessionOp::Show(name)) => vec![sqlkeeper_engine::Column {
                 name: name.clone(),
@@ -756,6 +799,7 @@ impl Session {
             _ => Vec::new(),
         };
         Ok(Some(Prepared {
+            param_types: param_types(&t, probe.as_deref()),
             translated: t,
             columns: columns_from(columns),
         }))

@@ -13,6 +13,7 @@ mod classify;
 mod columns;
 pub mod datetime;
 mod error;
+mod params;
 mod plan;
 mod rebuild;
 mod rewrite;
@@ -26,6 +27,7 @@ pub use classify::{
 };
 pub use columns::{ColumnHint, PgType};
 pub use error::{SqlError, SqlState};
+pub use params::ParamType;
 pub use rebuild::{rebuild_create_table, AlterOp, REBUILD_TABLE_FUNCTION};
 pub use translate::{translate, Effect, Translated, PARSER_RECURSION_LIMIT, QUERY_BYTES_MAX};
 pub use values::{CAST_FUNCTION, DIV_FUNCTION, MOD_FUNCTION, VALID_FUNCTION};

@@ -17,6 +17,7 @@ use crate::classify::{
 };
 use crate::columns::{projection_hints, ColumnHint};
 use crate::error::SqlError;
+use crate::params::ParamType;
 
 /// Deepest expression nesting the parser accepts. Hostile input (thousands of nested
 /// parentheses) must get an error, not overflow the stack of a server thread; 200 is far
@@ -49,6 +50,11 @@ pub struct Translated {
     /// the same parameters) that does the same reading, which the accepting node runs with the
     /// entry's step budget before proposing the write (`plan::probe`).
     pub probe: Option<String>,
+    /// What decides each parameter's type where the client gives none (`$1` first).
+    pub params: Vec<ParamType>,
+    /// The type probe (SQLite SQL) that [`ParamType::Column`] refers to: its result columns'
+    /// declared types are the parameters' types (`params.rs`).
+    pub param_probe: Option<String>,
 }
 
 /// What applying a translated statement does besides running its SQL. The engine acts on it
@@ -295,6 +301,13 @@ fn rewrite_delete_using(stmt: Statement) -> Result<Statement, SqlError> {
 
 fn translate_statement(stmt: Statement) -> Result<Translated, SqlError> {
     let original = stmt.to_string();
+    let (params, param_probe) = crate::params::infer(&stmt);
+    // The probe is a plain SELECT of columns: translated as any query, without parameters of
+    // its own. One that does not translate leaves the parameters unknown.
+    let param_probe = param_probe.and_then(|q| {
+        let mut t = translate(&q).ok()?;
+        t.pop()?.sqlite.into_iter().next()
+    });
     let stmt = rewrite_delete_using(stmt)?;
     let mut stmt = rewrite_distinct_on(stmt)?;
     // Named from the Postgres text, before functions are renamed for SQLite.
@@ -310,6 +323,8 @@ fn translate_statement(stmt: Statement) -> Result<Translated, SqlError> {
             original,
             columns: Vec::new(),
             probe: None,
+            params: Vec::new(),
+            param_probe: None,
         });
     }
     if matches!(stmt, Statement::Query(_)) && reads_introspection(&stmt) {
@@ -330,6 +345,8 @@ fn translate_statement(stmt: Statement) -> Result<Translated, SqlError> {
             original,
             columns,
             probe: None,
+            params,
+            param_probe: None,
         });
     }
     check_internal_names(&stmt)?;
@@ -617,6 +634,8 @@ fn translate_statement(stmt: Statement) -> Result<Translated, SqlError> {
         original,
         columns,
         probe,
+        params,
+        param_probe,
     })
 }
 

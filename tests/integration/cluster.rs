@@ -52,7 +52,7 @@ async fn any_node_accepts_writes_and_sessions_never_go_back_in_time() {
         // A write through a node returns after that node applied it: the session reads it
         // back on the same node at once, even on the slow one.
         let v: String = c
-            .query_one("SELECT v FROM kv WHERE k = $1", &[&id.to_string()])
+            .query_one("SELECT v FROM kv WHERE k = $1", &[&(id as i32)])
             .await
             .unwrap()
             .get(0);

@@ -86,7 +86,7 @@ async fn acknowledged_writes_survive_kill_9() {
     );
     for id in &acked {
         let r = client
-            .query("SELECT 1 FROM acked WHERE id = $1", &[&id.to_string()])
+            .query("SELECT 1 FROM acked WHERE id = $1", &[id])
             .await
             .unwrap();
         assert_eq!(r.len(), 1, "acknowledged row {id} missing at the end");

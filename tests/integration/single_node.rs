@@ -86,7 +86,7 @@ async fn writes_go_through_the_log_and_reads_see_them() {
     let rows = c
         .query(
             "INSERT INTO kv (k, v) VALUES ($1, $2) RETURNING k, v",
-            &[&"20", &"twenty"],
+            &[&20i64, &"twenty"],
         )
         .await
         .unwrap();
@@ -94,10 +94,10 @@ async fn writes_go_through_the_log_and_reads_see_them() {
     assert_eq!(rows[0].get::<_, i64>(0), 20);
     assert_eq!(rows[0].get::<_, &str>(1), "twenty");
     let stmt = c.prepare("SELECT v FROM kv WHERE k = $1").await.unwrap();
-    let v: String = c.query_one(&stmt, &[&"20"]).await.unwrap().get(0);
+    let v: String = c.query_one(&stmt, &[&20i64]).await.unwrap().get(0);
     assert_eq!(v, "twenty");
     assert_eq!(
-        c.execute("UPDATE kv SET v = $1 WHERE k = $2", &[&"x", &"1"])
+        c.execute("UPDATE kv SET v = $1 WHERE k = $2", &[&"x", &1i64])
             .await
             .unwrap(),
         1
@@ -205,7 +205,7 @@ async fn state_survives_restart_and_snapshot() {
             .await
             .unwrap();
         for i in 0..50 {
-            c.execute("INSERT INTO kv VALUES ($1, 'v')", &[&i.to_string()])
+            c.execute("INSERT INTO kv VALUES ($1, 'v')", &[&i])
                 .await
                 .unwrap();
         }

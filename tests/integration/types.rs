@@ -3,7 +3,8 @@
 //! it: values at the edges of their types are written with typed binary parameters, read back
 //! as Rust values (so each column must be described with PostgreSQL's type), and read as text
 //! with the simple protocol. The same script runs against a real PostgreSQL 15, which decides
-//! what is right: the column types, the text of every value, and the values read back.
+//! what is right: the column types, the text of every value, the values read back, and the
+//! parameter types it infers for statements prepared without them.
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use tokio_postgres::types::Type;
@@ -118,14 +119,31 @@ fn rows() -> Vec<Row> {
     ]
 }
 
+/// Statements prepared without parameter types: the server says what each parameter is, from
+/// the column it is compared with or assigned to, a cast, or `LIMIT`.
+const UNTYPED: &[&str] = &[
+    "SELECT id FROM round_trip WHERE i4 = $1 AND t = $2",
+    "SELECT id FROM round_trip WHERE tz > $1 ORDER BY id LIMIT $2 OFFSET $3",
+    "SELECT id FROM round_trip r WHERE r.b = $1 OR $2 = r.u OR r.v = $3",
+    "SELECT id FROM round_trip WHERE id IN ($1, $2) AND d BETWEEN $3 AND $4",
+    "SELECT count(*) FROM round_trip WHERE v LIKE $1",
+    "SELECT $1::int8 + 1",
+    "INSERT INTO round_trip (id, d, u, j, v) VALUES ($1, $2, $3, $4, $5)",
+    "INSERT INTO round_trip VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+    "INSERT INTO round_trip (id, i8) VALUES ($1, $2) ON CONFLICT (id) DO UPDATE SET i2 = $3",
+    "UPDATE round_trip SET ok = $1, i2 = $2, ts = $3 WHERE id = $4",
+    "DELETE FROM round_trip WHERE ts BETWEEN $1 AND $2",
+];
+
 /// What one server answered: the described column types, the rows read back in binary, the
-/// text of every value, and typed expressions.
+/// text of every value, typed expressions, and the parameter types of [`UNTYPED`].
 #[derive(Debug, PartialEq)]
 struct Answers {
     types: Vec<(String, Type)>,
     rows: Vec<Row>,
     text: Vec<Vec<Option<String>>>,
     expressions: Vec<(String, Type)>,
+    params: Vec<Vec<Type>>,
 }
 
 async fn run(c: &Client) -> Answers {
@@ -240,11 +258,42 @@ async fn run(c: &Client) -> Answers {
         .iter()
         .map(|col| (col.name().to_string(), col.type_().clone()))
         .collect();
+    let mut params = Vec::new();
+    for sql in UNTYPED {
+        let st = c
+            .prepare(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        params.push(st.params().to_vec());
+    }
+    // What an application does with them: Rust values bound by the described types.
+    let since = at(2000, 1, 1, 0, 0, 0, 0).and_utc();
+    let ids: Vec<i32> = c
+        .query(UNTYPED[1], &[&since, &10i64, &0i64])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(ids, vec![2], "rows after 2000 by an untyped statement");
+    c.execute(
+        UNTYPED[9],
+        &[&true, &7i16, &at(2001, 2, 3, 4, 5, 6, 7), &3i32],
+    )
+    .await
+    .unwrap();
+    let back: (bool, i16, NaiveDateTime) = c
+        .query_one("SELECT ok, i2, ts FROM round_trip WHERE id = $1", &[&3i32])
+        .await
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .unwrap();
+    assert_eq!(back, (true, 7, at(2001, 2, 3, 4, 5, 6, 7)));
     Answers {
         types,
         rows: read,
         text,
         expressions,
+        params,
     }
 }
 
@@ -263,6 +312,9 @@ async fn typed_values_round_trip_as_in_postgres() {
     let got = run(&node.client().await).await;
     assert_eq!(got.types, expected.types, "column types");
     assert_eq!(got.expressions, expected.expressions, "expression types");
+    for ((sql, g), e) in UNTYPED.iter().zip(&got.params).zip(&expected.params) {
+        assert_eq!(g, e, "parameter types of {sql}");
+    }
     assert_eq!(got.rows, expected.rows, "values read back in binary");
     for (g, e) in got.text.iter().zip(&expected.text) {
         assert_eq!(g, e, "text of a row");

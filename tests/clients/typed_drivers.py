@@ -1,0 +1,144 @@
+#!/usr/bin/env python3
+"""Round trips of typed values with asyncpg and psycopg 3 against a server.
+
+Usage: typed_drivers.py HOST:PORT
+
+asyncpg prepares every statement without parameter types and encodes each argument by the
+type the server describes for it, in binary; it decodes results in binary by the described
+column types. So this checks parameter type inference, result types and the binary forms:
+values at the edges of their types are written with untyped statements and read back as the
+Python objects PostgreSQL gives, and found again by parameters of their types. psycopg 3 binds
+parameters on the server and reads results in text and, with binary cursors, in binary.
+Expects a fresh server (creates tables asyncpg_rt and psycopg_rt). Prints "== OK" at the end;
+any failure raises. The test runs it against PostgreSQL 15 too.
+"""
+import asyncio
+import datetime
+import json
+import sys
+import uuid
+
+import asyncpg
+import psycopg
+from psycopg.types.json import Jsonb
+
+UTC = datetime.timezone.utc
+
+TABLE = """CREATE TABLE asyncpg_rt (id int PRIMARY KEY, d date, ts timestamp, tz timestamptz,
+    u uuid, j jsonb, b bytea, t text, v varchar(12), i2 smallint, i8 bigint,
+    f8 double precision, ok boolean)"""
+
+ROWS = [
+    (
+        1,
+        datetime.date(1, 1, 1),
+        datetime.datetime(2024, 2, 29, 10, 0, 0, 123456),
+        datetime.datetime(1999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+        uuid.UUID(int=0),
+        '{"a": {"\u00e9": "\u2603"}, "b": [1, 2.5, null]}',
+        b"\x00\x01\x7f\x80\xff",
+        "h\u00e9llo \u2603 \U0001F600",
+        "twelve chars",
+        -32768,
+        -9223372036854775808,
+        -2.25,
+        True,
+    ),
+    (
+        2,
+        datetime.date(9999, 12, 31),
+        datetime.datetime(1970, 1, 1),
+        datetime.datetime(2024, 2, 29, 23, 59, 59, 1, tzinfo=UTC),
+        uuid.UUID(int=2**128 - 1),
+        "[]",
+        b"",
+        "",
+        "",
+        32767,
+        9223372036854775807,
+        0.5,
+        False,
+    ),
+    (3,) + (None,) * 12,
+]
+
+
+def step(msg):
+    print(f"== {msg}", flush=True)
+
+
+async def main(addr):
+    host, port = addr.rsplit(":", 1)
+    step("asyncpg: connect")
+    conn = await asyncpg.connect(host=host, port=int(port), user="postgres", database="postgres")
+    try:
+        step("create the table")
+        await conn.execute(TABLE)
+
+        step("insert with an untyped prepared statement (types from the server)")
+        marks = ", ".join(f"${i}" for i in range(1, 14))
+        await conn.executemany(f"INSERT INTO asyncpg_rt VALUES ({marks})", ROWS)
+
+        step("read back: the Python objects PostgreSQL gives")
+        got = [tuple(r) for r in await conn.fetch("SELECT * FROM asyncpg_rt ORDER BY id")]
+        assert got == ROWS, (got, ROWS)
+        want = [int, datetime.date, datetime.datetime, datetime.datetime, uuid.UUID, str,
+                bytes, str, str, int, int, float, bool]
+        assert all(isinstance(v, k) for v, k in zip(got[0], want)), [type(v) for v in got[0]]
+
+        step("find rows by parameters of their types")
+        n = await conn.fetchval(
+            "SELECT count(*) FROM asyncpg_rt WHERE tz < $1 AND d >= $2 AND u = $3",
+            datetime.datetime(2000, 1, 1, tzinfo=UTC), datetime.date(1, 1, 1), uuid.UUID(int=0))
+        assert n == 1, n
+        ids = [r["id"] for r in await conn.fetch(
+            "SELECT id FROM asyncpg_rt WHERE i8 > $1 OR t = $2 ORDER BY id LIMIT $3", 0, "", 10)]
+        assert ids == [2], ids
+
+        step("update and upsert with untyped parameters")
+        await conn.execute("UPDATE asyncpg_rt SET ok = $1, i2 = $2, ts = $3 WHERE id = $4",
+                           True, 7, datetime.datetime(2001, 2, 3, 4, 5, 6, 7), 3)
+        await conn.execute(
+            "INSERT INTO asyncpg_rt (id, i8) VALUES ($1, $2) "
+            "ON CONFLICT (id) DO UPDATE SET i8 = excluded.i8", 3, 42)
+        row = await conn.fetchrow("SELECT ok, i2, ts, i8 FROM asyncpg_rt WHERE id = $1", 3)
+        assert tuple(row) == (True, 7, datetime.datetime(2001, 2, 3, 4, 5, 6, 7), 42), row
+
+        step("typed expressions")
+        row = await conn.fetchrow(
+            "SELECT now() AS now, $1::date AS d, $2::timestamptz AS tz, gen_random_uuid() AS u",
+            datetime.date(2024, 2, 29), datetime.datetime(2024, 2, 29, 10, 0, tzinfo=UTC))
+        assert isinstance(row["now"], datetime.datetime) and row["now"].tzinfo is not None, row
+        assert row["d"] == datetime.date(2024, 2, 29), row
+        assert row["tz"] == datetime.datetime(2024, 2, 29, 10, 0, tzinfo=UTC), row
+        assert isinstance(row["u"], uuid.UUID), row
+        doc = json.loads(await conn.fetchval("SELECT j FROM asyncpg_rt WHERE id = 1"))
+        assert doc == {"a": {"\u00e9": "\u2603"}, "b": [1, 2.5, None]}, doc
+    finally:
+        await conn.close()
+
+
+def psycopg3(addr):
+    host, port = addr.rsplit(":", 1)
+    dsn = f"host={host} port={port} user=postgres dbname=postgres"
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        step("psycopg 3: server-side binding")
+        conn.execute("CREATE TABLE psycopg_rt (id int PRIMARY KEY, d date, tz timestamptz, "
+                     "u uuid, j jsonb, b bytea, i8 bigint, ok boolean, v varchar(5))")
+        row = (1, datetime.date(2024, 2, 29),
+               datetime.datetime(2024, 2, 29, 10, 0, 0, 5, tzinfo=UTC), uuid.UUID(int=5),
+               Jsonb({"a": [1, "x"]}), b"\x00\xff", 2**62, True, "abc")
+        conn.execute("INSERT INTO psycopg_rt VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)", row)
+        want = row[:4] + ({"a": [1, "x"]},) + row[5:]
+        for binary in (False, True):
+            step(f"psycopg 3: {'binary' if binary else 'text'} cursor")
+            cur = conn.cursor(binary=binary)
+            got = cur.execute("SELECT * FROM psycopg_rt WHERE id = %s AND tz = %s",
+                              (1, row[2])).fetchone()
+            assert got == want, (got, want)
+
+
+if __name__ == "__main__":
+    asyncio.run(main(sys.argv[1]))
+    psycopg3(sys.argv[1])
+    print("== OK", flush=True)
