@@ -130,12 +130,14 @@ pub fn parse(s: &str, ty: DateTimeType, now: Option<i64>) -> Result<Option<Momen
         "now" | "today" | "tomorrow" | "yesterday" => {
             let Some(now) = now else { return Ok(None) };
             let now = from_unix_micros(now);
-            Some(Moment::At(match lower.as_str() {
-                "now" => now,
-                "today" => midnight(now),
-                "tomorrow" => midnight(now) + TimeDelta::days(1),
-                _ => midnight(now) - TimeDelta::days(1),
-            }))
+            let day = TimeDelta::days(1);
+            let at = match lower.as_str() {
+                "now" => Some(now),
+                "today" => Some(midnight(now)),
+                "tomorrow" => midnight(now).checked_add_signed(day),
+                _ => midnight(now).checked_sub_signed(day),
+            };
+            Some(Moment::At(at.ok_or_else(|| range(s))?))
         }
         _ => None,
     };
@@ -208,14 +210,18 @@ fn finish(
     let (clock, zone) = split_zone(rest);
     let mut at = date.and_hms_opt(0, 0, 0).ok_or_else(|| range(s))?;
     if !clock.is_empty() {
-        at += time_of_day(s, ty, clock)?;
+        at = at
+            .checked_add_signed(time_of_day(s, ty, clock)?)
+            .ok_or_else(|| range(s))?;
     }
     let offset = match zone {
         "" => 0,
         z => offset_seconds(s, ty, z)?,
     };
     if ty == DateTimeType::Timestamptz {
-        at -= TimeDelta::seconds(offset);
+        at = at
+            .checked_sub_signed(TimeDelta::seconds(offset))
+            .ok_or_else(|| range(s))?;
     }
     if at.year() > YEAR_MAX || at.year() < 1 {
         return Err(range(s));
@@ -492,6 +498,9 @@ mod tests {
             ("Feb 29 2024", Date, Err("0A000")),
             ("02/29/2024", Date, Err("0A000")),
             ("2024-02-29 10:00 Europe/Berlin", Timestamptz, Err("0A000")),
+            ("262142-12-31 24:00", Timestamp, Err("22008")),
+            ("262143-01-01", Date, Err("22008")),
+            ("0001-01-01 00:00+01", Timestamptz, Err("22008")),
             ("29-Feb-2024", Date, Err("0A000")),
             ("A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11", Date, Err("22007")),
             ("{\"a\": 1}", Date, Err("22007")),
