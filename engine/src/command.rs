@@ -106,8 +106,10 @@ pub struct EntryHeader {
 /// `replace` and `reverse` in place of SQLite's; `jsonb` normalized (`jsonb.rs`). Version 6:
 /// casts to `date`, `timestamp` and `timestamptz` give the text PostgreSQL prints (in UTC),
 /// read `'now'` and `'today'` from the stamp, and refuse input forms other than ISO 8601
-/// (`sqlkeeper_sql::datetime`).
-pub const ENGINE_APPLY_VERSION: u32 = 6;
+/// (`sqlkeeper_sql::datetime`). Version 7: casts to `float8`/`float4` read text as PostgreSQL
+/// does (22P02, 22003, single precision for `real`) and `double precision`/`real` columns
+/// check their values.
+pub const ENGINE_APPLY_VERSION: u32 = 7;
 
 impl EntryHeader {
     /// The header this build writes, with the default budget.

@@ -94,6 +94,77 @@ fn int_type(ty: &str) -> Option<(&'static str, &'static str, i64, i64)> {
     }
 }
 
+/// A value of `float8` (`double precision`) or `float4` (`real`), from what SQLite holds: text
+/// read as PostgreSQL reads a float (`1.5e3`, `Infinity`, `-inf`; out of range is 22003, not
+/// an infinity or zero), a `float4` rounded to single precision. `NaN` cannot be kept (SQLite
+/// turns it into NULL), so it is refused (0A000) rather than changed. `None` for other types.
+fn to_float(v: ValueRef<'_>, ty: &str) -> Option<rusqlite::Result<SqlValue>> {
+    let (name, single) = match ty {
+        "float8" => ("double precision", false),
+        "float4" => ("real", true),
+        _ => return None,
+    };
+    let fit = |f: f64| -> rusqlite::Result<SqlValue> {
+        let g = if single { f64::from(f as f32) } else { f };
+        if g.is_finite() != f.is_finite() || (g == 0.0 && f != 0.0) {
+            return Err(raise(
+                "22003",
+                format!("value out of range: overflow for type {name}"),
+            ));
+        }
+        Ok(SqlValue::Real(g))
+    };
+    Some(match v {
+        ValueRef::Null => Ok(SqlValue::Null),
+        ValueRef::Integer(i) => fit(i as f64),
+        ValueRef::Real(f) => fit(f),
+        ValueRef::Text(t) => {
+            let s = String::from_utf8_lossy(t);
+            let text = s.trim();
+            let lower = text.to_ascii_lowercase();
+            let unsigned = lower.trim_start_matches(['+', '-']);
+            let parsed = match unsigned {
+                "nan" => {
+                    return Some(Err(raise(
+                        "0A000",
+                        format!("NaN is not supported as a value of type {name}"),
+                    )))
+                }
+                "infinity" | "inf" => lower.parse::<f64>().ok(),
+                _ if unsigned.starts_with(|c: char| c.is_ascii_digit() || c == '.') => {
+                    text.parse::<f64>().ok()
+                }
+                _ => None,
+            };
+            match parsed {
+                None => Err(raise(
+                    "22P02",
+                    format!("invalid input syntax for type {name}: \"{s}\""),
+                )),
+                // A finite spelling that reads as an infinity or as zero is out of range.
+                Some(f) if f.is_infinite() && !unsigned.starts_with('i') => Err(raise(
+                    "22003",
+                    format!("\"{text}\" is out of range for type {name}"),
+                )),
+                Some(f)
+                    if f == 0.0
+                        && unsigned
+                            .split(['e', 'E'])
+                            .next()
+                            .is_some_and(|m| m.bytes().any(|b| (b'1'..=b'9').contains(&b))) =>
+                {
+                    Err(raise(
+                        "22003",
+                        format!("\"{text}\" is out of range for type {name}"),
+                    ))
+                }
+                Some(f) => fit(f),
+            }
+        }
+        ValueRef::Blob(_) => Err(raise("42846", format!("cannot cast type bytea to {name}"))),
+    })
+}
+
 /// A value of an integer type, from what SQLite holds. `cast`: an explicit cast (text is
 /// parsed as Postgres parses an integer literal); otherwise a stored value, whose numeric
 /// text SQLite's column affinity already made a number.
@@ -187,6 +258,9 @@ fn convert(
 ) -> rusqlite::Result<SqlValue> {
     if int_type(ty).is_some() {
         return to_int(v, ty, cast);
+    }
+    if let Some(f) = to_float(v, ty) {
+        return f;
     }
     let Some(s) = crate::functions::text_of(v) else {
         return Ok(SqlValue::Null);
@@ -299,6 +373,37 @@ mod tests {
                 Err("22003"),
             ),
             ("SELECT _sqlkeeper_div(NULL, 0)", Ok(SqlValue::Null)),
+            (
+                "SELECT _sqlkeeper_cast(' 1.5e3 ', 'float8')",
+                Ok(SqlValue::Real(1500.0)),
+            ),
+            (
+                "SELECT _sqlkeeper_cast('-Infinity', 'float8')",
+                Ok(SqlValue::Real(f64::NEG_INFINITY)),
+            ),
+            (
+                "SELECT _sqlkeeper_cast('inf', 'float4')",
+                Ok(SqlValue::Real(f64::INFINITY)),
+            ),
+            (
+                "SELECT _sqlkeeper_cast('0.1', 'float4')",
+                Ok(SqlValue::Real(f64::from(0.1f32))),
+            ),
+            (
+                "SELECT _sqlkeeper_cast(7, 'float8')",
+                Ok(SqlValue::Real(7.0)),
+            ),
+            ("SELECT _sqlkeeper_cast('abc', 'float8')", Err("22P02")),
+            ("SELECT _sqlkeeper_cast('', 'float8')", Err("22P02")),
+            ("SELECT _sqlkeeper_cast('NaN', 'float8')", Err("0A000")),
+            ("SELECT _sqlkeeper_cast('1e400', 'float8')", Err("22003")),
+            ("SELECT _sqlkeeper_cast('1e-400', 'float8')", Err("22003")),
+            ("SELECT _sqlkeeper_cast('1e39', 'float4')", Err("22003")),
+            ("SELECT _sqlkeeper_cast(1e300, 'float4')", Err("22003")),
+            (
+                "SELECT _sqlkeeper_cast('0e5', 'float8')",
+                Ok(SqlValue::Real(0.0)),
+            ),
             ("SELECT _sqlkeeper_cast('abc', 'int4')", Err("22P02")),
             (
                 "SELECT _sqlkeeper_cast(' 42 ', 'int4')",

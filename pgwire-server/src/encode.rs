@@ -160,6 +160,7 @@ fn hinted_type(t: PgType) -> Type {
         PgType::Int2 => Type::INT2,
         PgType::Int4 => Type::INT4,
         PgType::Int8 => Type::INT8,
+        PgType::Float4 => Type::FLOAT4,
         PgType::Float8 => Type::FLOAT8,
         PgType::Varchar => Type::VARCHAR,
         PgType::Date => Type::DATE,
@@ -172,18 +173,33 @@ fn hinted_type(t: PgType) -> Type {
     }
 }
 
-fn float_text(f: f64) -> String {
+/// A float as PostgreSQL prints it (`float8out`, `float4out` with `extra_float_digits = 1`):
+/// the shortest digits that read back as the same value, in fixed notation when the decimal
+/// exponent is in [-4, 15) (float4: [-4, 6)), else as `1.5e+300`, `1e-05` (compare
+/// PostgreSQL's `src/common/d2s.c`). Values of other columns keep plain fixed notation: a
+/// `numeric` column holds floats here, and `numeric` never prints an exponent.
+fn float_text(f: f64, ty: &Type) -> String {
     if f.is_nan() {
-        "NaN".into()
-    } else if f.is_infinite() {
-        if f > 0.0 {
-            "Infinity".into()
-        } else {
-            "-Infinity".into()
-        }
-    } else {
-        format!("{f}")
+        return "NaN".into();
     }
+    if f.is_infinite() {
+        return if f > 0.0 { "Infinity" } else { "-Infinity" }.into();
+    }
+    let (scientific, fixed, fixed_max) = match *ty {
+        Type::FLOAT4 => (format!("{:e}", f as f32), format!("{}", f as f32), 6),
+        Type::FLOAT8 => (format!("{f:e}"), format!("{f}"), 15),
+        _ => return format!("{f}"),
+    };
+    // Rust's `{:e}` has the shortest digits too: `1.5e300`, `-1e-5`, `0e0`.
+    let Some((mantissa, exp)) = scientific.split_once('e') else {
+        return fixed;
+    };
+    let exp: i32 = exp.parse().unwrap_or(0);
+    if (-4..fixed_max).contains(&exp) {
+        return fixed;
+    }
+    let sign = if exp < 0 { '-' } else { '+' };
+    format!("{mantissa}e{sign}{:02}", exp.unsigned_abs())
 }
 
 fn hex(b: &[u8]) -> String {
@@ -201,7 +217,7 @@ pub(crate) fn value_text(v: &Value, ty: &Type) -> Option<String> {
         Value::Null => return None,
         Value::Integer(i) if *ty == Type::BOOL => if *i != 0 { "t" } else { "f" }.to_string(),
         Value::Integer(i) => i.to_string(),
-        Value::Real(f) => float_text(*f),
+        Value::Real(f) => float_text(*f, ty),
         Value::Text(s) => s.clone(),
         Value::Blob(b) if *ty == Type::BYTEA => hex(b),
         Value::Blob(b) => String::from_utf8_lossy(b).into_owned(),
@@ -523,6 +539,33 @@ mod tests {
 
     fn text(ty: &Type, raw: &str) -> Result<Value, ClientError> {
         decode_param(0, Some(raw.as_bytes()), ty, false)
+    }
+
+    #[test]
+    fn floats_print_as_postgres_prints_them() {
+        let f8 = |f: f64| float_text(f, &Type::FLOAT8);
+        let f4 = |f: f64| float_text(f, &Type::FLOAT4);
+        let cases = [
+            (f8(0.1 + 0.2), "0.30000000000000004"),
+            (f8(1.5e300), "1.5e+300"),
+            (f8(1e15), "1e+15"),
+            (f8(123456789012345.0), "123456789012345"),
+            (f8(0.0001), "0.0001"),
+            (f8(0.00001), "1e-05"),
+            (f8(-2.5e-100), "-2.5e-100"),
+            (f8(0.0), "0"),
+            (f8(-0.0), "-0"),
+            (f8(f64::MAX), "1.7976931348623157e+308"),
+            (f8(f64::NAN), "NaN"),
+            (f8(f64::NEG_INFINITY), "-Infinity"),
+            (f4(0.1), "0.1"),
+            (f4(1234567.0), "1.234567e+06"),
+            (f4(123456.0), "123456"),
+            (float_text(0.00001, &Type::TEXT), "0.00001"),
+        ];
+        for (got, want) in cases {
+            assert_eq!(got, want);
+        }
     }
 
     #[test]

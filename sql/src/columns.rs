@@ -20,6 +20,8 @@ pub enum PgType {
     Int4,
     /// `bigint`
     Int8,
+    /// `real`
+    Float4,
     /// `double precision`
     Float8,
     /// `numeric`
@@ -68,7 +70,8 @@ fn type_of_data_type(dt: &DataType) -> Option<PgType> {
         "smallint" | "int2" => PgType::Int2,
         "int" | "integer" | "int4" => PgType::Int4,
         "bigint" | "int8" => PgType::Int8,
-        "double precision" | "float8" | "float" | "real" | "float4" => PgType::Float8,
+        "double precision" | "float8" | "float" => PgType::Float8,
+        "real" | "float4" => PgType::Float4,
         "numeric" | "decimal" => PgType::Numeric,
         "varchar" | "character varying" => PgType::Varchar,
         "text" => PgType::Text,
@@ -92,6 +95,7 @@ fn type_colname(dt: &DataType) -> String {
         Some(PgType::Int2) => "int2".into(),
         Some(PgType::Int4) => "int4".into(),
         Some(PgType::Int8) => "int8".into(),
+        Some(PgType::Float4) => "float4".into(),
         Some(PgType::Float8) => "float8".into(),
         Some(PgType::Numeric) => "numeric".into(),
         Some(PgType::Varchar) => "varchar".into(),

@@ -34,6 +34,20 @@ pub(crate) fn checked_type(dt: &DataType) -> Option<(&'static str, i64)> {
         DataType::SmallInt(_) | DataType::Int2(_) => ("int2", -1),
         DataType::Int(_) | DataType::Integer(_) | DataType::Int4(_) => ("int4", -1),
         DataType::BigInt(_) | DataType::Int8(_) => ("int8", -1),
+        DataType::Real | DataType::Float4 => ("float4", -1),
+        DataType::DoublePrecision | DataType::Double(_) | DataType::Float8 | DataType::Float64 => {
+            ("float8", -1)
+        }
+        // `float(p)`: single precision up to 24 binary digits, as in PostgreSQL.
+        DataType::Float(info) => match info {
+            sqlparser::ast::ExactNumberInfo::Precision(p)
+            | sqlparser::ast::ExactNumberInfo::PrecisionAndScale(p, _)
+                if *p <= 24 =>
+            {
+                ("float4", -1)
+            }
+            _ => ("float8", -1),
+        },
         DataType::Varchar(l) | DataType::CharacterVarying(l) | DataType::CharVarying(l) => {
             ("varchar", length(l)?)
         }

@@ -376,6 +376,18 @@ SELECT min(d), max(seen) FROM happenings;
 SELECT d::text, seen::date FROM happenings WHERE id = 1;
 SELECT CAST(at AS date) FROM happenings WHERE id = 4;
 DROP TABLE happenings;
+-- Floating-point values print as PostgreSQL prints them: the shortest digits that read back
+-- exactly, with an exponent outside 1e-4 .. 1e15 ("Floating-Point Types").
+SELECT 0.1::float8 + 0.2::float8;
+SELECT 1.5e300::float8, 1e15::float8, 123456789012345::float8;
+SELECT 0.0001::float8, 0.00001::float8, -2.5e-100::float8;
+SELECT 'NaN'::float8, 'Infinity'::float8, '-Infinity'::float8;
+CREATE TABLE measures (id int PRIMARY KEY, x double precision, r real);
+INSERT INTO measures VALUES (1, 1e20, 0.1), (2, -0.000012345, 1234567), (3, 3.25, 123456);
+SELECT id, x, r FROM measures ORDER BY id;
+SELECT sum(x) FROM measures WHERE id > 1;
+SELECT x * 2 FROM measures WHERE id = 1;
+DROP TABLE measures;
 CREATE TABLE jscalars (id int PRIMARY KEY, j jsonb);
 INSERT INTO jscalars VALUES (1, '42'), (2, '"text"'), (3, 'true'), (4, '{"b": [1, {"d": 2, "c": 3}]}');
 SELECT id, j FROM jscalars ORDER BY id;
