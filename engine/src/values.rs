@@ -448,7 +448,7 @@ mod tests {
             ),
             ("SELECT _sqlkeeper_cast('abc', 'date')", Err("22007")),
             ("SELECT _sqlkeeper_cast('', 'date')", Err("22007")),
-            ("SELECT _sqlkeeper_cast('42', 'date')", Err("22007")),
+            ("SELECT _sqlkeeper_cast('42', 'date')", Err("22008")),
             ("SELECT _sqlkeeper_cast('20240230', 'date')", Err("22008")),
             (
                 "SELECT _sqlkeeper_valid('990108', 'date')",

@@ -162,6 +162,9 @@ pub fn parse(s: &str, ty: DateTimeType, now: Option<i64>) -> Result<Option<Momen
                 let y = if yy >= 70 { 1900 + yy } else { 2000 + yy };
                 return finish(s, ty, y, &date[2..4], &date[4..], rest);
             }
+            // What PostgreSQL makes of other lone numbers: two digits or seven and more are a
+            // field out of range, one or three to five no date at all.
+            2 | 7.. => return Err(range(s)),
             _ => return Err(syntax(ty, s)),
         }
     } else {
@@ -210,9 +213,11 @@ fn finish(
     let (clock, zone) = split_zone(rest);
     let mut at = date.and_hms_opt(0, 0, 0).ok_or_else(|| range(s))?;
     if !clock.is_empty() {
-        at = at
-            .checked_add_signed(time_of_day(s, ty, clock)?)
-            .ok_or_else(|| range(s))?;
+        // A `date` checks the time of day and keeps its day: `2024-02-29 24:00` is 2024-02-29.
+        let t = time_of_day(s, ty, clock)?;
+        if ty != DateTimeType::Date {
+            at = at.checked_add_signed(t).ok_or_else(|| range(s))?;
+        }
     }
     let offset = match zone {
         "" => 0,
@@ -264,17 +269,12 @@ fn time_of_day(s: &str, ty: DateTimeType, clock: &str) -> Result<TimeDelta, Date
         mi.parse().unwrap_or(0),
         whole.parse().unwrap_or(0),
     );
-    // Microseconds, rounded at the seventh digit.
-    let mut micros: i64 = 0;
-    for (i, b) in frac.bytes().take(7).enumerate() {
-        let digit = i64::from(b - b'0');
-        if i < 6 {
-            micros = micros * 10 + digit;
-        } else if digit >= 5 {
-            micros += 1;
-        }
-    }
-    micros *= 10_i64.pow(6_u32.saturating_sub(frac.len().min(6) as u32));
+    // Microseconds as PostgreSQL computes them: the fraction read as a double, times a
+    // million, rounded half to even (`rint`), so `.1234565` is `.123456`.
+    let micros = match frac.is_empty() {
+        true => 0,
+        false => (format!("0.{frac}").parse::<f64>().unwrap_or(0.0) * 1e6).round_ties_even() as i64,
+    };
     let over_midnight = h == 24 && (mi, whole, micros) != (0, 0, 0);
     if h > 24 || mi > 59 || whole > 60 || over_midnight {
         return Err(range(s));
@@ -436,6 +436,8 @@ mod tests {
             ("20240229", Date, Ok("2024-02-29")),
             ("240229", Date, Ok("2024-02-29")),
             ("2024-02-29 10:00", Date, Ok("2024-02-29")),
+            ("2024-02-29 24:00", Date, Ok("2024-02-29")),
+            ("2024-02-29 23:00-05", Date, Ok("2024-02-29")),
             ("2024-02-29 10:00", Timestamp, Ok("2024-02-29 10:00:00")),
             (
                 "2024-02-29T10:00:00.5",
@@ -493,6 +495,10 @@ mod tests {
             ("2024-02-29 10:61", Timestamptz, Err("22008")),
             ("2024-02-29 10:00+16:00", Timestamptz, Err("22009")),
             ("abc", Timestamptz, Err("22007")),
+            ("42", Date, Err("22008")),
+            ("7", Date, Err("22007")),
+            ("12345", Date, Err("22007")),
+            ("1234567", Date, Err("22008")),
             ("2024-02-29 10", Timestamp, Err("22007")),
             ("2024-0x-01", Date, Err("22007")),
             ("Feb 29 2024", Date, Err("0A000")),

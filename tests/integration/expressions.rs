@@ -29,7 +29,8 @@ const CLAIMED: &[&str] = &["22012", "22P02", "22001", "22008"];
 /// The table whose typed columns generated values are stored in.
 const TYPED_TABLE: &str =
     "CREATE TABLE typed_values (id int PRIMARY KEY, i2 smallint, i4 integer, \
-     i8 bigint, v5 varchar(5), c3 char(3), d date, u uuid, j jsonb)";
+     i8 bigint, v5 varchar(5), c3 char(3), d date, u uuid, j jsonb, f8 double precision, \
+     r4 real, ts timestamp, tz timestamptz)";
 
 /// Its columns, with the type of expression generated for them (`None`: a text literal).
 const TYPED_COLUMNS: &[(&str, Option<Ty>)] = &[
@@ -41,6 +42,10 @@ const TYPED_COLUMNS: &[(&str, Option<Ty>)] = &[
     ("d", None),
     ("u", None),
     ("j", None),
+    ("f8", Some(Ty::Float)),
+    ("r4", Some(Ty::Float)),
+    ("ts", Some(Ty::Time)),
+    ("tz", Some(Ty::Time)),
 ];
 
 /// Deepest nesting of a generated expression.
@@ -51,6 +56,10 @@ enum Ty {
     Int,
     Text,
     Bool,
+    Float,
+    /// Date and time text (`timestamp`, `timestamptz`, `date` values as text, so that
+    /// comparisons and casts mix them as clients do).
+    Time,
 }
 
 fn pick<'a>(rng: &mut Rng, items: &[&'a str]) -> &'a str {
@@ -70,6 +79,64 @@ fn int_literal(rng: &mut Rng) -> String {
         5 => pick(rng, &["NULL::int", "(NULL::int)"]).into(),
         _ => (rng.below(200) as i64 - 100).to_string(),
     }
+}
+
+fn float_literal(rng: &mut Rng) -> String {
+    match rng.below(6) {
+        0 => pick(
+            rng,
+            &[
+                "0.1",
+                "1.5",
+                "-2.25",
+                "1e-5",
+                "1.5e300",
+                "123456789012345678",
+            ],
+        )
+        .into(),
+        1 => format!(
+            "'{}'::{}",
+            pick(
+                rng,
+                &["1.5e3", " 0.1 ", "Infinity", "-inf", "abc", "", "1e400", "1e-400", "NaN"]
+            ),
+            pick(rng, &["float8", "real", "double precision"])
+        ),
+        2 => format!(
+            "CAST({} AS {})",
+            pick(rng, &["0.1", "3", "1e39", "-1e-50", "2147483647"]),
+            pick(rng, &["float8", "real"])
+        ),
+        3 => pick(rng, &["NULL::float8", "0.0::float8"]).into(),
+        _ => format!("{}::float8", rng.below(2000) as i64 - 1000),
+    }
+}
+
+fn time_literal(rng: &mut Rng) -> String {
+    let s = pick(
+        rng,
+        &[
+            "2024-02-29",
+            "2024-02-29 10:00",
+            "2024-02-29T10:00:00.5Z",
+            "2024-02-29 23:30:00-05:30",
+            "2024-02-29 24:00",
+            "2024-02-29 24:00:01",
+            "2024-02-30 10:00",
+            "1999-12-31 23:59:59.9999995+01",
+            "0001-01-01 00:00:00",
+            "9999-12-31 23:59:59.999999",
+            "20240229",
+            "epoch",
+            "infinity",
+            "-infinity",
+            "abc",
+            "",
+            "2024-02-29 10:00+16:00",
+        ],
+    );
+    format!("'{s}'")
 }
 
 fn text_literal(rng: &mut Rng) -> String {
@@ -102,6 +169,50 @@ fn expr(rng: &mut Rng, ty: Ty, depth: u32) -> String {
         Ty::Int if leaf => int_literal(rng),
         Ty::Text if leaf => text_literal(rng),
         Ty::Bool if leaf => pick(rng, &["true", "false", "NULL::boolean"]).into(),
+        Ty::Float if leaf => float_literal(rng),
+        Ty::Time if leaf => format!(
+            "CAST({} AS {})",
+            time_literal(rng),
+            pick(rng, &["timestamptz", "timestamp", "date"])
+        ),
+        Ty::Float => {
+            let d = depth + 1;
+            match rng.below(5) {
+                0 | 1 => format!(
+                    "({} {} {})",
+                    expr(rng, Ty::Float, d),
+                    pick(rng, &["+", "-", "*", "/"]),
+                    expr(rng, Ty::Float, d)
+                ),
+                2 => format!("abs({})", expr(rng, Ty::Float, d)),
+                3 => format!(
+                    "CAST({} AS {})",
+                    expr(rng, Ty::Int, d),
+                    pick(rng, &["float8", "real"])
+                ),
+                _ => format!("(- {})", expr(rng, Ty::Float, d)),
+            }
+        }
+        Ty::Time => {
+            let d = depth + 1;
+            match rng.below(3) {
+                0 => format!(
+                    "CAST({} AS {})",
+                    expr(rng, Ty::Time, d),
+                    pick(rng, &["timestamptz", "timestamp", "date"])
+                ),
+                1 => format!(
+                    "greatest({}, {})",
+                    expr(rng, Ty::Time, d),
+                    expr(rng, Ty::Time, d)
+                ),
+                _ => format!(
+                    "CAST({} AS {})",
+                    time_literal(rng),
+                    pick(rng, &["timestamptz", "timestamp"])
+                ),
+            }
+        }
         Ty::Int => {
             let d = depth + 1;
             match rng.below(12) {
@@ -179,7 +290,7 @@ fn expr(rng: &mut Rng, ty: Ty, depth: u32) -> String {
         }
         Ty::Bool => {
             let d = depth + 1;
-            match rng.below(7) {
+            match rng.below(9) {
                 0 | 1 => format!(
                     "({} {} {})",
                     expr(rng, Ty::Int, d),
@@ -198,6 +309,18 @@ fn expr(rng: &mut Rng, ty: Ty, depth: u32) -> String {
                     "({} IS {}NULL)",
                     expr(rng, Ty::Int, d),
                     pick(rng, &["", "NOT "])
+                ),
+                6 => format!(
+                    "({} {} {})",
+                    expr(rng, Ty::Float, d),
+                    pick(rng, &["=", "<", ">="]),
+                    expr(rng, Ty::Float, d)
+                ),
+                7 => format!(
+                    "(CAST({} AS timestamptz) {} CAST({} AS timestamptz))",
+                    time_literal(rng),
+                    pick(rng, &["=", "<", ">="]),
+                    time_literal(rng)
                 ),
                 _ => format!("({} LIKE 'a%')", expr(rng, Ty::Text, d)),
             }
@@ -305,7 +428,7 @@ async fn random_expressions_match_postgres() {
             let s = both.pop().unwrap();
             (insert, both.pop().unwrap(), s)
         } else {
-            let ty = [Ty::Int, Ty::Text, Ty::Bool][rng.below(3) as usize];
+            let ty = [Ty::Int, Ty::Text, Ty::Bool, Ty::Float, Ty::Time][rng.below(5) as usize];
             let sql = format!("SELECT {}", expr(&mut rng, ty, 0));
             let (p, s) = (answer(&pg, &sql).await, answer(&sk, &sql).await);
             (sql, p, s)
