@@ -108,8 +108,9 @@ pub struct EntryHeader {
 /// read `'now'` and `'today'` from the stamp, and refuse input forms other than ISO 8601
 /// (`sqlkeeper_sql::datetime`). Version 7: casts to `float8`/`float4` read text as PostgreSQL
 /// does (22P02, 22003, single precision for `real`) and `double precision`/`real` columns
-/// check their values.
-pub const ENGINE_APPLY_VERSION: u32 = 7;
+/// check their values. Version 8: a `date` keeps its day at `24:00`, fractions of a
+/// microsecond round half to even, lone numbers as dates fail as in PostgreSQL.
+pub const ENGINE_APPLY_VERSION: u32 = 8;
 
 impl EntryHeader {
     /// The header this build writes, with the default budget.
