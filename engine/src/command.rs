@@ -109,8 +109,10 @@ pub struct EntryHeader {
 /// (`sqlkeeper_sql::datetime`). Version 7: casts to `float8`/`float4` read text as PostgreSQL
 /// does (22P02, 22003, single precision for `real`) and `double precision`/`real` columns
 /// check their values. Version 8: a `date` keeps its day at `24:00`, fractions of a
-/// microsecond round half to even, lone numbers as dates fail as in PostgreSQL.
-pub const ENGINE_APPLY_VERSION: u32 = 8;
+/// microsecond round half to even, lone numbers as dates fail as in PostgreSQL. Version 9:
+/// PostgreSQL's math and string functions (`pgfuncs.rs`), `upper`/`lower` one character at a
+/// time, `pg_bool` of an integer.
+pub const ENGINE_APPLY_VERSION: u32 = 9;
 
 impl EntryHeader {
     /// The header this build writes, with the default budget.

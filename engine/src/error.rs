@@ -239,6 +239,9 @@ fn state_from_message(msg: &str) -> &'static str {
         "54000"
     } else if m.contains("ambiguous column name") {
         "42702"
+    } else if m.contains("distinct aggregates must have exactly one argument") {
+        // `string_agg(DISTINCT x, ',')`: SQLite has DISTINCT only for one argument.
+        "0A000"
     } else if m.contains("datatype mismatch") || m.contains("cannot store") {
         "22P02"
     } else if m.contains("integer overflow") {

@@ -164,6 +164,7 @@ pub(crate) fn install(
     stamp: &std::sync::Arc<crate::determinism::StampCell>,
 ) -> rusqlite::Result<()> {
     crate::values::install(conn, stamp)?;
+    crate::pgfuncs::install(conn)?;
     // Session information functions drivers call on connect. Constant for a build and a
     // schema, so replicas agree.
     conn.create_scalar_function("version", 0, flags(), |_| {
@@ -176,11 +177,20 @@ pub(crate) fn install(
     conn.create_scalar_function("current_schema", 0, flags(), |_| Ok("public"))?;
     // Postgres changes the case of every letter; SQLite's upper() and lower() only ASCII ones.
     // (Rust's Unicode tables are part of the build, as SQLite is: one build per cluster.)
+    // One character at a time, as Postgres does: `upper('ß')` is `ß`.
     conn.create_scalar_function("upper", 1, flags(), |ctx| {
-        Ok(text(ctx, 0).map(|s| s.to_uppercase()))
+        Ok(text(ctx, 0).map(|s| {
+            s.chars()
+                .flat_map(|c| crate::pgfuncs::one_to_one(c, char::to_uppercase))
+                .collect::<String>()
+        }))
     })?;
     conn.create_scalar_function("lower", 1, flags(), |ctx| {
-        Ok(text(ctx, 0).map(|s| s.to_lowercase()))
+        Ok(text(ctx, 0).map(|s| {
+            s.chars()
+                .flat_map(|c| crate::pgfuncs::one_to_one(c, char::to_lowercase))
+                .collect::<String>()
+        }))
     })?;
     // Postgres' replace() is strict (NULL if any argument is); SQLite's returns the string
     // unchanged for an empty pattern even when the replacement is NULL.
@@ -226,6 +236,10 @@ pub(crate) fn install(
         })?;
     }
     conn.create_scalar_function("pg_bool", 1, flags(), |ctx| {
+        // An integer is true when it is not zero (Postgres' int4-to-boolean cast).
+        if let ValueRef::Integer(i) = ctx.get_raw(0) {
+            return Ok(Some(i64::from(i != 0)));
+        }
         let Some(v) = text(ctx, 0) else {
             return Ok(None);
         };

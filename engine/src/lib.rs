@@ -25,6 +25,7 @@ mod jsonb;
 mod limits;
 mod meta;
 mod outcome;
+mod pgfuncs;
 mod read;
 mod rebuild;
 mod scratch;

@@ -126,7 +126,12 @@ fn figure_name(e: &Expr) -> Option<String> {
             _ => type_colname(data_type),
         },
         Expr::Case { .. } => "case".into(),
-        Expr::Trim { .. } => "btrim".into(),
+        Expr::Trim { trim_where, .. } => match trim_where {
+            Some(sqlparser::ast::TrimWhereField::Leading) => "ltrim",
+            Some(sqlparser::ast::TrimWhereField::Trailing) => "rtrim",
+            _ => "btrim",
+        }
+        .into(),
         Expr::Position { .. } => "position".into(),
         Expr::Substring {
             shorthand: true, ..
@@ -176,7 +181,8 @@ fn infer_type(e: &Expr) -> Option<PgType> {
     use BinaryOperator::*;
     Some(match e {
         Expr::BinaryOp { op, left, right } => match op {
-            Eq | NotEq | Lt | Gt | LtEq | GtEq | And | Or => PgType::Bool,
+            Eq | NotEq | Lt | Gt | LtEq | GtEq | And | Or | PGLikeMatch | PGNotLikeMatch
+            | PGILikeMatch | PGNotILikeMatch => PgType::Bool,
             StringConcat => PgType::Text,
             Plus | Minus | Multiply | Divide | Modulo => {
                 match (infer_type(left)?, infer_type(right)?) {
@@ -200,6 +206,8 @@ fn infer_type(e: &Expr) -> Option<PgType> {
         } => infer_type(expr)?,
         Expr::IsNull(_)
         | Expr::IsNotNull(_)
+        | Expr::IsUnknown(_)
+        | Expr::IsNotUnknown(_)
         | Expr::IsTrue(_)
         | Expr::IsFalse(_)
         | Expr::IsNotTrue(_)
@@ -239,6 +247,9 @@ fn infer_type(e: &Expr) -> Option<PgType> {
                     PgType::Timestamptz
                 }
                 "gen_random_uuid" => PgType::Uuid,
+                "bool_and" | "bool_or" | "every" | "starts_with" => PgType::Bool,
+                "repeat" | "translate" | "chr" | "to_hex" => PgType::Text,
+                "ascii" => PgType::Int4,
                 _ => return None,
             }
         }

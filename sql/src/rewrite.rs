@@ -8,7 +8,7 @@ use std::ops::ControlFlow;
 use sqlparser::ast::{
     visit_expressions_mut, BinaryOperator, CastKind, DataType, Expr, Function, FunctionArg,
     FunctionArgExpr, FunctionArgumentList, FunctionArguments, Ident, ObjectName, Statement,
-    UnaryOperator, Value,
+    TrimWhereField, UnaryOperator, Value,
 };
 
 use sqlparser::dialect::PostgreSqlDialect;
@@ -34,6 +34,10 @@ const RENAMED_FUNCTIONS: &[(&str, &str)] = &[
     ("mod", crate::values::MOD_FUNCTION),
     // btrim(s[, chars]) is SQLite's trim(s[, chars]).
     ("btrim", "trim"),
+    // Booleans are 0 and 1: the aggregates of booleans are the least and the greatest.
+    ("bool_and", "min"),
+    ("every", "min"),
+    ("bool_or", "max"),
 ];
 
 /// Functions whose result depends on the node or its SQLite internals: refused by name.
@@ -92,6 +96,46 @@ pub(crate) fn postgres_expressions(stmt: &mut Statement) -> Result<(), SqlError>
 }
 
 /// Whether `e` is printed with a leading sign (a signed operand, or a negative number).
+/// `left op ANY|ALL (subquery)` as a CASE over EXISTS; `None` when the subquery is not a plain
+/// SELECT of one column (SQLite then reports the construct).
+fn quantified(left: &Expr, op: &BinaryOperator, right: &Expr, any: bool) -> Option<Expr> {
+    let Expr::Subquery(q) = right else {
+        return None;
+    };
+    let mut q = q.clone();
+    let sqlparser::ast::SetExpr::Select(select) = q.body.as_mut() else {
+        return None;
+    };
+    let [item] = select.projection.as_mut_slice() else {
+        return None;
+    };
+    let expr = match item {
+        sqlparser::ast::SelectItem::UnnamedExpr(e)
+        | sqlparser::ast::SelectItem::ExprWithAlias { expr: e, .. } => e.clone(),
+        _ => return None,
+    };
+    *item = sqlparser::ast::SelectItem::ExprWithAlias {
+        expr,
+        alias: Ident::new("_sqlkeeper_v"),
+    };
+    let cmp = format!("({left}) {op} _sqlkeeper_s._sqlkeeper_v");
+    let from = format!("({q}) AS _sqlkeeper_s");
+    let (decisive, test, otherwise) = match any {
+        true => ("true", cmp.clone(), "false"),
+        false => ("false", format!("NOT ({cmp})"), "true"),
+    };
+    let sql = format!(
+        "CASE WHEN EXISTS (SELECT 1 FROM {from} WHERE {test}) THEN {decisive} \
+         WHEN EXISTS (SELECT 1 FROM {from} WHERE ({cmp}) IS NULL) THEN NULL \
+         ELSE {otherwise} END"
+    );
+    Parser::new(&PostgreSqlDialect {})
+        .try_with_sql(&sql)
+        .and_then(|mut p| p.parse_expr())
+        .ok()
+        .map(|e| Expr::Nested(Box::new(e)))
+}
+
 fn starts_with_sign(e: &Expr) -> bool {
     match e {
         Expr::UnaryOp {
@@ -105,6 +149,114 @@ fn starts_with_sign(e: &Expr) -> bool {
 
 fn rewrite(e: &mut Expr) -> Result<(), SqlError> {
     match e {
+        // `~~` and `~~*` are Postgres' names of LIKE and ILIKE.
+        Expr::BinaryOp {
+            left,
+            op:
+                op @ (BinaryOperator::PGLikeMatch
+                | BinaryOperator::PGNotLikeMatch
+                | BinaryOperator::PGILikeMatch
+                | BinaryOperator::PGNotILikeMatch),
+            right,
+        } => {
+            let negated = matches!(
+                op,
+                BinaryOperator::PGNotLikeMatch | BinaryOperator::PGNotILikeMatch
+            );
+            let (expr, pattern) = (left.clone(), right.clone());
+            *e = match op {
+                BinaryOperator::PGLikeMatch | BinaryOperator::PGNotLikeMatch => Expr::Like {
+                    negated,
+                    any: false,
+                    expr,
+                    pattern,
+                    escape_char: None,
+                },
+                _ => Expr::ILike {
+                    negated,
+                    any: false,
+                    expr,
+                    pattern,
+                    escape_char: None,
+                },
+            };
+            return rewrite(e);
+        }
+        // `^` is exponentiation, `#` exclusive or.
+        Expr::BinaryOp {
+            left,
+            op: BinaryOperator::PGExp,
+            right,
+        } => {
+            *e = call("power", vec![(**left).clone(), (**right).clone()]);
+        }
+        Expr::BinaryOp {
+            left,
+            op: BinaryOperator::PGBitwiseXor,
+            right,
+        } => {
+            let or = Expr::BinaryOp {
+                left: left.clone(),
+                op: BinaryOperator::BitwiseOr,
+                right: right.clone(),
+            };
+            let and = Expr::BinaryOp {
+                left: left.clone(),
+                op: BinaryOperator::BitwiseAnd,
+                right: right.clone(),
+            };
+            *e = Expr::Nested(Box::new(Expr::BinaryOp {
+                left: Box::new(Expr::Nested(Box::new(or))),
+                op: BinaryOperator::Minus,
+                right: Box::new(Expr::Nested(Box::new(and))),
+            }));
+        }
+        Expr::UnaryOp {
+            op:
+                op @ (UnaryOperator::PGSquareRoot | UnaryOperator::PGCubeRoot | UnaryOperator::PGAbs),
+            expr,
+        } => {
+            let f = match op {
+                UnaryOperator::PGSquareRoot => "sqrt",
+                UnaryOperator::PGCubeRoot => "cbrt",
+                _ => "abs",
+            };
+            *e = call(f, vec![(**expr).clone()]);
+        }
+        Expr::IsUnknown(inner) => *e = Expr::IsNull(inner.clone()),
+        Expr::IsNotUnknown(inner) => *e = Expr::IsNotNull(inner.clone()),
+        // SUBSTRING(s FROM a FOR n) and TRIM(BOTH|LEADING|TRAILING c FROM s): SQLite has only
+        // the function forms.
+        Expr::Substring {
+            expr,
+            substring_from,
+            substring_for,
+            ..
+        } => {
+            let mut args = vec![
+                (**expr).clone(),
+                substring_from
+                    .as_deref()
+                    .cloned()
+                    .unwrap_or_else(|| Expr::Value(Value::Number("1".into(), false).into())),
+            ];
+            args.extend(substring_for.as_deref().cloned());
+            *e = call("substr", args);
+        }
+        Expr::Trim {
+            trim_where: Some(side),
+            trim_what,
+            expr,
+            trim_characters: None,
+        } => {
+            let f = match side {
+                TrimWhereField::Both => "trim",
+                TrimWhereField::Leading => "ltrim",
+                TrimWhereField::Trailing => "rtrim",
+            };
+            let what = trim_what.as_deref().cloned().unwrap_or_else(|| string(" "));
+            *e = call(f, vec![(**expr).clone(), what]);
+        }
         // Postgres LIKE is case-sensitive with backslash as the default escape; the engine's
         // like() implements exactly that, and always gets the escape spelled out.
         Expr::Like {
@@ -191,6 +343,12 @@ fn rewrite(e: &mut Expr) -> Result<(), SqlError> {
                 *e = call;
                 return Ok(());
             }
+            // Text Postgres reads as a boolean (`'yes'`, `'off'`, `' t '`), 22P02 otherwise;
+            // SQLite's CAST would read any text as 0.
+            if checked && matches!(data_type, DataType::Boolean | DataType::Bool) {
+                *e = call("pg_bool", vec![(**expr).clone()]);
+                return Ok(());
+            }
             let name = data_type.to_string().to_ascii_lowercase();
             let base = name.split('(').next().unwrap_or("").trim().to_string();
             if matches!(
@@ -246,6 +404,28 @@ fn rewrite(e: &mut Expr) -> Result<(), SqlError> {
                     subquery: q.clone(),
                     negated: false,
                 };
+            }
+        }
+        // x op ANY (subquery), x op ALL (subquery): SQLite has neither. Written with EXISTS over
+        // the subquery, keeping SQL's three values: ANY is true if one comparison is, false if
+        // none can be (or there are no rows), else NULL; ALL the other way round.
+        Expr::AnyOp {
+            left,
+            compare_op,
+            right,
+            ..
+        } if matches!(**right, Expr::Subquery(_)) => {
+            if let Some(q) = quantified(left, compare_op, right, true) {
+                *e = q;
+            }
+        }
+        Expr::AllOp {
+            left,
+            compare_op,
+            right,
+        } if matches!(**right, Expr::Subquery(_)) => {
+            if let Some(q) = quantified(left, compare_op, right, false) {
+                *e = q;
             }
         }
         // E'..' and $$..$$ strings become plain SQLite strings (the parser already unescaped them).

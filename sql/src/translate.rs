@@ -279,8 +279,13 @@ fn rewrite_delete_using(stmt: Statement) -> Result<Statement, SqlError> {
         .or_else(|| name.0.last().map(|p| p.to_string()))
         .unwrap_or_else(|| name.to_string());
     let using: Vec<String> = using.iter().map(|u| u.to_string()).collect();
+    // The target keeps its alias, which RETURNING may name.
+    let outer = match alias {
+        Some(a) => format!("{name} AS {}", a.name),
+        None => name.to_string(),
+    };
     let mut sql = format!(
-        "DELETE FROM {name} WHERE rowid IN (SELECT {qualifier}.rowid FROM {target}, {}",
+        "DELETE FROM {outer} WHERE rowid IN (SELECT {qualifier}.rowid FROM {target}, {}",
         using.join(", ")
     );
     if let Some(sel) = &d.selection {
@@ -336,6 +341,7 @@ fn translate_statement(stmt: Statement) -> Result<Translated, SqlError> {
         // Runs on a scratch database where the views are tables of the `sqlkeeper` schema.
         let param_count = rewrite_expressions(&mut stmt);
         postgres_null_order(&mut stmt);
+        sqlite_limits(&mut stmt)?;
         return Ok(Translated {
             kind: StatementKind::Introspection,
             sqlite: vec![stmt.to_string()],
@@ -504,6 +510,7 @@ fn translate_statement(stmt: Statement) -> Result<Translated, SqlError> {
     crate::values::add_column_checks(&mut stmt);
     strip_public_schema(&mut stmt);
     postgres_null_order(&mut stmt);
+    sqlite_limits(&mut stmt)?;
     if let Statement::Query(q) = &mut stmt {
         // One writer applies entries in log order: row locks have nothing to do.
         q.locks.clear();
@@ -1252,6 +1259,22 @@ fn check_supported_query_features(stmt: &Statement) -> Result<(), SqlError> {
                     return ControlFlow::Break(());
                 }
             }
+            // SQLite's WITH holds queries only.
+            let writes = |q: &Query| {
+                matches!(
+                    q.body.as_ref(),
+                    SetExpr::Insert(_) | SetExpr::Update(_) | SetExpr::Delete(_)
+                )
+            };
+            if q.with
+                .as_ref()
+                .is_some_and(|w| w.cte_tables.iter().any(|c| writes(&c.query)))
+            {
+                self.0 = Some(SqlError::unsupported(
+                    "data-modifying statements (INSERT, UPDATE, DELETE) in WITH",
+                ));
+                return ControlFlow::Break(());
+            }
             ControlFlow::Continue(())
         }
     }
@@ -1293,6 +1316,90 @@ fn rewrite_expressions(stmt: &mut Statement) -> usize {
 /// Postgres sorts NULL above every value (last in ascending order, first in descending);
 /// SQLite sorts it below. Every ORDER BY item without an explicit `NULLS FIRST/LAST` gets the
 /// Postgres default spelled out.
+/// `OFFSET n` without `LIMIT` and `FETCH FIRST n ROWS ONLY` in SQLite's words: `LIMIT -1
+/// OFFSET n`, `LIMIT n`. `WITH TIES` and `PERCENT` are refused (0A000). The target of an
+/// `UPDATE` or `DELETE` gets its alias with `AS`, which SQLite requires, and its `RETURNING`
+/// names the target's columns without the alias, which SQLite's `RETURNING` does not know.
+fn sqlite_limits(stmt: &mut Statement) -> Result<(), SqlError> {
+    use sqlparser::ast::LimitClause;
+    struct Fix(Option<SqlError>);
+    impl VisitorMut for Fix {
+        type Break = ();
+        fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
+            let number = |n: &str| Expr::Value(Value::Number(n.into(), false).into());
+            if let Some(fetch) = query.fetch.take() {
+                if fetch.with_ties || fetch.percent {
+                    self.0 = Some(SqlError::unsupported("FETCH ... WITH TIES or PERCENT"));
+                    return ControlFlow::Break(());
+                }
+                let quantity = fetch.quantity.unwrap_or_else(|| number("1"));
+                match &mut query.limit_clause {
+                    Some(LimitClause::LimitOffset { limit, .. }) if limit.is_none() => {
+                        *limit = Some(quantity)
+                    }
+                    None => {
+                        query.limit_clause = Some(LimitClause::LimitOffset {
+                            limit: Some(quantity),
+                            offset: None,
+                            limit_by: Vec::new(),
+                        })
+                    }
+                    _ => {}
+                }
+            }
+            if let Some(LimitClause::LimitOffset {
+                limit: limit @ None,
+                offset: Some(_),
+                ..
+            }) = &mut query.limit_clause
+            {
+                *limit = Some(number("-1"));
+            }
+            ControlFlow::Continue(())
+        }
+        fn pre_visit_statement(&mut self, stmt: &mut Statement) -> ControlFlow<()> {
+            let (relation, returning) = match stmt {
+                Statement::Update(u) => (&mut u.table.relation, &mut u.returning),
+                Statement::Delete(d) => match &mut d.from {
+                    sqlparser::ast::FromTable::WithFromKeyword(f)
+                    | sqlparser::ast::FromTable::WithoutKeyword(f)
+                        if f.len() == 1 =>
+                    {
+                        (&mut f[0].relation, &mut d.returning)
+                    }
+                    _ => return ControlFlow::Continue(()),
+                },
+                _ => return ControlFlow::Continue(()),
+            };
+            if let sqlparser::ast::TableFactor::Table {
+                alias: Some(alias), ..
+            } = relation
+            {
+                alias.explicit = true;
+                // SQLite's RETURNING sees the target table only, and not by its alias.
+                let name = alias.name.value.clone();
+                for item in returning.iter_mut().flatten() {
+                    let _ = visit_expressions_mut(item, |e| {
+                        if let Expr::CompoundIdentifier(parts) = e {
+                            if parts.len() == 2 && parts[0].value == name {
+                                *e = Expr::Identifier(parts[1].clone());
+                            }
+                        }
+                        ControlFlow::<()>::Continue(())
+                    });
+                }
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let mut fix = Fix(None);
+    let _ = stmt.visit(&mut fix);
+    match fix.0 {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
 fn postgres_null_order(stmt: &mut Statement) {
     struct Fix;
     impl VisitorMut for Fix {
@@ -1445,10 +1552,10 @@ mod tests {
     fn classifies_and_tags() {
         assert_eq!(one("select 1").kind, StatementKind::Read);
         assert_eq!(one("insert into t values (1)").tag, CommandTag::Insert);
-        assert_eq!(
-            one("with x as (insert into t values (1) returning *) select * from x").kind,
-            StatementKind::Write
-        );
+        // SQLite's WITH holds queries only: a data-modifying WITH is refused, not misread.
+        let e = translate("with x as (insert into t values (1) returning *) select * from x")
+            .unwrap_err();
+        assert_eq!(e.sqlstate.to_string(), "0A000");
         assert_eq!(one("create table t (a int)").tag.render(0), "CREATE TABLE");
         assert_eq!(CommandTag::Insert.render(3), "INSERT 0 3");
     }

@@ -392,3 +392,154 @@ CREATE TABLE jscalars (id int PRIMARY KEY, j jsonb);
 INSERT INTO jscalars VALUES (1, '42'), (2, '"text"'), (3, 'true'), (4, '{"b": [1, {"d": 2, "c": 3}]}');
 SELECT id, j FROM jscalars ORDER BY id;
 DROP TABLE jscalars;
+-- String functions and operators ("String Functions and Operators", Table 9.9 and 9.10): the
+-- ones a metadata application uses in reports and migrations.
+SELECT concat('a', 1, NULL, 'b'), concat_ws('-', 'a', NULL, 'b', 2);
+SELECT initcap('hello wORLD'), repeat('ab', 3), repeat('x', 0);
+SELECT strpos('high', 'ig'), starts_with('alphabet', 'alph'), md5('abc');
+SELECT char_length('héllo'), octet_length('héllo'), length('');
+SELECT translate('12345', '143', 'ax'), ascii('x'), chr(65);
+SELECT substring('Thomas' from 2 for 3), substring('Thomas' from 3), substring('Thomas' for 2);
+SELECT trim(both 'xyz' from 'yxTomxxx');
+SELECT trim(leading 'x' from 'xxa'), trim(trailing 'x' from 'axx');
+SELECT trim(trailing from 'a  ');
+SELECT left('abcde', -2), right('abcde', -2), lpad('hi', 5), rpad('hi', 1);
+SELECT 'Post' || 'greSQL', 'Value: ' || 42, 42 || ' is the answer';
+SELECT upper('straße'), lower('ÀÉÎ');
+SELECT split_part('abc~@~def~@~ghi', '~@~', 3), split_part('a.b', '.', 5);
+SELECT reverse('abc'), to_hex(255), to_hex(-1);
+SELECT 'abc' LIKE 'a%', 'abc' LIKE '_b_', 'abc' NOT LIKE 'c%', 'a_c' LIKE 'a\_c';
+SELECT 'ABC' ILIKE 'a%', 'abc' ~~ 'a%', 'abc' ~~* 'A%';
+SELECT 'abc' < 'abd', 'abc' = 'ABC', 'a' || NULL IS NULL;
+-- Mathematical functions and operators ("Mathematical Functions and Operators").
+SELECT ceil(42.2), ceil(-42.8), floor(42.8), floor(-42.8);
+SELECT round(42.4), round(42.5), round(-42.5), round(42.4382, 2);
+SELECT trunc(42.8), trunc(-42.8), sign(-8.4), sign(0);
+SELECT 2 ^ 3, sqrt(2::float8), power(2, 10), abs(-17.4);
+SELECT 5 / 2, -5 / 2, 5 % 3, -5 % 3, div(9, 4), mod(-9, 4);
+SELECT 9223372036854775807 + 0, -2147483648 - 0;
+SELECT 1.5 * 2, 7.0 / 2, 1 + 2.5;
+SELECT exp(1.0::float8), ln(2.718281828459045::float8), log(100::float8);
+SELECT pi(), degrees(pi()), radians(180::float8);
+SELECT gcd(1071, 462), lcm(4, 6);
+SELECT @ -5, |/ 25::float8, 7 & 3, 7 | 8, 5 # 1, ~ 5, 1 << 4, 16 >> 2;
+-- Conditional expressions ("Conditional Expressions").
+SELECT CASE 2 WHEN 1 THEN 'one' WHEN 2 THEN 'two' ELSE 'other' END;
+SELECT CASE WHEN NULL THEN 'yes' ELSE 'no' END, CASE 3 WHEN 1 THEN 'x' END;
+SELECT coalesce(NULL, NULL, 'third', 'fourth'), coalesce(NULL::int, 0);
+SELECT nullif('a', 'a'), nullif('a', 'b'), nullif(1, NULL);
+SELECT greatest('apple', 'pear', 'fig'), least('b', NULL, 'a');
+-- Comparison predicates ("Comparison Functions and Operators").
+SELECT 1 IS DISTINCT FROM NULL, NULL IS NOT DISTINCT FROM NULL, 1 IS DISTINCT FROM 1;
+SELECT 2 BETWEEN 1 AND 3, 2 NOT BETWEEN 1 AND 3, 2 BETWEEN SYMMETRIC 3 AND 1;
+SELECT true IS TRUE, NULL::boolean IS UNKNOWN, false IS NOT FALSE, NULL::boolean IS NOT TRUE;
+SELECT NULL = NULL, NULL <> 1, 1 IN (1, NULL), 2 IN (1, NULL), 2 NOT IN (1, NULL);
+-- Boolean input ("Boolean Type").
+SELECT 'yes'::boolean, 'off'::boolean, 't'::boolean, '0'::boolean, ' TRUE '::boolean;
+SELECT 'maybe'::boolean;
+SELECT true AND NULL, false AND NULL, true OR NULL, NOT NULL::boolean;
+-- Aggregates ("Aggregate Functions"), over a small table.
+CREATE TABLE readings (id int PRIMARY KEY, sensor text NOT NULL, value int, ok boolean, at date);
+INSERT INTO readings VALUES (1, 'a', 10, true, '2024-01-01'), (2, 'a', 20, true, '2024-01-02'), (3, 'b', NULL, false, '2024-01-01'), (4, 'b', 5, true, NULL), (5, 'c', 7, NULL, '2024-02-01');
+SELECT count(*), count(value), sum(value), min(value), max(value) FROM readings;
+SELECT sensor, count(*) FILTER (WHERE value > 6), sum(value) FILTER (WHERE ok) FROM readings GROUP BY sensor ORDER BY sensor;
+SELECT bool_and(ok), bool_or(ok), every(ok) FROM readings;
+SELECT sensor, bool_and(ok) FROM readings GROUP BY sensor ORDER BY sensor;
+SELECT min(sensor), max(sensor), min(at), max(at) FROM readings;
+SELECT sum(value) FROM readings WHERE false;
+SELECT count(*) FROM readings WHERE false;
+SELECT sensor, max(value) - min(value) AS spread FROM readings GROUP BY sensor HAVING count(value) > 1 ORDER BY sensor;
+SELECT string_agg(sensor, ',' ORDER BY id DESC) FROM readings;
+SELECT string_agg(DISTINCT sensor, '|' ORDER BY sensor) FROM readings;
+SELECT sensor, string_agg(value::text, '+' ORDER BY value) FROM readings GROUP BY sensor ORDER BY sensor;
+SELECT count(DISTINCT sensor), count(DISTINCT at) FROM readings;
+SELECT sensor FROM readings GROUP BY sensor HAVING sum(value) IS NULL OR sum(value) < 10 ORDER BY 1;
+-- Subquery expressions ("Subquery Expressions").
+SELECT id FROM readings WHERE value > ALL (SELECT value FROM readings WHERE sensor = 'b' AND value IS NOT NULL) ORDER BY id;
+SELECT id FROM readings WHERE value = ANY (SELECT value FROM readings WHERE sensor = 'a') ORDER BY id;
+SELECT id FROM readings r WHERE EXISTS (SELECT 1 FROM readings q WHERE q.sensor = r.sensor AND q.id <> r.id) ORDER BY id;
+SELECT id, (SELECT max(value) FROM readings q WHERE q.sensor = r.sensor) FROM readings r ORDER BY id;
+SELECT id FROM readings WHERE value NOT IN (SELECT value FROM readings WHERE sensor = 'b') ORDER BY id;
+SELECT (SELECT value FROM readings WHERE id = 99);
+SELECT (SELECT value FROM readings);
+-- Sorting and limits ("Sorting Rows", "LIMIT and OFFSET").
+SELECT id FROM readings ORDER BY value DESC NULLS LAST, id;
+SELECT id FROM readings ORDER BY value NULLS FIRST, id;
+SELECT id FROM readings ORDER BY at DESC, id LIMIT 3;
+SELECT id FROM readings ORDER BY id OFFSET 3;
+SELECT id FROM readings ORDER BY id LIMIT 0;
+SELECT id FROM readings ORDER BY id LIMIT ALL;
+SELECT id FROM readings ORDER BY id FETCH FIRST 2 ROWS ONLY;
+SELECT sensor, value FROM readings ORDER BY 1, 2 DESC;
+SELECT DISTINCT ON (sensor) sensor, id FROM readings ORDER BY sensor, id DESC;
+-- WITH queries ("WITH Queries").
+WITH RECURSIVE t(n) AS (VALUES (1) UNION ALL SELECT n + 1 FROM t WHERE n < 5) SELECT sum(n) FROM t;
+WITH a AS (SELECT sensor, sum(value) AS s FROM readings GROUP BY sensor), b AS (SELECT max(s) AS m FROM a) SELECT sensor FROM a, b WHERE a.s = b.m;
+WITH moved AS (DELETE FROM readings WHERE id = 5 RETURNING *) SELECT count(*) FROM moved;
+SELECT count(*) FROM readings;
+-- VALUES lists and table expressions ("VALUES Lists", "Table Expressions").
+VALUES (1, 'one'), (2, 'two');
+SELECT * FROM (VALUES (1, 'one'), (2, 'two')) AS t (num, letter) ORDER BY num DESC;
+SELECT r.id, x.label FROM readings r JOIN (VALUES ('a', 'alpha'), ('b', 'beta')) AS x (s, label) ON x.s = r.sensor ORDER BY r.id;
+SELECT a.id, b.id FROM readings a CROSS JOIN readings b WHERE a.id = 1 AND b.id < 3 ORDER BY b.id;
+SELECT a.id FROM readings a FULL JOIN readings b ON a.id = b.id + 10 ORDER BY a.id NULLS LAST, b.id LIMIT 2;
+SELECT id FROM readings NATURAL JOIN (SELECT 1 AS id) AS one;
+SELECT id FROM readings JOIN (SELECT 2 AS id) AS two USING (id);
+-- Data modification ("Inserting Data", "Updating Data", "Returning Data").
+CREATE TABLE counters (name text PRIMARY KEY, n int NOT NULL DEFAULT 0, touched boolean DEFAULT false);
+INSERT INTO counters (name) VALUES ('a');
+INSERT INTO counters VALUES ('b', DEFAULT, true), ('c', 5, DEFAULT);
+INSERT INTO counters (name, n) VALUES ('d', 1) RETURNING *;
+INSERT INTO counters AS c (name, n) VALUES ('a', 10) ON CONFLICT (name) DO UPDATE SET n = c.n + excluded.n RETURNING name, n;
+INSERT INTO counters (name, n) VALUES ('b', 3) ON CONFLICT (name) DO UPDATE SET n = excluded.n WHERE counters.touched = false RETURNING n;
+UPDATE counters SET n = n * 2, touched = true WHERE n > 1 RETURNING name, n, touched;
+UPDATE counters c SET n = r.value FROM readings r WHERE r.id = 1 AND c.name = r.sensor RETURNING c.name, c.n;
+DELETE FROM counters c USING readings r WHERE r.sensor = c.name AND r.value IS NULL RETURNING c.name;
+SELECT name, n, touched FROM counters ORDER BY name;
+INSERT INTO counters (name, n) VALUES ('e', NULL);
+UPDATE counters SET n = DEFAULT WHERE name = 'c' RETURNING n;
+-- Constraints ("Constraints"): named checks, multi-column uniqueness, cascades.
+CREATE TABLE owners (id int PRIMARY KEY, email text UNIQUE, CONSTRAINT email_has_at CHECK (email LIKE '%@%'));
+CREATE TABLE assets (id int PRIMARY KEY, owner_id int REFERENCES owners (id) ON DELETE CASCADE, kind text, serial text, UNIQUE (kind, serial));
+CREATE TABLE notes (id int PRIMARY KEY, owner_id int REFERENCES owners ON DELETE SET NULL, body text);
+INSERT INTO owners VALUES (1, 'a@x'), (2, 'b@x');
+INSERT INTO owners VALUES (3, 'nobody');
+INSERT INTO assets VALUES (1, 1, 'laptop', 'S1'), (2, 1, 'phone', 'S1'), (3, 2, 'laptop', 'S2');
+INSERT INTO assets VALUES (4, 2, 'laptop', 'S1');
+INSERT INTO notes VALUES (1, 1, 'first'), (2, 2, 'second');
+DELETE FROM owners WHERE id = 1;
+SELECT id, owner_id FROM assets ORDER BY id;
+SELECT id, owner_id FROM notes ORDER BY id;
+UPDATE owners SET email = 'b@y' WHERE id = 2;
+UPDATE owners SET id = 20 WHERE id = 2;
+DROP TABLE notes, assets, owners;
+-- Changing tables ("Modifying Tables").
+CREATE TABLE widgets (id int PRIMARY KEY, name text, size int);
+INSERT INTO widgets VALUES (1, 'a', 1), (2, 'b', NULL);
+ALTER TABLE widgets ALTER COLUMN size SET DEFAULT 10;
+INSERT INTO widgets (id, name) VALUES (3, 'c') RETURNING size;
+ALTER TABLE widgets ALTER COLUMN size DROP DEFAULT;
+INSERT INTO widgets (id, name) VALUES (4, 'd') RETURNING size;
+ALTER TABLE widgets ALTER COLUMN size SET NOT NULL;
+ALTER TABLE widgets ALTER COLUMN name SET NOT NULL;
+INSERT INTO widgets (id) VALUES (5);
+ALTER TABLE widgets ALTER COLUMN name DROP NOT NULL;
+INSERT INTO widgets (id) VALUES (5);
+ALTER TABLE widgets ADD CONSTRAINT size_positive CHECK (size > 0);
+UPDATE widgets SET size = 1 WHERE size IS NULL;
+ALTER TABLE widgets ADD CONSTRAINT size_positive CHECK (size > 0);
+INSERT INTO widgets VALUES (6, 'f', -1);
+ALTER TABLE widgets DROP CONSTRAINT size_positive;
+INSERT INTO widgets VALUES (6, 'f', -1);
+SELECT id, name, size FROM widgets ORDER BY id;
+DROP TABLE widgets;
+-- Sequences ("CREATE SEQUENCE", "Sequence Manipulation Functions").
+CREATE SEQUENCE ticket INCREMENT 10 START 100;
+CREATE SEQUENCE other START 1 INCREMENT 2;
+SELECT nextval('ticket'), nextval('ticket');
+SELECT currval('ticket');
+SELECT setval('ticket', 500), nextval('ticket');
+SELECT setval('ticket', 7, false), nextval('ticket');
+DROP SEQUENCE ticket;
+SELECT nextval('ticket');
+DROP TABLE counters, readings;
