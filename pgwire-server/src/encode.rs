@@ -24,30 +24,7 @@ pub(crate) fn column_type(col: &Column) -> Type {
 
 /// The Postgres type of a declared column type (`integer`, `varchar(8)`, `timestamptz`).
 pub(crate) fn declared_type(decl: &str) -> Type {
-    let d = decl.to_ascii_lowercase();
-    let base = d.split('(').next().unwrap_or("").trim();
-    // `timestamp(3) with time zone`: the precision sits inside the name.
-    if base == "timestamp" && d.contains("with time zone") && !d.contains("without") {
-        return Type::TIMESTAMPTZ;
-    }
-    match base {
-        "bigint" | "int8" | "bigserial" | "serial8" => Type::INT8,
-        "int" | "integer" | "int4" | "serial" | "serial4" => Type::INT4,
-        "smallint" | "int2" | "smallserial" | "serial2" => Type::INT2,
-        "real" | "float4" => Type::FLOAT4,
-        "double precision" | "double" | "float8" | "float" => Type::FLOAT8,
-        "boolean" | "bool" => Type::BOOL,
-        "bytea" | "blob" => Type::BYTEA,
-        "varchar" | "character varying" => Type::VARCHAR,
-        "char" | "character" | "bpchar" => Type::BPCHAR,
-        "date" => Type::DATE,
-        "timestamp" | "timestamp without time zone" => Type::TIMESTAMP,
-        "timestamptz" | "timestamp with time zone" => Type::TIMESTAMPTZ,
-        "uuid" => Type::UUID,
-        "json" => Type::JSON,
-        "jsonb" => Type::JSONB,
-        _ => Type::TEXT,
-    }
+    sqlkeeper_sql::pg_type_of_name(decl).map_or(Type::TEXT, wire_type)
 }
 
 /// The date and time type of a wire type, if it is one.
@@ -102,7 +79,7 @@ pub(crate) fn fields(
                 .and_then(|h| h.name.clone())
                 .unwrap_or_else(|| column_name(c));
             let ty = match (c.decl_type.is_some(), hint.and_then(|h| h.pg_type)) {
-                (false, Some(t)) => hinted_type(t),
+                (false, Some(t)) => wire_type(t),
                 _ => column_type(c),
             };
             FieldInfo::new(name, None, None, ty, format(i))
@@ -152,9 +129,9 @@ pub(crate) fn fields_for_rows(
     out
 }
 
-/// The wire type for a hinted Postgres type. `numeric` is sent as text: this node does not
-/// encode binary numerics yet.
-fn hinted_type(t: PgType) -> Type {
+/// The wire type of a Postgres type. `numeric` is sent as text: this node does not encode
+/// binary numerics yet.
+fn wire_type(t: PgType) -> Type {
     match t {
         PgType::Bool => Type::BOOL,
         PgType::Int2 => Type::INT2,
@@ -163,6 +140,8 @@ fn hinted_type(t: PgType) -> Type {
         PgType::Float4 => Type::FLOAT4,
         PgType::Float8 => Type::FLOAT8,
         PgType::Varchar => Type::VARCHAR,
+        PgType::Bpchar => Type::BPCHAR,
+        PgType::Bytea => Type::BYTEA,
         PgType::Date => Type::DATE,
         PgType::Timestamp => Type::TIMESTAMP,
         PgType::Timestamptz => Type::TIMESTAMPTZ,

@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 use sqlkeeper_engine::{query_scratch, EngineError, LogIndex, ScratchTable, Statement};
 use sqlkeeper_raft::{AdminOp, Node, NodeInfo};
 use sqlkeeper_sql::{
-    translate, AdminCall, ColumnHint, CommandTag, ParamType, SessionOp, StatementKind, Translated,
-    TxnOp,
+    translate, AdminCall, ColumnHint, CommandTag, ParamType, PgType, SessionOp, StatementKind,
+    Translated, TxnOp,
 };
 
 use crate::error::ClientError;
@@ -77,10 +77,9 @@ fn param_types(t: &Translated, probe: Option<&[sqlkeeper_engine::Column]>) -> Ve
             ParamType::Column(i) => probe?.get(*i)?.decl_type.clone(),
             ParamType::Compared(i) => {
                 let decl = probe?.get(*i)?.decl_type.clone()?;
-                let base = decl.to_ascii_lowercase();
-                match base.starts_with("varchar") || base.starts_with("character varying") {
-                    true => Some("text".into()),
-                    false => Some(decl),
+                match sqlkeeper_sql::pg_type_of_name(&decl) {
+                    Some(PgType::Varchar) => Some("text".into()),
+                    _ => Some(decl),
                 }
             }
         })

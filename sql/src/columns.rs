@@ -30,6 +30,10 @@ pub enum PgType {
     Text,
     /// `varchar`
     Varchar,
+    /// `char(n)` (`bpchar`)
+    Bpchar,
+    /// `bytea`
+    Bytea,
     /// `date`
     Date,
     /// `timestamp without time zone`
@@ -63,17 +67,26 @@ fn fold(i: &Ident) -> String {
 }
 
 fn type_of_data_type(dt: &DataType) -> Option<PgType> {
-    let s = dt.to_string().to_ascii_lowercase();
+    pg_type_of_name(&dt.to_string())
+}
+
+/// The Postgres type of a type as declared (`integer`, `varchar(8)`, `BIGSERIAL`,
+/// `timestamp(3) with time zone`): a column's declared type as SQLite keeps it, or a cast's.
+/// `None` for types without a [`PgType`] (they are sent as `text`).
+pub fn pg_type_of_name(name: &str) -> Option<PgType> {
+    let s = name.to_ascii_lowercase();
     let base = s.split('(').next().unwrap_or("").trim();
     Some(match base {
         "boolean" | "bool" => PgType::Bool,
-        "smallint" | "int2" => PgType::Int2,
-        "int" | "integer" | "int4" => PgType::Int4,
-        "bigint" | "int8" => PgType::Int8,
-        "double precision" | "float8" | "float" => PgType::Float8,
+        "smallint" | "int2" | "smallserial" | "serial2" => PgType::Int2,
+        "int" | "integer" | "int4" | "serial" | "serial4" => PgType::Int4,
+        "bigint" | "int8" | "bigserial" | "serial8" => PgType::Int8,
+        "double precision" | "double" | "float8" | "float" => PgType::Float8,
         "real" | "float4" => PgType::Float4,
         "numeric" | "decimal" => PgType::Numeric,
         "varchar" | "character varying" => PgType::Varchar,
+        "char" | "character" | "bpchar" => PgType::Bpchar,
+        "bytea" | "blob" => PgType::Bytea,
         "text" => PgType::Text,
         "date" => PgType::Date,
         "timestamp" if s.contains("with time zone") && !s.contains("without") => {
@@ -100,6 +113,8 @@ fn type_colname(dt: &DataType) -> String {
         Some(PgType::Numeric) => "numeric".into(),
         Some(PgType::Varchar) => "varchar".into(),
         Some(PgType::Text) => "text".into(),
+        Some(PgType::Bpchar) => "bpchar".into(),
+        Some(PgType::Bytea) => "bytea".into(),
         Some(PgType::Date) => "date".into(),
         Some(PgType::Timestamp) => "timestamp".into(),
         Some(PgType::Timestamptz) => "timestamptz".into(),

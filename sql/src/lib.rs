@@ -25,7 +25,7 @@ pub use classify::{
     AdminCall, CommandTag, Isolation, SessionOp, StatementKind, TxnOp, ADMIN_FUNCTIONS,
     INTROSPECTION_VIEWS,
 };
-pub use columns::{ColumnHint, PgType};
+pub use columns::{pg_type_of_name, ColumnHint, PgType};
 pub use error::{SqlError, SqlState};
 pub use params::ParamType;
 pub use rebuild::{rebuild_create_table, AlterOp, REBUILD_TABLE_FUNCTION};
