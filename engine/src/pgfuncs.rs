@@ -17,38 +17,34 @@ fn flags() -> FunctionFlags {
     FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC
 }
 
+/// Text read as a number of type `T` (Postgres' name for it in the error), 22P02 otherwise.
+fn from_text<T: std::str::FromStr>(v: ValueRef<'_>, pg_name: &str) -> rusqlite::Result<T> {
+    let s = text_of(v).unwrap_or_default();
+    s.trim().parse().map_err(|_| {
+        raise(
+            "22P02",
+            format!("invalid input syntax for type {pg_name}: \"{s}\""),
+        )
+    })
+}
+
 /// A numeric argument: `None` for NULL, 22P02 for text that is no number.
 fn number(ctx: &Context<'_>, i: usize) -> rusqlite::Result<Option<f64>> {
     match ctx.get_raw(i) {
         ValueRef::Null => Ok(None),
         ValueRef::Integer(n) => Ok(Some(n as f64)),
         ValueRef::Real(f) => Ok(Some(f)),
-        v => {
-            let s = text_of(v).unwrap_or_default();
-            s.trim().parse().map(Some).map_err(|_| {
-                raise(
-                    "22P02",
-                    format!("invalid input syntax for type double precision: \"{s}\""),
-                )
-            })
-        }
+        v => from_text(v, "double precision").map(Some),
     }
 }
 
+/// An integer argument (a float without a fraction is one), as [`number`].
 fn integer(ctx: &Context<'_>, i: usize) -> rusqlite::Result<Option<i64>> {
     match ctx.get_raw(i) {
         ValueRef::Null => Ok(None),
         ValueRef::Integer(n) => Ok(Some(n)),
         ValueRef::Real(f) if f.fract() == 0.0 && f.abs() < 9.2e18 => Ok(Some(f as i64)),
-        v => {
-            let s = text_of(v).unwrap_or_default();
-            s.trim().parse().map(Some).map_err(|_| {
-                raise(
-                    "22P02",
-                    format!("invalid input syntax for type bigint: \"{s}\""),
-                )
-            })
-        }
+        v => from_text(v, "bigint").map(Some),
     }
 }
 
