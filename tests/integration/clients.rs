@@ -1,7 +1,9 @@
 //! Client libraries against a real node: SQLAlchemy 2 (psycopg2) ORM sessions and an Alembic
 //! migration (`tests/clients/sqlalchemy_alembic.py`), and typed values through asyncpg and
-//! psycopg 3 (`tests/clients/typed_drivers.py`). The test command (`scripts/test.sh`) installs
-//! them in a virtualenv and names its Python in `SQLKEEPER_TEST_PYTHON`.
+//! psycopg 3 (`tests/clients/typed_drivers.py`), and pgjdbc (`tests/clients/TypedJdbc.java`, run
+//! as a single-file Java program). The test command (`scripts/test.sh`) installs the Python
+//! clients in a virtualenv and names its Python in `SQLKEEPER_TEST_PYTHON`, and installs
+//! Debian's pgjdbc package.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -15,8 +17,22 @@ fn python() -> PathBuf {
         .unwrap_or_else(|| root.join("target/test-venv/bin/python"))
 }
 
-/// Runs `tests/clients/{script}` against the server at `addr`; panics with its output unless it
-/// ends with `== OK`.
+/// Runs a client program (`cmd`, which gets the server's `HOST:PORT` as its last argument);
+/// panics with its output unless it ends with `== OK`.
+async fn run_client(what: &str, mut cmd: Command, addr: String) {
+    let out = tokio::task::spawn_blocking(move || cmd.arg(addr).output().unwrap())
+        .await
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{what} failed:\n{text}");
+    assert!(text.contains("== OK"), "{text}");
+}
+
+/// Runs the Python script `tests/clients/{script}` against the server at `addr`.
 async fn run_script(script: &str, addr: String) {
     let python = python();
     assert!(
@@ -24,26 +40,14 @@ async fn run_script(script: &str, addr: String) {
         "{} not found: run scripts/test.sh, which installs the Python clients",
         python.display()
     );
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/clients")
-        .join(script);
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(python)
-            .arg(path)
-            .arg(addr)
-            .env("PYTHONDONTWRITEBYTECODE", "1")
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "{script} failed:\n{text}");
-    assert!(text.contains("== OK"), "{text}");
+    let mut cmd = Command::new(python);
+    cmd.arg(clients_dir().join(script))
+        .env("PYTHONDONTWRITEBYTECODE", "1");
+    run_client(script, cmd, addr).await;
+}
+
+fn clients_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/clients")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -64,5 +68,30 @@ async fn asyncpg_and_psycopg3_round_trip_typed_values() {
     let dir = tempfile::tempdir().unwrap();
     let node = TestNode::start(dir.path()).await;
     run_script("typed_drivers.py", node.pg_addr.to_string()).await;
+    node.stop().await;
+}
+
+/// Where Debian's libpostgresql-jdbc-java puts pgjdbc (the test command installs it).
+const PGJDBC_JAR: &str = "/usr/share/java/postgresql.jar";
+
+/// pgjdbc: prepared statements executed more than five times (server-side, binary results) and
+/// with binary transfer from the start; the program passes against PostgreSQL 15 first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pgjdbc_round_trips_typed_values() {
+    assert!(
+        std::path::Path::new(PGJDBC_JAR).exists(),
+        "{PGJDBC_JAR} not found: run scripts/test.sh, which installs libpostgresql-jdbc-java"
+    );
+    let java = || {
+        let mut cmd = Command::new("java");
+        cmd.args(["-cp", PGJDBC_JAR])
+            .arg(clients_dir().join("TypedJdbc.java"));
+        cmd
+    };
+    let pg = Postgres::start();
+    run_client("TypedJdbc.java", java(), format!("127.0.0.1:{}", pg.port)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let node = TestNode::start(dir.path()).await;
+    run_client("TypedJdbc.java", java(), node.pg_addr.to_string()).await;
     node.stop().await;
 }

@@ -1,0 +1,143 @@
+// Round trips of typed values with pgjdbc (PostgreSQL's JDBC driver), run as a single-file
+// program: java -cp postgresql.jar tests/clients/TypedJdbc.java HOST:PORT
+//
+// pgjdbc turns a PreparedStatement into a server-side prepared statement on its fifth
+// execution and from then on reads (and, for some types, sends) values in binary. So each
+// statement here runs more than five times: values at the edges of their types are written and
+// read back as the Java objects PostgreSQL gives, in text first and then in binary. Expects a
+// fresh server (creates tables jdbc_rt and jdbc_rt_binary); prints "== OK" at the end; any failure throws. The test
+// runs it against PostgreSQL 15 too.
+
+import java.sql.Connection;
+import java.sql.DriverManager;
+import java.sql.PreparedStatement;
+import java.sql.ResultSet;
+import java.sql.Statement;
+import java.time.LocalDate;
+import java.time.LocalDateTime;
+import java.time.OffsetDateTime;
+import java.time.ZoneOffset;
+import java.util.Arrays;
+import java.util.Objects;
+import java.util.UUID;
+
+public class TypedJdbc {
+    static final int ROWS = 8;
+
+    static void check(boolean ok, String what) {
+        if (!ok) {
+            throw new AssertionError(what);
+        }
+    }
+
+    static LocalDate date(int i) {
+        return i % 2 == 0 ? LocalDate.of(1, 1, 1).plusDays(i) : LocalDate.of(9999, 12, 31).minusDays(i);
+    }
+
+    static LocalDateTime ts(int i) {
+        return LocalDateTime.of(2024, 2, 29, 10, 0, 0, 123456000).plusSeconds(i * 3601L);
+    }
+
+    static OffsetDateTime tz(int i) {
+        return OffsetDateTime.of(1999, 12, 31, 23, 59, 59, 999999000, ZoneOffset.UTC).plusDays(i);
+    }
+
+    static UUID uuid(int i) {
+        return i == 0 ? new UUID(0, 0) : new UUID(-1L, -1L - i);
+    }
+
+    static byte[] bytes(int i) {
+        return i == 1 ? new byte[0] : new byte[] {0, 1, 127, (byte) 128, (byte) 255, (byte) i};
+    }
+
+    static String text(int i) {
+        return i == 2 ? "" : "h\u00e9llo \u2603 \uD83D\uDE00 " + i;
+    }
+
+    static long big(int i) {
+        return i % 2 == 0 ? Long.MIN_VALUE + i : Long.MAX_VALUE - i;
+    }
+
+    public static void main(String[] args) throws Exception {
+        String url = "jdbc:postgresql://" + args[0] + "/postgres?user=postgres";
+        // As configured by default (text until the fifth execution), then with binary
+        // transfer from the first execution on (prepareThreshold=-1).
+        run(url, "jdbc_rt");
+        run(url + "&prepareThreshold=-1", "jdbc_rt_binary");
+        System.out.println("== OK");
+    }
+
+    static void run(String url, String table) throws Exception {
+        try (Connection c = DriverManager.getConnection(url)) {
+            System.out.println("== pgjdbc: connected (" + table + ")");
+            try (Statement s = c.createStatement()) {
+                s.execute("CREATE TABLE " + table + " (id int PRIMARY KEY, d date, ts timestamp, "
+                        + "tz timestamptz, u uuid, b bytea, t text, i8 bigint, f8 double precision, "
+                        + "ok boolean)");
+            }
+            try (PreparedStatement p = c.prepareStatement(
+                    "INSERT INTO " + table + " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")) {
+                for (int i = 0; i < ROWS; i++) {
+                    p.setInt(1, i);
+                    p.setObject(2, date(i));
+                    p.setObject(3, ts(i));
+                    p.setObject(4, tz(i));
+                    p.setObject(5, uuid(i));
+                    p.setBytes(6, bytes(i));
+                    p.setString(7, text(i));
+                    p.setLong(8, big(i));
+                    p.setDouble(9, i == 3 ? -2.25 : 0.5 * i);
+                    p.setBoolean(10, i % 3 == 0);
+                    check(p.executeUpdate() == 1, "insert " + i);
+                }
+                p.setInt(1, ROWS);
+                for (int k = 2; k <= 10; k++) {
+                    p.setNull(k, java.sql.Types.NULL);
+                }
+                check(p.executeUpdate() == 1, "insert of NULLs");
+            }
+            System.out.println("== pgjdbc: inserted " + (ROWS + 1) + " rows with a prepared statement");
+            try (PreparedStatement q = c.prepareStatement("SELECT * FROM " + table + " WHERE id = ?")) {
+                for (int i = 0; i < ROWS; i++) {
+                    q.setInt(1, i);
+                    try (ResultSet r = q.executeQuery()) {
+                        check(r.next(), "row " + i);
+                        String at = " (row " + i + ")";
+                        check(r.getObject("d", LocalDate.class).equals(date(i)), "date" + at + ": " + r.getObject("d", LocalDate.class));
+                        check(r.getObject("ts", LocalDateTime.class).equals(ts(i)), "timestamp" + at + ": " + r.getObject("ts", LocalDateTime.class));
+                        check(r.getObject("tz", OffsetDateTime.class).isEqual(tz(i)), "timestamptz" + at + ": " + r.getObject("tz", OffsetDateTime.class));
+                        check(r.getObject("u").equals(uuid(i)), "uuid" + at + ": " + r.getObject("u"));
+                        check(Arrays.equals(r.getBytes("b"), bytes(i)), "bytea" + at);
+                        check(r.getString("t").equals(text(i)), "text" + at + ": " + r.getString("t"));
+                        check(r.getLong("i8") == big(i), "bigint" + at + ": " + r.getLong("i8"));
+                        check(r.getDouble("f8") == (i == 3 ? -2.25 : 0.5 * i), "double" + at);
+                        check(r.getBoolean("ok") == (i % 3 == 0), "boolean" + at);
+                        check(r.getObject("id") instanceof Integer, "id is an Integer" + at);
+                        check(r.getObject("d") instanceof java.sql.Date, "d is a java.sql.Date" + at);
+                        check(r.getObject("tz") instanceof java.sql.Timestamp, "tz is a java.sql.Timestamp" + at);
+                    }
+                }
+                q.setInt(1, ROWS);
+                try (ResultSet r = q.executeQuery()) {
+                    check(r.next(), "row of NULLs");
+                    for (String col : new String[] {"d", "ts", "tz", "u", "b", "t", "i8", "f8", "ok"}) {
+                        check(Objects.isNull(r.getObject(col)), col + " is NULL");
+                    }
+                }
+            }
+            System.out.println("== pgjdbc: read back " + ROWS + " rows, text then binary");
+            try (PreparedStatement q = c.prepareStatement(
+                    "SELECT count(*) FROM " + table + " WHERE tz < ? AND u <> ? AND i8 > ?")) {
+                for (int i = 0; i < ROWS; i++) {
+                    q.setObject(1, tz(4));
+                    q.setObject(2, uuid(0));
+                    q.setLong(3, 0);
+                    try (ResultSet r = q.executeQuery()) {
+                        check(r.next() && r.getLong(1) == 2, "count by typed parameters");
+                    }
+                }
+            }
+            System.out.println("== pgjdbc: found rows by typed parameters");
+        }
+    }
+}
