@@ -111,8 +111,8 @@ pub struct EntryHeader {
 /// check their values. Version 8: a `date` keeps its day at `24:00`, fractions of a
 /// microsecond round half to even, lone numbers as dates fail as in PostgreSQL. Version 9:
 /// PostgreSQL's math and string functions (`pgfuncs.rs`), `upper`/`lower` one character at a
-/// time, `pg_bool` of an integer.
-pub const ENGINE_APPLY_VERSION: u32 = 9;
+/// time, `pg_bool` of an integer, `_sqlkeeper_single` (a scalar subquery of several rows).
+pub const ENGINE_APPLY_VERSION: u32 = 10;
 
 impl EntryHeader {
     /// The header this build writes, with the default budget.

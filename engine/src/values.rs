@@ -16,7 +16,8 @@ use crate::error::raise;
 use sqlkeeper_sql::datetime::DateTimeType;
 
 use sqlkeeper_sql::{
-    CAST_FUNCTION as CAST, DIV_FUNCTION as DIV, MOD_FUNCTION as MOD, VALID_FUNCTION as VALID,
+    CAST_FUNCTION as CAST, DIV_FUNCTION as DIV, MOD_FUNCTION as MOD,
+    SINGLE_ROW_FUNCTION as SINGLE_ROW, VALID_FUNCTION as VALID,
 };
 
 fn flags() -> FunctionFlags {
@@ -331,6 +332,15 @@ fn type_args<'a>(ctx: &'a Context<'_>) -> rusqlite::Result<(&'a str, i64)> {
 /// Registers the functions on `conn`. Casts read the clock words (`'now'::timestamptz`) from `stamp`, the time of the command
 /// (or of the read) the connection runs.
 pub(crate) fn install(conn: &Connection, stamp: &Arc<StampCell>) -> rusqlite::Result<()> {
+    conn.create_scalar_function(SINGLE_ROW, 2, flags(), |ctx| {
+        if ctx.get_raw(0).as_i64().unwrap_or(0) > 1 {
+            return Err(raise(
+                "21000",
+                "more than one row returned by a subquery used as an expression".into(),
+            ));
+        }
+        Ok(crate::functions::owned(ctx.get_raw(1)))
+    })?;
     conn.create_scalar_function(DIV, 2, flags(), |ctx| division(ctx, "/"))?;
     conn.create_scalar_function(MOD, 2, flags(), |ctx| division(ctx, "%"))?;
     for n in [2, 3] {

@@ -30,4 +30,4 @@ pub use error::{SqlError, SqlState};
 pub use params::ParamType;
 pub use rebuild::{rebuild_create_table, AlterOp, REBUILD_TABLE_FUNCTION};
 pub use translate::{translate, Effect, Translated, PARSER_RECURSION_LIMIT, QUERY_BYTES_MAX};
-pub use values::{CAST_FUNCTION, DIV_FUNCTION, MOD_FUNCTION, VALID_FUNCTION};
+pub use values::{CAST_FUNCTION, DIV_FUNCTION, MOD_FUNCTION, SINGLE_ROW_FUNCTION, VALID_FUNCTION};

@@ -103,6 +103,7 @@ fn quantified(left: &Expr, op: &BinaryOperator, right: &Expr, any: bool) -> Opti
         return None;
     };
     let mut q = q.clone();
+    many_rows(&mut q);
     let sqlparser::ast::SetExpr::Select(select) = q.body.as_mut() else {
         return None;
     };
@@ -134,6 +135,88 @@ fn quantified(left: &Expr, op: &BinaryOperator, right: &Expr, any: bool) -> Opti
         .and_then(|mut p| p.parse_expr())
         .ok()
         .map(|e| Expr::Nested(Box::new(e)))
+}
+
+/// Aggregates that give one row without GROUP BY, under their SQLite names.
+const AGGREGATES: &[&str] = &[
+    "count",
+    "sum",
+    "total",
+    "avg",
+    "min",
+    "max",
+    "group_concat",
+    "string_agg",
+    "json_group_array",
+    "json_group_object",
+];
+
+/// Makes a scalar subquery fail with 21000 when it returns more than one row: its value becomes
+/// `_sqlkeeper_single(count(*) OVER (), value)`. Left alone where one row at most is certain
+/// or the window would count the wrong rows: a LIMIT, DISTINCT, a set operation, or a single
+/// aggregate without GROUP BY.
+fn single_row(q: &mut sqlparser::ast::Query) {
+    if q.limit_clause.is_some() || q.fetch.is_some() {
+        return;
+    }
+    let sqlparser::ast::SetExpr::Select(select) = q.body.as_mut() else {
+        return;
+    };
+    let grouped = !matches!(
+        &select.group_by,
+        sqlparser::ast::GroupByExpr::Expressions(g, _) if g.is_empty()
+    );
+    if select.distinct.is_some() || select.having.is_some() && !grouped {
+        return;
+    }
+    let [item] = select.projection.as_mut_slice() else {
+        return;
+    };
+    let value = match item {
+        sqlparser::ast::SelectItem::UnnamedExpr(v)
+        | sqlparser::ast::SelectItem::ExprWithAlias { expr: v, .. } => v,
+        _ => return,
+    };
+    let aggregate = matches!(&*value, Expr::Function(f) if f.over.is_none()
+        && AGGREGATES.contains(&f.name.to_string().to_ascii_lowercase().as_str()));
+    if aggregate && !grouped {
+        return;
+    }
+    let count = Parser::new(&PostgreSqlDialect {})
+        .try_with_sql("count(*) OVER ()")
+        .and_then(|mut p| p.parse_expr());
+    if let Ok(count) = count {
+        *value = call(
+            crate::values::SINGLE_ROW_FUNCTION,
+            vec![count, value.clone()],
+        );
+    }
+}
+
+/// Undoes [`single_row`] for a subquery that may return many rows (`IN`, `ANY`, `ALL`).
+fn many_rows(q: &mut sqlparser::ast::Query) {
+    let sqlparser::ast::SetExpr::Select(select) = q.body.as_mut() else {
+        return;
+    };
+    for item in &mut select.projection {
+        if let sqlparser::ast::SelectItem::UnnamedExpr(v)
+        | sqlparser::ast::SelectItem::ExprWithAlias { expr: v, .. } = item
+        {
+            if let Expr::Function(f) = v {
+                let single = f
+                    .name
+                    .to_string()
+                    .eq_ignore_ascii_case(crate::values::SINGLE_ROW_FUNCTION);
+                if let (true, FunctionArguments::List(list)) = (single, &f.args) {
+                    if let Some(FunctionArg::Unnamed(FunctionArgExpr::Expr(inner))) =
+                        list.args.get(1)
+                    {
+                        *v = inner.clone();
+                    }
+                }
+            }
+        }
+    }
 }
 
 fn starts_with_sign(e: &Expr) -> bool {
@@ -399,9 +482,11 @@ fn rewrite(e: &mut Expr) -> Result<(), SqlError> {
             ..
         } if matches!(**right, Expr::Subquery(_)) => {
             if let Expr::Subquery(q) = &**right {
+                let mut q = q.clone();
+                many_rows(&mut q);
                 *e = Expr::InSubquery {
                     expr: left.clone(),
-                    subquery: q.clone(),
+                    subquery: q,
                     negated: false,
                 };
             }
@@ -428,6 +513,8 @@ fn rewrite(e: &mut Expr) -> Result<(), SqlError> {
                 *e = q;
             }
         }
+        // A scalar subquery of more than one row is an error (21000), not its first row.
+        Expr::Subquery(q) => single_row(q),
         // E'..' and $$..$$ strings become plain SQLite strings (the parser already unescaped them).
         Expr::Value(v) => match &v.value {
             Value::EscapedStringLiteral(s) => v.value = Value::SingleQuotedString(s.clone()),

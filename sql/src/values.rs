@@ -22,6 +22,9 @@ pub const CAST_FUNCTION: &str = "_sqlkeeper_cast";
 /// A column's `CHECK (_sqlkeeper_valid(c, 't', typmod))`: true, or Postgres' error for a value
 /// that is not of type `t`.
 pub const VALID_FUNCTION: &str = "_sqlkeeper_valid";
+/// `_sqlkeeper_single(count(*) OVER (), v)` in a scalar subquery's projection: `v`, or Postgres'
+/// 21000 when the subquery returns more than one row (SQLite would take the first).
+pub const SINGLE_ROW_FUNCTION: &str = "_sqlkeeper_single";
 
 /// The engine's name of a Postgres type whose values it checks, with its typmod (the length
 /// of `varchar(n)` and `char(n)`, else -1).
