@@ -440,6 +440,16 @@ fn decode_text(i: usize, raw: &[u8], ty: &Type) -> Result<Value, ClientError> {
             _ => return Err(bad_param(i, ty)),
         },
         Type::BYTEA => Value::Blob(bytea_from_text(raw).ok_or_else(|| bad_param(i, ty))?),
+        // A uuid parameter in text: checked and written as Postgres prints it, so it compares
+        // equal to the stored (lower-case) form.
+        Type::UUID => Value::Text(sqlkeeper_sql::uuid::text(
+            &sqlkeeper_sql::uuid::parse(text.trim()).ok_or_else(|| {
+                ClientError::new(
+                    "22P02",
+                    format!("invalid input syntax for type uuid: \"{text}\""),
+                )
+            })?,
+        )),
         // Stored and compared in the form PostgreSQL prints; the clock words (`now`) are left
         // for the engine, which reads them from the command's stamp.
         Type::DATE | Type::TIMESTAMP | Type::TIMESTAMPTZ => {
@@ -518,6 +528,26 @@ mod tests {
 
     fn text(ty: &Type, raw: &str) -> Result<Value, ClientError> {
         decode_param(0, Some(raw.as_bytes()), ty, false)
+    }
+
+    #[test]
+    fn uuid_and_date_parameters_in_text_take_the_printed_form() {
+        assert_eq!(
+            text(&Type::UUID, "{A0EEBC99-9C0B4EF8-BB6D6BB9-BD380A11}").unwrap(),
+            Value::Text("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11".into())
+        );
+        assert_eq!(
+            text(&Type::UUID, "not-a-uuid").unwrap_err().sqlstate,
+            "22P02"
+        );
+        assert_eq!(
+            text(&Type::TIMESTAMPTZ, "2024-02-29T10:00:00+01:00").unwrap(),
+            Value::Text("2024-02-29 09:00:00+00".into())
+        );
+        assert_eq!(
+            text(&Type::DATE, "2023-02-29").unwrap_err().sqlstate,
+            "22008"
+        );
     }
 
     #[test]
