@@ -112,7 +112,9 @@ pub struct EntryHeader {
 /// microsecond round half to even, lone numbers as dates fail as in PostgreSQL. Version 9:
 /// PostgreSQL's math and string functions (`pgfuncs.rs`), `upper`/`lower` one character at a
 /// time, `pg_bool` of an integer, `_sqlkeeper_single` (a scalar subquery of several rows).
-pub const ENGINE_APPLY_VERSION: u32 = 10;
+/// Version 11: `+`, `-`, `*` as `_sqlkeeper_add`, `_sqlkeeper_sub`, `_sqlkeeper_mul` (22003 on
+/// overflow).
+pub const ENGINE_APPLY_VERSION: u32 = 11;
 
 impl EntryHeader {
     /// The header this build writes, with the default budget.

@@ -16,8 +16,9 @@ use crate::error::raise;
 use sqlkeeper_sql::datetime::DateTimeType;
 
 use sqlkeeper_sql::{
-    CAST_FUNCTION as CAST, DIV_FUNCTION as DIV, MOD_FUNCTION as MOD,
-    SINGLE_ROW_FUNCTION as SINGLE_ROW, VALID_FUNCTION as VALID,
+    ADD_FUNCTION as ADD, CAST_FUNCTION as CAST, DIV_FUNCTION as DIV, MOD_FUNCTION as MOD,
+    MUL_FUNCTION as MUL, SINGLE_ROW_FUNCTION as SINGLE_ROW, SUB_FUNCTION as SUB,
+    VALID_FUNCTION as VALID,
 };
 
 fn flags() -> FunctionFlags {
@@ -83,6 +84,39 @@ fn division(ctx: &Context<'_>, op: &str) -> rusqlite::Result<SqlValue> {
             SqlValue::Real(if op == "/" { a / b } else { a % b })
         }
     })
+}
+
+/// `a + b`, `a - b`, `a * b` with SQLite's operands (text read as a number, as for `/`) and
+/// Postgres' overflow: 22003 where SQLite would give a float for integers past 64 bits or an
+/// infinity for finite floats.
+fn arithmetic(ctx: &Context<'_>, op: &str) -> rusqlite::Result<SqlValue> {
+    let (Some(a), Some(b)) = (number(ctx.get_raw(0), op)?, number(ctx.get_raw(1), op)?) else {
+        return Ok(SqlValue::Null);
+    };
+    if let (Num::Int(x), Num::Int(y)) = (&a, &b) {
+        let r = match op {
+            "+" => x.checked_add(*y),
+            "-" => x.checked_sub(*y),
+            _ => x.checked_mul(*y),
+        };
+        return r
+            .map(SqlValue::Integer)
+            .ok_or_else(|| raise("22003", "bigint out of range".into()));
+    }
+    let f = |n: Num| match n {
+        Num::Int(i) => i as f64,
+        Num::Real(f) => f,
+    };
+    let (x, y) = (f(a), f(b));
+    let r = match op {
+        "+" => x + y,
+        "-" => x - y,
+        _ => x * y,
+    };
+    if !r.is_finite() && x.is_finite() && y.is_finite() {
+        return Err(raise("22003", "value out of range: overflow".into()));
+    }
+    Ok(SqlValue::Real(r))
 }
 
 /// Postgres' name of an integer type, and its range.
@@ -341,6 +375,9 @@ pub(crate) fn install(conn: &Connection, stamp: &Arc<StampCell>) -> rusqlite::Re
         }
         Ok(crate::functions::owned(ctx.get_raw(1)))
     })?;
+    conn.create_scalar_function(ADD, 2, flags(), |ctx| arithmetic(ctx, "+"))?;
+    conn.create_scalar_function(SUB, 2, flags(), |ctx| arithmetic(ctx, "-"))?;
+    conn.create_scalar_function(MUL, 2, flags(), |ctx| arithmetic(ctx, "*"))?;
     conn.create_scalar_function(DIV, 2, flags(), |ctx| division(ctx, "/"))?;
     conn.create_scalar_function(MOD, 2, flags(), |ctx| division(ctx, "%"))?;
     for n in [2, 3] {
@@ -383,6 +420,22 @@ mod tests {
                 Err("22003"),
             ),
             ("SELECT _sqlkeeper_div(NULL, 0)", Ok(SqlValue::Null)),
+            (
+                "SELECT _sqlkeeper_add(9223372036854775807, 1)",
+                Err("22003"),
+            ),
+            (
+                "SELECT _sqlkeeper_sub(-9223372036854775808, 1)",
+                Err("22003"),
+            ),
+            (
+                "SELECT _sqlkeeper_mul(4294967296, 4294967296)",
+                Err("22003"),
+            ),
+            ("SELECT _sqlkeeper_mul(1e300, 1e300)", Err("22003")),
+            ("SELECT _sqlkeeper_add(2, ' 3 ')", Ok(SqlValue::Integer(5))),
+            ("SELECT _sqlkeeper_add(2, 0.5)", Ok(SqlValue::Real(2.5))),
+            ("SELECT _sqlkeeper_sub(NULL, 1)", Ok(SqlValue::Null)),
             (
                 "SELECT _sqlkeeper_cast(' 1.5e3 ', 'float8')",
                 Ok(SqlValue::Real(1500.0)),

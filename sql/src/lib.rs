@@ -30,4 +30,7 @@ pub use error::{SqlError, SqlState};
 pub use params::ParamType;
 pub use rebuild::{rebuild_create_table, AlterOp, REBUILD_TABLE_FUNCTION};
 pub use translate::{translate, Effect, Translated, PARSER_RECURSION_LIMIT, QUERY_BYTES_MAX};
-pub use values::{CAST_FUNCTION, DIV_FUNCTION, MOD_FUNCTION, SINGLE_ROW_FUNCTION, VALID_FUNCTION};
+pub use values::{
+    ADD_FUNCTION, CAST_FUNCTION, DIV_FUNCTION, MOD_FUNCTION, MUL_FUNCTION, SINGLE_ROW_FUNCTION,
+    SUB_FUNCTION, VALID_FUNCTION,
+};

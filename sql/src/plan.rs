@@ -189,7 +189,7 @@ mod tests {
     fn writes_that_read_without_bound_get_a_probe_and_point_writes_do_not() {
         assert_eq!(
             probe_of("INSERT INTO n WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT x FROM c").as_deref(),
-            Some("SELECT count(*) FROM (WITH RECURSIVE c (x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT x FROM c)")
+            Some("SELECT count(*) FROM (WITH RECURSIVE c (x) AS (SELECT 1 UNION ALL SELECT _sqlkeeper_add(x, 1) FROM c) SELECT x FROM c)")
         );
         assert_eq!(
             probe_of("UPDATE t SET v = (SELECT max(v) FROM u WHERE u.k = t.k) WHERE k > $1").as_deref(),

@@ -394,16 +394,24 @@ fn rewrite(e: &mut Expr) -> Result<(), SqlError> {
         } if starts_with_sign(expr) => {
             **expr = Expr::Nested(expr.clone());
         }
-        // Division and remainder by zero are errors (22012), not NULL.
+        // Division and remainder by zero are errors (22012), not NULL; an overflow of `+`,
+        // `-`, `*` is an error (22003), not a float or an infinity.
         Expr::BinaryOp {
             left,
-            op: op @ (BinaryOperator::Divide | BinaryOperator::Modulo),
+            op:
+                op @ (BinaryOperator::Divide
+                | BinaryOperator::Modulo
+                | BinaryOperator::Plus
+                | BinaryOperator::Minus
+                | BinaryOperator::Multiply),
             right,
         } => {
-            let f = if matches!(op, BinaryOperator::Divide) {
-                crate::values::DIV_FUNCTION
-            } else {
-                crate::values::MOD_FUNCTION
+            let f = match op {
+                BinaryOperator::Divide => crate::values::DIV_FUNCTION,
+                BinaryOperator::Modulo => crate::values::MOD_FUNCTION,
+                BinaryOperator::Plus => crate::values::ADD_FUNCTION,
+                BinaryOperator::Minus => crate::values::SUB_FUNCTION,
+                _ => crate::values::MUL_FUNCTION,
             };
             *e = call(f, vec![(**left).clone(), (**right).clone()]);
         }

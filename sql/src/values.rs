@@ -17,6 +17,13 @@ use crate::rewrite::call;
 pub const DIV_FUNCTION: &str = "_sqlkeeper_div";
 /// `a % b` and `mod(a, b)`: Postgres' division by zero (22012).
 pub const MOD_FUNCTION: &str = "_sqlkeeper_mod";
+/// `a + b`, `a - b`, `a * b`: Postgres' overflow (22003) where SQLite turns an integer overflow
+/// into a float and a float overflow into an infinity.
+pub const ADD_FUNCTION: &str = "_sqlkeeper_add";
+/// See [`ADD_FUNCTION`].
+pub const SUB_FUNCTION: &str = "_sqlkeeper_sub";
+/// See [`ADD_FUNCTION`].
+pub const MUL_FUNCTION: &str = "_sqlkeeper_mul";
 /// `CAST(v AS t)`: `_sqlkeeper_cast(v, 't', typmod)`, the value of type `t` or Postgres' error.
 pub const CAST_FUNCTION: &str = "_sqlkeeper_cast";
 /// A column's `CHECK (_sqlkeeper_valid(c, 't', typmod))`: true, or Postgres' error for a value
