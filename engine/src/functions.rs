@@ -179,18 +179,10 @@ pub(crate) fn install(
     // (Rust's Unicode tables are part of the build, as SQLite is: one build per cluster.)
     // One character at a time, as Postgres does: `upper('ß')` is `ß`.
     conn.create_scalar_function("upper", 1, flags(), |ctx| {
-        Ok(text(ctx, 0).map(|s| {
-            s.chars()
-                .flat_map(|c| crate::pgfuncs::one_to_one(c, char::to_uppercase))
-                .collect::<String>()
-        }))
+        Ok(text(ctx, 0).map(|s| crate::pgfuncs::change_case(&s, char::to_uppercase)))
     })?;
     conn.create_scalar_function("lower", 1, flags(), |ctx| {
-        Ok(text(ctx, 0).map(|s| {
-            s.chars()
-                .flat_map(|c| crate::pgfuncs::one_to_one(c, char::to_lowercase))
-                .collect::<String>()
-        }))
+        Ok(text(ctx, 0).map(|s| crate::pgfuncs::change_case(&s, char::to_lowercase)))
     })?;
     // Postgres' replace() is strict (NULL if any argument is); SQLite's returns the string
     // unchanged for an empty pattern even when the replacement is NULL.

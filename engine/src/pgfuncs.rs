@@ -314,9 +314,18 @@ pub(crate) fn install(conn: &Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
+/// `s` with each character's case changed by `f` (`char::to_uppercase`, `to_lowercase`), one
+/// character at a time as PostgreSQL does.
+pub(crate) fn change_case<I: Iterator<Item = char> + ExactSizeIterator>(
+    s: &str,
+    f: impl Fn(char) -> I + Copy,
+) -> String {
+    s.chars().flat_map(|c| one_to_one(c, f)).collect()
+}
+
 /// `f(c)` where it is a single character, else `c` unchanged: PostgreSQL changes case one
 /// character at a time (`upper('ß')` is `ß`, not `SS`).
-pub(crate) fn one_to_one<I: Iterator<Item = char> + ExactSizeIterator>(
+fn one_to_one<I: Iterator<Item = char> + ExactSizeIterator>(
     c: char,
     f: impl Fn(char) -> I,
 ) -> impl Iterator<Item = char> {

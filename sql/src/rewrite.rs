@@ -6,9 +6,9 @@
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{
-    visit_expressions_mut, BinaryOperator, CastKind, DataType, Expr, Function, FunctionArg,
-    FunctionArgExpr, FunctionArgumentList, FunctionArguments, Ident, ObjectName, Statement,
-    TrimWhereField, UnaryOperator, Value,
+    BinaryOperator, CastKind, DataType, Expr, Function, FunctionArg, FunctionArgExpr,
+    FunctionArgumentList, FunctionArguments, Ident, ObjectName, Query, SelectItem, SetExpr,
+    Statement, TrimWhereField, UnaryOperator, Value, VisitMut, VisitorMut,
 };
 
 use sqlparser::dialect::PostgreSqlDialect;
@@ -85,40 +85,71 @@ pub(crate) fn call(name: &str, args: Vec<Expr>) -> Expr {
 
 /// Rewrites every expression of `stmt`; fails on functions that cannot be made deterministic.
 pub(crate) fn postgres_expressions(stmt: &mut Statement) -> Result<(), SqlError> {
-    let r = visit_expressions_mut(stmt, |e| match rewrite(e) {
-        Ok(()) => ControlFlow::Continue(()),
-        Err(err) => ControlFlow::Break(err),
-    });
-    match r {
+    /// Quantified comparisons are replaced on the way down, before their subquery is visited
+    /// (so it is rewritten as a set of rows, not as a scalar subquery); everything else on the
+    /// way up, after its operands.
+    struct Rewrite;
+    impl VisitorMut for Rewrite {
+        type Break = SqlError;
+        fn pre_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<SqlError> {
+            quantified(e);
+            ControlFlow::Continue(())
+        }
+        fn post_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<SqlError> {
+            match rewrite(e) {
+                Ok(()) => ControlFlow::Continue(()),
+                Err(err) => ControlFlow::Break(err),
+            }
+        }
+    }
+    match stmt.visit(&mut Rewrite) {
         ControlFlow::Break(e) => Err(e),
         ControlFlow::Continue(()) => Ok(()),
     }
 }
 
 /// Whether `e` is printed with a leading sign (a signed operand, or a negative number).
-/// `left op ANY|ALL (subquery)` as a CASE over EXISTS; `None` when the subquery is not a plain
-/// SELECT of one column (SQLite then reports the construct).
-fn quantified(left: &Expr, op: &BinaryOperator, right: &Expr, any: bool) -> Option<Expr> {
-    let Expr::Subquery(q) = right else {
-        return None;
+/// Quantified comparisons with a subquery, which SQLite lacks: `x = ANY (subquery)` is
+/// `x IN (subquery)`; `x op ANY|ALL (subquery)` a CASE over EXISTS keeping SQL's three values:
+/// ANY is true if one comparison is, false if none can be (or there are no rows), else NULL;
+/// ALL the other way round. A subquery that is not a plain SELECT of one column is left for
+/// SQLite to report.
+fn quantified(e: &mut Expr) {
+    let (left, op, right, any) = match e {
+        Expr::AnyOp {
+            left,
+            compare_op,
+            right,
+            ..
+        } => (left, compare_op, right, true),
+        Expr::AllOp {
+            left,
+            compare_op,
+            right,
+        } => (left, compare_op, right, false),
+        _ => return,
     };
+    let Expr::Subquery(q) = &**right else {
+        return;
+    };
+    if any && *op == BinaryOperator::Eq {
+        *e = Expr::InSubquery {
+            expr: left.clone(),
+            subquery: q.clone(),
+            negated: false,
+        };
+        return;
+    }
     let mut q = q.clone();
-    many_rows(&mut q);
-    let sqlparser::ast::SetExpr::Select(select) = q.body.as_mut() else {
-        return None;
+    let Some(item) = sole_item(&mut q) else {
+        return;
     };
-    let [item] = select.projection.as_mut_slice() else {
-        return None;
-    };
-    let expr = match item {
-        sqlparser::ast::SelectItem::UnnamedExpr(e)
-        | sqlparser::ast::SelectItem::ExprWithAlias { expr: e, .. } => e.clone(),
-        _ => return None,
-    };
-    *item = sqlparser::ast::SelectItem::ExprWithAlias {
-        expr,
-        alias: Ident::new("_sqlkeeper_v"),
-    };
+    if let SelectItem::UnnamedExpr(v) | SelectItem::ExprWithAlias { expr: v, .. } = item {
+        *item = SelectItem::ExprWithAlias {
+            expr: v.clone(),
+            alias: Ident::new("_sqlkeeper_v"),
+        };
+    }
     let cmp = format!("({left}) {op} _sqlkeeper_s._sqlkeeper_v");
     let from = format!("({q}) AS _sqlkeeper_s");
     let (decisive, test, otherwise) = match any {
@@ -130,11 +161,23 @@ fn quantified(left: &Expr, op: &BinaryOperator, right: &Expr, any: bool) -> Opti
          WHEN EXISTS (SELECT 1 FROM {from} WHERE ({cmp}) IS NULL) THEN NULL \
          ELSE {otherwise} END"
     );
-    Parser::new(&PostgreSqlDialect {})
+    if let Ok(case) = Parser::new(&PostgreSqlDialect {})
         .try_with_sql(&sql)
         .and_then(|mut p| p.parse_expr())
-        .ok()
-        .map(|e| Expr::Nested(Box::new(e)))
+    {
+        *e = Expr::Nested(Box::new(case));
+    }
+}
+
+/// The one result column of a query that is a plain SELECT of one expression.
+fn sole_item(q: &mut Query) -> Option<&mut SelectItem> {
+    let SetExpr::Select(select) = q.body.as_mut() else {
+        return None;
+    };
+    match select.projection.as_mut_slice() {
+        [item @ (SelectItem::UnnamedExpr(_) | SelectItem::ExprWithAlias { .. })] => Some(item),
+        _ => None,
+    }
 }
 
 /// Aggregates that give one row without GROUP BY, under their SQLite names.
@@ -154,12 +197,13 @@ const AGGREGATES: &[&str] = &[
 /// Makes a scalar subquery fail with 21000 when it returns more than one row: its value becomes
 /// `_sqlkeeper_single(count(*) OVER (), value)`. Left alone where one row at most is certain
 /// or the window would count the wrong rows: a LIMIT, DISTINCT, a set operation, or a single
-/// aggregate without GROUP BY.
-fn single_row(q: &mut sqlparser::ast::Query) {
+/// aggregate without GROUP BY. Subqueries of IN, ANY and ALL never get here (see
+/// [`quantified`]).
+fn single_row(q: &mut Query) {
     if q.limit_clause.is_some() || q.fetch.is_some() {
         return;
     }
-    let sqlparser::ast::SetExpr::Select(select) = q.body.as_mut() else {
+    let SetExpr::Select(select) = q.body.as_ref() else {
         return;
     };
     let grouped = !matches!(
@@ -169,13 +213,10 @@ fn single_row(q: &mut sqlparser::ast::Query) {
     if select.distinct.is_some() || select.having.is_some() && !grouped {
         return;
     }
-    let [item] = select.projection.as_mut_slice() else {
+    let Some(SelectItem::UnnamedExpr(value) | SelectItem::ExprWithAlias { expr: value, .. }) =
+        sole_item(q)
+    else {
         return;
-    };
-    let value = match item {
-        sqlparser::ast::SelectItem::UnnamedExpr(v)
-        | sqlparser::ast::SelectItem::ExprWithAlias { expr: v, .. } => v,
-        _ => return,
     };
     let aggregate = matches!(&*value, Expr::Function(f) if f.over.is_none()
         && AGGREGATES.contains(&f.name.to_string().to_ascii_lowercase().as_str()));
@@ -190,32 +231,6 @@ fn single_row(q: &mut sqlparser::ast::Query) {
             crate::values::SINGLE_ROW_FUNCTION,
             vec![count, value.clone()],
         );
-    }
-}
-
-/// Undoes [`single_row`] for a subquery that may return many rows (`IN`, `ANY`, `ALL`).
-fn many_rows(q: &mut sqlparser::ast::Query) {
-    let sqlparser::ast::SetExpr::Select(select) = q.body.as_mut() else {
-        return;
-    };
-    for item in &mut select.projection {
-        if let sqlparser::ast::SelectItem::UnnamedExpr(v)
-        | sqlparser::ast::SelectItem::ExprWithAlias { expr: v, .. } = item
-        {
-            if let Expr::Function(f) = v {
-                let single = f
-                    .name
-                    .to_string()
-                    .eq_ignore_ascii_case(crate::values::SINGLE_ROW_FUNCTION);
-                if let (true, FunctionArguments::List(list)) = (single, &f.args) {
-                    if let Some(FunctionArg::Unnamed(FunctionArgExpr::Expr(inner))) =
-                        list.args.get(1)
-                    {
-                        *v = inner.clone();
-                    }
-                }
-            }
-        }
     }
 }
 
@@ -480,45 +495,6 @@ fn rewrite(e: &mut Expr) -> Result<(), SqlError> {
                     list: arr.elem.clone(),
                     negated: false,
                 };
-            }
-        }
-        // x = ANY (subquery) -> x IN (subquery)
-        Expr::AnyOp {
-            left,
-            compare_op: BinaryOperator::Eq,
-            right,
-            ..
-        } if matches!(**right, Expr::Subquery(_)) => {
-            if let Expr::Subquery(q) = &**right {
-                let mut q = q.clone();
-                many_rows(&mut q);
-                *e = Expr::InSubquery {
-                    expr: left.clone(),
-                    subquery: q,
-                    negated: false,
-                };
-            }
-        }
-        // x op ANY (subquery), x op ALL (subquery): SQLite has neither. Written with EXISTS over
-        // the subquery, keeping SQL's three values: ANY is true if one comparison is, false if
-        // none can be (or there are no rows), else NULL; ALL the other way round.
-        Expr::AnyOp {
-            left,
-            compare_op,
-            right,
-            ..
-        } if matches!(**right, Expr::Subquery(_)) => {
-            if let Some(q) = quantified(left, compare_op, right, true) {
-                *e = q;
-            }
-        }
-        Expr::AllOp {
-            left,
-            compare_op,
-            right,
-        } if matches!(**right, Expr::Subquery(_)) => {
-            if let Some(q) = quantified(left, compare_op, right, false) {
-                *e = q;
             }
         }
         // A scalar subquery of more than one row is an error (21000), not its first row.

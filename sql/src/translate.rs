@@ -306,7 +306,12 @@ fn rewrite_delete_using(stmt: Statement) -> Result<Statement, SqlError> {
 
 fn translate_statement(stmt: Statement) -> Result<Translated, SqlError> {
     let original = stmt.to_string();
-    let (params, param_probe) = crate::params::infer(&stmt);
+    // Only statements with `$n` parameters (the extended protocol's) need their types: the
+    // simple protocol's statements skip the walk.
+    let (params, param_probe) = match original.contains('$') {
+        true => crate::params::infer(&stmt),
+        false => (Vec::new(), None),
+    };
     // The probe is a plain SELECT of columns: translated as any query, without parameters of
     // its own. One that does not translate leaves the parameters unknown.
     let param_probe = param_probe.and_then(|q| {
@@ -340,8 +345,7 @@ fn translate_statement(stmt: Statement) -> Result<Translated, SqlError> {
         }
         // Runs on a scratch database where the views are tables of the `sqlkeeper` schema.
         let param_count = rewrite_expressions(&mut stmt);
-        postgres_null_order(&mut stmt);
-        sqlite_limits(&mut stmt)?;
+        sqlite_query_forms(&mut stmt)?;
         return Ok(Translated {
             kind: StatementKind::Introspection,
             sqlite: vec![stmt.to_string()],
@@ -509,8 +513,7 @@ fn translate_statement(stmt: Statement) -> Result<Translated, SqlError> {
     crate::rewrite::postgres_expressions(&mut stmt)?;
     crate::values::add_column_checks(&mut stmt);
     strip_public_schema(&mut stmt);
-    postgres_null_order(&mut stmt);
-    sqlite_limits(&mut stmt)?;
+    sqlite_query_forms(&mut stmt)?;
     if let Statement::Query(q) = &mut stmt {
         // One writer applies entries in log order: row locks have nothing to do.
         q.locks.clear();
@@ -1313,19 +1316,37 @@ fn rewrite_expressions(stmt: &mut Statement) -> usize {
     max
 }
 
-/// Postgres sorts NULL above every value (last in ascending order, first in descending);
-/// SQLite sorts it below. Every ORDER BY item without an explicit `NULLS FIRST/LAST` gets the
-/// Postgres default spelled out.
-/// `OFFSET n` without `LIMIT` and `FETCH FIRST n ROWS ONLY` in SQLite's words: `LIMIT -1
-/// OFFSET n`, `LIMIT n`. `WITH TIES` and `PERCENT` are refused (0A000). The target of an
-/// `UPDATE` or `DELETE` gets its alias with `AS`, which SQLite requires, and its `RETURNING`
-/// names the target's columns without the alias, which SQLite's `RETURNING` does not know.
-fn sqlite_limits(stmt: &mut Statement) -> Result<(), SqlError> {
-    use sqlparser::ast::LimitClause;
+/// What Postgres queries say that SQLite says differently, in one walk of the statement:
+/// - Postgres sorts NULL above every value (last in ascending order, first in descending);
+///   SQLite sorts it below. Every ORDER BY item (of queries and of windows, which decide which
+///   row is "first": row_number, DISTINCT ON) without an explicit `NULLS FIRST/LAST` gets the
+///   Postgres default spelled out.
+/// - `OFFSET n` without `LIMIT` and `FETCH FIRST n ROWS ONLY` become `LIMIT -1 OFFSET n` and
+///   `LIMIT n`; `WITH TIES` and `PERCENT` are refused (0A000).
+/// - The target of an `UPDATE` or `DELETE` gets its alias with `AS`, which SQLite requires, and
+///   its `RETURNING` names the target's columns without the alias, which SQLite's `RETURNING`
+///   does not know.
+fn sqlite_query_forms(stmt: &mut Statement) -> Result<(), SqlError> {
+    use sqlparser::ast::{LimitClause, OrderByExpr};
+    fn nulls_as_postgres(items: &mut [OrderByExpr]) {
+        for item in items {
+            if item.options.nulls_first.is_none() {
+                let desc = matches!(item.options.sort, Some(OrderBySort::Desc));
+                item.options.nulls_first = Some(desc);
+            }
+        }
+    }
     struct Fix(Option<SqlError>);
     impl VisitorMut for Fix {
         type Break = ();
         fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
+            if let Some(OrderBy {
+                kind: OrderByKind::Expressions(items),
+                ..
+            }) = &mut query.order_by
+            {
+                nulls_as_postgres(items);
+            }
             let number = |n: &str| Expr::Value(Value::Number(n.into(), false).into());
             if let Some(fetch) = query.fetch.take() {
                 if fetch.with_ties || fetch.percent {
@@ -1354,6 +1375,14 @@ fn sqlite_limits(stmt: &mut Statement) -> Result<(), SqlError> {
             }) = &mut query.limit_clause
             {
                 *limit = Some(number("-1"));
+            }
+            ControlFlow::Continue(())
+        }
+        fn pre_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
+            if let Expr::Function(f) = expr {
+                if let Some(sqlparser::ast::WindowType::WindowSpec(spec)) = &mut f.over {
+                    nulls_as_postgres(&mut spec.order_by);
+                }
             }
             ControlFlow::Continue(())
         }
@@ -1398,43 +1427,6 @@ fn sqlite_limits(stmt: &mut Statement) -> Result<(), SqlError> {
         Some(e) => Err(e),
         None => Ok(()),
     }
-}
-
-fn postgres_null_order(stmt: &mut Statement) {
-    struct Fix;
-    impl VisitorMut for Fix {
-        type Break = ();
-        fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
-            if let Some(OrderBy {
-                kind: OrderByKind::Expressions(items),
-                ..
-            }) = &mut query.order_by
-            {
-                for item in items {
-                    if item.options.nulls_first.is_none() {
-                        let desc = matches!(item.options.sort, Some(OrderBySort::Desc));
-                        item.options.nulls_first = Some(desc);
-                    }
-                }
-            }
-            ControlFlow::Continue(())
-        }
-        fn pre_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
-            // Window ORDER BY too: it decides which row is "first" (row_number, DISTINCT ON).
-            if let Expr::Function(f) = expr {
-                if let Some(sqlparser::ast::WindowType::WindowSpec(spec)) = &mut f.over {
-                    for item in &mut spec.order_by {
-                        if item.options.nulls_first.is_none() {
-                            let desc = matches!(item.options.sort, Some(OrderBySort::Desc));
-                            item.options.nulls_first = Some(desc);
-                        }
-                    }
-                }
-            }
-            ControlFlow::Continue(())
-        }
-    }
-    let _ = stmt.visit(&mut Fix);
 }
 
 /// `public` is the only schema; SQLite calls it `main`. Drop the qualifier.
