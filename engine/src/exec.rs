@@ -104,6 +104,24 @@ impl RunError {
     }
 }
 
+/// The result columns of a prepared statement.
+fn columns_of(s: &rusqlite::Statement<'_>) -> Vec<Column> {
+    s.columns()
+        .map(|c| Column {
+            name: c.name().to_string(),
+            decl_type: c.decl_type().map(str::to_string),
+        })
+        .collect()
+}
+
+/// Describes `sql` without running it: its result columns and number of parameters. Prepared
+/// afresh, not taken from the statement cache: a cached statement is brought up to date with
+/// the schema only when it is stepped, so it may describe the columns a table used to have.
+pub(crate) fn describe(conn: &Connection, sql: &str) -> rusqlite::Result<(Vec<Column>, usize)> {
+    let s = conn.prepare(sql)?;
+    Ok((columns_of(&s), s.parameter_count()))
+}
+
 /// Runs `stmt` on `conn` and collects its columns, rows and change count. With a `budget`,
 /// the statement's SQLite steps are charged to it (and it is stopped when the budget runs
 /// out); its rows may take at most `room` bytes.
@@ -123,19 +141,11 @@ pub(crate) fn run(
     for (i, p) in stmt.params.iter().enumerate() {
         prepared.raw_bind_parameter(i + 1, p)?;
     }
-    let columns: Vec<Column> = prepared
-        .columns()
-        .map(|c| Column {
-            name: c.name().to_string(),
-            decl_type: c.decl_type().map(str::to_string),
-        })
-        .collect();
     let readonly = prepared.readonly();
     // `changes()` keeps the count of the last INSERT/UPDATE/DELETE on the connection, so after
     // DDL it would report an older statement's rows (which differ between connections): a
     // statement that changed no row reports 0.
     let total_before = conn.total_changes();
-    let width = columns.len();
     let mut rows = Vec::new();
     // SQLite keeps a cached statement's step counter across executions: start it at zero, so
     // the steps counted (and the points where the budget is checked) depend on this execution
@@ -147,6 +157,9 @@ pub(crate) fn run(
     let collected = (|| -> Result<(), RunError> {
         let mut raw = prepared.raw_query();
         while let Some(row) = raw.next()? {
+            // The statement's own width: a cached statement whose table changed is prepared
+            // again by its first step, and may have gained or lost columns.
+            let width = row.as_ref().column_count();
             let mut out = Vec::with_capacity(width);
             for i in 0..width {
                 let v = value_of(row.get_ref(i)?);
@@ -169,6 +182,9 @@ pub(crate) fn run(
         }
     }
     collected?;
+    // Only now: before its first step, a cached statement prepared before a schema change
+    // still describes the old columns (`SELECT *` after `ADD COLUMN`).
+    let columns = columns_of(&prepared);
     let rows_affected = if readonly || conn.total_changes() == total_before {
         0
     } else {
@@ -179,4 +195,43 @@ pub(crate) fn run(
         rows,
         rows_affected,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(columns: &[Column]) -> Vec<&str> {
+        columns.iter().map(|c| c.name.as_str()).collect()
+    }
+
+    #[test]
+    fn a_cached_statement_reports_the_columns_its_table_has_now() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch("CREATE TABLE t (id INTEGER)").unwrap();
+        let select = Statement {
+            sql: "SELECT * FROM t".into(),
+            params: vec![],
+            effect: Default::default(),
+        };
+        let r = run(&conn, &select, None, &mut ResultRoom::default()).unwrap();
+        assert_eq!(names(&r.columns), ["id"]);
+        conn.execute_batch("ALTER TABLE t ADD COLUMN label TEXT; INSERT INTO t VALUES (1, 'a')")
+            .unwrap();
+        // Both from the statement cache, which still holds the one-column statement.
+        let r = run(&conn, &select, None, &mut ResultRoom::default()).unwrap();
+        assert_eq!(names(&r.columns), ["id", "label"]);
+        assert_eq!(
+            r.rows,
+            vec![vec![Value::Integer(1), Value::Text("a".into())]]
+        );
+        assert_eq!(
+            names(&describe(&conn, "SELECT * FROM t").unwrap().0),
+            ["id", "label"]
+        );
+        conn.execute_batch("ALTER TABLE t DROP COLUMN id").unwrap();
+        let r = run(&conn, &select, None, &mut ResultRoom::default()).unwrap();
+        assert_eq!(names(&r.columns), ["label"]);
+        assert_eq!(r.rows, vec![vec![Value::Text("a".into())]]);
+    }
 }

@@ -405,15 +405,7 @@ impl ReadView<'_> {
 
     /// Describes a statement without running it: its result columns and number of parameters.
     pub fn describe(&self, sql: &str) -> Result<(Vec<Column>, usize), ExecError> {
-        let s = self.conn.prepare_cached(sql).map_err(|e| sqlstate_of(&e))?;
-        let cols = s
-            .columns()
-            .map(|c| Column {
-                name: c.name().to_string(),
-                decl_type: c.decl_type().map(str::to_string),
-            })
-            .collect();
-        Ok((cols, s.parameter_count()))
+        crate::exec::describe(self.conn, sql).map_err(|e| sqlstate_of(&e))
     }
 
     /// The applied index of the state this view reads.

@@ -511,18 +511,9 @@ impl BlockWriter {
                 cells.budget.restore(steps);
                 Done::Ran(r?)
             }
-            Work::Describe(sql) => Done::Described(match conn.prepare_cached(sql) {
-                Ok(s) => Ok((
-                    s.columns()
-                        .map(|c| crate::exec::Column {
-                            name: c.name().to_string(),
-                            decl_type: c.decl_type().map(str::to_string),
-                        })
-                        .collect(),
-                    s.parameter_count(),
-                )),
-                Err(e) => Err(crate::error::sqlstate_of(&e)),
-            }),
+            Work::Describe(sql) => Done::Described(
+                crate::exec::describe(conn, sql).map_err(|e| crate::error::sqlstate_of(&e)),
+            ),
         };
         if let Done::Ran(_) = &done {
             if conn.is_autocommit() {
