@@ -113,8 +113,10 @@ pub struct EntryHeader {
 /// PostgreSQL's math and string functions (`pgfuncs.rs`), `upper`/`lower` one character at a
 /// time, `pg_bool` of an integer, `_sqlkeeper_single` (a scalar subquery of several rows).
 /// Version 11: `+`, `-`, `*` as `_sqlkeeper_add`, `_sqlkeeper_sub`, `_sqlkeeper_mul` (22003 on
-/// overflow).
-pub const ENGINE_APPLY_VERSION: u32 = 11;
+/// overflow). Version 12: `extract`, `date_part`, `date_trunc` of every unit PostgreSQL has
+/// (22023 and 0A000 where it refuses one, not NULL), `make_date`, `make_timestamp`, `date ±
+/// integer` and `date - date` (`datefuncs.rs`).
+pub const ENGINE_APPLY_VERSION: u32 = 12;
 
 impl EntryHeader {
     /// The header this build writes, with the default budget.

@@ -136,28 +136,6 @@ fn pad(s: &str, n: i64, fill: &str, left: bool) -> String {
     }
 }
 
-/// Fields of a `YYYY-MM-DD[ T]HH:MM:SS[.ffffff]` timestamp (or a date).
-fn parse_ts(ts: &str) -> Option<(i64, i64, i64, i64, i64, f64)> {
-    let ts = ts.trim();
-    let y: i64 = ts.get(0..4)?.parse().ok()?;
-    let mo: i64 = ts.get(5..7)?.parse().ok()?;
-    let d: i64 = ts.get(8..10)?.parse().ok()?;
-    let (h, mi, s) = if ts.len() >= 19 {
-        let sec_end = ts[19..]
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .map(|k| 19 + k)
-            .unwrap_or(ts.len());
-        (
-            ts.get(11..13)?.parse().ok()?,
-            ts.get(14..16)?.parse().ok()?,
-            ts.get(17..sec_end)?.parse().ok()?,
-        )
-    } else {
-        (0, 0, 0.0)
-    };
-    Some((y, mo, d, h, mi, s))
-}
-
 /// Registers the functions on `conn`; casts to date and time types read `stamp` for `'now'`.
 pub(crate) fn install(
     conn: &Connection,
@@ -165,6 +143,7 @@ pub(crate) fn install(
 ) -> rusqlite::Result<()> {
     crate::values::install(conn, stamp)?;
     crate::pgfuncs::install(conn)?;
+    crate::datefuncs::install(conn)?;
     // Session information functions drivers call on connect. Constant for a build and a
     // schema, so replicas agree.
     conn.create_scalar_function("version", 0, flags(), |_| {
@@ -299,41 +278,6 @@ pub(crate) fn install(
             })?;
         }
     }
-    conn.create_scalar_function("pg_extract", 2, flags(), |ctx| {
-        let (Some(field), Some(ts)) = (text(ctx, 0), text(ctx, 1)) else {
-            return Ok(None);
-        };
-        let Some((y, mo, d, h, mi, s)) = parse_ts(&ts) else {
-            return Ok(None);
-        };
-        Ok(match field.to_ascii_lowercase().as_str() {
-            "year" => Some(y as f64),
-            "month" => Some(mo as f64),
-            "day" => Some(d as f64),
-            "hour" => Some(h as f64),
-            "minute" => Some(mi as f64),
-            "second" => Some(s),
-            _ => None,
-        })
-    })?;
-    conn.create_scalar_function("date_trunc", 2, flags(), |ctx| {
-        let (Some(field), Some(ts)) = (text(ctx, 0), text(ctx, 1)) else {
-            return Ok(None);
-        };
-        let Some((y, mo, d, h, mi, s)) = parse_ts(&ts) else {
-            return Ok(None);
-        };
-        let (mo, d, h, mi, s) = match field.to_ascii_lowercase().as_str() {
-            "year" => (1, 1, 0, 0, 0),
-            "month" => (mo, 1, 0, 0, 0),
-            "day" => (mo, d, 0, 0, 0),
-            "hour" => (mo, d, h, 0, 0),
-            "minute" => (mo, d, h, mi, 0),
-            "second" => (mo, d, h, mi, s.trunc() as i64),
-            _ => return Ok(None),
-        };
-        Ok(Some(format!("{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02}")))
-    })?;
     conn.create_scalar_function("pg_json_contains", 2, flags(), |ctx| {
         let (Some(a), Some(b)) = (text(ctx, 0), text(ctx, 1)) else {
             return Ok(None);

@@ -16,6 +16,7 @@
 
 mod apply;
 mod command;
+mod datefuncs;
 mod determinism;
 mod error;
 mod exec;

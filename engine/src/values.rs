@@ -90,6 +90,9 @@ fn division(ctx: &Context<'_>, op: &str) -> rusqlite::Result<SqlValue> {
 /// Postgres' overflow: 22003 where SQLite would give a float for integers past 64 bits or an
 /// infinity for finite floats.
 fn arithmetic(ctx: &Context<'_>, op: &str) -> rusqlite::Result<SqlValue> {
+    if let Some(r) = crate::datefuncs::date_arithmetic(ctx.get_raw(0), ctx.get_raw(1), op) {
+        return r;
+    }
     let (Some(a), Some(b)) = (number(ctx.get_raw(0), op)?, number(ctx.get_raw(1), op)?) else {
         return Ok(SqlValue::Null);
     };

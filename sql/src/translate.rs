@@ -304,8 +304,9 @@ fn rewrite_delete_using(stmt: Statement) -> Result<Statement, SqlError> {
         .ok_or_else(|| SqlError::unsupported("DELETE ... USING"))
 }
 
-fn translate_statement(stmt: Statement) -> Result<Translated, SqlError> {
+fn translate_statement(mut stmt: Statement) -> Result<Translated, SqlError> {
     let original = stmt.to_string();
+    typed_literals_as_casts(&mut stmt);
     // Only statements with `$n` parameters (the extended protocol's) need their types: the
     // simple protocol's statements skip the walk.
     let (params, param_probe) = match original.contains('$') {
@@ -1292,6 +1293,22 @@ fn check_supported_query_features(stmt: &Statement) -> Result<(), SqlError> {
 /// `$n` placeholders become SQLite's positional `?n` (a bare `$1` would be a *named*
 /// parameter in SQLite, numbered by first appearance). `x::t` becomes `CAST(x AS t)`.
 /// Returns the highest parameter number.
+/// `date '2001-09-28'`, `timestamp '...'` and every other `type 'text'` constant is Postgres'
+/// cast of the text to the type (`'2001-09-28'::date`), and is translated as one.
+fn typed_literals_as_casts(stmt: &mut Statement) {
+    let _ = visit_expressions_mut(stmt, |e| {
+        if let Expr::TypedString(ts) = e {
+            *e = Expr::Cast {
+                kind: CastKind::DoubleColon,
+                expr: Box::new(Expr::Value(ts.value.clone())),
+                data_type: ts.data_type.clone(),
+                format: None,
+            };
+        }
+        ControlFlow::<()>::Continue(())
+    });
+}
+
 fn rewrite_expressions(stmt: &mut Statement) -> usize {
     let mut max = 0usize;
     let _ = visit_expressions_mut(stmt, |e| {
