@@ -208,9 +208,14 @@ fn state_from_message(msg: &str) -> &'static str {
         "42883"
     } else if m.starts_with("no such index") {
         "42704"
-    } else if (m.starts_with("table") || m.starts_with("index")) && m.contains("already exists") {
+    } else if (m.starts_with("table") || m.starts_with("index") || m.starts_with("view"))
+        && m.contains("already exists")
+    {
         "42P07"
     } else if m.contains("syntax error")
+        // "SELECTs to the left and right of UNION do not have the same number of result
+        // columns": PostgreSQL's "each UNION query must have the same number of columns".
+        || m.contains("do not have the same number of result columns")
         || m.starts_with("incomplete input")
         || m.starts_with("unrecognized token")
     {

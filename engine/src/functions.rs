@@ -144,6 +144,7 @@ pub(crate) fn install(
     crate::values::install(conn, stamp)?;
     crate::pgfuncs::install(conn)?;
     crate::datefuncs::install(conn)?;
+    crate::jsonfuncs::install(conn)?;
     // Session information functions drivers call on connect. Constant for a build and a
     // schema, so replicas agree.
     conn.create_scalar_function("version", 0, flags(), |_| {
@@ -278,33 +279,7 @@ pub(crate) fn install(
             })?;
         }
     }
-    conn.create_scalar_function("pg_json_contains", 2, flags(), |ctx| {
-        let (Some(a), Some(b)) = (text(ctx, 0), text(ctx, 1)) else {
-            return Ok(None);
-        };
-        let (Ok(a), Ok(b)) = (
-            serde_json::from_str::<serde_json::Value>(&a),
-            serde_json::from_str::<serde_json::Value>(&b),
-        ) else {
-            return Ok(None);
-        };
-        Ok(Some(json_contains(&a, &b)))
-    })?;
     Ok(())
-}
-
-/// Postgres `jsonb @>`: every key/value of `b` is in `a`, recursively; arrays contain
-/// elements.
-fn json_contains(a: &serde_json::Value, b: &serde_json::Value) -> bool {
-    use serde_json::Value::*;
-    match (a, b) {
-        (Object(x), Object(y)) => y
-            .iter()
-            .all(|(k, v)| x.get(k).is_some_and(|av| json_contains(av, v))),
-        (Array(x), Array(y)) => y.iter().all(|v| x.iter().any(|av| json_contains(av, v))),
-        (Array(x), v) => x.iter().any(|av| av == v),
-        (x, y) => x == y,
-    }
 }
 
 #[cfg(test)]
@@ -352,10 +327,6 @@ mod tests {
         );
         assert_eq!(q("SELECT lpad('7', 3, '0')"), SqlValue::Text("007".into()));
         assert_eq!(q("SELECT 'abc' LIKE 'ABC'"), SqlValue::Integer(0));
-        assert_eq!(
-            q("SELECT pg_json_contains('{\"a\":1,\"b\":[1,2]}', '{\"b\":[2]}')"),
-            SqlValue::Integer(1)
-        );
         assert_eq!(
             q("SELECT date_trunc('month', '2026-11-21 05:10:39')"),
             SqlValue::Text("2026-11-01 00:00:00".into())

@@ -23,6 +23,7 @@ mod exec;
 mod functions;
 mod hash;
 mod jsonb;
+mod jsonfuncs;
 mod limits;
 mod meta;
 mod outcome;

@@ -93,6 +93,11 @@ fn arithmetic(ctx: &Context<'_>, op: &str) -> rusqlite::Result<SqlValue> {
     if let Some(r) = crate::datefuncs::date_arithmetic(ctx.get_raw(0), ctx.get_raw(1), op) {
         return r;
     }
+    if op == "-" {
+        if let Some(r) = crate::jsonfuncs::jsonb_minus(ctx.get_raw(0), ctx.get_raw(1)) {
+            return r;
+        }
+    }
     let (Some(a), Some(b)) = (number(ctx.get_raw(0), op)?, number(ctx.get_raw(1), op)?) else {
         return Ok(SqlValue::Null);
     };
@@ -120,6 +125,21 @@ fn arithmetic(ctx: &Context<'_>, op: &str) -> rusqlite::Result<SqlValue> {
         return Err(raise("22003", "value out of range: overflow".into()));
     }
     Ok(SqlValue::Real(r))
+}
+
+/// An integer result checked against the range of the type named by the call's third
+/// argument, if it has one.
+fn in_range(ctx: &Context<'_>, v: SqlValue) -> rusqlite::Result<SqlValue> {
+    if ctx.len() < 3 {
+        return Ok(v);
+    }
+    let ty = crate::functions::text_of(ctx.get_raw(2)).unwrap_or_default();
+    match (&v, int_type(&ty)) {
+        (SqlValue::Integer(i), Some((_, name, min, max))) if !(min..=max).contains(i) => {
+            Err(raise("22003", format!("{name} out of range")))
+        }
+        _ => Ok(v),
+    }
 }
 
 /// Postgres' name of an integer type, and its range.
@@ -378,11 +398,15 @@ pub(crate) fn install(conn: &Connection, stamp: &Arc<StampCell>) -> rusqlite::Re
         }
         Ok(crate::functions::owned(ctx.get_raw(1)))
     })?;
-    conn.create_scalar_function(ADD, 2, flags(), |ctx| arithmetic(ctx, "+"))?;
-    conn.create_scalar_function(SUB, 2, flags(), |ctx| arithmetic(ctx, "-"))?;
-    conn.create_scalar_function(MUL, 2, flags(), |ctx| arithmetic(ctx, "*"))?;
-    conn.create_scalar_function(DIV, 2, flags(), |ctx| division(ctx, "/"))?;
-    conn.create_scalar_function(MOD, 2, flags(), |ctx| division(ctx, "%"))?;
+    // With a third argument (`'int2'`, `'int4'`), the translator knows both operands are of
+    // that integer type, and so is the result: 22003 past its range, as in PostgreSQL.
+    for n in [2, 3] {
+        conn.create_scalar_function(ADD, n, flags(), |ctx| in_range(ctx, arithmetic(ctx, "+")?))?;
+        conn.create_scalar_function(SUB, n, flags(), |ctx| in_range(ctx, arithmetic(ctx, "-")?))?;
+        conn.create_scalar_function(MUL, n, flags(), |ctx| in_range(ctx, arithmetic(ctx, "*")?))?;
+        conn.create_scalar_function(DIV, n, flags(), |ctx| in_range(ctx, division(ctx, "/")?))?;
+        conn.create_scalar_function(MOD, n, flags(), |ctx| in_range(ctx, division(ctx, "%")?))?;
+    }
     for n in [2, 3] {
         let stamp = stamp.clone();
         conn.create_scalar_function(CAST, n, flags(), move |ctx| {

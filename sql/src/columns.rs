@@ -153,6 +153,7 @@ fn figure_name(e: &Expr) -> Option<String> {
         } => "substr".into(),
         Expr::Substring { .. } => "substring".into(),
         Expr::Extract { .. } => "extract".into(),
+        Expr::Overlay { .. } => "overlay".into(),
         Expr::Ceil { .. } => "ceil".into(),
         Expr::Floor { .. } => "floor".into(),
         Expr::Exists { .. } => "exists".into(),
@@ -197,8 +198,16 @@ fn infer_type(e: &Expr) -> Option<PgType> {
     Some(match e {
         Expr::BinaryOp { op, left, right } => match op {
             Eq | NotEq | Lt | Gt | LtEq | GtEq | And | Or | PGLikeMatch | PGNotLikeMatch
-            | PGILikeMatch | PGNotILikeMatch => PgType::Bool,
-            StringConcat => PgType::Text,
+            | PGILikeMatch | PGNotILikeMatch | AtArrow | ArrowAt | Question => PgType::Bool,
+            StringConcat => match (infer_type(left), infer_type(right)) {
+                (Some(PgType::Jsonb), _) | (_, Some(PgType::Jsonb)) => PgType::Jsonb,
+                _ => PgType::Text,
+            },
+            LongArrow | HashLongArrow => PgType::Text,
+            Arrow | HashArrow => match infer_type(left)? {
+                t @ (PgType::Json | PgType::Jsonb) => t,
+                _ => return None,
+            },
             Plus | Minus | Multiply | Divide | Modulo => {
                 match (infer_type(left)?, infer_type(right)?) {
                     (PgType::Int4, PgType::Int4) => PgType::Int4,
@@ -246,7 +255,7 @@ fn infer_type(e: &Expr) -> Option<PgType> {
         },
         Expr::Cast { data_type, .. } => type_of_data_type(data_type)?,
         Expr::Nested(inner) => infer_type(inner)?,
-        Expr::Trim { .. } | Expr::Substring { .. } => PgType::Text,
+        Expr::Trim { .. } | Expr::Substring { .. } | Expr::Overlay { .. } => PgType::Text,
         Expr::Position { .. } => PgType::Int4,
         Expr::Function(f) => {
             let name = f.name.0.last()?.to_string().to_lowercase();
@@ -262,6 +271,17 @@ fn infer_type(e: &Expr) -> Option<PgType> {
                     PgType::Timestamptz
                 }
                 "gen_random_uuid" => PgType::Uuid,
+                "jsonb_build_object" | "jsonb_build_array" | "to_jsonb" | "jsonb_extract_path" => {
+                    PgType::Jsonb
+                }
+                "json_build_object" | "json_build_array" | "to_json" | "json_extract_path" => {
+                    PgType::Json
+                }
+                "json_typeof"
+                | "jsonb_typeof"
+                | "json_extract_path_text"
+                | "jsonb_extract_path_text" => PgType::Text,
+                "json_array_length" | "jsonb_array_length" => PgType::Int4,
                 "bool_and" | "bool_or" | "every" | "starts_with" => PgType::Bool,
                 "repeat" | "translate" | "chr" | "to_hex" => PgType::Text,
                 "ascii" => PgType::Int4,

@@ -18,10 +18,6 @@ use crate::error::SqlError;
 
 /// Postgres function names that SQLite spells differently.
 const RENAMED_FUNCTIONS: &[(&str, &str)] = &[
-    ("json_build_object", "json_object"),
-    ("jsonb_build_object", "json_object"),
-    ("json_build_array", "json_array"),
-    ("jsonb_build_array", "json_array"),
     ("json_agg", "json_group_array"),
     ("jsonb_agg", "json_group_array"),
     ("json_object_agg", "json_group_object"),
@@ -29,8 +25,6 @@ const RENAMED_FUNCTIONS: &[(&str, &str)] = &[
     ("strpos", "instr"),
     ("char_length", "length"),
     ("character_length", "length"),
-    ("to_jsonb", "json"),
-    ("to_json", "json"),
     ("mod", crate::values::MOD_FUNCTION),
     // btrim(s[, chars]) is SQLite's trim(s[, chars]).
     ("btrim", "trim"),
@@ -108,7 +102,190 @@ pub(crate) fn postgres_expressions(stmt: &mut Statement) -> Result<(), SqlError>
     }
 }
 
-/// Whether `e` is printed with a leading sign (a signed operand, or a negative number).
+/// The width in bytes (2, 4 or 8) of an integer-typed expression whose type is known without
+/// the catalog: an integer literal (`integer` if it fits, as in PostgreSQL), a cast to an
+/// integer type, or integer arithmetic of those; `None` for anything else.
+fn int_width(e: &Expr) -> Option<u8> {
+    match e {
+        Expr::Nested(inner) => int_width(inner),
+        // PostgreSQL folds the sign into a constant: `-2147483648` is an integer.
+        Expr::UnaryOp {
+            op: UnaryOperator::Minus,
+            expr,
+        } => match &**expr {
+            Expr::Value(v) => match &v.value {
+                Value::Number(n, _) => literal_width(&format!("-{n}")),
+                _ => None,
+            },
+            other => int_width(other),
+        },
+        Expr::UnaryOp {
+            op: UnaryOperator::Plus,
+            expr,
+        } => int_width(expr),
+        Expr::Value(v) => match &v.value {
+            Value::Number(n, _) => literal_width(n),
+            _ => None,
+        },
+        Expr::Function(f) => {
+            let name = f.name.to_string();
+            let FunctionArguments::List(list) = &f.args else {
+                return None;
+            };
+            let arg = |i: usize| match list.args.get(i) {
+                Some(FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Value(v)))) => {
+                    match &v.value {
+                        Value::SingleQuotedString(s) => Some(s.as_str()),
+                        _ => None,
+                    }
+                }
+                _ => None,
+            };
+            let width = |ty: Option<&str>| match ty? {
+                "int2" => Some(2),
+                "int4" => Some(4),
+                "int8" => Some(8),
+                _ => None,
+            };
+            if name == crate::values::CAST_FUNCTION {
+                width(arg(1))
+            } else if [
+                crate::values::ADD_FUNCTION,
+                crate::values::SUB_FUNCTION,
+                crate::values::MUL_FUNCTION,
+                crate::values::DIV_FUNCTION,
+                crate::values::MOD_FUNCTION,
+            ]
+            .contains(&name.as_str())
+            {
+                // Checked arithmetic carries its width; unchecked is bigint or unknown.
+                width(arg(2))
+            } else {
+                None
+            }
+        }
+        _ => None,
+    }
+}
+
+fn number_expr(n: i64) -> Expr {
+    Expr::value(Value::Number(n.to_string(), false))
+}
+
+/// The arguments of a function call, if they are a plain list of expressions.
+fn plain_args(f: &Function) -> Option<Vec<Expr>> {
+    let FunctionArguments::List(list) = &f.args else {
+        return Some(Vec::new()).filter(|_| matches!(f.args, FunctionArguments::None));
+    };
+    if list.duplicate_treatment.is_some() || !list.clauses.is_empty() {
+        return None;
+    }
+    list.args
+        .iter()
+        .map(|a| match a {
+            FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Some(e.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Whether `e` (already rewritten) is a `json` or `jsonb` value: a cast to one, or the result
+/// of a function that makes one.
+fn is_json(e: &Expr) -> bool {
+    match e {
+        Expr::Nested(inner) => is_json(inner),
+        Expr::Function(f) => {
+            let name = f.name.to_string();
+            if name == crate::values::CAST_FUNCTION {
+                return plain_args(f).is_some_and(|args| {
+                    matches!(args.get(1), Some(Expr::Value(v))
+                        if matches!(&v.value, Value::SingleQuotedString(t) if t == "json" || t == "jsonb"))
+                });
+            }
+            matches!(
+                name.as_str(),
+                "pg_json_builder_text"
+                    | "pg_jsonb_concat"
+                    | "pg_to_json"
+                    | "json_group_array"
+                    | "json_group_object"
+            )
+        }
+        _ => false,
+    }
+}
+
+/// PostgreSQL's JSON functions written for SQLite and the engine (`jsonfuncs.rs`): the
+/// builders are SQLite's `json_object`/`json_array` (JSON arguments nested as JSON), printed as
+/// PostgreSQL prints `jsonb` or the builders' `json`; `None` for any other function.
+fn json_function(bare: &str, f: &Function) -> Option<Expr> {
+    let args = || plain_args(f);
+    let jsonb = |e: Expr| {
+        call(
+            crate::values::CAST_FUNCTION,
+            vec![e, string("jsonb"), number_expr(-1)],
+        )
+    };
+    Some(match bare {
+        "json_build_object" | "jsonb_build_object" | "json_build_array" | "jsonb_build_array" => {
+            let args = args()?
+                .into_iter()
+                .map(|a| {
+                    if is_json(&a) {
+                        call("json", vec![a])
+                    } else {
+                        a
+                    }
+                })
+                .collect();
+            let sqlite = if bare.ends_with("object") {
+                "json_object"
+            } else {
+                "json_array"
+            };
+            let built = call(sqlite, args);
+            if bare.starts_with("jsonb") {
+                jsonb(built)
+            } else {
+                call("pg_json_builder_text", vec![built])
+            }
+        }
+        "to_json" | "to_jsonb" => {
+            let [a] = <[Expr; 1]>::try_from(args()?).ok()?;
+            let j = if is_json(&a) {
+                a
+            } else {
+                call("pg_to_json", vec![a])
+            };
+            if bare == "to_jsonb" {
+                jsonb(j)
+            } else {
+                j
+            }
+        }
+        "json_typeof" | "jsonb_typeof" => call("pg_json_typeof", args()?),
+        "json_array_length" | "jsonb_array_length" => call("pg_json_array_length", args()?),
+        "json_extract_path" | "jsonb_extract_path" => call(
+            "pg_json_extract_path",
+            std::iter::once(number_expr(0)).chain(args()?).collect(),
+        ),
+        "json_extract_path_text" | "jsonb_extract_path_text" => call(
+            "pg_json_extract_path",
+            std::iter::once(number_expr(1)).chain(args()?).collect(),
+        ),
+        _ => return None,
+    })
+}
+
+/// An integer constant is an `integer` if it fits, else a `bigint` (else `numeric`).
+fn literal_width(n: &str) -> Option<u8> {
+    match n.parse::<i64>() {
+        Ok(i) if i32::try_from(i).is_ok() => Some(4),
+        Ok(_) => Some(8),
+        Err(_) => None,
+    }
+}
+
 /// Quantified comparisons with a subquery, which SQLite lacks: `x = ANY (subquery)` is
 /// `x IN (subquery)`; `x op ANY|ALL (subquery)` a CASE over EXISTS keeping SQL's three values:
 /// ANY is true if one comparison is, false if none can be (or there are no rows), else NULL;
@@ -234,6 +411,7 @@ fn single_row(q: &mut Query) {
     }
 }
 
+/// Whether `e` is printed with a leading sign (a signed operand, or a negative number).
 fn starts_with_sign(e: &Expr) -> bool {
     match e {
         Expr::UnaryOp {
@@ -385,21 +563,76 @@ fn rewrite(e: &mut Expr) -> Result<(), SqlError> {
         Expr::Position { expr, r#in } => {
             *e = call("instr", vec![(**r#in).clone(), (**expr).clone()]);
         }
+        // overlay(s PLACING p FROM f [FOR n]) -> substr(s, 1, f - 1) || p || substr(s, f + n),
+        // n the length of p by default.
+        Expr::Overlay {
+            expr,
+            overlay_what,
+            overlay_from,
+            overlay_for,
+        } => {
+            let count = match overlay_for {
+                Some(n) => (**n).clone(),
+                None => call("length", vec![(**overlay_what).clone()]),
+            };
+            let binary = |left: Expr, op, right: Expr| Expr::BinaryOp {
+                left: Box::new(left),
+                op,
+                right: Box::new(right),
+            };
+            let from = (**overlay_from).clone();
+            let head = call(
+                "substr",
+                vec![
+                    (**expr).clone(),
+                    Expr::value(Value::Number("1".into(), false)),
+                    Expr::Nested(Box::new(binary(
+                        from.clone(),
+                        BinaryOperator::Minus,
+                        Expr::value(Value::Number("1".into(), false)),
+                    ))),
+                ],
+            );
+            let tail = call(
+                "substr",
+                vec![
+                    (**expr).clone(),
+                    Expr::Nested(Box::new(binary(from, BinaryOperator::Plus, count))),
+                ],
+            );
+            *e = binary(
+                binary(head, BinaryOperator::StringConcat, (**overlay_what).clone()),
+                BinaryOperator::StringConcat,
+                tail,
+            );
+        }
         // extract(field FROM x) -> pg_extract('field', x)
         Expr::Extract { field, expr, .. } => {
             let f = field.to_string().to_ascii_lowercase();
             *e = call("pg_extract", vec![string(&f), (**expr).clone()]);
         }
-        // a @> b (jsonb containment) -> pg_json_contains(a, b)
-        Expr::BinaryOp {
-            left,
-            op: BinaryOperator::AtArrow,
-            right,
-        } => {
-            *e = call(
-                "pg_json_contains",
-                vec![(**left).clone(), (**right).clone()],
-            );
+        // The jsonb operators SQLite lacks: `a @> b`, `a <@ b` (containment), `a ? k` (key
+        // exists), `a #> path`, `a #>> path` (the value at a path, as jsonb or text), and
+        // `a || b` of jsonb values (`jsonfuncs.rs`).
+        Expr::BinaryOp { left, op, right }
+            if matches!(
+                op,
+                BinaryOperator::AtArrow
+                    | BinaryOperator::ArrowAt
+                    | BinaryOperator::Question
+                    | BinaryOperator::HashArrow
+                    | BinaryOperator::HashLongArrow
+            ) || (*op == BinaryOperator::StringConcat && (is_json(left) || is_json(right))) =>
+        {
+            let (l, r) = ((**left).clone(), (**right).clone());
+            *e = match op {
+                BinaryOperator::AtArrow => call("pg_json_contains", vec![l, r]),
+                BinaryOperator::ArrowAt => call("pg_json_contains", vec![r, l]),
+                BinaryOperator::Question => call("pg_jsonb_exists", vec![l, r]),
+                BinaryOperator::HashArrow => call("pg_json_path", vec![l, r, number_expr(0)]),
+                BinaryOperator::HashLongArrow => call("pg_json_path", vec![l, r, number_expr(1)]),
+                _ => call("pg_jsonb_concat", vec![l, r]),
+            };
         }
         // `- -1` would print as `--1`, an SQL comment: the operand of a sign is parenthesized
         // when it starts with one.
@@ -428,7 +661,14 @@ fn rewrite(e: &mut Expr) -> Result<(), SqlError> {
                 BinaryOperator::Minus => crate::values::SUB_FUNCTION,
                 _ => crate::values::MUL_FUNCTION,
             };
-            *e = call(f, vec![(**left).clone(), (**right).clone()]);
+            let mut args = vec![(**left).clone(), (**right).clone()];
+            // Both operands smallint or integer: so is the result, checked against its range.
+            if let (Some(a), Some(b)) = (int_width(left), int_width(right)) {
+                if a.max(b) < 8 {
+                    args.push(string(if a.max(b) == 2 { "int2" } else { "int4" }));
+                }
+            }
+            *e = call(f, args);
         }
         // Casts to integer, length-limited text, uuid, json, date and timestamp types check the
         // value as Postgres does (22P02, 22003, 22007, 22008); a cast to varchar(n) cuts the
@@ -527,7 +767,9 @@ fn rewrite(e: &mut Expr) -> Result<(), SqlError> {
                     position: None,
                 });
             }
-            if let Some((_, to)) = RENAMED_FUNCTIONS.iter().find(|(from, _)| *from == bare) {
+            if let Some(json) = json_function(&bare, f) {
+                *e = json;
+            } else if let Some((_, to)) = RENAMED_FUNCTIONS.iter().find(|(from, _)| *from == bare) {
                 f.name = ObjectName::from(vec![Ident::new(*to)]);
             } else if bare == "random" {
                 // Postgres random() is a float in [0, 1); SQLite's is a 64-bit integer (made

@@ -1343,6 +1343,33 @@ fn rewrite_expressions(stmt: &mut Statement) -> usize {
 /// - The target of an `UPDATE` or `DELETE` gets its alias with `AS`, which SQLite requires, and
 ///   its `RETURNING` names the target's columns without the alias, which SQLite's `RETURNING`
 ///   does not know.
+/// `(SELECT ... UNION SELECT ...) ORDER BY ...`, `(SELECT 1) UNION (SELECT 2)`: SQLite takes
+/// no parentheses around a query's body or the members of a compound; a parenthesized query
+/// with nothing of its own (no WITH, ORDER BY, LIMIT) is its body.
+fn unparenthesize(body: &mut SetExpr) {
+    match body {
+        SetExpr::Query(inner)
+            if inner.with.is_none()
+                && inner.order_by.is_none()
+                && inner.limit_clause.is_none()
+                && inner.fetch.is_none() =>
+        {
+            let empty = SetExpr::Values(sqlparser::ast::Values {
+                explicit_row: false,
+                value_keyword: false,
+                rows: Vec::new(),
+            });
+            *body = std::mem::replace(inner.body.as_mut(), empty);
+            unparenthesize(body);
+        }
+        SetExpr::SetOperation { left, right, .. } => {
+            unparenthesize(left);
+            unparenthesize(right);
+        }
+        _ => {}
+    }
+}
+
 fn sqlite_query_forms(stmt: &mut Statement) -> Result<(), SqlError> {
     use sqlparser::ast::{LimitClause, OrderByExpr};
     fn nulls_as_postgres(items: &mut [OrderByExpr]) {
@@ -1357,6 +1384,7 @@ fn sqlite_query_forms(stmt: &mut Statement) -> Result<(), SqlError> {
     impl VisitorMut for Fix {
         type Break = ();
         fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
+            unparenthesize(&mut query.body);
             if let Some(OrderBy {
                 kind: OrderByKind::Expressions(items),
                 ..
