@@ -115,7 +115,9 @@ pub struct EntryHeader {
 /// Version 11: `+`, `-`, `*` as `_sqlkeeper_add`, `_sqlkeeper_sub`, `_sqlkeeper_mul` (22003 on
 /// overflow). Version 12: `extract`, `date_part`, `date_trunc` of every unit PostgreSQL has
 /// (22023 and 0A000 where it refuses one, not NULL), `make_date`, `make_timestamp`, `date ±
-/// integer` and `date - date` (`datefuncs.rs`).
+/// integer` and `date - date` (`datefuncs.rs`); the JSON operators and functions of
+/// `jsonfuncs.rs`; `+ - * / %` of `smallint`/`integer` operands checked against their range
+/// (a third argument); [`Effect::Defaults`] (column lists and `DEFAULT` resolved at apply).
 pub const ENGINE_APPLY_VERSION: u32 = 12;
 
 impl EntryHeader {

@@ -37,16 +37,17 @@ fn jsonb_text(v: &Json) -> rusqlite::Result<SqlValue> {
         .map_err(|(state, msg)| raise(state, msg))
 }
 
-/// Postgres `jsonb @>`: every key/value of `b` is in `a`, recursively; arrays contain
-/// elements.
-fn contains(a: &Json, b: &Json) -> bool {
+/// Postgres `jsonb @>`: every key/value of `b` is in `a`, recursively; every element of an
+/// array `b` is contained in some element of `a`; and, at the top level only, an array
+/// contains a scalar that is one of its elements (`[1, 2, [1, 3]] @> [1, 3]` is false).
+fn contains(a: &Json, b: &Json, top: bool) -> bool {
     use serde_json::Value::*;
     match (a, b) {
         (Object(x), Object(y)) => y
             .iter()
-            .all(|(k, v)| x.get(k).is_some_and(|av| contains(av, v))),
-        (Array(x), Array(y)) => y.iter().all(|v| x.iter().any(|av| contains(av, v))),
-        (Array(x), v) => x.iter().any(|av| av == v),
+            .all(|(k, v)| x.get(k).is_some_and(|av| contains(av, v, false))),
+        (Array(x), Array(y)) => y.iter().all(|v| x.iter().any(|av| contains(av, v, false))),
+        (Array(x), v) if top && !v.is_object() => x.iter().any(|av| av == v),
         (x, y) => x == y,
     }
 }
@@ -181,7 +182,7 @@ pub(crate) fn install(conn: &Connection) -> rusqlite::Result<()> {
         let (Some(a), Some(b)) = (json_arg(ctx, 0)?, json_arg(ctx, 1)?) else {
             return Ok(None);
         };
-        Ok(Some(contains(&a, &b)))
+        Ok(Some(contains(&a, &b, true)))
     })?;
     // jsonb ? text: a key of an object, or a string element of an array (or the string).
     conn.create_scalar_function("pg_jsonb_exists", 2, flags(), |ctx| {

@@ -17,6 +17,7 @@
 mod apply;
 mod command;
 mod datefuncs;
+mod defaults;
 mod determinism;
 mod error;
 mod exec;

@@ -158,9 +158,13 @@ pub(crate) fn run_statement(
     cells: &Cells,
 ) -> Result<StepResult, Stop> {
     cells.rowid_max.store(false, Ordering::SeqCst);
+    let stmt = match crate::defaults::resolve(conn, stmt) {
+        Ok(s) => s,
+        Err(e) => return failed(conn, classify(e)?),
+    };
     let r = {
         let mut room = cells.room.lock().unwrap_or_else(|p| p.into_inner());
-        run(conn, stmt, Some(&cells.budget), &mut room)
+        run(conn, &stmt, Some(&cells.budget), &mut room)
     };
     let rowid_max = cells.rowid_max.swap(false, Ordering::SeqCst);
     let r = match r {

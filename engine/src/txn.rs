@@ -605,7 +605,7 @@ mod tests {
         t.sqlite
             .into_iter()
             .map(|s| Statement {
-                effect: t.effect,
+                effect: t.effect.clone(),
                 ..sql(&s)
             })
             .collect()

@@ -480,7 +480,7 @@ impl Session {
             statements.extend(t.sqlite.iter().map(|sql| Statement {
                 sql: sql.clone(),
                 params: params.clone(),
-                effect: t.effect,
+                effect: t.effect.clone(),
             }));
             // What the entry will read without bound, run here first with its budget: a
             // write's probe, or a read that is part of the entry.

@@ -230,7 +230,7 @@ fn statements_of(t: &Translated, params: &[Value]) -> Vec<Statement> {
         .map(|sql| Statement {
             sql: sql.clone(),
             params: params.to_vec(),
-            effect: t.effect,
+            effect: t.effect.clone(),
         })
         .collect()
 }

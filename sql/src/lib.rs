@@ -29,7 +29,10 @@ pub use columns::{pg_type_of_name, ColumnHint, PgType};
 pub use error::{SqlError, SqlState};
 pub use params::ParamType;
 pub use rebuild::{rebuild_create_table, AlterOp, REBUILD_TABLE_FUNCTION};
-pub use translate::{translate, Effect, Translated, PARSER_RECURSION_LIMIT, QUERY_BYTES_MAX};
+pub use translate::{
+    translate, Effect, Translated, COLUMNS_MARKER, DEFAULT_MARKER, PARSER_RECURSION_LIMIT,
+    QUERY_BYTES_MAX,
+};
 pub use values::{
     ADD_FUNCTION, CAST_FUNCTION, DIV_FUNCTION, MOD_FUNCTION, MUL_FUNCTION, SINGLE_ROW_FUNCTION,
     SUB_FUNCTION, VALID_FUNCTION,

@@ -59,7 +59,7 @@ pub struct Translated {
 
 /// What applying a translated statement does besides running its SQL. The engine acts on it
 /// without looking into the SQL text.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub enum Effect {
     /// Nothing more.
     #[default]
@@ -70,7 +70,26 @@ pub enum Effect {
     /// Asks for a table rebuild (an `ALTER TABLE` form SQLite lacks): the entry is applied
     /// with foreign-key enforcement off and a foreign-key check at its end.
     RebuildTable,
+    /// Needs the columns of `table` as they are when it runs, which SQLite does not fill in
+    /// itself: the engine writes the first `width` column names in place of the
+    /// [`COLUMNS_MARKER`] list (`INSERT INTO t VALUES (...)` with fewer values than columns),
+    /// and each column's default in place of [`DEFAULT_MARKER`]`('column')` or
+    /// `DEFAULT_MARKER(position)` (`DEFAULT` in `VALUES` or `SET`).
+    Defaults {
+        /// The table written to, as named in the statement.
+        table: String,
+        /// The number of values of each row when the statement names no columns.
+        width: Option<u32>,
+    },
 }
+
+/// The column list of an `INSERT` that names no columns, replaced by the engine with the
+/// table's first columns ([`Effect::Defaults`]).
+pub const COLUMNS_MARKER: &str = "_sqlkeeper_columns";
+
+/// `DEFAULT` as a value, replaced by the engine with the column's default
+/// ([`Effect::Defaults`]).
+pub const DEFAULT_MARKER: &str = "_sqlkeeper_default";
 
 impl Effect {
     /// Whether it is [`Effect::Plain`] (left out of the log's JSON).
@@ -525,7 +544,7 @@ fn translate_statement(mut stmt: Statement) -> Result<Translated, SqlError> {
         None
     };
 
-    let mut effect = Effect::Plain;
+    let mut effect = column_defaults(&mut stmt).unwrap_or(Effect::Plain);
     let sqlite = match (&kind, &stmt) {
         (StatementKind::Transaction(_) | StatementKind::Session(_), _) => Vec::new(),
         (
@@ -1475,6 +1494,86 @@ fn sqlite_query_forms(stmt: &mut Statement) -> Result<(), SqlError> {
 }
 
 /// `public` is the only schema; SQLite calls it `main`. Drop the qualifier.
+/// `DEFAULT` written as a value: an unquoted identifier of that name, as the parser reads it.
+fn is_default_keyword(e: &Expr) -> bool {
+    matches!(e, Expr::Identifier(i) if i.quote_style.is_none() && i.value.eq_ignore_ascii_case("default"))
+}
+
+fn default_marker(key: Expr) -> Expr {
+    crate::rewrite::call(DEFAULT_MARKER, vec![key])
+}
+
+/// What SQLite cannot take in an `INSERT` or `UPDATE`: `INSERT INTO t VALUES (...)` with fewer
+/// values than `t` has columns (PostgreSQL fills the rest with their defaults), and `DEFAULT`
+/// as a value in `VALUES` or `SET`. Both need the table's columns as they are when the
+/// statement runs, which only the engine knows: the statement gets markers in their place and
+/// [`Effect::Defaults`].
+fn column_defaults(stmt: &mut Statement) -> Option<Effect> {
+    let text = |s: &str| Expr::Value(Value::SingleQuotedString(s.to_string()).into());
+    let last_part = |n: &ObjectName| {
+        n.0.last()
+            .and_then(|p| p.as_ident())
+            .map(|i| i.value.clone())
+    };
+    match stmt {
+        Statement::Insert(ins) => {
+            let sqlparser::ast::TableObject::TableName(name) = &ins.table else {
+                return None;
+            };
+            let table = last_part(name)?;
+            let SetExpr::Values(values) = ins.source.as_mut()?.body.as_mut() else {
+                return None;
+            };
+            let width = values.rows.first().map(|r| r.len())?;
+            let names: Vec<Option<String>> = ins.columns.iter().map(last_part).collect();
+            let mut marked = false;
+            for row in &mut values.rows {
+                for (i, v) in row.iter_mut().enumerate() {
+                    if is_default_keyword(v) {
+                        *v = default_marker(match names.get(i) {
+                            Some(Some(n)) => text(n),
+                            _ if names.is_empty() => {
+                                Expr::value(Value::Number((i + 1).to_string(), false))
+                            }
+                            // More values than named columns: SQLite reports it.
+                            _ => Expr::Value(Value::Null.into()),
+                        });
+                        marked = true;
+                    }
+                }
+            }
+            let unnamed = ins.columns.is_empty();
+            if unnamed {
+                ins.columns = vec![ObjectName::from(vec![sqlparser::ast::Ident::with_quote(
+                    '"',
+                    COLUMNS_MARKER,
+                )])];
+            }
+            (unnamed || marked).then(|| Effect::Defaults {
+                table,
+                width: unnamed.then_some(width as u32),
+            })
+        }
+        Statement::Update(up) => {
+            let sqlparser::ast::TableFactor::Table { name, .. } = &up.table.relation else {
+                return None;
+            };
+            let table = last_part(name)?;
+            let mut marked = false;
+            for a in &mut up.assignments {
+                if let sqlparser::ast::AssignmentTarget::ColumnName(c) = &a.target {
+                    if is_default_keyword(&a.value) {
+                        a.value = default_marker(text(&last_part(c)?));
+                        marked = true;
+                    }
+                }
+            }
+            marked.then_some(Effect::Defaults { table, width: None })
+        }
+        _ => None,
+    }
+}
+
 fn strip_public_schema(stmt: &mut Statement) {
     fn strip(name: &mut ObjectName) {
         if name.0.len() == 2 {

@@ -236,7 +236,13 @@ pub(super) fn encoded_size_bound(statements: &[&Statement]) -> usize {
     statements
         .iter()
         .map(|s| {
-            64 + json_str_len(&s.sql)
+            let effect = match &s.effect {
+                // {"Defaults":{"table":"...","width":4294967295}}
+                sqlkeeper_engine::Effect::Defaults { table, .. } => 48 + json_str_len(table),
+                _ => 0,
+            };
+            64 + effect
+                + json_str_len(&s.sql)
                 + s.params
                     .iter()
                     .map(|p| match p {
@@ -265,7 +271,10 @@ mod tests {
                 Value::Integer(i64::MIN),
             ],
             // The longest effect, which the JSON spells out.
-            effect: sqlkeeper_engine::Effect::RebuildTable,
+            effect: sqlkeeper_engine::Effect::Defaults {
+                table: "a \"quoted\" \\ table".into(),
+                width: Some(u32::MAX),
+            },
         }];
         let real = serde_json::to_vec(&stmts).unwrap().len();
         assert!(

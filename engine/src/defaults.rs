@@ -1,0 +1,187 @@
+//! Column lists and defaults that SQLite does not fill in itself ([`Effect::Defaults`]): an
+//! `INSERT` naming no columns with fewer values than the table has columns, and `DEFAULT` as a
+//! value. The translator leaves markers in the SQL; here, when the statement runs, they are
+//! replaced with the table's columns and their defaults as they are at this point of the log,
+//! the same on every replica.
+
+use std::borrow::Cow;
+
+use rusqlite::Connection;
+use sqlkeeper_sql::{COLUMNS_MARKER, DEFAULT_MARKER};
+
+use crate::command::{Effect, Statement};
+
+/// A column's name and its default as SQL text (`None`: no default, so NULL).
+type ColumnDefault = (String, Option<String>);
+
+fn columns(conn: &Connection, table: &str) -> rusqlite::Result<Vec<ColumnDefault>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT name, dflt_value FROM pragma_table_xinfo(?1) WHERE hidden = 0 ORDER BY cid",
+    )?;
+    let rows = stmt.query_map([table], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    rows.collect()
+}
+
+fn quoted(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// `stmt` with its markers replaced, or `stmt` itself when it has none. A table that does not
+/// exist leaves the markers, and SQLite reports the table.
+pub(crate) fn resolve<'a>(
+    conn: &Connection,
+    stmt: &'a Statement,
+) -> rusqlite::Result<Cow<'a, Statement>> {
+    let Effect::Defaults { table, width } = &stmt.effect else {
+        return Ok(Cow::Borrowed(stmt));
+    };
+    let cols = columns(conn, table)?;
+    if cols.is_empty() {
+        return Ok(Cow::Borrowed(stmt));
+    }
+    let default_of = |key: &str| -> String {
+        let col = match key.parse::<usize>() {
+            Ok(position) => cols.get(position.wrapping_sub(1)),
+            Err(_) => {
+                let name = key.trim_matches('\'').replace("''", "'");
+                cols.iter().find(|(n, _)| n.eq_ignore_ascii_case(&name))
+            }
+        };
+        match col {
+            Some((_, Some(d))) => format!("({d})"),
+            _ => "NULL".to_string(),
+        }
+    };
+    let list = {
+        // More values than columns: every column, and SQLite reports the difference.
+        let n = width.map_or(cols.len(), |w| (w as usize).min(cols.len()));
+        cols[..n]
+            .iter()
+            .map(|(name, _)| quoted(name))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let sql = replace_markers(&stmt.sql, &list, default_of);
+    Ok(Cow::Owned(Statement {
+        sql,
+        params: stmt.params.clone(),
+        effect: stmt.effect.clone(),
+    }))
+}
+
+/// `sql` with the quoted [`COLUMNS_MARKER`] replaced by `list` and every
+/// `DEFAULT_MARKER(key)` by `default_of(key)`, outside string literals (the translator wrote
+/// them; a client's text cannot name them, but its strings may contain their spelling).
+fn replace_markers(sql: &str, list: &str, default_of: impl Fn(&str) -> String) -> String {
+    let columns = format!("\"{COLUMNS_MARKER}\"");
+    let default = format!("{DEFAULT_MARKER}(");
+    let mut out = String::with_capacity(sql.len() + list.len());
+    let mut rest = sql;
+    while let Some(c) = rest.chars().next() {
+        if c == '\'' {
+            // A string literal, quotes doubled inside: copied as it is.
+            let mut end = 1;
+            let bytes = rest.as_bytes();
+            while end < bytes.len() {
+                if bytes[end] == b'\'' {
+                    if bytes.get(end + 1) == Some(&b'\'') {
+                        end += 2;
+                        continue;
+                    }
+                    end += 1;
+                    break;
+                }
+                end += 1;
+            }
+            out.push_str(&rest[..end]);
+            rest = &rest[end..];
+        } else if rest.starts_with(&columns) {
+            out.push_str(list);
+            rest = &rest[columns.len()..];
+        } else if rest.starts_with(&default) {
+            let args = &rest[default.len()..];
+            // The key is a number or a string literal with no ')' the translator did not
+            // double: find the closing parenthesis outside quotes.
+            let mut in_str = false;
+            let close = args.char_indices().find(|&(_, ch)| {
+                if ch == '\'' {
+                    in_str = !in_str;
+                }
+                ch == ')' && !in_str
+            });
+            match close {
+                Some((i, _)) => {
+                    out.push_str(&default_of(args[..i].trim()));
+                    rest = &args[i + 1..];
+                }
+                None => {
+                    out.push_str(rest);
+                    rest = "";
+                }
+            }
+        } else {
+            out.push(c);
+            rest = &rest[c.len_utf8()..];
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stmt(sql: &str, width: Option<u32>) -> Statement {
+        Statement {
+            sql: sql.into(),
+            params: vec![],
+            effect: Effect::Defaults {
+                table: "t".into(),
+                width,
+            },
+        }
+    }
+
+    #[test]
+    fn markers_become_the_tables_columns_and_defaults() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(
+            "CREATE TABLE t (id INTEGER, \"odd\"\"name\" TEXT DEFAULT 'x', n INT DEFAULT (1 + 1))",
+        )
+        .unwrap();
+        let r = |s: Statement| resolve(&conn, &s).unwrap().sql.clone();
+        assert_eq!(
+            r(stmt(
+                "INSERT INTO t (\"_sqlkeeper_columns\") VALUES (1)",
+                Some(1)
+            )),
+            "INSERT INTO t (\"id\") VALUES (1)"
+        );
+        assert_eq!(
+            r(stmt(
+                "INSERT INTO t (\"_sqlkeeper_columns\") VALUES (1, _sqlkeeper_default(2), _sqlkeeper_default(3)), (2, 'a''_sqlkeeper_default(2)', _sqlkeeper_default(1))",
+                Some(3)
+            )),
+            "INSERT INTO t (\"id\", \"odd\"\"name\", \"n\") VALUES (1, ('x'), (1 + 1)), (2, 'a''_sqlkeeper_default(2)', NULL)"
+        );
+        assert_eq!(
+            r(stmt("UPDATE t SET n = _sqlkeeper_default('n')", None)),
+            "UPDATE t SET n = (1 + 1)"
+        );
+        assert_eq!(
+            r(stmt(
+                "UPDATE t SET \"odd\"\"name\" = _sqlkeeper_default('odd\"name')",
+                None
+            )),
+            "UPDATE t SET \"odd\"\"name\" = ('x')"
+        );
+        // More values than columns: every column, for SQLite to report.
+        assert_eq!(
+            r(stmt(
+                "INSERT INTO t (\"_sqlkeeper_columns\") VALUES (1, 2, 3, 4)",
+                Some(4)
+            )),
+            "INSERT INTO t (\"id\", \"odd\"\"name\", \"n\") VALUES (1, 2, 3, 4)"
+        );
+    }
+}
