@@ -408,6 +408,19 @@ impl ReadView<'_> {
         crate::exec::describe(self.conn, sql).map_err(|e| sqlstate_of(&e))
     }
 
+    /// Whether a table, view or index of this name exists (SQLite compares names without
+    /// case, as it resolves them).
+    pub fn relation_exists(&self, name: &str) -> Result<bool, ExecError> {
+        self.conn
+            .prepare_cached(
+                "SELECT count(*) FROM sqlite_schema \
+                 WHERE type IN ('table', 'view', 'index') AND name = ?1 COLLATE NOCASE",
+            )
+            .and_then(|mut s| s.query_row([name], |r| r.get::<_, i64>(0)))
+            .map(|n| n > 0)
+            .map_err(|e| sqlstate_of(&e))
+    }
+
     /// The applied index of the state this view reads.
     pub fn applied_index(&self) -> Result<Option<LogIndex>, Fatal> {
         meta::get_i64(self.conn, meta::KEY_APPLIED_INDEX)

@@ -159,6 +159,22 @@ where
     Ok(())
 }
 
+/// Sends the notices the session's last statements raised (`IF [NOT] EXISTS` skips), as
+/// PostgreSQL does before the statement's completion.
+async fn send_notices<C>(client: &mut C, session: &Session) -> PgWireResult<()>
+where
+    C: Sink<PgWireBackendMessage> + Unpin + Send,
+    PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+{
+    for (code, message) in session.take_notices() {
+        let info = pgwire::error::ErrorInfo::new("NOTICE".into(), code.into(), message);
+        client
+            .feed(PgWireBackendMessage::NoticeResponse(info.into()))
+            .await?;
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl SimpleQueryHandler for Backend {
     /// pgwire's default computes the ReadyForQuery status from the responses alone; the
@@ -254,6 +270,7 @@ impl SimpleQueryHandler for Backend {
     {
         let (produced, error) = self.session.execute(query).await;
         report_settings(client, &produced).await?;
+        send_notices(client, &self.session).await?;
         let mut responses = Vec::with_capacity(produced.len() + 1);
         for p in produced {
             match respond(p, false, |_| FieldFormat::Text) {
@@ -472,6 +489,7 @@ impl ExtendedQueryHandler for Backend {
             .await
             .map_err(ClientError::into_pgwire)?;
         report_settings(client, std::slice::from_ref(&p)).await?;
+        send_notices(client, &self.session).await?;
         respond(p, true, |i| format_at(&portal.result_column_format, i))
             .map_err(ClientError::into_pgwire)
     }

@@ -173,6 +173,8 @@ pub struct Session {
     pub(crate) txn: Arc<tokio::sync::Mutex<Txn>>,
     /// Set while a COMMIT is being replicated: a cancel request waits for it.
     pub(crate) committing: Arc<std::sync::atomic::AtomicBool>,
+    /// Notices for the client (SQLSTATE, message), sent before the statements' results.
+    notices: Mutex<Vec<(&'static str, String)>>,
 }
 
 impl Session {
@@ -182,7 +184,44 @@ impl Session {
             settings: Mutex::new(Settings::default()),
             txn: Arc::new(tokio::sync::Mutex::new(Txn::default())),
             committing: Arc::default(),
+            notices: Mutex::default(),
         }
+    }
+
+    /// The notices the last statements raised (SQLSTATE, message), for the protocol to send.
+    pub fn take_notices(&self) -> Vec<(&'static str, String)> {
+        std::mem::take(&mut *self.notices.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// The `IF [NOT] EXISTS` notices `batch` will raise, from this node's schema (the
+    /// session's own earlier writes are in it; a concurrent change elsewhere may not be, which
+    /// only ever affects the notice).
+    async fn existence_notices(
+        &self,
+        batch: &[(Translated, Vec<EngineValue>)],
+    ) -> Vec<(&'static str, String)> {
+        let mut notices = Vec::new();
+        let timeout = self.settings().statement_timeout();
+        for (t, _) in batch {
+            let Some(n) = &t.existence_notice else {
+                continue;
+            };
+            for name in &n.names {
+                let owned = name.clone();
+                let exists = self
+                    .node
+                    .read(timeout, move |v| {
+                        v.relation_exists(&owned).map_err(EngineError::from)
+                    })
+                    .await;
+                if let Ok(exists) = exists {
+                    if exists == n.when_exists {
+                        notices.push(n.message(name));
+                    }
+                }
+            }
+        }
+        notices
     }
 
     pub(crate) fn settings(&self) -> std::sync::MutexGuard<'_, Settings> {
@@ -494,10 +533,17 @@ impl Session {
         if let Err(e) = self.node.probe(probes).await {
             return (Vec::new(), Some(e.into()));
         }
+        let notices = self.existence_notices(&batch).await;
         let (outcome, index) = match self.node.write(statements, WRITE_TIMEOUT).await {
             Ok(o) => o,
             Err(e) => return (Vec::new(), Some(e.into())),
         };
+        if outcome.error.is_none() {
+            self.notices
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .extend(notices);
+        }
         self.settings().observe(index.0);
         let mut results = outcome.results.into_iter();
         let mut produced = Vec::with_capacity(batch.len());

@@ -30,8 +30,8 @@ pub use error::{SqlError, SqlState};
 pub use params::ParamType;
 pub use rebuild::{rebuild_create_table, AlterOp, REBUILD_TABLE_FUNCTION};
 pub use translate::{
-    translate, Effect, Translated, COLUMNS_MARKER, DEFAULT_MARKER, PARSER_RECURSION_LIMIT,
-    QUERY_BYTES_MAX,
+    translate, Effect, ExistenceNotice, Translated, COLUMNS_MARKER, DEFAULT_MARKER,
+    PARSER_RECURSION_LIMIT, QUERY_BYTES_MAX,
 };
 pub use values::{
     ADD_FUNCTION, CAST_FUNCTION, DIV_FUNCTION, MOD_FUNCTION, MUL_FUNCTION, SINGLE_ROW_FUNCTION,

@@ -55,6 +55,75 @@ pub struct Translated {
     /// The type probe (SQLite SQL) that [`ParamType::Column`] refers to: its result columns'
     /// declared types are the parameters' types (`params.rs`).
     pub param_probe: Option<String>,
+    /// The notice PostgreSQL sends when `IF [NOT] EXISTS` skips an object.
+    pub existence_notice: Option<ExistenceNotice>,
+}
+
+/// What `CREATE ... IF NOT EXISTS` and `DROP ... IF EXISTS` tell the client when they skip an
+/// object: PostgreSQL's NOTICE `relation "t" already exists, skipping` (42P07) or `table "t"
+/// does not exist, skipping` (00000).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExistenceNotice {
+    /// The relations (tables, views, indexes) the statement names.
+    pub names: Vec<String>,
+    /// Whether the notice is for a name that exists (`CREATE`), else for one that does not
+    /// (`DROP`).
+    pub when_exists: bool,
+    /// The word for the object in the message: `relation`, `table`, `view`, `index`.
+    pub kind: &'static str,
+}
+
+impl ExistenceNotice {
+    /// The notice's SQLSTATE and message for `name`.
+    pub fn message(&self, name: &str) -> (&'static str, String) {
+        match self.when_exists {
+            true => (
+                "42P07",
+                format!("relation \"{name}\" already exists, skipping"),
+            ),
+            false => (
+                "00000",
+                format!("{} \"{name}\" does not exist, skipping", self.kind),
+            ),
+        }
+    }
+
+    /// The notice of `stmt`, if it has an `IF [NOT] EXISTS` that can skip.
+    fn of(stmt: &Statement) -> Option<ExistenceNotice> {
+        let name = |n: &ObjectName| {
+            n.0.last()
+                .and_then(|p| p.as_ident())
+                .map(|i| i.value.clone())
+        };
+        let (names, when_exists, kind) = match stmt {
+            Statement::CreateTable(ct) if ct.if_not_exists => {
+                (vec![name(&ct.name)?], true, "relation")
+            }
+            Statement::CreateIndex(ci) if ci.if_not_exists => {
+                (vec![name(ci.name.as_ref()?)?], true, "relation")
+            }
+            Statement::Drop {
+                object_type,
+                if_exists: true,
+                names,
+                ..
+            } => {
+                let kind = match object_type {
+                    ObjectType::Table => "table",
+                    ObjectType::View => "view",
+                    ObjectType::Index => "index",
+                    _ => return None,
+                };
+                (names.iter().map(name).collect::<Option<_>>()?, false, kind)
+            }
+            _ => return None,
+        };
+        Some(ExistenceNotice {
+            names,
+            when_exists,
+            kind,
+        })
+    }
 }
 
 /// What applying a translated statement does besides running its SQL. The engine acts on it
@@ -355,6 +424,7 @@ fn translate_statement(mut stmt: Statement) -> Result<Translated, SqlError> {
             probe: None,
             params: Vec::new(),
             param_probe: None,
+            existence_notice: None,
         });
     }
     if matches!(stmt, Statement::Query(_)) && reads_introspection(&stmt) {
@@ -377,6 +447,7 @@ fn translate_statement(mut stmt: Statement) -> Result<Translated, SqlError> {
             probe: None,
             params,
             param_probe: None,
+            existence_notice: None,
         });
     }
     check_internal_names(&stmt)?;
@@ -544,6 +615,7 @@ fn translate_statement(mut stmt: Statement) -> Result<Translated, SqlError> {
         None
     };
 
+    let existence_notice = ExistenceNotice::of(&stmt);
     let mut effect = column_defaults(&mut stmt).unwrap_or(Effect::Plain);
     let sqlite = match (&kind, &stmt) {
         (StatementKind::Transaction(_) | StatementKind::Session(_), _) => Vec::new(),
@@ -666,6 +738,7 @@ fn translate_statement(mut stmt: Statement) -> Result<Translated, SqlError> {
         probe,
         params,
         param_probe,
+        existence_notice,
     })
 }
 

@@ -310,7 +310,7 @@ fn translated(sql: &str) -> Vec<Statement> {
             t.sqlite.into_iter().map(move |sql| Statement {
                 sql,
                 params: vec![],
-                effect,
+                effect: effect.clone(),
             })
         })
         .collect()
