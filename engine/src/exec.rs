@@ -114,11 +114,16 @@ fn columns_of(s: &rusqlite::Statement<'_>) -> Vec<Column> {
         .collect()
 }
 
-/// Describes `sql` without running it: its result columns and number of parameters. Prepared
+/// Describes `stmt` without running it: its result columns and number of parameters. Prepared
 /// afresh, not taken from the statement cache: a cached statement is brought up to date with
 /// the schema only when it is stepped, so it may describe the columns a table used to have.
-pub(crate) fn describe(conn: &Connection, sql: &str) -> rusqlite::Result<(Vec<Column>, usize)> {
-    let s = conn.prepare(sql)?;
+/// Its markers ([`crate::command::Effect::Defaults`]) are resolved first, as when it runs.
+pub(crate) fn describe(
+    conn: &Connection,
+    stmt: &Statement,
+) -> rusqlite::Result<(Vec<Column>, usize)> {
+    let stmt = crate::defaults::resolve(conn, stmt)?;
+    let s = conn.prepare(&stmt.sql)?;
     Ok((columns_of(&s), s.parameter_count()))
 }
 
@@ -225,10 +230,7 @@ mod tests {
             r.rows,
             vec![vec![Value::Integer(1), Value::Text("a".into())]]
         );
-        assert_eq!(
-            names(&describe(&conn, "SELECT * FROM t").unwrap().0),
-            ["id", "label"]
-        );
+        assert_eq!(names(&describe(&conn, &select).unwrap().0), ["id", "label"]);
         conn.execute_batch("ALTER TABLE t DROP COLUMN id").unwrap();
         let r = run(&conn, &select, None, &mut ResultRoom::default()).unwrap();
         assert_eq!(names(&r.columns), ["label"]);

@@ -404,8 +404,8 @@ impl ReadView<'_> {
     }
 
     /// Describes a statement without running it: its result columns and number of parameters.
-    pub fn describe(&self, sql: &str) -> Result<(Vec<Column>, usize), ExecError> {
-        crate::exec::describe(self.conn, sql).map_err(|e| sqlstate_of(&e))
+    pub fn describe(&self, stmt: &Statement) -> Result<(Vec<Column>, usize), ExecError> {
+        crate::exec::describe(self.conn, stmt).map_err(|e| sqlstate_of(&e))
     }
 
     /// Whether a table, view or index of this name exists (SQLite compares names without

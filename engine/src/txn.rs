@@ -165,7 +165,7 @@ pub enum Work {
     /// the steps it uses are given back.
     Read(Vec<Statement>),
     /// Describe a statement against the block's state.
-    Describe(String),
+    Describe(Statement),
 }
 
 /// What the writer connection did for a block.
@@ -511,8 +511,8 @@ impl BlockWriter {
                 cells.budget.restore(steps);
                 Done::Ran(r?)
             }
-            Work::Describe(sql) => Done::Described(
-                crate::exec::describe(conn, sql).map_err(|e| crate::error::sqlstate_of(&e)),
+            Work::Describe(stmt) => Done::Described(
+                crate::exec::describe(conn, stmt).map_err(|e| crate::error::sqlstate_of(&e)),
             ),
         };
         if let Done::Ran(_) = &done {

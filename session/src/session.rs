@@ -570,6 +570,15 @@ impl Session {
     }
 }
 
+/// The first SQLite statement of `t`, with its effect, to describe (without parameters).
+fn described_statement(t: &Translated) -> Statement {
+    Statement {
+        sql: t.sqlite.first().cloned().unwrap_or_default(),
+        params: Vec::new(),
+        effect: t.effect.clone(),
+    }
+}
+
 /// The node's introspection views as scratch tables (`sqlkeeper.status`, `sqlkeeper.nodes`),
 /// with the current values, or empty (to describe a statement).
 async fn introspection_tables(node: &Node, with_rows: bool) -> Vec<ScratchTable> {
@@ -763,13 +772,18 @@ impl Session {
             if matches!(t.kind, StatementKind::Read | StatementKind::Write) && t.sqlite.len() == 1 {
                 let timeout = self.settings().statement_timeout();
                 if let Some(r) =
-                    describe_in_block(&self.node, &mut txn, &t.sqlite[0], timeout).await
+                    describe_in_block(&self.node, &mut txn, &described_statement(&t), timeout).await
                 {
                     let columns = r?;
                     let probe = match &t.param_probe {
-                        Some(p) => describe_in_block(&self.node, &mut txn, p, timeout)
-                            .await
-                            .and_then(Result::ok),
+                        Some(p) => describe_in_block(
+                            &self.node,
+                            &mut txn,
+                            &Statement::plain(p.clone(), Vec::new()),
+                            timeout,
+                        )
+                        .await
+                        .and_then(Result::ok),
                         None => None,
                     };
                     return Ok(Some(Prepared {
@@ -796,14 +810,14 @@ impl Session {
         let columns = match &t.kind {
             StatementKind::Read | StatementKind::Write if t.sqlite.len() == 1 => {
                 let timeout = self.settings().statement_timeout();
-                let describe_sql = |sql: String| {
+                let describe_sql = |stmt: Statement| {
                     self.node.read(timeout, move |v| {
-                        v.describe(&sql)
+                        v.describe(&stmt)
                             .map(|(cols, _)| cols)
                             .map_err(EngineError::from)
                     })
                 };
-                let describe = || describe_sql(t.sqlite[0].clone());
+                let describe = || describe_sql(described_statement(&t));
                 let described = match describe().await {
                     Ok(cols) => cols,
                     // A write runs on the leader, whose schema may be ahead of this node's: a
@@ -817,7 +831,9 @@ impl Session {
                     Err(e) => return Err(ClientError::from(e)),
                 };
                 if let Some(p) = &t.param_probe {
-                    probe = describe_sql(p.clone()).await.ok();
+                    probe = describe_sql(Statement::plain(p.clone(), Vec::new()))
+                        .await
+                        .ok();
                 }
                 described
             }

@@ -693,7 +693,7 @@ fn set_transaction(
 pub(crate) async fn describe_in_block(
     node: &Arc<sqlkeeper_raft::Node>,
     txn: &mut Txn,
-    sql: &str,
+    stmt: &Statement,
     timeout: Duration,
 ) -> Option<Result<Vec<sqlkeeper_engine::Column>, ClientError>> {
     if txn.phase == Phase::Idle {
@@ -702,7 +702,7 @@ pub(crate) async fn describe_in_block(
     if txn.on_writer {
         let block = txn.block.clone()?;
         let r = node
-            .run_block(block, Work::Describe(sql.to_string()), timeout)
+            .run_block(block, Work::Describe(stmt.clone()), timeout)
             .await;
         return Some(match r {
             Ok((Done::Described(d), _)) => d.map(|(cols, _)| cols).map_err(ClientError::from),
@@ -714,10 +714,10 @@ pub(crate) async fn describe_in_block(
         });
     }
     let held = txn.held.clone()?;
-    let sql = sql.to_string();
+    let stmt = stmt.clone();
     Some(
         node.read_held(held, timeout, move |v| {
-            v.describe(&sql)
+            v.describe(&stmt)
                 .map(|(cols, _)| cols)
                 .map_err(sqlkeeper_engine::EngineError::from)
         })

@@ -129,18 +129,6 @@ fn int_width(e: &Expr) -> Option<u8> {
         },
         Expr::Function(f) => {
             let name = f.name.to_string();
-            let FunctionArguments::List(list) = &f.args else {
-                return None;
-            };
-            let arg = |i: usize| match list.args.get(i) {
-                Some(FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Value(v)))) => {
-                    match &v.value {
-                        Value::SingleQuotedString(s) => Some(s.as_str()),
-                        _ => None,
-                    }
-                }
-                _ => None,
-            };
             let width = |ty: Option<&str>| match ty? {
                 "int2" => Some(2),
                 "int4" => Some(4),
@@ -148,7 +136,7 @@ fn int_width(e: &Expr) -> Option<u8> {
                 _ => None,
             };
             if name == crate::values::CAST_FUNCTION {
-                width(arg(1))
+                width(text_arg(f, 1))
             } else if [
                 crate::values::ADD_FUNCTION,
                 crate::values::SUB_FUNCTION,
@@ -159,7 +147,7 @@ fn int_width(e: &Expr) -> Option<u8> {
             .contains(&name.as_str())
             {
                 // Checked arithmetic carries its width; unchecked is bigint or unknown.
-                width(arg(2))
+                width(text_arg(f, 2))
             } else {
                 None
             }
@@ -174,19 +162,36 @@ fn number_expr(n: i64) -> Expr {
 
 /// The arguments of a function call, if they are a plain list of expressions.
 fn plain_args(f: &Function) -> Option<Vec<Expr>> {
-    let FunctionArguments::List(list) = &f.args else {
-        return Some(Vec::new()).filter(|_| matches!(f.args, FunctionArguments::None));
-    };
-    if list.duplicate_treatment.is_some() || !list.clauses.is_empty() {
-        return None;
+    match &f.args {
+        FunctionArguments::None => Some(Vec::new()),
+        FunctionArguments::List(list)
+            if list.duplicate_treatment.is_none() && list.clauses.is_empty() =>
+        {
+            list.args
+                .iter()
+                .map(|a| match a {
+                    FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Some(e.clone()),
+                    _ => None,
+                })
+                .collect()
+        }
+        _ => None,
     }
-    list.args
-        .iter()
-        .map(|a| match a {
-            FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Some(e.clone()),
+}
+
+/// Argument `i` of a call when it is a string literal: the type name of a translated cast or
+/// checked arithmetic (`_sqlkeeper_cast(x, 'int4', -1)`).
+fn text_arg(f: &Function, i: usize) -> Option<&str> {
+    let FunctionArguments::List(list) = &f.args else {
+        return None;
+    };
+    match list.args.get(i)? {
+        FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Value(v))) => match &v.value {
+            Value::SingleQuotedString(s) => Some(s),
             _ => None,
-        })
-        .collect()
+        },
+        _ => None,
+    }
 }
 
 /// Whether `e` (already rewritten) is a `json` or `jsonb` value: a cast to one, or the result
@@ -197,10 +202,7 @@ fn is_json(e: &Expr) -> bool {
         Expr::Function(f) => {
             let name = f.name.to_string();
             if name == crate::values::CAST_FUNCTION {
-                return plain_args(f).is_some_and(|args| {
-                    matches!(args.get(1), Some(Expr::Value(v))
-                        if matches!(&v.value, Value::SingleQuotedString(t) if t == "json" || t == "jsonb"))
-                });
+                return matches!(text_arg(f, 1), Some("json" | "jsonb"));
             }
             matches!(
                 name.as_str(),

@@ -1425,6 +1425,36 @@ fn rewrite_expressions(stmt: &mut Statement) -> usize {
     max
 }
 
+/// `(SELECT ... UNION SELECT ...) ORDER BY ...`, `(SELECT 1) UNION (SELECT 2)`: SQLite takes
+/// no parentheses around a query's body or the members of a compound; a parenthesized query
+/// with nothing of its own (no WITH, ORDER BY, LIMIT) is its body.
+fn unparenthesize(body: &mut SetExpr) {
+    // A loop, not recursion: a compound of thousands of members is a tree as deep (the poison
+    // corpus has one), and must end in SQLite's 54001, not in a stack overflow here.
+    let mut pending = vec![body];
+    while let Some(b) = pending.pop() {
+        while let SetExpr::Query(inner) = b {
+            if inner.with.is_some()
+                || inner.order_by.is_some()
+                || inner.limit_clause.is_some()
+                || inner.fetch.is_some()
+            {
+                break;
+            }
+            let empty = SetExpr::Values(sqlparser::ast::Values {
+                explicit_row: false,
+                value_keyword: false,
+                rows: Vec::new(),
+            });
+            *b = std::mem::replace(inner.body.as_mut(), empty);
+        }
+        if let SetExpr::SetOperation { left, right, .. } = b {
+            pending.push(left.as_mut());
+            pending.push(right.as_mut());
+        }
+    }
+}
+
 /// What Postgres queries say that SQLite says differently, in one walk of the statement:
 /// - Postgres sorts NULL above every value (last in ascending order, first in descending);
 ///   SQLite sorts it below. Every ORDER BY item (of queries and of windows, which decide which
@@ -1435,33 +1465,7 @@ fn rewrite_expressions(stmt: &mut Statement) -> usize {
 /// - The target of an `UPDATE` or `DELETE` gets its alias with `AS`, which SQLite requires, and
 ///   its `RETURNING` names the target's columns without the alias, which SQLite's `RETURNING`
 ///   does not know.
-/// `(SELECT ... UNION SELECT ...) ORDER BY ...`, `(SELECT 1) UNION (SELECT 2)`: SQLite takes
-/// no parentheses around a query's body or the members of a compound; a parenthesized query
-/// with nothing of its own (no WITH, ORDER BY, LIMIT) is its body.
-fn unparenthesize(body: &mut SetExpr) {
-    match body {
-        SetExpr::Query(inner)
-            if inner.with.is_none()
-                && inner.order_by.is_none()
-                && inner.limit_clause.is_none()
-                && inner.fetch.is_none() =>
-        {
-            let empty = SetExpr::Values(sqlparser::ast::Values {
-                explicit_row: false,
-                value_keyword: false,
-                rows: Vec::new(),
-            });
-            *body = std::mem::replace(inner.body.as_mut(), empty);
-            unparenthesize(body);
-        }
-        SetExpr::SetOperation { left, right, .. } => {
-            unparenthesize(left);
-            unparenthesize(right);
-        }
-        _ => {}
-    }
-}
-
+/// - A parenthesized query body or compound member loses its parentheses ([`unparenthesize`]).
 fn sqlite_query_forms(stmt: &mut Statement) -> Result<(), SqlError> {
     use sqlparser::ast::{LimitClause, OrderByExpr};
     fn nulls_as_postgres(items: &mut [OrderByExpr]) {
