@@ -299,18 +299,25 @@ fn infer_type(e: &Expr) -> Option<PgType> {
 /// Names and types of a query's result columns, one per projection item, or an empty list
 /// when the projection has a wildcard (SQLite's names and declared types are right then).
 pub(crate) fn projection_hints(stmt: &Statement) -> Vec<ColumnHint> {
-    let Statement::Query(q) = stmt else {
-        return Vec::new();
+    let items: &[SelectItem] = match stmt {
+        Statement::Query(q) => {
+            let mut body = q.body.as_ref();
+            while let SetExpr::SetOperation { left, .. } = body {
+                body = left.as_ref();
+            }
+            let SetExpr::Select(s) = body else {
+                return Vec::new();
+            };
+            &s.projection
+        }
+        // A write's RETURNING list is named and typed as a query's projection.
+        Statement::Insert(i) => i.returning.as_deref().unwrap_or_default(),
+        Statement::Update(u) => u.returning.as_deref().unwrap_or_default(),
+        Statement::Delete(d) => d.returning.as_deref().unwrap_or_default(),
+        _ => return Vec::new(),
     };
-    let mut body = q.body.as_ref();
-    while let SetExpr::SetOperation { left, .. } = body {
-        body = left.as_ref();
-    }
-    let SetExpr::Select(s) = body else {
-        return Vec::new();
-    };
-    let mut hints = Vec::with_capacity(s.projection.len());
-    for item in &s.projection {
+    let mut hints = Vec::with_capacity(items.len());
+    for item in items {
         hints.push(match item {
             SelectItem::UnnamedExpr(e) => ColumnHint {
                 name: match e {

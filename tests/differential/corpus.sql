@@ -500,6 +500,18 @@ DELETE FROM counters c USING readings r WHERE r.sensor = c.name AND r.value IS N
 SELECT name, n, touched FROM counters ORDER BY name;
 INSERT INTO counters (name, n) VALUES ('e', NULL);
 UPDATE counters SET n = DEFAULT WHERE name = 'c' RETURNING n;
+-- Default values ("Default Values", "Inserting Data", "Returning Data from Modified Rows").
+CREATE TABLE products (product_no serial PRIMARY KEY, name text, price numeric DEFAULT 9.99, added timestamptz DEFAULT now());
+INSERT INTO products (name, price) VALUES ('Cheese', DEFAULT);
+INSERT INTO products VALUES (DEFAULT, 'Bread', 1.99);
+INSERT INTO products DEFAULT VALUES;
+INSERT INTO products (name) VALUES ('Milk'), ('Eggs') RETURNING product_no, name, price, added IS NOT NULL AS stamped;
+UPDATE products SET price = DEFAULT WHERE name = 'Bread' RETURNING name, price;
+UPDATE products SET price = price * 2 WHERE product_no = 1 RETURNING name, price AS new_price, price > 10 AS dear;
+DELETE FROM products WHERE name IS NULL RETURNING product_no;
+SELECT product_no, name, price FROM products ORDER BY product_no;
+INSERT INTO products VALUES (DEFAULT, 'Tea', 2.5, now(), 'extra');
+DROP TABLE products;
 -- Constraints ("Constraints"): named checks, multi-column uniqueness, cascades.
 CREATE TABLE owners (id int PRIMARY KEY, email text UNIQUE, CONSTRAINT email_has_at CHECK (email LIKE '%@%'));
 CREATE TABLE assets (id int PRIMARY KEY, owner_id int REFERENCES owners (id) ON DELETE CASCADE, kind text, serial text, UNIQUE (kind, serial));
