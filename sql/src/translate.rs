@@ -394,7 +394,10 @@ fn rewrite_delete_using(stmt: Statement) -> Result<Statement, SqlError> {
 
 fn translate_statement(mut stmt: Statement) -> Result<Translated, SqlError> {
     let original = stmt.to_string();
-    typed_literals_as_casts(&mut stmt);
+    // A typed literal has a quoted string: statements without one skip the walk.
+    if original.contains('\'') {
+        typed_literals_as_casts(&mut stmt);
+    }
     // Only statements with `$n` parameters (the extended protocol's) need their types: the
     // simple protocol's statements skip the walk.
     let (params, param_probe) = match original.contains('$') {
