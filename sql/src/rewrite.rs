@@ -104,7 +104,8 @@ pub(crate) fn postgres_expressions(stmt: &mut Statement) -> Result<(), SqlError>
 
 /// The width in bytes (2, 4 or 8) of an integer-typed expression whose type is known without
 /// the catalog: an integer literal (`integer` if it fits, as in PostgreSQL), a cast to an
-/// integer type, or integer arithmetic of those; `None` for anything else.
+/// integer type, a function that returns `integer` (`length`), or integer arithmetic of those;
+/// `None` for anything else.
 fn int_width(e: &Expr) -> Option<u8> {
     match e {
         Expr::Nested(inner) => int_width(inner),
@@ -137,6 +138,12 @@ fn int_width(e: &Expr) -> Option<u8> {
             };
             if name == crate::values::CAST_FUNCTION {
                 width(text_arg(f, 1))
+            } else if matches!(
+                name.as_str(),
+                // `integer` functions, as translated (`strpos`, `position` are `instr`).
+                "length" | "instr" | "ascii" | "octet_length" | "pg_json_array_length"
+            ) {
+                Some(4)
             } else if [
                 crate::values::ADD_FUNCTION,
                 crate::values::SUB_FUNCTION,
