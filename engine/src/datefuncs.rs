@@ -372,10 +372,7 @@ fn make_date(y: i64, m: i64, d: i64) -> rusqlite::Result<NaiveDate> {
 mod tests {
     use super::*;
 
-    fn q(conn: &Connection, sql: &str) -> Result<SqlValue, String> {
-        conn.query_row(sql, [], |r| r.get::<_, SqlValue>(0))
-            .map_err(|e| e.to_string())
-    }
+    use crate::functions::query_value as q;
 
     #[test]
     fn functions_give_postgres_values_and_errors() {

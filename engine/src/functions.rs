@@ -282,6 +282,14 @@ pub(crate) fn install(
     Ok(())
 }
 
+/// The first column of the one row `sql` returns, or SQLite's error as text (tests of the
+/// functions registered here and in the modules beside it).
+#[cfg(test)]
+pub(crate) fn query_value(conn: &Connection, sql: &str) -> Result<SqlValue, String> {
+    conn.query_row(sql, [], |r| r.get::<_, SqlValue>(0))
+        .map_err(|e| e.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -307,10 +307,7 @@ pub(crate) fn install(conn: &Connection) -> rusqlite::Result<()> {
 mod tests {
     use super::*;
 
-    fn q(conn: &Connection, sql: &str) -> Result<SqlValue, String> {
-        conn.query_row(sql, [], |r| r.get::<_, SqlValue>(0))
-            .map_err(|e| e.to_string())
-    }
+    use crate::functions::query_value as q;
 
     #[test]
     fn operators_and_functions_answer_as_postgres() {
