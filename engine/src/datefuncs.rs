@@ -6,17 +6,13 @@
 //! is UTC). Pure functions of their arguments, registered as deterministic.
 
 use chrono::{Datelike, Duration, NaiveDate, NaiveDateTime, Timelike};
-use rusqlite::functions::{Context, FunctionFlags};
 use rusqlite::types::{Value as SqlValue, ValueRef};
 use rusqlite::Connection;
 use sqlkeeper_sql::datetime::{self, DateTimeType, Moment};
 
 use crate::error::raise;
-use crate::functions::text_of;
-
-fn flags() -> FunctionFlags {
-    FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC
-}
+use crate::functions::{flags, text};
+use crate::pgfuncs::{integer, number};
 
 /// Length of a date in the form it is stored in (`YYYY-MM-DD`, years 1..9999).
 const DATE_TEXT_LEN: usize = 10;
@@ -246,31 +242,11 @@ fn truncate(unit: &str, ty: DateTimeType, m: Moment) -> rusqlite::Result<(DateTi
     Ok((ty, Moment::At(t)))
 }
 
-fn text_arg(ctx: &Context<'_>, i: usize) -> Option<String> {
-    text_of(ctx.get_raw(i))
-}
-
-fn int_arg(ctx: &Context<'_>, i: usize) -> rusqlite::Result<Option<i64>> {
-    match ctx.get_raw(i) {
-        ValueRef::Null => Ok(None),
-        ValueRef::Integer(n) => Ok(Some(n)),
-        v => {
-            let s = text_of(v).unwrap_or_default();
-            s.trim().parse().map(Some).map_err(|_| {
-                raise(
-                    "22P02",
-                    format!("invalid input syntax for type integer: \"{s}\""),
-                )
-            })
-        }
-    }
-}
-
 /// Registers the functions on `conn`.
 pub(crate) fn install(conn: &Connection) -> rusqlite::Result<()> {
     // extract(unit FROM x) is translated to pg_extract('unit', x): numeric, as in PostgreSQL 15.
     conn.create_scalar_function("pg_extract", 2, flags(), |ctx| {
-        let (Some(unit), Some(v)) = (text_arg(ctx, 0), text_arg(ctx, 1)) else {
+        let (Some(unit), Some(v)) = (text(ctx, 0), text(ctx, 1)) else {
             return Ok(SqlValue::Null);
         };
         let (ty, m) = moment_of(&v)?;
@@ -278,7 +254,7 @@ pub(crate) fn install(conn: &Connection) -> rusqlite::Result<()> {
     })?;
     // date_part(unit, x): double precision; a date is the timestamp at its midnight.
     conn.create_scalar_function("date_part", 2, flags(), |ctx| {
-        let (Some(unit), Some(v)) = (text_arg(ctx, 0), text_arg(ctx, 1)) else {
+        let (Some(unit), Some(v)) = (text(ctx, 0), text(ctx, 1)) else {
             return Ok(SqlValue::Null);
         };
         let (ty, m) = moment_of(&v)?;
@@ -290,7 +266,7 @@ pub(crate) fn install(conn: &Connection) -> rusqlite::Result<()> {
         Ok(extract(&unit, ty, m)?.map_or(SqlValue::Null, |f| SqlValue::Real(f.as_f64())))
     })?;
     conn.create_scalar_function("date_trunc", 2, flags(), |ctx| {
-        let (Some(unit), Some(v)) = (text_arg(ctx, 0), text_arg(ctx, 1)) else {
+        let (Some(unit), Some(v)) = (text(ctx, 0), text(ctx, 1)) else {
             return Ok(SqlValue::Null);
         };
         let (ty, m) = moment_of(&v)?;
@@ -298,7 +274,7 @@ pub(crate) fn install(conn: &Connection) -> rusqlite::Result<()> {
         Ok(SqlValue::Text(datetime::format(m, ty)))
     })?;
     conn.create_scalar_function("make_date", 3, flags(), |ctx| {
-        let (Some(y), Some(m), Some(d)) = (int_arg(ctx, 0)?, int_arg(ctx, 1)?, int_arg(ctx, 2)?)
+        let (Some(y), Some(m), Some(d)) = (integer(ctx, 0)?, integer(ctx, 1)?, integer(ctx, 2)?)
         else {
             return Ok(SqlValue::Null);
         };
@@ -311,24 +287,13 @@ pub(crate) fn install(conn: &Connection) -> rusqlite::Result<()> {
     conn.create_scalar_function("make_timestamp", 6, flags(), |ctx| {
         let mut f = [0i64; 5];
         for (i, slot) in f.iter_mut().enumerate() {
-            match int_arg(ctx, i)? {
+            match integer(ctx, i)? {
                 Some(v) => *slot = v,
                 None => return Ok(SqlValue::Null),
             }
         }
-        let sec: f64 = match ctx.get_raw(5) {
-            ValueRef::Null => return Ok(SqlValue::Null),
-            ValueRef::Integer(n) => n as f64,
-            ValueRef::Real(r) => r,
-            v => {
-                let s = text_of(v).unwrap_or_default();
-                s.trim().parse().map_err(|_| {
-                    raise(
-                        "22P02",
-                        format!("invalid input syntax for type double precision: \"{s}\""),
-                    )
-                })?
-            }
+        let Some(sec) = number(ctx, 5)? else {
+            return Ok(SqlValue::Null);
         };
         let date = make_date(f[0], f[1], f[2])?;
         let (h, mi) = (f[3], f[4]);

@@ -9,11 +9,13 @@ use rusqlite::functions::{Context, FunctionFlags};
 use rusqlite::types::{Value as SqlValue, ValueRef};
 use rusqlite::Connection;
 
-fn flags() -> FunctionFlags {
+/// The flags of every function the engine registers: pure functions of their arguments.
+pub(crate) fn flags() -> FunctionFlags {
     FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC
 }
 
-fn text(ctx: &Context<'_>, i: usize) -> Option<String> {
+/// Argument `i` as text, as SQLite converts it (NULL stays NULL).
+pub(crate) fn text(ctx: &Context<'_>, i: usize) -> Option<String> {
     text_of(ctx.get_raw(i))
 }
 

@@ -5,17 +5,13 @@
 //! `jsonb_build_*` functions print. Results of type `jsonb` are printed as PostgreSQL prints
 //! them (`jsonb::normalize`). Pure functions of their arguments, registered as deterministic.
 
-use rusqlite::functions::{Context, FunctionFlags};
+use rusqlite::functions::Context;
 use rusqlite::types::{Value as SqlValue, ValueRef};
 use rusqlite::Connection;
 use serde_json::Value as Json;
 
 use crate::error::raise;
-use crate::functions::text_of;
-
-fn flags() -> FunctionFlags {
-    FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC
-}
+use crate::functions::{flags, text_of};
 
 fn invalid() -> rusqlite::Error {
     raise("22P02", "invalid input syntax for type json".into())

@@ -5,17 +5,13 @@
 //! keep an integer argument an integer.
 
 use md5::{Digest, Md5};
-use rusqlite::functions::{Context, FunctionFlags};
+use rusqlite::functions::Context;
 use rusqlite::types::{Value as SqlValue, ValueRef};
 use rusqlite::Connection;
 
 use crate::error::raise;
-use crate::functions::text_of;
+use crate::functions::{flags, text_of};
 use crate::limits::VALUE_BYTES_MAX;
-
-fn flags() -> FunctionFlags {
-    FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC
-}
 
 /// Text read as a number of type `T` (Postgres' name for it in the error), 22P02 otherwise.
 fn from_text<T: std::str::FromStr>(v: ValueRef<'_>, pg_name: &str) -> rusqlite::Result<T> {
@@ -29,7 +25,7 @@ fn from_text<T: std::str::FromStr>(v: ValueRef<'_>, pg_name: &str) -> rusqlite::
 }
 
 /// A numeric argument: `None` for NULL, 22P02 for text that is no number.
-fn number(ctx: &Context<'_>, i: usize) -> rusqlite::Result<Option<f64>> {
+pub(crate) fn number(ctx: &Context<'_>, i: usize) -> rusqlite::Result<Option<f64>> {
     match ctx.get_raw(i) {
         ValueRef::Null => Ok(None),
         ValueRef::Integer(n) => Ok(Some(n as f64)),
@@ -39,7 +35,7 @@ fn number(ctx: &Context<'_>, i: usize) -> rusqlite::Result<Option<f64>> {
 }
 
 /// An integer argument (a float without a fraction is one), as [`number`].
-fn integer(ctx: &Context<'_>, i: usize) -> rusqlite::Result<Option<i64>> {
+pub(crate) fn integer(ctx: &Context<'_>, i: usize) -> rusqlite::Result<Option<i64>> {
     match ctx.get_raw(i) {
         ValueRef::Null => Ok(None),
         ValueRef::Integer(n) => Ok(Some(n)),

@@ -6,13 +6,14 @@
 //! pure functions of their arguments, so every replica raises the same error for the same
 //! entry. The names are reserved: clients cannot call `_sqlkeeper*` functions.
 
-use rusqlite::functions::{Context, FunctionFlags};
+use rusqlite::functions::Context;
 use rusqlite::types::{Value as SqlValue, ValueRef};
 use rusqlite::Connection;
 use std::sync::Arc;
 
 use crate::determinism::StampCell;
 use crate::error::raise;
+use crate::functions::flags;
 use sqlkeeper_sql::datetime::DateTimeType;
 
 use sqlkeeper_sql::{
@@ -20,10 +21,6 @@ use sqlkeeper_sql::{
     MUL_FUNCTION as MUL, SINGLE_ROW_FUNCTION as SINGLE_ROW, SUB_FUNCTION as SUB,
     VALID_FUNCTION as VALID,
 };
-
-fn flags() -> FunctionFlags {
-    FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC
-}
 
 /// A number as SQLite's arithmetic sees it.
 enum Num {
@@ -133,8 +130,11 @@ fn in_range(ctx: &Context<'_>, v: SqlValue) -> rusqlite::Result<SqlValue> {
     if ctx.len() < 3 {
         return Ok(v);
     }
-    let ty = crate::functions::text_of(ctx.get_raw(2)).unwrap_or_default();
-    match (&v, int_type(&ty)) {
+    let ty = match ctx.get_raw(2) {
+        ValueRef::Text(t) => std::str::from_utf8(t).unwrap_or_default(),
+        _ => "",
+    };
+    match (&v, int_type(ty)) {
         (SqlValue::Integer(i), Some((_, name, min, max))) if !(min..=max).contains(i) => {
             Err(raise("22003", format!("{name} out of range")))
         }

@@ -53,8 +53,12 @@ const REFUSED_FUNCTIONS: &[&str] = &[
     "pg_raise",
 ];
 
-fn string(s: &str) -> Expr {
+pub(crate) fn string(s: &str) -> Expr {
     Expr::Value(Value::SingleQuotedString(s.to_string()).into())
+}
+
+pub(crate) fn number(n: i64) -> Expr {
+    Expr::Value(Value::Number(n.to_string(), false).into())
 }
 
 pub(crate) fn call(name: &str, args: Vec<Expr>) -> Expr {
@@ -163,10 +167,6 @@ fn int_width(e: &Expr) -> Option<u8> {
     }
 }
 
-fn number_expr(n: i64) -> Expr {
-    Expr::value(Value::Number(n.to_string(), false))
-}
-
 /// The arguments of a function call, if they are a plain list of expressions.
 fn plain_args(f: &Function) -> Option<Vec<Expr>> {
     match &f.args {
@@ -229,12 +229,7 @@ fn is_json(e: &Expr) -> bool {
 /// PostgreSQL prints `jsonb` or the builders' `json`; `None` for any other function.
 fn json_function(bare: &str, f: &Function) -> Option<Expr> {
     let args = || plain_args(f);
-    let jsonb = |e: Expr| {
-        call(
-            crate::values::CAST_FUNCTION,
-            vec![e, string("jsonb"), number_expr(-1)],
-        )
-    };
+    let jsonb = |e: Expr| crate::values::cast_call(&e, &DataType::JSONB).unwrap_or(e);
     Some(match bare {
         "json_build_object" | "jsonb_build_object" | "json_build_array" | "jsonb_build_array" => {
             let args = args()?
@@ -276,11 +271,11 @@ fn json_function(bare: &str, f: &Function) -> Option<Expr> {
         "json_array_length" | "jsonb_array_length" => call("pg_json_array_length", args()?),
         "json_extract_path" | "jsonb_extract_path" => call(
             "pg_json_extract_path",
-            std::iter::once(number_expr(0)).chain(args()?).collect(),
+            std::iter::once(number(0)).chain(args()?).collect(),
         ),
         "json_extract_path_text" | "jsonb_extract_path_text" => call(
             "pg_json_extract_path",
-            std::iter::once(number_expr(1)).chain(args()?).collect(),
+            std::iter::once(number(1)).chain(args()?).collect(),
         ),
         _ => return None,
     })
@@ -523,7 +518,7 @@ fn rewrite(e: &mut Expr) -> Result<(), SqlError> {
                 substring_from
                     .as_deref()
                     .cloned()
-                    .unwrap_or_else(|| Expr::Value(Value::Number("1".into(), false).into())),
+                    .unwrap_or_else(|| number(1)),
             ];
             args.extend(substring_for.as_deref().cloned());
             *e = call("substr", args);
@@ -594,11 +589,11 @@ fn rewrite(e: &mut Expr) -> Result<(), SqlError> {
                 "substr",
                 vec![
                     (**expr).clone(),
-                    Expr::value(Value::Number("1".into(), false)),
+                    number(1),
                     Expr::Nested(Box::new(binary(
                         from.clone(),
                         BinaryOperator::Minus,
-                        Expr::value(Value::Number("1".into(), false)),
+                        number(1),
                     ))),
                 ],
             );
@@ -638,8 +633,8 @@ fn rewrite(e: &mut Expr) -> Result<(), SqlError> {
                 BinaryOperator::AtArrow => call("pg_json_contains", vec![l, r]),
                 BinaryOperator::ArrowAt => call("pg_json_contains", vec![r, l]),
                 BinaryOperator::Question => call("pg_jsonb_exists", vec![l, r]),
-                BinaryOperator::HashArrow => call("pg_json_path", vec![l, r, number_expr(0)]),
-                BinaryOperator::HashLongArrow => call("pg_json_path", vec![l, r, number_expr(1)]),
+                BinaryOperator::HashArrow => call("pg_json_path", vec![l, r, number(0)]),
+                BinaryOperator::HashLongArrow => call("pg_json_path", vec![l, r, number(1)]),
                 _ => call("pg_jsonb_concat", vec![l, r]),
             };
         }

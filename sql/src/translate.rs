@@ -90,17 +90,12 @@ impl ExistenceNotice {
 
     /// The notice of `stmt`, if it has an `IF [NOT] EXISTS` that can skip.
     fn of(stmt: &Statement) -> Option<ExistenceNotice> {
-        let name = |n: &ObjectName| {
-            n.0.last()
-                .and_then(|p| p.as_ident())
-                .map(|i| i.value.clone())
-        };
         let (names, when_exists, kind) = match stmt {
             Statement::CreateTable(ct) if ct.if_not_exists => {
-                (vec![name(&ct.name)?], true, "relation")
+                (vec![last_identifier(&ct.name)?], true, "relation")
             }
             Statement::CreateIndex(ci) if ci.if_not_exists => {
-                (vec![name(ci.name.as_ref()?)?], true, "relation")
+                (vec![last_identifier(ci.name.as_ref()?)?], true, "relation")
             }
             Statement::Drop {
                 object_type,
@@ -114,7 +109,11 @@ impl ExistenceNotice {
                     ObjectType::Index => "index",
                     _ => return None,
                 };
-                (names.iter().map(name).collect::<Option<_>>()?, false, kind)
+                (
+                    names.iter().map(last_identifier).collect::<Option<_>>()?,
+                    false,
+                    kind,
+                )
             }
             _ => return None,
         };
@@ -1385,9 +1384,6 @@ fn check_supported_query_features(stmt: &Statement) -> Result<(), SqlError> {
     }
 }
 
-/// `$n` placeholders become SQLite's positional `?n` (a bare `$1` would be a *named*
-/// parameter in SQLite, numbered by first appearance). `x::t` becomes `CAST(x AS t)`.
-/// Returns the highest parameter number.
 /// `date '2001-09-28'`, `timestamp '...'` and every other `type 'text'` constant is Postgres'
 /// cast of the text to the type (`'2001-09-28'::date`), and is translated as one.
 fn typed_literals_as_casts(stmt: &mut Statement) {
@@ -1404,6 +1400,9 @@ fn typed_literals_as_casts(stmt: &mut Statement) {
     });
 }
 
+/// `$n` placeholders become SQLite's positional `?n` (a bare `$1` would be a *named*
+/// parameter in SQLite, numbered by first appearance). `x::t` becomes `CAST(x AS t)`.
+/// Returns the highest parameter number.
 fn rewrite_expressions(stmt: &mut Statement) -> usize {
     let mut max = 0usize;
     let _ = visit_expressions_mut(stmt, |e| {
@@ -1573,7 +1572,13 @@ fn sqlite_query_forms(stmt: &mut Statement) -> Result<(), SqlError> {
     }
 }
 
-/// `public` is the only schema; SQLite calls it `main`. Drop the qualifier.
+/// The last part of a name (`t` of `public.t`), as written without its quotes.
+fn last_identifier(n: &ObjectName) -> Option<String> {
+    n.0.last()
+        .and_then(|p| p.as_ident())
+        .map(|i| i.value.clone())
+}
+
 /// `DEFAULT` written as a value: an unquoted identifier of that name, as the parser reads it.
 fn is_default_keyword(e: &Expr) -> bool {
     matches!(e, Expr::Identifier(i) if i.quote_style.is_none() && i.value.eq_ignore_ascii_case("default"))
@@ -1589,32 +1594,25 @@ fn default_marker(key: Expr) -> Expr {
 /// statement runs, which only the engine knows: the statement gets markers in their place and
 /// [`Effect::Defaults`].
 fn column_defaults(stmt: &mut Statement) -> Option<Effect> {
-    let text = |s: &str| Expr::Value(Value::SingleQuotedString(s.to_string()).into());
-    let last_part = |n: &ObjectName| {
-        n.0.last()
-            .and_then(|p| p.as_ident())
-            .map(|i| i.value.clone())
-    };
+    use crate::rewrite::{number, string as text};
     match stmt {
         Statement::Insert(ins) => {
             let sqlparser::ast::TableObject::TableName(name) = &ins.table else {
                 return None;
             };
-            let table = last_part(name)?;
+            let table = last_identifier(name)?;
             let SetExpr::Values(values) = ins.source.as_mut()?.body.as_mut() else {
                 return None;
             };
             let width = values.rows.first().map(|r| r.len())?;
-            let names: Vec<Option<String>> = ins.columns.iter().map(last_part).collect();
+            let names: Vec<Option<String>> = ins.columns.iter().map(last_identifier).collect();
             let mut marked = false;
             for row in &mut values.rows {
                 for (i, v) in row.iter_mut().enumerate() {
                     if is_default_keyword(v) {
                         *v = default_marker(match names.get(i) {
                             Some(Some(n)) => text(n),
-                            _ if names.is_empty() => {
-                                Expr::value(Value::Number((i + 1).to_string(), false))
-                            }
+                            _ if names.is_empty() => number(i as i64 + 1),
                             // More values than named columns: SQLite reports it.
                             _ => Expr::Value(Value::Null.into()),
                         });
@@ -1638,12 +1636,12 @@ fn column_defaults(stmt: &mut Statement) -> Option<Effect> {
             let sqlparser::ast::TableFactor::Table { name, .. } = &up.table.relation else {
                 return None;
             };
-            let table = last_part(name)?;
+            let table = last_identifier(name)?;
             let mut marked = false;
             for a in &mut up.assignments {
                 if let sqlparser::ast::AssignmentTarget::ColumnName(c) = &a.target {
                     if is_default_keyword(&a.value) {
-                        a.value = default_marker(text(&last_part(c)?));
+                        a.value = default_marker(text(&last_identifier(c)?));
                         marked = true;
                     }
                 }
@@ -1654,6 +1652,7 @@ fn column_defaults(stmt: &mut Statement) -> Option<Effect> {
     }
 }
 
+/// `public` is the only schema; SQLite calls it `main`. Drop the qualifier.
 fn strip_public_schema(stmt: &mut Statement) {
     fn strip(name: &mut ObjectName) {
         if name.0.len() == 2 {

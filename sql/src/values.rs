@@ -8,10 +8,10 @@
 
 use sqlparser::ast::{
     CharacterLength, CheckConstraint, ColumnDef, ColumnOption, ColumnOptionDef, DataType, Expr,
-    Ident, Value,
+    Ident,
 };
 
-use crate::rewrite::call;
+use crate::rewrite::{call, number, string};
 
 /// `a / b`: Postgres' division by zero (22012) and overflow (22003).
 pub const DIV_FUNCTION: &str = "_sqlkeeper_div";
@@ -81,14 +81,6 @@ pub(crate) fn checked_type(dt: &DataType) -> Option<(&'static str, i64)> {
         },
         _ => return None,
     })
-}
-
-fn string(s: &str) -> Expr {
-    Expr::Value(Value::SingleQuotedString(s.to_string()).into())
-}
-
-fn number(n: i64) -> Expr {
-    Expr::Value(Value::Number(n.to_string(), false).into())
 }
 
 /// Gives every column that `stmt` creates or adds the check of its type. Run after the
