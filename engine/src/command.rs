@@ -55,6 +55,18 @@ pub enum Value {
     Blob(Vec<u8>),
 }
 
+/// A literal the translator bound as a parameter (`sqlkeeper_sql::Literal`) is the same SQLite
+/// value as the literal was.
+impl From<&sqlkeeper_sql::Literal> for Value {
+    fn from(l: &sqlkeeper_sql::Literal) -> Value {
+        match l {
+            sqlkeeper_sql::Literal::Integer(i) => Value::Integer(*i),
+            sqlkeeper_sql::Literal::Real(f) => Value::Real(*f),
+            sqlkeeper_sql::Literal::Text(s) => Value::Text(s.clone()),
+        }
+    }
+}
+
 /// One translated SQLite statement with its bound parameters (`?1`, `?2`, ...).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Statement {

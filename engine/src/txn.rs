@@ -602,10 +602,12 @@ mod tests {
     /// The translator's SQLite statements for one Postgres statement.
     fn pg(sql_text: &str) -> Vec<Statement> {
         let t = sqlkeeper_sql::translate(sql_text).unwrap().pop().unwrap();
+        let params: Vec<Value> = t.literals.iter().map(Value::from).collect();
         t.sqlite
             .into_iter()
             .map(|s| Statement {
                 effect: t.effect.clone(),
+                params: params.clone(),
                 ..sql(&s)
             })
             .collect()

@@ -359,6 +359,7 @@ impl Session {
         stamp: sqlkeeper_engine::Stamp,
     ) -> Result<Produced, ClientError> {
         self.before_read().await?;
+        let params = crate::values::bound(t, params);
         let stmts: Vec<Statement> = t
             .sqlite
             .iter()
@@ -515,6 +516,7 @@ impl Session {
         let mut statements = Vec::new();
         let mut probes = Vec::new();
         for (t, params) in &batch {
+            let params = crate::values::bound(t, params.clone());
             spans.push(t.sqlite.len());
             statements.extend(t.sqlite.iter().map(|sql| Statement {
                 sql: sql.clone(),

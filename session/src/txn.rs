@@ -225,11 +225,12 @@ pub fn idle_timeout_error() -> ClientError {
 }
 
 fn statements_of(t: &Translated, params: &[Value]) -> Vec<Statement> {
+    let params = crate::values::bound(t, params.to_vec());
     t.sqlite
         .iter()
         .map(|sql| Statement {
             sql: sql.clone(),
-            params: params.to_vec(),
+            params: params.clone(),
             effect: t.effect.clone(),
         })
         .collect()

@@ -13,6 +13,7 @@ mod classify;
 mod columns;
 pub mod datetime;
 mod error;
+mod literals;
 mod params;
 mod plan;
 mod rebuild;
@@ -27,6 +28,7 @@ pub use classify::{
 };
 pub use columns::{pg_type_of_name, ColumnHint, PgType};
 pub use error::{SqlError, SqlState};
+pub use literals::{Literal, LITERAL_PARAMS_MAX};
 pub use params::ParamType;
 pub use rebuild::{rebuild_create_table, AlterOp, REBUILD_TABLE_FUNCTION};
 pub use translate::{

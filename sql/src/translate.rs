@@ -17,6 +17,7 @@ use crate::classify::{
 };
 use crate::columns::{projection_hints, ColumnHint};
 use crate::error::SqlError;
+use crate::literals::Literal;
 use crate::params::ParamType;
 
 /// Deepest expression nesting the parser accepts. Hostile input (thousands of nested
@@ -57,6 +58,9 @@ pub struct Translated {
     pub param_probe: Option<String>,
     /// The notice PostgreSQL sends when `IF [NOT] EXISTS` skips an object.
     pub existence_notice: Option<ExistenceNotice>,
+    /// Values of literals that became parameters `?{param_count + 1}`, ... of the SQLite
+    /// statement (`literals.rs`): bound after the client's parameters wherever it runs.
+    pub literals: Vec<Literal>,
 }
 
 /// What `CREATE ... IF NOT EXISTS` and `DROP ... IF EXISTS` tell the client when they skip an
@@ -427,6 +431,7 @@ fn translate_statement(mut stmt: Statement) -> Result<Translated, SqlError> {
             params: Vec::new(),
             param_probe: None,
             existence_notice: None,
+            literals: Vec::new(),
         });
     }
     if matches!(stmt, Statement::Query(_)) && reads_introspection(&stmt) {
@@ -450,6 +455,7 @@ fn translate_statement(mut stmt: Statement) -> Result<Translated, SqlError> {
             params,
             param_probe: None,
             existence_notice: None,
+            literals: Vec::new(),
         });
     }
     check_internal_names(&stmt)?;
@@ -611,6 +617,12 @@ fn translate_statement(mut stmt: Statement) -> Result<Translated, SqlError> {
         // One writer applies entries in log order: row locks have nothing to do.
         q.locks.clear();
     }
+    let literals = match kind {
+        StatementKind::Read | StatementKind::Write => {
+            crate::literals::bind(&mut stmt, param_count + 1)
+        }
+        _ => Vec::new(),
+    };
     let probe = if kind == StatementKind::Write {
         crate::plan::probe(&stmt)
     } else {
@@ -741,6 +753,7 @@ fn translate_statement(mut stmt: Statement) -> Result<Translated, SqlError> {
         params,
         param_probe,
         existence_notice,
+        literals,
     })
 }
 

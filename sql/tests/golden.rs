@@ -13,13 +13,17 @@ fn render(sql: &str) -> String {
         Ok(stmts) => stmts
             .iter()
             .map(|t| {
-                if t.sqlite.is_empty() {
+                let mut out = if t.sqlite.is_empty() {
                     format!("{:?}", t.kind)
                 } else if t.effect.is_plain() {
                     t.sqlite.join(";\n")
                 } else {
                     format!("{};\n-- effect: {:?}", t.sqlite.join(";\n"), t.effect)
+                };
+                if !t.literals.is_empty() {
+                    out.push_str(&format!("\n-- literals: {:?}", t.literals));
                 }
+                out
             })
             .collect::<Vec<_>>()
             .join("\n"),
