@@ -130,7 +130,10 @@ pub struct EntryHeader {
 /// integer` and `date - date` (`datefuncs.rs`); the JSON operators and functions of
 /// `jsonfuncs.rs`; `+ - * / %` of `smallint`/`integer` operands checked against their range
 /// (a third argument); [`Effect::Defaults`] (column lists and `DEFAULT` resolved at apply).
-pub const ENGINE_APPLY_VERSION: u32 = 12;
+/// Version 13: `numeric` casts and checks (`_sqlkeeper_cast(v, 'numeric', typmod)`: 22P02,
+/// rounding to the scale, 22003 past the precision) and the rounding triggers of
+/// `numeric(p, s)` columns.
+pub const ENGINE_APPLY_VERSION: u32 = 13;
 
 impl EntryHeader {
     /// The header this build writes, with the default budget.

@@ -273,6 +273,57 @@ fn to_int(v: ValueRef<'_>, ty: &str, cast: bool) -> rusqlite::Result<SqlValue> {
     }
 }
 
+/// A value of `numeric` with type modifier `typmod` (precision and scale, or -1), from what
+/// SQLite holds: its decimal digits (a float's shortest round-trip digits, text read as
+/// PostgreSQL reads a numeric) rounded half away from zero to the scale; 22P02 for text that is
+/// not a number, 22003 when the rounded value has more integer digits than the precision
+/// leaves. The result is what SQLite's NUMERIC affinity stores for those digits: an integer
+/// when they are one that fits 64 bits, else a float (which keeps 15 to 17 significant
+/// digits, `compat.md`). `NaN` cannot be kept (SQLite turns it
+/// into NULL): refused (0A000) rather than changed, as for floats.
+fn to_numeric(v: ValueRef<'_>, typmod: i64) -> rusqlite::Result<SqlValue> {
+    use sqlkeeper_sql::numeric::{precision_scale, Decimal};
+    let overflow = || raise("22003", "numeric field overflow".into());
+    let digits = match v {
+        ValueRef::Null => return Ok(SqlValue::Null),
+        ValueRef::Integer(i) => i.to_string(),
+        ValueRef::Real(f) if f.is_infinite() => {
+            return match precision_scale(typmod) {
+                Some(_) => Err(overflow()),
+                None => Ok(SqlValue::Real(f)),
+            }
+        }
+        ValueRef::Real(f) => format!("{f}"),
+        ValueRef::Text(t) => String::from_utf8_lossy(t).trim().to_string(),
+        ValueRef::Blob(_) => {
+            return Err(raise("42846", "cannot cast type bytea to numeric".into()))
+        }
+    };
+    let Some(d) = Decimal::parse(&digits) else {
+        return match digits.to_ascii_lowercase().trim_start_matches(['+', '-']) {
+            "nan" => Err(raise(
+                "0A000",
+                "NaN is not supported as a value of type numeric".into(),
+            )),
+            "infinity" | "inf" if precision_scale(typmod).is_some() => Err(overflow()),
+            "infinity" | "inf" => Ok(SqlValue::Real(if digits.starts_with('-') {
+                f64::NEG_INFINITY
+            } else {
+                f64::INFINITY
+            })),
+            _ => Err(raise(
+                "22P02",
+                format!("invalid input syntax for type numeric: \"{digits}\""),
+            )),
+        };
+    };
+    let text = d.fitted(typmod).map_err(|_| overflow())?.to_string();
+    Ok(match text.parse::<i64>() {
+        Ok(i) => SqlValue::Integer(i),
+        Err(_) => SqlValue::Real(text.parse().unwrap_or(0.0)),
+    })
+}
+
 /// Date and time text as a value of `ty` (`date`, `timestamp`, `timestamptz`): its error, or
 /// (`cast`) the text PostgreSQL prints for it, which is also how such values are stored.
 /// `now` reads the clock words (`'now'`, `'today'`); without it they stay as written.
@@ -294,6 +345,7 @@ fn date_time(
 fn valid(v: ValueRef<'_>, ty: &str, typmod: i64) -> rusqlite::Result<()> {
     match (v, ty) {
         (ValueRef::Null, _) | (ValueRef::Integer(_), "int8") => Ok(()),
+        (ValueRef::Integer(_) | ValueRef::Real(_), "numeric") if typmod < 4 => Ok(()),
         (ValueRef::Integer(i), "int4") if i32::try_from(i).is_ok() => Ok(()),
         (ValueRef::Integer(i), "int2") if i16::try_from(i).is_ok() => Ok(()),
         // A string of at most n bytes has at most n characters.
@@ -319,6 +371,9 @@ fn convert(
     }
     if let Some(f) = to_float(v, ty) {
         return f;
+    }
+    if ty == "numeric" {
+        return to_numeric(v, typmod);
     }
     let Some(s) = crate::functions::text_of(v) else {
         return Ok(SqlValue::Null);

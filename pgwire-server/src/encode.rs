@@ -78,11 +78,12 @@ pub(crate) fn fields(
             let name = hint
                 .and_then(|h| h.name.clone())
                 .unwrap_or_else(|| column_name(c));
-            let ty = match (c.decl_type.is_some(), hint.and_then(|h| h.pg_type)) {
-                (false, Some(t)) => wire_type(t),
-                _ => column_type(c),
+            let (ty, typmod) = match (&c.decl_type, hint.and_then(|h| h.pg_type)) {
+                (None, Some(t)) => (wire_type(t), -1),
+                (Some(decl), _) => (column_type(c), sqlkeeper_sql::pg_typmod_of_name(decl)),
+                (None, None) => (column_type(c), -1),
             };
-            FieldInfo::new(name, None, None, ty, format(i))
+            FieldInfo::new(name, None, None, ty, format(i)).with_type_modifier(typmod)
         })
         .collect()
 }
@@ -129,8 +130,7 @@ pub(crate) fn fields_for_rows(
     out
 }
 
-/// The wire type of a Postgres type. `numeric` is sent as text: this node does not encode
-/// binary numerics yet.
+/// The wire type of a Postgres type.
 fn wire_type(t: PgType) -> Type {
     match t {
         PgType::Bool => Type::BOOL,
@@ -148,7 +148,8 @@ fn wire_type(t: PgType) -> Type {
         PgType::Uuid => Type::UUID,
         PgType::Json => Type::JSON,
         PgType::Jsonb => Type::JSONB,
-        PgType::Numeric | PgType::Text => Type::TEXT,
+        PgType::Numeric => Type::NUMERIC,
+        PgType::Text => Type::TEXT,
     }
 }
 
@@ -203,6 +204,25 @@ pub(crate) fn value_text(v: &Value, ty: &Type) -> Option<String> {
     })
 }
 
+/// The text of a stored value as PostgreSQL prints a `numeric` with this type modifier: the
+/// value's decimal digits (a float's shortest round-trip digits) in the column's scale
+/// (`numeric(10,2)`: `12.50`). Text that is not a decimal number is sent as it is.
+fn numeric_text(v: &Value, typmod: i32) -> Option<String> {
+    let digits = match v {
+        Value::Null => return None,
+        Value::Integer(i) => i.to_string(),
+        Value::Real(f) if !f.is_finite() => return Some(float_text(*f, &Type::NUMERIC)),
+        // Rust prints a float's shortest round-trip digits, in fixed notation.
+        Value::Real(f) => format!("{f}"),
+        Value::Text(s) => s.trim().to_string(),
+        Value::Blob(b) => return Some(String::from_utf8_lossy(b).into_owned()),
+    };
+    Some(match sqlkeeper_sql::numeric::Decimal::parse(&digits) {
+        Some(d) => d.rounded_to(i64::from(typmod)).to_string(),
+        None => digits,
+    })
+}
+
 fn out_of_range(ty: &Type) -> ClientError {
     ClientError::new(
         "22003",
@@ -245,6 +265,15 @@ pub(crate) fn encode_value(
     let ty = field.datatype();
     if matches!(v, Value::Null) {
         return Ok(enc.encode_field(&None::<i64>));
+    }
+    if *ty == Type::NUMERIC {
+        let text = numeric_text(v, field.type_modifier());
+        if field.format() == FieldFormat::Text {
+            return Ok(enc.encode_field(&text));
+        }
+        let text = text.unwrap_or_default();
+        let b = sqlkeeper_sql::numeric::to_binary(&text).ok_or_else(|| not_a(ty, v))?;
+        return Ok(enc.encode_field(&b.as_slice()));
     }
     if field.format() == FieldFormat::Text {
         return Ok(enc.encode_field(&value_text(v, ty)));
@@ -397,7 +426,12 @@ fn decode_binary(i: usize, raw: &[u8], ty: &Type) -> Result<Value, ClientError> 
             let m = datetime::from_binary(raw, dt).ok_or_else(|| bad_param(i, ty))?;
             Value::Text(datetime::format(m, dt))
         }
-        // numeric, time, intervals, arrays...: their binary forms are not text, and storing
+        // Read as its decimal text, as a parameter in text form is.
+        Type::NUMERIC => {
+            let text = sqlkeeper_sql::numeric::from_binary(raw).ok_or_else(|| bad_param(i, ty))?;
+            return decode_text(i, text.as_bytes(), ty);
+        }
+        // time, intervals, arrays...: their binary forms are not text, and storing
         // their bytes as if they were would silently change the client's value.
         _ => {
             return Err(ClientError::new(
@@ -623,10 +657,32 @@ mod tests {
     }
 
     #[test]
+    fn numeric_results_have_their_columns_scale() {
+        let n10_2 = ((10 << 16) | 2) + 4;
+        let t = |v: Value, typmod: i32| numeric_text(&v, typmod).unwrap();
+        assert_eq!(t(Value::Real(12.5), n10_2), "12.50");
+        assert_eq!(t(Value::Integer(7), n10_2), "7.00");
+        assert_eq!(t(Value::Real(0.1 + 0.2), n10_2), "0.30");
+        assert_eq!(t(Value::Real(2.675), n10_2), "2.68");
+        assert_eq!(t(Value::Real(12.5), -1), "12.5");
+        assert_eq!(t(Value::Real(1e20), -1), "100000000000000000000");
+        assert_eq!(t(Value::Text("abc".into()), n10_2), "abc");
+        assert_eq!(numeric_text(&Value::Null, n10_2), None);
+    }
+
+    #[test]
     fn binary_forms_that_are_not_text_are_refused() {
-        let numeric = [0u8, 1, 0, 0, 0, 0, 0, 0, 0, 42];
-        let e = decode_param(0, Some(&numeric), &Type::NUMERIC, true).unwrap_err();
+        let interval = [0u8; 16];
+        let e = decode_param(0, Some(&interval), &Type::INTERVAL, true).unwrap_err();
         assert_eq!(e.sqlstate, "0A000");
+        // numeric is read from its binary form (one base-10,000 digit, 42), or refused.
+        let numeric = [0u8, 1, 0, 0, 0, 0, 0, 0, 0, 42];
+        assert_eq!(
+            decode_param(0, Some(&numeric), &Type::NUMERIC, true).unwrap(),
+            Value::Text("42".into())
+        );
+        let e = decode_param(0, Some(&numeric[..9]), &Type::NUMERIC, true).unwrap_err();
+        assert_eq!(e.sqlstate, "22P02");
         assert_eq!(
             decode_param(0, Some(&[1]), &Type::BOOL, true).unwrap(),
             Value::Integer(1)

@@ -101,6 +101,35 @@ pub fn pg_type_of_name(name: &str) -> Option<PgType> {
     })
 }
 
+/// The type modifier Postgres reports for a declared type (`pg_attribute.atttypmod`, the
+/// RowDescription's): `numeric(p, s)` is `((p << 16) | s) + 4`, `varchar(n)` and `char(n)` are
+/// `n + 4`, `timestamp(p)` is `p`; -1 for a type declared without one, or one not given here.
+pub fn pg_typmod_of_name(name: &str) -> i32 {
+    let Some((_, args)) = name.split_once('(') else {
+        // `char` alone is `char(1)`.
+        return match pg_type_of_name(name) {
+            Some(PgType::Bpchar) => 5,
+            _ => -1,
+        };
+    };
+    let args = args.split(')').next().unwrap_or("");
+    let mut nums = args.split(',').map(|a| a.trim().parse::<i32>().ok());
+    let (Some(Some(first)), second) = (nums.next(), nums.next()) else {
+        return -1;
+    };
+    match (pg_type_of_name(name), second) {
+        (Some(PgType::Numeric), None) if (1..=1000).contains(&first) => (first << 16) + 4,
+        (Some(PgType::Numeric), Some(Some(scale)))
+            if (1..=1000).contains(&first) && (0..=first).contains(&scale) =>
+        {
+            ((first << 16) | scale) + 4
+        }
+        (Some(PgType::Varchar | PgType::Bpchar), None) if first > 0 => first.saturating_add(4),
+        (Some(PgType::Timestamp | PgType::Timestamptz), None) if (0..=6).contains(&first) => first,
+        _ => -1,
+    }
+}
+
 /// Postgres' internal name of a type, which names a column that is a cast of a literal.
 fn type_colname(dt: &DataType) -> String {
     match type_of_data_type(dt) {

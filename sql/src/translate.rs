@@ -1117,13 +1117,27 @@ fn value_triggers(ct: &sqlparser::ast::CreateTable) -> Vec<String> {
                     format!("pg_bool(NEW.{cq})"),
                 ),
                 // Values stored in the form Postgres prints them: normalized jsonb, lower-case
-                // uuids, dates and timestamps as `2024-02-29 10:00:00+00`.
+                // uuids, dates and timestamps as `2024-02-29 10:00:00+00`; `numeric(p, s)`
+                // rounded to its scale (compared as numbers: `12.5` is its own text).
                 dt => {
                     let ty = match crate::values::checked_type(dt) {
                         Some((
                             ty @ ("jsonb" | "uuid" | "date" | "timestamp" | "timestamptz"),
                             _,
                         )) => ty,
+                        Some(("numeric", typmod)) if typmod >= 4 => {
+                            let norm = format!(
+                                "{}(NEW.{cq}, 'numeric', {typmod})",
+                                crate::values::CAST_FUNCTION
+                            );
+                            return Some((
+                                c.name.value.clone(),
+                                cq.clone(),
+                                "norm",
+                                format!("NEW.{cq} IS NOT {norm}"),
+                                norm,
+                            ));
+                        }
                         _ => return None,
                     };
                     let norm = format!("{}(NEW.{cq}, '{ty}', -1)", crate::values::CAST_FUNCTION);

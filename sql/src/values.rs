@@ -63,6 +63,9 @@ pub(crate) fn checked_type(dt: &DataType) -> Option<(&'static str, i64)> {
         }
         // `char` alone is `char(1)`.
         DataType::Char(l) | DataType::Character(l) => ("bpchar", length(l).unwrap_or(1)),
+        DataType::Numeric(info) | DataType::Decimal(info) | DataType::Dec(info) => {
+            ("numeric", numeric_typmod(info))
+        }
         DataType::Uuid => ("uuid", -1),
         DataType::JSON => ("json", -1),
         DataType::JSONB => ("jsonb", -1),
@@ -81,6 +84,23 @@ pub(crate) fn checked_type(dt: &DataType) -> Option<(&'static str, i64)> {
         },
         _ => return None,
     })
+}
+
+/// The type modifier of `numeric(p)` and `numeric(p, s)` (`((p << 16) | s) + 4`, as in
+/// PostgreSQL), -1 for `numeric` alone or a precision or scale outside PostgreSQL's ranges
+/// (precision 1 to 1000, scale 0 to the precision), which are not checked here.
+fn numeric_typmod(info: &sqlparser::ast::ExactNumberInfo) -> i64 {
+    use sqlparser::ast::ExactNumberInfo as I;
+    let (p, s) = match *info {
+        I::Precision(p) => (p as i64, 0),
+        I::PrecisionAndScale(p, s) => (p as i64, s),
+        I::None => return -1,
+    };
+    if (1..=1000).contains(&p) && (0..=p).contains(&s) {
+        ((p << 16) | s) + 4
+    } else {
+        -1
+    }
 }
 
 /// Gives every column that `stmt` creates or adds the check of its type. Run after the

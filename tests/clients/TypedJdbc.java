@@ -54,6 +54,10 @@ public class TypedJdbc {
         return i == 2 ? "" : "h\u00e9llo \u2603 \uD83D\uDE00 " + i;
     }
 
+    static java.math.BigDecimal num(int i) {
+        return new java.math.BigDecimal(i * 1000 + ".125").negate();
+    }
+
     static long big(int i) {
         return i % 2 == 0 ? Long.MIN_VALUE + i : Long.MAX_VALUE - i;
     }
@@ -73,10 +77,10 @@ public class TypedJdbc {
             try (Statement s = c.createStatement()) {
                 s.execute("CREATE TABLE " + table + " (id int PRIMARY KEY, d date, ts timestamp, "
                         + "tz timestamptz, u uuid, b bytea, t text, i8 bigint, f8 double precision, "
-                        + "ok boolean)");
+                        + "ok boolean, n numeric(10,3))");
             }
             try (PreparedStatement p = c.prepareStatement(
-                    "INSERT INTO " + table + " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")) {
+                    "INSERT INTO " + table + " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")) {
                 for (int i = 0; i < ROWS; i++) {
                     p.setInt(1, i);
                     p.setObject(2, date(i));
@@ -88,10 +92,11 @@ public class TypedJdbc {
                     p.setLong(8, big(i));
                     p.setDouble(9, i == 3 ? -2.25 : 0.5 * i);
                     p.setBoolean(10, i % 3 == 0);
+                    p.setBigDecimal(11, num(i));
                     check(p.executeUpdate() == 1, "insert " + i);
                 }
                 p.setInt(1, ROWS);
-                for (int k = 2; k <= 10; k++) {
+                for (int k = 2; k <= 11; k++) {
                     p.setNull(k, java.sql.Types.NULL);
                 }
                 check(p.executeUpdate() == 1, "insert of NULLs");
@@ -112,6 +117,9 @@ public class TypedJdbc {
                         check(r.getLong("i8") == big(i), "bigint" + at + ": " + r.getLong("i8"));
                         check(r.getDouble("f8") == (i == 3 ? -2.25 : 0.5 * i), "double" + at);
                         check(r.getBoolean("ok") == (i % 3 == 0), "boolean" + at);
+                        // BigDecimal.equals compares the scale too: -1000.125, not -1000.1250.
+                        check(r.getBigDecimal("n").equals(num(i)), "numeric" + at + ": " + r.getBigDecimal("n"));
+                        check(r.getObject("n") instanceof java.math.BigDecimal, "n is a BigDecimal" + at);
                         check(r.getObject("id") instanceof Integer, "id is an Integer" + at);
                         check(r.getObject("d") instanceof java.sql.Date, "d is a java.sql.Date" + at);
                         check(r.getObject("tz") instanceof java.sql.Timestamp, "tz is a java.sql.Timestamp" + at);
@@ -120,7 +128,7 @@ public class TypedJdbc {
                 q.setInt(1, ROWS);
                 try (ResultSet r = q.executeQuery()) {
                     check(r.next(), "row of NULLs");
-                    for (String col : new String[] {"d", "ts", "tz", "u", "b", "t", "i8", "f8", "ok"}) {
+                    for (String col : new String[] {"d", "ts", "tz", "u", "b", "t", "i8", "f8", "ok", "n"}) {
                         check(Objects.isNull(r.getObject(col)), col + " is NULL");
                     }
                 }

@@ -14,6 +14,7 @@ any failure raises. The test runs it against PostgreSQL 15 too.
 """
 import asyncio
 import datetime
+import decimal
 import json
 import sys
 import uuid
@@ -26,7 +27,7 @@ UTC = datetime.timezone.utc
 
 TABLE = """CREATE TABLE asyncpg_rt (id int PRIMARY KEY, d date, ts timestamp, tz timestamptz,
     u uuid, j jsonb, b bytea, t text, v varchar(12), i2 smallint, i8 bigint,
-    f8 double precision, ok boolean)"""
+    f8 double precision, ok boolean, n numeric(12,2))"""
 
 ROWS = [
     (
@@ -43,6 +44,7 @@ ROWS = [
         -9223372036854775808,
         -2.25,
         True,
+        decimal.Decimal("-9999999999.99"),
     ),
     (
         2,
@@ -58,8 +60,9 @@ ROWS = [
         9223372036854775807,
         0.5,
         False,
+        decimal.Decimal("0.50"),
     ),
-    (3,) + (None,) * 12,
+    (3,) + (None,) * 13,
 ]
 
 
@@ -76,15 +79,17 @@ async def main(addr):
         await conn.execute(TABLE)
 
         step("insert with an untyped prepared statement (types from the server)")
-        marks = ", ".join(f"${i}" for i in range(1, 14))
+        marks = ", ".join(f"${i}" for i in range(1, 15))
         await conn.executemany(f"INSERT INTO asyncpg_rt VALUES ({marks})", ROWS)
 
         step("read back: the Python objects PostgreSQL gives")
         got = [tuple(r) for r in await conn.fetch("SELECT * FROM asyncpg_rt ORDER BY id")]
         assert got == ROWS, (got, ROWS)
         want = [int, datetime.date, datetime.datetime, datetime.datetime, uuid.UUID, str,
-                bytes, str, str, int, int, float, bool]
+                bytes, str, str, int, int, float, bool, decimal.Decimal]
         assert all(isinstance(v, k) for v, k in zip(got[0], want)), [type(v) for v in got[0]]
+        # numeric keeps the column's scale: 0.50, not 0.5.
+        assert [str(r[13]) for r in got] == ["-9999999999.99", "0.50", "None"], got
 
         step("find rows by parameters of their types")
         n = await conn.fetchval(
@@ -124,11 +129,14 @@ def psycopg3(addr):
     with psycopg.connect(dsn, autocommit=True) as conn:
         step("psycopg 3: server-side binding")
         conn.execute("CREATE TABLE psycopg_rt (id int PRIMARY KEY, d date, tz timestamptz, "
-                     "u uuid, j jsonb, b bytea, i8 bigint, ok boolean, v varchar(5))")
+                     "u uuid, j jsonb, b bytea, i8 bigint, ok boolean, v varchar(5), "
+                     "n numeric(8,3))")
         row = (1, datetime.date(2024, 2, 29),
                datetime.datetime(2024, 2, 29, 10, 0, 0, 5, tzinfo=UTC), uuid.UUID(int=5),
-               Jsonb({"a": [1, "x"]}), b"\x00\xff", 2**62, True, "abc")
-        conn.execute("INSERT INTO psycopg_rt VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)", row)
+               Jsonb({"a": [1, "x"]}), b"\x00\xff", 2**62, True, "abc",
+               decimal.Decimal("-12.5"))
+        conn.execute("INSERT INTO psycopg_rt VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                     row)
         want = row[:4] + ({"a": [1, "x"]},) + row[5:]
         for binary in (False, True):
             step(f"psycopg 3: {'binary' if binary else 'text'} cursor")
@@ -136,6 +144,11 @@ def psycopg3(addr):
             got = cur.execute("SELECT * FROM psycopg_rt WHERE id = %s AND tz = %s",
                               (1, row[2])).fetchone()
             assert got == want, (got, want)
+            assert str(got[9]) == "-12.500", got
+            # A numeric parameter in binary (psycopg's binary dumper) finds the row.
+            n = cur.execute("SELECT id FROM psycopg_rt WHERE n = %b",
+                            (decimal.Decimal("-12.500"),)).fetchone()
+            assert n == (1,), n
 
 
 if __name__ == "__main__":

@@ -715,3 +715,26 @@ ALTER TABLE t_twice DROP COLUMN nosuch;
 ALTER TABLE nosuch ADD COLUMN x int;
 DROP TABLE t_twice;
 DROP TABLE t_twice;
+-- numeric with a precision and scale (PostgreSQL 15 documentation, "Numeric Types",
+-- "Arbitrary Precision Numbers"): values are rounded to the scale when stored or cast (half
+-- away from zero), a value with more integer digits than the precision leaves is an error,
+-- and values print with the column's scale.
+CREATE TABLE ledger (id int PRIMARY KEY, amount numeric(10,2), rate numeric(5,4), qty numeric(6), note text);
+INSERT INTO ledger VALUES (1, 12.5, 0.05, 42, 'scale padded');
+INSERT INTO ledger VALUES (2, 1234.567, 0.12345, 12345.5, 'rounded');
+INSERT INTO ledger VALUES (3, -0.005, -0.00005, -0.5, 'half away from zero');
+INSERT INTO ledger VALUES (4, 123456789.999, 0, 0, 'too many integer digits');
+INSERT INTO ledger VALUES (5, 1, 10, 1, 'rate must be below 10');
+INSERT INTO ledger VALUES (6, 'abc', 0, 0, 'not a number');
+INSERT INTO ledger VALUES (7, '  99.999 ', '1e-4', '7e2', 'text forms');
+SELECT id, amount, rate, qty, note FROM ledger ORDER BY id;
+UPDATE ledger SET amount = amount * 3 WHERE id = 1;
+UPDATE ledger SET rate = 99 WHERE id = 2;
+SELECT amount FROM ledger WHERE amount > 100 ORDER BY amount;
+SELECT id FROM ledger WHERE amount = 1234.57;
+SELECT sum(qty) FROM ledger;
+SELECT CAST('12.345' AS numeric(5,2)), '0.5'::numeric(3,0), CAST(-2.5 AS numeric(2,0));
+SELECT 'abc'::numeric;
+SELECT 123.456::numeric(4,1);
+SELECT '1e3'::numeric + 1;
+DROP TABLE ledger;

@@ -1,0 +1,341 @@
+//! `numeric` values as decimal digits: read, rounded to a scale, checked against a precision,
+//! printed as PostgreSQL prints them, and in PostgreSQL's binary form. Pure functions on text,
+//! shared by the engine (checks and casts of `numeric(p, s)` columns) and the wire protocol
+//! (results in the column's scale, binary parameters and results).
+//!
+//! A `numeric` column keeps SQLite's NUMERIC affinity (`compat.md`, Values): its values are
+//! stored as 64-bit integers or floats. What a client reads is PostgreSQL's form: the decimal
+//! digits of the stored value (a float's shortest digits that read back as it), rounded half
+//! away from zero to the column's scale and padded to it (`numeric(10,2)` prints `12.50`).
+
+/// Sign words of the binary form (PostgreSQL's `numeric.c`).
+const NUMERIC_POS: u16 = 0x0000;
+const NUMERIC_NEG: u16 = 0x4000;
+const NUMERIC_NAN: u16 = 0xC000;
+const NUMERIC_PINF: u16 = 0xD000;
+const NUMERIC_NINF: u16 = 0xF000;
+/// The binary form's digits are base 10,000: four decimal digits each.
+const DEC_DIGITS: usize = 4;
+const NBASE: i16 = 10_000;
+
+/// The precision and scale a `numeric` type modifier gives (`((p << 16) | s) + 4`), if it
+/// gives them.
+pub fn precision_scale(typmod: i64) -> Option<(usize, usize)> {
+    (typmod >= 4).then(|| {
+        (
+            (((typmod - 4) >> 16) & 0xffff) as usize,
+            ((typmod - 4) & 0xffff) as usize,
+        )
+    })
+}
+
+/// A decimal number as digits: sign, integer digits (no leading zeros) and fraction digits.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decimal {
+    negative: bool,
+    /// Digits before the point, without leading zeros (empty for zero).
+    int: String,
+    /// Digits after the point.
+    frac: String,
+}
+
+impl Decimal {
+    /// Reads `-12.50`, `+.5`, `1e3`, `1.5E-7`; `None` for anything else.
+    pub fn parse(s: &str) -> Option<Decimal> {
+        let (negative, rest) = match s.as_bytes().first()? {
+            b'-' => (true, &s[1..]),
+            b'+' => (false, &s[1..]),
+            _ => (false, s),
+        };
+        let (mantissa, exp) = match rest.find(['e', 'E']) {
+            Some(at) => (&rest[..at], rest[at + 1..].parse::<i32>().ok()?),
+            None => (rest, 0),
+        };
+        let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+        if int.is_empty() && frac.is_empty()
+            || !int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit())
+        {
+            return None;
+        }
+        // Move the point by the exponent (bounded: numeric has at most 131,072 digits before
+        // the point and 16,383 after it).
+        if !(-20_000..=140_000).contains(&exp) {
+            return None;
+        }
+        let all: String = format!("{int}{frac}");
+        let point = int.len() as i64 + i64::from(exp);
+        let (int, frac) = if point <= 0 {
+            (String::new(), "0".repeat((-point) as usize) + &all)
+        } else if point as usize >= all.len() {
+            (
+                all.clone() + &"0".repeat(point as usize - all.len()),
+                String::new(),
+            )
+        } else {
+            (
+                all[..point as usize].to_string(),
+                all[point as usize..].to_string(),
+            )
+        };
+        Some(Decimal {
+            negative,
+            int: int.trim_start_matches('0').to_string(),
+            frac,
+        })
+    }
+
+    /// Rounded half away from zero to `scale` fraction digits, and padded to them.
+    pub fn rounded(mut self, scale: usize) -> Decimal {
+        if self.frac.len() <= scale {
+            self.frac.push_str(&"0".repeat(scale - self.frac.len()));
+            return self;
+        }
+        let up = self.frac.as_bytes()[scale] >= b'5';
+        self.frac.truncate(scale);
+        if up {
+            // Add one at the last kept digit, carrying into the integer digits.
+            let mut digits: Vec<u8> = format!("{}{}", self.int, self.frac).into_bytes();
+            let mut i = digits.len();
+            loop {
+                if i == 0 {
+                    digits.insert(0, b'1');
+                    break;
+                }
+                i -= 1;
+                if digits[i] == b'9' {
+                    digits[i] = b'0';
+                } else {
+                    digits[i] += 1;
+                    break;
+                }
+            }
+            let split = digits.len() - scale;
+            let s = String::from_utf8(digits).unwrap_or_default();
+            self.int = s[..split].trim_start_matches('0').to_string();
+            self.frac = s[split..].to_string();
+        }
+        self
+    }
+
+    fn is_zero(&self) -> bool {
+        self.int.is_empty() && self.frac.bytes().all(|b| b == b'0')
+    }
+
+    /// Rounded to the scale of `typmod` (as [`precision_scale`] reads it), and checked against
+    /// its precision: PostgreSQL's 22003 `numeric field overflow` as `Err` (its detail).
+    pub fn fitted(self, typmod: i64) -> Result<Decimal, String> {
+        let Some((precision, scale)) = precision_scale(typmod) else {
+            return Ok(self);
+        };
+        let d = self.rounded(scale);
+        let int_max = precision.saturating_sub(scale);
+        if d.int.len() > int_max {
+            return Err(if int_max == 0 {
+                format!(
+                    "A field with precision {precision}, scale {scale} must round to an absolute value less than 1."
+                )
+            } else {
+                format!(
+                    "A field with precision {precision}, scale {scale} must round to an absolute value less than 10^{int_max}."
+                )
+            });
+        }
+        Ok(d)
+    }
+
+    /// Rounded to the scale of `typmod` and padded to it (unchanged without a scale), as a
+    /// value of the type is printed.
+    pub fn rounded_to(self, typmod: i64) -> Decimal {
+        match precision_scale(typmod) {
+            Some((_, scale)) => self.rounded(scale),
+            None => self,
+        }
+    }
+}
+
+impl std::fmt::Display for Decimal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // PostgreSQL has no negative zero.
+        if self.negative && !self.is_zero() {
+            f.write_str("-")?;
+        }
+        f.write_str(if self.int.is_empty() { "0" } else { &self.int })?;
+        if !self.frac.is_empty() {
+            write!(f, ".{}", self.frac)?;
+        }
+        Ok(())
+    }
+}
+
+/// PostgreSQL's binary form of a `numeric` given as decimal text (as [`Decimal`] prints it):
+/// digit count, weight, sign, display scale, then base-10,000 digits, all big-endian 16-bit.
+pub fn to_binary(text: &str) -> Option<Vec<u8>> {
+    let header = |ndigits: usize, weight: i16, sign: u16, dscale: u16| {
+        let mut out = Vec::with_capacity(8 + 2 * ndigits);
+        out.extend_from_slice(&(ndigits as i16).to_be_bytes());
+        out.extend_from_slice(&weight.to_be_bytes());
+        out.extend_from_slice(&sign.to_be_bytes());
+        out.extend_from_slice(&dscale.to_be_bytes());
+        out
+    };
+    match text {
+        "NaN" => return Some(header(0, 0, NUMERIC_NAN, 0)),
+        "Infinity" => return Some(header(0, 0, NUMERIC_PINF, 0)),
+        "-Infinity" => return Some(header(0, 0, NUMERIC_NINF, 0)),
+        _ => {}
+    }
+    let d = Decimal::parse(text)?;
+    let dscale = u16::try_from(d.frac.len()).ok()?;
+    let int_pad = (DEC_DIGITS - d.int.len() % DEC_DIGITS) % DEC_DIGITS;
+    let frac_pad = (DEC_DIGITS - d.frac.len() % DEC_DIGITS) % DEC_DIGITS;
+    let int = format!("{}{}", "0".repeat(int_pad), d.int);
+    let frac = format!("{}{}", d.frac, "0".repeat(frac_pad));
+    let group = |s: &str| -> Vec<i16> {
+        s.as_bytes()
+            .chunks(DEC_DIGITS)
+            .map(|c| c.iter().fold(0i16, |n, b| n * 10 + i16::from(b - b'0')))
+            .collect()
+    };
+    let mut digits = group(&int);
+    let mut weight = digits.len() as i64 - 1;
+    digits.extend(group(&frac));
+    while digits.first() == Some(&0) {
+        digits.remove(0);
+        weight -= 1;
+    }
+    while digits.last() == Some(&0) {
+        digits.pop();
+    }
+    let sign = if d.negative && !digits.is_empty() {
+        NUMERIC_NEG
+    } else {
+        NUMERIC_POS
+    };
+    if digits.is_empty() {
+        weight = 0;
+    }
+    let mut out = header(digits.len(), i16::try_from(weight).ok()?, sign, dscale);
+    for g in digits {
+        out.extend_from_slice(&g.to_be_bytes());
+    }
+    Some(out)
+}
+
+/// The decimal text of a `numeric` in PostgreSQL's binary form, checked as `numeric_recv`
+/// checks it; `None` when it is not well formed. Every byte comes from the client.
+pub fn from_binary(raw: &[u8]) -> Option<String> {
+    let word = |i: usize| -> Option<[u8; 2]> { raw.get(2 * i..2 * i + 2)?.try_into().ok() };
+    let ndigits = usize::try_from(i16::from_be_bytes(word(0)?)).ok()?;
+    let weight = i16::from_be_bytes(word(1)?);
+    let sign = u16::from_be_bytes(word(2)?);
+    let dscale = u16::from_be_bytes(word(3)?);
+    if raw.len() != 8 + 2 * ndigits || dscale > 0x3fff {
+        return None;
+    }
+    match sign {
+        NUMERIC_NAN => return Some("NaN".into()),
+        NUMERIC_PINF => return Some("Infinity".into()),
+        NUMERIC_NINF => return Some("-Infinity".into()),
+        NUMERIC_POS | NUMERIC_NEG => {}
+        _ => return None,
+    }
+    let mut digits = Vec::with_capacity(ndigits);
+    for i in 0..ndigits {
+        let d = i16::from_be_bytes(word(4 + i)?);
+        if !(0..NBASE).contains(&d) {
+            return None;
+        }
+        digits.push(d);
+    }
+    // Digit i stands for NBASE^(weight - i).
+    let at = |pos: i64| -> i16 {
+        let i = i64::from(weight) - pos;
+        usize::try_from(i)
+            .ok()
+            .and_then(|i| digits.get(i).copied())
+            .unwrap_or(0)
+    };
+    let mut int = String::new();
+    for pos in (0..=i64::from(weight)).rev() {
+        int.push_str(&format!("{:04}", at(pos)));
+    }
+    let mut frac = String::new();
+    let mut pos = -1i64;
+    while frac.len() < usize::from(dscale) {
+        frac.push_str(&format!("{:04}", at(pos)));
+        pos -= 1;
+    }
+    frac.truncate(usize::from(dscale));
+    let d = Decimal {
+        negative: sign == NUMERIC_NEG,
+        int: int.trim_start_matches('0').to_string(),
+        frac,
+    };
+    Some(d.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rounded_to_a_scale_and_checked_against_a_precision() {
+        let fit = |s: &str, typmod: i64| {
+            Decimal::parse(s)
+                .unwrap()
+                .fitted(typmod)
+                .map(|d| d.to_string())
+        };
+        let n10_2 = ((10 << 16) | 2) + 4;
+        assert_eq!(fit("12.5", n10_2).unwrap(), "12.50");
+        assert_eq!(fit("7", n10_2).unwrap(), "7.00");
+        // Half away from zero.
+        assert_eq!(fit("2.675", n10_2).unwrap(), "2.68");
+        assert_eq!(fit("-2.675", n10_2).unwrap(), "-2.68");
+        assert_eq!(fit("99.995", n10_2).unwrap(), "100.00");
+        assert_eq!(fit("-0.001", n10_2).unwrap(), "0.00");
+        assert_eq!(fit("12.5", -1).unwrap(), "12.5");
+        assert_eq!(fit("1e20", -1).unwrap(), "100000000000000000000");
+        assert_eq!(fit("1.5E-7", -1).unwrap(), "0.00000015");
+        assert_eq!(fit("+.5", -1).unwrap(), "0.5");
+        let n5_2 = ((5 << 16) | 2) + 4;
+        assert_eq!(fit("999.994", n5_2).unwrap(), "999.99");
+        assert!(fit("999.995", n5_2).unwrap_err().contains("less than 10^3"));
+        let n2_2 = ((2 << 16) | 2) + 4;
+        assert!(fit("1", n2_2).unwrap_err().contains("less than 1."));
+        for bad in ["", "-", ".", "abc", "1.2.3", "1e", "--1", "1e999999"] {
+            assert_eq!(Decimal::parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn binary_form_round_trips() {
+        for s in [
+            "0",
+            "1",
+            "-1",
+            "12.50",
+            "0.0001",
+            "0.00001",
+            "10000",
+            "-9999.9999",
+            "12345678901234567890123456789012345678",
+            "0.000000000000000000000000000000000012",
+            "100000000.00",
+            "NaN",
+        ] {
+            let b = to_binary(s).unwrap();
+            assert_eq!(from_binary(&b).as_deref(), Some(s), "{s}");
+        }
+        // PostgreSQL's own bytes for 12.50: 2 digits, weight 0, positive, scale 2, [12, 5000].
+        assert_eq!(
+            to_binary("12.50").unwrap(),
+            [0, 2, 0, 0, 0, 0, 0, 2, 0, 12, 0x13, 0x88]
+        );
+        // Malformed: short, digit out of range, bad sign.
+        assert_eq!(from_binary(&[0, 1, 0, 0, 0, 0, 0, 0]), None);
+        assert_eq!(from_binary(&[0, 1, 0, 0, 0, 0, 0, 0, 0x27, 0x10]), None);
+        assert_eq!(from_binary(&[0, 0, 0, 0, 0x12, 0x34, 0, 0]), None);
+        assert_eq!(from_binary(&[0xff, 0xff, 0, 0, 0, 0, 0, 0]), None);
+    }
+}
