@@ -90,14 +90,29 @@ pub(crate) fn run(conn: &Connection, table: &str, op_json: &str) -> Result<(), R
     }
     let new_sql = sqlkeeper_sql::rebuild_create_table(&old_sql, &name, &name, &op)
         .map_err(|e| RebuildError::Exec(ExecError::new(e.sqlstate, e.message)))?;
+    // A column whose type changed gets the value triggers of its new type in place of its
+    // old type's (a widened varchar must not be cut to the old length).
+    let (stale, retyped) = match &op {
+        sqlkeeper_sql::AlterOp::SetType { column, .. } => {
+            sqlkeeper_sql::retyped_column_triggers(&new_sql, &name, column)
+                .map_err(|e| RebuildError::Exec(ExecError::new(e.sqlstate, e.message)))?
+        }
+        _ => (Vec::new(), Vec::new()),
+    };
     // Indexes and triggers are dropped with the table and created again after the rename.
     let mut s = conn.prepare(
-        "SELECT sql FROM sqlite_schema WHERE tbl_name = ?1 AND type IN ('index', 'trigger') AND sql IS NOT NULL",
+        "SELECT name, sql FROM sqlite_schema WHERE tbl_name = ?1 AND type IN ('index', 'trigger') AND sql IS NOT NULL",
     )?;
-    let dependents: Vec<String> = s
-        .query_map([&name], |r| r.get(0))?
+    let mut dependents: Vec<String> = s
+        .query_map([&name], |r| Ok((r.get::<_, String>(0)?, r.get(1)?)))?
+        .filter_map(|r| match r {
+            Ok((n, _)) if stale.iter().any(|st| st.eq_ignore_ascii_case(&n)) => None,
+            Ok((_, sql)) => Some(Ok(sql)),
+            Err(e) => Some(Err(e)),
+        })
         .collect::<Result<_, _>>()?;
     drop(s);
+    dependents.extend(retyped);
     let seq: Option<i64> = conn
         .query_row(
             "SELECT seq FROM sqlite_sequence WHERE name = ?1",

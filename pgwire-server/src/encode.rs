@@ -197,6 +197,9 @@ pub(crate) fn value_text(v: &Value, ty: &Type) -> Option<String> {
         Value::Null => return None,
         Value::Integer(i) if *ty == Type::BOOL => if *i != 0 { "t" } else { "f" }.to_string(),
         Value::Integer(i) => i.to_string(),
+        // A float in an integer column: a value RETURNING shows before the column's trigger
+        // rounded it (`compat.md`, Values): what is stored, rounded half away from zero.
+        Value::Real(f) if is_integer_type(ty) && f.abs() < 9.2e18 => (f.round() as i64).to_string(),
         Value::Real(f) => float_text(*f, ty),
         Value::Text(s) => s.clone(),
         Value::Blob(b) if *ty == Type::BYTEA => hex(b),
@@ -237,10 +240,16 @@ fn not_a(ty: &Type, v: &Value) -> ClientError {
     )
 }
 
+fn is_integer_type(ty: &Type) -> bool {
+    matches!(*ty, Type::INT2 | Type::INT4 | Type::INT8)
+}
+
 fn as_i64(v: &Value, ty: &Type) -> Result<i64, ClientError> {
     match v {
         Value::Integer(i) => Ok(*i),
-        Value::Real(f) if f.fract() == 0.0 && f.abs() < 9.2e18 => Ok(*f as i64),
+        Value::Real(f) if f.abs() < 9.2e18 && (f.fract() == 0.0 || is_integer_type(ty)) => {
+            Ok(f.round() as i64)
+        }
         Value::Text(s) => s.trim().parse().map_err(|_| not_a(ty, v)),
         _ => Err(not_a(ty, v)),
     }
@@ -265,6 +274,15 @@ pub(crate) fn encode_value(
     let ty = field.datatype();
     if matches!(v, Value::Null) {
         return Ok(enc.encode_field(&None::<i64>));
+    }
+    if *ty == Type::BPCHAR && field.type_modifier() > 4 {
+        // `char(n)` prints blank-padded to n characters (stored without the padding, so that
+        // `length`, `||` and comparisons see what PostgreSQL's do); its binary form is the text.
+        let n = (field.type_modifier() - 4) as usize;
+        let mut text = value_text(v, ty).unwrap_or_default();
+        let len = text.chars().count();
+        text.extend(std::iter::repeat_n(' ', n.saturating_sub(len)));
+        return Ok(enc.encode_field(&text));
     }
     if *ty == Type::NUMERIC {
         let text = numeric_text(v, field.type_modifier());
@@ -654,6 +672,16 @@ mod tests {
             text(&Type::OID, "4294967296").unwrap_err().sqlstate,
             "22003"
         );
+    }
+
+    #[test]
+    fn a_float_in_an_integer_column_is_sent_rounded() {
+        assert_eq!(value_text(&Value::Real(3.4), &Type::INT4).unwrap(), "3");
+        assert_eq!(value_text(&Value::Real(-2.5), &Type::INT2).unwrap(), "-3");
+        assert_eq!(value_text(&Value::Real(-0.4), &Type::INT8).unwrap(), "0");
+        assert_eq!(as_i64(&Value::Real(2.5), &Type::INT4).unwrap(), 3);
+        assert!(as_i64(&Value::Real(2.5), &Type::BOOL).is_err());
+        assert_eq!(value_text(&Value::Real(2.5), &Type::FLOAT8).unwrap(), "2.5");
     }
 
     #[test]

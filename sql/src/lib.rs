@@ -31,7 +31,7 @@ pub use columns::{pg_type_of_name, pg_typmod_of_name, ColumnHint, PgType};
 pub use error::{SqlError, SqlState};
 pub use literals::{Literal, LITERAL_PARAMS_MAX};
 pub use params::ParamType;
-pub use rebuild::{rebuild_create_table, AlterOp, REBUILD_TABLE_FUNCTION};
+pub use rebuild::{rebuild_create_table, retyped_column_triggers, AlterOp, REBUILD_TABLE_FUNCTION};
 pub use translate::{
     translate, Effect, ExistenceNotice, Translated, COLUMNS_MARKER, DEFAULT_MARKER,
     PARSER_RECURSION_LIMIT, QUERY_BYTES_MAX,

@@ -82,6 +82,27 @@ fn constraint_name(c: &TableConstraint) -> Option<String> {
     name.map(|n| n.value.to_lowercase())
 }
 
+/// For a rebuild that changed `column`'s type: the names of the triggers that kept its values
+/// in the old type's form (dropped with the old table, not to be created again) and the
+/// triggers of its new type, from the new table's SQL as SQLite keeps it.
+pub fn retyped_column_triggers(
+    new_sql: &str,
+    table: &str,
+    column: &str,
+) -> Result<(Vec<String>, Vec<String>), SqlError> {
+    let Statement::CreateTable(mut ct) = parse_one(&SQLiteDialect {}, new_sql)? else {
+        return Ok((Vec::new(), Vec::new()));
+    };
+    ct.name = ObjectName::from(vec![Ident::new(table)]);
+    let old = crate::translate::value_trigger_names(&table.to_lowercase(), column);
+    let new = crate::translate::column_value_triggers(&ct)
+        .into_iter()
+        .filter(|(c, _)| c.eq_ignore_ascii_case(column))
+        .map(|(_, sql)| sql)
+        .collect();
+    Ok((old, new))
+}
+
 /// The definition of `table` after `op`, as `CREATE TABLE new_name (...)`.
 pub fn rebuild_create_table(
     old_sql: &str,

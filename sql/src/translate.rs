@@ -982,16 +982,8 @@ fn native_alter_table(
     for op in &at.operations {
         if let sqlparser::ast::AlterTableOperation::DropColumn { column_names, .. } = op {
             for c in column_names {
-                for (kind, event) in [
-                    ("bool", "insert"),
-                    ("bool", "update"),
-                    ("norm", "insert"),
-                    ("norm", "update"),
-                ] {
-                    out.push(format!(
-                        "DROP TRIGGER IF EXISTS \"_sqlkeeper_{kind}_{table}_{}_{event}\"",
-                        c.value
-                    ));
+                for name in value_trigger_names(table, &c.value) {
+                    out.push(format!("DROP TRIGGER IF EXISTS \"{name}\""));
                 }
             }
         }
@@ -1101,7 +1093,30 @@ fn rebuild_call(table: &str, op: &crate::rebuild::AlterOp) -> Result<String, Sql
 /// column stores 1/0 instead (`pg_bool`, 22P02 for other text). A `jsonb` column stores its
 /// value normalized as Postgres prints it, a `uuid` column in lower case with hyphens
 /// (`_sqlkeeper_cast`); their checks (`values.rs`) have already refused invalid values.
+/// Dates and timestamps are stored as Postgres prints them, `numeric(p, s)` rounded to its
+/// scale, a float in an integer column rounded, `varchar(n)` without trailing spaces past `n`,
+/// `char(n)` without trailing spaces.
 fn value_triggers(ct: &sqlparser::ast::CreateTable) -> Vec<String> {
+    column_value_triggers(ct)
+        .into_iter()
+        .map(|(_, sql)| sql)
+        .collect()
+}
+
+/// The names [`column_value_triggers`] gives the triggers of `column` of `table`, of every
+/// kind: what dropping the column, or changing its type, drops.
+pub(crate) fn value_trigger_names(table: &str, column: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    for kind in ["bool", "norm"] {
+        for event in ["insert", "update"] {
+            names.push(format!("_sqlkeeper_{kind}_{table}_{column}_{event}"));
+        }
+    }
+    names
+}
+
+/// [`value_triggers`], each with the column it keeps.
+pub(crate) fn column_value_triggers(ct: &sqlparser::ast::CreateTable) -> Vec<(String, String)> {
     let table = object_name_text(&ct.name)
         .trim_start_matches("public.")
         .to_string();
@@ -1125,6 +1140,43 @@ fn value_triggers(ct: &sqlparser::ast::CreateTable) -> Vec<String> {
                             ty @ ("jsonb" | "uuid" | "date" | "timestamp" | "timestamptz"),
                             _,
                         )) => ty,
+                        // A fractional value assigned to an integer column is rounded, as
+                        // PostgreSQL's assignment cast rounds it (SQLite keeps the float);
+                        // only a float stored there fires it.
+                        Some((ty @ ("int2" | "int4" | "int8"), _)) => {
+                            return Some((
+                                c.name.value.clone(),
+                                cq.clone(),
+                                "norm",
+                                format!("typeof(NEW.{cq}) = 'real'"),
+                                format!("{}(NEW.{cq}, '{ty}', -1)", crate::values::CAST_FUNCTION),
+                            ));
+                        }
+                        // PostgreSQL cuts the trailing spaces past `varchar(n)`'s length
+                        // (the column's check refuses anything else past it) ...
+                        Some(("varchar", n)) if n >= 0 => {
+                            return Some((
+                                c.name.value.clone(),
+                                cq.clone(),
+                                "norm",
+                                format!("length(NEW.{cq}) > {n}"),
+                                format!(
+                                    "{}(NEW.{cq}, 'varchar', {n})",
+                                    crate::values::CAST_FUNCTION
+                                ),
+                            ));
+                        }
+                        // ... and a `char(n)`'s trailing spaces mean nothing: stored without
+                        // them (`char_length` does not count them), printed padded to n.
+                        Some(("bpchar", _)) => {
+                            return Some((
+                                c.name.value.clone(),
+                                cq.clone(),
+                                "norm",
+                                format!("substr(NEW.{cq}, -1) = ' '"),
+                                format!("rtrim(NEW.{cq}, ' ')"),
+                            ));
+                        }
                         Some(("numeric", typmod)) if typmod >= 4 => {
                             let norm = format!(
                                 "{}(NEW.{cq}, 'numeric', {typmod})",
@@ -1155,20 +1207,22 @@ fn value_triggers(ct: &sqlparser::ast::CreateTable) -> Vec<String> {
         })
         .flat_map(|(col, cq, kind, when, value)| {
             let t = q(&table);
-            ["INSERT", "UPDATE"].map(|event| {
+            let table = &table;
+            ["INSERT", "UPDATE"].map(move |event| {
                 let on = if event == "UPDATE" {
                     format!("UPDATE OF {cq}")
                 } else {
                     "INSERT".to_string()
                 };
-                format!(
+                let sql = format!(
                     "CREATE TRIGGER IF NOT EXISTS {} AFTER {on} ON {t} WHEN {when} \
                      BEGIN UPDATE {t} SET {cq} = {value} WHERE rowid = NEW.rowid; END",
                     q(&format!(
                         "_sqlkeeper_{kind}_{table}_{col}_{}",
                         event.to_lowercase()
                     ))
-                )
+                );
+                (col.clone(), sql)
             })
         })
         .collect()
@@ -1833,18 +1887,27 @@ mod tests {
     #[test]
     fn serial_primary_key_draws_from_its_own_sequence_not_the_rowid() {
         let sqlite = one("CREATE TABLE t (id SERIAL PRIMARY KEY, v TEXT)").sqlite;
+        // The table, then the triggers that round a float stored in the integer column.
+        let at = sqlite
+            .iter()
+            .position(|s| s.starts_with("CREATE TABLE"))
+            .unwrap();
         assert_eq!(
-            sqlite.last().unwrap(),
+            sqlite[at],
             "CREATE TABLE t (id INT PRIMARY KEY DEFAULT (nextval('t_id_seq')) NOT NULL CHECK (_sqlkeeper_valid(\"id\", 'int4', -1)), v TEXT)"
         );
-        assert!(sqlite[..sqlite.len() - 1]
+        assert!(sqlite[..at]
             .iter()
             .any(|s| s.contains("INSERT INTO _sqlkeeper_sequences") && s.contains("'t_id_seq'")));
+        assert!(sqlite[at + 1..]
+            .iter()
+            .all(|s| s.starts_with("CREATE TRIGGER IF NOT EXISTS \"_sqlkeeper_norm_t_id_")));
         assert!(one("CREATE TABLE t (id BIGSERIAL PRIMARY KEY)")
             .sqlite
-            .last()
-            .unwrap()
-            .starts_with("CREATE TABLE t (id BIGINT PRIMARY KEY DEFAULT (nextval('t_id_seq'))"));
+            .iter()
+            .any(|s| s.starts_with(
+                "CREATE TABLE t (id BIGINT PRIMARY KEY DEFAULT (nextval('t_id_seq'))"
+            )));
     }
 
     #[test]

@@ -738,3 +738,33 @@ SELECT 'abc'::numeric;
 SELECT 123.456::numeric(4,1);
 SELECT '1e3'::numeric + 1;
 DROP TABLE ledger;
+-- Character types (PostgreSQL 15 documentation, "Character Types", its examples): char(n) is
+-- printed blank-padded and its trailing spaces do not count, varchar(n) cuts trailing spaces
+-- past its length. Values assigned to integer columns are rounded ("Type Conversion", "Value
+-- Storage").
+CREATE TABLE test1 (a character(4));
+INSERT INTO test1 VALUES ('ok');
+SELECT a, char_length(a) FROM test1;
+INSERT INTO test1 VALUES ('no  ');
+SELECT a, char_length(a), a || '|' FROM test1 ORDER BY a;
+CREATE TABLE test2 (b varchar(5));
+INSERT INTO test2 VALUES ('ok');
+INSERT INTO test2 VALUES ('good      ');
+INSERT INTO test2 VALUES ('too long');
+INSERT INTO test2 VALUES ('too long'::varchar(5));
+SELECT b, char_length(b) FROM test2;
+DROP TABLE test1, test2;
+CREATE TABLE rounding (id int PRIMARY KEY, i int, s smallint, b bigint);
+INSERT INTO rounding VALUES (1, 1.5, -2.5, 2.4999);
+INSERT INTO rounding VALUES (2, 0, 32767.5, 0);
+UPDATE rounding SET i = i * 1.5 WHERE id = 1;
+SELECT * FROM rounding ORDER BY id;
+DROP TABLE rounding;
+-- A column whose type changes keeps its values in the new type's form ("ALTER TABLE").
+CREATE TABLE retyped (id int PRIMARY KEY, amount numeric(6,2), qty int);
+ALTER TABLE retyped ALTER COLUMN amount TYPE numeric(8,4);
+INSERT INTO retyped VALUES (1, 1.23456, 2);
+ALTER TABLE retyped ALTER COLUMN qty TYPE numeric(6,1);
+INSERT INTO retyped VALUES (2, 0, 2.25);
+SELECT * FROM retyped ORDER BY id;
+DROP TABLE retyped;
