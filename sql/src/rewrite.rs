@@ -111,19 +111,17 @@ pub(crate) fn postgres_expressions(stmt: &mut Statement) -> Result<(), SqlError>
 /// integer type, a function that returns `integer` (`length`), or integer arithmetic of those;
 /// `None` for anything else.
 fn int_width(e: &Expr) -> Option<u8> {
+    // PostgreSQL folds signs into a constant: `-2147483648` is an integer, `- -2147483648`
+    // and `-(-2147483648)` the bigint 2147483648.
+    if let Some(n) = signed_constant(e) {
+        return literal_width(&n);
+    }
     match e {
         Expr::Nested(inner) => int_width(inner),
-        // PostgreSQL folds the sign into a constant: `-2147483648` is an integer.
         Expr::UnaryOp {
             op: UnaryOperator::Minus,
             expr,
-        } => match &**expr {
-            Expr::Value(v) => match &v.value {
-                Value::Number(n, _) => literal_width(&format!("-{n}")),
-                _ => None,
-            },
-            other => int_width(other),
-        },
+        } => int_width(expr),
         Expr::UnaryOp {
             op: UnaryOperator::Plus,
             expr,
@@ -142,6 +140,13 @@ fn int_width(e: &Expr) -> Option<u8> {
             };
             if name == crate::values::CAST_FUNCTION {
                 width(text_arg(f, 1))
+            } else if matches!(name.as_str(), "greatest" | "least") {
+                // Of the widest of its arguments' types, when every one is an integer type.
+                plain_args(f)?
+                    .iter()
+                    .map(int_width)
+                    .try_fold(0u8, |w, a| Some(w.max(a?)))
+                    .filter(|w| *w > 0)
             } else if matches!(
                 name.as_str(),
                 // `integer` functions, as translated (`strpos`, `position` are `instr`).
@@ -163,6 +168,26 @@ fn int_width(e: &Expr) -> Option<u8> {
                 None
             }
         }
+        _ => None,
+    }
+}
+
+/// A number with the minus signs in front of it folded into it, as PostgreSQL's parser folds
+/// them (through parentheses, which it does not keep): `- -5` and `-(-5)` are `5`.
+fn signed_constant(e: &Expr) -> Option<String> {
+    match e {
+        Expr::Nested(inner) => signed_constant(inner),
+        Expr::UnaryOp {
+            op: UnaryOperator::Minus,
+            expr,
+        } => signed_constant(expr).map(|n| match n.strip_prefix('-') {
+            Some(positive) => positive.to_string(),
+            None => format!("-{n}"),
+        }),
+        Expr::Value(v) => match &v.value {
+            Value::Number(n, _) => Some(n.clone()),
+            _ => None,
+        },
         _ => None,
     }
 }
@@ -638,6 +663,22 @@ fn rewrite(e: &mut Expr) -> Result<(), SqlError> {
                 _ => call("pg_jsonb_concat", vec![l, r]),
             };
         }
+        // `- x` of a smallint or integer (not a constant, whose sign is folded into it) is of
+        // its type: `- (-2147483648)::int` is 22003, as in PostgreSQL.
+        Expr::UnaryOp {
+            op: UnaryOperator::Minus,
+            expr,
+        } if signed_constant(expr).is_none() && matches!(int_width(expr), Some(2 | 4)) => {
+            let ty = if int_width(expr) == Some(2) {
+                "int2"
+            } else {
+                "int4"
+            };
+            *e = call(
+                crate::values::SUB_FUNCTION,
+                vec![number(0), (**expr).clone(), string(ty)],
+            );
+        }
         // `- -1` would print as `--1`, an SQL comment: the operand of a sign is parenthesized
         // when it starts with one.
         Expr::UnaryOp {
@@ -773,6 +814,25 @@ fn rewrite(e: &mut Expr) -> Result<(), SqlError> {
             }
             if let Some(json) = json_function(&bare, f) {
                 *e = json;
+            } else if let Some(ty) =
+                (bare == "abs")
+                    .then(|| plain_args(f))
+                    .flatten()
+                    .and_then(|a| match a.as_slice() {
+                        [x] => match int_width(x) {
+                            Some(2) => Some("int2"),
+                            Some(4) => Some("int4"),
+                            _ => None,
+                        },
+                        _ => None,
+                    })
+            {
+                // `abs` of a smallint or integer is of its type: `abs(-2147483648)` is 22003.
+                f.name = ObjectName::from(vec![Ident::new("abs")]);
+                *e = call(
+                    crate::values::CAST_FUNCTION,
+                    vec![e.clone(), string(ty), number(-1)],
+                );
             } else if let Some((_, to)) = RENAMED_FUNCTIONS.iter().find(|(from, _)| *from == bare) {
                 f.name = ObjectName::from(vec![Ident::new(*to)]);
             } else if bare == "random" {

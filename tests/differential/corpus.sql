@@ -768,3 +768,12 @@ ALTER TABLE retyped ALTER COLUMN qty TYPE numeric(6,1);
 INSERT INTO retyped VALUES (2, 0, 2.25);
 SELECT * FROM retyped ORDER BY id;
 DROP TABLE retyped;
+-- Integer results of abs, a minus sign and greatest are of their operands' type
+-- ("Mathematical Functions and Operators", "Integer Types"): past its range is 22003; signs in
+-- front of a constant are folded into it.
+SELECT abs(-2147483648);
+SELECT abs(-2147483648::bigint), abs(-17.4), abs(-32767::smallint);
+SELECT - (-2147483648 - 0);
+SELECT - -2147483648, -(-2147483648) + 1;
+SELECT greatest(2147483647, 1) + 1;
+SELECT mod(abs(-2147483648), -1);
