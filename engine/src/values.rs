@@ -320,7 +320,11 @@ fn to_numeric(v: ValueRef<'_>, typmod: i64) -> rusqlite::Result<SqlValue> {
     let text = d.fitted(typmod).map_err(|_| overflow())?.to_string();
     Ok(match text.parse::<i64>() {
         Ok(i) => SqlValue::Integer(i),
-        Err(_) => SqlValue::Real(text.parse().unwrap_or(0.0)),
+        // Past a float's range it cannot be kept (Postgres keeps up to 131,072 digits).
+        Err(_) => match text.parse::<f64>() {
+            Ok(f) if f.is_finite() => SqlValue::Real(f),
+            _ => return Err(overflow()),
+        },
     })
 }
 
@@ -515,6 +519,30 @@ mod tests {
                 Err("22003"),
             ),
             ("SELECT _sqlkeeper_mul(1e300, 1e300)", Err("22003")),
+            // numeric: rounded to the scale, checked against the precision and the range
+            // a stored value can keep.
+            (
+                "SELECT _sqlkeeper_cast('2.675', 'numeric', 655366)",
+                Ok(SqlValue::Real(2.68)),
+            ),
+            (
+                "SELECT _sqlkeeper_cast(7, 'numeric', 655366)",
+                Ok(SqlValue::Real(7.0)),
+            ),
+            (
+                "SELECT _sqlkeeper_cast(123456789.999, 'numeric', 655366)",
+                Err("22003"),
+            ),
+            ("SELECT _sqlkeeper_cast('abc', 'numeric', -1)", Err("22P02")),
+            ("SELECT _sqlkeeper_cast('NaN', 'numeric', -1)", Err("0A000")),
+            (
+                "SELECT _sqlkeeper_cast('1e400', 'numeric', -1)",
+                Err("22003"),
+            ),
+            (
+                "SELECT _sqlkeeper_valid(X'00', 'numeric', -1)",
+                Err("42846"),
+            ),
             ("SELECT _sqlkeeper_add(2, ' 3 ')", Ok(SqlValue::Integer(5))),
             ("SELECT _sqlkeeper_add(2, 0.5)", Ok(SqlValue::Real(2.5))),
             ("SELECT _sqlkeeper_sub(NULL, 1)", Ok(SqlValue::Null)),

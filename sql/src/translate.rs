@@ -1131,76 +1131,49 @@ pub(crate) fn column_value_triggers(ct: &sqlparser::ast::CreateTable) -> Vec<(St
                     format!("typeof(NEW.{cq}) = 'text'"),
                     format!("pg_bool(NEW.{cq})"),
                 ),
-                // Values stored in the form Postgres prints them: normalized jsonb, lower-case
-                // uuids, dates and timestamps as `2024-02-29 10:00:00+00`; `numeric(p, s)`
-                // rounded to its scale (compared as numbers: `12.5` is its own text).
                 dt => {
-                    let ty = match crate::values::checked_type(dt) {
-                        Some((
-                            ty @ ("jsonb" | "uuid" | "date" | "timestamp" | "timestamptz"),
-                            _,
-                        )) => ty,
+                    let cast = |ty: &str, typmod: i64| {
+                        format!(
+                            "{}(NEW.{cq}, '{ty}', {typmod})",
+                            crate::values::CAST_FUNCTION
+                        )
+                    };
+                    let (when, value) = match crate::values::checked_type(dt)? {
+                        // Values stored in the form Postgres prints them: normalized jsonb,
+                        // lower-case uuids, dates and timestamps as `2024-02-29 10:00:00+00`.
+                        // Compared as text: the column's NUMERIC affinity makes the stored `42`
+                        // of a jsonb an integer, which is never the text `42`, and the trigger
+                        // would fire again and again.
+                        (ty @ ("jsonb" | "uuid" | "date" | "timestamp" | "timestamptz"), _) => {
+                            let norm = cast(ty, -1);
+                            (format!("CAST(NEW.{cq} AS TEXT) IS NOT {norm}"), norm)
+                        }
                         // A fractional value assigned to an integer column is rounded, as
                         // PostgreSQL's assignment cast rounds it (SQLite keeps the float);
                         // only a float stored there fires it.
-                        Some((ty @ ("int2" | "int4" | "int8"), _)) => {
-                            return Some((
-                                c.name.value.clone(),
-                                cq.clone(),
-                                "norm",
-                                format!("typeof(NEW.{cq}) = 'real'"),
-                                format!("{}(NEW.{cq}, '{ty}', -1)", crate::values::CAST_FUNCTION),
-                            ));
+                        (ty @ ("int2" | "int4" | "int8"), _) => {
+                            (format!("typeof(NEW.{cq}) = 'real'"), cast(ty, -1))
                         }
-                        // PostgreSQL cuts the trailing spaces past `varchar(n)`'s length
-                        // (the column's check refuses anything else past it) ...
-                        Some(("varchar", n)) if n >= 0 => {
-                            return Some((
-                                c.name.value.clone(),
-                                cq.clone(),
-                                "norm",
-                                format!("length(NEW.{cq}) > {n}"),
-                                format!(
-                                    "{}(NEW.{cq}, 'varchar', {n})",
-                                    crate::values::CAST_FUNCTION
-                                ),
-                            ));
+                        // PostgreSQL cuts the trailing spaces past `varchar(n)`'s length (the
+                        // column's check refuses anything else past it) ...
+                        ("varchar", n) if n >= 0 => {
+                            (format!("length(NEW.{cq}) > {n}"), cast("varchar", n))
                         }
                         // ... and a `char(n)`'s trailing spaces mean nothing: stored without
                         // them (`char_length` does not count them), printed padded to n.
-                        Some(("bpchar", _)) => {
-                            return Some((
-                                c.name.value.clone(),
-                                cq.clone(),
-                                "norm",
-                                format!("substr(NEW.{cq}, -1) = ' '"),
-                                format!("rtrim(NEW.{cq}, ' ')"),
-                            ));
-                        }
-                        Some(("numeric", typmod)) if typmod >= 4 => {
-                            let norm = format!(
-                                "{}(NEW.{cq}, 'numeric', {typmod})",
-                                crate::values::CAST_FUNCTION
-                            );
-                            return Some((
-                                c.name.value.clone(),
-                                cq.clone(),
-                                "norm",
-                                format!("NEW.{cq} IS NOT {norm}"),
-                                norm,
-                            ));
+                        ("bpchar", _) => (
+                            format!("substr(NEW.{cq}, -1) = ' '"),
+                            format!("rtrim(NEW.{cq}, ' ')"),
+                        ),
+                        // `numeric(p, s)` rounded to its scale (compared as numbers: `12.5` is
+                        // its own text).
+                        ("numeric", typmod) if typmod >= 4 => {
+                            let norm = cast("numeric", typmod);
+                            (format!("NEW.{cq} IS NOT {norm}"), norm)
                         }
                         _ => return None,
                     };
-                    let norm = format!("{}(NEW.{cq}, '{ty}', -1)", crate::values::CAST_FUNCTION);
-                    // Compared as text: the column's NUMERIC affinity makes the stored `42` of
-                    // a jsonb an integer, which is never the text `42`, and the trigger would
-                    // fire again and again.
-                    (
-                        "norm",
-                        format!("CAST(NEW.{cq} AS TEXT) IS NOT {norm}"),
-                        norm,
-                    )
+                    ("norm", when, value)
                 }
             };
             Some((c.name.value.clone(), cq, kind, when, value))
