@@ -58,3 +58,4 @@ pub use read::{
 pub use scratch::{query_scratch, ScratchTable};
 pub use sequences::{RESERVED_VALUES, RESERVED_VALUES_MAX, RESERVE_FUNCTION};
 pub use txn::{Block, BlockError, BlockWriter, Done, Ticket, Work, STATEMENT_ATTEMPTS_MAX};
+pub use values::check_literal_cast;

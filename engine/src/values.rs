@@ -431,6 +431,16 @@ fn convert(
     }
 }
 
+/// Whether a string literal cast to `ty` (`'abc'::int`, as `Translated::literal_casts` lists
+/// them) is a value of it: PostgreSQL converts such a literal while it parses the statement, so
+/// its error comes first, wherever the cast stands (an untaken `CASE` branch included). The
+/// same conversion as the cast's at run time; clock words (`'now'`) are left to it.
+pub fn check_literal_cast(text: &str, ty: &str, typmod: i64) -> Result<(), crate::ExecError> {
+    convert(ValueRef::Text(text.as_bytes()), ty, typmod, true, None)
+        .map(|_| ())
+        .map_err(|e| crate::error::sqlstate_of(&e))
+}
+
 /// The type name and typmod arguments, read without copying (a check runs for every stored
 /// value of its column).
 fn type_args<'a>(ctx: &'a Context<'_>) -> rusqlite::Result<(&'a str, i64)> {

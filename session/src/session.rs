@@ -455,10 +455,21 @@ impl Session {
             .iter()
             .any(|(t, _)| matches!(t.kind, StatementKind::Write | StatementKind::Ddl));
         if batch.len() > 1 && writes {
+            // One entry, all or nothing, as PostgreSQL's implicit transaction of a query
+            // string: a literal that does not convert fails all of it before anything runs.
+            if let Some(e) = batch
+                .iter()
+                .find_map(|(t, _)| crate::values::literal_cast_error(t))
+            {
+                return (Vec::new(), Some(e));
+            }
             return self.run_as_one_entry(batch).await;
         }
         let mut out = Vec::new();
         for (t, params) in batch {
+            if let Some(e) = crate::values::literal_cast_error(&t) {
+                return (out, Some(e));
+            }
             match self.run_autocommit_one(t, params).await {
                 Ok(p) => out.push(p),
                 Err(e) => return (out, Some(e)),
@@ -759,6 +770,9 @@ impl Session {
         let Some(t) = translated.pop() else {
             return Ok(None);
         };
+        if let Some(e) = crate::values::literal_cast_error(&t) {
+            return Err(e);
+        }
         {
             let mut txn = self.txn.lock().await;
             if txn.phase == Phase::Failed

@@ -287,7 +287,10 @@ impl Session {
         let mut out = Vec::with_capacity(batch.len());
         let mut txn = self.txn.lock().await;
         for (t, params) in batch {
-            let r = match txn.refuses(&t.kind) {
+            let refused = txn
+                .refuses(&t.kind)
+                .or_else(|| crate::values::literal_cast_error(&t));
+            let r = match refused {
                 Some(e) => Err(e),
                 None if txn.phase == Phase::Idle
                     && !matches!(t.kind, StatementKind::Transaction(_)) =>

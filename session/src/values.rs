@@ -77,3 +77,14 @@ pub(crate) fn bound(
     }
     params
 }
+
+/// The error of the first string literal `t` casts to a type it is not a value of
+/// (`'abc'::int`), which PostgreSQL raises while it parses the statement: before the statement
+/// runs, wherever the cast stands in it.
+pub(crate) fn literal_cast_error(t: &sqlkeeper_sql::Translated) -> Option<crate::ClientError> {
+    t.literal_casts.iter().find_map(|(text, ty, typmod)| {
+        sqlkeeper_engine::check_literal_cast(text, ty, *typmod)
+            .err()
+            .map(crate::ClientError::from)
+    })
+}

@@ -211,6 +211,17 @@ fn plain_args(f: &Function) -> Option<Vec<Expr>> {
     }
 }
 
+/// The arguments of a call when every one is a literal value (a negative number is one).
+pub(crate) fn literal_args(f: &Function) -> Option<Vec<Value>> {
+    plain_args(f)?
+        .iter()
+        .map(|a| match a {
+            Expr::Value(v) => Some(v.value.clone()),
+            other => signed_constant(other).map(|n| Value::Number(n, false)),
+        })
+        .collect()
+}
+
 /// Argument `i` of a call when it is a string literal: the type name of a translated cast or
 /// checked arithmetic (`_sqlkeeper_cast(x, 'int4', -1)`).
 fn text_arg(f: &Function, i: usize) -> Option<&str> {

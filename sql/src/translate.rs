@@ -61,6 +61,11 @@ pub struct Translated {
     /// Values of literals that became parameters `?{param_count + 1}`, ... of the SQLite
     /// statement (`literals.rs`): bound after the client's parameters wherever it runs.
     pub literals: Vec<Literal>,
+    /// String literals cast to a checked type (`'abc'::int`: the text, the engine's type name
+    /// and typmod), in the order they appear. PostgreSQL converts them while it parses, so
+    /// their errors come before anything runs, wherever they stand: the session checks them
+    /// first (`sqlkeeper_engine::check_literal_cast`).
+    pub literal_casts: Vec<(String, String, i64)>,
 }
 
 /// What `CREATE ... IF NOT EXISTS` and `DROP ... IF EXISTS` tell the client when they skip an
@@ -432,6 +437,7 @@ fn translate_statement(mut stmt: Statement) -> Result<Translated, SqlError> {
             param_probe: None,
             existence_notice: None,
             literals: Vec::new(),
+            literal_casts: Vec::new(),
         });
     }
     if matches!(stmt, Statement::Query(_)) && reads_introspection(&stmt) {
@@ -456,6 +462,7 @@ fn translate_statement(mut stmt: Statement) -> Result<Translated, SqlError> {
             param_probe: None,
             existence_notice: None,
             literals: Vec::new(),
+            literal_casts: Vec::new(),
         });
     }
     check_internal_names(&stmt)?;
@@ -617,6 +624,7 @@ fn translate_statement(mut stmt: Statement) -> Result<Translated, SqlError> {
         // One writer applies entries in log order: row locks have nothing to do.
         q.locks.clear();
     }
+    let literal_casts = literal_casts(&stmt);
     let literals = match kind {
         StatementKind::Read | StatementKind::Write => {
             crate::literals::bind(&mut stmt, param_count + 1)
@@ -754,7 +762,33 @@ fn translate_statement(mut stmt: Statement) -> Result<Translated, SqlError> {
         param_probe,
         existence_notice,
         literals,
+        literal_casts,
     })
+}
+
+/// The string literals `stmt` casts to a checked type, as the rewrites left them:
+/// `_sqlkeeper_cast('abc', 'int4', -1)` (see [`Translated::literal_casts`]).
+fn literal_casts(stmt: &Statement) -> Vec<(String, String, i64)> {
+    let mut found = Vec::new();
+    let _ = sqlparser::ast::visit_expressions(stmt, |e| {
+        if let Expr::Function(f) = e {
+            if f.name.to_string() == crate::values::CAST_FUNCTION {
+                if let Some([text, ty, typmod]) = crate::rewrite::literal_args(f).as_deref() {
+                    if let (Value::SingleQuotedString(text), Value::SingleQuotedString(ty)) =
+                        (text, ty)
+                    {
+                        let typmod = match typmod {
+                            Value::Number(n, _) => n.parse().unwrap_or(-1),
+                            _ => -1,
+                        };
+                        found.push((text.clone(), ty.clone(), typmod));
+                    }
+                }
+            }
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    found
 }
 
 fn object_name_text(n: &ObjectName) -> String {

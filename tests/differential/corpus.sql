@@ -777,3 +777,11 @@ SELECT - (-2147483648 - 0);
 SELECT - -2147483648, -(-2147483648) + 1;
 SELECT greatest(2147483647, 1) + 1;
 SELECT mod(abs(-2147483648), -1);
+-- A string literal cast to a type is converted while the statement is parsed ("Type
+-- Conversion", "Constants of Other Types"): its error does not depend on whether the
+-- expression that holds it is evaluated.
+SELECT CASE WHEN true THEN 1 ELSE 'abc'::int END;
+SELECT coalesce(1, 'x'::int);
+SELECT CASE WHEN false THEN date '2024-02-30' END;
+SELECT CASE WHEN false THEN 'not-a-uuid'::uuid END;
+SELECT 'now'::timestamptz IS NOT NULL, CASE WHEN false THEN '42'::int END;
