@@ -624,7 +624,12 @@ fn translate_statement(mut stmt: Statement) -> Result<Translated, SqlError> {
         // One writer applies entries in log order: row locks have nothing to do.
         q.locks.clear();
     }
-    let literal_casts = literal_casts(&stmt);
+    // A cast of a string literal needs a quoted string (or a dollar-quoted one): other
+    // statements skip the walk.
+    let literal_casts = match original.contains(['\'', '$']) {
+        true => literal_casts(&stmt),
+        false => Vec::new(),
+    };
     let literals = match kind {
         StatementKind::Read | StatementKind::Write => {
             crate::literals::bind(&mut stmt, param_count + 1)
