@@ -8,10 +8,6 @@
 /// values; PostgreSQL's own limit is its stack depth (`max_stack_depth`), far deeper.
 pub(crate) const JSON_DEPTH_MAX: usize = 128;
 
-/// Largest exponent a JSON number may have: `numeric` has at most 131,072 digits before the
-/// point and 16,383 after it (22003 beyond).
-const EXPONENT_MAX: i64 = 131_072;
-
 /// Why a text is not `jsonb`, as an SQLSTATE and message.
 pub(crate) type JsonError = (&'static str, String);
 
@@ -226,8 +222,8 @@ impl Parser<'_> {
             }
             p.i - from
         };
-        let neg = self.b.get(self.i) == Some(&b'-');
-        if neg {
+        let start = self.i;
+        if self.b.get(self.i) == Some(&b'-') {
             self.i += 1;
         }
         let int_start = self.i;
@@ -236,76 +232,29 @@ impl Parser<'_> {
         if n == 0 || (n > 1 && self.b[int_start] == b'0') {
             return Err(syntax());
         }
-        let int_part = &self.b[int_start..self.i];
-        let mut frac: &[u8] = &[];
         if self.b.get(self.i) == Some(&b'.') {
             self.i += 1;
-            let f = self.i;
             if digits(self) == 0 {
                 return Err(syntax());
             }
-            frac = &self.b[f..self.i];
         }
-        let mut exp: i64 = 0;
         if matches!(self.b.get(self.i), Some(b'e' | b'E')) {
             self.i += 1;
-            let sign = match self.b.get(self.i) {
-                Some(b'-') => {
-                    self.i += 1;
-                    -1
-                }
-                Some(b'+') => {
-                    self.i += 1;
-                    1
-                }
-                _ => 1,
-            };
-            let e = self.i;
+            if matches!(self.b.get(self.i), Some(b'-' | b'+')) {
+                self.i += 1;
+            }
             if digits(self) == 0 {
                 return Err(syntax());
             }
-            let text = std::str::from_utf8(&self.b[e..self.i]).map_err(|_| syntax())?;
-            exp = sign
-                * text
-                    .parse::<i64>()
-                    .unwrap_or(i64::MAX)
-                    .min(EXPONENT_MAX + 1);
-            if exp.abs() > EXPONENT_MAX {
-                return Err(("22003", "value overflows numeric format".into()));
-            }
         }
-        out.push_str(&numeric_text(neg, int_part, frac, exp));
+        // JSON's number grammar is a subset of numeric's: what is left to fail is an exponent
+        // past what numeric holds.
+        let text = std::str::from_utf8(&self.b[start..self.i]).map_err(|_| syntax())?;
+        let n = sqlkeeper_sql::numeric::Decimal::parse(text)
+            .ok_or_else(|| ("22003", "value overflows numeric format".to_string()))?;
+        out.push_str(&n.to_string());
         Ok(())
     }
-}
-
-/// A decimal number as `numeric` prints it: `digits`.`frac` × 10^`exp`, with the scale of
-/// the literal (`frac`'s length less the exponent, at least 0).
-fn numeric_text(neg: bool, int_part: &[u8], frac: &[u8], exp: i64) -> String {
-    let mut digits: Vec<u8> = int_part.iter().chain(frac).copied().collect();
-    let mut scale = frac.len() as i64 - exp;
-    if scale < 0 {
-        digits.extend(std::iter::repeat_n(b'0', (-scale) as usize));
-        scale = 0;
-    }
-    let scale = scale as usize;
-    while digits.len() <= scale {
-        digits.insert(0, b'0');
-    }
-    let point = digits.len() - scale;
-    let mut int: &[u8] = &digits[..point];
-    while int.len() > 1 && int[0] == b'0' {
-        int = &int[1..];
-    }
-    let mut s = String::from_utf8_lossy(int).into_owned();
-    if scale > 0 {
-        s.push('.');
-        s.push_str(&String::from_utf8_lossy(&digits[point..]));
-    }
-    if neg && digits.iter().any(|d| *d != b'0') {
-        s.insert(0, '-');
-    }
-    s
 }
 
 /// A string in JSON quotes, escaped as PostgreSQL escapes it.

@@ -767,12 +767,15 @@ impl Session {
                 "cannot insert multiple commands into a prepared statement",
             ));
         }
-        let Some(t) = translated.pop() else {
+        let Some(mut t) = translated.pop() else {
             return Ok(None);
         };
         if let Some(e) = crate::values::literal_cast_error(&t) {
             return Err(e);
         }
+        // Converted once, here, as PostgreSQL converts them at Parse: its executions need not
+        // convert them again.
+        t.literal_casts.clear();
         {
             let mut txn = self.txn.lock().await;
             if txn.phase == Phase::Failed

@@ -118,11 +118,11 @@ pub fn pg_typmod_of_name(name: &str) -> i32 {
         return -1;
     };
     match (pg_type_of_name(name), second) {
-        (Some(PgType::Numeric), None) if (1..=1000).contains(&first) => (first << 16) + 4,
-        (Some(PgType::Numeric), Some(Some(scale)))
-            if (1..=1000).contains(&first) && (0..=first).contains(&scale) =>
-        {
-            ((first << 16) | scale) + 4
+        (Some(PgType::Numeric), None) => {
+            crate::numeric::typmod(first.into(), 0).map_or(-1, |t| t as i32)
+        }
+        (Some(PgType::Numeric), Some(Some(scale))) => {
+            crate::numeric::typmod(first.into(), scale.into()).map_or(-1, |t| t as i32)
         }
         (Some(PgType::Varchar | PgType::Bpchar), None) if first > 0 => first.saturating_add(4),
         (Some(PgType::Timestamp | PgType::Timestamptz), None) if (0..=6).contains(&first) => first,

@@ -18,7 +18,24 @@ const NUMERIC_NINF: u16 = 0xF000;
 const DEC_DIGITS: usize = 4;
 const NBASE: i16 = 10_000;
 
-/// The precision and scale a `numeric` type modifier gives (`((p << 16) | s) + 4`), if it
+/// Largest precision a `numeric(p, s)` may declare (PostgreSQL's `NUMERIC_MAX_PRECISION`).
+pub const PRECISION_MAX: i64 = 1000;
+/// Largest exponent a number's text may have (`1e131072`): `numeric` has at most 131,072
+/// digits before the point and 16,383 after it; past this the digits are not built (22003
+/// where a value is read, as in PostgreSQL's "value overflows numeric format").
+pub const EXPONENT_MAX: i32 = 131_072;
+/// Largest display scale of the binary form (PostgreSQL's `NUMERIC_DSCALE_MASK`).
+const DSCALE_MAX: u16 = 0x3FFF;
+
+/// The type modifier of `numeric(precision, scale)`: `((p << 16) | s) + 4`, as in PostgreSQL;
+/// `None` outside PostgreSQL's ranges (precision 1 to [`PRECISION_MAX`], scale 0 to the
+/// precision), which are not checked here.
+pub fn typmod(precision: i64, scale: i64) -> Option<i64> {
+    ((1..=PRECISION_MAX).contains(&precision) && (0..=precision).contains(&scale))
+        .then(|| ((precision << 16) | scale) + 4)
+}
+
+/// The precision and scale a `numeric` type modifier gives ([`typmod`]'s inverse), if it
 /// gives them.
 pub fn precision_scale(typmod: i64) -> Option<(usize, usize)> {
     (typmod >= 4).then(|| {
@@ -57,9 +74,8 @@ impl Decimal {
         {
             return None;
         }
-        // Move the point by the exponent (bounded: numeric has at most 131,072 digits before
-        // the point and 16,383 after it).
-        if !(-20_000..=140_000).contains(&exp) {
+        // Move the point by the exponent, within what numeric can hold.
+        if exp.abs() > EXPONENT_MAX {
             return None;
         }
         let all: String = format!("{int}{frac}");
@@ -229,7 +245,7 @@ pub fn from_binary(raw: &[u8]) -> Option<String> {
     let weight = i16::from_be_bytes(word(1)?);
     let sign = u16::from_be_bytes(word(2)?);
     let dscale = u16::from_be_bytes(word(3)?);
-    if raw.len() != 8 + 2 * ndigits || dscale > 0x3fff {
+    if raw.len() != 8 + 2 * ndigits || dscale > DSCALE_MAX {
         return None;
     }
     match sign {
@@ -303,7 +319,14 @@ mod tests {
         assert!(fit("999.995", n5_2).unwrap_err().contains("less than 10^3"));
         let n2_2 = ((2 << 16) | 2) + 4;
         assert!(fit("1", n2_2).unwrap_err().contains("less than 1."));
-        for bad in ["", "-", ".", "abc", "1.2.3", "1e", "--1", "1e999999"] {
+        assert_eq!(typmod(10, 2), Some(n10_2));
+        assert_eq!(precision_scale(n10_2), Some((10, 2)));
+        assert_eq!(typmod(0, 0), None);
+        assert_eq!(typmod(5, 6), None);
+        assert_eq!(fit("1e131072", -1).unwrap().len(), 131_073);
+        for bad in [
+            "", "-", ".", "abc", "1.2.3", "1e", "--1", "1e131073", "1e999999",
+        ] {
             assert_eq!(Decimal::parse(bad), None, "{bad}");
         }
     }

@@ -172,6 +172,16 @@ fn int_width(e: &Expr) -> Option<u8> {
     }
 }
 
+/// The engine's name of the integer type of this width whose results are checked against its
+/// range (`smallint`, `integer`); `None` for `bigint`, whose overflow SQLite reports itself.
+fn checked_int_type(width: u8) -> Option<&'static str> {
+    match width {
+        2 => Some("int2"),
+        4 => Some("int4"),
+        _ => None,
+    }
+}
+
 /// A number with the minus signs in front of it folded into it, as PostgreSQL's parser folds
 /// them (through parentheses, which it does not keep): `- -5` and `-(-5)` are `5`.
 fn signed_constant(e: &Expr) -> Option<String> {
@@ -679,12 +689,10 @@ fn rewrite(e: &mut Expr) -> Result<(), SqlError> {
         Expr::UnaryOp {
             op: UnaryOperator::Minus,
             expr,
-        } if signed_constant(expr).is_none() && matches!(int_width(expr), Some(2 | 4)) => {
-            let ty = if int_width(expr) == Some(2) {
-                "int2"
-            } else {
-                "int4"
-            };
+        } if signed_constant(expr).is_none()
+            && int_width(expr).and_then(checked_int_type).is_some() =>
+        {
+            let ty = int_width(expr).and_then(checked_int_type).unwrap_or("int4");
             *e = call(
                 crate::values::SUB_FUNCTION,
                 vec![number(0), (**expr).clone(), string(ty)],
@@ -720,9 +728,7 @@ fn rewrite(e: &mut Expr) -> Result<(), SqlError> {
             let mut args = vec![(**left).clone(), (**right).clone()];
             // Both operands smallint or integer: so is the result, checked against its range.
             if let (Some(a), Some(b)) = (int_width(left), int_width(right)) {
-                if a.max(b) < 8 {
-                    args.push(string(if a.max(b) == 2 { "int2" } else { "int4" }));
-                }
+                args.extend(checked_int_type(a.max(b)).map(string));
             }
             *e = call(f, args);
         }
@@ -830,11 +836,7 @@ fn rewrite(e: &mut Expr) -> Result<(), SqlError> {
                     .then(|| plain_args(f))
                     .flatten()
                     .and_then(|a| match a.as_slice() {
-                        [x] => match int_width(x) {
-                            Some(2) => Some("int2"),
-                            Some(4) => Some("int4"),
-                            _ => None,
-                        },
+                        [x] => int_width(x).and_then(checked_int_type),
                         _ => None,
                     })
             {

@@ -86,21 +86,16 @@ pub(crate) fn checked_type(dt: &DataType) -> Option<(&'static str, i64)> {
     })
 }
 
-/// The type modifier of `numeric(p)` and `numeric(p, s)` (`((p << 16) | s) + 4`, as in
-/// PostgreSQL), -1 for `numeric` alone or a precision or scale outside PostgreSQL's ranges
-/// (precision 1 to 1000, scale 0 to the precision), which are not checked here.
+/// The type modifier of `numeric(p)` and `numeric(p, s)`, -1 for `numeric` alone or a
+/// precision or scale PostgreSQL refuses (not checked here).
 fn numeric_typmod(info: &sqlparser::ast::ExactNumberInfo) -> i64 {
     use sqlparser::ast::ExactNumberInfo as I;
-    let (p, s) = match *info {
-        I::Precision(p) => (p as i64, 0),
-        I::PrecisionAndScale(p, s) => (p as i64, s),
-        I::None => return -1,
+    let typmod = match *info {
+        I::Precision(p) => crate::numeric::typmod(p as i64, 0),
+        I::PrecisionAndScale(p, s) => crate::numeric::typmod(p as i64, s),
+        I::None => None,
     };
-    if (1..=1000).contains(&p) && (0..=p).contains(&s) {
-        ((p << 16) | s) + 4
-    } else {
-        -1
-    }
+    typmod.unwrap_or(-1)
 }
 
 /// Gives every column that `stmt` creates or adds the check of its type. Run after the
