@@ -706,6 +706,55 @@ pub(crate) mod tests {
         assert_eq!(o.error.unwrap().1.sqlstate, "42P01");
     }
 
+    #[test]
+    fn a_value_its_column_type_does_not_take_fails_alone_and_the_node_goes_on() {
+        use crate::{Assigned, AssignedColumn, Effect};
+        let dir = tempfile::tempdir().unwrap();
+        let mut sm = StateMachine::open(dir.path()).unwrap();
+        apply1(&mut sm, 0, &exec("CREATE TABLE t (id int4, d date)"));
+        let insert = |column, from: &str| Command::Execute {
+            header: Some(EntryHeader::current()),
+            request_id: None,
+            stamp: Stamp::default(),
+            statements: vec![Statement {
+                sql: "INSERT INTO t (id, d) VALUES (1, NULL)".into(),
+                params: vec![],
+                effect: Effect::Defaults {
+                    table: "t".into(),
+                    width: None,
+                    assigned: vec![Assigned {
+                        column,
+                        from: from.into(),
+                    }],
+                },
+            }],
+        };
+        // `NULL::text` for a date: refused whatever the value, as an outcome, not a failure
+        // of the node.
+        let o = apply1(
+            &mut sm,
+            1,
+            &insert(AssignedColumn::Name("D".into()), "text"),
+        );
+        let (_, err) = o.error.unwrap();
+        assert_eq!(err.sqlstate, "42804");
+        assert_eq!(
+            err.message,
+            "column \"d\" is of type date but expression is of type text"
+        );
+        let o = apply1(&mut sm, 2, &insert(AssignedColumn::Position(2), "integer"));
+        assert_eq!(o.error.unwrap().1.sqlstate, "42804");
+        // A timestamp is assigned to a date; an unknown column is SQLite's to report.
+        let o = apply1(
+            &mut sm,
+            3,
+            &insert(AssignedColumn::Name("d".into()), "timestamp with time zone"),
+        );
+        assert!(o.error.is_none(), "{:?}", o.error);
+        let o = apply1(&mut sm, 4, &exec("SELECT count(*) FROM t"));
+        assert_eq!(o.results[0].rows, vec![vec![Value::Integer(1)]]);
+    }
+
     /// An autocommit command with a request id and a stamp at `secs` seconds.
     fn request(serial: u64, secs: i64, sql: &str) -> Command {
         Command::Execute {

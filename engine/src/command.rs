@@ -1,7 +1,7 @@
 //! What goes into the Raft log. Encoding and versioning: `docs/log-format.md`.
 
 use serde::{Deserialize, Serialize};
-pub use sqlkeeper_sql::Effect;
+pub use sqlkeeper_sql::{Assigned, AssignedColumn, Effect};
 
 /// Position of an entry in the Raft log. openraft numbers entries from 0.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -132,8 +132,10 @@ pub struct EntryHeader {
 /// (a third argument); [`Effect::Defaults`] (column lists and `DEFAULT` resolved at apply).
 /// Version 13: `numeric` casts and checks (`_sqlkeeper_cast(v, 'numeric', typmod)`: 22P02,
 /// rounding to the scale, 22003 past the precision) and the rounding triggers of
-/// `numeric(p, s)` columns.
-pub const ENGINE_APPLY_VERSION: u32 = 13;
+/// `numeric(p, s)` columns. Version 14: [`Effect::Defaults`] carries the typed values a
+/// statement assigns, checked against their columns' types before it runs (42804); a float
+/// quotient or product that underflows to zero, or a quotient that overflows, is 22003.
+pub const ENGINE_APPLY_VERSION: u32 = 14;
 
 impl EntryHeader {
     /// The header this build writes, with the default budget.

@@ -2,23 +2,37 @@
 //! `INSERT` naming no columns with fewer values than the table has columns, and `DEFAULT` as a
 //! value. The translator leaves markers in the SQL; here, when the statement runs, they are
 //! replaced with the table's columns and their defaults as they are at this point of the log,
-//! the same on every replica.
+//! the same on every replica. The typed values a statement assigns are checked here too,
+//! against the columns' types at that same point.
 
 use std::borrow::Cow;
 
 use rusqlite::Connection;
-use sqlkeeper_sql::{COLUMNS_MARKER, DEFAULT_MARKER};
+use sqlkeeper_sql::{
+    assignable, pg_type_of_name, Assigned, AssignedColumn, COLUMNS_MARKER, DEFAULT_MARKER,
+};
 
 use crate::command::{Effect, Statement};
 
-/// A column's name and its default as SQL text (`None`: no default, so NULL).
-type ColumnDefault = (String, Option<String>);
+/// A column's name, its default as SQL text (`None`: no default, so NULL) and its declared
+/// type.
+struct ColumnDefault {
+    name: String,
+    default: Option<String>,
+    decl_type: Option<String>,
+}
 
 fn columns(conn: &Connection, table: &str) -> rusqlite::Result<Vec<ColumnDefault>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT name, dflt_value FROM pragma_table_xinfo(?1) WHERE hidden = 0 ORDER BY cid",
+        "SELECT name, dflt_value, type FROM pragma_table_xinfo(?1) WHERE hidden = 0 ORDER BY cid",
     )?;
-    let rows = stmt.query_map([table], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    let rows = stmt.query_map([table], |r| {
+        Ok(ColumnDefault {
+            name: r.get(0)?,
+            default: r.get(1)?,
+            decl_type: r.get(2)?,
+        })
+    })?;
     rows.collect()
 }
 
@@ -26,17 +40,57 @@ fn quoted(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
-/// `stmt` with its markers replaced, or `stmt` itself when it has none. A table that does not
-/// exist leaves the markers, and SQLite reports the table.
+/// PostgreSQL's 42804 for the first typed value that its column's type does not take
+/// ([`assignable`]): the same at this point of the log on every replica, and before
+/// any row is written, as PostgreSQL checks it while it parses.
+fn check_assigned(cols: &[ColumnDefault], assigned: &[Assigned]) -> rusqlite::Result<()> {
+    for a in assigned {
+        let col = match &a.column {
+            AssignedColumn::Name(n) => cols.iter().find(|c| c.name.eq_ignore_ascii_case(n)),
+            AssignedColumn::Position(p) => cols.get((*p as usize).wrapping_sub(1)),
+        };
+        // A column that does not exist is SQLite's to report.
+        let Some(col) = col else { continue };
+        let to = col.decl_type.as_deref().and_then(pg_type_of_name);
+        let from = pg_type_of_name(&a.from);
+        if let (Some(to), Some(from)) = (to, from) {
+            if !assignable(from, to) {
+                return Err(crate::error::refuse(
+                    "42804",
+                    format!(
+                        "column \"{}\" is of type {} but expression is of type {}",
+                        col.name,
+                        to.name(),
+                        from.name()
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `stmt` with its markers replaced, or `stmt` itself when it has none, once its typed values
+/// are checked against their columns' types. A table that does not exist leaves the markers,
+/// and SQLite reports the table.
 pub(crate) fn resolve<'a>(
     conn: &Connection,
     stmt: &'a Statement,
 ) -> rusqlite::Result<Cow<'a, Statement>> {
-    let Effect::Defaults { table, width } = &stmt.effect else {
+    let Effect::Defaults {
+        table,
+        width,
+        assigned,
+    } = &stmt.effect
+    else {
         return Ok(Cow::Borrowed(stmt));
     };
     let cols = columns(conn, table)?;
     if cols.is_empty() {
+        return Ok(Cow::Borrowed(stmt));
+    }
+    check_assigned(&cols, assigned)?;
+    if width.is_none() && !stmt.sql.contains(DEFAULT_MARKER) {
         return Ok(Cow::Borrowed(stmt));
     }
     let default_of = |key: &str| -> String {
@@ -44,12 +98,12 @@ pub(crate) fn resolve<'a>(
             Ok(position) => cols.get(position.wrapping_sub(1)),
             Err(_) => {
                 let name = key.trim_matches('\'').replace("''", "'");
-                cols.iter().find(|(n, _)| n.eq_ignore_ascii_case(&name))
+                cols.iter().find(|c| c.name.eq_ignore_ascii_case(&name))
             }
         };
-        match col {
-            Some((_, Some(d))) => format!("({d})"),
-            _ => "NULL".to_string(),
+        match col.and_then(|c| c.default.as_ref()) {
+            Some(d) => format!("({d})"),
+            None => "NULL".to_string(),
         }
     };
     let list = {
@@ -57,7 +111,7 @@ pub(crate) fn resolve<'a>(
         let n = width.map_or(cols.len(), |w| (w as usize).min(cols.len()));
         cols[..n]
             .iter()
-            .map(|(name, _)| quoted(name))
+            .map(|c| quoted(&c.name))
             .collect::<Vec<_>>()
             .join(", ")
     };
@@ -138,6 +192,7 @@ mod tests {
             effect: Effect::Defaults {
                 table: "t".into(),
                 width,
+                assigned: Vec::new(),
             },
         }
     }

@@ -130,16 +130,30 @@ pub(crate) fn is_deterministic(err: &rusqlite::Error) -> bool {
     }
 }
 
-/// Converts an SQLite error into a deterministic [`ExecError`] or a [`Fatal`] (see
-/// [`is_deterministic`]).
 /// An error a function raises on purpose with a Postgres SQLSTATE; [`sqlstate_of`] reads the
-/// SQLSTATE back from the message (`sqlkeeper:XXXXX:message`).
+/// SQLSTATE back from the message (`sqlkeeper:XXXXX:message`). Only for functions SQLite
+/// calls: SQLite reports it as its own (deterministic) error.
 pub(crate) fn raise(sqlstate: &str, message: String) -> rusqlite::Error {
     rusqlite::Error::UserFunctionError(
         format!("{}{sqlstate}:{message}", crate::sequences::RAISE_PREFIX).into(),
     )
 }
 
+/// A statement the engine refuses itself, outside SQLite, with a Postgres SQLSTATE: shaped as
+/// SQLite's own error for a bad statement, so that it is classified as deterministic (the
+/// same on every replica) and read back as [`raise`]'s.
+pub(crate) fn refuse(sqlstate: &str, message: String) -> rusqlite::Error {
+    rusqlite::Error::SqliteFailure(
+        rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ERROR),
+        Some(format!(
+            "{}{sqlstate}:{message}",
+            crate::sequences::RAISE_PREFIX
+        )),
+    )
+}
+
+/// Converts an SQLite error into a deterministic [`ExecError`] or a [`Fatal`] (see
+/// [`is_deterministic`]).
 pub(crate) fn classify(err: rusqlite::Error) -> Result<ExecError, Fatal> {
     if is_deterministic(&err) {
         Ok(sqlstate_of(&err))

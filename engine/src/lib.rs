@@ -39,8 +39,8 @@ mod values;
 
 pub use apply::{ApplyItem, RaftMeta, StateMachine, StoredRaftMeta, STATE_DB_FILE};
 pub use command::{
-    Command, Effect, EntryHeader, LogIndex, RequestId, SeqValue, Stamp, Statement, TxnRecord,
-    TxnStep, Value, ENGINE_APPLY_VERSION,
+    Assigned, AssignedColumn, Command, Effect, EntryHeader, LogIndex, RequestId, SeqValue, Stamp,
+    Statement, TxnRecord, TxnStep, Value, ENGINE_APPLY_VERSION,
 };
 pub use error::{sqlstate_of, EngineError, ExecError, Fatal, SqlState};
 pub use exec::{Column, StatementResult};

@@ -78,7 +78,19 @@ fn division(ctx: &Context<'_>, op: &str) -> rusqlite::Result<SqlValue> {
             if b == 0.0 {
                 return Err(zero());
             }
-            SqlValue::Real(if op == "/" { a / b } else { a % b })
+            if op == "/" {
+                // PostgreSQL's float8_div: a finite quotient that does not fit is an error.
+                let q = a / b;
+                if q.is_infinite() && a.is_finite() {
+                    return Err(raise("22003", "value out of range: overflow".into()));
+                }
+                if q == 0.0 && a != 0.0 && b.is_finite() {
+                    return Err(raise("22003", "value out of range: underflow".into()));
+                }
+                SqlValue::Real(q)
+            } else {
+                SqlValue::Real(a % b)
+            }
         }
     })
 }
@@ -120,6 +132,10 @@ fn arithmetic(ctx: &Context<'_>, op: &str) -> rusqlite::Result<SqlValue> {
     };
     if !r.is_finite() && x.is_finite() && y.is_finite() {
         return Err(raise("22003", "value out of range: overflow".into()));
+    }
+    // PostgreSQL's float8_mul: a product of two non-zero numbers that rounds to zero.
+    if op == "*" && r == 0.0 && x != 0.0 && y != 0.0 {
+        return Err(raise("22003", "value out of range: underflow".into()));
     }
     Ok(SqlValue::Real(r))
 }
@@ -506,6 +522,13 @@ mod tests {
         let cases: &[(&str, Result<SqlValue, &str>)] = &[
             ("SELECT _sqlkeeper_div(1, 0)", Err("22012")),
             ("SELECT _sqlkeeper_div(1.5, 0)", Err("22012")),
+            ("SELECT _sqlkeeper_div(1e-50, 1.5e300)", Err("22003")),
+            ("SELECT _sqlkeeper_div(1e300, 1e-300)", Err("22003")),
+            ("SELECT _sqlkeeper_mul(1e-200, 1e-200)", Err("22003")),
+            (
+                "SELECT _sqlkeeper_div(0.0, 1.5e300)",
+                Ok(SqlValue::Real(0.0)),
+            ),
             ("SELECT _sqlkeeper_mod(7, 0)", Err("22012")),
             ("SELECT _sqlkeeper_div(7, 2)", Ok(SqlValue::Integer(3))),
             ("SELECT _sqlkeeper_div(-7, 2)", Ok(SqlValue::Integer(-3))),

@@ -222,7 +222,7 @@ fn number_type(n: &str) -> PgType {
     }
 }
 
-fn infer_type(e: &Expr) -> Option<PgType> {
+pub(crate) fn infer_type(e: &Expr) -> Option<PgType> {
     use BinaryOperator::*;
     Some(match e {
         Expr::BinaryOp { op, left, right } => match op {

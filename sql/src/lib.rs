@@ -8,6 +8,7 @@
 //! What is translated and what is refused: `docs/compat.md`.
 #![deny(missing_docs)]
 
+mod assign;
 mod catalog;
 mod classify;
 mod columns;
@@ -23,6 +24,7 @@ mod translate;
 pub mod uuid;
 mod values;
 
+pub use assign::{assignable, Assigned, AssignedColumn};
 pub use classify::{
     AdminCall, CommandTag, Isolation, SessionOp, StatementKind, TxnOp, ADMIN_FUNCTIONS,
     INTROSPECTION_VIEWS,

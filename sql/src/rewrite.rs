@@ -108,8 +108,9 @@ pub(crate) fn postgres_expressions(stmt: &mut Statement) -> Result<(), SqlError>
 
 /// The width in bytes (2, 4 or 8) of an integer-typed expression whose type is known without
 /// the catalog: an integer literal (`integer` if it fits, as in PostgreSQL), a cast to an
-/// integer type, a function that returns `integer` (`length`), or integer arithmetic of those;
-/// `None` for anything else.
+/// integer type, a function that returns `integer` (`length`), integer arithmetic of those,
+/// or a `CASE`, `coalesce` or `nullif` of them (of their widest type, NULLs aside); `None` for
+/// anything else.
 fn int_width(e: &Expr) -> Option<u8> {
     // PostgreSQL folds signs into a constant: `-2147483648` is an integer, `- -2147483648`
     // and `-(-2147483648)` the bigint 2147483648.
@@ -130,6 +131,16 @@ fn int_width(e: &Expr) -> Option<u8> {
             Value::Number(n, _) => literal_width(n),
             _ => None,
         },
+        Expr::Case {
+            conditions,
+            else_result,
+            ..
+        } => widest_int(
+            conditions
+                .iter()
+                .map(|c| &c.result)
+                .chain(else_result.as_deref()),
+        ),
         Expr::Function(f) => {
             let name = f.name.to_string();
             let width = |ty: Option<&str>| match ty? {
@@ -140,13 +151,11 @@ fn int_width(e: &Expr) -> Option<u8> {
             };
             if name == crate::values::CAST_FUNCTION {
                 width(text_arg(f, 1))
-            } else if matches!(name.as_str(), "greatest" | "least") {
+            } else if matches!(name.as_str(), "greatest" | "least" | "coalesce") {
                 // Of the widest of its arguments' types, when every one is an integer type.
-                plain_args(f)?
-                    .iter()
-                    .map(int_width)
-                    .try_fold(0u8, |w, a| Some(w.max(a?)))
-                    .filter(|w| *w > 0)
+                widest_int(plain_args(f)?.iter())
+            } else if name == "nullif" {
+                int_width(plain_args(f)?.first()?)
             } else if matches!(
                 name.as_str(),
                 // `integer` functions, as translated (`strpos`, `position` are `instr`).
@@ -170,6 +179,17 @@ fn int_width(e: &Expr) -> Option<u8> {
         }
         _ => None,
     }
+}
+
+/// The widest integer type of `exprs`, when each is of an integer type or a NULL and one at
+/// least is typed: PostgreSQL's common type of a `CASE`'s results or of `coalesce`'s and
+/// `greatest`'s arguments.
+fn widest_int<'a>(exprs: impl Iterator<Item = &'a Expr>) -> Option<u8> {
+    exprs
+        .filter(|e| !matches!(e, Expr::Value(v) if v.value == Value::Null))
+        .map(int_width)
+        .try_fold(0u8, |w, a| Some(w.max(a?)))
+        .filter(|w| *w > 0)
 }
 
 /// The engine's name of the integer type of this width whose results are checked against its

@@ -151,12 +151,16 @@ pub enum Effect {
     /// itself: the engine writes the first `width` column names in place of the
     /// [`COLUMNS_MARKER`] list (`INSERT INTO t VALUES (...)` with fewer values than columns),
     /// and each column's default in place of [`DEFAULT_MARKER`]`('column')` or
-    /// `DEFAULT_MARKER(position)` (`DEFAULT` in `VALUES` or `SET`).
+    /// `DEFAULT_MARKER(position)` (`DEFAULT` in `VALUES` or `SET`); and checks that each
+    /// typed value it assigns has a type its column takes (`assign.rs`).
     Defaults {
         /// The table written to, as named in the statement.
         table: String,
         /// The number of values of each row when the statement names no columns.
         width: Option<u32>,
+        /// The typed values assigned to columns, to check against the columns' types.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        assigned: Vec<crate::Assigned>,
     },
 }
 
@@ -422,6 +426,8 @@ fn translate_statement(mut stmt: Statement) -> Result<Translated, SqlError> {
     let mut stmt = rewrite_distinct_on(stmt)?;
     // Named from the Postgres text, before functions are renamed for SQLite.
     let columns = projection_hints(&stmt);
+    // Typed from the Postgres text, before literals become parameters.
+    let assigned = crate::assign::checks(&stmt);
     if let Some(call) = admin_call(&stmt)? {
         let tag = CommandTag::Select;
         return Ok(Translated {
@@ -643,7 +649,19 @@ fn translate_statement(mut stmt: Statement) -> Result<Translated, SqlError> {
     };
 
     let existence_notice = ExistenceNotice::of(&stmt);
-    let mut effect = column_defaults(&mut stmt).unwrap_or(Effect::Plain);
+    let mut effect = match (column_defaults(&mut stmt), assigned) {
+        (Some(Effect::Defaults { table, width, .. }), Some((_, assigned))) => Effect::Defaults {
+            table,
+            width,
+            assigned,
+        },
+        (None, Some((table, assigned))) => Effect::Defaults {
+            table,
+            width: None,
+            assigned,
+        },
+        (effect, _) => effect.unwrap_or(Effect::Plain),
+    };
     let sqlite = match (&kind, &stmt) {
         (StatementKind::Transaction(_) | StatementKind::Session(_), _) => Vec::new(),
         (
@@ -1723,6 +1741,7 @@ fn column_defaults(stmt: &mut Statement) -> Option<Effect> {
             (unnamed || marked).then(|| Effect::Defaults {
                 table,
                 width: unnamed.then_some(width as u32),
+                assigned: Vec::new(),
             })
         }
         Statement::Update(up) => {
@@ -1739,7 +1758,11 @@ fn column_defaults(stmt: &mut Statement) -> Option<Effect> {
                     }
                 }
             }
-            marked.then_some(Effect::Defaults { table, width: None })
+            marked.then_some(Effect::Defaults {
+                table,
+                width: None,
+                assigned: Vec::new(),
+            })
         }
         _ => None,
     }

@@ -237,8 +237,24 @@ pub(super) fn encoded_size_bound(statements: &[&Statement]) -> usize {
         .iter()
         .map(|s| {
             let effect = match &s.effect {
-                // {"Defaults":{"table":"...","width":4294967295}}
-                sqlkeeper_engine::Effect::Defaults { table, .. } => 48 + json_str_len(table),
+                // {"Defaults":{"table":"...","width":4294967295,"assigned":[...]}}, each
+                // assigned {"column":{"Position":4294967295},"from":"..."} or
+                // {"column":{"Name":"..."},"from":"..."}
+                sqlkeeper_engine::Effect::Defaults {
+                    table, assigned, ..
+                } => {
+                    64 + json_str_len(table)
+                        + assigned
+                            .iter()
+                            .map(|a| {
+                                let column = match &a.column {
+                                    sqlkeeper_engine::AssignedColumn::Name(n) => json_str_len(n),
+                                    sqlkeeper_engine::AssignedColumn::Position(_) => 10,
+                                };
+                                56 + column + json_str_len(&a.from)
+                            })
+                            .sum::<usize>()
+                }
                 _ => 0,
             };
             64 + effect
@@ -274,6 +290,16 @@ mod tests {
             effect: sqlkeeper_engine::Effect::Defaults {
                 table: "a \"quoted\" \\ table".into(),
                 width: Some(u32::MAX),
+                assigned: vec![
+                    sqlkeeper_engine::Assigned {
+                        column: sqlkeeper_engine::AssignedColumn::Name("\"c\"\u{1}".into()),
+                        from: "double precision".into(),
+                    },
+                    sqlkeeper_engine::Assigned {
+                        column: sqlkeeper_engine::AssignedColumn::Position(u32::MAX),
+                        from: "timestamp with time zone".into(),
+                    },
+                ],
             },
         }];
         let real = serde_json::to_vec(&stmts).unwrap().len();

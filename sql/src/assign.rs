@@ -1,0 +1,307 @@
+//! Assignment into table columns, as PostgreSQL types it. A value written by `INSERT`, `UPDATE`
+//! or `ON CONFLICT DO UPDATE` must have the column's type or one with an implicit or assignment
+//! cast to it; otherwise PostgreSQL refuses the statement before it runs, whatever the value
+//! (`INSERT INTO t (d) VALUES (NULL::text)` into a `date` column is 42804, "column "d" is of
+//! type date but expression is of type text"). An untyped literal (`'2024-01-01'`, `NULL`) or a
+//! parameter takes the column's type and is never refused here.
+//!
+//! The translator does not know the columns' types (they are the engine's, as they are at the
+//! statement's place in the log), so it lists each typed value with its type
+//! ([`Assigned`], carried by [`crate::Effect::Defaults`]) and the engine checks the list
+//! against the table when the statement runs, with [`assignable`]: the same on every replica,
+//! and before any row is written, as PostgreSQL does at parse time.
+
+use sqlparser::ast::{
+    AssignmentTarget, Expr, ObjectName, OnConflictAction, OnInsert, SelectItem, SetExpr, Statement,
+    TableFactor, TableObject, Value,
+};
+
+use crate::columns::{infer_type, PgType};
+
+/// The column a value is assigned to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum AssignedColumn {
+    /// By name (as written: SQLite matches names without regard to case).
+    Name(String),
+    /// By 1-based position, for an `INSERT` that names no columns.
+    Position(u32),
+}
+
+/// A value of a known type assigned to a column: checked with [`assignable`] when the
+/// statement runs.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub struct Assigned {
+    /// The column written.
+    pub column: AssignedColumn,
+    /// The value's type, as PostgreSQL names it in messages ([`PgType::name`]).
+    pub from: String,
+}
+
+impl PgType {
+    /// The type's name as PostgreSQL prints it in messages (`format_type_be`).
+    pub fn name(self) -> &'static str {
+        match self {
+            PgType::Bool => "boolean",
+            PgType::Int2 => "smallint",
+            PgType::Int4 => "integer",
+            PgType::Int8 => "bigint",
+            PgType::Float4 => "real",
+            PgType::Float8 => "double precision",
+            PgType::Numeric => "numeric",
+            PgType::Text => "text",
+            PgType::Varchar => "character varying",
+            PgType::Bpchar => "character",
+            PgType::Bytea => "bytea",
+            PgType::Date => "date",
+            PgType::Timestamp => "timestamp without time zone",
+            PgType::Timestamptz => "timestamp with time zone",
+            PgType::Uuid => "uuid",
+            PgType::Json => "json",
+            PgType::Jsonb => "jsonb",
+        }
+    }
+}
+
+/// Whether PostgreSQL assigns a value of type `from` to a column of type `to`: the same type, an
+/// implicit or assignment cast of `pg_cast`, or the I/O conversion to a string type (which
+/// PostgreSQL allows in assignment, and from a string type only when written as a cast).
+/// Checked against PostgreSQL 15 for every pair of these types.
+pub fn assignable(from: PgType, to: PgType) -> bool {
+    use PgType::*;
+    let numeric = |t| matches!(t, Int2 | Int4 | Int8 | Float4 | Float8 | Numeric);
+    let time = |t| matches!(t, Date | Timestamp | Timestamptz);
+    from == to
+        || matches!(to, Text | Varchar | Bpchar)
+        || (numeric(from) && numeric(to))
+        || (time(from) && time(to))
+        || matches!((from, to), (Json, Jsonb) | (Jsonb, Json))
+}
+
+/// The type of a value as PostgreSQL resolves it for assignment, where this layer knows it
+/// for sure; `None` for an untyped literal or parameter (which takes the column's type) and
+/// for what it cannot type.
+fn assigned_type(e: &Expr) -> Option<PgType> {
+    match e {
+        Expr::Value(v) => match &v.value {
+            Value::Number(..) | Value::Boolean(_) => infer_type(e),
+            _ => None,
+        },
+        Expr::Nested(inner) => assigned_type(inner),
+        // A CASE's result type is its branches' common type; branches that are all untyped
+        // literals make it `text`. Only branches of one type are typed here.
+        Expr::Case {
+            conditions,
+            else_result,
+            ..
+        } => {
+            let results = conditions
+                .iter()
+                .map(|c| &c.result)
+                .chain(else_result.as_deref());
+            let mut typed = None;
+            let mut untyped_only = true;
+            for r in results {
+                if is_untyped(r) {
+                    continue;
+                }
+                untyped_only = false;
+                match (typed, assigned_type(r)) {
+                    (_, None) => return None,
+                    (None, t) => typed = t,
+                    (Some(a), Some(b)) if a == b => {}
+                    _ => return None,
+                }
+            }
+            if untyped_only {
+                Some(PgType::Text)
+            } else {
+                typed
+            }
+        }
+        _ => infer_type(e),
+    }
+}
+
+/// A string literal or NULL, possibly parenthesized: PostgreSQL's `unknown`.
+fn is_untyped(e: &Expr) -> bool {
+    match e {
+        Expr::Nested(inner) => is_untyped(inner),
+        Expr::Value(v) => matches!(
+            v.value,
+            Value::Null
+                | Value::SingleQuotedString(_)
+                | Value::EscapedStringLiteral(_)
+                | Value::DollarQuotedString(_)
+        ),
+        _ => false,
+    }
+}
+
+fn column_of(target: &ObjectName) -> Option<AssignedColumn> {
+    let part = target.0.last()?.as_ident()?;
+    Some(AssignedColumn::Name(part.value.clone()))
+}
+
+/// The table `stmt` writes to and the typed values it assigns to its columns, each
+/// (column, type) once; `None` when it assigns none.
+pub(crate) fn checks(stmt: &Statement) -> Option<(String, Vec<Assigned>)> {
+    let mut found: Vec<Assigned> = Vec::new();
+    let mut add = |column: Option<AssignedColumn>, value: &Expr| {
+        let (Some(column), Some(t)) = (column, assigned_type(value)) else {
+            return;
+        };
+        let a = Assigned {
+            column,
+            from: t.name().to_string(),
+        };
+        if !found.contains(&a) {
+            found.push(a);
+        }
+    };
+    let table = match stmt {
+        Statement::Insert(ins) => {
+            let TableObject::TableName(name) = &ins.table else {
+                return None;
+            };
+            let key = |k: usize| match ins.columns.get(k) {
+                Some(c) => column_of(c),
+                None if ins.columns.is_empty() => Some(AssignedColumn::Position(k as u32 + 1)),
+                // More values than named columns: SQLite reports it.
+                None => None,
+            };
+            match ins.source.as_ref().map(|s| s.body.as_ref()) {
+                Some(SetExpr::Values(v)) => {
+                    for row in &v.rows {
+                        for (k, value) in row.iter().enumerate() {
+                            add(key(k), value);
+                        }
+                    }
+                }
+                // A query's untyped literals are left for the column to type, as its values.
+                Some(SetExpr::Select(s)) => {
+                    for (k, item) in s.projection.iter().enumerate() {
+                        match item {
+                            SelectItem::UnnamedExpr(e)
+                            | SelectItem::ExprWithAlias { expr: e, .. } => add(key(k), e),
+                            // A wildcard shifts the positions of what follows it.
+                            _ => break,
+                        }
+                    }
+                }
+                _ => {}
+            }
+            if let Some(OnInsert::OnConflict(c)) = &ins.on {
+                if let OnConflictAction::DoUpdate(u) = &c.action {
+                    for a in &u.assignments {
+                        if let AssignmentTarget::ColumnName(c) = &a.target {
+                            add(column_of(c), &a.value);
+                        }
+                    }
+                }
+            }
+            name
+        }
+        Statement::Update(up) => {
+            let TableFactor::Table { name, .. } = &up.table.relation else {
+                return None;
+            };
+            for a in &up.assignments {
+                if let AssignmentTarget::ColumnName(c) = &a.target {
+                    add(column_of(c), &a.value);
+                }
+            }
+            name
+        }
+        _ => return None,
+    };
+    let table = table.0.last()?.as_ident()?.value.clone();
+    (!found.is_empty()).then_some((table, found))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn checks_of(sql: &str) -> Vec<(AssignedColumn, String)> {
+        let dialect = sqlparser::dialect::PostgreSqlDialect {};
+        let stmt = sqlparser::parser::Parser::parse_sql(&dialect, sql)
+            .unwrap()
+            .remove(0);
+        checks(&stmt)
+            .map(|(_, list)| list.into_iter().map(|a| (a.column, a.from)).collect())
+            .unwrap_or_default()
+    }
+
+    fn name(n: &str, t: &str) -> (AssignedColumn, String) {
+        (AssignedColumn::Name(n.into()), t.into())
+    }
+
+    #[test]
+    fn typed_values_are_listed_and_untyped_ones_are_not() {
+        assert_eq!(
+            checks_of("INSERT INTO t (a, b, c, d) VALUES ('x', NULL, $1, ('2024-01-01'))"),
+            []
+        );
+        assert_eq!(
+            checks_of("INSERT INTO t (a, b) VALUES (NULL::text, 1), (NULL::text, true)"),
+            [
+                name("a", "text"),
+                name("b", "integer"),
+                name("b", "boolean")
+            ]
+        );
+        assert_eq!(
+            checks_of("INSERT INTO t VALUES (1, -5000000000)"),
+            [
+                (AssignedColumn::Position(1), "integer".into()),
+                (AssignedColumn::Position(2), "bigint".into())
+            ]
+        );
+        assert_eq!(
+            checks_of("UPDATE t SET d = 'x'::text, e = 'y' WHERE false"),
+            [name("d", "text")]
+        );
+        assert_eq!(
+            checks_of(
+                "INSERT INTO t (a) VALUES ('1') ON CONFLICT (a) DO UPDATE SET d = 'a' || 'b'"
+            ),
+            [name("d", "text")]
+        );
+        assert_eq!(
+            checks_of("INSERT INTO t (a, b) SELECT 4, '2024-01-01'"),
+            [name("a", "integer")]
+        );
+    }
+
+    #[test]
+    fn a_case_is_typed_by_its_typed_branches_or_is_text() {
+        assert_eq!(
+            checks_of("INSERT INTO t (d) VALUES (CASE WHEN true THEN '2024-01-01' END)"),
+            [name("d", "text")]
+        );
+        assert_eq!(
+            checks_of("INSERT INTO t (b) VALUES (CASE WHEN c THEN NULL ELSE true END)"),
+            [name("b", "boolean")]
+        );
+        assert_eq!(
+            checks_of("INSERT INTO t (b) VALUES (CASE WHEN c THEN 1 ELSE 2.5 END)"),
+            []
+        );
+    }
+
+    #[test]
+    fn assignment_follows_postgres_casts() {
+        use PgType::*;
+        assert!(assignable(Bool, Text));
+        assert!(assignable(Uuid, Varchar));
+        assert!(assignable(Float8, Int2));
+        assert!(assignable(Timestamptz, Date));
+        assert!(assignable(Json, Jsonb));
+        assert!(!assignable(Int4, Bool));
+        assert!(!assignable(Bool, Int4));
+        assert!(!assignable(Text, Date));
+        assert!(!assignable(Text, Uuid));
+        assert!(!assignable(Int4, Date));
+        assert!(!assignable(Bytea, Uuid));
+    }
+}
