@@ -147,6 +147,7 @@ pub(crate) fn install(
     crate::pgfuncs::install(conn)?;
     crate::datefuncs::install(conn)?;
     crate::jsonfuncs::install(conn)?;
+    crate::series::install(conn)?;
     // Session information functions drivers call on connect. Constant for a build and a
     // schema, so replicas agree.
     conn.create_scalar_function("version", 0, flags(), |_| {

@@ -33,6 +33,7 @@ mod read;
 mod rebuild;
 mod scratch;
 mod sequences;
+mod series;
 mod step;
 mod txn;
 mod values;

@@ -321,6 +321,16 @@ pub(crate) fn infer_type(e: &Expr) -> Option<PgType> {
             let first = conditions.first()?;
             infer_type(&first.result)?
         }
+        // A scalar subquery is of its one result column's type.
+        Expr::Subquery(q) => match q.body.as_ref() {
+            SetExpr::Select(s) => match s.projection.as_slice() {
+                [SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. }] => {
+                    infer_type(e)?
+                }
+                _ => return None,
+            },
+            _ => return None,
+        },
         _ => return None,
     })
 }

@@ -3,10 +3,11 @@
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{
-    visit_expressions_mut, visit_relations, visit_relations_mut, CastKind, ColumnOption, DataType,
-    Expr, FunctionArg, FunctionArgExpr, FunctionArguments, ObjectName, ObjectNamePart, ObjectType,
-    OrderBy, OrderByKind, OrderBySort, Query, Reset, SelectItem, Set, SetExpr, Statement,
-    TransactionAccessMode, TransactionIsolationLevel, TransactionMode, Value, VisitMut, VisitorMut,
+    visit_expressions_mut, visit_relations, visit_relations_mut, BinaryOperator, CastKind,
+    ColumnOption, DataType, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Ident,
+    ObjectName, ObjectNamePart, ObjectType, OrderBy, OrderByKind, OrderBySort, Query, Reset,
+    SelectItem, Set, SetExpr, Statement, TransactionAccessMode, TransactionIsolationLevel,
+    TransactionMode, Value, VisitMut, VisitorMut,
 };
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::{Parser, ParserError};
@@ -194,9 +195,47 @@ pub fn translate(query: &str) -> Result<Vec<Translated>, SqlError> {
     let statements = Parser::new(&dialect)
         .with_recursion_limit(PARSER_RECURSION_LIMIT)
         .try_with_sql(query)
-        .and_then(|mut p| p.parse_statements())
-        .map_err(|e| parse_error(query, e))?;
+        .and_then(|mut p| p.parse_statements());
+    let statements = match statements {
+        Ok(s) => s,
+        Err(_) if is_postgres_vacuum(query) => return translate("VACUUM"),
+        Err(e) => return Err(parse_error(query, e)),
+    };
     statements.into_iter().map(translate_statement).collect()
+}
+
+/// Whether `query` is one PostgreSQL `VACUUM` with options or tables (`VACUUM ANALYZE t`,
+/// `VACUUM (VERBOSE, ANALYZE) a, b (x)`), which sqlparser reads only in another dialect's
+/// form. `VACUUM` does nothing here (see its translation), so its options and tables only need
+/// to be well formed words, as the client wrote them.
+fn is_postgres_vacuum(query: &str) -> bool {
+    use sqlparser::tokenizer::{Token, Tokenizer};
+    let Ok(tokens) = Tokenizer::new(&PostgreSqlDialect {}, query).tokenize() else {
+        return false;
+    };
+    let mut words = tokens
+        .iter()
+        .filter(|t| !matches!(t, Token::Whitespace(_)))
+        .peekable();
+    if !matches!(words.next(), Some(Token::Word(w)) if w.value.eq_ignore_ascii_case("vacuum")) {
+        return false;
+    }
+    let rest: Vec<&Token> = words.collect();
+    let body = match rest.split_last() {
+        Some((Token::SemiColon, body)) => body,
+        _ => &rest[..],
+    };
+    body.iter().all(|t| {
+        matches!(
+            t,
+            Token::Word(_)
+                | Token::Comma
+                | Token::Period
+                | Token::LParen
+                | Token::RParen
+                | Token::Number(..)
+        )
+    })
 }
 
 fn parse_error(query: &str, e: ParserError) -> SqlError {
@@ -501,11 +540,37 @@ fn translate_statement(mut stmt: Statement) -> Result<Translated, SqlError> {
                 return Err(SqlError::unsupported("CREATE TEMPORARY TABLE"));
             }
             serial_sequences = rewrite_serial_columns(ct)?;
+            if let sqlparser::ast::CreateTableOptions::With(options) = &ct.table_options {
+                for o in options {
+                    storage_parameter(option_key_value(o)?, TABLE_STORAGE_PARAMETERS)?;
+                }
+                ct.table_options = sqlparser::ast::CreateTableOptions::None;
+            }
             (StatementKind::Ddl, CommandTag::Fixed("CREATE TABLE"))
         }
         Statement::CreateIndex(ci) => {
             // Every index build is one log entry applied in order: CONCURRENTLY has no meaning.
             ci.concurrently = false;
+            for o in std::mem::take(&mut ci.with) {
+                let Expr::BinaryOp {
+                    left,
+                    op: BinaryOperator::Eq,
+                    right,
+                } = &o
+                else {
+                    return Err(SqlError::syntax(
+                        format!("syntax error at or near \"{o}\""),
+                        None,
+                    ));
+                };
+                let Expr::Identifier(key) = left.as_ref() else {
+                    return Err(SqlError::syntax(
+                        format!("syntax error at or near \"{left}\""),
+                        None,
+                    ));
+                };
+                storage_parameter((key, right), INDEX_STORAGE_PARAMETERS)?;
+            }
             (StatementKind::Ddl, CommandTag::Fixed("CREATE INDEX"))
         }
         Statement::CreateView(_) => (StatementKind::Ddl, CommandTag::Fixed("CREATE VIEW")),
@@ -624,6 +689,7 @@ fn translate_statement(mut stmt: Statement) -> Result<Translated, SqlError> {
     let param_count = rewrite_expressions(&mut stmt);
     crate::rewrite::postgres_expressions(&mut stmt)?;
     crate::values::add_column_checks(&mut stmt);
+    crate::series::rewrite(&mut stmt)?;
     strip_public_schema(&mut stmt);
     sqlite_query_forms(&mut stmt)?;
     if let Statement::Query(q) = &mut stmt {
@@ -1766,6 +1832,80 @@ fn column_defaults(stmt: &mut Statement) -> Option<Effect> {
         }
         _ => None,
     }
+}
+
+/// PostgreSQL 15's storage parameters of a table (`WITH (fillfactor = 70)`): accepted and
+/// ignored, since SQLite's pages, vacuum and TOAST have none of these knobs; any other name
+/// is PostgreSQL's 22023.
+const TABLE_STORAGE_PARAMETERS: &[&str] = &[
+    "fillfactor",
+    "toast_tuple_target",
+    "parallel_workers",
+    "autovacuum_enabled",
+    "vacuum_index_cleanup",
+    "vacuum_truncate",
+    "autovacuum_vacuum_threshold",
+    "autovacuum_vacuum_insert_threshold",
+    "autovacuum_vacuum_scale_factor",
+    "autovacuum_vacuum_insert_scale_factor",
+    "autovacuum_analyze_threshold",
+    "autovacuum_analyze_scale_factor",
+    "autovacuum_vacuum_cost_delay",
+    "autovacuum_vacuum_cost_limit",
+    "autovacuum_freeze_min_age",
+    "autovacuum_freeze_max_age",
+    "autovacuum_freeze_table_age",
+    "autovacuum_multixact_freeze_min_age",
+    "autovacuum_multixact_freeze_max_age",
+    "autovacuum_multixact_freeze_table_age",
+    "log_autovacuum_min_duration",
+    "user_catalog_table",
+    "oids",
+];
+
+/// PostgreSQL 15's storage parameters of a B-tree index, accepted and ignored likewise.
+const INDEX_STORAGE_PARAMETERS: &[&str] = &["fillfactor", "deduplicate_items"];
+
+/// The key and value of a `WITH (key = value)` option.
+fn option_key_value(o: &sqlparser::ast::SqlOption) -> Result<(&Ident, &Expr), SqlError> {
+    match o {
+        sqlparser::ast::SqlOption::KeyValue { key, value } => Ok((key, value)),
+        other => Err(SqlError::syntax(
+            format!("syntax error at or near \"{other}\""),
+            None,
+        )),
+    }
+}
+
+/// Checks one storage parameter as PostgreSQL does: a known name (22023 otherwise) and, for
+/// `fillfactor`, a value in its range (a table's 10 to 100).
+fn storage_parameter((key, value): (&Ident, &Expr), known: &[&str]) -> Result<(), SqlError> {
+    let name = key.value.to_lowercase();
+    let invalid = |message: String| SqlError {
+        sqlstate: crate::SqlState::new("22023"),
+        message,
+        position: None,
+    };
+    if !known.contains(&name.as_str()) {
+        return Err(invalid(format!("unrecognized parameter \"{name}\"")));
+    }
+    if name == "fillfactor" {
+        let text = expr_text(value);
+        match text.parse::<i64>() {
+            Ok(v) if (10..=100).contains(&v) => {}
+            Ok(_) => {
+                return Err(invalid(format!(
+                    "value {text} out of bounds for option \"fillfactor\""
+                )))
+            }
+            Err(_) => {
+                return Err(invalid(format!(
+                    "invalid value for integer option \"fillfactor\": {text}"
+                )))
+            }
+        }
+    }
+    Ok(())
 }
 
 /// `public` is the only schema; SQLite calls it `main`. Drop the qualifier.

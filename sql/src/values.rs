@@ -32,6 +32,11 @@ pub const VALID_FUNCTION: &str = "_sqlkeeper_valid";
 /// `_sqlkeeper_single(count(*) OVER (), v)` in a scalar subquery's projection: `v`, or Postgres'
 /// 21000 when the subquery returns more than one row (SQLite would take the first).
 pub const SINGLE_ROW_FUNCTION: &str = "_sqlkeeper_single";
+/// The first value of an integer `generate_series(start, stop, step)`, or NULL if it has none
+/// (`series.rs`).
+pub const SERIES_FIRST_FUNCTION: &str = "_sqlkeeper_series_first";
+/// The value after `v` in an integer `generate_series`, or NULL where the series ends.
+pub const SERIES_NEXT_FUNCTION: &str = "_sqlkeeper_series_next";
 
 /// The engine's name of a Postgres type whose values it checks, with its typmod (the length
 /// of `varchar(n)` and `char(n)`, else -1).

@@ -785,3 +785,39 @@ SELECT coalesce(1, 'x'::int);
 SELECT CASE WHEN false THEN date '2024-02-30' END;
 SELECT CASE WHEN false THEN 'not-a-uuid'::uuid END;
 SELECT 'now'::timestamptz IS NOT NULL, CASE WHEN false THEN '42'::int END;
+-- Value storage ("Type Conversion", 10.4): a value assigned to a column must have the column's
+-- type or an implicit or assignment cast to it; an untyped literal takes the column's type.
+CREATE TABLE assigned (id integer PRIMARY KEY, d date, b boolean, n integer, t text, j jsonb, ts timestamptz);
+INSERT INTO assigned (id, d) VALUES (1, NULL::text);
+INSERT INTO assigned (id, d) VALUES (2, '2024-01-31');
+INSERT INTO assigned (id, b) VALUES (3, 1);
+INSERT INTO assigned (id, n) VALUES (4, true);
+INSERT INTO assigned (id, n, t) VALUES (5, 2.5, 42);
+INSERT INTO assigned (id, t, b) VALUES (6, '2024-01-31 10:00:00+02'::timestamptz, true);
+INSERT INTO assigned (id, j) VALUES (7, '{"a": 1}'::json);
+INSERT INTO assigned (id, ts, d) VALUES (8, '2024-01-31'::date, '2024-02-01 10:00:00+00'::timestamptz);
+INSERT INTO assigned VALUES (9, CASE WHEN true THEN '2024-01-01' END);
+INSERT INTO assigned VALUES (10, CASE WHEN true THEN NULL ELSE '2024-01-01'::date END, CASE WHEN true THEN NULL ELSE false END);
+INSERT INTO assigned (id, n) VALUES (11, 'a' || 'b');
+UPDATE assigned SET d = 'x'::text WHERE false;
+UPDATE assigned SET n = gen_random_uuid() WHERE id = 5;
+INSERT INTO assigned (id, n) VALUES (5, 1) ON CONFLICT (id) DO UPDATE SET d = 7;
+SELECT id, d, b, n, t, j, ts FROM assigned ORDER BY id;
+-- Storage parameters (CREATE TABLE, "Storage Parameters") are accepted; unknown ones and a
+-- fillfactor out of range are 22023.
+CREATE TABLE stored_with (a integer) WITH (fillfactor = 70, autovacuum_enabled = false);
+CREATE TABLE stored_bad (a integer) WITH (fillfactor = 5);
+CREATE TABLE stored_bad (a integer) WITH (no_such_option = 1);
+CREATE INDEX stored_with_a ON stored_with (a) WITH (fillfactor = 90);
+VACUUM ANALYZE stored_with;
+VACUUM (ANALYZE, SKIP_LOCKED) stored_with;
+-- generate_series over integers ("Set Returning Functions", 9.25).
+SELECT * FROM generate_series(2, 4);
+SELECT x FROM generate_series(5, 1, -2) AS s(x);
+SELECT n FROM generate_series(1, 10, 3) AS n;
+SELECT count(*) FROM generate_series(1, 0);
+SELECT * FROM generate_series(1, 3, 0);
+SELECT * FROM generate_series(1, NULL);
+INSERT INTO stored_with (a) SELECT g * 10 FROM generate_series(1, 3) AS g;
+SELECT a FROM stored_with ORDER BY a;
+SELECT (SELECT count(*) FROM stored_with), (SELECT 1), (SELECT max(a) FROM stored_with);

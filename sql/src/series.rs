@@ -1,0 +1,162 @@
+//! `generate_series(start, stop [, step])` in `FROM`, over integers: SQLite has no such
+//! table function (its `series` extension is not built in, and differs), so the series
+//! becomes a recursive common table expression whose values the engine's functions compute
+//! with PostgreSQL's rules ([`SERIES_FIRST_FUNCTION`], [`SERIES_NEXT_FUNCTION`]). The column is
+//! named as PostgreSQL names it: after the alias's column list, else the alias
+//! (`generate_series(1, 10) AS aid` is a column `aid`, which `pgbench -i` relies on), else
+//! `generate_series`. Runs after the expression rewrites, which refuse the engine's function
+//! names in what a client wrote.
+
+use std::ops::ControlFlow;
+
+use sqlparser::ast::{
+    visit_expressions_mut, Expr, FunctionArg, FunctionArgExpr, Ident, Query, SetExpr, Statement,
+    TableAlias, TableFactor, VisitMut, VisitorMut,
+};
+use sqlparser::dialect::PostgreSqlDialect;
+use sqlparser::parser::Parser;
+
+use crate::values::{SERIES_FIRST_FUNCTION, SERIES_NEXT_FUNCTION};
+use crate::SqlError;
+
+/// The common table expression's name and column: internal names, which a client's statement
+/// cannot use (`check_internal_names` runs before this rewrite).
+const SERIES_CTE: &str = "_sqlkeeper_series";
+const SERIES_COLUMN: &str = "_sqlkeeper_v";
+
+/// The arguments' names in the template, replaced by the arguments themselves.
+const ARG_NAMES: [&str; 3] = ["_sqlkeeper_start", "_sqlkeeper_stop", "_sqlkeeper_step"];
+const ARGS: &str = "_sqlkeeper_start, _sqlkeeper_stop, _sqlkeeper_step";
+const REST: &str = "_sqlkeeper_stop, _sqlkeeper_step";
+
+struct Series(Option<SqlError>);
+
+impl VisitorMut for Series {
+    type Break = ();
+
+    fn pre_visit_table_factor(&mut self, t: &mut TableFactor) -> ControlFlow<()> {
+        let TableFactor::Table {
+            name, args, alias, ..
+        } = t
+        else {
+            return ControlFlow::Continue(());
+        };
+        let Some(args) = args else {
+            return ControlFlow::Continue(());
+        };
+        let is_series = name.0.len() <= 2
+            && name.0.last().and_then(|p| p.as_ident()).is_some_and(|i| {
+                i.quote_style.is_none() && i.value.eq_ignore_ascii_case("generate_series")
+            });
+        if !is_series {
+            return ControlFlow::Continue(());
+        }
+        let exprs: Option<Vec<Expr>> = args
+            .args
+            .iter()
+            .map(|a| match a {
+                FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Some(e.clone()),
+                _ => None,
+            })
+            .collect();
+        let args = match exprs {
+            Some(mut a) if a.len() == 2 => {
+                a.push(crate::rewrite::number(1));
+                a
+            }
+            Some(a) if a.len() == 3 => a,
+            _ => {
+                self.0 = Some(SqlError {
+                    sqlstate: crate::SqlState::new("42883"),
+                    message: "function generate_series takes two or three arguments".into(),
+                    position: None,
+                });
+                return ControlFlow::Break(());
+            }
+        };
+        let column = alias
+            .as_ref()
+            .map(|a| a.columns.first().map_or(&a.name, |c| &c.name))
+            .map_or_else(|| "generate_series".to_string(), |i| i.value.clone());
+        let table = alias
+            .as_ref()
+            .map_or_else(|| Ident::new("generate_series"), |a| a.name.clone());
+        // The template names the arguments; they are put in as the AST they are (already in
+        // SQLite's form: this runs after the expression rewrites).
+        let sql = format!(
+            "WITH RECURSIVE {SERIES_CTE}({SERIES_COLUMN}) AS (\
+             SELECT {SERIES_FIRST_FUNCTION}({ARGS}) UNION ALL \
+             SELECT {SERIES_NEXT_FUNCTION}({SERIES_COLUMN}, {REST}) FROM {SERIES_CTE} \
+             WHERE {SERIES_COLUMN} IS NOT NULL) \
+             SELECT {SERIES_COLUMN} AS {} FROM {SERIES_CTE} WHERE {SERIES_COLUMN} IS NOT NULL",
+            Ident::with_quote('"', column)
+        );
+        let Some(mut subquery) = parse_query(&sql) else {
+            self.0 = Some(SqlError::unsupported("this generate_series call"));
+            return ControlFlow::Break(());
+        };
+        let _ = visit_expressions_mut(&mut subquery, |e| {
+            if let Expr::Identifier(i) = e {
+                if let Some(k) = ARG_NAMES.iter().position(|n| *n == i.value) {
+                    *e = args[k].clone();
+                }
+            }
+            ControlFlow::<()>::Continue(())
+        });
+        *t = TableFactor::Derived {
+            lateral: false,
+            subquery,
+            alias: Some(TableAlias {
+                explicit: true,
+                name: table,
+                columns: Vec::new(),
+                at: None,
+            }),
+            sample: None,
+        };
+        ControlFlow::Continue(())
+    }
+}
+
+fn parse_query(sql: &str) -> Option<Box<Query>> {
+    match Parser::parse_sql(&PostgreSqlDialect {}, sql).ok()?.pop()? {
+        Statement::Query(q) if matches!(q.body.as_ref(), SetExpr::Select(_)) => Some(q),
+        _ => None,
+    }
+}
+
+/// Rewrites every `generate_series(...)` in `FROM` of `stmt`.
+pub(crate) fn rewrite(stmt: &mut Statement) -> Result<(), SqlError> {
+    let mut v = Series(None);
+    let _ = stmt.visit(&mut v);
+    match v.0 {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_series_is_named_after_its_alias() {
+        let t = crate::translate(
+            "INSERT INTO a (aid, bid) SELECT aid, (aid - 1) / 10 + 1 FROM generate_series(1, 100) AS aid",
+        )
+        .unwrap();
+        let sql = &t[0].sqlite[0];
+        assert!(sql.contains("AS \"aid\" FROM _sqlkeeper_series"), "{sql}");
+        assert!(sql.contains("_sqlkeeper_series_first(1, 100, 1)"), "{sql}");
+        let t = crate::translate("SELECT * FROM generate_series(1, 3)").unwrap();
+        assert_eq!(t[0].columns.len(), 0);
+        assert!(t[0].sqlite[0].contains("AS \"generate_series\""));
+        let t = crate::translate("SELECT x FROM generate_series(5, 1, -1) AS s(x)").unwrap();
+        assert!(t[0].sqlite[0].contains("AS \"x\""));
+        assert_eq!(
+            crate::translate("SELECT * FROM generate_series(1)")
+                .unwrap_err()
+                .sqlstate
+                .to_string(),
+            "42883"
+        );
+    }
+}
