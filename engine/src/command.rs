@@ -134,7 +134,8 @@ pub struct EntryHeader {
 /// rounding to the scale, 22003 past the precision) and the rounding triggers of
 /// `numeric(p, s)` columns. Version 14: [`Effect::Defaults`] carries the typed values a
 /// statement assigns, checked against their columns' types before it runs (42804); a float
-/// quotient or product that underflows to zero, or a quotient that overflows, is 22003.
+/// quotient or product that underflows to zero, or a quotient that overflows, is 22003;
+/// `_sqlkeeper_series_first` and `_sqlkeeper_series_next` (`generate_series`, `series.rs`).
 pub const ENGINE_APPLY_VERSION: u32 = 14;
 
 impl EntryHeader {

@@ -699,10 +699,13 @@ impl Session {
     /// error; returns what each produced and the error, if any.
     pub async fn execute(&self, query: &str) -> (Vec<Produced>, Option<ClientError>) {
         tracing::debug!(query, "simple query");
-        let translated = match translate(query) {
+        let mut translated = match translate(query) {
             Ok(t) => t,
             Err(e) => return (Vec::new(), Some(e.into())),
         };
+        for t in &mut translated {
+            self.type_aggregates(t).await;
+        }
         let batch = translated.into_iter().map(|t| (t, Vec::new())).collect();
         self.run(batch).await
     }
@@ -748,6 +751,38 @@ impl Session {
         }
     }
 
+    /// Types the result columns that aggregate a table column (`sum(balance)` is `bigint` for
+    /// an `integer` column) from the declared types of the statement's column probe, described
+    /// on this node's latest state. Where the probe does not describe (a table created earlier
+    /// in the same query string), those columns stay untyped, as SQLite reports them.
+    async fn type_aggregates(&self, t: &mut Translated) {
+        let Some(probe) = t.column_probe.take() else {
+            return;
+        };
+        let timeout = self.settings().statement_timeout();
+        let stmt = Statement::plain(probe, Vec::new());
+        let described = self
+            .node
+            .read(timeout, move |v| {
+                v.describe(&stmt)
+                    .map(|(cols, _)| cols)
+                    .map_err(EngineError::from)
+            })
+            .await;
+        let Ok(columns) = described else {
+            return;
+        };
+        for hint in &mut t.columns {
+            if let Some((aggregate, i)) = hint.of_column.take() {
+                hint.pg_type = columns
+                    .get(i)
+                    .and_then(|c| c.decl_type.as_deref())
+                    .and_then(sqlkeeper_sql::pg_type_of_name)
+                    .and_then(|arg| aggregate.result_type(arg));
+            }
+        }
+    }
+
     /// Translates and describes one statement for Parse. An error fails an open block, as
     /// in Postgres.
     pub async fn prepare(&self, sql: &str) -> Result<Option<Prepared>, ClientError> {
@@ -770,6 +805,7 @@ impl Session {
         let Some(mut t) = translated.pop() else {
             return Ok(None);
         };
+        self.type_aggregates(&mut t).await;
         if let Some(e) = crate::values::literal_cast_error(&t) {
             return Err(e);
         }

@@ -5,8 +5,8 @@
 //! `FigureColname` (parser/parse_target.c).
 
 use sqlparser::ast::{
-    BinaryOperator, DataType, Expr, Ident, Query, SelectItem, SetExpr, Statement, UnaryOperator,
-    Value,
+    BinaryOperator, DataType, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Ident, Query,
+    SelectItem, SetExpr, Statement, UnaryOperator, Value,
 };
 
 /// A Postgres type a result column can be described with.
@@ -56,6 +56,103 @@ pub struct ColumnHint {
     pub name: Option<String>,
     /// Column type.
     pub pg_type: Option<PgType>,
+    /// An aggregate of a table column (`sum(balance)`), whose type follows the column's: the
+    /// aggregate and the column's place in the statement's column probe
+    /// (`Translated::column_probe`), which the session describes to fill in `pg_type`.
+    pub of_column: Option<(Aggregate, usize)>,
+}
+
+/// An aggregate whose result type follows its argument's type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Aggregate {
+    /// `sum`
+    Sum,
+    /// `avg`
+    Avg,
+    /// `min`, `max`
+    MinMax,
+}
+
+impl Aggregate {
+    /// PostgreSQL's result type of the aggregate of a value of type `arg` (`pg_aggregate`):
+    /// `sum` of `smallint`/`integer` is `bigint`, of `bigint` `numeric`; `avg` of an integer
+    /// type or `numeric` is `numeric`, of a float `double precision`; `min`/`max` keep the type.
+    pub fn result_type(self, arg: PgType) -> Option<PgType> {
+        use PgType::*;
+        Some(match (self, arg) {
+            (Aggregate::Sum, Int2 | Int4) => Int8,
+            (Aggregate::Sum, Int8 | Numeric) => Numeric,
+            (Aggregate::Sum, Float4) => Float4,
+            (Aggregate::Sum, Float8) => Float8,
+            (Aggregate::Avg, Int2 | Int4 | Int8 | Numeric) => Numeric,
+            (Aggregate::Avg, Float4 | Float8) => Float8,
+            (Aggregate::MinMax, t) => t,
+            _ => return None,
+        })
+    }
+
+    fn of_name(name: &str) -> Option<Aggregate> {
+        match name {
+            "sum" => Some(Aggregate::Sum),
+            "avg" => Some(Aggregate::Avg),
+            "min" | "max" => Some(Aggregate::MinMax),
+            _ => None,
+        }
+    }
+}
+
+/// For a query whose result columns include aggregates of table columns (`SELECT
+/// sum(abalance) FROM pgbench_accounts`): marks their hints ([`ColumnHint::of_column`]) and
+/// returns the probe, a Postgres query of those columns over the same `FROM` (`SELECT
+/// abalance FROM pgbench_accounts`), whose result columns' declared types are theirs.
+pub(crate) fn aggregate_probe(stmt: &Statement, hints: &mut [ColumnHint]) -> Option<String> {
+    let Statement::Query(q) = stmt else {
+        return None;
+    };
+    let SetExpr::Select(s) = q.body.as_ref() else {
+        return None;
+    };
+    if s.from.is_empty() || s.projection.len() != hints.len() {
+        return None;
+    }
+    let mut columns = Vec::new();
+    for (item, hint) in s.projection.iter().zip(hints.iter_mut()) {
+        let (SelectItem::UnnamedExpr(Expr::Function(f))
+        | SelectItem::ExprWithAlias {
+            expr: Expr::Function(f),
+            ..
+        }) = item
+        else {
+            continue;
+        };
+        let name = f.name.to_string().to_lowercase();
+        let Some(aggregate) = Aggregate::of_name(&name) else {
+            continue;
+        };
+        let FunctionArguments::List(list) = &f.args else {
+            continue;
+        };
+        let [FunctionArg::Unnamed(FunctionArgExpr::Expr(
+            arg @ (Expr::Identifier(_) | Expr::CompoundIdentifier(_)),
+        ))] = list.args.as_slice()
+        else {
+            continue;
+        };
+        if hint.pg_type.is_none() && f.over.is_none() {
+            hint.of_column = Some((aggregate, columns.len()));
+            columns.push(arg.to_string());
+        }
+    }
+    if columns.is_empty() {
+        return None;
+    }
+    let from: Vec<String> = s.from.iter().map(|t| t.to_string()).collect();
+    let with = q.with.as_ref().map(|w| format!("{w} ")).unwrap_or_default();
+    Some(format!(
+        "{with}SELECT {} FROM {}",
+        columns.join(", "),
+        from.join(", ")
+    ))
 }
 
 fn fold(i: &Ident) -> String {
@@ -365,10 +462,12 @@ pub(crate) fn projection_hints(stmt: &Statement) -> Vec<ColumnHint> {
                     _ => Some(figure_name(e).unwrap_or_else(|| "?column?".into())),
                 },
                 pg_type: infer_type(e),
+                of_column: None,
             },
             SelectItem::ExprWithAlias { expr, alias } => ColumnHint {
                 name: Some(fold(alias)),
                 pg_type: infer_type(expr),
+                of_column: None,
             },
             _ => return Vec::new(),
         });

@@ -30,7 +30,7 @@ pub use classify::{
     AdminCall, CommandTag, Isolation, SessionOp, StatementKind, TxnOp, ADMIN_FUNCTIONS,
     INTROSPECTION_VIEWS,
 };
-pub use columns::{pg_type_of_name, pg_typmod_of_name, ColumnHint, PgType};
+pub use columns::{pg_type_of_name, pg_typmod_of_name, Aggregate, ColumnHint, PgType};
 pub use error::{SqlError, SqlState};
 pub use literals::{Literal, LITERAL_PARAMS_MAX};
 pub use params::ParamType;

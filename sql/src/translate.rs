@@ -67,6 +67,9 @@ pub struct Translated {
     /// their errors come before anything runs, wherever they stand: the session checks them
     /// first (`sqlkeeper_engine::check_literal_cast`).
     pub literal_casts: Vec<(String, String, i64)>,
+    /// The column probe (SQLite SQL) that [`ColumnHint::of_column`] refers to: the columns the
+    /// result's aggregates take, whose declared types decide the aggregates' types.
+    pub column_probe: Option<String>,
 }
 
 /// What `CREATE ... IF NOT EXISTS` and `DROP ... IF EXISTS` tell the client when they skip an
@@ -464,7 +467,10 @@ fn translate_statement(mut stmt: Statement) -> Result<Translated, SqlError> {
     let stmt = rewrite_delete_using(stmt)?;
     let mut stmt = rewrite_distinct_on(stmt)?;
     // Named from the Postgres text, before functions are renamed for SQLite.
-    let columns = projection_hints(&stmt);
+    let mut columns = projection_hints(&stmt);
+    // Translated as any query; one that does not translate leaves those columns untyped.
+    let column_probe = crate::columns::aggregate_probe(&stmt, &mut columns)
+        .and_then(|q| translate(&q).ok()?.pop()?.sqlite.into_iter().next());
     // Typed from the Postgres text, before literals become parameters.
     let assigned = crate::assign::checks(&stmt);
     if let Some(call) = admin_call(&stmt)? {
@@ -483,6 +489,7 @@ fn translate_statement(mut stmt: Statement) -> Result<Translated, SqlError> {
             existence_notice: None,
             literals: Vec::new(),
             literal_casts: Vec::new(),
+            column_probe: None,
         });
     }
     if matches!(stmt, Statement::Query(_)) && reads_introspection(&stmt) {
@@ -508,6 +515,7 @@ fn translate_statement(mut stmt: Statement) -> Result<Translated, SqlError> {
             existence_notice: None,
             literals: Vec::new(),
             literal_casts: Vec::new(),
+            column_probe: None,
         });
     }
     check_internal_names(&stmt)?;
@@ -852,6 +860,7 @@ fn translate_statement(mut stmt: Statement) -> Result<Translated, SqlError> {
         existence_notice,
         literals,
         literal_casts,
+        column_probe,
     })
 }
 

@@ -149,6 +149,23 @@ def psycopg3(addr):
             n = cur.execute("SELECT id FROM psycopg_rt WHERE n = %b",
                             (decimal.Decimal("-12.500"),)).fetchone()
             assert n == (1,), n
+        # Aggregates of table columns are of PostgreSQL's result types (`sum` of an integer
+        # is a bigint, of a bigint a numeric; `avg` of an integer a numeric; `max` keeps the
+        # type), so they come back as Python ints, Decimals and dates, not strings.
+        conn.execute("INSERT INTO psycopg_rt (id, d, i8, n) VALUES (2, '2024-03-01', 5, 7.25)")
+        for binary in (False, True):
+            step(f"psycopg 3: aggregate types, {'binary' if binary else 'text'} cursor")
+            cur = conn.cursor(binary=binary)
+            got = cur.execute("SELECT sum(id), sum(i8), avg(id), max(d), min(n), "
+                              "sum(p.n) AS total FROM psycopg_rt AS p").fetchone()
+            assert got[0] == 3 and type(got[0]) is int, got
+            assert got[1] == 2**62 + 5 and isinstance(got[1], decimal.Decimal), got
+            assert got[2] == decimal.Decimal("1.5"), got
+            assert got[3] == datetime.date(2024, 3, 1), got
+            assert got[4] == decimal.Decimal("-12.5"), got
+            assert got[5] == decimal.Decimal("-5.25"), got
+            oids = [d.type_code for d in cur.description]
+            assert oids == [20, 1700, 1700, 1082, 1700, 1700], oids
 
 
 if __name__ == "__main__":

@@ -150,25 +150,29 @@ async fn pgbench_initializes_and_runs_in_every_protocol_mode() {
         assert!(processed > 0, "{text}");
     }
     let client = crate::support::connect(addr).await;
-    let row = client
-        .query_one(
-            // `sum` of a column is described as text until result types are resolved from
-            // the catalog (compat.md): cast, to read integers.
-            "SELECT (SELECT sum(abalance) FROM pgbench_accounts)::bigint, \
-             (SELECT sum(bbalance) FROM pgbench_branches)::bigint, \
-             (SELECT sum(tbalance) FROM pgbench_tellers)::bigint, \
-             (SELECT sum(delta) FROM pgbench_history)::bigint, \
-             (SELECT count(*) FROM pgbench_accounts)",
-            &[],
-        )
-        .await
-        .unwrap();
-    let sums: Vec<i64> = (0..4).map(|i| row.get::<_, i64>(i)).collect();
+    let mut sums = Vec::new();
+    for (column, table) in [
+        ("abalance", "pgbench_accounts"),
+        ("bbalance", "pgbench_branches"),
+        ("tbalance", "pgbench_tellers"),
+        ("delta", "pgbench_history"),
+    ] {
+        // `sum` of an integer column is a bigint, as in PostgreSQL.
+        let row = client
+            .query_one(&format!("SELECT sum({column}) FROM {table}"), &[])
+            .await
+            .unwrap();
+        sums.push(row.get::<_, i64>(0));
+    }
     assert!(
         sums.iter().all(|s| *s == sums[0]),
         "balances differ: {sums:?}"
     );
-    assert_eq!(row.get::<_, i64>(4), 100_000);
+    let accounts = client
+        .query_one("SELECT count(*) FROM pgbench_accounts", &[])
+        .await
+        .unwrap();
+    assert_eq!(accounts.get::<_, i64>(0), 100_000);
     node.stop().await;
 }
 
