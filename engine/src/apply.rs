@@ -734,7 +734,7 @@ pub(crate) mod tests {
         let o = apply1(
             &mut sm,
             1,
-            &insert(AssignedColumn::Name("D".into()), "text"),
+            &insert(AssignedColumn::Name("d".into()), "text"),
         );
         let (_, err) = o.error.unwrap();
         assert_eq!(err.sqlstate, "42804");

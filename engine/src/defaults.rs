@@ -16,18 +16,18 @@ use crate::command::{Effect, Statement};
 
 /// A column's name, its default as SQL text (`None`: no default, so NULL) and its declared
 /// type.
-struct ColumnDefault {
+struct TableColumn {
     name: String,
     default: Option<String>,
     decl_type: Option<String>,
 }
 
-fn columns(conn: &Connection, table: &str) -> rusqlite::Result<Vec<ColumnDefault>> {
+fn columns(conn: &Connection, table: &str) -> rusqlite::Result<Vec<TableColumn>> {
     let mut stmt = conn.prepare_cached(
         "SELECT name, dflt_value, type FROM pragma_table_xinfo(?1) WHERE hidden = 0 ORDER BY cid",
     )?;
     let rows = stmt.query_map([table], |r| {
-        Ok(ColumnDefault {
+        Ok(TableColumn {
             name: r.get(0)?,
             default: r.get(1)?,
             decl_type: r.get(2)?,
@@ -42,24 +42,24 @@ fn quoted(name: &str) -> String {
 
 /// PostgreSQL's 42804 for the first typed value that its column's type does not take
 /// ([`assignable`]): the same at this point of the log on every replica, and before
-/// any row is written, as PostgreSQL checks it while it parses.
-fn check_assigned(cols: &[ColumnDefault], assigned: &[Assigned]) -> rusqlite::Result<()> {
+/// any row is written, as PostgreSQL checks it while it parses. `declared` gives a column's
+/// name and declared type; a column it does not find is SQLite's to report.
+fn check_assigned(
+    assigned: &[Assigned],
+    declared: impl Fn(&AssignedColumn) -> Option<(String, Option<String>)>,
+) -> rusqlite::Result<()> {
     for a in assigned {
-        let col = match &a.column {
-            AssignedColumn::Name(n) => cols.iter().find(|c| c.name.eq_ignore_ascii_case(n)),
-            AssignedColumn::Position(p) => cols.get((*p as usize).wrapping_sub(1)),
+        let Some((name, decl_type)) = declared(&a.column) else {
+            continue;
         };
-        // A column that does not exist is SQLite's to report.
-        let Some(col) = col else { continue };
-        let to = col.decl_type.as_deref().and_then(pg_type_of_name);
+        let to = decl_type.as_deref().and_then(pg_type_of_name);
         let from = pg_type_of_name(&a.from);
         if let (Some(to), Some(from)) = (to, from) {
             if !assignable(from, to) {
                 return Err(crate::error::refuse(
                     "42804",
                     format!(
-                        "column \"{}\" is of type {} but expression is of type {}",
-                        col.name,
+                        "column \"{name}\" is of type {} but expression is of type {}",
                         to.name(),
                         from.name()
                     ),
@@ -85,12 +85,38 @@ pub(crate) fn resolve<'a>(
     else {
         return Ok(Cow::Borrowed(stmt));
     };
+    let markers = width.is_some() || stmt.sql.contains(DEFAULT_MARKER);
+    if !markers
+        && assigned
+            .iter()
+            .all(|a| matches!(a.column, AssignedColumn::Name(_)))
+    {
+        // Only named columns to check (the common case, an INSERT with typed literals): their
+        // declared types straight from SQLite's schema, without a query.
+        return check_assigned(assigned, |column| {
+            let AssignedColumn::Name(name) = column else {
+                return None;
+            };
+            let (decl, ..) = conn
+                .column_metadata(None, table.as_str(), name.as_str())
+                .ok()?;
+            let decl = decl.map(|d| d.to_string_lossy().into_owned());
+            Some((name.clone(), decl))
+        })
+        .map(|()| Cow::Borrowed(stmt));
+    }
     let cols = columns(conn, table)?;
     if cols.is_empty() {
         return Ok(Cow::Borrowed(stmt));
     }
-    check_assigned(&cols, assigned)?;
-    if width.is_none() && !stmt.sql.contains(DEFAULT_MARKER) {
+    check_assigned(assigned, |column| {
+        let col = match column {
+            AssignedColumn::Name(n) => cols.iter().find(|c| c.name.eq_ignore_ascii_case(n)),
+            AssignedColumn::Position(p) => cols.get((*p as usize).wrapping_sub(1)),
+        }?;
+        Some((col.name.clone(), col.decl_type.clone()))
+    })?;
+    if !markers {
         return Ok(Cow::Borrowed(stmt));
     }
     let default_of = |key: &str| -> String {

@@ -137,9 +137,14 @@ fn is_untyped(e: &Expr) -> bool {
     }
 }
 
+/// The column an assignment names, folded as PostgreSQL folds an unquoted name (so that
+/// messages name it as PostgreSQL does).
 fn column_of(target: &ObjectName) -> Option<AssignedColumn> {
     let part = target.0.last()?.as_ident()?;
-    Some(AssignedColumn::Name(part.value.clone()))
+    Some(AssignedColumn::Name(match part.quote_style {
+        Some(_) => part.value.clone(),
+        None => part.value.to_lowercase(),
+    }))
 }
 
 /// The table `stmt` writes to and the typed values it assigns to its columns, each

@@ -216,10 +216,7 @@ fn is_postgres_vacuum(query: &str) -> bool {
     let Ok(tokens) = Tokenizer::new(&PostgreSqlDialect {}, query).tokenize() else {
         return false;
     };
-    let mut words = tokens
-        .iter()
-        .filter(|t| !matches!(t, Token::Whitespace(_)))
-        .peekable();
+    let mut words = tokens.iter().filter(|t| !matches!(t, Token::Whitespace(_)));
     if !matches!(words.next(), Some(Token::Word(w)) if w.value.eq_ignore_ascii_case("vacuum")) {
         return false;
     }

@@ -17,10 +17,10 @@ fn python() -> PathBuf {
         .unwrap_or_else(|| root.join("target/test-venv/bin/python"))
 }
 
-/// Runs a client program (`cmd`, which gets the server's `HOST:PORT` as its last argument);
-/// panics with its output unless it ends with `== OK`.
-async fn run_client(what: &str, mut cmd: Command, addr: String) {
-    let out = tokio::task::spawn_blocking(move || cmd.arg(addr).output().unwrap())
+/// Runs `cmd` to its end and returns its output (stdout, then stderr); panics with it if the
+/// program fails.
+async fn output_of(what: &str, mut cmd: Command) -> String {
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
         .await
         .unwrap();
     let text = format!(
@@ -29,6 +29,14 @@ async fn run_client(what: &str, mut cmd: Command, addr: String) {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(out.status.success(), "{what} failed:\n{text}");
+    text
+}
+
+/// Runs a client program (`cmd`, which gets the server's `HOST:PORT` as its last argument);
+/// panics with its output unless it ends with `== OK`.
+async fn run_client(what: &str, mut cmd: Command, addr: String) {
+    cmd.arg(addr);
+    let text = output_of(what, cmd).await;
     assert!(text.contains("== OK"), "{text}");
 }
 
@@ -114,27 +122,11 @@ async fn pgbench_initializes_and_runs_in_every_protocol_mode() {
             .arg("postgres");
         cmd
     };
-    let run = |what: String, mut cmd: Command| async move {
-        let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
-            .await
-            .unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(out.status.success(), "{what} failed:\n{text}");
-        text
-    };
-    let init = run(
-        "pgbench -i".into(),
-        pgbench(&["-i", "-I", "dtGvp", "-s", "1"]),
-    )
-    .await;
+    let init = output_of("pgbench -i", pgbench(&["-i", "-I", "dtGvp", "-s", "1"])).await;
     assert!(init.contains("done in"), "{init}");
     for mode in ["simple", "extended", "prepared"] {
-        let text = run(
-            format!("pgbench -M {mode}"),
+        let text = output_of(
+            &format!("pgbench -M {mode}"),
             pgbench(&["-n", "-T", "3", "-c", "4", "-j", "2", "-M", mode]),
         )
         .await;
