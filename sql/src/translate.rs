@@ -589,7 +589,15 @@ fn translate_statement(mut stmt: Statement) -> Result<Translated, SqlError> {
             }
             (StatementKind::Ddl, CommandTag::Fixed(drop_tag(object_type)))
         }
-        Statement::Truncate(_) => (StatementKind::Write, CommandTag::Fixed("TRUNCATE TABLE")),
+        Statement::Truncate(t) => {
+            // The sequences table keeps no start value and no owner, so a restart cannot be
+            // done as PostgreSQL does it: refused, rather than continuing the identities
+            // silently.
+            if t.identity == Some(sqlparser::ast::TruncateIdentityOption::Restart) {
+                return Err(SqlError::unsupported("TRUNCATE ... RESTART IDENTITY"));
+            }
+            (StatementKind::Write, CommandTag::Fixed("TRUNCATE TABLE"))
+        }
         Statement::CreateSequence { temporary, .. } => {
             if *temporary {
                 return Err(SqlError::unsupported("CREATE TEMPORARY SEQUENCE"));

@@ -821,3 +821,10 @@ SELECT * FROM generate_series(1, NULL);
 INSERT INTO stored_with (a) SELECT g * 10 FROM generate_series(1, 3) AS g;
 SELECT a FROM stored_with ORDER BY a;
 SELECT (SELECT count(*) FROM stored_with), (SELECT 1), (SELECT max(a) FROM stored_with);
+-- TRUNCATE ("TRUNCATE"): RESTART IDENTITY is refused here rather than ignored (compat.md).
+CREATE TABLE truncated (id serial PRIMARY KEY, a integer);
+INSERT INTO truncated (a) VALUES (1), (2);
+TRUNCATE truncated CONTINUE IDENTITY;
+INSERT INTO truncated (a) VALUES (3) RETURNING id;
+TRUNCATE TABLE truncated;
+SELECT count(*) FROM truncated;
