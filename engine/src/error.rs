@@ -222,6 +222,11 @@ fn state_from_message(msg: &str) -> &'static str {
         "42883"
     } else if m.starts_with("no such index") {
         "42704"
+    } else if m.starts_with("use drop table to delete table")
+        || m.starts_with("use drop view to delete view")
+    {
+        // `DROP VIEW t` of a table (also `CREATE OR REPLACE VIEW t`), `DROP TABLE v` of a view.
+        "42809"
     } else if (m.starts_with("table") || m.starts_with("index") || m.starts_with("view"))
         && m.contains("already exists")
     {
@@ -309,6 +314,16 @@ fn postgres_message(state: &str, msg: &str) -> (String, Option<String>) {
             ),
             None => (msg.to_string(), None),
         },
+        // "use DROP TABLE to delete table t" -> "t" is not a view (and the other way round)
+        "42809" => {
+            let name = msg.rsplit(' ').next().unwrap_or_default();
+            let what = if msg.contains("DROP TABLE") {
+                "view"
+            } else {
+                "table"
+            };
+            (format!("\"{name}\" is not a {what}"), None)
+        }
         "42703" => match msg.strip_prefix("no such column: ") {
             Some(c) => (format!("column \"{c}\" does not exist"), None),
             None => (msg.to_string(), None),

@@ -849,6 +849,16 @@ fn translate_statement(mut stmt: Statement) -> Result<Translated, SqlError> {
             out.extend(value_triggers(ct));
             out
         }
+        // SQLite has no CREATE OR REPLACE VIEW: the view is dropped and created again, in the
+        // one entry.
+        (_, Statement::CreateView(v)) if v.or_replace => {
+            let mut created = v.clone();
+            created.or_replace = false;
+            vec![
+                format!("DROP VIEW IF EXISTS {}", v.name),
+                Statement::CreateView(created).to_string(),
+            ]
+        }
         _ => vec![stmt.to_string()],
     };
     Ok(Translated {

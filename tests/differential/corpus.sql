@@ -828,3 +828,13 @@ TRUNCATE truncated CONTINUE IDENTITY;
 INSERT INTO truncated (a) VALUES (3) RETURNING id;
 TRUNCATE TABLE truncated;
 SELECT count(*) FROM truncated;
+-- CREATE OR REPLACE VIEW ("CREATE VIEW"); DROP VIEW of a table and DROP TABLE of a view are
+-- 42809.
+CREATE OR REPLACE VIEW truncated_view AS SELECT id FROM truncated;
+CREATE OR REPLACE VIEW truncated_view AS SELECT id, a FROM truncated WHERE a > 0;
+SELECT * FROM truncated_view ORDER BY id;
+CREATE VIEW truncated_view AS SELECT 1;
+CREATE OR REPLACE VIEW truncated AS SELECT 1;
+DROP VIEW truncated;
+DROP TABLE truncated_view;
+DROP VIEW truncated_view;
