@@ -6,12 +6,13 @@
 //! series; a step pointing away from `stop` gives nothing; a value that would pass `stop`, or
 //! overflow a `bigint`, ends the series (NULL), as PostgreSQL's `int8` series ends.
 
-use rusqlite::functions::{Context, FunctionFlags};
+use rusqlite::functions::Context;
 use rusqlite::types::{Value, ValueRef};
 use rusqlite::Connection;
 use sqlkeeper_sql::{SERIES_FIRST_FUNCTION, SERIES_NEXT_FUNCTION};
 
 use crate::error::raise;
+use crate::functions::flags;
 
 /// An argument as an integer: `None` for NULL, 0A000 for a type this series does not have
 /// (PostgreSQL also has `numeric` and timestamp series).
@@ -47,10 +48,6 @@ fn args(ctx: &Context<'_>) -> rusqlite::Result<Option<(i64, i64, i64)>> {
 fn within(v: i64, stop: i64, step: i64) -> Option<i64> {
     let inside = if step > 0 { v <= stop } else { v >= stop };
     inside.then_some(v)
-}
-
-fn flags() -> FunctionFlags {
-    FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC
 }
 
 /// Registers the functions on `conn`.

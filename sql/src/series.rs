@@ -24,10 +24,9 @@ use crate::SqlError;
 const SERIES_CTE: &str = "_sqlkeeper_series";
 const SERIES_COLUMN: &str = "_sqlkeeper_v";
 
-/// The arguments' names in the template, replaced by the arguments themselves.
+/// The arguments' names in the template (start, stop, step), replaced by the arguments
+/// themselves.
 const ARG_NAMES: [&str; 3] = ["_sqlkeeper_start", "_sqlkeeper_stop", "_sqlkeeper_step"];
-const ARGS: &str = "_sqlkeeper_start, _sqlkeeper_stop, _sqlkeeper_step";
-const REST: &str = "_sqlkeeper_stop, _sqlkeeper_step";
 
 struct Series(Option<SqlError>);
 
@@ -83,10 +82,11 @@ impl VisitorMut for Series {
             .map_or_else(|| Ident::new("generate_series"), |a| a.name.clone());
         // The template names the arguments; they are put in as the AST they are (already in
         // SQLite's form: this runs after the expression rewrites).
+        let (all, rest) = (ARG_NAMES.join(", "), ARG_NAMES[1..].join(", "));
         let sql = format!(
             "WITH RECURSIVE {SERIES_CTE}({SERIES_COLUMN}) AS (\
-             SELECT {SERIES_FIRST_FUNCTION}({ARGS}) UNION ALL \
-             SELECT {SERIES_NEXT_FUNCTION}({SERIES_COLUMN}, {REST}) FROM {SERIES_CTE} \
+             SELECT {SERIES_FIRST_FUNCTION}({all}) UNION ALL \
+             SELECT {SERIES_NEXT_FUNCTION}({SERIES_COLUMN}, {rest}) FROM {SERIES_CTE} \
              WHERE {SERIES_COLUMN} IS NOT NULL) \
              SELECT {SERIES_COLUMN} AS {} FROM {SERIES_CTE} WHERE {SERIES_COLUMN} IS NOT NULL",
             Ident::with_quote('"', column)
@@ -123,6 +123,16 @@ fn parse_query(sql: &str) -> Option<Box<Query>> {
         Statement::Query(q) if matches!(q.body.as_ref(), SetExpr::Select(_)) => Some(q),
         _ => None,
     }
+}
+
+/// Whether the statement's text (`original`, as the client wrote it, re-printed) names
+/// `generate_series` at all: the others skip the walk.
+pub(crate) fn may_have_series(original: &str) -> bool {
+    const NAME: &[u8] = b"generate_series";
+    original
+        .as_bytes()
+        .windows(NAME.len())
+        .any(|w| w.eq_ignore_ascii_case(NAME))
 }
 
 /// Rewrites every `generate_series(...)` in `FROM` of `stmt`.

@@ -702,7 +702,9 @@ fn translate_statement(mut stmt: Statement) -> Result<Translated, SqlError> {
     let param_count = rewrite_expressions(&mut stmt);
     crate::rewrite::postgres_expressions(&mut stmt)?;
     crate::values::add_column_checks(&mut stmt);
-    crate::series::rewrite(&mut stmt)?;
+    if crate::series::may_have_series(&original) {
+        crate::series::rewrite(&mut stmt)?;
+    }
     strip_public_schema(&mut stmt);
     sqlite_query_forms(&mut stmt)?;
     if let Statement::Query(q) = &mut stmt {
