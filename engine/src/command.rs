@@ -136,7 +136,10 @@ pub struct EntryHeader {
 /// statement assigns, checked against their columns' types before it runs (42804); a float
 /// quotient or product that underflows to zero, or a quotient that overflows, is 22003;
 /// `_sqlkeeper_series_first` and `_sqlkeeper_series_next` (`generate_series`, `series.rs`).
-pub const ENGINE_APPLY_VERSION: u32 = 14;
+/// Version 15: the regular-expression operators (`textregexeq`, `texticregexeq`), the text
+/// form of arrays (`_sqlkeeper_array_element`, `array_to_string`) and the catalog's lookup
+/// functions (`catalogfuncs.rs`).
+pub const ENGINE_APPLY_VERSION: u32 = 15;
 
 impl EntryHeader {
     /// The header this build writes, with the default budget.

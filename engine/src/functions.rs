@@ -148,6 +148,7 @@ pub(crate) fn install(
     crate::datefuncs::install(conn)?;
     crate::jsonfuncs::install(conn)?;
     crate::series::install(conn)?;
+    crate::catalogfuncs::install(conn)?;
     // Session information functions drivers call on connect. Constant for a build and a
     // schema, so replicas agree.
     conn.create_scalar_function("version", 0, flags(), |_| {
@@ -179,18 +180,6 @@ pub(crate) fn install(
     conn.create_scalar_function("reverse", 1, flags(), |ctx| {
         Ok(text(ctx, 0).map(|s| s.chars().rev().collect::<String>()))
     })?;
-    // pg_class.oid: a function of the name, so every replica (one that replayed the log, one
-    // that installed a snapshot) gives a table the same oid. FNV-1a, above Postgres's
-    // reserved range.
-    conn.create_scalar_function("pg_relation_oid", 1, flags(), |ctx| {
-        let name: String = ctx.get(0)?;
-        let h = name.bytes().fold(0x811c_9dc5u32, |h, b| {
-            (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
-        });
-        Ok(16_384 + i64::from(h % (1 << 30)))
-    })?;
-    // Every relation is in `public`, which is on every search path.
-    conn.create_scalar_function("pg_table_is_visible", 1, flags(), |_| Ok(true))?;
     conn.create_scalar_function("greatest", -1, flags(), |ctx| {
         Ok(extreme(ctx, Ordering::Greater))
     })?;

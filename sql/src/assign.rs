@@ -38,6 +38,29 @@ pub struct Assigned {
 }
 
 impl PgType {
+    /// The type's oid in PostgreSQL's `pg_type`.
+    pub fn oid(self) -> u32 {
+        match self {
+            PgType::Bool => 16,
+            PgType::Int2 => 21,
+            PgType::Int4 => 23,
+            PgType::Int8 => 20,
+            PgType::Float4 => 700,
+            PgType::Float8 => 701,
+            PgType::Numeric => 1700,
+            PgType::Text => 25,
+            PgType::Varchar => 1043,
+            PgType::Bpchar => 1042,
+            PgType::Bytea => 17,
+            PgType::Date => 1082,
+            PgType::Timestamp => 1114,
+            PgType::Timestamptz => 1184,
+            PgType::Uuid => 2950,
+            PgType::Json => 114,
+            PgType::Jsonb => 3802,
+        }
+    }
+
     /// The type's name as PostgreSQL prints it in messages (`format_type_be`).
     pub fn name(self) -> &'static str {
         match self {

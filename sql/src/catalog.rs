@@ -1,40 +1,565 @@
-//! The minimum of `pg_catalog` that drivers and ORMs query on connect and for `has_table`
-//! (SQLAlchemy, Alembic, psycopg2's hstore probe): `pg_class`, `pg_namespace` and `pg_type`
-//! as subqueries over SQLite's own schema table. Rewritten after the internal-name checks, so
-//! users still cannot name `sqlite_schema` themselves. The full catalog (psql `\d`) is later
-//! work; see `docs/compat.md`.
+//! `pg_catalog` as clients query it (psql's `\d` family, drivers and ORMs): each catalog
+//! relation in a query is replaced by a stand-in query over SQLite's own schema
+//! (`sqlite_schema`, `pragma_table_xinfo`, `pragma_index_list`, `pragma_index_info`), the
+//! sequences table and constant rows. Catalog reads are therefore answered by every node from
+//! its own replicated schema, never through the log, and always agree with it: nothing is
+//! cached or rebuilt. Rewritten after the internal-name checks, so users still cannot name
+//! `sqlite_schema` themselves. The columns' PostgreSQL types are declared here (SQLite knows
+//! no type of an expression), and [`column_type`] gives them to the result's description, so
+//! a boolean prints `t`, as psql expects. See `docs/compat.md`, "The catalog".
 
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{
-    Expr, Ident, ObjectName, Query, SetExpr, Statement, TableAlias, TableFactor, VisitMut,
+    Expr, FunctionArguments, GroupByExpr, Ident, JoinOperator, ObjectName, Query, Select,
+    SelectItem, SetExpr, SetOperator, Statement, TableAlias, TableFactor, Value, Visit, VisitMut,
     VisitorMut,
 };
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
 
-/// The catalog relations served, with the query standing in for each.
-const RELATIONS: &[(&str, &str)] = &[
-    (
-        "pg_class",
-        "SELECT pg_relation_oid(s.name) AS oid, s.name AS relname, 2200 AS relnamespace, \
-         CASE s.type WHEN 'table' THEN 'r' WHEN 'view' THEN 'v' ELSE 'i' END AS relkind, \
-         10 AS relowner FROM sqlite_schema AS s \
-         WHERE s.type IN ('table', 'view', 'index') AND s.name NOT LIKE 'sqlite!_%' ESCAPE '!' \
-         AND s.name NOT LIKE '!_sqlkeeper%' ESCAPE '!'",
-    ),
-    (
-        "pg_namespace",
-        "SELECT 2200 AS oid, 'public' AS nspname UNION ALL SELECT 11, 'pg_catalog'",
-    ),
-    (
-        "pg_type",
-        "SELECT 0 AS oid, '' AS typname, 0 AS typarray, 0 AS typnamespace WHERE 1 = 0",
-    ),
+use crate::columns::{ColumnHint, PgType};
+
+/// `oid` columns are described as `bigint` (there is no `oid` type here); `name` columns as
+/// `text`, `"char"` columns as `text`.
+const OID: PgType = PgType::Int8;
+const NAME: PgType = PgType::Text;
+const CHAR: PgType = PgType::Text;
+const BOOL: PgType = PgType::Bool;
+const INT2: PgType = PgType::Int2;
+const INT4: PgType = PgType::Int4;
+const TEXT: PgType = PgType::Text;
+
+/// The condition that keeps `s` (a row of `sqlite_schema`) to user objects: not SQLite's own
+/// (`sqlite_*`), not the engine's (`_sqlkeeper*`).
+const USER_OBJECT: &str = "s.name NOT LIKE 'sqlite!_%' ESCAPE '!' \
+     AND s.name NOT LIKE '!_sqlkeeper%' ESCAPE '!'";
+
+/// PostgreSQL's name of an index `il` (a row of `pragma_index_list(s.name)`): SQLite names
+/// the indexes of constraints `sqlite_autoindex_*`; PostgreSQL `{table}_pkey` for a primary
+/// key and `{table}_{columns}_key` for a unique constraint.
+const INDEX_NAME: &str = "(CASE il.origin WHEN 'pk' THEN s.name || '_pkey' \
+     WHEN 'u' THEN s.name || '_' || (SELECT group_concat(ii.name, '_' ORDER BY ii.seqno) \
+     FROM pragma_index_info(il.name) AS ii) || '_key' ELSE il.name END)";
+
+/// One catalog relation: its columns with their PostgreSQL types, and the query standing in
+/// for it (its result columns are `columns`, in order; a unit test checks they match).
+struct Relation {
+    name: &'static str,
+    columns: &'static [(&'static str, PgType)],
+    query: fn() -> String,
+}
+
+const RELATIONS: &[Relation] = &[
+    Relation {
+        name: "pg_class",
+        columns: &[
+            ("oid", OID),
+            ("relname", NAME),
+            ("relnamespace", OID),
+            ("reltype", OID),
+            ("reloftype", OID),
+            ("relowner", OID),
+            ("relfilenode", OID),
+            ("reltablespace", OID),
+            ("relpages", INT4),
+            ("reltuples", PgType::Float4),
+            ("relallvisible", INT4),
+            ("reltoastrelid", OID),
+            ("relam", OID),
+            ("relhasindex", BOOL),
+            ("relisshared", BOOL),
+            ("relpersistence", CHAR),
+            ("relkind", CHAR),
+            ("relnatts", INT2),
+            ("relchecks", INT2),
+            ("relhasrules", BOOL),
+            ("relhastriggers", BOOL),
+            ("relhassubclass", BOOL),
+            ("relrowsecurity", BOOL),
+            ("relforcerowsecurity", BOOL),
+            ("relispopulated", BOOL),
+            ("relreplident", CHAR),
+            ("relispartition", BOOL),
+            ("relrewrite", OID),
+            ("relacl", TEXT),
+            ("reloptions", TEXT),
+        ],
+        query: pg_class,
+    },
+    Relation {
+        name: "pg_attribute",
+        columns: &[
+            ("attrelid", OID),
+            ("attname", NAME),
+            ("atttypid", OID),
+            ("attnum", INT2),
+            ("atttypmod", INT4),
+            ("attndims", INT2),
+            ("attnotnull", BOOL),
+            ("atthasdef", BOOL),
+            ("atthasmissing", BOOL),
+            ("attidentity", CHAR),
+            ("attgenerated", CHAR),
+            ("attisdropped", BOOL),
+            ("attislocal", BOOL),
+            ("attinhcount", INT4),
+            ("attcollation", OID),
+            ("attacl", TEXT),
+            ("attoptions", TEXT),
+        ],
+        query: pg_attribute,
+    },
+    Relation {
+        name: "pg_attrdef",
+        columns: &[
+            ("oid", OID),
+            ("adrelid", OID),
+            ("adnum", INT2),
+            ("adbin", TEXT),
+        ],
+        query: pg_attrdef,
+    },
+    Relation {
+        name: "pg_constraint",
+        columns: &[
+            ("oid", OID),
+            ("conname", NAME),
+            ("connamespace", OID),
+            ("contype", CHAR),
+            ("condeferrable", BOOL),
+            ("condeferred", BOOL),
+            ("convalidated", BOOL),
+            ("conrelid", OID),
+            ("contypid", OID),
+            ("conindid", OID),
+            ("conparentid", OID),
+            ("confrelid", OID),
+            ("confupdtype", CHAR),
+            ("confdeltype", CHAR),
+            ("confmatchtype", CHAR),
+            ("conislocal", BOOL),
+            ("coninhcount", INT4),
+            ("connoinherit", BOOL),
+            ("conkey", TEXT),
+            ("confkey", TEXT),
+        ],
+        query: || project("pg_constraint", &constraints()),
+    },
+    Relation {
+        name: "pg_collation",
+        columns: &[
+            ("oid", OID),
+            ("collname", NAME),
+            ("collnamespace", OID),
+            ("collprovider", CHAR),
+            ("collcollate", TEXT),
+            ("collctype", TEXT),
+        ],
+        query: || {
+            "SELECT CAST(column1 AS oid) AS oid, column2 AS collname, 11 AS collnamespace, \
+             column3 AS collprovider, column4 AS collcollate, column4 AS collctype \
+             FROM (VALUES (100, 'default', 'd', NULL), (950, 'C', 'c', 'C'), \
+             (951, 'POSIX', 'c', 'POSIX')) AS v"
+                .into()
+        },
+    },
+    Relation {
+        name: "pg_namespace",
+        columns: &[
+            ("oid", OID),
+            ("nspname", NAME),
+            ("nspowner", OID),
+            ("nspacl", TEXT),
+        ],
+        query: || {
+            "SELECT CAST(column1 AS oid) AS oid, column2 AS nspname, column3 AS nspowner, NULL AS nspacl \
+             FROM (VALUES (11, 'pg_catalog', 10), (99, 'pg_toast', 10), \
+             (2200, 'public', 6171), (13207, 'information_schema', 10)) AS v"
+                .into()
+        },
+    },
+    Relation {
+        name: "pg_index",
+        columns: &[
+            ("indexrelid", OID),
+            ("indrelid", OID),
+            ("indnatts", INT2),
+            ("indnkeyatts", INT2),
+            ("indisunique", BOOL),
+            ("indnullsnotdistinct", BOOL),
+            ("indisprimary", BOOL),
+            ("indisexclusion", BOOL),
+            ("indimmediate", BOOL),
+            ("indisclustered", BOOL),
+            ("indisvalid", BOOL),
+            ("indcheckxmin", BOOL),
+            ("indisready", BOOL),
+            ("indislive", BOOL),
+            ("indisreplident", BOOL),
+            ("indkey", TEXT),
+            ("indexprs", TEXT),
+            ("indpred", TEXT),
+        ],
+        query: || project("pg_index", &indexes()),
+    },
+    Relation {
+        name: "pg_am",
+        columns: &[
+            ("oid", OID),
+            ("amname", NAME),
+            ("amhandler", TEXT),
+            ("amtype", CHAR),
+        ],
+        query: || {
+            "SELECT CAST(column1 AS oid) AS oid, column2 AS amname, column3 AS amhandler, column4 AS amtype \
+             FROM (VALUES (2, 'heap', 'heap_tableam_handler', 't'), \
+             (403, 'btree', 'bthandler', 'i')) AS v"
+                .into()
+        },
+    },
+    Relation {
+        name: "pg_roles",
+        columns: ROLE_COLUMNS,
+        query: pg_roles,
+    },
+    Relation {
+        name: "pg_authid",
+        columns: ROLE_COLUMNS,
+        query: pg_roles,
+    },
+    Relation {
+        name: "pg_auth_members",
+        columns: &[
+            ("roleid", OID),
+            ("member", OID),
+            ("grantor", OID),
+            ("admin_option", BOOL),
+        ],
+        query: || "SELECT 0 AS roleid, 0 AS member, 0 AS grantor, 0 AS admin_option WHERE 0".into(),
+    },
+    Relation {
+        name: "pg_proc",
+        columns: &[
+            ("oid", OID),
+            ("proname", NAME),
+            ("pronamespace", OID),
+            ("proowner", OID),
+            ("prokind", CHAR),
+            ("prorettype", OID),
+            ("proargtypes", TEXT),
+        ],
+        query: || {
+            "SELECT 0 AS oid, '' AS proname, 0 AS pronamespace, 0 AS proowner, '' AS prokind, \
+             0 AS prorettype, '' AS proargtypes WHERE 0"
+                .into()
+        },
+    },
+    Relation {
+        name: "pg_database",
+        columns: &[
+            ("oid", OID),
+            ("datname", NAME),
+            ("datdba", OID),
+            ("encoding", INT4),
+            ("datlocprovider", CHAR),
+            ("datistemplate", BOOL),
+            ("datallowconn", BOOL),
+            ("datconnlimit", INT4),
+            ("datcollate", TEXT),
+            ("datctype", TEXT),
+            ("daticulocale", TEXT),
+            ("datacl", TEXT),
+        ],
+        // The one database; its collation is SQLite's byte order, PostgreSQL's "C".
+        query: || {
+            "SELECT 5 AS oid, 'postgres' AS datname, 10 AS datdba, 6 AS encoding, \
+             'c' AS datlocprovider, 0 AS datistemplate, 1 AS datallowconn, \
+             -1 AS datconnlimit, 'C' AS datcollate, 'C' AS datctype, NULL AS daticulocale, \
+             NULL AS datacl"
+                .into()
+        },
+    },
+    Relation {
+        name: "pg_type",
+        columns: &[
+            ("oid", OID),
+            ("typname", NAME),
+            ("typnamespace", OID),
+            ("typowner", OID),
+            ("typlen", INT2),
+            ("typbyval", BOOL),
+            ("typtype", CHAR),
+            ("typcategory", CHAR),
+            ("typispreferred", BOOL),
+            ("typisdefined", BOOL),
+            ("typdelim", CHAR),
+            ("typrelid", OID),
+            ("typelem", OID),
+            ("typarray", OID),
+            ("typbasetype", OID),
+            ("typtypmod", INT4),
+            ("typndims", INT4),
+            ("typcollation", OID),
+            ("typnotnull", BOOL),
+        ],
+        query: pg_type,
+    },
 ];
 
-/// The catalog relation `name` stands for (`pg_class`, `pg_catalog.pg_class`), if any.
-pub(crate) fn relation(name: &ObjectName) -> Option<&'static str> {
+/// Catalog relations that are always empty here (no row security, extended statistics,
+/// publications, user triggers, inheritance or rewrite rules of their own): a query that
+/// needs a row of one returns none ([`empty_result`]).
+const EMPTY_RELATIONS: &[&str] = &[
+    "pg_policy",
+    "pg_statistic_ext",
+    "pg_publication",
+    "pg_publication_namespace",
+    "pg_publication_rel",
+    "pg_trigger",
+    "pg_inherits",
+    "pg_partitioned_table",
+    "pg_event_trigger",
+    "pg_foreign_table",
+];
+
+const ROLE_COLUMNS: &[(&str, PgType)] = &[
+    ("oid", OID),
+    ("rolname", NAME),
+    ("rolsuper", BOOL),
+    ("rolinherit", BOOL),
+    ("rolcreaterole", BOOL),
+    ("rolcreatedb", BOOL),
+    ("rolcanlogin", BOOL),
+    ("rolreplication", BOOL),
+    ("rolconnlimit", INT4),
+    ("rolpassword", TEXT),
+    ("rolvaliduntil", PgType::Timestamptz),
+    ("rolbypassrls", BOOL),
+    ("rolconfig", TEXT),
+];
+
+/// The role every session is (there are no others yet) and `pg_database_owner`, which owns
+/// `public`.
+fn pg_roles() -> String {
+    "SELECT CAST(column1 AS oid) AS oid, column2 AS rolname, column3 AS rolsuper, 1 AS rolinherit, \
+     column3 AS rolcreaterole, column3 AS rolcreatedb, column3 AS rolcanlogin, \
+     column3 AS rolreplication, -1 AS rolconnlimit, '********' AS rolpassword, \
+     NULL AS rolvaliduntil, column3 AS rolbypassrls, NULL AS rolconfig \
+     FROM (VALUES (10, 'postgres', 1), (6171, 'pg_database_owner', 0)) AS v"
+        .into()
+}
+
+/// Tables and views, the indexes of every table (those of its constraints under PostgreSQL's
+/// names), and sequences.
+fn pg_class() -> String {
+    let common = "0 AS reloftype, 10 AS relowner, 0 AS relfilenode, 0 AS reltablespace, \
+                  0 AS relpages, -1 AS reltuples, 0 AS relallvisible, 0 AS reltoastrelid";
+    let flags = "0 AS relisshared, 'p' AS relpersistence";
+    let tail = "0 AS relhastriggers, 0 AS relhassubclass, 0 AS relrowsecurity, \
+                0 AS relforcerowsecurity, 1 AS relispopulated";
+    let end = "0 AS relispartition, 0 AS relrewrite, NULL AS relacl, NULL AS reloptions";
+    // PostgreSQL keeps foreign keys with triggers on both tables, and psql lists a table's
+    // foreign keys (and those referencing it) only when it has triggers.
+    let triggers = format!(
+        "(EXISTS (SELECT 1 FROM pragma_foreign_key_list(s.name)) OR EXISTS (SELECT 1 \
+         FROM sqlite_schema AS r, pragma_foreign_key_list(r.name) AS f \
+         WHERE r.type = 'table' AND f.\"table\" = s.name)) AS relhastriggers, \
+         {}",
+        tail.trim_start_matches("0 AS relhastriggers, ")
+    );
+    format!(
+        "SELECT CAST(pg_relation_oid(s.name) AS oid) AS oid, s.name AS relname, \
+         2200 AS relnamespace, pg_relation_oid(s.name || '[type]') AS reltype, {common}, \
+         CASE s.type WHEN 'table' THEN 2 ELSE 0 END AS relam, \
+         s.type = 'table' AND EXISTS (SELECT 1 FROM pragma_index_list(s.name)) AS relhasindex, \
+         {flags}, CASE s.type WHEN 'table' THEN 'r' ELSE 'v' END AS relkind, \
+         (SELECT count(*) FROM pragma_table_xinfo(s.name) AS x WHERE x.hidden = 0) AS relnatts, \
+         0 AS relchecks, s.type = 'view' AS relhasrules, {triggers}, \
+         CASE s.type WHEN 'table' THEN 'd' ELSE 'n' END AS relreplident, {end} \
+         FROM sqlite_schema AS s WHERE s.type IN ('table', 'view') AND {USER_OBJECT} \
+         UNION ALL \
+         SELECT CAST(pg_relation_oid({INDEX_NAME}) AS oid), {INDEX_NAME}, 2200, 0, {common}, 403, \
+         0, {flags}, \
+         'i', (SELECT count(*) FROM pragma_index_info(il.name)), 0, 0, {tail}, 'n', {end} \
+         FROM sqlite_schema AS s, pragma_index_list(s.name) AS il \
+         WHERE s.type = 'table' AND {USER_OBJECT} \
+         UNION ALL \
+         SELECT CAST(pg_relation_oid(q.name) AS oid), q.name, 2200, 0, {common}, 0, 0, {flags}, \
+         'S', 3, 0, \
+         0, {tail}, 'n', {end} FROM _sqlkeeper_sequences AS q"
+    )
+}
+
+/// One row per index of a table, with its definition (`def`, what `pg_get_indexdef` gives);
+/// `indkey` lists its columns' numbers (`0` for an expression), as PostgreSQL's `int2vector`
+/// prints them.
+fn indexes() -> String {
+    format!(
+        "SELECT CAST(pg_relation_oid({INDEX_NAME}) AS oid) AS indexrelid, \
+         CAST(pg_relation_oid(s.name) AS oid) AS indrelid, \
+         (SELECT count(*) FROM pragma_index_info(il.name)) AS indnatts, \
+         (SELECT count(*) FROM pragma_index_info(il.name)) AS indnkeyatts, \
+         il.\"unique\" AS indisunique, 0 AS indnullsnotdistinct, \
+         il.origin = 'pk' AS indisprimary, 0 AS indisexclusion, 1 AS indimmediate, \
+         0 AS indisclustered, 1 AS indisvalid, 0 AS indcheckxmin, 1 AS indisready, \
+         1 AS indislive, 0 AS indisreplident, \
+         (SELECT group_concat(CASE WHEN ii.cid >= 0 THEN ii.cid + 1 ELSE 0 END, ' ' ORDER BY ii.seqno) \
+         FROM pragma_index_info(il.name) AS ii) AS indkey, NULL AS indexprs, NULL AS indpred, \
+         'CREATE ' || CASE WHEN il.\"unique\" THEN 'UNIQUE ' ELSE '' END || 'INDEX ' \
+         || {INDEX_NAME} || ' ON public.' || s.name || ' USING btree (' \
+         || CASE WHEN EXISTS (SELECT 1 FROM pragma_index_info(il.name) AS ij WHERE ij.cid < 0) \
+         THEN (SELECT substr(x.sql, instr(x.sql, '(') + 1, length(x.sql) - instr(x.sql, '(') - 1) \
+         FROM sqlite_schema AS x WHERE x.name = il.name) \
+         ELSE (SELECT group_concat(ik.name, ', ' ORDER BY ik.seqno) FROM pragma_index_info(il.name) AS ik) END \
+         || ')' AS def \
+         FROM sqlite_schema AS s, pragma_index_list(s.name) AS il \
+         WHERE s.type = 'table' AND {USER_OBJECT}"
+    )
+}
+
+/// The primary-key, unique and foreign-key constraints of every table, with their definitions
+/// (`def`, what `pg_get_constraintdef` gives), under PostgreSQL's generated names.
+fn constraints() -> String {
+    let action = |col: &str| {
+        format!(
+            "CASE fk.{col} WHEN 'CASCADE' THEN 'c' WHEN 'SET NULL' THEN 'n' \
+             WHEN 'SET DEFAULT' THEN 'd' WHEN 'RESTRICT' THEN 'r' ELSE 'a' END"
+        )
+    };
+    let clause = |col: &str, words: &str| {
+        format!("CASE fk.{col} WHEN 'NO ACTION' THEN '' ELSE ' {words} ' || fk.{col} END")
+    };
+    let fk_name = "s.name || '_' || group_concat(fk.\"from\", '_' ORDER BY fk.seq) || '_fkey'";
+    // A reference without columns is to the parent's primary key.
+    let to = "coalesce(fk.\"to\", (SELECT t.name FROM pragma_table_info(fk.\"table\") AS t \
+              WHERE t.pk = fk.seq + 1))";
+    format!(
+        "SELECT CAST(pg_relation_oid({INDEX_NAME} || '[constraint]') AS oid) AS oid, \
+         {INDEX_NAME} AS conname, 2200 AS connamespace, \
+         CASE il.origin WHEN 'pk' THEN 'p' ELSE 'u' END AS contype, 0 AS condeferrable, \
+         0 AS condeferred, 1 AS convalidated, CAST(pg_relation_oid(s.name) AS oid) AS conrelid, \
+         0 AS contypid, CAST(pg_relation_oid({INDEX_NAME}) AS oid) AS conindid, \
+         0 AS conparentid, CAST(0 AS oid) AS confrelid, ' ' AS confupdtype, \
+         ' ' AS confdeltype, ' ' AS confmatchtype, 1 AS conislocal, 0 AS coninhcount, \
+         0 AS connoinherit, \
+         (SELECT '{{' || group_concat(ii.cid + 1, ',' ORDER BY ii.seqno) || '}}' FROM pragma_index_info(il.name) AS ii) \
+         AS conkey, NULL AS confkey, \
+         CASE il.origin WHEN 'pk' THEN 'PRIMARY KEY (' ELSE 'UNIQUE (' END \
+         || (SELECT group_concat(ik.name, ', ' ORDER BY ik.seqno) FROM pragma_index_info(il.name) AS ik) || ')' AS def \
+         FROM sqlite_schema AS s, pragma_index_list(s.name) AS il \
+         WHERE s.type = 'table' AND {USER_OBJECT} AND il.origin IN ('pk', 'u') \
+         UNION ALL \
+         SELECT CAST(pg_relation_oid({fk_name} || '[constraint]') AS oid), {fk_name}, 2200, 'f', \
+         0, 0, 1, CAST(pg_relation_oid(s.name) AS oid), 0, 0, 0, \
+         CAST(pg_relation_oid(fk.\"table\") AS oid), {upd}, {del}, 's', 1, 0, 0, \
+         '{{' || group_concat((SELECT x.cid + 1 FROM pragma_table_xinfo(s.name) AS x \
+         WHERE x.name = fk.\"from\"), ',' ORDER BY fk.seq) || '}}', \
+         '{{' || group_concat((SELECT y.cid + 1 FROM pragma_table_xinfo(fk.\"table\") AS y \
+         WHERE y.name = {to}), ',' ORDER BY fk.seq) || '}}', \
+         'FOREIGN KEY (' || group_concat(fk.\"from\", ', ' ORDER BY fk.seq) || ') REFERENCES ' || fk.\"table\" \
+         || '(' || group_concat({to}, ', ' ORDER BY fk.seq) || ')' || {on_update} || {on_delete} \
+         FROM sqlite_schema AS s, pragma_foreign_key_list(s.name) AS fk \
+         WHERE s.type = 'table' AND {USER_OBJECT} GROUP BY s.name, fk.id",
+        upd = action("on_update"),
+        del = action("on_delete"),
+        on_update = clause("on_update", "ON UPDATE"),
+        on_delete = clause("on_delete", "ON DELETE"),
+    )
+}
+
+/// The columns of `rel` (a relation of [`RELATIONS`]) over `base`, a query that has them and
+/// more.
+fn project(rel: &str, base: &str) -> String {
+    let columns = RELATIONS
+        .iter()
+        .find(|r| r.name == rel)
+        .map(|r| {
+            r.columns
+                .iter()
+                .map(|(c, _)| *c)
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_default();
+    format!("SELECT {columns} FROM ({base}) AS b")
+}
+
+/// Every column of every table and view (`pragma_table_xinfo`), typed from its declared type.
+fn pg_attribute() -> String {
+    format!(
+        "SELECT CAST(pg_relation_oid(s.name) AS oid) AS attrelid, p.name AS attname, \
+         sqlkeeper_type_oid(p.type) AS atttypid, p.cid + 1 AS attnum, \
+         sqlkeeper_typmod(p.type) AS atttypmod, 0 AS attndims, \
+         p.\"notnull\" OR p.pk > 0 AS attnotnull, p.dflt_value IS NOT NULL AS atthasdef, \
+         0 AS atthasmissing, '' AS attidentity, '' AS attgenerated, 0 AS attisdropped, \
+         1 AS attislocal, 0 AS attinhcount, \
+         CASE WHEN sqlkeeper_type_oid(p.type) IN (25, 1042, 1043) THEN 100 ELSE 0 END \
+         AS attcollation, NULL AS attacl, NULL AS attoptions \
+         FROM sqlite_schema AS s, pragma_table_xinfo(s.name) AS p \
+         WHERE s.type IN ('table', 'view') AND {USER_OBJECT} AND p.hidden = 0"
+    )
+}
+
+/// The default of every column that has one, as PostgreSQL prints it
+/// (`sqlkeeper_default_expr`; `pg_get_expr` gives `adbin` back).
+fn pg_attrdef() -> String {
+    format!(
+        "SELECT CAST(pg_relation_oid(s.name || '.' || p.name || '[default]') AS oid) AS oid, \
+         CAST(pg_relation_oid(s.name) AS oid) AS adrelid, p.cid + 1 AS adnum, \
+         sqlkeeper_default_expr(p.dflt_value, p.type) AS adbin \
+         FROM sqlite_schema AS s, pragma_table_xinfo(s.name) AS p \
+         WHERE s.type = 'table' AND {USER_OBJECT} AND p.dflt_value IS NOT NULL"
+    )
+}
+
+/// The built-in types a column can have here, with PostgreSQL's oids and attributes.
+fn pg_type() -> String {
+    /// oid, name, length, by value, category, preferred, array type's oid, collation.
+    type Row = (i64, &'static str, i64, bool, char, bool, i64, i64);
+    const TYPES: &[Row] = &[
+        (16, "bool", 1, true, 'B', true, 1000, 0),
+        (17, "bytea", -1, false, 'U', false, 1001, 0),
+        (18, "char", 1, true, 'Z', false, 1002, 100),
+        (19, "name", 64, false, 'S', false, 1003, 950),
+        (20, "int8", 8, true, 'N', false, 1016, 0),
+        (21, "int2", 2, true, 'N', false, 1005, 0),
+        (23, "int4", 4, true, 'N', false, 1007, 0),
+        (25, "text", -1, false, 'S', true, 1009, 100),
+        (26, "oid", 4, true, 'N', true, 1028, 0),
+        (114, "json", -1, false, 'U', false, 199, 0),
+        (700, "float4", 4, true, 'N', false, 1021, 0),
+        (701, "float8", 8, true, 'N', true, 1022, 0),
+        (1042, "bpchar", -1, false, 'S', false, 1014, 100),
+        (1043, "varchar", -1, false, 'S', false, 1015, 100),
+        (1082, "date", 4, true, 'D', false, 1182, 0),
+        (1114, "timestamp", 8, true, 'D', false, 1115, 0),
+        (1184, "timestamptz", 8, true, 'D', true, 1185, 0),
+        (1700, "numeric", -1, false, 'N', false, 1231, 0),
+        (2950, "uuid", 16, false, 'U', false, 2951, 0),
+        (3802, "jsonb", -1, false, 'U', false, 3807, 0),
+    ];
+    let rows: Vec<String> = TYPES
+        .iter()
+        .map(|(oid, name, len, byval, cat, pref, arr, coll)| {
+            format!(
+                "({oid}, '{name}', {len}, {}, '{cat}', {}, {arr}, {coll})",
+                i32::from(*byval),
+                i32::from(*pref)
+            )
+        })
+        .collect();
+    format!(
+        "SELECT CAST(column1 AS oid) AS oid, column2 AS typname, 11 AS typnamespace, 10 AS typowner, \
+         column3 AS typlen, column4 AS typbyval, 'b' AS typtype, column5 AS typcategory, \
+         column6 AS typispreferred, 1 AS typisdefined, ',' AS typdelim, 0 AS typrelid, \
+         0 AS typelem, column7 AS typarray, 0 AS typbasetype, -1 AS typtypmod, \
+         0 AS typndims, column8 AS typcollation, 0 AS typnotnull FROM (VALUES {}) AS v",
+        rows.join(", ")
+    )
+}
+
+fn find(name: &ObjectName) -> Option<&'static Relation> {
     let parts: Vec<String> = name
         .0
         .iter()
@@ -45,7 +570,318 @@ pub(crate) fn relation(name: &ObjectName) -> Option<&'static str> {
         [s, n] if s == "pg_catalog" => n,
         _ => return None,
     };
-    RELATIONS.iter().find(|(r, _)| r == bare).map(|(r, _)| *r)
+    RELATIONS.iter().find(|r| r.name == bare)
+}
+
+/// The catalog relation `name` stands for (`pg_class`, `pg_catalog.pg_class`), if any.
+pub(crate) fn relation(name: &ObjectName) -> Option<&'static str> {
+    find(name).map(|r| r.name)
+}
+
+/// The PostgreSQL type of a result column that is a column of a catalog relation in the
+/// query's `FROM` (`c.relhasindex`, or `relkind` when only catalog relations are there), or,
+/// for a `*` over one catalog relation, of all its columns.
+pub(crate) fn column_type(select: &Select, e: &Expr) -> Option<PgType> {
+    let sources = sources(select);
+    let of =
+        |rel: &Relation, col: &str| rel.columns.iter().find(|(c, _)| *c == col).map(|(_, t)| *t);
+    match e {
+        Expr::CompoundIdentifier(parts) if parts.len() >= 2 => {
+            let col = parts[parts.len() - 1].value.to_ascii_lowercase();
+            let qualifier = parts[parts.len() - 2].value.to_ascii_lowercase();
+            let (_, rel) = sources.iter().find(|(k, _)| *k == qualifier)?;
+            of((*rel)?, &col)
+        }
+        Expr::Identifier(i) => {
+            let col = i.value.to_ascii_lowercase();
+            if sources.iter().any(|(_, r)| r.is_none()) {
+                return None;
+            }
+            let mut found = sources.iter().filter_map(|(_, r)| of((*r)?, &col));
+            let first = found.next();
+            first.filter(|_| found.next().is_none())
+        }
+        _ => None,
+    }
+}
+
+/// The types of `SELECT *` over exactly one catalog relation.
+pub(crate) fn wildcard_types(select: &Select) -> Option<Vec<(String, PgType)>> {
+    match sources(select).as_slice() {
+        [(_, Some(rel))] => Some(
+            rel.columns
+                .iter()
+                .map(|(c, t)| ((*c).to_string(), *t))
+                .collect(),
+        ),
+        _ => None,
+    }
+}
+
+/// The relations of a `FROM`, by the name a column reference qualifies them with, and the
+/// catalog relation each is (`None`: another table or a subquery).
+fn sources(select: &Select) -> Vec<(String, Option<&'static Relation>)> {
+    let mut out = Vec::new();
+    for twj in &select.from {
+        for factor in std::iter::once(&twj.relation).chain(twj.joins.iter().map(|j| &j.relation)) {
+            match factor {
+                TableFactor::Table { name, alias, .. } => {
+                    let key = match alias {
+                        Some(a) => a.name.value.to_ascii_lowercase(),
+                        None => name
+                            .0
+                            .last()
+                            .map(|p| p.to_string().trim_matches('"').to_ascii_lowercase())
+                            .unwrap_or_default(),
+                    };
+                    out.push((key, find(name)));
+                }
+                TableFactor::Derived { alias, .. } => out.push((
+                    alias
+                        .as_ref()
+                        .map(|a| a.name.value.to_ascii_lowercase())
+                        .unwrap_or_default(),
+                    None,
+                )),
+                _ => out.push((String::new(), None)),
+            }
+        }
+    }
+    out
+}
+
+/// For a query that must return no rows because each of its rows would need a row of an
+/// always-empty catalog relation ([`EMPTY_RELATIONS`]: psql's `\d table` asks for policies,
+/// publications, triggers and inheritance): the same columns, no rows, as a query SQLite can
+/// run (the original uses arrays, `WITH ORDINALITY` and other forms it has not).
+pub(crate) fn empty_result(stmt: &Statement, hints: &[ColumnHint]) -> Option<Statement> {
+    let Statement::Query(q) = stmt else {
+        return None;
+    };
+    if !query_empty(q) {
+        return None;
+    }
+    let mut body = q.body.as_ref();
+    while let SetExpr::SetOperation { left, .. } = body {
+        body = left.as_ref();
+    }
+    let SetExpr::Select(s) = body else {
+        return None;
+    };
+    if hints.len() != s.projection.len() {
+        return None;
+    }
+    let mut items = Vec::with_capacity(hints.len());
+    for (item, hint) in s.projection.iter().zip(hints) {
+        let name = match (&hint.name, item) {
+            (Some(n), _) => n.clone(),
+            (None, SelectItem::UnnamedExpr(Expr::Identifier(i))) => i.value.clone(),
+            (None, SelectItem::UnnamedExpr(Expr::CompoundIdentifier(p))) => p.last()?.value.clone(),
+            _ => return None,
+        };
+        items.push(format!("NULL AS \"{}\"", name.replace('"', "\"\"")));
+    }
+    match Parser::parse_sql(
+        &PostgreSqlDialect {},
+        &format!("SELECT {} WHERE false", items.join(", ")),
+    ) {
+        Ok(mut v) => v.pop(),
+        Err(_) => None,
+    }
+}
+
+fn query_empty(q: &Query) -> bool {
+    // A common table expression could shadow a catalog name: not decided here.
+    q.with.is_none() && set_empty(&q.body)
+}
+
+fn set_empty(body: &SetExpr) -> bool {
+    match body {
+        SetExpr::Select(s) => select_empty(s),
+        SetExpr::Query(q) => query_empty(q),
+        SetExpr::SetOperation {
+            op, left, right, ..
+        } => match op {
+            SetOperator::Union => set_empty(left) && set_empty(right),
+            SetOperator::Intersect => set_empty(left) || set_empty(right),
+            SetOperator::Except | SetOperator::Minus => set_empty(left),
+        },
+        _ => false,
+    }
+}
+
+/// Aggregates, which give a row even over no rows (without `GROUP BY`).
+const AGGREGATES: &[&str] = &[
+    "count",
+    "sum",
+    "avg",
+    "min",
+    "max",
+    "string_agg",
+    "array_agg",
+    "bool_and",
+    "bool_or",
+    "every",
+    "json_agg",
+    "jsonb_agg",
+    "json_object_agg",
+    "jsonb_object_agg",
+];
+
+fn select_empty(s: &Select) -> bool {
+    let mut aggregates = false;
+    let _ = Visit::visit(
+        &s.projection,
+        &mut FunctionNames {
+            call: |name: &str| aggregates |= AGGREGATES.contains(&name),
+            depth: 0,
+        },
+    );
+    let grouped = !matches!(&s.group_by, GroupByExpr::Expressions(e, _) if e.is_empty());
+    if aggregates && !grouped {
+        return false;
+    }
+    let empty = |t: &TableFactor| match t {
+        TableFactor::Table {
+            name, args: None, ..
+        } => {
+            let parts: Vec<String> = name
+                .0
+                .iter()
+                .map(|p| p.to_string().trim_matches('"').to_ascii_lowercase())
+                .collect();
+            match parts.as_slice() {
+                [n] | [_, n] if parts.len() == 1 || parts[0] == "pg_catalog" => {
+                    EMPTY_RELATIONS.contains(&n.as_str())
+                }
+                _ => false,
+            }
+        }
+        _ => false,
+    };
+    s.from.iter().any(|twj| {
+        empty(&twj.relation)
+            || twj.joins.iter().any(|j| {
+                matches!(
+                    j.join_operator,
+                    JoinOperator::Join(_) | JoinOperator::Inner(_) | JoinOperator::CrossJoin(_)
+                ) && empty(&j.relation)
+            })
+    })
+}
+
+/// Calls a closure with the (lower-case, unqualified) name of every function in what it
+/// visits, outside subqueries (whose aggregates are their own).
+struct FunctionNames<F: FnMut(&str)> {
+    call: F,
+    depth: usize,
+}
+
+impl<F: FnMut(&str)> sqlparser::ast::Visitor for FunctionNames<F> {
+    type Break = ();
+    fn pre_visit_query(&mut self, _: &Query) -> ControlFlow<()> {
+        self.depth += 1;
+        ControlFlow::Continue(())
+    }
+    fn post_visit_query(&mut self, _: &Query) -> ControlFlow<()> {
+        self.depth -= 1;
+        ControlFlow::Continue(())
+    }
+    fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
+        if let (Expr::Function(f), 0) = (e, self.depth) {
+            if let Some(last) = f.name.0.last() {
+                (self.call)(&last.to_string().trim_matches('"').to_ascii_lowercase());
+            }
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// The catalog's functions of an object's oid that need the catalog itself, as scalar
+/// subqueries over the stand-ins: `pg_get_indexdef(oid)`, `pg_get_constraintdef(oid)`, and
+/// `x::regclass` (a relation's name; a literal name or number is its oid); `x::regtype` is
+/// `format_type(x, NULL)`.
+fn catalog_expression(e: &Expr) -> Option<Expr> {
+    let subquery = |sql: String| parse_query(&sql).map(|q| Expr::Subquery(Box::new(q)));
+    match e {
+        Expr::Function(f) => {
+            let name = f.name.to_string().replace('"', "").to_ascii_lowercase();
+            let FunctionArguments::List(list) = &f.args else {
+                return None;
+            };
+            let args: Vec<String> = list.args.iter().map(|a| a.to_string()).collect();
+            match (name.trim_start_matches("pg_catalog."), args.as_slice()) {
+                ("pg_get_indexdef", [oid]) | ("pg_get_indexdef", [oid, _, _])
+                    if args.len() == 1 || args[1] == "0" =>
+                {
+                    subquery(lookup("indexrelid", "def", &indexes(), oid))
+                }
+                ("pg_get_constraintdef", [oid] | [oid, _]) => {
+                    subquery(lookup("oid", "def", &constraints(), oid))
+                }
+                _ => None,
+            }
+        }
+        Expr::Cast {
+            expr, data_type, ..
+        } => {
+            let ty = data_type.to_string().replace('"', "").to_ascii_lowercase();
+            match (ty.trim_start_matches("pg_catalog."), expr.as_ref()) {
+                ("regclass", Expr::Value(v)) => match &v.value {
+                    Value::SingleQuotedString(s) if s.trim().parse::<i64>().is_ok() => {
+                        Some(Expr::Value(Value::Number(s.trim().into(), false).into()))
+                    }
+                    Value::SingleQuotedString(s) => {
+                        let bare = s.trim().trim_start_matches("public.");
+                        let name = match bare.strip_prefix('"').and_then(|b| b.strip_suffix('"')) {
+                            Some(quoted) => quoted.to_string(),
+                            None => bare.to_ascii_lowercase(),
+                        };
+                        parse_expr(&format!("pg_relation_oid('{}')", name.replace('\'', "''")))
+                    }
+                    _ => None,
+                },
+                ("regclass", other) => parse_expr(&format!(
+                    "coalesce(({}), {other})",
+                    lookup("oid", "relname", &pg_class(), &other.to_string())
+                )),
+                ("regtype", other) => parse_expr(&format!("format_type({other}, NULL)")),
+                // `x::pg_catalog.text` is `x::text`.
+                (bare, _) if ty.starts_with("pg_catalog.") => {
+                    let parsed = Parser::new(&PostgreSqlDialect {})
+                        .try_with_sql(bare)
+                        .ok()?
+                        .parse_data_type()
+                        .ok()?;
+                    let mut cast = e.clone();
+                    if let Expr::Cast { data_type, .. } = &mut cast {
+                        *data_type = parsed;
+                    }
+                    Some(cast)
+                }
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
+/// `SELECT value FROM base WHERE key = arg`, with `base`'s columns renamed so that `arg`, an
+/// expression of the enclosing query (`oid`, `c.oid`), cannot name one of them.
+fn lookup(key: &str, value: &str, base: &str, arg: &str) -> String {
+    format!(
+        "SELECT _sqlkeeper_l._sqlkeeper_v FROM (SELECT b.{key} AS _sqlkeeper_k, \
+         b.{value} AS _sqlkeeper_v FROM ({base}) AS b) AS _sqlkeeper_l \
+         WHERE _sqlkeeper_l._sqlkeeper_k = {arg}"
+    )
+}
+
+fn parse_expr(sql: &str) -> Option<Expr> {
+    Parser::new(&PostgreSqlDialect {})
+        .try_with_sql(sql)
+        .ok()?
+        .parse_expr()
+        .ok()
 }
 
 struct Rewriter {
@@ -76,17 +912,11 @@ impl VisitorMut for Rewriter {
                     && self
                         .ctes
                         .contains(&name.to_string().trim_matches('"').to_ascii_lowercase());
-                if let Some(rel) = relation(name).filter(|_| !shadowed) {
-                    if let Some(query) = parse_query(
-                        RELATIONS
-                            .iter()
-                            .find(|(r, _)| *r == rel)
-                            .map(|(_, q)| *q)
-                            .unwrap_or(""),
-                    ) {
+                if let Some(rel) = find(name).filter(|_| !shadowed) {
+                    if let Some(query) = parse_query(&(rel.query)()) {
                         let alias = alias.clone().unwrap_or(TableAlias {
                             explicit: true,
-                            name: Ident::new(rel),
+                            name: Ident::new(rel.name),
                             columns: Vec::new(),
                             at: None,
                         });
@@ -129,6 +959,10 @@ impl VisitorMut for Rewriter {
     }
 
     fn pre_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
+        if let Some(replaced) = catalog_expression(e) {
+            *e = replaced;
+            return ControlFlow::Continue(());
+        }
         // pg_catalog.pg_class.relname -> pg_class.relname
         if let Expr::CompoundIdentifier(parts) = e {
             if parts.len() == 3 && parts[0].value.eq_ignore_ascii_case("pg_catalog") {
@@ -155,4 +989,74 @@ pub(crate) fn rewrite(stmt: &mut Statement) {
         catalog,
         ctes: Vec::new(),
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every stand-in parses, and its first select's columns are the relation's, in order
+    /// (the types given to a result's columns are looked up by these names).
+    #[test]
+    fn stand_ins_return_the_declared_columns() {
+        for rel in RELATIONS {
+            let q = parse_query(&(rel.query)())
+                .unwrap_or_else(|| panic!("{}: stand-in does not parse", rel.name));
+            let mut body = q.body.as_ref();
+            while let SetExpr::SetOperation { left, .. } = body {
+                body = left.as_ref();
+            }
+            let SetExpr::Select(s) = body else {
+                panic!("{}: not a select", rel.name)
+            };
+            let names: Vec<String> = s
+                .projection
+                .iter()
+                .map(|i| match i {
+                    SelectItem::ExprWithAlias { alias, .. } => alias.value.clone(),
+                    // A projection of a base query (`project`).
+                    SelectItem::UnnamedExpr(Expr::Identifier(i)) => i.value.clone(),
+                    other => panic!("{}: unnamed column {other}", rel.name),
+                })
+                .collect();
+            let declared: Vec<&str> = rel.columns.iter().map(|(c, _)| *c).collect();
+            assert_eq!(names, declared, "{}", rel.name);
+        }
+    }
+
+    fn select(sql: &str) -> Select {
+        match parse_query(sql).map(|q| *q.body) {
+            Some(SetExpr::Select(s)) => *s,
+            _ => panic!("{sql}"),
+        }
+    }
+
+    #[test]
+    fn catalog_columns_are_typed_by_their_relation() {
+        let s = select(
+            "SELECT c.relhasindex, relkind, n.nspname, t.x FROM pg_catalog.pg_class c \
+             JOIN pg_namespace n ON n.oid = c.relnamespace, t",
+        );
+        let ty = |i: usize| match &s.projection[i] {
+            SelectItem::UnnamedExpr(e) => column_type(&s, e),
+            _ => None,
+        };
+        assert_eq!(ty(0), Some(PgType::Bool));
+        // Unqualified, beside a table that is not the catalog's: it could be the table's.
+        assert_eq!(ty(1), None);
+        assert_eq!(ty(2), Some(PgType::Text));
+        assert_eq!(ty(3), None);
+        let only = select("SELECT relkind, indisunique FROM pg_class, pg_index");
+        match &only.projection[1] {
+            SelectItem::UnnamedExpr(e) => assert_eq!(column_type(&only, e), Some(PgType::Bool)),
+            _ => unreachable!(),
+        }
+        let star = select("SELECT * FROM pg_catalog.pg_am");
+        assert_eq!(
+            wildcard_types(&star).map(|c| c.len()),
+            Some(4),
+            "a * over one catalog relation is typed"
+        );
+        assert_eq!(wildcard_types(&select("SELECT * FROM pg_am, t")), None);
+    }
 }

@@ -323,8 +323,26 @@ pub(crate) fn infer_type(e: &Expr) -> Option<PgType> {
     use BinaryOperator::*;
     Some(match e {
         Expr::BinaryOp { op, left, right } => match op {
-            Eq | NotEq | Lt | Gt | LtEq | GtEq | And | Or | PGLikeMatch | PGNotLikeMatch
-            | PGILikeMatch | PGNotILikeMatch | AtArrow | ArrowAt | Question => PgType::Bool,
+            Eq
+            | NotEq
+            | Lt
+            | Gt
+            | LtEq
+            | GtEq
+            | And
+            | Or
+            | PGLikeMatch
+            | PGNotLikeMatch
+            | PGILikeMatch
+            | PGNotILikeMatch
+            | AtArrow
+            | ArrowAt
+            | Question
+            | PGRegexMatch
+            | PGRegexIMatch
+            | PGRegexNotMatch
+            | PGRegexNotIMatch
+            | PGCustomBinaryOperator(_) => PgType::Bool,
             StringConcat => match (infer_type(left), infer_type(right)) {
                 (Some(PgType::Jsonb), _) | (_, Some(PgType::Jsonb)) => PgType::Jsonb,
                 _ => PgType::Text,
@@ -435,6 +453,7 @@ pub(crate) fn infer_type(e: &Expr) -> Option<PgType> {
 /// Names and types of a query's result columns, one per projection item, or an empty list
 /// when the projection has a wildcard (SQLite's names and declared types are right then).
 pub(crate) fn projection_hints(stmt: &Statement) -> Vec<ColumnHint> {
+    let mut select = None;
     let items: &[SelectItem] = match stmt {
         Statement::Query(q) => {
             let mut body = q.body.as_ref();
@@ -444,6 +463,7 @@ pub(crate) fn projection_hints(stmt: &Statement) -> Vec<ColumnHint> {
             let SetExpr::Select(s) = body else {
                 return Vec::new();
             };
+            select = Some(s.as_ref());
             &s.projection
         }
         // A write's RETURNING list is named and typed as a query's projection.
@@ -452,6 +472,22 @@ pub(crate) fn projection_hints(stmt: &Statement) -> Vec<ColumnHint> {
         Statement::Delete(d) => d.returning.as_deref().unwrap_or_default(),
         _ => return Vec::new(),
     };
+    // A column of a catalog relation has the type the catalog declares (SQLite knows none).
+    let typed =
+        |e: &Expr| infer_type(e).or_else(|| select.and_then(|s| crate::catalog::column_type(s, e)));
+    if let (Some(s), [SelectItem::Wildcard(_)]) = (select, items) {
+        return crate::catalog::wildcard_types(s)
+            .map(|cols| {
+                cols.into_iter()
+                    .map(|(name, t)| ColumnHint {
+                        name: Some(name),
+                        pg_type: Some(t),
+                        of_column: None,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+    }
     let mut hints = Vec::with_capacity(items.len());
     for item in items {
         hints.push(match item {
@@ -461,12 +497,12 @@ pub(crate) fn projection_hints(stmt: &Statement) -> Vec<ColumnHint> {
                     Expr::Identifier(_) | Expr::CompoundIdentifier(_) => None,
                     _ => Some(figure_name(e).unwrap_or_else(|| "?column?".into())),
                 },
-                pg_type: infer_type(e),
+                pg_type: typed(e),
                 of_column: None,
             },
             SelectItem::ExprWithAlias { expr, alias } => ColumnHint {
                 name: Some(fold(alias)),
-                pg_type: infer_type(expr),
+                pg_type: typed(expr),
                 of_column: None,
             },
             _ => return Vec::new(),

@@ -417,6 +417,64 @@ fn quantified(e: &mut Expr) {
 }
 
 /// The one result column of a query that is a plain SELECT of one expression.
+/// Whether `op` is a regular-expression match (`~`, `~*`, `!~`, `!~*`, or one of them as
+/// `OPERATOR(pg_catalog.~)`): `(case_insensitive, negated)`.
+fn regex_operator(op: &BinaryOperator) -> Option<(bool, bool)> {
+    let symbol = match op {
+        BinaryOperator::PGRegexMatch => "~",
+        BinaryOperator::PGRegexIMatch => "~*",
+        BinaryOperator::PGRegexNotMatch => "!~",
+        BinaryOperator::PGRegexNotIMatch => "!~*",
+        BinaryOperator::PGCustomBinaryOperator(parts) => match parts.as_slice() {
+            [schema, o] if schema.eq_ignore_ascii_case("pg_catalog") => o.as_str(),
+            _ => return None,
+        },
+        _ => return None,
+    };
+    Some(match symbol {
+        "~" => (false, false),
+        "~*" => (true, false),
+        "!~" => (false, true),
+        "!~*" => (true, true),
+        _ => return None,
+    })
+}
+
+/// `ARRAY(subquery)` as the array's text form: the subquery's one column aggregated in order,
+/// each element printed as PostgreSQL's `array_out` does (`_sqlkeeper_array_element`).
+fn array_of_subquery(mut q: Query) -> Result<Expr, SqlError> {
+    let Some(item) = sole_item(&mut q) else {
+        return Err(SqlError {
+            sqlstate: crate::SqlState::new("42601"),
+            message: "subquery must return only one column".into(),
+            position: None,
+        });
+    };
+    let value = match item {
+        SelectItem::UnnamedExpr(v) | SelectItem::ExprWithAlias { expr: v, .. } => v.clone(),
+        _ => return Err(SqlError::unsupported("this ARRAY subquery")),
+    };
+    *item = SelectItem::ExprWithAlias {
+        expr: value,
+        alias: Ident::new("_sqlkeeper_v"),
+    };
+    let template = "SELECT '{' || coalesce(group_concat(_sqlkeeper_array_element(_sqlkeeper_v), \
+                    ','), '') || '}' FROM (SELECT 1 AS _sqlkeeper_v) AS _sqlkeeper_a";
+    let Ok(Some(Statement::Query(mut outer))) =
+        Parser::parse_sql(&PostgreSqlDialect {}, template).map(|mut v| v.pop())
+    else {
+        return Err(SqlError::unsupported("this ARRAY subquery"));
+    };
+    if let SetExpr::Select(select) = outer.body.as_mut() {
+        if let Some(sqlparser::ast::TableFactor::Derived { subquery, .. }) =
+            select.from.first_mut().map(|t| &mut t.relation)
+        {
+            **subquery = q;
+        }
+    }
+    Ok(Expr::Subquery(outer))
+}
+
 fn sole_item(q: &mut Query) -> Option<&mut SelectItem> {
     let SetExpr::Select(select) = q.body.as_mut() else {
         return None;
@@ -527,6 +585,73 @@ fn rewrite(e: &mut Expr) -> Result<(), SqlError> {
                 },
             };
             return rewrite(e);
+        }
+        // `s ~ pattern` and its kin, also spelled `OPERATOR(pg_catalog.~)` (psql's `\d name`).
+        Expr::BinaryOp { left, op, right } if regex_operator(op).is_some() => {
+            let (case_insensitive, negated) = regex_operator(op).unwrap_or_default();
+            let name = if case_insensitive {
+                "texticregexeq"
+            } else {
+                "textregexeq"
+            };
+            let matched = call(name, vec![(**left).clone(), (**right).clone()]);
+            *e = if negated {
+                Expr::UnaryOp {
+                    op: UnaryOperator::Not,
+                    expr: Box::new(matched),
+                }
+            } else {
+                matched
+            };
+        }
+        // `OPERATOR(pg_catalog.=)` is `=`; other schema-qualified operators are not known.
+        Expr::BinaryOp {
+            op: op @ BinaryOperator::PGCustomBinaryOperator(_),
+            ..
+        } => {
+            let BinaryOperator::PGCustomBinaryOperator(parts) = &*op else {
+                return Ok(());
+            };
+            let plain = match parts.as_slice() {
+                [schema, o] if schema.eq_ignore_ascii_case("pg_catalog") => match o.as_str() {
+                    "=" => Some(BinaryOperator::Eq),
+                    "<>" | "!=" => Some(BinaryOperator::NotEq),
+                    "<" => Some(BinaryOperator::Lt),
+                    ">" => Some(BinaryOperator::Gt),
+                    "<=" => Some(BinaryOperator::LtEq),
+                    ">=" => Some(BinaryOperator::GtEq),
+                    _ => None,
+                },
+                _ => None,
+            };
+            match plain {
+                Some(p) => *op = p,
+                None => {
+                    return Err(SqlError {
+                        sqlstate: crate::SqlState::new("42883"),
+                        message: format!("operator does not exist: {}", parts.join(".")),
+                        position: None,
+                    })
+                }
+            }
+        }
+        // The database's default collation is SQLite's (byte order, as PostgreSQL's "C").
+        Expr::Collate { expr, collation } => {
+            let name = collation.to_string().replace('"', "").to_ascii_lowercase();
+            match name.trim_start_matches("pg_catalog.") {
+                "default" => *e = (**expr).clone(),
+                "c" | "posix" => *collation = ObjectName::from(vec![Ident::new("BINARY")]),
+                _ => {}
+            }
+        }
+        // `ARRAY(subquery)`: the array's text form, `{a,b}` (there is no array type).
+        Expr::Function(f)
+            if f.name.to_string().eq_ignore_ascii_case("array")
+                && matches!(f.args, FunctionArguments::Subquery(_)) =>
+        {
+            if let FunctionArguments::Subquery(q) = &mut f.args {
+                *e = array_of_subquery((**q).clone())?;
+            }
         }
         // `^` is exponentiation, `#` exclusive or.
         Expr::BinaryOp {

@@ -465,6 +465,9 @@ fn translate_statement(mut stmt: Statement) -> Result<Translated, SqlError> {
     let mut stmt = rewrite_distinct_on(stmt)?;
     // Named from the Postgres text, before functions are renamed for SQLite.
     let mut columns = projection_hints(&stmt);
+    if let Some(empty) = crate::catalog::empty_result(&stmt, &columns) {
+        stmt = empty;
+    }
     // Translated as any query; one that does not translate leaves those columns untyped.
     let column_probe = crate::columns::aggregate_probe(&stmt, &mut columns)
         .and_then(|q| translate(&q).ok()?.pop()?.sqlite.into_iter().next());

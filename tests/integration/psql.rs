@@ -67,3 +67,106 @@ async fn psql_script_matches_golden(name: &'static str) {
     );
     node.stop().await;
 }
+
+/// Runs `script` (a file of `testdata`) through psql against `addr`, output and errors.
+fn run_psql(addr: std::net::SocketAddr, script: &str) -> String {
+    let out = Command::new("psql")
+        .current_dir(testdata())
+        .args([
+            "-X",
+            "-q",
+            "-h",
+            &addr.ip().to_string(),
+            "-p",
+            &addr.port().to_string(),
+        ])
+        .args(["-U", "postgres", "-d", "postgres", "-f", script])
+        .env("PGCONNECT_TIMEOUT", "10")
+        .output()
+        .unwrap();
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// psql's describe commands (`\d`, `\dt`, `\di`, `\dv`, `\ds`, `\dn`, `\du`, `\df`, with and
+/// without patterns, and `\d table` for tables and views: columns, types, defaults, indexes,
+/// foreign keys both ways) print exactly what PostgreSQL 15's psql prints for the same schema: the
+/// same script runs against a real PostgreSQL started here, and its output is the expected one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psql_describe_commands_match_postgresql() {
+    assert!(
+        psql_available(),
+        "psql is required (the test command installs postgresql-client)"
+    );
+    let pg = crate::support::Postgres::start();
+    let dir = tempfile::tempdir().unwrap();
+    let node = TestNode::start(dir.path()).await;
+    let (sk_addr, pg_addr) = (
+        node.pg_addr,
+        std::net::SocketAddr::from(([127, 0, 0, 1], pg.port)),
+    );
+    let (expected, actual) = tokio::task::spawn_blocking(move || {
+        let schema = "psql_catalog_schema.sql";
+        assert_eq!(
+            run_psql(pg_addr, schema),
+            "",
+            "PostgreSQL refused the schema"
+        );
+        assert_eq!(
+            run_psql(sk_addr, schema),
+            "",
+            "sqlkeeper refused the schema"
+        );
+        (
+            run_psql(pg_addr, "psql_catalog.sql"),
+            run_psql(sk_addr, "psql_catalog.sql"),
+        )
+    })
+    .await
+    .unwrap();
+    // The comparison means something only if PostgreSQL listed the schema's objects.
+    for object in [
+        "orders_item_id_qty_key",
+        "tags_lower_note",
+        "Foreign-key constraints:",
+        "Referenced by:",
+        "nextval('orders_id_seq'::regclass)",
+        "character varying(40)",
+        "active_items",
+        "ticket_numbers",
+        "pg_database_owner",
+        "Superuser",
+    ] {
+        assert!(
+            expected.contains(object),
+            "PostgreSQL did not list {object}:\n{expected}"
+        );
+    }
+    assert_eq!(
+        actual, expected,
+        "psql's describe output differs from PostgreSQL's"
+    );
+    // `\l`: the one database, with the collation SQLite compares text by.
+    let list = tokio::task::spawn_blocking(move || {
+        let out = Command::new("psql")
+            .args(["-X", "-A", "-t", "-h", &sk_addr.ip().to_string()])
+            .args([
+                "-p",
+                &sk_addr.port().to_string(),
+                "-U",
+                "postgres",
+                "-c",
+                "\\l",
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    })
+    .await
+    .unwrap();
+    assert_eq!(list, "postgres|postgres|UTF8|C|C||libc|\n");
+    node.stop().await;
+}

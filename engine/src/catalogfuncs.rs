@@ -1,0 +1,441 @@
+//! Functions of PostgreSQL's catalog queries (psql's `\d` family, drivers' and ORMs'
+//! introspection): regular-expression matching (`~`, `~*`, `OPERATOR(pg_catalog.~)`), the
+//! text form of arrays (`ARRAY(subquery)`, `array_to_string`), and the catalog's lookup
+//! functions. All deterministic: they read their arguments only, never the node.
+
+use rusqlite::functions::Context;
+use rusqlite::Connection;
+
+use crate::error::raise;
+use crate::functions::{flags, text};
+
+/// Largest compiled program of one regular expression, in bytes: a pattern is client input,
+/// and its compiled form lives as long as the statement; PostgreSQL bounds its own regex
+/// engine's memory too. Far above any pattern a catalog query or a validation check uses.
+const REGEX_PROGRAM_BYTES_MAX: usize = 1 << 20;
+
+/// The oid of the one role (`postgres`, the bootstrap superuser's oid in PostgreSQL).
+pub(crate) const SUPERUSER_OID: i64 = 10;
+/// The oid of `pg_database_owner`, which owns schema `public` in PostgreSQL 15.
+pub(crate) const DATABASE_OWNER_OID: i64 = 6171;
+
+/// The oid of a relation (`pg_class.oid`): a function of its name, so every replica (one
+/// that replayed the log, one that installed a snapshot) gives a relation the same oid, and
+/// so does every restart. FNV-1a, above PostgreSQL's reserved range. A rename changes it.
+pub(crate) fn relation_oid(name: &str) -> i64 {
+    let h = name.bytes().fold(0x811c_9dc5u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    });
+    16_384 + i64::from(h % (1 << 30))
+}
+
+/// `s ~ pattern` (`case_insensitive`: `~*`): whether the regular expression matches anywhere
+/// in `s`. The compiled pattern is kept for the statement when it is a constant.
+fn regex_match(ctx: &Context<'_>, case_insensitive: bool) -> rusqlite::Result<Option<bool>> {
+    let (Some(s), Some(_)) = (text(ctx, 0), text(ctx, 1)) else {
+        return Ok(None);
+    };
+    let compiled =
+        ctx.get_or_create_aux(1, |v| -> Result<Result<regex::Regex, String>, String> {
+            let pattern = crate::functions::text_of(v).unwrap_or_default();
+            Ok(regex::RegexBuilder::new(&pattern)
+                .case_insensitive(case_insensitive)
+                .size_limit(REGEX_PROGRAM_BYTES_MAX)
+                .build()
+                .map_err(|e| match e {
+                    regex::Error::CompiledTooBig(_) => {
+                        "regular expression is too complex".to_string()
+                    }
+                    e => format!("invalid regular expression: {}", first_line(&e.to_string())),
+                }))
+        })?;
+    match compiled.as_ref() {
+        Ok(re) => Ok(Some(re.is_match(&s))),
+        Err(message) => Err(raise("2201B", message.clone())),
+    }
+}
+
+fn first_line(s: &str) -> &str {
+    s.lines()
+        .rev()
+        .find(|l| l.starts_with("error:"))
+        .unwrap_or(s)
+}
+
+/// An element in PostgreSQL's text form of an array (`array_out`): double-quoted when it is
+/// empty, `NULL` in any case, or holds a brace, quote, comma, backslash or white space.
+fn array_element(v: Option<String>) -> String {
+    let Some(s) = v else {
+        return "NULL".into();
+    };
+    let plain = !s.is_empty()
+        && !s.eq_ignore_ascii_case("null")
+        && !s
+            .chars()
+            .any(|c| matches!(c, '{' | '}' | '"' | ',' | '\\') || c.is_ascii_whitespace());
+    if plain {
+        return s;
+    }
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        if matches!(c, '"' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+    out
+}
+
+/// The elements of a one-dimensional array in PostgreSQL's text form (`{a,"b c",NULL}`);
+/// `None` when the text is not one.
+fn array_elements(s: &str) -> Option<Vec<Option<String>>> {
+    let inner = s.trim().strip_prefix('{')?.strip_suffix('}')?;
+    let mut out = Vec::new();
+    if inner.trim().is_empty() {
+        return Some(out);
+    }
+    let mut chars = inner.chars().peekable();
+    loop {
+        while chars.next_if(|c| c.is_ascii_whitespace()).is_some() {}
+        let mut item = String::new();
+        let quoted = chars.next_if_eq(&'"').is_some();
+        if quoted {
+            loop {
+                match chars.next()? {
+                    '"' => break,
+                    '\\' => item.push(chars.next()?),
+                    c => item.push(c),
+                }
+            }
+            while chars.next_if(|c| c.is_ascii_whitespace()).is_some() {}
+        } else {
+            while let Some(c) = chars.next_if(|c| *c != ',') {
+                if matches!(c, '{' | '}' | '"') {
+                    return None;
+                }
+                item.push(c);
+            }
+            item = item.trim_end().to_string();
+        }
+        out.push((quoted || !item.eq_ignore_ascii_case("null")).then_some(item));
+        match chars.next() {
+            None => return Some(out),
+            Some(',') => {}
+            Some(_) => return None,
+        }
+    }
+}
+
+/// The name of the role with oid `oid` (`pg_get_userbyid`), PostgreSQL's placeholder for
+/// another.
+fn user_name(oid: i64) -> String {
+    match oid {
+        SUPERUSER_OID => "postgres".into(),
+        DATABASE_OWNER_OID => "pg_database_owner".into(),
+        _ => format!("unknown (OID={oid})"),
+    }
+}
+
+/// The oid of a declared column type (`VARCHAR(40)`, `INT`, `timestamptz`): PostgreSQL's
+/// built-in oids; `text` for a name without one here.
+fn type_oid(declared: &str) -> i64 {
+    if let Some(t) = sqlkeeper_sql::pg_type_of_name(declared) {
+        return i64::from(t.oid());
+    }
+    let lower = declared.to_ascii_lowercase();
+    match lower.split('(').next().unwrap_or("").trim() {
+        "time" | "time without time zone" => 1083,
+        "timetz" | "time with time zone" => 1266,
+        "interval" => 1186,
+        "inet" => 869,
+        "cidr" => 650,
+        "macaddr" => 829,
+        "oid" => 26,
+        "name" => 19,
+        "xml" => 142,
+        "money" => 790,
+        _ => 25,
+    }
+}
+
+/// PostgreSQL's `format_type(oid, typmod)`: the SQL name of a type, with its modifier.
+fn format_type(oid: i64, typmod: Option<i64>) -> String {
+    let m = typmod.filter(|t| *t >= 0);
+    let plain = match oid {
+        16 => "boolean",
+        17 => "bytea",
+        18 => "\"char\"",
+        19 => "name",
+        20 => "bigint",
+        21 => "smallint",
+        23 => "integer",
+        25 => "text",
+        26 => "oid",
+        114 => "json",
+        142 => "xml",
+        650 => "cidr",
+        700 => "real",
+        701 => "double precision",
+        790 => "money",
+        829 => "macaddr",
+        869 => "inet",
+        1082 => "date",
+        1083 => "time without time zone",
+        1186 => "interval",
+        1266 => "time with time zone",
+        2950 => "uuid",
+        3802 => "jsonb",
+        1042 => {
+            return match m {
+                Some(m) => format!("character({})", m - 4),
+                None => "bpchar".into(),
+            }
+        }
+        1043 => {
+            return match m {
+                Some(m) => format!("character varying({})", m - 4),
+                None => "character varying".into(),
+            }
+        }
+        1114 | 1184 => {
+            let zone = if oid == 1114 { "without" } else { "with" };
+            return match m {
+                Some(p) => format!("timestamp({p}) {zone} time zone"),
+                None => format!("timestamp {zone} time zone"),
+            };
+        }
+        1700 => {
+            return match m {
+                Some(m) => format!("numeric({},{})", (m - 4) >> 16, (m - 4) & 0xffff),
+                None => "numeric".into(),
+            }
+        }
+        _ => "???",
+    };
+    plain.into()
+}
+
+/// A column's default as SQLite keeps it (`nextval('t_id_seq')`, `true`, `'x'`), as
+/// PostgreSQL prints it (`pg_get_expr` of `pg_attrdef.adbin`): `nextval('t_id_seq'::regclass)`,
+/// a string with a cast to the column's type, a negative number as a typed string.
+fn default_expr(default: &str, declared: &str) -> String {
+    let d = default.trim();
+    if let Some(seq) = d
+        .strip_prefix("nextval('")
+        .and_then(|r| r.strip_suffix("')"))
+    {
+        return format!("nextval('{seq}'::regclass)");
+    }
+    let oid = type_oid(declared);
+    let type_name = format_type(oid, None);
+    if oid == 16 {
+        match d.to_ascii_lowercase().as_str() {
+            "true" | "1" | "'t'" | "'true'" => return "true".into(),
+            "false" | "0" | "'f'" | "'false'" => return "false".into(),
+            _ => {}
+        }
+    }
+    let number = d.parse::<f64>().is_ok();
+    if number && d.starts_with('-') {
+        return format!("'{d}'::{type_name}");
+    }
+    if d.starts_with('\'') && d.ends_with('\'') && d.len() >= 2 {
+        return format!("{d}::{type_name}");
+    }
+    d.to_string()
+}
+
+/// Registers the functions on `conn`.
+pub(crate) fn install(conn: &Connection) -> rusqlite::Result<()> {
+    // PostgreSQL's names of the functions behind `~` and `~*`.
+    conn.create_scalar_function("textregexeq", 2, flags(), |ctx| regex_match(ctx, false))?;
+    conn.create_scalar_function("texticregexeq", 2, flags(), |ctx| regex_match(ctx, true))?;
+    // One element of `ARRAY(subquery)`'s text form (the translator aggregates them).
+    conn.create_scalar_function("_sqlkeeper_array_element", 1, flags(), |ctx| {
+        Ok(array_element(text(ctx, 0)))
+    })?;
+    for n in [2, 3] {
+        conn.create_scalar_function("array_to_string", n, flags(), |ctx| {
+            let (Some(array), Some(sep)) = (text(ctx, 0), text(ctx, 1)) else {
+                return Ok(None);
+            };
+            let null = if ctx.len() == 3 { text(ctx, 2) } else { None };
+            let Some(items) = array_elements(&array) else {
+                return Err(raise(
+                    "22P02",
+                    format!("malformed array literal: \"{array}\""),
+                ));
+            };
+            let kept: Vec<String> = items
+                .into_iter()
+                .filter_map(|i| i.or_else(|| null.clone()))
+                .collect();
+            Ok(Some(kept.join(&sep)))
+        })?;
+    }
+    conn.create_scalar_function("pg_relation_oid", 1, flags(), |ctx| {
+        Ok(text(ctx, 0).map(|n| relation_oid(&n)))
+    })?;
+    conn.create_scalar_function("sqlkeeper_type_oid", 1, flags(), |ctx| {
+        Ok(text(ctx, 0).map(|d| type_oid(&d)))
+    })?;
+    conn.create_scalar_function("sqlkeeper_typmod", 1, flags(), |ctx| {
+        Ok(text(ctx, 0).map(|d| i64::from(sqlkeeper_sql::pg_typmod_of_name(&d))))
+    })?;
+    conn.create_scalar_function("sqlkeeper_default_expr", 2, flags(), |ctx| {
+        Ok(text(ctx, 0).map(|d| default_expr(&d, &text(ctx, 1).unwrap_or_default())))
+    })?;
+    conn.create_scalar_function("format_type", 2, flags(), |ctx| {
+        Ok(ctx
+            .get::<Option<i64>>(0)?
+            .map(|oid| format_type(oid, ctx.get::<Option<i64>>(1).ok().flatten())))
+    })?;
+    // `adbin` is kept as PostgreSQL prints it (`sqlkeeper_default_expr`).
+    for n in [2, 3] {
+        conn.create_scalar_function("pg_get_expr", n, flags(), |ctx| Ok(text(ctx, 0)))?;
+    }
+    // No relation is a partition: a relation's only ancestor is itself.
+    conn.create_scalar_function("pg_partition_ancestors", 1, flags(), |ctx| {
+        Ok(ctx.get::<Option<i64>>(0).ok().flatten())
+    })?;
+    conn.create_scalar_function("pg_get_userbyid", 1, flags(), |ctx| {
+        Ok(ctx.get::<Option<i64>>(0)?.map(user_name))
+    })?;
+    // The only encoding is UTF8 (PostgreSQL's number 6).
+    conn.create_scalar_function("pg_encoding_to_char", 1, flags(), |ctx| {
+        Ok(ctx
+            .get::<Option<i64>>(0)?
+            .map(|e| if e == 6 { "UTF8" } else { "" }))
+    })?;
+    // Every relation, type and function is in `pg_catalog` or `public`, both on every
+    // search path.
+    for name in [
+        "pg_table_is_visible",
+        "pg_type_is_visible",
+        "pg_function_is_visible",
+    ] {
+        conn.create_scalar_function(name, 1, flags(), |ctx| {
+            Ok(ctx.get::<Option<i64>>(0)?.map(|_| true))
+        })?;
+    }
+    // No user functions exist (`pg_proc` is empty), and no comments (`COMMENT ON` is not
+    // supported): these describe nothing.
+    for (name, n) in [
+        ("pg_get_function_result", 1),
+        ("pg_get_function_arguments", 1),
+        ("obj_description", 1),
+        ("obj_description", 2),
+        ("col_description", 2),
+        ("shobj_description", 2),
+    ] {
+        conn.create_scalar_function(name, n, flags(), |_| Ok(None::<String>))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::functions::query_value;
+    use rusqlite::types::Value as SqlValue;
+
+    fn conn() -> Connection {
+        let c = Connection::open_in_memory().unwrap();
+        install(&c).unwrap();
+        c
+    }
+
+    #[test]
+    fn regular_expressions_match_as_postgres_does() {
+        let c = conn();
+        let q = |sql: &str| query_value(&c, sql);
+        assert_eq!(
+            q("SELECT textregexeq('items', '^(items)$')"),
+            Ok(SqlValue::Integer(1))
+        );
+        assert_eq!(
+            q("SELECT textregexeq('pg_toast', '^pg_')"),
+            Ok(SqlValue::Integer(1))
+        );
+        assert_eq!(
+            q("SELECT textregexeq('Items', '^items$')"),
+            Ok(SqlValue::Integer(0))
+        );
+        assert_eq!(
+            q("SELECT texticregexeq('Items', '^items$')"),
+            Ok(SqlValue::Integer(1))
+        );
+        assert_eq!(q("SELECT textregexeq(NULL, 'a')"), Ok(SqlValue::Null));
+        let bad = q("SELECT textregexeq('a', '(')").unwrap_err();
+        assert!(
+            bad.contains("2201B") && bad.contains("invalid regular expression"),
+            "{bad}"
+        );
+        let big = q("SELECT textregexeq('a', 'a{1000}{1000}')").unwrap_err();
+        assert!(big.contains("too complex"), "{big}");
+    }
+
+    #[test]
+    fn types_and_defaults_print_as_postgres_prints_them() {
+        assert_eq!(
+            format_type(type_oid("VARCHAR(40)"), Some(44)),
+            "character varying(40)"
+        );
+        assert_eq!(
+            format_type(type_oid("NUMERIC(10,2)"), Some(655366)),
+            "numeric(10,2)"
+        );
+        assert_eq!(format_type(type_oid("INT"), Some(-1)), "integer");
+        assert_eq!(
+            format_type(type_oid("TIMESTAMPTZ"), None),
+            "timestamp with time zone"
+        );
+        assert_eq!(
+            format_type(type_oid("timestamp(3)"), Some(3)),
+            "timestamp(3) without time zone"
+        );
+        assert_eq!(format_type(type_oid("interval"), None), "interval");
+        assert_eq!(
+            default_expr("nextval('t_id_seq')", "INT"),
+            "nextval('t_id_seq'::regclass)"
+        );
+        assert_eq!(default_expr("true", "BOOLEAN"), "true");
+        assert_eq!(default_expr("0", "NUMERIC(10,2)"), "0");
+        assert_eq!(default_expr("-1", "INTEGER"), "'-1'::integer");
+        assert_eq!(default_expr("'x'", "VARCHAR(8)"), "'x'::character varying");
+        assert_eq!(default_expr("now()", "TIMESTAMPTZ"), "now()");
+    }
+
+    #[test]
+    fn arrays_print_and_split_as_postgres_text() {
+        for (v, want) in [
+            (Some("a"), "a"),
+            (None, "NULL"),
+            (Some(""), "\"\""),
+            (Some("null"), "\"null\""),
+            (Some("a b"), "\"a b\""),
+            (Some("x\"y\\"), "\"x\\\"y\\\\\""),
+        ] {
+            assert_eq!(array_element(v.map(String::from)), want);
+        }
+        let c = conn();
+        let q = |sql: &str| query_value(&c, sql);
+        assert_eq!(
+            q("SELECT array_to_string('{a,\"b c\",NULL,\"NULL\"}', '|')"),
+            Ok(SqlValue::Text("a|b c|NULL".into()))
+        );
+        assert_eq!(
+            q("SELECT array_to_string('{a,NULL}', ',', '*')"),
+            Ok(SqlValue::Text("a,*".into()))
+        );
+        assert_eq!(
+            q("SELECT array_to_string('{}', ',')"),
+            Ok(SqlValue::Text("".into()))
+        );
+        assert!(q("SELECT array_to_string('a,b', ',')")
+            .unwrap_err()
+            .contains("22P02"));
+    }
+}
