@@ -4,6 +4,7 @@
 //! functions. All deterministic: they read their arguments only, never the node.
 
 use rusqlite::functions::Context;
+use rusqlite::types::Value as SqlValue;
 use rusqlite::Connection;
 
 use crate::error::raise;
@@ -60,72 +61,6 @@ fn first_line(s: &str) -> &str {
         .rev()
         .find(|l| l.starts_with("error:"))
         .unwrap_or(s)
-}
-
-/// An element in PostgreSQL's text form of an array (`array_out`): double-quoted when it is
-/// empty, `NULL` in any case, or holds a brace, quote, comma, backslash or white space.
-fn array_element(v: Option<String>) -> String {
-    let Some(s) = v else {
-        return "NULL".into();
-    };
-    let plain = !s.is_empty()
-        && !s.eq_ignore_ascii_case("null")
-        && !s
-            .chars()
-            .any(|c| matches!(c, '{' | '}' | '"' | ',' | '\\') || c.is_ascii_whitespace());
-    if plain {
-        return s;
-    }
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        if matches!(c, '"' | '\\') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out.push('"');
-    out
-}
-
-/// The elements of a one-dimensional array in PostgreSQL's text form (`{a,"b c",NULL}`);
-/// `None` when the text is not one.
-fn array_elements(s: &str) -> Option<Vec<Option<String>>> {
-    let inner = s.trim().strip_prefix('{')?.strip_suffix('}')?;
-    let mut out = Vec::new();
-    if inner.trim().is_empty() {
-        return Some(out);
-    }
-    let mut chars = inner.chars().peekable();
-    loop {
-        while chars.next_if(|c| c.is_ascii_whitespace()).is_some() {}
-        let mut item = String::new();
-        let quoted = chars.next_if_eq(&'"').is_some();
-        if quoted {
-            loop {
-                match chars.next()? {
-                    '"' => break,
-                    '\\' => item.push(chars.next()?),
-                    c => item.push(c),
-                }
-            }
-            while chars.next_if(|c| c.is_ascii_whitespace()).is_some() {}
-        } else {
-            while let Some(c) = chars.next_if(|c| *c != ',') {
-                if matches!(c, '{' | '}' | '"') {
-                    return None;
-                }
-                item.push(c);
-            }
-            item = item.trim_end().to_string();
-        }
-        out.push((quoted || !item.eq_ignore_ascii_case("null")).then_some(item));
-        match chars.next() {
-            None => return Some(out),
-            Some(',') => {}
-            Some(_) => return None,
-        }
-    }
 }
 
 /// The name of the role with oid `oid` (`pg_get_userbyid`), PostgreSQL's placeholder for
@@ -217,6 +152,82 @@ fn format_type(oid: i64, typmod: Option<i64>) -> String {
     plain.into()
 }
 
+/// What `information_schema.columns` says of a column of declared type `declared`: `field`
+/// is one of its columns (`data_type`, `character_maximum_length`, `numeric_precision`, ...);
+/// NULL where the standard has nothing for the type.
+fn type_info(declared: &str, field: &str) -> SqlValue {
+    let oid = type_oid(declared);
+    let typmod = sqlkeeper_sql::pg_typmod_of_name(declared);
+    let m = (typmod >= 0).then_some(i64::from(typmod));
+    let int = |v: Option<i64>| v.map_or(SqlValue::Null, SqlValue::Integer);
+    let text_type = matches!(oid, 25 | 1042 | 1043);
+    match field {
+        "data_type" => SqlValue::Text(match oid {
+            1042 => "character".into(),
+            1043 => "character varying".into(),
+            1114 => "timestamp without time zone".into(),
+            1184 => "timestamp with time zone".into(),
+            1700 => "numeric".into(),
+            _ => format_type(oid, None),
+        }),
+        "character_maximum_length" if matches!(oid, 1042 | 1043) => int(m.map(|m| m - 4)),
+        // At most four bytes a character in UTF-8; PostgreSQL's largest field otherwise.
+        "character_octet_length" if text_type => {
+            int(Some(m.map_or(1_073_741_824, |m| (m - 4) * 4)))
+        }
+        "numeric_precision" => int(match oid {
+            21 => Some(16),
+            23 => Some(32),
+            20 => Some(64),
+            700 => Some(24),
+            701 => Some(53),
+            1700 => m.map(|m| (m - 4) >> 16),
+            _ => None,
+        }),
+        "numeric_precision_radix" => int(match oid {
+            20 | 21 | 23 | 700 | 701 => Some(2),
+            1700 => Some(10),
+            _ => None,
+        }),
+        "numeric_scale" => int(match oid {
+            20 | 21 | 23 => Some(0),
+            1700 => m.map(|m| (m - 4) & 0xffff),
+            _ => None,
+        }),
+        "datetime_precision" => int(match oid {
+            1082 => Some(0),
+            1083 | 1114 | 1184 | 1186 | 1266 => Some(m.unwrap_or(6)),
+            _ => None,
+        }),
+        "udt_name" => SqlValue::Text(
+            match oid {
+                16 => "bool",
+                17 => "bytea",
+                20 => "int8",
+                21 => "int2",
+                23 => "int4",
+                114 => "json",
+                700 => "float4",
+                701 => "float8",
+                1042 => "bpchar",
+                1043 => "varchar",
+                1082 => "date",
+                1083 => "time",
+                1114 => "timestamp",
+                1184 => "timestamptz",
+                1186 => "interval",
+                1266 => "timetz",
+                1700 => "numeric",
+                2950 => "uuid",
+                3802 => "jsonb",
+                _ => return SqlValue::Text(format_type(oid, None)),
+            }
+            .into(),
+        ),
+        _ => SqlValue::Null,
+    }
+}
+
 /// A column's default as SQLite keeps it (`nextval('t_id_seq')`, `true`, `'x'`), as
 /// PostgreSQL prints it (`pg_get_expr` of `pg_attrdef.adbin`): `nextval('t_id_seq'::regclass)`,
 /// a string with a cast to the column's type, a negative number as a typed string.
@@ -254,7 +265,7 @@ pub(crate) fn install(conn: &Connection) -> rusqlite::Result<()> {
     conn.create_scalar_function("texticregexeq", 2, flags(), |ctx| regex_match(ctx, true))?;
     // One element of `ARRAY(subquery)`'s text form (the translator aggregates them).
     conn.create_scalar_function("_sqlkeeper_array_element", 1, flags(), |ctx| {
-        Ok(array_element(text(ctx, 0)))
+        Ok(sqlkeeper_sql::array::element(text(ctx, 0).as_deref()))
     })?;
     for n in [2, 3] {
         conn.create_scalar_function("array_to_string", n, flags(), |ctx| {
@@ -262,7 +273,7 @@ pub(crate) fn install(conn: &Connection) -> rusqlite::Result<()> {
                 return Ok(None);
             };
             let null = if ctx.len() == 3 { text(ctx, 2) } else { None };
-            let Some(items) = array_elements(&array) else {
+            let Some(items) = sqlkeeper_sql::array::elements(&array) else {
                 return Err(raise(
                     "22P02",
                     format!("malformed array literal: \"{array}\""),
@@ -275,6 +286,40 @@ pub(crate) fn install(conn: &Connection) -> rusqlite::Result<()> {
             Ok(Some(kept.join(&sep)))
         })?;
     }
+    // The elements of an array's text form (`{1,2}`) or of an `int2vector` (`1 2`) as a JSON
+    // array, numbers as numbers: what `unnest` reads (`json_each`).
+    conn.create_scalar_function("array_to_json", 1, flags(), |ctx| {
+        let Some(array) = text(ctx, 0) else {
+            return Ok(None);
+        };
+        let items = if array.trim_start().starts_with('{') {
+            sqlkeeper_sql::array::elements(&array)
+        } else {
+            Some(
+                array
+                    .split_whitespace()
+                    .map(|s| Some(s.to_string()))
+                    .collect(),
+            )
+        };
+        let Some(items) = items else {
+            return Err(raise(
+                "22P02",
+                format!("malformed array literal: \"{array}\""),
+            ));
+        };
+        let values: Vec<serde_json::Value> = items
+            .into_iter()
+            .map(|i| match i {
+                None => serde_json::Value::Null,
+                Some(s) => match s.parse::<i64>() {
+                    Ok(n) => serde_json::Value::from(n),
+                    Err(_) => serde_json::Value::String(s),
+                },
+            })
+            .collect();
+        Ok(Some(serde_json::Value::Array(values).to_string()))
+    })?;
     conn.create_scalar_function("pg_relation_oid", 1, flags(), |ctx| {
         Ok(text(ctx, 0).map(|n| relation_oid(&n)))
     })?;
@@ -283,6 +328,12 @@ pub(crate) fn install(conn: &Connection) -> rusqlite::Result<()> {
     })?;
     conn.create_scalar_function("sqlkeeper_typmod", 1, flags(), |ctx| {
         Ok(text(ctx, 0).map(|d| i64::from(sqlkeeper_sql::pg_typmod_of_name(&d))))
+    })?;
+    conn.create_scalar_function("sqlkeeper_type_info", 2, flags(), |ctx| {
+        Ok(match (text(ctx, 0), text(ctx, 1)) {
+            (Some(d), Some(f)) => type_info(&d, &f),
+            _ => SqlValue::Null,
+        })
     })?;
     conn.create_scalar_function("sqlkeeper_default_expr", 2, flags(), |ctx| {
         Ok(text(ctx, 0).map(|d| default_expr(&d, &text(ctx, 1).unwrap_or_default())))
@@ -315,6 +366,7 @@ pub(crate) fn install(conn: &Connection) -> rusqlite::Result<()> {
         "pg_table_is_visible",
         "pg_type_is_visible",
         "pg_function_is_visible",
+        "pg_collation_is_visible",
     ] {
         conn.create_scalar_function(name, 1, flags(), |ctx| {
             Ok(ctx.get::<Option<i64>>(0)?.map(|_| true))
@@ -339,7 +391,6 @@ pub(crate) fn install(conn: &Connection) -> rusqlite::Result<()> {
 mod tests {
     use super::*;
     use crate::functions::query_value;
-    use rusqlite::types::Value as SqlValue;
 
     fn conn() -> Connection {
         let c = Connection::open_in_memory().unwrap();
@@ -418,7 +469,7 @@ mod tests {
             (Some("a b"), "\"a b\""),
             (Some("x\"y\\"), "\"x\\\"y\\\\\""),
         ] {
-            assert_eq!(array_element(v.map(String::from)), want);
+            assert_eq!(sqlkeeper_sql::array::element(v), want);
         }
         let c = conn();
         let q = |sql: &str| query_value(&c, sql);
@@ -433,6 +484,14 @@ mod tests {
         assert_eq!(
             q("SELECT array_to_string('{}', ',')"),
             Ok(SqlValue::Text("".into()))
+        );
+        assert_eq!(
+            q("SELECT array_to_json('{1,x,NULL}')"),
+            Ok(SqlValue::Text("[1,\"x\",null]".into()))
+        );
+        assert_eq!(
+            q("SELECT array_to_json('2 3')"),
+            Ok(SqlValue::Text("[2,3]".into()))
         );
         assert!(q("SELECT array_to_string('a,b', ',')")
             .unwrap_err()

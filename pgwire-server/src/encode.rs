@@ -148,6 +148,7 @@ fn wire_type(t: PgType) -> Type {
         PgType::Uuid => Type::UUID,
         PgType::Json => Type::JSON,
         PgType::Jsonb => Type::JSONB,
+        PgType::TextArray => Type::TEXT_ARRAY,
         PgType::Numeric => Type::NUMERIC,
         PgType::Text => Type::TEXT,
     }
@@ -293,6 +294,16 @@ pub(crate) fn encode_value(
         let b = sqlkeeper_sql::numeric::to_binary(&text).ok_or_else(|| not_a(ty, v))?;
         return Ok(enc.encode_field(&b.as_slice()));
     }
+    // An array's text is already its text form: written as text, not quoted as an element
+    // (which pgwire does to a string of an array type).
+    if field.format() == FieldFormat::Text && *ty == Type::TEXT_ARRAY {
+        return Ok(enc.encode_field_with_type_and_format(
+            &value_text(v, ty),
+            &Type::TEXT,
+            FieldFormat::Text,
+            &Default::default(),
+        ));
+    }
     if field.format() == FieldFormat::Text {
         return Ok(enc.encode_field(&value_text(v, ty)));
     }
@@ -323,6 +334,13 @@ pub(crate) fn encode_value(
             let b = sqlkeeper_sql::uuid::parse(text.trim()).ok_or_else(|| not_a(ty, v))?;
             enc.encode_field(&b.as_slice())
         }
+        // An array's binary form: dimensions, a NULL flag, the element type, each dimension's
+        // length and lower bound, then each element's length (-1: NULL) and bytes.
+        Type::TEXT_ARRAY => {
+            let text = value_text(v, ty).unwrap_or_default();
+            let b = text_array_binary(&text).ok_or_else(|| not_a(ty, v))?;
+            enc.encode_field(&b.as_slice())
+        }
         // jsonb's binary form is a version byte (1) and the text.
         Type::JSONB => {
             let mut b = vec![1u8];
@@ -336,6 +354,31 @@ pub(crate) fn encode_value(
 /// A stored date or time value in its binary form. Values are stored as PostgreSQL prints
 /// them; one that is not (written by a build before they were checked) is an error for its
 /// row, not a wrong value.
+/// The binary form of a `text[]` given in its text form (`{a,NULL}`): dimensions, a NULL
+/// flag, the element type, each dimension's length and lower bound, then each element's
+/// length (-1: NULL) and bytes. `None` for text that is not an array or too large a one.
+fn text_array_binary(text: &str) -> Option<Vec<u8>> {
+    let items = sqlkeeper_sql::array::elements(text)?;
+    let mut b = Vec::new();
+    b.extend(i32::from(!items.is_empty()).to_be_bytes());
+    b.extend(i32::from(items.iter().any(Option::is_none)).to_be_bytes());
+    b.extend(25i32.to_be_bytes());
+    if !items.is_empty() {
+        b.extend(i32::try_from(items.len()).ok()?.to_be_bytes());
+        b.extend(1i32.to_be_bytes());
+    }
+    for item in &items {
+        match item {
+            None => b.extend((-1i32).to_be_bytes()),
+            Some(s) => {
+                b.extend(i32::try_from(s.len()).ok()?.to_be_bytes());
+                b.extend(s.as_bytes());
+            }
+        }
+    }
+    Some(b)
+}
+
 fn date_time_binary(v: &Value, ty: &Type) -> Result<Vec<u8>, ClientError> {
     let dt = date_time_type(ty).ok_or_else(|| not_a(ty, v))?;
     let text = value_text(v, ty).unwrap_or_default();
@@ -568,6 +611,18 @@ fn hex_digit(c: u8) -> Option<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn text_arrays_have_postgres_binary_form() {
+        let words = |v: &[i32]| v.iter().flat_map(|w| w.to_be_bytes()).collect::<Vec<u8>>();
+        let mut want = words(&[1, 1, 25, 3, 1, 1]);
+        want.extend(b"a");
+        want.extend(words(&[-1, 3]));
+        want.extend(b"b c");
+        assert_eq!(text_array_binary("{a,NULL,\"b c\"}"), Some(want));
+        assert_eq!(text_array_binary("{}"), Some(words(&[0, 0, 25])));
+        assert_eq!(text_array_binary("a,b"), None);
+    }
 
     /// Regression: a text-format bytea parameter was decoded by slicing the hex digits at
     /// byte offsets two apart, which panicked inside a multi-byte UTF-8 character

@@ -58,6 +58,7 @@ impl PgType {
             PgType::Uuid => 2950,
             PgType::Json => 114,
             PgType::Jsonb => 3802,
+            PgType::TextArray => 1009,
         }
     }
 
@@ -81,6 +82,7 @@ impl PgType {
             PgType::Uuid => "uuid",
             PgType::Json => "json",
             PgType::Jsonb => "jsonb",
+            PgType::TextArray => "text[]",
         }
     }
 }

@@ -307,20 +307,509 @@ const RELATIONS: &[Relation] = &[
     },
 ];
 
-/// Catalog relations that are always empty here (no row security, extended statistics,
-/// publications, user triggers, inheritance or rewrite rules of their own): a query that
-/// needs a row of one returns none ([`empty_result`]).
-const EMPTY_RELATIONS: &[&str] = &[
-    "pg_policy",
-    "pg_statistic_ext",
-    "pg_publication",
-    "pg_publication_namespace",
-    "pg_publication_rel",
-    "pg_trigger",
-    "pg_inherits",
-    "pg_partitioned_table",
-    "pg_event_trigger",
-    "pg_foreign_table",
+/// The query of a relation that has no rows here: its stand-in selects NULLs of its columns
+/// and no row ([`stand_in`]), and a query that needs a row of it returns none without running
+/// ([`empty_result`]).
+fn no_rows() -> String {
+    String::new()
+}
+
+const VARCHAR: PgType = PgType::Varchar;
+
+/// `information_schema` (SQL standard views PostgreSQL defines over its catalog; reached only
+/// qualified, as in PostgreSQL, whose search path does not include it). Objects of schema
+/// `public` only: PostgreSQL also lists its own catalogs' tables to a superuser.
+const INFORMATION_SCHEMA: &[Relation] = &[
+    Relation {
+        name: "schemata",
+        columns: &[
+            ("catalog_name", NAME),
+            ("schema_name", NAME),
+            ("schema_owner", NAME),
+            ("default_character_set_catalog", NAME),
+            ("default_character_set_schema", NAME),
+            ("default_character_set_name", NAME),
+            ("sql_path", VARCHAR),
+        ],
+        query: || {
+            "SELECT 'postgres' AS catalog_name, column1 AS schema_name, column2 AS schema_owner, \
+             NULL AS default_character_set_catalog, NULL AS default_character_set_schema, \
+             NULL AS default_character_set_name, NULL AS sql_path \
+             FROM (VALUES ('pg_toast', 'postgres'), ('pg_catalog', 'postgres'), \
+             ('public', 'pg_database_owner'), ('information_schema', 'postgres')) AS v"
+                .into()
+        },
+    },
+    Relation {
+        name: "tables",
+        columns: &[
+            ("table_catalog", NAME),
+            ("table_schema", NAME),
+            ("table_name", NAME),
+            ("table_type", VARCHAR),
+            ("self_referencing_column_name", NAME),
+            ("reference_generation", VARCHAR),
+            ("user_defined_type_catalog", NAME),
+            ("user_defined_type_schema", NAME),
+            ("user_defined_type_name", NAME),
+            ("is_insertable_into", VARCHAR),
+            ("is_typed", VARCHAR),
+            ("commit_action", VARCHAR),
+        ],
+        // Views are read-only here (SQLite's are), so not insertable.
+        query: || {
+            format!(
+                "SELECT 'postgres' AS table_catalog, 'public' AS table_schema, \
+                 s.name AS table_name, \
+                 CASE s.type WHEN 'table' THEN 'BASE TABLE' ELSE 'VIEW' END AS table_type, \
+                 NULL AS self_referencing_column_name, NULL AS reference_generation, \
+                 NULL AS user_defined_type_catalog, NULL AS user_defined_type_schema, \
+                 NULL AS user_defined_type_name, \
+                 CASE s.type WHEN 'table' THEN 'YES' ELSE 'NO' END AS is_insertable_into, \
+                 'NO' AS is_typed, NULL AS commit_action \
+                 FROM sqlite_schema AS s WHERE s.type IN ('table', 'view') AND {USER_OBJECT}"
+            )
+        },
+    },
+    Relation {
+        name: "columns",
+        columns: &[
+            ("table_catalog", NAME),
+            ("table_schema", NAME),
+            ("table_name", NAME),
+            ("column_name", NAME),
+            ("ordinal_position", INT4),
+            ("column_default", VARCHAR),
+            ("is_nullable", VARCHAR),
+            ("data_type", VARCHAR),
+            ("character_maximum_length", INT4),
+            ("character_octet_length", INT4),
+            ("numeric_precision", INT4),
+            ("numeric_precision_radix", INT4),
+            ("numeric_scale", INT4),
+            ("datetime_precision", INT4),
+            ("interval_type", VARCHAR),
+            ("interval_precision", INT4),
+            ("character_set_catalog", NAME),
+            ("character_set_schema", NAME),
+            ("character_set_name", NAME),
+            ("collation_catalog", NAME),
+            ("collation_schema", NAME),
+            ("collation_name", NAME),
+            ("domain_catalog", NAME),
+            ("domain_schema", NAME),
+            ("domain_name", NAME),
+            ("udt_catalog", NAME),
+            ("udt_schema", NAME),
+            ("udt_name", NAME),
+            ("scope_catalog", NAME),
+            ("scope_schema", NAME),
+            ("scope_name", NAME),
+            ("maximum_cardinality", INT4),
+            ("dtd_identifier", NAME),
+            ("is_self_referencing", VARCHAR),
+            ("is_identity", VARCHAR),
+            ("identity_generation", VARCHAR),
+            ("identity_start", VARCHAR),
+            ("identity_increment", VARCHAR),
+            ("identity_maximum", VARCHAR),
+            ("identity_minimum", VARCHAR),
+            ("identity_cycle", VARCHAR),
+            ("is_generated", VARCHAR),
+            ("generation_expression", VARCHAR),
+            ("is_updatable", VARCHAR),
+        ],
+        query: information_schema_columns,
+    },
+    Relation {
+        name: "views",
+        columns: &[
+            ("table_catalog", NAME),
+            ("table_schema", NAME),
+            ("table_name", NAME),
+            ("view_definition", VARCHAR),
+            ("check_option", VARCHAR),
+            ("is_updatable", VARCHAR),
+            ("is_insertable_into", VARCHAR),
+            ("is_trigger_updatable", VARCHAR),
+            ("is_trigger_deletable", VARCHAR),
+            ("is_trigger_insertable_into", VARCHAR),
+        ],
+        // The definition as SQLite keeps it (the query after `AS`), not PostgreSQL's
+        // re-printed form.
+        query: || {
+            format!(
+                "SELECT 'postgres' AS table_catalog, 'public' AS table_schema, \
+                 s.name AS table_name, \
+                 trim(substr(s.sql, instr(upper(s.sql), ' AS ') + 4)) AS view_definition, \
+                 'NONE' AS check_option, 'NO' AS is_updatable, 'NO' AS is_insertable_into, \
+                 'NO' AS is_trigger_updatable, 'NO' AS is_trigger_deletable, \
+                 'NO' AS is_trigger_insertable_into \
+                 FROM sqlite_schema AS s WHERE s.type = 'view' AND {USER_OBJECT}"
+            )
+        },
+    },
+    Relation {
+        name: "table_constraints",
+        columns: &[
+            ("constraint_catalog", NAME),
+            ("constraint_schema", NAME),
+            ("constraint_name", NAME),
+            ("table_catalog", NAME),
+            ("table_schema", NAME),
+            ("table_name", NAME),
+            ("constraint_type", VARCHAR),
+            ("is_deferrable", VARCHAR),
+            ("initially_deferred", VARCHAR),
+            ("enforced", VARCHAR),
+            ("nulls_distinct", VARCHAR),
+        ],
+        query: || {
+            format!(
+                "SELECT 'postgres' AS constraint_catalog, 'public' AS constraint_schema, \
+                 c.conname AS constraint_name, 'postgres' AS table_catalog, \
+                 'public' AS table_schema, c.tablename AS table_name, \
+                 CASE c.contype WHEN 'p' THEN 'PRIMARY KEY' WHEN 'u' THEN 'UNIQUE' \
+                 ELSE 'FOREIGN KEY' END AS constraint_type, 'NO' AS is_deferrable, \
+                 'NO' AS initially_deferred, 'YES' AS enforced, \
+                 CASE c.contype WHEN 'u' THEN 'YES' END AS nulls_distinct \
+                 FROM ({}) AS c",
+                constraints()
+            )
+        },
+    },
+    Relation {
+        name: "key_column_usage",
+        columns: &[
+            ("constraint_catalog", NAME),
+            ("constraint_schema", NAME),
+            ("constraint_name", NAME),
+            ("table_catalog", NAME),
+            ("table_schema", NAME),
+            ("table_name", NAME),
+            ("column_name", NAME),
+            ("ordinal_position", INT4),
+            ("position_in_unique_constraint", INT4),
+        ],
+        // A foreign key's columns are in the order of the referenced key's.
+        query: || {
+            format!(
+                "SELECT 'postgres' AS constraint_catalog, 'public' AS constraint_schema, \
+                 {INDEX_NAME} AS constraint_name, 'postgres' AS table_catalog, \
+                 'public' AS table_schema, s.name AS table_name, ii.name AS column_name, \
+                 ii.seqno + 1 AS ordinal_position, NULL AS position_in_unique_constraint \
+                 FROM sqlite_schema AS s, pragma_index_list(s.name) AS il, \
+                 pragma_index_info(il.name) AS ii \
+                 WHERE s.type = 'table' AND {USER_OBJECT} AND il.origin IN ('pk', 'u') \
+                 UNION ALL \
+                 SELECT 'postgres', 'public', s.name || '_' || (SELECT group_concat(f.\"from\", \
+                 '_' ORDER BY f.seq) FROM pragma_foreign_key_list(s.name) AS f \
+                 WHERE f.id = fk.id) || '_fkey', 'postgres', 'public', s.name, fk.\"from\", \
+                 fk.seq + 1, fk.seq + 1 \
+                 FROM sqlite_schema AS s, pragma_foreign_key_list(s.name) AS fk \
+                 WHERE s.type = 'table' AND {USER_OBJECT}"
+            )
+        },
+    },
+    Relation {
+        name: "referential_constraints",
+        columns: &[
+            ("constraint_catalog", NAME),
+            ("constraint_schema", NAME),
+            ("constraint_name", NAME),
+            ("unique_constraint_catalog", NAME),
+            ("unique_constraint_schema", NAME),
+            ("unique_constraint_name", NAME),
+            ("match_option", VARCHAR),
+            ("update_rule", VARCHAR),
+            ("delete_rule", VARCHAR),
+        ],
+        // The referenced key is the referenced table's primary key when the columns are its
+        // columns, otherwise its unique constraint on them.
+        query: || {
+            format!(
+                "SELECT 'postgres' AS constraint_catalog, 'public' AS constraint_schema, \
+                 c.conname AS constraint_name, 'postgres' AS unique_constraint_catalog, \
+                 'public' AS unique_constraint_schema, \
+                 CASE WHEN c.refcolumns = (SELECT group_concat(t.name, ',' ORDER BY t.pk) \
+                 FROM pragma_table_info(c.reftable) AS t WHERE t.pk > 0) \
+                 THEN c.reftable || '_pkey' \
+                 ELSE c.reftable || '_' || replace(c.refcolumns, ',', '_') || '_key' END \
+                 AS unique_constraint_name, 'NONE' AS match_option, \
+                 c.updrule AS update_rule, c.delrule AS delete_rule \
+                 FROM ({}) AS c WHERE c.contype = 'f'",
+                constraints()
+            )
+        },
+    },
+    Relation {
+        name: "routines",
+        columns: &[
+            ("specific_catalog", NAME),
+            ("specific_schema", NAME),
+            ("specific_name", NAME),
+            ("routine_catalog", NAME),
+            ("routine_schema", NAME),
+            ("routine_name", NAME),
+            ("routine_type", VARCHAR),
+            ("data_type", VARCHAR),
+            ("routine_body", VARCHAR),
+            ("routine_definition", VARCHAR),
+            ("external_language", VARCHAR),
+        ],
+        query: no_rows,
+    },
+];
+
+/// Every column of every table and view, with the SQL standard's description of its type
+/// (`sqlkeeper_type_info`, from the declared type).
+fn information_schema_columns() -> String {
+    let info = |field: &str| format!("sqlkeeper_type_info(p.type, '{field}')");
+    format!(
+        "SELECT 'postgres' AS table_catalog, 'public' AS table_schema, s.name AS table_name, \
+         p.name AS column_name, p.cid + 1 AS ordinal_position, \
+         sqlkeeper_default_expr(p.dflt_value, p.type) AS column_default, \
+         CASE WHEN p.\"notnull\" OR p.pk > 0 THEN 'NO' ELSE 'YES' END AS is_nullable, \
+         {} AS data_type, {} AS character_maximum_length, {} AS character_octet_length, \
+         {} AS numeric_precision, {} AS numeric_precision_radix, {} AS numeric_scale, \
+         {} AS datetime_precision, NULL AS interval_type, NULL AS interval_precision, \
+         NULL AS character_set_catalog, NULL AS character_set_schema, \
+         NULL AS character_set_name, NULL AS collation_catalog, NULL AS collation_schema, \
+         NULL AS collation_name, NULL AS domain_catalog, NULL AS domain_schema, \
+         NULL AS domain_name, 'postgres' AS udt_catalog, 'pg_catalog' AS udt_schema, \
+         {} AS udt_name, NULL AS scope_catalog, NULL AS scope_schema, NULL AS scope_name, \
+         NULL AS maximum_cardinality, CAST(p.cid + 1 AS text) AS dtd_identifier, \
+         'NO' AS is_self_referencing, 'NO' AS is_identity, NULL AS identity_generation, \
+         NULL AS identity_start, NULL AS identity_increment, NULL AS identity_maximum, \
+         NULL AS identity_minimum, 'NO' AS identity_cycle, 'NEVER' AS is_generated, \
+         NULL AS generation_expression, \
+         CASE s.type WHEN 'table' THEN 'YES' ELSE 'NO' END AS is_updatable \
+         FROM sqlite_schema AS s, pragma_table_xinfo(s.name) AS p \
+         WHERE s.type IN ('table', 'view') AND {USER_OBJECT} AND p.hidden = 0",
+        info("data_type"),
+        info("character_maximum_length"),
+        info("character_octet_length"),
+        info("numeric_precision"),
+        info("numeric_precision_radix"),
+        info("numeric_scale"),
+        info("datetime_precision"),
+        info("udt_name"),
+    )
+}
+
+/// Catalog relations that are always empty here: no comments (`COMMENT ON` is not supported),
+/// no row security, extended statistics, publications, user triggers, inheritance, partitions,
+/// rewrite rules, extensions or operator classes of their own.
+const EMPTY_RELATIONS: &[Relation] = &[
+    Relation {
+        name: "pg_description",
+        columns: &[
+            ("objoid", OID),
+            ("classoid", OID),
+            ("objsubid", INT4),
+            ("description", TEXT),
+        ],
+        query: no_rows,
+    },
+    Relation {
+        name: "pg_policy",
+        columns: &[
+            ("oid", OID),
+            ("polname", NAME),
+            ("polrelid", OID),
+            ("polcmd", CHAR),
+            ("polpermissive", BOOL),
+            ("polroles", TEXT),
+            ("polqual", TEXT),
+            ("polwithcheck", TEXT),
+        ],
+        query: no_rows,
+    },
+    Relation {
+        name: "pg_statistic_ext",
+        columns: &[
+            ("oid", OID),
+            ("stxrelid", OID),
+            ("stxname", NAME),
+            ("stxnamespace", OID),
+            ("stxowner", OID),
+            ("stxstattarget", INT4),
+            ("stxkeys", TEXT),
+            ("stxkind", TEXT),
+            ("stxexprs", TEXT),
+        ],
+        query: no_rows,
+    },
+    Relation {
+        name: "pg_publication",
+        columns: &[
+            ("oid", OID),
+            ("pubname", NAME),
+            ("pubowner", OID),
+            ("puballtables", BOOL),
+            ("pubinsert", BOOL),
+            ("pubupdate", BOOL),
+            ("pubdelete", BOOL),
+            ("pubtruncate", BOOL),
+            ("pubviaroot", BOOL),
+        ],
+        query: no_rows,
+    },
+    Relation {
+        name: "pg_publication_namespace",
+        columns: &[("oid", OID), ("pnpubid", OID), ("pnnspid", OID)],
+        query: no_rows,
+    },
+    Relation {
+        name: "pg_publication_rel",
+        columns: &[
+            ("oid", OID),
+            ("prpubid", OID),
+            ("prrelid", OID),
+            ("prqual", TEXT),
+            ("prattrs", TEXT),
+        ],
+        query: no_rows,
+    },
+    Relation {
+        name: "pg_trigger",
+        columns: &[
+            ("oid", OID),
+            ("tgrelid", OID),
+            ("tgparentid", OID),
+            ("tgname", NAME),
+            ("tgfoid", OID),
+            ("tgtype", INT2),
+            ("tgenabled", CHAR),
+            ("tgisinternal", BOOL),
+            ("tgconstrrelid", OID),
+            ("tgconstrindid", OID),
+            ("tgconstraint", OID),
+            ("tgdeferrable", BOOL),
+            ("tginitdeferred", BOOL),
+            ("tgnargs", INT2),
+            ("tgattr", TEXT),
+            ("tgargs", TEXT),
+            ("tgqual", TEXT),
+            ("tgoldtable", NAME),
+            ("tgnewtable", NAME),
+        ],
+        query: no_rows,
+    },
+    Relation {
+        name: "pg_inherits",
+        columns: &[
+            ("inhrelid", OID),
+            ("inhparent", OID),
+            ("inhseqno", INT4),
+            ("inhdetachpending", BOOL),
+        ],
+        query: no_rows,
+    },
+    Relation {
+        name: "pg_partitioned_table",
+        columns: &[
+            ("partrelid", OID),
+            ("partstrat", CHAR),
+            ("partnatts", INT2),
+            ("partdefid", OID),
+            ("partattrs", TEXT),
+            ("partclass", TEXT),
+            ("partcollation", TEXT),
+            ("partexprs", TEXT),
+        ],
+        query: no_rows,
+    },
+    Relation {
+        name: "pg_rewrite",
+        columns: &[
+            ("oid", OID),
+            ("rulename", NAME),
+            ("ev_class", OID),
+            ("ev_type", CHAR),
+            ("ev_enabled", CHAR),
+            ("is_instead", BOOL),
+            ("ev_qual", TEXT),
+            ("ev_action", TEXT),
+        ],
+        query: no_rows,
+    },
+    Relation {
+        name: "pg_depend",
+        columns: &[
+            ("classid", OID),
+            ("objid", OID),
+            ("objsubid", INT4),
+            ("refclassid", OID),
+            ("refobjid", OID),
+            ("refobjsubid", INT4),
+            ("deptype", CHAR),
+        ],
+        query: no_rows,
+    },
+    Relation {
+        name: "pg_extension",
+        columns: &[
+            ("oid", OID),
+            ("extname", NAME),
+            ("extowner", OID),
+            ("extnamespace", OID),
+            ("extrelocatable", BOOL),
+            ("extversion", TEXT),
+            ("extconfig", TEXT),
+            ("extcondition", TEXT),
+        ],
+        query: no_rows,
+    },
+    Relation {
+        name: "pg_opclass",
+        columns: &[
+            ("oid", OID),
+            ("opcmethod", OID),
+            ("opcname", NAME),
+            ("opcnamespace", OID),
+            ("opcowner", OID),
+            ("opcfamily", OID),
+            ("opcintype", OID),
+            ("opcdefault", BOOL),
+            ("opckeytype", OID),
+        ],
+        query: no_rows,
+    },
+    Relation {
+        name: "pg_event_trigger",
+        columns: &[
+            ("oid", OID),
+            ("evtname", NAME),
+            ("evtevent", NAME),
+            ("evtowner", OID),
+            ("evtfoid", OID),
+            ("evtenabled", CHAR),
+            ("evttags", TEXT),
+        ],
+        query: no_rows,
+    },
+    // A sequence's start, bounds and cache are not kept (`_sqlkeeper_sequences` holds its
+    // current value and increment): no row rather than invented ones.
+    Relation {
+        name: "pg_sequence",
+        columns: &[
+            ("seqrelid", OID),
+            ("seqtypid", OID),
+            ("seqstart", PgType::Int8),
+            ("seqincrement", PgType::Int8),
+            ("seqmax", PgType::Int8),
+            ("seqmin", PgType::Int8),
+            ("seqcache", PgType::Int8),
+            ("seqcycle", BOOL),
+        ],
+        query: no_rows,
+    },
+    Relation {
+        name: "pg_foreign_table",
+        columns: &[("ftrelid", OID), ("ftserver", OID), ("ftoptions", TEXT)],
+        query: no_rows,
+    },
 ];
 
 const ROLE_COLUMNS: &[(&str, PgType)] = &[
@@ -419,7 +908,9 @@ fn indexes() -> String {
 }
 
 /// The primary-key, unique and foreign-key constraints of every table, with their definitions
-/// (`def`, what `pg_get_constraintdef` gives), under PostgreSQL's generated names.
+/// (`def`, what `pg_get_constraintdef` gives), under PostgreSQL's generated names; and, for
+/// `information_schema`, the table's name (`tablename`) and a foreign key's referenced table,
+/// columns (comma-separated) and rules (`reftable`, `refcolumns`, `updrule`, `delrule`).
 fn constraints() -> String {
     let action = |col: &str| {
         format!(
@@ -446,7 +937,8 @@ fn constraints() -> String {
          (SELECT '{{' || group_concat(ii.cid + 1, ',' ORDER BY ii.seqno) || '}}' FROM pragma_index_info(il.name) AS ii) \
          AS conkey, NULL AS confkey, \
          CASE il.origin WHEN 'pk' THEN 'PRIMARY KEY (' ELSE 'UNIQUE (' END \
-         || (SELECT group_concat(ik.name, ', ' ORDER BY ik.seqno) FROM pragma_index_info(il.name) AS ik) || ')' AS def \
+         || (SELECT group_concat(ik.name, ', ' ORDER BY ik.seqno) FROM pragma_index_info(il.name) AS ik) || ')' AS def, \
+         s.name AS tablename, NULL AS reftable, NULL AS refcolumns, ' ' AS updrule, ' ' AS delrule \
          FROM sqlite_schema AS s, pragma_index_list(s.name) AS il \
          WHERE s.type = 'table' AND {USER_OBJECT} AND il.origin IN ('pk', 'u') \
          UNION ALL \
@@ -458,7 +950,8 @@ fn constraints() -> String {
          '{{' || group_concat((SELECT y.cid + 1 FROM pragma_table_xinfo(fk.\"table\") AS y \
          WHERE y.name = {to}), ',' ORDER BY fk.seq) || '}}', \
          'FOREIGN KEY (' || group_concat(fk.\"from\", ', ' ORDER BY fk.seq) || ') REFERENCES ' || fk.\"table\" \
-         || '(' || group_concat({to}, ', ' ORDER BY fk.seq) || ')' || {on_update} || {on_delete} \
+         || '(' || group_concat({to}, ', ' ORDER BY fk.seq) || ')' || {on_update} || {on_delete}, \
+         s.name, fk.\"table\", group_concat({to}, ',' ORDER BY fk.seq), fk.on_update, fk.on_delete \
          FROM sqlite_schema AS s, pragma_foreign_key_list(s.name) AS fk \
          WHERE s.type = 'table' AND {USER_OBJECT} GROUP BY s.name, fk.id",
         upd = action("on_update"),
@@ -565,12 +1058,31 @@ fn find(name: &ObjectName) -> Option<&'static Relation> {
         .iter()
         .map(|p| p.to_string().trim_matches('"').to_ascii_lowercase())
         .collect();
-    let bare = match parts.as_slice() {
-        [n] => n,
-        [s, n] if s == "pg_catalog" => n,
+    let (schemas, bare): (&[&[Relation]], &String) = match parts.as_slice() {
+        // `pg_catalog` is first on every search path; `information_schema` is on none.
+        [n] => (&[RELATIONS, EMPTY_RELATIONS], n),
+        [s, n] if s == "pg_catalog" => (&[RELATIONS, EMPTY_RELATIONS], n),
+        [s, n] if s == "information_schema" => (&[INFORMATION_SCHEMA], n),
         _ => return None,
     };
-    RELATIONS.iter().find(|r| r.name == bare)
+    schemas
+        .iter()
+        .flat_map(|rels| rels.iter())
+        .find(|r| r.name == bare)
+}
+
+/// The query standing in for `rel`.
+fn stand_in(rel: &Relation) -> String {
+    let query = (rel.query)();
+    if !query.is_empty() {
+        return query;
+    }
+    let nulls: Vec<String> = rel
+        .columns
+        .iter()
+        .map(|(c, _)| format!("NULL AS {c}"))
+        .collect();
+    format!("SELECT {} WHERE 0", nulls.join(", "))
 }
 
 /// The catalog relation `name` stands for (`pg_class`, `pg_catalog.pg_class`), if any.
@@ -744,19 +1256,7 @@ fn select_empty(s: &Select) -> bool {
     let empty = |t: &TableFactor| match t {
         TableFactor::Table {
             name, args: None, ..
-        } => {
-            let parts: Vec<String> = name
-                .0
-                .iter()
-                .map(|p| p.to_string().trim_matches('"').to_ascii_lowercase())
-                .collect();
-            match parts.as_slice() {
-                [n] | [_, n] if parts.len() == 1 || parts[0] == "pg_catalog" => {
-                    EMPTY_RELATIONS.contains(&n.as_str())
-                }
-                _ => false,
-            }
-        }
+        } => find(name).is_some_and(|r| (r.query)().is_empty()),
         _ => false,
     };
     s.from.iter().any(|twj| {
@@ -798,7 +1298,8 @@ impl<F: FnMut(&str)> sqlparser::ast::Visitor for FunctionNames<F> {
 }
 
 /// The catalog's functions of an object's oid that need the catalog itself, as scalar
-/// subqueries over the stand-ins: `pg_get_indexdef(oid)`, `pg_get_constraintdef(oid)`, and
+/// subqueries over the stand-ins: `pg_get_indexdef(oid)`, `pg_get_constraintdef(oid)`,
+/// `pg_get_serial_sequence(table, column)`, and
 /// `x::regclass` (a relation's name; a literal name or number is its oid); `x::regtype` is
 /// `format_type(x, NULL)`.
 fn catalog_expression(e: &Expr) -> Option<Expr> {
@@ -816,6 +1317,11 @@ fn catalog_expression(e: &Expr) -> Option<Expr> {
                 {
                     subquery(lookup("indexrelid", "def", &indexes(), oid))
                 }
+                // The sequence a `serial` column owns, named as `CREATE TABLE` names it.
+                ("pg_get_serial_sequence", [table, column]) => subquery(format!(
+                    "SELECT 'public.' || q.name FROM _sqlkeeper_sequences AS q \
+                     WHERE q.name = replace({table}, 'public.', '') || '_' || {column} || '_seq'"
+                )),
                 ("pg_get_constraintdef", [oid] | [oid, _]) => {
                     subquery(lookup("oid", "def", &constraints(), oid))
                 }
@@ -895,6 +1401,9 @@ impl VisitorMut for Rewriter {
     type Break = ();
 
     fn pre_visit_query(&mut self, q: &mut Query) -> ControlFlow<()> {
+        if let SetExpr::Select(select) = q.body.as_mut() {
+            set_returning_items(select);
+        }
         if let Some(with) = &q.with {
             self.ctes.extend(
                 with.cte_tables
@@ -913,7 +1422,7 @@ impl VisitorMut for Rewriter {
                         .ctes
                         .contains(&name.to_string().trim_matches('"').to_ascii_lowercase());
                 if let Some(rel) = find(name).filter(|_| !shadowed) {
-                    if let Some(query) = parse_query(&(rel.query)()) {
+                    if let Some(query) = parse_query(&stand_in(rel)) {
                         let alias = alias.clone().unwrap_or(TableAlias {
                             explicit: true,
                             name: Ident::new(rel.name),
@@ -973,6 +1482,92 @@ impl VisitorMut for Rewriter {
     }
 }
 
+/// `SELECT unnest(a) AS n, generate_subscripts(a, 1) AS i FROM t` (set-returning functions of
+/// one array in a select list, as SQLAlchemy reads `pg_index.indkey`): one row per element,
+/// as a join with `json_each` of the array (`array_to_json` reads the text forms of arrays
+/// and of `int2vector`): `n` is the element, `i` its subscript.
+fn set_returning_items(select: &mut Select) {
+    let mut array: Option<String> = None;
+    let mut uses = 0;
+    let mut consistent = true;
+    for item in &select.projection {
+        let (SelectItem::UnnamedExpr(Expr::Function(f))
+        | SelectItem::ExprWithAlias {
+            expr: Expr::Function(f),
+            ..
+        }) = item
+        else {
+            continue;
+        };
+        let name = f.name.to_string().to_ascii_lowercase();
+        let FunctionArguments::List(list) = &f.args else {
+            continue;
+        };
+        let args: Vec<String> = list.args.iter().map(|a| a.to_string()).collect();
+        let arg = match (name.trim_start_matches("pg_catalog."), args.as_slice()) {
+            ("unnest", [a]) => a.clone(),
+            ("generate_subscripts", [a, dim]) if dim == "1" => a.clone(),
+            ("unnest" | "generate_subscripts", _) => {
+                consistent = false;
+                continue;
+            }
+            _ => continue,
+        };
+        uses += 1;
+        match &array {
+            None => array = Some(arg),
+            Some(a) if *a == arg => {}
+            Some(_) => consistent = false,
+        }
+    }
+    let (Some(array), true) = (array, consistent && uses > 0) else {
+        return;
+    };
+    let Some(from) = parse_query(&format!(
+        "SELECT 1 FROM json_each(array_to_json({array})) AS _sqlkeeper_u"
+    ))
+    .and_then(|q| match *q.body {
+        SetExpr::Select(s) => s.from.into_iter().next(),
+        _ => None,
+    }) else {
+        return;
+    };
+    if select.from.is_empty() {
+        return;
+    }
+    select.from.push(from);
+    for item in &mut select.projection {
+        let (named, f) = match item {
+            SelectItem::UnnamedExpr(Expr::Function(f)) => (false, f),
+            SelectItem::ExprWithAlias {
+                expr: Expr::Function(f),
+                ..
+            } => (true, f),
+            _ => continue,
+        };
+        let name = f.name.to_string().to_ascii_lowercase();
+        let name = name.trim_start_matches("pg_catalog.").to_string();
+        let replacement = match name.as_str() {
+            "unnest" => "_sqlkeeper_u.value",
+            "generate_subscripts" => "_sqlkeeper_u.key + 1",
+            _ => continue,
+        };
+        let Some(x) = parse_expr(replacement) else {
+            continue;
+        };
+        *item = match std::mem::replace(item, SelectItem::UnnamedExpr(x.clone())) {
+            SelectItem::ExprWithAlias { alias, .. } if named => {
+                SelectItem::ExprWithAlias { expr: x, alias }
+            }
+            // The column keeps the function's name (`unnest`), as PostgreSQL names it.
+            _ => SelectItem::ExprWithAlias {
+                expr: x,
+                alias: Ident::new(name),
+            },
+        };
+    }
+}
+
 fn parse_query(sql: &str) -> Option<Query> {
     match Parser::parse_sql(&PostgreSqlDialect {}, sql).ok()?.pop()? {
         Statement::Query(q) => Some(*q),
@@ -999,8 +1594,12 @@ mod tests {
     /// (the types given to a result's columns are looked up by these names).
     #[test]
     fn stand_ins_return_the_declared_columns() {
-        for rel in RELATIONS {
-            let q = parse_query(&(rel.query)())
+        for rel in RELATIONS
+            .iter()
+            .chain(EMPTY_RELATIONS)
+            .chain(INFORMATION_SCHEMA)
+        {
+            let q = parse_query(&stand_in(rel))
                 .unwrap_or_else(|| panic!("{}: stand-in does not parse", rel.name));
             let mut body = q.body.as_ref();
             while let SetExpr::SetOperation { left, .. } = body {

@@ -46,6 +46,8 @@ pub enum PgType {
     Json,
     /// `jsonb`
     Jsonb,
+    /// `text[]`, an array in its text form (`{a,"b c"}`): `array_agg` of text
+    TextArray,
 }
 
 /// What Postgres would call and type one result column; `None` where the node should use
@@ -194,6 +196,7 @@ pub fn pg_type_of_name(name: &str) -> Option<PgType> {
         "uuid" => PgType::Uuid,
         "json" => PgType::Json,
         "jsonb" => PgType::Jsonb,
+        "text[]" | "_text" => PgType::TextArray,
         _ => return None,
     })
 }
@@ -247,6 +250,7 @@ fn type_colname(dt: &DataType) -> String {
         Some(PgType::Uuid) => "uuid".into(),
         Some(PgType::Json) => "json".into(),
         Some(PgType::Jsonb) => "jsonb".into(),
+        Some(PgType::TextArray) => "_text".into(),
         None => dt.to_string().to_lowercase(),
     }
 }
@@ -405,6 +409,13 @@ pub(crate) fn infer_type(e: &Expr) -> Option<PgType> {
             let name = f.name.0.last()?.to_string().to_lowercase();
             match name.as_str() {
                 "count" => PgType::Int8,
+                // An array of text (the only array type here) when its values are text.
+                "array_agg" => match function_args(f).as_slice() {
+                    [arg] if matches!(infer_type(arg), Some(PgType::Text | PgType::Varchar)) => {
+                        PgType::TextArray
+                    }
+                    _ => return None,
+                },
                 "length" | "char_length" | "character_length" | "strpos" | "position" => {
                     PgType::Int4
                 }
@@ -448,6 +459,21 @@ pub(crate) fn infer_type(e: &Expr) -> Option<PgType> {
         },
         _ => return None,
     })
+}
+
+/// The plain arguments of a call (`f(a, b)`), without `*` or named ones.
+fn function_args(f: &sqlparser::ast::Function) -> Vec<&Expr> {
+    match &f.args {
+        FunctionArguments::List(list) => list
+            .args
+            .iter()
+            .filter_map(|a| match a {
+                FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Some(e),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
 }
 
 /// Names and types of a query's result columns, one per projection item, or an empty list

@@ -8,6 +8,7 @@
 //! What is translated and what is refused: `docs/compat.md`.
 #![deny(missing_docs)]
 
+pub mod array;
 mod assign;
 mod catalog;
 mod classify;

@@ -644,6 +644,38 @@ fn rewrite(e: &mut Expr) -> Result<(), SqlError> {
                 _ => {}
             }
         }
+        // `array_agg(x ORDER BY y)`: the array's text form, `{a,b}`; NULL over no rows.
+        Expr::Function(f)
+            if f.name.to_string().eq_ignore_ascii_case("array_agg")
+                && f.over.is_none()
+                && matches!(&f.args, FunctionArguments::List(l) if l.args.len() == 1) =>
+        {
+            if let FunctionArguments::List(list) = &f.args {
+                let mut concat = call("group_concat", Vec::new());
+                if let (Expr::Function(g), [FunctionArg::Unnamed(FunctionArgExpr::Expr(x))]) =
+                    (&mut concat, list.args.as_slice())
+                {
+                    g.args = FunctionArguments::List(FunctionArgumentList {
+                        duplicate_treatment: list.duplicate_treatment,
+                        args: vec![
+                            FunctionArg::Unnamed(FunctionArgExpr::Expr(call(
+                                "_sqlkeeper_array_element",
+                                vec![x.clone()],
+                            ))),
+                            FunctionArg::Unnamed(FunctionArgExpr::Expr(string(","))),
+                        ],
+                        clauses: list.clauses.clone(),
+                    });
+                    g.filter = f.filter.clone();
+                }
+                let joined = |l: Expr, r: Expr| Expr::BinaryOp {
+                    left: Box::new(l),
+                    op: BinaryOperator::StringConcat,
+                    right: Box::new(r),
+                };
+                *e = Expr::Nested(Box::new(joined(joined(string("{"), concat), string("}"))));
+            }
+        }
         // `ARRAY(subquery)`: the array's text form, `{a,b}` (there is no array type).
         Expr::Function(f)
             if f.name.to_string().eq_ignore_ascii_case("array")

@@ -93,8 +93,10 @@ fn run_psql(addr: std::net::SocketAddr, script: &str) -> String {
 
 /// psql's describe commands (`\d`, `\dt`, `\di`, `\dv`, `\ds`, `\dn`, `\du`, `\df`, with and
 /// without patterns, and `\d table` for tables and views: columns, types, defaults, indexes,
-/// foreign keys both ways) print exactly what PostgreSQL 15's psql prints for the same schema: the
-/// same script runs against a real PostgreSQL started here, and its output is the expected one.
+/// foreign keys both ways) print exactly what PostgreSQL 15's psql prints for the same schema, and
+/// so do queries of `information_schema` (tables, columns, constraints, key columns, foreign
+/// keys, schemata) as tools send them: the same script runs against a real PostgreSQL started
+/// here, and its output is the expected one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn psql_describe_commands_match_postgresql() {
     assert!(
@@ -135,6 +137,8 @@ async fn psql_describe_commands_match_postgresql() {
         "Referenced by:",
         "nextval('orders_id_seq'::regclass)",
         "character varying(40)",
+        "orders_item_id_fkey | items_pkey",
+        "timestamp with time zone |",
         "active_items",
         "ticket_numbers",
         "pg_database_owner",

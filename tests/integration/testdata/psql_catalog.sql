@@ -14,3 +14,12 @@
 \d tags
 \d active_items
 \d nothing_here
+SELECT table_catalog, table_schema, table_name, table_type, is_typed FROM information_schema.tables WHERE table_schema = 'public' ORDER BY table_name;
+SELECT * FROM information_schema.tables WHERE table_name = 'orders' AND table_schema = current_schema();
+SELECT c.table_name, column_name, ordinal_position, column_default, is_nullable, data_type, character_maximum_length, character_octet_length, numeric_precision, numeric_precision_radix, numeric_scale, datetime_precision, udt_name, is_identity, is_generated, is_updatable FROM information_schema.columns AS c JOIN information_schema.tables AS t ON t.table_name = c.table_name WHERE c.table_schema = 'public' AND t.table_type = 'BASE TABLE' ORDER BY c.table_name, ordinal_position;
+SELECT constraint_name, table_name, constraint_type, is_deferrable, initially_deferred, enforced, nulls_distinct FROM information_schema.table_constraints WHERE table_schema = 'public' AND constraint_type <> 'CHECK' ORDER BY table_name, constraint_name;
+SELECT constraint_name, table_name, column_name, ordinal_position, position_in_unique_constraint FROM information_schema.key_column_usage WHERE table_schema = 'public' ORDER BY table_name, constraint_name, ordinal_position;
+SELECT constraint_name, unique_constraint_name, match_option, update_rule, delete_rule FROM information_schema.referential_constraints ORDER BY 1;
+SELECT schema_name, schema_owner FROM information_schema.schemata ORDER BY 1;
+SELECT count(*) FROM information_schema.routines WHERE routine_schema = 'public';
+SELECT c.relname, d.description FROM pg_catalog.pg_class c LEFT JOIN pg_catalog.pg_description d ON d.objoid = c.oid WHERE c.relname = 'orders';
