@@ -43,11 +43,14 @@ const INDEX_NAME: &str = "(CASE il.origin WHEN 'pk' THEN s.name || '_pkey' \
      FROM pragma_index_info(il.name) AS ii) || '_key' ELSE il.name END)";
 
 /// One catalog relation: its columns with their PostgreSQL types, and the query standing in
-/// for it (its result columns are `columns`, in order; a unit test checks they match).
+/// for it (its result columns are `columns`, in order; a unit test checks they match), or
+/// `None` for a relation that has no rows here: its stand-in selects NULLs of its columns and
+/// no row ([`stand_in`]), and a query that needs a row of it returns none without running
+/// ([`empty_result`]).
 struct Relation {
     name: &'static str,
     columns: &'static [(&'static str, PgType)],
-    query: fn() -> String,
+    query: Option<fn() -> String>,
 }
 
 const RELATIONS: &[Relation] = &[
@@ -85,7 +88,7 @@ const RELATIONS: &[Relation] = &[
             ("relacl", TEXT),
             ("reloptions", TEXT),
         ],
-        query: pg_class,
+        query: Some(pg_class),
     },
     Relation {
         name: "pg_attribute",
@@ -108,7 +111,7 @@ const RELATIONS: &[Relation] = &[
             ("attacl", TEXT),
             ("attoptions", TEXT),
         ],
-        query: pg_attribute,
+        query: Some(pg_attribute),
     },
     Relation {
         name: "pg_attrdef",
@@ -118,7 +121,7 @@ const RELATIONS: &[Relation] = &[
             ("adnum", INT2),
             ("adbin", TEXT),
         ],
-        query: pg_attrdef,
+        query: Some(pg_attrdef),
     },
     Relation {
         name: "pg_constraint",
@@ -144,7 +147,7 @@ const RELATIONS: &[Relation] = &[
             ("conkey", TEXT),
             ("confkey", TEXT),
         ],
-        query: || project("pg_constraint", &constraints()),
+        query: Some(|| project("pg_constraint", &constraints())),
     },
     Relation {
         name: "pg_collation",
@@ -156,13 +159,13 @@ const RELATIONS: &[Relation] = &[
             ("collcollate", TEXT),
             ("collctype", TEXT),
         ],
-        query: || {
+        query: Some(|| {
             "SELECT CAST(column1 AS oid) AS oid, column2 AS collname, 11 AS collnamespace, \
              column3 AS collprovider, column4 AS collcollate, column4 AS collctype \
              FROM (VALUES (100, 'default', 'd', NULL), (950, 'C', 'c', 'C'), \
              (951, 'POSIX', 'c', 'POSIX')) AS v"
                 .into()
-        },
+        }),
     },
     Relation {
         name: "pg_namespace",
@@ -172,12 +175,12 @@ const RELATIONS: &[Relation] = &[
             ("nspowner", OID),
             ("nspacl", TEXT),
         ],
-        query: || {
+        query: Some(|| {
             "SELECT CAST(column1 AS oid) AS oid, column2 AS nspname, column3 AS nspowner, NULL AS nspacl \
              FROM (VALUES (11, 'pg_catalog', 10), (99, 'pg_toast', 10), \
              (2200, 'public', 6171), (13207, 'information_schema', 10)) AS v"
                 .into()
-        },
+        }),
     },
     Relation {
         name: "pg_index",
@@ -201,7 +204,7 @@ const RELATIONS: &[Relation] = &[
             ("indexprs", TEXT),
             ("indpred", TEXT),
         ],
-        query: || project("pg_index", &indexes()),
+        query: Some(|| project("pg_index", &indexes())),
     },
     Relation {
         name: "pg_am",
@@ -211,22 +214,22 @@ const RELATIONS: &[Relation] = &[
             ("amhandler", TEXT),
             ("amtype", CHAR),
         ],
-        query: || {
+        query: Some(|| {
             "SELECT CAST(column1 AS oid) AS oid, column2 AS amname, column3 AS amhandler, column4 AS amtype \
              FROM (VALUES (2, 'heap', 'heap_tableam_handler', 't'), \
              (403, 'btree', 'bthandler', 'i')) AS v"
                 .into()
-        },
+        }),
     },
     Relation {
         name: "pg_roles",
         columns: ROLE_COLUMNS,
-        query: pg_roles,
+        query: Some(pg_roles),
     },
     Relation {
         name: "pg_authid",
         columns: ROLE_COLUMNS,
-        query: pg_roles,
+        query: Some(pg_roles),
     },
     Relation {
         name: "pg_auth_members",
@@ -236,7 +239,9 @@ const RELATIONS: &[Relation] = &[
             ("grantor", OID),
             ("admin_option", BOOL),
         ],
-        query: || "SELECT 0 AS roleid, 0 AS member, 0 AS grantor, 0 AS admin_option WHERE 0".into(),
+        query: Some(|| {
+            "SELECT 0 AS roleid, 0 AS member, 0 AS grantor, 0 AS admin_option WHERE 0".into()
+        }),
     },
     Relation {
         name: "pg_proc",
@@ -249,11 +254,11 @@ const RELATIONS: &[Relation] = &[
             ("prorettype", OID),
             ("proargtypes", TEXT),
         ],
-        query: || {
+        query: Some(|| {
             "SELECT 0 AS oid, '' AS proname, 0 AS pronamespace, 0 AS proowner, '' AS prokind, \
              0 AS prorettype, '' AS proargtypes WHERE 0"
                 .into()
-        },
+        }),
     },
     Relation {
         name: "pg_database",
@@ -272,13 +277,13 @@ const RELATIONS: &[Relation] = &[
             ("datacl", TEXT),
         ],
         // The one database; its collation is SQLite's byte order, PostgreSQL's "C".
-        query: || {
+        query: Some(|| {
             "SELECT 5 AS oid, 'postgres' AS datname, 10 AS datdba, 6 AS encoding, \
              'c' AS datlocprovider, 0 AS datistemplate, 1 AS datallowconn, \
              -1 AS datconnlimit, 'C' AS datcollate, 'C' AS datctype, NULL AS daticulocale, \
              NULL AS datacl"
                 .into()
-        },
+        }),
     },
     Relation {
         name: "pg_type",
@@ -303,16 +308,9 @@ const RELATIONS: &[Relation] = &[
             ("typcollation", OID),
             ("typnotnull", BOOL),
         ],
-        query: pg_type,
+        query: Some(pg_type),
     },
 ];
-
-/// The query of a relation that has no rows here: its stand-in selects NULLs of its columns
-/// and no row ([`stand_in`]), and a query that needs a row of it returns none without running
-/// ([`empty_result`]).
-fn no_rows() -> String {
-    String::new()
-}
 
 const VARCHAR: PgType = PgType::Varchar;
 
@@ -331,14 +329,14 @@ const INFORMATION_SCHEMA: &[Relation] = &[
             ("default_character_set_name", NAME),
             ("sql_path", VARCHAR),
         ],
-        query: || {
+        query: Some(|| {
             "SELECT 'postgres' AS catalog_name, column1 AS schema_name, column2 AS schema_owner, \
              NULL AS default_character_set_catalog, NULL AS default_character_set_schema, \
              NULL AS default_character_set_name, NULL AS sql_path \
              FROM (VALUES ('pg_toast', 'postgres'), ('pg_catalog', 'postgres'), \
              ('public', 'pg_database_owner'), ('information_schema', 'postgres')) AS v"
                 .into()
-        },
+        }),
     },
     Relation {
         name: "tables",
@@ -357,7 +355,7 @@ const INFORMATION_SCHEMA: &[Relation] = &[
             ("commit_action", VARCHAR),
         ],
         // Views are read-only here (SQLite's are), so not insertable.
-        query: || {
+        query: Some(|| {
             format!(
                 "SELECT 'postgres' AS table_catalog, 'public' AS table_schema, \
                  s.name AS table_name, \
@@ -369,7 +367,7 @@ const INFORMATION_SCHEMA: &[Relation] = &[
                  'NO' AS is_typed, NULL AS commit_action \
                  FROM sqlite_schema AS s WHERE s.type IN ('table', 'view') AND {USER_OBJECT}"
             )
-        },
+        }),
     },
     Relation {
         name: "columns",
@@ -419,7 +417,7 @@ const INFORMATION_SCHEMA: &[Relation] = &[
             ("generation_expression", VARCHAR),
             ("is_updatable", VARCHAR),
         ],
-        query: information_schema_columns,
+        query: Some(information_schema_columns),
     },
     Relation {
         name: "views",
@@ -437,7 +435,7 @@ const INFORMATION_SCHEMA: &[Relation] = &[
         ],
         // The definition as SQLite keeps it (the query after `AS`), not PostgreSQL's
         // re-printed form.
-        query: || {
+        query: Some(|| {
             format!(
                 "SELECT 'postgres' AS table_catalog, 'public' AS table_schema, \
                  s.name AS table_name, \
@@ -447,7 +445,7 @@ const INFORMATION_SCHEMA: &[Relation] = &[
                  'NO' AS is_trigger_insertable_into \
                  FROM sqlite_schema AS s WHERE s.type = 'view' AND {USER_OBJECT}"
             )
-        },
+        }),
     },
     Relation {
         name: "table_constraints",
@@ -464,7 +462,7 @@ const INFORMATION_SCHEMA: &[Relation] = &[
             ("enforced", VARCHAR),
             ("nulls_distinct", VARCHAR),
         ],
-        query: || {
+        query: Some(|| {
             format!(
                 "SELECT 'postgres' AS constraint_catalog, 'public' AS constraint_schema, \
                  c.conname AS constraint_name, 'postgres' AS table_catalog, \
@@ -476,7 +474,7 @@ const INFORMATION_SCHEMA: &[Relation] = &[
                  FROM ({}) AS c",
                 constraints()
             )
-        },
+        }),
     },
     Relation {
         name: "key_column_usage",
@@ -492,7 +490,7 @@ const INFORMATION_SCHEMA: &[Relation] = &[
             ("position_in_unique_constraint", INT4),
         ],
         // A foreign key's columns are in the order of the referenced key's.
-        query: || {
+        query: Some(|| {
             format!(
                 "SELECT 'postgres' AS constraint_catalog, 'public' AS constraint_schema, \
                  {INDEX_NAME} AS constraint_name, 'postgres' AS table_catalog, \
@@ -509,7 +507,7 @@ const INFORMATION_SCHEMA: &[Relation] = &[
                  FROM sqlite_schema AS s, pragma_foreign_key_list(s.name) AS fk \
                  WHERE s.type = 'table' AND {USER_OBJECT}"
             )
-        },
+        }),
     },
     Relation {
         name: "referential_constraints",
@@ -526,7 +524,7 @@ const INFORMATION_SCHEMA: &[Relation] = &[
         ],
         // The referenced key is the referenced table's primary key when the columns are its
         // columns, otherwise its unique constraint on them.
-        query: || {
+        query: Some(|| {
             format!(
                 "SELECT 'postgres' AS constraint_catalog, 'public' AS constraint_schema, \
                  c.conname AS constraint_name, 'postgres' AS unique_constraint_catalog, \
@@ -540,7 +538,7 @@ const INFORMATION_SCHEMA: &[Relation] = &[
                  FROM ({}) AS c WHERE c.contype = 'f'",
                 constraints()
             )
-        },
+        }),
     },
     Relation {
         name: "routines",
@@ -557,7 +555,7 @@ const INFORMATION_SCHEMA: &[Relation] = &[
             ("routine_definition", VARCHAR),
             ("external_language", VARCHAR),
         ],
-        query: no_rows,
+        query: None,
     },
 ];
 
@@ -609,7 +607,7 @@ const EMPTY_RELATIONS: &[Relation] = &[
             ("objsubid", INT4),
             ("description", TEXT),
         ],
-        query: no_rows,
+        query: None,
     },
     Relation {
         name: "pg_policy",
@@ -623,7 +621,7 @@ const EMPTY_RELATIONS: &[Relation] = &[
             ("polqual", TEXT),
             ("polwithcheck", TEXT),
         ],
-        query: no_rows,
+        query: None,
     },
     Relation {
         name: "pg_statistic_ext",
@@ -638,7 +636,7 @@ const EMPTY_RELATIONS: &[Relation] = &[
             ("stxkind", TEXT),
             ("stxexprs", TEXT),
         ],
-        query: no_rows,
+        query: None,
     },
     Relation {
         name: "pg_publication",
@@ -653,12 +651,12 @@ const EMPTY_RELATIONS: &[Relation] = &[
             ("pubtruncate", BOOL),
             ("pubviaroot", BOOL),
         ],
-        query: no_rows,
+        query: None,
     },
     Relation {
         name: "pg_publication_namespace",
         columns: &[("oid", OID), ("pnpubid", OID), ("pnnspid", OID)],
-        query: no_rows,
+        query: None,
     },
     Relation {
         name: "pg_publication_rel",
@@ -669,7 +667,7 @@ const EMPTY_RELATIONS: &[Relation] = &[
             ("prqual", TEXT),
             ("prattrs", TEXT),
         ],
-        query: no_rows,
+        query: None,
     },
     Relation {
         name: "pg_trigger",
@@ -694,7 +692,7 @@ const EMPTY_RELATIONS: &[Relation] = &[
             ("tgoldtable", NAME),
             ("tgnewtable", NAME),
         ],
-        query: no_rows,
+        query: None,
     },
     Relation {
         name: "pg_inherits",
@@ -704,7 +702,7 @@ const EMPTY_RELATIONS: &[Relation] = &[
             ("inhseqno", INT4),
             ("inhdetachpending", BOOL),
         ],
-        query: no_rows,
+        query: None,
     },
     Relation {
         name: "pg_partitioned_table",
@@ -718,7 +716,7 @@ const EMPTY_RELATIONS: &[Relation] = &[
             ("partcollation", TEXT),
             ("partexprs", TEXT),
         ],
-        query: no_rows,
+        query: None,
     },
     Relation {
         name: "pg_rewrite",
@@ -732,7 +730,7 @@ const EMPTY_RELATIONS: &[Relation] = &[
             ("ev_qual", TEXT),
             ("ev_action", TEXT),
         ],
-        query: no_rows,
+        query: None,
     },
     Relation {
         name: "pg_depend",
@@ -745,7 +743,7 @@ const EMPTY_RELATIONS: &[Relation] = &[
             ("refobjsubid", INT4),
             ("deptype", CHAR),
         ],
-        query: no_rows,
+        query: None,
     },
     Relation {
         name: "pg_extension",
@@ -759,7 +757,7 @@ const EMPTY_RELATIONS: &[Relation] = &[
             ("extconfig", TEXT),
             ("extcondition", TEXT),
         ],
-        query: no_rows,
+        query: None,
     },
     Relation {
         name: "pg_opclass",
@@ -774,7 +772,7 @@ const EMPTY_RELATIONS: &[Relation] = &[
             ("opcdefault", BOOL),
             ("opckeytype", OID),
         ],
-        query: no_rows,
+        query: None,
     },
     Relation {
         name: "pg_event_trigger",
@@ -787,7 +785,7 @@ const EMPTY_RELATIONS: &[Relation] = &[
             ("evtenabled", CHAR),
             ("evttags", TEXT),
         ],
-        query: no_rows,
+        query: None,
     },
     // A sequence's start, bounds and cache are not kept (`_sqlkeeper_sequences` holds its
     // current value and increment): no row rather than invented ones.
@@ -803,12 +801,12 @@ const EMPTY_RELATIONS: &[Relation] = &[
             ("seqcache", PgType::Int8),
             ("seqcycle", BOOL),
         ],
-        query: no_rows,
+        query: None,
     },
     Relation {
         name: "pg_foreign_table",
         columns: &[("ftrelid", OID), ("ftserver", OID), ("ftoptions", TEXT)],
-        query: no_rows,
+        query: None,
     },
 ];
 
@@ -1053,29 +1051,34 @@ fn pg_type() -> String {
 }
 
 fn find(name: &ObjectName) -> Option<&'static Relation> {
-    let parts: Vec<String> = name
-        .0
-        .iter()
-        .map(|p| p.to_string().trim_matches('"').to_ascii_lowercase())
-        .collect();
-    let (schemas, bare): (&[&[Relation]], &String) = match parts.as_slice() {
+    // Runs for every table a statement names: compares without allocating.
+    let part = |i: usize| {
+        name.0
+            .get(i)
+            .and_then(|p| p.as_ident())
+            .map(|i| i.value.as_str())
+    };
+    let (schemas, bare): (&[&[Relation]], &str) = match name.0.len() {
         // `pg_catalog` is first on every search path; `information_schema` is on none.
-        [n] => (&[RELATIONS, EMPTY_RELATIONS], n),
-        [s, n] if s == "pg_catalog" => (&[RELATIONS, EMPTY_RELATIONS], n),
-        [s, n] if s == "information_schema" => (&[INFORMATION_SCHEMA], n),
+        1 => (&[RELATIONS, EMPTY_RELATIONS], part(0)?),
+        2 if part(0)?.eq_ignore_ascii_case("pg_catalog") => {
+            (&[RELATIONS, EMPTY_RELATIONS], part(1)?)
+        }
+        2 if part(0)?.eq_ignore_ascii_case("information_schema") => {
+            (&[INFORMATION_SCHEMA], part(1)?)
+        }
         _ => return None,
     };
     schemas
         .iter()
         .flat_map(|rels| rels.iter())
-        .find(|r| r.name == bare)
+        .find(|r| r.name.eq_ignore_ascii_case(bare))
 }
 
 /// The query standing in for `rel`.
 fn stand_in(rel: &Relation) -> String {
-    let query = (rel.query)();
-    if !query.is_empty() {
-        return query;
+    if let Some(query) = rel.query {
+        return query();
     }
     let nulls: Vec<String> = rel
         .columns
@@ -1258,7 +1261,7 @@ fn select_empty(s: &Select) -> bool {
     let empty = |t: &TableFactor| match t {
         TableFactor::Table {
             name, args: None, ..
-        } => find(name).is_some_and(|r| (r.query)().is_empty()),
+        } => find(name).is_some_and(|r| r.query.is_none()),
         _ => false,
     };
     let needs_empty = s.from.iter().any(|twj| {

@@ -417,8 +417,14 @@ pub(crate) fn infer_type(e: &Expr) -> Option<PgType> {
             match name.as_str() {
                 "count" => PgType::Int8,
                 // An array of text (the only array type here) when its values are text.
-                "array_agg" => match function_args(f).as_slice() {
-                    [arg] if matches!(infer_type(arg), Some(PgType::Text | PgType::Varchar)) => {
+                "array_agg" => match &f.args {
+                    FunctionArguments::List(l)
+                        if matches!(
+                            l.args.as_slice(),
+                            [FunctionArg::Unnamed(FunctionArgExpr::Expr(arg))]
+                                if matches!(infer_type(arg), Some(PgType::Text | PgType::Varchar))
+                        ) =>
+                    {
                         PgType::TextArray
                     }
                     _ => return None,
@@ -466,21 +472,6 @@ pub(crate) fn infer_type(e: &Expr) -> Option<PgType> {
         },
         _ => return None,
     })
-}
-
-/// The plain arguments of a call (`f(a, b)`), without `*` or named ones.
-fn function_args(f: &sqlparser::ast::Function) -> Vec<&Expr> {
-    match &f.args {
-        FunctionArguments::List(list) => list
-            .args
-            .iter()
-            .filter_map(|a| match a {
-                FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Some(e),
-                _ => None,
-            })
-            .collect(),
-        _ => Vec::new(),
-    }
 }
 
 /// Names and types of a query's result columns, one per projection item, or an empty list
