@@ -23,16 +23,21 @@ use pgwire::messages::PgWireBackendMessage;
 use sqlkeeper_session::{Between, Produced, Session, TxnStatus};
 use sqlkeeper_sql::CommandTag;
 
+use crate::copy::{copy_out, CopyOut, CopyReader};
 use crate::encode::{decode_param, encode_value, fields, fields_for_rows};
 use crate::errors::{ClientError, IntoPgWire};
 use futures::future::{select, Either};
+use pgwire::api::copy::CopyHandler;
 use pgwire::api::query::{
     send_execution_response, send_partial_query_response, send_query_response, send_ready_for_query,
 };
 use pgwire::api::{ConnectionHandle, PgWireConnectionState};
+use pgwire::messages::copy::{CopyData, CopyDone, CopyFail, CopyInResponse, CopyOutResponse};
 use pgwire::messages::extendedquery::{Bind, BindComplete, Execute, Sync as PgSync};
 use pgwire::messages::response::{EmptyQueryResponse, ReadyForQuery, TransactionStatus};
 use pgwire::messages::simplequery::Query;
+use sqlkeeper_session::CopyIn;
+use sqlkeeper_sql::CopyFormat;
 
 /// A statement prepared with the extended protocol: the session's prepared statement and the
 /// parameter types Parse settled on.
@@ -46,6 +51,57 @@ pub struct Prepared {
 pub(crate) struct Backend {
     session: Arc<Session>,
     parser: Arc<Parser>,
+    /// The `COPY ... FROM STDIN` whose rows are arriving. A std mutex: never held across an
+    /// await.
+    copy: std::sync::Mutex<Option<Incoming>>,
+}
+
+/// A `COPY ... FROM STDIN` in progress: its target, and its reader, or the error that ended
+/// reading (reported at CopyDone, as PostgreSQL reports it once the client stops sending).
+struct Incoming {
+    copy: CopyIn,
+    reader: Result<CopyReader, ClientError>,
+    /// Started by an Execute (the extended protocol): the client's Sync gets ReadyForQuery.
+    extended: bool,
+}
+
+/// What one statement's result becomes on the wire.
+enum Reply {
+    /// A response pgwire knows how to send.
+    Pg(Response),
+    /// `COPY ... TO STDOUT`: CopyOutResponse, the data, CopyDone, `COPY n`.
+    CopyOut(CopyOut),
+    /// `COPY ... FROM STDIN`: CopyInResponse, then the client sends the rows.
+    CopyIn(CopyIn),
+}
+
+/// Sends a `COPY ... TO STDOUT`'s messages, ending with its `COPY n` CommandComplete.
+async fn send_copy_out<C>(client: &mut C, out: CopyOut) -> PgWireResult<()>
+where
+    C: Sink<PgWireBackendMessage> + Unpin + Send,
+    PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+{
+    let formats = vec![i16::from(out.format); out.columns];
+    let columns = i16::try_from(out.columns).unwrap_or(i16::MAX);
+    client
+        .feed(PgWireBackendMessage::CopyOutResponse(CopyOutResponse::new(
+            out.format, columns, formats,
+        )))
+        .await?;
+    for data in out.messages {
+        client
+            .feed(PgWireBackendMessage::CopyData(CopyData::new(data)))
+            .await?;
+    }
+    client
+        .feed(PgWireBackendMessage::CopyDone(CopyDone::new()))
+        .await?;
+    client
+        .feed(PgWireBackendMessage::CommandComplete(
+            Tag::new("COPY").with_rows(out.rows).into(),
+        ))
+        .await?;
+    Ok(())
 }
 
 /// Parses and describes statements for the extended protocol.
@@ -70,7 +126,41 @@ impl Backend {
                 session: session.clone(),
             }),
             session,
+            copy: std::sync::Mutex::default(),
         }
+    }
+
+    fn incoming(&self) -> std::sync::MutexGuard<'_, Option<Incoming>> {
+        self.copy.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Sends CopyInResponse and waits for the rows (`CopyHandler`).
+    async fn start_copy_in<C>(
+        &self,
+        client: &mut C,
+        copy: CopyIn,
+        extended: bool,
+    ) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let format = i8::from(copy.spec.format == CopyFormat::Binary);
+        let columns = i16::try_from(copy.columns.len()).unwrap_or(i16::MAX);
+        let formats = vec![i16::from(format); copy.columns.len()];
+        let reader = CopyReader::new(copy.spec.clone(), &copy.columns);
+        *self.incoming() = Some(Incoming {
+            copy,
+            reader: Ok(reader),
+            extended,
+        });
+        client.set_state(PgWireConnectionState::CopyInProgress(extended));
+        client
+            .send(PgWireBackendMessage::CopyInResponse(CopyInResponse::new(
+                format, columns, formats,
+            )))
+            .await?;
+        Ok(())
     }
 
     /// Where the session stands between messages.
@@ -97,10 +187,17 @@ fn respond(
     p: Produced,
     described: bool,
     format: impl Fn(usize) -> FieldFormat,
-) -> Result<Response, ClientError> {
+) -> Result<Reply, ClientError> {
     match p {
-        Produced::Done(tag) => Ok(Response::Execution(Tag::new(&tag))),
-        Produced::Setting { tag, .. } => Ok(Response::Execution(Tag::new(&tag))),
+        Produced::Done(tag) => Ok(Reply::Pg(Response::Execution(Tag::new(&tag)))),
+        Produced::Setting { tag, .. } => Ok(Reply::Pg(Response::Execution(Tag::new(&tag)))),
+        Produced::CopyOut {
+            spec,
+            columns,
+            rows,
+            hints,
+        } => Ok(Reply::CopyOut(copy_out(&spec, &columns, &hints, &rows)?)),
+        Produced::CopyIn(c) => Ok(Reply::CopyIn(c)),
         Produced::Rows {
             columns,
             rows,
@@ -128,9 +225,10 @@ fn respond(
                 CommandTag::Update => "UPDATE",
                 CommandTag::Delete => "DELETE",
                 CommandTag::Fixed(t) => t,
+                CommandTag::Copy => "COPY",
             };
             q.set_command_tag(prefix);
-            Ok(Response::Query(q))
+            Ok(Reply::Pg(Response::Query(q)))
         }
     }
 }
@@ -176,6 +274,75 @@ where
 }
 
 #[async_trait]
+impl CopyHandler for Backend {
+    async fn on_copy_data<C>(&self, _client: &mut C, data: CopyData) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        if let Some(incoming) = self.incoming().as_mut() {
+            if let Ok(reader) = &mut incoming.reader {
+                if let Err(e) = reader.feed(&data.data) {
+                    incoming.reader = Err(e);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the rows and answers `COPY n`; pgwire sends ReadyForQuery (simple protocol) or
+    /// waits for the client's Sync (extended).
+    async fn on_copy_done<C>(&self, client: &mut C, _done: CopyDone) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let incoming = self.incoming().take();
+        let Some(incoming) = incoming else {
+            return Err(ClientError::new("08P01", "CopyDone outside COPY").into_pgwire());
+        };
+        let result = match incoming.reader.and_then(CopyReader::finish) {
+            Ok(rows) => self.session.copy_in(&incoming.copy, rows).await,
+            Err(e) => Err(e),
+        };
+        let status = self.finish_message(result.is_err(), true).await;
+        client.set_transaction_status(status);
+        send_notices(client, &self.session).await?;
+        match result {
+            Ok(tag) => {
+                client
+                    .send(PgWireBackendMessage::CommandComplete(Tag::new(&tag).into()))
+                    .await?;
+                Ok(())
+            }
+            // In the extended protocol the error goes out now and the client's Sync gets
+            // ReadyForQuery (pgwire waits for it after a successful CopyDone).
+            Err(e) if incoming.extended => {
+                client
+                    .send(PgWireBackendMessage::ErrorResponse(e.into_info().into()))
+                    .await?;
+                Ok(())
+            }
+            Err(e) => Err(e.into_pgwire()),
+        }
+    }
+
+    async fn on_copy_fail<C>(&self, client: &mut C, fail: CopyFail) -> PgWireError
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        self.incoming().take();
+        let status = self.finish_message(true, true).await;
+        client.set_transaction_status(status);
+        ClientError::new("57014", format!("COPY from stdin failed: {}", fail.message)).into_pgwire()
+    }
+}
+
+#[async_trait]
 impl SimpleQueryHandler for Backend {
     /// pgwire's default computes the ReadyForQuery status from the responses alone; the
     /// transaction block knows it exactly (`I`, `T`, `E`, as Postgres sends them).
@@ -195,6 +362,7 @@ impl SimpleQueryHandler for Backend {
             .map_err(ClientError::into_pgwire)?;
         client.set_state(PgWireConnectionState::QueryInProgress);
         let mut errored = false;
+        let mut copying = false;
         let result: PgWireResult<()> = async {
             if query.query.chars().all(|c| c == ';' || c.is_whitespace()) {
                 client
@@ -215,19 +383,26 @@ impl SimpleQueryHandler for Backend {
                         let _ = cancel.await;
                         session.commit_settled().await;
                     });
-                    match select(
-                        SimpleQueryHandler::do_query(self, client, &query.query),
-                        cancel,
-                    )
-                    .await
-                    {
+                    match select(Box::pin(self.replies(client, &query.query)), cancel).await {
                         Either::Left((r, _)) => r,
                         Either::Right(_) => Err(PgWireError::QueryCanceled),
                     }
                 }
-                None => SimpleQueryHandler::do_query(self, client, &query.query).await,
+                None => self.replies(client, &query.query).await,
             }?;
             for r in resp {
+                let r = match r {
+                    Reply::Pg(r) => r,
+                    Reply::CopyOut(out) => {
+                        send_copy_out(client, out).await?;
+                        continue;
+                    }
+                    Reply::CopyIn(c) => {
+                        self.start_copy_in(client, c, false).await?;
+                        copying = true;
+                        continue;
+                    }
+                };
                 match r {
                     Response::Query(q) => send_query_response(client, q, true).await?,
                     Response::Execution(tag)
@@ -247,13 +422,19 @@ impl SimpleQueryHandler for Backend {
                             .await?
                     }
                     Response::CopyIn(_) | Response::CopyOut(_) | Response::CopyBoth(_) => {
-                        return Err(ClientError::new("0A000", "COPY is not supported").into_pgwire())
+                        return Err(
+                            ClientError::new("XX000", "unexpected COPY response").into_pgwire()
+                        )
                     }
                 }
             }
             Ok(())
         }
         .await;
+        if copying && result.is_ok() {
+            // The client sends the rows next; `on_copy_done` answers and sends ReadyForQuery.
+            return Ok(());
+        }
         let status = self.finish_message(errored || result.is_err(), true).await;
         client.set_transaction_status(status);
         result?;
@@ -261,11 +442,30 @@ impl SimpleQueryHandler for Backend {
         send_ready_for_query(client, status).await
     }
 
+    /// Not used: `on_query` calls [`Backend::replies`], which also carries COPY.
     async fn do_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         C::PortalStore: PortalStore,
         C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        self.replies(client, query)
+            .await?
+            .into_iter()
+            .map(|r| match r {
+                Reply::Pg(r) => Ok(r),
+                _ => Err(ClientError::new("0A000", "COPY through do_query").into_pgwire()),
+            })
+            .collect()
+    }
+}
+
+impl Backend {
+    /// Runs a simple-protocol query string: what each statement produced, as replies.
+    async fn replies<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Reply>>
+    where
+        C: Sink<PgWireBackendMessage> + Unpin + Send,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let (produced, error) = self.session.execute(query).await;
@@ -276,7 +476,7 @@ impl SimpleQueryHandler for Backend {
             match respond(p, false, |_| FieldFormat::Text) {
                 Ok(r) => responses.push(r),
                 Err(e) => {
-                    responses.push(Response::Error(Box::new(e.into_info())));
+                    responses.push(Reply::Pg(Response::Error(Box::new(e.into_info()))));
                     return Ok(responses);
                 }
             }
@@ -285,9 +485,41 @@ impl SimpleQueryHandler for Backend {
             if responses.is_empty() {
                 return Err(e.into_pgwire());
             }
-            responses.push(Response::Error(Box::new(e.into_info())));
+            responses.push(Reply::Pg(Response::Error(Box::new(e.into_info()))));
         }
         Ok(responses)
+    }
+}
+
+impl Backend {
+    /// Runs a bound portal: what it produced, as a reply.
+    async fn portal_reply<C>(
+        &self,
+        client: &mut C,
+        portal: &Portal<Prepared>,
+    ) -> PgWireResult<Reply>
+    where
+        C: Sink<PgWireBackendMessage> + Unpin + Send,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let prepared = &portal.statement.statement;
+        // `on_bind` checked that one value came per parameter. Values for parameters the
+        // client declared but the statement does not use are checked, then not passed on.
+        let mut params = Vec::with_capacity(prepared.param_types.len());
+        for (i, ty) in prepared.param_types.iter().enumerate() {
+            let raw = portal.parameters.get(i).and_then(|p| p.as_deref());
+            let binary = format_at(&portal.parameter_format, i) == FieldFormat::Binary;
+            params.push(decode_param(i, raw, ty, binary).map_err(ClientError::into_pgwire)?);
+        }
+        let p = self
+            .session
+            .execute_prepared(&prepared.prepared, params)
+            .await
+            .map_err(ClientError::into_pgwire)?;
+        report_settings(client, std::slice::from_ref(&p)).await?;
+        send_notices(client, &self.session).await?;
+        respond(p, true, |i| format_at(&portal.result_column_format, i))
+            .map_err(ClientError::into_pgwire)
     }
 }
 
@@ -462,6 +694,7 @@ impl ExtendedQueryHandler for Backend {
         Ok(())
     }
 
+    /// Not used: `execute_portal` calls [`Backend::portal_reply`], which also carries COPY.
     async fn do_query<C>(
         &self,
         client: &mut C,
@@ -474,24 +707,10 @@ impl ExtendedQueryHandler for Backend {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let prepared = &portal.statement.statement;
-        // `on_bind` checked that one value came per parameter. Values for parameters the
-        // client declared but the statement does not use are checked, then not passed on.
-        let mut params = Vec::with_capacity(prepared.param_types.len());
-        for (i, ty) in prepared.param_types.iter().enumerate() {
-            let raw = portal.parameters.get(i).and_then(|p| p.as_deref());
-            let binary = format_at(&portal.parameter_format, i) == FieldFormat::Binary;
-            params.push(decode_param(i, raw, ty, binary).map_err(ClientError::into_pgwire)?);
+        match self.portal_reply(client, portal).await? {
+            Reply::Pg(r) => Ok(r),
+            _ => Err(ClientError::new("0A000", "COPY through do_query").into_pgwire()),
         }
-        let p = self
-            .session
-            .execute_prepared(&prepared.prepared, params)
-            .await
-            .map_err(ClientError::into_pgwire)?;
-        report_settings(client, std::slice::from_ref(&p)).await?;
-        send_notices(client, &self.session).await?;
-        respond(p, true, |i| format_at(&portal.result_column_format, i))
-            .map_err(ClientError::into_pgwire)
     }
 
     async fn do_describe_statement<C>(
@@ -643,18 +862,26 @@ impl Backend {
             let response = match handle {
                 Some(h) => {
                     let cancel = h.start_query().await;
-                    match select(
-                        ExtendedQueryHandler::do_query(self, client, &portal, max_rows),
-                        cancel,
-                    )
-                    .await
-                    {
+                    match select(Box::pin(self.portal_reply(client, &portal)), cancel).await {
                         Either::Left((r, _)) => r,
                         Either::Right(_) => Err(PgWireError::QueryCanceled),
                     }
                 }
-                None => ExtendedQueryHandler::do_query(self, client, &portal, max_rows).await,
+                None => self.portal_reply(client, &portal).await,
             }?;
+            let response = match response {
+                Reply::Pg(r) => r,
+                Reply::CopyOut(out) => {
+                    send_copy_out(client, out).await?;
+                    client.set_state(PgWireConnectionState::ReadyForQuery);
+                    return Ok(());
+                }
+                Reply::CopyIn(c) => {
+                    // CopyData follows; `on_copy_done` answers, the client's Sync gets
+                    // ReadyForQuery.
+                    return self.start_copy_in(client, c, true).await;
+                }
+            };
             match response {
                 Response::Query(rows) => *state = PortalExecutionState::Suspended(rows),
                 Response::EmptyQuery => {

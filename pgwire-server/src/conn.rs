@@ -157,6 +157,7 @@ pub(crate) async fn serve(
             }
             PgWireConnectionState::AuthenticationInProgress => Expect::Password,
             PgWireConnectionState::AwaitingSync => Expect::SkipToSync,
+            PgWireConnectionState::CopyInProgress(_) => Expect::CopyIn,
             _ => Expect::Query,
         };
         let starting = matches!(expect, Expect::Startup { .. } | Expect::Password);

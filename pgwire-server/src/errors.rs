@@ -23,6 +23,7 @@ impl IntoPgWire for ClientError {
         info.position = self.position.map(|p| p.to_string());
         info.detail = self.detail;
         info.hint = self.hint;
+        info.where_context = self.context;
         info
     }
 

@@ -40,8 +40,14 @@ pub const LARGE_MESSAGE_BYTES_MAX: usize = sqlkeeper_sql::QUERY_BYTES_MAX + 1024
 
 /// Largest message of every other type, counting the length word: PostgreSQL's
 /// `PQ_SMALL_MESSAGE_LIMIT`. These carry a name or two and a few integers. CopyData is among
-/// them: this node never enters COPY mode, so CopyData is only ever ignored.
+/// them outside COPY mode, where it is only ever ignored.
 pub const SMALL_MESSAGE_BYTES_MAX: usize = 10_000;
+
+/// Largest CopyData message in COPY mode, counting the length word. Clients send COPY data in
+/// chunks of 8 KiB (psql) to 512 KiB (asyncpg); a whole COPY may hold no more than
+/// `sqlkeeper_session::COPY_IN_BYTES_MAX`, so one message never needs more than that and its
+/// header.
+pub const COPY_DATA_BYTES_MAX: usize = sqlkeeper_session::COPY_IN_BYTES_MAX + 1024;
 
 /// Longest SCRAM/cancel secret key PostgreSQL 18 accepts in a CancelRequest (protocol 3.2).
 const CANCEL_KEY_BYTES_MAX: usize = 256;
@@ -66,6 +72,8 @@ pub enum Expect {
     Password,
     /// Normal operation: typed messages.
     Query,
+    /// COPY FROM STDIN in progress: typed messages, CopyData up to [`COPY_DATA_BYTES_MAX`].
+    CopyIn,
     /// After an error in an extended-query message: frames are read and dropped until Sync,
     /// and their bodies are not looked at (PostgreSQL's `ignore_till_sync`).
     SkipToSync,
@@ -230,7 +238,7 @@ pub fn header(expect: Expect, buf: &[u8]) -> Result<Option<Header>, ClientError>
             }
             typed_header(Kind::Password, SMALL_MESSAGE_BYTES_MAX, buf)
         }
-        Expect::Query | Expect::SkipToSync => {
+        Expect::Query | Expect::SkipToSync | Expect::CopyIn => {
             let Some(&b) = buf.first() else {
                 return Ok(None);
             };
@@ -240,7 +248,11 @@ pub fn header(expect: Expect, buf: &[u8]) -> Result<Option<Header>, ClientError>
                     "invalid frontend message type {b}"
                 )));
             };
-            typed_header(kind, kind.length_max(), buf)
+            let max = match (expect, kind) {
+                (Expect::CopyIn, Kind::CopyData) => COPY_DATA_BYTES_MAX,
+                _ => kind.length_max(),
+            };
+            typed_header(kind, max, buf)
         }
     }
 }

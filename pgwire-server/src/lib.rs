@@ -13,6 +13,7 @@
 
 mod backend;
 mod conn;
+mod copy;
 mod encode;
 mod errors;
 mod frame;
@@ -104,6 +105,9 @@ impl PgWireServerHandlers for Handlers {
     }
     fn cancel_handler(&self) -> Arc<impl CancelHandler> {
         self.cancel.clone()
+    }
+    fn copy_handler(&self) -> Arc<impl pgwire::api::copy::CopyHandler> {
+        self.backend.clone()
     }
 }
 

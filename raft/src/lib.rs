@@ -36,7 +36,8 @@ mod types;
 pub use log_store::{LogStore, LOG_DB_FILE};
 pub use network::NetworkFactory;
 pub use node::{
-    MemberRow, Node, NodeConfig, NodeError, NodeStatus, Proposal, StartError, WRITE_RETRY_BACKOFF,
+    MemberRow, Node, NodeConfig, NodeError, NodeStatus, Proposal, StartError, COMMAND_BYTES_MAX,
+    WRITE_RETRY_BACKOFF,
 };
 pub use rpc::AdminOp;
 pub use state_machine::{SnapshotFile, StateMachineStore};

@@ -18,6 +18,8 @@ pub struct ClientError {
     pub detail: Option<String>,
     /// The HINT field.
     pub hint: Option<String>,
+    /// The CONTEXT field (PostgreSQL's "where": `COPY t, line 3, column a: "x"`).
+    pub context: Option<String>,
     /// Sent with severity FATAL: the connection is closed after it.
     pub fatal: bool,
 }
@@ -31,6 +33,7 @@ impl ClientError {
             position: None,
             detail: None,
             hint: None,
+            context: None,
             fatal: false,
         }
     }
@@ -51,6 +54,7 @@ impl From<SqlError> for ClientError {
             position: e.position,
             detail: None,
             hint: None,
+            context: None,
             fatal: false,
         }
     }

@@ -5,12 +5,14 @@
 //! [`Session::execute_prepared`]) and turns what they [`Produced`] into messages; it needs no
 //! type of the engine or of the node. Transaction blocks: `docs/transactions.md`.
 
+mod copy;
 mod error;
 mod session;
 mod settings;
 mod txn;
 mod values;
 
+pub use copy::{CopyIn, COPY_IN_BYTES_MAX};
 pub use error::ClientError;
 pub use session::{Prepared, Produced, Session, Sessions};
 pub use settings::SERVER_VERSION;

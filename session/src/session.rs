@@ -102,6 +102,19 @@ pub enum Produced {
     },
     /// No rows: the command tag.
     Done(String),
+    /// `COPY ... TO STDOUT`: rows the protocol sends as COPY data.
+    CopyOut {
+        /// The statement's format and options.
+        spec: sqlkeeper_sql::CopySpec,
+        /// The result columns, as SQLite describes them.
+        columns: Vec<Column>,
+        /// The rows.
+        rows: Vec<Vec<Value>>,
+        /// Postgres names and types of the columns, from the translator.
+        hints: Vec<ColumnHint>,
+    },
+    /// `COPY ... FROM STDIN`: the protocol reads the rows, then calls [`Session::copy_in`].
+    CopyIn(crate::copy::CopyIn),
     /// A setting changed that the client must be told about (ParameterStatus).
     Setting {
         /// The command tag.
@@ -444,7 +457,7 @@ impl Session {
     /// returns what each produced. Several statements that change data run as one log entry
     /// (all or nothing), as Postgres runs a multi-statement query string in one implicit
     /// transaction.
-    async fn run(
+    pub(crate) async fn run(
         &self,
         batch: Vec<(Translated, Vec<EngineValue>)>,
     ) -> (Vec<Produced>, Option<ClientError>) {
@@ -501,6 +514,10 @@ impl Session {
             StatementKind::Transaction(_) => Err(ClientError::new(
                 "XX000",
                 "transaction control reached the autocommit path",
+            )),
+            StatementKind::Copy(_) => Err(ClientError::new(
+                "XX000",
+                "COPY reached the autocommit path",
             )),
         }
     }
@@ -707,7 +724,8 @@ impl Session {
             self.type_aggregates(t).await;
         }
         let batch = translated.into_iter().map(|t| (t, Vec::new())).collect();
-        self.run(batch).await
+        // Boxed: the statement paths nest deeply, and callers select on this future.
+        Box::pin(self.run_copying(batch)).await
     }
 
     /// Runs a prepared statement with its parameters (one per `param_count`). Rows are
@@ -719,7 +737,8 @@ impl Session {
     ) -> Result<Produced, ClientError> {
         let mut params: Vec<EngineValue> = params.into_iter().map(Value::into_engine).collect();
         params.truncate(prepared.translated.param_count);
-        let (produced, error) = self.run(vec![(prepared.translated.clone(), params)]).await;
+        let (produced, error) =
+            Box::pin(self.run_copying(vec![(prepared.translated.clone(), params)])).await;
         if let Some(e) = error {
             return Err(e);
         }
@@ -794,7 +813,7 @@ impl Session {
         r
     }
 
-    async fn prepare_checked(&self, sql: &str) -> Result<Option<Prepared>, ClientError> {
+    pub(crate) async fn prepare_checked(&self, sql: &str) -> Result<Option<Prepared>, ClientError> {
         let mut translated = translate(sql)?;
         if translated.len() > 1 {
             return Err(ClientError::new(

@@ -21,6 +21,9 @@ pub enum StatementKind {
     /// A read of the node's introspection views (`sqlkeeper.status`, `sqlkeeper.nodes`):
     /// runs on a scratch database holding the node's current values.
     Introspection,
+    /// `COPY ... FROM STDIN` (the rows come from the client afterwards) or `COPY ... TO
+    /// STDOUT` (the statement's SQLite SQL is the query whose rows are sent).
+    Copy(crate::copy::CopySpec),
 }
 
 /// A call of a cluster administration function.
@@ -152,6 +155,8 @@ pub enum CommandTag {
     Delete,
     /// A tag without a count, e.g. `CREATE TABLE`.
     Fixed(&'static str),
+    /// `COPY n` (rows copied).
+    Copy,
 }
 
 impl CommandTag {
@@ -163,6 +168,7 @@ impl CommandTag {
             CommandTag::Update => format!("UPDATE {rows}"),
             CommandTag::Delete => format!("DELETE {rows}"),
             CommandTag::Fixed(t) => (*t).to_string(),
+            CommandTag::Copy => format!("COPY {rows}"),
         }
     }
 }

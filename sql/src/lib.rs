@@ -13,6 +13,7 @@ mod assign;
 mod catalog;
 mod classify;
 mod columns;
+mod copy;
 pub mod datetime;
 mod error;
 mod literals;
@@ -32,6 +33,7 @@ pub use classify::{
     INTROSPECTION_VIEWS,
 };
 pub use columns::{pg_type_of_name, pg_typmod_of_name, Aggregate, ColumnHint, PgType};
+pub use copy::{CopyFormat, CopySpec, ForceQuote};
 pub use error::{SqlError, SqlState};
 pub use literals::{Literal, LITERAL_PARAMS_MAX};
 pub use params::ParamType;

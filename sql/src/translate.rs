@@ -392,6 +392,46 @@ fn reads_introspection(stmt: &Statement) -> bool {
     )
 }
 
+/// `COPY`: for `TO STDOUT`, the query translated as any query (it must only read), under
+/// [`StatementKind::Copy`]; for `FROM STDIN`, only the spec (the session builds the insert once
+/// it knows the table's columns).
+fn translate_copy(stmt: &Statement, original: String) -> Result<Translated, SqlError> {
+    let plan = crate::copy::plan(stmt)?;
+    let mut t = match &plan.query {
+        Some(q) => {
+            let mut ts = translate(q)?;
+            match (ts.pop(), ts.is_empty()) {
+                (Some(t), true) if t.kind == StatementKind::Read => t,
+                _ => {
+                    return Err(SqlError::unsupported(
+                        "COPY (query) TO with a query that is not one read",
+                    ))
+                }
+            }
+        }
+        None => Translated {
+            kind: StatementKind::Read,
+            sqlite: Vec::new(),
+            effect: Effect::Plain,
+            tag: CommandTag::Copy,
+            param_count: 0,
+            original: String::new(),
+            columns: Vec::new(),
+            probe: None,
+            params: Vec::new(),
+            param_probe: None,
+            existence_notice: None,
+            literals: Vec::new(),
+            literal_casts: Vec::new(),
+            column_probe: None,
+        },
+    };
+    t.kind = StatementKind::Copy(plan.spec);
+    t.tag = CommandTag::Copy;
+    t.original = original;
+    Ok(t)
+}
+
 /// `DELETE FROM t USING u WHERE ...` -> `DELETE FROM t WHERE rowid IN (SELECT t.rowid FROM t,
 /// u WHERE ...)`: SQLite has no USING; every user table has a rowid. The new statement is
 /// composed from the AST's parts and parsed again.
@@ -445,6 +485,9 @@ fn rewrite_delete_using(stmt: Statement) -> Result<Statement, SqlError> {
 
 fn translate_statement(mut stmt: Statement) -> Result<Translated, SqlError> {
     let original = stmt.to_string();
+    if matches!(stmt, Statement::Copy { .. }) {
+        return translate_copy(&stmt, original);
+    }
     // A typed literal has a quoted string: statements without one skip the walk.
     if original.contains('\'') {
         typed_literals_as_casts(&mut stmt);

@@ -146,6 +146,20 @@ public class TypedJdbc {
                 }
             }
             System.out.println("== pgjdbc: found rows by typed parameters");
+            // CopyManager: COPY FROM STDIN from a reader, COPY TO STDOUT into a writer.
+            org.postgresql.copy.CopyManager copy = c.unwrap(org.postgresql.PGConnection.class).getCopyAPI();
+            try (Statement st = c.createStatement()) {
+                st.execute("CREATE TABLE " + table + "_copy (id int PRIMARY KEY, name text, at date)");
+            }
+            long copied = copy.copyIn("COPY " + table + "_copy FROM STDIN WITH (FORMAT csv)",
+                    new java.io.StringReader("1,\"a, b\",2024-02-29\n2,,\n3,\"\",1999-12-31\n"));
+            check(copied == 3, "copyIn counts 3 rows, not " + copied);
+            java.io.StringWriter out = new java.io.StringWriter();
+            copied = copy.copyOut("COPY (SELECT * FROM " + table + "_copy ORDER BY id) TO STDOUT", out);
+            check(copied == 3, "copyOut counts 3 rows, not " + copied);
+            check(out.toString().equals("1\ta, b\t2024-02-29\n2\t\\N\t\\N\n3\t\t1999-12-31\n"),
+                    "copyOut text: " + out);
+            System.out.println("== pgjdbc: CopyManager in and out");
         }
     }
 }

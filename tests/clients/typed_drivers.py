@@ -15,6 +15,7 @@ any failure raises. The test runs it against PostgreSQL 15 too.
 import asyncio
 import datetime
 import decimal
+import io
 import json
 import sys
 import uuid
@@ -119,6 +120,43 @@ async def main(addr):
         assert isinstance(row["u"], uuid.UUID), row
         doc = json.loads(await conn.fetchval("SELECT j FROM asyncpg_rt WHERE id = 1"))
         assert doc == {"a": {"\u00e9": "\u2603"}, "b": [1, 2.5, None]}, doc
+
+        step("asyncpg: copy_records_to_table (COPY FROM STDIN in binary)")
+        await conn.execute("CREATE TABLE asyncpg_copy (id int PRIMARY KEY, name text, "
+                           "at timestamptz, n numeric(8,2), b bytea, ok boolean)")
+        records = [(i, f'name {i}\t\\,"', datetime.datetime(2024, 1, 1, tzinfo=UTC)
+                    + datetime.timedelta(seconds=i), decimal.Decimal(f"{i}.25"),
+                    bytes([i % 256]) * 3, i % 2 == 0) for i in range(1, 2001)]
+        records.append((0, None, None, None, None, None))
+        status = await conn.copy_records_to_table("asyncpg_copy", records=records)
+        assert status == "COPY 2001", status
+        got = [tuple(r) for r in await conn.fetch("SELECT * FROM asyncpg_copy ORDER BY id")]
+        assert got == sorted(records), got[:3]
+
+        step("asyncpg: a COPY that violates a key writes nothing")
+        try:
+            await conn.copy_records_to_table(
+                "asyncpg_copy", records=[(5000, "new", None, None, None, None),
+                                         (1, "duplicate", None, None, None, None)],
+                columns=["id", "name", "at", "n", "b", "ok"])
+            raise AssertionError("a duplicate key was copied")
+        except asyncpg.UniqueViolationError:
+            pass
+        assert await conn.fetchval("SELECT count(*) FROM asyncpg_copy") == 2001
+
+        step("asyncpg: copy_from_query and copy_from_table (COPY TO STDOUT)")
+        out = io.BytesIO()
+        status = await conn.copy_from_query(
+            "SELECT id, name, n, ok FROM asyncpg_copy WHERE id < 3 ORDER BY id",
+            output=out, format="csv", header=True)
+        assert status == "COPY 3", status
+        want = b'id,name,n,ok\n0,,,\n1,"name 1\t\\,""",1.25,f\n2,"name 2\t\\,""",2.25,t\n'
+        assert out.getvalue() == want, out.getvalue()
+        out = io.BytesIO()
+        status = await conn.copy_from_table("asyncpg_copy", columns=["id", "b"], output=out)
+        assert status == "COPY 2001", status
+        lines = out.getvalue().split(b"\n")
+        assert b"1\t\\\\x010101" in lines and b"0\t\\N" in lines, lines[:3]
     finally:
         await conn.close()
 
@@ -166,6 +204,38 @@ def psycopg3(addr):
             assert got[5] == decimal.Decimal("-5.25"), got
             oids = [d.type_code for d in cur.description]
             assert oids == [20, 1700, 1700, 1082, 1700, 1700], oids
+
+        step("psycopg 3: copy() rows in, text and binary, then out")
+        conn.execute("CREATE TABLE psycopg_copy (id int PRIMARY KEY, t text, "
+                     "tz timestamptz, j jsonb)")
+        at = datetime.datetime(2024, 2, 29, 10, 0, 0, 5, tzinfo=UTC)
+        types = ["int4", "text", "timestamptz", "jsonb"]
+        with conn.cursor() as cur:
+            with cur.copy("COPY psycopg_copy (id, t, tz, j) FROM STDIN") as cp:
+                for i in range(1, 101):
+                    cp.write_row((i, f"line\n{i}\\", at, Jsonb({"i": i})))
+            assert cur.rowcount == 100, cur.rowcount
+            with cur.copy("COPY psycopg_copy FROM STDIN (FORMAT BINARY)") as cp:
+                cp.set_types(types)
+                cp.write_row((101, "binary", at, Jsonb([1, None])))
+                cp.write_row((102, None, None, None))
+            with cur.copy("COPY (SELECT id, t, tz, j FROM psycopg_copy ORDER BY id) "
+                          "TO STDOUT") as cp:
+                cp.set_types(types)
+                text_rows = list(cp.rows())
+            with cur.copy("COPY psycopg_copy TO STDOUT (FORMAT BINARY)") as cp:
+                cp.set_types(types)
+                binary_rows = sorted(cp.rows(), key=lambda r: r[0])
+        want = [(i, f"line\n{i}\\", at, {"i": i}) for i in range(1, 101)]
+        want += [(101, "binary", at, [1, None]), (102, None, None, None)]
+        assert text_rows == want, text_rows[:2]
+        assert binary_rows == want, binary_rows[:2]
+        # The raw COPY text, as PostgreSQL writes it.
+        with conn.cursor() as cur:
+            with cur.copy("COPY (SELECT id, t FROM psycopg_copy WHERE id IN (1, 102) "
+                          "ORDER BY id) TO STDOUT (FORMAT csv, FORCE_QUOTE (t))") as cp:
+                raw = b"".join(bytes(b) for b in cp)
+        assert raw == b'1,"line\n1\\"\n102,\n', raw
 
 
 if __name__ == "__main__":

@@ -174,3 +174,51 @@ async fn psql_describe_commands_match_postgresql() {
     assert_eq!(list, "postgres|postgres|UTF8|C|C||libc|\n");
     node.stop().await;
 }
+
+/// COPY through psql prints what PostgreSQL 15 prints: `\copy` from inline data and from a
+/// file, in text and CSV with headers, NULLs, escapes, quotes and line breaks in values;
+/// `\copy` and `COPY ... TO STDOUT` of tables, column lists and queries with format options;
+/// the errors of bad data with PostgreSQL's messages and CONTEXT lines, after which nothing of
+/// that COPY is stored; COPY inside transaction blocks, rolled back and committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psql_copy_matches_postgresql() {
+    assert!(
+        psql_available(),
+        "psql is required (the test command installs postgresql-client)"
+    );
+    let pg = crate::support::Postgres::start();
+    let dir = tempfile::tempdir().unwrap();
+    let node = TestNode::start(dir.path()).await;
+    let (sk_addr, pg_addr) = (
+        node.pg_addr,
+        std::net::SocketAddr::from(([127, 0, 0, 1], pg.port)),
+    );
+    let (expected, actual) = tokio::task::spawn_blocking(move || {
+        (
+            run_psql(pg_addr, "psql_copy.sql"),
+            run_psql(sk_addr, "psql_copy.sql"),
+        )
+    })
+    .await
+    .unwrap();
+    // The comparison means something only if PostgreSQL copied and refused what it should.
+    for output in [
+        "3\ttab\\there\\\\back\\nslash\t-7\t0.10\tf\n",
+        "13,\"multi\nline\"\n",
+        "13,\"100.00\",t\n",
+        "CONTEXT:  COPY items, line 3, column id: \"x\"",
+        "missing data for column \"qty\"",
+        "column \"nope\" of relation \"items\" does not exist",
+        " 31 | committed",
+    ] {
+        assert!(
+            expected.contains(output),
+            "PostgreSQL did not print {output:?}:\n{expected}"
+        );
+    }
+    assert_eq!(
+        actual, expected,
+        "psql's COPY output differs from PostgreSQL's"
+    );
+    node.stop().await;
+}

@@ -252,3 +252,71 @@ async fn state_survives_restart_and_snapshot() {
     assert_eq!(n, 50);
     node.stop().await;
 }
+
+/// COPY through tokio-postgres, which runs it in the extended protocol (Parse, Bind, Execute,
+/// then CopyData and CopyDone): rows in as CSV in several messages, a bad row failing the whole
+/// COPY with the connection still usable, rows out, and COPY inside a transaction.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_in_and_out_through_the_extended_protocol() {
+    use futures::{SinkExt, StreamExt};
+    use std::io::Cursor;
+    let dir = tempfile::tempdir().unwrap();
+    let node = TestNode::start(dir.path()).await;
+    let mut client = crate::support::connect(node.pg_addr).await;
+    client
+        .batch_execute("CREATE TABLE c (id int PRIMARY KEY, v text)")
+        .await
+        .unwrap();
+    let sink = client
+        .copy_in("COPY c FROM STDIN (FORMAT csv)")
+        .await
+        .unwrap();
+    futures::pin_mut!(sink);
+    sink.send(Cursor::new(b"1,one\n2,\"t,".to_vec()))
+        .await
+        .unwrap();
+    sink.send(Cursor::new(b"wo\"\n3,three\n".to_vec()))
+        .await
+        .unwrap();
+    assert_eq!(sink.as_mut().finish().await.unwrap(), 3);
+
+    let sink = client.copy_in("COPY c FROM STDIN").await.unwrap();
+    futures::pin_mut!(sink);
+    sink.send(Cursor::new(b"4\tfour\nx\tbad\n".to_vec()))
+        .await
+        .unwrap();
+    let e = sink.as_mut().finish().await.unwrap_err();
+    assert_eq!(
+        e.code(),
+        Some(&SqlState::INVALID_TEXT_REPRESENTATION),
+        "{e}"
+    );
+
+    let txn = client.transaction().await.unwrap();
+    let sink = txn.copy_in("COPY c (id) FROM STDIN").await.unwrap();
+    futures::pin_mut!(sink);
+    sink.send(Cursor::new(b"5\n".to_vec())).await.unwrap();
+    assert_eq!(sink.as_mut().finish().await.unwrap(), 1);
+    txn.commit().await.unwrap();
+
+    let stream = client
+        .copy_out("COPY (SELECT id, v FROM c ORDER BY id) TO STDOUT")
+        .await
+        .unwrap();
+    futures::pin_mut!(stream);
+    let mut out = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        out.extend_from_slice(&chunk.unwrap());
+    }
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        "1\tone\n2\tt,wo\n3\tthree\n5\t\\N\n"
+    );
+    let n: i64 = client
+        .query_one("SELECT count(*) FROM c", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 4);
+    node.stop().await;
+}
