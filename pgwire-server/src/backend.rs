@@ -163,6 +163,11 @@ impl Backend {
         Ok(())
     }
 
+    /// Tells the session who connected, to what (after start-up).
+    pub(crate) fn introduce(&self, c: sqlkeeper_session::Connection) {
+        self.session.set_connection(c);
+    }
+
     /// Where the session stands between messages.
     pub(crate) fn between(&self) -> Between {
         self.session.between()

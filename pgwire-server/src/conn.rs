@@ -139,6 +139,8 @@ pub(crate) async fn serve(
     admission: Admission,
 ) {
     let startup_deadline = Instant::now().checked_add(config.startup_timeout);
+    let server_addr = stream.local_addr().ok();
+    let mut introduced = false;
     let mut conn: Conn = Framed::new(
         ClientStream::new(stream, SEND_STALL_TIMEOUT),
         PgWireMessageServerCodec::new(DefaultClient::new(peer, false)),
@@ -285,6 +287,25 @@ pub(crate) async fn serve(
         // pgwire closed a CancelRequest's connection; there is nothing more to read.
         if kind == Kind::CancelRequest {
             return;
+        }
+        if !introduced && matches!(conn.state(), PgWireConnectionState::ReadyForQuery) {
+            // Start-up is done: the session learns who connected, to what.
+            introduced = true;
+            let meta = conn.metadata();
+            let user = meta
+                .get(pgwire::api::METADATA_USER)
+                .cloned()
+                .unwrap_or_else(|| "postgres".into());
+            let database = meta
+                .get(pgwire::api::METADATA_DATABASE)
+                .cloned()
+                .unwrap_or_else(|| user.clone());
+            handlers.backend.introduce(sqlkeeper_session::Connection {
+                user,
+                database,
+                pid: conn.pid_and_secret_key().0,
+                server_addr,
+            });
         }
         if let Err(e) = result {
             let fatal = e.is_fatal();

@@ -14,7 +14,7 @@ mod values;
 
 pub use copy::{CopyIn, COPY_IN_BYTES_MAX};
 pub use error::ClientError;
-pub use session::{Prepared, Produced, Session, Sessions};
+pub use session::{Connection, Prepared, Produced, Session, Sessions};
 pub use settings::SERVER_VERSION;
 pub use sqlkeeper_sql::SqlState;
 pub use txn::{idle_timeout_error, Between, TxnStatus};

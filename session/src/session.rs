@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 use sqlkeeper_engine::{query_scratch, EngineError, LogIndex, ScratchTable, Statement};
 use sqlkeeper_raft::{AdminOp, Node, NodeInfo};
 use sqlkeeper_sql::{
-    translate, AdminCall, ColumnHint, CommandTag, ParamType, PgType, SessionOp, StatementKind,
-    Translated, TxnOp,
+    translate, AdminCall, ColumnHint, CommandTag, ParamType, PgType, SessionOp, SessionValue,
+    StatementKind, Translated, TxnOp,
 };
 
 use crate::error::ClientError;
@@ -188,6 +188,33 @@ pub struct Session {
     pub(crate) committing: Arc<std::sync::atomic::AtomicBool>,
     /// Notices for the client (SQLSTATE, message), sent before the statements' results.
     notices: Mutex<Vec<(&'static str, String)>>,
+    /// Who connected, to what, from the start-up: the values of `current_user`,
+    /// `pg_backend_pid()`, ... .
+    connection: Mutex<Connection>,
+}
+
+/// What the protocol learned at start-up about the connection.
+#[derive(Debug, Clone)]
+pub struct Connection {
+    /// The role the client named (`user`).
+    pub user: String,
+    /// The database the client named (`database`, else the user's name, as PostgreSQL).
+    pub database: String,
+    /// The process id sent in BackendKeyData.
+    pub pid: i32,
+    /// The address the client connected to.
+    pub server_addr: Option<std::net::SocketAddr>,
+}
+
+impl Default for Connection {
+    fn default() -> Connection {
+        Connection {
+            user: "postgres".into(),
+            database: "postgres".into(),
+            pid: 0,
+            server_addr: None,
+        }
+    }
 }
 
 impl Session {
@@ -198,7 +225,62 @@ impl Session {
             txn: Arc::new(tokio::sync::Mutex::new(Txn::default())),
             committing: Arc::default(),
             notices: Mutex::default(),
+            connection: Mutex::default(),
         }
+    }
+
+    /// Records what start-up learned about the connection.
+    pub fn set_connection(&self, c: Connection) {
+        *self.connection.lock().unwrap_or_else(|p| p.into_inner()) = c;
+    }
+
+    /// The values bound to `t`'s SQLite statements: the client's parameters, then the
+    /// literals the translator took out of the statement's text
+    /// (`sqlkeeper_sql::Translated::literals`), then the session's values of its session
+    /// functions (`current_user`, `current_setting('x')`, ...). With a wrong number of client
+    /// parameters nothing is added, and SQLite reports the count.
+    pub(crate) fn bound(
+        &self,
+        t: &Translated,
+        mut params: Vec<EngineValue>,
+    ) -> Result<Vec<EngineValue>, ClientError> {
+        if params.len() != t.param_count {
+            return Ok(params);
+        }
+        params.extend(t.literals.iter().map(EngineValue::from));
+        for v in &t.session_values {
+            params.push(self.session_value(v)?);
+        }
+        Ok(params)
+    }
+
+    fn session_value(&self, v: &SessionValue) -> Result<EngineValue, ClientError> {
+        let c = self
+            .connection
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        Ok(match v {
+            SessionValue::User => EngineValue::Text(c.user),
+            SessionValue::Database => EngineValue::Text(c.database),
+            SessionValue::BackendPid => EngineValue::Integer(i64::from(c.pid)),
+            SessionValue::ServerAddr => c
+                .server_addr
+                .map_or(EngineValue::Null, |a| EngineValue::Text(a.ip().to_string())),
+            SessionValue::ServerPort => c.server_addr.map_or(EngineValue::Null, |a| {
+                EngineValue::Integer(i64::from(a.port()))
+            }),
+            SessionValue::Setting { name, missing_ok } => match self.settings().show(name) {
+                Some(value) => EngineValue::Text(value),
+                None if *missing_ok => EngineValue::Null,
+                None => {
+                    return Err(ClientError::new(
+                        "42704",
+                        format!("unrecognized configuration parameter \"{name}\""),
+                    ))
+                }
+            },
+        })
     }
 
     /// The notices the last statements raised (SQLSTATE, message), for the protocol to send.
@@ -244,6 +326,34 @@ impl Session {
     pub(crate) fn session_op(&self, op: &SessionOp) -> Result<Produced, ClientError> {
         let mut s = self.settings();
         match op {
+            SessionOp::Show(name) if name == "all" => {
+                let text = |n: &str| Column {
+                    name: n.into(),
+                    decl_type: Some("text".into()),
+                };
+                Ok(Produced::Rows {
+                    columns: vec![text("name"), text("setting"), text("description")],
+                    rows: s
+                        .all()
+                        .into_iter()
+                        .map(|(n, v)| {
+                            vec![Value::Text(n), Value::Text(v), Value::Text(String::new())]
+                        })
+                        .collect(),
+                    tag: CommandTag::Fixed("SHOW"),
+                    hints: Vec::new(),
+                })
+            }
+            SessionOp::SetConfig { name, value } => {
+                s.set(name, value.clone())
+                    .map_err(|(state, msg)| ClientError::new(state, msg))?;
+                let value = s.show(name).unwrap_or_default();
+                Ok(Produced::text(
+                    "set_config".into(),
+                    value,
+                    CommandTag::Select,
+                ))
+            }
             SessionOp::Show(name) => {
                 let value = s.show(name).ok_or_else(|| {
                     ClientError::new(
@@ -372,7 +482,7 @@ impl Session {
         stamp: sqlkeeper_engine::Stamp,
     ) -> Result<Produced, ClientError> {
         self.before_read().await?;
-        let params = crate::values::bound(t, params);
+        let params = self.bound(t, params)?;
         let stmts: Vec<Statement> = t
             .sqlite
             .iter()
@@ -544,7 +654,10 @@ impl Session {
         let mut statements = Vec::new();
         let mut probes = Vec::new();
         for (t, params) in &batch {
-            let params = crate::values::bound(t, params.clone());
+            let params = match self.bound(t, params.clone()) {
+                Ok(p) => p,
+                Err(e) => return (Vec::new(), Some(e)),
+            };
             spans.push(t.sqlite.len());
             statements.extend(t.sqlite.iter().map(|sql| Statement {
                 sql: sql.clone(),
@@ -911,10 +1024,25 @@ impl Session {
                 }
                 described
             }
+            StatementKind::Session(SessionOp::Show(name)) if name == "all" => {
+                ["name", "setting", "description"]
+                    .iter()
+                    .map(|n| sqlkeeper_engine::Column {
+                        name: n.to_string(),
+                        decl_type: Some("text".into()),
+                    })
+                    .collect()
+            }
             StatementKind::Session(SessionOp::Show(name)) => vec![sqlkeeper_engine::Column {
                 name: name.clone(),
                 decl_type: None,
             }],
+            StatementKind::Session(SessionOp::SetConfig { .. }) => {
+                vec![sqlkeeper_engine::Column {
+                    name: "set_config".into(),
+                    decl_type: None,
+                }]
+            }
             StatementKind::Admin(call) => vec![sqlkeeper_engine::Column {
                 name: call.function.clone(),
                 decl_type: None,

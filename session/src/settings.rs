@@ -18,7 +18,7 @@ const DEFAULTS: &[(&str, &str)] = &[
     ("idle_in_transaction_session_timeout", "1min"),
     ("integer_datetimes", "on"),
     ("intervalstyle", "postgres"),
-    ("search_path", "public"),
+    ("search_path", "\"$user\", public"),
     ("server_encoding", "UTF8"),
     ("server_version", SERVER_VERSION),
     ("sqlkeeper.log_index", "0"),
@@ -191,6 +191,18 @@ impl Settings {
             .iter()
             .find(|(k, _)| *k == name)
             .map(|(_, v)| v.to_string())
+    }
+
+    /// Every setting and its value, by name (`SHOW ALL`).
+    pub(crate) fn all(&self) -> Vec<(String, String)> {
+        let mut names: Vec<String> = DEFAULTS.iter().map(|(n, _)| n.to_string()).collect();
+        names.extend(self.settings.keys().cloned());
+        names.sort();
+        names.dedup();
+        names
+            .into_iter()
+            .filter_map(|n| self.show(&n).map(|v| (n, v)))
+            .collect()
     }
 
     /// Stores a setting. Unknown names are accepted only with a dot (custom settings, as

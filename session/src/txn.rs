@@ -224,16 +224,22 @@ pub fn idle_timeout_error() -> ClientError {
     )
 }
 
-fn statements_of(t: &Translated, params: &[Value]) -> Vec<Statement> {
-    let params = crate::values::bound(t, params.to_vec());
-    t.sqlite
-        .iter()
-        .map(|sql| Statement {
-            sql: sql.clone(),
-            params: params.clone(),
-            effect: t.effect.clone(),
-        })
-        .collect()
+impl Session {
+    fn statements_of(
+        &self,
+        t: &Translated,
+        params: &[Value],
+    ) -> Result<Vec<Statement>, ClientError> {
+        let params = self.bound(t, params.to_vec())?;
+        Ok(t.sqlite
+            .iter()
+            .map(|sql| Statement {
+                sql: sql.clone(),
+                params: params.clone(),
+                effect: t.effect.clone(),
+            })
+            .collect())
+    }
 }
 
 fn done(tag: &str) -> Produced {
@@ -334,7 +340,7 @@ impl Session {
             StatementKind::Transaction(op) => self.control(txn, op).await,
             StatementKind::Read => {
                 txn.started = true;
-                let stmts = statements_of(t, &params);
+                let stmts = self.statements_of(t, &params)?;
                 if txn.on_writer {
                     let work = if txn.isolation.checks_reads() {
                         Work::Record(TxnStep::Read(stmts))
@@ -390,7 +396,7 @@ impl Session {
                         format!("{} cannot run inside a transaction block", t.tag.render(0)),
                     ));
                 }
-                let step = TxnStep::Sql(statements_of(t, &params));
+                let step = TxnStep::Sql(self.statements_of(t, &params)?);
                 let r = self.on_writer(txn, Work::Record(step)).await??;
                 Ok(if r.columns.is_empty() || t.kind == StatementKind::Ddl {
                     Produced::Done(t.tag.render(r.rows_affected))

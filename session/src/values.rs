@@ -65,19 +65,6 @@ pub(crate) fn columns_from(columns: Vec<sqlkeeper_engine::Column>) -> Vec<Column
         .collect()
 }
 
-/// The values bound to `t`'s SQLite statements: the client's parameters, then the literals the
-/// translator took out of the statement's text (`sqlkeeper_sql::Translated::literals`). With a
-/// wrong number of client parameters nothing is added, and SQLite reports the count.
-pub(crate) fn bound(
-    t: &sqlkeeper_sql::Translated,
-    mut params: Vec<sqlkeeper_engine::Value>,
-) -> Vec<sqlkeeper_engine::Value> {
-    if params.len() == t.param_count {
-        params.extend(t.literals.iter().map(sqlkeeper_engine::Value::from));
-    }
-    params
-}
-
 /// The error of the first string literal `t` casts to a type it is not a value of
 /// (`'abc'::int`), which PostgreSQL raises while it parses the statement: before the statement
 /// runs, wherever the cast stands in it.

@@ -139,6 +139,14 @@ pub enum SessionOp {
     Show(String),
     /// `RESET name` / `RESET ALL` (`None`).
     Reset(Option<String>),
+    /// `SELECT set_config('name', 'value', is_local)`: as `SET`, answering the new value in a
+    /// row (`is_local` is not kept apart: the change lasts for the session).
+    SetConfig {
+        /// Parameter name, lower case.
+        name: String,
+        /// New value, or `None` (NULL) to reset.
+        value: Option<String>,
+    },
 }
 
 /// The command tag Postgres answers a statement with. Counted tags get their row count when

@@ -453,6 +453,11 @@ pub(crate) fn infer_type(e: &Expr) -> Option<PgType> {
                 "bool_and" | "bool_or" | "every" | "starts_with" => PgType::Bool,
                 "repeat" | "translate" | "chr" | "to_hex" => PgType::Text,
                 "ascii" => PgType::Int4,
+                "current_user" | "session_user" | "user" | "current_role" | "current_catalog"
+                | "current_database" | "current_setting" | "current_schema" | "version"
+                | "inet_server_addr" => PgType::Text,
+                "pg_backend_pid" | "inet_server_port" => PgType::Int4,
+                "current_schemas" => PgType::TextArray,
                 _ => return None,
             }
         }

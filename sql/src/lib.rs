@@ -23,6 +23,7 @@ mod plan;
 mod rebuild;
 mod rewrite;
 mod series;
+mod session_values;
 mod translate;
 pub mod uuid;
 mod values;
@@ -38,6 +39,7 @@ pub use error::{SqlError, SqlState};
 pub use literals::{Literal, LITERAL_PARAMS_MAX};
 pub use params::ParamType;
 pub use rebuild::{rebuild_create_table, retyped_column_triggers, AlterOp, REBUILD_TABLE_FUNCTION};
+pub use session_values::SessionValue;
 pub use translate::{
     translate, Effect, ExistenceNotice, Translated, COLUMNS_MARKER, DEFAULT_MARKER,
     PARSER_RECURSION_LIMIT, QUERY_BYTES_MAX,

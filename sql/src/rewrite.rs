@@ -45,8 +45,6 @@ const REFUSED_FUNCTIONS: &[&str] = &[
     "changes",
     "total_changes",
     "last_insert_rowid",
-    "pg_backend_pid",
-    "inet_server_addr",
     "txid_current",
     // internal to the engine: only the translator may emit them
     "sqlkeeper_rebuild_table",

@@ -70,6 +70,9 @@ pub struct Translated {
     /// The column probe (SQLite SQL) that [`ColumnHint::of_column`] refers to: the columns the
     /// result's aggregates take, whose declared types decide the aggregates' types.
     pub column_probe: Option<String>,
+    /// Values of session functions (`current_user`, `current_setting('x')`, ...) that became
+    /// parameters after the literals (`session_values.rs`): the session binds them.
+    pub session_values: Vec<crate::SessionValue>,
 }
 
 /// What `CREATE ... IF NOT EXISTS` and `DROP ... IF EXISTS` tell the client when they skip an
@@ -295,6 +298,87 @@ fn first_words(stmt: &Statement) -> String {
 }
 
 /// `SELECT sqlkeeper.f(literal, ...)`: a call of a cluster administration function.
+impl Translated {
+    /// A statement that never reaches SQLite: it runs in the session or the node.
+    fn without_sql(kind: StatementKind, tag: CommandTag, original: String) -> Translated {
+        Translated {
+            kind,
+            sqlite: Vec::new(),
+            effect: Effect::Plain,
+            tag,
+            param_count: 0,
+            original,
+            columns: Vec::new(),
+            probe: None,
+            params: Vec::new(),
+            param_probe: None,
+            existence_notice: None,
+            literals: Vec::new(),
+            literal_casts: Vec::new(),
+            column_probe: None,
+            session_values: Vec::new(),
+        }
+    }
+}
+
+/// `SELECT set_config('name', 'value', is_local)` as the whole statement, with literal
+/// arguments (as pg_dump, drivers and migration tools send it): a setting change the session
+/// makes, answering the new value.
+fn set_config_call(stmt: &Statement) -> Result<Option<SessionOp>, SqlError> {
+    let Statement::Query(q) = stmt else {
+        return Ok(None);
+    };
+    let SetExpr::Select(select) = q.body.as_ref() else {
+        return Ok(None);
+    };
+    let [SelectItem::UnnamedExpr(Expr::Function(f))
+    | SelectItem::ExprWithAlias {
+        expr: Expr::Function(f),
+        ..
+    }] = select.projection.as_slice()
+    else {
+        return Ok(None);
+    };
+    let named = match f.name.0.as_slice() {
+        [n] => n.to_string().eq_ignore_ascii_case("set_config"),
+        [s, n] => {
+            s.to_string().eq_ignore_ascii_case("pg_catalog")
+                && n.to_string().eq_ignore_ascii_case("set_config")
+        }
+        _ => false,
+    };
+    if !named || !select.from.is_empty() || select.selection.is_some() {
+        return Ok(None);
+    }
+    let FunctionArguments::List(list) = &f.args else {
+        return Ok(None);
+    };
+    let literal = |i: usize| match list.args.get(i) {
+        Some(FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Value(v)))) => Some(&v.value),
+        _ => None,
+    };
+    match (literal(0), literal(1), literal(2), list.args.len()) {
+        (Some(Value::SingleQuotedString(name)), Some(value), Some(Value::Boolean(_)), 3) => {
+            let value = match value {
+                Value::SingleQuotedString(v) => Some(v.clone()),
+                Value::Null => None,
+                _ => {
+                    return Err(SqlError::unsupported(
+                        "set_config of a value that is not text",
+                    ))
+                }
+            };
+            Ok(Some(SessionOp::SetConfig {
+                name: name.to_lowercase(),
+                value,
+            }))
+        }
+        _ => Err(SqlError::unsupported(
+            "set_config with arguments that are not literals",
+        )),
+    }
+}
+
 fn admin_call(stmt: &Statement) -> Result<Option<AdminCall>, SqlError> {
     let Statement::Query(q) = stmt else {
         return Ok(None);
@@ -409,22 +493,7 @@ fn translate_copy(stmt: &Statement, original: String) -> Result<Translated, SqlE
                 }
             }
         }
-        None => Translated {
-            kind: StatementKind::Read,
-            sqlite: Vec::new(),
-            effect: Effect::Plain,
-            tag: CommandTag::Copy,
-            param_count: 0,
-            original: String::new(),
-            columns: Vec::new(),
-            probe: None,
-            params: Vec::new(),
-            param_probe: None,
-            existence_notice: None,
-            literals: Vec::new(),
-            literal_casts: Vec::new(),
-            column_probe: None,
-        },
+        None => Translated::without_sql(StatementKind::Read, CommandTag::Copy, String::new()),
     };
     t.kind = StatementKind::Copy(plan.spec);
     t.tag = CommandTag::Copy;
@@ -517,23 +586,18 @@ fn translate_statement(mut stmt: Statement) -> Result<Translated, SqlError> {
     // Typed from the Postgres text, before literals become parameters.
     let assigned = crate::assign::checks(&stmt);
     if let Some(call) = admin_call(&stmt)? {
-        let tag = CommandTag::Select;
-        return Ok(Translated {
-            kind: StatementKind::Admin(call),
-            sqlite: Vec::new(),
-            effect: Effect::Plain,
-            tag,
-            param_count: 0,
+        return Ok(Translated::without_sql(
+            StatementKind::Admin(call),
+            CommandTag::Select,
             original,
-            columns: Vec::new(),
-            probe: None,
-            params: Vec::new(),
-            param_probe: None,
-            existence_notice: None,
-            literals: Vec::new(),
-            literal_casts: Vec::new(),
-            column_probe: None,
-        });
+        ));
+    }
+    if let Some(op) = set_config_call(&stmt)? {
+        return Ok(Translated::without_sql(
+            StatementKind::Session(op),
+            CommandTag::Select,
+            original,
+        ));
     }
     if matches!(stmt, Statement::Query(_)) && reads_introspection(&stmt) {
         if query_writes(&stmt) {
@@ -559,6 +623,7 @@ fn translate_statement(mut stmt: Statement) -> Result<Translated, SqlError> {
             literals: Vec::new(),
             literal_casts: Vec::new(),
             column_probe: None,
+            session_values: Vec::new(),
         });
     }
     check_internal_names(&stmt)?;
@@ -763,12 +828,21 @@ fn translate_statement(mut stmt: Statement) -> Result<Translated, SqlError> {
         true => literal_casts(&stmt),
         false => Vec::new(),
     };
+    let session_values = match kind {
+        StatementKind::Read | StatementKind::Write => crate::session_values::mark(&mut stmt)?,
+        _ => Vec::new(),
+    };
     let literals = match kind {
         StatementKind::Read | StatementKind::Write => {
             crate::literals::bind(&mut stmt, param_count + 1)
         }
         _ => Vec::new(),
     };
+    crate::session_values::number(
+        &mut stmt,
+        param_count + literals.len() + 1,
+        session_values.len(),
+    );
     let probe = if kind == StatementKind::Write {
         crate::plan::probe(&stmt)
     } else {
@@ -924,6 +998,7 @@ fn translate_statement(mut stmt: Statement) -> Result<Translated, SqlError> {
         literals,
         literal_casts,
         column_probe,
+        session_values,
     })
 }
 

@@ -186,21 +186,7 @@ async fn psql_copy_matches_postgresql() {
         psql_available(),
         "psql is required (the test command installs postgresql-client)"
     );
-    let pg = crate::support::Postgres::start();
-    let dir = tempfile::tempdir().unwrap();
-    let node = TestNode::start(dir.path()).await;
-    let (sk_addr, pg_addr) = (
-        node.pg_addr,
-        std::net::SocketAddr::from(([127, 0, 0, 1], pg.port)),
-    );
-    let (expected, actual) = tokio::task::spawn_blocking(move || {
-        (
-            run_psql(pg_addr, "psql_copy.sql"),
-            run_psql(sk_addr, "psql_copy.sql"),
-        )
-    })
-    .await
-    .unwrap();
+    let (expected, actual) = psql_on_both("psql_copy.sql").await;
     // The comparison means something only if PostgreSQL copied and refused what it should.
     for output in [
         "3\ttab\\there\\\\back\\nslash\t-7\t0.10\tf\n",
@@ -220,5 +206,51 @@ async fn psql_copy_matches_postgresql() {
         actual, expected,
         "psql's COPY output differs from PostgreSQL's"
     );
+}
+
+/// Session functions and settings print what PostgreSQL 15 prints: `current_user`,
+/// `session_user`, `current_database()`, `current_schemas`, `pg_backend_pid()`,
+/// `inet_server_addr()`, `current_setting` (with an unknown name: 42704, or NULL with
+/// `missing_ok`), `set_config` and `SHOW`, and the session's values written by an `INSERT` and
+/// an `UPDATE` (bound into the log entry) and read back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psql_session_functions_match_postgresql() {
+    assert!(
+        psql_available(),
+        "psql is required (the test command installs postgresql-client)"
+    );
+    let (expected, actual) = psql_on_both("psql_session.sql").await;
+    for output in [
+        " postgres     | postgres     | postgres | postgres         | postgres",
+        " public         | {pg_catalog,public} | {public}",
+        "127.0.0.1",
+        "unrecognized configuration parameter \"nope\"",
+        " myapp",
+        " \"$user\", public",
+        " postgres@myapp | postgres",
+    ] {
+        assert!(
+            expected.contains(output),
+            "PostgreSQL did not print {output:?}:\n{expected}"
+        );
+    }
+    assert_eq!(actual, expected, "psql's output differs from PostgreSQL's");
+}
+
+/// Runs `script` (a file of `testdata`) through psql against a PostgreSQL 15 started here and
+/// against a fresh node: (PostgreSQL's output, the node's).
+async fn psql_on_both(script: &'static str) -> (String, String) {
+    let pg = crate::support::Postgres::start();
+    let dir = tempfile::tempdir().unwrap();
+    let node = TestNode::start(dir.path()).await;
+    let (sk_addr, pg_addr) = (
+        node.pg_addr,
+        std::net::SocketAddr::from(([127, 0, 0, 1], pg.port)),
+    );
+    let outputs =
+        tokio::task::spawn_blocking(move || (run_psql(pg_addr, script), run_psql(sk_addr, script)))
+            .await
+            .unwrap();
     node.stop().await;
+    outputs
 }
