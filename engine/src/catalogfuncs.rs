@@ -56,6 +56,22 @@ fn regex_match(ctx: &Context<'_>, case_insensitive: bool) -> rusqlite::Result<Op
     }
 }
 
+/// The elements of an array's text form (`{a,"b c",NULL}`) or of an `int2vector`/`oidvector`
+/// (`1 3`); 22P02 for text that is neither.
+fn array_items(array: &str) -> rusqlite::Result<Vec<Option<String>>> {
+    let items = if array.trim_start().starts_with('{') {
+        sqlkeeper_sql::array::elements(array)
+    } else {
+        Some(
+            array
+                .split_whitespace()
+                .map(|s| Some(s.to_string()))
+                .collect(),
+        )
+    };
+    items.ok_or_else(|| raise("22P02", format!("malformed array literal: \"{array}\"")))
+}
+
 fn first_line(s: &str) -> &str {
     s.lines()
         .rev()
@@ -292,23 +308,7 @@ pub(crate) fn install(conn: &Connection) -> rusqlite::Result<()> {
         let Some(array) = text(ctx, 0) else {
             return Ok(None);
         };
-        let items = if array.trim_start().starts_with('{') {
-            sqlkeeper_sql::array::elements(&array)
-        } else {
-            Some(
-                array
-                    .split_whitespace()
-                    .map(|s| Some(s.to_string()))
-                    .collect(),
-            )
-        };
-        let Some(items) = items else {
-            return Err(raise(
-                "22P02",
-                format!("malformed array literal: \"{array}\""),
-            ));
-        };
-        let values: Vec<serde_json::Value> = items
+        let values: Vec<serde_json::Value> = array_items(&array)?
             .into_iter()
             .map(|i| match i {
                 None => serde_json::Value::Null,
@@ -319,6 +319,39 @@ pub(crate) fn install(conn: &Connection) -> rusqlite::Result<()> {
             })
             .collect();
         Ok(Some(serde_json::Value::Array(values).to_string()))
+    })?;
+    // `a[i]`: element `i` (from 1) of an array's text form or an `int2vector`, an integer when
+    // it is one (so `attnum = conkey[1]` compares numbers); NULL out of range, as PostgreSQL.
+    conn.create_scalar_function("_sqlkeeper_array_at", 2, flags(), |ctx| {
+        let (Some(array), Ok(Some(i))) = (text(ctx, 0), ctx.get::<Option<i64>>(1)) else {
+            return Ok(None);
+        };
+        let item = usize::try_from(i)
+            .ok()
+            .and_then(|i| i.checked_sub(1))
+            .and_then(|i| array_items(&array).ok()?.into_iter().nth(i))
+            .flatten();
+        Ok(item.map(|s| match s.parse::<i64>() {
+            Ok(n) => rusqlite::types::Value::Integer(n),
+            Err(_) => rusqlite::types::Value::Text(s),
+        }))
+    })?;
+    // The bounds of an array's first dimension (the only one here), from 1; NULL for an empty
+    // array or another dimension, as PostgreSQL.
+    for (name, upper) in [("array_upper", true), ("array_lower", false)] {
+        conn.create_scalar_function(name, 2, flags(), move |ctx| {
+            let (Some(array), Ok(Some(1))) = (text(ctx, 0), ctx.get::<Option<i64>>(1)) else {
+                return Ok(None);
+            };
+            let n = array_items(&array)?.len() as i64;
+            Ok((n > 0).then_some(if upper { n } else { 1 }))
+        })?;
+    }
+    conn.create_scalar_function("cardinality", 1, flags(), |ctx| {
+        let Some(array) = text(ctx, 0) else {
+            return Ok(None);
+        };
+        Ok(Some(array_items(&array)?.len() as i64))
     })?;
     conn.create_scalar_function("pg_relation_oid", 1, flags(), |ctx| {
         Ok(text(ctx, 0).map(|n| relation_oid(&n)))

@@ -138,8 +138,9 @@ pub struct EntryHeader {
 /// `_sqlkeeper_series_first` and `_sqlkeeper_series_next` (`generate_series`, `series.rs`).
 /// Version 15: the regular-expression operators (`textregexeq`, `texticregexeq`), the text
 /// form of arrays (`_sqlkeeper_array_element`, `array_to_string`) and the catalog's lookup
-/// functions (`catalogfuncs.rs`).
-pub const ENGINE_APPLY_VERSION: u32 = 15;
+/// functions (`catalogfuncs.rs`). Version 16: the comments table (`COMMENT ON`,
+/// `sqlkeeper_sql::COMMENTS_TABLE`), kept by `DROP` and `ALTER TABLE`.
+pub const ENGINE_APPLY_VERSION: u32 = 16;
 
 impl EntryHeader {
     /// The header this build writes, with the default budget.

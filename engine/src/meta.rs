@@ -34,7 +34,9 @@ pub(crate) fn create(conn: &Connection) -> rusqlite::Result<()> {
              PRIMARY KEY (origin, serial)) STRICT, WITHOUT ROWID;
          CREATE INDEX IF NOT EXISTS {REQUESTS_TABLE}_by_index ON {REQUESTS_TABLE} (log_index);
          CREATE INDEX IF NOT EXISTS {REQUESTS_TABLE}_by_clock ON {REQUESTS_TABLE} (log_clock, log_index);
-         CREATE TABLE IF NOT EXISTS {REMOVED_NODES_TABLE} (node_id INTEGER PRIMARY KEY) STRICT;"
+         CREATE TABLE IF NOT EXISTS {REMOVED_NODES_TABLE} (node_id INTEGER PRIMARY KEY) STRICT;
+         {};",
+        sqlkeeper_sql::COMMENTS_TABLE_SQL
     ))?;
     conn.execute(
         &format!("INSERT OR IGNORE INTO {META_TABLE} (key, value) VALUES (?1, ?2)"),

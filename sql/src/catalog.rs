@@ -42,6 +42,18 @@ const INDEX_NAME: &str = "(CASE il.origin WHEN 'pk' THEN s.name || '_pkey' \
      WHEN 'u' THEN s.name || '_' || (SELECT group_concat(ii.name, '_' ORDER BY ii.seqno) \
      FROM pragma_index_info(il.name) AS ii) || '_key' ELSE il.name END)";
 
+/// The rows of `pg_settings`: the server's fixed limits and what it was built with, as
+/// PostgreSQL 15 reports them (pgjdbc reads `max_index_keys`). Session settings (`SET`) are
+/// per connection and are read with `SHOW` and `current_setting`; they are not listed here.
+const PG_SETTINGS: &str = "\
+    ('block_size', '8192', 'Preset Options', 'internal', 'integer'), \
+    ('integer_datetimes', 'on', 'Preset Options', 'internal', 'bool'), \
+    ('max_function_args', '100', 'Preset Options', 'internal', 'integer'), \
+    ('max_identifier_length', '63', 'Preset Options', 'internal', 'integer'), \
+    ('max_index_keys', '32', 'Preset Options', 'internal', 'integer'), \
+    ('server_encoding', 'UTF8', 'Client Connection Defaults', 'internal', 'string'), \
+    ('standard_conforming_strings', 'on', 'Version and Platform Compatibility', 'user', 'bool')";
+
 /// One catalog relation: its columns with their PostgreSQL types, and the query standing in
 /// for it (its result columns are `columns`, in order; a unit test checks they match), or
 /// `None` for a relation that has no rows here: its stand-in selects NULLs of its columns and
@@ -110,8 +122,22 @@ const RELATIONS: &[Relation] = &[
             ("attcollation", OID),
             ("attacl", TEXT),
             ("attoptions", TEXT),
+            ("attstorage", CHAR),
+            ("attcompression", CHAR),
+            ("attstattarget", INT4),
+            ("attlen", INT2),
         ],
         query: Some(pg_attribute),
+    },
+    Relation {
+        name: "pg_description",
+        columns: &[
+            ("objoid", OID),
+            ("classoid", OID),
+            ("objsubid", INT4),
+            ("description", TEXT),
+        ],
+        query: Some(pg_description),
     },
     Relation {
         name: "pg_attrdef",
@@ -148,6 +174,28 @@ const RELATIONS: &[Relation] = &[
             ("confkey", TEXT),
         ],
         query: Some(|| project("pg_constraint", &constraints())),
+    },
+    Relation {
+        name: "pg_settings",
+        columns: &[
+            ("name", TEXT),
+            ("setting", TEXT),
+            ("unit", TEXT),
+            ("category", TEXT),
+            ("short_desc", TEXT),
+            ("context", TEXT),
+            ("vartype", TEXT),
+            ("source", TEXT),
+            ("boot_val", TEXT),
+            ("reset_val", TEXT),
+        ],
+        query: Some(|| {
+            format!(
+                "SELECT column1 AS name, column2 AS setting, NULL AS unit, column3 AS category, \
+                 '' AS short_desc, column4 AS context, column5 AS vartype, 'default' AS source, \
+                 column2 AS boot_val, column2 AS reset_val FROM (VALUES {PG_SETTINGS}) AS v"
+            )
+        }),
     },
     Relation {
         name: "pg_collation",
@@ -203,6 +251,8 @@ const RELATIONS: &[Relation] = &[
             ("indkey", TEXT),
             ("indexprs", TEXT),
             ("indpred", TEXT),
+            ("indclass", TEXT),
+            ("indoption", TEXT),
         ],
         query: Some(|| project("pg_index", &indexes())),
     },
@@ -595,20 +645,9 @@ fn information_schema_columns() -> String {
     )
 }
 
-/// Catalog relations that are always empty here: no comments (`COMMENT ON` is not supported),
-/// no row security, extended statistics, publications, user triggers, inheritance, partitions,
+/// Catalog relations that are always empty here: no row security, extended statistics, publications, user triggers, inheritance, partitions,
 /// rewrite rules, extensions or operator classes of their own.
 const EMPTY_RELATIONS: &[Relation] = &[
-    Relation {
-        name: "pg_description",
-        columns: &[
-            ("objoid", OID),
-            ("classoid", OID),
-            ("objsubid", INT4),
-            ("description", TEXT),
-        ],
-        query: None,
-    },
     Relation {
         name: "pg_policy",
         columns: &[
@@ -880,7 +919,8 @@ fn pg_class() -> String {
 
 /// One row per index of a table, with its definition (`def`, what `pg_get_indexdef` gives);
 /// `indkey` lists its columns' numbers (`0` for an expression), as PostgreSQL's `int2vector`
-/// prints them.
+/// prints them; `indclass` the default operator class (`0`) of each, `indoption` their flags
+/// (3, descending with NULLs first, for a `DESC` column; else 0).
 fn indexes() -> String {
     format!(
         "SELECT CAST(pg_relation_oid({INDEX_NAME}) AS oid) AS indexrelid, \
@@ -893,6 +933,9 @@ fn indexes() -> String {
          1 AS indislive, 0 AS indisreplident, \
          (SELECT group_concat(CASE WHEN ii.cid >= 0 THEN ii.cid + 1 ELSE 0 END, ' ' ORDER BY ii.seqno) \
          FROM pragma_index_info(il.name) AS ii) AS indkey, NULL AS indexprs, NULL AS indpred, \
+         (SELECT group_concat('0', ' ') FROM pragma_index_info(il.name)) AS indclass, \
+         (SELECT group_concat(CASE ix.\"desc\" WHEN 1 THEN 3 ELSE 0 END, ' ' ORDER BY ix.seqno) \
+         FROM pragma_index_xinfo(il.name) AS ix WHERE ix.key) AS indoption, \
          'CREATE ' || CASE WHEN il.\"unique\" THEN 'UNIQUE ' ELSE '' END || 'INDEX ' \
          || {INDEX_NAME} || ' ON public.' || s.name || ' USING btree (' \
          || CASE WHEN EXISTS (SELECT 1 FROM pragma_index_info(il.name) AS ij WHERE ij.cid < 0) \
@@ -940,18 +983,27 @@ fn constraints() -> String {
          FROM sqlite_schema AS s, pragma_index_list(s.name) AS il \
          WHERE s.type = 'table' AND {USER_OBJECT} AND il.origin IN ('pk', 'u') \
          UNION ALL \
-         SELECT CAST(pg_relation_oid({fk_name} || '[constraint]') AS oid), {fk_name}, 2200, 'f', \
-         0, 0, 1, CAST(pg_relation_oid(s.name) AS oid), 0, 0, 0, \
-         CAST(pg_relation_oid(fk.\"table\") AS oid), {upd}, {del}, 's', 1, 0, 0, \
+         SELECT f.oid, f.conname, 2200, 'f', 0, 0, 1, f.conrelid, 0, \
+         coalesce((SELECT CAST(pg_relation_oid(CASE ri.origin WHEN 'pk' THEN f.reftable || '_pkey' \
+         ELSE f.reftable || '_' || replace(f.refcolumns, ',', '_') || '_key' END) AS oid) \
+         FROM pragma_index_list(f.reftable) AS ri WHERE ri.\"unique\" AND ri.origin IN ('pk', 'u') \
+         AND (SELECT group_concat(rc.name, ',' ORDER BY rc.seqno) FROM pragma_index_info(ri.name) AS rc) \
+         = f.refcolumns), 0), \
+         0, f.confrelid, f.confupdtype, f.confdeltype, 's', 1, 0, 0, f.conkey, f.confkey, f.def, \
+         f.tablename, f.reftable, f.refcolumns, f.updrule, f.delrule FROM ( \
+         SELECT CAST(pg_relation_oid({fk_name} || '[constraint]') AS oid) AS oid, {fk_name} AS conname, \
+         CAST(pg_relation_oid(s.name) AS oid) AS conrelid, \
+         CAST(pg_relation_oid(fk.\"table\") AS oid) AS confrelid, {upd} AS confupdtype, {del} AS confdeltype, \
          '{{' || group_concat((SELECT x.cid + 1 FROM pragma_table_xinfo(s.name) AS x \
-         WHERE x.name = fk.\"from\"), ',' ORDER BY fk.seq) || '}}', \
+         WHERE x.name = fk.\"from\"), ',' ORDER BY fk.seq) || '}}' AS conkey, \
          '{{' || group_concat((SELECT y.cid + 1 FROM pragma_table_xinfo(fk.\"table\") AS y \
-         WHERE y.name = {to}), ',' ORDER BY fk.seq) || '}}', \
+         WHERE y.name = {to}), ',' ORDER BY fk.seq) || '}}' AS confkey, \
          'FOREIGN KEY (' || group_concat(fk.\"from\", ', ' ORDER BY fk.seq) || ') REFERENCES ' || fk.\"table\" \
-         || '(' || group_concat({to}, ', ' ORDER BY fk.seq) || ')' || {on_update} || {on_delete}, \
-         s.name, fk.\"table\", group_concat({to}, ',' ORDER BY fk.seq), fk.on_update, fk.on_delete \
+         || '(' || group_concat({to}, ', ' ORDER BY fk.seq) || ')' || {on_update} || {on_delete} AS def, \
+         s.name AS tablename, fk.\"table\" AS reftable, group_concat({to}, ',' ORDER BY fk.seq) AS refcolumns, \
+         fk.on_update AS updrule, fk.on_delete AS delrule \
          FROM sqlite_schema AS s, pragma_foreign_key_list(s.name) AS fk \
-         WHERE s.type = 'table' AND {USER_OBJECT} GROUP BY s.name, fk.id",
+         WHERE s.type = 'table' AND {USER_OBJECT} GROUP BY s.name, fk.id) AS f",
         upd = action("on_update"),
         del = action("on_delete"),
         on_update = clause("on_update", "ON UPDATE"),
@@ -977,6 +1029,11 @@ fn project(rel: &str, base: &str) -> String {
 }
 
 /// Every column of every table and view (`pragma_table_xinfo`), typed from its declared type.
+/// Types of fixed width, which PostgreSQL stores `plain` (`attstorage` `p`): bool, int8, int2,
+/// int4, oid, float4, float8, date, time, timestamp, timestamptz, uuid. `numeric` is `main`
+/// (`m`), every other type `extended` (`x`).
+const PLAIN_STORAGE_TYPES: &str = "16, 20, 21, 23, 26, 700, 701, 1082, 1083, 1114, 1184, 2950";
+
 fn pg_attribute() -> String {
     format!(
         "SELECT CAST(pg_relation_oid(s.name) AS oid) AS attrelid, p.name AS attname, \
@@ -986,7 +1043,14 @@ fn pg_attribute() -> String {
          0 AS atthasmissing, '' AS attidentity, '' AS attgenerated, 0 AS attisdropped, \
          1 AS attislocal, 0 AS attinhcount, \
          CASE WHEN sqlkeeper_type_oid(p.type) IN (25, 1042, 1043) THEN 100 ELSE 0 END \
-         AS attcollation, NULL AS attacl, NULL AS attoptions \
+         AS attcollation, NULL AS attacl, NULL AS attoptions, \
+         CASE WHEN sqlkeeper_type_oid(p.type) IN ({PLAIN_STORAGE_TYPES}) THEN 'p' \
+         WHEN sqlkeeper_type_oid(p.type) = 1700 THEN 'm' ELSE 'x' END AS attstorage, \
+         '' AS attcompression, -1 AS attstattarget, \
+         CASE sqlkeeper_type_oid(p.type) WHEN 16 THEN 1 WHEN 21 THEN 2 \
+         WHEN 23 THEN 4 WHEN 26 THEN 4 WHEN 700 THEN 4 WHEN 1082 THEN 4 \
+         WHEN 20 THEN 8 WHEN 701 THEN 8 WHEN 1083 THEN 8 WHEN 1114 THEN 8 WHEN 1184 THEN 8 \
+         WHEN 2950 THEN 16 ELSE -1 END AS attlen \
          FROM sqlite_schema AS s, pragma_table_xinfo(s.name) AS p \
          WHERE s.type IN ('table', 'view') AND {USER_OBJECT} AND p.hidden = 0"
     )
@@ -1330,6 +1394,8 @@ fn catalog_expression(e: &Expr) -> Option<Expr> {
                 "pg_get_indexdef",
                 "pg_get_constraintdef",
                 "pg_get_serial_sequence",
+                "obj_description",
+                "col_description",
             ]
             .iter()
             .any(|n| last.eq_ignore_ascii_case(n))
@@ -1357,6 +1423,14 @@ fn catalog_expression(e: &Expr) -> Option<Expr> {
                 {
                     subquery(lookup("indexrelid", "def", &indexes(), oid))
                 }
+                // The definition of one column of the index (from 1): its name.
+                ("pg_get_indexdef", [oid, column, _]) => subquery(format!(
+                    "SELECT _sqlkeeper_c.name FROM (SELECT pg_relation_oid({INDEX_NAME}) AS idx, \
+                     ii.seqno + 1 AS n, ii.name AS name \
+                     FROM sqlite_schema AS s, pragma_index_list(s.name) AS il, \
+                     pragma_index_info(il.name) AS ii WHERE s.type = 'table' AND {USER_OBJECT}) \
+                     AS _sqlkeeper_c WHERE _sqlkeeper_c.idx = {oid} AND _sqlkeeper_c.n = {column}"
+                )),
                 // The sequence a `serial` column owns, named as `CREATE TABLE` names it.
                 ("pg_get_serial_sequence", [table, column]) => subquery(format!(
                     "SELECT 'public.' || q.name FROM _sqlkeeper_sequences AS q \
@@ -1365,6 +1439,15 @@ fn catalog_expression(e: &Expr) -> Option<Expr> {
                 ("pg_get_constraintdef", [oid] | [oid, _]) => {
                     subquery(lookup("oid", "def", &constraints(), oid))
                 }
+                // Comments are kept for relations (and their columns) only.
+                ("obj_description", [oid]) => subquery(description_of(oid, "0")),
+                ("obj_description", [oid, catalog])
+                    if catalog.trim_matches('\'').trim_start_matches("pg_catalog.")
+                        == "pg_class" =>
+                {
+                    subquery(description_of(oid, "0"))
+                }
+                ("col_description", [oid, column]) => subquery(description_of(oid, column)),
                 _ => None,
             }
         }
@@ -1412,6 +1495,29 @@ fn catalog_expression(e: &Expr) -> Option<Expr> {
     }
 }
 
+/// `COMMENT ON`'s descriptions (`comments.rs`): of relations (`objsubid` 0) and of columns
+/// (`objsubid` the column's number, as `pg_attribute.attnum`), all in `pg_class`'s catalog.
+fn pg_description() -> String {
+    format!(
+        "SELECT CAST(pg_relation_oid(c.relname) AS oid) AS objoid, \
+         CAST(pg_relation_oid('pg_catalog.pg_class') AS oid) AS classoid, \
+         CASE WHEN c.colname = '' THEN 0 ELSE (SELECT p.cid + 1 FROM pragma_table_xinfo(c.relname) AS p \
+         WHERE p.name = c.colname) END AS objsubid, c.description AS description \
+         FROM {} AS c",
+        crate::comments::COMMENTS_TABLE
+    )
+}
+
+/// `SELECT description FROM pg_description WHERE objoid = oid AND objsubid = subid`, with
+/// the stand-in's names out of reach of `oid` and `subid`, expressions of the enclosing query.
+fn description_of(oid: &str, subid: &str) -> String {
+    format!(
+        "SELECT _sqlkeeper_d.description FROM ({}) AS _sqlkeeper_d \
+         WHERE _sqlkeeper_d.objoid = {oid} AND _sqlkeeper_d.objsubid = {subid}",
+        pg_description()
+    )
+}
+
 /// `SELECT value FROM base WHERE key = arg`, with `base`'s columns renamed so that `arg`, an
 /// expression of the enclosing query (`oid`, `c.oid`), cannot name one of them.
 fn lookup(key: &str, value: &str, base: &str, arg: &str) -> String {
@@ -1455,6 +1561,10 @@ impl VisitorMut for Rewriter {
     }
 
     fn pre_visit_table_factor(&mut self, t: &mut TableFactor) -> ControlFlow<()> {
+        if let Some(rows) = unnest_in_from(t) {
+            *t = rows;
+            return ControlFlow::Continue(());
+        }
         match t {
             TableFactor::Table { name, alias, .. } if self.catalog => {
                 let shadowed = name.0.len() == 1
@@ -1522,47 +1632,73 @@ impl VisitorMut for Rewriter {
     }
 }
 
-/// `SELECT unnest(a) AS n, generate_subscripts(a, 1) AS i FROM t` (set-returning functions of
-/// one array in a select list, as SQLAlchemy reads `pg_index.indkey`): one row per element,
-/// as a join with `json_each` of the array (`array_to_json` reads the text forms of arrays
-/// and of `int2vector`): `n` is the element, `i` its subscript.
+/// The set-returning call a select-list expression is, if any: `unnest(a)`,
+/// `generate_subscripts(a, 1)`, `information_schema._pg_expandarray(a)` or a field of the last
+/// (`(_pg_expandarray(a)).n`): the array's SQL text and what of each element it gives.
+fn set_returning_call(e: &Expr) -> Option<Result<(String, &'static str), ()>> {
+    let (f, field) = match e {
+        Expr::Function(f) => (f, None),
+        Expr::CompoundFieldAccess { root, access_chain } => {
+            let mut inner = root.as_ref();
+            while let Expr::Nested(x) = inner {
+                inner = x;
+            }
+            let (Expr::Function(f), [sqlparser::ast::AccessExpr::Dot(Expr::Identifier(id))]) =
+                (inner, access_chain.as_slice())
+            else {
+                return None;
+            };
+            (f, Some(id.value.to_ascii_lowercase()))
+        }
+        _ => return None,
+    };
+    let name = f.name.0.last()?.as_ident()?.value.to_ascii_lowercase();
+    if !matches!(
+        name.as_str(),
+        "unnest" | "generate_subscripts" | "_pg_expandarray"
+    ) {
+        return None;
+    }
+    let FunctionArguments::List(list) = &f.args else {
+        return Some(Err(()));
+    };
+    let args: Vec<String> = list.args.iter().map(|a| a.to_string()).collect();
+    // The element (`_sqlkeeper_u.value`) or its position from 1 (`_sqlkeeper_u.key + 1`).
+    const ELEMENT: &str = "_sqlkeeper_u.value";
+    const POSITION: &str = "_sqlkeeper_u.key + 1";
+    Some(match (name.as_str(), args.as_slice(), field.as_deref()) {
+        ("unnest", [a], None) => Ok((a.clone(), ELEMENT)),
+        ("generate_subscripts", [a, dim], None) if dim == "1" => Ok((a.clone(), POSITION)),
+        // `_pg_expandarray` gives rows `(x, n)`: the element and its position. The record
+        // itself stands for its `x` (`(result.keys).x` is rewritten to `result.keys`).
+        ("_pg_expandarray", [a], None | Some("x")) => Ok((a.clone(), ELEMENT)),
+        ("_pg_expandarray", [a], Some("n")) => Ok((a.clone(), POSITION)),
+        _ => Err(()),
+    })
+}
+
+/// Set-returning functions of one array in a select list (`SELECT unnest(a),
+/// generate_subscripts(a, 1) FROM t`, as SQLAlchemy reads `pg_index.indkey`; pgjdbc's
+/// `_pg_expandarray(indkey)`): one row per element, as a join with `json_each` of the array
+/// (`array_to_json` reads the text forms of arrays and of `int2vector`). Left alone when they
+/// name different arrays or other dimensions.
 fn set_returning_items(select: &mut Select) {
     let mut array: Option<String> = None;
-    let mut uses = 0;
-    let mut consistent = true;
     for item in &select.projection {
-        let Some(f) = crate::columns::item_function(item) else {
+        let (SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. }) = item else {
             continue;
         };
-        let last = f.name.0.last().and_then(|p| p.as_ident());
-        if !last.is_some_and(|i| {
-            i.value.eq_ignore_ascii_case("unnest")
-                || i.value.eq_ignore_ascii_case("generate_subscripts")
-        }) {
-            continue;
-        }
-        let name = f.name.to_string().to_ascii_lowercase();
-        let FunctionArguments::List(list) = &f.args else {
-            continue;
-        };
-        let args: Vec<String> = list.args.iter().map(|a| a.to_string()).collect();
-        let arg = match (name.trim_start_matches("pg_catalog."), args.as_slice()) {
-            ("unnest", [a]) => a.clone(),
-            ("generate_subscripts", [a, dim]) if dim == "1" => a.clone(),
-            ("unnest" | "generate_subscripts", _) => {
-                consistent = false;
-                continue;
-            }
-            _ => continue,
-        };
-        uses += 1;
-        match &array {
-            None => array = Some(arg),
-            Some(a) if *a == arg => {}
-            Some(_) => consistent = false,
+        match set_returning_call(e) {
+            None => continue,
+            Some(Err(())) => return,
+            Some(Ok((arg, _))) => match &array {
+                None => array = Some(arg),
+                Some(a) if *a == arg => {}
+                Some(_) => return,
+            },
         }
     }
-    let (Some(array), true) = (array, consistent && uses > 0) else {
+    let Some(array) = array else {
         return;
     };
     let Some(from) = parse_query(&format!(
@@ -1576,35 +1712,94 @@ fn set_returning_items(select: &mut Select) {
     };
     select.from.push(from);
     for item in &mut select.projection {
-        let (named, f) = match item {
-            SelectItem::UnnamedExpr(Expr::Function(f)) => (false, f),
-            SelectItem::ExprWithAlias {
-                expr: Expr::Function(f),
-                ..
-            } => (true, f),
+        let (e, alias) = match item {
+            SelectItem::UnnamedExpr(e) => (e, None),
+            SelectItem::ExprWithAlias { expr, alias } => (expr, Some(alias.clone())),
             _ => continue,
         };
-        let name = f.name.to_string().to_ascii_lowercase();
-        let name = name.trim_start_matches("pg_catalog.").to_string();
-        let replacement = match name.as_str() {
-            "unnest" => "_sqlkeeper_u.value",
-            "generate_subscripts" => "_sqlkeeper_u.key + 1",
-            _ => continue,
+        let Some(Ok((_, replacement))) = set_returning_call(e) else {
+            continue;
+        };
+        // The column keeps the function's (or the field's) name, as PostgreSQL names it.
+        let name = match e {
+            Expr::Function(f) => f.name.0.last().map(|p| p.to_string().to_ascii_lowercase()),
+            Expr::CompoundFieldAccess { access_chain, .. } => match access_chain.as_slice() {
+                [sqlparser::ast::AccessExpr::Dot(Expr::Identifier(id))] => {
+                    Some(id.value.to_ascii_lowercase())
+                }
+                _ => None,
+            },
+            _ => None,
         };
         let Some(x) = parse_expr(replacement) else {
             continue;
         };
-        *item = match std::mem::replace(item, SelectItem::UnnamedExpr(x.clone())) {
-            SelectItem::ExprWithAlias { alias, .. } if named => {
-                SelectItem::ExprWithAlias { expr: x, alias }
-            }
-            // The column keeps the function's name (`unnest`), as PostgreSQL names it.
-            _ => SelectItem::ExprWithAlias {
-                expr: x,
-                alias: Ident::new(name),
-            },
+        *item = SelectItem::ExprWithAlias {
+            expr: x,
+            alias: alias.unwrap_or_else(|| Ident::new(name.unwrap_or_default())),
         };
     }
+}
+
+/// `FROM unnest(array) AS x` (also `pg_catalog.unnest`), as psql's `\d+` reads
+/// `reloptions`: a derived table of the array's elements whose one column is named as the
+/// alias, so that `x` in the select list is the element, as in PostgreSQL.
+fn unnest_in_from(t: &TableFactor) -> Option<TableFactor> {
+    let (array, alias) = match t {
+        TableFactor::UNNEST {
+            alias,
+            array_exprs,
+            with_offset: false,
+            with_ordinality: false,
+            ..
+        } => match array_exprs.as_slice() {
+            [a] => (a.to_string(), alias.clone()),
+            _ => return None,
+        },
+        TableFactor::Table {
+            name,
+            args: Some(args),
+            alias,
+            ..
+        } => {
+            let last = name.0.last()?.as_ident()?;
+            let schema_ok = match name.0.as_slice() {
+                [_] => true,
+                [s, _] => s.to_string().eq_ignore_ascii_case("pg_catalog"),
+                _ => false,
+            };
+            if !schema_ok || !last.value.eq_ignore_ascii_case("unnest") {
+                return None;
+            }
+            match args.args.as_slice() {
+                [a] => (a.to_string(), alias.clone()),
+                _ => return None,
+            }
+        }
+        _ => return None,
+    };
+    let alias = alias.unwrap_or(TableAlias {
+        explicit: true,
+        name: Ident::new("unnest"),
+        columns: Vec::new(),
+        at: None,
+    });
+    let column = alias
+        .columns
+        .first()
+        .map_or_else(|| alias.name.to_string(), |c| c.name.to_string());
+    let query = parse_query(&format!(
+        "SELECT _sqlkeeper_e.value AS {column} FROM json_each(array_to_json({array})) AS _sqlkeeper_e"
+    ))?;
+    Some(TableFactor::Derived {
+        lateral: false,
+        subquery: Box::new(query),
+        alias: Some(TableAlias {
+            columns: Vec::new(),
+            ..alias
+        }),
+        sample: None,
+    })
 }
 
 fn parse_query(sql: &str) -> Option<Query> {

@@ -13,6 +13,7 @@ mod assign;
 mod catalog;
 mod classify;
 mod columns;
+mod comments;
 mod copy;
 pub mod datetime;
 mod error;
@@ -34,6 +35,7 @@ pub use classify::{
     INTROSPECTION_VIEWS,
 };
 pub use columns::{pg_type_of_name, pg_typmod_of_name, Aggregate, ColumnHint, PgType};
+pub use comments::{COMMENTS_TABLE, COMMENTS_TABLE_SQL};
 pub use copy::{CopyFormat, CopySpec, ForceQuote};
 pub use error::{SqlError, SqlState};
 pub use literals::{Literal, LITERAL_PARAMS_MAX};

@@ -551,6 +551,52 @@ fn starts_with_sign(e: &Expr) -> bool {
 
 fn rewrite(e: &mut Expr) -> Result<(), SqlError> {
     match e {
+        // `a[i]` of an array (its text form, or an `int2vector`): `_sqlkeeper_array_at(a, i)`.
+        // Slices and field access (`(x).f`) are not arrays' and stay as they are.
+        Expr::CompoundFieldAccess { root, access_chain } => {
+            use sqlparser::ast::{AccessExpr, Subscript};
+            // `a.b[i]` parses as `a` with the chain `.b`, `[i]`: the array is `a.b`.
+            let path: Option<Vec<Ident>> = match (root.as_ref(), access_chain.split_last()) {
+                (Expr::Identifier(first), Some((AccessExpr::Subscript(_), dots))) => dots
+                    .iter()
+                    .map(|d| match d {
+                        AccessExpr::Dot(Expr::Identifier(i)) => Some(i.clone()),
+                        _ => None,
+                    })
+                    .collect::<Option<Vec<Ident>>>()
+                    .map(|mut rest| {
+                        rest.insert(0, first.clone());
+                        rest
+                    }),
+                _ => None,
+            };
+            if let Some((AccessExpr::Subscript(Subscript::Index { index }), dots)) =
+                access_chain.split_last()
+            {
+                let array = match (dots.is_empty(), path) {
+                    (true, _) => Some((**root).clone()),
+                    (false, Some(p)) => Some(Expr::CompoundIdentifier(p)),
+                    (false, None) => None,
+                };
+                if let Some(array) = array {
+                    *e = call("_sqlkeeper_array_at", vec![array, index.clone()]);
+                }
+            } else if let [sqlparser::ast::AccessExpr::Dot(Expr::Identifier(field))] =
+                access_chain.as_slice()
+            {
+                // `(r.keys).x`: a record of `_pg_expandarray`, which the catalog's rewrite made
+                // its element (`catalog::set_returning_items`).
+                let mut inner = root.as_ref();
+                while let Expr::Nested(x) = inner {
+                    inner = x;
+                }
+                if field.value.eq_ignore_ascii_case("x")
+                    && matches!(inner, Expr::Identifier(_) | Expr::CompoundIdentifier(_))
+                {
+                    *e = inner.clone();
+                }
+            }
+        }
         // `~~` and `~~*` are Postgres' names of LIKE and ILIKE.
         Expr::BinaryOp {
             left,

@@ -719,6 +719,7 @@ fn translate_statement(mut stmt: Statement) -> Result<Translated, SqlError> {
         // is accepted through the log (every replica answers alike) and reclaims nothing yet.
         Statement::Vacuum(_) => (StatementKind::Write, CommandTag::Fixed("VACUUM")),
         Statement::Analyze(_) => (StatementKind::Ddl, CommandTag::Fixed("ANALYZE")),
+        Statement::Comment { .. } => (StatementKind::Ddl, CommandTag::Fixed("COMMENT")),
         Statement::StartTransaction { modes, begin, .. } => {
             let (read_only, isolation) = transaction_modes(modes)?;
             let start = !*begin;
@@ -899,7 +900,7 @@ fn translate_statement(mut stmt: Statement) -> Result<Translated, SqlError> {
                 return Err(SqlError::unsupported("DROP ... CASCADE"));
             }
             // SQLite drops one object per statement.
-            names
+            let mut out: Vec<String> = names
                 .iter()
                 .map(|n| {
                     format!(
@@ -907,8 +908,11 @@ fn translate_statement(mut stmt: Statement) -> Result<Translated, SqlError> {
                         if *if_exists { "IF EXISTS " } else { "" }
                     )
                 })
-                .collect()
+                .collect();
+            out.extend(crate::comments::maintenance(&stmt));
+            out
         }
+        (_, Statement::Comment { .. }) => crate::comments::comment_sql(&stmt)?,
         (_, Statement::Vacuum(_)) => Vec::new(),
         (
             _,
@@ -949,7 +953,13 @@ fn translate_statement(mut stmt: Statement) -> Result<Translated, SqlError> {
                         .map(|op| rebuild_call(&table, op))
                         .collect::<Result<Vec<_>, SqlError>>()?
                 }
-                None => native_alter_table(at, &table, &mut effect)?,
+                None => {
+                    let mut out = native_alter_table(at, &table, &mut effect)?;
+                    if effect == Effect::Plain {
+                        out.extend(crate::comments::maintenance(&stmt));
+                    }
+                    out
+                }
             }
         }
         // SERIAL columns get a fresh sequence, created before the table.
@@ -1185,6 +1195,12 @@ fn check_internal_names(stmt: &Statement) -> Result<(), SqlError> {
             .iter()
             .map(|p| p.to_string().trim_matches('"').to_ascii_lowercase())
             .collect();
+        // Set-returning functions in FROM are relations to the visitor: `pg_catalog.unnest(a)`.
+        if let [schema, f] = parts.as_slice() {
+            if schema == "pg_catalog" && matches!(f.as_str(), "unnest" | "generate_series") {
+                return Ok(());
+            }
+        }
         if let [schema, _] = parts.as_slice() {
             if schema != "public" {
                 return Err(SqlError {
@@ -2196,10 +2212,17 @@ mod tests {
 
     #[test]
     fn drop_many_and_truncate_split() {
+        let drop = one("DROP TABLE IF EXISTS a, public.b").sqlite;
         assert_eq!(
-            one("DROP TABLE IF EXISTS a, public.b").sqlite,
-            vec!["DROP TABLE IF EXISTS a", "DROP TABLE IF EXISTS b"]
+            drop[..2],
+            ["DROP TABLE IF EXISTS a", "DROP TABLE IF EXISTS b"]
         );
+        // Then the comments of what is gone go with it (`comments.rs`).
+        assert!(
+            drop[2].starts_with("DELETE FROM _sqlkeeper_comments"),
+            "{drop:?}"
+        );
+        assert_eq!(drop.len(), 3);
         assert_eq!(
             one("TRUNCATE a, b").sqlite,
             vec!["DELETE FROM a", "DELETE FROM b"]

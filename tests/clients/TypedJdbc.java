@@ -9,6 +9,7 @@
 // runs it against PostgreSQL 15 too.
 
 import java.sql.Connection;
+import java.sql.DatabaseMetaData;
 import java.sql.DriverManager;
 import java.sql.PreparedStatement;
 import java.sql.ResultSet;
@@ -69,6 +70,61 @@ public class TypedJdbc {
         run(url, "jdbc_rt");
         run(url + "&prepareThreshold=-1", "jdbc_rt_binary");
         System.out.println("== OK");
+    }
+
+    /** DatabaseMetaData as tools read a schema: tables, columns, keys both ways, indexes. */
+    static void metadata(Connection c, String prefix) throws Exception {
+        String parent = prefix + "_parent", child = prefix + "_child";
+        try (Statement st = c.createStatement()) {
+            st.execute("CREATE TABLE " + parent + " (id serial PRIMARY KEY, name varchar(20) NOT NULL UNIQUE)");
+            st.execute("CREATE TABLE " + child + " (id bigint PRIMARY KEY, parent_id int REFERENCES "
+                    + parent + " (id), qty numeric(10,2), note text)");
+            st.execute("CREATE INDEX " + child + "_note ON " + child + " (note)");
+        }
+        DatabaseMetaData md = c.getMetaData();
+        java.util.List<String> tables = new java.util.ArrayList<>();
+        try (ResultSet r = md.getTables(null, "public", prefix + "\\_%", new String[] {"TABLE"})) {
+            while (r.next()) {
+                String name = r.getString("TABLE_NAME");
+                if (name.equals(child) || name.equals(parent)) tables.add(name + ":" + r.getString("TABLE_TYPE"));
+            }
+        }
+        check(tables.equals(Arrays.asList(child + ":TABLE", parent + ":TABLE")), "getTables: " + tables);
+        java.util.List<String> columns = new java.util.ArrayList<>();
+        try (ResultSet r = md.getColumns(null, "public", child, null)) {
+            while (r.next()) {
+                columns.add(r.getString("COLUMN_NAME") + " " + r.getString("TYPE_NAME") + " " + r.getInt("DATA_TYPE")
+                        + " " + r.getInt("COLUMN_SIZE") + "," + r.getInt("DECIMAL_DIGITS") + " " + r.getString("IS_NULLABLE"));
+            }
+        }
+        check(columns.equals(Arrays.asList("id int8 -5 19,0 NO", "parent_id int4 4 10,0 YES",
+                "qty numeric 2 10,2 YES", "note text 12 2147483647,0 YES")), "getColumns: " + columns);
+        try (ResultSet r = md.getPrimaryKeys(null, "public", child)) {
+            check(r.next() && r.getString("COLUMN_NAME").equals("id") && r.getInt("KEY_SEQ") == 1
+                    && r.getString("PK_NAME").equals(child + "_pkey") && !r.next(), "getPrimaryKeys");
+        }
+        try (ResultSet r = md.getImportedKeys(null, "public", child)) {
+            check(r.next(), "getImportedKeys has a row");
+            String got = r.getString("PKTABLE_NAME") + "." + r.getString("PKCOLUMN_NAME") + " <- "
+                    + r.getString("FKTABLE_NAME") + "." + r.getString("FKCOLUMN_NAME") + " "
+                    + r.getString("FK_NAME") + " " + r.getString("PK_NAME");
+            check(got.equals(parent + ".id <- " + child + ".parent_id " + child + "_parent_id_fkey " + parent + "_pkey"),
+                    "getImportedKeys: " + got);
+            check(!r.next(), "one imported key");
+        }
+        try (ResultSet r = md.getExportedKeys(null, "public", parent)) {
+            check(r.next() && r.getString("FKTABLE_NAME").equals(child) && !r.next(), "getExportedKeys");
+        }
+        java.util.List<String> indexes = new java.util.ArrayList<>();
+        try (ResultSet r = md.getIndexInfo(null, "public", child, false, false)) {
+            while (r.next()) {
+                indexes.add(r.getString("INDEX_NAME") + " " + r.getBoolean("NON_UNIQUE") + " "
+                        + r.getString("COLUMN_NAME") + " " + r.getString("ASC_OR_DESC"));
+            }
+        }
+        check(indexes.equals(Arrays.asList(child + "_pkey false id A", child + "_note true note A")),
+                "getIndexInfo: " + indexes);
+        System.out.println("== pgjdbc: DatabaseMetaData tables, columns, keys, indexes");
     }
 
     static void run(String url, String table) throws Exception {
@@ -160,6 +216,7 @@ public class TypedJdbc {
             check(out.toString().equals("1\ta, b\t2024-02-29\n2\t\\N\t\\N\n3\t\t1999-12-31\n"),
                     "copyOut text: " + out);
             System.out.println("== pgjdbc: CopyManager in and out");
+            metadata(c, table);
         }
     }
 }

@@ -69,9 +69,10 @@ class Author(Base):
 
 class Book(Base):
     __tablename__ = "sa_book"
+    __table_args__ = {"comment": "books on the shelf"}
     id: Mapped[int] = mapped_column(primary_key=True)
     author_id: Mapped[int] = mapped_column(ForeignKey("sa_author.id"))
-    title: Mapped[str] = mapped_column(String(100))
+    title: Mapped[str] = mapped_column(String(100), comment="as printed on the cover")
     pages: Mapped[int | None]
     published: Mapped[datetime.date | None]
     added_at: Mapped[datetime.datetime] = mapped_column(
@@ -199,7 +200,10 @@ def reflection(engine) -> None:
     assert (pk["name"], pk["constrained_columns"]) == ("sa_book_pkey", ["id"]), pk
     assert insp.get_unique_constraints("sa_book") == [], "no unique constraints"
     assert insp.get_check_constraints("sa_book") == [], "no check constraints"
-    assert insp.get_table_comment("sa_book") == {"text": None}
+    # COMMENT ON, which create_all sends for these comments, read back.
+    assert insp.get_table_comment("sa_book") == {"text": "books on the shelf"}
+    assert cols["title"]["comment"] == "as printed on the cover", cols["title"]
+    assert cols["pages"]["comment"] is None, cols["pages"]
     seqs = set(insp.get_sequence_names())
     assert {"sa_author_id_seq", "sa_book_id_seq"} <= seqs, seqs
     assert insp.has_table("sa_book") and not insp.has_table("sa_nothing")

@@ -14,6 +14,9 @@
 \d tags
 \d active_items
 \d nothing_here
+\d+ items
+\d+ orders
+\d+ tags
 SELECT table_catalog, table_schema, table_name, table_type, is_typed FROM information_schema.tables WHERE table_schema = 'public' ORDER BY table_name;
 SELECT * FROM information_schema.tables WHERE table_name = 'orders' AND table_schema = current_schema();
 SELECT c.table_name, column_name, ordinal_position, column_default, is_nullable, data_type, character_maximum_length, character_octet_length, numeric_precision, numeric_precision_radix, numeric_scale, datetime_precision, udt_name, is_identity, is_generated, is_updatable FROM information_schema.columns AS c JOIN information_schema.tables AS t ON t.table_name = c.table_name WHERE c.table_schema = 'public' AND t.table_type = 'BASE TABLE' ORDER BY c.table_name, ordinal_position;
@@ -22,4 +25,16 @@ SELECT constraint_name, table_name, column_name, ordinal_position, position_in_u
 SELECT constraint_name, unique_constraint_name, match_option, update_rule, delete_rule FROM information_schema.referential_constraints ORDER BY 1;
 SELECT schema_name, schema_owner FROM information_schema.schemata ORDER BY 1;
 SELECT count(*) FROM information_schema.routines WHERE routine_schema = 'public';
-SELECT c.relname, d.description FROM pg_catalog.pg_class c LEFT JOIN pg_catalog.pg_description d ON d.objoid = c.oid WHERE c.relname = 'orders';
+SELECT c.relname, d.objsubid, d.description FROM pg_catalog.pg_class c LEFT JOIN pg_catalog.pg_description d ON d.objoid = c.oid WHERE c.relname IN ('orders', 'items', 'orders_placed') ORDER BY 1, 2;
+SELECT obj_description('items'::regclass, 'pg_class'), col_description('items'::regclass, 3), col_description('orders'::regclass, 3);
+CREATE TABLE cm (id int, name text);
+COMMENT ON COLUMN cm.name IS 'called';
+COMMENT ON COLUMN cm.nope IS 'x';
+COMMENT ON TABLE nope IS 'x';
+ALTER TABLE cm RENAME COLUMN name TO title;
+ALTER TABLE cm RENAME TO cm2;
+SELECT col_description('cm2'::regclass, 2);
+DROP TABLE cm2;
+CREATE TABLE cm2 (id int, title text);
+SELECT col_description('cm2'::regclass, 2) IS NULL AS gone;
+DROP TABLE cm2;

@@ -5,3 +5,8 @@ CREATE TABLE tags (tag text PRIMARY KEY, note text);
 CREATE UNIQUE INDEX tags_lower_note ON tags (lower(note));
 CREATE VIEW active_items AS SELECT id, name FROM items WHERE active;
 CREATE SEQUENCE ticket_numbers;
+COMMENT ON TABLE items IS 'things we sell';
+COMMENT ON COLUMN items.price IS 'in euros';
+COMMENT ON COLUMN orders.qty IS 'how many';
+COMMENT ON INDEX orders_placed IS 'by time';
+COMMENT ON COLUMN items.name IS NULL;
