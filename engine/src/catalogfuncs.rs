@@ -405,8 +405,27 @@ pub(crate) fn install(conn: &Connection) -> rusqlite::Result<()> {
             Ok(ctx.get::<Option<i64>>(0)?.map(|_| true))
         })?;
     }
-    // No user functions exist (`pg_proc` is empty), and no comments (`COMMENT ON` is not
-    // supported): these describe nothing.
+    // Every session is the superuser `postgres` until roles exist: every privilege is held
+    // (also on objects that do not exist, which PostgreSQL answers with 42P01).
+    for (name, n) in [
+        ("has_table_privilege", 2),
+        ("has_table_privilege", 3),
+        ("has_sequence_privilege", 2),
+        ("has_sequence_privilege", 3),
+        ("has_schema_privilege", 2),
+        ("has_schema_privilege", 3),
+        ("has_database_privilege", 2),
+        ("has_database_privilege", 3),
+        ("has_any_column_privilege", 2),
+        ("has_any_column_privilege", 3),
+        ("has_column_privilege", 3),
+        ("has_column_privilege", 4),
+    ] {
+        conn.create_scalar_function(name, n, flags(), |_| Ok(true))?;
+    }
+    // No user functions exist (`pg_proc` is empty), and comments are kept for relations and
+    // their columns only (`obj_description` and `col_description` of those are rewritten to
+    // read `pg_description`, `sqlkeeper_sql` `catalog.rs`): these describe nothing.
     for (name, n) in [
         ("pg_get_function_result", 1),
         ("pg_get_function_arguments", 1),

@@ -1396,6 +1396,7 @@ fn catalog_expression(e: &Expr) -> Option<Expr> {
                 "pg_get_serial_sequence",
                 "obj_description",
                 "col_description",
+                "to_regclass",
             ]
             .iter()
             .any(|n| last.eq_ignore_ascii_case(n))
@@ -1448,6 +1449,18 @@ fn catalog_expression(e: &Expr) -> Option<Expr> {
                     subquery(description_of(oid, "0"))
                 }
                 ("col_description", [oid, column]) => subquery(description_of(oid, column)),
+                // The relation's oid, or NULL when there is none of that name (`public.` may
+                // lead it; an unquoted name is folded to lower case, a quoted one is exact).
+                ("to_regclass", [name]) => subquery(format!(
+                    "SELECT _sqlkeeper_r.oid FROM ({}) AS _sqlkeeper_r, \
+                     (SELECT CASE WHEN substr(_sqlkeeper_n.n, 1, 1) = '\"' \
+                     THEN substr(_sqlkeeper_n.n, 2, length(_sqlkeeper_n.n) - 2) \
+                     ELSE lower(_sqlkeeper_n.n) END AS n FROM (SELECT CASE \
+                     WHEN substr({name}, 1, 7) = 'public.' THEN substr({name}, 8) \
+                     ELSE {name} END AS n) AS _sqlkeeper_n) AS _sqlkeeper_w \
+                     WHERE _sqlkeeper_r.relname = _sqlkeeper_w.n",
+                    pg_class()
+                )),
                 _ => None,
             }
         }

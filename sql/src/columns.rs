@@ -457,6 +457,12 @@ pub(crate) fn infer_type(e: &Expr) -> Option<PgType> {
                 | "current_database" | "current_setting" | "current_schema" | "version"
                 | "inet_server_addr" => PgType::Text,
                 "pg_backend_pid" | "inet_server_port" => PgType::Int4,
+                "has_table_privilege"
+                | "has_sequence_privilege"
+                | "has_schema_privilege"
+                | "has_database_privilege"
+                | "has_any_column_privilege"
+                | "has_column_privilege" => PgType::Bool,
                 "current_schemas" => PgType::TextArray,
                 _ => return None,
             }

@@ -552,7 +552,48 @@ fn rewrite_delete_using(stmt: Statement) -> Result<Statement, SqlError> {
         .ok_or_else(|| SqlError::unsupported("DELETE ... USING"))
 }
 
-fn translate_statement(mut stmt: Statement) -> Result<Translated, SqlError> {
+/// PostgreSQL folds unquoted names to lower case: `CREATE TABLE Items (Id int)` makes a table
+/// `items` with a column `id`, and that is how the catalog and result columns name them.
+/// SQLite keeps names as written (and compares them without case), so the names a statement
+/// that defines objects gives are folded here: every unquoted word of its text, which leaves
+/// quoted names, strings and the meaning of keywords as they were.
+fn fold_defined_names(stmt: Statement) -> Statement {
+    use sqlparser::tokenizer::{Token, Tokenizer};
+    if !matches!(
+        stmt,
+        Statement::CreateTable(_)
+            | Statement::AlterTable(_)
+            | Statement::CreateIndex(_)
+            | Statement::CreateView(_)
+            | Statement::CreateSequence { .. }
+    ) {
+        return stmt;
+    }
+    let sql = stmt.to_string();
+    if !sql.chars().any(|c| c.is_ascii_uppercase()) {
+        return stmt;
+    }
+    let Ok(tokens) = Tokenizer::new(&PostgreSqlDialect {}, &sql).tokenize() else {
+        return stmt;
+    };
+    let folded: String = tokens
+        .into_iter()
+        .map(|t| match t {
+            Token::Word(mut w) if w.quote_style.is_none() => {
+                w.value = w.value.to_lowercase();
+                Token::Word(w).to_string()
+            }
+            other => other.to_string(),
+        })
+        .collect();
+    match Parser::parse_sql(&PostgreSqlDialect {}, &folded) {
+        Ok(mut parsed) if parsed.len() == 1 => parsed.pop().unwrap_or(stmt),
+        _ => stmt,
+    }
+}
+
+fn translate_statement(stmt: Statement) -> Result<Translated, SqlError> {
+    let mut stmt = fold_defined_names(stmt);
     let original = stmt.to_string();
     if matches!(stmt, Statement::Copy { .. }) {
         return translate_copy(&stmt, original);

@@ -38,3 +38,16 @@ DROP TABLE cm2;
 CREATE TABLE cm2 (id int, title text);
 SELECT col_description('cm2'::regclass, 2) IS NULL AS gone;
 DROP TABLE cm2;
+SELECT to_regclass('items') = 'items'::regclass AS same, to_regclass('public.orders') IS NOT NULL AS qualified, to_regclass('ITEMS') IS NOT NULL AS folded, to_regclass('"ITEMS"') IS NULL AS quoted, to_regclass('nothing') IS NULL AS missing;
+SELECT has_table_privilege('items', 'SELECT'), has_schema_privilege('public', 'USAGE'), has_database_privilege('postgres', 'CONNECT');
+CREATE TABLE CaseT (Id int PRIMARY KEY, "Mixed" text, Other_Col int DEFAULT 7);
+CREATE INDEX CaseT_Other ON CaseT (Other_Col);
+ALTER TABLE CaseT ADD COLUMN Added int;
+INSERT INTO CASET (ID, "Mixed") VALUES (1, 'x');
+\d caset
+SELECT * FROM CaseT;
+SELECT Id, OTHER_COL FROM caset;
+CREATE VIEW CaseV AS SELECT Id AS Ident FROM CaseT;
+SELECT * FROM casev;
+DROP VIEW CaseV;
+DROP TABLE CaseT;
