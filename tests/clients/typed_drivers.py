@@ -237,6 +237,13 @@ def psycopg3(addr):
                 raw = b"".join(bytes(b) for b in cp)
         assert raw == b'1,"line\n1\\"\n102,\n', raw
 
+        step("psycopg 3: pipeline mode (many statements before one Sync)")
+        with conn.pipeline():
+            for i in range(200, 210):
+                conn.execute("INSERT INTO psycopg_copy (id, t) VALUES (%s, %s)", (i, f"p{i}"))
+            cur = conn.execute("SELECT count(*), max(t) FROM psycopg_copy WHERE id >= %s", (200,))
+        assert cur.fetchone() == (10, "p209")
+
 
 if __name__ == "__main__":
     asyncio.run(main(sys.argv[1]))
