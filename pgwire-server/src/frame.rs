@@ -43,11 +43,12 @@ pub const LARGE_MESSAGE_BYTES_MAX: usize = sqlkeeper_sql::QUERY_BYTES_MAX + 1024
 /// them outside COPY mode, where it is only ever ignored.
 pub const SMALL_MESSAGE_BYTES_MAX: usize = 10_000;
 
-/// Largest CopyData message in COPY mode, counting the length word. Clients send COPY data in
-/// chunks of 8 KiB (psql) to 512 KiB (asyncpg); a whole COPY may hold no more than
-/// `sqlkeeper_session::COPY_IN_BYTES_MAX`, so one message never needs more than that and its
-/// header.
-pub const COPY_DATA_BYTES_MAX: usize = sqlkeeper_session::COPY_IN_BYTES_MAX + 1024;
+/// Largest CopyData message in COPY mode, counting the length word: as large as a Query. Clients
+/// send COPY data in chunks of 8 KiB (psql) to 512 KiB (asyncpg), or as the application hands it
+/// over (tokio-postgres, psycopg); a message over the COPY's own bound
+/// (`sqlkeeper_session::COPY_IN_BYTES_MAX`) is read whole and the COPY fails with 54000, with
+/// the connection kept, as PostgreSQL keeps it.
+pub const COPY_DATA_BYTES_MAX: usize = LARGE_MESSAGE_BYTES_MAX;
 
 /// Longest SCRAM/cancel secret key PostgreSQL 18 accepts in a CancelRequest (protocol 3.2).
 const CANCEL_KEY_BYTES_MAX: usize = 256;

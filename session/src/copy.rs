@@ -14,10 +14,12 @@ use crate::values::{Column, Value};
 type EngineValue = sqlkeeper_engine::Value;
 
 /// Most COPY data (as the client sent it) one `COPY ... FROM STDIN` may carry. Its rows are
-/// written as one log entry, which holds at most `COMMAND_BYTES_MAX` (512 KiB); the rows take
-/// about as many bytes in the entry as in the client's text, so more than that cannot be
-/// written and is refused before anything is (54000). Larger loads are split into several
-/// COPY statements.
+/// written as one log entry, which holds at most `COMMAND_BYTES_MAX` (512 KiB) as encoded; the
+/// rows never take fewer bytes there than in the client's text (narrow rows take about 3.5
+/// times as many, so about 150 KiB of them fit), so more than this is refused as it arrives,
+/// before anything is buffered further or written (54000); what passes this bound may still
+/// be refused by the entry's own bound, also before anything is written. Larger loads are split
+/// into several COPY statements.
 pub const COPY_IN_BYTES_MAX: usize = sqlkeeper_raft::COMMAND_BYTES_MAX;
 
 /// Rows per SQLite `INSERT` a COPY is written as: few statements per entry, each small enough

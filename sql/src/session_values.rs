@@ -117,6 +117,21 @@ fn replacement(name: &str, args: &FunctionArguments) -> Result<Option<Replacemen
     }))
 }
 
+/// Whether a statement's text may call a session function: the others (most statements) skip
+/// the walk of [`mark`].
+pub(crate) fn may_have(original: &str) -> bool {
+    const WORDS: [&[u8]; 4] = [b"current_", b"user", b"pg_backend_pid", b"inet_server_"];
+    original.as_bytes().windows(4).enumerate().any(|(i, w)| {
+        WORDS.iter().any(|word| {
+            w.eq_ignore_ascii_case(&word[..4])
+                && original
+                    .as_bytes()
+                    .get(i..i + word.len())
+                    .is_some_and(|s| s.eq_ignore_ascii_case(word))
+        })
+    })
+}
+
 /// The placeholder text [`mark`] leaves for session value `i` until [`number`] numbers it.
 fn marker(i: usize) -> String {
     format!("?session{i}")
@@ -224,6 +239,17 @@ mod tests {
                 Some("current_setting".into())
             ]
         );
+    }
+
+    #[test]
+    fn only_texts_that_may_call_one_are_walked() {
+        assert!(may_have("SELECT CURRENT_USER"));
+        assert!(may_have("select pg_backend_pid()"));
+        assert!(may_have("SELECT Current_Setting('x')"));
+        assert!(!may_have(
+            "UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid = 2"
+        ));
+        assert!(!may_have("SELECT 1"));
     }
 
     #[test]

@@ -325,18 +325,7 @@ impl Translated {
 /// arguments (as pg_dump, drivers and migration tools send it): a setting change the session
 /// makes, answering the new value.
 fn set_config_call(stmt: &Statement) -> Result<Option<SessionOp>, SqlError> {
-    let Statement::Query(q) = stmt else {
-        return Ok(None);
-    };
-    let SetExpr::Select(select) = q.body.as_ref() else {
-        return Ok(None);
-    };
-    let [SelectItem::UnnamedExpr(Expr::Function(f))
-    | SelectItem::ExprWithAlias {
-        expr: Expr::Function(f),
-        ..
-    }] = select.projection.as_slice()
-    else {
+    let Some((select, f)) = single_call(stmt) else {
         return Ok(None);
     };
     let named = match f.name.0.as_slice() {
@@ -379,19 +368,27 @@ fn set_config_call(stmt: &Statement) -> Result<Option<SessionOp>, SqlError> {
     }
 }
 
-fn admin_call(stmt: &Statement) -> Result<Option<AdminCall>, SqlError> {
+/// The select and its one item, when a statement is `SELECT f(...)` (with or without an alias):
+/// the form of the calls the session or the node runs instead of SQLite.
+fn single_call(stmt: &Statement) -> Option<(&sqlparser::ast::Select, &sqlparser::ast::Function)> {
     let Statement::Query(q) = stmt else {
-        return Ok(None);
+        return None;
     };
     let SetExpr::Select(select) = q.body.as_ref() else {
-        return Ok(None);
+        return None;
     };
-    let [SelectItem::UnnamedExpr(Expr::Function(f))
-    | SelectItem::ExprWithAlias {
-        expr: Expr::Function(f),
-        ..
-    }] = select.projection.as_slice()
-    else {
+    match select.projection.as_slice() {
+        [SelectItem::UnnamedExpr(Expr::Function(f))
+        | SelectItem::ExprWithAlias {
+            expr: Expr::Function(f),
+            ..
+        }] => Some((select, f)),
+        _ => None,
+    }
+}
+
+fn admin_call(stmt: &Statement) -> Result<Option<AdminCall>, SqlError> {
+    let Some((select, f)) = single_call(stmt) else {
         return Ok(None);
     };
     let parts: Vec<String> = f
@@ -871,7 +868,11 @@ fn translate_statement(stmt: Statement) -> Result<Translated, SqlError> {
         false => Vec::new(),
     };
     let session_values = match kind {
-        StatementKind::Read | StatementKind::Write => crate::session_values::mark(&mut stmt)?,
+        StatementKind::Read | StatementKind::Write
+            if crate::session_values::may_have(&original) =>
+        {
+            crate::session_values::mark(&mut stmt)?
+        }
         _ => Vec::new(),
     };
     let literals = match kind {

@@ -188,23 +188,18 @@ async fn psql_copy_matches_postgresql() {
     );
     let (expected, actual) = psql_on_both("psql_copy.sql").await;
     // The comparison means something only if PostgreSQL copied and refused what it should.
-    for output in [
-        "3\ttab\\there\\\\back\\nslash\t-7\t0.10\tf\n",
-        "13,\"multi\nline\"\n",
-        "13,\"100.00\",t\n",
-        "CONTEXT:  COPY items, line 3, column id: \"x\"",
-        "missing data for column \"qty\"",
-        "column \"nope\" of relation \"items\" does not exist",
-        " 31 | committed",
-    ] {
-        assert!(
-            expected.contains(output),
-            "PostgreSQL did not print {output:?}:\n{expected}"
-        );
-    }
-    assert_eq!(
-        actual, expected,
-        "psql's COPY output differs from PostgreSQL's"
+    assert_same_as_postgresql(
+        &expected,
+        &actual,
+        &[
+            "3\ttab\\there\\\\back\\nslash\t-7\t0.10\tf\n",
+            "13,\"multi\nline\"\n",
+            "13,\"100.00\",t\n",
+            "CONTEXT:  COPY items, line 3, column id: \"x\"",
+            "missing data for column \"qty\"",
+            "column \"nope\" of relation \"items\" does not exist",
+            " 31 | committed",
+        ],
     );
 }
 
@@ -220,15 +215,25 @@ async fn psql_session_functions_match_postgresql() {
         "psql is required (the test command installs postgresql-client)"
     );
     let (expected, actual) = psql_on_both("psql_session.sql").await;
-    for output in [
-        " postgres     | postgres     | postgres | postgres         | postgres",
-        " public         | {pg_catalog,public} | {public}",
-        "127.0.0.1",
-        "unrecognized configuration parameter \"nope\"",
-        " myapp",
-        " \"$user\", public",
-        " postgres@myapp | postgres",
-    ] {
+    assert_same_as_postgresql(
+        &expected,
+        &actual,
+        &[
+            " postgres     | postgres     | postgres | postgres         | postgres",
+            " public         | {pg_catalog,public} | {public}",
+            "127.0.0.1",
+            "unrecognized configuration parameter \"nope\"",
+            " myapp",
+            " \"$user\", public",
+            " postgres@myapp | postgres",
+        ],
+    );
+}
+
+/// Asserts that PostgreSQL printed each of `must_print` (so that two empty or failed runs
+/// cannot pass) and that the node printed exactly what PostgreSQL did.
+fn assert_same_as_postgresql(expected: &str, actual: &str, must_print: &[&str]) {
+    for output in must_print {
         assert!(
             expected.contains(output),
             "PostgreSQL did not print {output:?}:\n{expected}"

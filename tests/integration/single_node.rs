@@ -318,5 +318,27 @@ async fn copy_in_and_out_through_the_extended_protocol() {
         .unwrap()
         .get(0);
     assert_eq!(n, 4);
+
+    // More than one log entry holds: refused (54000) before anything is written, whether the
+    // data passes the COPY bound as it arrives (600 KB) or only the entry's (250 KB).
+    for rows in [10_000, 24_000] {
+        let data: String = (100..100 + rows)
+            .map(|i| format!("{i}\tsome text value {i}\n"))
+            .collect();
+        let sink = client.copy_in("COPY c FROM STDIN").await.unwrap();
+        futures::pin_mut!(sink);
+        let sent = sink.send(Cursor::new(data.into_bytes())).await;
+        let e = match sent {
+            Ok(()) => sink.as_mut().finish().await.unwrap_err(),
+            Err(e) => e,
+        };
+        assert_eq!(e.code(), Some(&SqlState::PROGRAM_LIMIT_EXCEEDED), "{e}");
+    }
+    let n: i64 = client
+        .query_one("SELECT count(*) FROM c", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 4, "nothing of a refused COPY is written");
     node.stop().await;
 }
