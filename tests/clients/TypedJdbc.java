@@ -216,6 +216,25 @@ public class TypedJdbc {
             check(out.toString().equals("1\ta, b\t2024-02-29\n2\t\\N\t\\N\n3\t\t1999-12-31\n"),
                     "copyOut text: " + out);
             System.out.println("== pgjdbc: CopyManager in and out");
+            // A batch of prepared inserts: Bind/Execute per row, one Sync.
+            try (PreparedStatement b = c.prepareStatement(
+                    "INSERT INTO " + table + "_copy (id, name, at) VALUES (?, ?, ?)")) {
+                for (int i = 10; i < 60; i++) {
+                    b.setInt(1, i);
+                    b.setString(2, "batch " + i);
+                    b.setObject(3, LocalDate.of(2024, 1, 1).plusDays(i));
+                    b.addBatch();
+                }
+                int[] counts = b.executeBatch();
+                check(counts.length == 50 && Arrays.stream(counts).allMatch(n -> n == 1),
+                        "executeBatch counts: " + Arrays.toString(counts));
+            }
+            try (Statement st = c.createStatement();
+                    ResultSet r = st.executeQuery("SELECT count(*), max(name), max(at) FROM " + table + "_copy WHERE id >= 10")) {
+                check(r.next() && r.getLong(1) == 50 && r.getString(2).equals("batch 59")
+                        && r.getObject(3, LocalDate.class).equals(LocalDate.of(2024, 2, 29)), "batch rows");
+            }
+            System.out.println("== pgjdbc: batch insert");
             metadata(c, table);
         }
     }

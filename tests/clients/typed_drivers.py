@@ -244,6 +244,14 @@ def psycopg3(addr):
             cur = conn.execute("SELECT count(*), max(t) FROM psycopg_copy WHERE id >= %s", (200,))
         assert cur.fetchone() == (10, "p209")
 
+        step("psycopg 3: executemany")
+        with conn.cursor() as cur:
+            cur.executemany("INSERT INTO psycopg_copy (id, t) VALUES (%s, %s)",
+                            [(i, f"m{i}") for i in range(300, 320)])
+            assert cur.rowcount == 20, cur.rowcount
+            got = cur.execute("SELECT count(*), min(t) FROM psycopg_copy WHERE id >= 300").fetchone()
+            assert got == (20, "m300"), got
+
 
 if __name__ == "__main__":
     asyncio.run(main(sys.argv[1]))
