@@ -61,8 +61,6 @@ pub(crate) struct Backend {
 struct Incoming {
     copy: CopyIn,
     reader: Result<CopyReader, ClientError>,
-    /// Started by an Execute (the extended protocol): the client's Sync gets ReadyForQuery.
-    extended: bool,
 }
 
 /// What one statement's result becomes on the wire.
@@ -152,7 +150,6 @@ impl Backend {
         *self.incoming() = Some(Incoming {
             copy,
             reader: Ok(reader),
-            extended,
         });
         client.set_state(PgWireConnectionState::CopyInProgress(extended));
         client
@@ -322,14 +319,8 @@ impl CopyHandler for Backend {
                     .await?;
                 Ok(())
             }
-            // In the extended protocol the error goes out now and the client's Sync gets
-            // ReadyForQuery (pgwire waits for it after a successful CopyDone).
-            Err(e) if incoming.extended => {
-                client
-                    .send(PgWireBackendMessage::ErrorResponse(e.into_info().into()))
-                    .await?;
-                Ok(())
-            }
+            // In the extended protocol the connection then waits for the client's Sync
+            // (`conn.rs` reads the COPY's messages as extended-protocol ones).
             Err(e) => Err(e.into_pgwire()),
         }
     }

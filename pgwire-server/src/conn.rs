@@ -273,7 +273,10 @@ pub(crate) async fn serve(
             Ok(m) => m,
             Err(e) => return refuse(&mut conn, e).await,
         };
-        let is_extended_query = message.is_extended_query();
+        // A COPY started by Execute belongs to the extended protocol: after an error in it
+        // (CopyFail, bad data) the client's Sync gets ReadyForQuery, not the error itself.
+        let is_extended_query = message.is_extended_query()
+            || matches!(conn.state(), PgWireConnectionState::CopyInProgress(true));
         let result = process_message(
             message,
             &mut conn,

@@ -340,5 +340,21 @@ async fn copy_in_and_out_through_the_extended_protocol() {
         .unwrap()
         .get(0);
     assert_eq!(n, 4, "nothing of a refused COPY is written");
+
+    // A COPY the client abandons (tokio-postgres sends CopyFail when the sink is dropped)
+    // writes nothing and leaves the connection in step.
+    {
+        let sink = client.copy_in("COPY c FROM STDIN").await.unwrap();
+        futures::pin_mut!(sink);
+        sink.send(Cursor::new(b"900\tgone\n".to_vec()))
+            .await
+            .unwrap();
+    }
+    let n: i64 = client
+        .query_one("SELECT count(*) FROM c", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 4, "nothing of an abandoned COPY is written");
     node.stop().await;
 }
