@@ -182,10 +182,6 @@ async fn psql_describe_commands_match_postgresql() {
 /// that COPY is stored; COPY inside transaction blocks, rolled back and committed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn psql_copy_matches_postgresql() {
-    assert!(
-        psql_available(),
-        "psql is required (the test command installs postgresql-client)"
-    );
     let (expected, actual) = psql_on_both("psql_copy.sql").await;
     // The comparison means something only if PostgreSQL copied and refused what it should.
     assert_same_as_postgresql(
@@ -210,10 +206,6 @@ async fn psql_copy_matches_postgresql() {
 /// an `UPDATE` (bound into the log entry) and read back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn psql_session_functions_match_postgresql() {
-    assert!(
-        psql_available(),
-        "psql is required (the test command installs postgresql-client)"
-    );
     let (expected, actual) = psql_on_both("psql_session.sql").await;
     assert_same_as_postgresql(
         &expected,
@@ -245,6 +237,10 @@ fn assert_same_as_postgresql(expected: &str, actual: &str, must_print: &[&str]) 
 /// Runs `script` (a file of `testdata`) through psql against a PostgreSQL 15 started here and
 /// against a fresh node: (PostgreSQL's output, the node's).
 async fn psql_on_both(script: &'static str) -> (String, String) {
+    assert!(
+        psql_available(),
+        "psql is required (the test command installs postgresql-client)"
+    );
     let pg = crate::support::Postgres::start();
     let dir = tempfile::tempdir().unwrap();
     let node = TestNode::start(dir.path()).await;
