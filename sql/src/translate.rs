@@ -299,7 +299,8 @@ fn first_words(stmt: &Statement) -> String {
 
 /// `SELECT sqlkeeper.f(literal, ...)`: a call of a cluster administration function.
 impl Translated {
-    /// A statement that never reaches SQLite: it runs in the session or the node.
+    /// A statement that never reaches SQLite (it runs in the session or the node), or the
+    /// base of one whose few fields are set apart.
     fn without_sql(kind: StatementKind, tag: CommandTag, original: String) -> Translated {
         Translated {
             kind,
@@ -647,21 +648,11 @@ fn translate_statement(stmt: Statement) -> Result<Translated, SqlError> {
         let param_count = rewrite_expressions(&mut stmt);
         sqlite_query_forms(&mut stmt)?;
         return Ok(Translated {
-            kind: StatementKind::Introspection,
             sqlite: vec![stmt.to_string()],
-            effect: Effect::Plain,
-            tag: CommandTag::Select,
             param_count,
-            original,
             columns,
-            probe: None,
             params,
-            param_probe: None,
-            existence_notice: None,
-            literals: Vec::new(),
-            literal_casts: Vec::new(),
-            column_probe: None,
-            session_values: Vec::new(),
+            ..Translated::without_sql(StatementKind::Introspection, CommandTag::Select, original)
         });
     }
     check_internal_names(&stmt)?;

@@ -99,67 +99,46 @@ fn run_psql(addr: std::net::SocketAddr, script: &str) -> String {
 /// here, and its output is the expected one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn psql_describe_commands_match_postgresql() {
+    let (expected, actual) =
+        psql_on_both(Some("psql_catalog_schema.sql"), "psql_catalog.sql").await;
+    // The comparison means something only if PostgreSQL listed the schema's objects.
+    assert_same_as_postgresql(
+        &expected,
+        &actual,
+        &[
+            "orders_item_id_qty_key",
+            "tags_lower_note",
+            "Foreign-key constraints:",
+            "Referenced by:",
+            "nextval('orders_id_seq'::regclass)",
+            "character varying(40)",
+            "orders_item_id_fkey | items_pkey",
+            "timestamp with time zone |",
+            "active_items",
+            "ticket_numbers",
+            "pg_database_owner",
+            "Superuser",
+        ],
+    );
+}
+
+/// `\l`: the one database, with the collation SQLite compares text by (PostgreSQL lists its
+/// templates too, so this is not compared with it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psql_lists_the_one_database() {
     assert!(
         psql_available(),
         "psql is required (the test command installs postgresql-client)"
     );
-    let pg = crate::support::Postgres::start();
     let dir = tempfile::tempdir().unwrap();
     let node = TestNode::start(dir.path()).await;
-    let (sk_addr, pg_addr) = (
-        node.pg_addr,
-        std::net::SocketAddr::from(([127, 0, 0, 1], pg.port)),
-    );
-    let (expected, actual) = tokio::task::spawn_blocking(move || {
-        let schema = "psql_catalog_schema.sql";
-        assert_eq!(
-            run_psql(pg_addr, schema),
-            "",
-            "PostgreSQL refused the schema"
-        );
-        assert_eq!(
-            run_psql(sk_addr, schema),
-            "",
-            "sqlkeeper refused the schema"
-        );
-        (
-            run_psql(pg_addr, "psql_catalog.sql"),
-            run_psql(sk_addr, "psql_catalog.sql"),
-        )
-    })
-    .await
-    .unwrap();
-    // The comparison means something only if PostgreSQL listed the schema's objects.
-    for object in [
-        "orders_item_id_qty_key",
-        "tags_lower_note",
-        "Foreign-key constraints:",
-        "Referenced by:",
-        "nextval('orders_id_seq'::regclass)",
-        "character varying(40)",
-        "orders_item_id_fkey | items_pkey",
-        "timestamp with time zone |",
-        "active_items",
-        "ticket_numbers",
-        "pg_database_owner",
-        "Superuser",
-    ] {
-        assert!(
-            expected.contains(object),
-            "PostgreSQL did not list {object}:\n{expected}"
-        );
-    }
-    assert_eq!(
-        actual, expected,
-        "psql's describe output differs from PostgreSQL's"
-    );
-    // `\l`: the one database, with the collation SQLite compares text by.
+    let addr = node.pg_addr;
     let list = tokio::task::spawn_blocking(move || {
         let out = Command::new("psql")
-            .args(["-X", "-A", "-t", "-h", &sk_addr.ip().to_string()])
+            .args(["-X", "-A", "-t", "-h", &addr.ip().to_string()])
             .args([
                 "-p",
-                &sk_addr.port().to_string(),
+                &addr.port().to_string(),
                 "-U",
                 "postgres",
                 "-c",
@@ -182,7 +161,7 @@ async fn psql_describe_commands_match_postgresql() {
 /// that COPY is stored; COPY inside transaction blocks, rolled back and committed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn psql_copy_matches_postgresql() {
-    let (expected, actual) = psql_on_both("psql_copy.sql").await;
+    let (expected, actual) = psql_on_both(None, "psql_copy.sql").await;
     // The comparison means something only if PostgreSQL copied and refused what it should.
     assert_same_as_postgresql(
         &expected,
@@ -206,7 +185,7 @@ async fn psql_copy_matches_postgresql() {
 /// an `UPDATE` (bound into the log entry) and read back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn psql_session_functions_match_postgresql() {
-    let (expected, actual) = psql_on_both("psql_session.sql").await;
+    let (expected, actual) = psql_on_both(None, "psql_session.sql").await;
     assert_same_as_postgresql(
         &expected,
         &actual,
@@ -235,8 +214,9 @@ fn assert_same_as_postgresql(expected: &str, actual: &str, must_print: &[&str]) 
 }
 
 /// Runs `script` (a file of `testdata`) through psql against a PostgreSQL 15 started here and
-/// against a fresh node: (PostgreSQL's output, the node's).
-async fn psql_on_both(script: &'static str) -> (String, String) {
+/// against a fresh node, after `setup` (which must print nothing on either): (PostgreSQL's
+/// output, the node's).
+async fn psql_on_both(setup: Option<&'static str>, script: &'static str) -> (String, String) {
     assert!(
         psql_available(),
         "psql is required (the test command installs postgresql-client)"
@@ -248,10 +228,15 @@ async fn psql_on_both(script: &'static str) -> (String, String) {
         node.pg_addr,
         std::net::SocketAddr::from(([127, 0, 0, 1], pg.port)),
     );
-    let outputs =
-        tokio::task::spawn_blocking(move || (run_psql(pg_addr, script), run_psql(sk_addr, script)))
-            .await
-            .unwrap();
+    let outputs = tokio::task::spawn_blocking(move || {
+        if let Some(setup) = setup {
+            assert_eq!(run_psql(pg_addr, setup), "", "PostgreSQL refused {setup}");
+            assert_eq!(run_psql(sk_addr, setup), "", "sqlkeeper refused {setup}");
+        }
+        (run_psql(pg_addr, script), run_psql(sk_addr, script))
+    })
+    .await
+    .unwrap();
     node.stop().await;
     outputs
 }
