@@ -35,6 +35,18 @@ if ! "$venv/bin/python" -c "import sqlalchemy, psycopg2, alembic, asyncpg, psyco
 fi
 export SQLKEEPER_TEST_PYTHON="$PWD/$venv/bin/python"
 
+# Node client tests (node-postgres, knex): the packages pinned by tests/clients/package-lock.json,
+# installed under target/ with `npm ci`, once per lockfile.
+node_dir=target/test-node
+if ! cmp -s tests/clients/package-lock.json "$node_dir/package-lock.json" \
+  || [ ! -d "$node_dir/node_modules/knex" ]; then
+  echo "test.sh: installing node-postgres and knex in $node_dir"
+  rm -rf "$node_dir" && mkdir -p "$node_dir"
+  cp tests/clients/package.json tests/clients/package-lock.json "$node_dir/"
+  (cd "$node_dir" && npm ci --no-audit --no-fund --silent)
+fi
+export SQLKEEPER_TEST_NODE_MODULES="$PWD/$node_dir/node_modules"
+
 # --- habits: formatting and lints are part of the suite ----------------------------------
 # rustfmt and clippy come with rustup's default profile; a minimal toolchain gets them here.
 for component in rustfmt clippy; do

@@ -24,7 +24,7 @@ use sqlkeeper_session::{Between, Produced, Session, TxnStatus};
 use sqlkeeper_sql::CommandTag;
 
 use crate::copy::{copy_out, CopyOut, CopyReader};
-use crate::encode::{decode_param, encode_value, fields, fields_for_rows};
+use crate::encode::{decode_param, encode_row, fields, fields_for_rows};
 use crate::errors::{ClientError, IntoPgWire};
 use futures::future::{select, Either};
 use pgwire::api::copy::CopyHandler;
@@ -213,12 +213,7 @@ fn respond(
             let mut enc = DataRowEncoder::new(schema.clone());
             let mut encoded = Vec::with_capacity(rows.len());
             for row in rows {
-                for (v, f) in row.iter().zip(schema.iter()) {
-                    if let Err(e) = encode_value(&mut enc, v, f)? {
-                        return Err(ClientError::new("XX000", format!("encode value: {e}")));
-                    }
-                }
-                encoded.push(Ok(enc.take_row()));
+                encoded.push(Ok(encode_row(&mut enc, &row, &schema, &hints)?));
             }
             let mut q = QueryResponse::new(schema, stream::iter(encoded));
             let prefix = match tag {

@@ -2,7 +2,7 @@
 //! CSV and binary formats, as PostgreSQL's `copyfromparse.c` reads them) and writing the rows of
 //! `COPY ... TO STDOUT` (as `copyto.c` writes them). Every field is read as its column's type
 //! with the same code that reads bound parameters (`encode::decode_param`), and written with the
-//! same code that writes result rows (`encode::encode_value`), so COPY and the query protocol
+//! same code that writes result rows (`encode::encode_row`), so COPY and the query protocol
 //! agree on every value. All bytes come from the client: nothing here indexes or slices at an
 //! offset that was not checked.
 
@@ -14,7 +14,7 @@ use pgwire::api::Type;
 use sqlkeeper_session::{Column, Value};
 use sqlkeeper_sql::{ColumnHint, CopyFormat, CopySpec, ForceQuote};
 
-use crate::encode::{declared_type, decode_param, encode_value, fields_for_rows};
+use crate::encode::{declared_type, decode_param, encode_row, fields_for_rows};
 use crate::errors::ClientError;
 
 /// The binary format's signature, then its flags word and header-extension length (both 0).
@@ -489,12 +489,7 @@ pub(crate) fn copy_out(
     }
     let mut enc = DataRowEncoder::new(schema.clone());
     for row in rows {
-        for (v, f) in row.iter().zip(schema.iter()) {
-            if let Err(e) = encode_value(&mut enc, v, f)? {
-                return Err(ClientError::new("XX000", format!("encode value: {e}")));
-            }
-        }
-        let encoded = enc.take_row();
+        let encoded = encode_row(&mut enc, row, &schema, hints)?;
         if binary {
             let mut tuple = std::mem::take(&mut binary_header);
             tuple.reserve(2 + encoded.data.len());

@@ -4,6 +4,7 @@
 use pgwire::api::results::{DataRowEncoder, FieldFormat, FieldInfo};
 use pgwire::api::Type;
 use pgwire::error::PgWireResult;
+use pgwire::messages::data::DataRow;
 use sqlkeeper_session::{Column, Value};
 use sqlkeeper_sql::datetime::{self, DateTimeType};
 use sqlkeeper_sql::{ColumnHint, PgType};
@@ -265,12 +266,36 @@ fn as_f64(v: &Value, ty: &Type) -> Result<f64, ClientError> {
     }
 }
 
-/// Appends one value to a data row in the field's format. Binary values are converted to the
-/// described type's exact width, because the client decodes them by the described type.
-pub(crate) fn encode_value(
+/// Encodes one row in its fields' formats. A `numeric` column whose hint names the modifier
+/// its values print in ([`ColumnHint::numeric_typmod`]) is printed in that scale.
+pub(crate) fn encode_row(
+    enc: &mut DataRowEncoder,
+    row: &[Value],
+    schema: &[FieldInfo],
+    hints: &[ColumnHint],
+) -> Result<DataRow, ClientError> {
+    let hints = if hints.len() == schema.len() {
+        hints
+    } else {
+        &[]
+    };
+    for (i, (v, f)) in row.iter().zip(schema).enumerate() {
+        let typmod = hints.get(i).and_then(|h| h.numeric_typmod);
+        if let Err(e) = encode_value(enc, v, f, typmod.unwrap_or(f.type_modifier()))? {
+            return Err(ClientError::new("XX000", format!("encode value: {e}")));
+        }
+    }
+    Ok(enc.take_row())
+}
+
+/// Appends one value to a data row in the field's format; a `numeric` is printed in the
+/// scale of `numeric_typmod`. Binary values are converted to the described type's exact
+/// width, because the client decodes them by the described type.
+fn encode_value(
     enc: &mut DataRowEncoder,
     v: &Value,
     field: &FieldInfo,
+    numeric_typmod: i32,
 ) -> Result<PgWireResult<()>, ClientError> {
     let ty = field.datatype();
     if matches!(v, Value::Null) {
@@ -286,7 +311,7 @@ pub(crate) fn encode_value(
         return Ok(enc.encode_field(&text));
     }
     if *ty == Type::NUMERIC {
-        let text = numeric_text(v, field.type_modifier());
+        let text = numeric_text(v, numeric_typmod);
         if field.format() == FieldFormat::Text {
             return Ok(enc.encode_field(&text));
         }

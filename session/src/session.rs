@@ -906,11 +906,12 @@ impl Session {
         };
         for hint in &mut t.columns {
             if let Some((aggregate, i)) = hint.of_column.take() {
-                hint.pg_type = columns
-                    .get(i)
-                    .and_then(|c| c.decl_type.as_deref())
-                    .and_then(sqlkeeper_sql::pg_type_of_name)
-                    .and_then(|arg| aggregate.result_type(arg));
+                let decl = columns.get(i).and_then(|c| c.decl_type.as_deref());
+                let arg = decl.and_then(sqlkeeper_sql::pg_type_of_name);
+                hint.pg_type = arg.and_then(|arg| aggregate.result_type(arg));
+                if arg == Some(PgType::Numeric) && aggregate.keeps_scale() {
+                    hint.numeric_typmod = decl.map(sqlkeeper_sql::pg_typmod_of_name);
+                }
             }
         }
     }

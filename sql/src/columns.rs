@@ -62,6 +62,11 @@ pub struct ColumnHint {
     /// aggregate and the column's place in the statement's column probe
     /// (`Translated::column_probe`), which the session describes to fill in `pg_type`.
     pub of_column: Option<(Aggregate, usize)>,
+    /// The type modifier whose scale this column's `numeric` values are printed in, where the
+    /// row description says -1: `sum`, `min` and `max` of a `numeric(p, s)` column keep their
+    /// input's scale in PostgreSQL (`sum` of `10.00` and `32.50` is `42.50`), though the
+    /// aggregate's result type has no modifier.
+    pub numeric_typmod: Option<i32>,
 }
 
 /// An aggregate whose result type follows its argument's type.
@@ -91,6 +96,13 @@ impl Aggregate {
             (Aggregate::MinMax, t) => t,
             _ => return None,
         })
+    }
+
+    /// Whether the aggregate's values keep the scale of a `numeric` argument (the largest
+    /// scale of the values it adds or picks): `sum`, `min`, `max`; not `avg`, whose scale
+    /// PostgreSQL chooses from the quotient.
+    pub fn keeps_scale(self) -> bool {
+        !matches!(self, Aggregate::Avg)
     }
 
     fn of_name(name: &str) -> Option<Aggregate> {
@@ -519,6 +531,7 @@ pub(crate) fn projection_hints(stmt: &Statement) -> Vec<ColumnHint> {
                         name: Some(name),
                         pg_type: Some(t),
                         of_column: None,
+                        numeric_typmod: None,
                     })
                     .collect()
             })
@@ -535,11 +548,13 @@ pub(crate) fn projection_hints(stmt: &Statement) -> Vec<ColumnHint> {
                 },
                 pg_type: typed(e),
                 of_column: None,
+                numeric_typmod: None,
             },
             SelectItem::ExprWithAlias { expr, alias } => ColumnHint {
                 name: Some(fold(alias)),
                 pg_type: typed(expr),
                 of_column: None,
+                numeric_typmod: None,
             },
             _ => return Vec::new(),
         });

@@ -733,6 +733,7 @@ UPDATE ledger SET rate = 99 WHERE id = 2;
 SELECT amount FROM ledger WHERE amount > 100 ORDER BY amount;
 SELECT id FROM ledger WHERE amount = 1234.57;
 SELECT sum(qty) FROM ledger;
+SELECT sum(amount), min(amount), max(rate) FROM ledger;
 SELECT CAST('12.345' AS numeric(5,2)), '0.5'::numeric(3,0), CAST(-2.5 AS numeric(2,0));
 SELECT 'abc'::numeric;
 SELECT 123.456::numeric(4,1);

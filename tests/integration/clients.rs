@@ -1,9 +1,10 @@
 //! Client libraries against a real node: SQLAlchemy 2 (psycopg2) ORM sessions and an Alembic
 //! migration (`tests/clients/sqlalchemy_alembic.py`), and typed values through asyncpg and
 //! psycopg 3 (`tests/clients/typed_drivers.py`), and pgjdbc (`tests/clients/TypedJdbc.java`, run
-//! as a single-file Java program). The test command (`scripts/test.sh`) installs the Python
+//! as a single-file Java program), and node-postgres with knex migrations
+//! (`tests/clients/node_clients.js`). The test command (`scripts/test.sh`) installs the Python
 //! clients in a virtualenv and names its Python in `SQLKEEPER_TEST_PYTHON`, and installs
-//! Debian's pgjdbc package.
+//! Debian's pgjdbc package and the Node packages.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -101,6 +102,41 @@ async fn pgjdbc_round_trips_typed_values() {
     let dir = tempfile::tempdir().unwrap();
     let node = TestNode::start(dir.path()).await;
     run_client("TypedJdbc.java", java(), node.pg_addr.to_string()).await;
+    node.stop().await;
+}
+
+/// node-postgres (parameterized and named prepared queries, transactions, errors) and knex
+/// migrations (`latest`, `rollback`, `up`) with a query-builder workload; the program passes
+/// against PostgreSQL 15 first. The test command installs the packages from
+/// `tests/clients/package-lock.json` and names them in `SQLKEEPER_TEST_NODE_MODULES`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_postgres_and_knex_migrations() {
+    let modules = std::env::var_os("SQLKEEPER_TEST_NODE_MODULES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/test-node/node_modules")
+        });
+    assert!(
+        modules.join("knex").exists(),
+        "{} has no knex: run scripts/test.sh, which installs the Node clients",
+        modules.display()
+    );
+    let node_js = || {
+        let mut cmd = Command::new("node");
+        cmd.arg(clients_dir().join("node_clients.js"))
+            .env("NODE_PATH", &modules);
+        cmd
+    };
+    let pg = Postgres::start();
+    run_client(
+        "node_clients.js",
+        node_js(),
+        format!("127.0.0.1:{}", pg.port),
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let node = TestNode::start(dir.path()).await;
+    run_client("node_clients.js", node_js(), node.pg_addr.to_string()).await;
     node.stop().await;
 }
 
