@@ -72,6 +72,96 @@ fn array_items(array: &str) -> rusqlite::Result<Vec<Option<String>>> {
     items.ok_or_else(|| raise("22P02", format!("malformed array literal: \"{array}\"")))
 }
 
+/// The subscript of an array's first element: 1 for an array's text form (`{1,2}`), 0 for an
+/// `int2vector` or `oidvector` (`1 2`), as in PostgreSQL (`indkey[0]` is an index's first
+/// column).
+fn lower_bound(array: &str) -> i64 {
+    if array.trim_start().starts_with('{') {
+        1
+    } else {
+        0
+    }
+}
+
+/// The key elements and the predicate of a `CREATE INDEX` statement's text (`CREATE INDEX i
+/// ON t(a, lower(b) DESC) WHERE c > 0`): the parenthesized list after `ON table`, split at its
+/// top-level commas, and the text after `WHERE`. `None` for text of another shape.
+fn index_parts(sql: &str) -> Option<(Vec<&str>, Option<&str>)> {
+    let on = sql.to_ascii_uppercase().find(" ON ")?;
+    let open = on + sql[on..].find('(')?;
+    let (mut depth, mut quote, mut start) = (0usize, None, open + 1);
+    let mut keys = Vec::new();
+    let mut close = None;
+    for (i, c) in sql.char_indices().skip_while(|(i, _)| *i < open) {
+        if let Some(q) = quote {
+            // A doubled quote inside a quoted part closes and reopens it: the same state.
+            if c == q {
+                quote = None;
+            }
+            continue;
+        }
+        match c {
+            '\'' | '"' | '`' => quote = Some(c),
+            '(' => depth += 1,
+            ')' => {
+                depth = depth.checked_sub(1)?;
+                if depth == 0 {
+                    keys.push(sql[start..i].trim());
+                    close = Some(i);
+                    break;
+                }
+            }
+            ',' if depth == 1 => {
+                keys.push(sql[start..i].trim());
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    let rest = sql[close? + 1..].trim();
+    let predicate = rest
+        .get(..5)
+        .filter(|w| w.eq_ignore_ascii_case("where"))
+        .map(|_| rest[5..].trim());
+    Some((keys, predicate))
+}
+
+/// `(a > 0)` without the parentheses that enclose all of it; other text as it is.
+fn without_outer_parentheses(e: &str) -> &str {
+    let Some(inner) = e.strip_prefix('(').and_then(|e| e.strip_suffix(')')) else {
+        return e;
+    };
+    // The first parenthesis must close at the end: not `(a) AND (b)`.
+    let mut depth = 1usize;
+    let mut quote = None;
+    for c in inner.chars() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, '\'' | '"') => quote = Some(c),
+            (None, '(') => depth += 1,
+            (None, ')') => {
+                depth -= 1;
+                if depth == 0 {
+                    return e;
+                }
+            }
+            _ => {}
+        }
+    }
+    inner
+}
+
+/// A key element without a trailing `ASC` or `DESC`.
+fn without_ordering(key: &str) -> &str {
+    for word in [" ASC", " DESC"] {
+        if key.len() > word.len() && key[key.len() - word.len()..].eq_ignore_ascii_case(word) {
+            return key[..key.len() - word.len()].trim_end();
+        }
+    }
+    key
+}
+
 fn first_line(s: &str) -> &str {
     s.lines()
         .rev()
@@ -320,15 +410,16 @@ pub(crate) fn install(conn: &Connection) -> rusqlite::Result<()> {
             .collect();
         Ok(Some(serde_json::Value::Array(values).to_string()))
     })?;
-    // `a[i]`: element `i` (from 1) of an array's text form or an `int2vector`, an integer when
-    // it is one (so `attnum = conkey[1]` compares numbers); NULL out of range, as PostgreSQL.
+    // `a[i]`: element `i` of an array's text form (from 1) or an `int2vector` (from 0), an
+    // integer when it is one (so `attnum = conkey[1]` compares numbers); NULL out of range, as
+    // PostgreSQL.
     conn.create_scalar_function("_sqlkeeper_array_at", 2, flags(), |ctx| {
         let (Some(array), Ok(Some(i))) = (text(ctx, 0), ctx.get::<Option<i64>>(1)) else {
             return Ok(None);
         };
-        let item = usize::try_from(i)
-            .ok()
-            .and_then(|i| i.checked_sub(1))
+        let item = i
+            .checked_sub(lower_bound(&array))
+            .and_then(|i| usize::try_from(i).ok())
             .and_then(|i| array_items(&array).ok()?.into_iter().nth(i))
             .flatten();
         Ok(item.map(|s| match s.parse::<i64>() {
@@ -336,17 +427,98 @@ pub(crate) fn install(conn: &Connection) -> rusqlite::Result<()> {
             Err(_) => rusqlite::types::Value::Text(s),
         }))
     })?;
-    // The bounds of an array's first dimension (the only one here), from 1; NULL for an empty
-    // array or another dimension, as PostgreSQL.
+    // The bounds of an array's first dimension (the only one here), from 1 (from 0 for an
+    // `int2vector`); NULL for an empty array or another dimension, as PostgreSQL.
     for (name, upper) in [("array_upper", true), ("array_lower", false)] {
         conn.create_scalar_function(name, 2, flags(), move |ctx| {
             let (Some(array), Ok(Some(1))) = (text(ctx, 0), ctx.get::<Option<i64>>(1)) else {
                 return Ok(None);
             };
             let n = array_items(&array)?.len() as i64;
-            Ok((n > 0).then_some(if upper { n } else { 1 }))
+            let lower = lower_bound(&array);
+            Ok((n > 0).then_some(if upper { lower + n - 1 } else { lower }))
         })?;
     }
+    // An index's key elements and predicate, from its `CREATE INDEX` text as SQLite keeps it
+    // (`index_parts`): key `n` (from 1) without its ordering, all keys as written, the predicate.
+    conn.create_scalar_function("sqlkeeper_index_key", 2, flags(), |ctx| {
+        let (Some(sql), Ok(Some(n))) = (text(ctx, 0), ctx.get::<Option<i64>>(1)) else {
+            return Ok(None);
+        };
+        let Some((keys, _)) = index_parts(&sql) else {
+            return Ok(None);
+        };
+        let key = usize::try_from(n)
+            .ok()
+            .and_then(|n| n.checked_sub(1))
+            .and_then(|n| keys.get(n));
+        Ok(key.map(|k| sqlkeeper_sql::untranslated_expression(without_ordering(k))))
+    })?;
+    // All keys, pretty (`(a + 1) DESC`) or not: PostgreSQL's non-pretty form puts its own
+    // parentheses around an operator expression inside the ones around the key
+    // (`((a + 1)) DESC`).
+    conn.create_scalar_function("sqlkeeper_index_keys", 2, flags(), |ctx| {
+        let pretty = ctx.get::<Option<bool>>(1).ok().flatten().unwrap_or(false);
+        Ok(text(ctx, 0)
+            .as_deref()
+            .and_then(index_parts)
+            .map(|(keys, _)| {
+                let keys: Vec<String> = keys
+                    .iter()
+                    .map(|k| {
+                        let key = without_ordering(k);
+                        let ordering = k[key.len()..].trim();
+                        let key = sqlkeeper_sql::untranslated_expression(key);
+                        let key = match key.starts_with('(') && !pretty {
+                            true => format!("({key})"),
+                            false => key,
+                        };
+                        match ordering {
+                            "" => key,
+                            o => format!("{key} {o}"),
+                        }
+                    })
+                    .collect();
+                keys.join(", ")
+            }))
+    })?;
+    conn.create_scalar_function("sqlkeeper_index_predicate", 1, flags(), |ctx| {
+        Ok(text(ctx, 0)
+            .as_deref()
+            .and_then(index_parts)
+            .and_then(|(_, predicate)| predicate.map(sqlkeeper_sql::untranslated_expression)))
+    })?;
+    // Constraints as a table's definition declares them (`sqlkeeper_sql::declared_constraints`):
+    // the declared name of a key or foreign key on given columns, and the `CHECK` constraints
+    // as a JSON array of `{name, conkey, def}` (`conkey` in its text form, `{2,3}`).
+    conn.create_scalar_function("sqlkeeper_constraint_name", 3, flags(), |ctx| {
+        let (Some(sql), Some(kind), Some(columns)) = (text(ctx, 0), text(ctx, 1), text(ctx, 2))
+        else {
+            return Ok(None);
+        };
+        let kind = kind.chars().next().unwrap_or(' ');
+        Ok(sqlkeeper_sql::declared_constraint_name(
+            &sql, kind, &columns,
+        ))
+    })?;
+    conn.create_scalar_function("sqlkeeper_check_constraints", 1, flags(), |ctx| {
+        let Some(sql) = text(ctx, 0) else {
+            return Ok(None);
+        };
+        let checks: Vec<serde_json::Value> = sqlkeeper_sql::declared_constraints(&sql)
+            .into_iter()
+            .filter(|d| d.kind == 'c')
+            .map(|d| {
+                let conkey: Vec<String> = d.conkey.iter().map(usize::to_string).collect();
+                serde_json::json!({
+                    "name": d.name,
+                    "conkey": format!("{{{}}}", conkey.join(",")),
+                    "def": d.definition,
+                })
+            })
+            .collect();
+        Ok(Some(serde_json::Value::Array(checks).to_string()))
+    })?;
     conn.create_scalar_function("cardinality", 1, flags(), |ctx| {
         let Some(array) = text(ctx, 0) else {
             return Ok(None);
@@ -376,10 +548,16 @@ pub(crate) fn install(conn: &Connection) -> rusqlite::Result<()> {
             .get::<Option<i64>>(0)?
             .map(|oid| format_type(oid, ctx.get::<Option<i64>>(1).ok().flatten())))
     })?;
-    // `adbin` is kept as PostgreSQL prints it (`sqlkeeper_default_expr`).
-    for n in [2, 3] {
-        conn.create_scalar_function("pg_get_expr", n, flags(), |ctx| Ok(text(ctx, 0)))?;
-    }
+    // `adbin` is kept as PostgreSQL prints it (`sqlkeeper_default_expr`), `indpred` in the
+    // parentheses PostgreSQL puts around it, which the pretty form leaves out.
+    conn.create_scalar_function("pg_get_expr", 2, flags(), |ctx| Ok(text(ctx, 0)))?;
+    conn.create_scalar_function("pg_get_expr", 3, flags(), |ctx| {
+        let pretty = ctx.get::<Option<bool>>(2).ok().flatten().unwrap_or(false);
+        Ok(text(ctx, 0).map(|e| match pretty {
+            true => without_outer_parentheses(&e).to_string(),
+            false => e,
+        }))
+    })?;
     // No relation is a partition: a relation's only ancestor is itself.
     conn.create_scalar_function("pg_partition_ancestors", 1, flags(), |ctx| {
         Ok(ctx.get::<Option<i64>>(0).ok().flatten())
@@ -548,5 +726,35 @@ mod tests {
         assert!(q("SELECT array_to_string('a,b', ',')")
             .unwrap_err()
             .contains("22P02"));
+        let index = "CREATE INDEX i ON t(a, lower(b || ','), \"c d\" DESC) WHERE a > 0";
+        assert_eq!(
+            index_parts(index),
+            Some((vec!["a", "lower(b || ',')", "\"c d\" DESC"], Some("a > 0")))
+        );
+        assert_eq!(without_ordering("\"c d\" DESC"), "\"c d\"");
+        assert_eq!(
+            index_parts("CREATE INDEX i ON t(a)"),
+            Some((vec!["a"], None))
+        );
+        assert_eq!(without_outer_parentheses("(a > 0)"), "a > 0");
+        assert_eq!(without_outer_parentheses("(a) AND (b)"), "(a) AND (b)");
+        assert_eq!(without_outer_parentheses("(a = ')')"), "a = ')'");
+        assert_eq!(index_parts("CREATE INDEX i ON t(a"), None);
+        // Arrays count from 1, vectors (`pg_index.indkey`) from 0, as in PostgreSQL.
+        let int = |n| Ok(SqlValue::Integer(n));
+        assert_eq!(q("SELECT _sqlkeeper_array_at('{7,8}', 1)"), int(7));
+        assert_eq!(q("SELECT _sqlkeeper_array_at('7 8', 0)"), int(7));
+        assert_eq!(
+            q("SELECT _sqlkeeper_array_at('7 8', 2)"),
+            Ok(SqlValue::Null)
+        );
+        assert_eq!(
+            q("SELECT array_lower('{7,8}', 1) || array_upper('{7,8}', 1)"),
+            Ok(SqlValue::Text("12".into()))
+        );
+        assert_eq!(
+            q("SELECT array_lower('7 8', 1) || array_upper('7 8', 1)"),
+            Ok(SqlValue::Text("01".into()))
+        );
     }
 }

@@ -139,8 +139,10 @@ pub struct EntryHeader {
 /// Version 15: the regular-expression operators (`textregexeq`, `texticregexeq`), the text
 /// form of arrays (`_sqlkeeper_array_element`, `array_to_string`) and the catalog's lookup
 /// functions (`catalogfuncs.rs`). Version 16: the comments table (`COMMENT ON`,
-/// `sqlkeeper_sql::COMMENTS_TABLE`), kept by `DROP` and `ALTER TABLE`.
-pub const ENGINE_APPLY_VERSION: u32 = 16;
+/// `sqlkeeper_sql::COMMENTS_TABLE`), kept by `DROP` and `ALTER TABLE`. Version 17: `a[i]`,
+/// `array_lower` and `array_upper` of an `int2vector`'s text form count from 0, as PostgreSQL's
+/// vectors do.
+pub const ENGINE_APPLY_VERSION: u32 = 17;
 
 impl EntryHeader {
     /// The header this build writes, with the default budget.

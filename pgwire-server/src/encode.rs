@@ -150,6 +150,9 @@ fn wire_type(t: PgType) -> Type {
         PgType::Json => Type::JSON,
         PgType::Jsonb => Type::JSONB,
         PgType::TextArray => Type::TEXT_ARRAY,
+        PgType::BoolArray => Type::BOOL_ARRAY,
+        PgType::Int4Array => Type::INT4_ARRAY,
+        PgType::Int8Array => Type::INT8_ARRAY,
         PgType::Numeric => Type::NUMERIC,
         PgType::Text => Type::TEXT,
     }
@@ -319,15 +322,21 @@ fn encode_value(
         let b = sqlkeeper_sql::numeric::to_binary(&text).ok_or_else(|| not_a(ty, v))?;
         return Ok(enc.encode_field(&b.as_slice()));
     }
-    // An array's text is already its text form: written as text, not quoted as an element
-    // (which pgwire does to a string of an array type).
-    if field.format() == FieldFormat::Text && *ty == Type::TEXT_ARRAY {
-        return Ok(enc.encode_field_with_type_and_format(
-            &value_text(v, ty),
-            &Type::TEXT,
-            FieldFormat::Text,
-            &Default::default(),
-        ));
+    // An array's text is its text form: written as text, not quoted as an element (which
+    // pgwire does to a string of an array type).
+    if let Some(element) = array_element(ty) {
+        let text = value_text(v, ty).unwrap_or_default();
+        if field.format() == FieldFormat::Text {
+            let text = array_text(&text, &element).ok_or_else(|| not_a(ty, v))?;
+            return Ok(enc.encode_field_with_type_and_format(
+                &text,
+                &Type::TEXT,
+                FieldFormat::Text,
+                &Default::default(),
+            ));
+        }
+        let b = array_binary(&text, &element).ok_or_else(|| not_a(ty, v))?;
+        return Ok(enc.encode_field(&b.as_slice()));
     }
     if field.format() == FieldFormat::Text {
         return Ok(enc.encode_field(&value_text(v, ty)));
@@ -359,13 +368,6 @@ fn encode_value(
             let b = sqlkeeper_sql::uuid::parse(text.trim()).ok_or_else(|| not_a(ty, v))?;
             enc.encode_field(&b.as_slice())
         }
-        // An array's binary form: dimensions, a NULL flag, the element type, each dimension's
-        // length and lower bound, then each element's length (-1: NULL) and bytes.
-        Type::TEXT_ARRAY => {
-            let text = value_text(v, ty).unwrap_or_default();
-            let b = text_array_binary(&text).ok_or_else(|| not_a(ty, v))?;
-            enc.encode_field(&b.as_slice())
-        }
         // jsonb's binary form is a version byte (1) and the text.
         Type::JSONB => {
             let mut b = vec![1u8];
@@ -379,27 +381,77 @@ fn encode_value(
 /// A stored date or time value in its binary form. Values are stored as PostgreSQL prints
 /// them; one that is not (written by a build before they were checked) is an error for its
 /// row, not a wrong value.
-/// The binary form of a `text[]` given in its text form (`{a,NULL}`): dimensions, a NULL
-/// flag, the element type, each dimension's length and lower bound, then each element's
-/// length (-1: NULL) and bytes. `None` for text that is not an array or too large a one.
-fn text_array_binary(text: &str) -> Option<Vec<u8>> {
+/// The element type of the array types results have here (`array_agg`, `current_schemas`).
+fn array_element(ty: &Type) -> Option<Type> {
+    Some(match *ty {
+        Type::TEXT_ARRAY => Type::TEXT,
+        Type::BOOL_ARRAY => Type::BOOL,
+        Type::INT4_ARRAY => Type::INT4,
+        Type::INT8_ARRAY => Type::INT8,
+        _ => return None,
+    })
+}
+
+/// An array's text form as PostgreSQL prints it, from the stored text form: booleans, stored
+/// as SQLite's 1 and 0, print as `t` and `f`; other elements as they are. `None` for text
+/// that is not an array.
+fn array_text(text: &str, element: &Type) -> Option<String> {
+    if *element != Type::BOOL {
+        sqlkeeper_sql::array::elements(text)?;
+        return Some(text.to_string());
+    }
+    let items = sqlkeeper_sql::array::elements(text)?;
+    let mut out = String::from("{");
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(match item.as_deref().map(bool_element) {
+            None => "NULL",
+            Some(Some(true)) => "t",
+            Some(Some(false)) => "f",
+            Some(None) => return None,
+        });
+    }
+    out.push('}');
+    Some(out)
+}
+
+fn bool_element(s: &str) -> Option<bool> {
+    match s {
+        "1" | "t" | "true" => Some(true),
+        "0" | "f" | "false" => Some(false),
+        _ => None,
+    }
+}
+
+/// The binary form of an array given in its text form (`{a,NULL}`): dimensions, a NULL flag,
+/// the element type, each dimension's length and lower bound, then each element's length
+/// (-1: NULL) and bytes in the element type's binary form. `None` for text that is not an
+/// array of that type, or too large a one.
+fn array_binary(text: &str, element: &Type) -> Option<Vec<u8>> {
     let items = sqlkeeper_sql::array::elements(text)?;
     let mut b = Vec::new();
     b.extend(i32::from(!items.is_empty()).to_be_bytes());
     b.extend(i32::from(items.iter().any(Option::is_none)).to_be_bytes());
-    b.extend(25i32.to_be_bytes());
+    b.extend(element.oid().to_be_bytes());
     if !items.is_empty() {
         b.extend(i32::try_from(items.len()).ok()?.to_be_bytes());
         b.extend(1i32.to_be_bytes());
     }
     for item in &items {
-        match item {
-            None => b.extend((-1i32).to_be_bytes()),
-            Some(s) => {
-                b.extend(i32::try_from(s.len()).ok()?.to_be_bytes());
-                b.extend(s.as_bytes());
-            }
-        }
+        let Some(s) = item else {
+            b.extend((-1i32).to_be_bytes());
+            continue;
+        };
+        let bytes = match *element {
+            Type::BOOL => vec![u8::from(bool_element(s)?)],
+            Type::INT4 => s.parse::<i32>().ok()?.to_be_bytes().to_vec(),
+            Type::INT8 => s.parse::<i64>().ok()?.to_be_bytes().to_vec(),
+            _ => s.as_bytes().to_vec(),
+        };
+        b.extend(i32::try_from(bytes.len()).ok()?.to_be_bytes());
+        b.extend(bytes);
     }
     Some(b)
 }
@@ -644,9 +696,30 @@ mod tests {
         want.extend(b"a");
         want.extend(words(&[-1, 3]));
         want.extend(b"b c");
-        assert_eq!(text_array_binary("{a,NULL,\"b c\"}"), Some(want));
-        assert_eq!(text_array_binary("{}"), Some(words(&[0, 0, 25])));
-        assert_eq!(text_array_binary("a,b"), None);
+        let text = |s| array_binary(s, &Type::TEXT);
+        assert_eq!(text("{a,NULL,\"b c\"}"), Some(want));
+        assert_eq!(text("{}"), Some(words(&[0, 0, 25])));
+        assert_eq!(text("a,b"), None);
+    }
+
+    #[test]
+    fn boolean_and_integer_arrays_print_and_encode_as_postgres() {
+        assert_eq!(
+            array_text("{1,0,NULL}", &Type::BOOL).as_deref(),
+            Some("{t,f,NULL}")
+        );
+        assert_eq!(array_text("{2}", &Type::BOOL), None);
+        assert_eq!(array_text("{1,2}", &Type::INT8).as_deref(), Some("{1,2}"));
+        let words = |v: &[i32]| v.iter().flat_map(|w| w.to_be_bytes()).collect::<Vec<u8>>();
+        let mut want = words(&[1, 0, 16, 2, 1, 1]);
+        want.push(1);
+        want.extend(words(&[1]));
+        want.push(0);
+        assert_eq!(array_binary("{t,0}", &Type::BOOL), Some(want));
+        let mut want = words(&[1, 0, 20, 1, 1, 8]);
+        want.extend((-5i64).to_be_bytes());
+        assert_eq!(array_binary("{-5}", &Type::INT8), Some(want));
+        assert_eq!(array_binary("{x}", &Type::INT4), None);
     }
 
     /// Regression: a text-format bytea parameter was decoded by slicing the hex digits at

@@ -12,6 +12,9 @@ const DEFAULTS: &[(&str, &str)] = &[
     ("application_name", ""),
     ("client_encoding", "UTF8"),
     ("datestyle", "ISO, MDY"),
+    // Tables are SQLite's; `heap` is the name PostgreSQL's clients expect (SQLAlchemy reads it,
+    // pg_dump's scripts set it).
+    ("default_table_access_method", "heap"),
     ("default_transaction_isolation", "read committed"),
     ("default_transaction_read_only", "off"),
     ("extra_float_digits", "1"),

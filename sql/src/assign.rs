@@ -38,6 +38,28 @@ pub struct Assigned {
 }
 
 impl PgType {
+    /// The array type of this element type, where there is one here (`array_agg` of it).
+    pub fn array(self) -> Option<PgType> {
+        Some(match self {
+            PgType::Text | PgType::Varchar => PgType::TextArray,
+            PgType::Bool => PgType::BoolArray,
+            PgType::Int4 => PgType::Int4Array,
+            PgType::Int8 => PgType::Int8Array,
+            _ => return None,
+        })
+    }
+
+    /// The element type of an array type.
+    pub fn element(self) -> Option<PgType> {
+        Some(match self {
+            PgType::TextArray => PgType::Text,
+            PgType::BoolArray => PgType::Bool,
+            PgType::Int4Array => PgType::Int4,
+            PgType::Int8Array => PgType::Int8,
+            _ => return None,
+        })
+    }
+
     /// The type's oid in PostgreSQL's `pg_type`.
     pub fn oid(self) -> u32 {
         match self {
@@ -59,6 +81,9 @@ impl PgType {
             PgType::Json => 114,
             PgType::Jsonb => 3802,
             PgType::TextArray => 1009,
+            PgType::BoolArray => 1000,
+            PgType::Int4Array => 1007,
+            PgType::Int8Array => 1016,
         }
     }
 
@@ -83,6 +108,9 @@ impl PgType {
             PgType::Json => "json",
             PgType::Jsonb => "jsonb",
             PgType::TextArray => "text[]",
+            PgType::BoolArray => "boolean[]",
+            PgType::Int4Array => "integer[]",
+            PgType::Int8Array => "bigint[]",
         }
     }
 }

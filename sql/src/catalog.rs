@@ -38,9 +38,41 @@ const USER_OBJECT: &str = "s.name NOT LIKE 'sqlite!_%' ESCAPE '!' \
 /// PostgreSQL's name of an index `il` (a row of `pragma_index_list(s.name)`): SQLite names
 /// the indexes of constraints `sqlite_autoindex_*`; PostgreSQL `{table}_pkey` for a primary
 /// key and `{table}_{columns}_key` for a unique constraint.
-const INDEX_NAME: &str = "(CASE il.origin WHEN 'pk' THEN s.name || '_pkey' \
-     WHEN 'u' THEN s.name || '_' || (SELECT group_concat(ii.name, '_' ORDER BY ii.seqno) \
-     FROM pragma_index_info(il.name) AS ii) || '_key' ELSE il.name END)";
+const INDEX_NAME: &str = "(CASE il.origin \
+     WHEN 'pk' THEN coalesce(sqlkeeper_constraint_name(s.sql, 'p', (SELECT group_concat(ii.name, ',' \
+     ORDER BY ii.seqno) FROM pragma_index_info(il.name) AS ii)), s.name || '_pkey') \
+     WHEN 'u' THEN coalesce(sqlkeeper_constraint_name(s.sql, 'u', (SELECT group_concat(ii.name, ',' \
+     ORDER BY ii.seqno) FROM pragma_index_info(il.name) AS ii)), s.name || '_' || \
+     (SELECT group_concat(ii.name, '_' ORDER BY ii.seqno) FROM pragma_index_info(il.name) AS ii) \
+     || '_key') ELSE il.name END)";
+
+/// The name of foreign key `id` (`pragma_foreign_key_list`'s) of table `s`: the name its
+/// definition declares (`sqlkeeper_constraint_name`), else PostgreSQL's (`t_a_b_fkey`).
+fn foreign_key_name(id: &str) -> String {
+    let columns = |sep: &str| {
+        format!(
+            "(SELECT group_concat(f.\"from\", '{sep}' ORDER BY f.seq) \
+             FROM pragma_foreign_key_list(s.name) AS f WHERE f.id = {id})"
+        )
+    };
+    format!(
+        "coalesce(sqlkeeper_constraint_name(s.sql, 'f', {}), s.name || '_' || {} || '_fkey')",
+        columns(","),
+        columns("_")
+    )
+}
+
+/// The name of the key of `table` on `columns` (comma-separated) that a foreign key references:
+/// its primary key (`is_primary`, SQL) or a unique constraint, under its declared name or
+/// PostgreSQL's (`t_pkey`, `t_a_b_key`).
+fn referenced_key_name(table: &str, columns: &str, is_primary: &str) -> String {
+    format!(
+        "coalesce(sqlkeeper_constraint_name((SELECT x.sql FROM sqlite_schema AS x \
+         WHERE x.type = 'table' AND x.name = {table}), CASE WHEN {is_primary} THEN 'p' ELSE 'u' END, \
+         {columns}), CASE WHEN {is_primary} THEN {table} || '_pkey' \
+         ELSE {table} || '_' || replace({columns}, ',', '_') || '_key' END)"
+    )
+}
 
 /// The rows of `pg_settings`: the server's fixed limits and what it was built with, as
 /// PostgreSQL 15 reports them (pgjdbc reads `max_index_keys`). Session settings (`SET`) are
@@ -518,7 +550,7 @@ const INFORMATION_SCHEMA: &[Relation] = &[
                  c.conname AS constraint_name, 'postgres' AS table_catalog, \
                  'public' AS table_schema, c.tablename AS table_name, \
                  CASE c.contype WHEN 'p' THEN 'PRIMARY KEY' WHEN 'u' THEN 'UNIQUE' \
-                 ELSE 'FOREIGN KEY' END AS constraint_type, 'NO' AS is_deferrable, \
+                 WHEN 'f' THEN 'FOREIGN KEY' ELSE 'CHECK' END AS constraint_type, 'NO' AS is_deferrable, \
                  'NO' AS initially_deferred, 'YES' AS enforced, \
                  CASE c.contype WHEN 'u' THEN 'YES' END AS nulls_distinct \
                  FROM ({}) AS c",
@@ -550,12 +582,11 @@ const INFORMATION_SCHEMA: &[Relation] = &[
                  pragma_index_info(il.name) AS ii \
                  WHERE s.type = 'table' AND {USER_OBJECT} AND il.origin IN ('pk', 'u') \
                  UNION ALL \
-                 SELECT 'postgres', 'public', s.name || '_' || (SELECT group_concat(f.\"from\", \
-                 '_' ORDER BY f.seq) FROM pragma_foreign_key_list(s.name) AS f \
-                 WHERE f.id = fk.id) || '_fkey', 'postgres', 'public', s.name, fk.\"from\", \
-                 fk.seq + 1, fk.seq + 1 \
+                 SELECT 'postgres', 'public', {fk_name}, 'postgres', 'public', s.name, \
+                 fk.\"from\", fk.seq + 1, fk.seq + 1 \
                  FROM sqlite_schema AS s, pragma_foreign_key_list(s.name) AS fk \
-                 WHERE s.type = 'table' AND {USER_OBJECT}"
+                 WHERE s.type = 'table' AND {USER_OBJECT}",
+                fk_name = foreign_key_name("fk.id")
             )
         }),
     },
@@ -578,14 +609,15 @@ const INFORMATION_SCHEMA: &[Relation] = &[
             format!(
                 "SELECT 'postgres' AS constraint_catalog, 'public' AS constraint_schema, \
                  c.conname AS constraint_name, 'postgres' AS unique_constraint_catalog, \
-                 'public' AS unique_constraint_schema, \
-                 CASE WHEN c.refcolumns = (SELECT group_concat(t.name, ',' ORDER BY t.pk) \
-                 FROM pragma_table_info(c.reftable) AS t WHERE t.pk > 0) \
-                 THEN c.reftable || '_pkey' \
-                 ELSE c.reftable || '_' || replace(c.refcolumns, ',', '_') || '_key' END \
-                 AS unique_constraint_name, 'NONE' AS match_option, \
-                 c.updrule AS update_rule, c.delrule AS delete_rule \
+                 'public' AS unique_constraint_schema, {} AS unique_constraint_name, \
+                 'NONE' AS match_option, c.updrule AS update_rule, c.delrule AS delete_rule \
                  FROM ({}) AS c WHERE c.contype = 'f'",
+                referenced_key_name(
+                    "c.reftable",
+                    "c.refcolumns",
+                    "c.refcolumns = (SELECT group_concat(t.name, ',' ORDER BY t.pk) \
+                     FROM pragma_table_info(c.reftable) AS t WHERE t.pk > 0)"
+                ),
                 constraints()
             )
         }),
@@ -732,6 +764,24 @@ const EMPTY_RELATIONS: &[Relation] = &[
             ("tgnewtable", NAME),
         ],
         query: None,
+    },
+    // PostgreSQL's two built-in tablespaces; every relation is in the database's default
+    // (`reltablespace` 0), as SQLAlchemy's table options reflection reads it.
+    Relation {
+        name: "pg_tablespace",
+        columns: &[
+            ("oid", OID),
+            ("spcname", NAME),
+            ("spcowner", OID),
+            ("spcacl", TEXT),
+            ("spcoptions", TEXT),
+        ],
+        query: Some(|| {
+            "SELECT CAST(column1 AS oid) AS oid, column2 AS spcname, CAST(10 AS oid) AS spcowner, \
+             NULL AS spcacl, NULL AS spcoptions \
+             FROM (VALUES (1663, 'pg_default'), (1664, 'pg_global')) AS v"
+                .into()
+        }),
     },
     Relation {
         name: "pg_inherits",
@@ -901,7 +951,7 @@ fn pg_class() -> String {
          s.type = 'table' AND EXISTS (SELECT 1 FROM pragma_index_list(s.name)) AS relhasindex, \
          {flags}, CASE s.type WHEN 'table' THEN 'r' ELSE 'v' END AS relkind, \
          (SELECT count(*) FROM pragma_table_xinfo(s.name) AS x WHERE x.hidden = 0) AS relnatts, \
-         0 AS relchecks, s.type = 'view' AS relhasrules, {triggers}, \
+         (SELECT json_array_length(sqlkeeper_check_constraints(s.sql))) AS relchecks, s.type = 'view' AS relhasrules, {triggers}, \
          CASE s.type WHEN 'table' THEN 'd' ELSE 'n' END AS relreplident, {end} \
          FROM sqlite_schema AS s WHERE s.type IN ('table', 'view') AND {USER_OBJECT} \
          UNION ALL \
@@ -917,8 +967,10 @@ fn pg_class() -> String {
     )
 }
 
-/// One row per index of a table, with its definition (`def`, what `pg_get_indexdef` gives);
-/// `indkey` lists its columns' numbers (`0` for an expression), as PostgreSQL's `int2vector`
+/// One row per index of a table, with the parts of its definition (`head_def`, `keys_def`,
+/// `pretty_keys_def`, `predicate_def`;
+/// [`index_definitions`] joins them as `pg_get_indexdef` gives them); `indpred` is the
+/// predicate in parentheses, as `pg_get_expr` gives it; `indkey` lists its columns' numbers (`0` for an expression), as PostgreSQL's `int2vector`
 /// prints them; `indclass` the default operator class (`0`) of each, `indoption` their flags
 /// (3, descending with NULLs first, for a `DESC` column; else 0).
 fn indexes() -> String {
@@ -932,24 +984,44 @@ fn indexes() -> String {
          0 AS indisclustered, 1 AS indisvalid, 0 AS indcheckxmin, 1 AS indisready, \
          1 AS indislive, 0 AS indisreplident, \
          (SELECT group_concat(CASE WHEN ii.cid >= 0 THEN ii.cid + 1 ELSE 0 END, ' ' ORDER BY ii.seqno) \
-         FROM pragma_index_info(il.name) AS ii) AS indkey, NULL AS indexprs, NULL AS indpred, \
+         FROM pragma_index_info(il.name) AS ii) AS indkey, NULL AS indexprs, \
+         '(' || sqlkeeper_index_predicate(x.sql) || ')' AS indpred, \
          (SELECT group_concat('0', ' ') FROM pragma_index_info(il.name)) AS indclass, \
          (SELECT group_concat(CASE ix.\"desc\" WHEN 1 THEN 3 ELSE 0 END, ' ' ORDER BY ix.seqno) \
          FROM pragma_index_xinfo(il.name) AS ix WHERE ix.key) AS indoption, \
          'CREATE ' || CASE WHEN il.\"unique\" THEN 'UNIQUE ' ELSE '' END || 'INDEX ' \
-         || {INDEX_NAME} || ' ON public.' || s.name || ' USING btree (' \
-         || CASE WHEN EXISTS (SELECT 1 FROM pragma_index_info(il.name) AS ij WHERE ij.cid < 0) \
-         THEN (SELECT substr(x.sql, instr(x.sql, '(') + 1, length(x.sql) - instr(x.sql, '(') - 1) \
-         FROM sqlite_schema AS x WHERE x.name = il.name) \
+         || {INDEX_NAME} || ' ON public.' || s.name || ' USING btree (' AS head_def, \
+         CASE WHEN EXISTS (SELECT 1 FROM pragma_index_info(il.name) AS ij WHERE ij.cid < 0) \
+         THEN sqlkeeper_index_keys(x.sql, 0) \
          ELSE (SELECT group_concat(ik.name, ', ' ORDER BY ik.seqno) FROM pragma_index_info(il.name) AS ik) END \
-         || ')' AS def \
+         AS keys_def, \
+         CASE WHEN EXISTS (SELECT 1 FROM pragma_index_info(il.name) AS ij WHERE ij.cid < 0) \
+         THEN sqlkeeper_index_keys(x.sql, 1) \
+         ELSE (SELECT group_concat(ik.name, ', ' ORDER BY ik.seqno) FROM pragma_index_info(il.name) AS ik) END \
+         AS pretty_keys_def, sqlkeeper_index_predicate(x.sql) AS predicate_def \
          FROM sqlite_schema AS s, pragma_index_list(s.name) AS il \
+         LEFT JOIN sqlite_schema AS x ON x.type = 'index' AND x.name = il.name \
          WHERE s.type = 'table' AND {USER_OBJECT}"
     )
 }
 
-/// The primary-key, unique and foreign-key constraints of every table, with their definitions
-/// (`def`, what `pg_get_constraintdef` gives), under PostgreSQL's generated names; and, for
+/// `pg_index` with each index's definition as `pg_get_indexdef` gives it: `def` (`CREATE INDEX
+/// i ON public.t USING btree (a) WHERE (a > 0)`) and, pretty, `prettydef` (`... ON t USING
+/// btree (a) WHERE a > 0`). The predicate is the text SQLite keeps, in parentheses where
+/// PostgreSQL's non-pretty form has them around it (not around its parts).
+fn index_definitions() -> String {
+    format!(
+        "SELECT i.*, i.head_def || i.keys_def || ')' \
+         || coalesce(' WHERE (' || i.predicate_def || ')', '') AS def, \
+         replace(i.head_def, ' ON public.', ' ON ') || i.pretty_keys_def || ')' \
+         || coalesce(' WHERE ' || i.predicate_def, '') AS prettydef FROM ({}) AS i",
+        indexes()
+    )
+}
+
+/// The primary-key, unique, foreign-key and check constraints of every table, with their
+/// definitions (`def`, what `pg_get_constraintdef` gives), under their declared names or
+/// PostgreSQL's generated ones (`sqlkeeper_sql::declared_constraints`); and, for
 /// `information_schema`, the table's name (`tablename`) and a foreign key's referenced table,
 /// columns (comma-separated) and rules (`reftable`, `refcolumns`, `updrule`, `delrule`).
 fn constraints() -> String {
@@ -962,7 +1034,7 @@ fn constraints() -> String {
     let clause = |col: &str, words: &str| {
         format!("CASE fk.{col} WHEN 'NO ACTION' THEN '' ELSE ' {words} ' || fk.{col} END")
     };
-    let fk_name = "s.name || '_' || group_concat(fk.\"from\", '_' ORDER BY fk.seq) || '_fkey'";
+    let fk_name = foreign_key_name("fk.id");
     // A reference without columns is to the parent's primary key.
     let to = "coalesce(fk.\"to\", (SELECT t.name FROM pragma_table_info(fk.\"table\") AS t \
               WHERE t.pk = fk.seq + 1))";
@@ -984,8 +1056,7 @@ fn constraints() -> String {
          WHERE s.type = 'table' AND {USER_OBJECT} AND il.origin IN ('pk', 'u') \
          UNION ALL \
          SELECT f.oid, f.conname, 2200, 'f', 0, 0, 1, f.conrelid, 0, \
-         coalesce((SELECT CAST(pg_relation_oid(CASE ri.origin WHEN 'pk' THEN f.reftable || '_pkey' \
-         ELSE f.reftable || '_' || replace(f.refcolumns, ',', '_') || '_key' END) AS oid) \
+         coalesce((SELECT CAST(pg_relation_oid({referenced}) AS oid) \
          FROM pragma_index_list(f.reftable) AS ri WHERE ri.\"unique\" AND ri.origin IN ('pk', 'u') \
          AND (SELECT group_concat(rc.name, ',' ORDER BY rc.seqno) FROM pragma_index_info(ri.name) AS rc) \
          = f.refcolumns), 0), \
@@ -1003,7 +1074,16 @@ fn constraints() -> String {
          s.name AS tablename, fk.\"table\" AS reftable, group_concat({to}, ',' ORDER BY fk.seq) AS refcolumns, \
          fk.on_update AS updrule, fk.on_delete AS delrule \
          FROM sqlite_schema AS s, pragma_foreign_key_list(s.name) AS fk \
-         WHERE s.type = 'table' AND {USER_OBJECT} GROUP BY s.name, fk.id) AS f",
+         WHERE s.type = 'table' AND {USER_OBJECT} GROUP BY s.name, fk.id) AS f \
+         UNION ALL \
+         SELECT CAST(pg_relation_oid(s.name || '.' || json_extract(k.value, '$.name') || '[check]') \
+         AS oid), json_extract(k.value, '$.name'), 2200, 'c', 0, 0, 1, \
+         CAST(pg_relation_oid(s.name) AS oid), 0, CAST(0 AS oid), 0, CAST(0 AS oid), ' ', ' ', ' ', \
+         1, 0, 0, json_extract(k.value, '$.conkey'), NULL, json_extract(k.value, '$.def'), s.name, \
+         NULL, NULL, ' ', ' ' \
+         FROM sqlite_schema AS s, json_each(sqlkeeper_check_constraints(s.sql)) AS k \
+         WHERE s.type = 'table' AND {USER_OBJECT}",
+        referenced = referenced_key_name("f.reftable", "f.refcolumns", "ri.origin = 'pk'"),
         upd = action("on_update"),
         del = action("on_delete"),
         on_update = clause("on_update", "ON UPDATE"),
@@ -1419,17 +1499,26 @@ fn catalog_expression(e: &Expr) -> Option<Expr> {
             };
             let args: Vec<String> = list.args.iter().map(|a| a.to_string()).collect();
             match (name.trim_start_matches("pg_catalog."), args.as_slice()) {
-                ("pg_get_indexdef", [oid]) | ("pg_get_indexdef", [oid, _, _])
-                    if args.len() == 1 || args[1] == "0" =>
-                {
-                    subquery(lookup("indexrelid", "def", &indexes(), oid))
+                ("pg_get_indexdef", [oid]) => {
+                    subquery(lookup("indexrelid", "def", &index_definitions(), oid))
                 }
-                // The definition of one column of the index (from 1): its name.
+                ("pg_get_indexdef", [oid, column, pretty]) if column == "0" => {
+                    let def = match pretty.to_ascii_lowercase().as_str() {
+                        "true" | "'t'" | "'true'" | "1" => "prettydef",
+                        _ => "def",
+                    };
+                    subquery(lookup("indexrelid", def, &index_definitions(), oid))
+                }
+                // The definition of one column of the index (from 1): its name, or for an
+                // expression the expression as written.
                 ("pg_get_indexdef", [oid, column, _]) => subquery(format!(
                     "SELECT _sqlkeeper_c.name FROM (SELECT pg_relation_oid({INDEX_NAME}) AS idx, \
-                     ii.seqno + 1 AS n, ii.name AS name \
+                     ii.seqno + 1 AS n, \
+                     coalesce(ii.name, sqlkeeper_index_key(x.sql, ii.seqno + 1)) AS name \
                      FROM sqlite_schema AS s, pragma_index_list(s.name) AS il, \
-                     pragma_index_info(il.name) AS ii WHERE s.type = 'table' AND {USER_OBJECT}) \
+                     pragma_index_info(il.name) AS ii \
+                     LEFT JOIN sqlite_schema AS x ON x.type = 'index' AND x.name = il.name \
+                     WHERE s.type = 'table' AND {USER_OBJECT}) \
                      AS _sqlkeeper_c WHERE _sqlkeeper_c.idx = {oid} AND _sqlkeeper_c.n = {column}"
                 )),
                 // The sequence a `serial` column owns, named as `CREATE TABLE` names it.
@@ -1437,8 +1526,22 @@ fn catalog_expression(e: &Expr) -> Option<Expr> {
                     "SELECT 'public.' || q.name FROM _sqlkeeper_sequences AS q \
                      WHERE q.name = replace({table}, 'public.', '') || '_' || {column} || '_seq'"
                 )),
-                ("pg_get_constraintdef", [oid] | [oid, _]) => {
+                ("pg_get_constraintdef", [oid]) => {
                     subquery(lookup("oid", "def", &constraints(), oid))
+                }
+                // Pretty, a check's expression loses the parentheses PostgreSQL puts around it
+                // (`CHECK ((a > 0))` is `CHECK (a > 0)`).
+                ("pg_get_constraintdef", [oid, pretty]) => {
+                    let def = match pretty.to_ascii_lowercase().as_str() {
+                        "true" | "'t'" | "'true'" | "1" => {
+                            "CASE WHEN c.def LIKE 'CHECK ((%' \
+                             THEN 'CHECK (' || substr(c.def, 9, length(c.def) - 10) || ')' \
+                             ELSE c.def END"
+                        }
+                        _ => "c.def",
+                    };
+                    let base = format!("SELECT c.oid, {def} AS def FROM ({}) AS c", constraints());
+                    subquery(lookup("oid", "def", &base, oid))
                 }
                 // Comments are kept for relations (and their columns) only.
                 ("obj_description", [oid]) => subquery(description_of(oid, "0")),
@@ -1648,7 +1751,7 @@ impl VisitorMut for Rewriter {
 /// The set-returning call a select-list expression is, if any: `unnest(a)`,
 /// `generate_subscripts(a, 1)`, `information_schema._pg_expandarray(a)` or a field of the last
 /// (`(_pg_expandarray(a)).n`): the array's SQL text and what of each element it gives.
-fn set_returning_call(e: &Expr) -> Option<Result<(String, &'static str), ()>> {
+fn set_returning_call(e: &Expr) -> Option<Result<(String, SetReturned), ()>> {
     let (f, field) = match e {
         Expr::Function(f) => (f, None),
         Expr::CompoundFieldAccess { root, access_chain } => {
@@ -1678,27 +1781,39 @@ fn set_returning_call(e: &Expr) -> Option<Result<(String, &'static str), ()>> {
         return Some(Err(()));
     };
     let args: Vec<String> = list.args.iter().map(|a| a.to_string()).collect();
-    // The element (`_sqlkeeper_u.value`) or its position from 1 (`_sqlkeeper_u.key + 1`).
-    const ELEMENT: &str = "_sqlkeeper_u.value";
-    const POSITION: &str = "_sqlkeeper_u.key + 1";
+    use SetReturned::{Element, Position, Subscript};
     Some(match (name.as_str(), args.as_slice(), field.as_deref()) {
-        ("unnest", [a], None) => Ok((a.clone(), ELEMENT)),
-        ("generate_subscripts", [a, dim], None) if dim == "1" => Ok((a.clone(), POSITION)),
+        ("unnest", [a], None) => Ok((a.clone(), Element)),
+        ("generate_subscripts", [a, dim], None) if dim == "1" => Ok((a.clone(), Subscript)),
         // `_pg_expandarray` gives rows `(x, n)`: the element and its position. The record
         // itself stands for its `x` (`(result.keys).x` is rewritten to `result.keys`).
-        ("_pg_expandarray", [a], None | Some("x")) => Ok((a.clone(), ELEMENT)),
-        ("_pg_expandarray", [a], Some("n")) => Ok((a.clone(), POSITION)),
+        ("_pg_expandarray", [a], None | Some("x")) => Ok((a.clone(), Element)),
+        ("_pg_expandarray", [a], Some("n")) => Ok((a.clone(), Position)),
         _ => Err(()),
     })
 }
 
-/// Set-returning functions of one array in a select list (`SELECT unnest(a),
-/// generate_subscripts(a, 1) FROM t`, as SQLAlchemy reads `pg_index.indkey`; pgjdbc's
-/// `_pg_expandarray(indkey)`): one row per element, as a join with `json_each` of the array
-/// (`array_to_json` reads the text forms of arrays and of `int2vector`). Left alone when they
-/// name different arrays or other dimensions.
+/// What a set-returning call of an array gives in each row.
+#[derive(Clone, Copy)]
+enum SetReturned {
+    /// The array's element (`unnest`).
+    Element,
+    /// The element's position from 1 (`(_pg_expandarray(a)).n`).
+    Position,
+    /// The element's subscript (`generate_subscripts(a, 1)`): its position from 1 in an
+    /// array, from 0 in an `int2vector` or `oidvector` (`pg_index.indkey`).
+    Subscript,
+}
+
+/// Set-returning functions of arrays in a select list (`SELECT unnest(a),
+/// generate_subscripts(a, 1) FROM t`, as SQLAlchemy reads `pg_index.indkey` and `indclass`
+/// together; pgjdbc's `_pg_expandarray(indkey)`): one row per element, as a join with
+/// `json_each` of the array (`array_to_json` reads the text forms of arrays, `int2vector` and
+/// `oidvector`). Several arrays run in lockstep, as in PostgreSQL 10 and later: as many rows
+/// as the longest has, a shorter one's elements NULL past its end. Left alone for other
+/// dimensions.
 fn set_returning_items(select: &mut Select) {
-    let mut array: Option<String> = None;
+    let mut arrays: Vec<String> = Vec::new();
     for item in &select.projection {
         let (SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. }) = item else {
             continue;
@@ -1706,23 +1821,33 @@ fn set_returning_items(select: &mut Select) {
         match set_returning_call(e) {
             None => continue,
             Some(Err(())) => return,
-            Some(Ok((arg, _))) => match &array {
-                None => array = Some(arg),
-                Some(a) if *a == arg => {}
-                Some(_) => return,
-            },
+            Some(Ok((arg, _))) if !arrays.contains(&arg) => arrays.push(arg),
+            Some(Ok(_)) => {}
         }
     }
-    let Some(array) = array else {
-        return;
+    let json = |a: &str| format!("array_to_json({a})");
+    let rows = match arrays.as_slice() {
+        [] => return,
+        [one] => json(one),
+        several => {
+            let length = |a: &String| format!("cardinality({a})");
+            let longest = format!(
+                "max({})",
+                several.iter().map(length).collect::<Vec<_>>().join(", ")
+            );
+            let mut case = String::from("CASE");
+            for a in several {
+                case += &format!(" WHEN {} = {longest} THEN {}", length(a), json(a));
+            }
+            case + " END"
+        }
     };
-    let Some(from) = parse_query(&format!(
-        "SELECT 1 FROM json_each(array_to_json({array})) AS _sqlkeeper_u"
-    ))
-    .and_then(|q| match *q.body {
-        SetExpr::Select(s) => s.from.into_iter().next(),
-        _ => None,
-    }) else {
+    let Some(from) = parse_query(&format!("SELECT 1 FROM json_each({rows}) AS _sqlkeeper_u"))
+        .and_then(|q| match *q.body {
+            SetExpr::Select(s) => s.from.into_iter().next(),
+            _ => None,
+        })
+    else {
         return;
     };
     select.from.push(from);
@@ -1732,8 +1857,23 @@ fn set_returning_items(select: &mut Select) {
             SelectItem::ExprWithAlias { expr, alias } => (expr, Some(alias.clone())),
             _ => continue,
         };
-        let Some(Ok((_, replacement))) = set_returning_call(e) else {
+        let Some(Ok((array, returned))) = set_returning_call(e) else {
             continue;
+        };
+        let replacement = match returned {
+            SetReturned::Position => "_sqlkeeper_u.key + 1".to_string(),
+            SetReturned::Subscript if arrays.len() == 1 => {
+                format!("_sqlkeeper_u.key + array_lower({array}, 1)")
+            }
+            SetReturned::Subscript => format!(
+                "CASE WHEN _sqlkeeper_u.key < cardinality({array}) \
+                 THEN _sqlkeeper_u.key + array_lower({array}, 1) END"
+            ),
+            SetReturned::Element if arrays.len() == 1 => "_sqlkeeper_u.value".to_string(),
+            SetReturned::Element => format!(
+                "json_extract({}, '$[' || _sqlkeeper_u.key || ']')",
+                json(&array)
+            ),
         };
         // The column keeps the function's (or the field's) name, as PostgreSQL names it.
         let name = match e {
@@ -1746,7 +1886,7 @@ fn set_returning_items(select: &mut Select) {
             },
             _ => None,
         };
-        let Some(x) = parse_expr(replacement) else {
+        let Some(x) = parse_expr(&replacement) else {
             continue;
         };
         *item = SelectItem::ExprWithAlias {

@@ -6,7 +6,7 @@
 
 use sqlparser::ast::{
     BinaryOperator, DataType, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Ident, Query,
-    SelectItem, SetExpr, Statement, UnaryOperator, Value,
+    SelectItem, SetExpr, Statement, TableFactor, UnaryOperator, Value,
 };
 
 /// A Postgres type a result column can be described with.
@@ -48,6 +48,13 @@ pub enum PgType {
     Jsonb,
     /// `text[]`, an array in its text form (`{a,"b c"}`): `array_agg` of text
     TextArray,
+    /// `boolean[]` (`array_agg` of booleans), stored as the text form of its 0/1 elements
+    /// (`{1,0}`) and printed as PostgreSQL prints it (`{t,f}`)
+    BoolArray,
+    /// `integer[]`, in its text form (`{1,2}`)
+    Int4Array,
+    /// `bigint[]`, in its text form (`{1,2}`)
+    Int8Array,
 }
 
 /// What Postgres would call and type one result column; `None` where the node should use
@@ -216,6 +223,9 @@ pub fn pg_type_of_name(name: &str) -> Option<PgType> {
         "json" => PgType::Json,
         "jsonb" => PgType::Jsonb,
         "text[]" | "_text" => PgType::TextArray,
+        "boolean[]" | "bool[]" | "_bool" => PgType::BoolArray,
+        "integer[]" | "int[]" | "int4[]" | "_int4" => PgType::Int4Array,
+        "bigint[]" | "int8[]" | "_int8" => PgType::Int8Array,
         _ => return None,
     })
 }
@@ -270,6 +280,9 @@ fn type_colname(dt: &DataType) -> String {
         Some(PgType::Json) => "json".into(),
         Some(PgType::Jsonb) => "jsonb".into(),
         Some(PgType::TextArray) => "_text".into(),
+        Some(PgType::BoolArray) => "_bool".into(),
+        Some(PgType::Int4Array) => "_int4".into(),
+        Some(PgType::Int8Array) => "_int8".into(),
         None => dt.to_string().to_lowercase(),
     }
 }
@@ -428,17 +441,14 @@ pub(crate) fn infer_type(e: &Expr) -> Option<PgType> {
             let name = f.name.0.last()?.to_string().to_lowercase();
             match name.as_str() {
                 "count" => PgType::Int8,
-                // An array of text (the only array type here) when its values are text.
+                // An array of its values' type (text, booleans, integers).
                 "array_agg" => match &f.args {
-                    FunctionArguments::List(l)
-                        if matches!(
-                            l.args.as_slice(),
-                            [FunctionArg::Unnamed(FunctionArgExpr::Expr(arg))]
-                                if matches!(infer_type(arg), Some(PgType::Text | PgType::Varchar))
-                        ) =>
-                    {
-                        PgType::TextArray
-                    }
+                    FunctionArguments::List(l) => match l.args.as_slice() {
+                        [FunctionArg::Unnamed(FunctionArgExpr::Expr(arg))] => {
+                            infer_type(arg)?.array()?
+                        }
+                        _ => return None,
+                    },
                     _ => return None,
                 },
                 "length" | "char_length" | "character_length" | "strpos" | "position" => {
@@ -447,6 +457,12 @@ pub(crate) fn infer_type(e: &Expr) -> Option<PgType> {
                 "upper" | "lower" | "concat" | "substr" | "replace" | "btrim" | "ltrim"
                 | "rtrim" | "lpad" | "rpad" | "left" | "right" | "split_part" | "string_agg"
                 | "md5" | "initcap" | "reverse" => PgType::Text,
+                // Catalog functions that print definitions.
+                "pg_get_indexdef"
+                | "pg_get_expr"
+                | "pg_get_constraintdef"
+                | "pg_get_viewdef"
+                | "format_type" => PgType::Text,
                 "now" | "transaction_timestamp" | "statement_timestamp" | "clock_timestamp" => {
                     PgType::Timestamptz
                 }
@@ -497,6 +513,57 @@ pub(crate) fn infer_type(e: &Expr) -> Option<PgType> {
     })
 }
 
+/// The type of a result expression that depends on the query's `FROM`: a column of a catalog
+/// relation (the type the catalog declares), a column of a derived table (`d.c` of `FROM
+/// (SELECT attnum = 0 AS c ...) AS d`: the type the derived table gives `c`), and `array_agg`
+/// of either (with or without `ORDER BY`), as SQLAlchemy gathers an index's columns through two
+/// derived tables.
+fn scoped_type(
+    select: &sqlparser::ast::Select,
+    catalog: Option<&crate::catalog::CatalogSources>,
+    e: &Expr,
+) -> Option<PgType> {
+    if let Some(t) = infer_type(e).or_else(|| catalog?.column_type(e)) {
+        return Some(t);
+    }
+    match e {
+        Expr::CompoundIdentifier(parts) => {
+            let [table, column] = parts.as_slice() else {
+                return None;
+            };
+            let subquery = select
+                .from
+                .iter()
+                .flat_map(|t| {
+                    std::iter::once(&t.relation).chain(t.joins.iter().map(|j| &j.relation))
+                })
+                .find_map(|r| match r {
+                    TableFactor::Derived {
+                        subquery,
+                        alias: Some(a),
+                        ..
+                    } if a.name.value.eq_ignore_ascii_case(&table.value) => Some(subquery),
+                    _ => None,
+                })?;
+            let column = column.value.to_ascii_lowercase();
+            projection_hints(&Statement::Query(subquery.clone()))
+                .into_iter()
+                .find(|h| h.name.as_deref() == Some(column.as_str()))?
+                .pg_type
+        }
+        Expr::Function(f) if f.name.to_string().eq_ignore_ascii_case("array_agg") => {
+            let FunctionArguments::List(l) = &f.args else {
+                return None;
+            };
+            let [FunctionArg::Unnamed(FunctionArgExpr::Expr(arg))] = l.args.as_slice() else {
+                return None;
+            };
+            scoped_type(select, catalog, arg)?.array()
+        }
+        _ => None,
+    }
+}
+
 /// Names and types of a query's result columns, one per projection item, or an empty list
 /// when the projection has a wildcard (SQLite's names and declared types are right then).
 pub(crate) fn projection_hints(stmt: &Statement) -> Vec<ColumnHint> {
@@ -521,7 +588,10 @@ pub(crate) fn projection_hints(stmt: &Statement) -> Vec<ColumnHint> {
     };
     // A column of a catalog relation has the type the catalog declares (SQLite knows none).
     let catalog = select.and_then(crate::catalog::CatalogSources::of);
-    let typed = |e: &Expr| infer_type(e).or_else(|| catalog.as_ref()?.column_type(e));
+    let typed = |e: &Expr| match select {
+        Some(s) => scoped_type(s, catalog.as_ref(), e),
+        None => infer_type(e),
+    };
     if let (Some(c), [SelectItem::Wildcard(_)]) = (&catalog, items) {
         return c
             .wildcard_types()
@@ -560,4 +630,44 @@ pub(crate) fn projection_hints(stmt: &Statement) -> Vec<ColumnHint> {
         });
     }
     hints
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hints(sql: &str) -> Vec<Option<PgType>> {
+        let stmt =
+            sqlparser::parser::Parser::parse_sql(&sqlparser::dialect::PostgreSqlDialect {}, sql)
+                .unwrap()
+                .remove(0);
+        projection_hints(&stmt)
+            .into_iter()
+            .map(|h| h.pg_type)
+            .collect()
+    }
+
+    /// SQLAlchemy's index reflection: arrays aggregated over a derived table, read through
+    /// another one.
+    #[test]
+    fn derived_table_columns_and_their_arrays_are_typed() {
+        let sql = "SELECT cols.elements, cols.is_expr, cols.opclass, cols.n, cols.unknown \
+                   FROM pg_index LEFT JOIN (SELECT a.id, array_agg(a.element ORDER BY a.ord) \
+                   AS elements, array_agg(a.is_expr) AS is_expr, array_agg(a.opclass) AS opclass, \
+                   count(*) AS n, array_agg(a.x) AS unknown FROM (SELECT i.id, i.ord, \
+                   CASE WHEN i.attnum = 0 THEN pg_get_indexdef(i.id, i.ord + 1, true) \
+                   ELSE CAST(i.name AS TEXT) END AS element, i.attnum = 0 AS is_expr, \
+                   CAST(i.opclass AS BIGINT) AS opclass, i.x FROM i) AS a GROUP BY a.id) AS cols \
+                   ON true";
+        assert_eq!(
+            hints(sql),
+            vec![
+                Some(PgType::TextArray),
+                Some(PgType::BoolArray),
+                Some(PgType::Int8Array),
+                Some(PgType::Int8),
+                None,
+            ]
+        );
+    }
 }

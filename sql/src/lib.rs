@@ -16,6 +16,7 @@ mod columns;
 mod comments;
 mod copy;
 pub mod datetime;
+mod declared;
 mod error;
 mod literals;
 pub mod numeric;
@@ -37,6 +38,9 @@ pub use classify::{
 pub use columns::{pg_type_of_name, pg_typmod_of_name, Aggregate, ColumnHint, PgType};
 pub use comments::{COMMENTS_TABLE, COMMENTS_TABLE_SQL};
 pub use copy::{CopyFormat, CopySpec, ForceQuote};
+pub use declared::{
+    declared_constraint_name, declared_constraints, untranslated_expression, Declared,
+};
 pub use error::{SqlError, SqlState};
 pub use literals::{Literal, LITERAL_PARAMS_MAX};
 pub use params::ParamType;

@@ -169,8 +169,12 @@ fn int_width(e: &Expr) -> Option<u8> {
             ]
             .contains(&name.as_str())
             {
-                // Checked arithmetic carries its width; unchecked is bigint or unknown.
-                width(text_arg(f, 2))
+                // Checked arithmetic carries its width; without one it is bigint when both
+                // operands are integers (narrower ones would carry theirs), else unknown.
+                width(text_arg(f, 2)).or_else(|| {
+                    let args = plain_args(f)?;
+                    widest_int(args.iter().take(2)).filter(|_| args.len() == 2)
+                })
             } else {
                 None
             }
@@ -905,19 +909,18 @@ fn rewrite(e: &mut Expr) -> Result<(), SqlError> {
                 _ => call("pg_jsonb_concat", vec![l, r]),
             };
         }
-        // `- x` of a smallint or integer (not a constant, whose sign is folded into it) is of
-        // its type: `- (-2147483648)::int` is 22003, as in PostgreSQL.
+        // `- x` of an integer type (not a constant, whose sign is folded into it) is of its
+        // type: `- (-2147483648)::int` and `- (-1 - 9223372036854775807)` are 22003, as in
+        // PostgreSQL (SQLite would give a float).
         Expr::UnaryOp {
             op: UnaryOperator::Minus,
             expr,
-        } if signed_constant(expr).is_none()
-            && int_width(expr).and_then(checked_int_type).is_some() =>
-        {
-            let ty = int_width(expr).and_then(checked_int_type).unwrap_or("int4");
-            *e = call(
-                crate::values::SUB_FUNCTION,
-                vec![number(0), (**expr).clone(), string(ty)],
-            );
+        } if signed_constant(expr).is_none() && int_width(expr).is_some() => {
+            let mut args = vec![number(0), (**expr).clone()];
+            if let Some(ty) = int_width(expr).and_then(checked_int_type) {
+                args.push(string(ty));
+            }
+            *e = call(crate::values::SUB_FUNCTION, args);
         }
         // `- -1` would print as `--1`, an SQL comment: the operand of a sign is parenthesized
         // when it starts with one.

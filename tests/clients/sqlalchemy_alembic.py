@@ -24,12 +24,19 @@ from alembic.config import Config  # noqa: E402
 from sqlalchemy import (  # noqa: E402
     DATE,
     INTEGER,
+    CheckConstraint,
     TIMESTAMP,
     UUID,
     VARCHAR,
+    Column,
     DateTime,
     ForeignKey,
+    Index,
+    Integer,
+    MetaData,
     String,
+    Table,
+    UniqueConstraint,
     create_engine,
     func,
     inspect,
@@ -69,12 +76,17 @@ class Author(Base):
 
 class Book(Base):
     __tablename__ = "sa_book"
-    __table_args__ = {"comment": "books on the shelf"}
+    __table_args__ = (
+        UniqueConstraint("author_id", "title", name="sa_book_author_title"),
+        CheckConstraint("pages >= 0", name="sa_book_pages_not_negative"),
+        Index("ix_sa_book_next_page", text("(pages + 1)")),
+        {"comment": "books on the shelf"},
+    )
     id: Mapped[int] = mapped_column(primary_key=True)
     author_id: Mapped[int] = mapped_column(ForeignKey("sa_author.id"))
     title: Mapped[str] = mapped_column(String(100), comment="as printed on the cover")
     pages: Mapped[int | None]
-    published: Mapped[datetime.date | None]
+    published: Mapped[datetime.date | None] = mapped_column(index=True)
     added_at: Mapped[datetime.datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now()
     )
@@ -174,9 +186,7 @@ def orm(engine) -> None:
 
 def reflection(engine) -> None:
     # What PostgreSQL's inspector answers for the ORM's tables (checked against PostgreSQL 15).
-    # Indexes are read with arrays of booleans and integers, which are not served yet
-    # (docs/compat.md); they are not asked here.
-    step("Reflection: inspect() tables, columns, keys, checks, comments, sequences")
+    step("Reflection: inspect() tables, columns, keys, indexes, checks, comments, sequences")
     insp = inspect(engine)
     tables = set(insp.get_table_names())
     assert {"sa_author", "sa_book"} <= tables, tables
@@ -198,8 +208,25 @@ def reflection(engine) -> None:
     ] == [("sa_book_author_id_fkey", ["author_id"], "sa_author", ["id"])], fks
     pk = insp.get_pk_constraint("sa_book")
     assert (pk["name"], pk["constrained_columns"]) == ("sa_book_pkey", ["id"]), pk
-    assert insp.get_unique_constraints("sa_book") == [], "no unique constraints"
-    assert insp.get_check_constraints("sa_book") == [], "no check constraints"
+    uniques = insp.get_unique_constraints("sa_book")
+    assert [(u["name"], u["column_names"]) for u in uniques] == [
+        ("sa_book_author_title", ["author_id", "title"])
+    ], uniques
+    # Indexes come back through arrays of text, booleans and integers built over two derived
+    # tables of pg_index's int2vector columns.
+    indexes = insp.get_indexes("sa_book")
+    assert [
+        (i["name"], i["unique"], i["column_names"], i.get("expressions"), i.get("duplicates_constraint"))
+        for i in indexes
+    ] == [
+        ("ix_sa_book_next_page", False, [None], ["(pages + 1)"], None),
+        ("ix_sa_book_published", False, ["published"], None, None),
+        ("sa_book_author_title", True, ["author_id", "title"], None, "sa_book_author_title"),
+    ], indexes
+    checks = insp.get_check_constraints("sa_book")
+    assert [(c["name"], c["sqltext"]) for c in checks] == [
+        ("sa_book_pages_not_negative", "pages >= 0")
+    ], checks
     # COMMENT ON, which create_all sends for these comments, read back.
     assert insp.get_table_comment("sa_book") == {"text": "books on the shelf"}
     assert cols["title"]["comment"] == "as printed on the cover", cols["title"]
@@ -268,11 +295,33 @@ def concurrent_orm(engine) -> None:
         assert n == 3 * WRITERS * UNITS_PER_WRITER, n
 
 
+# The schema the migrations in alembic/versions end at, as an application's models would
+# declare it: `alembic check` compares it with what it reflects from the server.
+HEAD = MetaData()
+Table(
+    "account",
+    HEAD,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(50), nullable=False),
+    Column("status", String(20)),
+    Index("ix_account_status", "status"),
+)
+Table(
+    "entry",
+    HEAD,
+    Column("id", Integer, primary_key=True),
+    Column("account_id", Integer, ForeignKey("account.id"), nullable=False),
+    Column("amount", Integer, nullable=False),
+    Column("note", String(100)),
+)
+
+
 def alembic(engine, url: str) -> None:
     cfg = Config()
     cfg.set_main_option("script_location", str(HERE / "alembic"))
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     cfg.attributes["engine"] = engine
+    cfg.attributes["target_metadata"] = [Base.metadata, HEAD]
 
     step(f"Alembic: upgrade head while {WRITERS} sessions write, no 40001")
     stop = threading.Event()
@@ -294,6 +343,9 @@ def alembic(engine, url: str) -> None:
         notes = c.execute(text("SELECT note FROM entry ORDER BY id")).scalars().all()
         assert notes == ["opening alice", "opening bob"], notes
         c.rollback()
+
+    step("Alembic: check (autogenerate finds no difference from the models)")
+    command.check(cfg)
 
     step("Alembic: downgrade -1")
     command.downgrade(cfg, "-1")

@@ -59,8 +59,13 @@ fn clients_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/clients")
 }
 
+/// SQLAlchemy ORM sessions, full reflection (`inspect()`: columns, keys, indexes, unique and
+/// check constraints, comments) and Alembic `upgrade`, `check`, `downgrade`; the script passes
+/// against PostgreSQL 15 first, so its expectations are PostgreSQL's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlalchemy_orm_and_alembic_migrations() {
+    let pg = Postgres::start();
+    run_script("sqlalchemy_alembic.py", format!("127.0.0.1:{}", pg.port)).await;
     let dir = tempfile::tempdir().unwrap();
     let node = TestNode::start(dir.path()).await;
     run_script("sqlalchemy_alembic.py", node.pg_addr.to_string()).await;

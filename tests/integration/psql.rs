@@ -116,6 +116,12 @@ async fn psql_describe_commands_match_postgresql() {
             "timestamp with time zone |",
             "active_items",
             "ticket_numbers",
+            "Check constraints:",
+            "\"shipments_light\" CHECK (weight < 1000 OR order_id IS NULL)",
+            "\"shipments_order_uq\" UNIQUE CONSTRAINT, btree (order_id)",
+            "btree (weight) WHERE weight > 100",
+            "TABLE \"shipments\" CONSTRAINT \"shipments_order_fk\"",
+            "as user \"postgres\"",
             "pg_database_owner",
             "Superuser",
         ],
@@ -233,7 +239,13 @@ async fn psql_on_both(setup: Option<&'static str>, script: &'static str) -> (Str
             assert_eq!(run_psql(pg_addr, setup), "", "PostgreSQL refused {setup}");
             assert_eq!(run_psql(sk_addr, setup), "", "sqlkeeper refused {setup}");
         }
-        (run_psql(pg_addr, script), run_psql(sk_addr, script))
+        // `\conninfo` names the port, which differs.
+        let port =
+            |out: String, port: u16| out.replace(&format!("port \"{port}\""), "port \"PORT\"");
+        (
+            port(run_psql(pg_addr, script), pg_addr.port()),
+            port(run_psql(sk_addr, script), sk_addr.port()),
+        )
     })
     .await
     .unwrap();

@@ -20,7 +20,8 @@ def run_migrations_online() -> None:
     with engine.connect() as connection:
         context.configure(
             connection=connection,
-            target_metadata=None,
+            # What `alembic check` compares the database with (the test's models).
+            target_metadata=config.attributes.get("target_metadata"),
             transaction_per_migration=True,
         )
         with context.begin_transaction():

@@ -17,6 +17,11 @@
 \d+ items
 \d+ orders
 \d+ tags
+\d shipments
+\d orders
+\conninfo
+SELECT conname, contype, conkey, pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = 'shipments'::regclass AND conname <> 'shipments_light' ORDER BY 1;
+SELECT i.relname, x.indkey, pg_get_indexdef(x.indexrelid), pg_get_expr(x.indpred, x.indrelid), pg_get_indexdef(x.indexrelid, 1, true), pg_get_indexdef(x.indexrelid, 0, true) FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid WHERE x.indrelid = 'shipments'::regclass ORDER BY 1;
 SELECT table_catalog, table_schema, table_name, table_type, is_typed FROM information_schema.tables WHERE table_schema = 'public' ORDER BY table_name;
 SELECT * FROM information_schema.tables WHERE table_name = 'orders' AND table_schema = current_schema();
 SELECT c.table_name, column_name, ordinal_position, column_default, is_nullable, data_type, character_maximum_length, character_octet_length, numeric_precision, numeric_precision_radix, numeric_scale, datetime_precision, udt_name, is_identity, is_generated, is_updatable FROM information_schema.columns AS c JOIN information_schema.tables AS t ON t.table_name = c.table_name WHERE c.table_schema = 'public' AND t.table_type = 'BASE TABLE' ORDER BY c.table_name, ordinal_position;
