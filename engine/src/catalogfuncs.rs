@@ -519,6 +519,11 @@ pub(crate) fn install(conn: &Connection) -> rusqlite::Result<()> {
             .collect();
         Ok(Some(serde_json::Value::Array(checks).to_string()))
     })?;
+    // A view's definition as `pg_get_viewdef` prints it (`sqlkeeper_sql::view_definition`).
+    conn.create_scalar_function("sqlkeeper_view_definition", 2, flags(), |ctx| {
+        let pretty = ctx.get::<Option<bool>>(1).ok().flatten().unwrap_or(false);
+        Ok(text(ctx, 0).and_then(|sql| sqlkeeper_sql::view_definition(&sql, pretty)))
+    })?;
     conn.create_scalar_function("cardinality", 1, flags(), |ctx| {
         let Some(array) = text(ctx, 0) else {
             return Ok(None);

@@ -515,13 +515,11 @@ const INFORMATION_SCHEMA: &[Relation] = &[
             ("is_trigger_deletable", VARCHAR),
             ("is_trigger_insertable_into", VARCHAR),
         ],
-        // The definition as SQLite keeps it (the query after `AS`), not PostgreSQL's
-        // re-printed form.
+        // The definition as `pg_get_viewdef` prints it, not pretty (`viewdef.rs`).
         query: Some(|| {
             format!(
                 "SELECT 'postgres' AS table_catalog, 'public' AS table_schema, \
-                 s.name AS table_name, \
-                 trim(substr(s.sql, instr(upper(s.sql), ' AS ') + 4)) AS view_definition, \
+                 s.name AS table_name, sqlkeeper_view_definition(s.sql, 0) AS view_definition, \
                  'NONE' AS check_option, 'NO' AS is_updatable, 'NO' AS is_insertable_into, \
                  'NO' AS is_trigger_updatable, 'NO' AS is_trigger_deletable, \
                  'NO' AS is_trigger_insertable_into \
@@ -1473,6 +1471,7 @@ fn catalog_expression(e: &Expr) -> Option<Expr> {
             if ![
                 "pg_get_indexdef",
                 "pg_get_constraintdef",
+                "pg_get_viewdef",
                 "pg_get_serial_sequence",
                 "obj_description",
                 "col_description",
@@ -1526,6 +1525,18 @@ fn catalog_expression(e: &Expr) -> Option<Expr> {
                     "SELECT 'public.' || q.name FROM _sqlkeeper_sequences AS q \
                      WHERE q.name = replace({table}, 'public.', '') || '_' || {column} || '_seq'"
                 )),
+                // A view's definition (`viewdef.rs`), of its oid or its name.
+                ("pg_get_viewdef", [view] | [view, _]) => {
+                    let pretty = match args.get(1).map(|p| p.to_ascii_lowercase()) {
+                        Some(p) if ["true", "'t'", "'true'", "1"].contains(&p.as_str()) => 1,
+                        _ => 0,
+                    };
+                    subquery(format!(
+                        "SELECT sqlkeeper_view_definition(s.sql, {pretty}) FROM sqlite_schema AS s \
+                         WHERE s.type = 'view' AND {USER_OBJECT} \
+                         AND (pg_relation_oid(s.name) = {view} OR s.name = {view})"
+                    ))
+                }
                 ("pg_get_constraintdef", [oid]) => {
                     subquery(lookup("oid", "def", &constraints(), oid))
                 }

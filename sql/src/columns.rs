@@ -287,7 +287,7 @@ fn type_colname(dt: &DataType) -> String {
     }
 }
 
-fn figure_name(e: &Expr) -> Option<String> {
+pub(crate) fn figure_name(e: &Expr) -> Option<String> {
     Some(match e {
         Expr::Identifier(i) => fold(i),
         Expr::CompoundIdentifier(parts) => fold(parts.last()?),

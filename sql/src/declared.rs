@@ -144,7 +144,7 @@ pub fn declared_constraints(create_table_sql: &str) -> Vec<Declared> {
 /// An expression as the user wrote it, before the translator made its arithmetic checked:
 /// `_sqlkeeper_add(a, 1)` is `a + 1` again (and `-`, `*`, `/`, `%`), an operand that is itself
 /// an operation in parentheses, as PostgreSQL prints it.
-fn untranslated(e: &Expr) -> Expr {
+pub(crate) fn untranslated(e: &Expr) -> Expr {
     let mut e = e.clone();
     let _ = visit_expressions_mut(&mut e, |x| {
         let Expr::Function(f) = x else {

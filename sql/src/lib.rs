@@ -29,6 +29,7 @@ mod session_values;
 mod translate;
 pub mod uuid;
 mod values;
+mod viewdef;
 
 pub use assign::{assignable, Assigned, AssignedColumn};
 pub use classify::{
@@ -54,3 +55,4 @@ pub use values::{
     ADD_FUNCTION, CAST_FUNCTION, DIV_FUNCTION, MOD_FUNCTION, MUL_FUNCTION, SERIES_FIRST_FUNCTION,
     SERIES_NEXT_FUNCTION, SINGLE_ROW_FUNCTION, SUB_FUNCTION, VALID_FUNCTION,
 };
+pub use viewdef::view_definition;

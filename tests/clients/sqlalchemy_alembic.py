@@ -186,7 +186,7 @@ def orm(engine) -> None:
 
 def reflection(engine) -> None:
     # What PostgreSQL's inspector answers for the ORM's tables (checked against PostgreSQL 15).
-    step("Reflection: inspect() tables, columns, keys, indexes, checks, comments, sequences")
+    step("Reflection: inspect() tables, views, columns, keys, indexes, checks, comments, sequences")
     insp = inspect(engine)
     tables = set(insp.get_table_names())
     assert {"sa_author", "sa_book"} <= tables, tables
@@ -231,6 +231,17 @@ def reflection(engine) -> None:
     assert insp.get_table_comment("sa_book") == {"text": "books on the shelf"}
     assert cols["title"]["comment"] == "as printed on the cover", cols["title"]
     assert cols["pages"]["comment"] is None, cols["pages"]
+    # A view: listed, and its definition as PostgreSQL's pg_get_viewdef(oid) prints it.
+    with engine.begin() as c:
+        c.execute(text("CREATE VIEW sa_long_books AS SELECT id, title FROM sa_book WHERE pages > 100"))
+    insp = inspect(engine)
+    assert insp.get_view_names() == ["sa_long_books"], insp.get_view_names()
+    definition = insp.get_view_definition("sa_long_books")
+    assert definition == (
+        " SELECT sa_book.id,\n    sa_book.title\n   FROM sa_book\n  WHERE (sa_book.pages > 100);"
+    ), repr(definition)
+    with engine.begin() as c:
+        c.execute(text("DROP VIEW sa_long_books"))
     seqs = set(insp.get_sequence_names())
     assert {"sa_author_id_seq", "sa_book_id_seq"} <= seqs, seqs
     assert insp.has_table("sa_book") and not insp.has_table("sa_nothing")

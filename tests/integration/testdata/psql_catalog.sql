@@ -17,6 +17,7 @@
 \d+ items
 \d+ orders
 \d+ tags
+\d+ active_items
 \d shipments
 \d orders
 \conninfo
