@@ -13,6 +13,7 @@ mod expressions;
 mod nemesis;
 mod poison;
 mod psql;
+mod rust_clients;
 mod single_node;
 mod support;
 mod transactions;

@@ -1,0 +1,2 @@
+ALTER TABLE jobs ADD COLUMN owner varchar(40);
+UPDATE jobs SET owner = 'nobody' WHERE owner IS NULL;
