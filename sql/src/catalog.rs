@@ -1502,9 +1502,10 @@ fn catalog_expression(e: &Expr) -> Option<Expr> {
                     subquery(lookup("indexrelid", "def", &index_definitions(), oid))
                 }
                 ("pg_get_indexdef", [oid, column, pretty]) if column == "0" => {
-                    let def = match pretty.to_ascii_lowercase().as_str() {
-                        "true" | "'t'" | "'true'" | "1" => "prettydef",
-                        _ => "def",
+                    let def = if literal_true(pretty) {
+                        "prettydef"
+                    } else {
+                        "def"
                     };
                     subquery(lookup("indexrelid", def, &index_definitions(), oid))
                 }
@@ -1527,10 +1528,7 @@ fn catalog_expression(e: &Expr) -> Option<Expr> {
                 )),
                 // A view's definition (`viewdef.rs`), of its oid or its name.
                 ("pg_get_viewdef", [view] | [view, _]) => {
-                    let pretty = match args.get(1).map(|p| p.to_ascii_lowercase()) {
-                        Some(p) if ["true", "'t'", "'true'", "1"].contains(&p.as_str()) => 1,
-                        _ => 0,
-                    };
+                    let pretty = i32::from(args.get(1).is_some_and(|p| literal_true(p)));
                     subquery(format!(
                         "SELECT sqlkeeper_view_definition(s.sql, {pretty}) FROM sqlite_schema AS s \
                          WHERE s.type = 'view' AND {USER_OBJECT} \
@@ -1543,13 +1541,12 @@ fn catalog_expression(e: &Expr) -> Option<Expr> {
                 // Pretty, a check's expression loses the parentheses PostgreSQL puts around it
                 // (`CHECK ((a > 0))` is `CHECK (a > 0)`).
                 ("pg_get_constraintdef", [oid, pretty]) => {
-                    let def = match pretty.to_ascii_lowercase().as_str() {
-                        "true" | "'t'" | "'true'" | "1" => {
-                            "CASE WHEN c.def LIKE 'CHECK ((%' \
-                             THEN 'CHECK (' || substr(c.def, 9, length(c.def) - 10) || ')' \
-                             ELSE c.def END"
-                        }
-                        _ => "c.def",
+                    let def = if literal_true(pretty) {
+                        "CASE WHEN c.def LIKE 'CHECK ((%' \
+                         THEN 'CHECK (' || substr(c.def, 9, length(c.def) - 10) || ')' \
+                         ELSE c.def END"
+                    } else {
+                        "c.def"
                     };
                     let base = format!("SELECT c.oid, {def} AS def FROM ({}) AS c", constraints());
                     subquery(lookup("oid", "def", &base, oid))
@@ -1647,6 +1644,13 @@ fn description_of(oid: &str, subid: &str) -> String {
 
 /// `SELECT value FROM base WHERE key = arg`, with `base`'s columns renamed so that `arg`, an
 /// expression of the enclosing query (`oid`, `c.oid`), cannot name one of them.
+/// Whether a function's argument, as written, is a true boolean constant (`true`, `'t'`): the
+/// `pretty` flag of `pg_get_indexdef`, `pg_get_constraintdef` and `pg_get_viewdef`, which
+/// clients pass as a constant. Anything else (a parameter, an expression) counts as false.
+fn literal_true(arg: &str) -> bool {
+    ["true", "'t'", "'true'", "1"].contains(&arg.to_ascii_lowercase().as_str())
+}
+
 fn lookup(key: &str, value: &str, base: &str, arg: &str) -> String {
     format!(
         "SELECT _sqlkeeper_l._sqlkeeper_v FROM (SELECT b.{key} AS _sqlkeeper_k, \
