@@ -59,7 +59,7 @@ fn regex_match(ctx: &Context<'_>, case_insensitive: bool) -> rusqlite::Result<Op
 /// The elements of an array's text form (`{a,"b c",NULL}`) or of an `int2vector`/`oidvector`
 /// (`1 3`); 22P02 for text that is neither.
 fn array_items(array: &str) -> rusqlite::Result<Vec<Option<String>>> {
-    let items = if array.trim_start().starts_with('{') {
+    let items = if !is_vector(array) {
         sqlkeeper_sql::array::elements(array)
     } else {
         Some(
@@ -72,58 +72,16 @@ fn array_items(array: &str) -> rusqlite::Result<Vec<Option<String>>> {
     items.ok_or_else(|| raise("22P02", format!("malformed array literal: \"{array}\"")))
 }
 
-/// The subscript of an array's first element: 1 for an array's text form (`{1,2}`), 0 for an
-/// `int2vector` or `oidvector` (`1 2`), as in PostgreSQL (`indkey[0]` is an index's first
-/// column).
-fn lower_bound(array: &str) -> i64 {
-    if array.trim_start().starts_with('{') {
-        1
-    } else {
-        0
-    }
+/// Whether text is an `int2vector` or `oidvector` (`1 2`) rather than an array's text form
+/// (`{1,2}`).
+fn is_vector(array: &str) -> bool {
+    !array.trim_start().starts_with('{')
 }
 
-/// The key elements and the predicate of a `CREATE INDEX` statement's text (`CREATE INDEX i
-/// ON t(a, lower(b) DESC) WHERE c > 0`): the parenthesized list after `ON table`, split at its
-/// top-level commas, and the text after `WHERE`. `None` for text of another shape.
-fn index_parts(sql: &str) -> Option<(Vec<&str>, Option<&str>)> {
-    let on = sql.to_ascii_uppercase().find(" ON ")?;
-    let open = on + sql[on..].find('(')?;
-    let (mut depth, mut quote, mut start) = (0usize, None, open + 1);
-    let mut keys = Vec::new();
-    let mut close = None;
-    for (i, c) in sql.char_indices().skip_while(|(i, _)| *i < open) {
-        if let Some(q) = quote {
-            // A doubled quote inside a quoted part closes and reopens it: the same state.
-            if c == q {
-                quote = None;
-            }
-            continue;
-        }
-        match c {
-            '\'' | '"' | '`' => quote = Some(c),
-            '(' => depth += 1,
-            ')' => {
-                depth = depth.checked_sub(1)?;
-                if depth == 0 {
-                    keys.push(sql[start..i].trim());
-                    close = Some(i);
-                    break;
-                }
-            }
-            ',' if depth == 1 => {
-                keys.push(sql[start..i].trim());
-                start = i + 1;
-            }
-            _ => {}
-        }
-    }
-    let rest = sql[close? + 1..].trim();
-    let predicate = rest
-        .get(..5)
-        .filter(|w| w.eq_ignore_ascii_case("where"))
-        .map(|_| rest[5..].trim());
-    Some((keys, predicate))
+/// The subscript of an array's first element: 1 for an array, 0 for a vector, as in
+/// PostgreSQL (`indkey[0]` is an index's first column).
+fn lower_bound(array: &str) -> i64 {
+    i64::from(!is_vector(array))
 }
 
 /// `(a > 0)` without the parentheses that enclose all of it; other text as it is.
@@ -150,16 +108,6 @@ fn without_outer_parentheses(e: &str) -> &str {
         }
     }
     inner
-}
-
-/// A key element without a trailing `ASC` or `DESC`.
-fn without_ordering(key: &str) -> &str {
-    for word in [" ASC", " DESC"] {
-        if key.len() > word.len() && key[key.len() - word.len()..].eq_ignore_ascii_case(word) {
-            return key[..key.len() - word.len()].trim_end();
-        }
-    }
-    key
 }
 
 fn first_line(s: &str) -> &str {
@@ -439,54 +387,48 @@ pub(crate) fn install(conn: &Connection) -> rusqlite::Result<()> {
             Ok((n > 0).then_some(if upper { lower + n - 1 } else { lower }))
         })?;
     }
-    // An index's key elements and predicate, from its `CREATE INDEX` text as SQLite keeps it
-    // (`index_parts`): key `n` (from 1) without its ordering, all keys as written, the predicate.
+    // An index's keys and predicate as its `CREATE INDEX` text declares them
+    // (`sqlkeeper_sql::declared_index`): key `n` (from 1) without its ordering; all keys, pretty
+    // (`(a + 1) DESC`) or not, where PostgreSQL puts its own parentheses around an operator
+    // expression inside the ones around the key (`((a + 1)) DESC`); the predicate.
     conn.create_scalar_function("sqlkeeper_index_key", 2, flags(), |ctx| {
         let (Some(sql), Ok(Some(n))) = (text(ctx, 0), ctx.get::<Option<i64>>(1)) else {
             return Ok(None);
         };
-        let Some((keys, _)) = index_parts(&sql) else {
+        let Some((keys, _)) = sqlkeeper_sql::declared_index(&sql) else {
             return Ok(None);
         };
         let key = usize::try_from(n)
             .ok()
             .and_then(|n| n.checked_sub(1))
-            .and_then(|n| keys.get(n));
-        Ok(key.map(|k| sqlkeeper_sql::untranslated_expression(without_ordering(k))))
+            .and_then(|n| keys.into_iter().nth(n));
+        Ok(key.map(|k| k.expr))
     })?;
-    // All keys, pretty (`(a + 1) DESC`) or not: PostgreSQL's non-pretty form puts its own
-    // parentheses around an operator expression inside the ones around the key
-    // (`((a + 1)) DESC`).
     conn.create_scalar_function("sqlkeeper_index_keys", 2, flags(), |ctx| {
         let pretty = ctx.get::<Option<bool>>(1).ok().flatten().unwrap_or(false);
-        Ok(text(ctx, 0)
-            .as_deref()
-            .and_then(index_parts)
-            .map(|(keys, _)| {
-                let keys: Vec<String> = keys
-                    .iter()
-                    .map(|k| {
-                        let key = without_ordering(k);
-                        let ordering = k[key.len()..].trim();
-                        let key = sqlkeeper_sql::untranslated_expression(key);
-                        let key = match key.starts_with('(') && !pretty {
-                            true => format!("({key})"),
-                            false => key,
-                        };
-                        match ordering {
-                            "" => key,
-                            o => format!("{key} {o}"),
-                        }
-                    })
-                    .collect();
-                keys.join(", ")
-            }))
+        let Some((keys, _)) = text(ctx, 0).and_then(|sql| sqlkeeper_sql::declared_index(&sql))
+        else {
+            return Ok(None);
+        };
+        let keys: Vec<String> = keys
+            .into_iter()
+            .map(|k| {
+                let expr = match k.expr.starts_with('(') && !pretty {
+                    true => format!("({})", k.expr),
+                    false => k.expr,
+                };
+                match k.ordering.as_str() {
+                    "" => expr,
+                    o => format!("{expr} {o}"),
+                }
+            })
+            .collect();
+        Ok(Some(keys.join(", ")))
     })?;
     conn.create_scalar_function("sqlkeeper_index_predicate", 1, flags(), |ctx| {
         Ok(text(ctx, 0)
-            .as_deref()
-            .and_then(index_parts)
-            .and_then(|(_, predicate)| predicate.map(sqlkeeper_sql::untranslated_expression)))
+            .and_then(|sql| sqlkeeper_sql::declared_index(&sql))
+            .and_then(|(_, predicate)| predicate))
     })?;
     // Constraints as a table's definition declares them (`sqlkeeper_sql::declared_constraints`):
     // the declared name of a key or foreign key on given columns, and the `CHECK` constraints
@@ -731,20 +673,9 @@ mod tests {
         assert!(q("SELECT array_to_string('a,b', ',')")
             .unwrap_err()
             .contains("22P02"));
-        let index = "CREATE INDEX i ON t(a, lower(b || ','), \"c d\" DESC) WHERE a > 0";
-        assert_eq!(
-            index_parts(index),
-            Some((vec!["a", "lower(b || ',')", "\"c d\" DESC"], Some("a > 0")))
-        );
-        assert_eq!(without_ordering("\"c d\" DESC"), "\"c d\"");
-        assert_eq!(
-            index_parts("CREATE INDEX i ON t(a)"),
-            Some((vec!["a"], None))
-        );
         assert_eq!(without_outer_parentheses("(a > 0)"), "a > 0");
         assert_eq!(without_outer_parentheses("(a) AND (b)"), "(a) AND (b)");
         assert_eq!(without_outer_parentheses("(a = ')')"), "a = ')'");
-        assert_eq!(index_parts("CREATE INDEX i ON t(a"), None);
         // Arrays count from 1, vectors (`pg_index.indkey`) from 0, as in PostgreSQL.
         let int = |n| Ok(SqlValue::Integer(n));
         assert_eq!(q("SELECT _sqlkeeper_array_at('{7,8}', 1)"), int(7));

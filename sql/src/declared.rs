@@ -141,6 +141,48 @@ pub fn declared_constraints(create_table_sql: &str) -> Vec<Declared> {
     out
 }
 
+/// One key of an index, as its definition declares it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexKey {
+    /// The column or expression as written (`a`, `lower(b)`, `(a + 1)`), the translator's
+    /// checked arithmetic written back as operators.
+    pub expr: String,
+    /// `ASC`, `DESC`, `NULLS FIRST`/`NULLS LAST` as written, or empty.
+    pub ordering: String,
+}
+
+/// The keys and the predicate (`WHERE`, as written) of the index `create_index_sql` (the
+/// `CREATE INDEX` text SQLite keeps) defines; `None` for text that is not one.
+pub fn declared_index(create_index_sql: &str) -> Option<(Vec<IndexKey>, Option<String>)> {
+    let mut parsed = Parser::parse_sql(&SQLiteDialect {}, create_index_sql).ok()?;
+    let Some(Statement::CreateIndex(ci)) = parsed.pop() else {
+        return None;
+    };
+    let keys = ci
+        .columns
+        .iter()
+        .map(|c| {
+            let o = &c.column.options;
+            let sort = match o.sort {
+                Some(sqlparser::ast::OrderBySort::Asc) => Some("ASC"),
+                Some(sqlparser::ast::OrderBySort::Desc) => Some("DESC"),
+                _ => None,
+            };
+            let nulls = o
+                .nulls_first
+                .map(|f| if f { "NULLS FIRST" } else { "NULLS LAST" });
+            IndexKey {
+                expr: untranslated(&c.column.expr).to_string(),
+                ordering: sort.into_iter().chain(nulls).collect::<Vec<_>>().join(" "),
+            }
+        })
+        .collect();
+    Some((
+        keys,
+        ci.predicate.as_ref().map(|p| untranslated(p).to_string()),
+    ))
+}
+
 /// An expression as the user wrote it, before the translator made its arithmetic checked:
 /// `_sqlkeeper_add(a, 1)` is `a + 1` again (and `-`, `*`, `/`, `%`), an operand that is itself
 /// an operation in parentheses, as PostgreSQL prints it.
@@ -178,19 +220,6 @@ pub(crate) fn untranslated(e: &Expr) -> Expr {
         ControlFlow::Continue(())
     });
     e
-}
-
-/// An expression's text as the user wrote it ([`untranslated`]); the text as it is when it
-/// does not parse.
-pub fn untranslated_expression(sql: &str) -> String {
-    let dialect = SQLiteDialect {};
-    match Parser::new(&dialect)
-        .try_with_sql(sql)
-        .and_then(|mut p| p.parse_expr())
-    {
-        Ok(e) => untranslated(&e).to_string(),
-        Err(_) => sql.to_string(),
-    }
 }
 
 /// The table's columns an expression names, in the table's order, each once.
@@ -286,11 +315,26 @@ mod tests {
             d[0].definition.as_deref(),
             Some("CHECK (((a + b) * 2 > 0))")
         );
+        let index =
+            "CREATE INDEX i ON t(a, lower(b || ','), \"c d\" DESC, (_sqlkeeper_add(a, 1))) \
+                     WHERE a > 0";
+        let (keys, predicate) = declared_index(index).unwrap();
+        let keys: Vec<(&str, &str)> = keys
+            .iter()
+            .map(|k| (k.expr.as_str(), k.ordering.as_str()))
+            .collect();
         assert_eq!(
-            untranslated_expression("(_sqlkeeper_add(pages, 1))"),
-            "(pages + 1)"
+            keys,
+            [
+                ("a", ""),
+                ("lower(b || ',')", ""),
+                ("\"c d\"", "DESC"),
+                ("(a + 1)", "")
+            ]
         );
-        assert_eq!(untranslated_expression("lower(x"), "lower(x");
+        assert_eq!(predicate.as_deref(), Some("a > 0"));
+        assert_eq!(declared_index("CREATE INDEX i ON t(a"), None);
+        assert_eq!(declared_index("CREATE TABLE t (a INT)"), None);
         assert!(declared_constraints("not sql").is_empty());
     }
 }

@@ -40,7 +40,7 @@ pub use columns::{pg_type_of_name, pg_typmod_of_name, Aggregate, ColumnHint, PgT
 pub use comments::{COMMENTS_TABLE, COMMENTS_TABLE_SQL};
 pub use copy::{CopyFormat, CopySpec, ForceQuote};
 pub use declared::{
-    declared_constraint_name, declared_constraints, untranslated_expression, Declared,
+    declared_constraint_name, declared_constraints, declared_index, Declared, IndexKey,
 };
 pub use error::{SqlError, SqlState};
 pub use literals::{Literal, LITERAL_PARAMS_MAX};
