@@ -325,7 +325,13 @@ fn postgres_message(state: &str, msg: &str) -> (String, Option<String>) {
             (format!("\"{name}\" is not a {what}"), None)
         }
         "42703" => match msg.strip_prefix("no such column: ") {
-            Some(c) => (format!("column \"{c}\" does not exist"), None),
+            // A quoted name SQLite would once have read as a string: it says so.
+            Some(c) => {
+                let c = c
+                    .trim_end_matches(" - should this be a string literal in single-quotes?")
+                    .trim_matches('"');
+                (format!("column \"{c}\" does not exist"), None)
+            }
             None => (msg.to_string(), None),
         },
         "42P07" => {

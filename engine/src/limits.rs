@@ -181,8 +181,14 @@ pub(crate) fn result_too_big(max: usize) -> crate::ExecError {
 }
 
 /// Shared by every connection to the state database: SQLite's own limits, set to the named
-/// values above so that they are explicit and the same on every build.
+/// values above so that they are explicit and the same on every build; and no double-quoted
+/// string literals, so that `"name"` is always an identifier, as in PostgreSQL (SQLite would
+/// read a quoted name that is no column as the string `'name'`, and answer a misspelt column
+/// with its name instead of 42703).
 pub(crate) fn configure(conn: &Connection) -> rusqlite::Result<()> {
+    use rusqlite::config::DbConfig;
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_DQS_DML, false)?;
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_DQS_DDL, false)?;
     for (limit, value) in [
         (Limit::SQLITE_LIMIT_LENGTH, VALUE_BYTES_MAX as i32),
         (Limit::SQLITE_LIMIT_EXPR_DEPTH, EXPR_DEPTH_MAX),

@@ -322,3 +322,51 @@ async fn typed_values_round_trip_as_in_postgres() {
     assert_eq!(got.text.len(), expected.text.len());
     node.stop().await;
 }
+
+/// Doubles written as psycopg2 and most drivers write them, as the shortest decimal literal
+/// that reads back as the same double (`0.20671915533942642`), come back with every bit, also
+/// after they travelled through the log: run against PostgreSQL 15 first, then a node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn float8_literals_keep_every_bit() {
+    async fn round_trip(c: &Client, values: &[f64]) {
+        c.batch_execute("CREATE TABLE doubles (id int PRIMARY KEY, v double precision)")
+            .await
+            .unwrap();
+        let rows: Vec<String> = values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| format!("({i}, {v:?})"))
+            .collect();
+        c.batch_execute(&format!("INSERT INTO doubles VALUES {}", rows.join(", ")))
+            .await
+            .unwrap();
+        let got: Vec<f64> = c
+            .query("SELECT v FROM doubles ORDER BY id", &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        assert_eq!(got.len(), values.len());
+        for (i, (g, w)) in got.iter().zip(values).enumerate() {
+            assert_eq!(g.to_bits(), w.to_bits(), "row {i}: wrote {w:?}, read {g:?}");
+        }
+    }
+    let seed = crate::support::seed("SQLKEEPER_FLOAT_SEED");
+    eprintln!("SQLKEEPER_FLOAT_SEED={seed}");
+    let mut rng = crate::support::Rng(seed);
+    let mut values = vec![0.206_719_155_339_426_42, 5e-324, f64::MAX, -f64::MAX, 0.1];
+    // Random bit patterns, the finite ones.
+    while values.len() < 300 {
+        let f = f64::from_bits(rng.next());
+        if f.is_finite() {
+            values.push(f);
+        }
+    }
+    let pg = Postgres::start();
+    round_trip(&pg.client().await, &values).await;
+    let dir = tempfile::tempdir().unwrap();
+    let node = TestNode::start(dir.path()).await;
+    round_trip(&node.client().await, &values).await;
+    node.stop().await;
+}
