@@ -20,20 +20,33 @@ fi
 
 # Python client tests (SQLAlchemy 2 with psycopg2, Alembic, asyncpg, psycopg 3): a virtualenv
 # under target/, with pinned versions, made once and reused.
-venv=target/test-venv
-if ! "$venv/bin/python" -c "import sqlalchemy, psycopg2, alembic, asyncpg, psycopg" >/dev/null 2>&1; then
-  echo "test.sh: creating $venv with SQLAlchemy, psycopg2, Alembic, asyncpg and psycopg 3"
-  if ! python3 -m venv "$venv" >/dev/null 2>&1; then
+make_venv() {
+  if ! python3 -m venv "$1" >/dev/null 2>&1; then
     sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
-    python3 -m venv "$venv"
+    python3 -m venv "$1"
   fi
+}
+venv=target/test-venv
+if ! "$venv/bin/python" -c "import sqlalchemy, psycopg2, alembic, asyncpg, psycopg, optuna" >/dev/null 2>&1; then
+  echo "test.sh: creating $venv with SQLAlchemy, psycopg2, Alembic, asyncpg, psycopg 3 and Optuna"
+  make_venv "$venv"
   "$venv/bin/pip" install -q --disable-pip-version-check \
     "sqlalchemy==2.1.9" "psycopg2-binary==2.9.13" "alembic==1.20.1" \
-    "asyncpg==0.32.0" "psycopg[binary]==3.3.9"
+    "asyncpg==0.32.0" "psycopg[binary]==3.3.9" "optuna==5.1.0"
 fi
 export SQLKEEPER_TEST_PYTHON="$PWD/$venv/bin/python"
+# Optuna 2.10, whose schema the Optuna test upgrades, needs SQLAlchemy 1.4: a virtualenv of its own.
+venv2=target/test-venv-optuna2
+if ! cmp -s tests/clients/optuna2-requirements.txt "$venv2/requirements.txt"; then
+  echo "test.sh: creating $venv2 with Optuna 2.10"
+  rm -rf "$venv2"
+  make_venv "$venv2"
+  "$venv2/bin/pip" install -q --disable-pip-version-check -r tests/clients/optuna2-requirements.txt
+  cp tests/clients/optuna2-requirements.txt "$venv2/requirements.txt"
+fi
+export SQLKEEPER_TEST_OPTUNA2_PYTHON="$PWD/$venv2/bin/python"
 
 # Node client tests (node-postgres, knex): the packages pinned by tests/clients/package-lock.json,
 # installed under target/ with `npm ci`, once per lockfile.

@@ -294,7 +294,12 @@ fn default_expr(default: &str, declared: &str) -> String {
         return format!("nextval('{seq}'::regclass)");
     }
     let oid = type_oid(declared);
-    let type_name = format_type(oid, None);
+    // A name that is no built-in type is an enum's (`CREATE TABLE` refuses any other).
+    let named = !declared.trim().is_empty() && !declared.trim().eq_ignore_ascii_case("text");
+    let type_name = match oid == 25 && named {
+        true => declared.trim().to_string(),
+        false => format_type(oid, None),
+    };
     if oid == 16 {
         match d.to_ascii_lowercase().as_str() {
             "true" | "1" | "'t'" | "'true'" => return "true".into(),
@@ -490,7 +495,9 @@ pub(crate) fn install(conn: &Connection) -> rusqlite::Result<()> {
     conn.create_scalar_function("sqlkeeper_default_expr", 2, flags(), |ctx| {
         Ok(text(ctx, 0).map(|d| default_expr(&d, &text(ctx, 1).unwrap_or_default())))
     })?;
-    conn.create_scalar_function("format_type", 2, flags(), |ctx| {
+    // `format_type` of a built-in type; the catalog's rewrite (`sqlkeeper_sql`) names enum
+    // types from the types table and calls this for the rest.
+    conn.create_scalar_function("sqlkeeper_format_type", 2, flags(), |ctx| {
         Ok(ctx
             .get::<Option<i64>>(0)?
             .map(|oid| format_type(oid, ctx.get::<Option<i64>>(1).ok().flatten())))

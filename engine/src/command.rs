@@ -141,8 +141,11 @@ pub struct EntryHeader {
 /// functions (`catalogfuncs.rs`). Version 16: the comments table (`COMMENT ON`,
 /// `sqlkeeper_sql::COMMENTS_TABLE`), kept by `DROP` and `ALTER TABLE`. Version 17: `a[i]`,
 /// `array_lower` and `array_upper` of an `int2vector`'s text form count from 0, as PostgreSQL's
-/// vectors do.
-pub const ENGINE_APPLY_VERSION: u32 = 17;
+/// vectors do. Version 18: enum types (`CREATE TYPE ... AS ENUM`, `sqlkeeper_sql::TYPES_TABLE`
+/// and `ENUM_LABELS_TABLE`), the membership triggers of enum columns, and a column of a type
+/// that is neither built in nor an enum refused (42704); no double-quoted string literals
+/// (`"x"` naming no column is 42703, not the string `'x'`).
+pub const ENGINE_APPLY_VERSION: u32 = 18;
 
 impl EntryHeader {
     /// The header this build writes, with the default budget.

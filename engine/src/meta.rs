@@ -35,8 +35,10 @@ pub(crate) fn create(conn: &Connection) -> rusqlite::Result<()> {
          CREATE INDEX IF NOT EXISTS {REQUESTS_TABLE}_by_index ON {REQUESTS_TABLE} (log_index);
          CREATE INDEX IF NOT EXISTS {REQUESTS_TABLE}_by_clock ON {REQUESTS_TABLE} (log_clock, log_index);
          CREATE TABLE IF NOT EXISTS {REMOVED_NODES_TABLE} (node_id INTEGER PRIMARY KEY) STRICT;
+         {};
          {};",
-        sqlkeeper_sql::COMMENTS_TABLE_SQL
+        sqlkeeper_sql::COMMENTS_TABLE_SQL,
+        sqlkeeper_sql::TYPES_TABLE_SQL
     ))?;
     conn.execute(
         &format!("INSERT OR IGNORE INTO {META_TABLE} (key, value) VALUES (?1, ?2)"),

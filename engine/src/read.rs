@@ -421,6 +421,18 @@ impl ReadView<'_> {
             .map_err(|e| sqlstate_of(&e))
     }
 
+    /// Whether a user type (an enum, `sqlkeeper_sql::TYPES_TABLE`) of this name exists.
+    pub fn type_exists(&self, name: &str) -> Result<bool, ExecError> {
+        self.conn
+            .prepare_cached(&format!(
+                "SELECT count(*) FROM {} WHERE name = ?1 COLLATE NOCASE",
+                sqlkeeper_sql::TYPES_TABLE
+            ))
+            .and_then(|mut s| s.query_row([name], |r| r.get::<_, i64>(0)))
+            .map(|n| n > 0)
+            .map_err(|e| sqlstate_of(&e))
+    }
+
     /// The applied index of the state this view reads.
     pub fn applied_index(&self) -> Result<Option<LogIndex>, Fatal> {
         meta::get_i64(self.conn, meta::KEY_APPLIED_INDEX)

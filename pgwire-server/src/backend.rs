@@ -223,6 +223,7 @@ fn respond(
                 CommandTag::Delete => "DELETE",
                 CommandTag::Fixed(t) => t,
                 CommandTag::Copy => "COPY",
+                CommandTag::Fetch => "FETCH",
             };
             q.set_command_tag(prefix);
             Ok(Reply::Pg(Response::Query(q)))

@@ -6,6 +6,7 @@
 //! type of the engine or of the node. Transaction blocks: `docs/transactions.md`.
 
 mod copy;
+mod cursor;
 mod error;
 mod session;
 mod settings;

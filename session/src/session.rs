@@ -303,10 +303,15 @@ impl Session {
             };
             for name in &n.names {
                 let owned = name.clone();
+                let of_type = n.kind == "type";
                 let exists = self
                     .node
                     .read(timeout, move |v| {
-                        v.relation_exists(&owned).map_err(EngineError::from)
+                        match of_type {
+                            true => v.type_exists(&owned),
+                            false => v.relation_exists(&owned),
+                        }
+                        .map_err(EngineError::from)
                     })
                     .await;
                 if let Ok(exists) = exists {
@@ -621,6 +626,7 @@ impl Session {
             StatementKind::Session(op) => self.session_op(op),
             StatementKind::Admin(call) => self.admin(call).await,
             StatementKind::Introspection => self.introspect(&t, params).await,
+            StatementKind::Cursor(op) => Session::cursor_outside_block(op),
             StatementKind::Transaction(_) => Err(ClientError::new(
                 "XX000",
                 "transaction control reached the autocommit path",
@@ -885,22 +891,32 @@ impl Session {
 
     /// Types the result columns that aggregate a table column (`sum(balance)` is `bigint` for
     /// an `integer` column) from the declared types of the statement's column probe, described
-    /// on this node's latest state. Where the probe does not describe (a table created earlier
-    /// in the same query string), those columns stay untyped, as SQLite reports them.
+    /// on the state the statement will run on: an open block's own (where a table the block
+    /// created exists), else this node's latest. Where the probe does not describe (a table
+    /// created earlier in the same query string), those columns stay untyped, as SQLite
+    /// reports them.
     async fn type_aggregates(&self, t: &mut Translated) {
         let Some(probe) = t.column_probe.take() else {
             return;
         };
         let timeout = self.settings().statement_timeout();
         let stmt = Statement::plain(probe, Vec::new());
-        let described = self
-            .node
-            .read(timeout, move |v| {
-                v.describe(&stmt)
-                    .map(|(cols, _)| cols)
-                    .map_err(EngineError::from)
-            })
-            .await;
+        let in_block = {
+            let mut txn = self.txn.lock().await;
+            describe_in_block(&self.node, &mut txn, &stmt, timeout).await
+        };
+        let described = match in_block {
+            Some(d) => d.map_err(|_| ()),
+            None => self
+                .node
+                .read(timeout, move |v| {
+                    v.describe(&stmt)
+                        .map(|(cols, _)| cols)
+                        .map_err(EngineError::from)
+                })
+                .await
+                .map_err(|_| ()),
+        };
         let Ok(columns) = described else {
             return;
         };

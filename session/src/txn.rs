@@ -64,6 +64,8 @@ pub(crate) struct Txn {
     idle_timer: Option<JoinHandle<()>>,
     /// The idle timeout ended the block; the next message gets a FATAL error.
     pub(crate) timed_out: bool,
+    /// The block's open cursors (`cursor.rs`), closed with it.
+    pub(crate) cursors: crate::cursor::Cursors,
 }
 
 impl Default for Txn {
@@ -81,6 +83,7 @@ impl Default for Txn {
             generation: 0,
             idle_timer: None,
             timed_out: false,
+            cursors: Default::default(),
         }
     }
 }
@@ -111,6 +114,7 @@ impl Txn {
         self.started = false;
         self.on_writer = false;
         self.savepoints.clear();
+        self.cursors.clear();
         self.release(node);
         self.doomed = None;
     }
@@ -320,7 +324,7 @@ impl Session {
         (out, None)
     }
 
-    async fn run_in_block(
+    pub(crate) async fn run_in_block(
         &self,
         txn: &mut Txn,
         t: &Translated,
@@ -331,7 +335,10 @@ impl Session {
             // a state the block could not have seen.
             if matches!(
                 t.kind,
-                StatementKind::Read | StatementKind::Write | StatementKind::Ddl
+                StatementKind::Read
+                    | StatementKind::Write
+                    | StatementKind::Ddl
+                    | StatementKind::Cursor(_)
             ) {
                 return Err(e.clone());
             }
@@ -431,6 +438,7 @@ impl Session {
             }
             StatementKind::Session(op) => self.session_op(op),
             StatementKind::Introspection => self.introspect(t, params).await,
+            StatementKind::Cursor(op) => self.cursor(txn, op).await,
             StatementKind::Copy(_) => Err(ClientError::new("XX000", "COPY reached the block path")),
             StatementKind::Admin(call) => Err(ClientError::new(
                 "25001",

@@ -35,6 +35,11 @@ const TEXT: PgType = PgType::Text;
 const USER_OBJECT: &str = "s.name NOT LIKE 'sqlite!_%' ESCAPE '!' \
      AND s.name NOT LIKE '!_sqlkeeper%' ESCAPE '!'";
 
+/// Joins the enum type (`ut`, a row of the types table, `enums.rs`) a column `p` (a row of
+/// `pragma_table_xinfo`) is declared with, if any: SQLite keeps its name, quoted where it must be.
+const USER_TYPE_JOIN: &str = "LEFT JOIN _sqlkeeper_types AS ut \
+     ON p.type IN (ut.name, '\"' || replace(ut.name, '\"', '\"\"') || '\"')";
+
 /// PostgreSQL's name of an index `il` (a row of `pragma_index_list(s.name)`): SQLite names
 /// the indexes of constraints `sqlite_autoindex_*`; PostgreSQL `{table}_pkey` for a primary
 /// key and `{table}_{columns}_key` for a unique constraint.
@@ -389,8 +394,86 @@ const RELATIONS: &[Relation] = &[
             ("typndims", INT4),
             ("typcollation", OID),
             ("typnotnull", BOOL),
+            ("typacl", TEXT),
         ],
         query: Some(pg_type),
+    },
+    // The views PostgreSQL defines over its catalog, of the user's objects only (PostgreSQL
+    // also lists its own catalog's tables in `pg_tables`).
+    Relation {
+        name: "pg_tables",
+        columns: &[
+            ("schemaname", NAME),
+            ("tablename", NAME),
+            ("tableowner", NAME),
+            ("tablespace", NAME),
+            ("hasindexes", BOOL),
+            ("hasrules", BOOL),
+            ("hastriggers", BOOL),
+            ("rowsecurity", BOOL),
+        ],
+        query: Some(|| {
+            format!(
+                "SELECT 'public' AS schemaname, c.relname AS tablename, \
+                 'postgres' AS tableowner, NULL AS tablespace, c.relhasindex AS hasindexes, \
+                 c.relhasrules AS hasrules, c.relhastriggers AS hastriggers, \
+                 c.relrowsecurity AS rowsecurity FROM ({}) AS c WHERE c.relkind = 'r'",
+                pg_class()
+            )
+        }),
+    },
+    Relation {
+        name: "pg_indexes",
+        columns: &[
+            ("schemaname", NAME),
+            ("tablename", NAME),
+            ("indexname", NAME),
+            ("tablespace", NAME),
+            ("indexdef", TEXT),
+        ],
+        query: Some(|| {
+            format!(
+                "SELECT 'public' AS schemaname, i.tablename AS tablename, \
+                 i.indexname AS indexname, NULL AS tablespace, i.def AS indexdef FROM ({}) AS i",
+                index_definitions()
+            )
+        }),
+    },
+    Relation {
+        name: "pg_views",
+        columns: &[
+            ("schemaname", NAME),
+            ("viewname", NAME),
+            ("viewowner", NAME),
+            ("definition", TEXT),
+        ],
+        query: Some(|| {
+            format!(
+                "SELECT 'public' AS schemaname, s.name AS viewname, 'postgres' AS viewowner, \
+                 sqlkeeper_view_definition(s.sql, 0) AS definition FROM sqlite_schema AS s \
+                 WHERE s.type = 'view' AND {USER_OBJECT}"
+            )
+        }),
+    },
+    Relation {
+        name: "pg_enum",
+        columns: &[
+            ("oid", OID),
+            ("enumtypid", OID),
+            ("enumsortorder", PgType::Float4),
+            ("enumlabel", NAME),
+        ],
+        // The labels of enum types (`enums.rs`); a label's oid is a function of its type's
+        // name and its own, as a relation's is.
+        query: Some(|| {
+            format!(
+                "SELECT CAST(pg_relation_oid('enum ' || l.type || '.' || l.label) AS oid) AS oid, \
+                 t.oid AS enumtypid, l.sort_order AS enumsortorder, l.label AS enumlabel \
+                 FROM {} AS l JOIN {} AS t ON t.name = l.type",
+                crate::enums::ENUM_LABELS_TABLE,
+                crate::enums::TYPES_TABLE
+            )
+        }),
     },
 ];
 
@@ -642,27 +725,31 @@ const INFORMATION_SCHEMA: &[Relation] = &[
 /// Every column of every table and view, with the SQL standard's description of its type
 /// (`sqlkeeper_type_info`, from the declared type).
 fn information_schema_columns() -> String {
-    let info = |field: &str| format!("sqlkeeper_type_info(p.type, '{field}')");
+    // An enum column is `USER-DEFINED`, its type named by `udt_name`.
+    let info = |field: &str| {
+        format!("CASE WHEN ut.oid IS NULL THEN sqlkeeper_type_info(p.type, '{field}') END")
+    };
     format!(
         "SELECT 'postgres' AS table_catalog, 'public' AS table_schema, s.name AS table_name, \
          p.name AS column_name, p.cid + 1 AS ordinal_position, \
          sqlkeeper_default_expr(p.dflt_value, p.type) AS column_default, \
          CASE WHEN p.\"notnull\" OR p.pk > 0 THEN 'NO' ELSE 'YES' END AS is_nullable, \
-         {} AS data_type, {} AS character_maximum_length, {} AS character_octet_length, \
+         coalesce({}, 'USER-DEFINED') AS data_type, {} AS character_maximum_length, {} AS character_octet_length, \
          {} AS numeric_precision, {} AS numeric_precision_radix, {} AS numeric_scale, \
          {} AS datetime_precision, NULL AS interval_type, NULL AS interval_precision, \
          NULL AS character_set_catalog, NULL AS character_set_schema, \
          NULL AS character_set_name, NULL AS collation_catalog, NULL AS collation_schema, \
          NULL AS collation_name, NULL AS domain_catalog, NULL AS domain_schema, \
-         NULL AS domain_name, 'postgres' AS udt_catalog, 'pg_catalog' AS udt_schema, \
-         {} AS udt_name, NULL AS scope_catalog, NULL AS scope_schema, NULL AS scope_name, \
+         NULL AS domain_name, 'postgres' AS udt_catalog, \
+         CASE WHEN ut.oid IS NULL THEN 'pg_catalog' ELSE 'public' END AS udt_schema, \
+         coalesce(ut.name, {}) AS udt_name, NULL AS scope_catalog, NULL AS scope_schema, NULL AS scope_name, \
          NULL AS maximum_cardinality, CAST(p.cid + 1 AS text) AS dtd_identifier, \
          'NO' AS is_self_referencing, 'NO' AS is_identity, NULL AS identity_generation, \
          NULL AS identity_start, NULL AS identity_increment, NULL AS identity_maximum, \
          NULL AS identity_minimum, 'NO' AS identity_cycle, 'NEVER' AS is_generated, \
          NULL AS generation_expression, \
          CASE s.type WHEN 'table' THEN 'YES' ELSE 'NO' END AS is_updatable \
-         FROM sqlite_schema AS s, pragma_table_xinfo(s.name) AS p \
+         FROM sqlite_schema AS s, pragma_table_xinfo(s.name) AS p {USER_TYPE_JOIN} \
          WHERE s.type IN ('table', 'view') AND {USER_OBJECT} AND p.hidden = 0",
         info("data_type"),
         info("character_maximum_length"),
@@ -989,6 +1076,7 @@ fn indexes() -> String {
          FROM pragma_index_xinfo(il.name) AS ix WHERE ix.key) AS indoption, \
          'CREATE ' || CASE WHEN il.\"unique\" THEN 'UNIQUE ' ELSE '' END || 'INDEX ' \
          || {INDEX_NAME} || ' ON public.' || s.name || ' USING btree (' AS head_def, \
+         s.name AS tablename, {INDEX_NAME} AS indexname, \
          CASE WHEN EXISTS (SELECT 1 FROM pragma_index_info(il.name) AS ij WHERE ij.cid < 0) \
          THEN sqlkeeper_index_keys(x.sql, 0) \
          ELSE (SELECT group_concat(ik.name, ', ' ORDER BY ik.seqno) FROM pragma_index_info(il.name) AS ik) END \
@@ -1113,23 +1201,24 @@ fn project(rel: &str, base: &str) -> String {
 const PLAIN_STORAGE_TYPES: &str = "16, 20, 21, 23, 26, 700, 701, 1082, 1083, 1114, 1184, 2950";
 
 fn pg_attribute() -> String {
+    let type_oid = "coalesce(ut.oid, sqlkeeper_type_oid(p.type))";
     format!(
         "SELECT CAST(pg_relation_oid(s.name) AS oid) AS attrelid, p.name AS attname, \
-         sqlkeeper_type_oid(p.type) AS atttypid, p.cid + 1 AS attnum, \
+         {type_oid} AS atttypid, p.cid + 1 AS attnum, \
          sqlkeeper_typmod(p.type) AS atttypmod, 0 AS attndims, \
          p.\"notnull\" OR p.pk > 0 AS attnotnull, p.dflt_value IS NOT NULL AS atthasdef, \
          0 AS atthasmissing, '' AS attidentity, '' AS attgenerated, 0 AS attisdropped, \
          1 AS attislocal, 0 AS attinhcount, \
-         CASE WHEN sqlkeeper_type_oid(p.type) IN (25, 1042, 1043) THEN 100 ELSE 0 END \
+         CASE WHEN {type_oid} IN (25, 1042, 1043) THEN 100 ELSE 0 END \
          AS attcollation, NULL AS attacl, NULL AS attoptions, \
-         CASE WHEN sqlkeeper_type_oid(p.type) IN ({PLAIN_STORAGE_TYPES}) THEN 'p' \
-         WHEN sqlkeeper_type_oid(p.type) = 1700 THEN 'm' ELSE 'x' END AS attstorage, \
+         CASE WHEN ut.oid IS NOT NULL OR {type_oid} IN ({PLAIN_STORAGE_TYPES}) THEN 'p' \
+         WHEN {type_oid} = 1700 THEN 'm' ELSE 'x' END AS attstorage, \
          '' AS attcompression, -1 AS attstattarget, \
-         CASE sqlkeeper_type_oid(p.type) WHEN 16 THEN 1 WHEN 21 THEN 2 \
+         CASE WHEN ut.oid IS NOT NULL THEN 4 ELSE CASE {type_oid} WHEN 16 THEN 1 WHEN 21 THEN 2 \
          WHEN 23 THEN 4 WHEN 26 THEN 4 WHEN 700 THEN 4 WHEN 1082 THEN 4 \
          WHEN 20 THEN 8 WHEN 701 THEN 8 WHEN 1083 THEN 8 WHEN 1114 THEN 8 WHEN 1184 THEN 8 \
-         WHEN 2950 THEN 16 ELSE -1 END AS attlen \
-         FROM sqlite_schema AS s, pragma_table_xinfo(s.name) AS p \
+         WHEN 2950 THEN 16 ELSE -1 END END AS attlen \
+         FROM sqlite_schema AS s, pragma_table_xinfo(s.name) AS p {USER_TYPE_JOIN} \
          WHERE s.type IN ('table', 'view') AND {USER_OBJECT} AND p.hidden = 0"
     )
 }
@@ -1187,8 +1276,12 @@ fn pg_type() -> String {
          column3 AS typlen, column4 AS typbyval, 'b' AS typtype, column5 AS typcategory, \
          column6 AS typispreferred, 1 AS typisdefined, ',' AS typdelim, 0 AS typrelid, \
          0 AS typelem, column7 AS typarray, 0 AS typbasetype, -1 AS typtypmod, \
-         0 AS typndims, column8 AS typcollation, 0 AS typnotnull FROM (VALUES {}) AS v",
-        rows.join(", ")
+         0 AS typndims, column8 AS typcollation, 0 AS typnotnull, NULL AS typacl \
+         FROM (VALUES {}) AS v \
+         UNION ALL SELECT t.oid, t.name, 2200, 10, 4, 1, 'e', 'E', 0, 1, ',', 0, 0, 0, 0, -1, 0, \
+         0, 0, NULL FROM {} AS t",
+        rows.join(", "),
+        crate::enums::TYPES_TABLE
     )
 }
 
@@ -1461,8 +1554,8 @@ impl<F: FnMut(&str)> sqlparser::ast::Visitor for FunctionNames<F> {
 /// The catalog's functions of an object's oid that need the catalog itself, as scalar
 /// subqueries over the stand-ins: `pg_get_indexdef(oid)`, `pg_get_constraintdef(oid)`,
 /// `pg_get_serial_sequence(table, column)`, and
-/// `x::regclass` (a relation's name; a literal name or number is its oid); `x::regtype` is
-/// `format_type(x, NULL)`.
+/// `x::regclass` (a relation's name; a literal name or number is its oid), `x::regtype` (a
+/// type's name; a literal name is its oid) and `format_type`, which knows enum types.
 fn catalog_expression(e: &Expr) -> Option<Expr> {
     // Runs for every expression of every statement: most leave at these checks.
     match e {
@@ -1476,6 +1569,7 @@ fn catalog_expression(e: &Expr) -> Option<Expr> {
                 "obj_description",
                 "col_description",
                 "to_regclass",
+                "format_type",
             ]
             .iter()
             .any(|n| last.eq_ignore_ascii_case(n))
@@ -1560,6 +1654,7 @@ fn catalog_expression(e: &Expr) -> Option<Expr> {
                     subquery(description_of(oid, "0"))
                 }
                 ("col_description", [oid, column]) => subquery(description_of(oid, column)),
+                ("format_type", [oid, typmod]) => format_type(oid, typmod),
                 // The relation's oid, or NULL when there is none of that name (`public.` may
                 // lead it; an unquoted name is folded to lower case, a quoted one is exact).
                 ("to_regclass", [name]) => subquery(format!(
@@ -1598,7 +1693,25 @@ fn catalog_expression(e: &Expr) -> Option<Expr> {
                     "coalesce(({}), {other})",
                     lookup("oid", "relname", &pg_class(), &other.to_string())
                 )),
-                ("regtype", other) => parse_expr(&format!("format_type({other}, NULL)")),
+                // A type's oid, of its name (an enum's, or a built-in one's)...
+                ("regtype", Expr::Value(v)) if matches!(&v.value, Value::SingleQuotedString(_)) => {
+                    let Value::SingleQuotedString(s) = &v.value else {
+                        return None;
+                    };
+                    let bare = s.trim().trim_start_matches("public.");
+                    let name = match bare.strip_prefix('"').and_then(|b| b.strip_suffix('"')) {
+                        Some(quoted) => quoted.to_string(),
+                        None => bare.to_ascii_lowercase(),
+                    };
+                    let n = format!("'{}'", name.replace('\'', "''"));
+                    parse_expr(&format!(
+                        "coalesce((SELECT _sqlkeeper_t.oid FROM {} AS _sqlkeeper_t \
+                         WHERE _sqlkeeper_t.name = {n}), sqlkeeper_type_oid({n}))",
+                        crate::enums::TYPES_TABLE
+                    ))
+                }
+                // ... and of an oid, its name.
+                ("regtype", other) => format_type(&other.to_string(), "NULL"),
                 // `x::pg_catalog.text` is `x::text`.
                 (bare, _) if ty.starts_with("pg_catalog.") => {
                     let parsed = Parser::new(&PostgreSqlDialect {})
@@ -1617,6 +1730,19 @@ fn catalog_expression(e: &Expr) -> Option<Expr> {
         }
         _ => None,
     }
+}
+
+/// `format_type(oid, typmod)`: an enum type's name (`enums.rs`), quoted where it must be; the
+/// engine names the built-in types.
+fn format_type(oid: &str, typmod: &str) -> Option<Expr> {
+    parse_expr(&format!(
+        "coalesce((SELECT CASE WHEN _sqlkeeper_t.name ~ '^[a-z_][a-z0-9_]*$' \
+         THEN _sqlkeeper_t.name \
+         ELSE '\"' || replace(_sqlkeeper_t.name, '\"', '\"\"') || '\"' END \
+         FROM {} AS _sqlkeeper_t WHERE _sqlkeeper_t.oid = {oid}), \
+         sqlkeeper_format_type({oid}, {typmod}))",
+        crate::enums::TYPES_TABLE
+    ))
 }
 
 /// `COMMENT ON`'s descriptions (`comments.rs`): of relations (`objsubid` 0) and of columns

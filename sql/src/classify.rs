@@ -24,6 +24,31 @@ pub enum StatementKind {
     /// `COPY ... FROM STDIN` (the rows come from the client afterwards) or `COPY ... TO
     /// STDOUT` (the statement's SQLite SQL is the query whose rows are sent).
     Copy(crate::copy::CopySpec),
+    /// `DECLARE c CURSOR FOR query`, `FETCH`, `CLOSE`: a cursor of the session's transaction
+    /// block, never SQLite.
+    Cursor(CursorOp),
+}
+
+/// A cursor statement (`cursor.rs`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CursorOp {
+    /// `DECLARE name CURSOR FOR query`: the query's Postgres text, translated and run when the
+    /// cursor is declared.
+    Declare {
+        /// The cursor's name, folded as PostgreSQL folds names.
+        name: String,
+        /// The query.
+        query: String,
+    },
+    /// `FETCH [FORWARD] [n | ALL | NEXT] FROM name`: the next `count` rows (`None`: all).
+    Fetch {
+        /// The cursor's name.
+        name: String,
+        /// How many rows, at most.
+        count: Option<u64>,
+    },
+    /// `CLOSE name`, or `CLOSE ALL` (`None`).
+    Close(Option<String>),
 }
 
 /// A call of a cluster administration function.
@@ -165,6 +190,8 @@ pub enum CommandTag {
     Fixed(&'static str),
     /// `COPY n` (rows copied).
     Copy,
+    /// `FETCH n` (rows fetched from a cursor).
+    Fetch,
 }
 
 impl CommandTag {
@@ -177,6 +204,7 @@ impl CommandTag {
             CommandTag::Delete => format!("DELETE {rows}"),
             CommandTag::Fixed(t) => (*t).to_string(),
             CommandTag::Copy => format!("COPY {rows}"),
+            CommandTag::Fetch => format!("FETCH {rows}"),
         }
     }
 }

@@ -17,6 +17,7 @@ mod comments;
 mod copy;
 pub mod datetime;
 mod declared;
+mod enums;
 mod error;
 mod literals;
 pub mod numeric;
@@ -33,7 +34,7 @@ mod viewdef;
 
 pub use assign::{assignable, Assigned, AssignedColumn};
 pub use classify::{
-    AdminCall, CommandTag, Isolation, SessionOp, StatementKind, TxnOp, ADMIN_FUNCTIONS,
+    AdminCall, CommandTag, CursorOp, Isolation, SessionOp, StatementKind, TxnOp, ADMIN_FUNCTIONS,
     INTROSPECTION_VIEWS,
 };
 pub use columns::{pg_type_of_name, pg_typmod_of_name, Aggregate, ColumnHint, PgType};
@@ -42,6 +43,7 @@ pub use copy::{CopyFormat, CopySpec, ForceQuote};
 pub use declared::{
     declared_constraint_name, declared_constraints, declared_index, Declared, IndexKey,
 };
+pub use enums::{ENUM_LABELS_TABLE, TYPES_TABLE, TYPES_TABLE_SQL};
 pub use error::{SqlError, SqlState};
 pub use literals::{Literal, LITERAL_PARAMS_MAX};
 pub use params::ParamType;

@@ -1006,6 +1006,9 @@ fn rewrite(e: &mut Expr) -> Result<(), SqlError> {
                 *data_type = DataType::Text;
             } else if base == "bytea" {
                 *data_type = DataType::Blob(None);
+            } else if crate::enums::enum_type_name(data_type).is_some() {
+                // An enum value is its label's text (`enums.rs`); the column's triggers check it.
+                *data_type = DataType::Text;
             }
         }
         // x = ANY (ARRAY[a, b]) -> x IN (a, b)

@@ -85,7 +85,7 @@ pub struct ExistenceNotice {
     /// Whether the notice is for a name that exists (`CREATE`), else for one that does not
     /// (`DROP`).
     pub when_exists: bool,
-    /// The word for the object in the message: `relation`, `table`, `view`, `index`.
+    /// The word for the object in the message: `relation`, `table`, `view`, `index`, `type`.
     pub kind: &'static str,
 }
 
@@ -123,6 +123,7 @@ impl ExistenceNotice {
                     ObjectType::Table => "table",
                     ObjectType::View => "view",
                     ObjectType::Index => "index",
+                    ObjectType::Type => "type",
                     _ => return None,
                 };
                 (
@@ -596,6 +597,18 @@ fn translate_statement(stmt: Statement) -> Result<Translated, SqlError> {
     if matches!(stmt, Statement::Copy { .. }) {
         return translate_copy(&stmt, original);
     }
+    // The declared query is translated when it runs, as any query.
+    if matches!(
+        stmt,
+        Statement::Declare { .. } | Statement::Fetch { .. } | Statement::Close { .. }
+    ) {
+        let (op, tag) = cursor_op(&stmt)?;
+        return Ok(Translated::without_sql(
+            StatementKind::Cursor(op),
+            tag,
+            original,
+        ));
+    }
     // A typed literal has a quoted string: statements without one skip the walk.
     if original.contains('\'') {
         typed_literals_as_casts(&mut stmt);
@@ -720,10 +733,16 @@ fn translate_statement(stmt: Statement) -> Result<Translated, SqlError> {
         }
         Statement::CreateView(_) => (StatementKind::Ddl, CommandTag::Fixed("CREATE VIEW")),
         Statement::AlterTable(_) => (StatementKind::Ddl, CommandTag::Fixed("ALTER TABLE")),
+        Statement::CreateType { .. } => (StatementKind::Ddl, CommandTag::Fixed("CREATE TYPE")),
+        Statement::AlterType(_) => (StatementKind::Ddl, CommandTag::Fixed("ALTER TYPE")),
         Statement::Drop { object_type, .. } => {
             if !matches!(
                 object_type,
-                ObjectType::Table | ObjectType::View | ObjectType::Index | ObjectType::Sequence
+                ObjectType::Table
+                    | ObjectType::View
+                    | ObjectType::Index
+                    | ObjectType::Sequence
+                    | ObjectType::Type
             ) {
                 return Err(SqlError::unsupported(format!("DROP {object_type}")));
             }
@@ -897,8 +916,22 @@ fn translate_statement(stmt: Statement) -> Result<Translated, SqlError> {
         },
         (effect, _) => effect.unwrap_or(Effect::Plain),
     };
-    let sqlite = match (&kind, &stmt) {
+    // Columns of an enum type: the type must exist when the statement runs.
+    let type_guards = crate::enums::column_type_guards(&mut stmt);
+    let mut sqlite = match (&kind, &stmt) {
         (StatementKind::Transaction(_) | StatementKind::Session(_), _) => Vec::new(),
+        (_, Statement::CreateType { .. }) => crate::enums::create_type_sql(&stmt)?,
+        (_, Statement::AlterType(at)) => crate::enums::alter_type_sql(at)?,
+        (
+            _,
+            Statement::Drop {
+                object_type: ObjectType::Type,
+                if_exists,
+                names,
+                cascade,
+                ..
+            },
+        ) => crate::enums::drop_type_sql(names, *if_exists, *cascade)?,
         (
             _,
             Statement::Drop {
@@ -1026,6 +1059,7 @@ fn translate_statement(stmt: Statement) -> Result<Translated, SqlError> {
         }
         _ => vec![stmt.to_string()],
     };
+    sqlite.splice(0..0, type_guards);
     Ok(Translated {
         kind,
         sqlite,
@@ -1043,6 +1077,82 @@ fn translate_statement(stmt: Statement) -> Result<Translated, SqlError> {
         column_probe,
         session_values,
     })
+}
+
+/// `DECLARE`, `FETCH` and `CLOSE` of a cursor, forward only: the session runs them
+/// (`session/src/cursor.rs`). Cursors that outlive their block (`WITH HOLD`), binary cursors,
+/// `FETCH` backward or to a position, and `FETCH ... INTO` are refused (0A000).
+fn cursor_op(stmt: &Statement) -> Result<(crate::CursorOp, CommandTag), SqlError> {
+    use crate::CursorOp;
+    use sqlparser::ast::{CloseCursor, DeclareType, FetchDirection};
+    let count = |v: &sqlparser::ast::ValueWithSpan| -> Result<u64, SqlError> {
+        match &v.value {
+            Value::Number(n, _) => n.parse::<u64>().ok().filter(|n| *n > 0).ok_or_else(|| {
+                SqlError::unsupported(format!("FETCH of {n} rows (only forward, at least one)"))
+            }),
+            other => Err(SqlError::syntax(
+                format!("syntax error at or near \"{other}\""),
+                None,
+            )),
+        }
+    };
+    match stmt {
+        Statement::Declare { stmts } => {
+            let [d] = stmts.as_slice() else {
+                return Err(SqlError::unsupported("DECLARE of several cursors"));
+            };
+            let (Some(DeclareType::Cursor), Some(query), [name]) =
+                (&d.declare_type, &d.for_query, d.names.as_slice())
+            else {
+                return Err(SqlError::unsupported("DECLARE other than of a cursor"));
+            };
+            if d.hold == Some(true) {
+                return Err(SqlError::unsupported("DECLARE ... CURSOR WITH HOLD"));
+            }
+            if d.binary == Some(true) {
+                return Err(SqlError::unsupported("DECLARE BINARY CURSOR"));
+            }
+            Ok((
+                CursorOp::Declare {
+                    name: fold_ident(name),
+                    query: query.to_string(),
+                },
+                CommandTag::Fixed("DECLARE CURSOR"),
+            ))
+        }
+        Statement::Fetch {
+            name,
+            direction,
+            into,
+            ..
+        } => {
+            if into.is_some() {
+                return Err(SqlError::unsupported("FETCH ... INTO"));
+            }
+            let count = match direction {
+                FetchDirection::Next => Some(1),
+                FetchDirection::All | FetchDirection::ForwardAll => None,
+                FetchDirection::Count { limit }
+                | FetchDirection::Forward { limit: Some(limit) } => Some(count(limit)?),
+                other => return Err(SqlError::unsupported(format!("FETCH {other}"))),
+            };
+            Ok((
+                CursorOp::Fetch {
+                    name: fold_ident(name),
+                    count,
+                },
+                CommandTag::Fetch,
+            ))
+        }
+        Statement::Close { cursor } => Ok(match cursor {
+            CloseCursor::All => (CursorOp::Close(None), CommandTag::Fixed("CLOSE CURSOR ALL")),
+            CloseCursor::Specific { name } => (
+                CursorOp::Close(Some(fold_ident(name))),
+                CommandTag::Fixed("CLOSE CURSOR"),
+            ),
+        }),
+        other => Err(SqlError::unsupported(first_words(other))),
+    }
 }
 
 /// The string literals `stmt` casts to a checked type, as the rewrites left them:
@@ -1426,7 +1536,7 @@ fn value_triggers(ct: &sqlparser::ast::CreateTable) -> Vec<String> {
 /// kind: what dropping the column, or changing its type, drops.
 pub(crate) fn value_trigger_names(table: &str, column: &str) -> Vec<String> {
     let mut names = Vec::new();
-    for kind in ["bool", "norm"] {
+    for kind in ["bool", "norm", "enum"] {
         for event in ["insert", "update"] {
             names.push(format!("_sqlkeeper_{kind}_{table}_{column}_{event}"));
         }
@@ -1434,7 +1544,8 @@ pub(crate) fn value_trigger_names(table: &str, column: &str) -> Vec<String> {
     names
 }
 
-/// [`value_triggers`], each with the column it keeps.
+/// [`value_triggers`], each with the column it keeps: the triggers that keep a value in its
+/// type's form, and those that refuse a value that is not a label of the column's enum type.
 pub(crate) fn column_value_triggers(ct: &sqlparser::ast::CreateTable) -> Vec<(String, String)> {
     let table = object_name_text(&ct.name)
         .trim_start_matches("public.")
@@ -1517,6 +1628,13 @@ pub(crate) fn column_value_triggers(ct: &sqlparser::ast::CreateTable) -> Vec<(St
                 (col.clone(), sql)
             })
         })
+        .chain(ct.columns.iter().flat_map(|c| {
+            let ty = crate::enums::enum_type_name(&c.data_type);
+            ty.into_iter().flat_map(|ty| {
+                crate::enums::membership_triggers(&table, &c.name.value, &ty)
+                    .map(|(_, sql)| (c.name.value.clone(), sql))
+            })
+        }))
         .collect()
 }
 

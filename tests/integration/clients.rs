@@ -11,7 +11,7 @@ use std::process::Command;
 
 use crate::support::{Postgres, TestNode};
 
-fn python() -> PathBuf {
+pub(crate) fn python() -> PathBuf {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     std::env::var_os("SQLKEEPER_TEST_PYTHON")
         .map(PathBuf::from)
@@ -20,7 +20,7 @@ fn python() -> PathBuf {
 
 /// Runs `cmd` to its end and returns its output (stdout, then stderr); panics with it if the
 /// program fails.
-async fn output_of(what: &str, mut cmd: Command) -> String {
+pub(crate) async fn output_of(what: &str, mut cmd: Command) -> String {
     let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
         .await
         .unwrap();
@@ -35,7 +35,7 @@ async fn output_of(what: &str, mut cmd: Command) -> String {
 
 /// Runs a client program (`cmd`, which gets the server's `HOST:PORT` as its last argument);
 /// panics with its output unless it ends with `== OK`.
-async fn run_client(what: &str, mut cmd: Command, addr: String) {
+pub(crate) async fn run_client(what: &str, mut cmd: Command, addr: String) {
     cmd.arg(addr);
     let text = output_of(what, cmd).await;
     assert!(text.contains("== OK"), "{text}");
@@ -55,7 +55,7 @@ async fn run_script(script: &str, addr: String) {
     run_client(script, cmd, addr).await;
 }
 
-fn clients_dir() -> PathBuf {
+pub(crate) fn clients_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/clients")
 }
 

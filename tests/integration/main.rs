@@ -2,6 +2,7 @@
 //! files, and real processes for crash tests. One test binary, so linking happens once.
 
 mod anomalies;
+mod apps;
 mod cli;
 mod client_bytes;
 mod clients;

@@ -19,6 +19,10 @@
 \d+ tags
 \d+ active_items
 \d shipments
+\dT
+\dT+
+\d deliveries
+\d+ deliveries
 \d orders
 \conninfo
 SELECT conname, contype, conkey, pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = 'shipments'::regclass AND conname <> 'shipments_light' ORDER BY 1;
@@ -57,3 +61,6 @@ CREATE VIEW CaseV AS SELECT Id AS Ident FROM CaseT;
 SELECT * FROM casev;
 DROP VIEW CaseV;
 DROP TABLE CaseT;
+SELECT schemaname, tablename, tableowner, tablespace, hasindexes, hasrules, rowsecurity FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename;
+SELECT schemaname, tablename, indexname, tablespace, indexdef FROM pg_indexes WHERE schemaname = 'public' ORDER BY tablename, indexname;
+SELECT schemaname, viewname, viewowner, definition FROM pg_catalog.pg_views WHERE schemaname = 'public';

@@ -2,6 +2,8 @@ CREATE TABLE items (id serial PRIMARY KEY, name varchar(40) NOT NULL UNIQUE, pri
 CREATE TABLE orders (id bigserial PRIMARY KEY, item_id integer REFERENCES items (id), qty integer NOT NULL DEFAULT 1, placed_at timestamptz, UNIQUE (item_id, qty));
 CREATE INDEX orders_placed ON orders (placed_at);
 CREATE TABLE tags (tag text PRIMARY KEY, note text);
+CREATE TYPE order_state AS ENUM ('new', 'paid', 'shipped');
+CREATE TABLE deliveries (id int PRIMARY KEY, state order_state NOT NULL DEFAULT 'new', prior order_state);
 CREATE UNIQUE INDEX tags_lower_note ON tags (lower(note));
 CREATE VIEW active_items AS SELECT id, name FROM items WHERE active;
 CREATE SEQUENCE ticket_numbers;
