@@ -144,7 +144,9 @@ pub struct EntryHeader {
 /// vectors do. Version 18: enum types (`CREATE TYPE ... AS ENUM`, `sqlkeeper_sql::TYPES_TABLE`
 /// and `ENUM_LABELS_TABLE`), the membership triggers of enum columns, and a column of a type
 /// that is neither built in nor an enum refused (42704); no double-quoted string literals
-/// (`"x"` naming no column is 42703, not the string `'x'`).
+/// (`"x"` naming no column is 42703, not the string `'x'`); a transaction that rebuilds a table
+/// runs with foreign keys checked after each step instead of enforced
+/// ([`Command::rebuilds_tables`]).
 pub const ENGINE_APPLY_VERSION: u32 = 18;
 
 impl EntryHeader {
@@ -254,6 +256,11 @@ impl TxnStep {
             TxnStep::Savepoint(_) | TxnStep::Release(_) | TxnStep::RollbackTo(_) => &[],
         }
     }
+
+    /// Whether the step rebuilds a table (an `ALTER TABLE` form SQLite lacks).
+    pub fn rebuilds_tables(&self) -> bool {
+        matches!(self, TxnStep::Sql(s) if s.iter().any(|s| s.effect == Effect::RebuildTable))
+    }
 }
 
 impl Command {
@@ -283,17 +290,19 @@ impl Command {
 
     /// Whether applying the command rebuilds a table (`ALTER TABLE` forms SQLite lacks). Such a
     /// command is applied in a SQLite transaction of its own with foreign-key enforcement off
-    /// (SQLite cannot switch it inside a transaction) and a full foreign-key check at its end,
-    /// so a table other tables reference can be rebuilt. The decision depends on the command
-    /// alone, so every replica applies it the same way.
+    /// (SQLite cannot switch it inside a transaction), so a table other tables reference can be
+    /// rebuilt: an `Execute` command gets a full foreign-key check at its end; a transaction's
+    /// steps are each checked as they run (`step::run_step`), as they were for its client on the
+    /// block writer, which runs such a block the same way (`txn.rs`). The decision depends on
+    /// the command alone, so every replica applies it the same way.
     pub fn rebuilds_tables(&self) -> bool {
         match self {
             Command::Execute { statements, .. } => {
                 statements.iter().any(|s| s.effect == Effect::RebuildTable)
             }
-            // Runs with foreign keys on, as its statements ran for its client; a rebuild of a table other
-            // tables reference is refused inside a transaction block.
-            Command::Transaction { .. } => false,
+            Command::Transaction { record, .. } => {
+                record.steps.iter().any(TxnStep::rebuilds_tables)
+            }
         }
     }
 }

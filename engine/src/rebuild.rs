@@ -70,9 +70,10 @@ pub(crate) fn run(conn: &Connection, table: &str, op_json: &str) -> Result<(), R
             format!("relation \"{table}\" does not exist"),
         )));
     };
-    // Inside a transaction block foreign keys stay on (SQLite cannot switch them inside a
-    // transaction), and renaming a table other tables reference would then rewrite their
-    // REFERENCES to the old copy: refuse instead of corrupting them.
+    // Foreign keys are off for every command that rebuilds (`Command::rebuilds_tables`, also a
+    // transaction block's, which the block writer runs so too). Were they on, renaming a table
+    // other tables reference would rewrite their REFERENCES to the old copy: refuse instead of
+    // corrupting them.
     let enforced: i64 = conn.query_row("PRAGMA foreign_keys", [], |r| r.get(0))?;
     if enforced == 1 {
         let referenced: i64 = conn.query_row(
@@ -84,7 +85,7 @@ pub(crate) fn run(conn: &Connection, table: &str, op_json: &str) -> Result<(), R
         if referenced > 0 {
             return Err(RebuildError::Exec(ExecError::new(
                 "0A000",
-                format!("this ALTER TABLE rebuilds table \"{name}\", which other tables reference; run it outside a transaction block"),
+                format!("this ALTER TABLE rebuilds table \"{name}\", which other tables reference, with foreign keys enforced"),
             )));
         }
     }

@@ -250,8 +250,11 @@ pub(crate) fn run_step(
             exec_fixed(conn, &format!("SAVEPOINT {STATEMENT_SAVEPOINT}"))
                 .map_err(f("statement savepoint"))?;
             let mut last = Ok(StatementResult::default());
-            for s in statements {
+            for (i, s) in statements.iter().enumerate() {
                 last = run_statement(conn, s, cells)?;
+                if i + 1 == statements.len() {
+                    last = last.and_then(|r| loose_keys_hold(conn).map(|()| r));
+                }
                 if last.is_err() {
                     exec_fixed(conn, &format!("ROLLBACK TO {STATEMENT_SAVEPOINT}"))
                         .map_err(f("undo failed statement"))?;
@@ -268,6 +271,31 @@ pub(crate) fn run_step(
                 .map_err(f("release statement savepoint"))?;
             Ok(last)
         }
+    }
+}
+
+/// Foreign keys are off on a connection only for a command that rebuilds a table
+/// (`Command::rebuilds_tables`): then each step of a transaction is checked when it ends, as
+/// PostgreSQL checks a statement, and a step that leaves a row without its parent fails with
+/// 23503 (and is undone). Actions (`ON DELETE CASCADE`, `SET NULL`) do not run meanwhile: a
+/// statement that needs one fails instead.
+fn loose_keys_hold(conn: &Connection) -> Result<(), ExecError> {
+    let enforced = |conn: &Connection| -> rusqlite::Result<bool> {
+        conn.query_row("PRAGMA foreign_keys", [], |r| r.get::<_, i64>(0))
+            .map(|v| v == 1)
+    };
+    let check = |conn: &Connection| -> rusqlite::Result<i64> {
+        conn.query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| {
+            r.get(0)
+        })
+    };
+    match enforced(conn).and_then(|on| if on { Ok(0) } else { check(conn) }) {
+        Ok(0) => Ok(()),
+        Ok(_) => Err(ExecError::new(
+            "23503",
+            "the statement leaves rows that violate a foreign key constraint",
+        )),
+        Err(e) => Err(crate::error::sqlstate_of(&e)),
     }
 }
 

@@ -434,6 +434,26 @@ impl BlockWriter {
         let Some(conn) = conn.as_ref() else {
             return Err(Fatal("the writer connection is not open".into()).into());
         };
+        // A block that rebuilds a table runs, from its first step, with foreign keys off and
+        // checked after each step, as its entry will be applied (`Command::rebuilds_tables`);
+        // every other block with them on. SQLite switches them only outside a transaction:
+        // the connection's is rolled back and the block replayed in the new mode (a step whose
+        // result then differs is a conflict, as any).
+        let loose = block.steps.iter().any(TxnStep::rebuilds_tables)
+            || matches!(work, Work::Record(step) if step.rebuilds_tables());
+        let enforced: i64 = conn
+            .query_row("PRAGMA foreign_keys", [], |r| r.get(0))
+            .map_err(|e| Fatal(format!("read foreign-key mode: {e}")))?;
+        if (enforced == 1) == loose {
+            *open = None;
+            if !conn.is_autocommit() {
+                crate::step::exec_fixed(conn, "ROLLBACK")
+                    .map_err(|e| Fatal(format!("roll back a block's replay: {e}")))?;
+            }
+            let mode = if loose { "OFF" } else { "ON" };
+            conn.execute_batch(&format!("PRAGMA foreign_keys = {mode}"))
+                .map_err(|e| Fatal(format!("switch foreign keys {mode}: {e}")))?;
+        }
         let here = open.filter(|o| {
             o.block == block.id && o.steps == block.steps.len() && !conn.is_autocommit()
         });

@@ -83,12 +83,9 @@ pub fn declared_constraints(create_table_sql: &str) -> Vec<Declared> {
                 }
                 _ => format!("CHECK (({t}))"),
             });
-        let name = name.map(|n| n.value.to_lowercase()).or_else(|| {
-            (kind == 'c').then(|| match names.as_slice() {
-                [one] => format!("{table}_{one}_check"),
-                _ => format!("{table}_check"),
-            })
-        });
+        let name = name
+            .map(|n| n.value.to_lowercase())
+            .or_else(|| (kind == 'c').then(|| generated_constraint_name(&table, kind, &names)));
         out.push(Declared {
             kind,
             name,
@@ -222,8 +219,22 @@ pub(crate) fn untranslated(e: &Expr) -> Expr {
     e
 }
 
+/// The name PostgreSQL gives a constraint of `kind` (`p`, `u`, `f`, `c`) on `columns` of
+/// `table` declared without one: `t_pkey`, `t_a_b_key`, `t_a_fkey`, `t_a_check` (a check that
+/// names one column) or `t_check`.
+pub(crate) fn generated_constraint_name(table: &str, kind: char, columns: &[String]) -> String {
+    let cols = columns.join("_");
+    match (kind, columns) {
+        ('p', _) => format!("{table}_pkey"),
+        ('u', _) => format!("{table}_{cols}_key"),
+        ('f', _) => format!("{table}_{cols}_fkey"),
+        (_, [one]) => format!("{table}_{one}_check"),
+        _ => format!("{table}_check"),
+    }
+}
+
 /// The table's columns an expression names, in the table's order, each once.
-fn referenced_columns(e: &Expr, columns: &[String]) -> Vec<String> {
+pub(crate) fn referenced_columns(e: &Expr, columns: &[String]) -> Vec<String> {
     struct Names(BTreeSet<String>);
     impl Visitor for Names {
         type Break = ();

@@ -71,6 +71,63 @@ fn parse_one(dialect: &dyn sqlparser::dialect::Dialect, sql: &str) -> Result<Sta
         .ok_or_else(|| not_found("empty table definition".into()))
 }
 
+/// A table constraint's name: declared, or generated as PostgreSQL generates it.
+fn table_constraint_name(table: &str, c: &TableConstraint, columns: &[String]) -> Option<String> {
+    if let Some(n) = constraint_name(c) {
+        return Some(n);
+    }
+    let idents = |cols: &[sqlparser::ast::IndexColumn]| -> Vec<String> {
+        cols.iter()
+            .map(|c| c.column.expr.to_string().trim_matches('"').to_lowercase())
+            .collect()
+    };
+    let (kind, cols) = match c {
+        TableConstraint::PrimaryKey(p) => ('p', idents(&p.columns)),
+        TableConstraint::Unique(u) => ('u', idents(&u.columns)),
+        TableConstraint::ForeignKey(f) => (
+            'f',
+            f.columns.iter().map(|c| c.value.to_lowercase()).collect(),
+        ),
+        TableConstraint::Check(k) => ('c', crate::declared::referenced_columns(&k.expr, columns)),
+        _ => return None,
+    };
+    Some(crate::declared::generated_constraint_name(
+        table, kind, &cols,
+    ))
+}
+
+/// A column constraint's name (of column `own`): declared, or generated as PostgreSQL
+/// generates it. The checks the translator adds to typed columns have none.
+fn column_constraint_name(
+    table: &str,
+    own: &[String],
+    o: &ColumnOptionDef,
+    columns: &[String],
+) -> Option<String> {
+    let declared = o.name.as_ref().map(|n| n.value.to_lowercase());
+    let generated = |kind: char, cols: &[String]| {
+        declared
+            .clone()
+            .unwrap_or_else(|| crate::declared::generated_constraint_name(table, kind, cols))
+    };
+    match &o.option {
+        ColumnOption::PrimaryKey(_) => Some(generated('p', own)),
+        ColumnOption::Unique(_) => Some(generated('u', own)),
+        ColumnOption::ForeignKey(_) => Some(generated('f', own)),
+        ColumnOption::Check(k) if !k.expr.to_string().contains(crate::values::VALID_FUNCTION) => {
+            let named = declared.or_else(|| k.name.as_ref().map(|n| n.value.to_lowercase()));
+            Some(named.unwrap_or_else(|| {
+                crate::declared::generated_constraint_name(
+                    table,
+                    'c',
+                    &crate::declared::referenced_columns(&k.expr, columns),
+                )
+            }))
+        }
+        _ => None,
+    }
+}
+
 fn constraint_name(c: &TableConstraint) -> Option<String> {
     let name = match c {
         TableConstraint::PrimaryKey(p) => p.name.as_ref(),
@@ -172,19 +229,27 @@ pub fn rebuild_create_table(
             ct.constraints.push(constraint);
         }
         AlterOp::DropConstraint { name, if_exists } => {
+            // Under its declared name, or the one PostgreSQL generated for it (`t_pkey`,
+            // `t_a_fkey`, ...), which is what clients read from the catalog and drop by.
             let lname = name.to_lowercase();
+            let t = table.to_lowercase();
+            let columns: Vec<String> = ct
+                .columns
+                .iter()
+                .map(|c| c.name.value.to_lowercase())
+                .collect();
             let before = ct.constraints.len();
-            ct.constraints
-                .retain(|c| constraint_name(c).as_deref() != Some(lname.as_str()));
+            ct.constraints.retain(|c| {
+                table_constraint_name(&t, c, &columns).as_deref() != Some(lname.as_str())
+            });
             let mut dropped = ct.constraints.len() != before;
-            if !dropped && lname == format!("{}_pkey", table.to_lowercase()) {
-                // An inline PRIMARY KEY has Postgres' implicit name <table>_pkey.
-                for c in &mut ct.columns {
-                    let n = c.options.len();
-                    c.options
-                        .retain(|o| !matches!(o.option, ColumnOption::PrimaryKey(_)));
-                    dropped |= c.options.len() != n;
-                }
+            for c in &mut ct.columns {
+                let own = [c.name.value.to_lowercase()];
+                let n = c.options.len();
+                c.options.retain(|o| {
+                    column_constraint_name(&t, &own, o, &columns).as_deref() != Some(lname.as_str())
+                });
+                dropped |= c.options.len() != n;
             }
             if !dropped && !if_exists {
                 return Err(not_found(format!(
@@ -341,4 +406,48 @@ pub(crate) fn alter_ops(
         });
     }
     Ok(Some(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each constraint declared without a name is found by the name PostgreSQL gave it, and
+    /// only that one goes; the checks the translator adds to typed columns are never found.
+    #[test]
+    fn constraints_are_dropped_by_their_generated_names() {
+        let sql = "CREATE TABLE t (id INTEGER PRIMARY KEY, a INTEGER REFERENCES p (id), \
+                   b TEXT UNIQUE, c INTEGER CHECK (c > 0), d INTEGER \
+                   CHECK (_sqlkeeper_valid(d, 'int4', -1)), FOREIGN KEY (d) REFERENCES p (id), \
+                   UNIQUE (b, d), CHECK (a < d))";
+        let drop = |sql: &str, name: &str| {
+            let op = AlterOp::DropConstraint {
+                name: name.into(),
+                if_exists: false,
+            };
+            rebuild_create_table(sql, "t", "t", &op)
+        };
+        let names = [
+            "t_pkey",
+            "t_a_fkey",
+            "t_b_key",
+            "t_c_check",
+            "t_d_fkey",
+            "t_b_d_key",
+            "t_check",
+        ];
+        let mut left = sql.to_string();
+        for name in names {
+            let dropped = drop(&left, name).unwrap_or_else(|e| panic!("{name}: {}", e.message));
+            assert!(dropped.len() < left.len(), "{name}: {dropped}");
+            let again = drop(&dropped, name).unwrap_err();
+            assert_eq!(again.sqlstate.to_string(), "42704", "{name} again");
+            left = dropped;
+        }
+        assert!(left.contains("_sqlkeeper_valid"), "{left}");
+        assert_eq!(
+            drop(sql, "t_d_check").unwrap_err().sqlstate.to_string(),
+            "42704"
+        );
+    }
 }

@@ -1235,3 +1235,65 @@ async fn read_committed_reads_of_own_writes_are_what_commits() {
     );
     node.stop().await;
 }
+
+/// What one statement of [`rebuild_script`] gave: its rows, or its SQLSTATE.
+async fn outcome(c: &tokio_postgres::Client, sql: &str) -> Result<Vec<Vec<String>>, String> {
+    match c.simple_query(sql).await {
+        Ok(m) => Ok(rows(&m)),
+        Err(e) => Err(code(&e)),
+    }
+}
+
+/// A migration's block that rebuilds a table other tables reference (as Alembic runs one), on
+/// `c`: every statement's outcome, then the state after `COMMIT`.
+async fn rebuild_script(c: &tokio_postgres::Client) -> Vec<Result<Vec<Vec<String>>, String>> {
+    c.batch_execute(
+        "CREATE TABLE parent (id int PRIMARY KEY, name text);
+         CREATE TABLE child (id int PRIMARY KEY, parent_id int REFERENCES parent (id) ON DELETE CASCADE);
+         INSERT INTO parent VALUES (1, 'a'), (2, 'b');
+         INSERT INTO child VALUES (10, 1), (20, 2);",
+    )
+    .await
+    .unwrap();
+    let mut out = Vec::new();
+    for sql in [
+        "BEGIN",
+        "INSERT INTO parent VALUES (3, 'c')",
+        // A rebuild of `parent`, which `child` references.
+        "ALTER TABLE parent ALTER COLUMN name SET NOT NULL",
+        "INSERT INTO child VALUES (30, 3)",
+        "SAVEPOINT s",
+        // The parent does not exist: the statement fails and is undone.
+        "INSERT INTO child VALUES (40, 99)",
+        "ROLLBACK TO SAVEPOINT s",
+        "ALTER TABLE parent ADD CONSTRAINT parent_name_key UNIQUE (name)",
+        "SELECT id, parent_id FROM child ORDER BY id",
+        "COMMIT",
+        // After the block: foreign keys enforced, with their actions, and still on `parent`.
+        "INSERT INTO child VALUES (50, 77)",
+        "DELETE FROM parent WHERE id = 1",
+        "SELECT id, parent_id FROM child ORDER BY id",
+        "SELECT conname, confrelid::regclass::text FROM pg_constraint WHERE contype = 'f'",
+        "INSERT INTO parent VALUES (4, NULL)",
+        "INSERT INTO parent VALUES (5, 'c')",
+    ] {
+        out.push(outcome(c, sql).await);
+    }
+    out
+}
+
+/// A transaction block that rebuilds a table other tables reference commits, with its foreign
+/// keys checked after each statement (a child without its parent is 23503 and undone) and the
+/// references untouched; after it, foreign keys are enforced with their actions again. Run on
+/// PostgreSQL 15 first: every statement's outcome is PostgreSQL's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_block_rebuilds_a_referenced_table_as_a_migration_does() {
+    let pg = crate::support::Postgres::start();
+    let expected = rebuild_script(&pg.client().await).await;
+    assert_eq!(expected[5], Err("23503".to_string()), "{expected:?}");
+    let dir = tempfile::tempdir().unwrap();
+    let node = TestNode::start(dir.path()).await;
+    let got = rebuild_script(&node.client().await).await;
+    assert_eq!(got, expected);
+    node.stop().await;
+}
