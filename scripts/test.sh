@@ -37,16 +37,23 @@ if ! "$venv/bin/python" -c "import sqlalchemy, psycopg2, alembic, asyncpg, psyco
     "asyncpg==0.32.0" "psycopg[binary]==3.3.9" "optuna==5.1.0"
 fi
 export SQLKEEPER_TEST_PYTHON="$PWD/$venv/bin/python"
-# Optuna 2.10, whose schema the Optuna test upgrades, needs SQLAlchemy 1.4: a virtualenv of its own.
-venv2=target/test-venv-optuna2
-if ! cmp -s tests/clients/optuna2-requirements.txt "$venv2/requirements.txt"; then
-  echo "test.sh: creating $venv2 with Optuna 2.10"
-  rm -rf "$venv2"
-  make_venv "$venv2"
-  "$venv2/bin/pip" install -q --disable-pip-version-check -r tests/clients/optuna2-requirements.txt
-  cp tests/clients/optuna2-requirements.txt "$venv2/requirements.txt"
-fi
-export SQLKEEPER_TEST_OPTUNA2_PYTHON="$PWD/$venv2/bin/python"
+# Applications whose pins clash with the test virtualenv's SQLAlchemy get one each, made from
+# their frozen requirements: Optuna 2.10 (whose schema the Optuna test upgrades; SQLAlchemy 1.4)
+# and MLflow 2.22 (SQLAlchemy 2.0).
+app_venv() { # name requirements-file
+  local dir="target/test-venv-$1"
+  if ! cmp -s "$2" "$dir/requirements.txt"; then
+    echo "test.sh: creating $dir from $2"
+    rm -rf "$dir"
+    make_venv "$dir"
+    "$dir/bin/pip" install -q --disable-pip-version-check -r "$2"
+    cp "$2" "$dir/requirements.txt"
+  fi
+}
+app_venv optuna2 tests/clients/optuna2-requirements.txt
+app_venv mlflow tests/clients/mlflow-requirements.txt
+export SQLKEEPER_TEST_OPTUNA2_PYTHON="$PWD/target/test-venv-optuna2/bin/python"
+export SQLKEEPER_TEST_MLFLOW_PYTHON="$PWD/target/test-venv-mlflow/bin/python"
 
 # Node client tests (node-postgres, knex): the packages pinned by tests/clients/package-lock.json,
 # installed under target/ with `npm ci`, once per lockfile.

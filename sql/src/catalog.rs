@@ -395,6 +395,7 @@ const RELATIONS: &[Relation] = &[
             ("typcollation", OID),
             ("typnotnull", BOOL),
             ("typacl", TEXT),
+            ("typdefault", TEXT),
         ],
         query: Some(pg_type),
     },
@@ -1276,10 +1277,10 @@ fn pg_type() -> String {
          column3 AS typlen, column4 AS typbyval, 'b' AS typtype, column5 AS typcategory, \
          column6 AS typispreferred, 1 AS typisdefined, ',' AS typdelim, 0 AS typrelid, \
          0 AS typelem, column7 AS typarray, 0 AS typbasetype, -1 AS typtypmod, \
-         0 AS typndims, column8 AS typcollation, 0 AS typnotnull, NULL AS typacl \
-         FROM (VALUES {}) AS v \
+         0 AS typndims, column8 AS typcollation, 0 AS typnotnull, NULL AS typacl, \
+         NULL AS typdefault FROM (VALUES {}) AS v \
          UNION ALL SELECT t.oid, t.name, 2200, 10, 4, 1, 'e', 'E', 0, 1, ',', 0, 0, 0, 0, -1, 0, \
-         0, 0, NULL FROM {} AS t",
+         0, 0, NULL, NULL FROM {} AS t",
         rows.join(", "),
         crate::enums::TYPES_TABLE
     )

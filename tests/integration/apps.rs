@@ -1,7 +1,7 @@
 //! Real applications that keep their metadata in PostgreSQL, installed from PyPI by the test
-//! command and run unmodified (issue 12, acceptance 6): their own schema migrations to head, a
-//! workload through their own API, and the data read back through a follower, compared with
-//! what the same calls leave in PostgreSQL 15.
+//! command and run unmodified (issue 12, acceptance 6): Optuna and MLflow. Their own schema
+//! migrations to head, a workload through their own API, and the data read back through a
+//! follower, compared with what the same calls leave in PostgreSQL 15.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -9,27 +9,90 @@ use std::process::Command;
 use crate::clients::{clients_dir, output_of, python, run_client};
 use crate::support::{Postgres, TestCluster};
 
-/// The virtualenv with Optuna 2.10 (and SQLAlchemy 1.4, which it needs), made by the test
-/// command beside the main one: the release whose schema the upgrade starts from.
-fn optuna2_python() -> PathBuf {
+/// The Python of an application's own virtualenv (`target/test-venv-{name}`), made by the test
+/// command beside the main one from `tests/clients/{name}-requirements.txt`, and named in
+/// `var`.
+fn app_python(var: &str, name: &str) -> PathBuf {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    std::env::var_os("SQLKEEPER_TEST_OPTUNA2_PYTHON")
+    std::env::var_os(var)
         .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target/test-venv-optuna2/bin/python"))
+        .unwrap_or_else(|| root.join(format!("target/test-venv-{name}/bin/python")))
 }
 
-/// `tests/clients/optuna_app.py MODE ADDR` with `python`.
-fn optuna_script(python: PathBuf, mode: &str) -> Command {
+/// Optuna 2.10 (with SQLAlchemy 1.4, which it needs): the release whose schema the upgrade
+/// starts from.
+fn optuna2_python() -> PathBuf {
+    app_python("SQLKEEPER_TEST_OPTUNA2_PYTHON", "optuna2")
+}
+
+/// `tests/clients/{script} MODE` with `python` (the server's address comes last).
+fn app_script(python: PathBuf, script: &str, mode: &str) -> Command {
     assert!(
         python.exists(),
-        "{} not found: run scripts/test.sh, which installs Optuna",
+        "{} not found: run scripts/test.sh, which installs the applications",
         python.display()
     );
     let mut cmd = Command::new(python);
-    cmd.arg(clients_dir().join("optuna_app.py"))
+    cmd.arg(clients_dir().join(script))
         .arg(mode)
         .env("PYTHONDONTWRITEBYTECODE", "1");
     cmd
+}
+
+fn optuna_script(python: PathBuf, mode: &str) -> Command {
+    app_script(python, "optuna_app.py", mode)
+}
+
+/// The JSON line a `summary` mode prints, of the application's data at `addr`.
+async fn summary(mut cmd: Command, addr: &str) -> String {
+    cmd.arg(addr);
+    let out = output_of("summary", cmd).await;
+    out.lines()
+        .find(|l| l.starts_with('[') || l.starts_with('{'))
+        .unwrap_or_else(|| panic!("no summary in:\n{out}"))
+        .to_string()
+}
+
+/// A 3-node cluster, its leader and its two followers.
+async fn cluster() -> (TestCluster, u64, [u64; 2]) {
+    let cluster = TestCluster::start(3, |_| Vec::new()).await;
+    let leader = cluster.leader().await;
+    let followers: Vec<u64> = cluster
+        .live_ids()
+        .into_iter()
+        .filter(|id| *id != leader)
+        .collect();
+    (cluster, leader, [followers[0], followers[1]])
+}
+
+/// Waits until every node applied what the leader has, then checks that `summary` reads the
+/// same through the second follower and the leader as `expected`, and the state hashes.
+async fn read_back(
+    cluster: &TestCluster,
+    leader: u64,
+    follower: u64,
+    summary_of: impl Fn(String) -> std::pin::Pin<Box<dyn std::future::Future<Output = String>>>,
+    expected: &str,
+) {
+    let index = cluster
+        .status(leader)
+        .await
+        .and_then(|s| s.2)
+        .expect("leader status");
+    cluster.wait_applied(index).await;
+    let reader = cluster.node(follower).pg_addr.to_string();
+    assert_eq!(
+        summary_of(reader).await,
+        expected,
+        "read through a follower"
+    );
+    let on_leader = cluster.node(leader).pg_addr.to_string();
+    assert_eq!(
+        summary_of(on_leader).await,
+        expected,
+        "read through the leader"
+    );
+    cluster.assert_state_hashes_equal().await;
 }
 
 /// Optuna's whole life on one server at `addr`: Optuna 2.10 makes its schema and runs a
@@ -63,15 +126,8 @@ async fn optuna_lifecycle(addr: &str) {
 }
 
 /// Every study at `addr`, as JSON (`optuna_app.py summary`).
-async fn optuna_summary(addr: &str) -> String {
-    let mut cmd = optuna_script(python(), "summary");
-    cmd.arg(addr);
-    let out = output_of("optuna summary", cmd).await;
-    let json = out
-        .lines()
-        .find(|l| l.starts_with('['))
-        .unwrap_or_else(|| panic!("no summary in:\n{out}"));
-    json.to_string()
+async fn optuna_summary(addr: String) -> String {
+    summary(optuna_script(python(), "summary"), &addr).await
 }
 
 /// Optuna, pointed at a follower of a 3-node cluster, upgrades and runs as it does on
@@ -83,38 +139,63 @@ async fn optuna_upgrades_and_runs_through_a_follower() {
     let pg = Postgres::start();
     let pg_addr = format!("127.0.0.1:{}", pg.port);
     optuna_lifecycle(&pg_addr).await;
-    let expected = optuna_summary(&pg_addr).await;
+    let expected = optuna_summary(pg_addr).await;
     assert!(
         expected.contains("\"legacy\"") && expected.contains("PRUNED"),
         "{expected}"
     );
 
-    let cluster = TestCluster::start(3, |_| Vec::new()).await;
-    let leader = cluster.leader().await;
-    let followers: Vec<u64> = cluster
-        .live_ids()
-        .into_iter()
-        .filter(|id| *id != leader)
-        .collect();
-    let writer = cluster.node(followers[0]).pg_addr.to_string();
-    optuna_lifecycle(&writer).await;
-    let index = cluster
-        .status(leader)
-        .await
-        .and_then(|s| s.2)
-        .expect("leader status");
-    cluster.wait_applied(index).await;
-    let reader = cluster.node(followers[1]).pg_addr.to_string();
-    assert_eq!(
-        optuna_summary(&reader).await,
-        expected,
-        "read through a follower"
+    let (cluster, leader, [writer, reader]) = cluster().await;
+    optuna_lifecycle(&cluster.node(writer).pg_addr.to_string()).await;
+    read_back(
+        &cluster,
+        leader,
+        reader,
+        |a| Box::pin(optuna_summary(a)),
+        &expected,
+    )
+    .await;
+}
+
+/// MLflow 2.22's tracking store and model registry (`tests/clients/mlflow_app.py`).
+fn mlflow_script(mode: &str) -> Command {
+    app_script(
+        app_python("SQLKEEPER_TEST_MLFLOW_PYTHON", "mlflow"),
+        "mlflow_app.py",
+        mode,
+    )
+}
+
+async fn mlflow_summary(addr: String) -> String {
+    summary(mlflow_script("summary"), &addr).await
+}
+
+/// MLflow, pointed at a follower of a 3-node cluster: its store's first use makes the schema
+/// (MLflow's initial tables, then its 30 Alembic migrations, each a transaction that rebuilds
+/// tables other tables reference), then experiments, runs with params, metrics and tags
+/// (`log_batch`), deleted and restored runs, searches with filters and paging, and the model
+/// registry (versions, aliases, tags). Experiments, runs, metric histories and models read back
+/// through the other follower and the leader are what PostgreSQL holds after the same calls.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mlflow_migrates_and_tracks_through_a_follower() {
+    let pg = Postgres::start();
+    let pg_addr = format!("127.0.0.1:{}", pg.port);
+    run_client("mlflow", mlflow_script("workload"), pg_addr.clone()).await;
+    let expected = mlflow_summary(pg_addr).await;
+    assert!(
+        expected.contains("churn-model") && expected.contains("lr-0.001"),
+        "{expected}"
     );
-    let on_leader = cluster.node(leader).pg_addr.to_string();
-    assert_eq!(
-        optuna_summary(&on_leader).await,
-        expected,
-        "read through the leader"
-    );
-    cluster.assert_state_hashes_equal().await;
+
+    let (cluster, leader, [writer, reader]) = cluster().await;
+    let addr = cluster.node(writer).pg_addr.to_string();
+    run_client("mlflow", mlflow_script("workload"), addr).await;
+    read_back(
+        &cluster,
+        leader,
+        reader,
+        |a| Box::pin(mlflow_summary(a)),
+        &expected,
+    )
+    .await;
 }
