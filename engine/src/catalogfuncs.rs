@@ -130,11 +130,16 @@ fn user_name(oid: i64) -> String {
 /// The oid of a declared column type (`VARCHAR(40)`, `INT`, `timestamptz`): PostgreSQL's
 /// built-in oids; `text` for a name without one here.
 fn type_oid(declared: &str) -> i64 {
-    if let Some(t) = sqlkeeper_sql::pg_type_of_name(declared) {
-        return i64::from(t.oid());
+    builtin_type_oid(declared).unwrap_or(25)
+}
+
+/// The oid of a built-in type of this name, if it is one.
+fn builtin_type_oid(name: &str) -> Option<i64> {
+    if let Some(t) = sqlkeeper_sql::pg_type_of_name(name) {
+        return Some(i64::from(t.oid()));
     }
-    let lower = declared.to_ascii_lowercase();
-    match lower.split('(').next().unwrap_or("").trim() {
+    let lower = name.to_ascii_lowercase();
+    Some(match lower.split('(').next().unwrap_or("").trim() {
         "time" | "time without time zone" => 1083,
         "timetz" | "time with time zone" => 1266,
         "interval" => 1186,
@@ -145,8 +150,9 @@ fn type_oid(declared: &str) -> i64 {
         "name" => 19,
         "xml" => 142,
         "money" => 790,
-        _ => 25,
-    }
+        "text" => 25,
+        _ => return None,
+    })
 }
 
 /// PostgreSQL's `format_type(oid, typmod)`: the SQL name of a type, with its modifier.
@@ -482,6 +488,17 @@ pub(crate) fn install(conn: &Connection) -> rusqlite::Result<()> {
     })?;
     conn.create_scalar_function("sqlkeeper_type_oid", 1, flags(), |ctx| {
         Ok(text(ctx, 0).map(|d| type_oid(&d)))
+    })?;
+    // `'name'::regtype` of a name that is no enum (the catalog's rewrite looks those up):
+    // a built-in type's oid, else PostgreSQL's 42704.
+    conn.create_scalar_function("sqlkeeper_regtype", 1, flags(), |ctx| {
+        let Some(name) = text(ctx, 0) else {
+            return Ok(None);
+        };
+        match builtin_type_oid(&name) {
+            Some(oid) => Ok(Some(oid)),
+            None => Err(raise("42704", format!("type \"{name}\" does not exist"))),
+        }
     })?;
     conn.create_scalar_function("sqlkeeper_typmod", 1, flags(), |ctx| {
         Ok(text(ctx, 0).map(|d| i64::from(sqlkeeper_sql::pg_typmod_of_name(&d))))

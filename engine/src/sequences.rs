@@ -375,6 +375,13 @@ pub(crate) fn install(conn: &Connection, cell: Arc<Mutex<SequenceCell>>) -> rusq
         s.dirty = true;
         Ok(format!("{first} {} {count}", s.increment))
     })?;
+    install_raise(conn)
+}
+
+/// `pg_raise(sqlstate, message)`, the error of the translator's guards and of the triggers
+/// that check enum columns: on every connection, so a statement that fires such a trigger can
+/// also be prepared and described on a read-only one.
+fn install_raise(conn: &Connection) -> rusqlite::Result<()> {
     conn.create_scalar_function(
         "pg_raise",
         2,
@@ -384,14 +391,14 @@ pub(crate) fn install(conn: &Connection, cell: Arc<Mutex<SequenceCell>>) -> rusq
             let msg: String = ctx.get(1)?;
             Err(raise(&state, msg))
         },
-    )?;
-    Ok(())
+    )
 }
 
 /// Registers `nextval`, `setval` and `currval` on a read-only connection, so statements that
 /// use them (an `INSERT` into a table with a `SERIAL` column) can be prepared and described
 /// there; running them fails as in a Postgres read-only transaction.
 pub(crate) fn install_read_only(conn: &Connection) -> rusqlite::Result<()> {
+    install_raise(conn)?;
     // currval is allowed in a read-only transaction, but none is defined in a read.
     conn.create_scalar_function(
         "currval",

@@ -6,7 +6,8 @@
 //! read of the block (so it sees the block's writes and, under REPEATABLE READ, the block's
 //! snapshot), and its rows are kept by the session until they are fetched: a later write of
 //! the block does not change what the cursor returns, as in PostgreSQL, whose cursors see the
-//! snapshot of their declaration. Only forward fetches exist.
+//! snapshot of their declaration. `ROLLBACK TO SAVEPOINT` closes the cursors opened after the
+//! savepoint. Only forward fetches exist.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -29,10 +30,26 @@ pub(crate) struct Cursor {
     hints: Vec<ColumnHint>,
     rows: VecDeque<Vec<Value>>,
     bytes: usize,
+    /// How many savepoints were open when it was declared (inside which it was opened).
+    depth: usize,
 }
 
 /// The open cursors of a block, by name.
 pub(crate) type Cursors = HashMap<String, Cursor>;
+
+/// `ROLLBACK TO` the savepoint at `at` (from 0): the cursors opened inside it are closed, as
+/// PostgreSQL closes them.
+pub(crate) fn rolled_back_to(cursors: &mut Cursors, at: usize) {
+    cursors.retain(|_, c| c.depth <= at);
+}
+
+/// `RELEASE` of the savepoint at `at`: the cursors opened inside it now belong to the level
+/// around it.
+pub(crate) fn released(cursors: &mut Cursors, at: usize) {
+    for c in cursors.values_mut() {
+        c.depth = c.depth.min(at);
+    }
+}
 
 fn size_of(row: &[Value]) -> usize {
     row.iter()
@@ -77,7 +94,7 @@ impl Session {
                     ));
                 }
                 let mut translated = sqlkeeper_sql::translate(query)?;
-                let (Some(t), true) = (translated.pop(), translated.is_empty()) else {
+                let (Some(mut t), true) = (translated.pop(), translated.is_empty()) else {
                     return Err(ClientError::new("42601", "DECLARE CURSOR needs one query"));
                 };
                 if t.kind != StatementKind::Read || t.param_count > 0 {
@@ -86,6 +103,8 @@ impl Session {
                         "DECLARE CURSOR is supported for queries that only read, without parameters",
                     ));
                 }
+                // Typed as the same query outside a cursor (`sum(integer)` is `bigint`).
+                self.type_aggregates_in(txn, &mut t).await;
                 let Produced::Rows {
                     columns,
                     rows,
@@ -112,6 +131,7 @@ impl Session {
                         hints,
                         rows: rows.into(),
                         bytes,
+                        depth: txn.savepoints.len(),
                     },
                 );
                 Ok(Produced::Done("DECLARE CURSOR".into()))

@@ -896,15 +896,18 @@ impl Session {
     /// created earlier in the same query string), those columns stay untyped, as SQLite
     /// reports them.
     async fn type_aggregates(&self, t: &mut Translated) {
+        let mut txn = self.txn.lock().await;
+        self.type_aggregates_in(&mut txn, t).await;
+    }
+
+    /// [`Session::type_aggregates`] with the block already in hand (a cursor's query).
+    pub(crate) async fn type_aggregates_in(&self, txn: &mut Txn, t: &mut Translated) {
         let Some(probe) = t.column_probe.take() else {
             return;
         };
         let timeout = self.settings().statement_timeout();
         let stmt = Statement::plain(probe, Vec::new());
-        let in_block = {
-            let mut txn = self.txn.lock().await;
-            describe_in_block(&self.node, &mut txn, &stmt, timeout).await
-        };
+        let in_block = describe_in_block(&self.node, txn, &stmt, timeout).await;
         let described = match in_block {
             Some(d) => d.map_err(|_| ()),
             None => self

@@ -45,7 +45,7 @@ pub(crate) struct Txn {
     /// A statement ran in the block: its isolation level is fixed.
     started: bool,
     /// Savepoint names, innermost last (Postgres allows repeating a name).
-    savepoints: Vec<String>,
+    pub(crate) savepoints: Vec<String>,
     /// The block's replicated part (stamp, recorded steps), from `BEGIN` on. Shared with the
     /// task that runs a statement on the writer connection, so a cancelled statement leaves
     /// the block as it was.
@@ -523,6 +523,7 @@ impl Session {
                 self.savepoint_step(txn, TxnStep::Release(savepoint_name(at)))
                     .await?;
                 txn.savepoints.truncate(at);
+                crate::cursor::released(&mut txn.cursors, at);
                 Ok(done("RELEASE"))
             }
             (_, TxnOp::RollbackTo(name)) => {
@@ -533,6 +534,7 @@ impl Session {
                 self.savepoint_step(txn, TxnStep::RollbackTo(savepoint_name(at)))
                     .await?;
                 txn.savepoints.truncate(at + 1);
+                crate::cursor::rolled_back_to(&mut txn.cursors, at);
                 txn.phase = Phase::Active;
                 Ok(done("ROLLBACK"))
             }

@@ -1707,7 +1707,7 @@ fn catalog_expression(e: &Expr) -> Option<Expr> {
                     let n = format!("'{}'", name.replace('\'', "''"));
                     parse_expr(&format!(
                         "coalesce((SELECT _sqlkeeper_t.oid FROM {} AS _sqlkeeper_t \
-                         WHERE _sqlkeeper_t.name = {n}), sqlkeeper_type_oid({n}))",
+                         WHERE _sqlkeeper_t.name = {n}), sqlkeeper_regtype({n}))",
                         crate::enums::TYPES_TABLE
                     ))
                 }

@@ -29,7 +29,8 @@ fn quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
 
-fn fold(name: &ObjectName) -> Vec<String> {
+/// The parts of `name`, unquoted ones folded to lower case as PostgreSQL folds them.
+pub(crate) fn fold(name: &ObjectName) -> Vec<String> {
     name.0
         .iter()
         .map(|p| match p.as_ident() {

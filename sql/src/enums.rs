@@ -137,25 +137,13 @@ pub(crate) fn enum_type_name(dt: &DataType) -> Option<String> {
     if !modifiers.is_empty() {
         return None;
     }
-    let parts = folded(name);
+    let parts = crate::comments::fold(name);
     let bare = match parts.as_slice() {
         [one] => one,
         [schema, one] if schema == "public" => one,
         _ => return None,
     };
     (!BUILTIN_TYPE_NAMES.contains(&bare.as_str())).then(|| bare.clone())
-}
-
-/// The parts of `name`, unquoted ones folded to lower case as PostgreSQL folds them.
-fn folded(name: &ObjectName) -> Vec<String> {
-    name.0
-        .iter()
-        .map(|p| match p.as_ident() {
-            Some(i) if i.quote_style.is_some() => i.value.clone(),
-            Some(i) => i.value.to_lowercase(),
-            None => p.to_string(),
-        })
-        .collect()
 }
 
 /// The declared type SQLite keeps for a column of enum type `name` (what
@@ -250,7 +238,7 @@ fn error(sqlstate: &str, message: String) -> SqlError {
 
 /// The bare, folded name of a type a statement names (`public.` may lead it).
 fn type_name(name: &ObjectName) -> Result<String, SqlError> {
-    match folded(name).as_slice() {
+    match crate::comments::fold(name).as_slice() {
         [one] => Ok(one.clone()),
         [schema, one] if schema == "public" => Ok(one.clone()),
         [schema, _] => Err(error(

@@ -165,6 +165,16 @@ def orm(engine) -> None:
         avg = s.execute(select(func.avg(Book.pages))).scalar_one()
         assert float(avg) == 120.0 and not isinstance(avg, str), repr(avg)
 
+    step("ORM: yield_per and stream_results read through a server-side cursor, typed")
+    with Session(engine) as s:
+        # psycopg2 sends DECLARE ... CURSOR FOR ... and FETCH FORWARD n for these.
+        pages = [r.pages for r in s.execute(select(Book.pages).execution_options(yield_per=1))]
+        assert pages == [120], pages
+        total = s.execute(
+            select(func.sum(Book.pages)).execution_options(stream_results=True)
+        ).scalar_one()
+        assert total == 120 and isinstance(total, int), repr(total)
+
     step("ORM: a rolled-back session leaves nothing")
     with Session(engine) as s:
         ghost = Author(name="ghost")

@@ -157,6 +157,22 @@ async def main(addr):
         assert status == "COPY 2001", status
         lines = out.getvalue().split(b"\n")
         assert b"1\t\\\\x010101" in lines and b"0\t\\N" in lines, lines[:3]
+
+        step("asyncpg: an enum column, through untyped and cast parameters")
+        await conn.execute("CREATE TYPE kind AS ENUM ('cat', 'dog')")
+        await conn.execute("CREATE TABLE pets (id int PRIMARY KEY, k kind NOT NULL)")
+        await conn.execute("INSERT INTO pets VALUES ($1, $2)", 1, "cat")
+        await conn.execute("INSERT INTO pets VALUES ($1, $2::kind)", 2, "dog")
+        rows = await conn.fetch("SELECT id, k FROM pets ORDER BY id")
+        assert [tuple(r) for r in rows] == [(1, "cat"), (2, "dog")], rows
+        assert await conn.fetchval("SELECT $1::kind", "dog") == "dog"
+        try:
+            await conn.execute("INSERT INTO pets VALUES ($1, $2)", 3, "cow")
+            raise AssertionError("a value that is no label was stored")
+        except asyncpg.InvalidTextRepresentationError:
+            pass
+        counts = await conn.fetch("SELECT k, count(*) FROM pets GROUP BY k ORDER BY k")
+        assert [tuple(r) for r in counts] == [("cat", 1), ("dog", 1)], counts
     finally:
         await conn.close()
 

@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use crate::clients::{clients_dir, output_of, python, run_client};
+use crate::clients::{output_of, python, run_client, script_command};
 use crate::support::{Postgres, TestCluster};
 
 /// The Python of an application's own virtualenv (`target/test-venv-{name}`), made by the test
@@ -27,15 +27,8 @@ fn optuna2_python() -> PathBuf {
 
 /// `tests/clients/{script} MODE` with `python` (the server's address comes last).
 fn app_script(python: PathBuf, script: &str, mode: &str) -> Command {
-    assert!(
-        python.exists(),
-        "{} not found: run scripts/test.sh, which installs the applications",
-        python.display()
-    );
-    let mut cmd = Command::new(python);
-    cmd.arg(clients_dir().join(script))
-        .arg(mode)
-        .env("PYTHONDONTWRITEBYTECODE", "1");
+    let mut cmd = script_command(python, script);
+    cmd.arg(mode);
     cmd
 }
 

@@ -41,21 +41,25 @@ pub(crate) async fn run_client(what: &str, mut cmd: Command, addr: String) {
     assert!(text.contains("== OK"), "{text}");
 }
 
-/// Runs the Python script `tests/clients/{script}` against the server at `addr`.
-async fn run_script(script: &str, addr: String) {
-    let python = python();
+/// `python tests/clients/{script}`, with `python` one the test command installed.
+pub(crate) fn script_command(python: PathBuf, script: &str) -> Command {
     assert!(
         python.exists(),
-        "{} not found: run scripts/test.sh, which installs the Python clients",
+        "{} not found: run scripts/test.sh, which installs the Python clients and applications",
         python.display()
     );
     let mut cmd = Command::new(python);
     cmd.arg(clients_dir().join(script))
         .env("PYTHONDONTWRITEBYTECODE", "1");
-    run_client(script, cmd, addr).await;
+    cmd
 }
 
-pub(crate) fn clients_dir() -> PathBuf {
+/// Runs the Python script `tests/clients/{script}` against the server at `addr`.
+async fn run_script(script: &str, addr: String) {
+    run_client(script, script_command(python(), script), addr).await;
+}
+
+fn clients_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/clients")
 }
 
