@@ -74,8 +74,7 @@ pub(crate) fn run(conn: &Connection, table: &str, op_json: &str) -> Result<(), R
     // transaction block's, which the block writer runs so too). Were they on, renaming a table
     // other tables reference would rewrite their REFERENCES to the old copy: refuse instead of
     // corrupting them.
-    let enforced: i64 = conn.query_row("PRAGMA foreign_keys", [], |r| r.get(0))?;
-    if enforced == 1 {
+    if crate::step::foreign_keys_enforced(conn)? {
         let referenced: i64 = conn.query_row(
             "SELECT count(*) FROM sqlite_schema s, pragma_foreign_key_list(s.name) f \
              WHERE s.type = 'table' AND f.\"table\" = ?1 COLLATE NOCASE AND s.name <> ?1 COLLATE NOCASE",

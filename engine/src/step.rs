@@ -280,16 +280,12 @@ pub(crate) fn run_step(
 /// 23503 (and is undone). Actions (`ON DELETE CASCADE`, `SET NULL`) do not run meanwhile: a
 /// statement that needs one fails instead.
 fn loose_keys_hold(conn: &Connection) -> Result<(), ExecError> {
-    let enforced = |conn: &Connection| -> rusqlite::Result<bool> {
-        conn.query_row("PRAGMA foreign_keys", [], |r| r.get::<_, i64>(0))
-            .map(|v| v == 1)
-    };
     let check = |conn: &Connection| -> rusqlite::Result<i64> {
         conn.query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| {
             r.get(0)
         })
     };
-    match enforced(conn).and_then(|on| if on { Ok(0) } else { check(conn) }) {
+    match foreign_keys_enforced(conn).and_then(|on| if on { Ok(0) } else { check(conn) }) {
         Ok(0) => Ok(()),
         Ok(_) => Err(ExecError::new(
             "23503",
@@ -297,6 +293,14 @@ fn loose_keys_hold(conn: &Connection) -> Result<(), ExecError> {
         )),
         Err(e) => Err(crate::error::sqlstate_of(&e)),
     }
+}
+
+/// Whether the connection enforces foreign keys (`PRAGMA foreign_keys`); asked for every
+/// step of a block, so the statement is kept prepared.
+pub(crate) fn foreign_keys_enforced(conn: &Connection) -> rusqlite::Result<bool> {
+    conn.prepare_cached("PRAGMA foreign_keys")?
+        .query_row([], |r| r.get::<_, i64>(0))
+        .map(|v| v == 1)
 }
 
 /// The hash of one step's result: what the client saw of it. Row counts, rows and SQLSTATEs;

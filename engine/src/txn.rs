@@ -441,10 +441,9 @@ impl BlockWriter {
         // result then differs is a conflict, as any).
         let loose = block.steps.iter().any(TxnStep::rebuilds_tables)
             || matches!(work, Work::Record(step) if step.rebuilds_tables());
-        let enforced: i64 = conn
-            .query_row("PRAGMA foreign_keys", [], |r| r.get(0))
+        let enforced = crate::step::foreign_keys_enforced(conn)
             .map_err(|e| Fatal(format!("read foreign-key mode: {e}")))?;
-        if (enforced == 1) == loose {
+        if enforced == loose {
             *open = None;
             if !conn.is_autocommit() {
                 crate::step::exec_fixed(conn, "ROLLBACK")

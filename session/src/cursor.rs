@@ -37,6 +37,14 @@ pub(crate) struct Cursor {
 /// The open cursors of a block, by name.
 pub(crate) type Cursors = HashMap<String, Cursor>;
 
+/// The description of cursor `name` (its columns and their types), if the block has it open:
+/// what `FETCH` from it returns, and what a Describe of the portal of that name answers.
+pub(crate) fn description(cursors: &Cursors, name: &str) -> Option<(Vec<Column>, Vec<ColumnHint>)> {
+    cursors
+        .get(name)
+        .map(|c| (c.columns.clone(), c.hints.clone()))
+}
+
 /// `ROLLBACK TO` the savepoint at `at` (from 0): the cursors opened inside it are closed, as
 /// PostgreSQL closes them.
 pub(crate) fn rolled_back_to(cursors: &mut Cursors, at: usize) {
@@ -84,6 +92,7 @@ impl Session {
         &self,
         txn: &mut Txn,
         op: &CursorOp,
+        params: Vec<sqlkeeper_engine::Value>,
     ) -> Result<Produced, ClientError> {
         match op {
             CursorOp::Declare { name, query } => {
@@ -97,10 +106,10 @@ impl Session {
                 let (Some(mut t), true) = (translated.pop(), translated.is_empty()) else {
                     return Err(ClientError::new("42601", "DECLARE CURSOR needs one query"));
                 };
-                if t.kind != StatementKind::Read || t.param_count > 0 {
+                if t.kind != StatementKind::Read {
                     return Err(ClientError::new(
                         "0A000",
-                        "DECLARE CURSOR is supported for queries that only read, without parameters",
+                        "DECLARE CURSOR is supported for queries that only read",
                     ));
                 }
                 // Typed as the same query outside a cursor (`sum(integer)` is `bigint`).
@@ -110,7 +119,7 @@ impl Session {
                     rows,
                     hints,
                     ..
-                } = Box::pin(self.run_in_block(txn, &t, Vec::new())).await?
+                } = Box::pin(self.run_in_block(txn, &t, params)).await?
                 else {
                     return Err(ClientError::new("XX000", "a cursor's query gave no rows"));
                 };

@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 use sqlkeeper_engine::{query_scratch, EngineError, LogIndex, ScratchTable, Statement};
 use sqlkeeper_raft::{AdminOp, Node, NodeInfo};
 use sqlkeeper_sql::{
-    translate, AdminCall, ColumnHint, CommandTag, ParamType, PgType, SessionOp, SessionValue,
-    StatementKind, Translated, TxnOp,
+    translate, AdminCall, ColumnHint, CommandTag, CursorOp, ParamType, PgType, SessionOp,
+    SessionValue, StatementKind, Translated, TxnOp,
 };
 
 use crate::error::ClientError;
@@ -935,6 +935,12 @@ impl Session {
         }
     }
 
+    /// The description of the block's cursor `name` (a Describe of the portal of that name,
+    /// as psycopg 3 sends after `DECLARE`), if it has one open.
+    pub async fn cursor_description(&self, name: &str) -> Option<(Vec<Column>, Vec<ColumnHint>)> {
+        crate::cursor::description(&self.txn.lock().await.cursors, name)
+    }
+
     /// Translates and describes one statement for Parse. An error fails an open block, as
     /// in Postgres.
     pub async fn prepare(&self, sql: &str) -> Result<Option<Prepared>, ClientError> {
@@ -975,6 +981,18 @@ impl Session {
                 )
             {
                 return Err(aborted());
+            }
+            // FETCH from a cursor of the block: described as the cursor.
+            if let StatementKind::Cursor(CursorOp::Fetch { name, .. }) = &t.kind {
+                if let Some((columns, hints)) = crate::cursor::description(&txn.cursors, name) {
+                    let mut t = t;
+                    t.columns = hints;
+                    return Ok(Some(Prepared {
+                        param_types: Vec::new(),
+                        translated: t,
+                        columns,
+                    }));
+                }
             }
             if matches!(t.kind, StatementKind::Read | StatementKind::Write) && t.sqlite.len() == 1 {
                 let timeout = self.settings().statement_timeout();

@@ -438,7 +438,7 @@ impl Session {
             }
             StatementKind::Session(op) => self.session_op(op),
             StatementKind::Introspection => self.introspect(t, params).await,
-            StatementKind::Cursor(op) => self.cursor(txn, op).await,
+            StatementKind::Cursor(op) => self.cursor(txn, op, params).await,
             StatementKind::Copy(_) => Err(ClientError::new("XX000", "COPY reached the block path")),
             StatementKind::Admin(call) => Err(ClientError::new(
                 "25001",

@@ -518,6 +518,52 @@ pub(crate) fn infer_type(e: &Expr) -> Option<PgType> {
 /// (SELECT attnum = 0 AS c ...) AS d`: the type the derived table gives `c`), and `array_agg`
 /// of either (with or without `ORDER BY`), as SQLAlchemy gathers an index's columns through two
 /// derived tables.
+/// The columns of the `generate_series(start, stop [, step])` calls in `select`'s `FROM`: the
+/// relation's name (its alias, else `generate_series`), the column's (as `series.rs` names it)
+/// and its type, PostgreSQL's for integer arguments: `integer`, or `bigint` when an argument
+/// is one; `None` for arguments of another or unknown type.
+fn series_columns(select: &sqlparser::ast::Select) -> Vec<(String, String, Option<PgType>)> {
+    select
+        .from
+        .iter()
+        .flat_map(|t| std::iter::once(&t.relation).chain(t.joins.iter().map(|j| &j.relation)))
+        .filter_map(|r| {
+            let TableFactor::Table {
+                name,
+                args: Some(args),
+                alias,
+                ..
+            } = r
+            else {
+                return None;
+            };
+            let last = name.0.last()?.as_ident()?;
+            if last.quote_style.is_some() || !last.value.eq_ignore_ascii_case("generate_series") {
+                return None;
+            }
+            let mut widest = Some(PgType::Int4);
+            for a in &args.args {
+                let FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) = a else {
+                    return None;
+                };
+                widest = match (widest, infer_type(e)) {
+                    (Some(w), Some(PgType::Int2 | PgType::Int4)) => Some(w),
+                    (Some(_), Some(PgType::Int8)) => Some(PgType::Int8),
+                    _ => None,
+                };
+            }
+            let table = alias
+                .as_ref()
+                .map_or_else(|| "generate_series".to_string(), |a| fold(&a.name));
+            let column = alias
+                .as_ref()
+                .map(|a| a.columns.first().map_or(&a.name, |c| &c.name))
+                .map_or_else(|| "generate_series".to_string(), fold);
+            Some((table, column, widest))
+        })
+        .collect()
+}
+
 fn scoped_type(
     select: &sqlparser::ast::Select,
     catalog: Option<&crate::catalog::CatalogSources>,
@@ -526,7 +572,18 @@ fn scoped_type(
     if let Some(t) = infer_type(e).or_else(|| catalog?.column_type(e)) {
         return Some(t);
     }
+    let series = |table: Option<&Ident>, column: &Ident| {
+        let column = fold(column);
+        series_columns(select)
+            .into_iter()
+            .find(|(t, c, _)| *c == column && table.is_none_or(|table| *t == fold(table)))
+            .and_then(|(_, _, ty)| ty)
+    };
     match e {
+        Expr::Identifier(i) => series(None, i),
+        Expr::CompoundIdentifier(parts) if matches!(parts.as_slice(), [t, c] if series(Some(t), c).is_some()) => {
+            series(Some(&parts[0]), &parts[1])
+        }
         Expr::CompoundIdentifier(parts) => {
             let [table, column] = parts.as_slice() else {
                 return None;
@@ -606,6 +663,19 @@ pub(crate) fn projection_hints(stmt: &Statement) -> Vec<ColumnHint> {
                     .collect()
             })
             .unwrap_or_default();
+    }
+    // `SELECT * FROM generate_series(...)`: its one column.
+    if let (Some(s), [SelectItem::Wildcard(_)]) = (select, items) {
+        if let ([from], [(_, column, ty)]) = (s.from.as_slice(), series_columns(s).as_slice()) {
+            if from.joins.is_empty() {
+                return vec![ColumnHint {
+                    name: Some(column.clone()),
+                    pg_type: *ty,
+                    of_column: None,
+                    numeric_typmod: None,
+                }];
+            }
+        }
     }
     let mut hints = Vec::with_capacity(items.len());
     for item in items {

@@ -157,7 +157,11 @@ mod tests {
         assert!(sql.contains("AS \"aid\" FROM _sqlkeeper_series"), "{sql}");
         assert!(sql.contains("_sqlkeeper_series_first(1, 100, 1)"), "{sql}");
         let t = crate::translate("SELECT * FROM generate_series(1, 3)").unwrap();
-        assert_eq!(t[0].columns.len(), 0);
+        let [hint] = t[0].columns.as_slice() else {
+            panic!("{:?}", t[0].columns)
+        };
+        assert_eq!(hint.name.as_deref(), Some("generate_series"));
+        assert_eq!(hint.pg_type, Some(crate::PgType::Int4));
         assert!(t[0].sqlite[0].contains("AS \"generate_series\""));
         let t = crate::translate("SELECT x FROM generate_series(5, 1, -1) AS s(x)").unwrap();
         assert!(t[0].sqlite[0].contains("AS \"x\""));

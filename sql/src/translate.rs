@@ -603,11 +603,17 @@ fn translate_statement(stmt: Statement) -> Result<Translated, SqlError> {
         Statement::Declare { .. } | Statement::Fetch { .. } | Statement::Close { .. }
     ) {
         let (op, tag) = cursor_op(&stmt)?;
-        return Ok(Translated::without_sql(
-            StatementKind::Cursor(op),
-            tag,
-            original,
-        ));
+        let mut t = Translated::without_sql(StatementKind::Cursor(op), tag, original);
+        // The query's parameters are the statement's (psycopg 3 binds them to DECLARE).
+        if let StatementKind::Cursor(crate::CursorOp::Declare { query, .. }) = &t.kind {
+            if query.contains('$') {
+                if let Some(inner) = translate(query)?.pop() {
+                    t.param_count = inner.param_count;
+                    t.params = inner.params;
+                }
+            }
+        }
+        return Ok(t);
     }
     // A typed literal has a quoted string: statements without one skip the walk.
     if original.contains('\'') {

@@ -221,6 +221,17 @@ def psycopg3(addr):
             oids = [d.type_code for d in cur.description]
             assert oids == [20, 1700, 1700, 1082, 1700, 1700], oids
 
+        step("psycopg 3: server-side (named) cursors, with a bound parameter")
+        with conn.transaction():
+            with conn.cursor(name="rt_rows") as cur:
+                cur.execute("SELECT id, d, i8, n FROM psycopg_rt WHERE id >= %s ORDER BY id", (1,))
+                first = cur.fetchone()
+                assert first == (1, row[1], 2**62, decimal.Decimal("-12.500")), first
+                rest = cur.fetchmany(5)
+                assert rest == [(2, datetime.date(2024, 3, 1), 5, decimal.Decimal("7.250"))], rest
+                assert [d.name for d in cur.description] == ["id", "d", "i8", "n"], cur.description
+                assert cur.fetchall() == []
+
         step("psycopg 3: copy() rows in, text and binary, then out")
         conn.execute("CREATE TABLE psycopg_copy (id int PRIMARY KEY, t text, "
                      "tz timestamptz, j jsonb)")

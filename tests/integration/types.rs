@@ -370,3 +370,40 @@ async fn float8_literals_keep_every_bit() {
     round_trip(&node.client().await, &values).await;
     node.stop().await;
 }
+
+/// The column of `generate_series` is described with PostgreSQL's type (`integer`, `bigint` when
+/// an argument is one), under every way of naming it, so binary clients read numbers: run
+/// against PostgreSQL 15 first, then a node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn series_columns_have_postgres_types() {
+    const QUERIES: &[&str] = &[
+        "SELECT * FROM generate_series(2, 4)",
+        "SELECT g FROM generate_series(1, 3) AS g",
+        "SELECT g.g FROM generate_series(1, 3) AS g",
+        "SELECT x FROM generate_series(5, 1, -2) AS s(x)",
+        "SELECT s.x FROM generate_series(1, 3) AS s(x)",
+        "SELECT g FROM generate_series(1, 3000000000, 1000000000) AS g",
+        "SELECT g FROM generate_series(1::bigint, 3) AS g",
+    ];
+    async fn described(c: &Client) -> Vec<(Type, String)> {
+        let mut out = Vec::new();
+        for q in QUERIES {
+            let st = c.prepare(q).await.unwrap();
+            let ty = st.columns()[0].type_().clone();
+            let rows = c.query(&st, &[]).await.unwrap();
+            let first = match ty {
+                Type::INT4 => rows[0].get::<_, i32>(0).to_string(),
+                Type::INT8 => rows[0].get::<_, i64>(0).to_string(),
+                _ => format!("{q}: not an integer column"),
+            };
+            out.push((ty, first));
+        }
+        out
+    }
+    let pg = Postgres::start();
+    let expected = described(&pg.client().await).await;
+    let dir = tempfile::tempdir().unwrap();
+    let node = TestNode::start(dir.path()).await;
+    assert_eq!(described(&node.client().await).await, expected);
+    node.stop().await;
+}
