@@ -300,11 +300,10 @@ fn default_expr(default: &str, declared: &str) -> String {
         return format!("nextval('{seq}'::regclass)");
     }
     let oid = type_oid(declared);
-    // A name that is no built-in type is an enum's (`CREATE TABLE` refuses any other).
-    let named = !declared.trim().is_empty() && !declared.trim().eq_ignore_ascii_case("text");
-    let type_name = match oid == 25 && named {
-        true => declared.trim().to_string(),
-        false => format_type(oid, None),
+    // A declared name that is no built-in type is an enum's (`CREATE TABLE` refuses any other).
+    let type_name = match builtin_type_oid(declared) {
+        None if !declared.trim().is_empty() => declared.trim().to_string(),
+        _ => format_type(oid, None),
     };
     if oid == 16 {
         match d.to_ascii_lowercase().as_str() {
