@@ -528,21 +528,9 @@ fn series_columns(select: &sqlparser::ast::Select) -> Vec<(String, String, Optio
         .iter()
         .flat_map(|t| std::iter::once(&t.relation).chain(t.joins.iter().map(|j| &j.relation)))
         .filter_map(|r| {
-            let TableFactor::Table {
-                name,
-                args: Some(args),
-                alias,
-                ..
-            } = r
-            else {
-                return None;
-            };
-            let last = name.0.last()?.as_ident()?;
-            if last.quote_style.is_some() || !last.value.eq_ignore_ascii_case("generate_series") {
-                return None;
-            }
+            let (args, table, column) = crate::series::series_call(r)?;
             let mut widest = Some(PgType::Int4);
-            for a in &args.args {
+            for a in args {
                 let FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) = a else {
                     return None;
                 };
@@ -552,13 +540,7 @@ fn series_columns(select: &sqlparser::ast::Select) -> Vec<(String, String, Optio
                     _ => None,
                 };
             }
-            let table = alias
-                .as_ref()
-                .map_or_else(|| "generate_series".to_string(), |a| fold(&a.name));
-            let column = alias
-                .as_ref()
-                .map(|a| a.columns.first().map_or(&a.name, |c| &c.name))
-                .map_or_else(|| "generate_series".to_string(), fold);
+            let (table, column) = (fold(&table), fold(&column));
             Some((table, column, widest))
         })
         .collect()
@@ -581,13 +563,13 @@ fn scoped_type(
     };
     match e {
         Expr::Identifier(i) => series(None, i),
-        Expr::CompoundIdentifier(parts) if matches!(parts.as_slice(), [t, c] if series(Some(t), c).is_some()) => {
-            series(Some(&parts[0]), &parts[1])
-        }
         Expr::CompoundIdentifier(parts) => {
             let [table, column] = parts.as_slice() else {
                 return None;
             };
+            if let Some(t) = series(Some(table), column) {
+                return Some(t);
+            }
             let subquery = select
                 .from
                 .iter()

@@ -10,8 +10,8 @@ use std::collections::BTreeSet;
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{
-    visit_expressions_mut, BinaryOperator, ColumnOption, Expr, FunctionArg, FunctionArgExpr,
-    FunctionArguments, Statement, TableConstraint, Visit, Visitor,
+    visit_expressions_mut, BinaryOperator, ColumnOption, ColumnOptionDef, Expr, FunctionArg,
+    FunctionArgExpr, FunctionArguments, Ident, Statement, TableConstraint, Visit, Visitor,
 };
 use sqlparser::dialect::SQLiteDialect;
 use sqlparser::parser::Parser;
@@ -59,18 +59,24 @@ pub fn declared_constraints(create_table_sql: &str) -> Vec<Declared> {
             .collect()
     };
     let mut out = Vec::new();
-    let mut push = |kind: char,
-                    name: Option<&sqlparser::ast::Ident>,
-                    names: Vec<String>,
-                    check: Option<&Expr>| {
-        let check = check.map(untranslated);
+    let written = ct
+        .columns
+        .iter()
+        .flat_map(|c| {
+            let own = c.name.value.to_lowercase();
+            let columns = &columns;
+            c.options
+                .iter()
+                .filter_map(move |o| column_constraint(o, &own, columns))
+        })
+        .chain(
+            ct.constraints
+                .iter()
+                .filter_map(|c| table_constraint(c, &columns)),
+        );
+    for w in written {
+        let check = w.check.map(untranslated);
         let check_text = check.as_ref().map(|e| e.to_string());
-        if check_text
-            .as_deref()
-            .is_some_and(|t| t.contains(crate::values::VALID_FUNCTION))
-        {
-            return;
-        }
         let definition = check
             .as_ref()
             .zip(check_text.as_deref())
@@ -83,57 +89,20 @@ pub fn declared_constraints(create_table_sql: &str) -> Vec<Declared> {
                 }
                 _ => format!("CHECK (({t}))"),
             });
-        let name = name
-            .map(|n| n.value.to_lowercase())
-            .or_else(|| (kind == 'c').then(|| generated_constraint_name(&table, kind, &names)));
+        // A check is listed under the name PostgreSQL gives it; keys under declared names only
+        // (the catalog generates theirs).
+        let name = match w.kind {
+            'c' => Some(w.pg_name(&table)),
+            _ => w.name.clone(),
+        };
         out.push(Declared {
-            kind,
+            kind: w.kind,
             name,
-            conkey: numbers(&names),
-            columns: names.join(","),
+            conkey: numbers(&w.columns),
+            columns: w.columns.join(","),
             check: check_text,
             definition,
         });
-    };
-    for c in &ct.columns {
-        let own = vec![c.name.value.to_lowercase()];
-        for o in &c.options {
-            match &o.option {
-                ColumnOption::PrimaryKey(_) => push('p', o.name.as_ref(), own.clone(), None),
-                ColumnOption::Unique(_) => push('u', o.name.as_ref(), own.clone(), None),
-                ColumnOption::ForeignKey(_) => push('f', o.name.as_ref(), own.clone(), None),
-                ColumnOption::Check(k) => {
-                    let named = referenced_columns(&k.expr, &columns);
-                    push(
-                        'c',
-                        o.name.as_ref().or(k.name.as_ref()),
-                        named,
-                        Some(&k.expr),
-                    )
-                }
-                _ => {}
-            }
-        }
-    }
-    let idents = |cols: &[sqlparser::ast::IndexColumn]| -> Vec<String> {
-        cols.iter()
-            .map(|c| c.column.expr.to_string().trim_matches('"').to_lowercase())
-            .collect()
-    };
-    for c in &ct.constraints {
-        match c {
-            TableConstraint::PrimaryKey(p) => push('p', p.name.as_ref(), idents(&p.columns), None),
-            TableConstraint::Unique(u) => push('u', u.name.as_ref(), idents(&u.columns), None),
-            TableConstraint::ForeignKey(f) => {
-                let names = f.columns.iter().map(|c| c.value.to_lowercase()).collect();
-                push('f', f.name.as_ref(), names, None)
-            }
-            TableConstraint::Check(k) => {
-                let named = referenced_columns(&k.expr, &columns);
-                push('c', k.name.as_ref(), named, Some(&k.expr))
-            }
-            _ => {}
-        }
     }
     out
 }
@@ -219,10 +188,108 @@ pub(crate) fn untranslated(e: &Expr) -> Expr {
     e
 }
 
+/// One constraint of a table's definition, as written.
+pub(crate) struct Written<'a> {
+    /// `p` primary key, `u` unique, `f` foreign key, `c` check.
+    pub(crate) kind: char,
+    /// The declared name, lower case.
+    pub(crate) name: Option<String>,
+    /// The constrained columns, lower case: for a check, the columns its expression names, in
+    /// the table's order.
+    pub(crate) columns: Vec<String>,
+    /// A check's expression.
+    pub(crate) check: Option<&'a Expr>,
+}
+
+impl Written<'_> {
+    /// Its name in PostgreSQL: the declared one, else the one PostgreSQL generates.
+    pub(crate) fn pg_name(&self, table: &str) -> String {
+        self.name
+            .clone()
+            .unwrap_or_else(|| generated_constraint_name(table, self.kind, &self.columns))
+    }
+}
+
+/// The constraint option `o` of column `own` is, if any (of the table's `columns`). The
+/// checks the translator adds to typed columns (`_sqlkeeper_valid(...)`) are not the user's.
+pub(crate) fn column_constraint<'a>(
+    o: &'a ColumnOptionDef,
+    own: &str,
+    columns: &[String],
+) -> Option<Written<'a>> {
+    let name = |n: Option<&Ident>| n.map(|n| n.value.to_lowercase());
+    let (kind, cols, check) = match &o.option {
+        ColumnOption::PrimaryKey(_) => ('p', vec![own.to_string()], None),
+        ColumnOption::Unique(_) => ('u', vec![own.to_string()], None),
+        ColumnOption::ForeignKey(_) => ('f', vec![own.to_string()], None),
+        ColumnOption::Check(k) if !is_value_check(&k.expr) => {
+            let w = Written {
+                kind: 'c',
+                name: name(o.name.as_ref().or(k.name.as_ref())),
+                columns: referenced_columns(&k.expr, columns),
+                check: Some(&*k.expr),
+            };
+            return Some(w);
+        }
+        _ => return None,
+    };
+    Some(Written {
+        kind,
+        name: name(o.name.as_ref()),
+        columns: cols,
+        check,
+    })
+}
+
+/// The table constraint `c` is, if it is a key or a user's check (of the table's `columns`).
+pub(crate) fn table_constraint<'a>(
+    c: &'a TableConstraint,
+    columns: &[String],
+) -> Option<Written<'a>> {
+    let idents = |cols: &[sqlparser::ast::IndexColumn]| -> Vec<String> {
+        cols.iter()
+            .map(|c| c.column.expr.to_string().trim_matches('"').to_lowercase())
+            .collect()
+    };
+    let name = |n: Option<&Ident>| n.map(|n| n.value.to_lowercase());
+    Some(match c {
+        TableConstraint::PrimaryKey(p) => Written {
+            kind: 'p',
+            name: name(p.name.as_ref()),
+            columns: idents(&p.columns),
+            check: None,
+        },
+        TableConstraint::Unique(u) => Written {
+            kind: 'u',
+            name: name(u.name.as_ref()),
+            columns: idents(&u.columns),
+            check: None,
+        },
+        TableConstraint::ForeignKey(f) => Written {
+            kind: 'f',
+            name: name(f.name.as_ref()),
+            columns: f.columns.iter().map(|c| c.value.to_lowercase()).collect(),
+            check: None,
+        },
+        TableConstraint::Check(k) if !is_value_check(&k.expr) => Written {
+            kind: 'c',
+            name: name(k.name.as_ref()),
+            columns: referenced_columns(&k.expr, columns),
+            check: Some(&*k.expr),
+        },
+        _ => return None,
+    })
+}
+
+/// Whether a check is one the translator adds to a typed column.
+fn is_value_check(e: &Expr) -> bool {
+    e.to_string().contains(crate::values::VALID_FUNCTION)
+}
+
 /// The name PostgreSQL gives a constraint of `kind` (`p`, `u`, `f`, `c`) on `columns` of
 /// `table` declared without one: `t_pkey`, `t_a_b_key`, `t_a_fkey`, `t_a_check` (a check that
 /// names one column) or `t_check`.
-pub(crate) fn generated_constraint_name(table: &str, kind: char, columns: &[String]) -> String {
+fn generated_constraint_name(table: &str, kind: char, columns: &[String]) -> String {
     let cols = columns.join("_");
     match (kind, columns) {
         ('p', _) => format!("{table}_pkey"),
@@ -234,7 +301,7 @@ pub(crate) fn generated_constraint_name(table: &str, kind: char, columns: &[Stri
 }
 
 /// The table's columns an expression names, in the table's order, each once.
-pub(crate) fn referenced_columns(e: &Expr, columns: &[String]) -> Vec<String> {
+fn referenced_columns(e: &Expr, columns: &[String]) -> Vec<String> {
     struct Names(BTreeSet<String>);
     impl Visitor for Names {
         type Break = ();

@@ -205,26 +205,25 @@ pub(crate) fn column_type_guards(stmt: &mut Statement) -> Vec<String> {
 }
 
 /// The triggers that refuse a value of column `column` of `table` that is not a label of
-/// enum type `ty` (22P02), on insert and on update, each with its name: see
-/// `translate::value_trigger_names`.
-pub(crate) fn membership_triggers(table: &str, column: &str, ty: &str) -> [(String, String); 2] {
+/// enum type `ty` (22P02), on insert and on update, named as `translate::value_trigger_names`
+/// names them (a column dropped or retyped loses them).
+pub(crate) fn membership_triggers(table: &str, column: &str, ty: &str) -> [String; 2] {
     let q = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
     let (t, c) = (q(table), q(column));
     let message = quote(&format!("invalid input value for enum {ty}: \""));
     ["insert", "update"].map(|event| {
-        let name = format!("_sqlkeeper_enum_{table}_{column}_{event}");
+        let name = crate::translate::value_trigger_name("enum", table, column, event);
         let on = match event {
             "insert" => "INSERT".to_string(),
             _ => format!("UPDATE OF {c}"),
         };
-        let sql = format!(
+        format!(
             "CREATE TRIGGER IF NOT EXISTS {} BEFORE {on} ON {t} WHEN NEW.{c} IS NOT NULL \
              AND NOT EXISTS (SELECT 1 FROM {ENUM_LABELS_TABLE} WHERE type = {} AND label = NEW.{c}) \
              BEGIN SELECT pg_raise('22P02', {message} || NEW.{c} || '\"'); END",
             q(&name),
             quote(ty)
-        );
-        (name, sql)
+        )
     })
 }
 

@@ -71,63 +71,6 @@ fn parse_one(dialect: &dyn sqlparser::dialect::Dialect, sql: &str) -> Result<Sta
         .ok_or_else(|| not_found("empty table definition".into()))
 }
 
-/// A table constraint's name: declared, or generated as PostgreSQL generates it.
-fn table_constraint_name(table: &str, c: &TableConstraint, columns: &[String]) -> Option<String> {
-    if let Some(n) = constraint_name(c) {
-        return Some(n);
-    }
-    let idents = |cols: &[sqlparser::ast::IndexColumn]| -> Vec<String> {
-        cols.iter()
-            .map(|c| c.column.expr.to_string().trim_matches('"').to_lowercase())
-            .collect()
-    };
-    let (kind, cols) = match c {
-        TableConstraint::PrimaryKey(p) => ('p', idents(&p.columns)),
-        TableConstraint::Unique(u) => ('u', idents(&u.columns)),
-        TableConstraint::ForeignKey(f) => (
-            'f',
-            f.columns.iter().map(|c| c.value.to_lowercase()).collect(),
-        ),
-        TableConstraint::Check(k) => ('c', crate::declared::referenced_columns(&k.expr, columns)),
-        _ => return None,
-    };
-    Some(crate::declared::generated_constraint_name(
-        table, kind, &cols,
-    ))
-}
-
-/// A column constraint's name (of column `own`): declared, or generated as PostgreSQL
-/// generates it. The checks the translator adds to typed columns have none.
-fn column_constraint_name(
-    table: &str,
-    own: &[String],
-    o: &ColumnOptionDef,
-    columns: &[String],
-) -> Option<String> {
-    let declared = o.name.as_ref().map(|n| n.value.to_lowercase());
-    let generated = |kind: char, cols: &[String]| {
-        declared
-            .clone()
-            .unwrap_or_else(|| crate::declared::generated_constraint_name(table, kind, cols))
-    };
-    match &o.option {
-        ColumnOption::PrimaryKey(_) => Some(generated('p', own)),
-        ColumnOption::Unique(_) => Some(generated('u', own)),
-        ColumnOption::ForeignKey(_) => Some(generated('f', own)),
-        ColumnOption::Check(k) if !k.expr.to_string().contains(crate::values::VALID_FUNCTION) => {
-            let named = declared.or_else(|| k.name.as_ref().map(|n| n.value.to_lowercase()));
-            Some(named.unwrap_or_else(|| {
-                crate::declared::generated_constraint_name(
-                    table,
-                    'c',
-                    &crate::declared::referenced_columns(&k.expr, columns),
-                )
-            }))
-        }
-        _ => None,
-    }
-}
-
 fn constraint_name(c: &TableConstraint) -> Option<String> {
     let name = match c {
         TableConstraint::PrimaryKey(p) => p.name.as_ref(),
@@ -239,16 +182,16 @@ pub fn rebuild_create_table(
                 .map(|c| c.name.value.to_lowercase())
                 .collect();
             let before = ct.constraints.len();
-            ct.constraints.retain(|c| {
-                table_constraint_name(&t, c, &columns).as_deref() != Some(lname.as_str())
-            });
+            let named =
+                |w: Option<crate::declared::Written>| w.is_some_and(|w| w.pg_name(&t) == lname);
+            ct.constraints
+                .retain(|c| !named(crate::declared::table_constraint(c, &columns)));
             let mut dropped = ct.constraints.len() != before;
             for c in &mut ct.columns {
-                let own = [c.name.value.to_lowercase()];
+                let own = c.name.value.to_lowercase();
                 let n = c.options.len();
-                c.options.retain(|o| {
-                    column_constraint_name(&t, &own, o, &columns).as_deref() != Some(lname.as_str())
-                });
+                c.options
+                    .retain(|o| !named(crate::declared::column_constraint(o, &own, &columns)));
                 dropped |= c.options.len() != n;
             }
             if !dropped && !if_exists {

@@ -34,24 +34,10 @@ impl VisitorMut for Series {
     type Break = ();
 
     fn pre_visit_table_factor(&mut self, t: &mut TableFactor) -> ControlFlow<()> {
-        let TableFactor::Table {
-            name, args, alias, ..
-        } = t
-        else {
+        let Some((args, table, column)) = series_call(t) else {
             return ControlFlow::Continue(());
         };
-        let Some(args) = args else {
-            return ControlFlow::Continue(());
-        };
-        let is_series = name.0.len() <= 2
-            && name.0.last().and_then(|p| p.as_ident()).is_some_and(|i| {
-                i.quote_style.is_none() && i.value.eq_ignore_ascii_case("generate_series")
-            });
-        if !is_series {
-            return ControlFlow::Continue(());
-        }
         let exprs: Option<Vec<Expr>> = args
-            .args
             .iter()
             .map(|a| match a {
                 FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Some(e.clone()),
@@ -73,13 +59,7 @@ impl VisitorMut for Series {
                 return ControlFlow::Break(());
             }
         };
-        let column = alias
-            .as_ref()
-            .map(|a| a.columns.first().map_or(&a.name, |c| &c.name))
-            .map_or_else(|| "generate_series".to_string(), |i| i.value.clone());
-        let table = alias
-            .as_ref()
-            .map_or_else(|| Ident::new("generate_series"), |a| a.name.clone());
+        let column = column.value;
         // The template names the arguments; they are put in as the AST they are (already in
         // SQLite's form: this runs after the expression rewrites).
         let (all, rest) = (ARG_NAMES.join(", "), ARG_NAMES[1..].join(", "));
@@ -116,6 +96,35 @@ impl VisitorMut for Series {
         };
         ControlFlow::Continue(())
     }
+}
+
+/// A `generate_series(...)` call in `FROM`: its arguments, the relation's name (the alias,
+/// else `generate_series`) and its column's (the alias's column list, else the alias, else
+/// `generate_series`), as PostgreSQL names them.
+pub(crate) fn series_call(t: &TableFactor) -> Option<(&[FunctionArg], Ident, Ident)> {
+    let TableFactor::Table {
+        name,
+        args: Some(args),
+        alias,
+        ..
+    } = t
+    else {
+        return None;
+    };
+    let last = name.0.last()?.as_ident()?;
+    if name.0.len() > 2
+        || last.quote_style.is_some()
+        || !last.value.eq_ignore_ascii_case("generate_series")
+    {
+        return None;
+    }
+    let own = || Ident::new("generate_series");
+    let table = alias.as_ref().map_or_else(own, |a| a.name.clone());
+    let column = alias
+        .as_ref()
+        .map(|a| a.columns.first().map_or(&a.name, |c| &c.name).clone())
+        .unwrap_or_else(own);
+    Some((&args.args, table, column))
 }
 
 fn parse_query(sql: &str) -> Option<Box<Query>> {

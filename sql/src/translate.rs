@@ -1544,10 +1544,16 @@ pub(crate) fn value_trigger_names(table: &str, column: &str) -> Vec<String> {
     let mut names = Vec::new();
     for kind in ["bool", "norm", "enum"] {
         for event in ["insert", "update"] {
-            names.push(format!("_sqlkeeper_{kind}_{table}_{column}_{event}"));
+            names.push(value_trigger_name(kind, table, column, event));
         }
     }
     names
+}
+
+/// The name of the trigger of `kind` (`bool`, `norm`, `enum`) that keeps `column` of `table`
+/// on `event` (`insert`, `update`).
+pub(crate) fn value_trigger_name(kind: &str, table: &str, column: &str, event: &str) -> String {
+    format!("_sqlkeeper_{kind}_{table}_{column}_{event}")
 }
 
 /// [`value_triggers`], each with the column it keeps: the triggers that keep a value in its
@@ -1626,9 +1632,11 @@ pub(crate) fn column_value_triggers(ct: &sqlparser::ast::CreateTable) -> Vec<(St
                 let sql = format!(
                     "CREATE TRIGGER IF NOT EXISTS {} AFTER {on} ON {t} WHEN {when} \
                      BEGIN UPDATE {t} SET {cq} = {value} WHERE rowid = NEW.rowid; END",
-                    q(&format!(
-                        "_sqlkeeper_{kind}_{table}_{col}_{}",
-                        event.to_lowercase()
+                    q(&value_trigger_name(
+                        kind,
+                        table,
+                        &col,
+                        &event.to_lowercase()
                     ))
                 );
                 (col.clone(), sql)
@@ -1638,7 +1646,7 @@ pub(crate) fn column_value_triggers(ct: &sqlparser::ast::CreateTable) -> Vec<(St
             let ty = crate::enums::enum_type_name(&c.data_type);
             ty.into_iter().flat_map(|ty| {
                 crate::enums::membership_triggers(&table, &c.name.value, &ty)
-                    .map(|(_, sql)| (c.name.value.clone(), sql))
+                    .map(|sql| (c.name.value.clone(), sql))
             })
         }))
         .collect()

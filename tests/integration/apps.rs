@@ -58,34 +58,22 @@ async fn cluster() -> (TestCluster, u64, [u64; 2]) {
     (cluster, leader, [followers[0], followers[1]])
 }
 
-/// Waits until every node applied what the leader has, then checks that `summary` reads the
-/// same through the second follower and the leader as `expected`, and the state hashes.
+/// Makes every node catch up with the leader and checks their state hashes, then that the
+/// `summary` command (the application's own reading of its data) reads `expected` through
+/// the second follower and through the leader.
 async fn read_back(
     cluster: &TestCluster,
     leader: u64,
     follower: u64,
-    summary_of: impl Fn(String) -> std::pin::Pin<Box<dyn std::future::Future<Output = String>>>,
+    summary_command: fn() -> Command,
     expected: &str,
 ) {
-    let index = cluster
-        .status(leader)
-        .await
-        .and_then(|s| s.2)
-        .expect("leader status");
-    cluster.wait_applied(index).await;
-    let reader = cluster.node(follower).pg_addr.to_string();
-    assert_eq!(
-        summary_of(reader).await,
-        expected,
-        "read through a follower"
-    );
-    let on_leader = cluster.node(leader).pg_addr.to_string();
-    assert_eq!(
-        summary_of(on_leader).await,
-        expected,
-        "read through the leader"
-    );
     cluster.assert_state_hashes_equal().await;
+    for (id, through) in [(follower, "a follower"), (leader, "the leader")] {
+        let addr = cluster.node(id).pg_addr.to_string();
+        let got = summary(summary_command(), &addr).await;
+        assert_eq!(got, expected, "read through {through}");
+    }
 }
 
 /// Optuna's whole life on one server at `addr`: Optuna 2.10 makes its schema and runs a
@@ -118,9 +106,9 @@ async fn optuna_lifecycle(addr: &str) {
     .await;
 }
 
-/// Every study at `addr`, as JSON (`optuna_app.py summary`).
-async fn optuna_summary(addr: String) -> String {
-    summary(optuna_script(python(), "summary"), &addr).await
+/// `optuna_app.py summary`: every study, as JSON.
+fn optuna_summary() -> Command {
+    optuna_script(python(), "summary")
 }
 
 /// Optuna, pointed at a follower of a 3-node cluster, upgrades and runs as it does on
@@ -132,7 +120,7 @@ async fn optuna_upgrades_and_runs_through_a_follower() {
     let pg = Postgres::start();
     let pg_addr = format!("127.0.0.1:{}", pg.port);
     optuna_lifecycle(&pg_addr).await;
-    let expected = optuna_summary(pg_addr).await;
+    let expected = summary(optuna_summary(), &pg_addr).await;
     assert!(
         expected.contains("\"legacy\"") && expected.contains("PRUNED"),
         "{expected}"
@@ -140,14 +128,7 @@ async fn optuna_upgrades_and_runs_through_a_follower() {
 
     let (cluster, leader, [writer, reader]) = cluster().await;
     optuna_lifecycle(&cluster.node(writer).pg_addr.to_string()).await;
-    read_back(
-        &cluster,
-        leader,
-        reader,
-        |a| Box::pin(optuna_summary(a)),
-        &expected,
-    )
-    .await;
+    read_back(&cluster, leader, reader, optuna_summary, &expected).await;
 }
 
 /// MLflow 2.22's tracking store and model registry (`tests/clients/mlflow_app.py`).
@@ -159,8 +140,8 @@ fn mlflow_script(mode: &str) -> Command {
     )
 }
 
-async fn mlflow_summary(addr: String) -> String {
-    summary(mlflow_script("summary"), &addr).await
+fn mlflow_summary() -> Command {
+    mlflow_script("summary")
 }
 
 /// MLflow, pointed at a follower of a 3-node cluster: its store's first use makes the schema
@@ -174,7 +155,7 @@ async fn mlflow_migrates_and_tracks_through_a_follower() {
     let pg = Postgres::start();
     let pg_addr = format!("127.0.0.1:{}", pg.port);
     run_client("mlflow", mlflow_script("workload"), pg_addr.clone()).await;
-    let expected = mlflow_summary(pg_addr).await;
+    let expected = summary(mlflow_summary(), &pg_addr).await;
     assert!(
         expected.contains("churn-model") && expected.contains("lr-0.001"),
         "{expected}"
@@ -183,12 +164,5 @@ async fn mlflow_migrates_and_tracks_through_a_follower() {
     let (cluster, leader, [writer, reader]) = cluster().await;
     let addr = cluster.node(writer).pg_addr.to_string();
     run_client("mlflow", mlflow_script("workload"), addr).await;
-    read_back(
-        &cluster,
-        leader,
-        reader,
-        |a| Box::pin(mlflow_summary(a)),
-        &expected,
-    )
-    .await;
+    read_back(&cluster, leader, reader, mlflow_summary, &expected).await;
 }
