@@ -12,6 +12,7 @@ use crate::error::{ExecError, Fatal};
 use crate::meta;
 use crate::meta::REQUESTS_TABLE;
 use crate::read::ReadPool;
+use crate::staged::txn_vm_steps_max;
 use crate::step::{exec_fixed, open_writer, replay_digest, run_statement, Cells, Stop};
 use crate::txn::BlockWriter;
 use crate::{Outcome, OutcomeDigest};
@@ -268,6 +269,12 @@ impl StateMachine {
                 Some(outcome) => {
                     if let Some(id) = cmd.request_id() {
                         remember_request(conn, &id, at_entry, outcome)?;
+                        if let Command::Transaction { record, .. } = cmd {
+                            if record.staged.is_some() {
+                                crate::staged::drop_parts(conn, &id)
+                                    .map_err(fatal("drop a failed transaction's parts"))?;
+                            }
+                        }
                     }
                     outcome.clone()
                 }
@@ -408,7 +415,53 @@ fn apply_command(
         Command::Execute { statements, .. } => {
             execute_statements(conn, statements, cells, check_foreign_keys)?
         }
-        Command::Transaction { record, .. } => replay_transaction(conn, cells, at.index, record)?,
+        Command::Transaction {
+            record, request_id, ..
+        } => match (record.staged, request_id) {
+            (None, _) => {
+                let size = crate::staged::TxnSize::of(&record.steps);
+                cells.start_entry(&record.stamp, txn_vm_steps_max(vm_steps_max, size));
+                replay_transaction(conn, cells, at.index, record)?
+            }
+            (Some(staged), Some(id)) => match crate::staged::take(conn, id, staged.parts, at.clock)
+            {
+                Ok(mut steps) => {
+                    steps.extend(record.steps.iter().cloned());
+                    let whole = TxnRecord {
+                        steps,
+                        staged: None,
+                        ..record.clone()
+                    };
+                    let size = crate::staged::TxnSize::of(&whole.steps);
+                    cells.start_entry(&whole.stamp, txn_vm_steps_max(vm_steps_max, size));
+                    replay_transaction(conn, cells, at.index, &whole)?
+                }
+                Err(crate::staged::Missing::Part(seq)) => failed(ExecError::new(
+                    "40001",
+                    format!(
+                        "could not serialize access: part {seq} of this transaction's {} parts was not in the log before its commit (entry {}); nothing was applied",
+                        staged.parts, at.index
+                    ),
+                )),
+                Err(crate::staged::Missing::Sql(e)) => {
+                    return Err(fatal("read a transaction's staged parts")(e).into())
+                }
+            },
+            (Some(_), None) => failed(ExecError::new(
+                "XX000",
+                "a transaction in several parts has no request id to find them by",
+            )),
+        },
+        Command::TransactionPart {
+            txn, seq, steps, ..
+        } => {
+            // A part proposed again after its commit was applied is not kept again.
+            if seen_request(conn, txn, at)?.is_none() {
+                crate::staged::stage(conn, txn, *seq, at.clock, steps)
+                    .map_err(fatal("stage a transaction part"))?;
+            }
+            Outcome::default()
+        }
     };
     // After the savepoint was released or rolled back: like Postgres, nextval is not undone
     // when the statement that called it fails.
@@ -417,6 +470,15 @@ fn apply_command(
         remember_request(conn, &id, at, &outcome)?;
     }
     Ok(outcome)
+}
+
+/// The outcome of a command that failed as a whole and changed nothing.
+fn failed(e: ExecError) -> Outcome {
+    Outcome {
+        results: Vec::new(),
+        error: Some((0, e)),
+        deduplicated: None,
+    }
 }
 
 /// Replays a transaction block at its position in the log and applies it if every step
@@ -447,11 +509,7 @@ fn replay_transaction(
         e.detail = Some(
             "a write committed after this transaction read changed what it read or wrote".into(),
         );
-        return Ok(Outcome {
-            results: Vec::new(),
-            error: Some((0, e)),
-            deduplicated: None,
-        });
+        return Ok(failed(e));
     }
     exec_fixed(conn, "RELEASE entry").map_err(fatal("release savepoint"))?;
     Ok(Outcome::default())

@@ -146,8 +146,10 @@ pub struct EntryHeader {
 /// that is neither built in nor an enum refused (42704); no double-quoted string literals
 /// (`"x"` naming no column is 42703, not the string `'x'`); a transaction that rebuilds a table
 /// runs with foreign keys checked after each step instead of enforced
-/// ([`Command::rebuilds_tables`]).
-pub const ENGINE_APPLY_VERSION: u32 = 18;
+/// ([`Command::rebuilds_tables`]). Version 19: a transaction larger than one entry, in
+/// [`Command::TransactionPart`] entries and a commit (`staged.rs`); a transaction's work budget
+/// is the entry's for each entry its steps take (`txn_vm_steps_max`).
+pub const ENGINE_APPLY_VERSION: u32 = 19;
 
 impl EntryHeader {
     /// The header this build writes, with the default budget.
@@ -197,6 +199,35 @@ pub enum Command {
         /// What the block did and saw.
         record: TxnRecord,
     },
+    /// A run of the steps of a transaction block too large for one entry, replicated before
+    /// its [`Command::Transaction`] (whose `record.staged` counts the parts). Applying it only
+    /// keeps the steps until that commit (`staged.rs`); it changes no table of the database.
+    /// Applying it twice is harmless (the same part is kept again), so it has no request id.
+    TransactionPart {
+        /// As for `Execute`.
+        #[serde(default)]
+        header: Option<EntryHeader>,
+        /// The request id of the transaction's commit entry.
+        txn: RequestId,
+        /// The part's place among the transaction's parts, from 0.
+        seq: u32,
+        /// The leader's time when it proposed the part (for the staging table's expiry), and
+        /// a seed, unused.
+        stamp: Stamp,
+        /// The steps, in order.
+        steps: Vec<TxnStep>,
+    },
+}
+
+/// How a transaction larger than one entry reached the log: its steps are in the
+/// [`Command::TransactionPart`] entries before its commit (`staged.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Staged {
+    /// The number of parts; the commit's own `steps` follow theirs.
+    pub parts: u32,
+    /// Whether a staged step rebuilds a table ([`Command::rebuilds_tables`] must know before
+    /// the parts are read).
+    pub rebuilds_tables: bool,
 }
 
 /// A finished transaction block: what a node proposes at `COMMIT` and what
@@ -216,6 +247,10 @@ pub struct TxnRecord {
     /// Hex SHA-256 over the hashes of the steps' results as the client saw them (rows, row
     /// counts, SQLSTATEs).
     pub digest: String,
+    /// For a block larger than one entry, where the rest of its steps are; `None` when
+    /// `steps` are all of them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub staged: Option<Staged>,
 }
 
 /// One value `nextval` gave a transaction step.
@@ -267,14 +302,16 @@ impl Command {
     /// The entry's header.
     pub fn header(&self) -> Option<EntryHeader> {
         match self {
-            Command::Execute { header, .. } | Command::Transaction { header, .. } => *header,
+            Command::Execute { header, .. }
+            | Command::Transaction { header, .. }
+            | Command::TransactionPart { header, .. } => *header,
         }
     }
 
     /// The entry's time and seed.
     pub fn stamp(&self) -> Stamp {
         match self {
-            Command::Execute { stamp, .. } => *stamp,
+            Command::Execute { stamp, .. } | Command::TransactionPart { stamp, .. } => *stamp,
             Command::Transaction { record, .. } => record.stamp,
         }
     }
@@ -285,6 +322,7 @@ impl Command {
             Command::Execute { request_id, .. } | Command::Transaction { request_id, .. } => {
                 *request_id
             }
+            Command::TransactionPart { .. } => None,
         }
     }
 
@@ -301,8 +339,10 @@ impl Command {
                 statements.iter().any(|s| s.effect == Effect::RebuildTable)
             }
             Command::Transaction { record, .. } => {
-                record.steps.iter().any(TxnStep::rebuilds_tables)
+                record.staged.is_some_and(|s| s.rebuilds_tables)
+                    || record.steps.iter().any(TxnStep::rebuilds_tables)
             }
+            Command::TransactionPart { .. } => false,
         }
     }
 }
@@ -313,8 +353,17 @@ impl std::fmt::Display for Command {
             Command::Execute { statements, .. } => {
                 write!(f, "execute({} statements)", statements.len())
             }
-            Command::Transaction { record, .. } => {
-                write!(f, "transaction({} steps)", record.steps.len())
+            Command::Transaction { record, .. } => match record.staged {
+                Some(s) => write!(
+                    f,
+                    "transaction({} parts and {} steps)",
+                    s.parts,
+                    record.steps.len()
+                ),
+                None => write!(f, "transaction({} steps)", record.steps.len()),
+            },
+            Command::TransactionPart { seq, steps, .. } => {
+                write!(f, "transaction part {seq} ({} steps)", steps.len())
             }
         }
     }

@@ -35,14 +35,15 @@ mod rebuild;
 mod scratch;
 mod sequences;
 mod series;
+mod staged;
 mod step;
 mod txn;
 mod values;
 
 pub use apply::{ApplyItem, RaftMeta, StateMachine, StoredRaftMeta, STATE_DB_FILE};
 pub use command::{
-    Assigned, AssignedColumn, Command, Effect, EntryHeader, LogIndex, RequestId, SeqValue, Stamp,
-    Statement, TxnRecord, TxnStep, Value, ENGINE_APPLY_VERSION,
+    Assigned, AssignedColumn, Command, Effect, EntryHeader, LogIndex, RequestId, SeqValue, Staged,
+    Stamp, Statement, TxnRecord, TxnStep, Value, ENGINE_APPLY_VERSION,
 };
 pub use error::{sqlstate_of, EngineError, ExecError, Fatal, SqlState};
 pub use exec::{Column, StatementResult};
@@ -59,5 +60,9 @@ pub use read::{
 };
 pub use scratch::{query_scratch, ScratchTable};
 pub use sequences::{RESERVED_VALUES, RESERVED_VALUES_MAX, RESERVE_FUNCTION};
+pub use staged::{
+    json_str_len, split_steps, statement_size_bound, step_size_bound, txn_vm_steps_max,
+    value_size_bound, TxnSize, COMMAND_BYTES_MAX, STAGED_TABLE, STAGED_TTL_MICROS, TXN_BYTES_MAX,
+};
 pub use txn::{Block, BlockError, BlockWriter, Done, Ticket, Work, STATEMENT_ATTEMPTS_MAX};
 pub use values::check_literal_cast;

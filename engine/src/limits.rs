@@ -96,6 +96,11 @@ impl Budget {
         self.exceeded.store(false, Ordering::SeqCst);
     }
 
+    /// Raises the entry's budget to `max` if it is below (a transaction block that grew).
+    pub(crate) fn raise_max(&self, max: u64) {
+        self.max.fetch_max(max, Ordering::SeqCst);
+    }
+
     /// A user statement starts: its steps are charged until [`Budget::finish_statement`].
     pub(crate) fn start_statement(&self) {
         self.calls.store(0, Ordering::SeqCst);

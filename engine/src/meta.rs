@@ -36,7 +36,9 @@ pub(crate) fn create(conn: &Connection) -> rusqlite::Result<()> {
          CREATE INDEX IF NOT EXISTS {REQUESTS_TABLE}_by_clock ON {REQUESTS_TABLE} (log_clock, log_index);
          CREATE TABLE IF NOT EXISTS {REMOVED_NODES_TABLE} (node_id INTEGER PRIMARY KEY) STRICT;
          {};
+         {};
          {};",
+        crate::staged::create_sql(),
         sqlkeeper_sql::COMMENTS_TABLE_SQL,
         sqlkeeper_sql::TYPES_TABLE_SQL
     ))?;

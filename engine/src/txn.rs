@@ -23,6 +23,7 @@ use crate::command::{LogIndex, SeqValue, Stamp, Statement, TxnRecord, TxnStep};
 use crate::error::{ExecError, Fatal};
 use crate::meta;
 use crate::sequences::{Draw, ReservedValues};
+use crate::staged::{step_size_bound, txn_vm_steps_max, TxnSize, TXN_BYTES_MAX};
 use crate::step::{
     digest_of, replay_step, result_hash, run_read, run_step, run_step_drawing, Cells, StepResult,
     Stop,
@@ -53,6 +54,8 @@ pub struct Block {
     local: HashSet<String>,
     /// Tables the block's steps wrote rows of.
     written: HashSet<String>,
+    /// The log entries its steps take.
+    size: TxnSize,
 }
 
 impl Block {
@@ -66,6 +69,7 @@ impl Block {
             values: Vec::new(),
             local: Default::default(),
             written: Default::default(),
+            size: TxnSize::default(),
         }
     }
 
@@ -90,7 +94,18 @@ impl Block {
     /// result its client got.
     pub fn record(&mut self, step: TxnStep, result: &StepResult) {
         self.seen.push(result_hash(result));
+        self.size.add(step_size_bound(&step));
         self.steps.push(step);
+    }
+
+    /// The block's work budget with `next` added to its steps: one entry's budget for each
+    /// entry the steps take, as at apply ([`txn_vm_steps_max`]).
+    fn vm_steps_max(&self, next: Option<&TxnStep>) -> u64 {
+        let mut size = self.size;
+        if let Some(step) = next {
+            size.add(step_size_bound(step));
+        }
+        txn_vm_steps_max(crate::limits::ENTRY_VM_STEPS_MAX, size)
     }
 
     /// What to propose at `COMMIT`.
@@ -100,6 +115,7 @@ impl Block {
             digest: digest_of(&self.seen),
             steps: self.steps,
             values: self.values,
+            staged: None,
         }
     }
 }
@@ -316,6 +332,17 @@ impl BlockWriter {
         work: Work,
         ticket: &Ticket,
     ) -> Result<(Done, Option<LogIndex>), BlockError> {
+        if let Work::Record(step) = &work {
+            let total = block.size.total.saturating_add(step_size_bound(step));
+            if total > TXN_BYTES_MAX {
+                let mut e = ExecError::new(
+                    "54000",
+                    format!("this transaction would take up to {total} bytes in the log; the limit is {TXN_BYTES_MAX}"),
+                );
+                e.detail = Some("Split the work into several transactions.".into());
+                return Err(BlockError::Aborted(e));
+            }
+        }
         let mut interrupted = 0;
         loop {
             if ticket.0.load(Ordering::SeqCst) {
@@ -478,6 +505,13 @@ impl BlockWriter {
                 applied
             }
         };
+        // The budget grows with the block: the steps replayed so far got the budget of the
+        // entries they take, the new one may take one more.
+        let next = match work {
+            Work::Record(step) => Some(step),
+            _ => None,
+        };
+        cells.budget.raise_max(block.vm_steps_max(next));
         let mut recorded = None;
         let done = match work {
             Work::Read(statements) if reads_written(conn, cells, block, statements) => {
@@ -585,8 +619,8 @@ fn replay(conn: &Connection, cells: &Cells, block: &Block) -> Result<Option<LogI
         .map_err(f("read applied index"))?
         .map(|i| LogIndex(i as u64));
     crate::sequences::load(conn, &cells.sequences).map_err(f("load sequences"))?;
-    // The whole block is one entry: one budget for all its steps, as at apply.
-    cells.start_entry(&block.stamp, crate::limits::ENTRY_VM_STEPS_MAX);
+    // One budget for all the block's steps, as at apply.
+    cells.start_entry(&block.stamp, block.vm_steps_max(None));
     for (n, (step, seen)) in block.steps.iter().zip(&block.seen).enumerate() {
         let r = replay_step(conn, n, step, &block.values, cells)?;
         if result_hash(&r) != *seen {
@@ -937,6 +971,137 @@ mod tests {
         ];
         let outcomes = sm.apply_batch(&items, &RaftMeta::default()).unwrap();
         assert_eq!(sqlstate(outcomes[1].as_ref().unwrap()), Some("40001"));
+    }
+
+    /// A block larger than one entry: its parts are staged by their entries and applied, all
+    /// together, by its commit; a commit whose part is missing applies nothing. Parts left
+    /// behind expire; a part applied again after its commit is not kept.
+    #[test]
+    fn a_block_larger_than_one_entry_is_applied_by_its_commit_from_its_staged_parts() {
+        use crate::command::{RequestId, Staged};
+        use crate::staged::{split_steps, STAGED_TABLE, STAGED_TTL_MICROS};
+        let dir = tempfile::tempdir().unwrap();
+        let mut sm = StateMachine::open(dir.path()).unwrap();
+        apply(
+            &mut sm,
+            1,
+            &exec("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)"),
+        );
+        let spec = sm.block_writer();
+        let count = |sm: &StateMachine, table: &str| -> i64 {
+            rusqlite::Connection::open(sm.db_path())
+                .unwrap()
+                .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+                .unwrap()
+        };
+        // 40 inserts of 200 rows of 100 bytes: about 1 MiB, three entries.
+        let block = || {
+            let mut b = Block::new(Stamp::default());
+            for i in 0..40i64 {
+                let mut params = Vec::new();
+                let mut sql_text = "INSERT INTO t VALUES ".to_string();
+                for r in 0..200i64 {
+                    if r > 0 {
+                        sql_text.push_str(", ");
+                    }
+                    sql_text.push_str(&format!("(?{}, ?{})", 2 * r + 1, 2 * r + 2));
+                    params.push(Value::Integer(i * 200 + r));
+                    params.push(Value::Text("x".repeat(100)));
+                }
+                let stmt = Statement::plain(sql_text, params);
+                ok(&spec, &mut b, TxnStep::Sql(vec![stmt]));
+            }
+            spec.forget(&b);
+            b.finish()
+        };
+        // What a node proposes (`Node::commit_block`): parts, then the commit with the last.
+        let proposed = |mut record: TxnRecord, txn: RequestId, stamp: i64| {
+            let parts = split_steps(&record.steps);
+            assert_eq!(parts.len(), 3, "{parts:?}");
+            let mut entries = Vec::new();
+            for (seq, range) in parts[..parts.len() - 1].iter().enumerate() {
+                entries.push(Command::TransactionPart {
+                    header: Some(EntryHeader::current()),
+                    txn,
+                    seq: seq as u32,
+                    stamp: Stamp {
+                        unix_micros: stamp,
+                        seed: 0,
+                    },
+                    steps: record.steps[range.clone()].to_vec(),
+                });
+            }
+            let last = parts.last().unwrap().clone();
+            record.steps = record.steps[last].to_vec();
+            record.staged = Some(Staged {
+                parts: parts.len() as u32 - 1,
+                rebuilds_tables: false,
+            });
+            let commit = Command::Transaction {
+                header: Some(EntryHeader::current()),
+                request_id: Some(txn),
+                record,
+            };
+            (entries, commit)
+        };
+        let txn = RequestId {
+            origin: 1,
+            serial: 7,
+        };
+        let (parts, commit) = proposed(block(), txn, 1_000);
+        let mut index = 2;
+        for p in &parts {
+            assert_eq!(sqlstate(&apply(&mut sm, index, p)), None);
+            index += 1;
+        }
+        assert_eq!(count(&sm, STAGED_TABLE), 2);
+        assert_eq!(count(&sm, "t"), 0, "a part changes no table");
+        assert_eq!(sqlstate(&apply(&mut sm, index, &commit)), None);
+        index += 1;
+        assert_eq!(count(&sm, "t"), 8_000);
+        assert_eq!(count(&sm, STAGED_TABLE), 0);
+        // The same part again, after its commit: not kept.
+        apply(&mut sm, index, &parts[0]);
+        index += 1;
+        assert_eq!(count(&sm, STAGED_TABLE), 0);
+
+        // A commit whose first part never came: 40001, nothing applied, its parts dropped.
+        apply(&mut sm, index, &exec("DELETE FROM t"));
+        index += 1;
+        let txn = RequestId {
+            origin: 1,
+            serial: 8,
+        };
+        let (parts, commit) = proposed(block(), txn, 2_000);
+        apply(&mut sm, index, &parts[1]);
+        index += 1;
+        assert_eq!(sqlstate(&apply(&mut sm, index, &commit)), Some("40001"));
+        index += 1;
+        assert_eq!(count(&sm, "t"), 0);
+        assert_eq!(count(&sm, STAGED_TABLE), 0);
+
+        // Parts left behind are dropped once a later part is applied after their expiry.
+        let (left, _) = proposed(
+            block(),
+            RequestId {
+                origin: 2,
+                serial: 1,
+            },
+            3_000,
+        );
+        apply(&mut sm, index, &left[0]);
+        index += 1;
+        assert_eq!(count(&sm, STAGED_TABLE), 1);
+        let (late, _) = proposed(
+            block(),
+            RequestId {
+                origin: 2,
+                serial: 2,
+            },
+            3_000 + STAGED_TTL_MICROS + 1,
+        );
+        apply(&mut sm, index, &late[0]);
+        assert_eq!(count(&sm, STAGED_TABLE), 1, "only the new part is left");
     }
 
     #[test]

@@ -25,7 +25,7 @@ fn too_large() -> ClientError {
     ClientError::new(
         "54000",
         format!(
-            "COPY data is longer than {} bytes, more than one COPY can write as one log entry; split the load into several COPY statements",
+            "COPY data is longer than {} bytes, the most one COPY may carry; split the load into several COPY statements",
             sqlkeeper_session::COPY_IN_BYTES_MAX
         ),
     )

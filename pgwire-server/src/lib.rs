@@ -10,6 +10,10 @@
 //! can stop, stall or crash the node. The limits and timeouts are constants with their reasons
 //! next to them, collected in [`ServerConfig`].
 #![deny(missing_docs)]
+// The protocol handlers await the session's futures, which nest deeply (a COPY that runs as a
+// transaction of its own awaits a whole transaction block): the compiler's default depth of 128
+// for computing their layout is not enough.
+#![recursion_limit = "256"]
 
 mod backend;
 mod conn;

@@ -28,13 +28,15 @@ pub const LOG_DB_FILE: &str = "log.db";
 /// `Command::Transaction` among the commands. Version 3 = commands carry an `EntryHeader`
 /// (engine and SQLite versions, step budget): an earlier build refuses to read them rather
 /// than ignore the header. Version 4 = a `Command::Transaction` carries one `TxnRecord` (no
-/// base; read steps). Versions 1 to 3 still decode where their JSON is a subset (all but their
-/// transactions), and apply refuses their commands, whose header names an earlier engine. New
-/// records are written as version 4. See `docs/log-format.md`.
+/// base; read steps). Version 5 = `Command::TransactionPart`, and a `TxnRecord` may name staged
+/// parts. Versions 1 to 4 still decode where their JSON is a subset (all but the transactions
+/// of 1 to 3), and apply refuses their commands, whose header names an earlier engine. New
+/// records are written as version 5. See `docs/log-format.md`.
 const ENCODING_V1: u8 = 1;
 const ENCODING_V2: u8 = 2;
 const ENCODING_V3: u8 = 3;
 const ENCODING_V4: u8 = 4;
+const ENCODING_V5: u8 = 5;
 
 const KEY_VOTE: &str = "vote";
 const KEY_COMMITTED: &str = "committed";
@@ -62,14 +64,14 @@ fn other<E: std::fmt::Display>(context: &'static str) -> impl FnOnce(E) -> io::E
 }
 
 fn encode<T: Serialize>(value: &T) -> io::Result<Vec<u8>> {
-    let mut out = vec![ENCODING_V4];
+    let mut out = vec![ENCODING_V5];
     serde_json::to_writer(&mut out, value).map_err(other("encode log record"))?;
     Ok(out)
 }
 
 pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> io::Result<T> {
     match bytes.split_first() {
-        Some((&(ENCODING_V1 | ENCODING_V2 | ENCODING_V3 | ENCODING_V4), body)) => {
+        Some((&(ENCODING_V1 | ENCODING_V2 | ENCODING_V3 | ENCODING_V4 | ENCODING_V5), body)) => {
             serde_json::from_slice(body).map_err(other("decode log record"))
         }
         Some((v, _)) => Err(io::Error::other(format!(

@@ -34,6 +34,29 @@ pub enum Proposal {
     Statements(Vec<sqlkeeper_engine::Statement>),
     /// A finished transaction block: one `Command::Transaction`.
     Transaction(sqlkeeper_engine::TxnRecord),
+    /// A run of the steps of a block too large for one entry: one
+    /// `Command::TransactionPart`, proposed before the block's `Transaction`.
+    TransactionPart {
+        /// The request id of the block's commit.
+        txn: sqlkeeper_engine::RequestId,
+        /// The part's place, from 0.
+        seq: u32,
+        /// Its steps.
+        steps: Vec<sqlkeeper_engine::TxnStep>,
+    },
+}
+
+impl Proposal {
+    /// An upper bound of the JSON size of the proposal's statements in the log.
+    pub fn size_bound(&self) -> usize {
+        match self {
+            Proposal::Statements(s) => s.iter().map(sqlkeeper_engine::statement_size_bound).sum(),
+            Proposal::Transaction(r) => r.steps.iter().map(sqlkeeper_engine::step_size_bound).sum(),
+            Proposal::TransactionPart { steps, .. } => {
+                steps.iter().map(sqlkeeper_engine::step_size_bound).sum()
+            }
+        }
+    }
 }
 
 /// Largest frame accepted. An AppendEntries carries at most `max_payload_entries` entries;
@@ -51,9 +74,10 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 /// (statements or a finished transaction) and entries may hold `Command::Transaction`.
 /// Version 3: commands carry an `EntryHeader`, and outcomes may be deduplicated answers. Only
 /// Version 4: a transaction is one `TxnRecord` (no base; read steps), and `ForwardWrite` has no
-/// write-slot wait. Only version 4 is accepted: a node of another build is refused with a
-/// clear error instead of decoding a message it would misread.
-const WIRE_V4: u8 = 4;
+/// write-slot wait. Version 5: `Proposal::TransactionPart`, `Command::TransactionPart`, staged
+/// transactions. Only version 5 is accepted: a node of another build is refused with a clear
+/// error instead of decoding a message it would misread.
+const WIRE_V5: u8 = 5;
 
 /// The `to` of a hello from a node that does not know who is at the address (a joining node).
 /// No node has id 0 (`--node-id` must be positive).
@@ -195,14 +219,14 @@ pub(crate) fn codec() -> LengthDelimitedCodec {
 }
 
 fn encode<T: Serialize>(v: &T) -> io::Result<Bytes> {
-    let mut out = vec![WIRE_V4];
+    let mut out = vec![WIRE_V5];
     serde_json::to_writer(&mut out, v).map_err(io::Error::other)?;
     Ok(Bytes::from(out))
 }
 
 fn decode<T: DeserializeOwned>(b: &[u8]) -> io::Result<T> {
     match b.split_first() {
-        Some((&WIRE_V4, body)) => {
+        Some((&WIRE_V5, body)) => {
             serde_json::from_slice(body).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
         }
         Some((v, _)) => Err(io::Error::new(

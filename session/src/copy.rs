@@ -1,8 +1,9 @@
 //! `COPY` in a session: `TO STDOUT` is a read whose rows the protocol sends as COPY data;
 //! `FROM STDIN` names its target columns first ([`Session::copy_in_start`]), and once the
 //! protocol has read every row, they are written as ordinary inserts
-//! ([`Session::copy_in`]): in one log entry outside a transaction block (all or nothing, as
-//! PostgreSQL's COPY), as steps of the block inside one.
+//! ([`Session::copy_in`]): outside a transaction block all or nothing, as PostgreSQL's COPY
+//! (one log entry, or a transaction of its own when the rows do not fit in one), as steps of
+//! the block inside one.
 
 use sqlkeeper_sql::{translate, CommandTag, CopySpec, StatementKind, Translated};
 
@@ -13,14 +14,13 @@ use crate::values::{Column, Value};
 
 type EngineValue = sqlkeeper_engine::Value;
 
-/// Most COPY data (as the client sent it) one `COPY ... FROM STDIN` may carry. Its rows are
-/// written as one log entry, which holds at most `COMMAND_BYTES_MAX` (512 KiB) as encoded; the
-/// rows never take fewer bytes there than in the client's text (narrow rows take about 3.5
-/// times as many, so about 150 KiB of them fit), so more than this is refused as it arrives,
-/// before anything is buffered further or written (54000); what passes this bound may still
-/// be refused by the entry's own bound, also before anything is written. Larger loads are split
-/// into several COPY statements.
-pub const COPY_IN_BYTES_MAX: usize = sqlkeeper_raft::COMMAND_BYTES_MAX;
+/// Most COPY data (as the client sent it) one `COPY ... FROM STDIN` may carry: its rows are
+/// held in memory until they are written. Rows take more bytes in the log than in the client's
+/// text (narrow rows about five times as many), and a transaction may take at most
+/// `TXN_BYTES_MAX` (256 MiB) there, so more than this could never be written; it is refused as
+/// it arrives, before anything is buffered further or written (54000). 64 MiB of COPY text is
+/// `pgbench -i` at scale 40.
+pub const COPY_IN_BYTES_MAX: usize = 64 * 1024 * 1024;
 
 /// Rows per SQLite `INSERT` a COPY is written as: few statements per entry, each small enough
 /// to translate quickly.
@@ -203,17 +203,65 @@ impl Session {
                     t
                 }
             };
-            let params = chunk
+            let params: Vec<EngineValue> = chunk
                 .iter()
                 .flat_map(|row| row.iter().cloned().map(Value::into_engine))
                 .collect();
             batch.push((t, params));
         }
-        let (_, error) = self.run(batch).await;
+        let size: usize = batch
+            .iter()
+            .map(|(t, params)| {
+                64 * t.sqlite.len()
+                    + t.sqlite.iter().map(String::len).sum::<usize>()
+                    + params
+                        .iter()
+                        .map(sqlkeeper_engine::value_size_bound)
+                        .sum::<usize>()
+            })
+            .sum();
+        let error = if size > sqlkeeper_engine::COMMAND_BYTES_MAX
+            && !self.in_block_or_control(&batch).await
+        {
+            self.copy_in_own_transaction(batch).await
+        } else {
+            self.run(batch).await.1
+        };
         match error {
             Some(e) => Err(e),
             None => Ok(CommandTag::Copy.render(count as u64)),
         }
+    }
+
+    /// Writes a COPY's inserts, outside a block but too large for one log entry, as a
+    /// transaction of their own, all or nothing: `BEGIN`, the inserts, `COMMIT` (replicated in
+    /// several entries, `docs/transactions.md`), or `ROLLBACK` after the first error.
+    async fn copy_in_own_transaction(
+        &self,
+        batch: Vec<(Translated, Vec<EngineValue>)>,
+    ) -> Option<ClientError> {
+        let control = |sql: &str| -> Result<(Translated, Vec<EngineValue>), ClientError> {
+            let t = translate(sql)?
+                .pop()
+                .ok_or_else(|| ClientError::new("XX000", "no transaction statement"))?;
+            Ok((t, Vec::new()))
+        };
+        let (begin, commit, rollback) =
+            match (control("BEGIN"), control("COMMIT"), control("ROLLBACK")) {
+                (Ok(b), Ok(c), Ok(r)) => (b, c, r),
+                (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return Some(e),
+            };
+        let mut all = Vec::with_capacity(batch.len() + 2);
+        all.push(begin);
+        all.extend(batch);
+        all.push(commit);
+        // Boxed: the block's future is large, and COPY is rare.
+        let (_, error) = Box::pin(self.run_block(all)).await;
+        if error.is_some() {
+            // The block failed before its COMMIT (a COMMIT that failed ended it already).
+            let _ = Box::pin(self.run_block(vec![rollback])).await;
+        }
+        error
     }
 
     /// `INSERT INTO table (names) VALUES ($1, ...), ...` for `rows` rows, translated.

@@ -398,6 +398,23 @@ mod tests {
     }
 
     #[test]
+    fn boolean_options_take_every_postgres_spelling() {
+        let header = |sql: &str| match crate::translate(sql).unwrap().pop().unwrap().kind {
+            crate::StatementKind::Copy(spec) => spec.header,
+            other => panic!("{sql}: {other:?}"),
+        };
+        // pgbench -i's statement
+        assert!(!header("copy pgbench_accounts from stdin with (freeze on)"));
+        assert!(header(
+            "COPY t FROM STDIN (FORMAT csv, HEADER on, FREEZE off)"
+        ));
+        assert!(header("COPY t FROM STDIN (FORMAT csv, HEADER 1)"));
+        assert!(header("COPY t FROM STDIN (FORMAT csv, HEADER 'yes')"));
+        assert!(!header("COPY t FROM STDIN (FORMAT csv, HEADER no)"));
+        assert!(crate::translate("COPY t FROM STDIN (FORMAT csv, HEADER maybe)").is_err());
+    }
+
+    #[test]
     fn invalid_combinations_get_postgres_errors() {
         for (sql, state) in [
             ("COPY t FROM STDIN (FORMAT xml)", "22023"),

@@ -206,7 +206,10 @@ pub fn translate(query: &str) -> Result<Vec<Translated>, SqlError> {
     let statements = match statements {
         Ok(s) => s,
         Err(_) if is_postgres_vacuum(query) => return translate("VACUUM"),
-        Err(e) => return Err(parse_error(query, e)),
+        Err(e) => match copy_boolean_options(query) {
+            Some(spelled) => return translate(&spelled),
+            None => return Err(parse_error(query, e)),
+        },
     };
     statements.into_iter().map(translate_statement).collect()
 }
@@ -240,6 +243,51 @@ fn is_postgres_vacuum(query: &str) -> bool {
                 | Token::Number(..)
         )
     })
+}
+
+/// `query`, a `COPY` whose boolean options are spelled as PostgreSQL also takes them (`FREEZE
+/// on`, `HEADER 1`, `HEADER 'yes'`, as `pgbench -i` sends `WITH (freeze on)`), with them spelled
+/// `TRUE` or `FALSE`, the only forms sqlparser reads; `None` if there are none.
+fn copy_boolean_options(query: &str) -> Option<String> {
+    use sqlparser::tokenizer::{Token, Tokenizer};
+    let mut tokens = Tokenizer::new(&PostgreSqlDialect {}, query)
+        .tokenize()
+        .ok()?;
+    let is_word =
+        |t: &Token, w: &str| matches!(t, Token::Word(x) if x.value.eq_ignore_ascii_case(w));
+    if !tokens
+        .iter()
+        .find(|t| !matches!(t, Token::Whitespace(_)))
+        .is_some_and(|t| is_word(t, "copy"))
+    {
+        return None;
+    }
+    let mut changed = false;
+    let mut option = false;
+    for t in tokens.iter_mut() {
+        if matches!(t, Token::Whitespace(_)) {
+            continue;
+        }
+        if option {
+            let value = match &*t {
+                Token::Word(w) if w.quote_style.is_none() => Some(w.value.to_ascii_lowercase()),
+                Token::Number(n, _) => Some(n.clone()),
+                Token::SingleQuotedString(v) => Some(v.to_ascii_lowercase()),
+                _ => None,
+            };
+            let spelled = match value.as_deref() {
+                Some("on" | "yes" | "1" | "true") => Some("TRUE"),
+                Some("off" | "no" | "0" | "false") => Some("FALSE"),
+                _ => None,
+            };
+            if let Some(b) = spelled {
+                *t = Token::make_keyword(b);
+                changed = true;
+            }
+        }
+        option = is_word(t, "freeze") || is_word(t, "header");
+    }
+    changed.then(|| tokens.iter().map(|t| t.to_string()).collect())
 }
 
 fn parse_error(query: &str, e: ParserError) -> SqlError {

@@ -319,27 +319,66 @@ async fn copy_in_and_out_through_the_extended_protocol() {
         .get(0);
     assert_eq!(n, 4);
 
-    // More than one log entry holds: refused (54000) before anything is written, whether the
-    // data passes the COPY bound as it arrives (600 KB) or only the entry's (250 KB).
-    for rows in [10_000, 24_000] {
-        let data: String = (100..100 + rows)
+    // More rows than one log entry holds (24,000 rows, about 600 KB of text, 2.4 MB in the
+    // log): written as a transaction of their own, in several entries, all or nothing. A
+    // duplicate key in the last row writes none of them; without it, all are written.
+    let rows = |from: i32, to: i32| -> Vec<u8> {
+        (from..to)
             .map(|i| format!("{i}\tsome text value {i}\n"))
-            .collect();
+            .collect::<String>()
+            .into_bytes()
+    };
+    let copy = |data: Vec<u8>| {
+        let client = &client;
+        async move {
+            let sink = client.copy_in("COPY c FROM STDIN").await?;
+            futures::pin_mut!(sink);
+            sink.send(Cursor::new(data)).await?;
+            sink.as_mut().finish().await
+        }
+    };
+    let mut bad = rows(100, 24_100);
+    bad.extend_from_slice(b"100\tagain\n");
+    let e = copy(bad).await.unwrap_err();
+    assert_eq!(e.code(), Some(&SqlState::UNIQUE_VIOLATION), "{e}");
+    let count = || async {
+        client
+            .query_one("SELECT count(*) FROM c", &[])
+            .await
+            .unwrap()
+            .get::<_, i64>(0)
+    };
+    assert_eq!(
+        count().await,
+        4,
+        "nothing of a failed large COPY is written"
+    );
+    assert_eq!(copy(rows(100, 24_100)).await.unwrap(), 24_000);
+    assert_eq!(count().await, 24_004);
+    // More COPY data than one COPY may carry (`COPY_IN_BYTES_MAX`, 64 MiB): refused as it
+    // arrives (54000), nothing written, the connection still usable.
+    {
         let sink = client.copy_in("COPY c FROM STDIN").await.unwrap();
         futures::pin_mut!(sink);
-        let sent = sink.send(Cursor::new(data.into_bytes())).await;
+        let chunk = rows(1_000_000, 1_040_000);
+        let mut sent = Ok(());
+        for _ in 0..(sqlkeeper_session::COPY_IN_BYTES_MAX / chunk.len() + 2) {
+            sent = sink.send(Cursor::new(chunk.clone())).await;
+            if sent.is_err() {
+                break;
+            }
+        }
         let e = match sent {
             Ok(()) => sink.as_mut().finish().await.unwrap_err(),
             Err(e) => e,
         };
         assert_eq!(e.code(), Some(&SqlState::PROGRAM_LIMIT_EXCEEDED), "{e}");
     }
-    let n: i64 = client
-        .query_one("SELECT count(*) FROM c", &[])
+    client
+        .batch_execute("DELETE FROM c WHERE id >= 100")
         .await
-        .unwrap()
-        .get(0);
-    assert_eq!(n, 4, "nothing of a refused COPY is written");
+        .unwrap();
+    assert_eq!(count().await, 4);
 
     // A COPY the client abandons (tokio-postgres sends CopyFail when the sink is dropped)
     // writes nothing and leaves the connection in step.

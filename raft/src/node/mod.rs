@@ -49,7 +49,8 @@ pub use config::{
     LOG_KEPT_BEHIND_SNAPSHOT, SNAPSHOT_EVERY_ENTRIES,
 };
 pub use membership::MemberRow;
-pub use writes::{COMMAND_BYTES_MAX, WRITE_RETRY_BACKOFF};
+pub use sqlkeeper_engine::COMMAND_BYTES_MAX;
+pub use writes::WRITE_RETRY_BACKOFF;
 
 /// Errors the session maps to SQLSTATEs (`From<NodeError> for ClientError` in `sqlkeeper-session`).
 #[derive(Debug, thiserror::Error)]

@@ -2,6 +2,7 @@
 //! waiting for the local apply.
 
 use super::*;
+use sqlkeeper_engine::{split_steps, Staged, TxnSize, TxnStep, COMMAND_BYTES_MAX, TXN_BYTES_MAX};
 
 impl Node {
     pub(super) fn stamp(&self, serial: u64) -> Stamp {
@@ -47,6 +48,13 @@ impl Node {
                 request_id: Some(request_id),
                 record,
             },
+            Proposal::TransactionPart { txn, seq, steps } => Command::TransactionPart {
+                header: Some(EntryHeader::current()),
+                txn,
+                seq,
+                stamp: self.stamp(request_id.serial),
+                steps,
+            },
         };
         match self.raft.client_write(command).await {
             Ok(resp) => Ok((resp.data, LogIndex(resp.log_id.index))),
@@ -84,12 +92,50 @@ impl Node {
 
     /// Replicates a finished transaction block as one entry (see [`Node::write`]). The
     /// outcome is 40001 if its statements return other results at its place in the log.
+    ///
+    /// A block larger than one entry goes into the log as its parts (`Command::TransactionPart`,
+    /// each one entry, proposed in order) and then its commit, which names them by the commit's
+    /// request id; every replica applies the block when it applies the commit
+    /// (`docs/transactions.md`, Large transactions). `timeout` is per entry.
     pub async fn commit_block(
         &self,
-        record: TxnRecord,
+        mut record: TxnRecord,
         timeout: Duration,
     ) -> Result<(Outcome, LogIndex), NodeError> {
-        self.write_proposal(Proposal::Transaction(record), timeout)
+        let size = TxnSize::of(&record.steps);
+        if size.total > TXN_BYTES_MAX {
+            return Err(too_large(size.total, TXN_BYTES_MAX));
+        }
+        let parts = split_steps(&record.steps);
+        let request_id = self.new_request_id();
+        if parts.len() > 1 {
+            let rebuilds_tables = record.steps.iter().any(TxnStep::rebuilds_tables);
+            let mut steps = std::mem::take(&mut record.steps);
+            let mut chunks: Vec<Vec<TxnStep>> = parts
+                .iter()
+                .rev()
+                .map(|range| steps.split_off(range.start))
+                .collect();
+            chunks.reverse();
+            // The last part travels in the commit itself.
+            record.steps = chunks.pop().unwrap_or_default();
+            record.staged = Some(Staged {
+                parts: chunks.len() as u32,
+                rebuilds_tables,
+            });
+            for (seq, steps) in chunks.into_iter().enumerate() {
+                let part = Proposal::TransactionPart {
+                    txn: request_id,
+                    seq: seq as u32,
+                    steps,
+                };
+                self.write_proposal_as(self.new_request_id(), part, timeout)
+                    .await?;
+            }
+        }
+        // Its apply replays every part: a budget, and so a time, that grows with them.
+        let timeout = timeout.saturating_mul(parts.len().max(1) as u32);
+        self.write_proposal_as(request_id, Proposal::Transaction(record), timeout)
             .await
     }
 
@@ -98,18 +144,20 @@ impl Node {
         proposal: Proposal,
         timeout: Duration,
     ) -> Result<(Outcome, LogIndex), NodeError> {
-        let statements: Vec<&Statement> = match &proposal {
-            Proposal::Statements(s) => s.iter().collect(),
-            Proposal::Transaction(r) => r.steps.iter().flat_map(|s| s.statements()).collect(),
-        };
-        let size = encoded_size_bound(&statements);
+        self.write_proposal_as(self.new_request_id(), proposal, timeout)
+            .await
+    }
+
+    async fn write_proposal_as(
+        &self,
+        request_id: RequestId,
+        proposal: Proposal,
+        timeout: Duration,
+    ) -> Result<(Outcome, LogIndex), NodeError> {
+        let size = proposal.size_bound();
         if size > COMMAND_BYTES_MAX {
-            return Err(NodeError::Exec(ExecError::new(
-                "54000",
-                format!("the statement and its parameters take up to {size} bytes in the log; the limit is {COMMAND_BYTES_MAX}"),
-            )));
+            return Err(too_large(size, COMMAND_BYTES_MAX));
         }
-        let request_id = self.new_request_id();
         let deadline = Instant::now() + timeout;
         let mut unknown = false;
         let mut last_leader = None;
@@ -209,108 +257,13 @@ impl Node {
     }
 }
 
-/// Largest encoded command (statements and parameters). A log entry must fit, with up to
-/// `MAX_PAYLOAD_ENTRIES` others, in one cluster frame (`rpc::FRAME_BYTES_MAX`); a metadata
-/// store's statements are far smaller.
-pub const COMMAND_BYTES_MAX: usize = 512 * 1024;
-
 /// Pause between retries of a write or read index while the leader changes.
 pub const WRITE_RETRY_BACKOFF: Duration = Duration::from_millis(50);
 
-/// JSON length of a string: quotes, plus one extra byte per escaped `"` or `\`, five per
-/// control character (`\u00XX`); other characters are written as UTF-8.
-pub(super) fn json_str_len(s: &str) -> usize {
-    2 + s.len()
-        + s.bytes()
-            .map(|b| match b {
-                b'"' | b'\\' => 1,
-                0..=0x1f => 5,
-                _ => 0,
-            })
-            .sum::<usize>()
-}
-
-/// An upper bound of the JSON size of `statements` in a log entry, computed without encoding
-/// them (this runs for every write).
-pub(super) fn encoded_size_bound(statements: &[&Statement]) -> usize {
-    statements
-        .iter()
-        .map(|s| {
-            let effect = match &s.effect {
-                // {"Defaults":{"table":"...","width":4294967295,"assigned":[...]}}, each
-                // assigned {"column":{"Position":4294967295},"from":"..."} or
-                // {"column":{"Name":"..."},"from":"..."}
-                sqlkeeper_engine::Effect::Defaults {
-                    table, assigned, ..
-                } => {
-                    64 + json_str_len(table)
-                        + assigned
-                            .iter()
-                            .map(|a| {
-                                let column = match &a.column {
-                                    sqlkeeper_engine::AssignedColumn::Name(n) => json_str_len(n),
-                                    sqlkeeper_engine::AssignedColumn::Position(_) => 10,
-                                };
-                                56 + column + json_str_len(&a.from)
-                            })
-                            .sum::<usize>()
-                }
-                _ => 0,
-            };
-            64 + effect
-                + json_str_len(&s.sql)
-                + s.params
-                    .iter()
-                    .map(|p| match p {
-                        Value::Null => 8,
-                        Value::Integer(_) | Value::Real(_) => 40,
-                        Value::Text(t) => 16 + json_str_len(t),
-                        // a byte is a number of at most 3 digits and a comma
-                        Value::Blob(b) => 16 + 4 * b.len(),
-                    })
-                    .sum::<usize>()
-        })
-        .sum()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn size_bound_is_never_below_the_real_encoding() {
-        let stmts = vec![Statement {
-            sql: "INSERT INTO t VALUES (?1, ?2, ?3) -- \"quoted\" \\ \n\t é".into(),
-            params: vec![
-                Value::Text("a\u{1}b\"c\\".into()),
-                Value::Blob(vec![255, 0, 17]),
-                Value::Integer(i64::MIN),
-            ],
-            // The longest effect, which the JSON spells out.
-            effect: sqlkeeper_engine::Effect::Defaults {
-                table: "a \"quoted\" \\ table".into(),
-                width: Some(u32::MAX),
-                assigned: vec![
-                    sqlkeeper_engine::Assigned {
-                        column: sqlkeeper_engine::AssignedColumn::Name("\"c\"\u{1}".into()),
-                        from: "double precision".into(),
-                    },
-                    sqlkeeper_engine::Assigned {
-                        column: sqlkeeper_engine::AssignedColumn::Position(u32::MAX),
-                        from: "timestamp with time zone".into(),
-                    },
-                ],
-            },
-        }];
-        let real = serde_json::to_vec(&stmts).unwrap().len();
-        assert!(
-            encoded_size_bound(&stmts.iter().collect::<Vec<_>>()) >= real,
-            "{} < {real}",
-            encoded_size_bound(&stmts.iter().collect::<Vec<_>>())
-        );
-        assert_eq!(
-            json_str_len("a\"\\\u{1}é"),
-            serde_json::to_string("a\"\\\u{1}é").unwrap().len()
-        );
-    }
+/// 54000 for a write larger than the log takes.
+fn too_large(size: usize, max: usize) -> NodeError {
+    NodeError::Exec(ExecError::new(
+        "54000",
+        format!("the statement and its parameters take up to {size} bytes in the log; the limit is {max}"),
+    ))
 }
