@@ -32,6 +32,7 @@ mod outcome;
 mod pgfuncs;
 mod read;
 mod rebuild;
+mod rowlocks;
 mod scratch;
 mod sequences;
 mod series;
@@ -58,6 +59,7 @@ pub use read::{
     local_stamp, read_snapshot_info, HeldRead, ReadPool, ReadView, SnapshotInfo, INSTALL_READ_WAIT,
     READ_CONNECTIONS_MAX, WAL_BYTES_MAX,
 };
+pub use rowlocks::{RowHold, ROW_LOCKS_PER_BLOCK_MAX};
 pub use scratch::{query_scratch, ScratchTable};
 pub use sequences::{RESERVED_VALUES, RESERVED_VALUES_MAX, RESERVE_FUNCTION};
 pub use staged::{

@@ -50,6 +50,53 @@ pub(crate) struct Cells {
     pub(crate) written: Arc<TableLog>,
     /// Tables the statements prepared read (authorizer), while a block's read is examined.
     pub(crate) read: Arc<TableLog>,
+    /// Rows the statements update or delete (update hook), while a block step runs.
+    pub(crate) rows: Arc<RowLog>,
+}
+
+/// Rows a block step updated or deleted, but did not insert itself (`rowlocks.rs`), while on.
+/// The engine's own tables are left out.
+#[derive(Default)]
+pub(crate) struct RowLog {
+    on: AtomicBool,
+    rows: Mutex<(Vec<crate::rowlocks::Row>, HashSet<crate::rowlocks::Row>)>,
+}
+
+impl RowLog {
+    fn note(&self, action: Action, table: &str, rowid: i64) {
+        if !self.on.load(Ordering::Relaxed) || table.starts_with("_sqlkeeper_") {
+            return;
+        }
+        let mut rows = self.rows.lock().unwrap_or_else(|p| p.into_inner());
+        let (touched, inserted) = &mut *rows;
+        match action {
+            Action::SQLITE_INSERT => {
+                inserted.insert((table.to_string(), rowid));
+            }
+            Action::SQLITE_UPDATE | Action::SQLITE_DELETE
+                if touched.len() < crate::rowlocks::ROW_LOCKS_PER_BLOCK_MAX =>
+            {
+                touched.push((table.to_string(), rowid));
+            }
+            _ => {}
+        }
+    }
+
+    pub(crate) fn start(&self) {
+        *self.rows.lock().unwrap_or_else(|p| p.into_inner()) = Default::default();
+        self.on.store(true, Ordering::Relaxed);
+    }
+
+    /// The rows noted since [`RowLog::start`], each once.
+    pub(crate) fn stop(&self) -> Vec<crate::rowlocks::Row> {
+        self.on.store(false, Ordering::Relaxed);
+        let (mut touched, inserted) =
+            std::mem::take(&mut *self.rows.lock().unwrap_or_else(|p| p.into_inner()));
+        touched.retain(|r| !inserted.contains(r));
+        touched.sort_unstable();
+        touched.dedup();
+        touched
+    }
 }
 
 /// Names of tables a connection's hooks saw while on.
@@ -420,7 +467,11 @@ pub(crate) fn open_writer(
         .map_err(fatal("register rebuild function"))?;
     crate::limits::install_handler(&mut conn, cells.budget.clone(), stop)
         .map_err(fatal("install progress handler"))?;
-    let (rowid_max, written) = (cells.rowid_max.clone(), cells.written.clone());
+    let (rowid_max, written, rows) = (
+        cells.rowid_max.clone(),
+        cells.written.clone(),
+        cells.rows.clone(),
+    );
     conn.update_hook(Some(
         move |action: Action, _db: &str, table: &str, rowid: i64| {
             if rowid == i64::MAX && matches!(action, Action::SQLITE_INSERT | Action::SQLITE_UPDATE)
@@ -428,6 +479,7 @@ pub(crate) fn open_writer(
                 rowid_max.store(true, std::sync::atomic::Ordering::SeqCst);
             }
             written.note(table);
+            rows.note(action, table, rowid);
         },
     ))
     .map_err(fatal("install update hook"))?;

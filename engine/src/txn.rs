@@ -22,6 +22,7 @@ use rusqlite::{Connection, InterruptHandle};
 use crate::command::{LogIndex, SeqValue, Stamp, Statement, TxnRecord, TxnStep};
 use crate::error::{ExecError, Fatal};
 use crate::meta;
+use crate::rowlocks::{RowHold, RowLocks, WaitError};
 use crate::sequences::{Draw, ReservedValues};
 use crate::staged::{step_size_bound, txn_vm_steps_max, TxnSize, TXN_BYTES_MAX};
 use crate::step::{
@@ -56,6 +57,11 @@ pub struct Block {
     written: HashSet<String>,
     /// The log entries its steps take.
     size: TxnSize,
+    /// The rows it holds (`rowlocks.rs`), from its first held row on.
+    rows: Option<RowHold>,
+    /// Blocks that hold rows its steps touched, with those rows' tables: a recorded read of
+    /// such a table waits until they ended.
+    depends: Vec<(u64, String)>,
 }
 
 impl Block {
@@ -70,7 +76,15 @@ impl Block {
             local: Default::default(),
             written: Default::default(),
             size: TxnSize::default(),
+            rows: None,
+            depends: Vec::new(),
         }
+    }
+
+    /// Takes the block's row locks out of it, so that they stay held until the returned value
+    /// is dropped: at `COMMIT`, until the commit is applied on this node.
+    pub fn hold_rows(&mut self) -> Option<RowHold> {
+        self.rows.take()
     }
 
     /// Marks `sequence` as one that exists only inside the block (no values of it can be
@@ -154,6 +168,8 @@ enum Attempt {
     Changed(usize),
     /// No values of this sequence are reserved for the node.
     NeedValues(String),
+    /// The block must wait until this block ended, then run the statement again.
+    Wait(u64),
     Stop(Stop),
 }
 
@@ -233,6 +249,8 @@ pub struct BlockWriter {
     reserved: Arc<ReservedValues>,
     /// The ticket of the running statement.
     running: Mutex<Option<Ticket>>,
+    /// The rows the node's blocks hold.
+    locks: Arc<RowLocks>,
 }
 
 impl BlockWriter {
@@ -249,6 +267,7 @@ impl BlockWriter {
             cancel_running: Arc::new(AtomicBool::new(false)),
             running: Mutex::new(None),
             reserved: Arc::default(),
+            locks: Arc::default(),
         }
     }
 
@@ -359,6 +378,9 @@ impl BlockWriter {
             self.cancel_running
                 .store(ticket.0.load(Ordering::SeqCst), Ordering::SeqCst);
             let r = self.attempt(&mut inner, block, &work);
+            if block.rows.is_none() && self.locks.live(block.id) {
+                block.rows = Some(RowHold::new(self.locks.clone(), block.id));
+            }
             let stopped = self.apply_wants.load(Ordering::SeqCst)
                 || self.cancel_running.load(Ordering::SeqCst);
             *self.running.lock().unwrap_or_else(|p| p.into_inner()) = None;
@@ -375,9 +397,15 @@ impl BlockWriter {
                         drawn,
                         written,
                         local,
+                        depends,
                     }) = recorded
                     {
                         block.local.extend(local);
+                        for d in depends {
+                            if !block.depends.contains(&d) {
+                                block.depends.push(d);
+                            }
+                        }
                         let Done::Ran(result) = &done else {
                             unreachable!("a recorded step runs")
                         };
@@ -415,6 +443,28 @@ impl BlockWriter {
                         }
                         Attempt::NeedValues(sequence) => {
                             return Err(BlockError::NeedValues(sequence))
+                        }
+                        Attempt::Wait(holder) => {
+                            // Registered while the connection is held: two blocks that wait
+                            // for each other find the cycle.
+                            let entered = self.locks.enter_wait(block.id, holder);
+                            drop(inner);
+                            let cancelled = || ticket.0.load(Ordering::SeqCst);
+                            match entered.and_then(|()| self.locks.wait(block.id, cancelled)) {
+                                Ok(()) => {
+                                    let locks = &self.locks;
+                                    block.depends.retain(|(h, _)| locks.live(*h));
+                                }
+                                Err(WaitError::Cancelled) => return Err(BlockError::Cancelled),
+                                Err(WaitError::Deadlock) => {
+                                    let mut e = ExecError::new("40P01", "deadlock detected");
+                                    e.detail = Some(
+                                        "Two transactions on this node each wait for a row the other changed; this one was chosen to fail."
+                                            .into(),
+                                    );
+                                    return Err(BlockError::Aborted(e));
+                                }
+                            }
                         }
                         Attempt::Stop(Stop::Abort(e)) => return Err(BlockError::Aborted(e)),
                         Attempt::Stop(Stop::Fatal(f)) => return Err(f.into()),
@@ -513,8 +563,23 @@ impl BlockWriter {
         };
         cells.budget.raise_max(block.vm_steps_max(next));
         let mut recorded = None;
+        let reads_own = match work {
+            Work::Read(statements) => {
+                let read = tables_read(conn, cells, block, statements);
+                // A row it wrote that another live block holds: see that block's end first.
+                if let Some((holder, _)) = block
+                    .depends
+                    .iter()
+                    .find(|(h, t)| read.contains(t) && self.locks.live(*h))
+                {
+                    return Err(Attempt::Wait(*holder));
+                }
+                read.iter().any(|t| block.written.contains(t))
+            }
+            _ => false,
+        };
         let done = match work {
-            Work::Read(statements) if reads_written(conn, cells, block, statements) => {
+            Work::Read(statements) if reads_own => {
                 let step = TxnStep::Read(statements.clone());
                 let r = run_step(conn, &step, cells)?;
                 recorded = Some(Recorded {
@@ -522,11 +587,13 @@ impl BlockWriter {
                     drawn: Vec::new(),
                     written: HashSet::new(),
                     local: HashSet::new(),
+                    depends: Vec::new(),
                 });
                 Done::Ran(r)
             }
             Work::Record(step) => {
                 cells.written.start();
+                cells.rows.start();
                 let fresh = Draw::Fresh {
                     reserved: self.reserved.clone(),
                     local: block.local.clone(),
@@ -535,6 +602,17 @@ impl BlockWriter {
                 };
                 let (r, draw) = run_step_drawing(conn, step, cells, fresh);
                 let written = cells.written.stop();
+                let touched = cells.rows.stop();
+                let mut depends = Vec::new();
+                if let (Ok(Ok(result)), false) = (&r, touched.is_empty()) {
+                    depends = self.locks.take(block.id, touched);
+                    depends.retain(|(h, _)| self.locks.live(*h));
+                    if let (Some((holder, _)), false) = (depends.first(), result.rows.is_empty()) {
+                        // It returned rows another block changed and has not committed: run it
+                        // again once that block ended, as PostgreSQL's row lock makes it wait.
+                        return Err(Attempt::Wait(*holder));
+                    }
+                }
                 if let Draw::Fresh {
                     drawn: d,
                     needs,
@@ -550,6 +628,7 @@ impl BlockWriter {
                         drawn: d,
                         written,
                         local,
+                        depends,
                     });
                 }
                 Done::Ran(r?)
@@ -587,27 +666,28 @@ struct Recorded {
     written: HashSet<String>,
     /// Sequences the block now draws from their rows (it created or set them).
     local: HashSet<String>,
+    /// Live blocks holding rows the step touched, with their tables.
+    depends: Vec<(u64, String)>,
 }
 
-/// Whether `statements` read a table `block` wrote rows of. SQLite's authorizer names every
-/// table a statement reads (through views too) when the statement is prepared, so they are
-/// prepared here once more, past the statement cache.
-fn reads_written(
+/// The tables `statements` read, if `block` wrote rows of any table (otherwise none are
+/// needed). SQLite's authorizer names every table a statement reads (through views too) when
+/// the statement is prepared, so they are prepared here once more, past the statement cache.
+fn tables_read(
     conn: &Connection,
     cells: &Cells,
     block: &Block,
     statements: &[Statement],
-) -> bool {
+) -> HashSet<String> {
     if block.written.is_empty() {
-        return false;
+        return HashSet::new();
     }
     cells.read.start();
     for s in statements {
         // A statement that does not prepare fails when it runs, with its own error.
         let _ = conn.prepare(&s.sql);
     }
-    let read = cells.read.stop();
-    read.iter().any(|t| block.written.contains(t))
+    cells.read.stop()
 }
 
 /// Opens a SQLite transaction on the latest applied state and replays `block`'s steps on it,

@@ -569,7 +569,7 @@ impl Session {
             // What the writer connection holds for the block is of no more use.
             self.node.forget_block(block.clone()).await;
         }
-        let block = std::mem::replace(
+        let mut block = std::mem::replace(
             &mut *block.lock().unwrap_or_else(|p| p.into_inner()),
             Block::new(Default::default()),
         );
@@ -577,14 +577,20 @@ impl Session {
             // Read-only: nothing to replicate.
             return Ok(done("COMMIT"));
         }
+        // The rows the block changed stay locked until its commit is applied here, so that a
+        // block waiting for one of them sees the commit (`transactions.md`, Row locks).
+        let rows = block.hold_rows();
         let record = block.finish();
         // Spawned, so that nothing (a cancel, a disconnect) drops the commit half way; a simple
         // query's cancel waits for it (`committing`).
         let _committing = Flag::raise(&self.committing);
         let node = self.node.clone();
         let committed = tokio::spawn(async move {
-            node.commit_block(record, crate::session::WRITE_TIMEOUT)
-                .await
+            let r = node
+                .commit_block(record, crate::session::WRITE_TIMEOUT)
+                .await;
+            drop(rows);
+            r
         })
         .await;
         let (outcome, index) =

@@ -13,7 +13,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::Type;
 use tokio_postgres::{GenericClient, SimpleQueryMessage};
 
-use crate::support::{eventually, TestNode};
+use crate::support::{eventually, Postgres, TestNode};
 
 fn rows(msgs: &[SimpleQueryMessage]) -> Vec<Vec<String>> {
     msgs.iter()
@@ -769,6 +769,9 @@ async fn transactions_on_every_node_survive_a_leader_kill_and_converge() {
     .unwrap();
 
     tracing::info!("--- without contention, a follower commits a transaction");
+    // The follower's new session may start before the follower applied the tables (sequential
+    // reads order a session's own history only): wait until every node has them.
+    cluster.wait_applied(applied_index(&c).await).await;
     let follower = (1..=3).find(|id| *id != leader).unwrap();
     let f = cluster.client(follower).await;
     transfer(&f, 99, 1, 1, 2, 5).await.unwrap();
@@ -1295,5 +1298,163 @@ async fn a_block_rebuilds_a_referenced_table_as_a_migration_does() {
     let node = TestNode::start(dir.path()).await;
     let got = rebuild_script(&node.client().await).await;
     assert_eq!(got, expected);
+    node.stop().await;
+}
+
+/// What the second session of [`same_row_waits`] saw in each case, and the balances after.
+async fn same_row_case(
+    a: &Arc<tokio_postgres::Client>,
+    b: &Arc<tokio_postgres::Client>,
+    first: &str,
+    second: &'static str,
+    end_first: &str,
+) -> (Result<Vec<Vec<String>>, String>, Vec<Vec<String>>) {
+    a.batch_execute("UPDATE acc SET bal = 100").await.unwrap();
+    a.batch_execute(&format!("BEGIN; {first}")).await.unwrap();
+    let task = {
+        let b = b.clone();
+        tokio::spawn(async move {
+            b.batch_execute("BEGIN").await.unwrap();
+            let mut last = Ok(Vec::new());
+            for stmt in second.split(';') {
+                last = outcome(&b, stmt).await;
+                if last.is_err() {
+                    b.batch_execute("ROLLBACK").await.unwrap();
+                    return last;
+                }
+            }
+            b.batch_execute("COMMIT").await.map_err(|e| code(&e))?;
+            last
+        })
+    };
+    // The second session waits for the first one's row until the first block ends: it has
+    // not answered within this time (a bound on a wait that must not end, not a sleep).
+    let mut task = task;
+    assert!(
+        tokio::time::timeout(Duration::from_millis(400), &mut task)
+            .await
+            .is_err(),
+        "the second session did not wait for the first one's row: {second}"
+    );
+    a.batch_execute(end_first).await.unwrap();
+    let seen = task.await.unwrap();
+    (seen, select(a, "SELECT id, bal FROM acc ORDER BY id").await)
+}
+
+/// Both sessions' outcomes of the same-row cases on one server.
+async fn same_row_waits(
+    a: tokio_postgres::Client,
+    b: tokio_postgres::Client,
+) -> Vec<(Result<Vec<Vec<String>>, String>, Vec<Vec<String>>)> {
+    a.batch_execute(
+        "DROP TABLE IF EXISTS acc; CREATE TABLE acc (id int PRIMARY KEY, bal int NOT NULL);
+         INSERT INTO acc VALUES (1, 100), (2, 100)",
+    )
+    .await
+    .unwrap();
+    let (a, b) = (Arc::new(a), Arc::new(b));
+    let debit = "UPDATE acc SET bal = bal - 10 WHERE id = 1";
+    vec![
+        // The second block reads back the row the first one changed: it sees the first
+        // block's commit, and its own COMMIT succeeds.
+        same_row_case(
+            &a,
+            &b,
+            debit,
+            "UPDATE acc SET bal = bal - 20 WHERE id = 1; SELECT bal FROM acc WHERE id = 1",
+            "COMMIT",
+        )
+        .await,
+        // RETURNING gives the row after the first block's commit.
+        same_row_case(
+            &a,
+            &b,
+            debit,
+            "UPDATE acc SET bal = bal * 2 WHERE id = 1 RETURNING bal",
+            "COMMIT",
+        )
+        .await,
+        // The first block rolls back: the second sees the row as it was.
+        same_row_case(
+            &a,
+            &b,
+            debit,
+            "UPDATE acc SET bal = bal - 20 WHERE id = 1; SELECT bal FROM acc WHERE id = 1",
+            "ROLLBACK",
+        )
+        .await,
+    ]
+}
+
+/// Two `READ COMMITTED` blocks that change the same row, as PostgreSQL runs them: the second
+/// waits for the first (here at its first read of the row or its `RETURNING`, in PostgreSQL at
+/// its `UPDATE`), then sees the first one's commit (or not, after a rollback), and both
+/// commit. The same interleavings run against PostgreSQL 15 give the same rows. A cycle of
+/// such waits fails one of the two blocks with 40P01, and the other commits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_committed_blocks_wait_for_a_row_another_block_changed() {
+    let pg = Postgres::start();
+    let expected = same_row_waits(pg.client().await, pg.client().await).await;
+    assert_eq!(
+        expected[0],
+        (
+            Ok(vec![vec!["70".to_string()]]),
+            vec![
+                vec!["1".into(), "70".into()],
+                vec!["2".into(), "100".into()]
+            ]
+        ),
+        "PostgreSQL"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let node = TestNode::start(dir.path()).await;
+    let got = same_row_waits(node.client().await, node.client().await).await;
+    assert_eq!(got, expected);
+
+    // A cycle: each block moves money towards the row the other one changed.
+    for (name, a, b) in [
+        ("PostgreSQL", pg.client().await, pg.client().await),
+        ("node", node.client().await, node.client().await),
+    ] {
+        a.batch_execute("UPDATE acc SET bal = 100").await.unwrap();
+        a.batch_execute("BEGIN; UPDATE acc SET bal = bal - 10 WHERE id = 1")
+            .await
+            .unwrap();
+        b.batch_execute("BEGIN; UPDATE acc SET bal = bal - 5 WHERE id = 2")
+            .await
+            .unwrap();
+        let (a, b) = (Arc::new(a), Arc::new(b));
+        let run = |c: Arc<tokio_postgres::Client>, stmt: &'static str| {
+            tokio::spawn(async move {
+                match c.simple_query(stmt).await {
+                    Ok(_) => c.batch_execute("COMMIT").await.map_err(|e| code(&e)),
+                    Err(e) => {
+                        c.batch_execute("ROLLBACK").await.unwrap();
+                        Err(code(&e))
+                    }
+                }
+            })
+        };
+        let first = run(
+            a.clone(),
+            "UPDATE acc SET bal = bal + 10 WHERE id = 2 RETURNING bal",
+        );
+        let second = run(
+            b.clone(),
+            "UPDATE acc SET bal = bal + 5 WHERE id = 1 RETURNING bal",
+        );
+        let outcomes = [first.await.unwrap(), second.await.unwrap()];
+        let deadlocks = outcomes
+            .iter()
+            .filter(|o| o.as_ref().is_err_and(|c| c == "40P01"))
+            .count();
+        assert_eq!(deadlocks, 1, "{name}: {outcomes:?}");
+        assert!(outcomes.iter().any(Result::is_ok), "{name}: {outcomes:?}");
+        assert_eq!(
+            select(&a, "SELECT sum(bal) FROM acc").await,
+            vec![vec!["200"]],
+            "{name}"
+        );
+    }
     node.stop().await;
 }
