@@ -6,10 +6,11 @@
 //! A block's write steps *hold* the rows they update or delete (`table`, row id; not rows the
 //! step inserted) until the block ends. A step that touches a row another live block holds does
 //! not wait (its row count is the same whatever that block does, and the log replays it after
-//! that block's commit), but the block now *depends* on the holder for that table. Before a
-//! later read of that table is recorded, or when the touching step itself returns rows
+//! that block's commit), but the block now *depends* on the holder for that row. Before a later
+//! read of the row's table is recorded, or when the touching step itself returns rows
 //! (`RETURNING`), the block waits until the holder ended (committed and applied here, or rolled
-//! back), then runs the statement again on the state that includes it. Waits that would form a
+//! back), takes the row itself (or depends on whoever took it meanwhile), then runs the
+//! statement again on the state that includes the holder's commit. Waits that would form a
 //! cycle fail with 40P01 instead. Locks live only on this node: blocks on different nodes still
 //! meet at `COMMIT` (40001), as before.
 
@@ -61,21 +62,18 @@ impl RowLocks {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Takes `rows` for `block` and returns, for each row another live block holds, that
-    /// block and the row's table (each pair once).
-    pub(crate) fn take(&self, block: u64, rows: Vec<Row>) -> Vec<(u64, String)> {
+    /// Takes `rows` for `block` and returns the rows another live block holds, each with
+    /// that block.
+    pub(crate) fn take(&self, block: u64, rows: Vec<Row>) -> Vec<(Row, u64)> {
         let mut st = self.state();
-        let mut others: Vec<(u64, String)> = Vec::new();
+        let mut others = Vec::new();
         let mut mine = Vec::new();
         let room =
             ROW_LOCKS_PER_BLOCK_MAX.saturating_sub(st.by_block.get(&block).map_or(0, Vec::len));
         for row in rows {
             match st.held.get(&row) {
                 Some(&holder) if holder == block => {}
-                Some(&holder) if !others.iter().any(|(h, t)| *h == holder && *t == row.0) => {
-                    others.push((holder, row.0.clone()));
-                }
-                Some(_) => {}
+                Some(&holder) => others.push((row, holder)),
                 None if mine.len() < room => mine.push(row),
                 None => {}
             }
@@ -185,11 +183,11 @@ mod tests {
         assert!(locks.take(1, vec![row("a", 1), row("a", 2)]).is_empty());
         assert!(locks.live(1));
         assert_eq!(
-            locks.take(2, vec![row("a", 2), row("b", 9), row("a", 2)]),
-            vec![(1, "a".to_string())]
+            locks.take(2, vec![row("a", 2), row("b", 9)]),
+            vec![(row("a", 2), 1)]
         );
         // Block 2 holds b/9, not a/2.
-        assert_eq!(locks.take(1, vec![row("b", 9)]), vec![(2, "b".to_string())]);
+        assert_eq!(locks.take(1, vec![row("b", 9)]), vec![(row("b", 9), 2)]);
         // 2 waits for 1; 1 waiting for 2 would close the cycle.
         locks.enter_wait(2, 1).unwrap();
         let waiter = {

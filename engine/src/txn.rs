@@ -12,7 +12,7 @@
 //! the writer connection holds and interrupts a statement running on it
 //! ([`BlockWriter::hold_for_apply`]); that statement runs again after the batch.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -22,7 +22,7 @@ use rusqlite::{Connection, InterruptHandle};
 use crate::command::{LogIndex, SeqValue, Stamp, Statement, TxnRecord, TxnStep};
 use crate::error::{ExecError, Fatal};
 use crate::meta;
-use crate::rowlocks::{RowHold, RowLocks, WaitError};
+use crate::rowlocks::{Row, RowHold, RowLocks, WaitError, ROW_LOCKS_PER_BLOCK_MAX};
 use crate::sequences::{Draw, ReservedValues};
 use crate::staged::{step_size_bound, txn_vm_steps_max, TxnSize, TXN_BYTES_MAX};
 use crate::step::{
@@ -59,9 +59,9 @@ pub struct Block {
     size: TxnSize,
     /// The rows it holds (`rowlocks.rs`), from its first held row on.
     rows: Option<RowHold>,
-    /// Blocks that hold rows its steps touched, with those rows' tables: a recorded read of
-    /// such a table waits until they ended.
-    depends: Vec<(u64, String)>,
+    /// Rows its steps touched that another block held, with that block: a recorded read of
+    /// such a row's table waits until the holder ended.
+    depends: HashMap<Row, u64>,
 }
 
 impl Block {
@@ -77,7 +77,7 @@ impl Block {
             written: Default::default(),
             size: TxnSize::default(),
             rows: None,
-            depends: Vec::new(),
+            depends: HashMap::new(),
         }
     }
 
@@ -362,6 +362,7 @@ impl BlockWriter {
                 return Err(BlockError::Aborted(e));
             }
         }
+        self.retake(block);
         let mut interrupted = 0;
         loop {
             if ticket.0.load(Ordering::SeqCst) {
@@ -401,10 +402,8 @@ impl BlockWriter {
                     }) = recorded
                     {
                         block.local.extend(local);
-                        for d in depends {
-                            if !block.depends.contains(&d) {
-                                block.depends.push(d);
-                            }
+                        if block.depends.len() < ROW_LOCKS_PER_BLOCK_MAX {
+                            block.depends.extend(depends);
                         }
                         let Done::Ran(result) = &done else {
                             unreachable!("a recorded step runs")
@@ -451,10 +450,7 @@ impl BlockWriter {
                             drop(inner);
                             let cancelled = || ticket.0.load(Ordering::SeqCst);
                             match entered.and_then(|()| self.locks.wait(block.id, cancelled)) {
-                                Ok(()) => {
-                                    let locks = &self.locks;
-                                    block.depends.retain(|(h, _)| locks.live(*h));
-                                }
+                                Ok(()) => self.retake(block),
                                 Err(WaitError::Cancelled) => return Err(BlockError::Cancelled),
                                 Err(WaitError::Deadlock) => {
                                     let mut e = ExecError::new("40P01", "deadlock detected");
@@ -471,6 +467,28 @@ impl BlockWriter {
                     }
                 }
             }
+        }
+    }
+
+    /// Takes the rows the block depends on whose holder ended: the block holds them now, or
+    /// depends on the block that took them meanwhile.
+    fn retake(&self, block: &mut Block) {
+        let locks = &self.locks;
+        let ended: Vec<Row> = block
+            .depends
+            .iter()
+            .filter(|(_, h)| !locks.live(**h))
+            .map(|(row, _)| row.clone())
+            .collect();
+        if ended.is_empty() {
+            return;
+        }
+        for row in &ended {
+            block.depends.remove(row);
+        }
+        block.depends.extend(locks.take(block.id, ended));
+        if block.rows.is_none() && locks.live(block.id) {
+            block.rows = Some(RowHold::new(locks.clone(), block.id));
         }
     }
 
@@ -567,10 +585,10 @@ impl BlockWriter {
             Work::Read(statements) => {
                 let read = tables_read(conn, cells, block, statements);
                 // A row it wrote that another live block holds: see that block's end first.
-                if let Some((holder, _)) = block
+                if let Some((_, holder)) = block
                     .depends
                     .iter()
-                    .find(|(h, t)| read.contains(t) && self.locks.live(*h))
+                    .find(|(row, h)| read.contains(&row.0) && self.locks.live(**h))
                 {
                     return Err(Attempt::Wait(*holder));
                 }
@@ -606,8 +624,7 @@ impl BlockWriter {
                 let mut depends = Vec::new();
                 if let (Ok(Ok(result)), false) = (&r, touched.is_empty()) {
                     depends = self.locks.take(block.id, touched);
-                    depends.retain(|(h, _)| self.locks.live(*h));
-                    if let (Some((holder, _)), false) = (depends.first(), result.rows.is_empty()) {
+                    if let (Some((_, holder)), false) = (depends.first(), result.rows.is_empty()) {
                         // It returned rows another block changed and has not committed: run it
                         // again once that block ended, as PostgreSQL's row lock makes it wait.
                         return Err(Attempt::Wait(*holder));
@@ -666,8 +683,8 @@ struct Recorded {
     written: HashSet<String>,
     /// Sequences the block now draws from their rows (it created or set them).
     local: HashSet<String>,
-    /// Live blocks holding rows the step touched, with their tables.
-    depends: Vec<(u64, String)>,
+    /// Rows the step touched that another block held, with that block.
+    depends: Vec<(Row, u64)>,
 }
 
 /// The tables `statements` read, if `block` wrote rows of any table (otherwise none are

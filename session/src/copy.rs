@@ -194,7 +194,14 @@ impl Session {
         // At most two shapes: full inserts and the last, shorter one.
         let mut shapes: Vec<(usize, Translated)> = Vec::new();
         let mut batch = Vec::with_capacity(count.div_ceil(per_insert));
-        for chunk in rows.chunks(per_insert) {
+        // The rows are moved into the parameters, chunk by chunk, not copied: a large COPY
+        // holds its values once.
+        let mut rows = rows.into_iter();
+        loop {
+            let chunk: Vec<Vec<Value>> = rows.by_ref().take(per_insert).collect();
+            if chunk.is_empty() {
+                break;
+            }
             let t = match shapes.iter().find(|(n, _)| *n == chunk.len()) {
                 Some((_, t)) => t.clone(),
                 None => {
@@ -204,8 +211,9 @@ impl Session {
                 }
             };
             let params: Vec<EngineValue> = chunk
-                .iter()
-                .flat_map(|row| row.iter().cloned().map(Value::into_engine))
+                .into_iter()
+                .flatten()
+                .map(Value::into_engine)
                 .collect();
             batch.push((t, params));
         }

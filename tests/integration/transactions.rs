@@ -1354,36 +1354,23 @@ async fn same_row_waits(
     .unwrap();
     let (a, b) = (Arc::new(a), Arc::new(b));
     let debit = "UPDATE acc SET bal = bal - 10 WHERE id = 1";
-    vec![
+    let read_back = "UPDATE acc SET bal = bal - 20 WHERE id = 1; SELECT bal FROM acc WHERE id = 1";
+    let mut seen = Vec::new();
+    for (second, end_first) in [
         // The second block reads back the row the first one changed: it sees the first
         // block's commit, and its own COMMIT succeeds.
-        same_row_case(
-            &a,
-            &b,
-            debit,
-            "UPDATE acc SET bal = bal - 20 WHERE id = 1; SELECT bal FROM acc WHERE id = 1",
-            "COMMIT",
-        )
-        .await,
+        (read_back, "COMMIT"),
         // RETURNING gives the row after the first block's commit.
-        same_row_case(
-            &a,
-            &b,
-            debit,
+        (
             "UPDATE acc SET bal = bal * 2 WHERE id = 1 RETURNING bal",
             "COMMIT",
-        )
-        .await,
+        ),
         // The first block rolls back: the second sees the row as it was.
-        same_row_case(
-            &a,
-            &b,
-            debit,
-            "UPDATE acc SET bal = bal - 20 WHERE id = 1; SELECT bal FROM acc WHERE id = 1",
-            "ROLLBACK",
-        )
-        .await,
-    ]
+        (read_back, "ROLLBACK"),
+    ] {
+        seen.push(same_row_case(&a, &b, debit, second, end_first).await);
+    }
+    seen
 }
 
 /// Two `READ COMMITTED` blocks that change the same row, as PostgreSQL runs them: the second
