@@ -16,7 +16,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-15}
 rounds=${2:-3}
-bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
 out=bench/results/compare-$stamp
 mkdir -p "$out"
@@ -30,6 +29,17 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# PostgreSQL's server, pgbench and psql, on a fresh machine (Debian packages, as the test
+# command installs them).
+need=()
+command -v psql >/dev/null 2>&1 || need+=(postgresql-client)
+ls /usr/lib/postgresql/*/bin/pgbench >/dev/null 2>&1 || need+=(postgresql)
+if [ ${#need[@]} -gt 0 ]; then
+  sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
 cargo build --release -j 2 -q
 pg_base=56833; raft_base=57833; pg_port=56900
 
@@ -132,7 +142,7 @@ for i in 1 2 3; do
   nodes+="| node $i ($role) | $(awk -v a="${cpu0[$i]}" -v b="$(cpu "$p")" 'BEGIN { printf "%.1f", b - a }') | $(awk '/^VmHWM/{printf "%.0f", $2 / 1024}' "/proc/$p/status") |"$'\n'
 done
 # (the whole output is read: awk stopping early would end pg_test_fsync with SIGPIPE)
-fsync=$("$bin/pg_test_fsync" -s 1 -f "$work/fsync.test" 2>/dev/null | awk '/fdatasync/ && !f {print $(NF-1); f = 1}')
+fsync=$("$bin/pg_test_fsync" -s 1 -f "$work/fsync.test" 2>/dev/null | awk '/^ +fdatasync / && !f {print $(NF-1); f = 1}')
 # Median round trip of a small message over loopback TCP, as between two nodes here.
 rtt=$(python3 - <<'PY'
 import socket, statistics, threading, time
