@@ -21,6 +21,7 @@ use rusqlite::{Connection, InterruptHandle};
 
 use crate::command::{LogIndex, SeqValue, Stamp, Statement, TxnRecord, TxnStep};
 use crate::error::{ExecError, Fatal};
+use crate::exec::StatementResult;
 use crate::meta;
 use crate::rowlocks::{Row, RowHold, RowLocks, WaitError, ROW_LOCKS_PER_BLOCK_MAX};
 use crate::sequences::{Draw, ReservedValues};
@@ -36,6 +37,13 @@ use crate::step::{
 /// only a statement that runs longer than the time between apply batches, batch after
 /// batch, meets this limit.
 pub const STATEMENT_ATTEMPTS_MAX: u32 = 16;
+
+/// After this many interruptions, a block's statement runs once more with the apply thread
+/// waiting for it instead of interrupting it, so that a statement longer than the time
+/// between apply batches (a large COPY, or any statement after one, which replays it) still
+/// runs, while other sessions write. The apply thread then waits for at most one statement,
+/// bounded by the block's work budget.
+pub const UNINTERRUPTED_AFTER: u32 = 4;
 
 /// Numbers blocks within this process, so the writer connection knows whose steps it holds.
 static NEXT_BLOCK: AtomicU64 = AtomicU64::new(1);
@@ -107,16 +115,20 @@ impl Block {
     /// Records a step that ran elsewhere (a read on the block's held read view) with the
     /// result its client got.
     pub fn record(&mut self, step: TxnStep, result: &StepResult) {
-        self.seen.push(result_hash(result));
+        self.record_hash(step, result_hash(result));
+    }
+
+    fn record_hash(&mut self, step: TxnStep, seen: [u8; 32]) {
+        self.seen.push(seen);
         self.size.add(step_size_bound(&step));
         self.steps.push(step);
     }
 
     /// The block's work budget with `next` added to its steps: one entry's budget for each
     /// entry the steps take, as at apply ([`txn_vm_steps_max`]).
-    fn vm_steps_max(&self, next: Option<&TxnStep>) -> u64 {
+    fn vm_steps_max(&self, next: &[TxnStep]) -> u64 {
         let mut size = self.size;
-        if let Some(step) = next {
+        for step in next {
             size.add(step_size_bound(step));
         }
         txn_vm_steps_max(crate::limits::ENTRY_VM_STEPS_MAX, size)
@@ -190,6 +202,10 @@ impl From<Fatal> for Attempt {
 pub enum Work {
     /// Run a step and record it in the block.
     Record(TxnStep),
+    /// Run steps one after another in one go, recording each, up to the first that fails (a
+    /// COPY's inserts): one replay for all of them. The result is the sum of their row counts,
+    /// or the failed step's error.
+    Steps(Vec<TxnStep>),
     /// A `READ COMMITTED` read after the block's first write. If it reads a table the block
     /// wrote rows of, it is recorded as a [`TxnStep::Read`] (checked at `COMMIT`): what a
     /// client sees of its own writes is what commits, as a row lock makes it in PostgreSQL.
@@ -245,6 +261,10 @@ pub struct BlockWriter {
     apply_wants: Arc<AtomicBool>,
     /// The running statement was cancelled; read by the progress handler too.
     cancel_running: Arc<AtomicBool>,
+    /// The running statement is not to be interrupted by the apply thread, which waits for it
+    /// ([`UNINTERRUPTED_AFTER`]); read by the progress handler too. Set and read under the lock
+    /// of `interrupt`.
+    protected: Arc<AtomicBool>,
     /// Sequence values reserved for this node's blocks.
     reserved: Arc<ReservedValues>,
     /// The ticket of the running statement.
@@ -265,6 +285,7 @@ impl BlockWriter {
             interrupt: Mutex::new(None),
             apply_wants: Arc::new(AtomicBool::new(false)),
             cancel_running: Arc::new(AtomicBool::new(false)),
+            protected: Arc::new(AtomicBool::new(false)),
             running: Mutex::new(None),
             reserved: Arc::default(),
             locks: Arc::default(),
@@ -308,7 +329,15 @@ impl BlockWriter {
     /// over once the guard is dropped.
     pub(crate) fn hold_for_apply(&self, close: bool) -> WriterHold<'_> {
         self.apply_wants.store(true, Ordering::SeqCst);
-        self.interrupt_now();
+        {
+            // A protected statement is waited for, not interrupted (`UNINTERRUPTED_AFTER`).
+            let handle = self.interrupt.lock().unwrap_or_else(|p| p.into_inner());
+            if !self.protected.load(Ordering::SeqCst) {
+                if let Some(h) = handle.as_ref() {
+                    h.interrupt();
+                }
+            }
+        }
         let mut inner = self.lock();
         Self::drop_open(&mut inner);
         self.apply_wants.store(false, Ordering::SeqCst);
@@ -351,8 +380,15 @@ impl BlockWriter {
         work: Work,
         ticket: &Ticket,
     ) -> Result<(Done, Option<LogIndex>), BlockError> {
-        if let Work::Record(step) = &work {
-            let total = block.size.total.saturating_add(step_size_bound(step));
+        let adds: &[TxnStep] = match &work {
+            Work::Record(step) => std::slice::from_ref(step),
+            Work::Steps(steps) => steps,
+            _ => &[],
+        };
+        if !adds.is_empty() {
+            let total = adds.iter().fold(block.size.total, |t, s| {
+                t.saturating_add(step_size_bound(s))
+            });
             if total > TXN_BYTES_MAX {
                 let mut e = ExecError::new(
                     "54000",
@@ -369,11 +405,19 @@ impl BlockWriter {
                 return Err(BlockError::Cancelled);
             }
             let mut inner = self.lock();
-            if self.apply_wants.load(Ordering::SeqCst) {
-                // The apply thread is about to take the connection: let it.
-                drop(inner);
-                std::thread::sleep(std::time::Duration::from_micros(200));
-                continue;
+            let protect = interrupted >= UNINTERRUPTED_AFTER;
+            {
+                // Decided under the interrupt handle's lock, which the apply thread takes to
+                // decide whether to interrupt.
+                let _handle = self.interrupt.lock().unwrap_or_else(|p| p.into_inner());
+                if self.apply_wants.load(Ordering::SeqCst) {
+                    // The apply thread is about to take the connection: let it.
+                    drop(_handle);
+                    drop(inner);
+                    std::thread::sleep(std::time::Duration::from_micros(200));
+                    continue;
+                }
+                self.protected.store(protect, Ordering::SeqCst);
             }
             *self.running.lock().unwrap_or_else(|p| p.into_inner()) = Some(ticket.clone());
             self.cancel_running
@@ -382,8 +426,9 @@ impl BlockWriter {
             if block.rows.is_none() && self.locks.live(block.id) {
                 block.rows = Some(RowHold::new(self.locks.clone(), block.id));
             }
-            let stopped = self.apply_wants.load(Ordering::SeqCst)
+            let stopped = (self.apply_wants.load(Ordering::SeqCst) && !protect)
                 || self.cancel_running.load(Ordering::SeqCst);
+            self.protected.store(false, Ordering::SeqCst);
             *self.running.lock().unwrap_or_else(|p| p.into_inner()) = None;
             self.cancel_running.store(false, Ordering::SeqCst);
             let r = match r {
@@ -393,30 +438,28 @@ impl BlockWriter {
             };
             match r {
                 Ok((done, applied, recorded)) => {
-                    if let Some(Recorded {
+                    for Recorded {
                         step,
+                        seen,
                         drawn,
                         written,
                         local,
                         depends,
-                    }) = recorded
+                    } in recorded
                     {
                         block.local.extend(local);
                         if block.depends.len() < ROW_LOCKS_PER_BLOCK_MAX {
                             block.depends.extend(depends);
                         }
-                        let Done::Ran(result) = &done else {
-                            unreachable!("a recorded step runs")
-                        };
                         let n = block.steps.len() as u32;
                         block
                             .values
                             .extend(drawn.into_iter().map(|v| SeqValue { step: n, ..v }));
                         block.written.extend(written);
-                        block.record(step, result);
-                        if let Some(o) = inner.open.as_mut() {
-                            o.steps = block.steps.len();
-                        }
+                        block.record_hash(step, seen);
+                    }
+                    if let Some(o) = inner.open.as_mut() {
+                        o.steps = block.steps.len();
                     }
                     return Ok((done, applied));
                 }
@@ -513,11 +556,16 @@ impl BlockWriter {
         inner: &mut WriterInner,
         block: &Block,
         work: &Work,
-    ) -> Result<(Done, Option<LogIndex>, Option<Recorded>), Attempt> {
+    ) -> Result<(Done, Option<LogIndex>, Vec<Recorded>), Attempt> {
         if inner.conn.is_none() {
-            let (apply, cancel) = (self.apply_wants.clone(), self.cancel_running.clone());
+            let (apply, cancel, protected) = (
+                self.apply_wants.clone(),
+                self.cancel_running.clone(),
+                self.protected.clone(),
+            );
             let conn = crate::step::open_writer(&inner.path, &inner.cells, move || {
-                apply.load(Ordering::Relaxed) || cancel.load(Ordering::Relaxed)
+                (apply.load(Ordering::Relaxed) && !protected.load(Ordering::Relaxed))
+                    || cancel.load(Ordering::Relaxed)
             })?;
             *self.interrupt.lock().unwrap_or_else(|p| p.into_inner()) =
                 Some(conn.get_interrupt_handle());
@@ -575,12 +623,13 @@ impl BlockWriter {
         };
         // The budget grows with the block: the steps replayed so far got the budget of the
         // entries they take, the new one may take one more.
-        let next = match work {
-            Work::Record(step) => Some(step),
-            _ => None,
+        let next: &[TxnStep] = match work {
+            Work::Record(step) => std::slice::from_ref(step),
+            Work::Steps(steps) => steps,
+            _ => &[],
         };
         cells.budget.raise_max(block.vm_steps_max(next));
-        let mut recorded = None;
+        let mut recorded = Vec::new();
         let reads_own = match work {
             Work::Read(statements) => {
                 let read = tables_read(conn, cells, block, statements);
@@ -600,7 +649,8 @@ impl BlockWriter {
             Work::Read(statements) if reads_own => {
                 let step = TxnStep::Read(statements.clone());
                 let r = run_step(conn, &step, cells)?;
-                recorded = Some(Recorded {
+                recorded.push(Recorded {
+                    seen: result_hash(&r),
                     step,
                     drawn: Vec::new(),
                     written: HashSet::new(),
@@ -610,45 +660,27 @@ impl BlockWriter {
                 Done::Ran(r)
             }
             Work::Record(step) => {
-                cells.written.start();
-                cells.rows.start();
-                let fresh = Draw::Fresh {
-                    reserved: self.reserved.clone(),
-                    local: block.local.clone(),
-                    drawn: Vec::new(),
-                    needs: None,
-                };
-                let (r, draw) = run_step_drawing(conn, step, cells, fresh);
-                let written = cells.written.stop();
-                let touched = cells.rows.stop();
-                let mut depends = Vec::new();
-                if let (Ok(Ok(result)), false) = (&r, touched.is_empty()) {
-                    depends = self.locks.take(block.id, touched);
-                    if let (Some((_, holder)), false) = (depends.first(), result.rows.is_empty()) {
-                        // It returned rows another block changed and has not committed: run it
-                        // again once that block ended, as PostgreSQL's row lock makes it wait.
-                        return Err(Attempt::Wait(*holder));
+                let (r, rec) = self.run_recorded(conn, cells, block, step, &block.local)?;
+                recorded.push(rec);
+                Done::Ran(r)
+            }
+            Work::Steps(steps) => {
+                let mut local = block.local.clone();
+                let mut total = StatementResult::default();
+                let mut failed = None;
+                for step in steps {
+                    let (r, rec) = self.run_recorded(conn, cells, block, step, &local)?;
+                    local.extend(rec.local.iter().cloned());
+                    recorded.push(rec);
+                    match r {
+                        Ok(r) => total.rows_affected += r.rows_affected,
+                        Err(e) => {
+                            failed = Some(e);
+                            break;
+                        }
                     }
                 }
-                if let Draw::Fresh {
-                    drawn: d,
-                    needs,
-                    local,
-                    ..
-                } = draw
-                {
-                    if let Some(sequence) = needs {
-                        return Err(Attempt::NeedValues(sequence));
-                    }
-                    recorded = Some(Recorded {
-                        step: step.clone(),
-                        drawn: d,
-                        written,
-                        local,
-                        depends,
-                    });
-                }
-                Done::Ran(r?)
+                Done::Ran(failed.map_or(Ok(total), Err))
             }
             Work::Read(statements) => {
                 let (stamp, steps) = (cells.stamp.save(), cells.budget.save());
@@ -673,12 +705,67 @@ impl BlockWriter {
         }
         Ok((done, applied, recorded))
     }
+
+    /// Runs one step of the block that is to be recorded, with the sequences in `local` drawn
+    /// from their rows.
+    fn run_recorded(
+        &self,
+        conn: &Connection,
+        cells: &Cells,
+        block: &Block,
+        step: &TxnStep,
+        local: &HashSet<String>,
+    ) -> Result<(StepResult, Recorded), Attempt> {
+        cells.written.start();
+        cells.rows.start();
+        let fresh = Draw::Fresh {
+            reserved: self.reserved.clone(),
+            local: local.clone(),
+            drawn: Vec::new(),
+            needs: None,
+        };
+        let (r, draw) = run_step_drawing(conn, step, cells, fresh);
+        let written = cells.written.stop();
+        let touched = cells.rows.stop();
+        let mut depends = Vec::new();
+        if let (Ok(Ok(result)), false) = (&r, touched.is_empty()) {
+            depends = self.locks.take(block.id, touched);
+            if let (Some((_, holder)), false) = (depends.first(), result.rows.is_empty()) {
+                // It returned rows another block changed and has not committed: run it
+                // again once that block ended, as PostgreSQL's row lock makes it wait.
+                return Err(Attempt::Wait(*holder));
+            }
+        }
+        let Draw::Fresh {
+            drawn,
+            needs,
+            local,
+            ..
+        } = draw
+        else {
+            return Err(Fatal("a block step drew from a replay".into()).into());
+        };
+        if let Some(sequence) = needs {
+            return Err(Attempt::NeedValues(sequence));
+        }
+        let r = r?;
+        let rec = Recorded {
+            seen: result_hash(&r),
+            step: step.clone(),
+            drawn,
+            written,
+            local,
+            depends,
+        };
+        Ok((r, rec))
+    }
 }
 
-/// A step to record in the block after it ran: the values `nextval` gave it and the tables
-/// it wrote rows of.
+/// A step to record in the block after it ran: the hash of its result, the values `nextval`
+/// gave it and the tables it wrote rows of.
 struct Recorded {
     step: TxnStep,
+    seen: [u8; 32],
     drawn: Vec<SeqValue>,
     written: HashSet<String>,
     /// Sequences the block now draws from their rows (it created or set them).
@@ -717,7 +804,7 @@ fn replay(conn: &Connection, cells: &Cells, block: &Block) -> Result<Option<LogI
         .map(|i| LogIndex(i as u64));
     crate::sequences::load(conn, &cells.sequences).map_err(f("load sequences"))?;
     // One budget for all the block's steps, as at apply.
-    cells.start_entry(&block.stamp, block.vm_steps_max(None));
+    cells.start_entry(&block.stamp, block.vm_steps_max(&[]));
     for (n, (step, seen)) in block.steps.iter().zip(&block.seen).enumerate() {
         let r = replay_step(conn, n, step, &block.values, cells)?;
         if result_hash(&r) != *seen {
@@ -1071,8 +1158,9 @@ mod tests {
     }
 
     /// A block larger than one entry: its parts are staged by their entries and applied, all
-    /// together, by its commit; a commit whose part is missing applies nothing. Parts left
-    /// behind expire; a part applied again after its commit is not kept.
+    /// together, by its commit, also on a node that installed a snapshot taken between them; a
+    /// commit whose part is missing applies nothing. Parts left behind expire; a part applied
+    /// again after its commit is not kept.
     #[test]
     fn a_block_larger_than_one_entry_is_applied_by_its_commit_from_its_staged_parts() {
         use crate::command::{RequestId, Staged};
@@ -1153,10 +1241,23 @@ mod tests {
         }
         assert_eq!(count(&sm, STAGED_TABLE), 2);
         assert_eq!(count(&sm, "t"), 0, "a part changes no table");
+        // A node that installs a snapshot taken between the parts and the commit applies the
+        // commit as this one does.
+        let snapshot = dir.path().join("between.db");
+        sqlkeeper_snapshots::write_snapshot(
+            &rusqlite::Connection::open(sm.db_path()).unwrap(),
+            &snapshot,
+        )
+        .unwrap();
+        let other_dir = tempfile::tempdir().unwrap();
+        let mut other = StateMachine::open(other_dir.path()).unwrap();
+        other.install_snapshot(&snapshot).unwrap();
+        assert_eq!(sqlstate(&apply(&mut other, index, &commit)), None);
         assert_eq!(sqlstate(&apply(&mut sm, index, &commit)), None);
         index += 1;
         assert_eq!(count(&sm, "t"), 8_000);
         assert_eq!(count(&sm, STAGED_TABLE), 0);
+        assert_eq!(sm.state_hash().unwrap(), other.state_hash().unwrap());
         // The same part again, after its commit: not kept.
         apply(&mut sm, index, &parts[0]);
         index += 1;
@@ -1199,6 +1300,39 @@ mod tests {
         );
         apply(&mut sm, index, &late[0]);
         assert_eq!(count(&sm, STAGED_TABLE), 1, "only the new part is left");
+    }
+
+    /// A block statement longer than the time between apply batches, while entries are applied
+    /// one after another: interrupted a few times, then run with the apply thread waiting for
+    /// it (`UNINTERRUPTED_AFTER`), it completes instead of failing with 40001.
+    #[test]
+    fn a_long_statement_completes_while_entries_are_applied_without_pause() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sm = StateMachine::open(dir.path()).unwrap();
+        apply(&mut sm, 1, &exec("CREATE TABLE t (x INTEGER)"));
+        apply(&mut sm, 2, &exec("CREATE TABLE other (x INTEGER)"));
+        let spec = sm.block_writer();
+        let long = TxnStep::Sql(vec![sql(
+            "INSERT INTO t WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 400000) SELECT x FROM c",
+        )]);
+        let running = {
+            let spec = spec.clone();
+            std::thread::spawn(move || {
+                let mut b = Block::new(Stamp::default());
+                let r = spec.run(&mut b, Work::Record(long), &Ticket::default());
+                r.map(|(done, _)| match done {
+                    Done::Ran(r) => r.map(|r| r.rows_affected),
+                    Done::Described(_) => unreachable!(),
+                })
+            })
+        };
+        let mut index = 3;
+        while !running.is_finished() && index < 100_000 {
+            apply(&mut sm, index, &exec("INSERT INTO other VALUES (1)"));
+            index += 1;
+        }
+        let r = running.join().unwrap();
+        assert!(matches!(r, Ok(Ok(400_000))), "{r:?} after {index} entries");
     }
 
     #[test]

@@ -228,9 +228,10 @@ impl Session {
                         .sum::<usize>()
             })
             .sum();
-        let error = if size > sqlkeeper_engine::COMMAND_BYTES_MAX
-            && !self.in_block_or_control(&batch).await
-        {
+        let in_block = self.in_block_or_control(&batch).await;
+        let error = if in_block {
+            Box::pin(self.copy_in_block(batch)).await.err()
+        } else if size > sqlkeeper_engine::COMMAND_BYTES_MAX {
             self.copy_in_own_transaction(batch).await
         } else {
             self.run(batch).await.1
@@ -242,8 +243,9 @@ impl Session {
     }
 
     /// Writes a COPY's inserts, outside a block but too large for one log entry, as a
-    /// transaction of their own, all or nothing: `BEGIN`, the inserts, `COMMIT` (replicated in
-    /// several entries, `docs/transactions.md`), or `ROLLBACK` after the first error.
+    /// transaction of their own, all or nothing: `BEGIN`, the inserts (in one go, as in a
+    /// block), `COMMIT` (replicated in several entries, `docs/transactions.md`), or `ROLLBACK`
+    /// after the first error.
     async fn copy_in_own_transaction(
         &self,
         batch: Vec<(Translated, Vec<EngineValue>)>,
@@ -259,12 +261,14 @@ impl Session {
                 (Ok(b), Ok(c), Ok(r)) => (b, c, r),
                 (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return Some(e),
             };
-        let mut all = Vec::with_capacity(batch.len() + 2);
-        all.push(begin);
-        all.extend(batch);
-        all.push(commit);
         // Boxed: the block's future is large, and COPY is rare.
-        let (_, error) = Box::pin(self.run_block(all)).await;
+        let mut error = Box::pin(self.run_block(vec![begin])).await.1;
+        if error.is_none() {
+            error = Box::pin(self.copy_in_block(batch)).await.err();
+        }
+        if error.is_none() {
+            error = Box::pin(self.run_block(vec![commit])).await.1;
+        }
         if error.is_some() {
             // The block failed before its COMMIT (a COMMIT that failed ended it already).
             let _ = Box::pin(self.run_block(vec![rollback])).await;

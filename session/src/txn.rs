@@ -324,6 +324,47 @@ impl Session {
         (out, None)
     }
 
+    /// The inserts of a `COPY ... FROM STDIN` inside the open block, run on the block writer
+    /// in one go (one replay of the block for all of them, `Work::Steps`) and recorded as the
+    /// block's steps. Returns the rows written; an error fails the block.
+    pub(crate) async fn copy_in_block(
+        &self,
+        batch: Vec<(Translated, Vec<Value>)>,
+    ) -> Result<u64, ClientError> {
+        let mut txn = self.txn.lock().await;
+        let r = self.copy_steps(&mut txn, batch).await;
+        if r.is_err() {
+            txn.fail();
+        }
+        r
+    }
+
+    async fn copy_steps(
+        &self,
+        txn: &mut Txn,
+        batch: Vec<(Translated, Vec<Value>)>,
+    ) -> Result<u64, ClientError> {
+        if let Some(e) = &txn.doomed {
+            return Err(e.clone());
+        }
+        if txn.phase == Phase::Failed {
+            return Err(aborted());
+        }
+        txn.started = true;
+        if txn.read_only {
+            return Err(ClientError::new(
+                "25006",
+                "cannot execute COPY FROM in a read-only transaction",
+            ));
+        }
+        let mut steps = Vec::with_capacity(batch.len());
+        for (t, params) in &batch {
+            steps.push(TxnStep::Sql(self.statements_of(t, params)?));
+        }
+        let r = self.on_writer(txn, Work::Steps(steps)).await??;
+        Ok(r.rows_affected)
+    }
+
     pub(crate) async fn run_in_block(
         &self,
         txn: &mut Txn,

@@ -656,3 +656,105 @@ async fn a_new_node_catches_up_from_a_snapshot_file() {
     assert!(snap.is_some(), "node 2 holds a snapshot it received");
     cluster.assert_state_hashes_equal().await;
 }
+
+/// A transaction larger than one log entry, committed through a follower (its parts forwarded
+/// to the leader one by one) while another session writes through the leader and a third node
+/// is down; snapshots every 3 entries, so some are taken between the parts and the commit.
+/// The block applies all or nothing on every node; a COPY outside a block that does not fit one
+/// entry and fails at its last row leaves nothing; the node that was down catches up (from a
+/// snapshot, the log behind it being purged); state hashes are equal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_larger_than_one_entry_commits_through_a_follower() {
+    use futures::SinkExt;
+    use std::io::Cursor;
+    let flags = |_| vec!["--debug-snapshot-every".to_string(), "3".to_string()];
+    let mut cluster = TestCluster::start(3, flags).await;
+    let leader = cluster.leader().await;
+    let l = cluster.client(leader).await;
+    l.batch_execute(
+        "CREATE TABLE big (id int PRIMARY KEY, v text NOT NULL);
+         CREATE TABLE other (id int PRIMARY KEY, n int NOT NULL)",
+    )
+    .await
+    .unwrap();
+    let mut others = (1..=3).filter(|id| *id != leader);
+    let (follower, down) = (others.next().unwrap(), others.next().unwrap());
+    cluster.wait_applied(applied_index(&l).await).await;
+    cluster.stop(down);
+
+    // 30,000 rows of about 25 bytes: about 4 MB in the log, several entries.
+    let rows = |from: i32, to: i32| -> Vec<u8> {
+        (from..to)
+            .map(|i| format!("{i}\tvalue number {i:08}\n"))
+            .collect::<String>()
+            .into_bytes()
+    };
+    let writing = Arc::new(AtomicBool::new(true));
+    let writer = {
+        let writing = writing.clone();
+        tokio::spawn(async move {
+            let mut n = 0;
+            while writing.load(Ordering::SeqCst) {
+                n += 1;
+                l.execute("INSERT INTO other VALUES ($1, $1)", &[&n])
+                    .await
+                    .unwrap();
+            }
+            (l, n)
+        })
+    };
+    let mut f = cluster.client(follower).await;
+    let txn = f.transaction().await.unwrap();
+    {
+        let sink = txn.copy_in("COPY big FROM STDIN").await.unwrap();
+        futures::pin_mut!(sink);
+        sink.send(Cursor::new(rows(0, 30_000))).await.unwrap();
+        assert_eq!(sink.as_mut().finish().await.unwrap(), 30_000);
+    }
+    txn.execute("UPDATE big SET v = 'first' WHERE id < 10", &[])
+        .await
+        .unwrap();
+    txn.commit().await.unwrap();
+    // Outside a block, rows that do not fit one entry, a duplicate key in the last one: none
+    // are written.
+    let mut bad = rows(30_000, 60_000);
+    bad.extend_from_slice(b"0\tagain\n");
+    let e = {
+        let sink = f.copy_in("COPY big FROM STDIN").await.unwrap();
+        futures::pin_mut!(sink);
+        sink.send(Cursor::new(bad)).await.unwrap();
+        sink.as_mut().finish().await.unwrap_err()
+    };
+    assert_eq!(e.code(), Some(&SqlState::UNIQUE_VIOLATION), "{e}");
+    writing.store(false, Ordering::SeqCst);
+    let (l, inserted) = writer.await.unwrap();
+    assert!(inserted > 1, "the leader's session wrote meanwhile");
+
+    cluster.restart(down);
+    cluster.wait_voters(3).await;
+    cluster.assert_state_hashes_equal().await;
+    for id in 1..=3 {
+        let c = cluster.client(id).await;
+        c.batch_execute("SET sqlkeeper.read_consistency = 'linearizable'")
+            .await
+            .unwrap();
+        let row = c
+            .query_one(
+                "SELECT count(*), count(*) FILTER (WHERE v = 'first'), (SELECT count(*) FROM other) FROM big",
+                &[],
+            )
+            .await
+            .unwrap();
+        let counts: (i64, i64, i64) = (row.get(0), row.get(1), row.get(2));
+        assert_eq!(counts, (30_000, 10, inserted as i64), "node {id}");
+    }
+    drop(l);
+}
+
+/// The node's applied index, as the session sees it.
+async fn applied_index(c: &tokio_postgres::Client) -> i64 {
+    c.query_one("SELECT applied_index FROM sqlkeeper.status", &[])
+        .await
+        .unwrap()
+        .get(0)
+}
