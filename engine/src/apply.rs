@@ -428,9 +428,11 @@ fn apply_command(
                 Ok(mut steps) => {
                     steps.extend(record.steps.iter().cloned());
                     let whole = TxnRecord {
+                        stamp: record.stamp,
                         steps,
+                        values: record.values.clone(),
+                        digest: record.digest.clone(),
                         staged: None,
-                        ..record.clone()
                     };
                     let size = crate::staged::TxnSize::of(&whole.steps);
                     cells.start_entry(&whole.stamp, txn_vm_steps_max(vm_steps_max, size));

@@ -87,6 +87,16 @@ impl RowLocks {
         others
     }
 
+    /// The rows of `depends` whose holder ended, looked up under one lock.
+    pub(crate) fn ended(&self, depends: &HashMap<Row, u64>) -> Vec<Row> {
+        let st = self.state();
+        depends
+            .iter()
+            .filter(|(_, h)| !st.by_block.contains_key(*h))
+            .map(|(row, _)| row.clone())
+            .collect()
+    }
+
     /// Whether `block` holds rows (has not ended).
     pub(crate) fn live(&self, block: u64) -> bool {
         self.state().by_block.contains_key(&block)

@@ -165,8 +165,8 @@ impl TxnSize {
 }
 
 /// The steps of each log entry a block takes, in order (one range for a block that fits in
-/// one entry).
-pub fn split_steps(steps: &[TxnStep]) -> Vec<Range<usize>> {
+/// one entry), and the size of them all.
+pub fn split_steps(steps: &[TxnStep]) -> (Vec<Range<usize>>, TxnSize) {
     let mut size = TxnSize::default();
     let mut parts: Vec<Range<usize>> = Vec::new();
     for (i, s) in steps.iter().enumerate() {
@@ -176,7 +176,7 @@ pub fn split_steps(steps: &[TxnStep]) -> Vec<Range<usize>> {
             p.end = i + 1;
         }
     }
-    parts
+    (parts, size)
 }
 
 /// The work budget of a block of `size`: `base` (one entry's) for each entry it takes. A large
@@ -363,7 +363,7 @@ mod tests {
         let step = step_size_bound(&small);
         let per_part = COMMAND_BYTES_MAX / step;
         let steps: Vec<TxnStep> = (0..per_part * 2 + 1).map(|_| small.clone()).collect();
-        let parts = split_steps(&steps);
+        let (parts, whole) = split_steps(&steps);
         assert_eq!(
             parts,
             vec![
@@ -380,9 +380,10 @@ mod tests {
             last = size.parts;
         }
         assert_eq!(size, TxnSize::of(&steps));
+        assert_eq!(size, whole);
         assert_eq!(size.parts, 3);
         assert_eq!(txn_vm_steps_max(10, size), 30);
         assert_eq!(txn_vm_steps_max(10, TxnSize::default()), 10);
-        assert!(split_steps(&[]).is_empty());
+        assert!(split_steps(&[]).0.is_empty());
     }
 }

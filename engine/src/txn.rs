@@ -517,12 +517,10 @@ impl BlockWriter {
     /// depends on the block that took them meanwhile.
     fn retake(&self, block: &mut Block) {
         let locks = &self.locks;
-        let ended: Vec<Row> = block
-            .depends
-            .iter()
-            .filter(|(_, h)| !locks.live(**h))
-            .map(|(row, _)| row.clone())
-            .collect();
+        if block.depends.is_empty() {
+            return;
+        }
+        let ended = locks.ended(&block.depends);
         if ended.is_empty() {
             return;
         }
@@ -1201,7 +1199,7 @@ mod tests {
         };
         // What a node proposes (`Node::commit_block`): parts, then the commit with the last.
         let proposed = |mut record: TxnRecord, txn: RequestId, stamp: i64| {
-            let parts = split_steps(&record.steps);
+            let (parts, _) = split_steps(&record.steps);
             assert_eq!(parts.len(), 3, "{parts:?}");
             let mut entries = Vec::new();
             for (seq, range) in parts[..parts.len() - 1].iter().enumerate() {

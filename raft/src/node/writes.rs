@@ -2,7 +2,7 @@
 //! waiting for the local apply.
 
 use super::*;
-use sqlkeeper_engine::{split_steps, Staged, TxnSize, TxnStep, COMMAND_BYTES_MAX, TXN_BYTES_MAX};
+use sqlkeeper_engine::{split_steps, Staged, TxnStep, COMMAND_BYTES_MAX, TXN_BYTES_MAX};
 
 impl Node {
     pub(super) fn stamp(&self, serial: u64) -> Stamp {
@@ -102,11 +102,10 @@ impl Node {
         mut record: TxnRecord,
         timeout: Duration,
     ) -> Result<(Outcome, LogIndex), NodeError> {
-        let size = TxnSize::of(&record.steps);
+        let (parts, size) = split_steps(&record.steps);
         if size.total > TXN_BYTES_MAX {
             return Err(too_large(size.total, TXN_BYTES_MAX));
         }
-        let parts = split_steps(&record.steps);
         let request_id = self.new_request_id();
         if parts.len() > 1 {
             let rebuilds_tables = record.steps.iter().any(TxnStep::rebuilds_tables);
