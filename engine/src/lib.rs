@@ -63,8 +63,9 @@ pub use rowlocks::{RowHold, ROW_LOCKS_PER_BLOCK_MAX};
 pub use scratch::{query_scratch, ScratchTable};
 pub use sequences::{RESERVED_VALUES, RESERVED_VALUES_MAX, RESERVE_FUNCTION};
 pub use staged::{
-    json_str_len, split_steps, statement_size_bound, step_size_bound, txn_vm_steps_max,
-    value_size_bound, TxnSize, COMMAND_BYTES_MAX, STAGED_TABLE, STAGED_TTL_MICROS, TXN_BYTES_MAX,
+    effect_size_bound, json_str_len, split_steps, statement_size_bound, step_size_bound,
+    txn_vm_steps_max, value_size_bound, TxnSize, COMMAND_BYTES_MAX, STAGED_TABLE,
+    STAGED_TTL_MICROS, TXN_BYTES_MAX,
 };
 pub use txn::{Block, BlockError, BlockWriter, Done, Ticket, Work, STATEMENT_ATTEMPTS_MAX};
 pub use values::check_literal_cast;

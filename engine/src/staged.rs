@@ -66,7 +66,14 @@ pub fn json_str_len(s: &str) -> usize {
 /// An upper bound of the JSON size of a statement in a log entry, computed without encoding it
 /// (this runs for every write).
 pub fn statement_size_bound(s: &Statement) -> usize {
-    let effect = match &s.effect {
+    64 + effect_size_bound(&s.effect)
+        + json_str_len(&s.sql)
+        + s.params.iter().map(value_size_bound).sum::<usize>()
+}
+
+/// An upper bound of the JSON size of a statement's effect (nothing when plain).
+pub fn effect_size_bound(effect: &crate::Effect) -> usize {
+    match effect {
         // {"Defaults":{"table":"...","width":4294967295,"assigned":[...]}}, each
         // assigned {"column":{"Position":4294967295},"from":"..."} or
         // {"column":{"Name":"..."},"from":"..."}
@@ -86,8 +93,7 @@ pub fn statement_size_bound(s: &Statement) -> usize {
                     .sum::<usize>()
         }
         _ => 0,
-    };
-    64 + effect + json_str_len(&s.sql) + s.params.iter().map(value_size_bound).sum::<usize>()
+    }
 }
 
 /// An upper bound of the JSON size of a value in a log entry, with its separator.

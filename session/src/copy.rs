@@ -42,6 +42,23 @@ pub struct CopyIn {
     table: String,
 }
 
+/// An upper bound of what a COPY's inserts take in the log: the engine's bound of each
+/// statement (`statement_size_bound`), for each of its SQLite statements, without building
+/// them.
+fn size_bound(batch: &[(Translated, Vec<EngineValue>)]) -> usize {
+    batch
+        .iter()
+        .map(|(t, params)| {
+            let params: usize = params.iter().map(sqlkeeper_engine::value_size_bound).sum();
+            let effect = sqlkeeper_engine::effect_size_bound(&t.effect);
+            t.sqlite
+                .iter()
+                .map(|sql| 64 + effect + sqlkeeper_engine::json_str_len(sql) + params)
+                .sum::<usize>()
+        })
+        .sum()
+}
+
 /// `"name"`, with embedded quotes doubled.
 fn quoted(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
@@ -217,21 +234,9 @@ impl Session {
                 .collect();
             batch.push((t, params));
         }
-        let size: usize = batch
-            .iter()
-            .map(|(t, params)| {
-                64 * t.sqlite.len()
-                    + t.sqlite.iter().map(String::len).sum::<usize>()
-                    + params
-                        .iter()
-                        .map(sqlkeeper_engine::value_size_bound)
-                        .sum::<usize>()
-            })
-            .sum();
-        let in_block = self.in_block_or_control(&batch).await;
-        let error = if in_block {
+        let error = if self.in_block_or_control(&batch).await {
             Box::pin(self.copy_in_block(batch)).await.err()
-        } else if size > sqlkeeper_engine::COMMAND_BYTES_MAX {
+        } else if size_bound(&batch) > sqlkeeper_engine::COMMAND_BYTES_MAX {
             self.copy_in_own_transaction(batch).await
         } else {
             self.run(batch).await.1
