@@ -418,11 +418,8 @@ fn apply_command(
         Command::Transaction {
             record, request_id, ..
         } => match (record.staged, request_id) {
-            (None, _) => {
-                let size = crate::staged::TxnSize::of(&record.steps);
-                cells.start_entry(&record.stamp, txn_vm_steps_max(vm_steps_max, size));
-                replay_transaction(conn, cells, at.index, record)?
-            }
+            // In one entry: the entry's budget, as on the block writer (its steps fit in one).
+            (None, _) => replay_transaction(conn, cells, at.index, record)?,
             (Some(staged), Some(id)) => match crate::staged::take(conn, id, staged.parts, at.clock)
             {
                 Ok(mut steps) => {

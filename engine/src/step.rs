@@ -55,11 +55,32 @@ pub(crate) struct Cells {
 }
 
 /// Rows a block step updated or deleted, but did not insert itself (`rowlocks.rs`), while on.
-/// The engine's own tables are left out.
+/// The engine's own tables are left out. It runs for every row a block writes: table names are
+/// kept once each, and a row is a table number and a row id, so that noting a row allocates
+/// nothing; the rows a step inserted are looked at only when it also updated or deleted some.
 #[derive(Default)]
 pub(crate) struct RowLog {
     on: AtomicBool,
-    rows: Mutex<(Vec<crate::rowlocks::Row>, HashSet<crate::rowlocks::Row>)>,
+    rows: Mutex<RowEvents>,
+}
+
+#[derive(Default)]
+struct RowEvents {
+    tables: Vec<String>,
+    touched: Vec<(usize, i64)>,
+    inserted: Vec<(usize, i64)>,
+}
+
+impl RowEvents {
+    fn table(&mut self, name: &str) -> usize {
+        match self.tables.iter().position(|t| t == name) {
+            Some(i) => i,
+            None => {
+                self.tables.push(name.to_string());
+                self.tables.len() - 1
+            }
+        }
+    }
 }
 
 impl RowLog {
@@ -67,35 +88,45 @@ impl RowLog {
         if !self.on.load(Ordering::Relaxed) || table.starts_with("_sqlkeeper_") {
             return;
         }
-        let mut rows = self.rows.lock().unwrap_or_else(|p| p.into_inner());
-        let (touched, inserted) = &mut *rows;
+        let mut ev = self.rows.lock().unwrap_or_else(|p| p.into_inner());
         match action {
-            Action::SQLITE_INSERT => {
-                inserted.insert((table.to_string(), rowid));
+            Action::SQLITE_INSERT
+                if ev.inserted.len() < crate::rowlocks::ROW_LOCKS_PER_BLOCK_MAX =>
+            {
+                let t = ev.table(table);
+                ev.inserted.push((t, rowid));
             }
             Action::SQLITE_UPDATE | Action::SQLITE_DELETE
-                if touched.len() < crate::rowlocks::ROW_LOCKS_PER_BLOCK_MAX =>
+                if ev.touched.len() < crate::rowlocks::ROW_LOCKS_PER_BLOCK_MAX =>
             {
-                touched.push((table.to_string(), rowid));
+                let t = ev.table(table);
+                ev.touched.push((t, rowid));
             }
             _ => {}
         }
     }
 
     pub(crate) fn start(&self) {
-        *self.rows.lock().unwrap_or_else(|p| p.into_inner()) = Default::default();
+        *self.rows.lock().unwrap_or_else(|p| p.into_inner()) = RowEvents::default();
         self.on.store(true, Ordering::Relaxed);
     }
 
     /// The rows noted since [`RowLog::start`], each once.
     pub(crate) fn stop(&self) -> Vec<crate::rowlocks::Row> {
         self.on.store(false, Ordering::Relaxed);
-        let (mut touched, inserted) =
-            std::mem::take(&mut *self.rows.lock().unwrap_or_else(|p| p.into_inner()));
+        let ev = std::mem::take(&mut *self.rows.lock().unwrap_or_else(|p| p.into_inner()));
+        if ev.touched.is_empty() {
+            return Vec::new();
+        }
+        let inserted: HashSet<(usize, i64)> = ev.inserted.into_iter().collect();
+        let mut touched = ev.touched;
         touched.retain(|r| !inserted.contains(r));
         touched.sort_unstable();
         touched.dedup();
         touched
+            .into_iter()
+            .map(|(t, rowid)| (ev.tables[t].clone(), rowid))
+            .collect()
     }
 }
 

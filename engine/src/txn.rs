@@ -216,6 +216,17 @@ pub enum Work {
     Describe(Statement),
 }
 
+impl Work {
+    /// The steps the work adds to the block (none for reads and descriptions).
+    fn steps(&self) -> &[TxnStep] {
+        match self {
+            Work::Record(step) => std::slice::from_ref(step),
+            Work::Steps(steps) => steps,
+            Work::Read(_) | Work::Describe(_) => &[],
+        }
+    }
+}
+
 /// What the writer connection did for a block.
 #[derive(Debug)]
 pub enum Done {
@@ -380,11 +391,7 @@ impl BlockWriter {
         work: Work,
         ticket: &Ticket,
     ) -> Result<(Done, Option<LogIndex>), BlockError> {
-        let adds: &[TxnStep] = match &work {
-            Work::Record(step) => std::slice::from_ref(step),
-            Work::Steps(steps) => steps,
-            _ => &[],
-        };
+        let adds = work.steps();
         if !adds.is_empty() {
             let total = adds.iter().fold(block.size.total, |t, s| {
                 t.saturating_add(step_size_bound(s))
@@ -621,12 +628,7 @@ impl BlockWriter {
         };
         // The budget grows with the block: the steps replayed so far got the budget of the
         // entries they take, the new one may take one more.
-        let next: &[TxnStep] = match work {
-            Work::Record(step) => std::slice::from_ref(step),
-            Work::Steps(steps) => steps,
-            _ => &[],
-        };
-        cells.budget.raise_max(block.vm_steps_max(next));
+        cells.budget.raise_max(block.vm_steps_max(work.steps()));
         let mut recorded = Vec::new();
         let reads_own = match work {
             Work::Read(statements) => {
