@@ -234,12 +234,28 @@ impl Session {
         t: &Translated,
         params: &[Value],
     ) -> Result<Vec<Statement>, ClientError> {
-        let params = self.bound(t, params.to_vec())?;
+        self.statements_from(t, params.to_vec())
+    }
+
+    /// [`Session::statements_of`], with the parameters moved in (a COPY's rows are not copied
+    /// again); cloned only for the second and later SQLite statements of the translation.
+    fn statements_from(
+        &self,
+        t: &Translated,
+        params: Vec<Value>,
+    ) -> Result<Vec<Statement>, ClientError> {
+        let mut params = Some(self.bound(t, params)?);
+        let last = t.sqlite.len().saturating_sub(1);
         Ok(t.sqlite
             .iter()
-            .map(|sql| Statement {
+            .enumerate()
+            .map(|(i, sql)| Statement {
                 sql: sql.clone(),
-                params: params.clone(),
+                params: if i == last {
+                    params.take().unwrap_or_default()
+                } else {
+                    params.clone().unwrap_or_default()
+                },
                 effect: t.effect.clone(),
             })
             .collect())
@@ -358,8 +374,8 @@ impl Session {
             ));
         }
         let mut steps = Vec::with_capacity(batch.len());
-        for (t, params) in &batch {
-            steps.push(TxnStep::Sql(self.statements_of(t, params)?));
+        for (t, params) in batch {
+            steps.push(TxnStep::Sql(self.statements_from(&t, params)?));
         }
         let r = self.on_writer(txn, Work::Steps(steps)).await??;
         Ok(r.rows_affected)
