@@ -133,6 +133,12 @@ fn type_oid(declared: &str) -> i64 {
     builtin_type_oid(declared).unwrap_or(25)
 }
 
+/// The element type's oid of an array type a column can have here.
+fn array_element_oid(oid: i64) -> Option<i64> {
+    let array = sqlkeeper_sql::PgType::array_of_oid(u32::try_from(oid).ok()?)?;
+    array.element().map(|e| i64::from(e.oid()))
+}
+
 /// The oid of a built-in type of this name, if it is one.
 fn builtin_type_oid(name: &str) -> Option<i64> {
     if let Some(t) = sqlkeeper_sql::pg_type_of_name(name) {
@@ -157,6 +163,10 @@ fn builtin_type_oid(name: &str) -> Option<i64> {
 
 /// PostgreSQL's `format_type(oid, typmod)`: the SQL name of a type, with its modifier.
 fn format_type(oid: i64, typmod: Option<i64>) -> String {
+    // An array type is its element type's name with `[]` (`character varying(20)[]`).
+    if let Some(element) = array_element_oid(oid) {
+        return format!("{}[]", format_type(element, typmod));
+    }
     let m = typmod.filter(|t| *t >= 0);
     let plain = match oid {
         16 => "boolean",

@@ -148,8 +148,11 @@ pub struct EntryHeader {
 /// runs with foreign keys checked after each step instead of enforced
 /// ([`Command::rebuilds_tables`]). Version 19: a transaction larger than one entry, in
 /// [`Command::TransactionPart`] entries and a commit (`staged.rs`); a transaction's work budget
-/// is the entry's for each entry its steps take (`txn_vm_steps_max`).
-pub const ENGINE_APPLY_VERSION: u32 = 19;
+/// is the entry's for each entry its steps take (`txn_vm_steps_max`). Version 20: array
+/// columns and values (`arrays.rs`: their checks and triggers keep the text form with each
+/// element as its type prints it; `ARRAY[…]`, `ANY`/`ALL` over arrays, `@>` of arrays, the
+/// array functions), and text read as an integer out of range names the value.
+pub const ENGINE_APPLY_VERSION: u32 = 20;
 
 impl EntryHeader {
     /// The header this build writes, with the default budget.

@@ -149,6 +149,7 @@ pub(crate) fn install(
     crate::jsonfuncs::install(conn)?;
     crate::series::install(conn)?;
     crate::catalogfuncs::install(conn)?;
+    crate::arrays::install(conn)?;
     // Session information functions drivers call on connect. Constant for a build and a
     // schema, so replicas agree.
     conn.create_scalar_function("version", 0, flags(), |_| {

@@ -175,6 +175,10 @@ fn builder_text(v: &Json, out: &mut String) {
 /// Registers the functions on `conn`.
 pub(crate) fn install(conn: &Connection) -> rusqlite::Result<()> {
     conn.create_scalar_function("pg_json_contains", 2, flags(), |ctx| {
+        // `@>` of two arrays (`{1,2} @> {1}`), which is not JSON.
+        if let Some(r) = crate::arrays::contains_if_arrays(ctx)? {
+            return Ok(r);
+        }
         let (Some(a), Some(b)) = (json_arg(ctx, 0)?, json_arg(ctx, 1)?) else {
             return Ok(None);
         };

@@ -15,6 +15,7 @@
 #![deny(missing_docs)]
 
 mod apply;
+mod arrays;
 mod catalogfuncs;
 mod command;
 mod datefuncs;

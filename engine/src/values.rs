@@ -275,9 +275,17 @@ fn to_int(v: ValueRef<'_>, ty: &str, cast: bool) -> rusqlite::Result<SqlValue> {
             let trimmed = s.trim();
             let digits = trimmed.strip_prefix(['+', '-']).unwrap_or(trimmed);
             if cast && !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+                // Text read as an integer (`int4in`) names the value, where arithmetic and
+                // casts of numbers say `integer out of range`.
+                let text_out_of_range = || {
+                    raise(
+                        "22003",
+                        format!("value \"{s}\" is out of range for type {name}"),
+                    )
+                };
                 return match trimmed.parse::<i64>() {
-                    Ok(i) => in_range(i),
-                    Err(_) => Err(out_of_range()),
+                    Ok(i) => in_range(i).map_err(|_| text_out_of_range()),
+                    Err(_) => Err(text_out_of_range()),
                 };
             }
             Err(raise(
@@ -386,6 +394,15 @@ fn convert(
     cast: bool,
     now: Option<i64>,
 ) -> rusqlite::Result<SqlValue> {
+    if let Some(element) = ty.strip_suffix("[]") {
+        // An element is text to be read as its type (a conversion, which a stored scalar's
+        // check is not); only a too-long string is refused rather than cut, as a stored
+        // `varchar(n)` value is.
+        return crate::arrays::element_values(v, element, typmod, |v, ty, typmod| {
+            let cut = cast || !matches!(ty, "varchar" | "bpchar");
+            convert(v, ty, typmod, cut, now)
+        });
+    }
     if int_type(ty).is_some() {
         return to_int(v, ty, cast);
     }

@@ -149,42 +149,24 @@ fn wire_type(t: PgType) -> Type {
         PgType::Uuid => Type::UUID,
         PgType::Json => Type::JSON,
         PgType::Jsonb => Type::JSONB,
-        PgType::TextArray => Type::TEXT_ARRAY,
-        PgType::BoolArray => Type::BOOL_ARRAY,
-        PgType::Int4Array => Type::INT4_ARRAY,
-        PgType::Int8Array => Type::INT8_ARRAY,
         PgType::Numeric => Type::NUMERIC,
         PgType::Text => Type::TEXT,
+        // Arrays: every one of them is a built-in type of PostgreSQL's.
+        array => Type::from_oid(array.oid()).unwrap_or(Type::TEXT),
     }
 }
 
-/// A float as PostgreSQL prints it (`float8out`, `float4out` with `extra_float_digits = 1`):
-/// the shortest digits that read back as the same value, in fixed notation when the decimal
-/// exponent is in [-4, 15) (float4: [-4, 6)), else as `1.5e+300`, `1e-05` (compare
-/// PostgreSQL's `src/common/d2s.c`). Values of other columns keep plain fixed notation: a
-/// `numeric` column holds floats here, and `numeric` never prints an exponent.
+/// A float as PostgreSQL prints it for a column of type `ty`: `float4` and `float8` as
+/// `float4out`/`float8out` do ([`sqlkeeper_sql::numeric::float_text`]); values of other columns
+/// keep plain fixed notation: a `numeric` column holds floats here, and `numeric` never prints
+/// an exponent.
 fn float_text(f: f64, ty: &Type) -> String {
-    if f.is_nan() {
-        return "NaN".into();
+    match *ty {
+        Type::FLOAT4 => sqlkeeper_sql::numeric::float_text(f, true),
+        Type::FLOAT8 => sqlkeeper_sql::numeric::float_text(f, false),
+        _ if f.is_finite() => format!("{f}"),
+        _ => sqlkeeper_sql::numeric::float_text(f, false),
     }
-    if f.is_infinite() {
-        return if f > 0.0 { "Infinity" } else { "-Infinity" }.into();
-    }
-    let (scientific, fixed, fixed_max) = match *ty {
-        Type::FLOAT4 => (format!("{:e}", f as f32), format!("{}", f as f32), 6),
-        Type::FLOAT8 => (format!("{f:e}"), format!("{f}"), 15),
-        _ => return format!("{f}"),
-    };
-    // Rust's `{:e}` has the shortest digits too: `1.5e300`, `-1e-5`, `0e0`.
-    let Some((mantissa, exp)) = scientific.split_once('e') else {
-        return fixed;
-    };
-    let exp: i32 = exp.parse().unwrap_or(0);
-    if (-4..fixed_max).contains(&exp) {
-        return fixed;
-    }
-    let sign = if exp < 0 { '-' } else { '+' };
-    format!("{mantissa}e{sign}{:02}", exp.unsigned_abs())
 }
 
 fn hex(b: &[u8]) -> String {
@@ -326,6 +308,12 @@ fn encode_value(
     // pgwire does to a string of an array type).
     if let Some(element) = array_element(ty) {
         let text = value_text(v, ty).unwrap_or_default();
+        // In its printed form even where it was not stored yet (a `RETURNING` sees a value
+        // before its column's triggers normalized it: `{ 01 , yes }`).
+        let text = match array_from_text(0, &text, &element) {
+            Ok(Value::Text(printed)) => printed,
+            _ => text,
+        };
         if field.format() == FieldFormat::Text {
             let text = array_text(&text, &element).ok_or_else(|| not_a(ty, v))?;
             return Ok(enc.encode_field_with_type_and_format(
@@ -381,20 +369,14 @@ fn encode_value(
 /// A stored date or time value in its binary form. Values are stored as PostgreSQL prints
 /// them; one that is not (written by a build before they were checked) is an error for its
 /// row, not a wrong value.
-/// The element type of the array types results have here (`array_agg`, `current_schemas`).
+/// The element type of an array type a value can have here ([`PgType::element`]).
 fn array_element(ty: &Type) -> Option<Type> {
-    Some(match *ty {
-        Type::TEXT_ARRAY => Type::TEXT,
-        Type::BOOL_ARRAY => Type::BOOL,
-        Type::INT4_ARRAY => Type::INT4,
-        Type::INT8_ARRAY => Type::INT8,
-        _ => return None,
-    })
+    PgType::array_of_oid(ty.oid())?.element().map(wire_type)
 }
 
 /// An array's text form as PostgreSQL prints it, from the stored text form: booleans, stored
-/// as SQLite's 1 and 0, print as `t` and `f`; other elements as they are. `None` for text
-/// that is not an array.
+/// as SQLite's 1 and 0 by `array_agg`, print as `t` and `f`; other elements as they are.
+/// `None` for text that is not an array.
 fn array_text(text: &str, element: &Type) -> Option<String> {
     if *element != Type::BOOL {
         sqlkeeper_sql::array::elements(text)?;
@@ -444,16 +426,127 @@ fn array_binary(text: &str, element: &Type) -> Option<Vec<u8>> {
             b.extend((-1i32).to_be_bytes());
             continue;
         };
-        let bytes = match *element {
-            Type::BOOL => vec![u8::from(bool_element(s)?)],
-            Type::INT4 => s.parse::<i32>().ok()?.to_be_bytes().to_vec(),
-            Type::INT8 => s.parse::<i64>().ok()?.to_be_bytes().to_vec(),
-            _ => s.as_bytes().to_vec(),
-        };
+        let bytes = element_binary(s, element)?;
         b.extend(i32::try_from(bytes.len()).ok()?.to_be_bytes());
         b.extend(bytes);
     }
     Some(b)
+}
+
+/// One array element, in its type's text form, in that type's binary form.
+fn element_binary(s: &str, element: &Type) -> Option<Vec<u8>> {
+    Some(match *element {
+        Type::BOOL => vec![u8::from(bool_element(s)?)],
+        Type::INT2 => s.parse::<i16>().ok()?.to_be_bytes().to_vec(),
+        Type::INT4 => s.parse::<i32>().ok()?.to_be_bytes().to_vec(),
+        Type::INT8 => s.parse::<i64>().ok()?.to_be_bytes().to_vec(),
+        Type::FLOAT4 => s.parse::<f32>().ok()?.to_be_bytes().to_vec(),
+        Type::FLOAT8 => s.parse::<f64>().ok()?.to_be_bytes().to_vec(),
+        Type::NUMERIC => sqlkeeper_sql::numeric::to_binary(s)?,
+        Type::UUID => sqlkeeper_sql::uuid::parse(s)?.to_vec(),
+        Type::DATE | Type::TIMESTAMP | Type::TIMESTAMPTZ => {
+            let dt = date_time_type(element)?;
+            datetime::to_binary(datetime::parse(s, dt, None).ok()??, dt)
+        }
+        Type::JSONB => std::iter::once(1u8).chain(s.bytes()).collect(),
+        _ => s.as_bytes().to_vec(),
+    })
+}
+
+/// An array parameter in binary form (`array_recv`) as its text form, each element decoded as
+/// a parameter of the element type is and printed as that type prints. One dimension from 1
+/// (or none: the empty array), elements of the described element type; anything else is
+/// refused, never stored as something else.
+fn array_from_binary(
+    i: usize,
+    raw: &[u8],
+    ty: &Type,
+    element: &Type,
+) -> Result<Value, ClientError> {
+    let bad = || bad_param(i, ty);
+    let mut rest = raw;
+    let word = |rest: &mut &[u8]| -> Result<i32, ClientError> {
+        let (head, tail) = rest.split_first_chunk::<4>().ok_or_else(bad)?;
+        *rest = tail;
+        Ok(i32::from_be_bytes(*head))
+    };
+    let (dims, _has_nulls, element_oid) = (word(&mut rest)?, word(&mut rest)?, word(&mut rest)?);
+    if element_oid as u32 != element.oid() {
+        return Err(ClientError::new(
+            "42804",
+            format!(
+                "binary data has array element type {} instead of expected {}",
+                element_oid as u32,
+                element.oid()
+            ),
+        ));
+    }
+    let len = match dims {
+        0 => 0,
+        1 => {
+            let (len, lower) = (word(&mut rest)?, word(&mut rest)?);
+            if lower != 1 {
+                return Err(ClientError::new(
+                    "0A000",
+                    format!(
+                        "parameter ${}: arrays with explicit bounds are not supported",
+                        i + 1
+                    ),
+                ));
+            }
+            usize::try_from(len).map_err(|_| bad())?
+        }
+        d if d > 1 => {
+            return Err(ClientError::new(
+                "0A000",
+                format!(
+                    "parameter ${}: multidimensional arrays are not supported",
+                    i + 1
+                ),
+            ))
+        }
+        _ => return Err(bad()),
+    };
+    let mut items: Vec<Option<String>> = Vec::new();
+    for _ in 0..len {
+        let n = word(&mut rest)?;
+        if n < 0 {
+            items.push(None);
+            continue;
+        }
+        let n = usize::try_from(n).map_err(|_| bad())?;
+        if rest.len() < n {
+            return Err(bad());
+        }
+        let (bytes, tail) = rest.split_at(n);
+        rest = tail;
+        let v = decode_binary(i, bytes, element)?;
+        items.push(value_text(&v, element));
+    }
+    if !rest.is_empty() {
+        return Err(bad());
+    }
+    Ok(Value::Text(sqlkeeper_sql::array::text(
+        items.iter().map(Option::as_deref),
+    )))
+}
+
+/// An array parameter in text form, read as `array_in` reads it and printed with each element
+/// in its type's printed form (`{ 01, t }` of `int4[]` is `{1,t}`... of `bool[]` `{t,t}`), so
+/// that it compares equal to stored arrays.
+fn array_from_text(i: usize, text: &str, element: &Type) -> Result<Value, ClientError> {
+    let items =
+        sqlkeeper_sql::array::parse(text).map_err(|e| ClientError::new(e.sqlstate, e.message))?;
+    let mut out: Vec<Option<String>> = Vec::with_capacity(items.len());
+    for item in items {
+        out.push(match item {
+            None => None,
+            Some(s) => value_text(&decode_text(i, s.as_bytes(), element)?, element),
+        });
+    }
+    Ok(Value::Text(sqlkeeper_sql::array::text(
+        out.iter().map(Option::as_deref),
+    )))
 }
 
 fn date_time_binary(v: &Value, ty: &Type) -> Result<Vec<u8>, ClientError> {
@@ -569,7 +662,11 @@ fn decode_binary(i: usize, raw: &[u8], ty: &Type) -> Result<Value, ClientError> 
             let text = sqlkeeper_sql::numeric::from_binary(raw).ok_or_else(|| bad_param(i, ty))?;
             return decode_text(i, text.as_bytes(), ty);
         }
-        // time, intervals, arrays...: their binary forms are not text, and storing
+        _ if array_element(ty).is_some() => {
+            let element = array_element(ty).ok_or_else(|| bad_param(i, ty))?;
+            array_from_binary(i, raw, ty, &element)?
+        }
+        // time, intervals, other arrays...: their binary forms are not text, and storing
         // their bytes as if they were would silently change the client's value.
         _ => {
             return Err(ClientError::new(
@@ -632,7 +729,10 @@ fn decode_text(i: usize, raw: &[u8], ty: &Type) -> Result<Value, ClientError> {
                 Err(e) => return Err(ClientError::new(e.sqlstate, e.message)),
             }
         }
-        _ => Value::Text(text.to_string()),
+        _ => match array_element(ty) {
+            Some(element) => array_from_text(i, text, &element)?,
+            None => Value::Text(text.to_string()),
+        },
     })
 }
 
@@ -720,6 +820,65 @@ mod tests {
         want.extend((-5i64).to_be_bytes());
         assert_eq!(array_binary("{-5}", &Type::INT8), Some(want));
         assert_eq!(array_binary("{x}", &Type::INT4), None);
+    }
+
+    #[test]
+    fn array_parameters_read_in_binary_and_text_print_as_postgres() {
+        for (ty, text) in [
+            (Type::INT4_ARRAY, "{1,NULL,-2147483648}"),
+            (Type::TEXT_ARRAY, r#"{a,"b c","",NULL,"NULL"}"#),
+            (Type::BOOL_ARRAY, "{t,f}"),
+            (Type::NUMERIC_ARRAY, "{1.50,-9999.99}"),
+            (Type::FLOAT8_ARRAY, "{1.5,1e+300}"),
+            (Type::UUID_ARRAY, "{00000000-0000-0000-0000-000000000007}"),
+            (
+                Type::TIMESTAMPTZ_ARRAY,
+                "{\"2024-02-29 10:00:00.123456+00\"}",
+            ),
+            (Type::DATE_ARRAY, "{}"),
+        ] {
+            let element = array_element(&ty).unwrap();
+            let b = array_binary(text, &element).unwrap();
+            let back = decode_param(0, Some(&b), &ty, true).unwrap();
+            assert_eq!(back, Value::Text(text.into()), "{ty}");
+        }
+        // Text is read as `array_in` reads it and printed with each element in its form.
+        assert_eq!(
+            decode_param(0, Some(b"{ 01 , +2 }"), &Type::INT4_ARRAY, false).unwrap(),
+            Value::Text("{1,2}".into())
+        );
+        assert_eq!(
+            decode_param(0, Some(b"{yes,off}"), &Type::BOOL_ARRAY, false).unwrap(),
+            Value::Text("{t,f}".into())
+        );
+        let err = |raw: &[u8], ty: &Type, binary| {
+            decode_param(0, Some(raw), ty, binary).unwrap_err().sqlstate
+        };
+        assert_eq!(err(b"{1,x}", &Type::INT4_ARRAY, false), "22P02");
+        assert_eq!(err(b"{1", &Type::INT4_ARRAY, false), "22P02");
+        assert_eq!(err(b"{{1}}", &Type::INT4_ARRAY, false), "0A000");
+        // Binary: another element type, two dimensions, a length past the end, trailing bytes.
+        let words = |v: &[i32]| v.iter().flat_map(|w| w.to_be_bytes()).collect::<Vec<u8>>();
+        assert_eq!(
+            err(&words(&[1, 0, 20, 1, 1, 4, 7]), &Type::INT4_ARRAY, true),
+            "42804"
+        );
+        assert_eq!(
+            err(&words(&[2, 0, 23, 1, 1, 1, 1]), &Type::INT4_ARRAY, true),
+            "0A000"
+        );
+        assert_eq!(
+            err(&words(&[1, 0, 23, 1, 1, 400]), &Type::INT4_ARRAY, true),
+            "22P02"
+        );
+        assert_eq!(
+            err(&words(&[1, 0, 23, 1, 1, 4, 7, 0]), &Type::INT4_ARRAY, true),
+            "22P02"
+        );
+        assert_eq!(
+            err(&words(&[1, 0, 23, 9999999, 1]), &Type::INT4_ARRAY, true),
+            "22P02"
+        );
     }
 
     /// Regression: a text-format bytea parameter was decoded by slicing the hex digits at

@@ -40,24 +40,55 @@ pub struct Assigned {
 impl PgType {
     /// The array type of this element type, where there is one here (`array_agg` of it).
     pub fn array(self) -> Option<PgType> {
-        Some(match self {
-            PgType::Text | PgType::Varchar => PgType::TextArray,
-            PgType::Bool => PgType::BoolArray,
-            PgType::Int4 => PgType::Int4Array,
-            PgType::Int8 => PgType::Int8Array,
-            _ => return None,
-        })
+        ELEMENTS
+            .iter()
+            .find(|(_, element)| *element == self)
+            .map(|(array, _)| *array)
+    }
+
+    /// The array type with this oid, of those a value can have here.
+    pub fn array_of_oid(oid: u32) -> Option<PgType> {
+        ELEMENTS
+            .iter()
+            .find(|(array, _)| array.oid() == oid)
+            .map(|(array, _)| *array)
     }
 
     /// The element type of an array type.
     pub fn element(self) -> Option<PgType> {
-        Some(match self {
-            PgType::TextArray => PgType::Text,
-            PgType::BoolArray => PgType::Bool,
-            PgType::Int4Array => PgType::Int4,
-            PgType::Int8Array => PgType::Int8,
-            _ => return None,
-        })
+        ELEMENTS
+            .iter()
+            .find(|(array, _)| *array == self)
+            .map(|(_, element)| *element)
+    }
+
+    /// PostgreSQL's internal name of the type (`pg_type.typname`: `int4`, `_text`), which
+    /// names a column that is a cast of a literal.
+    pub fn internal_name(self) -> String {
+        if let Some(element) = self.element() {
+            return format!("_{}", element.internal_name());
+        }
+        match self {
+            PgType::Bool => "bool",
+            PgType::Int2 => "int2",
+            PgType::Int4 => "int4",
+            PgType::Int8 => "int8",
+            PgType::Float4 => "float4",
+            PgType::Float8 => "float8",
+            PgType::Numeric => "numeric",
+            PgType::Varchar => "varchar",
+            PgType::Text => "text",
+            PgType::Bpchar => "bpchar",
+            PgType::Bytea => "bytea",
+            PgType::Date => "date",
+            PgType::Timestamp => "timestamp",
+            PgType::Timestamptz => "timestamptz",
+            PgType::Uuid => "uuid",
+            PgType::Json => "json",
+            PgType::Jsonb => "jsonb",
+            _ => "",
+        }
+        .into()
     }
 
     /// The type's oid in PostgreSQL's `pg_type`.
@@ -84,6 +115,17 @@ impl PgType {
             PgType::BoolArray => 1000,
             PgType::Int4Array => 1007,
             PgType::Int8Array => 1016,
+            PgType::Int2Array => 1005,
+            PgType::Float4Array => 1021,
+            PgType::Float8Array => 1022,
+            PgType::NumericArray => 1231,
+            PgType::VarcharArray => 1015,
+            PgType::BpcharArray => 1014,
+            PgType::UuidArray => 2951,
+            PgType::DateArray => 1182,
+            PgType::TimestampArray => 1115,
+            PgType::TimestamptzArray => 1185,
+            PgType::JsonbArray => 3807,
         }
     }
 
@@ -111,9 +153,39 @@ impl PgType {
             PgType::BoolArray => "boolean[]",
             PgType::Int4Array => "integer[]",
             PgType::Int8Array => "bigint[]",
+            PgType::Int2Array => "smallint[]",
+            PgType::Float4Array => "real[]",
+            PgType::Float8Array => "double precision[]",
+            PgType::NumericArray => "numeric[]",
+            PgType::VarcharArray => "character varying[]",
+            PgType::BpcharArray => "character[]",
+            PgType::UuidArray => "uuid[]",
+            PgType::DateArray => "date[]",
+            PgType::TimestampArray => "timestamp without time zone[]",
+            PgType::TimestamptzArray => "timestamp with time zone[]",
+            PgType::JsonbArray => "jsonb[]",
         }
     }
 }
+
+/// Each array type with its element type.
+const ELEMENTS: &[(PgType, PgType)] = &[
+    (PgType::TextArray, PgType::Text),
+    (PgType::BoolArray, PgType::Bool),
+    (PgType::Int4Array, PgType::Int4),
+    (PgType::Int8Array, PgType::Int8),
+    (PgType::Int2Array, PgType::Int2),
+    (PgType::Float4Array, PgType::Float4),
+    (PgType::Float8Array, PgType::Float8),
+    (PgType::NumericArray, PgType::Numeric),
+    (PgType::VarcharArray, PgType::Varchar),
+    (PgType::BpcharArray, PgType::Bpchar),
+    (PgType::UuidArray, PgType::Uuid),
+    (PgType::DateArray, PgType::Date),
+    (PgType::TimestampArray, PgType::Timestamp),
+    (PgType::TimestamptzArray, PgType::Timestamptz),
+    (PgType::JsonbArray, PgType::Jsonb),
+];
 
 /// Whether PostgreSQL assigns a value of type `from` to a column of type `to`: the same type, an
 /// implicit or assignment cast of `pg_cast`, or the I/O conversion to a string type (which
@@ -123,6 +195,10 @@ pub fn assignable(from: PgType, to: PgType) -> bool {
     use PgType::*;
     let numeric = |t| matches!(t, Int2 | Int4 | Int8 | Float4 | Float8 | Numeric);
     let time = |t| matches!(t, Date | Timestamp | Timestamptz);
+    if let (Some(from), Some(to)) = (from.element(), to.element()) {
+        // An array is assigned element by element (`ArrayCoerceExpr`).
+        return assignable(from, to);
+    }
     from == to
         || matches!(to, Text | Varchar | Bpchar)
         || (numeric(from) && numeric(to))

@@ -55,6 +55,29 @@ pub enum PgType {
     Int4Array,
     /// `bigint[]`, in its text form (`{1,2}`)
     Int8Array,
+    /// `smallint[]`; this and the arrays below are stored in their text form, each element as
+    /// its type prints it (`{1.50,NULL}`)
+    Int2Array,
+    /// `real[]`
+    Float4Array,
+    /// `double precision[]`
+    Float8Array,
+    /// `numeric[]` (its elements keep every digit: they are text)
+    NumericArray,
+    /// `varchar[]`
+    VarcharArray,
+    /// `char(n)[]` (`bpchar[]`)
+    BpcharArray,
+    /// `uuid[]`
+    UuidArray,
+    /// `date[]`
+    DateArray,
+    /// `timestamp[]`
+    TimestampArray,
+    /// `timestamptz[]`
+    TimestamptzArray,
+    /// `jsonb[]`
+    JsonbArray,
 }
 
 /// What Postgres would call and type one result column; `None` where the node should use
@@ -200,6 +223,15 @@ fn type_of_data_type(dt: &DataType) -> Option<PgType> {
 /// `None` for types without a [`PgType`] (they are sent as `text`).
 pub fn pg_type_of_name(name: &str) -> Option<PgType> {
     let s = name.to_ascii_lowercase();
+    // An array type: `integer[]`, `varchar(20)[]`, `int[3]` (a size means nothing to
+    // PostgreSQL), `_int4`.
+    let t = s.trim();
+    if let Some(element) = t.strip_suffix(']').and_then(|e| e.rsplit_once('[')) {
+        return pg_type_of_name(element.0)?.array();
+    }
+    if let Some(element) = t.strip_prefix('_') {
+        return pg_type_of_name(element)?.array();
+    }
     let base = s.split('(').next().unwrap_or("").trim();
     Some(match base {
         "boolean" | "bool" => PgType::Bool,
@@ -222,10 +254,6 @@ pub fn pg_type_of_name(name: &str) -> Option<PgType> {
         "uuid" => PgType::Uuid,
         "json" => PgType::Json,
         "jsonb" => PgType::Jsonb,
-        "text[]" | "_text" => PgType::TextArray,
-        "boolean[]" | "bool[]" | "_bool" => PgType::BoolArray,
-        "integer[]" | "int[]" | "int4[]" | "_int4" => PgType::Int4Array,
-        "bigint[]" | "int8[]" | "_int8" => PgType::Int8Array,
         _ => return None,
     })
 }
@@ -234,6 +262,14 @@ pub fn pg_type_of_name(name: &str) -> Option<PgType> {
 /// RowDescription's): `numeric(p, s)` is `((p << 16) | s) + 4`, `varchar(n)` and `char(n)` are
 /// `n + 4`, `timestamp(p)` is `p`; -1 for a type declared without one, or one not given here.
 pub fn pg_typmod_of_name(name: &str) -> i32 {
+    // An array's modifier is its element type's (`varchar(20)[]`: 24).
+    if let Some((element, _)) = name
+        .trim()
+        .strip_suffix(']')
+        .and_then(|e| e.rsplit_once('['))
+    {
+        return pg_typmod_of_name(element);
+    }
     let Some((_, args)) = name.split_once('(') else {
         // `char` alone is `char(1)`.
         return match pg_type_of_name(name) {
@@ -262,27 +298,8 @@ pub fn pg_typmod_of_name(name: &str) -> i32 {
 /// Postgres' internal name of a type, which names a column that is a cast of a literal.
 fn type_colname(dt: &DataType) -> String {
     match type_of_data_type(dt) {
-        Some(PgType::Bool) => "bool".into(),
-        Some(PgType::Int2) => "int2".into(),
-        Some(PgType::Int4) => "int4".into(),
-        Some(PgType::Int8) => "int8".into(),
-        Some(PgType::Float4) => "float4".into(),
-        Some(PgType::Float8) => "float8".into(),
-        Some(PgType::Numeric) => "numeric".into(),
-        Some(PgType::Varchar) => "varchar".into(),
-        Some(PgType::Text) => "text".into(),
-        Some(PgType::Bpchar) => "bpchar".into(),
-        Some(PgType::Bytea) => "bytea".into(),
-        Some(PgType::Date) => "date".into(),
-        Some(PgType::Timestamp) => "timestamp".into(),
-        Some(PgType::Timestamptz) => "timestamptz".into(),
-        Some(PgType::Uuid) => "uuid".into(),
-        Some(PgType::Json) => "json".into(),
-        Some(PgType::Jsonb) => "jsonb".into(),
-        Some(PgType::TextArray) => "_text".into(),
-        Some(PgType::BoolArray) => "_bool".into(),
-        Some(PgType::Int4Array) => "_int4".into(),
-        Some(PgType::Int8Array) => "_int8".into(),
+        // A cast to an array type is named after the element type (`'{1}'::int[]` is `int4`).
+        Some(t) => t.element().unwrap_or(t).internal_name(),
         None => dt.to_string().to_lowercase(),
     }
 }
@@ -321,6 +338,12 @@ pub(crate) fn figure_name(e: &Expr) -> Option<String> {
         Expr::Exists { .. } => "exists".into(),
         Expr::Nested(inner) => return figure_name(inner),
         Expr::Subquery(q) => return single_projection_name(q),
+        // `a[1]` is called `a`; `(r).f` is called `f`.
+        Expr::CompoundFieldAccess { root, access_chain } => match access_chain.last() {
+            Some(sqlparser::ast::AccessExpr::Dot(Expr::Identifier(i))) => fold(i),
+            _ => return figure_name(root),
+        },
+        Expr::Array(_) => "array".into(),
         _ => return None,
     })
 }
@@ -328,7 +351,11 @@ pub(crate) fn figure_name(e: &Expr) -> Option<String> {
 fn is_named(e: &Expr) -> bool {
     matches!(
         e,
-        Expr::Identifier(_) | Expr::CompoundIdentifier(_) | Expr::Function(_) | Expr::Nested(_)
+        Expr::Array(_)
+            | Expr::Identifier(_)
+            | Expr::CompoundIdentifier(_)
+            | Expr::Function(_)
+            | Expr::Nested(_)
     )
 }
 
@@ -378,6 +405,7 @@ pub(crate) fn infer_type(e: &Expr) -> Option<PgType> {
             | PGRegexIMatch
             | PGRegexNotMatch
             | PGRegexNotIMatch
+            | PGOverlap
             | PGCustomBinaryOperator(_) => PgType::Bool,
             StringConcat => match (infer_type(left), infer_type(right)) {
                 (Some(PgType::Jsonb), _) | (_, Some(PgType::Jsonb)) => PgType::Jsonb,
@@ -419,6 +447,8 @@ pub(crate) fn infer_type(e: &Expr) -> Option<PgType> {
         | Expr::IsDistinctFrom(..)
         | Expr::IsNotDistinctFrom(..)
         | Expr::InList { .. }
+        | Expr::AnyOp { .. }
+        | Expr::AllOp { .. }
         | Expr::InSubquery { .. }
         | Expr::Between { .. }
         | Expr::Like { .. }
@@ -435,6 +465,8 @@ pub(crate) fn infer_type(e: &Expr) -> Option<PgType> {
         },
         Expr::Cast { data_type, .. } => type_of_data_type(data_type)?,
         Expr::Nested(inner) => infer_type(inner)?,
+        // `ARRAY[1, 2]` is `integer[]`: an array of its elements' type (the first one typed).
+        Expr::Array(a) => a.elem.iter().find_map(infer_type)?.array()?,
         Expr::Trim { .. } | Expr::Substring { .. } | Expr::Overlay { .. } => PgType::Text,
         Expr::Position { .. } => PgType::Int4,
         Expr::Function(f) => {

@@ -290,6 +290,33 @@ pub fn from_binary(raw: &[u8]) -> Option<String> {
     Some(d.to_string())
 }
 
+/// A float as PostgreSQL prints it (`float8out`, `float4out` with `extra_float_digits = 1`,
+/// `single` for `real`): the shortest digits that read back as the same value, in fixed
+/// notation when the decimal exponent is in [-4, 15) (`real`: [-4, 6)), else as `1.5e+300`,
+/// `1e-05` (compare PostgreSQL's `src/common/d2s.c`); `NaN`, `Infinity`, `-Infinity`.
+pub fn float_text(f: f64, single: bool) -> String {
+    if f.is_nan() {
+        return "NaN".into();
+    }
+    if f.is_infinite() {
+        return if f > 0.0 { "Infinity" } else { "-Infinity" }.into();
+    }
+    let (scientific, fixed, fixed_max) = match single {
+        true => (format!("{:e}", f as f32), format!("{}", f as f32), 6),
+        false => (format!("{f:e}"), format!("{f}"), 15),
+    };
+    // Rust's `{:e}` has the shortest digits too: `1.5e300`, `-1e-5`, `0e0`.
+    let Some((mantissa, exp)) = scientific.split_once('e') else {
+        return fixed;
+    };
+    let exp: i32 = exp.parse().unwrap_or(0);
+    if (-4..fixed_max).contains(&exp) {
+        return fixed;
+    }
+    let sign = if exp < 0 { '-' } else { '+' };
+    format!("{mantissa}e{sign}{:02}", exp.unsigned_abs())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

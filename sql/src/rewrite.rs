@@ -358,6 +358,41 @@ fn literal_width(n: &str) -> Option<u8> {
     }
 }
 
+/// `x op ANY (a)` and `x op ALL (a)` over an array that is a value (a column, a parameter,
+/// `'{1,2}'`, an `ARRAY[…]`): the engine's comparison with each element, keeping SQL's three
+/// values. Those over a subquery were rewritten on the way down ([`quantified`]).
+fn array_comparison(e: &mut Expr) {
+    let (left, op, right, any) = match e {
+        Expr::AnyOp {
+            left,
+            compare_op,
+            right,
+            ..
+        } => (left, compare_op, right, true),
+        Expr::AllOp {
+            left,
+            compare_op,
+            right,
+        } => (left, compare_op, right, false),
+        _ => return,
+    };
+    let op = op.to_string();
+    if matches!(**right, Expr::Subquery(_))
+        || !matches!(op.as_str(), "=" | "<>" | "!=" | "<" | "<=" | ">" | ">=")
+    {
+        return;
+    }
+    *e = call(
+        crate::array::COMPARE_FUNCTION,
+        vec![
+            (**left).clone(),
+            string(&op),
+            number(i64::from(!any)),
+            (**right).clone(),
+        ],
+    );
+}
+
 /// Quantified comparisons with a subquery, which SQLite lacks: `x = ANY (subquery)` is
 /// `x IN (subquery)`; `x op ANY|ALL (subquery)` a CASE over EXISTS keeping SQL's three values:
 /// ANY is true if one comparison is, false if none can be (or there are no rows), else NULL;
@@ -379,6 +414,16 @@ fn quantified(e: &mut Expr) {
         _ => return,
     };
     let Expr::Subquery(q) = &**right else {
+        // Over an array: `x = ANY (ARRAY[a, b])` is `x IN (a, b)` (before the array is
+        // rewritten); other comparisons over arrays are rewritten on the way up
+        // ([`array_comparison`]).
+        if let (true, BinaryOperator::Eq, Expr::Array(arr)) = (any, &*op, &**right) {
+            *e = Expr::InList {
+                expr: left.clone(),
+                list: arr.elem.clone(),
+                negated: false,
+            };
+        }
         return;
     };
     if any && *op == BinaryOperator::Eq {
@@ -1011,20 +1056,29 @@ fn rewrite(e: &mut Expr) -> Result<(), SqlError> {
                 *data_type = DataType::Text;
             }
         }
-        // x = ANY (ARRAY[a, b]) -> x IN (a, b)
-        Expr::AnyOp {
-            left,
-            compare_op: BinaryOperator::Eq,
-            right,
-            ..
-        } if matches!(**right, Expr::Array(_)) => {
-            if let Expr::Array(arr) = &**right {
-                *e = Expr::InList {
-                    expr: left.clone(),
-                    list: arr.elem.clone(),
-                    negated: false,
-                };
+        Expr::AnyOp { .. } | Expr::AllOp { .. } => array_comparison(e),
+        // `ARRAY[a, b]`: its text form, `{a,b}` (one dimension only).
+        Expr::Array(arr) => {
+            if arr.elem.iter().any(|x| {
+                matches!(x, Expr::Array(_))
+                    || matches!(x, Expr::Function(f) if f.name.to_string() == crate::array::CONSTRUCT_FUNCTION)
+            }) {
+                return Err(SqlError::unsupported(
+                    "multidimensional arrays (ARRAY[ARRAY[…]])",
+                ));
             }
+            *e = call(crate::array::CONSTRUCT_FUNCTION, arr.elem.clone());
+        }
+        // `a && b` of arrays: whether they share an element.
+        Expr::BinaryOp {
+            left,
+            op: BinaryOperator::PGOverlap,
+            right,
+        } => {
+            *e = call(
+                crate::array::OVERLAPS_FUNCTION,
+                vec![(**left).clone(), (**right).clone()],
+            );
         }
         // A scalar subquery of more than one row is an error (21000), not its first row.
         Expr::Subquery(q) => single_row(q),

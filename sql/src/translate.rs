@@ -915,6 +915,7 @@ fn translate_statement(stmt: Statement) -> Result<Translated, SqlError> {
     }
     let param_count = rewrite_expressions(&mut stmt);
     crate::rewrite::postgres_expressions(&mut stmt)?;
+    crate::values::check_array_columns(&stmt)?;
     crate::values::add_column_checks(&mut stmt);
     if crate::series::may_have_series(&original) {
         crate::series::rewrite(&mut stmt)?;
@@ -1097,7 +1098,7 @@ fn translate_statement(stmt: Statement) -> Result<Translated, SqlError> {
                     out.push(create_sequence_sql(seq, false, &[])?);
                 }
             }
-            out.push(stmt.to_string());
+            out.push(with_sqlite_array_types(&stmt).to_string());
             out.extend(value_triggers(ct));
             out
         }
@@ -1484,7 +1485,13 @@ fn native_alter_table(
                     at, table, column_def, effect,
                 )?)
             }
-            op => out.push(format!("ALTER TABLE {} {op}", at.name)),
+            op => {
+                let mut op = op.clone();
+                if let sqlparser::ast::AlterTableOperation::AddColumn { column_def, .. } = &mut op {
+                    sqlite_array_type(&mut column_def.data_type);
+                }
+                out.push(format!("ALTER TABLE {} {op}", at.name))
+            }
         }
     }
     let added: Vec<sqlparser::ast::ColumnDef> = at
@@ -1570,6 +1577,31 @@ fn rebuild_call(table: &str, op: &crate::rebuild::AlterOp) -> Result<String, Sql
     ))
 }
 
+/// `stmt` (a `CREATE TABLE`) with its columns' array types written as SQLite keeps them
+/// ([`sqlite_array_type`]).
+fn with_sqlite_array_types(stmt: &Statement) -> Statement {
+    let mut stmt = stmt.clone();
+    if let Statement::CreateTable(ct) = &mut stmt {
+        for c in &mut ct.columns {
+            sqlite_array_type(&mut c.data_type);
+        }
+    }
+    stmt
+}
+
+/// An array type as a quoted type name (`"VARCHAR(5)[]"`): SQLite's grammar has no `[]` after
+/// a type's modifier, and keeps a quoted name as the column's declared type, which is where
+/// the column's PostgreSQL type is read from (`pg_type_of_name`). Its affinity is the element
+/// type's, and no array's text form (`{…}`) is ever converted by it.
+fn sqlite_array_type(dt: &mut DataType) {
+    if let DataType::Array(_) = dt {
+        *dt = DataType::Custom(
+            sqlparser::ast::ObjectName::from(vec![Ident::with_quote('"', dt.to_string())]),
+            vec![],
+        );
+    }
+}
+
 /// Triggers that store a value the way Postgres stores it, after every insert and update of
 /// the column. Postgres accepts `'t'`, `'true'`, `'yes'`, `'on'`, `'1'` (and their opposites)
 /// for a boolean; SQLite would keep the text, which is false in a WHERE clause: a `boolean`
@@ -1629,6 +1661,12 @@ pub(crate) fn column_value_triggers(ct: &sqlparser::ast::CreateTable) -> Vec<(St
                         )
                     };
                     let (when, value) = match crate::values::checked_type(dt)? {
+                        // Arrays stored in their text form with each element as its type
+                        // prints it (`{1,2}`, `{t,f}`, `{1.50}`), so equal arrays are equal.
+                        (ty, typmod) if ty.ends_with("[]") => {
+                            let norm = cast(ty, typmod);
+                            (format!("CAST(NEW.{cq} AS TEXT) IS NOT {norm}"), norm)
+                        }
                         // Values stored in the form Postgres prints them: normalized jsonb,
                         // lower-case uuids, dates and timestamps as `2024-02-29 10:00:00+00`.
                         // Compared as text: the column's NUMERIC affinity makes the stored `42`

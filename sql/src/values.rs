@@ -80,6 +80,14 @@ pub(crate) fn checked_type(dt: &DataType) -> Option<(&'static str, i64)> {
             sqlparser::ast::TimezoneInfo::WithTimeZone | sqlparser::ast::TimezoneInfo::Tz,
         ) => ("timestamptz", -1),
         DataType::Timestamp(_, _) => ("timestamp", -1),
+        DataType::Array(def) => {
+            let (element, typmod) = match array_element_type(def)? {
+                DataType::Text | DataType::String(_) => ("text", -1),
+                DataType::Boolean | DataType::Bool => ("bool", -1),
+                other => checked_type(other)?,
+            };
+            (array_type_name(element)?, typmod)
+        }
         DataType::Custom(name, _) => match name.to_string().to_ascii_lowercase().as_str() {
             "int2" => ("int2", -1),
             "int4" => ("int4", -1),
@@ -89,6 +97,70 @@ pub(crate) fn checked_type(dt: &DataType) -> Option<(&'static str, i64)> {
         },
         _ => return None,
     })
+}
+
+/// The element type of a one-dimensional array type (`int[]`, `int[3]`, `int ARRAY`).
+pub(crate) fn array_element_type(def: &sqlparser::ast::ArrayElemTypeDef) -> Option<&DataType> {
+    use sqlparser::ast::ArrayElemTypeDef as A;
+    match def {
+        A::SquareBracket(t, _) | A::Qualified(t, _) if !matches!(**t, DataType::Array(_)) => {
+            Some(t)
+        }
+        _ => None,
+    }
+}
+
+/// The engine's name of the array type of an element type it checks (`int4` → `int4[]`):
+/// the arrays a column can have here.
+fn array_type_name(element: &str) -> Option<&'static str> {
+    Some(match element {
+        "bool" => "bool[]",
+        "int2" => "int2[]",
+        "int4" => "int4[]",
+        "int8" => "int8[]",
+        "float4" => "float4[]",
+        "float8" => "float8[]",
+        "numeric" => "numeric[]",
+        "text" => "text[]",
+        "varchar" => "varchar[]",
+        "bpchar" => "bpchar[]",
+        "uuid" => "uuid[]",
+        "date" => "date[]",
+        "timestamp" => "timestamp[]",
+        "timestamptz" => "timestamptz[]",
+        "jsonb" => "jsonb[]",
+        _ => return None,
+    })
+}
+
+/// Refuses (0A000) a column of an array type whose values this node cannot keep as
+/// PostgreSQL does: several dimensions, or an element type without an array here
+/// (`json[]`, `bytea[]`, arrays of enums).
+pub(crate) fn check_array_columns(stmt: &sqlparser::ast::Statement) -> Result<(), crate::SqlError> {
+    let columns: Vec<&ColumnDef> = match stmt {
+        sqlparser::ast::Statement::CreateTable(ct) => ct.columns.iter().collect(),
+        sqlparser::ast::Statement::AlterTable(at) => at
+            .operations
+            .iter()
+            .filter_map(|op| match op {
+                sqlparser::ast::AlterTableOperation::AddColumn { column_def, .. } => {
+                    Some(column_def)
+                }
+                _ => None,
+            })
+            .collect(),
+        _ => return Ok(()),
+    };
+    for c in columns {
+        if matches!(c.data_type, DataType::Array(_)) && checked_type(&c.data_type).is_none() {
+            return Err(crate::SqlError::unsupported(format!(
+                "type {} (column \"{}\")",
+                c.data_type.to_string().to_lowercase(),
+                c.name.value
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// The type modifier of `numeric(p)` and `numeric(p, s)`, -1 for `numeric` alone or a

@@ -221,6 +221,23 @@ def psycopg3(addr):
             oids = [d.type_code for d in cur.description]
             assert oids == [20, 1700, 1700, 1082, 1700, 1700], oids
 
+        step("psycopg 3: arrays, text and binary")
+        conn.execute("CREATE TABLE psycopg_arr (id int PRIMARY KEY, i int[], t text[], "
+                     "n numeric(8,3)[], ok boolean[])")
+        arow = (1, [3, None, -7], ["x", "y z", None, ""], [decimal.Decimal("1.500")],
+                [True, False])
+        conn.execute("INSERT INTO psycopg_arr VALUES (%s, %s, %s, %s, %s)", arow)
+        conn.execute("INSERT INTO psycopg_arr VALUES (%b, %b, %b, %b, %b)",
+                     (2, [1], ["b"], [decimal.Decimal("-2")], [None]))
+        conn.execute("INSERT INTO psycopg_arr VALUES (3, '{}', '{}', '{}', '{}')")
+        conn.execute("INSERT INTO psycopg_arr (id) VALUES (4)")
+        for binary in (False, True):
+            cur = conn.cursor(binary=binary)
+            got = cur.execute("SELECT * FROM psycopg_arr ORDER BY id").fetchall()
+            assert got == [arow, (2, [1], ["b"], [decimal.Decimal("-2.000")], [None]),
+                           (3, [], [], [], []), (4, None, None, None, None)], got
+            assert str(got[0][3][0]) == "1.500", got
+
         step("psycopg 3: server-side (named) cursors, with a bound parameter")
         with conn.transaction():
             with conn.cursor(name="rt_rows") as cur:
