@@ -137,6 +137,10 @@ fn contains(a: &[Option<String>], b: &[Option<String>]) -> bool {
 /// both, and contains `{}` either way) or either is not an array.
 pub(crate) fn contains_if_arrays(ctx: &Context<'_>) -> rusqlite::Result<Option<Option<bool>>> {
     let (ValueRef::Text(a), ValueRef::Text(b)) = (ctx.get_raw(0), ctx.get_raw(1)) else {
+        // NULL contains nothing and is contained in nothing, whatever the other operand is.
+        if matches!(ctx.get_raw(0), ValueRef::Null) || matches!(ctx.get_raw(1), ValueRef::Null) {
+            return Ok(Some(None));
+        }
         return Ok(None);
     };
     let json = |t: &[u8]| serde_json::from_slice::<serde::de::IgnoredAny>(t).is_ok();

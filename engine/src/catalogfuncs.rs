@@ -226,6 +226,16 @@ fn format_type(oid: i64, typmod: Option<i64>) -> String {
 /// is one of its columns (`data_type`, `character_maximum_length`, `numeric_precision`, ...);
 /// NULL where the standard has nothing for the type.
 fn type_info(declared: &str, field: &str) -> SqlValue {
+    // An array column is `ARRAY` of its `_element` type; its element's length, precision and
+    // scale are in `element_types`, not here.
+    if let Some(array) = sqlkeeper_sql::pg_type_of_name(declared).filter(|t| t.element().is_some())
+    {
+        return match field {
+            "data_type" => SqlValue::Text("ARRAY".into()),
+            "udt_name" => SqlValue::Text(array.internal_name()),
+            _ => SqlValue::Null,
+        };
+    }
     let oid = type_oid(declared);
     let typmod = sqlkeeper_sql::pg_typmod_of_name(declared);
     let m = (typmod >= 0).then_some(i64::from(typmod));

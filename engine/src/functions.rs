@@ -152,6 +152,17 @@ pub(crate) fn install(
     crate::arrays::install(conn)?;
     // Session information functions drivers call on connect. Constant for a build and a
     // schema, so replicas agree.
+    // `set_config(name, value, is_local)` changes the session's settings, which live in the
+    // session, not in SQLite: the translator serves it as a whole statement (`SELECT
+    // set_config(…)`, as `SET`). Inside a larger query it is refused when it runs, so that
+    // such a statement still prepares (asyncpg's type introspection asks
+    // `current_setting('jit')` beside it, whose 42704 it expects first).
+    conn.create_scalar_function("set_config", 3, flags(), |_| -> rusqlite::Result<String> {
+        Err(crate::error::raise(
+            "0A000",
+            "set_config is supported only as a statement of its own: SELECT set_config(…)".into(),
+        ))
+    })?;
     conn.create_scalar_function("version", 0, flags(), |_| {
         Ok(concat!(
             "PostgreSQL 16.6 (sqlkeeper ",

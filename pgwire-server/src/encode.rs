@@ -25,7 +25,16 @@ pub(crate) fn column_type(col: &Column) -> Type {
 
 /// The Postgres type of a declared column type (`integer`, `varchar(8)`, `timestamptz`).
 pub(crate) fn declared_type(decl: &str) -> Type {
-    sqlkeeper_sql::pg_type_of_name(decl).map_or(Type::TEXT, wire_type)
+    match sqlkeeper_sql::pg_type_of_name(decl) {
+        Some(t) => wire_type(t),
+        // Object identifiers, as casts of parameters name them (`$1::oid[]` in asyncpg's type
+        // introspection): read as integers.
+        None => match decl.trim().to_ascii_lowercase().as_str() {
+            "oid" => Type::OID,
+            "oid[]" => Type::OID_ARRAY,
+            _ => Type::TEXT,
+        },
+    }
 }
 
 /// The date and time type of a wire type, if it is one.
@@ -371,6 +380,9 @@ fn encode_value(
 /// row, not a wrong value.
 /// The element type of an array type a value can have here ([`PgType::element`]).
 fn array_element(ty: &Type) -> Option<Type> {
+    if *ty == Type::OID_ARRAY {
+        return Some(Type::OID);
+    }
     PgType::array_of_oid(ty.oid())?.element().map(wire_type)
 }
 
@@ -440,6 +452,7 @@ fn element_binary(s: &str, element: &Type) -> Option<Vec<u8>> {
         Type::INT2 => s.parse::<i16>().ok()?.to_be_bytes().to_vec(),
         Type::INT4 => s.parse::<i32>().ok()?.to_be_bytes().to_vec(),
         Type::INT8 => s.parse::<i64>().ok()?.to_be_bytes().to_vec(),
+        Type::OID => s.parse::<u32>().ok()?.to_be_bytes().to_vec(),
         Type::FLOAT4 => s.parse::<f32>().ok()?.to_be_bytes().to_vec(),
         Type::FLOAT8 => s.parse::<f64>().ok()?.to_be_bytes().to_vec(),
         Type::NUMERIC => sqlkeeper_sql::numeric::to_binary(s)?,
@@ -878,6 +891,18 @@ mod tests {
         assert_eq!(
             err(&words(&[1, 0, 23, 9999999, 1]), &Type::INT4_ARRAY, true),
             "22P02"
+        );
+        // oid[] (asyncpg's type introspection binds one), as its cast names it.
+        assert_eq!(declared_type("OID[]"), Type::OID_ARRAY);
+        assert_eq!(
+            decode_param(
+                0,
+                Some(&words(&[1, 0, 26, 2, 1, 4, 1007, 4, 23])),
+                &Type::OID_ARRAY,
+                true
+            )
+            .unwrap(),
+            Value::Text("{1007,23}".into())
         );
     }
 

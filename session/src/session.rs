@@ -82,6 +82,22 @@ fn param_types(t: &Translated, probe: Option<&[sqlkeeper_engine::Column]>) -> Ve
                     _ => Some(decl),
                 }
             }
+            // `c = ANY ($1)`: an array of the column's type (`text[]` for a `varchar`, as
+            // compared); `$1 = ANY (c)`: the element type of the column's array type.
+            ParamType::ArrayOf(i) => {
+                let decl = probe?.get(*i)?.decl_type.clone()?;
+                match sqlkeeper_sql::pg_type_of_name(&decl)? {
+                    PgType::Varchar => Some("text[]".into()),
+                    t => Some(t.array()?.name().into()),
+                }
+            }
+            ParamType::ElementOf(i) => {
+                let decl = probe?.get(*i)?.decl_type.clone()?;
+                match sqlkeeper_sql::pg_type_of_name(&decl)?.element()? {
+                    PgType::Varchar => Some("text".into()),
+                    t => Some(t.name().into()),
+                }
+            }
         })
         .collect()
 }

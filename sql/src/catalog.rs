@@ -766,6 +766,20 @@ fn information_schema_columns() -> String {
 /// Catalog relations that are always empty here: no row security, extended statistics, publications, user triggers, inheritance, partitions,
 /// rewrite rules, extensions or operator classes of their own.
 const EMPTY_RELATIONS: &[Relation] = &[
+    // No range types exist here (asyncpg's type introspection joins this).
+    Relation {
+        name: "pg_range",
+        columns: &[
+            ("rngtypid", OID),
+            ("rngsubtype", OID),
+            ("rngmultitypid", OID),
+            ("rngcollation", OID),
+            ("rngsubopc", OID),
+            ("rngcanonical", TEXT),
+            ("rngsubdiff", TEXT),
+        ],
+        query: None,
+    },
     Relation {
         name: "pg_policy",
         columns: &[
@@ -1206,7 +1220,8 @@ fn pg_attribute() -> String {
     format!(
         "SELECT CAST(pg_relation_oid(s.name) AS oid) AS attrelid, p.name AS attname, \
          {type_oid} AS atttypid, p.cid + 1 AS attnum, \
-         sqlkeeper_typmod(p.type) AS atttypmod, 0 AS attndims, \
+         sqlkeeper_typmod(p.type) AS atttypmod, \
+         CASE WHEN p.type LIKE '%]' THEN 1 ELSE 0 END AS attndims, \
          p.\"notnull\" OR p.pk > 0 AS attnotnull, p.dflt_value IS NOT NULL AS atthasdef, \
          0 AS atthasmissing, '' AS attidentity, '' AS attgenerated, 0 AS attisdropped, \
          1 AS attislocal, 0 AS attinhcount, \
@@ -1262,22 +1277,27 @@ fn pg_type() -> String {
         (2950, "uuid", 16, false, 'U', false, 2951, 0),
         (3802, "jsonb", -1, false, 'U', false, 3807, 0),
     ];
+    // Each type, then its array type (`_int4`: category `A`, variable length, its element's
+    // collation), as PostgreSQL lists them.
     let rows: Vec<String> = TYPES
         .iter()
-        .map(|(oid, name, len, byval, cat, pref, arr, coll)| {
-            format!(
-                "({oid}, '{name}', {len}, {}, '{cat}', {}, {arr}, {coll})",
-                i32::from(*byval),
-                i32::from(*pref)
-            )
+        .flat_map(|(oid, name, len, byval, cat, pref, arr, coll)| {
+            [
+                format!(
+                    "({oid}, '{name}', {len}, {}, '{cat}', {}, 0, {arr}, {coll})",
+                    i32::from(*byval),
+                    i32::from(*pref)
+                ),
+                format!("({arr}, '_{name}', -1, 0, 'A', 0, {oid}, 0, {coll})"),
+            ]
         })
         .collect();
     format!(
         "SELECT CAST(column1 AS oid) AS oid, column2 AS typname, 11 AS typnamespace, 10 AS typowner, \
          column3 AS typlen, column4 AS typbyval, 'b' AS typtype, column5 AS typcategory, \
          column6 AS typispreferred, 1 AS typisdefined, ',' AS typdelim, 0 AS typrelid, \
-         0 AS typelem, column7 AS typarray, 0 AS typbasetype, -1 AS typtypmod, \
-         0 AS typndims, column8 AS typcollation, 0 AS typnotnull, NULL AS typacl, \
+         column7 AS typelem, column8 AS typarray, 0 AS typbasetype, -1 AS typtypmod, \
+         0 AS typndims, column9 AS typcollation, 0 AS typnotnull, NULL AS typacl, \
          NULL AS typdefault FROM (VALUES {}) AS v \
          UNION ALL SELECT t.oid, t.name, 2200, 10, 4, 1, 'e', 'E', 0, 1, ',', 0, 0, 0, 0, -1, 0, \
          0, 0, NULL, NULL FROM {} AS t",

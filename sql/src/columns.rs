@@ -409,6 +409,8 @@ pub(crate) fn infer_type(e: &Expr) -> Option<PgType> {
             | PGCustomBinaryOperator(_) => PgType::Bool,
             StringConcat => match (infer_type(left), infer_type(right)) {
                 (Some(PgType::Jsonb), _) | (_, Some(PgType::Jsonb)) => PgType::Jsonb,
+                (Some(a), _) if a.element().is_some() => a,
+                (_, Some(a)) if a.element().is_some() => a,
                 _ => PgType::Text,
             },
             LongArrow | HashLongArrow => PgType::Text,
@@ -485,6 +487,19 @@ pub(crate) fn infer_type(e: &Expr) -> Option<PgType> {
                 },
                 "length" | "char_length" | "character_length" | "strpos" | "position" => {
                     PgType::Int4
+                }
+                "array_length" | "array_position" | "cardinality" | "array_upper"
+                | "array_lower" => PgType::Int4,
+                // The array's type (of the argument that is the array).
+                "array_append" | "array_cat" | "array_remove" | "array_prepend" => {
+                    let FunctionArguments::List(l) = &f.args else {
+                        return None;
+                    };
+                    let arrays = l.args.iter().filter_map(|a| match a {
+                        FunctionArg::Unnamed(FunctionArgExpr::Expr(x)) => infer_type(x),
+                        _ => None,
+                    });
+                    arrays.into_iter().find(|t| t.element().is_some())?
                 }
                 "upper" | "lower" | "concat" | "substr" | "replace" | "btrim" | "ltrim"
                 | "rtrim" | "lpad" | "rpad" | "left" | "right" | "split_part" | "string_agg"

@@ -33,6 +33,10 @@ pub enum ParamType {
     /// The same, for a parameter compared with the column: as in PostgreSQL, where `varchar`
     /// has no comparison operators of its own, a `varchar` column makes the parameter `text`.
     Compared(usize),
+    /// An array of the column's type (as compared): `c = ANY ($1)`.
+    ArrayOf(usize),
+    /// The element type of the column's array type: `$1 = ANY (c)`.
+    ElementOf(usize),
 }
 
 /// The parameters' types (index 0 is `$1`), and the type probe (Postgres SQL) their
@@ -59,14 +63,16 @@ pub(crate) fn infer(stmt: &Statement) -> (Vec<ParamType>, Option<String>) {
         .map(|n| match found.types.remove(&n) {
             Some(Source::Named(t)) => ParamType::Named(t),
             Some(Source::Position(k)) => ParamType::Column(k),
-            Some(Source::Column(c, compared)) if scope.is_some() && !positional => {
+            Some(Source::Column(c, how)) if scope.is_some() && !positional => {
                 let i = columns.iter().position(|x| *x == c).unwrap_or_else(|| {
                     columns.push(c);
                     columns.len() - 1
                 });
-                match compared {
-                    true => ParamType::Compared(i),
-                    false => ParamType::Column(i),
+                match how {
+                    Use::Compared => ParamType::Compared(i),
+                    Use::Assigned => ParamType::Column(i),
+                    Use::ArrayOf => ParamType::ArrayOf(i),
+                    Use::ElementOf => ParamType::ElementOf(i),
                 }
             }
             _ => ParamType::Unknown,
@@ -83,11 +89,23 @@ pub(crate) fn infer(stmt: &Statement) -> (Vec<ParamType>, Option<String>) {
     (types, probe)
 }
 
+/// How a parameter stands to a column.
+#[derive(Clone, Copy)]
+enum Use {
+    /// Assigned to it or inserted into it.
+    Assigned,
+    /// Compared with it.
+    Compared,
+    /// The array of a quantified comparison with it (`c = ANY ($1)`).
+    ArrayOf,
+    /// Compared with the elements of the column's array (`$1 = ANY (c)`).
+    ElementOf,
+}
+
 enum Source {
     Named(String),
-    /// A column reference as written (`c`, `t.c`, `"Name"`), and whether the parameter is
-    /// compared with it (else assigned to it).
-    Column(String, bool),
+    /// A column reference as written (`c`, `t.c`, `"Name"`), and how the parameter stands to it.
+    Column(String, Use),
     /// The column at this position of an `INSERT` target without a column list.
     Position(usize),
 }
@@ -145,7 +163,7 @@ impl Visitor for Found {
         use BinaryOperator::*;
         let mut both = |a: &Expr, b: &Expr| {
             if let (Some(n), Some(c)) = (placeholder(a), column_ref(b)) {
-                self.set(n, Source::Column(c, true));
+                self.set(n, Source::Column(c, Use::Compared));
             }
         };
         match e {
@@ -162,6 +180,14 @@ impl Visitor for Found {
                 both(b, a);
             }
             Expr::InList { expr, list, .. } => list.iter().for_each(|x| both(x, expr)),
+            Expr::AnyOp { left, right, .. } | Expr::AllOp { left, right, .. } => {
+                if let (Some(n), Some(c)) = (placeholder(right), column_ref(left)) {
+                    self.set(n, Source::Column(c, Use::ArrayOf));
+                }
+                if let (Some(n), Some(c)) = (placeholder(left), column_ref(right)) {
+                    self.set(n, Source::Column(c, Use::ElementOf));
+                }
+            }
             Expr::Between {
                 expr, low, high, ..
             } => {
@@ -196,7 +222,7 @@ fn tables(list: &[TableWithJoins]) -> Vec<String> {
 fn scope(stmt: &Statement, found: &mut Found) -> Option<(String, String)> {
     let assign = |target: &str, value: &Expr, found: &mut Found| {
         if let Some(n) = placeholder(value) {
-            found.set(n, Source::Column(target.to_string(), false));
+            found.set(n, Source::Column(target.to_string(), Use::Assigned));
         }
     };
     let mut with = String::new();

@@ -89,6 +89,7 @@ pub(crate) fn postgres_expressions(stmt: &mut Statement) -> Result<(), SqlError>
         type Break = SqlError;
         fn pre_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<SqlError> {
             quantified(e);
+            array_concatenation(e);
             ControlFlow::Continue(())
         }
         fn post_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<SqlError> {
@@ -356,6 +357,43 @@ fn literal_width(n: &str) -> Option<u8> {
         Ok(_) => Some(8),
         Err(_) => None,
     }
+}
+
+/// Whether `e` is an array by its form: an `ARRAY[…]` constructor or a cast to an array type.
+fn is_array_expr(e: &Expr) -> bool {
+    match e {
+        Expr::Array(_) => true,
+        Expr::Cast { data_type, .. } => matches!(data_type, DataType::Array(_)),
+        Expr::Nested(inner) => is_array_expr(inner),
+        _ => false,
+    }
+}
+
+/// `a || b` where an operand is an array by its form (`ARRAY[…]`, `x::int[]`): PostgreSQL's
+/// array concatenation (`array_cat`; `array_append`/`array_prepend` of a value that is not an
+/// array, an untyped string literal being read as an array, as PostgreSQL resolves it).
+/// Rewritten on the way down, before the constructor is. Array columns concatenated with
+/// `||` are not known here (their text would be concatenated): use `array_cat`.
+fn array_concatenation(e: &mut Expr) {
+    let Expr::BinaryOp {
+        left,
+        op: BinaryOperator::StringConcat,
+        right,
+    } = e
+    else {
+        return;
+    };
+    let literal =
+        |x: &Expr| matches!(x, Expr::Value(v) if matches!(v.value, Value::SingleQuotedString(_)));
+    let name = match (is_array_expr(left), is_array_expr(right)) {
+        (true, true) => "array_cat",
+        (true, false) if literal(right) => "array_cat",
+        (false, true) if literal(left) => "array_cat",
+        (true, false) => "array_append",
+        (false, true) => "array_prepend",
+        (false, false) => return,
+    };
+    *e = call(name, vec![(**left).clone(), (**right).clone()]);
 }
 
 /// `x op ANY (a)` and `x op ALL (a)` over an array that is a value (a column, a parameter,
@@ -1024,6 +1062,12 @@ fn rewrite(e: &mut Expr) -> Result<(), SqlError> {
             // SQLite's CAST would read any text as 0.
             if checked && matches!(data_type, DataType::Boolean | DataType::Bool) {
                 *e = call("pg_bool", vec![(**expr).clone()]);
+                return Ok(());
+            }
+            // An array of a type whose arrays are not checked here (`oid[]`, `name[]`): its
+            // text form, which NUMERIC affinity would turn into 0.
+            if matches!(data_type, DataType::Array(_)) {
+                *data_type = DataType::Text;
                 return Ok(());
             }
             let name = data_type.to_string().to_ascii_lowercase();

@@ -235,7 +235,44 @@ public class TypedJdbc {
                         && r.getObject(3, LocalDate.class).equals(LocalDate.of(2024, 2, 29)), "batch rows");
             }
             System.out.println("== pgjdbc: batch insert");
+            arrays(c, table);
             metadata(c, table);
         }
+    }
+
+    /** Arrays through createArrayOf and getArray, more than five times (so in binary too). */
+    static void arrays(Connection c, String table) throws Exception {
+        try (Statement s = c.createStatement()) {
+            s.execute("CREATE TABLE " + table + "_arr (id int PRIMARY KEY, i int[], t text[], f float8[])");
+        }
+        try (PreparedStatement p = c.prepareStatement("INSERT INTO " + table + "_arr VALUES (?, ?, ?, ?)")) {
+            for (int i = 0; i < ROWS; i++) {
+                p.setInt(1, i);
+                p.setArray(2, c.createArrayOf("int4", i == 1 ? new Integer[0]
+                        : new Integer[] {i, null, Integer.MIN_VALUE, Integer.MAX_VALUE}));
+                p.setArray(3, c.createArrayOf("text", new String[] {text(i), "b c", null, "NULL", "\"\\"}));
+                p.setArray(4, i == 2 ? null : c.createArrayOf("float8", new Double[] {0.5 * i, -2.25}));
+                check(p.executeUpdate() == 1, "insert of arrays " + i);
+            }
+        }
+        try (PreparedStatement q = c.prepareStatement("SELECT i, t, f FROM " + table + "_arr WHERE id = ?")) {
+            for (int i = 0; i < ROWS; i++) {
+                q.setInt(1, i);
+                try (ResultSet r = q.executeQuery()) {
+                    check(r.next(), "row of arrays " + i);
+                    Object[] ints = (Object[]) r.getArray("i").getArray();
+                    Object[] want = i == 1 ? new Integer[0] : new Integer[] {i, null, Integer.MIN_VALUE, Integer.MAX_VALUE};
+                    check(Arrays.equals(ints, want), "int[] (row " + i + "): " + Arrays.toString(ints));
+                    check(ints instanceof Integer[], "int[] is an Integer[] (row " + i + ")");
+                    Object[] texts = (Object[]) r.getArray("t").getArray();
+                    check(Arrays.equals(texts, new String[] {text(i), "b c", null, "NULL", "\"\\"}),
+                            "text[] (row " + i + "): " + Arrays.toString(texts));
+                    java.sql.Array f = r.getArray("f");
+                    check(i == 2 ? f == null : Arrays.equals((Object[]) f.getArray(), new Double[] {0.5 * i, -2.25}),
+                            "float8[] (row " + i + ")");
+                }
+            }
+        }
+        System.out.println("== pgjdbc: arrays written and read back, text then binary");
     }
 }

@@ -957,3 +957,5 @@ INSERT INTO arr_types (id, u) VALUES (2, '{not-a-uuid}');
 SELECT array_agg(name ORDER BY name) FROM sal_emp;
 DROP TABLE arr_types;
 DROP TABLE sal_emp;
+SELECT ARRAY[1, 2] || ARRAY[3, 4], ARRAY[1, 2] || 3, 0 || ARRAY[1, 2], ARRAY['a'] || '{b,c}';
+SELECT array_length(ARRAY[1, 2] || 3, 1), ARRAY[1, 2]::bigint[] || 3;

@@ -407,3 +407,149 @@ async fn series_columns_have_postgres_types() {
     assert_eq!(described(&node.client().await).await, expected);
     node.stop().await;
 }
+
+/// One row of `arr_rt`, as Rust values.
+type ArrayRow = (
+    i32,
+    Option<Vec<Option<i32>>>,
+    Option<Vec<i64>>,
+    Option<Vec<Option<String>>>,
+    Option<Vec<bool>>,
+    Option<Vec<f64>>,
+    Option<Vec<NaiveDate>>,
+    Option<Vec<uuid::Uuid>>,
+);
+
+/// What one run of [`arrays_round_trip_in_binary_as_in_postgres`] saw.
+#[derive(Debug, PartialEq)]
+struct ArrayAnswers {
+    params: Vec<Type>,
+    rows: Vec<ArrayRow>,
+    any: Vec<i32>,
+    found: Vec<i32>,
+    text: Vec<Option<String>>,
+    columns: Vec<Type>,
+}
+
+/// Arrays (issue 11, acceptance 3) written with typed binary parameters by tokio-postgres and
+/// read back in binary as Rust vectors: edges, NULL elements, empty and NULL arrays. The
+/// statement is prepared without types, so each parameter takes its column's array type;
+/// `id = ANY ($1)` takes an array of the column's type and `$1 = ANY (t)` its element type.
+/// Run against PostgreSQL 15 first, which decides what is right, then a node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn arrays_round_trip_in_binary_as_in_postgres() {
+    fn rows() -> Vec<ArrayRow> {
+        let words = ["a", "b c", "", "NULL", "\"\\", "h\u{e9}llo \u{2603}"];
+        let mut t: Vec<Option<String>> = words.iter().map(|w| Some(w.to_string())).collect();
+        t.push(None);
+        vec![
+            (
+                1,
+                Some(vec![Some(1), None, Some(i32::MIN), Some(i32::MAX)]),
+                Some(vec![i64::MIN, i64::MAX]),
+                Some(t),
+                Some(vec![true, false]),
+                Some(vec![1.5, -0.25, 1e300, 0.1]),
+                Some(vec![date(1, 1, 1), date(9999, 12, 31)]),
+                Some(vec![uuid::Uuid::from_u128(7), uuid::Uuid::max()]),
+            ),
+            (
+                2,
+                Some(vec![]),
+                Some(vec![]),
+                Some(vec![]),
+                Some(vec![]),
+                Some(vec![]),
+                Some(vec![]),
+                Some(vec![]),
+            ),
+            (3, None, None, None, None, None, None, None),
+        ]
+    }
+    async fn run(c: &Client) -> ArrayAnswers {
+        c.batch_execute(
+            "CREATE TABLE arr_rt (id int PRIMARY KEY, i int[], b bigint[], t text[], \
+             ok boolean[], f float8[], d date[], u uuid[])",
+        )
+        .await
+        .unwrap();
+        let insert = c
+            .prepare("INSERT INTO arr_rt VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
+            .await
+            .unwrap();
+        for r in rows() {
+            c.execute(&insert, &[&r.0, &r.1, &r.2, &r.3, &r.4, &r.5, &r.6, &r.7])
+                .await
+                .unwrap();
+        }
+        let select = c.prepare("SELECT * FROM arr_rt ORDER BY id").await.unwrap();
+        let columns = select.columns().iter().map(|c| c.type_().clone()).collect();
+        let rows = c
+            .query(&select, &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r.get(0),
+                    r.get(1),
+                    r.get(2),
+                    r.get(3),
+                    r.get(4),
+                    r.get(5),
+                    r.get(6),
+                    r.get(7),
+                )
+            })
+            .collect();
+        let ids = |rows: Vec<tokio_postgres::Row>| rows.iter().map(|r| r.get(0)).collect();
+        let any = ids(c
+            .query(
+                "SELECT id FROM arr_rt WHERE id = ANY ($1) ORDER BY id",
+                &[&vec![1i32, 3]],
+            )
+            .await
+            .unwrap());
+        let found = ids(c
+            .query(
+                "SELECT id FROM arr_rt WHERE $1 = ANY (t) OR i @> ARRAY[$2::int] ORDER BY id",
+                &[&"b c", &7i32],
+            )
+            .await
+            .unwrap());
+        let text = c
+            .simple_query("SELECT i, b, t, ok, f, d, u FROM arr_rt WHERE id = 1")
+            .await
+            .unwrap()
+            .into_iter()
+            .filter_map(|m| match m {
+                SimpleQueryMessage::Row(r) => Some(
+                    (0..r.len())
+                        .map(|i| r.get(i).map(str::to_string))
+                        .collect::<Vec<_>>(),
+                ),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        ArrayAnswers {
+            params: insert.params().to_vec(),
+            rows,
+            any,
+            found,
+            text,
+            columns,
+        }
+    }
+    let pg = Postgres::start();
+    let expected = run(&pg.client().await).await;
+    assert_eq!(
+        expected.rows,
+        rows(),
+        "PostgreSQL reads back what was written"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let node = TestNode::start(dir.path()).await;
+    assert_eq!(run(&node.client().await).await, expected);
+    node.stop().await;
+}
