@@ -650,12 +650,84 @@ fn scoped_type(
     }
 }
 
+/// The columns `SELECT *` reads from `select`'s one relation when it is a derived table or a
+/// common table expression of `with` (the left-most branch of its query, as SQLite and
+/// PostgreSQL type a `UNION`), each named (its alias's column list first) and typed; `None`
+/// for anything else, or when a column's name is not known here.
+fn star_columns(
+    with: Option<&sqlparser::ast::With>,
+    select: &sqlparser::ast::Select,
+) -> Option<Vec<ColumnHint>> {
+    let [from] = select.from.as_slice() else {
+        return None;
+    };
+    if !from.joins.is_empty() {
+        return None;
+    }
+    let (query, alias_columns) = match &from.relation {
+        TableFactor::Derived {
+            subquery, alias, ..
+        } => (
+            subquery.as_ref(),
+            alias.as_ref().map(|a| a.columns.as_slice()),
+        ),
+        TableFactor::Table {
+            name, args: None, ..
+        } if name.0.len() == 1 => {
+            let bare = fold(name.0[0].as_ident()?);
+            let cte = with?
+                .cte_tables
+                .iter()
+                .find(|c| fold(&c.alias.name) == bare)?;
+            (cte.query.as_ref(), Some(cte.alias.columns.as_slice()))
+        }
+        _ => return None,
+    };
+    let mut hints = projection_hints(&Statement::Query(Box::new(query.clone())));
+    let mut body = query.body.as_ref();
+    while let SetExpr::SetOperation { left, .. } = body {
+        body = left.as_ref();
+    }
+    let SetExpr::Select(inner) = body else {
+        return None;
+    };
+    if hints.len() != inner.projection.len() {
+        return None;
+    }
+    // A plain column keeps its name.
+    for (h, item) in hints.iter_mut().zip(&inner.projection) {
+        if h.name.is_none() {
+            h.name = match item {
+                SelectItem::UnnamedExpr(Expr::Identifier(i)) => Some(fold(i)),
+                SelectItem::UnnamedExpr(Expr::CompoundIdentifier(parts)) => {
+                    Some(fold(parts.last()?))
+                }
+                _ => None,
+            };
+        }
+    }
+    match alias_columns {
+        Some(columns) if !columns.is_empty() => {
+            if columns.len() != hints.len() {
+                return None;
+            }
+            for (h, c) in hints.iter_mut().zip(columns) {
+                h.name = Some(fold(&c.name));
+            }
+        }
+        _ => {}
+    }
+    hints.iter().all(|h| h.name.is_some()).then_some(hints)
+}
+
 /// Names and types of a query's result columns, one per projection item, or an empty list
 /// when the projection has a wildcard (SQLite's names and declared types are right then).
 pub(crate) fn projection_hints(stmt: &Statement) -> Vec<ColumnHint> {
     let mut select = None;
+    let mut with = None;
     let items: &[SelectItem] = match stmt {
         Statement::Query(q) => {
+            with = q.with.as_ref();
             let mut body = q.body.as_ref();
             while let SetExpr::SetOperation { left, .. } = body {
                 body = left.as_ref();
@@ -708,6 +780,15 @@ pub(crate) fn projection_hints(stmt: &Statement) -> Vec<ColumnHint> {
     }
     let mut hints = Vec::with_capacity(items.len());
     for item in items {
+        if let SelectItem::Wildcard(_) = item {
+            // `*` of a derived table or a common table expression: its columns, named and
+            // typed as its own projection (asyncpg's type introspection reads a recursive one).
+            match select.and_then(|s| star_columns(with, s)) {
+                Some(columns) => hints.extend(columns),
+                None => return Vec::new(),
+            }
+            continue;
+        }
         hints.push(match item {
             SelectItem::UnnamedExpr(e) => ColumnHint {
                 name: match e {
@@ -768,5 +849,41 @@ mod tests {
                 None,
             ]
         );
+    }
+
+    /// asyncpg's type introspection: `SELECT DISTINCT *, …` of a recursive common table
+    /// expression with a column list, whose first branch reads a derived table.
+    #[test]
+    fn star_of_a_derived_table_or_a_common_table_expression_is_typed() {
+        let names = |sql: &str| -> Vec<Option<String>> {
+            let stmt = sqlparser::parser::Parser::parse_sql(
+                &sqlparser::dialect::PostgreSqlDialect {},
+                sql,
+            )
+            .unwrap()
+            .remove(0);
+            projection_hints(&stmt)
+                .into_iter()
+                .map(|h| h.name)
+                .collect()
+        };
+        let sql = "WITH RECURSIVE r(e, d) AS (SELECT x.e, 0 FROM (SELECT length(n) AS e \
+                   FROM t) AS x UNION ALL SELECT e, d + 1 FROM r WHERE d < 1) \
+                   SELECT DISTINCT *, CAST(e AS text) AS s FROM r ORDER BY d DESC";
+        assert_eq!(
+            hints(sql),
+            vec![Some(PgType::Int4), Some(PgType::Int4), Some(PgType::Text)]
+        );
+        assert_eq!(
+            names(sql),
+            vec![Some("e".into()), Some("d".into()), Some("s".into())]
+        );
+        assert_eq!(
+            hints("SELECT * FROM (SELECT 1 AS a, true AS b) AS x"),
+            vec![Some(PgType::Int4), Some(PgType::Bool)]
+        );
+        // A table's columns are SQLite's to name and type: no hints at all.
+        assert!(hints("SELECT *, 1 AS one FROM t").is_empty());
+        assert!(hints("SELECT * FROM (SELECT 1 AS a) AS x, t").is_empty());
     }
 }

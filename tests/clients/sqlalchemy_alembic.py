@@ -45,6 +45,7 @@ from sqlalchemy import (  # noqa: E402
     update,
 )
 from sqlalchemy.exc import DBAPIError  # noqa: E402
+from sqlalchemy.dialects.postgresql import ARRAY  # noqa: E402
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -91,6 +92,39 @@ class Book(Base):
         DateTime(timezone=True), server_default=func.now()
     )
     ref: Mapped[uuid.UUID] = mapped_column(default=uuid.uuid4)
+
+
+class Shelf(Base):
+    """Array columns, as applications declare tags and lists."""
+
+    __tablename__ = "sa_shelf"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tags: Mapped[list[str]] = mapped_column(ARRAY(String(20)), server_default=text("'{}'"))
+    counts: Mapped[list[int] | None] = mapped_column(ARRAY(Integer))
+
+
+def arrays(engine) -> None:
+    step("ORM: array columns written, queried with any/contains/overlap, updated, reflected")
+    with Session(engine) as s:
+        s.add_all([Shelf(id=1, tags=["a", "b c"], counts=[1, None, 3]), Shelf(id=2, counts=[])])
+        s.commit()
+        got = [(x.id, x.tags, x.counts) for x in s.scalars(select(Shelf).order_by(Shelf.id))]
+        assert got == [(1, ["a", "b c"], [1, None, 3]), (2, [], [])], got
+        ids = lambda q: [x.id for x in s.scalars(select(Shelf).where(q).order_by(Shelf.id))]
+        assert ids(Shelf.tags.any("a")) == [1]
+        assert ids(Shelf.tags.contains(["b c"])) == [1]
+        assert ids(Shelf.counts.overlap([3, 4])) == [1]
+        assert ids(Shelf.counts == []) == [2]
+        shelf = s.get(Shelf, 1)
+        shelf.tags = shelf.tags + ["d"]
+        s.commit()
+        assert s.get(Shelf, 1).tags == ["a", "b c", "d"]
+    cols = {c["name"]: c for c in inspect(engine).get_columns("sa_shelf")}
+    tags, counts = cols["tags"], cols["counts"]
+    assert isinstance(tags["type"], ARRAY) and isinstance(tags["type"].item_type, VARCHAR), tags
+    assert tags["type"].item_type.length == 20, tags
+    assert tags["default"] == "'{}'::character varying[]" and tags["nullable"] is False, tags
+    assert isinstance(counts["type"].item_type, INTEGER) and counts["nullable"] is True, counts
 
 
 def orm(engine) -> None:
@@ -397,6 +431,7 @@ def main() -> None:
             assert c.execute(text("SELECT 1")).scalar_one() == 1
         orm(engine)
         reflection(engine)
+        arrays(engine)
         concurrent_orm(engine)
         alembic(engine, url)
     finally:

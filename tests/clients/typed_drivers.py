@@ -173,6 +173,31 @@ async def main(addr):
             pass
         counts = await conn.fetch("SELECT k, count(*) FROM pets GROUP BY k ORDER BY k")
         assert [tuple(r) for r in counts] == [("cat", 1), ("dog", 1)], counts
+
+        # asyncpg learns each array type's element type from its type introspection query
+        # (a recursive query over pg_type), then binds and reads arrays in binary.
+        step("asyncpg: arrays through untyped statements (binary), edges, empty and NULL")
+        await conn.execute(
+            "CREATE TABLE asyncpg_arr (id int PRIMARY KEY, i int[], b bigint[], t text[], "
+            "f float8[], ok boolean[], n numeric(6,2)[], u uuid[], d date[], tz timestamptz[])")
+        arrays = [
+            (1, [1, None, -2147483648, 2147483647], [-2**63, 2**63 - 1],
+             ["a", "b c", "", "NULL", '"\\', "h\u00e9llo \u2603", None], [1.5, -2.25, 1e300],
+             [True, False, None], [decimal.Decimal("1.50"), decimal.Decimal("-9999.99")],
+             [uuid.UUID(int=7)], [datetime.date(1, 1, 1), datetime.date(9999, 12, 31)],
+             [datetime.datetime(2024, 2, 29, 10, 0, 0, 123456, tzinfo=UTC)]),
+            (2, [], [], [], [], [], [], [], [], []),
+            (3,) + (None,) * 9,
+        ]
+        marks = ", ".join(f"${i}" for i in range(1, 11))
+        await conn.executemany(f"INSERT INTO asyncpg_arr VALUES ({marks})", arrays)
+        got = [tuple(r) for r in await conn.fetch("SELECT * FROM asyncpg_arr ORDER BY id")]
+        assert got == arrays, (got, arrays)
+        assert [str(v) for v in got[0][6]] == ["1.50", "-9999.99"], got[0][6]
+        ids = [r["id"] for r in await conn.fetch(
+            "SELECT id FROM asyncpg_arr WHERE i = $1 OR $2 = ANY (t) OR id = ANY ($3) ORDER BY id",
+            [], "b c", [3])]
+        assert ids == [1, 2, 3], ids
     finally:
         await conn.close()
 
