@@ -396,38 +396,40 @@ fn array_concatenation(e: &mut Expr) {
     *e = call(name, vec![(**left).clone(), (**right).clone()]);
 }
 
-/// `x op ANY (a)` and `x op ALL (a)` over an array that is a value (a column, a parameter,
-/// `'{1,2}'`, an `ARRAY[…]`): the engine's comparison with each element, keeping SQL's three
-/// values. Those over a subquery were rewritten on the way down ([`quantified`]).
-fn array_comparison(e: &mut Expr) {
-    let (left, op, right, any) = match e {
+/// The operands of `x op ANY (…)` (`any` true) or `x op ALL (…)`: `(x, op, …, any)`.
+fn quantified_parts(e: &Expr) -> Option<(Box<Expr>, BinaryOperator, Box<Expr>, bool)> {
+    match e {
         Expr::AnyOp {
             left,
             compare_op,
             right,
             ..
-        } => (left, compare_op, right, true),
+        } => Some((left.clone(), compare_op.clone(), right.clone(), true)),
         Expr::AllOp {
             left,
             compare_op,
             right,
-        } => (left, compare_op, right, false),
-        _ => return,
+        } => Some((left.clone(), compare_op.clone(), right.clone(), false)),
+        _ => None,
+    }
+}
+
+/// `x op ANY (a)` and `x op ALL (a)` over an array that is a value (a column, a parameter,
+/// `'{1,2}'`, an `ARRAY[…]`): the engine's comparison with each element, keeping SQL's three
+/// values. Those over a subquery were rewritten on the way down ([`quantified`]).
+fn array_comparison(e: &mut Expr) {
+    let Some((left, op, right, any)) = quantified_parts(e) else {
+        return;
     };
     let op = op.to_string();
-    if matches!(**right, Expr::Subquery(_))
+    if matches!(*right, Expr::Subquery(_))
         || !matches!(op.as_str(), "=" | "<>" | "!=" | "<" | "<=" | ">" | ">=")
     {
         return;
     }
     *e = call(
         crate::array::COMPARE_FUNCTION,
-        vec![
-            (**left).clone(),
-            string(&op),
-            number(i64::from(!any)),
-            (**right).clone(),
-        ],
+        vec![*left, string(&op), number(i64::from(!any)), *right],
     );
 }
 
@@ -437,36 +439,25 @@ fn array_comparison(e: &mut Expr) {
 /// ALL the other way round. A subquery that is not a plain SELECT of one column is left for
 /// SQLite to report.
 fn quantified(e: &mut Expr) {
-    let (left, op, right, any) = match e {
-        Expr::AnyOp {
-            left,
-            compare_op,
-            right,
-            ..
-        } => (left, compare_op, right, true),
-        Expr::AllOp {
-            left,
-            compare_op,
-            right,
-        } => (left, compare_op, right, false),
-        _ => return,
+    let Some((left, op, right, any)) = quantified_parts(e) else {
+        return;
     };
-    let Expr::Subquery(q) = &**right else {
+    let Expr::Subquery(q) = &*right else {
         // Over an array: `x = ANY (ARRAY[a, b])` is `x IN (a, b)` (before the array is
         // rewritten); other comparisons over arrays are rewritten on the way up
         // ([`array_comparison`]).
-        if let (true, BinaryOperator::Eq, Expr::Array(arr)) = (any, &*op, &**right) {
+        if let (true, BinaryOperator::Eq, Expr::Array(arr)) = (any, &op, &*right) {
             *e = Expr::InList {
-                expr: left.clone(),
+                expr: left,
                 list: arr.elem.clone(),
                 negated: false,
             };
         }
         return;
     };
-    if any && *op == BinaryOperator::Eq {
+    if any && op == BinaryOperator::Eq {
         *e = Expr::InSubquery {
-            expr: left.clone(),
+            expr: left,
             subquery: q.clone(),
             negated: false,
         };
