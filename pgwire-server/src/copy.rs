@@ -159,8 +159,10 @@ impl CopyReader {
                     .map(String::from_utf8_lossy)
                     .unwrap_or_default();
                 let column = self.names.get(i).map(String::as_str).unwrap_or("?");
+                // A value the decoder refused in general terms is named as PostgreSQL's input
+                // function names it; one it explained (a malformed array) keeps its words.
                 let message = match e.sqlstate.as_str() {
-                    "22P02" if !binary => {
+                    "22P02" if !binary && e.detail.is_none() => {
                         format!(
                             "invalid input syntax for type {}: \"{shown}\"",
                             sql_name(ty)
@@ -168,7 +170,9 @@ impl CopyReader {
                     }
                     _ => e.message,
                 };
+                let detail = e.detail;
                 let mut e = ClientError::new(e.sqlstate, message);
+                e.detail = detail;
                 e.context = Some(match binary {
                     true => format!("COPY {}, line {}, column {column}", self.table, self.line),
                     false => format!(

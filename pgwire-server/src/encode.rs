@@ -548,8 +548,11 @@ fn array_from_binary(
 /// in its type's printed form (`{ 01, t }` of `int4[]` is `{1,t}`... of `bool[]` `{t,t}`), so
 /// that it compares equal to stored arrays.
 fn array_from_text(i: usize, text: &str, element: &Type) -> Result<Value, ClientError> {
-    let items =
-        sqlkeeper_sql::array::parse(text).map_err(|e| ClientError::new(e.sqlstate, e.message))?;
+    let items = sqlkeeper_sql::array::parse(text).map_err(|e| {
+        let mut err = ClientError::new(e.sqlstate, e.message);
+        err.detail = e.detail;
+        err
+    })?;
     let mut out: Vec<Option<String>> = Vec::with_capacity(items.len());
     for item in items {
         out.push(match item {

@@ -51,6 +51,8 @@ pub struct ArrayError {
     pub sqlstate: &'static str,
     /// The message, as PostgreSQL's `array_in` words it.
     pub message: String,
+    /// Why, as PostgreSQL's DETAIL says it (`Unexpected end of input.`).
+    pub detail: Option<String>,
 }
 
 /// The elements of an array's text form, read as PostgreSQL's `array_in` reads a
@@ -59,11 +61,10 @@ pub struct ArrayError {
 /// escapes, the unquoted word `NULL` in any case is a NULL). Several dimensions and explicit
 /// bounds (`[0:1]={…}`) are refused (0A000): arrays here have one dimension, from 1.
 pub fn parse(s: &str) -> Result<Vec<Option<String>>, ArrayError> {
-    // PostgreSQL says why in a DETAIL (`Unexpected end of input.`), which errors here do not
-    // carry: the reason is kept for the reader of this code.
-    let malformed = |_why: &str| ArrayError {
+    let malformed = |why: &str| ArrayError {
         sqlstate: "22P02",
         message: format!("malformed array literal: \"{s}\""),
+        detail: Some(why.to_string()),
     };
     let space = |c: char| c.is_ascii_whitespace();
     let t = s.trim_matches(space);
@@ -151,6 +152,7 @@ fn unsupported(what: &str) -> ArrayError {
     ArrayError {
         sqlstate: "0A000",
         message: format!("{what} are not supported: arrays have one dimension here, from 1"),
+        detail: None,
     }
 }
 

@@ -180,6 +180,9 @@ async fn psql_copy_matches_postgresql() {
             "missing data for column \"qty\"",
             "column \"nope\" of relation \"items\" does not exist",
             " 31 | committed",
+            "3\t{\"x\\\\\"y\"}\t{3,4}\n",
+            "2,{},\n",
+            "malformed array literal: \"{a\"",
         ],
     );
 }

@@ -45,3 +45,16 @@ BEGIN;
 \.
 COMMIT;
 SELECT id, name FROM items WHERE id >= 30;
+-- Arrays: their text form in COPY's text and CSV formats, both ways; a malformed one is 22P02.
+CREATE TABLE shelves (id int PRIMARY KEY, tags text[], counts int[]);
+\copy shelves from stdin
+1	{a,"b c",NULL}	{1,2}
+2	{}	\N
+3	{"x\\"y"}	{ 3 , 4 }
+\.
+\copy shelves to stdout
+\copy shelves to stdout with (format csv)
+\copy shelves from stdin
+4	{a	{1}
+\.
+SELECT id, tags, counts, cardinality(tags) FROM shelves ORDER BY id;
