@@ -132,9 +132,9 @@ fn contains(a: &[Option<String>], b: &[Option<String>]) -> bool {
     })
 }
 
-/// `a @> b` when `a` and `b` are arrays' text forms rather than JSON (`@>` and `<@` are
-/// translated without knowing their operands' types): `None` when both are JSON (`{}` is
-/// both, and contains `{}` either way) or either is not an array.
+/// `a @> b` when an operand is not JSON (`@>` and `<@` are translated without knowing their
+/// operands' types, as JSON containment): NULL when either is NULL, the arrays' containment
+/// when both are arrays' text forms, `None` otherwise (the JSON error stands).
 pub(crate) fn contains_if_arrays(ctx: &Context<'_>) -> rusqlite::Result<Option<Option<bool>>> {
     let (ValueRef::Text(a), ValueRef::Text(b)) = (ctx.get_raw(0), ctx.get_raw(1)) else {
         // NULL contains nothing and is contained in nothing, whatever the other operand is.
@@ -143,10 +143,6 @@ pub(crate) fn contains_if_arrays(ctx: &Context<'_>) -> rusqlite::Result<Option<O
         }
         return Ok(None);
     };
-    let json = |t: &[u8]| serde_json::from_slice::<serde::de::IgnoredAny>(t).is_ok();
-    if json(a) && json(b) {
-        return Ok(None);
-    }
     let (Ok(a), Ok(b)) = (
         sqlkeeper_sql::array::parse(&String::from_utf8_lossy(a)),
         sqlkeeper_sql::array::parse(&String::from_utf8_lossy(b)),

@@ -175,14 +175,15 @@ fn builder_text(v: &Json, out: &mut String) {
 /// Registers the functions on `conn`.
 pub(crate) fn install(conn: &Connection) -> rusqlite::Result<()> {
     conn.create_scalar_function("pg_json_contains", 2, flags(), |ctx| {
-        // `@>` of two arrays (`{1,2} @> {1}`), which is not JSON.
-        if let Some(r) = crate::arrays::contains_if_arrays(ctx)? {
-            return Ok(r);
+        match (json_arg(ctx, 0), json_arg(ctx, 1)) {
+            (Ok(Some(a)), Ok(Some(b))) => Ok(Some(contains(&a, &b, true))),
+            (Ok(_), Ok(_)) => Ok(None),
+            // Not JSON: `@>` of two arrays (`{1,2} @> {1}`), else the JSON error.
+            (a, b) => match crate::arrays::contains_if_arrays(ctx)? {
+                Some(r) => Ok(r),
+                None => a.and(b).map(|_| None),
+            },
         }
-        let (Some(a), Some(b)) = (json_arg(ctx, 0)?, json_arg(ctx, 1)?) else {
-            return Ok(None);
-        };
-        Ok(Some(contains(&a, &b, true)))
     })?;
     // jsonb ? text: a key of an object, or a string element of an array (or the string).
     conn.create_scalar_function("pg_jsonb_exists", 2, flags(), |ctx| {

@@ -1446,13 +1446,7 @@ pub(crate) fn empty_result(stmt: &Statement, hints: &[ColumnHint]) -> Option<Sta
     if !query_empty(q) {
         return None;
     }
-    let mut body = q.body.as_ref();
-    while let SetExpr::SetOperation { left, .. } = body {
-        body = left.as_ref();
-    }
-    let SetExpr::Select(s) = body else {
-        return None;
-    };
+    let s = crate::columns::leftmost_select(q)?;
     if hints.len() != s.projection.len() {
         return None;
     }
@@ -2152,13 +2146,8 @@ mod tests {
         {
             let q = parse_query(&stand_in(rel))
                 .unwrap_or_else(|| panic!("{}: stand-in does not parse", rel.name));
-            let mut body = q.body.as_ref();
-            while let SetExpr::SetOperation { left, .. } = body {
-                body = left.as_ref();
-            }
-            let SetExpr::Select(s) = body else {
-                panic!("{}: not a select", rel.name)
-            };
+            let s = crate::columns::leftmost_select(&q)
+                .unwrap_or_else(|| panic!("{}: not a select", rel.name));
             let names: Vec<String> = s
                 .projection
                 .iter()

@@ -632,7 +632,7 @@ fn scoped_type(
                     _ => None,
                 })?;
             let column = column.value.to_ascii_lowercase();
-            projection_hints(&Statement::Query(subquery.clone()))
+            query_hints(subquery)
                 .into_iter()
                 .find(|h| h.name.as_deref() == Some(column.as_str()))?
                 .pg_type
@@ -646,6 +646,19 @@ fn scoped_type(
             };
             scoped_type(select, catalog, arg)?.array()
         }
+        _ => None,
+    }
+}
+
+/// The left-most `SELECT` of a query, whose projection names and types the columns of a
+/// `UNION` (and of the recursive common table expression it defines); `None` for `VALUES`.
+pub(crate) fn leftmost_select(q: &Query) -> Option<&sqlparser::ast::Select> {
+    let mut body = q.body.as_ref();
+    while let SetExpr::SetOperation { left, .. } = body {
+        body = left.as_ref();
+    }
+    match body {
+        SetExpr::Select(s) => Some(s),
         _ => None,
     }
 }
@@ -683,14 +696,8 @@ fn star_columns(
         }
         _ => return None,
     };
-    let mut hints = projection_hints(&Statement::Query(Box::new(query.clone())));
-    let mut body = query.body.as_ref();
-    while let SetExpr::SetOperation { left, .. } = body {
-        body = left.as_ref();
-    }
-    let SetExpr::Select(inner) = body else {
-        return None;
-    };
+    let mut hints = query_hints(query);
+    let inner = leftmost_select(query)?;
     if hints.len() != inner.projection.len() {
         return None;
     }
@@ -723,27 +730,31 @@ fn star_columns(
 /// Names and types of a query's result columns, one per projection item, or an empty list
 /// when the projection has a wildcard (SQLite's names and declared types are right then).
 pub(crate) fn projection_hints(stmt: &Statement) -> Vec<ColumnHint> {
-    let mut select = None;
-    let mut with = None;
     let items: &[SelectItem] = match stmt {
-        Statement::Query(q) => {
-            with = q.with.as_ref();
-            let mut body = q.body.as_ref();
-            while let SetExpr::SetOperation { left, .. } = body {
-                body = left.as_ref();
-            }
-            let SetExpr::Select(s) = body else {
-                return Vec::new();
-            };
-            select = Some(s.as_ref());
-            &s.projection
-        }
+        Statement::Query(q) => return query_hints(q),
         // A write's RETURNING list is named and typed as a query's projection.
         Statement::Insert(i) => i.returning.as_deref().unwrap_or_default(),
         Statement::Update(u) => u.returning.as_deref().unwrap_or_default(),
         Statement::Delete(d) => d.returning.as_deref().unwrap_or_default(),
         _ => return Vec::new(),
     };
+    item_hints(None, None, items)
+}
+
+/// [`projection_hints`] of a query: its left-most `SELECT`'s projection.
+fn query_hints(q: &Query) -> Vec<ColumnHint> {
+    match leftmost_select(q) {
+        Some(s) => item_hints(Some(s), q.with.as_ref(), &s.projection),
+        None => Vec::new(),
+    }
+}
+
+/// The hints of projection `items`, of `select` (with the query's `with`) or of a `RETURNING`.
+fn item_hints(
+    select: Option<&sqlparser::ast::Select>,
+    with: Option<&sqlparser::ast::With>,
+    items: &[SelectItem],
+) -> Vec<ColumnHint> {
     // A column of a catalog relation has the type the catalog declares (SQLite knows none).
     let catalog = select.and_then(crate::catalog::CatalogSources::of);
     let typed = |e: &Expr| match select {
