@@ -18,15 +18,11 @@ use sqlkeeper_sql::array::{
     COMPARE_FUNCTION as COMPARE, CONSTRUCT_FUNCTION as CONSTRUCT, OVERLAPS_FUNCTION as OVERLAPS,
 };
 
-/// `a @> b` of arrays: what `pg_json_contains` (the translation of `@>`, `<@`) does when its
-/// operands are arrays rather than JSON ([`contains_if_arrays`]); by this name in tests.
-const CONTAINS: &str = "_sqlkeeper_array_contains";
-
 /// The elements of an array: each `None` for a NULL.
 type Items = Vec<Option<String>>;
 
 /// The elements of an array given as text, or PostgreSQL's error.
-pub(crate) fn items(array: &str) -> rusqlite::Result<Vec<Option<String>>> {
+pub(crate) fn items(array: &str) -> rusqlite::Result<Items> {
     sqlkeeper_sql::array::parse(array).map_err(|e| raise(e.sqlstate, e.message))
 }
 
@@ -120,16 +116,27 @@ fn quantified(ctx: &Context<'_>) -> rusqlite::Result<Option<bool>> {
     Ok((!unknown).then_some(all))
 }
 
-/// Whether every non-NULL element of `b` equals an element of `a`, as PostgreSQL's
-/// `arraycontains` (a NULL element equals nothing, so `{1,NULL} @> {NULL}` is false).
+/// Whether an element of `a` equals `y` (a NULL element equals nothing).
+fn has(a: &[Option<String>], y: &str) -> bool {
+    a.iter()
+        .flatten()
+        .any(|x| compare_elements(x, y) == Ordering::Equal)
+}
+
+/// Whether every element of `b` equals an element of `a`, as PostgreSQL's `arraycontains` (a
+/// NULL element equals nothing, so `{1,NULL} @> {NULL}` is false).
 fn contains(a: &[Option<String>], b: &[Option<String>]) -> bool {
-    b.iter().all(|y| match y {
-        None => false,
-        Some(y) => a
-            .iter()
-            .flatten()
-            .any(|x| compare_elements(x, y) == Ordering::Equal),
-    })
+    b.iter().all(|y| y.as_deref().is_some_and(|y| has(a, y)))
+}
+
+/// Whether element `e` is not distinct from value `x` (`array_remove`, `array_position`): a
+/// NULL is not distinct from a NULL only; values compare as [`compare_value`] compares them.
+fn not_distinct(e: &Option<String>, x: ValueRef<'_>) -> bool {
+    match (e, x) {
+        (None, ValueRef::Null) => true,
+        (None, _) | (Some(_), ValueRef::Null) => false,
+        (Some(e), x) => compare_value(x, e) == Some(Ordering::Equal),
+    }
 }
 
 /// `a @> b` when an operand is not JSON (`@>` and `<@` are translated without knowing their
@@ -169,11 +176,8 @@ pub(crate) fn install(conn: &Connection) -> rusqlite::Result<()> {
         Ok(array_text(&items))
     })?;
     conn.create_scalar_function(COMPARE, 4, flags(), quantified)?;
-    conn.create_scalar_function(CONTAINS, 2, flags(), |ctx| {
-        Ok(two(ctx)?.map(|(a, b)| contains(&a, &b)))
-    })?;
     conn.create_scalar_function(OVERLAPS, 2, flags(), |ctx| {
-        Ok(two(ctx)?.map(|(a, b)| b.iter().flatten().any(|y| contains(&a, &[Some(y.clone())]))))
+        Ok(two(ctx)?.map(|(a, b)| b.iter().flatten().any(|y| has(&a, y))))
     })?;
     // The length of the first (only) dimension; NULL for an empty array or another dimension.
     conn.create_scalar_function("array_length", 2, flags(), |ctx| {
@@ -221,13 +225,9 @@ pub(crate) fn install(conn: &Connection) -> rusqlite::Result<()> {
             return Ok(None);
         };
         let x = ctx.get_raw(1);
-        let kept: Vec<Option<String>> = items(&array)?
+        let kept: Items = items(&array)?
             .into_iter()
-            .filter(|e| match (e, x) {
-                (None, ValueRef::Null) => false,
-                (None, _) | (Some(_), ValueRef::Null) => true,
-                (Some(e), x) => compare_value(x, e) != Some(Ordering::Equal),
-            })
+            .filter(|e| !not_distinct(e, x))
             .collect();
         Ok(Some(array_text(&kept)))
     })?;
@@ -240,11 +240,7 @@ pub(crate) fn install(conn: &Connection) -> rusqlite::Result<()> {
         let x = ctx.get_raw(1);
         Ok(items(&array)?
             .iter()
-            .position(|e| match (e, x) {
-                (None, ValueRef::Null) => true,
-                (None, _) | (Some(_), ValueRef::Null) => false,
-                (Some(e), x) => compare_value(x, e) == Some(Ordering::Equal),
-            })
+            .position(|e| not_distinct(e, x))
             .map(|p| p as i64 + 1))
     })?;
     Ok(())
@@ -341,8 +337,9 @@ mod tests {
     use super::*;
 
     fn conn() -> Connection {
+        // With every engine function: `@>` of arrays is `pg_json_contains`'s.
         let c = Connection::open_in_memory().unwrap();
-        install(&c).unwrap();
+        crate::functions::install(&c, &Default::default()).unwrap();
         c
     }
 
@@ -398,15 +395,15 @@ mod tests {
         );
         assert_eq!(q("SELECT _sqlkeeper_array_cmp(1, '=', 0, NULL)"), None);
         assert_eq!(
-            q("SELECT _sqlkeeper_array_contains('{1,2,3}', '{3,1}')").as_deref(),
+            q("SELECT pg_json_contains('{1,2,3}', '{3,1}')").as_deref(),
             Some("1")
         );
         assert_eq!(
-            q("SELECT _sqlkeeper_array_contains('{1,NULL}', '{NULL}')").as_deref(),
+            q("SELECT pg_json_contains('{1,NULL}', '{NULL}')").as_deref(),
             Some("0")
         );
         assert_eq!(
-            q("SELECT _sqlkeeper_array_contains('{1}', '{}')").as_deref(),
+            q("SELECT pg_json_contains('{1}', '{}')").as_deref(),
             Some("1")
         );
         assert_eq!(
@@ -417,6 +414,9 @@ mod tests {
             q("SELECT _sqlkeeper_array_overlaps('{1,2}', '{}')").as_deref(),
             Some("0")
         );
+        // A NULL operand of `@>` is a NULL answer, also beside an array that is not JSON.
+        assert_eq!(q("SELECT pg_json_contains(NULL, '{7}')"), None);
+        assert_eq!(q("SELECT pg_json_contains('{7}', NULL)"), None);
     }
 
     #[test]

@@ -59,17 +59,13 @@ fn regex_match(ctx: &Context<'_>, case_insensitive: bool) -> rusqlite::Result<Op
 /// The elements of an array's text form (`{a,"b c",NULL}`) or of an `int2vector`/`oidvector`
 /// (`1 3`); 22P02 for text that is neither.
 fn array_items(array: &str) -> rusqlite::Result<Vec<Option<String>>> {
-    let items = if !is_vector(array) {
-        sqlkeeper_sql::array::elements(array)
-    } else {
-        Some(
-            array
-                .split_whitespace()
-                .map(|s| Some(s.to_string()))
-                .collect(),
-        )
-    };
-    items.ok_or_else(|| raise("22P02", format!("malformed array literal: \"{array}\"")))
+    if !is_vector(array) {
+        return crate::arrays::items(array);
+    }
+    Ok(array
+        .split_whitespace()
+        .map(|s| Some(s.to_string()))
+        .collect())
 }
 
 /// Whether text is an `int2vector` or `oidvector` (`1 2`) rather than an array's text form
