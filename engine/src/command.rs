@@ -47,12 +47,56 @@ pub enum Value {
     Null,
     /// 64-bit signed integer.
     Integer(i64),
-    /// 64-bit float.
-    Real(f64),
+    /// 64-bit float. JSON has no infinities and no NaN: those are written as PostgreSQL
+    /// spells them (`{"Real":"-Infinity"}`, [`float_json`]).
+    Real(#[serde(with = "float_json")] f64),
     /// UTF-8 text.
     Text(String),
     /// Bytes.
     Blob(Vec<u8>),
+}
+
+/// A float in the log's JSON: a number when it is finite, else `"Infinity"`, `"-Infinity"` or
+/// `"NaN"` (serde_json would write `null`, which would change the value on every replica).
+mod float_json {
+    use serde::de::{Error, Visitor};
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(f: &f64, s: S) -> Result<S::Ok, S::Error> {
+        if f.is_finite() {
+            s.serialize_f64(*f)
+        } else {
+            s.serialize_str(&sqlkeeper_sql::numeric::float_text(*f, false))
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        struct Float;
+        impl Visitor<'_> for Float {
+            type Value = f64;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a number, \"Infinity\", \"-Infinity\" or \"NaN\"")
+            }
+            fn visit_f64<E: Error>(self, v: f64) -> Result<f64, E> {
+                Ok(v)
+            }
+            fn visit_i64<E: Error>(self, v: i64) -> Result<f64, E> {
+                Ok(v as f64)
+            }
+            fn visit_u64<E: Error>(self, v: u64) -> Result<f64, E> {
+                Ok(v as f64)
+            }
+            fn visit_str<E: Error>(self, v: &str) -> Result<f64, E> {
+                match v {
+                    "Infinity" => Ok(f64::INFINITY),
+                    "-Infinity" => Ok(f64::NEG_INFINITY),
+                    "NaN" => Ok(f64::NAN),
+                    _ => Err(E::invalid_value(serde::de::Unexpected::Str(v), &self)),
+                }
+            }
+        }
+        d.deserialize_any(Float)
+    }
 }
 
 /// A literal the translator bound as a parameter (`sqlkeeper_sql::Literal`) is the same SQLite
@@ -151,8 +195,12 @@ pub struct EntryHeader {
 /// is the entry's for each entry its steps take (`txn_vm_steps_max`). Version 20: array
 /// columns and values (`arrays.rs`: their checks and triggers keep the text form with each
 /// element as its type prints it; `ARRAY[…]`, `ANY`/`ALL` over arrays, `@>` of arrays, the
-/// array functions), and text read as an integer out of range names the value.
-pub const ENGINE_APPLY_VERSION: u32 = 20;
+/// array functions), and text read as an integer out of range names the value. Version 21:
+/// float NaN kept as the text `'NaN'` (`sqlkeeper_sql::numeric::NAN_TEXT`) where it was refused,
+/// a float column's trigger storing text specials (`'-inf'`) as the floats they are, `sum` and
+/// `avg` NaN over a NaN (`sqlkeeper_sql::NAN_OR_FUNCTION`), and non-finite `Real` parameters
+/// in the JSON ([`Value::Real`]).
+pub const ENGINE_APPLY_VERSION: u32 = 21;
 
 impl EntryHeader {
     /// The header this build writes, with the default budget.
@@ -369,5 +417,32 @@ impl std::fmt::Display for Command {
                 write!(f, "transaction part {seq} ({} steps)", steps.len())
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Value;
+
+    #[test]
+    fn non_finite_reals_survive_the_json_of_the_log() {
+        for f in [f64::INFINITY, f64::NEG_INFINITY, 1.5, -0.0, 5e-324, 1e300] {
+            let json = serde_json::to_string(&Value::Real(f)).unwrap();
+            let back: Value = serde_json::from_str(&json).unwrap();
+            assert_eq!(back, Value::Real(f), "{json}");
+        }
+        let nan = serde_json::to_string(&Value::Real(f64::NAN)).unwrap();
+        assert_eq!(nan, r#"{"Real":"NaN"}"#);
+        assert!(matches!(serde_json::from_str(&nan).unwrap(), Value::Real(f) if f.is_nan()));
+        assert_eq!(
+            serde_json::to_string(&Value::Real(f64::NEG_INFINITY)).unwrap(),
+            r#"{"Real":"-Infinity"}"#
+        );
+        // Entries written before version 21 carry plain numbers, integers among them.
+        assert_eq!(
+            serde_json::from_str::<Value>(r#"{"Real":2}"#).unwrap(),
+            Value::Real(2.0)
+        );
+        assert!(serde_json::from_str::<Value>(r#"{"Real":"inf"}"#).is_err());
     }
 }

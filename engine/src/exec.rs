@@ -34,11 +34,6 @@ pub(crate) fn value_of(v: ValueRef<'_>) -> Value {
     match v {
         ValueRef::Null => Value::Null,
         ValueRef::Integer(i) => Value::Integer(i),
-        // JSON (the log and outcome encoding) cannot carry them; Postgres spells them so.
-        ValueRef::Real(f) if f.is_nan() => Value::Text("NaN".into()),
-        ValueRef::Real(f) if f.is_infinite() => {
-            Value::Text(if f > 0.0 { "Infinity" } else { "-Infinity" }.into())
-        }
         ValueRef::Real(f) => Value::Real(f),
         ValueRef::Text(t) => Value::Text(String::from_utf8_lossy(t).into_owned()),
         ValueRef::Blob(b) => Value::Blob(b.to_vec()),
@@ -51,6 +46,10 @@ impl rusqlite::ToSql for Value {
         Ok(match self {
             Value::Null => Borrowed(ValueRef::Null),
             Value::Integer(i) => Borrowed(ValueRef::Integer(*i)),
+            // SQLite would bind a NaN as NULL ([`crate::values::float`]).
+            Value::Real(f) if f.is_nan() => {
+                Borrowed(ValueRef::Text(sqlkeeper_sql::numeric::NAN_TEXT.as_bytes()))
+            }
             Value::Real(f) => Borrowed(ValueRef::Real(*f)),
             Value::Text(s) => Borrowed(ValueRef::Text(s.as_bytes())),
             Value::Blob(b) => Borrowed(ValueRef::Blob(b)),

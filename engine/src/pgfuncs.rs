@@ -44,10 +44,17 @@ pub(crate) fn integer(ctx: &Context<'_>, i: usize) -> rusqlite::Result<Option<i6
     }
 }
 
-/// A float result: 22003 where PostgreSQL finds it out of range.
-fn finite(f: f64) -> rusqlite::Result<SqlValue> {
-    if f.is_finite() {
-        Ok(SqlValue::Real(f))
+/// A float result of the float arguments `of`: 22003 where PostgreSQL finds it out of range
+/// (an infinity or NaN from finite arguments); NaN (as SQLite keeps it,
+/// [`crate::values::float`]) or an infinity from such arguments, as PostgreSQL's
+/// `check_float8_val` lets them through.
+fn finite(f: f64, of: &[f64]) -> rusqlite::Result<SqlValue> {
+    let from_special = |g: fn(&f64) -> bool| of.iter().any(g);
+    if f.is_finite()
+        || f.is_nan() && from_special(|x| x.is_nan())
+        || f.is_infinite() && from_special(|x| x.is_infinite())
+    {
+        Ok(crate::values::float(f))
     } else {
         Err(raise("22003", "value out of range: overflow".to_string()))
     }
@@ -67,7 +74,7 @@ fn unary(
         if let Some((state, message)) = check(x) {
             return Err(raise(state, message.to_string()));
         }
-        finite(f(x))
+        finite(f(x), &[x])
     })
 }
 
@@ -78,7 +85,7 @@ fn rounding(conn: &Connection, name: &'static str, f: fn(f64) -> f64) -> rusqlit
             ValueRef::Integer(n) => SqlValue::Integer(n),
             _ => match number(ctx, 0)? {
                 None => SqlValue::Null,
-                Some(x) => SqlValue::Real(f(x)),
+                Some(x) => crate::values::float(f(x)),
             },
         })
     })
@@ -112,13 +119,28 @@ pub(crate) fn install(conn: &Connection) -> rusqlite::Result<()> {
     rounding(conn, "ceiling", f64::ceil)?;
     rounding(conn, "floor", f64::floor)?;
     rounding(conn, "trunc", f64::trunc)?;
+    // SQLite's `abs` reads text as a number's prefix (`abs('NaN')` is 0.0): here text is read
+    // as a float (22P02 if it is none), so the NaN a float column keeps as text stays NaN.
+    conn.create_scalar_function("abs", 1, flags(), |ctx| {
+        Ok(match ctx.get_raw(0) {
+            ValueRef::Integer(n) => SqlValue::Integer(
+                n.checked_abs()
+                    .ok_or_else(|| raise("22003", "bigint out of range".into()))?,
+            ),
+            _ => match number(ctx, 0)? {
+                None => SqlValue::Null,
+                Some(x) => crate::values::float(x.abs()),
+            },
+        })
+    })?;
     conn.create_scalar_function("sign", 1, flags(), |ctx| {
         Ok(match ctx.get_raw(0) {
             ValueRef::Integer(n) => SqlValue::Integer(n.signum()),
             _ => match number(ctx, 0)? {
                 None => SqlValue::Null,
                 // signum(0.0) is 1.0; Postgres' sign(0) is 0.
-                Some(0.0) => SqlValue::Real(0.0),
+                // And sign(NaN) is 0 in Postgres (neither above nor below zero).
+                Some(x) if x == 0.0 || x.is_nan() => SqlValue::Real(0.0),
                 Some(x) => SqlValue::Real(x.signum()),
             },
         })
@@ -159,11 +181,14 @@ pub(crate) fn install(conn: &Connection) -> rusqlite::Result<()> {
         if b == 1.0 {
             return Err(raise("22012", "division by zero".into()));
         }
-        finite(if b == 10.0 {
-            x.log10()
-        } else {
-            x.ln() / b.ln()
-        })
+        finite(
+            if b == 10.0 {
+                x.log10()
+            } else {
+                x.ln() / b.ln()
+            },
+            &[b, x],
+        )
     })?;
     for name in ["power", "pow"] {
         conn.create_scalar_function(name, 2, flags(), |ctx| {
@@ -183,7 +208,7 @@ pub(crate) fn install(conn: &Connection) -> rusqlite::Result<()> {
                         .into(),
                 ));
             }
-            finite(x.powf(y))
+            finite(x.powf(y), &[x, y])
         })?;
     }
     conn.create_scalar_function("div", 2, flags(), |ctx| {
@@ -358,6 +383,16 @@ mod tests {
             ("SELECT power(0, -1)", Err("2201F".into())),
             ("SELECT power(2, 10)", Ok(SqlValue::Real(1024.0))),
             ("SELECT exp(1000)", Err("22003".into())),
+            // A float NaN is the text 'NaN' (`values::float`); specials in, specials out.
+            ("SELECT sqrt('NaN')", text("NaN")),
+            ("SELECT abs('NaN')", text("NaN")),
+            ("SELECT abs(-9223372036854775807 - 1)", Err("22003".into())),
+            ("SELECT abs(-2.5)", Ok(SqlValue::Real(2.5))),
+            ("SELECT abs('abc')", Err("22P02".into())),
+            ("SELECT ceil('NaN')", text("NaN")),
+            ("SELECT sign('NaN')", Ok(SqlValue::Real(0.0))),
+            ("SELECT exp('Infinity')", Ok(SqlValue::Real(f64::INFINITY))),
+            ("SELECT power('NaN', 0)", Ok(SqlValue::Real(1.0))),
             ("SELECT div(-9, 4)", Ok(SqlValue::Integer(-2))),
             ("SELECT div(1, 0)", Err("22012".into())),
             ("SELECT gcd(1071, 462)", Ok(SqlValue::Integer(21))),

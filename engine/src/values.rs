@@ -15,11 +15,12 @@ use crate::determinism::StampCell;
 use crate::error::raise;
 use crate::functions::flags;
 use sqlkeeper_sql::datetime::DateTimeType;
+use sqlkeeper_sql::numeric::FloatInputError;
 
 use sqlkeeper_sql::{
     ADD_FUNCTION as ADD, CAST_FUNCTION as CAST, DIV_FUNCTION as DIV, MOD_FUNCTION as MOD,
-    MUL_FUNCTION as MUL, SINGLE_ROW_FUNCTION as SINGLE_ROW, SUB_FUNCTION as SUB,
-    VALID_FUNCTION as VALID,
+    MUL_FUNCTION as MUL, NAN_OR_FUNCTION as NAN_OR, NEG_FUNCTION as NEG,
+    SINGLE_ROW_FUNCTION as SINGLE_ROW, SUB_FUNCTION as SUB, VALID_FUNCTION as VALID,
 };
 
 /// A number as SQLite's arithmetic sees it.
@@ -75,7 +76,8 @@ fn division(ctx: &Context<'_>, op: &str) -> rusqlite::Result<SqlValue> {
                 Num::Real(f) => f,
             };
             let (a, b) = (f(a), f(b));
-            if b == 0.0 {
+            // PostgreSQL's float8_div: NaN divided by zero is NaN, not an error.
+            if b == 0.0 && !a.is_nan() {
                 return Err(zero());
             }
             if op == "/" {
@@ -87,9 +89,9 @@ fn division(ctx: &Context<'_>, op: &str) -> rusqlite::Result<SqlValue> {
                 if q == 0.0 && a != 0.0 && b.is_finite() {
                     return Err(raise("22003", "value out of range: underflow".into()));
                 }
-                SqlValue::Real(q)
+                float(q)
             } else {
-                SqlValue::Real(a % b)
+                float(a % b)
             }
         }
     })
@@ -137,7 +139,17 @@ fn arithmetic(ctx: &Context<'_>, op: &str) -> rusqlite::Result<SqlValue> {
     if op == "*" && r == 0.0 && x != 0.0 && y != 0.0 {
         return Err(raise("22003", "value out of range: underflow".into()));
     }
-    Ok(SqlValue::Real(r))
+    Ok(float(r))
+}
+
+/// A float result as SQLite can hold it: `NaN` as the text `'NaN'` (SQLite would store NULL),
+/// which sorts after every number as PostgreSQL's NaN does and is equal to itself.
+pub(crate) fn float(f: f64) -> SqlValue {
+    if f.is_nan() {
+        SqlValue::Text(sqlkeeper_sql::numeric::NAN_TEXT.into())
+    } else {
+        SqlValue::Real(f)
+    }
 }
 
 /// An integer result checked against the range of the type named by the call's third
@@ -170,8 +182,8 @@ fn int_type(ty: &str) -> Option<(&'static str, &'static str, i64, i64)> {
 
 /// A value of `float8` (`double precision`) or `float4` (`real`), from what SQLite holds: text
 /// read as PostgreSQL reads a float (`1.5e3`, `Infinity`, `-inf`; out of range is 22003, not
-/// an infinity or zero), a `float4` rounded to single precision. `NaN` cannot be kept (SQLite
-/// turns it into NULL), so it is refused (0A000) rather than changed. `None` for other types.
+/// an infinity or zero), a `float4` rounded to single precision. `NaN` is the text `'NaN'`
+/// ([`float`]). `None` for other types.
 fn to_float(v: ValueRef<'_>, ty: &str) -> Option<rusqlite::Result<SqlValue>> {
     let (name, single) = match ty {
         "float8" => ("double precision", false),
@@ -194,45 +206,16 @@ fn to_float(v: ValueRef<'_>, ty: &str) -> Option<rusqlite::Result<SqlValue>> {
         ValueRef::Real(f) => fit(f),
         ValueRef::Text(t) => {
             let s = String::from_utf8_lossy(t);
-            let text = s.trim();
-            let lower = text.to_ascii_lowercase();
-            let unsigned = lower.trim_start_matches(['+', '-']);
-            let parsed = match unsigned {
-                "nan" => {
-                    return Some(Err(raise(
-                        "0A000",
-                        format!("NaN is not supported as a value of type {name}"),
-                    )))
-                }
-                "infinity" | "inf" => lower.parse::<f64>().ok(),
-                _ if unsigned.starts_with(|c: char| c.is_ascii_digit() || c == '.') => {
-                    text.parse::<f64>().ok()
-                }
-                _ => None,
-            };
-            match parsed {
-                None => Err(raise(
+            match sqlkeeper_sql::numeric::parse_float(&s, single) {
+                Ok(f) => Ok(float(f)),
+                Err(FloatInputError::Syntax) => Err(raise(
                     "22P02",
                     format!("invalid input syntax for type {name}: \"{s}\""),
                 )),
-                // A finite spelling that reads as an infinity or as zero is out of range.
-                Some(f) if f.is_infinite() && !unsigned.starts_with('i') => Err(raise(
+                Err(FloatInputError::OutOfRange) => Err(raise(
                     "22003",
-                    format!("\"{text}\" is out of range for type {name}"),
+                    format!("\"{}\" is out of range for type {name}", s.trim()),
                 )),
-                Some(f)
-                    if f == 0.0
-                        && unsigned
-                            .split(['e', 'E'])
-                            .next()
-                            .is_some_and(|m| m.bytes().any(|b| (b'1'..=b'9').contains(&b))) =>
-                {
-                    Err(raise(
-                        "22003",
-                        format!("\"{text}\" is out of range for type {name}"),
-                    ))
-                }
-                Some(f) => fit(f),
             }
         }
         ValueRef::Blob(_) => Err(raise("42846", format!("cannot cast type bytea to {name}"))),
@@ -500,6 +483,23 @@ pub(crate) fn install(conn: &Connection, stamp: &Arc<StampCell>) -> rusqlite::Re
         }
         Ok(crate::functions::owned(ctx.get_raw(1)))
     })?;
+    conn.create_scalar_function(NEG, 1, flags(), |ctx| {
+        Ok(match number(ctx.get_raw(0), "-")? {
+            None => SqlValue::Null,
+            Some(Num::Int(i)) => SqlValue::Integer(
+                i.checked_neg()
+                    .ok_or_else(|| raise("22003", "bigint out of range".into()))?,
+            ),
+            Some(Num::Real(f)) => float(-f),
+        })
+    })?;
+    conn.create_scalar_function(NAN_OR, 2, flags(), |ctx| {
+        let (sum, kind) = (ctx.get_raw(0), ctx.get_raw(1).as_i64().unwrap_or(0));
+        Ok(match (sum, kind) {
+            (_, 2) | (ValueRef::Null, 1) => float(f64::NAN),
+            _ => crate::functions::owned(sum),
+        })
+    })?;
     // With a third argument (`'int2'`, `'int4'`), the translator knows both operands are of
     // that integer type, and so is the result: 22003 past its range, as in PostgreSQL.
     for n in [2, 3] {
@@ -526,6 +526,10 @@ pub(crate) fn install(conn: &Connection, stamp: &Arc<StampCell>) -> rusqlite::Re
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn nan() -> SqlValue {
+        SqlValue::Text("NaN".into())
+    }
 
     fn one(conn: &Connection, sql: &str) -> Result<SqlValue, String> {
         conn.query_row(sql, [], |r| r.get::<_, SqlValue>(0))
@@ -618,7 +622,26 @@ mod tests {
             ),
             ("SELECT _sqlkeeper_cast('abc', 'float8')", Err("22P02")),
             ("SELECT _sqlkeeper_cast('', 'float8')", Err("22P02")),
-            ("SELECT _sqlkeeper_cast('NaN', 'float8')", Err("0A000")),
+            ("SELECT _sqlkeeper_cast(' nan ', 'float8')", Ok(nan())),
+            ("SELECT _sqlkeeper_cast('-NaN', 'float4')", Ok(nan())),
+            (
+                "SELECT _sqlkeeper_add(_sqlkeeper_cast('NaN', 'float8'), 1)",
+                Ok(nan()),
+            ),
+            (
+                "SELECT _sqlkeeper_sub(_sqlkeeper_cast('inf', 'float8'), 'Infinity')",
+                Ok(nan()),
+            ),
+            ("SELECT _sqlkeeper_div('NaN', 0)", Ok(nan())),
+            ("SELECT _sqlkeeper_div(1, 0.0)", Err("22012")),
+            ("SELECT _sqlkeeper_mul('NaN', 0)", Ok(nan())),
+            ("SELECT _sqlkeeper_neg('NaN')", Ok(nan())),
+            ("SELECT _sqlkeeper_neg(-0.0)", Ok(SqlValue::Real(0.0))),
+            ("SELECT _sqlkeeper_neg(0.5)", Ok(SqlValue::Real(-0.5))),
+            (
+                "SELECT _sqlkeeper_neg(-9223372036854775807 - 1)",
+                Err("22003"),
+            ),
             ("SELECT _sqlkeeper_cast('1e400', 'float8')", Err("22003")),
             ("SELECT _sqlkeeper_cast('1e-400', 'float8')", Err("22003")),
             ("SELECT _sqlkeeper_cast('1e39', 'float4')", Err("22003")),

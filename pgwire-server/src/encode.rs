@@ -591,22 +591,6 @@ fn bad_param(i: usize, ty: &Type) -> ClientError {
     )
 }
 
-/// Non-finite floats cannot be carried in the log encoding (JSON) and SQLite stores NaN as
-/// NULL: refuse them rather than change their meaning.
-fn finite(i: usize, f: f64) -> Result<Value, ClientError> {
-    if f.is_finite() {
-        Ok(Value::Real(f))
-    } else {
-        Err(ClientError::new(
-            "0A000",
-            format!(
-                "parameter ${}: NaN and infinite floating-point values are not supported",
-                i + 1
-            ),
-        ))
-    }
-}
-
 /// Decodes a bound parameter into an SQLite value. Every byte comes from the client: nothing
 /// here may index or slice it at an offset that was not checked.
 pub(crate) fn decode_param(
@@ -648,11 +632,11 @@ fn decode_binary(i: usize, raw: &[u8], ty: &Type) -> Result<Value, ClientError> 
         Type::OID => Value::Integer(int(4)? & 0xffff_ffff),
         Type::FLOAT4 => {
             let b: [u8; 4] = raw.try_into().map_err(|_| bad_param(i, ty))?;
-            finite(i, f32::from_be_bytes(b) as f64)?
+            Value::Real(f32::from_be_bytes(b) as f64)
         }
         Type::FLOAT8 => {
             let b: [u8; 8] = raw.try_into().map_err(|_| bad_param(i, ty))?;
-            finite(i, f64::from_be_bytes(b))?
+            Value::Real(f64::from_be_bytes(b))
         }
         // One byte, as postgres' boolrecv reads it.
         Type::BOOL => match raw {
@@ -718,8 +702,19 @@ fn decode_text(i: usize, raw: &[u8], ty: &Type) -> Result<Value, ClientError> {
         Type::INT8 => Value::Integer(int(i64::MIN, i64::MAX, "bigint")?),
         // As postgres' oidin: a negative value is read as its unsigned 32-bit twin.
         Type::OID => Value::Integer(int(i32::MIN.into(), u32::MAX.into(), "oid")? & 0xffff_ffff),
+        // As float8in reads it: `Infinity`, `-inf`, `NaN` included (a NaN is bound as the
+        // text SQLite keeps it as, `compat.md`).
         Type::FLOAT4 | Type::FLOAT8 => {
-            finite(i, text.trim().parse().map_err(|_| bad_param(i, ty))?)?
+            match sqlkeeper_sql::numeric::parse_float(text, *ty == Type::FLOAT4) {
+                Ok(f) => Value::Real(f),
+                Err(sqlkeeper_sql::numeric::FloatInputError::OutOfRange) => {
+                    return Err(ClientError::new(
+                        "22003",
+                        format!("\"{}\" is out of range for type {}", text.trim(), ty.name()),
+                    ))
+                }
+                Err(_) => return Err(bad_param(i, ty)),
+            }
         }
         Type::BOOL => match text.trim().to_ascii_lowercase().as_str() {
             "t" | "true" | "yes" | "on" | "1" | "y" => Value::Integer(1),

@@ -8,6 +8,50 @@
 //! digits of the stored value (a float's shortest digits that read back as it), rounded half
 //! away from zero to the column's scale and padded to it (`numeric(10,2)` prints `12.50`).
 
+/// How a float `NaN` is held in SQLite, which would store a NaN float as NULL: as this text,
+/// which sorts after every number (as PostgreSQL sorts NaN after every other float) and is
+/// equal to itself (as NaN is in PostgreSQL's comparisons), and is how PostgreSQL prints it.
+pub const NAN_TEXT: &str = "NaN";
+
+/// Why text is not a `float8` or `float4` ([`parse_float`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FloatInputError {
+    /// Not a number's spelling (22P02).
+    Syntax,
+    /// A finite spelling past the type's range, or one that would round to zero (22003).
+    OutOfRange,
+}
+
+/// Text read as PostgreSQL's `float8in` (`single`: `float4in`) reads it: surrounding
+/// whitespace, `1.5e3`, `.5`, `Infinity`, `-inf`, `NaN` (any case, signed); a `float4` is
+/// rounded to single precision. A finite spelling never reads as an infinity or as zero: that
+/// is [`FloatInputError::OutOfRange`].
+pub fn parse_float(text: &str, single: bool) -> Result<f64, FloatInputError> {
+    let text = text.trim();
+    let lower = text.to_ascii_lowercase();
+    let unsigned = lower.trim_start_matches(['+', '-']);
+    if lower.len() > unsigned.len() + 1 {
+        return Err(FloatInputError::Syntax);
+    }
+    let f = match unsigned {
+        "nan" => return Ok(f64::NAN),
+        "infinity" | "inf" => lower.parse::<f64>().map_err(|_| FloatInputError::Syntax)?,
+        _ if unsigned.starts_with(|c: char| c.is_ascii_digit() || c == '.') => {
+            text.parse::<f64>().map_err(|_| FloatInputError::Syntax)?
+        }
+        _ => return Err(FloatInputError::Syntax),
+    };
+    let g = if single { f64::from(f as f32) } else { f };
+    let nonzero_digits = unsigned
+        .split(['e', 'E'])
+        .next()
+        .is_some_and(|m| m.bytes().any(|b| (b'1'..=b'9').contains(&b)));
+    if g.is_infinite() && !unsigned.starts_with('i') || g == 0.0 && nonzero_digits {
+        return Err(FloatInputError::OutOfRange);
+    }
+    Ok(g)
+}
+
 /// Sign words of the binary form (PostgreSQL's `numeric.c`).
 const NUMERIC_POS: u16 = 0x0000;
 const NUMERIC_NEG: u16 = 0x4000;
@@ -387,5 +431,33 @@ mod tests {
         assert_eq!(from_binary(&[0, 1, 0, 0, 0, 0, 0, 0, 0x27, 0x10]), None);
         assert_eq!(from_binary(&[0, 0, 0, 0, 0x12, 0x34, 0, 0]), None);
         assert_eq!(from_binary(&[0xff, 0xff, 0, 0, 0, 0, 0, 0]), None);
+    }
+
+    #[test]
+    fn floats_read_as_float8in_reads_them() {
+        use FloatInputError::{OutOfRange, Syntax};
+        let cases: &[(&str, bool, Result<f64, FloatInputError>)] = &[
+            (" 1.5e3 ", false, Ok(1500.0)),
+            ("+.5", false, Ok(0.5)),
+            ("-Infinity", false, Ok(f64::NEG_INFINITY)),
+            ("INF", true, Ok(f64::INFINITY)),
+            ("0e5", false, Ok(0.0)),
+            ("0.1", true, Ok(f64::from(0.1f32))),
+            ("1e400", false, Err(OutOfRange)),
+            ("1e-400", false, Err(OutOfRange)),
+            ("1e39", true, Err(OutOfRange)),
+            ("1e-50", true, Err(OutOfRange)),
+            ("", false, Err(Syntax)),
+            ("abc", false, Err(Syntax)),
+            ("--1", false, Err(Syntax)),
+            ("+-inf", false, Err(Syntax)),
+            ("nanx", false, Err(Syntax)),
+        ];
+        for (text, single, want) in cases {
+            assert_eq!(&parse_float(text, *single), want, "{text:?}");
+        }
+        for nan in ["NaN", " nan ", "-NaN", "+nan"] {
+            assert!(parse_float(nan, false).is_ok_and(f64::is_nan), "{nan:?}");
+        }
     }
 }

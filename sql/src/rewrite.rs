@@ -798,6 +798,36 @@ fn rewrite(e: &mut Expr) -> Result<(), SqlError> {
                 *e = Expr::Nested(Box::new(joined(joined(string("{"), concat), string("}"))));
             }
         }
+        // `sum(x)`, `avg(x)`: NaN when a NaN is among the values, or when infinities of both
+        // signs are (SQLite's sum is then NULL) (`NAN_OR_FUNCTION`).
+        Expr::Function(f)
+            if ["sum", "avg"]
+                .iter()
+                .any(|n| f.name.to_string().eq_ignore_ascii_case(n))
+                && matches!(&f.args, FunctionArguments::List(l) if l.args.len() == 1) =>
+        {
+            if let FunctionArguments::List(list) = &f.args {
+                if let [FunctionArg::Unnamed(FunctionArgExpr::Expr(x))] = list.args.as_slice() {
+                    // 2 for a NaN, 1 for another value, 0 for NULL.
+                    let kind = Expr::BinaryOp {
+                        left: Box::new(Expr::Nested(Box::new(Expr::IsNotNull(Box::new(
+                            x.clone(),
+                        ))))),
+                        op: BinaryOperator::Plus,
+                        right: Box::new(Expr::Nested(Box::new(Expr::IsNotDistinctFrom(
+                            Box::new(x.clone()),
+                            Box::new(string(crate::numeric::NAN_TEXT)),
+                        )))),
+                    };
+                    let mut any_nan = call("max", vec![kind]);
+                    if let Expr::Function(m) = &mut any_nan {
+                        m.filter = f.filter.clone();
+                        m.over = f.over.clone();
+                    }
+                    *e = call(crate::values::NAN_OR_FUNCTION, vec![e.clone(), any_nan]);
+                }
+            }
+        }
         // `ARRAY(subquery)`: the array's text form, `{a,b}` (there is no array type).
         Expr::Function(f)
             if f.name.to_string().eq_ignore_ascii_case("array")
@@ -995,6 +1025,13 @@ fn rewrite(e: &mut Expr) -> Result<(), SqlError> {
                 args.push(string(ty));
             }
             *e = call(crate::values::SUB_FUNCTION, args);
+        }
+        // `- x` of anything else but a constant: a float NaN stays NaN (`NEG_FUNCTION`).
+        Expr::UnaryOp {
+            op: UnaryOperator::Minus,
+            expr,
+        } if signed_constant(expr).is_none() => {
+            *e = call(crate::values::NEG_FUNCTION, vec![(**expr).clone()]);
         }
         // `- -1` would print as `--1`, an SQL comment: the operand of a sign is parenthesized
         // when it starts with one.

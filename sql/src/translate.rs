@@ -1682,6 +1682,17 @@ pub(crate) fn column_value_triggers(ct: &sqlparser::ast::CreateTable) -> Vec<(St
                         (ty @ ("int2" | "int4" | "int8"), _) => {
                             (format!("typeof(NEW.{cq}) = 'real'"), cast(ty, -1))
                         }
+                        // The specials of a float written as text (`'-inf'`) stored as the
+                        // float they are, so `-Infinity` sorts first and equals
+                        // `'-Infinity'::float8`; a NaN stays the text `'NaN'`
+                        // (`numeric::NAN_TEXT`), which the REAL affinity leaves as it is.
+                        (ty @ ("float4" | "float8"), _) => (
+                            format!(
+                                "typeof(NEW.{cq}) = 'text' AND NEW.{cq} IS NOT '{}'",
+                                crate::numeric::NAN_TEXT
+                            ),
+                            cast(ty, -1),
+                        ),
                         // PostgreSQL cuts the trailing spaces past `varchar(n)`'s length (the
                         // column's check refuses anything else past it) ...
                         ("varchar", n) if n >= 0 => {

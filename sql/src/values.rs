@@ -29,6 +29,15 @@ pub const CAST_FUNCTION: &str = "_sqlkeeper_cast";
 /// A column's `CHECK (_sqlkeeper_valid(c, 't', typmod))`: true, or Postgres' error for a value
 /// that is not of type `t`.
 pub const VALID_FUNCTION: &str = "_sqlkeeper_valid";
+/// `- x` of an operand that is neither a constant nor of an integer type: SQLite's minus reads
+/// text as a number's prefix, so the NaN a float keeps as the text `'NaN'`
+/// (`numeric::NAN_TEXT`) would become 0; this keeps it NaN (and `-0.0` negative zero).
+pub const NEG_FUNCTION: &str = "_sqlkeeper_neg";
+/// `sum(x)` and `avg(x)` as `_sqlkeeper_nan_or(sum(x), max((x IS NOT NULL) + (x IS 'NaN')))`:
+/// NaN when a NaN was summed (SQLite's `sum` reads the text `'NaN'` a float NaN is kept as,
+/// `numeric::NAN_TEXT`, as zero), and when values were summed but the sum is NULL (SQLite's
+/// for a NaN result, `Infinity + -Infinity`), as in PostgreSQL.
+pub const NAN_OR_FUNCTION: &str = "_sqlkeeper_nan_or";
 /// `_sqlkeeper_single(count(*) OVER (), v)` in a scalar subquery's projection: `v`, or Postgres'
 /// 21000 when the subquery returns more than one row (SQLite would take the first).
 pub const SINGLE_ROW_FUNCTION: &str = "_sqlkeeper_single";

@@ -236,6 +236,7 @@ public class TypedJdbc {
             }
             System.out.println("== pgjdbc: batch insert");
             arrays(c, table);
+            floats(c, table);
             metadata(c, table);
         }
     }
@@ -274,5 +275,37 @@ public class TypedJdbc {
             }
         }
         System.out.println("== pgjdbc: arrays written and read back, text then binary");
+    }
+
+    /** The special floats, written and found by a PreparedStatement run more than five times. */
+    static void floats(Connection c, String table) throws Exception {
+        double[] f8 = {Double.POSITIVE_INFINITY, Double.NEGATIVE_INFINITY, Double.NaN, Double.MIN_VALUE,
+            Double.MAX_VALUE, -0.5, 0.1, 1e-300};
+        float[] f4 = {Float.NEGATIVE_INFINITY, Float.NaN, Float.MAX_VALUE, Float.MIN_VALUE,
+            Float.POSITIVE_INFINITY, 0.1f, -2.5f, 1e30f};
+        try (Statement s = c.createStatement()) {
+            s.execute("CREATE TABLE " + table + "_float (id int PRIMARY KEY, f float8, r real)");
+        }
+        try (PreparedStatement p = c.prepareStatement("INSERT INTO " + table + "_float VALUES (?, ?, ?)")) {
+            for (int i = 0; i < f8.length; i++) {
+                p.setInt(1, i);
+                p.setDouble(2, f8[i]);
+                p.setFloat(3, f4[i]);
+                check(p.executeUpdate() == 1, "insert of floats " + i);
+            }
+        }
+        try (PreparedStatement q = c.prepareStatement("SELECT id, f, r FROM " + table + "_float WHERE f = ?")) {
+            for (int i = 0; i < f8.length; i++) {
+                q.setDouble(1, f8[i]);
+                try (ResultSet r = q.executeQuery()) {
+                    check(r.next(), "float row found by its value " + f8[i]);
+                    check(r.getInt(1) == i, "float row " + i);
+                    check(Double.compare(r.getDouble(2), f8[i]) == 0, "float8 " + f8[i] + ": " + r.getDouble(2));
+                    check(Float.compare(r.getFloat(3), f4[i]) == 0, "real " + f4[i] + ": " + r.getFloat(3));
+                    check(!r.next(), "one float row for " + f8[i]);
+                }
+            }
+        }
+        System.out.println("== pgjdbc: float specials written, found and read back, text then binary");
     }
 }

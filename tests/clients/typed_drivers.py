@@ -198,6 +198,23 @@ async def main(addr):
             "SELECT id FROM asyncpg_arr WHERE i = $1 OR $2 = ANY (t) OR id = ANY ($3) ORDER BY id",
             [], "b c", [3])]
         assert ids == [1, 2, 3], ids
+
+        step("asyncpg: float specials through untyped statements (binary)")
+        await conn.execute("CREATE TABLE asyncpg_float (id int PRIMARY KEY, f float8, r real)")
+        inf, nan = float("inf"), float("nan")
+        floats = [(1, inf, -inf), (2, -inf, nan), (3, nan, 3.4028234663852886e38),
+                  (4, 5e-324, 1.401298464324817e-45), (5, 1.7976931348623157e308, None)]
+        await conn.executemany("INSERT INTO asyncpg_float VALUES ($1, $2, $3)", floats)
+        got = [tuple(r) for r in await conn.fetch("SELECT * FROM asyncpg_float ORDER BY id")]
+        assert [tuple(map(repr, r)) for r in got] == [tuple(map(repr, r)) for r in floats], got
+        by = [await conn.fetchval("SELECT id FROM asyncpg_float WHERE f = $1", f)
+              for f in (nan, -inf, 5e-324)]
+        assert by == [3, 2, 4], by
+        order = [r["id"] for r in await conn.fetch(
+            "SELECT id FROM asyncpg_float ORDER BY r DESC NULLS LAST, id")]
+        assert order == [2, 3, 4, 1, 5], order
+        sums = tuple(await conn.fetchrow("SELECT sum(f), avg(r) FROM asyncpg_float"))
+        assert repr(sums) == "(nan, nan)", sums
     finally:
         await conn.close()
 
@@ -245,6 +262,20 @@ def psycopg3(addr):
             assert got[5] == decimal.Decimal("-5.25"), got
             oids = [d.type_code for d in cur.description]
             assert oids == [20, 1700, 1700, 1082, 1700, 1700], oids
+
+        step("psycopg 3: float specials, parameters and cursors in text and binary")
+        conn.execute("CREATE TABLE psycopg_float (id int PRIMARY KEY, f float8)")
+        specials = [float("inf"), float("-inf"), float("nan"), 5e-324]
+        for i, f in enumerate(specials):
+            conn.execute("INSERT INTO psycopg_float VALUES (%s, %s)", (i, f))
+            conn.execute("INSERT INTO psycopg_float VALUES (%b, %b)", (10 + i, f))
+        for binary in (False, True):
+            cur = conn.cursor(binary=binary)
+            got = cur.execute("SELECT f FROM psycopg_float ORDER BY id").fetchall()
+            assert [repr(r[0]) for r in got] == [repr(f) for f in specials] * 2, got
+            found = cur.execute("SELECT count(*) FROM psycopg_float WHERE f = %b",
+                                (float("nan"),)).fetchone()
+            assert found == (2,), found
 
         step("psycopg 3: arrays, text and binary")
         conn.execute("CREATE TABLE psycopg_arr (id int PRIMARY KEY, i int[], t text[], "

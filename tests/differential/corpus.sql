@@ -382,6 +382,27 @@ SELECT 0.1::float8 + 0.2::float8;
 SELECT 1.5e300::float8, 1e15::float8, 123456789012345::float8;
 SELECT 0.0001::float8, 0.00001::float8, -2.5e-100::float8;
 SELECT 'NaN'::float8, 'Infinity'::float8, '-Infinity'::float8;
+-- Special values ("Floating-Point Types"): Infinity, -Infinity and NaN in any case, with
+-- surrounding spaces; NaN equals itself and sorts after every other value; arithmetic with
+-- them follows IEEE 754, and a sum over them is NaN.
+SELECT 'nan'::real, ' -INF '::float8, '+inf'::real, 'infinity'::float8 > 1e308::float8;
+SELECT 'NaN'::float8 = 'NaN'::float8, 'NaN'::float8 > 'Infinity'::float8, 'NaN'::float8 < 0::float8;
+SELECT 'Infinity'::float8 + 1, 'Infinity'::float8 - 'Infinity'::float8, 'NaN'::float8 * 0, 'NaN'::float8 / 0;
+SELECT '-Infinity'::float8 / 0;
+CREATE TABLE readings (id int PRIMARY KEY, x double precision, r real);
+INSERT INTO readings VALUES (1, 'Infinity', '-inf'), (2, '-Infinity', 1), (3, 1.5, 'NaN'), (4, 'nan', 2.5), (5, NULL, NULL);
+SELECT id, x, r FROM readings ORDER BY x, id;
+SELECT id, r FROM readings ORDER BY r DESC NULLS LAST, id;
+SELECT id FROM readings WHERE x = 'NaN' OR r = '-Infinity'::real ORDER BY id;
+SELECT id FROM readings WHERE x > 1e300 ORDER BY id;
+SELECT count(*), sum(x), avg(r), min(x), max(x), max(r) FROM readings;
+SELECT sum(x), avg(r) FROM readings WHERE id <> 4;
+SELECT sum(x) FILTER (WHERE id IN (1, 3)), sum(r) FILTER (WHERE id > 1) FROM readings;
+SELECT id, sum(x) OVER (ORDER BY id) FROM readings ORDER BY id;
+SELECT x, count(*) FROM readings GROUP BY x ORDER BY x;
+UPDATE readings SET x = x + 1 WHERE id IN (1, 4) RETURNING id, x;
+SELECT x::text, r::text FROM readings WHERE id = 4;
+DROP TABLE readings;
 CREATE TABLE measures (id int PRIMARY KEY, x double precision, r real);
 INSERT INTO measures VALUES (1, 1e20, 0.1), (2, -0.000012345, 1234567), (3, 3.25, 123456);
 SELECT id, x, r FROM measures ORDER BY id;

@@ -553,3 +553,117 @@ async fn arrays_round_trip_in_binary_as_in_postgres() {
     assert_eq!(run(&node.client().await).await, expected);
     node.stop().await;
 }
+
+/// The special values of `double precision` and `real` (issue 11, acceptance 3): ±Infinity
+/// and NaN, and the largest and smallest finite values, written with binary parameters of a
+/// statement prepared without types, read back in binary and as text, found by binary
+/// parameters (NaN equals NaN and sorts after every other value in PostgreSQL), and summed.
+/// Run against PostgreSQL 15 first, which decides what is right, then a node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn float_specials_round_trip_in_binary_as_in_postgres() {
+    /// A float as its `Debug` form, so NaN compares equal to NaN and -0 differs from 0.
+    fn show(f: Option<f64>) -> Option<String> {
+        f.map(|f| format!("{f:?}"))
+    }
+    fn text(messages: Vec<SimpleQueryMessage>) -> Vec<Vec<Option<String>>> {
+        messages
+            .into_iter()
+            .filter_map(|m| match m {
+                SimpleQueryMessage::Row(r) => {
+                    Some((0..r.len()).map(|i| r.get(i).map(str::to_string)).collect())
+                }
+                _ => None,
+            })
+            .collect()
+    }
+    let rows: Vec<(i32, Option<f64>, Option<f32>)> = vec![
+        (1, Some(f64::INFINITY), Some(f32::NEG_INFINITY)),
+        (2, Some(f64::NEG_INFINITY), Some(f32::NAN)),
+        (3, Some(f64::NAN), Some(f32::MAX)),
+        (4, Some(5e-324), Some(1e-45)),
+        (5, Some(f64::MAX), Some(0.1)),
+        (6, Some(-0.5), None),
+    ];
+    let want: Vec<Vec<Option<String>>> = rows
+        .iter()
+        .map(|(id, f, r)| vec![Some(id.to_string()), show(*f), show(r.map(f64::from))])
+        .collect();
+    async fn run(
+        c: &Client,
+        rows: &[(i32, Option<f64>, Option<f32>)],
+    ) -> (
+        Vec<Type>,
+        Vec<Vec<Option<String>>>,
+        Vec<Vec<i32>>,
+        Vec<Vec<Option<String>>>,
+    ) {
+        c.batch_execute("CREATE TABLE float_rt (id int PRIMARY KEY, f float8, r real)")
+            .await
+            .unwrap();
+        let insert = c
+            .prepare("INSERT INTO float_rt VALUES ($1, $2, $3)")
+            .await
+            .unwrap();
+        for (id, f, r) in rows {
+            c.execute(&insert, &[id, f, r]).await.unwrap();
+        }
+        let read = c
+            .query("SELECT id, f, r FROM float_rt ORDER BY id", &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| {
+                let r: Option<f32> = row.get(2);
+                vec![
+                    Some(row.get::<_, i32>(0).to_string()),
+                    show(row.get(1)),
+                    show(r.map(f64::from)),
+                ]
+            })
+            .collect();
+        let ids = |rows: Vec<tokio_postgres::Row>| rows.iter().map(|r| r.get(0)).collect();
+        let mut found = Vec::new();
+        for f in [f64::NAN, f64::NEG_INFINITY, 5e-324] {
+            found.push(ids(c
+                .query("SELECT id FROM float_rt WHERE f = $1", &[&f])
+                .await
+                .unwrap()));
+        }
+        found.push(ids(c
+            .query(
+                "SELECT id FROM float_rt WHERE r < $1 ORDER BY r, id",
+                &[&f32::INFINITY],
+            )
+            .await
+            .unwrap()));
+        found.push(ids(c
+            .query("SELECT id FROM float_rt ORDER BY f DESC, id", &[])
+            .await
+            .unwrap()));
+        let mut shown = text(
+            c.simple_query("SELECT * FROM float_rt ORDER BY id")
+                .await
+                .unwrap(),
+        );
+        let sums = c
+            .query(
+                "SELECT sum(f), avg(r), max(f) FROM float_rt WHERE id <> $1",
+                &[&3i32],
+            )
+            .await
+            .unwrap();
+        let sum: Option<f64> = sums[0].get(0);
+        let avg: Option<f64> = sums[0].get(1);
+        let max: Option<f64> = sums[0].get(2);
+        shown.push(vec![show(sum), show(avg), show(max)]);
+        (insert.params().to_vec(), read, found, shown)
+    }
+    let pg = Postgres::start();
+    let expected = run(&pg.client().await, &rows).await;
+    assert_eq!(expected.1, want, "PostgreSQL reads back what was written");
+    assert_eq!(expected.0, [Type::INT4, Type::FLOAT8, Type::FLOAT4]);
+    let dir = tempfile::tempdir().unwrap();
+    let node = TestNode::start(dir.path()).await;
+    assert_eq!(run(&node.client().await, &rows).await, expected);
+    node.stop().await;
+}
