@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
@@ -40,10 +41,15 @@ struct StartArgs {
     /// directory written by another node id is refused.
     #[arg(long, env = "SQLKEEPER_DATA_DIR", default_value = "./sqlkeeper-data")]
     data_dir: PathBuf,
-    /// Address for Postgres clients (psql, drivers). Must be a loopback address until
-    /// authentication is configured.
+    /// Address for Postgres clients (psql, drivers). Must be a loopback address until nodes
+    /// authenticate each other.
     #[arg(long, env = "SQLKEEPER_PG_ADDR", default_value = "127.0.0.1:5433")]
     pg_addr: String,
+    /// File holding the password of the superuser `postgres` (its first line). With it,
+    /// every client must log in as `postgres` with that password over SCRAM-SHA-256
+    /// (28P01 otherwise); without it, clients are trusted, which only loopback allows.
+    #[arg(long, env = "SQLKEEPER_SUPERUSER_PASSWORD_FILE")]
+    superuser_password_file: Option<PathBuf>,
     /// Address for Raft traffic between nodes [default: 127.0.0.1:7433, or this node's entry
     /// in --initial-cluster]. Must be a loopback address until inter-node authentication exists.
     #[arg(long, env = "SQLKEEPER_RAFT_ADDR")]
@@ -143,8 +149,8 @@ async fn start(args: StartArgs) -> anyhow::Result<()> {
     let pg_addr = resolve(&args.pg_addr, "--pg-addr")?;
     if !pg_addr.ip().is_loopback() {
         bail!(
-            "refusing to listen on {pg_addr}: clients connect without a password, which is only safe on a loopback address \
-             (use --pg-addr 127.0.0.1:PORT; password authentication is not available yet)"
+            "refusing to listen on {pg_addr}: a non-loopback address needs client authentication (--superuser-password-file) \
+             and authenticated peers, which nodes do not have yet (use --pg-addr 127.0.0.1:PORT)"
         );
     }
     let raft_sock = resolve(&raft_addr, "--raft-addr")?;
@@ -154,6 +160,12 @@ async fn start(args: StartArgs) -> anyhow::Result<()> {
              so cluster traffic must stay on a loopback address"
         );
     }
+    let auth = args
+        .superuser_password_file
+        .as_deref()
+        .map(superuser_password)
+        .transpose()?
+        .map(|p| Arc::new(sqlkeeper_pgwire::ClientAuth::superuser_password(&p)));
     let listener = TcpListener::bind(pg_addr)
         .await
         .with_context(|| format!("cannot listen for Postgres clients on {pg_addr}"))?;
@@ -179,12 +191,27 @@ async fn start(args: StartArgs) -> anyhow::Result<()> {
         "sqlkeeper is ready"
     );
     if let Some(failure) =
-        sqlkeeper::run_until(serving.node.clone(), listener, shutdown_signal()).await
+        sqlkeeper::run_until(serving.node.clone(), listener, auth, shutdown_signal()).await
     {
         bail!("node stopped after a fatal error: {failure}");
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The superuser's password from `path`: its first line, without the line end. An empty
+/// password, or a file that cannot be read, stops the start-up.
+fn superuser_password(path: &std::path::Path) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read --superuser-password-file {}", path.display()))?;
+    let password = text.lines().next().unwrap_or_default().to_string();
+    if password.is_empty() {
+        bail!(
+            "--superuser-password-file {} holds no password (its first line is empty)",
+            path.display()
+        );
+    }
+    Ok(password)
 }
 
 /// Runs `nodes` child processes of this binary as one static cluster on loopback.

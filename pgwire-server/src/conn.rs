@@ -311,11 +311,19 @@ pub(crate) async fn serve(
             });
         }
         if let Err(e) = result {
-            let fatal = e.is_fatal();
+            // A FATAL error (a failed login) is the connection's last message, as in
+            // PostgreSQL: pgwire's process_error would follow it with ReadyForQuery, which a
+            // client that already read the error does not expect.
+            if e.is_fatal() {
+                let info: pgwire::error::ErrorInfo = e.into();
+                let _ = conn
+                    .send(PgWireBackendMessage::ErrorResponse(info.into()))
+                    .await;
+                return;
+            }
             if process_error(&mut conn, e, is_extended_query)
                 .await
                 .is_err()
-                || fatal
             {
                 return;
             }

@@ -15,6 +15,7 @@
 // for computing their layout is not enough.
 #![recursion_limit = "256"]
 
+mod auth;
 mod backend;
 mod conn;
 mod copy;
@@ -42,6 +43,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tracing::Instrument;
 
+pub use auth::{ClientAuth, SUPERUSER};
 pub use conn::{
     IDLE_SESSION_TIMEOUT, KEEPALIVE_IDLE, KEEPALIVE_INTERVAL, KEEPALIVE_RETRIES,
     PARTIAL_MESSAGE_TIMEOUT, SEND_STALL_TIMEOUT, STARTUP_TIMEOUT,
@@ -116,9 +118,15 @@ impl PgWireServerHandlers for Handlers {
 }
 
 /// Serves Postgres clients from `listener` until `shutdown` resolves, with the default
-/// [`ServerConfig`].
-pub async fn run(listener: TcpListener, sessions: Sessions, shutdown: impl Future<Output = ()>) {
-    run_with(listener, sessions, ServerConfig::default(), shutdown).await
+/// [`ServerConfig`]. `auth`: what clients must prove to connect (SCRAM-SHA-256); `None`:
+/// trust.
+pub async fn run(
+    listener: TcpListener,
+    sessions: Sessions,
+    auth: Option<Arc<ClientAuth>>,
+    shutdown: impl Future<Output = ()>,
+) {
+    run_with(listener, sessions, ServerConfig::default(), auth, shutdown).await
 }
 
 /// Serves Postgres clients from `listener` until `shutdown` resolves. Connections already
@@ -127,10 +135,11 @@ pub async fn run_with(
     listener: TcpListener,
     sessions: Sessions,
     config: ServerConfig,
+    auth: Option<Arc<ClientAuth>>,
     shutdown: impl Future<Output = ()>,
 ) {
     let manager = Arc::new(ConnectionManager::new());
-    let startup = Arc::new(startup::Startup::new(manager.clone()));
+    let startup = Arc::new(startup::Startup::new(manager.clone(), auth));
     let cancel = Arc::new(DefaultCancelHandler::new(manager));
     // Sessions, and refusals in progress: a permit is held for the connection's lifetime.
     let admitted = Arc::new(Semaphore::new(config.connections_max));

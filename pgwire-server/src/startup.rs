@@ -1,23 +1,31 @@
-//! Connection start-up: protocol negotiation, trust authentication (loopback only; the
-//! binary refuses other addresses until SCRAM exists), and the server parameters clients read.
+//! Connection start-up: protocol negotiation, authentication (SCRAM-SHA-256 when a password
+//! is configured, `auth.rs`; otherwise trust, which the binary allows on loopback only), and
+//! the server parameters clients read.
 
 use std::fmt::Debug;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use futures::Sink;
+use futures::SinkExt;
+use pgwire::api::auth::sasl::SCRAM_SHA_256_METHOD;
 use pgwire::api::auth::{
     finish_authentication, protocol_negotiation, save_startup_parameters_to_metadata,
     DefaultServerParameterProvider, StartupHandler,
 };
 use pgwire::api::{
-    ClientInfo, ConnectionGuard, ConnectionHandle, ConnectionManager, PidSecretKeyGenerator,
-    RandomPidSecretKeyGenerator,
+    ClientInfo, ConnectionGuard, ConnectionHandle, ConnectionManager, PgWireConnectionState,
+    PidSecretKeyGenerator, RandomPidSecretKeyGenerator, METADATA_USER,
 };
 use pgwire::error::{PgWireError, PgWireResult};
+use pgwire::messages::startup::Authentication;
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 
-use sqlkeeper_session::SERVER_VERSION;
+use sqlkeeper_session::{ClientError, SERVER_VERSION};
+
+use crate::auth::{failed, ClientAuth, Exchange};
+use crate::errors::IntoPgWire;
 
 /// Start-up handler shared by all connections.
 pub(crate) struct Startup {
@@ -25,10 +33,12 @@ pub(crate) struct Startup {
     pids: RandomPidSecretKeyGenerator,
     /// Registry of running queries, for CancelRequest.
     manager: Arc<ConnectionManager>,
+    /// What a client must prove (SCRAM-SHA-256); `None`: trust (loopback only).
+    auth: Option<Arc<ClientAuth>>,
 }
 
 impl Startup {
-    pub(crate) fn new(manager: Arc<ConnectionManager>) -> Startup {
+    pub(crate) fn new(manager: Arc<ConnectionManager>, auth: Option<Arc<ClientAuth>>) -> Startup {
         let mut params = DefaultServerParameterProvider::default();
         params.server_version = SERVER_VERSION.to_string();
         params.date_style = "ISO, MDY".to_string();
@@ -37,7 +47,26 @@ impl Startup {
             params,
             pids: RandomPidSecretKeyGenerator::default(),
             manager,
+            auth,
         }
+    }
+
+    /// The client is in: its key for CancelRequest, then AuthenticationOk, the server
+    /// parameters and ReadyForQuery.
+    async fn admit<C>(&self, client: &mut C) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let (pid, key) = self.pids.generate(client);
+        client.set_pid_and_secret_key(pid, key.clone());
+        let (handle, guard) = self.manager.register(pid, key);
+        client
+            .session_extensions()
+            .insert::<Arc<ConnectionHandle>>(handle);
+        client.session_extensions().insert::<ConnectionGuard>(guard);
+        finish_authentication(client, &self.params).await
     }
 }
 
@@ -53,18 +82,82 @@ impl StartupHandler for Startup {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        if let PgWireFrontendMessage::Startup(ref startup) = message {
-            protocol_negotiation(client, startup).await?;
-            save_startup_parameters_to_metadata(client, startup);
-            let (pid, key) = self.pids.generate(client);
-            client.set_pid_and_secret_key(pid, key.clone());
-            let (handle, guard) = self.manager.register(pid, key);
-            client
-                .session_extensions()
-                .insert::<Arc<ConnectionHandle>>(handle);
-            client.session_extensions().insert::<ConnectionGuard>(guard);
-            tracing::debug!(user = ?client.metadata().get("user"), "client authenticated (trust)");
-            finish_authentication(client, &self.params).await?;
+        let user = client
+            .metadata()
+            .get(METADATA_USER)
+            .cloned()
+            .unwrap_or_default();
+        match (message, &self.auth) {
+            (PgWireFrontendMessage::Startup(ref startup), None) => {
+                protocol_negotiation(client, startup).await?;
+                save_startup_parameters_to_metadata(client, startup);
+                tracing::debug!(user = ?client.metadata().get("user"), "client authenticated (trust)");
+                self.admit(client).await?;
+            }
+            // SCRAM-SHA-256 (the only SASL mechanism offered, as PostgreSQL offers it without
+            // TLS): AuthenticationSASL, then the client's first message and the server's,
+            // then the client's proof and the server's signature.
+            (PgWireFrontendMessage::Startup(ref startup), Some(_)) => {
+                protocol_negotiation(client, startup).await?;
+                save_startup_parameters_to_metadata(client, startup);
+                client.set_state(PgWireConnectionState::AuthenticationInProgress);
+                client
+                    .send(PgWireBackendMessage::Authentication(Authentication::SASL(
+                        vec![SCRAM_SHA_256_METHOD.to_string()],
+                    )))
+                    .await?;
+            }
+            (PgWireFrontendMessage::PasswordMessageFamily(m), Some(auth)) => {
+                let exchange = client
+                    .session_extensions()
+                    .get_or_insert_with(Exchange::default);
+                let waiting = exchange.0.lock().ok().and_then(|mut w| w.take());
+                match waiting {
+                    None => {
+                        let initial = m
+                            .into_sasl_initial_response()
+                            .map_err(|_| failed(&user).into_pgwire())?;
+                        if initial.auth_method != SCRAM_SHA_256_METHOD {
+                            return Err(ClientError::fatal(
+                                "28000",
+                                "SASL authentication mechanism not supported",
+                            )
+                            .into_pgwire());
+                        }
+                        let data = initial.data.unwrap_or_default();
+                        let (first, waiting) =
+                            auth.first(&user, &data).map_err(IntoPgWire::into_pgwire)?;
+                        if let Ok(mut w) = exchange.0.lock() {
+                            *w = Some(waiting);
+                        }
+                        client
+                            .send(PgWireBackendMessage::Authentication(
+                                Authentication::SASLContinue(Bytes::from(first)),
+                            ))
+                            .await?;
+                    }
+                    Some(waiting) => {
+                        let response = m
+                            .into_sasl_response()
+                            .map_err(|_| failed(&user).into_pgwire())?;
+                        let last =
+                            waiting
+                                .on_client_final_message(&response.data)
+                                .map_err(|_| {
+                                    tracing::info!(user, "password authentication failed");
+                                    failed(&user).into_pgwire()
+                                })?;
+                        client
+                            .send(PgWireBackendMessage::Authentication(
+                                Authentication::SASLFinal(Bytes::from(last)),
+                            ))
+                            .await?;
+                        tracing::debug!(user, "client authenticated (SCRAM-SHA-256)");
+                        self.admit(client).await?;
+                    }
+                }
+            }
+            _ => {}
         }
         Ok(())
     }

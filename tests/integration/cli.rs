@@ -117,3 +117,34 @@ fn help_explains_every_flag() {
         assert!(text.contains(flag), "--help mentions {flag}: {text}");
     }
 }
+
+#[test]
+fn unreadable_or_empty_password_file_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let missing = dir.path().join("no-such-file");
+    let out = run(&[
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--pg-addr",
+        "127.0.0.1:0",
+        "--raft-addr",
+        "127.0.0.1:0",
+        "--superuser-password-file",
+        missing.to_str().unwrap(),
+    ]);
+    assert_clean_failure(&out, "cannot read --superuser-password-file");
+    let empty = dir.path().join("empty");
+    std::fs::write(&empty, "\n").unwrap();
+    let out = run(&[
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--pg-addr",
+        "127.0.0.1:0",
+        "--raft-addr",
+        "127.0.0.1:0",
+        "--superuser-password-file",
+        empty.to_str().unwrap(),
+    ]);
+    assert_clean_failure(&out, "holds no password");
+}

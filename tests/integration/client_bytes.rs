@@ -766,6 +766,7 @@ impl Served {
             listener,
             sqlkeeper_session::Sessions::new(serving.node.clone()),
             config,
+            None,
             async move {
                 let _ = stopped.await;
             },

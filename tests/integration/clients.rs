@@ -59,7 +59,7 @@ async fn run_script(script: &str, addr: String) {
     run_client(script, script_command(python(), script), addr).await;
 }
 
-fn clients_dir() -> PathBuf {
+pub(crate) fn clients_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/clients")
 }
 
@@ -90,7 +90,7 @@ async fn asyncpg_and_psycopg3_round_trip_typed_values() {
 }
 
 /// Where Debian's libpostgresql-jdbc-java puts pgjdbc (the test command installs it).
-const PGJDBC_JAR: &str = "/usr/share/java/postgresql.jar";
+pub(crate) const PGJDBC_JAR: &str = "/usr/share/java/postgresql.jar";
 
 /// pgjdbc: prepared statements executed more than five times (server-side, binary results) and
 /// with binary transfer from the start; the program passes against PostgreSQL 15 first.

@@ -3,6 +3,7 @@
 
 mod anomalies;
 mod apps;
+mod auth;
 mod cli;
 mod client_bytes;
 mod clients;

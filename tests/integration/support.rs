@@ -78,7 +78,7 @@ impl TestNode {
         .unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
         let node = serving.node.clone();
-        let task = tokio::spawn(sqlkeeper::run_until(node, listener, async move {
+        let task = tokio::spawn(sqlkeeper::run_until(node, listener, None, async move {
             let _ = stopped.await;
         }));
         TestNode {
@@ -105,18 +105,28 @@ impl TestNode {
 }
 
 pub async fn connect(addr: SocketAddr) -> tokio_postgres::Client {
-    let conn_str = format!(
-        "host={} port={} user=postgres dbname=postgres",
-        addr.ip(),
-        addr.port()
-    );
-    let (client, connection) = tokio_postgres::connect(&conn_str, tokio_postgres::NoTls)
-        .await
-        .unwrap();
+    connect_as(addr, None).await.unwrap()
+}
+
+/// A client of `addr` as `postgres`, with `password` if given.
+pub async fn connect_as(
+    addr: SocketAddr,
+    password: Option<&str>,
+) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+    let mut config = tokio_postgres::Config::new();
+    config
+        .host(addr.ip().to_string())
+        .port(addr.port())
+        .user("postgres")
+        .dbname("postgres");
+    if let Some(p) = password {
+        config.password(p);
+    }
+    let (client, connection) = config.connect(tokio_postgres::NoTls).await?;
     tokio::spawn(async move {
         let _ = connection.await;
     });
-    client
+    Ok(client)
 }
 
 /// The `sqlkeeper` binary as a child process.
@@ -227,6 +237,10 @@ pub struct TestCluster {
     raft_addrs: Vec<SocketAddr>,
     /// Log lines each node wrote in processes that were killed since.
     past_log_lines: Vec<usize>,
+    /// The superuser's password, when the nodes require one ([`TestCluster::with_password`]).
+    password: Option<String>,
+    /// Where the password file is.
+    _password_dir: Option<tempfile::TempDir>,
 }
 
 impl TestCluster {
@@ -239,10 +253,43 @@ impl TestCluster {
             flags: Vec::new(),
             raft_addrs: Vec::new(),
             past_log_lines: Vec::new(),
+            password: None,
+            _password_dir: None,
         };
         for id in 1..=n {
             let mut f = vec!["--node-id".to_string(), id.to_string()];
             f.extend(flags(id));
+            let join = (id > 1).then(|| c.raft_addrs[0].to_string());
+            c.add_process(f, join.as_deref());
+        }
+        c.wait_voters(n as usize).await;
+        c
+    }
+
+    /// Starts `n` nodes that require `password` of every client (`--superuser-password-file`);
+    /// the cluster's own clients ([`TestCluster::client`], status reads) give it.
+    pub async fn with_password(n: u64, password: &str) -> TestCluster {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("superuser-password");
+        std::fs::write(&file, format!("{password}\n")).unwrap();
+        let file = file.to_str().unwrap().to_string();
+        init_tracing();
+        let mut c = TestCluster {
+            nodes: Vec::new(),
+            dirs: Vec::new(),
+            flags: Vec::new(),
+            raft_addrs: Vec::new(),
+            past_log_lines: Vec::new(),
+            password: Some(password.to_string()),
+            _password_dir: Some(dir),
+        };
+        for id in 1..=n {
+            let f = vec![
+                "--node-id".to_string(),
+                id.to_string(),
+                "--superuser-password-file".to_string(),
+                file.clone(),
+            ];
             let join = (id > 1).then(|| c.raft_addrs[0].to_string());
             c.add_process(f, join.as_deref());
         }
@@ -287,7 +334,9 @@ impl TestCluster {
     }
 
     pub async fn client(&self, id: u64) -> tokio_postgres::Client {
-        connect(self.node(id).pg_addr).await
+        connect_as(self.node(id).pg_addr, self.password.as_deref())
+            .await
+            .unwrap()
     }
 
     /// SIGKILL node `id`.
@@ -327,17 +376,7 @@ impl TestCluster {
     /// One row of `sqlkeeper.status` from node `id`: (role, leader_id, applied_index).
     pub async fn status(&self, id: u64) -> Option<(String, Option<i64>, Option<i64>)> {
         let p = self.nodes[id as usize - 1].as_ref()?;
-        let conn_str = format!(
-            "host={} port={} user=postgres",
-            p.pg_addr.ip(),
-            p.pg_addr.port()
-        );
-        let (c, conn) = tokio_postgres::connect(&conn_str, tokio_postgres::NoTls)
-            .await
-            .ok()?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
+        let c = connect_as(p.pg_addr, self.password.as_deref()).await.ok()?;
         let row = c
             .query_one(
                 "SELECT role, leader_id, applied_index FROM sqlkeeper.status",
