@@ -37,10 +37,12 @@ pub(crate) fn create(conn: &Connection) -> rusqlite::Result<()> {
          CREATE TABLE IF NOT EXISTS {REMOVED_NODES_TABLE} (node_id INTEGER PRIMARY KEY) STRICT;
          {};
          {};
+         {};
          {};",
         crate::staged::create_sql(),
         sqlkeeper_sql::COMMENTS_TABLE_SQL,
-        sqlkeeper_sql::TYPES_TABLE_SQL
+        sqlkeeper_sql::TYPES_TABLE_SQL,
+        sqlkeeper_sql::ROLES_TABLE_SQL
     ))?;
     conn.execute(
         &format!("INSERT OR IGNORE INTO {META_TABLE} (key, value) VALUES (?1, ?2)"),

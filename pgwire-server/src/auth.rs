@@ -4,33 +4,28 @@
 //! client proves it knows the password without sending it. pgwire implements the exchange's
 //! messages (`ScramServerAuth`); this module decides who may log in.
 //!
-//! Only the superuser `postgres` exists so far. Any other user name goes through the same
-//! exchange against a secret no password matches, and fails as a wrong password does: the
-//! answer does not tell whether a role exists (PostgreSQL's "mock authentication").
+//! A role logs in with its own password (`CREATE ROLE … LOGIN PASSWORD`, kept as a verifier in
+//! the replicated state); `postgres` with the node's password file until `ALTER ROLE postgres
+//! PASSWORD` gives it one. A name with no password to prove (no such role, no password,
+//! `NOLOGIN`) goes through the same exchange against a secret no password matches, and fails
+//! as a wrong password does: the answer does not tell whether a role exists (PostgreSQL's
+//! "mock authentication").
 
 use std::sync::Mutex;
 
 use pgwire::api::auth::sasl::scram::{
-    gen_salted_password, ScramSecret, ScramServerAuth, ScramServerAuthWaitingForClientFinal,
+    ScramSecret, ScramServerAuth, ScramServerAuthWaitingForClientFinal,
 };
 
-use sqlkeeper_session::ClientError;
+use sqlkeeper_session::{ClientError, Login, Verifier};
 
-/// The role a password file configures.
-pub const SUPERUSER: &str = "postgres";
+pub use sqlkeeper_sql::SUPERUSER;
 
-/// PBKDF2 iterations of a verifier made here: PostgreSQL's default (`scram_iterations`), the
-/// minimum RFC 7677 asks for. Each login costs the client and the node this many HMACs.
-const SCRAM_ITERATIONS: usize = 4096;
-
-/// Bytes of a verifier's random salt (PostgreSQL's `SCRAM_DEFAULT_SALT_LEN`).
-const SALT_BYTES: usize = 16;
-
-/// What a client must prove to connect.
+/// What a client must prove to connect: the password of its role (`CREATE ROLE … PASSWORD`,
+/// `roles.rs`), or for `postgres`, unless `ALTER ROLE postgres PASSWORD` gave it one, the
+/// password of the node's password file.
 pub struct ClientAuth {
-    salt: Vec<u8>,
-    stored_key: Vec<u8>,
-    server_key: Vec<u8>,
+    superuser: Verifier,
 }
 
 impl std::fmt::Debug for ClientAuth {
@@ -42,53 +37,56 @@ impl std::fmt::Debug for ClientAuth {
 impl ClientAuth {
     /// The superuser's password, kept only as a SCRAM verifier with a fresh random salt.
     pub fn superuser_password(password: &str) -> ClientAuth {
-        let salt = rand::random::<[u8; SALT_BYTES]>().to_vec();
-        let salted = gen_salted_password(password, &salt, SCRAM_ITERATIONS);
-        match ScramSecret::verifier_from_salted_password(salt, salted, SCRAM_ITERATIONS) {
-            ScramSecret::Verifier {
-                salt,
-                stored_key,
-                server_key,
-                ..
-            } => ClientAuth {
-                salt,
-                stored_key,
-                server_key,
-            },
-            ScramSecret::SaltedPassword { .. } => unreachable!("a verifier is made"),
+        ClientAuth {
+            superuser: Verifier::of_password(password),
         }
     }
 
-    /// The secret `user` must prove: the superuser's verifier, or for any other name one that
-    /// no password matches (random keys, a salt derived from the name so that it is the same
-    /// on every attempt, as a real role's would be).
-    fn secret_for(&self, user: &str) -> ScramSecret {
-        if user == SUPERUSER {
-            return ScramSecret::Verifier {
-                salt: self.salt.clone(),
-                iterations: SCRAM_ITERATIONS,
-                stored_key: self.stored_key.clone(),
-                server_key: self.server_key.clone(),
-            };
-        }
-        let salt = gen_salted_password(user, &self.server_key, 1)[..SALT_BYTES].to_vec();
-        ScramSecret::Verifier {
-            salt,
-            iterations: SCRAM_ITERATIONS,
-            stored_key: rand::random::<[u8; 32]>().to_vec(),
-            server_key: rand::random::<[u8; 32]>().to_vec(),
+    /// The verifier `user` must prove, from its role's row (`login`, `None` if it has none),
+    /// and whether the role may log in once it proved it (`NOLOGIN`: PostgreSQL checks that
+    /// after the password, 28000). No verifier: no such role, or no password.
+    pub(crate) fn verifier_of(&self, user: &str, login: Option<Login>) -> (Option<Verifier>, bool) {
+        match login {
+            // `postgres` without a password of its own has the password file's.
+            Some(Login {
+                may_log_in,
+                verifier: None,
+            }) if user == SUPERUSER => (Some(self.superuser.clone()), may_log_in),
+            Some(Login {
+                may_log_in,
+                verifier,
+            }) => (verifier, may_log_in),
+            None if user == SUPERUSER => (Some(self.superuser.clone()), true),
+            None => (None, false),
         }
     }
 
-    /// The server-first message for a client-first message of `user`, and the state that
-    /// checks the client's proof.
+    /// The server-first message for a client-first message of `user` who must prove
+    /// `verifier`, and the state that checks the client's proof. Without a verifier the
+    /// exchange runs against a secret no password matches (random keys, a salt derived from
+    /// the name so that it is the same on every attempt, as a real role's would be), and
+    /// fails as a wrong password does.
     pub(crate) fn first(
         &self,
         user: &str,
+        verifier: Option<Verifier>,
         client_first: &[u8],
     ) -> Result<(String, ScramServerAuthWaitingForClientFinal), ClientError> {
+        let v = verifier.unwrap_or_else(|| Verifier {
+            salt: Verifier::with_salt(user, &self.superuser.server_key, 1).stored_key[..16]
+                .to_vec(),
+            iterations: sqlkeeper_session::SCRAM_ITERATIONS,
+            stored_key: rand::random::<[u8; 32]>().to_vec(),
+            server_key: rand::random::<[u8; 32]>().to_vec(),
+        });
+        let secret = ScramSecret::Verifier {
+            salt: v.salt,
+            iterations: v.iterations as usize,
+            stored_key: v.stored_key,
+            server_key: v.server_key,
+        };
         ScramServerAuth::new()
-            .on_client_first_message_with_secret(client_first, self.secret_for(user))
+            .on_client_first_message_with_secret(client_first, secret)
             .map_err(|e| {
                 tracing::info!(user, error = %e, "SCRAM client-first message refused");
                 failed(user)
@@ -96,9 +94,10 @@ impl ClientAuth {
     }
 }
 
-/// A connection's exchange between the server-first message and the client's proof.
+/// A connection's exchange between the server-first message and the client's proof, and
+/// whether its role may log in once the proof is right.
 #[derive(Default)]
-pub(crate) struct Exchange(pub(crate) Mutex<Option<ScramServerAuthWaitingForClientFinal>>);
+pub(crate) struct Exchange(pub(crate) Mutex<Option<(ScramServerAuthWaitingForClientFinal, bool)>>);
 
 /// PostgreSQL's answer to a failed login, whatever failed (FATAL: the connection closes).
 pub(crate) fn failed(user: &str) -> ClientError {
@@ -111,7 +110,7 @@ pub(crate) fn failed(user: &str) -> ClientError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pgwire::api::auth::sasl::scram::random_nonce;
+    use pgwire::api::auth::sasl::scram::{gen_salted_password, random_nonce};
 
     /// A client's side of the exchange, written from RFC 5802 with pgwire's message parsers'
     /// formats: `n,,n=,r=NONCE`, then `c=biws,r=NONCE,p=PROOF`.
@@ -120,8 +119,9 @@ mod tests {
         use base64::Engine;
         let nonce = random_nonce();
         let bare = format!("n=,r={nonce}");
+        let (verifier, _) = auth.verifier_of(user, None);
         let (server_first, waiting) = auth
-            .first(user, format!("n,,{bare}").as_bytes())
+            .first(user, verifier, format!("n,,{bare}").as_bytes())
             .map_err(|e| e.sqlstate.to_string())?;
         let fields: std::collections::HashMap<&str, &str> = server_first
             .split(',')
@@ -159,16 +159,33 @@ mod tests {
         assert_eq!(login(&auth, SUPERUSER, ""), Err("28P01".into()));
         // Another role: the same exchange, the same failure, with its password or any other.
         assert_eq!(login(&auth, "alice", "s3cret ☃"), Err("28P01".into()));
-        // A salt per name that does not change between attempts.
-        let salt = |user: &str| match auth.secret_for(user) {
-            ScramSecret::Verifier { salt, .. } => salt,
-            ScramSecret::SaltedPassword { salt, .. } => salt,
+        // A role's row decides: its own password, or none (NOLOGIN, no password).
+        let alice = Verifier::of_password("alice's");
+        let row = |may_log_in, verifier: Option<&Verifier>| {
+            Some(Login {
+                may_log_in,
+                verifier: verifier.cloned(),
+            })
         };
-        assert_eq!(salt("alice"), salt("alice"));
-        assert_ne!(salt("alice"), salt("bob"));
+        assert_eq!(
+            auth.verifier_of("alice", row(true, Some(&alice))),
+            (Some(alice.clone()), true)
+        );
+        assert_eq!(
+            auth.verifier_of("alice", row(false, Some(&alice))),
+            (Some(alice.clone()), false)
+        );
+        assert_eq!(auth.verifier_of("alice", row(true, None)), (None, true));
+        assert_eq!(auth.verifier_of("alice", None), (None, false));
+        assert_eq!(
+            auth.verifier_of(SUPERUSER, row(true, Some(&alice))),
+            (Some(alice.clone()), true)
+        );
         // Garbage instead of a client-first message.
         assert_eq!(
-            auth.first(SUPERUSER, b"\xff\x00").unwrap_err().sqlstate,
+            auth.first(SUPERUSER, None, b"\xff\x00")
+                .unwrap_err()
+                .sqlstate,
             "28P01"
         );
     }
@@ -206,9 +223,9 @@ mod tests {
             b"\x00",
         ];
         for first in firsts {
-            let _ = auth.first(SUPERUSER, first);
+            let _ = auth.first(SUPERUSER, None, first);
         }
-        let (_, waiting) = auth.first(SUPERUSER, b"n,,n=,r=abc").unwrap();
+        let (_, waiting) = auth.first(SUPERUSER, None, b"n,,n=,r=abc").unwrap();
         for last in finals {
             assert!(waiting.on_client_final_message(last).is_err());
         }
@@ -226,7 +243,7 @@ mod tests {
             let bytes: Vec<u8> = (0..len)
                 .map(|_| alphabet[(next() % alphabet.len() as u64) as usize])
                 .collect();
-            let _ = auth.first(SUPERUSER, &bytes);
+            let _ = auth.first(SUPERUSER, None, &bytes);
             let _ = waiting.on_client_final_message(&bytes);
         }
     }

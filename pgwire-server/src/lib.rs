@@ -43,7 +43,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tracing::Instrument;
 
-pub use auth::{ClientAuth, SUPERUSER};
+pub use auth::ClientAuth;
 pub use conn::{
     IDLE_SESSION_TIMEOUT, KEEPALIVE_IDLE, KEEPALIVE_INTERVAL, KEEPALIVE_RETRIES,
     PARTIAL_MESSAGE_TIMEOUT, SEND_STALL_TIMEOUT, STARTUP_TIMEOUT,
@@ -139,7 +139,11 @@ pub async fn run_with(
     shutdown: impl Future<Output = ()>,
 ) {
     let manager = Arc::new(ConnectionManager::new());
-    let startup = Arc::new(startup::Startup::new(manager.clone(), auth));
+    let startup = Arc::new(startup::Startup::new(
+        manager.clone(),
+        auth,
+        sessions.clone(),
+    ));
     let cancel = Arc::new(DefaultCancelHandler::new(manager));
     // Sessions, and refusals in progress: a permit is held for the connection's lifetime.
     let admitted = Arc::new(Semaphore::new(config.connections_max));

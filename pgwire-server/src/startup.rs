@@ -22,7 +22,7 @@ use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::startup::Authentication;
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 
-use sqlkeeper_session::{ClientError, SERVER_VERSION};
+use sqlkeeper_session::{ClientError, Sessions, SERVER_VERSION};
 
 use crate::auth::{failed, ClientAuth, Exchange};
 use crate::errors::IntoPgWire;
@@ -35,10 +35,16 @@ pub(crate) struct Startup {
     manager: Arc<ConnectionManager>,
     /// What a client must prove (SCRAM-SHA-256); `None`: trust (loopback only).
     auth: Option<Arc<ClientAuth>>,
+    /// Where roles are looked up.
+    sessions: Sessions,
 }
 
 impl Startup {
-    pub(crate) fn new(manager: Arc<ConnectionManager>, auth: Option<Arc<ClientAuth>>) -> Startup {
+    pub(crate) fn new(
+        manager: Arc<ConnectionManager>,
+        auth: Option<Arc<ClientAuth>>,
+        sessions: Sessions,
+    ) -> Startup {
         let mut params = DefaultServerParameterProvider::default();
         params.server_version = SERVER_VERSION.to_string();
         params.date_style = "ISO, MDY".to_string();
@@ -48,6 +54,7 @@ impl Startup {
             pids: RandomPidSecretKeyGenerator::default(),
             manager,
             auth,
+            sessions,
         }
     }
 
@@ -125,10 +132,16 @@ impl StartupHandler for Startup {
                             .into_pgwire());
                         }
                         let data = initial.data.unwrap_or_default();
-                        let (first, waiting) =
-                            auth.first(&user, &data).map_err(IntoPgWire::into_pgwire)?;
+                        let login = self.sessions.login(&user).await.map_err(|e| {
+                            tracing::warn!(user, error = %e.message, "role lookup failed");
+                            failed(&user).into_pgwire()
+                        })?;
+                        let (verifier, may_log_in) = auth.verifier_of(&user, login);
+                        let (first, waiting) = auth
+                            .first(&user, verifier, &data)
+                            .map_err(IntoPgWire::into_pgwire)?;
                         if let Ok(mut w) = exchange.0.lock() {
-                            *w = Some(waiting);
+                            *w = Some((waiting, may_log_in));
                         }
                         client
                             .send(PgWireBackendMessage::Authentication(
@@ -136,7 +149,7 @@ impl StartupHandler for Startup {
                             ))
                             .await?;
                     }
-                    Some(waiting) => {
+                    Some((waiting, may_log_in)) => {
                         let response = m
                             .into_sasl_response()
                             .map_err(|_| failed(&user).into_pgwire())?;
@@ -147,6 +160,13 @@ impl StartupHandler for Startup {
                                     tracing::info!(user, "password authentication failed");
                                     failed(&user).into_pgwire()
                                 })?;
+                        if !may_log_in {
+                            return Err(ClientError::fatal(
+                                "28000",
+                                format!("role \"{user}\" is not permitted to log in"),
+                            )
+                            .into_pgwire());
+                        }
                         client
                             .send(PgWireBackendMessage::Authentication(
                                 Authentication::SASLFinal(Bytes::from(last)),

@@ -8,6 +8,7 @@
 mod copy;
 mod cursor;
 mod error;
+mod scram;
 mod session;
 mod settings;
 mod txn;
@@ -15,7 +16,8 @@ mod values;
 
 pub use copy::{CopyIn, COPY_IN_BYTES_MAX};
 pub use error::ClientError;
-pub use session::{Connection, Prepared, Produced, Session, Sessions};
+pub use scram::{Verifier, SCRAM_ITERATIONS};
+pub use session::{Connection, Login, Prepared, Produced, Session, Sessions};
 pub use settings::SERVER_VERSION;
 pub use sqlkeeper_sql::SqlState;
 pub use txn::{idle_timeout_error, Between, TxnStatus};

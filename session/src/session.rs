@@ -191,6 +191,50 @@ impl Sessions {
     pub fn open(&self) -> Session {
         Session::new(self.node.clone())
     }
+
+    /// How role `user` may log in, from this node's state: `None` if no role of that name has
+    /// a row (`postgres` has one only once `ALTER ROLE postgres` changed it).
+    pub async fn login(&self, user: &str) -> Result<Option<Login>, ClientError> {
+        let stmt = Statement::plain(
+            format!(
+                "SELECT login, password FROM {} WHERE name = ?1",
+                sqlkeeper_sql::ROLES_TABLE
+            ),
+            vec![EngineValue::Text(user.to_string())],
+        );
+        let result = self
+            .node
+            .read(LOGIN_READ_TIMEOUT, move |v| {
+                v.query(&stmt).map_err(EngineError::from)
+            })
+            .await
+            .map_err(ClientError::from)?;
+        Ok(result.rows.into_iter().next().map(|row| {
+            let mut row = row.into_iter();
+            let may_log_in = matches!(row.next(), Some(EngineValue::Integer(1)));
+            let verifier = match row.next() {
+                Some(EngineValue::Text(t)) => crate::scram::Verifier::parse(&t),
+                _ => None,
+            };
+            Login {
+                may_log_in,
+                verifier,
+            }
+        }))
+    }
+}
+
+/// How long a login may wait for this node's read of the role (the start-up's own deadline is
+/// longer; a node too busy to read one row in this time refuses the login).
+const LOGIN_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// What a role's row says about logging in.
+#[derive(Debug, Clone)]
+pub struct Login {
+    /// `LOGIN` (CREATE USER) or `NOLOGIN` (CREATE ROLE's default).
+    pub may_log_in: bool,
+    /// Its password's verifier, if it has a password.
+    pub verifier: Option<crate::scram::Verifier>,
 }
 
 /// One client's session.
@@ -286,6 +330,9 @@ impl Session {
             SessionValue::ServerPort => c.server_addr.map_or(EngineValue::Null, |a| {
                 EngineValue::Integer(i64::from(a.port()))
             }),
+            SessionValue::ScramVerifier(password) => {
+                EngineValue::Text(crate::scram::Verifier::stored_form(password)?)
+            }
             SessionValue::Setting { name, missing_ok } => match self.settings().show(name) {
                 Some(value) => EngineValue::Text(value),
                 None if *missing_ok => EngineValue::Null,

@@ -1015,15 +1015,24 @@ const ROLE_COLUMNS: &[(&str, PgType)] = &[
     ("rolconfig", TEXT),
 ];
 
-/// The role every session is (there are no others yet) and `pg_database_owner`, which owns
-/// `public`.
+/// The built-in roles, `postgres` (the superuser) and `pg_database_owner` (which owns
+/// `public`), and those `CREATE ROLE` made (`roles.rs`; `postgres` has a row there once
+/// `ALTER ROLE postgres` changed it). The table's columns are read through expressions: a
+/// compound subquery's column takes the declared type of the first arm that has one, and
+/// `INTEGER` would hide the columns' catalog types (`bool`).
 fn pg_roles() -> String {
-    "SELECT CAST(column1 AS oid) AS oid, column2 AS rolname, column3 AS rolsuper, 1 AS rolinherit, \
-     column3 AS rolcreaterole, column3 AS rolcreatedb, column3 AS rolcanlogin, \
-     column3 AS rolreplication, -1 AS rolconnlimit, '********' AS rolpassword, \
-     NULL AS rolvaliduntil, column3 AS rolbypassrls, NULL AS rolconfig \
-     FROM (VALUES (10, 'postgres', 1), (6171, 'pg_database_owner', 0)) AS v"
-        .into()
+    format!(
+        "SELECT CAST(column1 AS oid) AS oid, column2 AS rolname, column3 AS rolsuper, 1 AS rolinherit, \
+         column3 AS rolcreaterole, column3 AS rolcreatedb, column3 AS rolcanlogin, \
+         column3 AS rolreplication, -1 AS rolconnlimit, '********' AS rolpassword, \
+         NULL AS rolvaliduntil, column3 AS rolbypassrls, NULL AS rolconfig \
+         FROM (VALUES (10, 'postgres', 1), (6171, 'pg_database_owner', 0)) AS v \
+         WHERE column2 NOT IN (SELECT name FROM {t}) \
+         UNION ALL SELECT CAST(oid AS oid), name || '', superuser + 0, 1, createrole + 0, \
+         createdb + 0, login + 0, superuser AND name = 'postgres', -1, '********', NULL, \
+         superuser AND name = 'postgres', NULL FROM {t}",
+        t = crate::roles::ROLES_TABLE
+    )
 }
 
 /// Tables and views, the indexes of every table (those of its constraints under PostgreSQL's

@@ -25,6 +25,7 @@ mod params;
 mod plan;
 mod rebuild;
 mod rewrite;
+mod roles;
 mod series;
 mod session_values;
 mod translate;
@@ -48,6 +49,7 @@ pub use error::{SqlError, SqlState};
 pub use literals::{Literal, LITERAL_PARAMS_MAX};
 pub use params::ParamType;
 pub use rebuild::{rebuild_create_table, retyped_column_triggers, AlterOp, REBUILD_TABLE_FUNCTION};
+pub use roles::{ROLES_TABLE, ROLES_TABLE_SQL, SUPERUSER};
 pub use session_values::SessionValue;
 pub use translate::{
     translate, Effect, ExistenceNotice, Translated, COLUMNS_MARKER, DEFAULT_MARKER,

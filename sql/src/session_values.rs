@@ -40,6 +40,10 @@ pub enum SessionValue {
     ServerAddr,
     /// `inet_server_port()`: the port the client connected to.
     ServerPort,
+    /// A role's password (`CREATE ROLE … PASSWORD '…'`) as the SCRAM-SHA-256 verifier the
+    /// session makes of it with a random salt, so that the log carries no password
+    /// (`roles.rs`); a client's own verifier (`SCRAM-SHA-256$…`) is kept as it is.
+    ScramVerifier(String),
 }
 
 /// The search path PostgreSQL reports for a session that did not change it: `pg_catalog`

@@ -198,6 +198,12 @@ pub fn translate(query: &str) -> Result<Vec<Translated>, SqlError> {
             position: None,
         });
     }
+    // `CREATE USER` and `ALTER USER` are read as `CREATE ROLE` and `ALTER ROLE`.
+    let (query, created_users) = match crate::roles::user_statements(query) {
+        Some((q, users)) => (std::borrow::Cow::Owned(q), users),
+        None => (std::borrow::Cow::Borrowed(query), Vec::new()),
+    };
+    let query = query.as_ref();
     let dialect = PostgreSqlDialect {};
     let statements = Parser::new(&dialect)
         .with_recursion_limit(PARSER_RECURSION_LIMIT)
@@ -211,7 +217,11 @@ pub fn translate(query: &str) -> Result<Vec<Translated>, SqlError> {
             None => return Err(parse_error(query, e)),
         },
     };
-    statements.into_iter().map(translate_statement).collect()
+    statements
+        .into_iter()
+        .enumerate()
+        .map(|(i, stmt)| translate_statement(stmt, created_users.contains(&i)))
+        .collect()
 }
 
 /// Whether `query` is one PostgreSQL `VACUUM` with options or tables (`VACUUM ANALYZE t`,
@@ -350,7 +360,11 @@ fn first_words(stmt: &Statement) -> String {
 impl Translated {
     /// A statement that never reaches SQLite (it runs in the session or the node), or the
     /// base of one whose few fields are set apart.
-    fn without_sql(kind: StatementKind, tag: CommandTag, original: String) -> Translated {
+    pub(crate) fn without_sql(
+        kind: StatementKind,
+        tag: CommandTag,
+        original: String,
+    ) -> Translated {
         Translated {
             kind,
             sqlite: Vec::new(),
@@ -639,9 +653,13 @@ fn fold_defined_names(stmt: Statement) -> Statement {
     }
 }
 
-fn translate_statement(stmt: Statement) -> Result<Translated, SqlError> {
+/// One statement; `created_user`: it was written `CREATE USER` (a role that may log in).
+fn translate_statement(stmt: Statement, created_user: bool) -> Result<Translated, SqlError> {
     let mut stmt = fold_defined_names(stmt);
     let original = stmt.to_string();
+    if let Some(t) = crate::roles::translate(&stmt, &original, created_user)? {
+        return Ok(t);
+    }
     if matches!(stmt, Statement::Copy { .. }) {
         return translate_copy(&stmt, original);
     }

@@ -120,3 +120,205 @@ async fn scram_passwords_are_required_on_every_node() {
 
     cluster.assert_state_hashes_equal().await;
 }
+
+/// A client of `addr` as `user` with `password`: `Ok` with its `current_user`, or the
+/// SQLSTATE and message of the refusal.
+async fn login(
+    addr: std::net::SocketAddr,
+    user: &str,
+    password: &str,
+) -> Result<String, (String, String)> {
+    let mut config = tokio_postgres::Config::new();
+    config
+        .host(addr.ip().to_string())
+        .port(addr.port())
+        .user(user)
+        .dbname("postgres")
+        .password(password);
+    match config.connect(tokio_postgres::NoTls).await {
+        Ok((client, connection)) => {
+            tokio::spawn(connection);
+            let row = client.query_one("SELECT current_user", &[]).await.unwrap();
+            Ok(row.get(0))
+        }
+        Err(e) => Err(e
+            .as_db_error()
+            .map(|d| (d.code().code().to_string(), d.message().to_string()))
+            .unwrap_or_else(|| ("client".into(), format!("{e:?}")))),
+    }
+}
+
+/// Roles made, changed and dropped through a follower (`CREATE ROLE`/`CREATE USER`,
+/// `ALTER ROLE`, `DROP ROLE`) log in with their own passwords on every node, as PostgreSQL's
+/// do: `NOLOGIN` is 28000 after the password, a dropped role 28P01; `ALTER ROLE postgres
+/// PASSWORD` replaces the password file's; a client's own SCRAM verifier (what psql's
+/// `\password` sends) is kept. No password is anywhere in a node's files: the log and the
+/// state hold verifiers only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn roles_log_in_with_their_own_passwords_on_every_node() {
+    let cluster = TestCluster::with_password(3, PASSWORD).await;
+    let leader = cluster.leader().await;
+    let follower = (1..=3).find(|id| *id != leader).unwrap();
+    let admin = cluster.client(follower).await;
+    let hashed = sqlkeeper_session::Verifier::of_password("hashed by the client").to_string();
+    admin
+        .batch_execute(&format!(
+            "CREATE ROLE app LOGIN PASSWORD 'app pw 1'; \
+             CREATE USER reader WITH PASSWORD 'reader pw'; \
+             CREATE ROLE nologin PASSWORD 'nologin pw'; \
+             CREATE ROLE grouping; \
+             ALTER USER reader PASSWORD '{hashed}'"
+        ))
+        .await
+        .unwrap();
+    for (sql, sqlstate) in [
+        ("CREATE ROLE app", "42710"),
+        ("CREATE ROLE postgres", "42710"),
+        ("CREATE ROLE pg_mine", "42939"),
+        ("ALTER ROLE nobody PASSWORD 'x'", "42704"),
+        ("DROP ROLE nobody", "42704"),
+        ("DROP ROLE postgres", "2BP01"),
+        (
+            "ALTER ROLE app PASSWORD 'md5d41d8cd98f00b204e9800998ecf8427e'",
+            "0A000",
+        ),
+        ("SELECT * FROM _sqlkeeper_roles", "42501"),
+    ] {
+        let e = admin.batch_execute(sql).await.unwrap_err();
+        assert_eq!(e.code().map(|c| c.code()), Some(sqlstate), "{sql}: {e:?}");
+    }
+    admin
+        .batch_execute("DROP ROLE IF EXISTS nobody")
+        .await
+        .unwrap();
+    let roles: Vec<(String, bool)> = admin
+        .query(
+            "SELECT rolname, rolcanlogin FROM pg_roles WHERE rolname !~ '^pg_' ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let want = |names: &[(&str, bool)]| -> Vec<(String, bool)> {
+        names.iter().map(|(n, l)| (n.to_string(), *l)).collect()
+    };
+    assert_eq!(
+        roles,
+        want(&[
+            ("app", true),
+            ("grouping", false),
+            ("nologin", false),
+            ("postgres", true),
+            ("reader", true),
+        ])
+    );
+    for id in 1..=3 {
+        let addr = cluster.node(id).pg_addr;
+        eventually(
+            &format!("app logs in on node {id}"),
+            Duration::from_secs(10),
+            || login(addr, "app", "app pw 1"),
+        )
+        .await;
+        assert_eq!(
+            login(addr, "reader", "hashed by the client").await,
+            Ok("reader".into())
+        );
+        assert_eq!(
+            login(addr, "app", "reader pw").await.unwrap_err().0,
+            "28P01"
+        );
+        assert_eq!(
+            login(addr, "nologin", "nologin pw").await,
+            Err((
+                "28000".into(),
+                "role \"nologin\" is not permitted to log in".into()
+            ))
+        );
+        assert_eq!(login(addr, "grouping", "").await.unwrap_err().0, "28P01");
+    }
+
+    // A new password, a dropped role, and the superuser's own password.
+    admin
+        .batch_execute(
+            "ALTER ROLE app WITH PASSWORD 'app pw 2' CREATEDB; DROP ROLE reader; \
+             ALTER ROLE postgres PASSWORD 'superuser pw 2'",
+        )
+        .await
+        .unwrap();
+    for id in 1..=3 {
+        let addr = cluster.node(id).pg_addr;
+        eventually(
+            &format!("postgres's new password on node {id}"),
+            Duration::from_secs(10),
+            || login(addr, "postgres", "superuser pw 2"),
+        )
+        .await;
+        assert_eq!(
+            login(addr, "postgres", PASSWORD).await.unwrap_err().0,
+            "28P01"
+        );
+        assert_eq!(login(addr, "app", "app pw 2").await, Ok("app".into()));
+        assert_eq!(login(addr, "app", "app pw 1").await.unwrap_err().0, "28P01");
+        assert_eq!(
+            login(addr, "reader", "hashed by the client")
+                .await
+                .unwrap_err()
+                .0,
+            "28P01"
+        );
+    }
+    // Without a password of its own, postgres has the password file's again.
+    connect_as(cluster.node(follower).pg_addr, Some("superuser pw 2"))
+        .await
+        .unwrap()
+        .batch_execute("ALTER ROLE postgres PASSWORD NULL")
+        .await
+        .unwrap();
+    for id in 1..=3 {
+        let addr = cluster.node(id).pg_addr;
+        eventually(
+            &format!("the file's password on node {id}"),
+            Duration::from_secs(10),
+            || login(addr, "postgres", PASSWORD),
+        )
+        .await;
+    }
+
+    cluster.assert_state_hashes_equal().await;
+    // No password in any file of any node (log, state, snapshots), where the verifiers are.
+    for id in 1..=3 {
+        assert!(!files_containing(cluster.data_dir(id), b"SCRAM-SHA-256$4096:").is_empty());
+        for password in [
+            "app pw 1",
+            "app pw 2",
+            "reader pw",
+            "nologin pw",
+            "superuser pw 2",
+        ] {
+            let found = files_containing(cluster.data_dir(id), password.as_bytes());
+            assert!(found.is_empty(), "{password:?} is in {found:?}");
+        }
+    }
+}
+
+/// The files under `dir` whose bytes contain `needle`.
+fn files_containing(dir: &std::path::Path, needle: &[u8]) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        for entry in std::fs::read_dir(&d).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if let Ok(bytes) = std::fs::read(&path) {
+                if bytes.windows(needle.len()).any(|w| w == needle) {
+                    found.push(path);
+                }
+            }
+        }
+    }
+    found
+}
