@@ -99,12 +99,12 @@ pub async fn start(
 pub async fn run_until(
     node: Arc<Node>,
     listener: TcpListener,
-    auth: Option<Arc<sqlkeeper_pgwire::ClientAuth>>,
+    security: sqlkeeper_pgwire::Security,
     shutdown: impl Future<Output = ()>,
 ) -> Option<String> {
     let sessions = sqlkeeper_session::Sessions::new(node.clone());
     let failed = tokio::select! {
-        _ = sqlkeeper_pgwire::run(listener, sessions, auth, shutdown) => None,
+        _ = sqlkeeper_pgwire::run(listener, sessions, security, shutdown) => None,
         msg = node.failed() => Some(msg),
     };
     node.shutdown().await;

@@ -24,6 +24,8 @@ struct Cli {
     start: StartArgs,
 }
 
+// Parsed once at start; boxing the larger variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Start a node (the default).
@@ -50,6 +52,16 @@ struct StartArgs {
     /// (28P01 otherwise); without it, clients are trusted, which only loopback allows.
     #[arg(long, env = "SQLKEEPER_SUPERUSER_PASSWORD_FILE")]
     superuser_password_file: Option<PathBuf>,
+    /// Certificate chain (PEM) for TLS with clients; with --tls-key, a client that asks for
+    /// TLS (psql's sslmode=require, the default prefer) gets it.
+    #[arg(long, env = "SQLKEEPER_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// Private key (PEM) of --tls-cert.
+    #[arg(long, env = "SQLKEEPER_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Refuse clients that do not use TLS (FATAL 28000), as PostgreSQL's hostssl lines do.
+    #[arg(long, env = "SQLKEEPER_TLS_REQUIRED", requires = "tls_cert")]
+    tls_required: bool,
     /// Address for Raft traffic between nodes [default: 127.0.0.1:7433, or this node's entry
     /// in --initial-cluster]. Must be a loopback address until inter-node authentication exists.
     #[arg(long, env = "SQLKEEPER_RAFT_ADDR")]
@@ -166,6 +178,14 @@ async fn start(args: StartArgs) -> anyhow::Result<()> {
         .map(superuser_password)
         .transpose()?
         .map(|p| Arc::new(sqlkeeper_pgwire::ClientAuth::superuser_password(&p)));
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(
+            sqlkeeper_pgwire::Tls::from_pem_files(cert, key, args.tls_required)
+                .map_err(|e| anyhow::anyhow!("--tls-cert/--tls-key: {e}"))?,
+        ),
+        _ => None,
+    };
+    let security = sqlkeeper_pgwire::Security { auth, tls };
     let listener = TcpListener::bind(pg_addr)
         .await
         .with_context(|| format!("cannot listen for Postgres clients on {pg_addr}"))?;
@@ -191,7 +211,7 @@ async fn start(args: StartArgs) -> anyhow::Result<()> {
         "sqlkeeper is ready"
     );
     if let Some(failure) =
-        sqlkeeper::run_until(serving.node.clone(), listener, auth, shutdown_signal()).await
+        sqlkeeper::run_until(serving.node.clone(), listener, security, shutdown_signal()).await
     {
         bail!("node stopped after a fatal error: {failure}");
     }

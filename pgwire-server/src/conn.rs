@@ -33,11 +33,12 @@ use pgwire::tokio::server::{process_error, process_message, PgWireMessageServerC
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
-use tokio_util::codec::Framed;
+use tokio_util::codec::{Framed, FramedParts};
 
 use crate::backend::Prepared;
 use crate::errors::{ClientError, IntoPgWire};
 use crate::frame::{self, Expect, Kind};
+use crate::tls::{Tls, Transport};
 use crate::{Handlers, ServerConfig};
 use sqlkeeper_session::Between;
 
@@ -90,7 +91,7 @@ const CLOSE_LINGER: Duration = Duration::from_secs(1);
 const CLOSE_LINGER_BYTES_MAX: usize = 1024 * 1024;
 
 /// A connection as pgwire's handlers see it.
-type Conn = Framed<ClientStream<TcpStream>, PgWireMessageServerCodec<Prepared>>;
+type Conn = Framed<ClientStream<Transport>, PgWireMessageServerCodec<Prepared>>;
 
 /// Whether the connection got a slot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -142,7 +143,7 @@ pub(crate) async fn serve(
     let server_addr = stream.local_addr().ok();
     let mut introduced = false;
     let mut conn: Conn = Framed::new(
-        ClientStream::new(stream, SEND_STALL_TIMEOUT),
+        ClientStream::new(Transport::Plain(stream), SEND_STALL_TIMEOUT),
         PgWireMessageServerCodec::new(DefaultClient::new(peer, false)),
     );
     conn.set_state(PgWireConnectionState::AwaitingStartup);
@@ -248,10 +249,28 @@ pub(crate) async fn serve(
         match (kind, admission) {
             (Kind::SslRequest, _) => {
                 ssl_refused = true;
-                let refusal = PgWireBackendMessage::SslResponse(SslResponse::Refuse);
-                if conn.send(refusal).await.is_err() {
+                let Some(tls) = handlers.tls.clone() else {
+                    let refusal = PgWireBackendMessage::SslResponse(SslResponse::Refuse);
+                    if conn.send(refusal).await.is_err() {
+                        return;
+                    }
+                    continue;
+                };
+                // Bytes after the SSLRequest were sent in clear before the handshake: a
+                // client that does that is broken or an attack (CVE-2021-23214).
+                if !inbox.is_empty() {
+                    let e =
+                        ClientError::fatal("08P01", "received unencrypted data after SSL request");
+                    return refuse(&mut conn, e).await;
+                }
+                let accept = PgWireBackendMessage::SslResponse(SslResponse::Accept);
+                if conn.send(accept).await.is_err() {
                     return;
                 }
+                conn = match upgrade(conn, &tls, startup_deadline).await {
+                    Some(c) => c,
+                    None => return,
+                };
                 continue;
             }
             (Kind::GssEncRequest, _) => {
@@ -417,6 +436,41 @@ async fn refuse(conn: &mut Conn, e: ClientError) {
     .await;
 }
 
+/// The connection over TLS: the handshake (within the start-up's deadline), then the same
+/// codec state over the encrypted stream, which pgwire now reports as secure. `None` if the
+/// handshake failed or timed out (the client is gone or speaks no TLS).
+async fn upgrade(conn: Conn, tls: &Tls, deadline: Option<Instant>) -> Option<Conn> {
+    let parts = conn.into_parts();
+    let Transport::Plain(tcp) = parts.io.into_inner() else {
+        return None;
+    };
+    let handshake = tls.acceptor.accept(tcp);
+    let stream = match deadline {
+        Some(d) => tokio::time::timeout_at(d, handshake).await.ok(),
+        None => Some(handshake.await),
+    };
+    let stream = match stream {
+        Some(Ok(s)) => s,
+        Some(Err(e)) => {
+            tracing::info!(error = %e, "TLS handshake failed");
+            return None;
+        }
+        None => {
+            tracing::debug!("TLS handshake not completed in time");
+            return None;
+        }
+    };
+    let mut codec = parts.codec;
+    codec.client_info.is_secure = true;
+    let mut upgraded = FramedParts::new(
+        ClientStream::new(Transport::Tls(Box::new(stream)), SEND_STALL_TIMEOUT),
+        codec,
+    );
+    upgraded.read_buf = parts.read_buf;
+    upgraded.write_buf = parts.write_buf;
+    Some(Framed::from_parts(upgraded))
+}
+
 /// A client's byte stream whose writes fail once they have made no progress for
 /// `send_stall` (see [`SEND_STALL_TIMEOUT`]). Generic so that tests can use an in-memory pipe.
 pub(crate) struct ClientStream<S> {
@@ -433,6 +487,11 @@ impl<S> ClientStream<S> {
             send_stall,
             stalled: None,
         }
+    }
+
+    /// The stream itself.
+    pub(crate) fn into_inner(self) -> S {
+        self.inner
     }
 
     /// Called when the inner stream cannot take bytes: pending until the stall timer fires.

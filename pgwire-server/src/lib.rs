@@ -23,6 +23,7 @@ mod encode;
 mod errors;
 mod frame;
 mod startup;
+mod tls;
 
 #[doc(hidden)]
 pub mod fuzzing;
@@ -50,6 +51,7 @@ pub use conn::{
 };
 pub use frame::{LARGE_MESSAGE_BYTES_MAX, SMALL_MESSAGE_BYTES_MAX, STARTUP_PACKET_BYTES_MAX};
 pub use sqlkeeper_session::SERVER_VERSION;
+pub use tls::Tls;
 
 /// Client connections served at once. Each holds a session and, while a statement runs, a
 /// SQLite read connection or a place in the write queue; 256 is far above what a metadata
@@ -97,6 +99,8 @@ pub(crate) struct Handlers {
     pub(crate) backend: Arc<backend::Backend>,
     pub(crate) startup: Arc<startup::Startup>,
     pub(crate) cancel: Arc<DefaultCancelHandler>,
+    /// TLS, if the node offers it.
+    pub(crate) tls: Option<Tls>,
 }
 
 impl PgWireServerHandlers for Handlers {
@@ -117,16 +121,31 @@ impl PgWireServerHandlers for Handlers {
     }
 }
 
+/// How clients connect: what they must prove (SCRAM-SHA-256; `None`: trust), and TLS.
+#[derive(Debug, Clone, Default)]
+pub struct Security {
+    /// Passwords.
+    pub auth: Option<Arc<ClientAuth>>,
+    /// TLS (`None`: an SSLRequest is answered `N`).
+    pub tls: Option<Tls>,
+}
+
 /// Serves Postgres clients from `listener` until `shutdown` resolves, with the default
-/// [`ServerConfig`]. `auth`: what clients must prove to connect (SCRAM-SHA-256); `None`:
-/// trust.
+/// [`ServerConfig`].
 pub async fn run(
     listener: TcpListener,
     sessions: Sessions,
-    auth: Option<Arc<ClientAuth>>,
+    security: Security,
     shutdown: impl Future<Output = ()>,
 ) {
-    run_with(listener, sessions, ServerConfig::default(), auth, shutdown).await
+    run_with(
+        listener,
+        sessions,
+        ServerConfig::default(),
+        security,
+        shutdown,
+    )
+    .await
 }
 
 /// Serves Postgres clients from `listener` until `shutdown` resolves. Connections already
@@ -135,13 +154,14 @@ pub async fn run_with(
     listener: TcpListener,
     sessions: Sessions,
     config: ServerConfig,
-    auth: Option<Arc<ClientAuth>>,
+    security: Security,
     shutdown: impl Future<Output = ()>,
 ) {
     let manager = Arc::new(ConnectionManager::new());
     let startup = Arc::new(startup::Startup::new(
         manager.clone(),
-        auth,
+        security.auth,
+        security.tls.as_ref().is_some_and(|t| t.required),
         sessions.clone(),
     ));
     let cancel = Arc::new(DefaultCancelHandler::new(manager));
@@ -179,6 +199,7 @@ pub async fn run_with(
             backend: Arc::new(backend::Backend::new(sessions.open())),
             startup: startup.clone(),
             cancel: cancel.clone(),
+            tls: security.tls.clone(),
         });
         let span = tracing::debug_span!("conn", conn_id, %peer);
         tokio::spawn(

@@ -35,6 +35,8 @@ pub(crate) struct Startup {
     manager: Arc<ConnectionManager>,
     /// What a client must prove (SCRAM-SHA-256); `None`: trust (loopback only).
     auth: Option<Arc<ClientAuth>>,
+    /// Refuse a StartupMessage that did not come over TLS.
+    tls_required: bool,
     /// Where roles are looked up.
     sessions: Sessions,
 }
@@ -43,6 +45,7 @@ impl Startup {
     pub(crate) fn new(
         manager: Arc<ConnectionManager>,
         auth: Option<Arc<ClientAuth>>,
+        tls_required: bool,
         sessions: Sessions,
     ) -> Startup {
         let mut params = DefaultServerParameterProvider::default();
@@ -54,6 +57,7 @@ impl Startup {
             pids: RandomPidSecretKeyGenerator::default(),
             manager,
             auth,
+            tls_required,
             sessions,
         }
     }
@@ -94,6 +98,23 @@ impl StartupHandler for Startup {
             .get(METADATA_USER)
             .cloned()
             .unwrap_or_default();
+        if let PgWireFrontendMessage::Startup(ref startup) = message {
+            if self.tls_required && !client.is_secure() {
+                let param = |k: &str| startup.parameters.get(k).cloned().unwrap_or_default();
+                let user = param("user");
+                let database = Some(param("database"))
+                    .filter(|d| !d.is_empty())
+                    .unwrap_or_else(|| user.clone());
+                return Err(ClientError::fatal(
+                    "28000",
+                    format!(
+                        "no pg_hba.conf entry for host \"{}\", user \"{user}\", database \"{database}\", no encryption",
+                        client.socket_addr().ip()
+                    ),
+                )
+                .into_pgwire());
+            }
+        }
         match (message, &self.auth) {
             (PgWireFrontendMessage::Startup(ref startup), None) => {
                 protocol_negotiation(client, startup).await?;

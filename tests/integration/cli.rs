@@ -148,3 +148,37 @@ fn unreadable_or_empty_password_file_is_a_clear_error() {
     ]);
     assert_clean_failure(&out, "holds no password");
 }
+
+#[test]
+fn unreadable_tls_files_are_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let not_pem = dir.path().join("not.pem");
+    std::fs::write(&not_pem, "no certificate here\n").unwrap();
+    for (cert, key, needle) in [
+        (
+            dir.path().join("missing.pem"),
+            not_pem.clone(),
+            "cannot read certificates",
+        ),
+        (not_pem.clone(), not_pem.clone(), "holds no certificate"),
+    ] {
+        let out = run(&[
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--pg-addr",
+            "127.0.0.1:0",
+            "--raft-addr",
+            "127.0.0.1:0",
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ]);
+        assert_clean_failure(&out, needle);
+    }
+    // A key without a certificate is a usage error.
+    let out = run(&["--tls-key", not_pem.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--tls-cert"));
+}

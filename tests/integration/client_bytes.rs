@@ -766,7 +766,7 @@ impl Served {
             listener,
             sqlkeeper_session::Sessions::new(serving.node.clone()),
             config,
-            None,
+            Default::default(),
             async move {
                 let _ = stopped.await;
             },

@@ -18,5 +18,6 @@ mod psql;
 mod rust_clients;
 mod single_node;
 mod support;
+mod tls;
 mod transactions;
 mod types;

@@ -78,9 +78,14 @@ impl TestNode {
         .unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
         let node = serving.node.clone();
-        let task = tokio::spawn(sqlkeeper::run_until(node, listener, None, async move {
-            let _ = stopped.await;
-        }));
+        let task = tokio::spawn(sqlkeeper::run_until(
+            node,
+            listener,
+            Default::default(),
+            async move {
+                let _ = stopped.await;
+            },
+        ));
         TestNode {
             node: serving.node,
             pg_addr: serving.pg_addr,

@@ -1,0 +1,212 @@
+//! TLS for clients (issue 13): with `--tls-cert` and `--tls-key`, psql's `sslmode=require`
+//! gets an encrypted connection, `verify-full` checks the certificate against the CA and the
+//! host name, and with `--tls-required` a client in clear is refused (28000), as PostgreSQL's
+//! `hostssl` lines do. The certificates are made by the test with `openssl` (a CA, and a
+//! server certificate for `localhost` and 127.0.0.1 signed by it).
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use crate::clients::{python, run_client, script_command};
+use crate::support::NodeProcess;
+
+/// `openssl` with `args` in `dir`; panics with its output if it fails.
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl not found: run scripts/test.sh, which installs it");
+    assert!(out.status.success(), "openssl {args:?}: {out:?}");
+}
+
+/// A CA (`ca.pem`) and a server certificate and key signed by it (`server.pem`,
+/// `server.key`) for `localhost` and 127.0.0.1.
+fn certificates(dir: &Path) {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=sqlkeeper test CA",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+        ],
+    );
+    std::fs::write(
+        dir.join("san.ext"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
+    )
+    .unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "san.ext",
+            "-out",
+            "server.pem",
+        ],
+    );
+    // Another CA, which did not sign the server's certificate.
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=another CA",
+            "-keyout",
+            "other.key",
+            "-out",
+            "other.pem",
+        ],
+    );
+}
+
+fn psql(conninfo: &str, sql: &str) -> Output {
+    Command::new("psql")
+        .args(["-X", "-w", "-At", conninfo, "-c", sql])
+        .output()
+        .unwrap()
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sslmode_require_encrypts_and_verify_full_checks_the_certificate() {
+    let certs = tempfile::tempdir().unwrap();
+    certificates(certs.path());
+    let file = |name: &str| certs.path().join(name).to_str().unwrap().to_string();
+    let data = tempfile::tempdir().unwrap();
+    let node = NodeProcess::start(
+        data.path(),
+        &[
+            "--tls-cert",
+            &file("server.pem"),
+            "--tls-key",
+            &file("server.key"),
+        ],
+    );
+    let port = node.pg_addr.port();
+    let conninfo = |extra: &str| {
+        format!(
+            "host=localhost hostaddr=127.0.0.1 port={port} user=postgres dbname=postgres {extra}"
+        )
+    };
+
+    // Encrypted, and psql says so.
+    let out = psql(&conninfo("sslmode=require"), "SELECT 42");
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "42");
+    let info = Command::new("psql")
+        .args(["-X", "-w", &conninfo("sslmode=require"), "-c", "\\conninfo"])
+        .output()
+        .unwrap();
+    assert!(
+        text(&info).contains("SSL connection (protocol: TLSv1.3"),
+        "{}",
+        text(&info)
+    );
+    // The certificate checked against the CA and the name.
+    let out = psql(
+        &conninfo(&format!(
+            "sslmode=verify-full sslrootcert={}",
+            file("ca.pem")
+        )),
+        "SELECT 'verified'",
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let out = psql(
+        &conninfo(&format!(
+            "sslmode=verify-ca sslrootcert={}",
+            file("other.pem")
+        )),
+        "SELECT 1",
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("certificate verify failed"),
+        "{}",
+        text(&out)
+    );
+    // psycopg 3 and asyncpg, checking the certificate.
+    let mut script = script_command(python(), "tls_clients.py");
+    script.arg(file("ca.pem"));
+    run_client("tls_clients.py", script, node.pg_addr.to_string()).await;
+    // In clear, still served: TLS is not required.
+    let out = psql(&conninfo("sslmode=disable"), "SELECT 'clear'");
+    assert!(out.status.success(), "{}", text(&out));
+    drop(node);
+
+    // Required: a client in clear is refused, one with TLS is served.
+    let data = tempfile::tempdir().unwrap();
+    let node = NodeProcess::start(
+        data.path(),
+        &[
+            "--tls-cert",
+            &file("server.pem"),
+            "--tls-key",
+            &file("server.key"),
+            "--tls-required",
+        ],
+    );
+    let port = node.pg_addr.port();
+    let conninfo =
+        |extra: &str| format!("host=127.0.0.1 port={port} user=postgres dbname=postgres {extra}");
+    let out = psql(&conninfo("sslmode=disable"), "SELECT 1");
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains(
+            "FATAL:  no pg_hba.conf entry for host \"127.0.0.1\", user \"postgres\", database \"postgres\", no encryption"
+        ),
+        "{}",
+        text(&out)
+    );
+    let out = psql(&conninfo("sslmode=require"), "SELECT 'required'");
+    assert!(out.status.success(), "{}", text(&out));
+}
