@@ -13,6 +13,21 @@ fn run(args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// Starts a node on port-0 loopback addresses with its data in `data` and `extra` flags
+/// (which are expected to stop it).
+fn run_node(data: &std::path::Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--pg-addr",
+        "127.0.0.1:0",
+        "--raft-addr",
+        "127.0.0.1:0",
+    ];
+    args.extend_from_slice(extra);
+    run(&args)
+}
+
 fn assert_clean_failure(out: &Output, needle: &str) {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -122,31 +137,21 @@ fn help_explains_every_flag() {
 fn unreadable_or_empty_password_file_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let missing = dir.path().join("no-such-file");
-    let out = run(&[
-        "--data-dir",
-        data.to_str().unwrap(),
-        "--pg-addr",
-        "127.0.0.1:0",
-        "--raft-addr",
-        "127.0.0.1:0",
-        "--superuser-password-file",
-        missing.to_str().unwrap(),
-    ]);
-    assert_clean_failure(&out, "cannot read --superuser-password-file");
     let empty = dir.path().join("empty");
     std::fs::write(&empty, "\n").unwrap();
-    let out = run(&[
-        "--data-dir",
-        data.to_str().unwrap(),
-        "--pg-addr",
-        "127.0.0.1:0",
-        "--raft-addr",
-        "127.0.0.1:0",
-        "--superuser-password-file",
-        empty.to_str().unwrap(),
-    ]);
-    assert_clean_failure(&out, "holds no password");
+    for (file, needle) in [
+        (
+            dir.path().join("no-such-file"),
+            "cannot read --superuser-password-file",
+        ),
+        (empty, "holds no password"),
+    ] {
+        let out = run_node(
+            &data,
+            &["--superuser-password-file", file.to_str().unwrap()],
+        );
+        assert_clean_failure(&out, needle);
+    }
 }
 
 #[test]
@@ -163,18 +168,8 @@ fn unreadable_tls_files_are_a_clear_error() {
         ),
         (not_pem.clone(), not_pem.clone(), "holds no certificate"),
     ] {
-        let out = run(&[
-            "--data-dir",
-            data.to_str().unwrap(),
-            "--pg-addr",
-            "127.0.0.1:0",
-            "--raft-addr",
-            "127.0.0.1:0",
-            "--tls-cert",
-            cert.to_str().unwrap(),
-            "--tls-key",
-            key.to_str().unwrap(),
-        ]);
+        let (cert, key) = (cert.to_str().unwrap(), key.to_str().unwrap());
+        let out = run_node(&data, &["--tls-cert", cert, "--tls-key", key]);
         assert_clean_failure(&out, needle);
     }
     // A key without a certificate is a usage error.

@@ -251,24 +251,7 @@ pub struct TestCluster {
 impl TestCluster {
     /// Starts `n` nodes; `flags(id)` gives extra command-line flags for node `id`.
     pub async fn start(n: u64, flags: impl Fn(u64) -> Vec<String>) -> TestCluster {
-        init_tracing();
-        let mut c = TestCluster {
-            nodes: Vec::new(),
-            dirs: Vec::new(),
-            flags: Vec::new(),
-            raft_addrs: Vec::new(),
-            past_log_lines: Vec::new(),
-            password: None,
-            _password_dir: None,
-        };
-        for id in 1..=n {
-            let mut f = vec!["--node-id".to_string(), id.to_string()];
-            f.extend(flags(id));
-            let join = (id > 1).then(|| c.raft_addrs[0].to_string());
-            c.add_process(f, join.as_deref());
-        }
-        c.wait_voters(n as usize).await;
-        c
+        TestCluster::launch(n, flags, None).await
     }
 
     /// Starts `n` nodes that require `password` of every client (`--superuser-password-file`);
@@ -278,23 +261,29 @@ impl TestCluster {
         let file = dir.path().join("superuser-password");
         std::fs::write(&file, format!("{password}\n")).unwrap();
         let file = file.to_str().unwrap().to_string();
+        let flags = move |_| vec!["--superuser-password-file".to_string(), file.clone()];
+        TestCluster::launch(n, flags, Some((password.to_string(), dir))).await
+    }
+
+    async fn launch(
+        n: u64,
+        flags: impl Fn(u64) -> Vec<String>,
+        password: Option<(String, tempfile::TempDir)>,
+    ) -> TestCluster {
         init_tracing();
+        let (password, password_dir) = password.unzip();
         let mut c = TestCluster {
             nodes: Vec::new(),
             dirs: Vec::new(),
             flags: Vec::new(),
             raft_addrs: Vec::new(),
             past_log_lines: Vec::new(),
-            password: Some(password.to_string()),
-            _password_dir: Some(dir),
+            password,
+            _password_dir: password_dir,
         };
         for id in 1..=n {
-            let f = vec![
-                "--node-id".to_string(),
-                id.to_string(),
-                "--superuser-password-file".to_string(),
-                file.clone(),
-            ];
+            let mut f = vec!["--node-id".to_string(), id.to_string()];
+            f.extend(flags(id));
             let join = (id > 1).then(|| c.raft_addrs[0].to_string());
             c.add_process(f, join.as_deref());
         }

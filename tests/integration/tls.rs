@@ -10,51 +10,35 @@ use std::process::{Command, Output};
 use crate::clients::{python, run_client, script_command};
 use crate::support::NodeProcess;
 
-/// `openssl` with `args` in `dir`; panics with its output if it fails.
-fn openssl(dir: &Path, args: &[&str]) {
+/// `openssl` with the words of `args` in `dir`; panics with its output if it fails.
+fn openssl(dir: &Path, args: &str) {
     let out = Command::new("openssl")
-        .args(args)
+        .args(args.split_whitespace())
         .current_dir(dir)
         .output()
         .expect("openssl not found: run scripts/test.sh, which installs it");
-    assert!(out.status.success(), "openssl {args:?}: {out:?}");
+    assert!(out.status.success(), "openssl {args}: {out:?}");
+}
+
+/// A self-signed CA certificate `{name}.pem` and its key `{name}.key`.
+fn ca(dir: &Path, name: &str) {
+    openssl(
+        dir,
+        &format!(
+            "req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN={name} -keyout {name}.key -out {name}.pem"
+        ),
+    );
 }
 
 /// A CA (`ca.pem`) and a server certificate and key signed by it (`server.pem`,
-/// `server.key`) for `localhost` and 127.0.0.1.
+/// `server.key`) for `localhost` and 127.0.0.1, and another CA (`other.pem`) that did not
+/// sign it.
 fn certificates(dir: &Path) {
+    ca(dir, "ca");
+    ca(dir, "other");
     openssl(
         dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=sqlkeeper test CA",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-        ],
-    );
-    openssl(
-        dir,
-        &[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-subj",
-            "/CN=localhost",
-            "-keyout",
-            "server.key",
-            "-out",
-            "server.csr",
-        ],
+        "req -newkey rsa:2048 -nodes -subj /CN=localhost -keyout server.key -out server.csr",
     );
     std::fs::write(
         dir.join("san.ext"),
@@ -63,42 +47,7 @@ fn certificates(dir: &Path) {
     .unwrap();
     openssl(
         dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-extfile",
-            "san.ext",
-            "-out",
-            "server.pem",
-        ],
-    );
-    // Another CA, which did not sign the server's certificate.
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=another CA",
-            "-keyout",
-            "other.key",
-            "-out",
-            "other.pem",
-        ],
+        "x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -extfile san.ext -out server.pem",
     );
 }
 
@@ -122,16 +71,10 @@ async fn sslmode_require_encrypts_and_verify_full_checks_the_certificate() {
     let certs = tempfile::tempdir().unwrap();
     certificates(certs.path());
     let file = |name: &str| certs.path().join(name).to_str().unwrap().to_string();
+    let (cert, key) = (file("server.pem"), file("server.key"));
+    let tls = ["--tls-cert", cert.as_str(), "--tls-key", key.as_str()];
     let data = tempfile::tempdir().unwrap();
-    let node = NodeProcess::start(
-        data.path(),
-        &[
-            "--tls-cert",
-            &file("server.pem"),
-            "--tls-key",
-            &file("server.key"),
-        ],
-    );
+    let node = NodeProcess::start(data.path(), &tls);
     let port = node.pg_addr.port();
     let conninfo = |extra: &str| {
         format!(
@@ -185,16 +128,7 @@ async fn sslmode_require_encrypts_and_verify_full_checks_the_certificate() {
 
     // Required: a client in clear is refused, one with TLS is served.
     let data = tempfile::tempdir().unwrap();
-    let node = NodeProcess::start(
-        data.path(),
-        &[
-            "--tls-cert",
-            &file("server.pem"),
-            "--tls-key",
-            &file("server.key"),
-            "--tls-required",
-        ],
-    );
+    let node = NodeProcess::start(data.path(), &[&tls[..], &["--tls-required"]].concat());
     let port = node.pg_addr.port();
     let conninfo =
         |extra: &str| format!("host=127.0.0.1 port={port} user=postgres dbname=postgres {extra}");

@@ -15,3 +15,6 @@ COMMENT ON COLUMN items.price IS 'in euros';
 COMMENT ON COLUMN orders.qty IS 'how many';
 COMMENT ON INDEX orders_placed IS 'by time';
 COMMENT ON COLUMN items.name IS NULL;
+CREATE ROLE app_reader LOGIN CREATEDB;
+CREATE USER app_writer;
+CREATE ROLE app_group;
