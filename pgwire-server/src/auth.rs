@@ -1,15 +1,15 @@
 //! Client authentication with SCRAM-SHA-256 (RFC 5802, RFC 7677), as PostgreSQL's
-//! `scram-sha-256` method: the node keeps a verifier of the superuser's password (a salt, an
-//! iteration count, and two keys derived from the salted password), never the password, and a
-//! client proves it knows the password without sending it. pgwire implements the exchange's
+//! `scram-sha-256` method: the node keeps verifiers of passwords (a salt, an iteration count,
+//! and two keys derived from the salted password), never a password, and a client proves it
+//! knows the password without sending it. pgwire implements the exchange's
 //! messages (`ScramServerAuth`); this module decides who may log in.
 //!
 //! A role logs in with its own password (`CREATE ROLE … LOGIN PASSWORD`, kept as a verifier in
 //! the replicated state); `postgres` with the node's password file until `ALTER ROLE postgres
-//! PASSWORD` gives it one. A name with no password to prove (no such role, no password,
-//! `NOLOGIN`) goes through the same exchange against a secret no password matches, and fails
-//! as a wrong password does: the answer does not tell whether a role exists (PostgreSQL's
-//! "mock authentication").
+//! PASSWORD` gives it one. A name with no password to prove (no such role, no password) goes
+//! through the same exchange against a secret no password matches, and fails as a wrong
+//! password does: the answer does not tell whether a role exists (PostgreSQL's "mock
+//! authentication"). A `NOLOGIN` role proves its password, then is refused (28000).
 
 use std::sync::Mutex;
 
@@ -19,7 +19,7 @@ use pgwire::api::auth::sasl::scram::{
 
 use sqlkeeper_session::{ClientError, Login, Verifier};
 
-pub use sqlkeeper_sql::SUPERUSER;
+use sqlkeeper_sql::SUPERUSER;
 
 /// What a client must prove to connect: the password of its role (`CREATE ROLE … PASSWORD`,
 /// `roles.rs`), or for `postgres`, unless `ALTER ROLE postgres PASSWORD` gave it one, the
@@ -66,11 +66,14 @@ impl ClientAuth {
     /// exchange runs against a secret no password matches (random keys, a salt derived from
     /// the name so that it is the same on every attempt, as a real role's would be), and
     /// fails as a wrong password does.
+    /// `bound`: the connection is TLS and SCRAM-SHA-256-PLUS was offered, bound to this
+    /// certificate ([`ChannelBinding`]).
     pub(crate) fn first(
         &self,
         user: &str,
         verifier: Option<Verifier>,
         client_first: &[u8],
+        bound: Option<&ChannelBinding>,
     ) -> Result<(String, ScramServerAuthWaitingForClientFinal), ClientError> {
         let v = verifier.unwrap_or_else(|| Verifier {
             salt: Verifier::with_salt(user, &self.superuser.server_key, 1).stored_key[..16]
@@ -85,12 +88,36 @@ impl ClientAuth {
             stored_key: v.stored_key,
             server_key: v.server_key,
         };
-        ScramServerAuth::new()
+        let plain = ScramServerAuth::new();
+        bound
+            .map_or(&plain, |b| &b.0)
             .on_client_first_message_with_secret(client_first, secret)
             .map_err(|e| {
                 tracing::info!(user, error = %e, "SCRAM client-first message refused");
                 failed(user)
             })
+    }
+}
+
+/// SCRAM-SHA-256-PLUS (RFC 5929's `tls-server-end-point`): the proof also covers the hash of
+/// the node's TLS certificate, so a man in the middle that terminates TLS with another
+/// certificate cannot relay the login. Offered on TLS connections, as PostgreSQL does; a
+/// client there that says it could bind but saw no -PLUS offered (`y`) is refused as a
+/// downgrade.
+pub(crate) struct ChannelBinding(ScramServerAuth);
+
+impl ChannelBinding {
+    /// Binding to the first certificate of `cert_pem`; `None` when its signature algorithm
+    /// has no `tls-server-end-point` hash (Ed25519), when only SCRAM-SHA-256 is offered.
+    pub(crate) fn of_certificate(cert_pem: &[u8]) -> Option<ChannelBinding> {
+        let mut scram = ScramServerAuth::new();
+        match scram.configure_certificate(cert_pem) {
+            Ok(()) => Some(ChannelBinding(scram)),
+            Err(e) => {
+                tracing::warn!(error = %e, "no SCRAM channel binding for this certificate");
+                None
+            }
+        }
     }
 }
 
@@ -121,7 +148,7 @@ mod tests {
         let bare = format!("n=,r={nonce}");
         let (verifier, _) = auth.verifier_of(user, None);
         let (server_first, waiting) = auth
-            .first(user, verifier, format!("n,,{bare}").as_bytes())
+            .first(user, verifier, format!("n,,{bare}").as_bytes(), None)
             .map_err(|e| e.sqlstate.to_string())?;
         let fields: std::collections::HashMap<&str, &str> = server_first
             .split(',')
@@ -183,7 +210,7 @@ mod tests {
         );
         // Garbage instead of a client-first message.
         assert_eq!(
-            auth.first(SUPERUSER, None, b"\xff\x00")
+            auth.first(SUPERUSER, None, b"\xff\x00", None)
                 .unwrap_err()
                 .sqlstate,
             "28P01"
@@ -223,9 +250,9 @@ mod tests {
             b"\x00",
         ];
         for first in firsts {
-            let _ = auth.first(SUPERUSER, None, first);
+            let _ = auth.first(SUPERUSER, None, first, None);
         }
-        let (_, waiting) = auth.first(SUPERUSER, None, b"n,,n=,r=abc").unwrap();
+        let (_, waiting) = auth.first(SUPERUSER, None, b"n,,n=,r=abc", None).unwrap();
         for last in finals {
             assert!(waiting.on_client_final_message(last).is_err());
         }
@@ -243,7 +270,7 @@ mod tests {
             let bytes: Vec<u8> = (0..len)
                 .map(|_| alphabet[(next() % alphabet.len() as u64) as usize])
                 .collect();
-            let _ = auth.first(SUPERUSER, None, &bytes);
+            let _ = auth.first(SUPERUSER, None, &bytes, None);
             let _ = waiting.on_client_final_message(&bytes);
         }
     }

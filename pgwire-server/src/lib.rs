@@ -161,7 +161,7 @@ pub async fn run_with(
     let startup = Arc::new(startup::Startup::new(
         manager.clone(),
         security.auth,
-        security.tls.as_ref().is_some_and(|t| t.required),
+        security.tls.as_ref(),
         sessions.clone(),
     ));
     let cancel = Arc::new(DefaultCancelHandler::new(manager));

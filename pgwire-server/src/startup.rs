@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::Sink;
 use futures::SinkExt;
-use pgwire::api::auth::sasl::SCRAM_SHA_256_METHOD;
+use pgwire::api::auth::sasl::{SCRAM_SHA_256_METHOD, SCRAM_SHA_256_PLUS_METHOD};
 use pgwire::api::auth::{
     finish_authentication, protocol_negotiation, save_startup_parameters_to_metadata,
     DefaultServerParameterProvider, StartupHandler,
@@ -24,8 +24,9 @@ use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 
 use sqlkeeper_session::{ClientError, Sessions, SERVER_VERSION};
 
-use crate::auth::{failed, ClientAuth, Exchange};
+use crate::auth::{failed, ChannelBinding, ClientAuth, Exchange};
 use crate::errors::IntoPgWire;
+use crate::tls::Tls;
 
 /// Start-up handler shared by all connections.
 pub(crate) struct Startup {
@@ -37,6 +38,8 @@ pub(crate) struct Startup {
     auth: Option<Arc<ClientAuth>>,
     /// Refuse a StartupMessage that did not come over TLS.
     tls_required: bool,
+    /// SCRAM-SHA-256-PLUS on TLS connections, bound to the node's certificate.
+    channel_binding: Option<ChannelBinding>,
     /// Where roles are looked up.
     sessions: Sessions,
 }
@@ -45,7 +48,7 @@ impl Startup {
     pub(crate) fn new(
         manager: Arc<ConnectionManager>,
         auth: Option<Arc<ClientAuth>>,
-        tls_required: bool,
+        tls: Option<&Tls>,
         sessions: Sessions,
     ) -> Startup {
         let mut params = DefaultServerParameterProvider::default();
@@ -57,9 +60,15 @@ impl Startup {
             pids: RandomPidSecretKeyGenerator::default(),
             manager,
             auth,
-            tls_required,
+            tls_required: tls.is_some_and(|t| t.required),
+            channel_binding: tls.and_then(|t| ChannelBinding::of_certificate(&t.cert_pem)),
             sessions,
         }
+    }
+
+    /// The channel binding of `client`'s connection, when it is TLS and the certificate has one.
+    fn bound<C: ClientInfo>(&self, client: &C) -> Option<&ChannelBinding> {
+        self.channel_binding.as_ref().filter(|_| client.is_secure())
     }
 
     /// The client is in: its key for CancelRequest, then AuthenticationOk, the server
@@ -122,16 +131,20 @@ impl StartupHandler for Startup {
                 tracing::debug!(user = ?client.metadata().get("user"), "client authenticated (trust)");
                 self.admit(client).await?;
             }
-            // SCRAM-SHA-256 (the only SASL mechanism offered, as PostgreSQL offers it without
-            // TLS): AuthenticationSASL, then the client's first message and the server's,
-            // then the client's proof and the server's signature.
+            // SCRAM-SHA-256, and on TLS first SCRAM-SHA-256-PLUS, as PostgreSQL offers them:
+            // AuthenticationSASL, then the client's first message and the server's, then the
+            // client's proof and the server's signature.
             (PgWireFrontendMessage::Startup(ref startup), Some(_)) => {
                 protocol_negotiation(client, startup).await?;
                 save_startup_parameters_to_metadata(client, startup);
                 client.set_state(PgWireConnectionState::AuthenticationInProgress);
+                let mut mechanisms = vec![SCRAM_SHA_256_METHOD.to_string()];
+                if self.bound(client).is_some() {
+                    mechanisms.insert(0, SCRAM_SHA_256_PLUS_METHOD.to_string());
+                }
                 client
                     .send(PgWireBackendMessage::Authentication(Authentication::SASL(
-                        vec![SCRAM_SHA_256_METHOD.to_string()],
+                        mechanisms,
                     )))
                     .await?;
             }
@@ -145,7 +158,10 @@ impl StartupHandler for Startup {
                         let initial = m
                             .into_sasl_initial_response()
                             .map_err(|_| failed(&user).into_pgwire())?;
-                        if initial.auth_method != SCRAM_SHA_256_METHOD {
+                        let bound = self.bound(client);
+                        let offered = initial.auth_method == SCRAM_SHA_256_METHOD
+                            || initial.auth_method == SCRAM_SHA_256_PLUS_METHOD && bound.is_some();
+                        if !offered {
                             return Err(ClientError::fatal(
                                 "28000",
                                 "SASL authentication mechanism not supported",
@@ -159,7 +175,7 @@ impl StartupHandler for Startup {
                         })?;
                         let (verifier, may_log_in) = auth.verifier_of(&user, login);
                         let (first, waiting) = auth
-                            .first(&user, verifier, &data)
+                            .first(&user, verifier, &data, bound)
                             .map_err(IntoPgWire::into_pgwire)?;
                         if let Ok(mut w) = exchange.0.lock() {
                             *w = Some((waiting, may_log_in));

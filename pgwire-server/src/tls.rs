@@ -22,6 +22,8 @@ use tokio_rustls::TlsAcceptor;
 #[derive(Clone)]
 pub struct Tls {
     pub(crate) acceptor: TlsAcceptor,
+    /// The certificate chain as read (PEM), for SCRAM's channel binding.
+    pub(crate) cert_pem: Arc<Vec<u8>>,
     /// Refuse a client that does not use TLS.
     pub(crate) required: bool,
 }
@@ -38,8 +40,10 @@ impl Tls {
     /// TLS with the certificate chain in `cert` and the private key in `key` (PEM files, as
     /// PostgreSQL's `ssl_cert_file` and `ssl_key_file`); `required`: clients must use it.
     pub fn from_pem_files(cert: &Path, key: &Path, required: bool) -> Result<Tls, String> {
-        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-            .and_then(|certs| certs.collect())
+        let cert_pem = std::fs::read(cert)
+            .map_err(|e| format!("cannot read certificates from {}: {e}", cert.display()))?;
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_pem)
+            .collect::<Result<_, _>>()
             .map_err(|e| format!("cannot read certificates from {}: {e}", cert.display()))?;
         if certs.is_empty() {
             return Err(format!("{} holds no certificate", cert.display()));
@@ -55,6 +59,7 @@ impl Tls {
             .map_err(|e| format!("the certificate and the key do not make a TLS identity: {e}"))?;
         Ok(Tls {
             acceptor: TlsAcceptor::from(Arc::new(config)),
+            cert_pem: Arc::new(cert_pem),
             required,
         })
     }

@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use crate::clients::{python, run_client, script_command};
+use crate::clients::{clients_dir, python, run_client, script_command, PGJDBC_JAR};
 use crate::support::NodeProcess;
 
 /// `openssl` with the words of `args` in `dir`; panics with its output if it fails.
@@ -51,9 +51,13 @@ fn certificates(dir: &Path) {
     );
 }
 
+/// The superuser's password of the first node (the second trusts its clients).
+const PASSWORD: &str = "tls and scram";
+
 fn psql(conninfo: &str, sql: &str) -> Output {
     Command::new("psql")
         .args(["-X", "-w", "-At", conninfo, "-c", sql])
+        .env("PGPASSWORD", PASSWORD)
         .output()
         .unwrap()
 }
@@ -74,7 +78,10 @@ async fn sslmode_require_encrypts_and_verify_full_checks_the_certificate() {
     let (cert, key) = (file("server.pem"), file("server.key"));
     let tls = ["--tls-cert", cert.as_str(), "--tls-key", key.as_str()];
     let data = tempfile::tempdir().unwrap();
-    let node = NodeProcess::start(data.path(), &tls);
+    let password_file = certs.path().join("password");
+    std::fs::write(&password_file, PASSWORD).unwrap();
+    let password = ["--superuser-password-file", password_file.to_str().unwrap()];
+    let node = NodeProcess::start(data.path(), &[&tls[..], &password[..]].concat());
     let port = node.pg_addr.port();
     let conninfo = |extra: &str| {
         format!(
@@ -88,6 +95,7 @@ async fn sslmode_require_encrypts_and_verify_full_checks_the_certificate() {
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "42");
     let info = Command::new("psql")
         .args(["-X", "-w", &conninfo("sslmode=require"), "-c", "\\conninfo"])
+        .env("PGPASSWORD", PASSWORD)
         .output()
         .unwrap();
     assert!(
@@ -117,10 +125,27 @@ async fn sslmode_require_encrypts_and_verify_full_checks_the_certificate() {
         "{}",
         text(&out)
     );
-    // psycopg 3 and asyncpg, checking the certificate.
+    // SCRAM-SHA-256-PLUS: the login bound to the certificate; libpq refuses to bind without
+    // TLS.
+    let out = psql(
+        &conninfo("sslmode=require channel_binding=require"),
+        "SELECT 'bound'",
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let out = psql(
+        &conninfo("sslmode=disable channel_binding=require"),
+        "SELECT 1",
+    );
+    assert!(!out.status.success());
+    // psycopg 3 (bound), asyncpg (checking the certificate), pgjdbc, with the password.
     let mut script = script_command(python(), "tls_clients.py");
-    script.arg(file("ca.pem"));
+    script.args([file("ca.pem").as_str(), PASSWORD]);
     run_client("tls_clients.py", script, node.pg_addr.to_string()).await;
+    let mut java = Command::new("java");
+    java.args(["-cp", PGJDBC_JAR])
+        .arg(clients_dir().join("AuthJdbc.java"))
+        .args([PASSWORD, "require"]);
+    run_client("AuthJdbc.java", java, node.pg_addr.to_string()).await;
     // In clear, still served: TLS is not required.
     let out = psql(&conninfo("sslmode=disable"), "SELECT 'clear'");
     assert!(out.status.success(), "{}", text(&out));
