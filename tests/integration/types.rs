@@ -119,6 +119,19 @@ fn rows() -> Vec<Row> {
     ]
 }
 
+/// The rows of a simple query's answer, each value as the text the server sent.
+fn text_rows(messages: Vec<SimpleQueryMessage>) -> Vec<Vec<Option<String>>> {
+    messages
+        .into_iter()
+        .filter_map(|m| match m {
+            SimpleQueryMessage::Row(r) => {
+                Some((0..r.len()).map(|i| r.get(i).map(str::to_string)).collect())
+            }
+            _ => None,
+        })
+        .collect()
+}
+
 /// Statements prepared without parameter types: the server says what each parameter is, from
 /// the column it is compared with or assigned to, a cast, or `LIMIT`.
 const UNTYPED: &[&str] = &[
@@ -199,18 +212,11 @@ async fn run(c: &Client) -> Answers {
             ok: r.get("ok"),
         })
         .collect();
-    let text = c
-        .simple_query("SELECT * FROM round_trip ORDER BY id")
-        .await
-        .unwrap()
-        .into_iter()
-        .filter_map(|m| match m {
-            SimpleQueryMessage::Row(r) => {
-                Some((0..r.len()).map(|i| r.get(i).map(str::to_string)).collect())
-            }
-            _ => None,
-        })
-        .collect();
+    let text = text_rows(
+        c.simple_query("SELECT * FROM round_trip ORDER BY id")
+            .await
+            .unwrap(),
+    );
     // A value found by a parameter of its type (binary), and typed expressions.
     let first = &rows()[0];
     let found: i64 = c
@@ -517,21 +523,14 @@ async fn arrays_round_trip_in_binary_as_in_postgres() {
             )
             .await
             .unwrap());
-        let text = c
-            .simple_query("SELECT i, b, t, ok, f, d, u FROM arr_rt WHERE id = 1")
-            .await
-            .unwrap()
-            .into_iter()
-            .filter_map(|m| match m {
-                SimpleQueryMessage::Row(r) => Some(
-                    (0..r.len())
-                        .map(|i| r.get(i).map(str::to_string))
-                        .collect::<Vec<_>>(),
-                ),
-                _ => None,
-            })
-            .flatten()
-            .collect();
+        let text = text_rows(
+            c.simple_query("SELECT i, b, t, ok, f, d, u FROM arr_rt WHERE id = 1")
+                .await
+                .unwrap(),
+        )
+        .into_iter()
+        .flatten()
+        .collect();
         ArrayAnswers {
             params: insert.params().to_vec(),
             rows,
@@ -564,17 +563,6 @@ async fn float_specials_round_trip_in_binary_as_in_postgres() {
     /// A float as its `Debug` form, so NaN compares equal to NaN and -0 differs from 0.
     fn show(f: Option<f64>) -> Option<String> {
         f.map(|f| format!("{f:?}"))
-    }
-    fn text(messages: Vec<SimpleQueryMessage>) -> Vec<Vec<Option<String>>> {
-        messages
-            .into_iter()
-            .filter_map(|m| match m {
-                SimpleQueryMessage::Row(r) => {
-                    Some((0..r.len()).map(|i| r.get(i).map(str::to_string)).collect())
-                }
-                _ => None,
-            })
-            .collect()
     }
     let rows: Vec<(i32, Option<f64>, Option<f32>)> = vec![
         (1, Some(f64::INFINITY), Some(f32::NEG_INFINITY)),
@@ -640,7 +628,7 @@ async fn float_specials_round_trip_in_binary_as_in_postgres() {
             .query("SELECT id FROM float_rt ORDER BY f DESC, id", &[])
             .await
             .unwrap()));
-        let mut shown = text(
+        let mut shown = text_rows(
             c.simple_query("SELECT * FROM float_rt ORDER BY id")
                 .await
                 .unwrap(),
