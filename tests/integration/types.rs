@@ -119,6 +119,22 @@ fn rows() -> Vec<Row> {
     ]
 }
 
+/// `run` against PostgreSQL 15, which decides what is right, then against a fresh node: both
+/// answers, PostgreSQL's first.
+async fn on_postgres_then_node<T, F, Fut>(run: F) -> (T, T)
+where
+    F: Fn(tokio_postgres::Client) -> Fut,
+    Fut: std::future::Future<Output = T>,
+{
+    let pg = Postgres::start();
+    let expected = run(pg.client().await).await;
+    let dir = tempfile::tempdir().unwrap();
+    let node = TestNode::start(dir.path()).await;
+    let got = run(node.client().await).await;
+    node.stop().await;
+    (expected, got)
+}
+
 /// The rows of a simple query's answer, each value as the text the server sent.
 fn text_rows(messages: Vec<SimpleQueryMessage>) -> Vec<Vec<Option<String>>> {
     messages
@@ -305,17 +321,12 @@ async fn run(c: &Client) -> Answers {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn typed_values_round_trip_as_in_postgres() {
-    let pg = Postgres::start();
-    let expected = run(&pg.client().await).await;
+    let (expected, got) = on_postgres_then_node(|c| async move { run(&c).await }).await;
     assert_eq!(
         expected.rows,
         rows(),
         "PostgreSQL reads back what was written"
     );
-
-    let dir = tempfile::tempdir().unwrap();
-    let node = TestNode::start(dir.path()).await;
-    let got = run(&node.client().await).await;
     assert_eq!(got.types, expected.types, "column types");
     assert_eq!(got.expressions, expected.expressions, "expression types");
     for ((sql, g), e) in UNTYPED.iter().zip(&got.params).zip(&expected.params) {
@@ -326,7 +337,6 @@ async fn typed_values_round_trip_as_in_postgres() {
         assert_eq!(g, e, "text of a row");
     }
     assert_eq!(got.text.len(), expected.text.len());
-    node.stop().await;
 }
 
 /// Doubles written as psycopg2 and most drivers write them, as the shortest decimal literal
@@ -369,12 +379,11 @@ async fn float8_literals_keep_every_bit() {
             values.push(f);
         }
     }
-    let pg = Postgres::start();
-    round_trip(&pg.client().await, &values).await;
-    let dir = tempfile::tempdir().unwrap();
-    let node = TestNode::start(dir.path()).await;
-    round_trip(&node.client().await, &values).await;
-    node.stop().await;
+    on_postgres_then_node(|c| {
+        let values = values.clone();
+        async move { round_trip(&c, &values).await }
+    })
+    .await;
 }
 
 /// The column of `generate_series` is described with PostgreSQL's type (`integer`, `bigint` when
@@ -406,12 +415,8 @@ async fn series_columns_have_postgres_types() {
         }
         out
     }
-    let pg = Postgres::start();
-    let expected = described(&pg.client().await).await;
-    let dir = tempfile::tempdir().unwrap();
-    let node = TestNode::start(dir.path()).await;
-    assert_eq!(described(&node.client().await).await, expected);
-    node.stop().await;
+    let (expected, got) = on_postgres_then_node(|c| async move { described(&c).await }).await;
+    assert_eq!(got, expected);
 }
 
 /// One row of `arr_rt`, as Rust values.
@@ -540,17 +545,13 @@ async fn arrays_round_trip_in_binary_as_in_postgres() {
             columns,
         }
     }
-    let pg = Postgres::start();
-    let expected = run(&pg.client().await).await;
+    let (expected, got) = on_postgres_then_node(|c| async move { run(&c).await }).await;
     assert_eq!(
         expected.rows,
         rows(),
         "PostgreSQL reads back what was written"
     );
-    let dir = tempfile::tempdir().unwrap();
-    let node = TestNode::start(dir.path()).await;
-    assert_eq!(run(&node.client().await).await, expected);
-    node.stop().await;
+    assert_eq!(got, expected);
 }
 
 /// The special values of `double precision` and `real` (issue 11, acceptance 3): ±Infinity
@@ -646,12 +647,12 @@ async fn float_specials_round_trip_in_binary_as_in_postgres() {
         shown.push(vec![show(sum), show(avg), show(max)]);
         (insert.params().to_vec(), read, found, shown)
     }
-    let pg = Postgres::start();
-    let expected = run(&pg.client().await, &rows).await;
+    let (expected, got) = on_postgres_then_node(|c| {
+        let rows = rows.clone();
+        async move { run(&c, &rows).await }
+    })
+    .await;
     assert_eq!(expected.1, want, "PostgreSQL reads back what was written");
     assert_eq!(expected.0, [Type::INT4, Type::FLOAT8, Type::FLOAT4]);
-    let dir = tempfile::tempdir().unwrap();
-    let node = TestNode::start(dir.path()).await;
-    assert_eq!(run(&node.client().await, &rows).await, expected);
-    node.stop().await;
+    assert_eq!(got, expected);
 }
