@@ -46,6 +46,8 @@ pub struct ServeConfig {
     pub apply_delay: Duration,
     /// Test hook: snapshot every N entries instead of the default.
     pub snapshot_every: Option<u64>,
+    /// `--peer-secret-file`: how peers prove they belong to the cluster.
+    pub peer_auth: sqlkeeper_raft::PeerAuth,
 }
 
 /// A started node with its listeners bound.
@@ -83,6 +85,7 @@ pub async fn start(
             preferred_leader: config.preferred_leader,
             apply_delay: config.apply_delay,
             snapshot_every: config.snapshot_every,
+            peer_auth: config.peer_auth.clone(),
         },
         raft_listener,
     )

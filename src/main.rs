@@ -43,8 +43,8 @@ struct StartArgs {
     /// directory written by another node id is refused.
     #[arg(long, env = "SQLKEEPER_DATA_DIR", default_value = "./sqlkeeper-data")]
     data_dir: PathBuf,
-    /// Address for Postgres clients (psql, drivers). Must be a loopback address until nodes
-    /// authenticate each other.
+    /// Address for Postgres clients (psql, drivers). A non-loopback address needs
+    /// --superuser-password-file and --peer-secret-file.
     #[arg(long, env = "SQLKEEPER_PG_ADDR", default_value = "127.0.0.1:5433")]
     pg_addr: String,
     /// File holding the password of the superuser `postgres` (its first line). With it,
@@ -63,9 +63,16 @@ struct StartArgs {
     #[arg(long, env = "SQLKEEPER_TLS_REQUIRED", requires = "tls_cert")]
     tls_required: bool,
     /// Address for Raft traffic between nodes [default: 127.0.0.1:7433, or this node's entry
-    /// in --initial-cluster]. Must be a loopback address until inter-node authentication exists.
+    /// in --initial-cluster]. A non-loopback address needs --peer-secret-file and
+    /// --superuser-password-file.
     #[arg(long, env = "SQLKEEPER_RAFT_ADDR")]
     raft_addr: Option<String>,
+    /// File holding the cluster secret (its first line, at least 32 bytes; e.g. the output of
+    /// `openssl rand -hex 32`). Every member needs the same one: peers prove it to each other
+    /// by challenge–response before any Raft, forwarded or membership request is read, and a
+    /// node refuses peers that do not.
+    #[arg(long, env = "SQLKEEPER_PEER_SECRET_FILE")]
+    peer_secret_file: Option<PathBuf>,
     /// Start a static cluster: every member's id and Raft address, e.g.
     /// `1=127.0.0.1:7433,2=127.0.0.1:7434,3=127.0.0.1:7435`. Give every member the same value;
     /// the member with the smallest id initializes the cluster, once.
@@ -159,25 +166,43 @@ async fn start(args: StartArgs) -> anyhow::Result<()> {
         (None, None) => "127.0.0.1:7433".to_string(),
     };
     let pg_addr = resolve(&args.pg_addr, "--pg-addr")?;
-    if !pg_addr.ip().is_loopback() {
-        bail!(
-            "refusing to listen on {pg_addr}: a non-loopback address needs client authentication (--superuser-password-file) \
-             and authenticated peers, which nodes do not have yet (use --pg-addr 127.0.0.1:PORT)"
-        );
-    }
     let raft_sock = resolve(&raft_addr, "--raft-addr")?;
-    if !raft_sock.ip().is_loopback() {
-        bail!(
-            "refusing to listen for Raft traffic on {raft_sock}: nodes do not authenticate each other yet, \
-             so cluster traffic must stay on a loopback address"
-        );
+    for (addr, flag) in [(pg_addr, "--pg-addr"), (raft_sock, "--raft-addr")] {
+        let missing: Vec<&str> = [
+            (
+                args.superuser_password_file.is_none(),
+                "client authentication (--superuser-password-file)",
+            ),
+            (
+                args.peer_secret_file.is_none(),
+                "peer authentication (--peer-secret-file)",
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(absent, what)| absent.then_some(what))
+        .collect();
+        if !addr.ip().is_loopback() && !missing.is_empty() {
+            bail!(
+                "refusing to listen on {addr} ({flag}): a non-loopback address needs {}; \
+                 without them, use a loopback address",
+                missing.join(" and ")
+            );
+        }
     }
     let auth = args
         .superuser_password_file
         .as_deref()
-        .map(superuser_password)
+        .map(|f| first_line(f, "--superuser-password-file", "password"))
         .transpose()?
         .map(|p| Arc::new(sqlkeeper_pgwire::ClientAuth::superuser_password(&p)));
+    let peer_auth = match args.peer_secret_file.as_deref() {
+        Some(f) => {
+            let secret = first_line(f, "--peer-secret-file", "secret")?;
+            sqlkeeper_raft::PeerAuth::with_secret(secret.as_bytes())
+                .map_err(|e| anyhow::anyhow!("--peer-secret-file {}: {e}", f.display()))?
+        }
+        None => sqlkeeper_raft::PeerAuth::none(),
+    };
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => Some(
             sqlkeeper_pgwire::Tls::from_pem_files(cert, key, args.tls_required)
@@ -201,6 +226,7 @@ async fn start(args: StartArgs) -> anyhow::Result<()> {
         preferred_leader: args.preferred_leader,
         apply_delay: Duration::from_millis(args.debug_apply_delay_ms),
         snapshot_every: args.debug_snapshot_every,
+        peer_auth,
     };
     let serving = sqlkeeper::start(config, &listener, raft_listener).await?;
     tracing::info!(
@@ -219,19 +245,19 @@ async fn start(args: StartArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The superuser's password from `path`: its first line, without the line end. An empty
-/// password, or a file that cannot be read, stops the start-up.
-fn superuser_password(path: &std::path::Path) -> anyhow::Result<String> {
+/// A password or secret from `path` (given by `flag`): its first line, without the line end.
+/// An empty one, or a file that cannot be read, stops the start-up.
+fn first_line(path: &std::path::Path, flag: &str, what: &str) -> anyhow::Result<String> {
     let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read --superuser-password-file {}", path.display()))?;
-    let password = text.lines().next().unwrap_or_default().to_string();
-    if password.is_empty() {
+        .with_context(|| format!("cannot read {flag} {}", path.display()))?;
+    let line = text.lines().next().unwrap_or_default().to_string();
+    if line.is_empty() {
         bail!(
-            "--superuser-password-file {} holds no password (its first line is empty)",
+            "{flag} {} holds no {what} (its first line is empty)",
             path.display()
         );
     }
-    Ok(password)
+    Ok(line)
 }
 
 /// Runs `nodes` child processes of this binary as one static cluster on loopback.

@@ -29,6 +29,7 @@ pub mod fuzzing;
 mod log_store;
 mod network;
 mod node;
+pub mod peer_auth;
 mod rpc;
 mod state_machine;
 mod types;
@@ -39,6 +40,7 @@ pub use node::{
     MemberRow, Node, NodeConfig, NodeError, NodeStatus, Proposal, StartError, COMMAND_BYTES_MAX,
     WRITE_RETRY_BACKOFF,
 };
+pub use peer_auth::PeerAuth;
 pub use rpc::AdminOp;
 pub use state_machine::{SnapshotFile, StateMachineStore};
 pub use types::{NodeId, NodeInfo, TypeConfig};

@@ -24,6 +24,7 @@ use openraft::raft::{
 };
 use openraft::OptionalSend;
 
+use crate::peer_auth::PeerAuth;
 use crate::rpc::{decode_frame, Conn, Request, Response, SNAPSHOT_CHUNK_BYTES};
 use crate::state_machine::SnapshotFile;
 use crate::types::{NodeId, NodeInfo, TypeConfig};
@@ -92,6 +93,8 @@ pub struct NetworkFactory {
     pub(crate) me: NodeId,
     /// What the log was told about each peer (shared by all clients).
     pub(crate) health: PeerHealthMap,
+    /// How connections prove the cluster secret.
+    pub(crate) auth: PeerAuth,
 }
 
 /// A client for one peer and one purpose.
@@ -104,6 +107,7 @@ pub struct PeerClient {
     addr: String,
     conn: Option<Conn>,
     health: PeerHealthMap,
+    auth: PeerAuth,
 }
 
 impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
@@ -117,6 +121,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
             addr: node.raft_addr.clone(),
             conn: None,
             health: self.health.clone(),
+            auth: self.auth.clone(),
         }
     }
 
@@ -128,6 +133,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
             addr: node.raft_addr.clone(),
             conn: None,
             health: self.health.clone(),
+            auth: self.auth.clone(),
         }
     }
 }
@@ -135,7 +141,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
 impl PeerClient {
     async fn conn(&mut self) -> io::Result<&mut Conn> {
         if self.conn.is_none() {
-            self.conn = Some(Conn::connect(&self.addr, self.me, self.target).await?);
+            self.conn = Some(Conn::connect(&self.addr, self.me, self.target, &self.auth).await?);
         }
         self.conn
             .as_mut()
@@ -242,7 +248,7 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
             let Some(first) = input.next().await else {
                 return Ok(Box::pin(futures::stream::empty()) as BoxStream<'s, _>);
             };
-            let conn = match Conn::connect(&self.addr, self.me, self.target).await {
+            let conn = match Conn::connect(&self.addr, self.me, self.target, &self.auth).await {
                 Ok(c) => c,
                 Err(e) => {
                     peer_failed(&self.health, self.target, &self.addr, &e);
@@ -392,9 +398,10 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         let me = self.me;
         let target = self.target;
         let addr = self.addr.clone();
+        let auth = self.auth.clone();
         let send = async move {
             // A fresh connection: a half-sent snapshot must not leave bytes on a reused one.
-            let mut conn = Conn::connect(&addr, me, target).await?;
+            let mut conn = Conn::connect(&addr, me, target, &auth).await?;
             let file = snapshot.snapshot.clone();
             let size = file.len()?;
             conn.send(&Request::InstallSnapshot {

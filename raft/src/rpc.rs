@@ -2,9 +2,10 @@
 //!
 //! Every connection starts with a `Hello` naming the sender and the node it meant to reach;
 //! the receiver refuses a connection meant for another node id (a stale address must never
-//! deliver Raft messages to the wrong node). After that the connection carries one request
-//! and one response at a time. A frame is `u32` big-endian length + payload; the payload is
-//! a version byte (3) and JSON. Snapshot bytes travel as raw frames after an
+//! deliver Raft messages to the wrong node). With a cluster secret, both sides then prove
+//! they know it ([`crate::peer_auth`]) before anything else is read. After that the
+//! connection carries one request and one response at a time. A frame is `u32` big-endian
+//! length + payload; the payload is a version byte (6) and JSON. Snapshot bytes travel as raw frames after an
 //! `InstallSnapshot` header, on a connection of their own, so a large snapshot never delays
 //! heartbeats or appends. Details: `docs/architecture.md`.
 
@@ -24,6 +25,7 @@ use sqlkeeper_engine::{LogIndex, Outcome, RequestId};
 use tokio::net::TcpStream;
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
 
+use crate::peer_auth::{Nonce, PeerAuth, Proof, Side};
 use crate::types::{NodeId, NodeInfo, TypeConfig};
 
 /// A write to replicate: statements the leader stamps, or a finished transaction. What a
@@ -63,6 +65,11 @@ impl Proposal {
 /// 64 MiB leaves room for large statements while bounding what a peer can make us buffer.
 pub const FRAME_BYTES_MAX: usize = 64 * 1024 * 1024;
 
+/// Largest frame read before a peer has finished its handshake: a hello or a proof is about
+/// 300 bytes, and a socket that has proved nothing must not make the node buffer a
+/// [`FRAME_BYTES_MAX`] frame.
+pub const HANDSHAKE_FRAME_BYTES_MAX: usize = 4096;
+
 /// Snapshot bytes per frame: large enough to stream at disk speed, small enough that the
 /// receiver's memory stays flat.
 pub const SNAPSHOT_CHUNK_BYTES: usize = 1024 * 1024;
@@ -75,9 +82,10 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 /// Version 3: commands carry an `EntryHeader`, and outcomes may be deduplicated answers. Only
 /// Version 4: a transaction is one `TxnRecord` (no base; read steps), and `ForwardWrite` has no
 /// write-slot wait. Version 5: `Proposal::TransactionPart`, `Command::TransactionPart`, staged
-/// transactions. Only version 5 is accepted: a node of another build is refused with a clear
-/// error instead of decoding a message it would misread.
-const WIRE_V5: u8 = 5;
+/// transactions. Version 6: the hello carries a nonce, and a node with a cluster secret answers
+/// it with a `Challenge` (peer authentication). Only version 6 is accepted: a node of another
+/// build is refused with a clear error instead of decoding a message it would misread.
+pub(crate) const WIRE_VERSION: u8 = 6;
 
 /// The `to` of a hello from a node that does not know who is at the address (a joining node).
 /// No node has id 0 (`--node-id` must be positive).
@@ -93,6 +101,13 @@ pub enum Request {
         from: NodeId,
         /// The node the sender meant to reach.
         to: NodeId,
+        /// The sender's challenge to the receiver, when the receiver must prove the secret.
+        nonce: Nonce,
+    },
+    /// The sender's answer to a `Challenge`: its proof of the cluster secret.
+    Proof {
+        /// HMAC of the handshake ([`crate::peer_auth`]).
+        proof: Proof,
     },
     /// Raft AppendEntries (also heartbeats).
     AppendEntries(AppendEntriesRequest<TypeConfig>),
@@ -165,6 +180,13 @@ pub enum AdminOp {
 pub enum Response {
     /// The receiver accepted the connection.
     HelloOk,
+    /// The receiver requires the cluster secret: its own proof and its challenge to the sender.
+    Challenge {
+        /// The receiver's nonce.
+        nonce: Nonce,
+        /// The receiver's proof over both nonces.
+        proof: Proof,
+    },
     /// AppendEntries result.
     AppendEntries(Result<AppendEntriesResponse<TypeConfig>, String>),
     /// Vote or pre-vote result.
@@ -219,14 +241,14 @@ pub(crate) fn codec() -> LengthDelimitedCodec {
 }
 
 fn encode<T: Serialize>(v: &T) -> io::Result<Bytes> {
-    let mut out = vec![WIRE_V5];
+    let mut out = vec![WIRE_VERSION];
     serde_json::to_writer(&mut out, v).map_err(io::Error::other)?;
     Ok(Bytes::from(out))
 }
 
 fn decode<T: DeserializeOwned>(b: &[u8]) -> io::Result<T> {
     match b.split_first() {
-        Some((&WIRE_V5, body)) => {
+        Some((&WIRE_VERSION, body)) => {
             serde_json::from_slice(body).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
         }
         Some((v, _)) => Err(io::Error::new(
@@ -246,15 +268,58 @@ impl Conn {
         }
     }
 
-    /// Connects to `addr` and introduces ourselves as `from`, expecting node `to` there.
-    pub async fn connect(addr: &str, from: NodeId, to: NodeId) -> io::Result<Conn> {
+    /// Sets the largest frame this connection reads.
+    pub fn set_frame_limit(&mut self, bytes: usize) {
+        self.framed.codec_mut().set_max_frame_length(bytes);
+    }
+
+    /// Connects to `addr` and introduces ourselves as `from`, expecting node `to` there; with
+    /// a cluster secret, both sides prove it before the connection is returned.
+    pub async fn connect(
+        addr: &str,
+        from: NodeId,
+        to: NodeId,
+        auth: &PeerAuth,
+    ) -> io::Result<Conn> {
         // Connect and hello under one deadline: a peer that accepts but never answers (stopped
         // process, full accept queue) must not hold the caller.
         let handshake = async {
             let stream = TcpStream::connect(addr).await?;
             let mut conn = Conn::new(stream);
-            match conn.call(&Request::Hello { from, to }).await? {
+            let nonce = PeerAuth::nonce()?;
+            let denied = |why: String| io::Error::new(io::ErrorKind::PermissionDenied, why);
+            match conn.call(&Request::Hello { from, to, nonce }).await? {
+                Response::HelloOk if auth.is_required() => Err(denied(format!(
+                    "the node at {addr} does not ask for the cluster secret: not talking to it \
+                     (every member needs the same --peer-secret-file)"
+                ))),
                 Response::HelloOk => Ok(conn),
+                Response::Challenge {
+                    nonce: theirs,
+                    proof,
+                } => {
+                    if !auth.is_required() {
+                        return Err(denied(format!(
+                            "the node at {addr} requires the cluster secret (--peer-secret-file)"
+                        )));
+                    }
+                    if !auth.verify(Side::Server, &nonce, &theirs, from, to, &proof) {
+                        return Err(denied(format!(
+                            "the node at {addr} does not know the cluster secret"
+                        )));
+                    }
+                    let proof = auth
+                        .proof(Side::Client, &nonce, &theirs, from, to)
+                        .ok_or_else(|| io::Error::other("no secret"))?;
+                    match conn.call(&Request::Proof { proof }).await? {
+                        Response::HelloOk => Ok(conn),
+                        Response::Refused(why) => Err(denied(why)),
+                        other => Err(io::Error::new(
+                            io::ErrorKind::InvalidData,
+                            format!("unexpected reply to a proof {other:?}"),
+                        )),
+                    }
+                }
                 Response::Refused(why) => {
                     Err(io::Error::new(io::ErrorKind::ConnectionRefused, why))
                 }
@@ -276,8 +341,8 @@ impl Conn {
 
     /// Connects to `addr` without knowing the id of the node there (used to join a cluster
     /// through any member). Such a connection may only carry `Admin` and `Info` requests.
-    pub async fn connect_any(addr: &str, from: NodeId) -> io::Result<Conn> {
-        Conn::connect(addr, from, ANY_NODE).await
+    pub async fn connect_any(addr: &str, from: NodeId, auth: &PeerAuth) -> io::Result<Conn> {
+        Conn::connect(addr, from, ANY_NODE, auth).await
     }
 
     /// Sends a message.

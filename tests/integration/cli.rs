@@ -64,16 +64,67 @@ fn busy_port_is_a_clear_error() {
     assert_clean_failure(&out, "cannot listen for Postgres clients");
 }
 
-#[test]
-fn non_loopback_without_auth_is_refused() {
+/// A non-loopback address needs both client and peer authentication; the error says which is
+/// missing. With both, the node serves on it.
+#[tokio::test]
+async fn non_loopback_needs_client_and_peer_authentication() {
     let dir = tempfile::tempdir().unwrap();
-    let out = run(&[
-        "--data-dir",
-        dir.path().to_str().unwrap(),
-        "--pg-addr",
-        "0.0.0.0:0",
-    ]);
-    assert_clean_failure(&out, "loopback");
+    let password = dir.path().join("password");
+    std::fs::write(&password, "pw\n").unwrap();
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, format!("{}\n", "s".repeat(32))).unwrap();
+    let short = dir.path().join("short");
+    std::fs::write(&short, "s3cret\n").unwrap();
+    let (password, secret, short) = (
+        password.to_str().unwrap(),
+        secret.to_str().unwrap(),
+        short.to_str().unwrap(),
+    );
+    let data = dir.path().join("data");
+    let client = "client authentication (--superuser-password-file)";
+    let peer = "peer authentication (--peer-secret-file)";
+    for (flags, missing) in [
+        (vec!["--pg-addr", "0.0.0.0:0"], vec![client, peer]),
+        (
+            vec![
+                "--pg-addr",
+                "0.0.0.0:0",
+                "--superuser-password-file",
+                password,
+            ],
+            vec![peer],
+        ),
+        (
+            vec!["--raft-addr", "0.0.0.0:0", "--peer-secret-file", secret],
+            vec![client],
+        ),
+    ] {
+        let mut args = vec!["--data-dir", data.to_str().unwrap()];
+        args.extend(&flags);
+        let out = run(&args);
+        assert_clean_failure(&out, &format!("needs {}", missing.join(" and ")));
+    }
+    let out = run_node(&data, &["--peer-secret-file", short]);
+    assert_clean_failure(&out, "at least 32 are required");
+
+    let node = crate::support::NodeProcess::start(
+        &data,
+        &[
+            "--pg-addr",
+            "0.0.0.0:0",
+            "--raft-addr",
+            "0.0.0.0:0",
+            "--superuser-password-file",
+            password,
+            "--peer-secret-file",
+            secret,
+        ],
+    );
+    assert!(node.pg_addr.ip().is_unspecified(), "{}", node.pg_addr);
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], node.pg_addr.port()));
+    let c = crate::support::connect_as(addr, Some("pw")).await.unwrap();
+    let one: i32 = c.query_one("SELECT 1", &[]).await.unwrap().get(0);
+    assert_eq!(one, 1);
 }
 
 #[test]
@@ -128,6 +179,8 @@ fn help_explains_every_flag() {
         "--pg-addr",
         "--raft-addr",
         "SQLKEEPER_PG_ADDR",
+        "--peer-secret-file",
+        "SQLKEEPER_PEER_SECRET_FILE",
     ] {
         assert!(text.contains(flag), "--help mentions {flag}: {text}");
     }

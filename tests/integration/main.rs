@@ -13,6 +13,7 @@ mod crash;
 mod differential;
 mod expressions;
 mod nemesis;
+mod peers;
 mod poison;
 mod psql;
 mod rust_clients;

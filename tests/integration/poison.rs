@@ -457,13 +457,16 @@ fn corrupt_frames() -> Vec<Vec<u8>> {
         f.extend_from_slice(body);
         f
     };
-    let mut hello_then_garbage = frame(b"\x03{\"Hello\":{\"from\":9,\"to\":0}}");
-    hello_then_garbage.extend(frame(b"\x03{\"AppendEntries\":{\"vote\":7}}"));
+    // Version 6 (the current one): what a node of this build would read.
+    let nonce = format!("[{}]", ["7"; 32].join(","));
+    let hello = format!("\x06{{\"Hello\":{{\"from\":9,\"to\":0,\"nonce\":{nonce}}}}}");
+    let mut hello_then_garbage = frame(hello.as_bytes());
+    hello_then_garbage.extend(frame(b"\x06{\"AppendEntries\":{\"vote\":7}}"));
     vec![
         frame(b"\x09{}"),                              // unknown wire version
-        frame(b"\x03not json"),                        // not JSON
+        frame(b"\x06not json"),                        // not JSON
         frame(b""),                                    // empty frame
-        frame(b"\x03{\"Hello\":{\"from\":1}}"),        // a hello missing its target
+        frame(b"\x06{\"Hello\":{\"from\":1}}"),        // a hello missing its target
         hello_then_garbage,                            // a bad request after a good hello
         (200u32 * 1024 * 1024).to_be_bytes().to_vec(), // a frame over the limit
         vec![0xff; 3],                                 // a torn length

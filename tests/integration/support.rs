@@ -148,20 +148,23 @@ pub fn binary() -> Command {
 }
 
 impl NodeProcess {
-    /// Starts `sqlkeeper --data-dir DIR --pg-addr 127.0.0.1:0` and waits until it reports
-    /// its address.
+    /// Starts `sqlkeeper --data-dir DIR` with `extra` flags, on port-0 loopback addresses
+    /// unless `extra` gives `--pg-addr` or `--raft-addr`, and waits until it reports its
+    /// addresses.
     pub fn start(data_dir: &Path, extra: &[&str]) -> NodeProcess {
-        let mut cmd = binary();
-        if !extra.contains(&"--raft-addr") {
-            cmd.args(["--raft-addr", "127.0.0.1:0"]);
+        NodeProcess::start_with(binary(), data_dir, extra)
+    }
+
+    /// As [`NodeProcess::start`], from `cmd`: the binary, or a command that runs it (such as
+    /// `ip netns exec NS sqlkeeper`).
+    pub fn start_with(mut cmd: Command, data_dir: &Path, extra: &[&str]) -> NodeProcess {
+        for flag in ["--raft-addr", "--pg-addr"] {
+            if !extra.contains(&flag) {
+                cmd.args([flag, "127.0.0.1:0"]);
+            }
         }
         let mut child = cmd
-            .args([
-                "--data-dir",
-                data_dir.to_str().unwrap(),
-                "--pg-addr",
-                "127.0.0.1:0",
-            ])
+            .args(["--data-dir", data_dir.to_str().unwrap()])
             .args(extra)
             .env_remove("RUST_LOG")
             .stdout(Stdio::null())

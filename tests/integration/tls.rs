@@ -34,17 +34,19 @@ fn ca(dir: &Path, name: &str) {
 /// `server.key`) for `localhost` and 127.0.0.1, and another CA (`other.pem`) that did not
 /// sign it.
 fn certificates(dir: &Path) {
-    ca(dir, "ca");
     ca(dir, "other");
+    ca_and_server(dir, "DNS:localhost,IP:127.0.0.1");
+}
+
+/// A CA (`ca.pem`) and a server certificate and key signed by it (`server.pem`,
+/// `server.key`) for the subject alternative names `san` (`DNS:name,IP:addr,…`).
+pub fn ca_and_server(dir: &Path, san: &str) {
+    ca(dir, "ca");
     openssl(
         dir,
-        "req -newkey rsa:2048 -nodes -subj /CN=localhost -keyout server.key -out server.csr",
+        "req -newkey rsa:2048 -nodes -subj /CN=sqlkeeper -keyout server.key -out server.csr",
     );
-    std::fs::write(
-        dir.join("san.ext"),
-        "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
-    )
-    .unwrap();
+    std::fs::write(dir.join("san.ext"), format!("subjectAltName={san}\n")).unwrap();
     openssl(
         dir,
         "x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -extfile san.ext -out server.pem",

@@ -45,6 +45,8 @@ pub struct NodeConfig {
     /// `--preferred-leader`: leadership moves back to this node whenever it is a healthy,
     /// caught-up voter.
     pub preferred_leader: Option<NodeId>,
+    /// How peers prove they belong to the cluster (`--peer-secret-file`).
+    pub peer_auth: crate::peer_auth::PeerAuth,
     /// Test hook: delay before each applied batch (simulates a slow follower).
     pub apply_delay: Duration,
     /// Test hook: snapshot every N entries and keep no log behind the snapshot.

@@ -20,7 +20,7 @@ impl Node {
             .and_then(|v| v.pop());
         let mut conn = match pooled {
             Some(c) => c,
-            None => Conn::connect(addr, self.id, target).await?,
+            None => Conn::connect(addr, self.id, target, &self.peer_auth).await?,
         };
         let resp = tokio::time::timeout(ttl, conn.call(req))
             .await

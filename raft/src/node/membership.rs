@@ -119,7 +119,7 @@ impl Node {
                     params: vec![Value::Integer(node_id as i64)],
                     effect: Default::default(),
                 };
-                self.propose(self.new_request_id(), Proposal::Statements(vec![stmt]))
+                self.propose_now(self.new_request_id(), Proposal::Statements(vec![stmt]))
                     .await?;
                 let change = if membership.voter_ids().any(|v| v == node_id) {
                     ChangeMembers::RemoveVoters(BTreeSet::from([node_id]))
@@ -281,6 +281,10 @@ pub struct MemberRow {
     pub matched_index: Option<u64>,
 }
 
+/// While a join is refused for want of the cluster secret, at most one warning per this
+/// interval.
+const JOIN_REFUSED_LOG_EVERY: Duration = Duration::from_secs(10);
+
 /// Asks the member at `addr` to add this node to its cluster (learner, then voter), retrying
 /// until it succeeds: the member may not be up yet.
 pub(super) async fn join_cluster(node: Arc<Node>, addr: String) {
@@ -288,11 +292,12 @@ pub(super) async fn join_cluster(node: Arc<Node>, addr: String) {
         node_id: node.id,
         info: node.info.clone(),
     };
+    let mut last_warned = None;
     loop {
         // The member at `addr` forwards the request to its leader. Its id is not known yet:
         // the hello names id 0, which every node accepts only for `Info`-like joins.
         let r = async {
-            let mut conn = Conn::connect_any(&addr, node.id).await?;
+            let mut conn = Conn::connect_any(&addr, node.id, &node.peer_auth).await?;
             conn.call(&Request::Admin(op.clone())).await
         }
         .await;
@@ -306,6 +311,14 @@ pub(super) async fn join_cluster(node: Arc<Node>, addr: String) {
             }
             Ok(other) => {
                 tracing::warn!(via = %addr, response = ?other, "unexpected join response; retrying")
+            }
+            // A cluster that refuses this node's secret (or lack of one) will go on refusing
+            // it: said as a warning, at most every JOIN_REFUSED_LOG_EVERY.
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                if last_warned.is_none_or(|t: Instant| t.elapsed() >= JOIN_REFUSED_LOG_EVERY) {
+                    last_warned = Some(Instant::now());
+                    tracing::warn!(via = %addr, error = %e, "cannot join: peer authentication failed; retrying");
+                }
             }
             Err(e) => {
                 tracing::debug!(via = %addr, error = %e, "cannot reach the cluster yet; retrying")

@@ -162,6 +162,8 @@ pub struct Node {
     /// The writer connection of transaction blocks: each block statement holds it for its
     /// replay and itself, never across a client's round trip.
     block_writer: Arc<BlockWriter>,
+    /// How peers prove the cluster secret, on connections this node opens and accepts.
+    peer_auth: crate::peer_auth::PeerAuth,
 }
 
 fn role_of(state: ServerState) -> &'static str {
@@ -238,6 +240,7 @@ impl Node {
         let network = NetworkFactory {
             me: config.node_id,
             health: Default::default(),
+            auth: config.peer_auth.clone(),
         };
         let raft = Raft::new(config.node_id, Arc::new(raft_config), network, log, sm)
             .await
@@ -261,6 +264,7 @@ impl Node {
             pg_addrs: Mutex::new(HashMap::new()),
             fatal: fatal_rx,
             block_writer,
+            peer_auth: config.peer_auth.clone(),
         });
         tokio::spawn(serve::serve(raft_listener, node.clone()));
 

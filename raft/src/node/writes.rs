@@ -20,12 +20,19 @@ impl Node {
         }
     }
 
-    /// Proposes a command on this node, which must be the leader (a write forwarded to it).
-    pub(crate) async fn propose(
+    /// Proposes a write a follower forwarded to this node, which must be the leader. Its size
+    /// is checked again here, where it is proposed: the limit holds whatever a peer sends.
+    pub(crate) async fn propose_forwarded(
         &self,
         request_id: RequestId,
         proposal: Proposal,
     ) -> Result<(Outcome, LogIndex), RemoteError> {
+        let size = proposal.size_bound();
+        if size > COMMAND_BYTES_MAX {
+            return Err(RemoteError::Failed(
+                too_large(size, COMMAND_BYTES_MAX).to_string(),
+            ));
+        }
         self.propose_now(request_id, proposal).await
     }
 
