@@ -13,6 +13,7 @@ mod crash;
 mod differential;
 mod expressions;
 mod nemesis;
+mod netns;
 mod peers;
 mod poison;
 mod psql;
