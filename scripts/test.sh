@@ -13,6 +13,8 @@ ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || need+=(postgresql)
 [ -f /usr/share/java/postgresql.jar ] || need+=(libpostgresql-jdbc-java)
 # openssl makes the certificates of the TLS test.
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+# The sqlite3 shell opens a backup in the backup test.
+command -v sqlite3 >/dev/null 2>&1 || need+=(sqlite3)
 # iproute2 (ip) makes the network namespaces of the three-host test.
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
 if [ ${#need[@]} -gt 0 ]; then

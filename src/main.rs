@@ -11,6 +11,8 @@ use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
 use tokio::net::TcpListener;
 
+mod backup;
+
 /// A replicated metadata store that speaks PostgreSQL.
 ///
 /// With no subcommand, `sqlkeeper` runs `sqlkeeper start` with its defaults: a single node
@@ -32,6 +34,10 @@ enum Command {
     Start(StartArgs),
     /// Start a local cluster of several nodes in one command (stops on Ctrl-C).
     Demo(DemoArgs),
+    /// Write a consistent SQLite copy of a running cluster's data to a file.
+    Backup(backup::BackupArgs),
+    /// Seed a new node's data directory from a backup or any SQLite file.
+    Restore(backup::RestoreArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -247,7 +253,7 @@ async fn start(args: StartArgs) -> anyhow::Result<()> {
 
 /// A password or secret from `path` (given by `flag`): its first line, without the line end.
 /// An empty one, or a file that cannot be read, stops the start-up.
-fn first_line(path: &std::path::Path, flag: &str, what: &str) -> anyhow::Result<String> {
+pub(crate) fn first_line(path: &std::path::Path, flag: &str, what: &str) -> anyhow::Result<String> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read {flag} {}", path.display()))?;
     let line = text.lines().next().unwrap_or_default().to_string();
@@ -402,6 +408,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Some(Command::Start(a)) => runtime.block_on(start(a)),
         Some(Command::Demo(d)) => runtime.block_on(demo(d)),
+        Some(Command::Backup(b)) => runtime.block_on(backup::backup(b)),
+        Some(Command::Restore(r)) => runtime.block_on(backup::restore(r)),
         None => runtime.block_on(start(cli.start)),
     };
     match result {

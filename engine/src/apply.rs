@@ -341,6 +341,69 @@ impl StateMachine {
         Ok(())
     }
 
+    /// Where a state restored into a new cluster (`sqlkeeper restore`) starts: its position and
+    /// the log's clock there (`None`: unchanged).
+    ///
+    /// The old cluster's request ids and staged transaction parts stay (they are state, in its
+    /// hash) but must never be taken for a new cluster's, whose nodes number their requests
+    /// afresh: if there are any, the position moves past the request window's entries
+    /// (`DEDUP_WINDOW_ENTRIES` + 1 after the state's index) and the log's clock past the latest
+    /// of them by the longer of the request window and the staged parts' time to live.
+    pub fn restored_position(&self) -> Result<(LogIndex, Option<i64>), Fatal> {
+        let conn = self.conn()?;
+        let index = meta::get_i64(conn, meta::KEY_APPLIED_INDEX)
+            .map_err(fatal("read applied index"))?
+            .unwrap_or(0);
+        let latest: Option<i64> = conn
+            .query_row(
+                &format!(
+                    "SELECT max(c) FROM (SELECT max(log_clock) AS c FROM {REQUESTS_TABLE} \
+                     UNION ALL SELECT max(log_clock) FROM {})",
+                    crate::staged::STAGED_TABLE
+                ),
+                [],
+                |r| r.get(0),
+            )
+            .map_err(fatal("read request clocks"))?;
+        let Some(latest) = latest else {
+            return Ok((LogIndex(index as u64), None));
+        };
+        let stored = meta::get_i64(conn, meta::KEY_LOG_CLOCK)
+            .map_err(fatal("read log clock"))?
+            .unwrap_or(i64::MIN);
+        let gap = (DEDUP_WINDOW.as_micros() as i64).max(crate::staged::STAGED_TTL_MICROS);
+        let clock = stored.max(latest).saturating_add(gap + 1);
+        let index = index.saturating_add(DEDUP_WINDOW_ENTRIES as i64 + 1);
+        Ok((LogIndex(index as u64), Some(clock)))
+    }
+
+    /// Makes this state the starting point of a new cluster: the position and clock of
+    /// [`StateMachine::restored_position`], and Raft's bookkeeping for it (`raft_meta`, whose
+    /// membership is required), in one transaction, without applying anything.
+    pub fn seed_position(
+        &mut self,
+        (index, clock): (LogIndex, Option<i64>),
+        raft_meta: &RaftMeta,
+    ) -> Result<(), Fatal> {
+        let membership = raft_meta
+            .membership
+            .as_ref()
+            .ok_or_else(|| Fatal("a seeded state needs a membership".into()))?;
+        let conn = self.conn()?;
+        let tx = conn
+            .unchecked_transaction()
+            .map_err(fatal("begin seeding"))?;
+        if let Some(clock) = clock {
+            meta::put(&tx, meta::KEY_LOG_CLOCK, clock).map_err(fatal("seed"))?;
+        }
+        meta::put(&tx, meta::KEY_APPLIED_INDEX, index.0 as i64).map_err(fatal("seed"))?;
+        meta::put(&tx, meta::KEY_RAFT_APPLIED, &raft_meta.applied).map_err(fatal("seed"))?;
+        meta::put(&tx, meta::KEY_RAFT_MEMBERSHIP, membership).map_err(fatal("seed"))?;
+        tx.commit().map_err(fatal("commit seeding"))?;
+        self.applied_index = Some(index);
+        Ok(())
+    }
+
     /// Hash of the canonical dump of the state (see [`crate::state_hash`]).
     pub fn state_hash(&self) -> Result<[u8; 32], Fatal> {
         crate::hash::state_hash(self.conn()?).map_err(fatal("hash state"))

@@ -4,15 +4,21 @@ use rusqlite::Connection;
 use sha2::{Digest, Sha256};
 
 use crate::exec::value_of;
-use crate::meta::{KEY_APPLIED_INDEX, KEY_RAFT_APPLIED, META_TABLE};
+use crate::meta::{
+    KEY_APPLIED_INDEX, KEY_LOG_CLOCK, KEY_RAFT_APPLIED, KEY_RAFT_MEMBERSHIP, META_TABLE,
+};
 
 /// SHA-256 over every object's schema and every table's rows, in a canonical order: objects by
 /// type and name; rows of a rowid table by row id, with the row id hashed too (it decides scan
 /// order and the next generated key, so replicas must agree on it); rows of a `WITHOUT ROWID`
 /// table by all columns. Every replicated table is covered, the engine's own included (the
-/// request digests, sequences, removed nodes, `sqlite_sequence`). Of `_sqlkeeper_meta`, only the
-/// two values that name the applied position are left out (`applied_index`, `raft_applied`),
-/// so that nodes that applied the same data through different blank entries compare equal.
+/// request digests, sequences, removed nodes, `sqlite_sequence`). Of `_sqlkeeper_meta`, the
+/// values that name the applied position, the log's clock there and the cluster are left out
+/// (`applied_index`, `raft_applied`, `log_clock`, `raft_membership`), so that nodes that
+/// applied the same data through different blank entries compare equal, and so does a cluster
+/// restored from a backup (`sqlkeeper restore`, which moves the position) with the cluster the
+/// backup was taken from, at the backup's index. The clock of each remembered request is in its
+/// row, which is hashed.
 pub fn state_hash(conn: &Connection) -> rusqlite::Result<[u8; 32]> {
     let mut h = Sha256::new();
     let mut tables: Vec<String> = Vec::new();
@@ -47,7 +53,7 @@ pub fn state_hash(conn: &Connection) -> rusqlite::Result<[u8; 32]> {
         let sql = if name == META_TABLE {
             format!(
                 "SELECT key, value FROM {quoted} WHERE key NOT IN ('{KEY_APPLIED_INDEX}', \
-                 '{KEY_RAFT_APPLIED}') ORDER BY key"
+                 '{KEY_RAFT_APPLIED}', '{KEY_LOG_CLOCK}', '{KEY_RAFT_MEMBERSHIP}') ORDER BY key"
             )
         } else if name == "sqlite_sequence" {
             // SQLite's own bookkeeping, looked up by name; a snapshot copy may number its rows

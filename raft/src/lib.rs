@@ -37,8 +37,8 @@ mod types;
 pub use log_store::{LogStore, LOG_DB_FILE};
 pub use network::NetworkFactory;
 pub use node::{
-    MemberRow, Node, NodeConfig, NodeError, NodeStatus, Proposal, StartError, COMMAND_BYTES_MAX,
-    WRITE_RETRY_BACKOFF,
+    restore, MemberRow, Node, NodeConfig, NodeError, NodeStatus, Proposal, RestoreConfig, Restored,
+    StartError, BACKUP_BYTES_MAX, COMMAND_BYTES_MAX, WRITE_RETRY_BACKOFF,
 };
 pub use peer_auth::PeerAuth;
 pub use rpc::AdminOp;

@@ -102,7 +102,7 @@ fn other<E: std::fmt::Display>(context: &'static str) -> impl FnOnce(E) -> io::E
     move |e| io::Error::other(format!("{context}: {e}"))
 }
 
-fn snapshot_file_name(last: &Option<LogIdOf<TypeConfig>>) -> String {
+pub(crate) fn snapshot_file_name(last: &Option<LogIdOf<TypeConfig>>) -> String {
     // Zero-padded so names sort in log order: position = index + 1, and 0 (no entry applied
     // yet) sorts before every real index.
     match last {

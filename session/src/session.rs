@@ -175,6 +175,27 @@ impl Produced {
     }
 }
 
+/// Bytes of the state per row of `sqlkeeper.backup()`: large enough that the rows cost little,
+/// small enough to show a backup's progress.
+const BACKUP_CHUNK_BYTES: usize = 1024 * 1024;
+
+/// The result columns of an admin call: one text column named after it, but for
+/// `sqlkeeper.backup()` (the log index of the copy, its size in bytes, and a chunk of it).
+fn admin_columns(call: &AdminCall) -> Vec<sqlkeeper_engine::Column> {
+    let column = |name: &str, decl_type: Option<&str>| sqlkeeper_engine::Column {
+        name: name.to_string(),
+        decl_type: decl_type.map(str::to_string),
+    };
+    match call.function.as_str() {
+        "backup" => vec![
+            column("log_index", Some("BIGINT")),
+            column("size", Some("BIGINT")),
+            column("chunk", Some("BYTEA")),
+        ],
+        f => vec![column(f, None)],
+    }
+}
+
 /// Opens sessions on one node: what the protocol server is given.
 #[derive(Clone)]
 pub struct Sessions {
@@ -586,6 +607,29 @@ impl Session {
             raft_addr: addr.to_string(),
             pg_addr: String::new(),
         };
+        if call.function == "backup" {
+            // Local: a consistent copy of this node's applied state, in chunks (`sqlkeeper
+            // backup` writes them to a file in order).
+            let (index, bytes) = self.node.backup().await?;
+            self.settings().observe(index);
+            let size = bytes.len() as i64;
+            let rows = bytes
+                .chunks(BACKUP_CHUNK_BYTES)
+                .map(|c| {
+                    vec![
+                        Value::Integer(index as i64),
+                        Value::Integer(size),
+                        Value::Blob(c.to_vec()),
+                    ]
+                })
+                .collect();
+            return Ok(Produced::Rows {
+                columns: columns_from(admin_columns(call)),
+                rows,
+                tag: CommandTag::Select,
+                hints: Vec::new(),
+            });
+        }
         if call.function == "state_hash" {
             // Local: the hash of this node's applied state, to compare replicas.
             let hash = self.node.state_hash().await?;
@@ -1144,10 +1188,7 @@ impl Session {
                     decl_type: None,
                 }]
             }
-            StatementKind::Admin(call) => vec![sqlkeeper_engine::Column {
-                name: call.function.clone(),
-                decl_type: None,
-            }],
+            StatementKind::Admin(call) => admin_columns(call),
             StatementKind::Introspection => {
                 let tables = introspection_tables(&self.node, false).await;
                 let stmt = Statement::plain(

@@ -67,6 +67,7 @@ pub const ADMIN_FUNCTIONS: &[(&str, usize)] = &[
     ("remove_node", 1),
     ("transfer_leader", 1),
     ("state_hash", 0),
+    ("backup", 0),
 ];
 
 /// Introspection views in the `sqlkeeper` schema.

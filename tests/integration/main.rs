@@ -4,6 +4,7 @@
 mod anomalies;
 mod apps;
 mod auth;
+mod backup;
 mod cli;
 mod client_bytes;
 mod clients;

@@ -24,6 +24,11 @@ pub const ELECTION_TIMEOUT_MAX: Duration = Duration::from_millis(800);
 /// `MAX_PAYLOAD_ENTRIES * COMMAND_BYTES_MAX`.
 pub(super) const MAX_PAYLOAD_ENTRIES: u64 = 64;
 
+/// Largest state `Node::backup` sends through a session: the copy is held in memory while it
+/// is sent. A metadata store's state is megabytes; a larger one is better copied as a
+/// snapshot file from the data directory.
+pub const BACKUP_BYTES_MAX: u64 = 1024 * 1024 * 1024;
+
 /// How to start a node.
 #[derive(Debug, Clone)]
 pub struct NodeConfig {

@@ -40,15 +40,17 @@ mod fatal_watch;
 mod forward;
 mod membership;
 mod reads;
+mod restore;
 mod serve;
 mod writes;
 
 use self::{config::*, data_dir::*, fatal_watch::*, membership::*, reads::*};
 pub use config::{
-    NodeConfig, ELECTION_TIMEOUT_MAX, ELECTION_TIMEOUT_MIN, HEARTBEAT_INTERVAL,
+    NodeConfig, BACKUP_BYTES_MAX, ELECTION_TIMEOUT_MAX, ELECTION_TIMEOUT_MIN, HEARTBEAT_INTERVAL,
     LOG_KEPT_BEHIND_SNAPSHOT, SNAPSHOT_EVERY_ENTRIES,
 };
 pub use membership::MemberRow;
+pub use restore::{restore, RestoreConfig, Restored};
 pub use sqlkeeper_engine::COMMAND_BYTES_MAX;
 pub use writes::WRITE_RETRY_BACKOFF;
 
@@ -426,6 +428,48 @@ impl Node {
             v.state_hash().map_err(EngineError::from)
         })
         .await
+    }
+
+    /// A consistent copy of the applied state as an SQLite file's bytes, and the log index it
+    /// is at: what `sqlkeeper backup` receives. Written from one read transaction (as a
+    /// snapshot is, so applies go on), to a file in the snapshot directory named as a snapshot
+    /// being built (start-up removes it after a crash), read, then removed.
+    pub async fn backup(&self) -> Result<(u64, Vec<u8>), NodeError> {
+        let reads = self.reads.clone();
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let path = self
+            .snapshot_dir
+            .join(format!("building-backup-{nanos}.db"));
+        tokio::task::spawn_blocking(move || {
+            let copied = reads.write_snapshot(&path);
+            let read = copied.and_then(|info| {
+                let size = std::fs::metadata(&path)
+                    .map_err(|e| sqlkeeper_engine::Fatal(format!("backup copy: {e}")))?
+                    .len();
+                if size > BACKUP_BYTES_MAX {
+                    return Ok(Err(NodeError::Exec(ExecError::new(
+                        "54000",
+                        format!(
+                            "the state is {size} bytes; a backup through a session sends at most \
+                             {BACKUP_BYTES_MAX} (copy a snapshot file from the data directory instead)"
+                        ),
+                    ))));
+                }
+                let bytes = std::fs::read(&path)
+                    .map_err(|e| sqlkeeper_engine::Fatal(format!("backup copy: {e}")))?;
+                Ok(Ok((info.applied_index.map_or(0, |i| i.0), bytes)))
+            });
+            let _ = std::fs::remove_file(&path);
+            match read {
+                Ok(r) => r,
+                Err(f) => Err(NodeError::Unavailable(format!("backup failed: {}", f.0))),
+            }
+        })
+        .await
+        .map_err(|e| NodeError::Unavailable(format!("backup task: {e}")))?
     }
 
     /// Asks Raft to build a snapshot now and waits for it.
