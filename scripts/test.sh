@@ -35,12 +35,12 @@ make_venv() {
   fi
 }
 venv=target/test-venv
-if ! "$venv/bin/python" -c "import sqlalchemy, psycopg2, alembic, asyncpg, psycopg, optuna" >/dev/null 2>&1; then
-  echo "test.sh: creating $venv with SQLAlchemy, psycopg2, Alembic, asyncpg, psycopg 3 and Optuna"
+if ! "$venv/bin/python" -c "import sqlalchemy, psycopg2, alembic, asyncpg, psycopg, optuna, prometheus_client" >/dev/null 2>&1; then
+  echo "test.sh: creating $venv with SQLAlchemy, psycopg2, Alembic, asyncpg, psycopg 3, Optuna and prometheus-client"
   make_venv "$venv"
   "$venv/bin/pip" install -q --disable-pip-version-check \
     "sqlalchemy==2.1.9" "psycopg2-binary==2.9.13" "alembic==1.20.1" \
-    "asyncpg==0.32.0" "psycopg[binary]==3.3.9" "optuna==5.1.0"
+    "asyncpg==0.32.0" "psycopg[binary]==3.3.9" "optuna==5.1.0" "prometheus-client==0.26.0"
 fi
 export SQLKEEPER_TEST_PYTHON="$PWD/$venv/bin/python"
 # Applications whose pins clash with the test virtualenv's SQLAlchemy get one each, made from

@@ -12,6 +12,7 @@ use clap::{Args, Parser, Subcommand};
 use tokio::net::TcpListener;
 
 mod backup;
+mod http;
 
 /// A replicated metadata store that speaks PostgreSQL.
 ///
@@ -79,6 +80,10 @@ struct StartArgs {
     /// node refuses peers that do not.
     #[arg(long, env = "SQLKEEPER_PEER_SECRET_FILE")]
     peer_secret_file: Option<PathBuf>,
+    /// Address for the operations endpoint: /metrics (Prometheus), /health and /ready.
+    /// Without it, none is served.
+    #[arg(long, env = "SQLKEEPER_HTTP_ADDR")]
+    http_addr: Option<String>,
     /// Start a static cluster: every member's id and Raft address, e.g.
     /// `1=127.0.0.1:7433,2=127.0.0.1:7434,3=127.0.0.1:7435`. Give every member the same value;
     /// the member with the smallest id initializes the cluster, once.
@@ -234,11 +239,21 @@ async fn start(args: StartArgs) -> anyhow::Result<()> {
         snapshot_every: args.debug_snapshot_every,
         peer_auth,
     };
+    let metrics = args
+        .http_addr
+        .as_deref()
+        .map(|a| Ok::<_, anyhow::Error>((resolve(a, "--http-addr")?, http::install_recorder()?)))
+        .transpose()?;
     let serving = sqlkeeper::start(config, &listener, raft_listener).await?;
+    let http_addr = match metrics {
+        Some((addr, handle)) => http::serve(addr, serving.node.clone(), handle)?.to_string(),
+        None => "none".to_string(),
+    };
     tracing::info!(
         node_id = args.node_id,
         pg_addr = %serving.pg_addr,
         raft_addr = %serving.raft_addr,
+        http_addr = %http_addr,
         data_dir = %args.data_dir.display(),
         "sqlkeeper is ready"
     );

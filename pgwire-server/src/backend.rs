@@ -182,6 +182,30 @@ impl Backend {
     }
 }
 
+/// Counts a statement that succeeded by its command (the words of its tag before any count:
+/// `INSERT`, `CREATE TABLE`, `SELECT`), a set as bounded as PostgreSQL's command tags.
+fn count_statement(p: &Produced) {
+    let command: String = match p {
+        Produced::Done(tag) | Produced::Setting { tag, .. } => tag
+            .split(' ')
+            .take_while(|w| !w.starts_with(|c: char| c.is_ascii_digit()))
+            .collect::<Vec<_>>()
+            .join(" "),
+        Produced::CopyOut { .. } | Produced::CopyIn(_) => "COPY".into(),
+        Produced::Rows { tag, .. } => match tag {
+            CommandTag::Select => "SELECT",
+            CommandTag::Insert => "INSERT",
+            CommandTag::Update => "UPDATE",
+            CommandTag::Delete => "DELETE",
+            CommandTag::Fixed(t) => t,
+            CommandTag::Copy => "COPY",
+            CommandTag::Fetch => "FETCH",
+        }
+        .into(),
+    };
+    metrics::counter!("sqlkeeper_statements_total", "command" => command).increment(1);
+}
+
 /// Turns what a statement produced into a response, with result columns in the formats
 /// `format` gives. `described`: the client was (or can be) sent the row description before
 /// the statement ran (the extended protocol), so the columns keep the types it gave;
@@ -192,6 +216,7 @@ fn respond(
     described: bool,
     format: impl Fn(usize) -> FieldFormat,
 ) -> Result<Reply, ClientError> {
+    count_statement(&p);
     match p {
         Produced::Done(tag) => Ok(Reply::Pg(Response::Execution(Tag::new(&tag)))),
         Produced::Setting { tag, .. } => Ok(Reply::Pg(Response::Execution(Tag::new(&tag)))),

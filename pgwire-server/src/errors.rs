@@ -14,12 +14,16 @@ pub(crate) trait IntoPgWire {
 
 impl IntoPgWire for ClientError {
     fn into_info(self) -> ErrorInfo {
+        // Every error a client is sent passes here: counted by SQLSTATE class.
+        let sqlstate = self.sqlstate.to_string();
+        let class = sqlstate.get(..2).unwrap_or("XX").to_string();
+        metrics::counter!("sqlkeeper_errors_total", "class" => class).increment(1);
         let severity = if self.fatal {
             SEVERITY_FATAL
         } else {
             SEVERITY_ERROR
         };
-        let mut info = ErrorInfo::new(severity.to_owned(), self.sqlstate.to_string(), self.message);
+        let mut info = ErrorInfo::new(severity.to_owned(), sqlstate, self.message);
         info.position = self.position.map(|p| p.to_string());
         info.detail = self.detail;
         info.hint = self.hint;

@@ -202,6 +202,9 @@ pub async fn run_with(
             tls: security.tls.clone(),
         });
         let span = tracing::debug_span!("conn", conn_id, %peer);
+        metrics::counter!("sqlkeeper_client_connections_total").increment(1);
+        let open = metrics::gauge!("sqlkeeper_client_connections");
+        open.increment(1.0);
         tokio::spawn(
             async move {
                 tracing::debug!("client connected");
@@ -217,6 +220,7 @@ pub async fn run_with(
                     tracing::error!(panic = %what, "connection task panicked; connection closed");
                 }
                 tracing::debug!("client disconnected");
+                open.decrement(1.0);
                 drop(permit);
             }
             .instrument(span),

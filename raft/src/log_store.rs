@@ -280,6 +280,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 .then_some(c.latest)
                 .flatten()
         };
+        let started = std::time::Instant::now();
         let result = self
             .with_conn(move |conn| {
                 // One transaction per call: one fsync for the whole batch.
@@ -299,6 +300,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 tx.commit().map_err(other("commit append transaction"))
             })
             .await;
+        metrics::histogram!("sqlkeeper_log_append_seconds").record(started.elapsed());
         match result {
             Ok(()) => {
                 callback.io_completed(Ok(()));

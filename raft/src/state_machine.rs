@@ -441,6 +441,8 @@ impl StateMachineStore {
         });
         let raft_meta = raft_meta_for(&last.log_id, last_membership)?;
         let (entries, responders): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+        metrics::counter!("sqlkeeper_applied_entries_total").increment(entries.len() as u64);
+        let started = std::time::Instant::now();
         let outcomes = self
             .apply
             .call(move |sm| {
@@ -457,6 +459,7 @@ impl StateMachineStore {
                 sm.apply_batch(&items, &raft_meta)
             })
             .await?;
+        metrics::histogram!("sqlkeeper_apply_seconds").record(started.elapsed());
         let outcomes = match outcomes {
             Ok(o) => o,
             Err(fatal) => {

@@ -514,6 +514,14 @@ impl Session {
 
     /// Makes this node's state recent enough for the session's read consistency.
     pub(crate) async fn before_read(&self) -> Result<(), ClientError> {
+        let started = std::time::Instant::now();
+        let r = self.consistency_wait().await;
+        metrics::histogram!("sqlkeeper_read_wait_seconds").record(started.elapsed());
+        r
+    }
+
+    /// What the session's read consistency asks of a read before it runs (`before_read`).
+    async fn consistency_wait(&self) -> Result<(), ClientError> {
         let (mode, timeout, token, max_staleness) = {
             let s = self.settings();
             (

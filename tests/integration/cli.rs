@@ -181,6 +181,7 @@ fn help_explains_every_flag() {
         "SQLKEEPER_PG_ADDR",
         "--peer-secret-file",
         "SQLKEEPER_PEER_SECRET_FILE",
+        "--http-addr",
     ] {
         assert!(text.contains(flag), "--help mentions {flag}: {text}");
     }

@@ -13,6 +13,7 @@ mod convergence;
 mod crash;
 mod differential;
 mod expressions;
+mod metrics;
 mod nemesis;
 mod netns;
 mod peers;

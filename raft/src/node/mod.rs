@@ -39,6 +39,7 @@ mod data_dir;
 mod fatal_watch;
 mod forward;
 mod membership;
+mod observe;
 mod reads;
 mod restore;
 mod serve;
@@ -166,6 +167,8 @@ pub struct Node {
     block_writer: Arc<BlockWriter>,
     /// How peers prove the cluster secret, on connections this node opens and accepts.
     peer_auth: crate::peer_auth::PeerAuth,
+    /// The last index in the log when the node started: it is ready once it has applied it.
+    start_log_index: Option<u64>,
 }
 
 fn role_of(state: ServerState) -> &'static str {
@@ -267,6 +270,7 @@ impl Node {
             fatal: fatal_rx,
             block_writer,
             peer_auth: config.peer_auth.clone(),
+            start_log_index: raft.metrics().borrow_watched().last_log_index,
         });
         tokio::spawn(serve::serve(raft_listener, node.clone()));
 

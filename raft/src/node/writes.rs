@@ -63,7 +63,15 @@ impl Node {
                 steps,
             },
         };
-        match self.raft.client_write(command).await {
+        let started = Instant::now();
+        let written = self.raft.client_write(command).await;
+        metrics::histogram!("sqlkeeper_proposal_seconds").record(started.elapsed());
+        metrics::counter!(
+            "sqlkeeper_proposals_total",
+            "result" => if written.is_ok() { "committed" } else { "refused" }
+        )
+        .increment(1);
+        match written {
             Ok(resp) => Ok((resp.data, LogIndex(resp.log_id.index))),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(ForwardToLeader {
                 leader_id,
