@@ -80,6 +80,17 @@ struct StartArgs {
     /// node refuses peers that do not.
     #[arg(long, env = "SQLKEEPER_PEER_SECRET_FILE")]
     peer_secret_file: Option<PathBuf>,
+    /// The cluster CA's certificate (PEM): with --peer-tls-cert and --peer-tls-key, every
+    /// connection between nodes is mutual TLS, and a node accepts only peers whose certificate
+    /// the CA signed (each node's certificate must name the address others dial it at).
+    #[arg(long, env = "SQLKEEPER_PEER_TLS_CA", requires_all = ["peer_tls_cert", "peer_tls_key"])]
+    peer_tls_ca: Option<PathBuf>,
+    /// This node's certificate chain (PEM), signed by --peer-tls-ca; used both ways.
+    #[arg(long, env = "SQLKEEPER_PEER_TLS_CERT", requires_all = ["peer_tls_ca", "peer_tls_key"])]
+    peer_tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --peer-tls-cert.
+    #[arg(long, env = "SQLKEEPER_PEER_TLS_KEY", requires_all = ["peer_tls_ca", "peer_tls_cert"])]
+    peer_tls_key: Option<PathBuf>,
     /// Address for the operations endpoint: /metrics (Prometheus), /health and /ready.
     /// Without it, none is served.
     #[arg(long, env = "SQLKEEPER_HTTP_ADDR")]
@@ -185,8 +196,8 @@ async fn start(args: StartArgs) -> anyhow::Result<()> {
                 "client authentication (--superuser-password-file)",
             ),
             (
-                args.peer_secret_file.is_none(),
-                "peer authentication (--peer-secret-file)",
+                args.peer_secret_file.is_none() && args.peer_tls_ca.is_none(),
+                "peer authentication (--peer-secret-file or --peer-tls-ca)",
             ),
         ]
         .into_iter()
@@ -213,6 +224,14 @@ async fn start(args: StartArgs) -> anyhow::Result<()> {
                 .map_err(|e| anyhow::anyhow!("--peer-secret-file {}: {e}", f.display()))?
         }
         None => sqlkeeper_raft::PeerAuth::none(),
+    };
+    let peer_auth = match (&args.peer_tls_ca, &args.peer_tls_cert, &args.peer_tls_key) {
+        (Some(ca), Some(cert), Some(key)) => peer_auth.with_tls(
+            sqlkeeper_raft::PeerTls::from_pem_files(ca, cert, key).map_err(|e| {
+                anyhow::anyhow!("--peer-tls-ca/--peer-tls-cert/--peer-tls-key: {e}")
+            })?,
+        ),
+        _ => peer_auth,
     };
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => Some(

@@ -30,6 +30,7 @@ mod log_store;
 mod network;
 mod node;
 pub mod peer_auth;
+pub mod peer_tls;
 mod rpc;
 mod state_machine;
 mod types;
@@ -41,6 +42,7 @@ pub use node::{
     StartError, BACKUP_BYTES_MAX, COMMAND_BYTES_MAX, WRITE_RETRY_BACKOFF,
 };
 pub use peer_auth::PeerAuth;
+pub use peer_tls::PeerTls;
 pub use rpc::AdminOp;
 pub use state_machine::{SnapshotFile, StateMachineStore};
 pub use types::{NodeId, NodeInfo, TypeConfig};

@@ -24,6 +24,7 @@ use std::sync::Arc;
 use ring::hmac;
 use ring::rand::{SecureRandom, SystemRandom};
 
+use crate::peer_tls::PeerTls;
 use crate::types::NodeId;
 
 /// Shortest secret accepted. A recorded handshake lets an eavesdropper test guesses offline
@@ -53,24 +54,47 @@ pub(crate) enum Side {
     Client,
 }
 
-/// How this node authenticates its peers: with the cluster secret, or not at all (every node
-/// on loopback, the default).
+/// How this node authenticates its peers: with the cluster secret, with mutual TLS
+/// ([`PeerTls`]), both, or not at all (every node on loopback, the default).
 #[derive(Clone, Default)]
 pub struct PeerAuth {
     key: Option<Arc<hmac::Key>>,
+    tls: Option<PeerTls>,
 }
 
 impl fmt::Debug for PeerAuth {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let state = if self.key.is_some() { "secret" } else { "none" };
-        write!(f, "PeerAuth({state})")
+        write!(
+            f,
+            "PeerAuth(secret: {}, tls: {})",
+            self.key.is_some(),
+            self.tls.is_some()
+        )
     }
 }
 
 impl PeerAuth {
     /// No authentication: every peer that says hello is served.
     pub fn none() -> PeerAuth {
-        PeerAuth { key: None }
+        PeerAuth::default()
+    }
+
+    /// The same, with every connection over mutual TLS.
+    pub fn with_tls(self, tls: PeerTls) -> PeerAuth {
+        PeerAuth {
+            tls: Some(tls),
+            ..self
+        }
+    }
+
+    /// Mutual TLS, if configured.
+    pub(crate) fn tls(&self) -> Option<&PeerTls> {
+        self.tls.as_ref()
+    }
+
+    /// Whether peers must authenticate at all (the secret, a certificate, or both).
+    pub fn authenticates(&self) -> bool {
+        self.key.is_some() || self.tls.is_some()
     }
 
     /// Authentication with `secret`, which every member must share.
@@ -84,11 +108,12 @@ impl PeerAuth {
         }
         Ok(PeerAuth {
             key: Some(Arc::new(hmac::Key::new(hmac::HMAC_SHA256, secret))),
+            tls: None,
         })
     }
 
     /// Whether peers must prove the secret.
-    pub fn is_required(&self) -> bool {
+    pub(crate) fn is_required(&self) -> bool {
         self.key.is_some()
     }
 

@@ -26,6 +26,7 @@ use tokio::net::TcpStream;
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
 
 use crate::peer_auth::{Nonce, PeerAuth, Proof, Side};
+use crate::peer_tls::PeerStream;
 use crate::types::{NodeId, NodeInfo, TypeConfig};
 
 /// A write to replicate: statements the leader stamps, or a finished transaction. What a
@@ -231,7 +232,7 @@ pub enum RemoteError {
 
 /// A framed connection.
 pub struct Conn {
-    framed: Framed<TcpStream, LengthDelimitedCodec>,
+    framed: Framed<PeerStream, LengthDelimitedCodec>,
 }
 
 pub(crate) fn codec() -> LengthDelimitedCodec {
@@ -263,6 +264,11 @@ impl Conn {
     /// Wraps an accepted or connected socket.
     pub fn new(stream: TcpStream) -> Conn {
         let _ = stream.set_nodelay(true);
+        Conn::over(Box::pin(stream))
+    }
+
+    /// Wraps a connection's stream: TCP, or TLS over it.
+    pub fn over(stream: PeerStream) -> Conn {
         Conn {
             framed: Framed::new(stream, codec()),
         }
@@ -285,7 +291,11 @@ impl Conn {
         // process, full accept queue) must not hold the caller.
         let handshake = async {
             let stream = TcpStream::connect(addr).await?;
-            let mut conn = Conn::new(stream);
+            let _ = stream.set_nodelay(true);
+            let mut conn = match auth.tls() {
+                Some(tls) => Conn::over(tls.connect(addr, stream).await?),
+                None => Conn::new(stream),
+            };
             let nonce = PeerAuth::nonce()?;
             let denied = |why: String| io::Error::new(io::ErrorKind::PermissionDenied, why);
             match conn.call(&Request::Hello { from, to, nonce }).await? {
@@ -391,7 +401,7 @@ impl Conn {
 
 /// The sending half of a split connection.
 pub struct ConnSink {
-    sink: futures::stream::SplitSink<Framed<TcpStream, LengthDelimitedCodec>, Bytes>,
+    sink: futures::stream::SplitSink<Framed<PeerStream, LengthDelimitedCodec>, Bytes>,
 }
 
 impl ConnSink {

@@ -82,7 +82,7 @@ async fn non_loopback_needs_client_and_peer_authentication() {
     );
     let data = dir.path().join("data");
     let client = "client authentication (--superuser-password-file)";
-    let peer = "peer authentication (--peer-secret-file)";
+    let peer = "peer authentication (--peer-secret-file or --peer-tls-ca)";
     for (flags, missing) in [
         (vec!["--pg-addr", "0.0.0.0:0"], vec![client, peer]),
         (

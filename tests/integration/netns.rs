@@ -1,6 +1,6 @@
 //! Three hosts (issue 13): three nodes in three network namespaces made by the test, each with
 //! its own private address on a bridge (veth pairs), listening on those addresses with
-//! passwords, client TLS and the cluster secret on; clients (psql, `sslmode=verify-full`) in a
+//! passwords, client TLS, the cluster secret and peer TLS on; clients (psql, `sslmode=verify-full`) in a
 //! fourth namespace. Writes go to every node, follower reads see them, and a true network
 //! partition (packets to and from the leader dropped inside the namespaces) isolates the
 //! leader while it keeps running: it stops serving linearizable reads and writes, the majority
@@ -206,11 +206,12 @@ async fn three_hosts_with_tls_passwords_and_a_partitioned_leader() {
         cmd.args(["netns", "exec", &net.node(id)])
             .arg(binary().get_program());
         let (pg, raft) = (format!("{NET}.{id}:5433"), format!("{NET}.{id}:7433"));
-        let (password, secret, cert, key) = (
+        let (password, secret, cert, key, ca_file) = (
             file("password"),
             file("secret"),
             file("server.pem"),
             file("server.key"),
+            file("ca.pem"),
         );
         let flags = [
             "--node-id",
@@ -230,6 +231,12 @@ async fn three_hosts_with_tls_passwords_and_a_partitioned_leader() {
             "--tls-key",
             &key,
             "--tls-required",
+            "--peer-tls-ca",
+            &ca_file,
+            "--peer-tls-cert",
+            &cert,
+            "--peer-tls-key",
+            &key,
         ]
         .map(str::to_string);
         let flags: Vec<&str> = flags.iter().map(String::as_str).collect();

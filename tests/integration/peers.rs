@@ -286,6 +286,76 @@ async fn peers_must_prove_the_cluster_secret() {
     cluster.assert_state_hashes_equal().await;
 }
 
+/// Mutual TLS between nodes (`--peer-tls-ca`, `--peer-tls-cert`, `--peer-tls-key`): nodes with
+/// certificates of the cluster CA form a cluster and replicate over TLS; a node whose
+/// certificate another CA signed cannot join (the member it asks refuses its certificate and
+/// says so); a process that speaks the cluster protocol in clear gets no answer but a closed
+/// connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peers_over_mutual_tls_need_a_certificate_of_the_cluster_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    crate::tls::ca(dir.path(), "cluster");
+    crate::tls::ca(dir.path(), "rogue");
+    let ext = "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth";
+    crate::tls::signed(dir.path(), "cluster", "node", ext);
+    crate::tls::signed(dir.path(), "rogue", "intruder", ext);
+    let file = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let tls_flags = |cert: &str| {
+        vec![
+            "--peer-tls-ca".to_string(),
+            file("cluster.pem"),
+            "--peer-tls-cert".to_string(),
+            file(&format!("{cert}.pem")),
+            "--peer-tls-key".to_string(),
+            file(&format!("{cert}.key")),
+        ]
+    };
+    let node_flags = tls_flags("node");
+    let mut cluster = TestCluster::start(3, move |_| node_flags.clone()).await;
+    let leader = cluster.leader().await;
+    let follower = (1..=3).find(|id| *id != leader).unwrap();
+    cluster
+        .client(follower)
+        .await
+        .batch_execute("CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1), (2)")
+        .await
+        .unwrap();
+
+    // The intruder trusts the cluster's CA, but its own certificate is another CA's.
+    let via = cluster.raft_addr(1).to_string();
+    let mut flags = vec!["--node-id".to_string(), "4".to_string()];
+    flags.extend(tls_flags("intruder"));
+    let intruder = cluster.add_process(flags, Some(&via));
+    eventually(
+        "node 1 refuses the intruder's certificate",
+        WAIT,
+        || async {
+            if log_has(&cluster, 1, "a cluster peer failed to authenticate") {
+                Ok(())
+            } else {
+                Err(cluster.node(1).log_tail(5))
+            }
+        },
+    )
+    .await;
+    assert_eq!(members(&cluster, 1).await, 3);
+    cluster.kill9(intruder);
+
+    // In clear: the TLS listener answers no frame, and closes.
+    for id in 1..=3 {
+        let mut p = RawPeer::connect(cluster.raft_addr(id)).await;
+        p.send(&hello(9, id)).await;
+        let mut seen = Vec::new();
+        let closed = tokio::time::timeout(WAIT, p.stream.read_to_end(&mut seen)).await;
+        assert!(closed.is_ok(), "node {id} kept a clear connection open");
+        assert!(
+            !String::from_utf8_lossy(&seen).contains("Hello"),
+            "node {id} answered in clear: {seen:?}"
+        );
+    }
+    cluster.assert_state_hashes_equal().await;
+}
+
 /// Idle sockets kept open to each address.
 const FLOOD_SOCKETS: usize = 300;
 

@@ -21,7 +21,7 @@ fn openssl(dir: &Path, args: &str) {
 }
 
 /// A self-signed CA certificate `{name}.pem` and its key `{name}.key`.
-fn ca(dir: &Path, name: &str) {
+pub fn ca(dir: &Path, name: &str) {
     openssl(
         dir,
         &format!(
@@ -42,14 +42,22 @@ fn certificates(dir: &Path) {
 /// `server.key`) for the subject alternative names `san` (`DNS:name,IP:addr,…`).
 pub fn ca_and_server(dir: &Path, san: &str) {
     ca(dir, "ca");
+    signed(dir, "ca", "server", &format!("subjectAltName={san}"));
+}
+
+/// A certificate `{name}.pem` and key `{name}.key` signed by the CA `{ca}.pem` (made by
+/// [`ca`]), with the extension lines `ext`.
+pub fn signed(dir: &Path, ca: &str, name: &str, ext: &str) {
     openssl(
         dir,
-        "req -newkey rsa:2048 -nodes -subj /CN=sqlkeeper -keyout server.key -out server.csr",
+        &format!("req -newkey rsa:2048 -nodes -subj /CN={name} -keyout {name}.key -out {name}.csr"),
     );
-    std::fs::write(dir.join("san.ext"), format!("subjectAltName={san}\n")).unwrap();
+    std::fs::write(dir.join(format!("{name}.ext")), format!("{ext}\n")).unwrap();
     openssl(
         dir,
-        "x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -extfile san.ext -out server.pem",
+        &format!(
+            "x509 -req -in {name}.csr -CA {ca}.pem -CAkey {ca}.key -CAcreateserial -days 2 -extfile {name}.ext -out {name}.pem"
+        ),
     );
 }
 

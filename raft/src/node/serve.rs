@@ -15,6 +15,7 @@ use tracing::Instrument;
 
 use super::Node;
 use crate::peer_auth::{PeerAuth, Side};
+use crate::peer_tls::PeerStream;
 use crate::rpc::{
     decode_frame, Conn, RemoteError, Request, Response, ANY_NODE, FRAME_BYTES_MAX,
     HANDSHAKE_FRAME_BYTES_MAX,
@@ -64,11 +65,12 @@ impl Gate {
     }
 
     fn auth_failed(&self, peer: std::net::SocketAddr, why: &str) {
+        let why = why.to_string();
         let mut f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         f.0 += 1;
         let now = Instant::now();
         if f.1.is_none_or(|t| now - t >= AUTH_FAILURE_LOG_EVERY) {
-            tracing::warn!(%peer, failures = f.0, why, "a cluster peer failed to authenticate; its connection was closed");
+            tracing::warn!(%peer, failures = f.0, %why, "a cluster peer failed to authenticate; its connection was closed");
             *f = (0, Some(now));
         }
     }
@@ -101,7 +103,27 @@ pub async fn serve(listener: TcpListener, node: Arc<Node>) {
         let mut silent = gate.silent.lock().unwrap_or_else(|p| p.into_inner());
         let task = tokio::spawn(
             async move {
-                let mut conn = Conn::new(socket);
+                let _ = socket.set_nodelay(true);
+                let stream: PeerStream = match node.peer_auth.tls() {
+                    // The TLS handshake counts as the connection's silence: it may be closed
+                    // to make room until its first frame arrives, and it has the hello's time.
+                    Some(tls) => {
+                        match tokio::time::timeout(HELLO_TIMEOUT, tls.accept(socket)).await {
+                            Ok(Ok(s)) => s,
+                            Ok(Err(e)) => {
+                                g.auth_failed(peer, &e.to_string());
+                                g.spoke(id);
+                                return;
+                            }
+                            Err(_) => {
+                                g.spoke(id);
+                                return;
+                            }
+                        }
+                    }
+                    None => Box::pin(socket),
+                };
+                let mut conn = Conn::over(stream);
                 conn.set_frame_limit(HANDSHAKE_FRAME_BYTES_MAX);
                 if let Err(e) = serve_conn(conn, peer, id, node, &g).await {
                     tracing::debug!(error = %e, "cluster connection ended");
