@@ -12,6 +12,7 @@ use clap::{Args, Parser, Subcommand};
 use tokio::net::TcpListener;
 
 mod backup;
+mod config;
 mod http;
 
 /// A replicated metadata store that speaks PostgreSQL.
@@ -91,6 +92,11 @@ struct StartArgs {
     /// The private key (PEM) of --peer-tls-cert.
     #[arg(long, env = "SQLKEEPER_PEER_TLS_KEY", requires_all = ["peer_tls_ca", "peer_tls_cert"])]
     peer_tls_key: Option<PathBuf>,
+    /// A TOML file with any of these flags by name (`node-id = 2`, `pg-addr = "…"`,
+    /// `tls-required = true`). A flag on the command line wins over its environment variable,
+    /// which wins over the file, which wins over the default.
+    #[arg(long, env = "SQLKEEPER_CONFIG")]
+    config: Option<PathBuf>,
     /// Address for the operations endpoint: /metrics (Prometheus), /health and /ready.
     /// Without it, none is served.
     #[arg(long, env = "SQLKEEPER_HTTP_ADDR")]
@@ -420,7 +426,14 @@ const DEFAULT_LOG_FILTER: &str =
     "warn,openraft::core::heartbeat::worker=error,sqlkeeper=info,sqlkeeper_raft=info,sqlkeeper_pgwire=info,sqlkeeper_session=info";
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let args = match config::with_config_file::<Cli>(std::env::args_os().collect()) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let cli = Cli::parse_from(args);
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG_FILTER));
     use std::io::IsTerminal;

@@ -3,7 +3,7 @@
 use std::net::TcpListener;
 use std::process::Output;
 
-use crate::support::binary;
+use crate::support::{binary, NodeProcess};
 
 fn run(args: &[&str]) -> Output {
     binary()
@@ -230,4 +230,58 @@ fn unreadable_tls_files_are_a_clear_error() {
     let out = run(&["--tls-key", not_pem.to_str().unwrap()]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--tls-cert"));
+}
+
+/// `--config FILE`: the settings of `sqlkeeper start` from a TOML file; its environment
+/// variable wins over the file, and a flag on the command line over both. An unknown key and a
+/// value of the wrong kind are clear errors.
+#[tokio::test]
+async fn config_file_settings_yield_to_the_environment_and_to_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("sqlkeeper.toml");
+    // The file's pg-addr is overridden by the command line's (port 0), its node id is used.
+    std::fs::write(&config, "node_id = 7\npg-addr = \"127.0.0.1:1\"\n").unwrap();
+    let config = config.to_str().unwrap();
+    let node_id = |env: Option<&str>, flags: &[&str], data: &str| {
+        let mut cmd = binary();
+        if let Some(id) = env {
+            cmd.env("SQLKEEPER_NODE_ID", id);
+        }
+        let mut args = vec!["--config", config];
+        args.extend_from_slice(flags);
+        NodeProcess::start_with(cmd, &dir.path().join(data), &args)
+    };
+    for (env, flags, data, want) in [
+        (None, &[][..], "file", 7i64),
+        (Some("8"), &[][..], "env", 8),
+        (Some("8"), &["--node-id", "9"][..], "flag", 9),
+    ] {
+        let node = node_id(env, flags, data);
+        let c = crate::support::connect_as(node.pg_addr, None)
+            .await
+            .unwrap();
+        let id: i64 = c
+            .query_one("SELECT node_id FROM sqlkeeper.status", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(id, want, "{data}");
+    }
+    for (text, needle) in [
+        ("nodes = 3\n", "unknown setting \"nodes\""),
+        (
+            "pg-addr = true\n",
+            "pg-addr = true is not a string or integer value",
+        ),
+        ("node-id = [1]\n", "is not a string or integer value"),
+        ("node-id = \n", "is not valid TOML"),
+    ] {
+        let bad = dir.path().join("bad.toml");
+        std::fs::write(&bad, text).unwrap();
+        let out = run_node(
+            &dir.path().join("bad"),
+            &["--config", bad.to_str().unwrap()],
+        );
+        assert_clean_failure(&out, needle);
+    }
 }
