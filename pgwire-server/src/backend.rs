@@ -186,11 +186,14 @@ impl Backend {
 /// `INSERT`, `CREATE TABLE`, `SELECT`), a set as bounded as PostgreSQL's command tags.
 fn count_statement(p: &Produced) {
     let command: String = match p {
-        Produced::Done(tag) | Produced::Setting { tag, .. } => tag
-            .split(' ')
-            .take_while(|w| !w.starts_with(|c: char| c.is_ascii_digit()))
-            .collect::<Vec<_>>()
-            .join(" "),
+        Produced::Done(tag) | Produced::Setting { tag, .. } => {
+            // Up to the first word that is a count: "INSERT 0 1" is INSERT.
+            let end = tag
+                .match_indices(' ')
+                .find(|(i, _)| tag[i + 1..].starts_with(|c: char| c.is_ascii_digit()))
+                .map_or(tag.len(), |(i, _)| i);
+            tag[..end].to_string()
+        }
         Produced::CopyOut { .. } | Produced::CopyIn(_) => "COPY".into(),
         Produced::Rows { tag, .. } => match tag {
             CommandTag::Select => "SELECT",

@@ -92,11 +92,6 @@ impl PeerAuth {
         self.tls.as_ref()
     }
 
-    /// Whether peers must authenticate at all (the secret, a certificate, or both).
-    pub fn authenticates(&self) -> bool {
-        self.key.is_some() || self.tls.is_some()
-    }
-
     /// Authentication with `secret`, which every member must share.
     pub fn with_secret(secret: &[u8]) -> Result<PeerAuth, String> {
         if secret.len() < PEER_SECRET_BYTES_MIN {

@@ -261,13 +261,7 @@ fn decode<T: DeserializeOwned>(b: &[u8]) -> io::Result<T> {
 }
 
 impl Conn {
-    /// Wraps an accepted or connected socket.
-    pub fn new(stream: TcpStream) -> Conn {
-        let _ = stream.set_nodelay(true);
-        Conn::over(Box::pin(stream))
-    }
-
-    /// Wraps a connection's stream: TCP, or TLS over it.
+    /// Wraps a connection's stream: TCP (with `TCP_NODELAY` set by the caller), or TLS over it.
     pub fn over(stream: PeerStream) -> Conn {
         Conn {
             framed: Framed::new(stream, codec()),
@@ -294,7 +288,7 @@ impl Conn {
             let _ = stream.set_nodelay(true);
             let mut conn = match auth.tls() {
                 Some(tls) => Conn::over(tls.connect(addr, stream).await?),
-                None => Conn::new(stream),
+                None => Conn::over(Box::pin(stream)),
             };
             let nonce = PeerAuth::nonce()?;
             let denied = |why: String| io::Error::new(io::ErrorKind::PermissionDenied, why);

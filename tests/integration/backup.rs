@@ -11,16 +11,31 @@ use std::process::{Command, Output};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 
-use crate::support::{binary, connect_as, eventually, NodeProcess, TestCluster, WAIT};
+use crate::support::{connect_as, eventually, run_binary as run, NodeProcess, TestCluster, WAIT};
 
 const PASSWORD: &str = "backup pw";
 
-fn run(args: &[&str]) -> Output {
-    binary()
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .output()
-        .unwrap()
+/// `sqlkeeper backup` of the node at `pg` into `to`, off the async workers (the writers of the
+/// test go on meanwhile).
+async fn backup(pg: std::net::SocketAddr, to: &Path, password_file: &str) -> Output {
+    let args: Vec<String> = [
+        "backup",
+        &pg.to_string(),
+        "--to",
+        to.to_str().unwrap(),
+        "--password-file",
+        password_file,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    tokio::task::spawn_blocking(move || {
+        let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
+        args.insert(1, "--pg-addr");
+        run(&args)
+    })
+    .await
+    .unwrap()
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -102,26 +117,8 @@ async fn a_backup_taken_under_writes_restores_to_the_same_state() {
         }
     })
     .await;
-    let backup = files.path().join("cluster.db");
-    let pg = cluster.node(follower).pg_addr.to_string();
-    let out = {
-        let args = [
-            "backup",
-            "--pg-addr",
-            pg.as_str(),
-            "--to",
-            backup.to_str().unwrap(),
-            "--password-file",
-            password_file.as_str(),
-        ];
-        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        tokio::task::spawn_blocking(move || {
-            let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            run(&args)
-        })
-        .await
-        .unwrap()
-    };
+    let backup_file = files.path().join("cluster.db");
+    let out = backup(cluster.node(follower).pg_addr, &backup_file, &password_file).await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{out:?}");
     assert!(stdout.starts_with("backup at log index "), "{stdout}");
@@ -145,7 +142,7 @@ async fn a_backup_taken_under_writes_restores_to_the_same_state() {
     let sqlite3 = |sql: &str| {
         Command::new("sqlite3")
             .args(["-readonly", "-cmd", "PRAGMA ignore_check_constraints = ON"])
-            .arg(&backup)
+            .arg(&backup_file)
             .arg(sql)
             .output()
             .expect("sqlite3 not found: run scripts/test.sh, which installs it")
@@ -164,21 +161,13 @@ async fn a_backup_taken_under_writes_restores_to_the_same_state() {
         rows > 0 && rows < acknowledged.load(Ordering::Relaxed),
         "{rows}"
     );
-    let backup_hash = file_hash(&backup);
+    let backup_hash = file_hash(&backup_file);
 
     // Quiet now: a second backup's hash is the source's own `sqlkeeper.state_hash()`, so the
     // first one's is the source's state at its log index.
     cluster.assert_state_hashes_equal().await;
     let quiet = files.path().join("quiet.db");
-    let out = run(&[
-        "backup",
-        "--pg-addr",
-        &cluster.node(leader).pg_addr.to_string(),
-        "--to",
-        quiet.to_str().unwrap(),
-        "--password-file",
-        &password_file,
-    ]);
+    let out = backup(cluster.node(leader).pg_addr, &quiet, &password_file).await;
     assert!(out.status.success(), "{out:?}");
     assert_eq!(
         Ok(file_hash(&quiet)),
@@ -197,7 +186,7 @@ async fn a_backup_taken_under_writes_restores_to_the_same_state() {
     let out = run(&[
         "restore",
         "--from",
-        backup.to_str().unwrap(),
+        backup_file.to_str().unwrap(),
         "--data-dir",
         restored_dir.to_str().unwrap(),
         "--raft-addr",

@@ -3,15 +3,7 @@
 use std::net::TcpListener;
 use std::process::Output;
 
-use crate::support::{binary, NodeProcess};
-
-fn run(args: &[&str]) -> Output {
-    binary()
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .output()
-        .unwrap()
-}
+use crate::support::{binary, run_binary as run, NodeProcess};
 
 /// Starts a node on port-0 loopback addresses with its data in `data` and `extra` flags
 /// (which are expected to stop it).

@@ -147,6 +147,16 @@ pub fn binary() -> Command {
     Command::new(env!("CARGO_BIN_EXE_sqlkeeper"))
 }
 
+/// Runs the binary with `args` to its end (warnings only in its log): for commands that exit,
+/// such as a refused start-up, `backup` and `restore`.
+pub fn run_binary(args: &[&str]) -> std::process::Output {
+    binary()
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap()
+}
+
 impl NodeProcess {
     /// Starts `sqlkeeper --data-dir DIR` with `extra` flags, on port-0 loopback addresses
     /// unless `extra` gives `--pg-addr` or `--raft-addr`, and waits until it reports its

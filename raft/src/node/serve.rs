@@ -103,7 +103,6 @@ pub async fn serve(listener: TcpListener, node: Arc<Node>) {
         let mut silent = gate.silent.lock().unwrap_or_else(|p| p.into_inner());
         let task = tokio::spawn(
             async move {
-                let _ = socket.set_nodelay(true);
                 let stream: PeerStream = match node.peer_auth.tls() {
                     // The TLS handshake counts as the connection's silence: it may be closed
                     // to make room until its first frame arrives, and it has the hello's time.
