@@ -148,13 +148,31 @@ pub fn binary() -> Command {
 }
 
 /// Runs the binary with `args` to its end (warnings only in its log): for commands that exit,
-/// such as a refused start-up, `backup` and `restore`.
+/// such as a refused start-up, `backup` and `restore`. One that is still running after
+/// [`WAIT`] (a node that started where a refusal was expected) is killed and the test fails,
+/// instead of waiting for it for ever.
 pub fn run_binary(args: &[&str]) -> std::process::Output {
-    binary()
+    let mut child = binary()
         .args(args)
         .env("RUST_LOG", "warn")
-        .output()
-        .unwrap()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + WAIT;
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() >= deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "sqlkeeper {} still ran after {WAIT:?}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
 }
 
 impl NodeProcess {
