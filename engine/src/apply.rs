@@ -351,9 +351,7 @@ impl StateMachine {
     /// of them by the longer of the request window and the staged parts' time to live.
     pub fn restored_position(&self) -> Result<(LogIndex, Option<i64>), Fatal> {
         let conn = self.conn()?;
-        let index = meta::get_i64(conn, meta::KEY_APPLIED_INDEX)
-            .map_err(fatal("read applied index"))?
-            .unwrap_or(0);
+        let index = self.applied_index.map_or(0, |i| i.0 as i64);
         let latest: Option<i64> = conn
             .query_row(
                 &format!(

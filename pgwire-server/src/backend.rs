@@ -185,14 +185,15 @@ impl Backend {
 /// Counts a statement that succeeded by its command (the words of its tag before any count:
 /// `INSERT`, `CREATE TABLE`, `SELECT`), a set as bounded as PostgreSQL's command tags.
 fn count_statement(p: &Produced) {
-    let command: String = match p {
+    // A static label where the command is known statically: no allocation per statement.
+    let command: std::borrow::Cow<'static, str> = match p {
         Produced::Done(tag) | Produced::Setting { tag, .. } => {
             // Up to the first word that is a count: "INSERT 0 1" is INSERT.
             let end = tag
                 .match_indices(' ')
                 .find(|(i, _)| tag[i + 1..].starts_with(|c: char| c.is_ascii_digit()))
                 .map_or(tag.len(), |(i, _)| i);
-            tag[..end].to_string()
+            tag[..end].to_string().into()
         }
         Produced::CopyOut { .. } | Produced::CopyIn(_) => "COPY".into(),
         Produced::Rows { tag, .. } => match tag {

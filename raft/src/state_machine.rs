@@ -292,7 +292,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     }
 }
 
-fn raft_meta_for(
+pub(crate) fn raft_meta_for(
     last: &LogIdOf<TypeConfig>,
     membership: Option<StoredMembershipOf<TypeConfig>>,
 ) -> io::Result<RaftMeta> {

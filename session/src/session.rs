@@ -618,16 +618,16 @@ impl Session {
         if call.function == "backup" {
             // Local: a consistent copy of this node's applied state, in chunks (`sqlkeeper
             // backup` writes them to a file in order).
-            let (index, bytes) = self.node.backup().await?;
+            let (index, chunks) = self.node.backup(BACKUP_CHUNK_BYTES).await?;
             self.settings().observe(index);
-            let size = bytes.len() as i64;
-            let rows = bytes
-                .chunks(BACKUP_CHUNK_BYTES)
+            let size = chunks.iter().map(Vec::len).sum::<usize>() as i64;
+            let rows = chunks
+                .into_iter()
                 .map(|c| {
                     vec![
                         Value::Integer(index as i64),
                         Value::Integer(size),
-                        Value::Blob(c.to_vec()),
+                        Value::Blob(c),
                     ]
                 })
                 .collect();

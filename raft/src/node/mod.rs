@@ -171,6 +171,23 @@ pub struct Node {
     start_log_index: Option<u64>,
 }
 
+/// The file at `path` in chunks of at most `chunk_bytes`.
+fn read_chunks(path: &Path, chunk_bytes: usize) -> io::Result<Vec<Vec<u8>>> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path)?;
+    let mut chunks = Vec::new();
+    loop {
+        let mut chunk = Vec::with_capacity(chunk_bytes);
+        (&mut file)
+            .take(chunk_bytes as u64)
+            .read_to_end(&mut chunk)?;
+        if chunk.is_empty() {
+            return Ok(chunks);
+        }
+        chunks.push(chunk);
+    }
+}
+
 fn role_of(state: ServerState) -> &'static str {
     match state {
         ServerState::Leader => "leader",
@@ -434,11 +451,12 @@ impl Node {
         .await
     }
 
-    /// A consistent copy of the applied state as an SQLite file's bytes, and the log index it
-    /// is at: what `sqlkeeper backup` receives. Written from one read transaction (as a
-    /// snapshot is, so applies go on), to a file in the snapshot directory named as a snapshot
-    /// being built (start-up removes it after a crash), read, then removed.
-    pub async fn backup(&self) -> Result<(u64, Vec<u8>), NodeError> {
+    /// A consistent copy of the applied state as an SQLite file's bytes, in chunks of
+    /// `chunk_bytes`, and the log index it is at: what `sqlkeeper backup` receives. Written from
+    /// one read transaction (as a snapshot is, so applies go on), to a file in the snapshot
+    /// directory named as a snapshot being built (start-up removes it after a crash), read
+    /// chunk by chunk (the copy is in memory once), then removed.
+    pub async fn backup(&self, chunk_bytes: usize) -> Result<(u64, Vec<Vec<u8>>), NodeError> {
         let reads = self.reads.clone();
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -462,9 +480,9 @@ impl Node {
                         ),
                     ))));
                 }
-                let bytes = std::fs::read(&path)
+                let chunks = read_chunks(&path, chunk_bytes.max(1))
                     .map_err(|e| sqlkeeper_engine::Fatal(format!("backup copy: {e}")))?;
-                Ok(Ok((info.applied_index.map_or(0, |i| i.0), bytes)))
+                Ok(Ok((info.applied_index.map_or(0, |i| i.0), chunks)))
             });
             let _ = std::fs::remove_file(&path);
             match read {

@@ -7,7 +7,7 @@ use openraft::alias::{LogIdOf, StoredMembershipOf};
 use openraft::vote::RaftLeaderIdExt;
 use openraft::{Membership, StoredMembership};
 use rusqlite::{Connection, OpenFlags};
-use sqlkeeper_engine::{RaftMeta, StateMachine};
+use sqlkeeper_engine::StateMachine;
 
 use super::*;
 
@@ -140,10 +140,8 @@ fn seed_state(
         )
         .map_err(other("membership"))?,
     );
-    let raft_meta = RaftMeta {
-        applied: serde_json::to_vec(&Some(log_id)).map_err(other("encode log id"))?,
-        membership: Some(serde_json::to_vec(&membership).map_err(other("encode membership"))?),
-    };
+    let raft_meta = crate::state_machine::raft_meta_for(&log_id, Some(membership))
+        .map_err(other("encode the restored position"))?;
     sm.seed_position(position, &raft_meta)
         .map_err(|e| StartError::Other(e.to_string()))?;
     let hash = sm
