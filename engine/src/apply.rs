@@ -224,6 +224,15 @@ impl StateMachine {
                 .map_err(fatal("enable foreign keys after a rebuild"))?;
         }
         end?;
+        // Read connections read a role's privileges again once they see this commit.
+        if self
+            .cells
+            .guard
+            .touched
+            .swap(false, std::sync::atomic::Ordering::SeqCst)
+        {
+            crate::privileges::changed();
+        }
         let outcomes = result?;
         if self.reads.bound_wal() {
             // The held read views are gone: a checkpoint can now copy the whole log back, and
@@ -338,6 +347,7 @@ impl StateMachine {
             .map_err(fatal("read applied index"))?
             .map(|i| LogIndex(i as u64));
         self.conn = Some(conn);
+        crate::privileges::changed();
         Ok(())
     }
 
@@ -463,6 +473,7 @@ fn apply_command(
         .header()
         .map_or(crate::limits::ENTRY_VM_STEPS_MAX, |h| h.vm_steps_max);
     cells.start_entry(&cmd.stamp(), vm_steps_max);
+    cells.guard.set_role(cmd.role());
     if let Some(id) = cmd.request_id() {
         if let Some(first) = seen_request(conn, &id, at)? {
             return Ok(first);
@@ -491,6 +502,7 @@ fn apply_command(
                         values: record.values.clone(),
                         digest: record.digest.clone(),
                         staged: None,
+                        role: record.role.clone(),
                     };
                     let size = crate::staged::TxnSize::of(&whole.steps);
                     cells.start_entry(&whole.stamp, txn_vm_steps_max(vm_steps_max, size));
@@ -737,6 +749,7 @@ pub(crate) mod tests {
                 params: vec![],
                 effect: Default::default(),
             }],
+            role: None,
         }
     }
 
@@ -804,6 +817,7 @@ pub(crate) mod tests {
                     effect: Default::default(),
                 },
             ],
+            role: None,
         };
         let o = apply1(&mut sm, 1, &cmd);
         let (at, err) = o.error.unwrap();
@@ -846,6 +860,7 @@ pub(crate) mod tests {
                     }],
                 },
             }],
+            role: None,
         };
         // `NULL::text` for a date: refused whatever the value, as an outcome, not a failure
         // of the node.
@@ -887,6 +902,7 @@ pub(crate) mod tests {
                 params: vec![],
                 effect: Default::default(),
             }],
+            role: None,
         }
     }
 
@@ -1017,6 +1033,7 @@ pub(crate) mod tests {
                 params: vec![],
                 effect: Default::default(),
             }],
+            role: None,
         }
     }
 

@@ -199,8 +199,10 @@ pub struct EntryHeader {
 /// float NaN kept as the text `'NaN'` (`sqlkeeper_sql::numeric::NAN_TEXT`) where it was refused,
 /// a float column's trigger storing text specials (`'-inf'`) as the floats they are, `sum` and
 /// `avg` NaN over a NaN (`sqlkeeper_sql::NAN_OR_FUNCTION`), and non-finite `Real` parameters
-/// in the JSON ([`Value::Real`]).
-pub const ENGINE_APPLY_VERSION: u32 = 21;
+/// in the JSON ([`Value::Real`]). Version 22: entries carry the role their statements run as,
+/// checked against the privileges in the state (`privileges.rs`), and `_sqlkeeper_role` and
+/// `_sqlkeeper_may`.
+pub const ENGINE_APPLY_VERSION: u32 = 22;
 
 impl EntryHeader {
     /// The header this build writes, with the default budget.
@@ -235,6 +237,9 @@ pub enum Command {
         stamp: Stamp,
         /// The statements, in order.
         statements: Vec<Statement>,
+        /// The role they run as (`privileges.rs`); `None` for a superuser.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        role: Option<String>,
     },
     /// An interactive transaction block, replicated at `COMMIT` as the steps its client ran
     /// and the results it saw. Every replica replays the steps at the entry's position in the
@@ -302,6 +307,9 @@ pub struct TxnRecord {
     /// `steps` are all of them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub staged: Option<Staged>,
+    /// The role its steps run as (`privileges.rs`); `None` for a superuser.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
 }
 
 /// One value `nextval` gave a transaction step.
@@ -364,6 +372,16 @@ impl Command {
         match self {
             Command::Execute { stamp, .. } | Command::TransactionPart { stamp, .. } => *stamp,
             Command::Transaction { record, .. } => record.stamp,
+        }
+    }
+
+    /// The role the entry's statements run as; `None` for a superuser (and for the parts of
+    /// a transaction, which run nothing until its commit).
+    pub fn role(&self) -> Option<&str> {
+        match self {
+            Command::Execute { role, .. } => role.as_deref(),
+            Command::Transaction { record, .. } => record.role.as_deref(),
+            Command::TransactionPart { .. } => None,
         }
     }
 

@@ -31,6 +31,7 @@ mod limits;
 mod meta;
 mod outcome;
 mod pgfuncs;
+mod privileges;
 mod read;
 mod rebuild;
 mod rowlocks;

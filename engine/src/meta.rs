@@ -38,11 +38,13 @@ pub(crate) fn create(conn: &Connection) -> rusqlite::Result<()> {
          {};
          {};
          {};
+         {};
          {};",
         crate::staged::create_sql(),
         sqlkeeper_sql::COMMENTS_TABLE_SQL,
         sqlkeeper_sql::TYPES_TABLE_SQL,
-        sqlkeeper_sql::ROLES_TABLE_SQL
+        sqlkeeper_sql::ROLES_TABLE_SQL,
+        sqlkeeper_sql::PRIVILEGES_TABLES_SQL
     ))?;
     conn.execute(
         &format!("INSERT OR IGNORE INTO {META_TABLE} (key, value) VALUES (?1, ?2)"),

@@ -11,7 +11,7 @@ use rusqlite::{Connection, InterruptHandle, OpenFlags};
 use crate::command::{LogIndex, Stamp, Statement};
 use crate::determinism::StampCell;
 use crate::error::{sqlstate_of, EngineError, ExecError, Fatal};
-use crate::exec::{run, Column, ResultRoom, RunError, StatementResult};
+use crate::exec::{run, Column, ResultRoom, StatementResult};
 use crate::meta;
 
 /// Idle read connections kept open for reuse. More may be open at once while many sessions
@@ -74,12 +74,15 @@ pub struct HeldRead {
 /// A read transaction on one read-only connection: every call sees the same committed state.
 pub struct ReadView<'a> {
     conn: &'a Connection,
+    guard: &'a crate::privileges::Guard,
 }
 
 /// A read-only connection and the cell its time and randomness functions read.
 struct Reader {
     conn: Connection,
     stamp: Arc<StampCell>,
+    /// The privileges its reads are checked against.
+    guard: Arc<crate::privileges::Guard>,
 }
 
 impl std::ops::Deref for Reader {
@@ -132,7 +135,15 @@ fn open_reader(path: &Path) -> Result<Reader, Fatal> {
     crate::limits::configure(&conn).map_err(|e| Fatal(format!("set limits: {e}")))?;
     crate::limits::install_read_handler(&mut conn)
         .map_err(|e| Fatal(format!("install progress handler: {e}")))?;
-    Ok(Reader { conn, stamp })
+    let guard = Arc::new(crate::privileges::Guard::default());
+    crate::privileges::install(&conn, &guard)
+        .map_err(|e| Fatal(format!("register role functions: {e}")))?;
+    let g = guard.clone();
+    conn.authorizer(Some(move |ctx: rusqlite::hooks::AuthContext<'_>| {
+        g.decide(&ctx)
+    }))
+    .map_err(|e| Fatal(format!("install authorizer: {e}")))?;
+    Ok(Reader { conn, stamp, guard })
 }
 
 impl ReadPool {
@@ -316,7 +327,12 @@ impl ReadPool {
         let result = self.interruptible(&conn, || {
             crate::step::exec_fixed(&conn, "BEGIN")
                 .map_err(|e| Fatal(format!("begin read: {e}")))?;
-            let view = ReadView { conn: &conn };
+            // Unchecked until a client's read says whose it is (`ReadView::query_as`).
+            conn.guard.set_role(None);
+            let view = ReadView {
+                conn: &conn,
+                guard: &conn.guard,
+            };
             let r = f(&view);
             // A read transaction has nothing to keep; rollback also ends it after an error.
             let _ = crate::step::exec_fixed(&conn, "ROLLBACK");
@@ -365,10 +381,28 @@ pub fn read_snapshot_info(path: &Path) -> Result<SnapshotInfo, Fatal> {
 }
 
 impl ReadView<'_> {
-    /// Runs one read statement. A statement that would write is refused with 25006.
+    /// Runs one read statement as a superuser (the node's own reads). A statement that
+    /// would write is refused with 25006.
     pub fn query(&self, stmt: &Statement) -> Result<StatementResult, ExecError> {
+        self.query_as(None, stmt)
+    }
+
+    /// Runs one read statement of a client whose role is `role` (`None`: a superuser): a
+    /// table the role may not read is refused with 42501 (`privileges.rs`).
+    pub fn query_as(
+        &self,
+        role: Option<&str>,
+        stmt: &Statement,
+    ) -> Result<StatementResult, ExecError> {
+        self.guard.set_role(role);
+        self.guard
+            .prepare(self.conn, true)
+            .map_err(|e| sqlstate_of(&e))?;
         let mut room = ResultRoom::new(crate::limits::READ_RESULT_BYTES_MAX);
-        run(self.conn, stmt, None, &mut room).map_err(RunError::into_exec)
+        run(self.conn, stmt, None, &mut room).map_err(|e| match self.guard.take_denied() {
+            Some(denied) => denied,
+            None => e.into_exec(),
+        })
     }
 
     /// Runs the probes of one write (its reading, see `sqlkeeper_sql::Translated::probe`) with
@@ -468,7 +502,13 @@ impl HeldRead {
             )));
         };
         on_start(conn.get_interrupt_handle());
-        self.pool.interruptible(conn, || f(&ReadView { conn }))
+        conn.guard.set_role(None);
+        self.pool.interruptible(conn, || {
+            f(&ReadView {
+                conn,
+                guard: &conn.guard,
+            })
+        })
     }
 }
 

@@ -52,6 +52,8 @@ pub(crate) struct Cells {
     pub(crate) read: Arc<TableLog>,
     /// Rows the statements update or delete (update hook), while a block step runs.
     pub(crate) rows: Arc<RowLog>,
+    /// The role statements run as, and what it may do (`privileges.rs`).
+    pub(crate) guard: Arc<crate::privileges::Guard>,
 }
 
 /// Rows a block step updated or deleted, but did not insert itself (`rowlocks.rs`), while on.
@@ -236,7 +238,13 @@ pub(crate) fn run_statement(
     cells: &Cells,
 ) -> Result<StepResult, Stop> {
     cells.rowid_max.store(false, Ordering::SeqCst);
-    let stmt = match crate::defaults::resolve(conn, stmt) {
+    if let Err(e) = cells.guard.prepare(conn, false) {
+        return failed(conn, classify(e)?);
+    }
+    let stmt = match cells
+        .guard
+        .unchecked(|| crate::defaults::resolve(conn, stmt))
+    {
         Ok(s) => s,
         Err(e) => return failed(conn, classify(e)?),
     };
@@ -245,6 +253,10 @@ pub(crate) fn run_statement(
         run(conn, &stmt, Some(&cells.budget), &mut room)
     };
     let rowid_max = cells.rowid_max.swap(false, Ordering::SeqCst);
+    // Refused by the privileges when it was prepared.
+    if let (Err(_), Some(e)) = (&r, cells.guard.take_denied()) {
+        return failed(conn, e);
+    }
     let r = match r {
         Ok(_) if rowid_max => return Err(Stop::Abort(rowid_error())),
         Ok(r) => r,
@@ -261,7 +273,16 @@ pub(crate) fn run_statement(
         .unwrap_or_else(|p| p.into_inner())
         .take();
     if let Some((table, op)) = requested {
-        match crate::rebuild::run(conn, &table, &op) {
+        if !cells.guard.owns(&table) {
+            return failed(
+                conn,
+                ExecError::new("42501", format!("must be owner of table {table}")),
+            );
+        }
+        match cells
+            .guard
+            .unchecked(|| crate::rebuild::run(conn, &table, &op))
+        {
             Ok(()) => {}
             Err(crate::rebuild::RebuildError::Exec(e)) => return failed(conn, e),
             Err(crate::rebuild::RebuildError::Sqlite(e)) => return failed(conn, classify(e)?),
@@ -498,11 +519,14 @@ pub(crate) fn open_writer(
         .map_err(fatal("register rebuild function"))?;
     crate::limits::install_handler(&mut conn, cells.budget.clone(), stop)
         .map_err(fatal("install progress handler"))?;
-    let (rowid_max, written, rows) = (
+    let (rowid_max, written, rows, guard) = (
         cells.rowid_max.clone(),
         cells.written.clone(),
         cells.rows.clone(),
+        cells.guard.clone(),
     );
+    crate::privileges::install(&conn, &cells.guard).map_err(fatal("register role functions"))?;
+    let touched = guard.clone();
     conn.update_hook(Some(
         move |action: Action, _db: &str, table: &str, rowid: i64| {
             if rowid == i64::MAX && matches!(action, Action::SQLITE_INSERT | Action::SQLITE_UPDATE)
@@ -511,6 +535,11 @@ pub(crate) fn open_writer(
             }
             written.note(table);
             rows.note(action, table, rowid);
+            if crate::privileges::is_privilege_table(table) {
+                touched
+                    .touched
+                    .store(true, std::sync::atomic::Ordering::SeqCst);
+            }
         },
     ))
     .map_err(fatal("install update hook"))?;
@@ -519,7 +548,7 @@ pub(crate) fn open_writer(
         if let rusqlite::hooks::AuthAction::Read { table_name, .. } = ctx.action {
             read.note(table_name);
         }
-        rusqlite::hooks::Authorization::Allow
+        guard.decide(&ctx)
     }))
     .map_err(fatal("install authorizer"))?;
     Ok(conn)

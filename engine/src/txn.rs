@@ -70,11 +70,14 @@ pub struct Block {
     /// Rows its steps touched that another block held, with that block: a recorded read of
     /// such a row's table waits until the holder ended.
     depends: HashMap<Row, u64>,
+    /// The role its steps run as; `None` for a superuser.
+    role: Option<String>,
 }
 
 impl Block {
-    /// A block that has run nothing yet; every step runs with `stamp`.
-    pub fn new(stamp: Stamp) -> Block {
+    /// A block that has run nothing yet; every step runs with `stamp`, as `role` (`None`: a
+    /// superuser).
+    pub fn new(stamp: Stamp, role: Option<String>) -> Block {
         Block {
             id: NEXT_BLOCK.fetch_add(1, Ordering::Relaxed),
             stamp,
@@ -86,6 +89,7 @@ impl Block {
             size: TxnSize::default(),
             rows: None,
             depends: HashMap::new(),
+            role,
         }
     }
 
@@ -142,6 +146,7 @@ impl Block {
             steps: self.steps,
             values: self.values,
             staged: None,
+            role: self.role,
         }
     }
 }
@@ -803,6 +808,7 @@ fn replay(conn: &Connection, cells: &Cells, block: &Block) -> Result<Option<LogI
         .map_err(f("read applied index"))?
         .map(|i| LogIndex(i as u64));
     crate::sequences::load(conn, &cells.sequences).map_err(f("load sequences"))?;
+    cells.guard.set_role(block.role.as_deref());
     // One budget for all the block's steps, as at apply.
     cells.start_entry(&block.stamp, block.vm_steps_max(&[]));
     for (n, (step, seen)) in block.steps.iter().zip(&block.seen).enumerate() {
@@ -857,6 +863,7 @@ mod tests {
             request_id: None,
             stamp: Stamp::default(),
             statements: pg(sql_text),
+            role: None,
         }
     }
 
@@ -908,7 +915,7 @@ mod tests {
         assert_eq!(apply(&mut sm, 1, &create).error, None);
         let spec = sm.block_writer();
         reserve(&mut sm, &spec, 2, "s");
-        let mut b = Block::new(Stamp::default());
+        let mut b = Block::new(Stamp::default(), None);
         let next = |b: &mut Block| ok(&spec, b, TxnStep::Sql(pg("SELECT nextval('s')"))).rows;
         assert_eq!(next(&mut b), vec![vec![Value::Integer(1)]]);
         ok(&spec, &mut b, TxnStep::Savepoint("_sqlkeeper_sp_0".into()));
@@ -943,7 +950,7 @@ mod tests {
         assert_eq!(apply(&mut sm, 1, &create).error, None);
         let spec = sm.block_writer();
         // Without reserved values a block's nextval asks for them (the node reserves).
-        let mut a = Block::new(Stamp::default());
+        let mut a = Block::new(Stamp::default(), None);
         let insert = |v: &str| {
             TxnStep::Sql(pg(&format!(
                 "INSERT INTO t (v) VALUES ('{v}') RETURNING id"
@@ -954,7 +961,7 @@ mod tests {
             Err(BlockError::NeedValues(s)) if s == "t_id_seq"
         ));
         reserve(&mut sm, &spec, 2, "t_id_seq");
-        let mut b = Block::new(Stamp::default());
+        let mut b = Block::new(Stamp::default(), None);
         assert_eq!(
             ok(&spec, &mut a, insert("a")).rows,
             vec![vec![Value::Integer(1)]]
@@ -1010,7 +1017,7 @@ mod tests {
             seed: 42,
         };
 
-        let mut b = Block::new(stamp);
+        let mut b = Block::new(stamp, None);
         let r = ok(
             &spec,
             &mut b,
@@ -1063,7 +1070,7 @@ mod tests {
 
         // A write to rows the block did not see, between its statements and its entry: it
         // commits all the same.
-        let mut b = Block::new(stamp);
+        let mut b = Block::new(stamp, None);
         ok(
             &spec,
             &mut b,
@@ -1080,7 +1087,7 @@ mod tests {
 
         // A write that changes what the block saw before the entry applies: 40001, nothing
         // applied.
-        let mut b = Block::new(stamp);
+        let mut b = Block::new(stamp, None);
         let n = ok(
             &spec,
             &mut b,
@@ -1099,7 +1106,7 @@ mod tests {
         assert_eq!(o.results[0].rows, vec![vec![Value::Integer(0)]]);
 
         // ... and the block's next statement already sees it.
-        let mut b = Block::new(stamp);
+        let mut b = Block::new(stamp, None);
         ok(
             &spec,
             &mut b,
@@ -1116,7 +1123,7 @@ mod tests {
         ));
 
         // A tampered digest is refused on apply.
-        let mut b = Block::new(stamp);
+        let mut b = Block::new(stamp, None);
         ok(
             &spec,
             &mut b,
@@ -1130,7 +1137,7 @@ mod tests {
 
         // The same conflict inside one apply batch: the check is the replay at the entry's
         // place, however the log was cut into batches.
-        let mut b = Block::new(stamp);
+        let mut b = Block::new(stamp, None);
         ok(
             &spec,
             &mut b,
@@ -1181,7 +1188,7 @@ mod tests {
         };
         // 40 inserts of 200 rows of 100 bytes: about 1 MiB, three entries.
         let block = || {
-            let mut b = Block::new(Stamp::default());
+            let mut b = Block::new(Stamp::default(), None);
             for i in 0..40i64 {
                 let mut params = Vec::new();
                 let mut sql_text = "INSERT INTO t VALUES ".to_string();
@@ -1318,7 +1325,7 @@ mod tests {
         let running = {
             let spec = spec.clone();
             std::thread::spawn(move || {
-                let mut b = Block::new(Stamp::default());
+                let mut b = Block::new(Stamp::default(), None);
                 let r = spec.run(&mut b, Work::Record(long), &Ticket::default());
                 r.map(|(done, _)| match done {
                     Done::Ran(r) => r.map(|r| r.rows_affected),
@@ -1341,7 +1348,7 @@ mod tests {
         let mut sm = StateMachine::open(dir.path()).unwrap();
         apply(&mut sm, 1, &exec("CREATE TABLE t (v INTEGER)"));
         let spec = sm.block_writer();
-        let mut b = Block::new(Stamp::default());
+        let mut b = Block::new(Stamp::default(), None);
         ok(
             &spec,
             &mut b,

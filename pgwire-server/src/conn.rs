@@ -327,6 +327,7 @@ pub(crate) async fn serve(
                 database,
                 pid: conn.pid_and_secret_key().0,
                 server_addr,
+                password_checked: handlers.startup.checks_passwords(),
             });
         }
         if let Err(e) = result {

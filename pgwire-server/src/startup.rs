@@ -45,6 +45,11 @@ pub(crate) struct Startup {
 }
 
 impl Startup {
+    /// Whether clients prove a password (else trust).
+    pub(crate) fn checks_passwords(&self) -> bool {
+        self.auth.is_some()
+    }
+
     pub(crate) fn new(
         manager: Arc<ConnectionManager>,
         auth: Option<Arc<ClientAuth>>,

@@ -61,7 +61,7 @@ mod tests {
             r#"{"Admin":{"RemoveNode":{"node_id":3}}}"#,
             r#"{"Vote":{"vote":{"leader_id":{"term":2,"node_id":1},"committed":false},"last_log_id":{"leader_id":{"term":1,"node_id":1},"index":7}}}"#,
             r#"{"AppendEntries":{"vote":{"leader_id":{"term":1,"node_id":1},"committed":true},"prev_log_id":null,"leader_commit":null,"entries":[{"log_id":{"leader_id":{"term":1,"node_id":1},"index":0},"payload":{"Normal":{"Execute":{"request_id":null,"stamp":{"unix_micros":1,"seed":2},"statements":[{"sql":"SELECT 1","params":[{"Integer":1},"Null",{"Blob":[1,2]}]}]}}}}]}}"#,
-            r#"{"ForwardWrite":{"request_id":{"origin":1,"serial":2},"proposal":{"Statements":[]}}}"#,
+            r#"{"ForwardWrite":{"request_id":{"origin":1,"serial":2},"proposal":{"Statements":{"statements":[],"role":"alice"}}}}"#,
         ];
         requests
             .iter()

@@ -34,7 +34,13 @@ use crate::types::{NodeId, NodeInfo, TypeConfig};
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Proposal {
     /// Autocommit statements: one `Command::Execute`.
-    Statements(Vec<sqlkeeper_engine::Statement>),
+    Statements {
+        /// The statements, in order.
+        statements: Vec<sqlkeeper_engine::Statement>,
+        /// The role they run as; `None` for a superuser.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        role: Option<String>,
+    },
     /// A finished transaction block: one `Command::Transaction`.
     Transaction(sqlkeeper_engine::TxnRecord),
     /// A run of the steps of a block too large for one entry: one
@@ -53,7 +59,13 @@ impl Proposal {
     /// An upper bound of the JSON size of the proposal's statements in the log.
     pub fn size_bound(&self) -> usize {
         match self {
-            Proposal::Statements(s) => s.iter().map(sqlkeeper_engine::statement_size_bound).sum(),
+            Proposal::Statements { statements, role } => {
+                statements
+                    .iter()
+                    .map(sqlkeeper_engine::statement_size_bound)
+                    .sum::<usize>()
+                    + role.as_ref().map_or(0, |r| r.len() + 16)
+            }
             Proposal::Transaction(r) => r.steps.iter().map(sqlkeeper_engine::step_size_bound).sum(),
             Proposal::TransactionPart { steps, .. } => {
                 steps.iter().map(sqlkeeper_engine::step_size_bound).sum()
@@ -84,9 +96,10 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 /// Version 4: a transaction is one `TxnRecord` (no base; read steps), and `ForwardWrite` has no
 /// write-slot wait. Version 5: `Proposal::TransactionPart`, `Command::TransactionPart`, staged
 /// transactions. Version 6: the hello carries a nonce, and a node with a cluster secret answers
-/// it with a `Challenge` (peer authentication). Only version 6 is accepted: a node of another
+/// it with a `Challenge` (peer authentication). Version 7: `Proposal::Statements` is a struct
+/// with the statements' role (privileges). Only version 7 is accepted: a node of another
 /// build is refused with a clear error instead of decoding a message it would misread.
-pub(crate) const WIRE_VERSION: u8 = 6;
+pub(crate) const WIRE_VERSION: u8 = 7;
 
 /// The `to` of a hello from a node that does not know who is at the address (a joining node).
 /// No node has id 0 (`--node-id` must be positive).

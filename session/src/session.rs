@@ -272,6 +272,8 @@ pub struct Session {
     /// Who connected, to what, from the start-up: the values of `current_user`,
     /// `pg_backend_pid()`, ... .
     connection: Mutex<Connection>,
+    /// The role the session's statements run as ([`Session::role`]), once known.
+    role: tokio::sync::OnceCell<Option<String>>,
 }
 
 /// What the protocol learned at start-up about the connection.
@@ -285,6 +287,8 @@ pub struct Connection {
     pub pid: i32,
     /// The address the client connected to.
     pub server_addr: Option<std::net::SocketAddr>,
+    /// The client proved the role's password (SCRAM); else it was trusted.
+    pub password_checked: bool,
 }
 
 impl Default for Connection {
@@ -294,6 +298,7 @@ impl Default for Connection {
             database: "postgres".into(),
             pid: 0,
             server_addr: None,
+            password_checked: false,
         }
     }
 }
@@ -307,7 +312,34 @@ impl Session {
             committing: Arc::default(),
             notices: Mutex::default(),
             connection: Mutex::default(),
+            role: tokio::sync::OnceCell::new(),
         }
+    }
+
+    /// The role the session's statements run as, checked against its privileges where they
+    /// run (`None`: a superuser, not checked). `postgres` is the superuser. A role that proved
+    /// its password is checked (its row says whether it is a superuser). Under trust
+    /// authentication (loopback only, no password configured) a name without a role acts as
+    /// the superuser, as every client did before roles existed; a name with one is checked.
+    pub(crate) async fn role(&self) -> Result<Option<String>, ClientError> {
+        let c = self
+            .connection
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if c.user == sqlkeeper_sql::SUPERUSER {
+            return Ok(None);
+        }
+        if c.password_checked {
+            return Ok(Some(c.user));
+        }
+        self.role
+            .get_or_try_init(|| async {
+                let known = Sessions::new(self.node.clone()).login(&c.user).await?;
+                Ok(known.map(|_| c.user.clone()))
+            })
+            .await
+            .cloned()
     }
 
     /// Records what start-up learned about the connection.
@@ -587,12 +619,16 @@ impl Session {
             .collect();
         let tag = t.tag.clone();
         let timeout = self.settings().statement_timeout();
+        let role = self.role().await?;
         let (mut results, applied) = self
             .node
             .read_at(stamp, timeout, move |view| {
                 let mut out = Vec::with_capacity(stmts.len());
                 for s in &stmts {
-                    out.push(view.query(s).map_err(EngineError::from)?);
+                    out.push(
+                        view.query_as(role.as_deref(), s)
+                            .map_err(EngineError::from)?,
+                    );
                 }
                 Ok((out, view.applied_index()?))
             })
@@ -604,7 +640,37 @@ impl Session {
         Ok(Produced::result(last, tag, t.columns.clone()))
     }
 
+    /// Whether the session's role is a superuser: the `sqlkeeper.*` functions are theirs.
+    async fn superuser(&self) -> Result<bool, ClientError> {
+        let Some(role) = self.role().await? else {
+            return Ok(true);
+        };
+        let stmt = Statement::plain(
+            format!(
+                "SELECT superuser FROM {} WHERE name = ?1",
+                sqlkeeper_sql::ROLES_TABLE
+            ),
+            vec![EngineValue::Text(role)],
+        );
+        let r = self
+            .node
+            .read(LOGIN_READ_TIMEOUT, move |v| {
+                v.query(&stmt).map_err(EngineError::from)
+            })
+            .await?;
+        Ok(matches!(
+            r.rows.first().and_then(|row| row.first()),
+            Some(EngineValue::Integer(1))
+        ))
+    }
+
     async fn admin(&self, call: &AdminCall) -> Result<Produced, ClientError> {
+        if !self.superuser().await? {
+            return Err(ClientError::new(
+                "42501",
+                format!("permission denied for function sqlkeeper.{}", call.function),
+            ));
+        }
         let id = |s: &str| -> Result<u64, ClientError> {
             s.parse::<u64>()
                 .ok()
@@ -798,7 +864,11 @@ impl Session {
             return (Vec::new(), Some(e.into()));
         }
         let notices = self.existence_notices(&batch).await;
-        let (outcome, index) = match self.node.write(statements, WRITE_TIMEOUT).await {
+        let role = match self.role().await {
+            Ok(r) => r,
+            Err(e) => return (Vec::new(), Some(e)),
+        };
+        let (outcome, index) = match self.node.write_as(role, statements, WRITE_TIMEOUT).await {
             Ok(o) => o,
             Err(e) => return (Vec::new(), Some(e.into())),
         };

@@ -526,7 +526,11 @@ impl Session {
                 txn.isolation = isolation.unwrap_or(default_isolation);
                 // The block's time is fixed when it begins, as Postgres's transaction
                 // timestamp is; every statement of it, and its replay, sees it.
-                txn.block = Some(Arc::new(Mutex::new(Block::new(self.node.new_stamp()))));
+                let role = self.role().await?;
+                txn.block = Some(Arc::new(Mutex::new(Block::new(
+                    self.node.new_stamp(),
+                    role,
+                ))));
                 Ok(done(if *start { "START TRANSACTION" } else { "BEGIN" }))
             }
             // Postgres warns and goes on.
@@ -628,7 +632,7 @@ impl Session {
         }
         let mut block = std::mem::replace(
             &mut *block.lock().unwrap_or_else(|p| p.into_inner()),
-            Block::new(Default::default()),
+            Block::new(Default::default(), None),
         );
         if !block.writes() {
             // Read-only: nothing to replicate.
@@ -727,12 +731,16 @@ impl Session {
         stmts: Vec<Statement>,
     ) -> Result<sqlkeeper_engine::StatementResult, ClientError> {
         let timeout = self.settings().statement_timeout();
+        let role = self.role().await?;
         let mut results = self
             .node
             .read_held(held, timeout, move |view| {
                 let mut out = Vec::with_capacity(stmts.len());
                 for s in &stmts {
-                    out.push(view.query(s).map_err(sqlkeeper_engine::EngineError::from)?);
+                    out.push(
+                        view.query_as(role.as_deref(), s)
+                            .map_err(sqlkeeper_engine::EngineError::from)?,
+                    );
                 }
                 Ok(out)
             })

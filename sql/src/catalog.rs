@@ -326,8 +326,17 @@ const RELATIONS: &[Relation] = &[
             ("grantor", OID),
             ("admin_option", BOOL),
         ],
+        // Memberships granted with `GRANT role TO role` (`privileges.rs`), by the superuser.
         query: Some(|| {
-            "SELECT 0 AS roleid, 0 AS member, 0 AS grantor, 0 AS admin_option WHERE 0".into()
+            format!(
+                "SELECT CAST(r.oid AS oid) AS roleid, CAST(m.oid AS oid) AS member, \
+                 CAST(10 AS oid) AS grantor, 0 AS admin_option \
+                 FROM {} AS g, ({}) AS r, ({}) AS m \
+                 WHERE r.rolname = g.role AND m.rolname = g.member",
+                crate::privileges::MEMBERS_TABLE,
+                pg_roles(),
+                pg_roles()
+            )
         }),
     },
     Relation {
@@ -416,9 +425,11 @@ const RELATIONS: &[Relation] = &[
         query: Some(|| {
             format!(
                 "SELECT 'public' AS schemaname, c.relname AS tablename, \
-                 'postgres' AS tableowner, NULL AS tablespace, c.relhasindex AS hasindexes, \
+                 coalesce((SELECT o.owner FROM {} AS o WHERE o.name = c.relname), 'postgres') \
+                 AS tableowner, NULL AS tablespace, c.relhasindex AS hasindexes, \
                  c.relhasrules AS hasrules, c.relhastriggers AS hastriggers, \
                  c.relrowsecurity AS rowsecurity FROM ({}) AS c WHERE c.relkind = 'r'",
+                crate::privileges::OWNERS_TABLE,
                 pg_class()
             )
         }),
@@ -450,9 +461,11 @@ const RELATIONS: &[Relation] = &[
         ],
         query: Some(|| {
             format!(
-                "SELECT 'public' AS schemaname, s.name AS viewname, 'postgres' AS viewowner, \
-                 sqlkeeper_view_definition(s.sql, 0) AS definition FROM sqlite_schema AS s \
-                 WHERE s.type = 'view' AND {USER_OBJECT}"
+                "SELECT 'public' AS schemaname, s.name AS viewname, \
+                 coalesce((SELECT o.owner FROM {} AS o WHERE o.name = s.name), 'postgres') \
+                 AS viewowner, sqlkeeper_view_definition(s.sql, 0) AS definition \
+                 FROM sqlite_schema AS s WHERE s.type = 'view' AND {USER_OBJECT}",
+                crate::privileges::OWNERS_TABLE
             )
         }),
     },
@@ -1015,8 +1028,8 @@ const ROLE_COLUMNS: &[(&str, PgType)] = &[
     ("rolconfig", TEXT),
 ];
 
-/// The built-in roles, `postgres` (the superuser) and `pg_database_owner` (which owns
-/// `public`), and those `CREATE ROLE` made (`roles.rs`; `postgres` has a row there once
+/// The built-in roles, `postgres` (the superuser), `pg_database_owner` (which owns `public`),
+/// `pg_read_all_data` and `pg_write_all_data`, and those `CREATE ROLE` made (`roles.rs`; `postgres` has a row there once
 /// `ALTER ROLE postgres` changed it). The table's columns are read through expressions: a
 /// compound subquery's column takes the declared type of the first arm that has one, and
 /// `INTEGER` would hide the columns' catalog types (`bool`).
@@ -1026,7 +1039,8 @@ fn pg_roles() -> String {
          column3 AS rolcreaterole, column3 AS rolcreatedb, column3 AS rolcanlogin, \
          column3 AS rolreplication, -1 AS rolconnlimit, '********' AS rolpassword, \
          NULL AS rolvaliduntil, column3 AS rolbypassrls, NULL AS rolconfig \
-         FROM (VALUES (10, 'postgres', 1), (6171, 'pg_database_owner', 0)) AS v \
+         FROM (VALUES (10, 'postgres', 1), (6171, 'pg_database_owner', 0), \
+         (6181, 'pg_read_all_data', 0), (6182, 'pg_write_all_data', 0)) AS v \
          WHERE column2 NOT IN (SELECT name FROM {t}) \
          UNION ALL SELECT CAST(oid AS oid), name || '', superuser + 0, 1, createrole + 0, \
          createdb + 0, login + 0, superuser AND name = 'postgres', -1, '********', NULL, \
@@ -1040,6 +1054,17 @@ fn pg_roles() -> String {
 fn pg_class() -> String {
     let common = "0 AS reloftype, 10 AS relowner, 0 AS relfilenode, 0 AS reltablespace, \
                   0 AS relpages, -1 AS reltuples, 0 AS relallvisible, 0 AS reltoastrelid";
+    // A table, view or index is its table's owner's (`privileges.rs`); `postgres` (10) when
+    // the superuser made it.
+    let owned = common.replace(
+        "10 AS relowner",
+        &format!(
+            "coalesce((SELECT r.oid FROM {} AS o, {} AS r WHERE o.name = s.name \
+             AND r.name = o.owner), 10) AS relowner",
+            crate::privileges::OWNERS_TABLE,
+            crate::roles::ROLES_TABLE
+        ),
+    );
     let flags = "0 AS relisshared, 'p' AS relpersistence";
     let tail = "0 AS relhastriggers, 0 AS relhassubclass, 0 AS relrowsecurity, \
                 0 AS relforcerowsecurity, 1 AS relispopulated";
@@ -1055,7 +1080,7 @@ fn pg_class() -> String {
     );
     format!(
         "SELECT CAST(pg_relation_oid(s.name) AS oid) AS oid, s.name AS relname, \
-         2200 AS relnamespace, pg_relation_oid(s.name || '[type]') AS reltype, {common}, \
+         2200 AS relnamespace, pg_relation_oid(s.name || '[type]') AS reltype, {owned}, \
          CASE s.type WHEN 'table' THEN 2 ELSE 0 END AS relam, \
          s.type = 'table' AND EXISTS (SELECT 1 FROM pragma_index_list(s.name)) AS relhasindex, \
          {flags}, CASE s.type WHEN 'table' THEN 'r' ELSE 'v' END AS relkind, \
@@ -1064,7 +1089,7 @@ fn pg_class() -> String {
          CASE s.type WHEN 'table' THEN 'd' ELSE 'n' END AS relreplident, {end} \
          FROM sqlite_schema AS s WHERE s.type IN ('table', 'view') AND {USER_OBJECT} \
          UNION ALL \
-         SELECT CAST(pg_relation_oid({INDEX_NAME}) AS oid), {INDEX_NAME}, 2200, 0, {common}, 403, \
+         SELECT CAST(pg_relation_oid({INDEX_NAME}) AS oid), {INDEX_NAME}, 2200, 0, {owned}, 403, \
          0, {flags}, \
          'i', (SELECT count(*) FROM pragma_index_info(il.name)), 0, 0, {tail}, 'n', {end} \
          FROM sqlite_schema AS s, pragma_index_list(s.name) AS il \
@@ -1592,6 +1617,7 @@ fn catalog_expression(e: &Expr) -> Option<Expr> {
                 "pg_get_serial_sequence",
                 "obj_description",
                 "col_description",
+                "pg_get_userbyid",
                 "to_regclass",
                 "format_type",
             ]
@@ -1679,6 +1705,13 @@ fn catalog_expression(e: &Expr) -> Option<Expr> {
                 }
                 ("col_description", [oid, column]) => subquery(description_of(oid, column)),
                 ("format_type", [oid, typmod]) => format_type(oid, typmod),
+                // A role's name: the built-in ones, and those of the roles table.
+                ("pg_get_userbyid", [oid]) => subquery(format!(
+                    "SELECT CASE {oid} WHEN 10 THEN 'postgres' WHEN 6171 THEN 'pg_database_owner' \
+                     ELSE coalesce((SELECT _sqlkeeper_u.name FROM {} AS _sqlkeeper_u \
+                     WHERE _sqlkeeper_u.oid = {oid}), 'unknown (OID=' || {oid} || ')') END",
+                    crate::roles::ROLES_TABLE
+                )),
                 // The relation's oid, or NULL when there is none of that name (`public.` may
                 // lead it; an unquoted name is folded to lower case, a quoted one is exact).
                 ("to_regclass", [name]) => subquery(format!(

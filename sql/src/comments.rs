@@ -127,7 +127,17 @@ pub(crate) fn comment_sql(stmt: &Statement) -> Result<Vec<String>, SqlError> {
             quote(&colname)
         ),
     };
-    Ok(vec![check, change])
+    // Only the owner of a relation comments on it (an index: its table's owner).
+    let owned = format!(
+        "{}('own', coalesce((SELECT tbl_name FROM sqlite_schema WHERE name = {n}), {n}))",
+        crate::privileges::MAY_FUNCTION,
+        n = quote(&relname)
+    );
+    let owner = format!(
+        "SELECT {}",
+        crate::privileges::require(owned, &format!("must be owner of relation {relname}"))
+    );
+    Ok(vec![check, owner, change])
 }
 
 /// What a `DROP` or an `ALTER TABLE` that renames or drops (SQLite's own forms) does to

@@ -23,6 +23,7 @@ mod literals;
 pub mod numeric;
 mod params;
 mod plan;
+mod privileges;
 mod rebuild;
 mod rewrite;
 mod roles;
@@ -48,6 +49,10 @@ pub use enums::{ENUM_LABELS_TABLE, TYPES_TABLE, TYPES_TABLE_SQL};
 pub use error::{SqlError, SqlState};
 pub use literals::{Literal, LITERAL_PARAMS_MAX};
 pub use params::ParamType;
+pub use privileges::{
+    MAY_FUNCTION, MEMBERS_TABLE, OWNERS_TABLE, PRIVILEGES_TABLE, PRIVILEGES_TABLES_SQL, PUBLIC,
+    READ_ALL_DATA, ROLE_FUNCTION, WRITE_ALL_DATA,
+};
 pub use rebuild::{rebuild_create_table, retyped_column_triggers, AlterOp, REBUILD_TABLE_FUNCTION};
 pub use roles::{ROLES_TABLE, ROLES_TABLE_SQL, SUPERUSER};
 pub use session_values::SessionValue;

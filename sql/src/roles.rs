@@ -3,7 +3,8 @@
 //! node reads when a client logs in (SCRAM-SHA-256, `pgwire-server/src/auth.rs`). A password is
 //! stored as its SCRAM verifier, which the session makes with a random salt before the
 //! statement is replicated ([`crate::SessionValue::ScramVerifier`]): no password is in the log
-//! or the state. Privileges are not checked yet: every role may do everything.
+//! or the state. Who may create, change and drop roles is checked where the statement is
+//! applied (`_sqlkeeper_may`, `privileges.rs`).
 
 use sqlparser::ast::{
     AlterRoleOperation, CreateRole, Expr, ObjectName, ObjectType, Password, RoleOption, Statement,
@@ -243,10 +244,22 @@ fn create(cr: &CreateRole, created_user: bool) -> Result<(Vec<String>, Option<St
             quote(&format!("role \"{name}\" already exists"))
         )
     };
+    // A superuser creates any role, a role with CREATEROLE any but a superuser.
+    let allowed = crate::privileges::require(
+        crate::privileges::may(
+            if superuser == "1" {
+                "superuser"
+            } else {
+                "createrole"
+            },
+            "",
+        ),
+        "permission denied to create role",
+    );
     let sql = format!(
         "INSERT INTO {ROLES_TABLE} (name, oid, superuser, login, createrole, createdb, password) \
          SELECT {n}, pg_relation_oid({}), {superuser}, {login}, {createrole}, {createdb}, {} \
-         WHERE CASE WHEN {exists} THEN {on_exists} ELSE 1 END",
+         WHERE {allowed} AND CASE WHEN {exists} THEN {on_exists} ELSE 1 END",
         quote(&format!("role {name}")),
         password_sql(&password),
     );
@@ -265,6 +278,21 @@ fn existing(name: &str) -> String {
     )
 }
 
+/// Whether the entry's role may change role `name` (a row of the roles table is in scope):
+/// a superuser may change any role; a role with CREATEROLE any but a superuser (`what` is
+/// `createrole`); a role its own password (`what` is `self`).
+fn may_change(name: &str, what: &str, verb: &str) -> String {
+    use crate::privileges::may;
+    crate::privileges::require(
+        format!(
+            "{} AND (superuser = 0 OR {})",
+            may(what, name),
+            may("superuser", "")
+        ),
+        &format!("permission denied to {verb} role \"{name}\""),
+    )
+}
+
 fn alter(
     name: &str,
     operation: &AlterRoleOperation,
@@ -279,9 +307,10 @@ fn alter(
             let new = quote(&role_name.value);
             let sql = format!(
                 "UPDATE {ROLES_TABLE} SET name = CASE WHEN EXISTS (SELECT 1 FROM {ROLES_TABLE} \
-                 WHERE name = {new}) THEN pg_raise('42710', {}) ELSE {new} END WHERE {}",
+                 WHERE name = {new}) THEN pg_raise('42710', {}) ELSE {new} END WHERE {} AND {}",
                 quote(&format!("role \"{}\" already exists", role_name.value)),
-                existing(name)
+                existing(name),
+                may_change(name, "createrole", "alter"),
             );
             return Ok((vec![sql], None));
         }
@@ -310,6 +339,17 @@ fn alter(
     if sets.is_empty() {
         return Ok((Vec::new(), None));
     }
+    // A role may change its own password; SUPERUSER only a superuser gives or takes.
+    let what = if options
+        .iter()
+        .any(|o| matches!(o, RoleOption::SuperUser(_)))
+    {
+        "superuser"
+    } else if options.iter().all(|o| matches!(o, RoleOption::Password(_))) {
+        "self"
+    } else {
+        "createrole"
+    };
     let mut sql = Vec::new();
     if name == SUPERUSER {
         // The superuser has a row once something about it changes; what it does not say is
@@ -318,15 +358,20 @@ fn alter(
         // verifier, if there is one, goes in here too.)
         sql.push(format!(
             "INSERT OR IGNORE INTO {ROLES_TABLE} (name, oid, superuser, login, createrole, createdb, password) \
-             VALUES ({}, 10, 1, 1, 1, 1, {})",
+             SELECT {}, 10, 1, 1, 1, 1, {} WHERE {}",
             quote(SUPERUSER),
-            password_sql(&password)
+            password_sql(&password),
+            crate::privileges::require(
+                crate::privileges::may(what, SUPERUSER),
+                &format!("permission denied to alter role \"{SUPERUSER}\"")
+            )
         ));
     }
     sql.push(format!(
-        "UPDATE {ROLES_TABLE} SET {} WHERE {}",
+        "UPDATE {ROLES_TABLE} SET {} WHERE {} AND {}",
         sets.join(", "),
-        existing(name)
+        existing(name),
+        may_change(name, what, "alter")
     ));
     Ok((sql, password))
 }
@@ -344,13 +389,24 @@ fn drop(names: &[ObjectName], if_exists: bool) -> Result<Vec<String>, SqlError> 
                     ),
                 ));
             }
-            Ok(if if_exists {
-                format!("DELETE FROM {ROLES_TABLE} WHERE name = {}", quote(&name))
+            let mut sql = vec![if if_exists {
+                format!(
+                    "DELETE FROM {ROLES_TABLE} WHERE name = {} AND {}",
+                    quote(&name),
+                    may_change(&name, "createrole", "drop")
+                )
             } else {
-                format!("DELETE FROM {ROLES_TABLE} WHERE {}", existing(&name))
-            })
+                format!(
+                    "DELETE FROM {ROLES_TABLE} WHERE {} AND {}",
+                    existing(&name),
+                    may_change(&name, "createrole", "drop")
+                )
+            }];
+            sql.extend(crate::privileges::drop_role_sql(&name));
+            Ok(sql)
         })
-        .collect()
+        .collect::<Result<Vec<Vec<String>>, SqlError>>()
+        .map(|v| v.concat())
 }
 
 #[cfg(test)]

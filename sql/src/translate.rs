@@ -203,6 +203,11 @@ pub fn translate(query: &str) -> Result<Vec<Translated>, SqlError> {
         Some((q, users)) => (std::borrow::Cow::Owned(q), users),
         None => (std::borrow::Cow::Borrowed(query), Vec::new()),
     };
+    // `GRANT role TO role` is read as `GRANT ROLE role TO role`.
+    let query = match crate::privileges::role_grant_statements(query.as_ref()) {
+        Some(q) => std::borrow::Cow::Owned(q),
+        None => query,
+    };
     let query = query.as_ref();
     let dialect = PostgreSqlDialect {};
     let statements = Parser::new(&dialect)
@@ -660,6 +665,9 @@ fn translate_statement(stmt: Statement, created_user: bool) -> Result<Translated
     if let Some(t) = crate::roles::translate(&stmt, &original, created_user)? {
         return Ok(t);
     }
+    if let Some(t) = crate::privileges::translate(&stmt, &original)? {
+        return Ok(t);
+    }
     if matches!(stmt, Statement::Copy { .. }) {
         return translate_copy(&stmt, original);
     }
@@ -1049,6 +1057,7 @@ fn translate_statement(stmt: Statement, created_user: bool) -> Result<Translated
                 })
                 .collect();
             out.extend(crate::comments::maintenance(&stmt));
+            out.extend(crate::privileges::maintenance(&stmt));
             out
         }
         (_, Statement::Comment { .. }) => crate::comments::comment_sql(&stmt)?,
@@ -1096,6 +1105,7 @@ fn translate_statement(stmt: Statement, created_user: bool) -> Result<Translated
                     let mut out = native_alter_table(at, &table, &mut effect)?;
                     if effect == Effect::Plain {
                         out.extend(crate::comments::maintenance(&stmt));
+                        out.extend(crate::privileges::maintenance(&stmt));
                     }
                     out
                 }
@@ -1133,6 +1143,15 @@ fn translate_statement(stmt: Statement, created_user: bool) -> Result<Translated
         _ => vec![stmt.to_string()],
     };
     sqlite.splice(0..0, type_guards);
+    // A table or view a role that is not a superuser creates is that role's.
+    let created = match &stmt {
+        Statement::CreateTable(ct) => Some(&ct.name),
+        Statement::CreateView(v) => Some(&v.name),
+        _ => None,
+    };
+    if let Some(name) = created.and_then(|n| crate::comments::fold(n).pop()) {
+        sqlite.insert(0, crate::privileges::owner_sql(&name));
+    }
     Ok(Translated {
         kind,
         sqlite,
@@ -2483,16 +2502,18 @@ mod tests {
         let e = translate("CREATE TABLE a (m int[][])").unwrap_err();
         assert_eq!(e.sqlstate, "0A000");
         let t = one("CREATE TABLE a (i int[], v varchar(5)[])");
+        // After the statement that makes a role that is not a superuser its owner.
+        assert!(t.sqlite[0].starts_with("INSERT OR REPLACE INTO _sqlkeeper_owners"));
         assert!(
-            t.sqlite[0].contains(r#"i "INT[]" CHECK (_sqlkeeper_valid("i", 'int4[]', -1))"#),
+            t.sqlite[1].contains(r#"i "INT[]" CHECK (_sqlkeeper_valid("i", 'int4[]', -1))"#),
             "{}",
-            t.sqlite[0]
+            t.sqlite[1]
         );
         assert!(
-            t.sqlite[0]
+            t.sqlite[1]
                 .contains(r#"v "VARCHAR(5)[]" CHECK (_sqlkeeper_valid("v", 'varchar[]', 5))"#),
             "{}",
-            t.sqlite[0]
+            t.sqlite[1]
         );
         assert_eq!(
             one("SELECT ARRAY[1, 2] && a, 3 = ANY (a), 3 > ALL ('{1,2}'), 4 = ANY (ARRAY[4]) FROM t").sqlite,
@@ -2549,7 +2570,13 @@ mod tests {
             drop[2].starts_with("DELETE FROM _sqlkeeper_comments"),
             "{drop:?}"
         );
-        assert_eq!(drop.len(), 3);
+        // And their owners and grants (`privileges.rs`).
+        assert!(
+            drop[3].starts_with("DELETE FROM _sqlkeeper_owners")
+                && drop[4].starts_with("DELETE FROM _sqlkeeper_privileges"),
+            "{drop:?}"
+        );
+        assert_eq!(drop.len(), 5);
         assert_eq!(
             one("TRUNCATE a, b").sqlite,
             vec!["DELETE FROM a", "DELETE FROM b"]

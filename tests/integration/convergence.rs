@@ -141,16 +141,14 @@ fn build_log(seed: u64) -> Vec<Command> {
         header: Some(EntryHeader::current()),
         request_id: None,
         stamp: Stamp { unix_micros: 1_699_999_999_000_000, seed: 1 },
-        statements: translated("CREATE SEQUENCE shared_seq INCREMENT BY 3 START WITH 7"),
-    }, Command::Execute {
+        statements: translated("CREATE SEQUENCE shared_seq INCREMENT BY 3 START WITH 7"), role: None, }, Command::Execute {
         header: Some(EntryHeader::current()),
         request_id: None,
         stamp: Stamp { unix_micros: 1_700_000_000_000_000, seed: rng.next() },
         statements: translated(
             "CREATE TABLE base (id SERIAL PRIMARY KEY, k integer, v text, created_at text DEFAULT CURRENT_TIMESTAMP, \
              token text DEFAULT (gen_random_uuid()), r integer DEFAULT (CAST(random() * 1000 AS integer)))",
-        ),
-    }];
+        ), role: None, }];
     let mut clock = 1_700_000_000_000_000i64;
     let mut serials: Vec<u64> = Vec::new();
     while log.len() < ENTRIES {
@@ -178,6 +176,7 @@ fn build_log(seed: u64) -> Vec<Command> {
                 seed: rng.next(),
             },
             statements,
+            role: None,
         });
     }
     log

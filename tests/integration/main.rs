@@ -18,6 +18,7 @@ mod nemesis;
 mod netns;
 mod peers;
 mod poison;
+mod privileges;
 mod psql;
 mod rust_clients;
 mod single_node;

@@ -19,7 +19,7 @@ use crate::support::{eventually, TestCluster, WAIT};
 const SECRET: &str = "a3f1c9e07b5d42688e1f0a9c3b7d6e25-test-cluster";
 
 /// Wire version byte of the cluster protocol (`raft/src/rpc.rs`).
-const WIRE_VERSION: u8 = 6;
+const WIRE_VERSION: u8 = 7;
 
 /// A process that speaks the cluster protocol's framing by hand, knowing no secret.
 struct RawPeer {
@@ -83,7 +83,7 @@ fn forged_requests(to: u64) -> Vec<(&'static str, String)> {
     vec![
         (
             "ForwardWrite",
-            r#"{"ForwardWrite":{"request_id":{"origin":9,"serial":1},"proposal":{"Statements":[{"sql":"CREATE TABLE bypass (x)","params":[]}]}}}"#.to_string(),
+            r#"{"ForwardWrite":{"request_id":{"origin":9,"serial":1},"proposal":{"Statements":{"statements":[{"sql":"CREATE TABLE bypass (x)","params":[]}]}}}}"#.to_string(),
         ),
         (
             "Vote",

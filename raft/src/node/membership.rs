@@ -119,8 +119,14 @@ impl Node {
                     params: vec![Value::Integer(node_id as i64)],
                     effect: Default::default(),
                 };
-                self.propose_now(self.new_request_id(), Proposal::Statements(vec![stmt]))
-                    .await?;
+                self.propose_now(
+                    self.new_request_id(),
+                    Proposal::Statements {
+                        statements: vec![stmt],
+                        role: None,
+                    },
+                )
+                .await?;
                 let change = if membership.voter_ids().any(|v| v == node_id) {
                     ChangeMembers::RemoveVoters(BTreeSet::from([node_id]))
                 } else {

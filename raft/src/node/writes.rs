@@ -44,11 +44,12 @@ impl Node {
         proposal: Proposal,
     ) -> Result<(Outcome, LogIndex), RemoteError> {
         let command = match proposal {
-            Proposal::Statements(statements) => Command::Execute {
+            Proposal::Statements { statements, role } => Command::Execute {
                 header: Some(EntryHeader::current()),
                 request_id: Some(request_id),
                 stamp: self.stamp(request_id.serial),
                 statements,
+                role,
             },
             Proposal::Transaction(record) => Command::Transaction {
                 header: Some(EntryHeader::current()),
@@ -101,7 +102,18 @@ impl Node {
         statements: Vec<Statement>,
         timeout: Duration,
     ) -> Result<(Outcome, LogIndex), NodeError> {
-        self.write_proposal(Proposal::Statements(statements), timeout)
+        self.write_as(None, statements, timeout).await
+    }
+
+    /// [`Node::write`] of statements that run as `role` (`None`: a superuser): every replica
+    /// checks them against that role's privileges when it applies them.
+    pub async fn write_as(
+        &self,
+        role: Option<String>,
+        statements: Vec<Statement>,
+        timeout: Duration,
+    ) -> Result<(Outcome, LogIndex), NodeError> {
+        self.write_proposal(Proposal::Statements { statements, role }, timeout)
             .await
     }
 
