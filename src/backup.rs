@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use clap::Args;
 use futures::TryStreamExt;
+use tokio_rustls::rustls;
 
 /// `sqlkeeper backup`.
 #[derive(Args, Debug, Clone)]
@@ -26,6 +27,108 @@ pub struct BackupArgs {
     /// File holding the role's password (its first line); otherwise `PGPASSWORD`, if set.
     #[arg(long)]
     pub password_file: Option<PathBuf>,
+    /// TLS, as libpq's `sslmode`: `disable`; `prefer` (TLS if the node offers it) and `require`
+    /// (TLS or nothing), which check the node's certificate only with --sslrootcert; or
+    /// `verify-ca` and `verify-full`, which need --sslrootcert (both also check that the
+    /// certificate names the host).
+    #[arg(
+        long,
+        env = "PGSSLMODE",
+        default_value = "prefer",
+        value_parser = ["disable", "prefer", "require", "verify-ca", "verify-full"]
+    )]
+    pub sslmode: String,
+    /// CA certificates (PEM) the node's certificate must chain to.
+    #[arg(long, env = "PGSSLROOTCERT")]
+    pub sslrootcert: Option<PathBuf>,
+}
+
+/// A certificate verifier that accepts any certificate (libpq's `prefer` and `require`
+/// without a root certificate: encryption, not identity), and still checks that the server
+/// holds the certificate's key.
+#[derive(Debug)]
+struct AnyCertificate(std::sync::Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// The TLS connector `sslmode` and `sslrootcert` ask for; `None` for `disable`.
+fn tls_connector(
+    args: &BackupArgs,
+) -> anyhow::Result<Option<tokio_postgres_rustls::MakeRustlsConnect>> {
+    if args.sslmode == "disable" {
+        return Ok(None);
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .context("TLS")?;
+    let config = match &args.sslrootcert {
+        Some(file) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for c in sqlkeeper_raft::peer_tls::certificates(file)
+                .map_err(|e| anyhow::anyhow!("--sslrootcert: {e}"))?
+            {
+                roots.add(c).with_context(|| {
+                    format!("--sslrootcert {}: not a CA certificate", file.display())
+                })?;
+            }
+            builder.with_root_certificates(roots).with_no_client_auth()
+        }
+        None if args.sslmode.starts_with("verify") => {
+            bail!(
+                "--sslmode {} needs --sslrootcert (the CA certificates to verify the node with)",
+                args.sslmode
+            )
+        }
+        None => builder
+            .dangerous()
+            .with_custom_certificate_verifier(std::sync::Arc::new(AnyCertificate(provider)))
+            .with_no_client_auth(),
+    };
+    Ok(Some(tokio_postgres_rustls::MakeRustlsConnect::new(config)))
 }
 
 /// `sqlkeeper restore`.
@@ -72,11 +175,27 @@ pub async fn backup(args: BackupArgs) -> anyhow::Result<()> {
     if let Some(p) = password {
         config.password(p);
     }
-    let (client, connection) = config
-        .connect(tokio_postgres::NoTls)
-        .await
-        .with_context(|| format!("cannot connect to {}", args.pg_addr))?;
-    let connection = tokio::spawn(connection);
+    let connected = match tls_connector(&args)? {
+        None => {
+            config.ssl_mode(tokio_postgres::config::SslMode::Disable);
+            config
+                .connect(tokio_postgres::NoTls)
+                .await
+                .map(|(client, connection)| (client, tokio::spawn(connection)))
+        }
+        Some(tls) => {
+            config.ssl_mode(match args.sslmode.as_str() {
+                "prefer" => tokio_postgres::config::SslMode::Prefer,
+                _ => tokio_postgres::config::SslMode::Require,
+            });
+            config
+                .connect(tls)
+                .await
+                .map(|(client, connection)| (client, tokio::spawn(connection)))
+        }
+    };
+    let (client, connection) =
+        connected.with_context(|| format!("cannot connect to {}", args.pg_addr))?;
 
     let partial = PathBuf::from(format!("{}.partial", args.to.display()));
     let mut file = std::fs::File::create(&partial)

@@ -128,16 +128,8 @@ async fn login(
     user: &str,
     password: &str,
 ) -> Result<String, (String, String)> {
-    let mut config = tokio_postgres::Config::new();
-    config
-        .host(addr.ip().to_string())
-        .port(addr.port())
-        .user(user)
-        .dbname("postgres")
-        .password(password);
-    match config.connect(tokio_postgres::NoTls).await {
-        Ok((client, connection)) => {
-            tokio::spawn(connection);
+    match crate::support::connect_user(addr, user, Some(password)).await {
+        Ok(client) => {
             let row = client.query_one("SELECT current_user", &[]).await.unwrap();
             Ok(row.get(0))
         }

@@ -345,3 +345,94 @@ async fn restore_takes_any_sqlite_database_and_refuses_anything_else() {
         .collect();
     assert_eq!(names, ["disk", "tape", "card", "drum"]);
 }
+
+/// `sqlkeeper backup` over TLS, as libpq's `sslmode` says: a node started with
+/// `--tls-required` refuses a backup in clear and serves one over TLS (`prefer`, the default,
+/// and `require`); `verify-full` checks the certificate against `--sslrootcert` (another CA is
+/// refused) and needs one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backup_reaches_a_node_that_requires_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    crate::tls::ca(dir.path(), "other");
+    crate::tls::ca_and_server(dir.path(), "DNS:localhost,IP:127.0.0.1");
+    let password_file = dir.path().join("password");
+    std::fs::write(&password_file, format!("{PASSWORD}\n")).unwrap();
+    let file = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let data = tempfile::tempdir().unwrap();
+    let node = NodeProcess::start(
+        data.path(),
+        &[
+            "--superuser-password-file",
+            &file("password"),
+            "--tls-cert",
+            &file("server.pem"),
+            "--tls-key",
+            &file("server.key"),
+            "--tls-required",
+        ],
+    );
+    let pg = node.pg_addr.to_string();
+    let run_backup = |to: &str, tls: &[&str]| {
+        let mut args = vec![
+            "backup",
+            "--pg-addr",
+            &pg,
+            "--to",
+            to,
+            "--password-file",
+            password_file.to_str().unwrap(),
+        ];
+        args.extend_from_slice(tls);
+        run(&args)
+    };
+    let clear = run_backup(&file("clear.db"), &["--sslmode", "disable"]);
+    assert!(!clear.status.success());
+    assert!(
+        String::from_utf8_lossy(&clear.stderr).contains("no encryption"),
+        "{}",
+        String::from_utf8_lossy(&clear.stderr)
+    );
+    assert!(!dir.path().join("clear.db").exists());
+    for (name, tls) in [
+        ("prefer.db", vec![]),
+        ("require.db", vec!["--sslmode", "require"]),
+        (
+            "verified.db",
+            vec!["--sslmode", "verify-full", "--sslrootcert", &file("ca.pem")],
+        ),
+    ] {
+        let out = run_backup(&file(name), &tls);
+        assert!(
+            out.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let db = rusqlite::Connection::open(dir.path().join(name)).unwrap();
+        let check: String = db
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(check, "ok", "{name}");
+    }
+    let other = run_backup(
+        &file("other.db"),
+        &[
+            "--sslmode",
+            "verify-full",
+            "--sslrootcert",
+            &file("other.pem"),
+        ],
+    );
+    assert!(!other.status.success());
+    assert!(
+        String::from_utf8_lossy(&other.stderr).contains("certificate"),
+        "{}",
+        String::from_utf8_lossy(&other.stderr)
+    );
+    let unrooted = run_backup(&file("unrooted.db"), &["--sslmode", "verify-full"]);
+    assert!(!unrooted.status.success());
+    assert!(
+        String::from_utf8_lossy(&unrooted.stderr).contains("needs --sslrootcert"),
+        "{}",
+        String::from_utf8_lossy(&unrooted.stderr)
+    );
+}

@@ -277,3 +277,102 @@ async fn config_file_settings_yield_to_the_environment_and_to_flags() {
         assert_clean_failure(&out, needle);
     }
 }
+
+/// The command line of `deploy/statefulset.yaml` is one the binary runs: its three pods'
+/// commands, with their names mapped to loopback ports and their secrets to files, start a
+/// cluster whose nodes all become ready (`/ready`, the pods' readiness probe) and serve the
+/// superuser's password. No container runtime is needed to check the flags and their values.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_kubernetes_example_runs_a_cluster() {
+    let manifest = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/statefulset.yaml"),
+    )
+    .unwrap();
+    // `exec sqlkeeper start \` and its continuation lines.
+    let mut lines = manifest
+        .lines()
+        .map(str::trim)
+        .skip_while(|l| !l.starts_with("exec sqlkeeper start"));
+    let mut command = String::new();
+    for line in lines.by_ref() {
+        command.push_str(line.trim_end_matches('\\'));
+        command.push(' ');
+        if !line.ends_with('\\') {
+            break;
+        }
+    }
+    assert!(command.starts_with("exec sqlkeeper start "), "{command}");
+    let dir = tempfile::tempdir().unwrap();
+    let password = dir.path().join("password");
+    std::fs::write(&password, "k8s password\n").unwrap();
+    let secret = dir.path().join("peer-secret");
+    std::fs::write(&secret, format!("{}\n", "ab".repeat(32))).unwrap();
+    let raft: Vec<u16> = (0..3)
+        .map(|_| {
+            TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port()
+        })
+        .collect();
+    let mut nodes = Vec::new();
+    for ordinal in 0..3usize {
+        let mut args: Vec<String> = Vec::new();
+        let pod = command.replace("$((ordinal + 1))", &(ordinal + 1).to_string());
+        let words = pod.split_whitespace().map(|w| w.trim_matches('"'));
+        for w in words.skip(3) {
+            let mut w = w
+                .replace("$self:5433", "127.0.0.1:0")
+                .replace("$self:7433", &format!("127.0.0.1:{}", raft[ordinal]))
+                .replace("0.0.0.0:9090", "127.0.0.1:0")
+                .replace("/etc/sqlkeeper/password", password.to_str().unwrap())
+                .replace("/etc/sqlkeeper/peer-secret", secret.to_str().unwrap())
+                .replace(
+                    "/var/lib/sqlkeeper/data",
+                    dir.path().join(format!("data-{ordinal}")).to_str().unwrap(),
+                );
+            for (n, port) in raft.iter().enumerate() {
+                w = w.replace(
+                    &format!("sqlkeeper-{n}.sqlkeeper:7433"),
+                    &format!("127.0.0.1:{port}"),
+                );
+            }
+            assert!(!w.contains('$'), "an unmapped shell value in {w}");
+            args.push(w);
+        }
+        // The data directory is the process's own (`start_with` adds it again, as given).
+        let at = args.iter().position(|a| a == "--data-dir").unwrap();
+        let data = std::path::PathBuf::from(args.remove(at + 1));
+        args.remove(at);
+        let mut cmd = binary();
+        cmd.arg("start");
+        let extra: Vec<&str> = args.iter().map(String::as_str).collect();
+        nodes.push(NodeProcess::start_with(cmd, &data, &extra));
+    }
+    for (ordinal, node) in nodes.iter().enumerate() {
+        let http = crate::metrics::http_addr(node);
+        crate::support::eventually(
+            &format!("pod {ordinal} is ready"),
+            crate::support::WAIT,
+            || async move {
+                match crate::metrics::get(http, "/ready") {
+                    (200, _) => Ok(()),
+                    other => Err(other),
+                }
+            },
+        )
+        .await;
+        let client = crate::support::connect_as(node.pg_addr, Some("k8s password"))
+            .await
+            .unwrap();
+        client
+            .batch_execute("CREATE TABLE IF NOT EXISTS pods (n int PRIMARY KEY)")
+            .await
+            .unwrap();
+        client
+            .execute("INSERT INTO pods VALUES ($1)", &[&(ordinal as i32)])
+            .await
+            .unwrap();
+    }
+}

@@ -11,7 +11,7 @@ use crate::clients::{output_of, python, script_command};
 use crate::support::{eventually, NodeProcess, TestCluster, WAIT};
 
 /// The address node `p` serves its endpoint on, from its start-up line.
-fn http_addr(p: &NodeProcess) -> SocketAddr {
+pub(crate) fn http_addr(p: &NodeProcess) -> SocketAddr {
     let log = p.log.lock().unwrap();
     let line = log
         .iter()
@@ -25,7 +25,7 @@ fn http_addr(p: &NodeProcess) -> SocketAddr {
 }
 
 /// `GET path` over HTTP/1.0: the status code and the body.
-fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+pub(crate) fn get(addr: SocketAddr, path: &str) -> (u16, String) {
     let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();

@@ -7,22 +7,13 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::support::{eventually, TestCluster};
+use crate::support::{connect_user, eventually, TestCluster};
 
 const PASSWORD: &str = "superuser pw";
 
 /// A client of `addr` logged in as `user` with `password`.
 async fn client_as(addr: SocketAddr, user: &str, password: &str) -> tokio_postgres::Client {
-    let mut config = tokio_postgres::Config::new();
-    config
-        .host(addr.ip().to_string())
-        .port(addr.port())
-        .user(user)
-        .dbname("postgres")
-        .password(password);
-    let (client, connection) = config.connect(tokio_postgres::NoTls).await.unwrap();
-    tokio::spawn(connection);
-    client
+    connect_user(addr, user, Some(password)).await.unwrap()
 }
 
 /// The SQLSTATE `sql` fails with (`None`: it worked).
@@ -225,15 +216,9 @@ async fn owners_grants_and_predefined_roles_hold_on_every_node() {
         "app logs in on the follower",
         Duration::from_secs(20),
         || async {
-            let mut config = tokio_postgres::Config::new();
-            let addr = cluster.node(follower).pg_addr;
-            config
-                .host(addr.ip().to_string())
-                .port(addr.port())
-                .user("app")
-                .dbname("postgres")
-                .password("app pw");
-            config.connect(tokio_postgres::NoTls).await.map(|_| ())
+            connect_user(cluster.node(follower).pg_addr, "app", Some("app pw"))
+                .await
+                .map(|_| ())
         },
     )
     .await;

@@ -118,11 +118,20 @@ pub async fn connect_as(
     addr: SocketAddr,
     password: Option<&str>,
 ) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+    connect_user(addr, "postgres", password).await
+}
+
+/// A client of `addr` as `user` (database `postgres`), with `password` if given.
+pub async fn connect_user(
+    addr: SocketAddr,
+    user: &str,
+    password: Option<&str>,
+) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
     let mut config = tokio_postgres::Config::new();
     config
         .host(addr.ip().to_string())
         .port(addr.port())
-        .user("postgres")
+        .user(user)
         .dbname("postgres");
     if let Some(p) = password {
         config.password(p);
