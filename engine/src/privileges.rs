@@ -314,11 +314,15 @@ impl Rights {
 struct GuardState {
     /// The role statements run as; `None`: a superuser.
     role: Option<String>,
-    /// Its privileges, `None` for a superuser; what the connection's cached statements were
-    /// prepared with.
+    /// What [`Guard::decide`] checks against: the role's rights, `None` for a superuser.
     rights: Option<Arc<Rights>>,
-    /// [`GENERATION`] when `rights` were read (read connections only).
-    generation: u64,
+    /// The last rights read for a role that is not a superuser, and [`GENERATION`] then: kept
+    /// while the connection runs as the superuser between that role's statements.
+    loaded: Option<(Arc<Rights>, u64)>,
+    /// The rights every statement in the connection's cache was authorized for; `None` once a
+    /// statement may have been prepared unchecked (as the superuser, or for the engine's own
+    /// work), which a role that is not a superuser must not reuse.
+    prepared_for: Option<Arc<Rights>>,
     /// The first refusal since the statement began.
     denied: Option<String>,
 }
@@ -327,11 +331,16 @@ struct GuardState {
 #[derive(Default)]
 pub(crate) struct Guard {
     state: Mutex<GuardState>,
-    /// A row of a privilege table changed on this connection since the last commit
-    /// (its update hook).
+    /// A row of a privilege table changed on this connection and is not known to be
+    /// committed (its update hook sets it; the apply connection clears it when the batch
+    /// commits): until then the rights are read before every statement, as a rollback may
+    /// undo the change.
     pub(crate) touched: AtomicBool,
     /// Work of the engine's own (a table rebuild, resolving defaults): nothing is checked.
     suspended: AtomicBool,
+    /// The rights are being read: the statements that read them need no check and do not
+    /// count as prepared unchecked.
+    loading: AtomicBool,
 }
 
 impl Guard {
@@ -340,64 +349,67 @@ impl Guard {
     }
 
     /// The role the next statements run as. A superuser (`None`) is not checked from now on;
-    /// another role's privileges are read by the next [`Guard::prepare`].
+    /// another role's privileges are read (if they may have changed) by the next
+    /// [`Guard::prepare`].
     pub(crate) fn set_role(&self, role: Option<&str>) {
         let mut st = self.lock();
         if st.role.as_deref() != role {
             st.role = role.map(str::to_string);
-            st.generation = u64::MAX;
         }
         if role.is_none() {
             st.rights = None;
         }
     }
 
-    /// Reads the role's privileges before a statement: on a writer always (a statement
-    /// before may have changed them), on a read connection when the committed privileges
-    /// changed (`cached`). Drops the cached statements when the privileges differ from those
-    /// they were prepared with.
-    pub(crate) fn prepare(&self, conn: &Connection, cached: bool) -> rusqlite::Result<()> {
+    /// Makes the role's rights the ones statements are checked against, before a statement:
+    /// read again when they may have changed (another role; a committed change of the
+    /// privileges in this process; a change on this connection not yet committed; another
+    /// schema). Drops the connection's cached statements when they were not all authorized
+    /// for these rights.
+    pub(crate) fn prepare(&self, conn: &Connection) -> rusqlite::Result<()> {
         let generation = GENERATION.load(Ordering::SeqCst);
-        let (role, loaded_version) = {
+        let (role, candidate) = {
             let mut st = self.lock();
             st.denied = None;
-            match &st.role {
-                None => {
-                    st.rights = None;
-                    return Ok(());
-                }
-                Some(r) => (
-                    r.clone(),
-                    st.rights
-                        .as_ref()
-                        .filter(|_| cached && st.generation == generation)
-                        .map(|r| r.schema_version),
-                ),
-            }
+            let Some(role) = st.role.clone() else {
+                st.rights = None;
+                return Ok(());
+            };
+            let candidate = st
+                .loaded
+                .as_ref()
+                .filter(|(r, g)| r.role == role && *g == generation)
+                .map(|(r, _)| r.clone())
+                .filter(|_| !self.touched.load(Ordering::SeqCst));
+            (role, candidate)
         };
         // No lock is held while the connection prepares anything: preparing calls the
         // authorizer, which takes it.
-        self.suspended.store(true, Ordering::SeqCst);
-        let fresh = match loaded_version {
-            Some(v) => schema_version(conn).map(|now| now == v),
+        self.loading.store(true, Ordering::SeqCst);
+        let fresh = match &candidate {
+            Some(r) => schema_version(conn).map(|now| now == r.schema_version),
             None => Ok(false),
         };
-        let loaded = match fresh {
-            Ok(true) => Ok(None),
-            Ok(false) => Rights::load(conn, &role).map(Some),
+        let rights = match fresh {
+            Ok(true) => Ok(candidate),
+            Ok(false) => Rights::load(conn, &role).map(|r| r.map(Arc::new)),
             Err(e) => Err(e),
         };
-        self.suspended.store(false, Ordering::SeqCst);
-        let Some(rights) = loaded? else {
-            return Ok(());
-        };
-        let rights = rights.map(Arc::new);
+        self.loading.store(false, Ordering::SeqCst);
+        let rights = rights?;
         let mut st = self.lock();
-        if st.rights != rights {
-            conn.flush_prepared_statement_cache();
+        if let Some(r) = &rights {
+            st.loaded = Some((r.clone(), generation));
+            let same = st
+                .prepared_for
+                .as_ref()
+                .is_some_and(|p| Arc::ptr_eq(p, r) || **p == **r);
+            if !same {
+                conn.flush_prepared_statement_cache();
+                st.prepared_for = Some(r.clone());
+            }
         }
         st.rights = rights;
-        st.generation = generation;
         Ok(())
     }
 
@@ -411,14 +423,35 @@ impl Guard {
 
     /// The authorizer's answer.
     pub(crate) fn decide(&self, ctx: &AuthContext<'_>) -> Authorization {
-        if self.suspended.load(Ordering::Relaxed) {
+        if self.loading.load(Ordering::Relaxed) {
             return Authorization::Allow;
         }
+        // A statement that writes the privileges (also a `DELETE` without `WHERE`, which
+        // SQLite runs without calling the update hook).
+        if let AuthAction::Insert { table_name }
+        | AuthAction::Update { table_name, .. }
+        | AuthAction::Delete { table_name } = ctx.action
+        {
+            if is_privilege_table(table_name) {
+                self.touched.store(true, Ordering::SeqCst);
+            }
+        }
         let mut st = self.lock();
-        let Some(rights) = st.rights.as_ref() else {
+        let Some(rights) = st.rights.clone() else {
+            // Prepared as the superuser: a role must not reuse the statement.
+            st.prepared_for = None;
             return Authorization::Allow;
         };
-        match rights.refuse(ctx) {
+        let refused = rights.refuse(ctx);
+        if self.suspended.load(Ordering::Relaxed) {
+            // The engine's own work goes on; a statement that did what the role may not
+            // must not be reused for it.
+            if refused.is_some() {
+                st.prepared_for = None;
+            }
+            return Authorization::Allow;
+        }
+        match refused {
             None => Authorization::Allow,
             Some(why) => {
                 st.denied.get_or_insert(why);
@@ -609,9 +642,11 @@ mod tests {
             .is_none());
         assert_eq!(read(None, "SELECT y FROM v"), Ok(0));
         assert_eq!(read(Some("r"), "SELECT y FROM v"), Err("42501".into()));
-        assert!(apply(&mut sm, exec("DELETE FROM _sqlkeeper_privileges"))
-            .error
-            .is_none());
+        assert!(
+            apply(&mut sm, exec("DELETE FROM _sqlkeeper_privileges WHERE 1"))
+                .error
+                .is_none()
+        );
         assert_eq!(read(Some("r"), "SELECT x FROM t"), Err("42501".into()));
     }
 }

@@ -395,9 +395,7 @@ impl ReadView<'_> {
         stmt: &Statement,
     ) -> Result<StatementResult, ExecError> {
         self.guard.set_role(role);
-        self.guard
-            .prepare(self.conn, true)
-            .map_err(|e| sqlstate_of(&e))?;
+        self.guard.prepare(self.conn).map_err(|e| sqlstate_of(&e))?;
         let mut room = ResultRoom::new(crate::limits::READ_RESULT_BYTES_MAX);
         run(self.conn, stmt, None, &mut room).map_err(|e| match self.guard.take_denied() {
             Some(denied) => denied,

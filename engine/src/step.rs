@@ -238,7 +238,7 @@ pub(crate) fn run_statement(
     cells: &Cells,
 ) -> Result<StepResult, Stop> {
     cells.rowid_max.store(false, Ordering::SeqCst);
-    if let Err(e) = cells.guard.prepare(conn, false) {
+    if let Err(e) = cells.guard.prepare(conn) {
         return failed(conn, classify(e)?);
     }
     let stmt = match cells
