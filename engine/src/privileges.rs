@@ -75,6 +75,8 @@ pub(crate) struct Rights {
     tables: HashMap<String, u8>,
     /// Tables owned by the role or a role it is a member of (lower case).
     owned: HashSet<String>,
+    /// The role and the roles it is a member of, directly or through others.
+    member_of: HashSet<String>,
     /// The views of the database (lower case): a read through one is checked against the view.
     views: HashSet<String>,
     /// The tables and views of the database (lower case, and as named): what is checked.
@@ -126,11 +128,13 @@ impl Rights {
         let mut s = conn.prepare_cached(&format!("{roles} SELECT name FROM m"))?;
         let mut rows = s.query([role])?;
         while let Some(r) = rows.next()? {
-            match r.get_ref(0)?.as_str()? {
+            let name = r.get_ref(0)?.as_str()?;
+            match name {
                 sqlkeeper_sql::READ_ALL_DATA => rights.all |= SELECT,
                 sqlkeeper_sql::WRITE_ALL_DATA => rights.all |= INSERT | UPDATE | DELETE,
                 _ => {}
             }
+            rights.member_of.insert(name.to_string());
         }
         let mut s = conn.prepare_cached(&format!(
             "{roles} SELECT kind, name, privilege FROM {} WHERE grantee IN \
@@ -202,8 +206,9 @@ impl Rights {
             Value::Integer(oid) => self
                 .relations
                 .iter()
-                .find(|(_, named)| crate::catalogfuncs::relation_oid(named) == *oid)
-                .map(|(lower, _)| lower.clone()),
+                .filter(|(_, named)| crate::catalogfuncs::relation_oid(named) == *oid)
+                .map(|(lower, _)| lower.clone())
+                .min(),
             Value::Text(t) => {
                 let t = t.strip_prefix("public.").unwrap_or(t);
                 let name = match t.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
@@ -231,9 +236,10 @@ impl Rights {
                 "SELECT" => SELECT,
                 "INSERT" => INSERT,
                 "UPDATE" => UPDATE,
-                "DELETE" => DELETE,
-                // Held by the owner, never granted here.
-                "TRUNCATE" | "REFERENCES" | "TRIGGER" => 0,
+                // TRUNCATE runs as a DELETE here.
+                "DELETE" | "TRUNCATE" => DELETE,
+                // Held by the owner; granted, they change nothing here.
+                "REFERENCES" | "TRIGGER" => 0,
                 _ if p.ends_with("WITH GRANT OPTION") => continue,
                 _ => {
                     return Err(crate::error::raise(
@@ -254,6 +260,7 @@ impl Rights {
             "create" => self.create,
             "createrole" => self.createrole,
             "self" => self.createrole || self.role == name,
+            "member" => self.member_of.contains(name),
             _ => false,
         }
     }
@@ -270,13 +277,17 @@ impl Rights {
             }
         };
         // Statements of the engine's triggers (column checks, enum labels) run for the table
-        // they belong to; a view is read with the privileges on the view.
+        // they belong to (client SQL cannot name such a trigger or refer to a relation of that
+        // prefix). A read through a view needs SELECT on the view and on what it reads: the
+        // accessor SQLite names may also be a WITH query of the same name, so it never stands
+        // in for the table (PostgreSQL checks the tables against the view's owner instead).
         match ctx.accessor {
             Some(a) if is_internal(a) => return None,
             Some(a) if self.views.contains(&a.to_ascii_lowercase()) => {
-                return match ctx.action {
-                    AuthAction::Read { .. } => need(a, SELECT),
-                    _ => None,
+                if let AuthAction::Read { .. } = ctx.action {
+                    if let Some(refused) = need(a, SELECT) {
+                        return Some(refused);
+                    }
                 }
             }
             _ => {}

@@ -407,7 +407,16 @@ impl ReadView<'_> {
     /// the write's step budget, all of them together as its entry would. Returns 54000 if they
     /// go over it; any other error of a probe is ignored (the write itself will report it, or a
     /// table it creates is not there yet).
-    pub fn probe(&self, probes: &[Statement], vm_steps_max: u64) -> Result<(), ExecError> {
+    /// They run as the write's `role`: what it may not read is not read (the write itself is
+    /// refused when it is applied), so neither the answer nor its time tells anything of it.
+    pub fn probe(
+        &self,
+        role: Option<&str>,
+        probes: &[Statement],
+        vm_steps_max: u64,
+    ) -> Result<(), ExecError> {
+        self.guard.set_role(role);
+        self.guard.prepare(self.conn).map_err(|e| sqlstate_of(&e))?;
         let budget = Arc::new(crate::limits::Budget::default());
         budget.start_entry(vm_steps_max);
         for p in probes {
@@ -629,13 +638,13 @@ mod tests {
         let r = pool
             .read(
                 |_| {},
-                |v| Ok(v.probe(&[small.clone(), missing.clone()], 1_000_000)),
+                |v| Ok(v.probe(None, &[small.clone(), missing.clone()], 1_000_000)),
             )
             .unwrap();
         assert_eq!(r, Ok(()));
         let started = Instant::now();
         let r = pool
-            .read(|_| {}, |v| Ok(v.probe(&[small, endless], 1_000_000)))
+            .read(|_| {}, |v| Ok(v.probe(None, &[small, endless], 1_000_000)))
             .unwrap();
         assert_eq!(r.unwrap_err().sqlstate, "54000");
         assert!(started.elapsed() < Duration::from_secs(5));

@@ -697,8 +697,13 @@ impl BlockWriter {
                 cells.budget.restore(steps);
                 Done::Ran(r?)
             }
+            // Describing is not running: unchecked, as on a read connection (PostgreSQL checks
+            // privileges when a statement runs, not when it is parsed).
             Work::Describe(stmt) => Done::Described(
-                crate::exec::describe(conn, stmt).map_err(|e| crate::error::sqlstate_of(&e)),
+                cells
+                    .guard
+                    .unchecked(|| crate::exec::describe(conn, stmt))
+                    .map_err(|e| crate::error::sqlstate_of(&e)),
             ),
         };
         if let Done::Ran(_) = &done {

@@ -860,14 +860,14 @@ impl Session {
             };
             probes.extend(probe.map(|sql| Statement::plain(sql, params.clone())));
         }
-        if let Err(e) = self.node.probe(probes).await {
-            return (Vec::new(), Some(e.into()));
-        }
-        let notices = self.existence_notices(&batch).await;
         let role = match self.role().await {
             Ok(r) => r,
             Err(e) => return (Vec::new(), Some(e)),
         };
+        if let Err(e) = self.node.probe(role.clone(), probes).await {
+            return (Vec::new(), Some(e.into()));
+        }
+        let notices = self.existence_notices(&batch).await;
         let (outcome, index) = match self.node.write_as(role, statements, WRITE_TIMEOUT).await {
             Ok(o) => o,
             Err(e) => return (Vec::new(), Some(e.into())),

@@ -436,7 +436,7 @@ fn owner_to(table: &str, new_owner: &Owner) -> Result<Vec<String>, SqlError> {
         owns(table),
         role_exists(&owner),
         (
-            may("self", &owner),
+            format!("{} OR {}", may("member", &owner), may("superuser", "")),
             "42501",
             format!("must be able to SET ROLE \"{owner}\""),
         ),
@@ -607,8 +607,15 @@ fn membership_sql(
     }
     let mut checks: Vec<_> = roles.iter().map(|r| role_exists(r)).collect();
     checks.extend(members.iter().map(|m| role_exists(m)));
+    // CREATEROLE grants any role but a superuser one.
     checks.push((
-        may("createrole", ""),
+        format!(
+            "{} AND (NOT EXISTS (SELECT 1 FROM {ROLES_TABLE} WHERE superuser = 1 AND name IN \
+             (SELECT column1 FROM {})) OR {})",
+            may("createrole", ""),
+            values(&roles),
+            may("superuser", "")
+        ),
         "42501",
         format!(
             "permission denied to {} role \"{}\"",
@@ -649,18 +656,36 @@ fn granted_roles(privileges: &Privileges) -> Option<Vec<ObjectName>> {
 }
 
 /// What `DROP ROLE name` also removes: the role's grants and memberships. A role that still
-/// owns tables cannot be dropped (2BP01), as in PostgreSQL.
+/// owns tables cannot be dropped (2BP01), as in PostgreSQL. Each statement checks the caller
+/// may drop roles itself: with `IF EXISTS` and no such role, the role's own statement checks
+/// nothing.
 pub(crate) fn drop_role_sql(name: &str) -> Vec<String> {
     let n = quote(name);
+    let allowed = require(
+        may("createrole", ""),
+        &format!("permission denied to drop role \"{name}\""),
+    );
     vec![
         format!(
-            "DELETE FROM {OWNERS_TABLE} WHERE owner = {n} AND pg_raise('2BP01', {})",
+            "DELETE FROM {OWNERS_TABLE} WHERE owner = {n} AND {allowed} AND pg_raise('2BP01', {})",
             quote(&format!(
                 "role \"{name}\" cannot be dropped because some objects depend on it"
             ))
         ),
-        format!("DELETE FROM {PRIVILEGES_TABLE} WHERE grantee = {n}"),
-        format!("DELETE FROM {MEMBERS_TABLE} WHERE role = {n} OR member = {n}"),
+        format!("DELETE FROM {PRIVILEGES_TABLE} WHERE grantee = {n} AND {allowed}"),
+        format!("DELETE FROM {MEMBERS_TABLE} WHERE (role = {n} OR member = {n}) AND {allowed}"),
+    ]
+}
+
+/// What `ALTER ROLE old RENAME TO new` also changes: the grants, memberships and tables of the
+/// role follow it (after the role's own statement, which checks the caller may rename it).
+pub(crate) fn rename_role_sql(old: &str, new: &str) -> Vec<String> {
+    let (o, n) = (quote(old), quote(new));
+    vec![
+        format!("UPDATE {PRIVILEGES_TABLE} SET grantee = {n} WHERE grantee = {o}"),
+        format!("UPDATE {MEMBERS_TABLE} SET role = {n} WHERE role = {o}"),
+        format!("UPDATE {MEMBERS_TABLE} SET member = {n} WHERE member = {o}"),
+        format!("UPDATE {OWNERS_TABLE} SET owner = {n} WHERE owner = {o}"),
     ]
 }
 

@@ -113,7 +113,7 @@ pub(crate) fn translate(
             (sql, password, "CREATE ROLE")
         }
         Statement::AlterRole { name, operation } => {
-            let (sql, password) = alter(&name.value, operation)?;
+            let (sql, password) = alter(&ident(name), operation)?;
             (sql, password, "ALTER ROLE")
         }
         Statement::Drop {
@@ -151,12 +151,16 @@ fn new_name(name: &str) -> Result<(), SqlError> {
     Ok(())
 }
 
+/// An identifier naming a role, folded as [`single_name`] folds.
+fn ident(i: &sqlparser::ast::Ident) -> String {
+    single_name(&ObjectName::from(vec![i.clone()])).unwrap_or_default()
+}
+
+/// A role's name: folded to lower case unless quoted, as PostgreSQL folds identifiers (and as
+/// `GRANT … TO name` names it).
 fn single_name(n: &ObjectName) -> Result<String, SqlError> {
     match n.0.as_slice() {
-        [part] => Ok(part
-            .as_ident()
-            .map(|i| i.value.clone())
-            .unwrap_or_else(|| part.to_string())),
+        [_] => Ok(crate::comments::fold(n).concat()),
         _ => Err(error("42601", format!("syntax error at or near \"{n}\""))),
     }
 }
@@ -303,16 +307,19 @@ fn alter(
             if BUILT_IN_ROLES.contains(&name) {
                 return Err(error("0A000", format!("cannot rename role \"{name}\"")));
             }
-            new_name(&role_name.value)?;
-            let new = quote(&role_name.value);
+            let new_role = ident(role_name);
+            new_name(&new_role)?;
+            let new = quote(&new_role);
             let sql = format!(
                 "UPDATE {ROLES_TABLE} SET name = CASE WHEN EXISTS (SELECT 1 FROM {ROLES_TABLE} \
                  WHERE name = {new}) THEN pg_raise('42710', {}) ELSE {new} END WHERE {} AND {}",
-                quote(&format!("role \"{}\" already exists", role_name.value)),
+                quote(&format!("role \"{new_role}\" already exists")),
                 existing(name),
                 may_change(name, "createrole", "alter"),
             );
-            return Ok((vec![sql], None));
+            let mut sql = vec![sql];
+            sql.extend(crate::privileges::rename_role_sql(name, &new_role));
+            return Ok((sql, None));
         }
         _ => return Err(unsupported("ALTER ROLE SET and RESET")),
     };
@@ -381,13 +388,16 @@ fn drop(names: &[ObjectName], if_exists: bool) -> Result<Vec<String>, SqlError> 
         .iter()
         .map(|n| {
             let name = single_name(n)?;
-            if BUILT_IN_ROLES.contains(&name.as_str()) {
+            if BUILT_IN_ROLES.contains(&name.as_str()) || name.starts_with("pg_") {
                 return Err(error(
                     "2BP01",
                     format!(
                         "cannot drop role {name} because it is required by the database system"
                     ),
                 ));
+            }
+            if name == crate::privileges::PUBLIC {
+                return Err(error("42939", format!("role name \"{name}\" is reserved")));
             }
             let mut sql = vec![if if_exists {
                 format!(

@@ -125,6 +125,9 @@ async fn a_read_only_role_reads_and_every_write_is_refused_on_leader_and_followe
             "ALTER ROLE reader SUPERUSER",
             "DROP ROLE reader",
             "SELECT sqlkeeper.state_hash()",
+            // A WITH query named as a view the role may read is no way around the table.
+            "WITH item_names AS (SELECT k AS name FROM secrets) SELECT * FROM item_names",
+            "WITH item_names AS (SELECT k FROM secrets) INSERT INTO items (name) SELECT * FROM item_names",
         ] {
             assert_eq!(
                 sqlstate(&reader, sql).await.as_deref(),
@@ -132,6 +135,18 @@ async fn a_read_only_role_reads_and_every_write_is_refused_on_leader_and_followe
                 "{sql} on node {id}"
             );
             let _ = reader.batch_execute("ROLLBACK").await;
+        }
+        // The roles that come with the system, and PUBLIC, cannot be dropped (nor their
+        // grants with them).
+        for (sql, sqlstate_expected) in [
+            ("DROP ROLE IF EXISTS public", "42939"),
+            ("DROP ROLE IF EXISTS pg_read_all_data", "2BP01"),
+        ] {
+            assert_eq!(
+                sqlstate(&reader, sql).await.as_deref(),
+                Some(sqlstate_expected),
+                "{sql}"
+            );
         }
         // Through a prepared statement (the extended protocol), in a block.
         let insert = reader
@@ -342,5 +357,34 @@ async fn owners_grants_and_predefined_roles_hold_on_every_node() {
         .map(|r| r.get(0))
         .collect();
     assert_eq!(members, vec!["pg_write_all_data".to_string()]);
+    // A view reads with the privileges on what it reads: creating one over a table is no way
+    // to read it.
+    admin
+        .batch_execute("GRANT CREATE ON SCHEMA public TO viewer")
+        .await
+        .unwrap();
+    eventually(
+        "the viewer makes a view",
+        Duration::from_secs(20),
+        || async {
+            sqlstate(&viewer, "CREATE VIEW peek AS SELECT n FROM notes")
+                .await
+                .map_or(Ok(()), Err)
+        },
+    )
+    .await;
+    assert_eq!(count(&viewer, "peek").await, Err("42501".into()));
+    // A renamed role keeps its grants and tables; role names fold to lower case as in
+    // PostgreSQL.
+    admin
+        .batch_execute("ALTER ROLE viewer RENAME TO Watcher; GRANT SELECT ON notes TO WATCHER")
+        .await
+        .unwrap();
+    until_count(&cluster, leader, "watcher", "viewer pw", "notes", Ok(1)).await;
+    until_count(&cluster, leader, "watcher", "viewer pw", "tasks", Ok(0)).await;
+    assert_eq!(
+        sqlstate(&admin, "DROP ROLE watcher").await.as_deref(),
+        Some("2BP01")
+    );
     cluster.assert_state_hashes_equal().await;
 }

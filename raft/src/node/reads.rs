@@ -35,13 +35,19 @@ impl Node {
     /// Runs the probes of a write (`sqlkeeper_sql::Translated::probe`) on a local read
     /// connection with the entry's step budget: 54000 if the write's reading alone would go
     /// over it, so a hopeless write is refused before it reaches the log.
-    pub async fn probe(&self, probes: Vec<Statement>) -> Result<(), NodeError> {
+    /// The probes run as `role`, the write's (`None`: a superuser).
+    pub async fn probe(
+        &self,
+        role: Option<String>,
+        probes: Vec<Statement>,
+    ) -> Result<(), NodeError> {
         if probes.is_empty() {
             return Ok(());
         }
         let steps = EntryHeader::current().vm_steps_max;
         self.read(INTERNAL_READ_TIMEOUT, move |v| {
-            v.probe(&probes, steps).map_err(EngineError::from)
+            v.probe(role.as_deref(), &probes, steps)
+                .map_err(EngineError::from)
         })
         .await
     }
