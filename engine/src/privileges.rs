@@ -29,7 +29,7 @@ const UPDATE: u8 = 4;
 const DELETE: u8 = 8;
 
 /// Changes to the privilege tables committed by this process's apply connections (or a
-/// snapshot installed): a read connection reloads a role's privileges when it moved.
+/// snapshot installed): a connection reads a role's rights again when it moved.
 static GENERATION: AtomicU64 = AtomicU64::new(0);
 
 /// Marks the privileges as changed for every read connection of this process.
@@ -77,7 +77,8 @@ pub(crate) struct Rights {
     owned: HashSet<String>,
     /// The role and the roles it is a member of, directly or through others.
     member_of: HashSet<String>,
-    /// The views of the database (lower case): a read through one is checked against the view.
+    /// The views of the database (lower case): a read through one needs SELECT on the view
+    /// too.
     views: HashSet<String>,
     /// The tables and views of the database (lower case, and as named): what is checked.
     /// Other names an authorizer sees are SQLite's table-valued functions

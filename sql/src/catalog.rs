@@ -1049,6 +1049,38 @@ fn pg_roles() -> String {
     )
 }
 
+/// The access privileges of the table named by the SQL expression `table`, as PostgreSQL
+/// prints an `aclitem[]` (`{owner=arwdDxt/owner,reader=r/owner,=r/owner}`; `=` alone is
+/// PUBLIC), from the grants `GRANT` keeps (`privileges.rs`); NULL, PostgreSQL's "the default"
+/// (the owner's), for a table nothing was granted on.
+fn relacl(table: &str) -> String {
+    let owner = format!(
+        "coalesce((SELECT o.owner FROM {} AS o WHERE o.name = {table}), 'postgres')",
+        crate::privileges::OWNERS_TABLE
+    );
+    let letters: String = [
+        ("INSERT", "a"),
+        ("SELECT", "r"),
+        ("UPDATE", "w"),
+        ("DELETE", "d"),
+        ("TRUNCATE", "D"),
+        ("REFERENCES", "x"),
+        ("TRIGGER", "t"),
+    ]
+    .iter()
+    .map(|(p, l)| format!("CASE WHEN max(g.privilege = '{p}') THEN '{l}' ELSE '' END"))
+    .collect::<Vec<_>>()
+    .join(" || ");
+    format!(
+        "(SELECT '{{' || {owner} || '=arwdDxt/' || {owner} || ',' \
+         || group_concat(a.item, ',') || '}}' FROM (SELECT \
+         CASE g.grantee WHEN 'public' THEN '' ELSE g.grantee END || '=' || {letters} || '/' \
+         || {owner} AS item FROM {} AS g WHERE g.kind = 'table' AND g.name = {table} \
+         GROUP BY g.grantee ORDER BY g.grantee) AS a HAVING count(*) > 0)",
+        crate::privileges::PRIVILEGES_TABLE
+    )
+}
+
 /// Tables and views, the indexes of every table (those of its constraints under PostgreSQL's
 /// names), and sequences.
 fn pg_class() -> String {
@@ -1069,6 +1101,7 @@ fn pg_class() -> String {
     let tail = "0 AS relhastriggers, 0 AS relhassubclass, 0 AS relrowsecurity, \
                 0 AS relforcerowsecurity, 1 AS relispopulated";
     let end = "0 AS relispartition, 0 AS relrewrite, NULL AS relacl, NULL AS reloptions";
+    let table_end = end.replace("NULL AS relacl", &format!("{} AS relacl", relacl("s.name")));
     // PostgreSQL keeps foreign keys with triggers on both tables, and psql lists a table's
     // foreign keys (and those referencing it) only when it has triggers.
     let triggers = format!(
@@ -1086,7 +1119,7 @@ fn pg_class() -> String {
          {flags}, CASE s.type WHEN 'table' THEN 'r' ELSE 'v' END AS relkind, \
          (SELECT count(*) FROM pragma_table_xinfo(s.name) AS x WHERE x.hidden = 0) AS relnatts, \
          (SELECT json_array_length(sqlkeeper_check_constraints(s.sql))) AS relchecks, s.type = 'view' AS relhasrules, {triggers}, \
-         CASE s.type WHEN 'table' THEN 'd' ELSE 'n' END AS relreplident, {end} \
+         CASE s.type WHEN 'table' THEN 'd' ELSE 'n' END AS relreplident, {table_end} \
          FROM sqlite_schema AS s WHERE s.type IN ('table', 'view') AND {USER_OBJECT} \
          UNION ALL \
          SELECT CAST(pg_relation_oid({INDEX_NAME}) AS oid), {INDEX_NAME}, 2200, 0, {owned}, 403, \

@@ -381,6 +381,34 @@ async fn owners_grants_and_predefined_roles_hold_on_every_node() {
         .await
         .unwrap();
     until_count(&cluster, leader, "watcher", "viewer pw", "notes", Ok(1)).await;
+    // The grants as psql's `\dp` shows them (`pg_class.relacl`), PUBLIC's (from ALL TABLES
+    // IN SCHEMA public) as `=r`.
+    let acl: Vec<(String, Option<String>)> = admin
+        .query(
+            "SELECT relname::text, array_to_string(relacl, ',') FROM pg_class \
+             WHERE relname IN ('notes', 'tasks', 'peek') ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(
+        acl,
+        vec![
+            (
+                "notes".to_string(),
+                Some("postgres=arwdDxt/postgres,watcher=r/postgres".to_string())
+            ),
+            // Nothing granted on it: NULL, PostgreSQL's "the owner's".
+            ("peek".to_string(), None),
+            (
+                "tasks".to_string(),
+                Some("watcher=arwdDxt/watcher,=r/watcher".to_string())
+            ),
+        ]
+    );
     until_count(&cluster, leader, "watcher", "viewer pw", "tasks", Ok(0)).await;
     assert_eq!(
         sqlstate(&admin, "DROP ROLE watcher").await.as_deref(),
