@@ -569,8 +569,11 @@ pub(crate) fn install(conn: &Connection) -> rusqlite::Result<()> {
             Ok(ctx.get::<Option<i64>>(0)?.map(|_| true))
         })?;
     }
-    // Every session is the superuser `postgres` until roles exist: every privilege is held
-    // (also on objects that do not exist, which PostgreSQL answers with 42P01).
+    // Privileges on sequences, schemas, databases and columns are not kept: every one is held
+    // (also on objects that do not exist, which PostgreSQL answers with 42P01). The
+    // connections that run client statements replace `has_table_privilege` and
+    // `has_schema_privilege(schema, privilege)` with the session's role's answers
+    // (`privileges::install`); these stay for the others (the introspection database).
     for (name, n) in [
         ("has_table_privilege", 2),
         ("has_table_privilege", 3),
