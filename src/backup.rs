@@ -94,13 +94,9 @@ impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
     }
 }
 
-/// The TLS connector `sslmode` and `sslrootcert` ask for; `None` for `disable`.
-fn tls_connector(
-    args: &BackupArgs,
-) -> anyhow::Result<Option<tokio_postgres_rustls::MakeRustlsConnect>> {
-    if args.sslmode == "disable" {
-        return Ok(None);
-    }
+/// The TLS connector `sslmode` and `sslrootcert` ask for (with `disable`, tokio-postgres
+/// never uses it).
+fn tls_connector(args: &BackupArgs) -> anyhow::Result<tokio_postgres_rustls::MakeRustlsConnect> {
     let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -128,7 +124,7 @@ fn tls_connector(
             .with_custom_certificate_verifier(std::sync::Arc::new(AnyCertificate(provider)))
             .with_no_client_auth(),
     };
-    Ok(Some(tokio_postgres_rustls::MakeRustlsConnect::new(config)))
+    Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
 }
 
 /// `sqlkeeper restore`.
@@ -175,27 +171,16 @@ pub async fn backup(args: BackupArgs) -> anyhow::Result<()> {
     if let Some(p) = password {
         config.password(p);
     }
-    let connected = match tls_connector(&args)? {
-        None => {
-            config.ssl_mode(tokio_postgres::config::SslMode::Disable);
-            config
-                .connect(tokio_postgres::NoTls)
-                .await
-                .map(|(client, connection)| (client, tokio::spawn(connection)))
-        }
-        Some(tls) => {
-            config.ssl_mode(match args.sslmode.as_str() {
-                "prefer" => tokio_postgres::config::SslMode::Prefer,
-                _ => tokio_postgres::config::SslMode::Require,
-            });
-            config
-                .connect(tls)
-                .await
-                .map(|(client, connection)| (client, tokio::spawn(connection)))
-        }
-    };
-    let (client, connection) =
-        connected.with_context(|| format!("cannot connect to {}", args.pg_addr))?;
+    config.ssl_mode(match args.sslmode.as_str() {
+        "disable" => tokio_postgres::config::SslMode::Disable,
+        "prefer" => tokio_postgres::config::SslMode::Prefer,
+        _ => tokio_postgres::config::SslMode::Require,
+    });
+    let (client, connection) = config
+        .connect(tls_connector(&args)?)
+        .await
+        .with_context(|| format!("cannot connect to {}", args.pg_addr))?;
+    let connection = tokio::spawn(connection);
 
     let partial = PathBuf::from(format!("{}.partial", args.to.display()));
     let mut file = std::fs::File::create(&partial)

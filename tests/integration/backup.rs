@@ -50,16 +50,6 @@ fn file_hash(path: &Path) -> String {
     hex(&sqlkeeper_engine::state_hash(&conn).unwrap())
 }
 
-/// A port that was free a moment ago: the restored node's Raft address is recorded in its
-/// membership, so it cannot be port 0.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 async fn hash_of(addr: std::net::SocketAddr) -> Result<String, String> {
     let c = connect_as(addr, Some(PASSWORD))
         .await
@@ -182,7 +172,7 @@ async fn a_backup_taken_under_writes_restores_to_the_same_state() {
     // A new cluster from it: node 1 restored, nodes 2 and 3 join and receive it.
     let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     let restored_dir = dirs[0].path().join("data");
-    let raft = format!("127.0.0.1:{}", free_port());
+    let raft = format!("127.0.0.1:{}", crate::support::free_port());
     let out = run(&[
         "restore",
         "--from",
@@ -309,7 +299,7 @@ async fn restore_takes_any_sqlite_database_and_refuses_anything_else() {
         )
         .unwrap();
     }
-    let raft = format!("127.0.0.1:{}", free_port());
+    let raft = format!("127.0.0.1:{}", crate::support::free_port());
     let out = run(&[
         "restore",
         "--from",

@@ -307,15 +307,7 @@ async fn the_kubernetes_example_runs_a_cluster() {
     std::fs::write(&password, "k8s password\n").unwrap();
     let secret = dir.path().join("peer-secret");
     std::fs::write(&secret, format!("{}\n", "ab".repeat(32))).unwrap();
-    let raft: Vec<u16> = (0..3)
-        .map(|_| {
-            TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port()
-        })
-        .collect();
+    let raft: Vec<u16> = (0..3).map(|_| crate::support::free_port()).collect();
     let mut nodes = Vec::new();
     for ordinal in 0..3usize {
         let mut args: Vec<String> = Vec::new();

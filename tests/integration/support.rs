@@ -109,6 +109,16 @@ impl TestNode {
     }
 }
 
+/// A loopback port that was free a moment ago, for an address that cannot be port 0 (a Raft
+/// address recorded in a membership or an `--initial-cluster`).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 pub async fn connect(addr: SocketAddr) -> tokio_postgres::Client {
     connect_as(addr, None).await.unwrap()
 }
